@@ -1,0 +1,495 @@
+"""The canary plan (SPEC §2): one TOML file describing one run.
+
+``load_plan`` returns a frozen ``Plan`` or raises ``PlanError`` carrying one clear message per
+problem: which key, what is wrong, what is allowed. The password is never in the file; it comes
+from an environment variable the plan names, or from a MySQL option file.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from engine.identifiers import IdentifierError, check_identifier, check_slug
+
+ROLES = ("canary_lead", "dba", "sre", "developer")
+DEFAULT_OFF_PEAK = "22:00-06:00"
+DEFAULT_UTC_OFFSET = "+07:00"
+_SECRET_KEYS = {"password", "passwd", "pass", "secret", "token"}
+
+
+class PlanError(ValueError):
+    """A plan that cannot be used. ``problems`` holds one message per problem."""
+
+    def __init__(self, problems: list[str], source: str = "plan"):
+        self.problems = problems
+        self.source = source
+        super().__init__(f"{source}: " + "; ".join(problems))
+
+    def render(self) -> str:
+        lines = [f"The plan {self.source} cannot be used ({len(self.problems)} problem(s)):"]
+        lines += [f"  - {p}" for p in self.problems]
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class TLS:
+    ca: str | None = None
+    cert: str | None = None
+    key: str | None = None
+    verify_identity: bool = False
+
+
+@dataclass(frozen=True)
+class ConnectionProfile:
+    id: str
+    host: str = "127.0.0.1"
+    port: int = 3306
+    user: str = "root"
+    database: str = ""
+    socket: str | None = None
+    password_env: str | None = None
+    option_file: str | None = None
+    option_group: str = "client"
+    tls: TLS | None = None
+
+    def password(self) -> str | None:
+        """The password from the named environment variable, or None (option file / none)."""
+        if self.password_env:
+            return os.environ.get(self.password_env)
+        return None
+
+    def describe(self) -> str:
+        """Where this profile points, with no secret in it."""
+        where = self.socket or f"{self.host}:{self.port}"
+        return f"{self.user}@{where}/{self.database}"
+
+
+@dataclass(frozen=True)
+class IndexColumn:
+    name: str
+    prefix: int | None = None
+
+
+@dataclass(frozen=True)
+class Change:
+    table: str
+    index: str
+    columns: tuple[IndexColumn, ...]
+    action: str = "ADD_INDEX"
+    query_digests: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Person:
+    name: str
+    roles: tuple[str, ...]
+    unix_user: str | None = None
+    contact: str = ""
+
+
+@dataclass(frozen=True)
+class OffPeakWindow:
+    start: time
+    end: time
+    utc_offset: timedelta
+
+    def contains(self, utc_now: datetime) -> bool:
+        local = (utc_now + self.utc_offset).time()
+        if self.start < self.end:
+            return self.start <= local < self.end
+        return local >= self.start or local < self.end
+
+    def describe(self) -> str:
+        sign = "+" if self.utc_offset >= timedelta(0) else "-"
+        minutes = abs(int(self.utc_offset.total_seconds())) // 60
+        return (
+            f"{self.start:%H:%M}-{self.end:%H:%M} UTC{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+        )
+
+
+@dataclass(frozen=True)
+class ExecutorOptions:
+    mode: str = "canary"  # canary: the executor never drops an index on its own
+    auto_rollback: bool = False
+    lock_wait_timeout: int = 5
+    lease_seconds: float = 30.0
+    baseline_window_seconds: float = 300.0  # runbook step 2: five minutes of baseline
+    verify_window_seconds: float = 300.0
+    kill_poll_seconds: float = 0.05
+    cooldown_seconds: float = 120.0
+
+
+@dataclass(frozen=True)
+class Plan:
+    tenant: str
+    connection: ConnectionProfile
+    change: Change
+    people: tuple[Person, ...] = ()
+    replica: ConnectionProfile | None = None
+    off_peak: OffPeakWindow = field(
+        default_factory=lambda: _parse_window(DEFAULT_OFF_PEAK, DEFAULT_UTC_OFFSET, [])
+    )
+    prometheus_url: str | None = None
+    kill_switch_api_url: str | None = None
+    kill_switch_api_token_env: str | None = None
+    webhook_url: str | None = None
+    store_url: str | None = None
+    thresholds: dict[str, Any] = field(default_factory=dict)
+    executor: ExecutorOptions = field(default_factory=ExecutorOptions)
+    source: str = "<memory>"
+
+    @property
+    def schema(self) -> str:
+        return self.connection.database
+
+    def people_for_user(self, unix_user: str) -> list[Person]:
+        return [p for p in self.people if (p.unix_user or p.name) == unix_user]
+
+    def roles_of(self, unix_user: str) -> set[str]:
+        return {r for p in self.people_for_user(unix_user) for r in p.roles}
+
+
+# --- loading --------------------------------------------------------------------------------
+
+
+def load_plan(path: str | os.PathLike[str]) -> Plan:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PlanError([f"file not found: {p}. Give the path of a canary plan (TOML)."], str(p)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PlanError([f"cannot read {p}: {exc}"], str(p)) from None
+    return parse_plan(text, source=str(p))
+
+
+def parse_plan(text: str, source: str = "<memory>") -> Plan:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise PlanError([f"not valid TOML: {exc}"], source) from None
+    return plan_from_dict(data, source)
+
+
+def plan_from_dict(data: dict[str, Any], source: str = "<memory>") -> Plan:
+    problems: list[str] = []
+    _reject_secrets(data, "", problems)
+    known = {
+        "tenant", "connection", "replica", "change", "people", "window", "integrations",
+        "store_url", "thresholds", "executor",
+    }
+    for key in data:
+        if key not in known:
+            problems.append(f"unknown key '{key}': allowed top-level keys are {', '.join(sorted(known))}")
+
+    tenant = _slug(data, "tenant", "tenant", problems, required=True)
+    connection = _connection(data.get("connection"), "connection", problems, required=True)
+    replica = _connection(data.get("replica"), "replica", problems, required=False)
+    change = _change(data.get("change"), problems)
+    people = _people(data.get("people", []), problems)
+    window_tbl = _table(data.get("window", {}), "window", problems)
+    off_peak = _parse_window(
+        str(window_tbl.get("off_peak", DEFAULT_OFF_PEAK)),
+        str(window_tbl.get("utc_offset", DEFAULT_UTC_OFFSET)),
+        problems,
+    )
+    integ = _table(data.get("integrations", {}), "integrations", problems)
+    for key in integ:
+        if key not in {"prometheus_url", "kill_switch_api_url", "kill_switch_api_token_env", "webhook_url"}:
+            problems.append(
+                f"unknown key 'integrations.{key}': allowed are prometheus_url, kill_switch_api_url, "
+                "kill_switch_api_token_env, webhook_url"
+            )
+    urls = {k: _url(integ, k, problems) for k in ("prometheus_url", "kill_switch_api_url", "webhook_url")}
+    token_env = _env_name(integ, "kill_switch_api_token_env", "integrations", problems)
+    store_url = data.get("store_url")
+    if store_url is not None and not isinstance(store_url, str):
+        problems.append("store_url must be a string such as 'sqlite:////path/store.db' or 'postgresql://…'")
+        store_url = None
+    thresholds = _table(data.get("thresholds", {}), "thresholds", problems)
+    executor = _executor(data.get("executor", {}), problems)
+
+    if problems:
+        raise PlanError(problems, source)
+    assert tenant and connection and change  # guaranteed when there are no problems
+    return Plan(
+        tenant=tenant, connection=connection, change=change, people=tuple(people), replica=replica,
+        off_peak=off_peak, prometheus_url=urls["prometheus_url"],
+        kill_switch_api_url=urls["kill_switch_api_url"], kill_switch_api_token_env=token_env,
+        webhook_url=urls["webhook_url"], store_url=store_url, thresholds=dict(thresholds),
+        executor=executor, source=source,
+    )
+
+
+def _reject_secrets(node: Any, path: str, problems: list[str]) -> None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            where = f"{path}.{key}" if path else str(key)
+            if str(key).lower() in _SECRET_KEYS:
+                problems.append(
+                    f"'{where}': a password or secret never goes in the plan file; name an environment "
+                    "variable with password_env, or use option_file (e.g. ~/.my.cnf)"
+                )
+            else:
+                _reject_secrets(value, where, problems)
+    elif isinstance(node, list):
+        for i, item in enumerate(node):
+            _reject_secrets(item, f"{path}[{i}]", problems)
+
+
+def _table(value: Any, where: str, problems: list[str]) -> dict[str, Any]:
+    if isinstance(value, dict):
+        return value
+    problems.append(f"'{where}' must be a table ([{where}]), got {type(value).__name__}")
+    return {}
+
+
+def _slug(data: dict[str, Any], key: str, where: str, problems: list[str], required: bool) -> str | None:
+    value = data.get(key)
+    if value is None:
+        if required:
+            problems.append(f"'{where}' is missing")
+        return None
+    try:
+        return check_slug(value, f"'{where}'")
+    except IdentifierError as exc:
+        problems.append(str(exc))
+        return None
+
+
+def _ident(value: Any, where: str, problems: list[str]) -> str | None:
+    if value is None:
+        problems.append(f"'{where}' is missing")
+        return None
+    try:
+        return check_identifier(value, f"'{where}'")
+    except IdentifierError as exc:
+        problems.append(str(exc))
+        return None
+
+
+def _env_name(tbl: dict[str, Any], key: str, where: str, problems: list[str]) -> str | None:
+    value = tbl.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.replace("_", "a").isalnum() or value[0].isdigit():
+        problems.append(f"'{where}.{key}' must name an environment variable (letters, digits, '_')")
+        return None
+    return value
+
+
+def _url(tbl: dict[str, Any], key: str, problems: list[str]) -> str | None:
+    value = tbl.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+        problems.append(f"'integrations.{key}' must be an http:// or https:// URL")
+        return None
+    return value.rstrip("/")
+
+
+def _int(tbl: dict[str, Any], key: str, where: str, default: int, lo: int, hi: int, problems: list[str]) -> int:
+    value = tbl.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        problems.append(f"'{where}.{key}' must be a whole number from {lo} to {hi}, got {value!r}")
+        return default
+    return value
+
+
+def _num(tbl: dict[str, Any], key: str, where: str, default: float, lo: float, hi: float, problems: list[str]) -> float:
+    value = tbl.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+        problems.append(f"'{where}.{key}' must be a number from {lo:g} to {hi:g}, got {value!r}")
+        return default
+    return float(value)
+
+
+def _connection(value: Any, where: str, problems: list[str], required: bool) -> ConnectionProfile | None:
+    if value is None:
+        if required:
+            problems.append(f"'[{where}]' is missing: give host, port, user, database and password_env or option_file")
+        return None
+    tbl = _table(value, where, problems)
+    allowed = {"id", "host", "port", "user", "database", "socket", "password_env", "option_file", "option_group", "tls"}
+    for key in tbl:
+        if key not in allowed and key.lower() not in _SECRET_KEYS:
+            problems.append(f"unknown key '{where}.{key}': allowed are {', '.join(sorted(allowed))}")
+    conn_id = _slug(tbl, "id", f"{where}.id", problems, required=False) or where
+    host = tbl.get("host", "127.0.0.1")
+    if not isinstance(host, str) or not host or any(c.isspace() for c in host):
+        problems.append(f"'{where}.host' must be a host name or address")
+        host = "127.0.0.1"
+    port = _int(tbl, "port", where, 3306, 1, 65535, problems)
+    user = tbl.get("user", "root")
+    if not isinstance(user, str) or not user or len(user) > 80:
+        problems.append(f"'{where}.user' must be a user name of 1-80 characters")
+        user = "root"
+    database = _ident(tbl.get("database"), f"{where}.database", problems) or ""
+    socket = tbl.get("socket")
+    if socket is not None and not isinstance(socket, str):
+        problems.append(f"'{where}.socket' must be a path")
+        socket = None
+    password_env = _env_name(tbl, "password_env", where, problems)
+    option_file = tbl.get("option_file")
+    if option_file is not None:
+        if not isinstance(option_file, str):
+            problems.append(f"'{where}.option_file' must be a path such as ~/.my.cnf")
+            option_file = None
+        else:
+            option_file = os.path.expanduser(option_file)
+            if not os.path.isfile(option_file):
+                problems.append(f"'{where}.option_file' {option_file} does not exist")
+    option_group = tbl.get("option_group", "client")
+    if not isinstance(option_group, str):
+        problems.append(f"'{where}.option_group' must be a section name such as 'client'")
+        option_group = "client"
+    tls = None
+    if "tls" in tbl:
+        t = _table(tbl["tls"], f"{where}.tls", problems)
+        tls = TLS(
+            ca=t.get("ca"), cert=t.get("cert"), key=t.get("key"),
+            verify_identity=bool(t.get("verify_identity", False)),
+        )
+    return ConnectionProfile(
+        id=conn_id, host=host, port=port, user=user, database=database, socket=socket,
+        password_env=password_env, option_file=option_file, option_group=option_group, tls=tls,
+    )
+
+
+def _change(value: Any, problems: list[str]) -> Change | None:
+    if value is None:
+        problems.append("'[change]' is missing: give table, index and columns")
+        return None
+    tbl = _table(value, "change", problems)
+    for key in tbl:
+        if key not in {"table", "index", "columns", "action", "query_digests"}:
+            problems.append(f"unknown key 'change.{key}': allowed are action, columns, index, query_digests, table")
+    action = tbl.get("action", "ADD_INDEX")
+    if action != "ADD_INDEX":
+        problems.append(f"'change.action' {action!r} is out of scope: a canary does ADD_INDEX only")
+    table = _ident(tbl.get("table"), "change.table", problems)
+    index = _ident(tbl.get("index"), "change.index", problems)
+    if isinstance(index, str) and index.upper() == "PRIMARY":
+        problems.append("'change.index' cannot be PRIMARY: a canary adds a secondary index")
+    raw_cols = tbl.get("columns")
+    columns: list[IndexColumn] = []
+    if not isinstance(raw_cols, list) or not raw_cols:
+        problems.append("'change.columns' must be a non-empty list, e.g. [\"customer_id\", {name = \"note\", prefix = 16}]")
+    else:
+        for i, col in enumerate(raw_cols):
+            where = f"change.columns[{i}]"
+            if isinstance(col, str):
+                name = _ident(col, where, problems)
+                if name:
+                    columns.append(IndexColumn(name))
+            elif isinstance(col, dict):
+                name = _ident(col.get("name"), f"{where}.name", problems)
+                prefix = col.get("prefix")
+                if prefix is not None and (isinstance(prefix, bool) or not isinstance(prefix, int) or not 1 <= prefix <= 3072):
+                    problems.append(f"'{where}.prefix' must be a whole number from 1 to 3072")
+                    prefix = None
+                if name:
+                    columns.append(IndexColumn(name, prefix))
+            else:
+                problems.append(f"'{where}' must be a column name or {{name = …, prefix = …}}")
+        names = [c.name.lower() for c in columns]
+        if len(set(names)) != len(names):
+            problems.append("'change.columns' names a column twice")
+        if len(columns) > 16:
+            problems.append("'change.columns' has more than 16 columns (the server's limit)")
+    digests = tbl.get("query_digests", [])
+    if not isinstance(digests, list) or not all(
+        isinstance(d, str) and d and all(c in "0123456789abcdefABCDEF" for c in d) and len(d) <= 64 for d in digests
+    ):
+        problems.append("'change.query_digests' must be a list of hexadecimal digests from performance_schema")
+        digests = []
+    if table is None or index is None or not columns:
+        return None
+    return Change(table=table, index=index, columns=tuple(columns), query_digests=tuple(d.lower() for d in digests))
+
+
+def _people(value: Any, problems: list[str]) -> list[Person]:
+    if not isinstance(value, list):
+        problems.append("'people' must be a list of tables ([[people]] with name, role, unix_user, contact)")
+        return []
+    people = []
+    for i, row in enumerate(value):
+        where = f"people[{i}]"
+        if not isinstance(row, dict):
+            problems.append(f"'{where}' must be a table with name, role, unix_user, contact")
+            continue
+        name = row.get("name")
+        if not isinstance(name, str) or not name.strip():
+            problems.append(f"'{where}.name' is missing")
+            continue
+        raw_roles = row.get("roles", row.get("role"))
+        roles = [raw_roles] if isinstance(raw_roles, str) else raw_roles
+        if not isinstance(roles, list) or not roles:
+            problems.append(f"'{where}' ({name}) needs role or roles: one or more of {', '.join(ROLES)}")
+            continue
+        bad = [r for r in roles if r not in ROLES]
+        if bad:
+            problems.append(f"'{where}' ({name}) has unknown role(s) {bad}: allowed are {', '.join(ROLES)}")
+            continue
+        unix_user = row.get("unix_user")
+        if unix_user is not None and (not isinstance(unix_user, str) or not unix_user):
+            problems.append(f"'{where}.unix_user' must be a user name")
+            unix_user = None
+        people.append(Person(name=name.strip(), roles=tuple(roles), unix_user=unix_user, contact=str(row.get("contact", ""))))
+    return people
+
+
+def _parse_window(spec: str, offset: str, problems: list[str]) -> OffPeakWindow:
+    fallback = OffPeakWindow(time(22, 0), time(6, 0), timedelta(hours=7))
+    try:
+        start_s, end_s = spec.split("-")
+        start = time.fromisoformat(start_s.strip())
+        end = time.fromisoformat(end_s.strip())
+    except ValueError:
+        problems.append(f"'window.off_peak' {spec!r} must look like '22:00-06:00'")
+        return fallback
+    if start == end:
+        problems.append("'window.off_peak' start and end are equal: give a real window such as '22:00-06:00'")
+        return fallback
+    try:
+        tz = datetime.strptime(offset.strip(), "%z").tzinfo
+        assert isinstance(tz, timezone)
+        delta = tz.utcoffset(None)
+    except (ValueError, AssertionError):
+        problems.append(f"'window.utc_offset' {offset!r} must look like '+07:00'")
+        return fallback
+    return OffPeakWindow(start, end, delta)
+
+
+def _executor(value: Any, problems: list[str]) -> ExecutorOptions:
+    tbl = _table(value, "executor", problems)
+    allowed = {
+        "mode", "auto_rollback", "lock_wait_timeout", "lease_seconds", "baseline_window_seconds", "verify_window_seconds",
+        "kill_poll_seconds", "cooldown_seconds",
+    }
+    for key in tbl:
+        if key not in allowed:
+            problems.append(f"unknown key 'executor.{key}': allowed are {', '.join(sorted(allowed))}")
+    mode = tbl.get("mode", "canary")
+    if mode not in ("canary", "standard"):
+        problems.append(f"'executor.mode' {mode!r}: allowed are 'canary' and 'standard'")
+        mode = "canary"
+    auto = tbl.get("auto_rollback", False)
+    if not isinstance(auto, bool):
+        problems.append("'executor.auto_rollback' must be true or false")
+        auto = False
+    return ExecutorOptions(
+        mode=mode,
+        auto_rollback=auto,
+        lock_wait_timeout=_int(tbl, "lock_wait_timeout", "executor", 5, 1, 60, problems),
+        lease_seconds=_num(tbl, "lease_seconds", "executor", 30.0, 1.0, 600.0, problems),
+        baseline_window_seconds=_num(tbl, "baseline_window_seconds", "executor", 300.0, 0.0, 7200.0, problems),
+        verify_window_seconds=_num(tbl, "verify_window_seconds", "executor", 300.0, 0.0, 7200.0, problems),
+        kill_poll_seconds=_num(tbl, "kill_poll_seconds", "executor", 0.05, 0.01, 1.0, problems),
+        cooldown_seconds=_num(tbl, "cooldown_seconds", "executor", 120.0, 0.0, 3600.0, problems),
+    )

@@ -1,0 +1,236 @@
+"""A private MariaDB primary (and optionally a replica of it) on temporary datadirs.
+
+Used by the test suite, ``canary-console self-test`` and the rehearsal. Each server gets its own
+datadir, socket and free loopback port, with ``performance_schema`` on and the instruments and
+consumers the console reads. ``stop()`` stops exactly the processes this object started and
+removes exactly the directory it created.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pymysql
+
+from engine.plan import ConnectionProfile
+
+INSTALL_HINT = (
+    "MariaDB's server binaries (mariadbd, mariadb-install-db) are not installed. "
+    "As root: apt-get update && apt-get install -y mariadb-server  "
+    "(the sandbox never touches the system's own server; it only needs the binaries)."
+)
+
+PERFORMANCE_SCHEMA_FLAGS = [
+    "--performance-schema=ON",
+    "--performance-schema-instrument=wait/lock/metadata/sql/mdl=ON",
+    "--performance-schema-instrument=stage/innodb/alter%=ON",
+    "--performance-schema-consumer-events-stages-current=ON",
+    "--performance-schema-consumer-events-stages-history=ON",
+    "--performance-schema-consumer-events-statements-current=ON",
+    "--performance-schema-consumer-events-statements-history=ON",
+    "--performance-schema-consumer-events-statements-history-long=ON",
+]
+
+
+class SandboxUnavailable(RuntimeError):
+    """The sandbox cannot start here; the message says exactly what to do."""
+
+
+def find_binary(*names: str) -> str | None:
+    extra = ["/usr/sbin", "/usr/local/sbin", "/usr/bin", "/usr/local/bin"]
+    path = os.environ.get("PATH", "") + os.pathsep + os.pathsep.join(extra)
+    for name in names:
+        found = shutil.which(name, path=path)
+        if found:
+            return found
+    return None
+
+
+def binaries() -> tuple[str, str]:
+    server = find_binary("mariadbd", "mysqld")
+    install = find_binary("mariadb-install-db", "mysql_install_db")
+    if not server or not install:
+        raise SandboxUnavailable(INSTALL_HINT)
+    return server, install
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class SandboxServer:
+    name: str
+    base: Path
+    server_id: int
+    primary: bool
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def datadir(self) -> Path:
+        return self.base / f"{self.name}-data"
+
+    @property
+    def socket(self) -> str:
+        return str(self.base / f"{self.name}.sock")
+
+    @property
+    def error_log(self) -> Path:
+        return self.base / f"{self.name}.err"
+
+    def install(self, install_bin: str) -> None:
+        if (self.datadir / "mysql").is_dir():
+            return
+        self.datadir.mkdir(parents=True, exist_ok=True)
+        result = subprocess.run(
+            [install_bin, "--no-defaults", f"--datadir={self.datadir}", "--user=root",
+             "--auth-root-authentication-method=normal", "--skip-test-db"],
+            capture_output=True, text=True, timeout=120,
+        )
+        if result.returncode != 0:
+            raise SandboxUnavailable(
+                f"mariadb-install-db failed for the {self.name} sandbox ({result.returncode}): "
+                + (result.stderr or result.stdout).strip()[-800:]
+            )
+
+    def start(self, server_bin: str, timeout: float = 30.0) -> None:
+        args = [
+            server_bin, "--no-defaults", "--user=root", f"--datadir={self.datadir}",
+            f"--socket={self.socket}", f"--port={self.port}", "--bind-address=127.0.0.1",
+            f"--pid-file={self.base / (self.name + '.pid')}", f"--log-error={self.error_log}",
+            f"--server-id={self.server_id}", "--skip-name-resolve", "--max-connections=300",
+            "--innodb-buffer-pool-size=256M", "--innodb-log-file-size=256M",
+            "--innodb-flush-log-at-trx-commit=2", "--sync-binlog=0",
+            *([f"--log-bin={self.name}-bin", "--binlog-format=ROW"] if self.primary else ["--skip-log-bin"]),
+            *PERFORMANCE_SCHEMA_FLAGS,
+        ]
+        # start_new_session: a Ctrl-C in the terminal reaches us, not the server; we stop it.
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                        start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SandboxUnavailable(f"the {self.name} sandbox mariadbd exited at start: {self._log_tail()}")
+            try:
+                pymysql.connect(unix_socket=self.socket, user="root", connect_timeout=1).close()
+                return
+            except pymysql.err.MySQLError:
+                time.sleep(0.05)
+        self.stop()
+        raise SandboxUnavailable(f"the {self.name} sandbox mariadbd did not answer in {timeout:.0f} s: {self._log_tail()}")
+
+    def _log_tail(self) -> str:
+        try:
+            return " | ".join(self.error_log.read_text(errors="replace").strip().splitlines()[-5:])
+        except OSError:
+            return "(no error log)"
+
+    def connect(self, database: str | None = None, **kwargs: object) -> pymysql.connections.Connection:
+        return pymysql.connect(unix_socket=self.socket, user="root", database=database, autocommit=True,
+                               connect_timeout=5, cursorclass=pymysql.cursors.DictCursor, **kwargs)
+
+    def profile(self, database: str, conn_id: str | None = None) -> ConnectionProfile:
+        return ConnectionProfile(id=conn_id or f"sandbox-{self.name}", host="127.0.0.1", port=self.port,
+                                 user="root", database=database)
+
+    def stop(self, timeout: float = 20.0) -> None:
+        proc, self.process = self.process, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+    def kill(self) -> None:
+        """SIGKILL the server (a crash, for fault tests)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(5)
+        self.process = None
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+class MariaDBSandbox:
+    """A primary and, if asked, a replica of it. Use as a context manager or call ``stop()``."""
+
+    def __init__(self, base_dir: str | os.PathLike[str] | None = None, replica: bool = False):
+        self.server_bin, self.install_bin = binaries()
+        self._owns_dir = base_dir is None
+        # Short path under /tmp: a unix socket path must stay under 108 bytes.
+        self.base = Path(base_dir) if base_dir else Path(tempfile.mkdtemp(prefix="cc-sbx-", dir="/tmp"))
+        self.base.mkdir(parents=True, exist_ok=True)
+        self.primary = SandboxServer("primary", self.base, server_id=1, primary=True)
+        self.replica: SandboxServer | None = (
+            SandboxServer("replica", self.base, server_id=2, primary=False) if replica else None
+        )
+        self._started: list[SandboxServer] = []
+        atexit.register(self.stop)
+
+    def start(self) -> MariaDBSandbox:
+        try:
+            for server in filter(None, (self.primary, self.replica)):
+                server.install(self.install_bin)
+                server.start(self.server_bin)
+                self._started.append(server)
+            if self.replica is not None:
+                self._attach_replica()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _attach_replica(self) -> None:
+        assert self.replica is not None
+        with self.primary.connect() as p, p.cursor() as cur:
+            cur.execute("CREATE USER IF NOT EXISTS 'repl'@'127.0.0.1' IDENTIFIED BY 'repl'")
+            cur.execute("GRANT REPLICATION SLAVE ON *.* TO 'repl'@'127.0.0.1'")
+        with self.replica.connect() as r, r.cursor() as cur:
+            cur.execute("STOP SLAVE")
+            cur.execute(
+                "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=%s, MASTER_USER='repl', "
+                "MASTER_PASSWORD='repl', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1",
+                (self.primary.port,),
+            )
+            cur.execute("START SLAVE")
+
+    def wait_replica_caught_up(self, timeout: float = 30.0) -> None:
+        """Block until the replica has applied everything the primary has written."""
+        assert self.replica is not None
+        with self.primary.connect() as p, p.cursor() as cur:
+            cur.execute("SELECT @@gtid_binlog_pos AS pos")
+            pos = cur.fetchone()["pos"]
+        with self.replica.connect() as r, r.cursor() as cur:
+            cur.execute("SELECT MASTER_GTID_WAIT(%s, %s) AS rc", (pos, timeout))
+            if cur.fetchone()["rc"] != 0:
+                raise TimeoutError(f"the replica did not reach {pos} in {timeout} s")
+
+    def stop(self) -> None:
+        for server in reversed(self._started):
+            server.stop()
+        self._started.clear()
+        if self._owns_dir and self.base.exists():
+            shutil.rmtree(self.base, ignore_errors=True)
+
+    def __enter__(self) -> MariaDBSandbox:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,192 @@
+"""Every statement the engine sends to a target server, as named constants in one place.
+
+Each is tagged ``/* canary-console:<step> */`` so a DBA can find it in the processlist. Values go
+through ``%s`` parameters; identifiers go through ``engine.identifiers.quote`` and the builders
+at the bottom, never through string formatting of raw input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from engine.identifiers import check_identifier, qualified, quote
+
+SERVER_VERSION = "SELECT /* canary-console:detect */ VERSION() AS version, @@version_comment AS comment"
+
+CONNECTION_ID = "SELECT /* canary-console:session */ CONNECTION_ID() AS id"
+
+SET_LOCK_WAIT_TIMEOUT = "SET /* canary-console:alter */ SESSION lock_wait_timeout = %s"
+
+TABLE_INFO = """
+SELECT /* canary-console:precheck */ TABLE_NAME AS table_name, ENGINE AS engine,
+       TABLE_ROWS AS table_rows, DATA_LENGTH AS data_length, INDEX_LENGTH AS index_length,
+       TABLE_TYPE AS table_type
+FROM information_schema.TABLES
+WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s
+"""
+
+TABLE_COLUMNS = """
+SELECT /* canary-console:precheck */ COLUMN_NAME AS name, DATA_TYPE AS data_type,
+       COLUMN_KEY AS column_key
+FROM information_schema.COLUMNS
+WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s
+ORDER BY ORDINAL_POSITION
+"""
+
+TABLE_INDEXES = """
+SELECT /* canary-console:precheck */ INDEX_NAME AS name, SEQ_IN_INDEX AS seq,
+       COLUMN_NAME AS column_name, SUB_PART AS sub_part, NON_UNIQUE AS non_unique,
+       INDEX_TYPE AS index_type
+FROM information_schema.STATISTICS
+WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s
+ORDER BY INDEX_NAME, SEQ_IN_INDEX
+"""
+
+INDEX_EXISTS = """
+SELECT /* canary-console:verify */ COUNT(*) AS n
+FROM information_schema.STATISTICS
+WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND INDEX_NAME = %s
+"""
+
+PROCESSLIST_ACTIVE = """
+SELECT /* canary-console:processlist */ ID AS id, USER AS user, DB AS db, COMMAND AS command,
+       TIME AS time, STATE AS state, INFO AS info
+FROM information_schema.PROCESSLIST
+WHERE ID <> CONNECTION_ID() AND COMMAND NOT IN ('Sleep', 'Daemon', 'Binlog Dump')
+  AND INFO IS NOT NULL
+"""
+
+PROCESSLIST_THREAD = """
+SELECT /* canary-console:processlist */ ID AS id, COMMAND AS command, TIME AS time,
+       STATE AS state, INFO AS info
+FROM information_schema.PROCESSLIST
+WHERE ID = %s
+"""
+
+# Transactions open longer than %s seconds, with the session that holds them.
+LONG_TRANSACTIONS = """
+SELECT /* canary-console:precheck */ t.trx_mysql_thread_id AS thread_id,
+       t.trx_started AS started, TIMESTAMPDIFF(SECOND, t.trx_started, NOW()) AS age_s,
+       t.trx_state AS state, t.trx_query AS query, p.USER AS user, p.HOST AS host
+FROM information_schema.INNODB_TRX t
+LEFT JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id
+WHERE t.trx_started < NOW() - INTERVAL %s SECOND
+ORDER BY t.trx_started
+"""
+
+# Metadata locks on the table (performance_schema; needs the wait/lock/metadata/sql/mdl
+# instrument, which ENABLE_MDL_INSTRUMENT turns on where the user may).
+TABLE_METADATA_LOCKS = """
+SELECT /* canary-console:mdl */ th.PROCESSLIST_ID AS thread_id, ml.LOCK_TYPE AS lock_type,
+       ml.LOCK_DURATION AS lock_duration, ml.LOCK_STATUS AS lock_status,
+       th.PROCESSLIST_TIME AS time, th.PROCESSLIST_INFO AS info
+FROM performance_schema.metadata_locks ml
+JOIN performance_schema.threads th ON th.THREAD_ID = ml.OWNER_THREAD_ID
+WHERE ml.OBJECT_TYPE = 'TABLE' AND ml.OBJECT_SCHEMA = %s AND ml.OBJECT_NAME = %s
+"""
+
+MDL_INSTRUMENT_ENABLED = """
+SELECT /* canary-console:mdl */ ENABLED AS enabled FROM performance_schema.setup_instruments
+WHERE NAME = 'wait/lock/metadata/sql/mdl'
+"""
+
+ENABLE_MDL_INSTRUMENT = """
+UPDATE /* canary-console:mdl */ performance_schema.setup_instruments
+SET ENABLED = 'YES', TIMED = 'YES' WHERE NAME = 'wait/lock/metadata/sql/mdl'
+"""
+
+# Fallback when performance_schema.metadata_locks cannot be read: sessions the processlist shows
+# waiting for a metadata lock.
+PROCESSLIST_MDL_WAITERS = """
+SELECT /* canary-console:mdl */ ID AS thread_id, TIME AS time, STATE AS state, INFO AS info
+FROM information_schema.PROCESSLIST
+WHERE STATE LIKE 'Waiting for table metadata lock%%'
+"""
+
+KILL_QUERY = "KILL /* canary-console:kill-switch */ QUERY %s"
+
+PK_RANGE = """
+SELECT /* canary-console:size-gate */ MIN({pk}) AS lo, MAX({pk}) AS hi FROM {table}
+"""
+
+COUNT_ALL = "SELECT /* canary-console:size-gate */ COUNT(*) AS n FROM {table}"
+
+COUNT_PK_RANGE = "SELECT /* canary-console:size-gate */ COUNT(*) AS n FROM {table} WHERE {pk} >= %s AND {pk} < %s"
+
+SHOW_CREATE_TABLE = "SHOW /* canary-console:rollback-point */ CREATE TABLE {table}"
+
+
+# --- builders: identifiers are validated and quoted here, and only here ----------------------
+
+
+def count_all(schema: str, table: str) -> str:
+    return COUNT_ALL.format(table=qualified(schema, table))
+
+
+def pk_range(schema: str, table: str, pk: str) -> str:
+    return PK_RANGE.format(table=qualified(schema, table), pk=quote(pk, "column"))
+
+
+def count_pk_range(schema: str, table: str, pk: str) -> str:
+    return COUNT_PK_RANGE.format(table=qualified(schema, table), pk=quote(pk, "column"))
+
+
+def show_create_table(schema: str, table: str) -> str:
+    return SHOW_CREATE_TABLE.format(table=qualified(schema, table))
+
+
+def _run_tag(run_id: str) -> str:
+    # A run id is a UUID; anything else never reaches a comment in SQL.
+    if not run_id or not all(c in "0123456789abcdef-" for c in run_id) or len(run_id) > 36:
+        raise ValueError(f"not a run id: {run_id!r}")
+    return f"/* canary-console:alter run={run_id} */"
+
+
+def alter_tag(run_id: str) -> str:
+    """The marker the ALTER carries, by which any console finds it in the processlist."""
+    return _run_tag(run_id)
+
+
+def add_index(schema: str, table: str, index: str, columns: Sequence[tuple[str, int | None]],
+              run_id: str) -> str:
+    """``ALTER TABLE … ADD INDEX … ALGORITHM=INPLACE, LOCK=NONE`` — never a locking fallback."""
+    if not columns:
+        raise ValueError("an index needs at least one column")
+    cols = []
+    for name, prefix in columns:
+        col = quote(name, "column")
+        if prefix is not None:
+            if isinstance(prefix, bool) or not isinstance(prefix, int) or prefix < 1:
+                raise ValueError(f"bad prefix length {prefix!r} for column {name}")
+            col += f"({prefix:d})"
+        cols.append(col)
+    return (
+        f"ALTER {_run_tag(run_id)} TABLE {qualified(schema, table)} "
+        f"ADD INDEX {quote(index, 'index')} ({', '.join(cols)}), ALGORITHM=INPLACE, LOCK=NONE"
+    )
+
+
+def drop_index(schema: str, table: str, index: str) -> str:
+    return (
+        f"ALTER /* canary-console:rollback */ TABLE {qualified(schema, table)} "
+        f"DROP INDEX {quote(index, 'index')}, ALGORITHM=INPLACE, LOCK=NONE"
+    )
+
+
+def ignore_index(schema: str, table: str, index: str, flavour: str, undo: bool = False) -> str:
+    """The ladder's first rung: instant and reversible (MariaDB ≥ 10.6 IGNORED, MySQL 8 INVISIBLE)."""
+    check_identifier(index, "index")
+    if flavour == "mariadb":
+        word = "NOT IGNORED" if undo else "IGNORED"
+    else:
+        word = "VISIBLE" if undo else "INVISIBLE"
+    return (
+        f"ALTER /* canary-console:rollback */ TABLE {qualified(schema, table)} "
+        f"ALTER INDEX {quote(index, 'index')} {word}"
+    )
+
+
+def show_index_query(schema: str, table: str, index: str) -> str:
+    """The runbook's human verification query (R2), for display and for the DBA's clipboard."""
+    check_identifier(index, "index")
+    return f"SHOW INDEX FROM {qualified(schema, table)} WHERE Key_name = '{index}'"

@@ -1,0 +1,460 @@
+"""The engine's own store: sqlmodel over SQLite (default), PostgreSQL or MySQL.
+
+Every write that changes state writes its audit entry in the same transaction, so a state change
+without its audit row cannot exist. Every read filters on ``tenant_id``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, func, update
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlmodel import Session, SQLModel, create_engine, select
+
+from engine.clock import Clock, SystemClock
+from engine.runstate import ACTIVE, check_transition
+from engine.store.models import (
+    GLOBAL_TENANT,
+    Approval,
+    AuditLog,
+    ConnectionProfileRow,
+    ExecutionRun,
+    KillSwitchState,
+    PrecheckResult,
+    RollbackPoint,
+    RollbackRecord,
+    RunLock,
+    Tenant,
+)
+
+CANARY_LOCK = "canary"
+
+
+class StoreError(RuntimeError):
+    """The store cannot be used; the message says why and what to do."""
+
+
+class ClaimConflict(RuntimeError):
+    """Another worker holds the run's lease (TC-01)."""
+
+
+class ScopeLockError(RuntimeError):
+    """A second active run was refused by the scope lock."""
+
+
+def state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(base) / "canary-console"
+
+
+def default_store_url() -> str:
+    return f"sqlite:///{state_dir() / 'store.db'}"
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced, fit for a log or a screen."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - a URL we cannot parse is shown as nothing at all
+        return "<unparseable store URL>"
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=5000")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+def make_engine(url: str) -> Engine:
+    try:
+        parsed = make_url(url)
+    except Exception as exc:  # noqa: BLE001
+        raise StoreError(f"the store URL is not valid ({exc}); use sqlite:////path/store.db or postgresql://user@host/db") from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        db = parsed.database
+        if db and db != ":memory:":
+            Path(db).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 5})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    if backend == "postgresql":
+        if parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        return create_engine(parsed, pool_pre_ping=True, connect_args={"connect_timeout": 5})
+    if backend in ("mysql", "mariadb"):
+        parsed = parsed.set(drivername="mysql+pymysql")
+        return create_engine(parsed, pool_pre_ping=True, pool_recycle=3600, connect_args={"connect_timeout": 5})
+    raise StoreError(f"store backend {backend!r} is not supported: use sqlite, postgresql or mysql")
+
+
+class Store:
+    def __init__(self, url: str | None = None, clock: Clock | None = None):
+        self.url = url or default_store_url()
+        self.clock = clock or SystemClock()
+        self.engine = make_engine(self.url)
+        try:
+            SQLModel.metadata.create_all(self.engine)
+        except SQLAlchemyError as exc:
+            raise StoreError(
+                f"cannot open the store at {redact_url(self.url)}: {exc.__class__.__name__}: "
+                f"{str(getattr(exc, 'orig', exc)).splitlines()[0]}. Check the URL and that the server is up."
+            ) from None
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with Session(self.engine, expire_on_commit=False) as s:
+            yield s
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    # --- tenants and profiles -------------------------------------------------------------
+
+    def ensure_tenant(self, tenant_id: str, name: str | None = None) -> None:
+        with self.session() as s:
+            if s.get(Tenant, tenant_id) is None:
+                s.add(Tenant(id=tenant_id, tenant_id=tenant_id, name=name or tenant_id))
+                try:
+                    s.commit()
+                except IntegrityError:
+                    s.rollback()
+
+    def save_connection_profile(self, tenant_id: str, profile: Any) -> None:
+        """Upsert the plan's profile: where to connect and where the password comes from."""
+        self.ensure_tenant(tenant_id)
+        fields = dict(
+            host=profile.host, port=profile.port, user=profile.user, database=profile.database,
+            socket=profile.socket, password_env=profile.password_env,
+            option_file=profile.option_file, option_group=profile.option_group,
+        )
+        with self.session() as s:
+            row = s.get(ConnectionProfileRow, (tenant_id, profile.id))
+            if row is None:
+                s.add(ConnectionProfileRow(tenant_id=tenant_id, id=profile.id, **fields))
+            else:
+                for k, v in fields.items():
+                    setattr(row, k, v)
+                row.updated_at = self.now()
+                s.add(row)
+            s.commit()
+
+    def connection_profile(self, tenant_id: str, profile_id: str) -> ConnectionProfileRow | None:
+        with self.session() as s:
+            return s.get(ConnectionProfileRow, (tenant_id, profile_id))
+
+    # --- audit ----------------------------------------------------------------------------
+
+    def _audit_row(
+        self, tenant_id: str, actor: str, action: str, run_id: str | None = None,
+        details: dict[str, Any] | None = None, old_status: str | None = None,
+        new_status: str | None = None,
+    ) -> AuditLog:
+        return AuditLog(
+            tenant_id=tenant_id, execution_run_id=run_id, actor=actor, action=action,
+            old_status=old_status, new_status=new_status, details=details or {},
+            created_at=self.now(),
+        )
+
+    def audit(self, tenant_id: str, actor: str, action: str, run_id: str | None = None,
+              details: dict[str, Any] | None = None) -> None:
+        with self.session() as s:
+            s.add(self._audit_row(tenant_id, actor, action, run_id, details))
+            s.commit()
+
+    def audit_entries(self, tenant_id: str, run_id: str | None = None, action: str | None = None,
+                      limit: int = 1000) -> list[AuditLog]:
+        with self.session() as s:
+            q = select(AuditLog).where(AuditLog.tenant_id == tenant_id)
+            if run_id is not None:
+                q = q.where(AuditLog.execution_run_id == run_id)
+            if action is not None:
+                q = q.where(AuditLog.action == action)
+            q = q.order_by(AuditLog.created_at, AuditLog.id).limit(limit)
+            return list(s.exec(q).all())
+
+    # --- runs -----------------------------------------------------------------------------
+
+    def create_run(self, run: ExecutionRun, actor: str) -> ExecutionRun:
+        """Insert a ``scheduled`` run and take the store-wide canary lock in one transaction."""
+        self.ensure_tenant(run.tenant_id)
+        run.status = "scheduled"
+        run.created_by = actor
+        run.created_at = run.updated_at = self.now()
+        with self.session() as s:
+            s.add(run)
+            s.add(RunLock(tenant_id=GLOBAL_TENANT, name=CANARY_LOCK, execution_run_id=run.id,
+                          holder_tenant_id=run.tenant_id, acquired_by=actor, acquired_at=self.now()))
+            s.add(self._audit_row(run.tenant_id, actor, "run_created", run.id,
+                                  {"table": run.table_name, "index": run.index_name,
+                                   "columns": run.columns, "mode": run.mode},
+                                  None, "scheduled"))
+            try:
+                s.commit()
+            except IntegrityError:
+                s.rollback()
+                holder = self.lock_holder()
+                raise ScopeLockError(
+                    "another canary run is active in this store "
+                    f"(run {holder.execution_run_id if holder else '?'} of tenant "
+                    f"{holder.holder_tenant_id if holder else '?'}); a canary allows one run at a time. "
+                    "Finish, cancel or roll back that run first."
+                ) from None
+        return run
+
+    def lock_holder(self) -> RunLock | None:
+        with self.session() as s:
+            return s.get(RunLock, (GLOBAL_TENANT, CANARY_LOCK))
+
+    def get_run(self, tenant_id: str, run_id: str) -> ExecutionRun | None:
+        with self.session() as s:
+            run = s.get(ExecutionRun, run_id)
+            return run if run is not None and run.tenant_id == tenant_id else None
+
+    def find_runs(self, tenant_id: str, statuses: Sequence[str] | None = None,
+                  limit: int = 100) -> list[ExecutionRun]:
+        with self.session() as s:
+            q = select(ExecutionRun).where(ExecutionRun.tenant_id == tenant_id)
+            if statuses:
+                q = q.where(ExecutionRun.status.in_(list(statuses)))  # type: ignore[attr-defined]
+            q = q.order_by(ExecutionRun.created_at.desc()).limit(limit)  # type: ignore[attr-defined]
+            return list(s.exec(q).all())
+
+    def update_run(self, tenant_id: str, run_id: str, **fields: Any) -> ExecutionRun:
+        """Set plain fields (not the status) on a run."""
+        assert "status" not in fields, "use transition() to change the status"
+        with self.session() as s:
+            run = s.get(ExecutionRun, run_id)
+            if run is None or run.tenant_id != tenant_id:
+                raise StoreError(f"run {run_id} not found for tenant {tenant_id}")
+            for k, v in fields.items():
+                setattr(run, k, v)
+            run.updated_at = self.now()
+            s.add(run)
+            s.commit()
+            return run
+
+    def transition(self, tenant_id: str, run_id: str, new_status: str, actor: str,
+                   fail_reason: str | None = None, message: str | None = None,
+                   details: dict[str, Any] | None = None, **fields: Any) -> ExecutionRun:
+        """Move a run along the state machine, with its audit entry, atomically.
+
+        The update is conditional on the status read, so two processes racing to finish the same
+        run cannot both win: the loser gets a ``StoreError`` naming the status it found.
+        """
+        with self.session() as s:
+            run = s.get(ExecutionRun, run_id)
+            if run is None or run.tenant_id != tenant_id:
+                raise StoreError(f"run {run_id} not found for tenant {tenant_id}")
+            old = run.status
+            check_transition(old, new_status, fail_reason)
+            now = self.now()
+            values: dict[str, Any] = dict(fields, status=new_status, updated_at=now)
+            if fail_reason is not None:
+                values["fail_reason"] = fail_reason
+            if message is not None:
+                values["error_message"] = message
+            if new_status == "running":
+                values.setdefault("started_at", now)
+            if new_status not in ACTIVE:
+                values.setdefault("completed_at", now)
+            result = s.exec(  # type: ignore[call-overload]
+                update(ExecutionRun)
+                .where(ExecutionRun.id == run_id, ExecutionRun.tenant_id == tenant_id,
+                       ExecutionRun.status == old)
+                .values(**values)
+            )
+            if result.rowcount != 1:
+                s.rollback()
+                current = self.get_run(tenant_id, run_id)
+                raise StoreError(f"run {run_id} changed under us: it is now {current.status if current else 'gone'}")
+            audit = dict(details or {})
+            if fail_reason:
+                audit["fail_reason"] = fail_reason
+            if message:
+                audit["message"] = message
+            s.add(self._audit_row(tenant_id, actor, "status_change", run_id, audit, old, new_status))
+            if new_status not in ACTIVE:
+                lock = s.get(RunLock, (GLOBAL_TENANT, CANARY_LOCK))
+                if lock is not None and lock.execution_run_id == run_id:
+                    s.delete(lock)
+            s.commit()
+        return self.get_run(tenant_id, run_id)  # type: ignore[return-value]
+
+    # --- claim with a lease (seed 001 §7, TC-01, TC-10) -----------------------------------
+
+    def claim(self, tenant_id: str, run_id: str, owner: str, lease_seconds: float) -> ExecutionRun:
+        """Take the run's lease atomically: free, expired, or already ours. Else ``ClaimConflict``."""
+        now = self.now()
+        with self.session() as s:
+            result = s.exec(  # type: ignore[call-overload]
+                update(ExecutionRun)
+                .where(
+                    ExecutionRun.id == run_id, ExecutionRun.tenant_id == tenant_id,
+                    ExecutionRun.status.in_(list(ACTIVE)),  # type: ignore[attr-defined]
+                    (ExecutionRun.claimed_by.is_(None))  # type: ignore[union-attr]
+                    | (ExecutionRun.lease_expires_at < now)  # type: ignore[operator]
+                    | (ExecutionRun.claimed_by == owner),
+                )
+                .values(claimed_by=owner, lease_expires_at=now + timedelta(seconds=lease_seconds),
+                        updated_at=now)
+            )
+            s.commit()
+            won = result.rowcount == 1
+        run = self.get_run(tenant_id, run_id)
+        if run is None:
+            raise StoreError(f"run {run_id} not found for tenant {tenant_id}")
+        if not won:
+            self.audit(tenant_id, owner, "claim_failed", run_id,
+                       {"holder": run.claimed_by, "lease_expires_at": str(run.lease_expires_at),
+                        "status": run.status})
+            raise ClaimConflict(
+                f"run {run_id} is held by {run.claimed_by} until {run.lease_expires_at:%H:%M:%S} UTC"
+                if run.claimed_by and run.lease_expires_at else f"run {run_id} cannot be claimed (status {run.status})"
+            )
+        self.audit(tenant_id, owner, "claimed", run_id, {"lease_seconds": lease_seconds})
+        return run
+
+    def renew_lease(self, tenant_id: str, run_id: str, owner: str, lease_seconds: float) -> bool:
+        now = self.now()
+        with self.session() as s:
+            result = s.exec(  # type: ignore[call-overload]
+                update(ExecutionRun)
+                .where(ExecutionRun.id == run_id, ExecutionRun.tenant_id == tenant_id,
+                       ExecutionRun.claimed_by == owner)
+                .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
+            )
+            s.commit()
+            return result.rowcount == 1
+
+    # --- kill switch ----------------------------------------------------------------------
+
+    def set_kill_switch(self, tenant_id: str, scope: str, active: bool, actor: str,
+                        reason: str = "", connection_id: str = "") -> KillSwitchState:
+        if scope not in ("global", "tenant", "connection"):
+            raise ValueError(f"unknown kill-switch scope {scope!r}: global, tenant or connection")
+        if scope == "connection" and not connection_id:
+            raise ValueError("a connection kill switch needs the connection id")
+        row_tenant = GLOBAL_TENANT if scope == "global" else tenant_id
+        conn = connection_id if scope == "connection" else ""
+        now = self.now()
+        for _ in range(3):  # two consoles inserting the same scope at once: retry as an update
+            with self.session() as s:
+                row = s.exec(select(KillSwitchState).where(
+                    KillSwitchState.tenant_id == row_tenant, KillSwitchState.scope == scope,
+                    KillSwitchState.connection_profile_id == conn)).first()
+                old = row.is_active if row else False
+                if row is None:
+                    row = KillSwitchState(tenant_id=row_tenant, scope=scope, connection_profile_id=conn,
+                                          created_by=actor, created_at=now)
+                row.is_active = active
+                row.reason = reason
+                row.updated_by = actor
+                row.updated_at = now
+                s.add(row)
+                s.add(self._audit_row(
+                    tenant_id, actor, "kill_switch_activated" if active else "kill_switch_deactivated",
+                    None, {"scope": scope, "connection_id": conn or None, "reason": reason,
+                           "was_active": old}))
+                try:
+                    s.commit()
+                    return row
+                except IntegrityError:
+                    s.rollback()
+        raise StoreError("could not record the kill switch after three attempts")
+
+    def kill_switch_rows(self, tenant_id: str, connection_id: str | None = None) -> list[KillSwitchState]:
+        """The global row, the tenant's row and (if given) the connection's row."""
+        with self.session() as s:
+            q = select(KillSwitchState).where(
+                KillSwitchState.tenant_id.in_([GLOBAL_TENANT, tenant_id])  # type: ignore[attr-defined]
+            )
+            rows = list(s.exec(q).all())
+        return [
+            r for r in rows
+            if r.scope in ("global", "tenant") or (connection_id is not None and r.connection_profile_id == connection_id)
+        ]
+
+    # --- rollback -------------------------------------------------------------------------
+
+    def save_rollback_point(self, point: RollbackPoint, actor: str) -> RollbackPoint:
+        with self.session() as s:
+            s.add(point)
+            s.add(self._audit_row(point.tenant_id, actor, "rollback_point_captured",
+                                  point.execution_run_id,
+                                  {"indexes": [i.get("name") for i in point.indexes or []],
+                                   "ladder": [r.get("rung") for r in point.ladder or []]}))
+            s.commit()
+        return point
+
+    def rollback_point(self, tenant_id: str, run_id: str) -> RollbackPoint | None:
+        with self.session() as s:
+            return s.exec(select(RollbackPoint).where(
+                RollbackPoint.tenant_id == tenant_id, RollbackPoint.execution_run_id == run_id
+            ).order_by(RollbackPoint.captured_at.desc())).first()  # type: ignore[attr-defined]
+
+    def save_rollback_record(self, record: RollbackRecord, actor: str, action: str) -> RollbackRecord:
+        record.updated_at = self.now()
+        with self.session() as s:
+            merged = s.merge(record)
+            s.add(self._audit_row(record.tenant_id, actor, action, record.execution_run_id,
+                                  {"rollback_status": record.rollback_status,
+                                   "rollback_type": record.rollback_type,
+                                   "reason": record.trigger_reason,
+                                   "error": record.rollback_error,
+                                   "attempts": len(record.attempts or [])}))
+            s.commit()
+            return merged
+
+    def rollback_records(self, tenant_id: str, run_id: str) -> list[RollbackRecord]:
+        with self.session() as s:
+            return list(s.exec(select(RollbackRecord).where(
+                RollbackRecord.tenant_id == tenant_id, RollbackRecord.execution_run_id == run_id
+            ).order_by(RollbackRecord.created_at)).all())
+
+    # --- prechecks and approvals ----------------------------------------------------------
+
+    def save_precheck(self, result: PrecheckResult) -> PrecheckResult:
+        with self.session() as s:
+            s.add(result)
+            s.add(self._audit_row(result.tenant_id, result.recorded_by or result.source,
+                                  "precheck_recorded", result.execution_run_id,
+                                  {"check": result.check_id, "status": result.status}))
+            s.commit()
+        return result
+
+    def latest_prechecks(self, tenant_id: str, prefix: str = "") -> dict[str, PrecheckResult]:
+        with self.session() as s:
+            rows = s.exec(select(PrecheckResult).where(PrecheckResult.tenant_id == tenant_id)
+                          .order_by(PrecheckResult.recorded_at)).all()
+        return {r.check_id: r for r in rows if r.check_id.startswith(prefix)}
+
+    def add_approval(self, approval: Approval) -> Approval:
+        with self.session() as s:
+            s.add(approval)
+            s.add(self._audit_row(approval.tenant_id, approval.actor, f"{approval.kind}_{approval.decision}",
+                                  approval.execution_run_id, {"role": approval.role, "note": approval.note}))
+            s.commit()
+        return approval
+
+    def approvals(self, tenant_id: str, run_id: str | None, kind: str) -> list[Approval]:
+        with self.session() as s:
+            return list(s.exec(select(Approval).where(
+                Approval.tenant_id == tenant_id, Approval.execution_run_id == run_id, Approval.kind == kind
+            ).order_by(Approval.created_at)).all())
+
+    def count_rows(self, model: type[SQLModel], tenant_id: str) -> int:
+        with self.session() as s:
+            return s.exec(select(func.count()).select_from(model).where(model.tenant_id == tenant_id)).one()  # type: ignore[attr-defined]
