@@ -367,6 +367,8 @@ class Executor:
                                   message=message + " (would roll back: the DROP is left to the manual flow)")
             return Outcome(run.id, "failed", "verification_failed", message, result, {"would_roll_back": True})
         rollback = IndexRollback(self.store, self.target, self.actor, self.clock,
+                                 max_attempts=self.opts.rollback_attempts,
+                                 backoff_s=self.opts.rollback_backoff_seconds,
                                  lock_wait_timeout=self.opts.lock_wait_timeout)
         done = rollback.drop(self._get(run.id), message, rollback_type="auto", fail_reason="verification_failed",
                              details={"metrics_at_decision": _jsonable(result.as_dict())})

@@ -121,6 +121,8 @@ class ExecutorOptions:
     baseline_window_seconds: float = 300.0  # runbook step 2: five minutes of baseline
     verify_window_seconds: float = 300.0
     kill_poll_seconds: float = 0.05
+    rollback_attempts: int = 5
+    rollback_backoff_seconds: float = 0.5
     cooldown_seconds: float = 120.0
 
 
@@ -470,7 +472,7 @@ def _executor(value: Any, problems: list[str]) -> ExecutorOptions:
     tbl = _table(value, "executor", problems)
     allowed = {
         "mode", "auto_rollback", "lock_wait_timeout", "lease_seconds", "baseline_window_seconds", "verify_window_seconds",
-        "kill_poll_seconds", "cooldown_seconds",
+        "kill_poll_seconds", "cooldown_seconds", "rollback_attempts", "rollback_backoff_seconds",
     }
     for key in tbl:
         if key not in allowed:
@@ -492,4 +494,6 @@ def _executor(value: Any, problems: list[str]) -> ExecutorOptions:
         verify_window_seconds=_num(tbl, "verify_window_seconds", "executor", 300.0, 0.0, 7200.0, problems),
         kill_poll_seconds=_num(tbl, "kill_poll_seconds", "executor", 0.05, 0.01, 1.0, problems),
         cooldown_seconds=_num(tbl, "cooldown_seconds", "executor", 120.0, 0.0, 3600.0, problems),
+        rollback_attempts=_int(tbl, "rollback_attempts", "executor", 5, 1, 20, problems),
+        rollback_backoff_seconds=_num(tbl, "rollback_backoff_seconds", "executor", 0.5, 0.0, 60.0, problems),
     )

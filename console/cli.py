@@ -1,0 +1,266 @@
+"""``canary-console``: the command line.
+
+Headless commands drive the same engine as the console: ``status``, ``kill`` / ``unkill``,
+``self-test`` and ``execute``. No traceback reaches the user: known failures print what went
+wrong and the way out; anything unexpected is written to ``cli.log`` in the state directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from collections.abc import Sequence
+from typing import Any
+
+from engine.identity import current_identity, worker_id
+from engine.plan import Plan, PlanError, load_plan
+from engine.store import GLOBAL_TENANT, Store, StoreError, redact_url, state_dir
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED = 0, 1, 2, 3
+UNKILL_ROLES = {"canary_lead", "dba"}
+
+
+class CliError(Exception):
+    def __init__(self, message: str, code: int = EXIT_USAGE):
+        super().__init__(message)
+        self.code = code
+
+
+def _plan(path: str | None) -> Plan | None:
+    return load_plan(path) if path else None
+
+
+def _store(args: argparse.Namespace, plan: Plan | None) -> Store:
+    url = getattr(args, "store", None) or (plan.store_url if plan else None)
+    return Store(url)
+
+
+def _tenant(args: argparse.Namespace, plan: Plan | None, required: bool) -> str:
+    tenant = getattr(args, "tenant", None) or (plan.tenant if plan else None)
+    if tenant is None and required:
+        raise CliError("which tenant? give --plan PLAN.toml or --tenant NAME")
+    return tenant or GLOBAL_TENANT
+
+
+def _backend(plan: Plan | None, store: Store) -> Any:
+    from engine.killswitch import EmbeddedKillSwitch, backend_for
+
+    return backend_for(plan, store) if plan else EmbeddedKillSwitch(store)
+
+
+# --- commands -----------------------------------------------------------------------------------
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    plan = _plan(args.plan)
+    store = _store(args, plan)
+    tenant = _tenant(args, plan, required=False)
+    conn = plan.connection.id if plan else (args.connection or "")
+    reading = _backend(plan, store).read(tenant, conn)
+    runs = store.find_runs(tenant, limit=5) if tenant != GLOBAL_TENANT else []
+    tcs = store.latest_prechecks(tenant, "TC-") if tenant != GLOBAL_TENANT else {}
+    if args.json:
+        print(json.dumps({
+            "store": redact_url(store.url), "tenant": tenant,
+            "kill_switch": {"active": reading.active, "scopes": reading.active_scopes(), "error": reading.error,
+                            "source": reading.source, "response_ms": round(reading.response_ms, 1)},
+            "runs": [{"id": r.id, "status": r.status, "fail_reason": r.fail_reason, "table": r.table_name,
+                      "index": r.index_name} for r in runs],
+            "self_test": {k: v.status for k, v in sorted(tcs.items())},
+        }, indent=2))
+        return EXIT_OK
+    print(f"store        {redact_url(store.url)}")
+    print(f"tenant       {tenant}")
+    print(f"kill switch  {reading.describe()}  [{reading.source}, {reading.response_ms:.0f} ms, {reading.latency_level}]")
+    if not runs:
+        print("runs         none")
+    for r in runs:
+        extra = f" ({r.fail_reason})" if r.fail_reason else ""
+        print(f"run          {r.id}  {r.status}{extra}  {r.schema_name}.{r.table_name} +{r.index_name}")
+    if tcs:
+        print("self-test    " + "  ".join(f"{k}:{v.status}" for k, v in sorted(tcs.items())))
+    return EXIT_OK
+
+
+def cmd_kill(args: argparse.Namespace) -> int:
+    """Activation: instant, no confirmation; then the ALTERs in flight are killed (SPEC §4)."""
+    from engine.enforce import enforce_kill_switch
+
+    plan = _plan(args.plan)
+    store = _store(args, plan)
+    tenant = _tenant(args, plan, required=args.scope != "global")
+    conn = _connection(args, plan)
+    ident = current_identity()
+    backend = _backend(plan, store)
+    backend.set(tenant, args.scope, True, ident.actor, args.reason or "", conn)
+    print(f"kill switch ACTIVE ({args.scope}{' ' + conn if conn else ''}) by {ident.actor}")
+    if tenant != GLOBAL_TENANT:
+        for e in enforce_kill_switch(store, backend, tenant, ident.actor, worker_id(ident),
+                                     take_over=not args.no_take_over):
+            if e.killed_thread:
+                print(f"killed the ALTER of run {e.run_id} (server thread {e.killed_thread})")
+            if e.finished:
+                print(f"run {e.run_id}: {e.finished}")
+            for err in e.errors:
+                print(f"warning: {err}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_unkill(args: argparse.Namespace) -> int:
+    plan = _plan(args.plan)
+    store = _store(args, plan)
+    tenant = _tenant(args, plan, required=True)
+    conn = _connection(args, plan)
+    ident = current_identity()
+    roles = plan.roles_of(ident.user) if plan else set()
+    if not roles & UNKILL_ROLES:
+        store.audit(tenant, ident.actor, "kill_switch_deactivation_refused", None,
+                    {"scope": args.scope, "roles": sorted(roles), "why": "needs canary_lead or dba"})
+        raise CliError(
+            f"refused: deactivating the kill switch needs the canary_lead or dba role; {ident.user} has "
+            f"{', '.join(sorted(roles)) or 'no role'} in {plan.source if plan else 'no plan (give --plan)'}. "
+            "Ask the canary lead or the DBA.", EXIT_REFUSED)
+    if not (args.reason or "").strip():
+        raise CliError("a reason is required to deactivate the kill switch: --reason \"…\"")
+    _backend(plan, store).set(tenant, args.scope, False, ident.actor, args.reason.strip(), conn)
+    print(f"kill switch deactivated ({args.scope}{' ' + conn if conn else ''}) by {ident.actor}: {args.reason.strip()}")
+    return EXIT_OK
+
+
+def _connection(args: argparse.Namespace, plan: Plan | None) -> str:
+    if args.scope != "connection":
+        return ""
+    conn = args.connection or (plan.connection.id if plan else None)
+    if not conn:
+        raise CliError("a connection kill switch needs --connection ID or --plan PLAN.toml")
+    return conn
+
+
+def cmd_self_test(args: argparse.Namespace) -> int:
+    from engine import selftest
+
+    plan = _plan(args.plan)
+    store = _store(args, plan)
+    tenant = _tenant(args, plan, required=False)
+    tenant = "default" if tenant == GLOBAL_TENANT else tenant
+    cases = [c.strip().upper() for c in args.cases.split(",")] if args.cases else None
+    unknown = [c for c in cases or [] if c not in selftest.CASES]
+    if unknown:
+        raise CliError(f"unknown case(s) {', '.join(unknown)}: choose from {', '.join(selftest.CASES)}")
+    ident = current_identity()
+    print(f"self-test against a private sandbox MariaDB; results go to {redact_url(store.url)} (tenant {tenant})")
+
+    def report(result: Any) -> None:
+        selftest.record(store, tenant, result, ident.actor)
+        mark = "PASS" if result.passed else "FAIL"
+        print(f"  {result.case} [{selftest.PRIORITY[result.case]}] {mark}  {selftest.NAMES[result.case]}"
+              f"  ({result.duration_ms / 1000:.1f} s) {'' if result.passed else result.summary()}", flush=True)
+
+    results = selftest.run_all(cases, report)
+    failed = [r.case for r in results if not r.passed]
+    p0_failed = [c for c in failed if selftest.PRIORITY[c] == "P0"]
+    print(f"{len(results) - len(failed)}/{len(results)} passed" + (f"; P0 failed: {', '.join(p0_failed)} — "
+          "the canary cannot go" if p0_failed else ""))
+    return EXIT_OK if not failed else EXIT_FAILED
+
+
+def cmd_execute(args: argparse.Namespace) -> int:
+    """Run the executor headless on a plan (a worker without the console)."""
+    from engine.executor import Executor
+    from engine.target import Target
+
+    plan = load_plan(args.plan)
+    store = _store(args, plan)
+    ident = current_identity()
+    ex = Executor(plan, store, _backend(plan, store), Target(plan.connection), ident.actor, worker_id(ident),
+                  on_event=lambda name, data: print(f"{name} {json.dumps(data, default=str)}", flush=True))
+    run_id = args.run or ex.create_run().id
+    print(f"run {run_id}", flush=True)
+    out = ex.execute(run_id)
+    print(f"outcome {out.status}{' (' + out.fail_reason + ')' if out.fail_reason else ''}: {out.message}")
+    return EXIT_OK if out.status == "completed" else EXIT_FAILED
+
+
+# --- parser -------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="canary-console", description=__doc__.splitlines()[0] if __doc__ else None)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def common(sp: argparse.ArgumentParser, plan_required: bool = False) -> None:
+        if plan_required:
+            sp.add_argument("plan", metavar="PLAN.toml", help="the canary plan")
+        else:
+            sp.add_argument("--plan", metavar="PLAN.toml", help="the canary plan (tenant, store, people)")
+        sp.add_argument("--store", metavar="URL", help="store URL (default: the plan's, else a SQLite file "
+                        f"under {state_dir()})")
+
+    s = sub.add_parser("status", help="kill-switch state, recent runs, self-test results")
+    common(s)
+    s.add_argument("--tenant")
+    s.add_argument("--connection", help="connection id, for its kill switch")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_status)
+
+    for name, helptext, func in (("kill", "activate the kill switch (instant) and kill any ALTER in flight", cmd_kill),
+                                 ("unkill", "deactivate the kill switch (canary_lead or dba, with a reason)", cmd_unkill)):
+        k = sub.add_parser(name, help=helptext)
+        common(k)
+        k.add_argument("--scope", choices=("global", "tenant", "connection"), default="global")
+        k.add_argument("--tenant")
+        k.add_argument("--connection", help="connection id (for --scope connection)")
+        k.add_argument("--reason", default="")
+        if name == "kill":
+            k.add_argument("--no-take-over", action="store_true",
+                           help="kill the ALTER but leave a dead owner's run for its next worker")
+        k.set_defaults(func=func)
+
+    t = sub.add_parser("self-test", help="run TC-01…TC-10 against a private sandbox MariaDB and store the results")
+    common(t)
+    t.add_argument("--tenant")
+    t.add_argument("--cases", help="comma-separated subset, e.g. TC-02,TC-03")
+    t.set_defaults(func=cmd_self_test)
+
+    e = sub.add_parser("execute", help="run the executor headless on a plan")
+    common(e, plan_required=True)
+    e.add_argument("--run", help="execute this existing run (e.g. take over after a crash)")
+    e.set_defaults(func=cmd_execute)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except PlanError as exc:
+        print(exc.render(), file=sys.stderr)
+        return EXIT_USAGE
+    except CliError as exc:
+        print(str(exc), file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: never a traceback on screen
+        from engine.sandbox import SandboxUnavailable
+        from engine.target import TargetError
+
+        if isinstance(exc, (StoreError, TargetError, SandboxUnavailable)):
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        log = state_dir() / "cli.log"
+        try:
+            log.parent.mkdir(parents=True, exist_ok=True)
+            with log.open("a") as fh:
+                fh.write(traceback.format_exc() + "\n")
+        except OSError:
+            pass
+        print(f"internal error: {exc.__class__.__name__}: {exc}. Details were written to {log}.", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""The kill switch against an ALTER in flight on a million-row table (SPEC §4), on the sandbox."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from engine.selftest import spawn_worker, wait_for, write_plan
+from engine.target import Target
+
+pytestmark = [pytest.mark.mariadb, pytest.mark.slow]
+ROWS = 1_000_000
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=os.getcwd())
+    return subprocess.run([sys.executable, "-m", "console.cli", *args], capture_output=True, text=True,
+                          timeout=120, env=env)
+
+
+def test_kill_during_alter_aborts_it_and_leaves_no_index(lab):
+    db = lab.big_table(ROWS)
+    plan = lab.plan(db, "idx_kill_inflight", ["note", "status", "total"])
+    lab.drop_index_if_present(db, "orders", plan.change.index)
+    store = lab.store("kill-inflight")
+    activated: dict[str, float] = {}
+    seen_running = threading.Event()
+
+    def activate() -> None:
+        with Target(plan.connection).session("observer") as s:
+            if wait_for(lambda: s.find_alter(run.id), 10):
+                seen_running.set()
+        activated["at"] = time.perf_counter()
+        store.set_kill_switch(plan.tenant, "global", True, "tester", "kill during ALTER")
+
+    def on_event(name, _data):
+        if name == "alter_started":
+            threading.Thread(target=activate, daemon=True).start()
+
+    ex = lab.executor(plan, store, on_event=on_event)
+    run = ex.create_run()
+    out = ex.execute(run.id)
+    elapsed_ms = (time.perf_counter() - activated["at"]) * 1000
+
+    assert seen_running.is_set(), "the ALTER was never seen running on the server"
+    assert (out.status, out.fail_reason) == ("cancelled", "kill_switch"), out.message
+    assert not lab.index_exists(plan), "a killed ALTER must leave no index"
+    killed = store.audit_entries(plan.tenant, run.id, "alter_killed")
+    assert killed and killed[0].details["thread_id"] == store.get_run(plan.tenant, run.id).alter_thread_id
+    [record] = store.rollback_records(plan.tenant, run.id)
+    assert record.rollback_status == "completed" and record.rollback_details["alter_killed"]
+    assert record.rollback_details["index_absent"] is True
+    assert elapsed_ms < 2000, f"activation to cancelled took {elapsed_ms:.0f} ms"
+    with Target(plan.connection).session("observer") as s:
+        assert s.find_alter(run.id) is None
+
+
+def test_kill_reaches_the_alter_of_a_dead_console(lab):
+    """The server does not stop an ALTER when its client dies; the CLI's kill must."""
+    db = lab.big_table(ROWS)
+    plan = lab.plan(db, "idx_kill_orphan", ["note", "status", "total"], lease_seconds=2.0)
+    lab.drop_index_if_present(db, "orders", plan.change.index)
+    store = lab.store("kill-orphan")
+    plan_path = write_plan(lab, plan, "kill-orphan")
+    run = lab.executor(plan, store).create_run()
+    worker = spawn_worker(plan_path, store.url, run.id)
+    with Target(plan.connection).session("observer") as s:
+        alter = wait_for(lambda: s.find_alter(run.id), 30)
+        assert alter, "the worker's ALTER never appeared in the processlist"
+        worker.kill()
+        worker.wait(10)
+        time.sleep(0.2)
+        assert s.find_alter(run.id), "the ALTER should outlive its client"
+
+    done = _cli("kill", "--plan", str(plan_path), "--store", store.url, "--scope", "tenant",
+                "--reason", "client died mid-ALTER")
+    assert done.returncode == 0, done.stderr
+    assert f"killed the ALTER of run {run.id}" in done.stdout
+    assert "cancelled-during" in done.stdout, done.stdout
+    assert "Traceback" not in done.stderr
+
+    assert not lab.index_exists(plan)
+    final = store.get_run(plan.tenant, run.id)
+    assert (final.status, final.fail_reason) == ("cancelled", "kill_switch")
+    actions = [e.action for e in store.audit_entries(plan.tenant, run.id)]
+    assert "alter_killed" in actions and "recovery_inspected" in actions
+    with Target(plan.connection).session("observer") as s:
+        assert s.find_alter(run.id) is None
