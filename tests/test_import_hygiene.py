@@ -1,0 +1,38 @@
+"""Arrows point down only: engine/ never imports Textual, Rich, screens or console (SPEC §1)."""
+
+from __future__ import annotations
+
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+import engine
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_engine_imports_no_ui():
+    modules = sorted(m.name for m in pkgutil.walk_packages(engine.__path__, "engine."))
+    assert "engine.executor" in modules
+    code = (
+        "import importlib, sys\n"
+        f"for name in {modules!r}:\n"
+        "    importlib.import_module(name)\n"
+        # Not rich: httpx imports it for its own command line whenever it is installed.
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'screens', 'console'))\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "", f"engine pulled in UI modules: {out.stdout.strip()}"
+
+
+def test_no_ui_import_statement_in_engine_sources():
+    offenders = [
+        str(p.relative_to(ROOT)) for p in (ROOT / "engine").rglob("*.py")
+        for line in p.read_text().splitlines()
+        if line.lstrip().startswith(("import textual", "from textual", "import rich", "from rich",
+                                     "from screens", "import screens", "from console", "import console"))
+    ]
+    assert offenders == []
