@@ -183,6 +183,48 @@ def cmd_execute(args: argparse.Namespace) -> int:
     return EXIT_OK if out.status == "completed" else EXIT_FAILED
 
 
+def cmd_rehearse(args: argparse.Namespace) -> int:
+    """The drill: private primary + replica, a loaded table, a workload, the runbook's engine."""
+    from engine import rehearsal, selftest
+    from engine.executor import Executor
+    from engine.target import Target
+
+    ident = current_identity()
+    say = lambda text: print(f"[rehearse] {text}", flush=True)  # noqa: E731
+    if not 1_000 <= args.rows <= 20_000_000:
+        raise CliError("--rows must be between 1000 and 20000000")
+    drill = rehearsal.start(args.rows, args.reset, ident.user, say)
+    try:
+        plan = load_plan(drill.plan_path)
+        store = Store(drill.store_url)
+        say(f"plan written to {drill.plan_path}")
+        say(f"store {redact_url(store.url)}; workload running (reads by customer_id, background writes)")
+        say("kill switch from another terminal: canary-console kill --plan " + str(drill.plan_path))
+        if not args.skip_self_test:
+            say("self-test TC-01…TC-10 against a second private sandbox (results stored for the prechecks)")
+            for result in selftest.run_all():
+                selftest.record(store, plan.tenant, result, ident.actor)
+                say(f"  {result.case} [{selftest.PRIORITY[result.case]}] {'PASS' if result.passed else 'FAIL'} "
+                    f"{selftest.NAMES[result.case]} ({result.duration_ms / 1000:.1f} s)")
+        def on_event(name: str, data: dict[str, Any]) -> None:
+            if name != "alter_progress":
+                say(f"{name} {json.dumps(data, default=str)}")
+
+        ex = Executor(plan, store, _backend(plan, store), Target(plan.connection), ident.actor, worker_id(ident),
+                      on_event=on_event)
+        run = ex.create_run()
+        say(f"run {run.id}: baseline {plan.executor.baseline_window_seconds:.0f} s, ALTER, cool-down "
+            f"{plan.executor.cooldown_seconds:.0f} s, verification {plan.executor.verify_window_seconds:.0f} s")
+        out = ex.execute(run.id)
+        say(f"outcome: {out.status}{' (' + out.fail_reason + ')' if out.fail_reason else ''} — {out.message}")
+        say("the console screens (prechecks, gate, dashboard, decision, rollback, report) are not built yet; "
+            "this drill runs the engine headless")
+        return EXIT_OK if out.status in ("completed", "cancelled") else EXIT_FAILED
+    finally:
+        say("stopping the workload and the sandbox servers")
+        drill.stop()
+
+
 # --- parser -------------------------------------------------------------------------------------
 
 
@@ -223,6 +265,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--tenant")
     t.add_argument("--cases", help="comma-separated subset, e.g. TC-02,TC-03")
     t.set_defaults(func=cmd_self_test)
+
+    r = sub.add_parser("rehearse", help="drill against a private MariaDB primary + replica with a workload")
+    r.add_argument("--rows", type=int, default=1_000_000, help="rows in shop.orders (default 1,000,000)")
+    r.add_argument("--reset", action="store_true", help="wipe the previous rehearsal's servers and store")
+    r.add_argument("--skip-self-test", action="store_true", help="do not run TC-01…TC-10 first")
+    r.set_defaults(func=cmd_rehearse)
 
     e = sub.add_parser("execute", help="run the executor headless on a plan")
     common(e, plan_required=True)

@@ -1,0 +1,151 @@
+"""The rehearsal (SPEC §10): a private primary and replica, a realistic table, a workload, a plan.
+
+This is the engine half of ``canary-console rehearse``. State lives under the user's state
+directory (``rehearsal/``): the datadirs are kept between runs and reused unless a reset is asked
+for; the servers and the workload stop when the rehearsal ends.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.clock import utcnow
+from engine.identifiers import qualified, quote
+from engine.sandbox import MariaDBSandbox
+from engine.store import state_dir
+from engine.workload import Workload
+
+DB, TABLE, INDEX = "shop", "orders", "idx_orders_customer_created"
+
+
+def rehearsal_dir() -> Path:
+    return state_dir() / "rehearsal"
+
+
+@dataclass
+class Rehearsal:
+    sandbox: MariaDBSandbox
+    plan_path: Path
+    store_url: str
+    reads: Workload
+    writes: Workload
+
+    def stop(self) -> None:
+        self.reads.stop()
+        self.writes.stop()
+        self.sandbox.stop()
+
+
+def _table_rows(sandbox: MariaDBSandbox) -> int | None:
+    with sandbox.primary.connect() as c, c.cursor() as cur:
+        cur.execute("SELECT TABLE_ROWS AS n FROM information_schema.TABLES WHERE TABLE_SCHEMA=%s AND TABLE_NAME=%s",
+                    (DB, TABLE))
+        row = cur.fetchone()
+        return None if row is None else int(row["n"] or 0)
+
+
+def load_orders(sandbox: MariaDBSandbox, rows: int, progress: Callable[[int, int], None]) -> None:
+    t = qualified(DB, TABLE)
+    with sandbox.primary.connect() as c, c.cursor() as cur:
+        cur.execute(f"CREATE DATABASE IF NOT EXISTS {quote(DB, 'schema')}")
+        cur.execute(f"USE {quote(DB, 'schema')}")  # seq_1_to_N lives in the current database
+        cur.execute(f"DROP TABLE IF EXISTS {t}")
+        cur.execute(
+            f"CREATE TABLE {t} (id BIGINT PRIMARY KEY AUTO_INCREMENT, customer_id INT NOT NULL, "
+            "status VARCHAR(16) NOT NULL, total DECIMAL(10,2) NOT NULL, created_at DATETIME NOT NULL, "
+            "note VARCHAR(64)) ENGINE=InnoDB"
+        )
+        done = 0
+        while done < rows:
+            n = min(250_000, rows - done)
+            cur.execute(
+                f"INSERT INTO {t} (customer_id, status, total, created_at, note) "
+                "SELECT seq % 50000, ELT(1 + seq % 4, 'new', 'paid', 'shipped', 'void'), (seq % 10000) / 100, "
+                "'2026-01-01' + INTERVAL (seq % 300000) MINUTE, MD5(seq) "
+                f"FROM seq_{done + 1}_to_{done + n}"
+            )
+            done += n
+            progress(done, rows)
+        cur.execute(f"ANALYZE TABLE {t}")
+
+
+def write_plan(path: Path, sandbox: MariaDBSandbox, store_url: str, user: str) -> None:
+    now = utcnow()
+    start = (now.hour + 7) % 24  # rehearsal only: the off-peak window is made to cover now
+    assert sandbox.replica is not None
+    path.write_text(f"""# Written by `canary-console rehearse` for the private sandbox. A rehearsal only:
+# the off-peak window was set to cover the time of the drill.
+tenant = "rehearsal"
+store_url = "{store_url}"
+
+[connection]
+id = "sandbox-primary"
+host = "127.0.0.1"
+port = {sandbox.primary.port}
+user = "root"
+database = "{DB}"
+
+[replica]
+id = "sandbox-replica"
+host = "127.0.0.1"
+port = {sandbox.replica.port}
+user = "root"
+database = "{DB}"
+
+[change]
+table = "{TABLE}"
+index = "{INDEX}"
+columns = ["customer_id", "created_at"]
+
+[[people]]
+name = "You"
+roles = ["canary_lead", "dba", "sre", "developer"]
+unix_user = "{user}"
+
+[window]
+off_peak = "{start:02d}:00-{(start + 2) % 24:02d}:00"
+utc_offset = "+07:00"
+
+[executor]
+mode = "canary"
+baseline_window_seconds = 20
+cooldown_seconds = 10
+verify_window_seconds = 30
+""")
+
+
+def start(rows: int, reset: bool, user: str, progress: Callable[[str], None]) -> Rehearsal:
+    base = rehearsal_dir()
+    if reset and base.exists():
+        shutil.rmtree(base)
+    base.mkdir(parents=True, exist_ok=True)
+    progress(f"starting a private MariaDB primary and replica under {base}")
+    sandbox = MariaDBSandbox(base_dir=base / "servers", replica=True).start()
+    try:
+        have = _table_rows(sandbox)
+        if have is None or abs(have - rows) > rows * 0.25:
+            load_orders(sandbox, rows, lambda d, n: progress(f"loading {DB}.{TABLE}: {d:,}/{n:,} rows"))
+        else:
+            progress(f"reusing {DB}.{TABLE} (~{have:,} rows); --reset to start over")
+        with sandbox.primary.connect(DB) as c, c.cursor() as cur:
+            cur.execute(f"ALTER TABLE {qualified(DB, TABLE)} DROP INDEX IF EXISTS {quote(INDEX, 'index')}")
+        sandbox.wait_replica_caught_up(120)
+        store_url = f"sqlite:///{base / 'store.db'}"
+        plan_path = base / "canary.toml"
+        write_plan(plan_path, sandbox, store_url, user)
+        profile = sandbox.primary.profile(DB)
+        t = qualified(DB, TABLE)
+        reads = Workload(profile, f"SELECT /* rehearsal-read */ id, total FROM {t} WHERE customer_id = %s "
+                         "AND created_at >= %s ORDER BY created_at LIMIT 20",
+                         lambda r: (r.randint(0, 49_999), "2026-03-01"), rate_per_s=20, name="rehearsal-reads")
+        writes = Workload(profile, f"UPDATE /* rehearsal-write */ {t} SET total = total + 0.01 WHERE id = %s",
+                          lambda r: (r.randint(1, rows),), rate_per_s=20, name="rehearsal-writes")
+        reads.start()
+        writes.start()
+        return Rehearsal(sandbox, plan_path, store_url, reads, writes)
+    except BaseException:
+        sandbox.stop()
+        raise
