@@ -1,0 +1,135 @@
+"""Rollback under network faults (never a double DROP), canary mode's "would roll back", and the
+scope lock — against the sandbox MariaDB, through a real TCP proxy that cuts connections."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+
+from engine.clock import FrozenClock, utcnow
+from engine.rollback import IndexRollback
+from engine.selftest import _regression_workload
+from engine.target import Target
+from netfault import FaultyProxy
+
+pytestmark = pytest.mark.mariadb
+
+
+def _completed_run(lab, name):
+    """A run that really created its index (no workload: verification inconclusive, index kept)."""
+    db = lab.database(name)
+    lab.load_orders(db, 5000)
+    plan = lab.plan(db, f"idx_{name}", ["customer_id"], baseline_window_seconds=0.2, verify_window_seconds=0.2)
+    store = lab.store(name)
+    ex = lab.executor(plan, store)
+    run = ex.create_run()
+    out = ex.execute(run.id)
+    assert out.status == "completed" and lab.index_exists(plan)
+    return plan, store, store.get_run(plan.tenant, run.id)
+
+
+def _drops_executed(lab, db):
+    """DROP INDEX statements the server ran on this database's table (performance_schema)."""
+    with lab.admin() as c, c.cursor() as cur:
+        cur.execute("SELECT COALESCE(SUM(COUNT_STAR), 0) AS n FROM performance_schema.events_statements_summary_by_digest "
+                    "WHERE DIGEST_TEXT LIKE %s AND DIGEST_TEXT LIKE %s", ("%DROP INDEX%", f"%`{db}`%"))
+        return int(cur.fetchone()["n"])
+
+
+def test_drop_whose_answer_is_lost_is_not_sent_twice(lab):
+    plan, store, run = _completed_run(lab, "rb_lost")
+    proxy = FaultyProxy(lab.sandbox.primary.port)
+    try:
+        proxy.cut_after = b"DROP INDEX"
+        target = Target(replace(plan.connection, port=proxy.port))
+        out = IndexRollback(store, target, "dba@test", backoff_s=0.05).drop(run, "latency +60 % for 5 min")
+    finally:
+        proxy.close()
+    assert proxy.cuts == 1
+    assert out.status == "completed", out.message
+    assert "earlier attempt" in out.message
+    assert not lab.index_exists(plan)
+    assert _drops_executed(lab, plan.schema) == 1, "the DROP must reach the server exactly once"
+    [record] = store.rollback_records(plan.tenant, run.id)
+    assert [a.get("sent", False) for a in record.attempts] == [True, False]
+    assert record.attempts[0]["kind"] == "lost_connection"
+    final = store.get_run(plan.tenant, run.id)
+    assert (final.status, final.fail_reason) == ("rolled_back", "manual_rollback")
+    actions = [e.action for e in store.audit_entries(plan.tenant, run.id)]
+    assert actions.count("rollback_attempt") == 1 and "rollback_attempt_failed" in actions
+
+
+def test_rollback_retries_with_backoff_while_the_network_is_down(lab):
+    plan, store, run = _completed_run(lab, "rb_down")
+    proxy = FaultyProxy(lab.sandbox.primary.port)
+    try:
+        proxy.refuse_next = 2
+        target = Target(replace(plan.connection, port=proxy.port))
+        out = IndexRollback(store, target, "dba@test", backoff_s=0.05).drop(run, "lag 75 s")
+    finally:
+        proxy.close()
+    assert out.status == "completed" and proxy.refused == 2
+    [record] = store.rollback_records(plan.tenant, run.id)
+    assert [a.get("kind") for a in record.attempts] == ["lost_connection", "lost_connection", None]
+    assert _drops_executed(lab, plan.schema) == 1
+    again = IndexRollback(store, Target(plan.connection), "dba@test").drop(store.get_run(plan.tenant, run.id), "again")
+    assert again.status == "refused" and "already rolled back" in again.message
+
+
+def test_rollback_gives_up_after_its_attempts_and_escalates(lab):
+    plan, store, run = _completed_run(lab, "rb_fail")
+    proxy = FaultyProxy(lab.sandbox.primary.port)
+    try:
+        proxy.refuse_next = 10
+        target = Target(replace(plan.connection, port=proxy.port))
+        out = IndexRollback(store, target, "dba@test", max_attempts=3, backoff_s=0.02).drop(run, "errors 2 %")
+    finally:
+        proxy.close()
+    assert out.status == "failed"
+    assert lab.index_exists(plan), "nothing was dropped"
+    [record] = store.rollback_records(plan.tenant, run.id)
+    assert record.rollback_status == "failed" and len(record.attempts) == 3
+    assert any(e.details.get("level") == "L4" for e in store.audit_entries(plan.tenant, run.id, "escalation"))
+    assert store.get_run(plan.tenant, run.id).status == "completed"  # unchanged: the index is still there
+
+
+def test_canary_mode_records_would_roll_back_and_leaves_the_drop_to_people(lab):
+    db = lab.database("canary_wrb")
+    lab.load_orders(db, 60000)
+    plan = lab.plan(db, "idx_canary_wrb", ["status"], mode="canary", auto_rollback=True,
+                    baseline_window_seconds=1.5, verify_window_seconds=1.5)
+    store = lab.store("canary_wrb")
+    work = _regression_workload(lab, plan)
+
+    def on_event(name, _data):
+        if name == "index_added":
+            work.set_phase(work.statement, lambda rng: (s := rng.randint(1, 30000), s + 20000))
+
+    with work:
+        ex = lab.executor(plan, store, on_event=on_event)
+        run = ex.create_run()
+        assert run.auto_rollback is False, "auto-rollback is off in canary mode whatever the plan says"
+        out = ex.execute(run.id)
+    assert (out.status, out.fail_reason) == ("failed", "verification_failed")
+    assert out.details.get("would_roll_back") is True
+    [record] = store.rollback_records(plan.tenant, run.id)
+    assert record.rollback_status == "would_roll_back" and "DROP INDEX" in record.rollback_sql
+    assert lab.index_exists(plan), "in a canary the executor never drops the index itself"
+    assert _drops_executed(lab, db) == 0
+
+
+def test_out_of_scope_run_is_refused_before_any_claim(lab):
+    db = lab.database("scope")
+    lab.load_orders(db, 100)
+    plan = lab.plan(db, "idx_scope", ["customer_id"])
+    store = lab.store("scope")
+    ex = lab.executor(plan, store)
+    ex.clock = FrozenClock(utcnow() + timedelta(hours=12))  # the plan's 2-hour window covers now, not now+12h
+    run = ex.create_run()
+    out = ex.execute(run.id)
+    assert (out.status, out.fail_reason) == ("failed", "out_of_scope")
+    assert "off-peak" in out.message
+    assert store.get_run(plan.tenant, run.id).claimed_by is None
+    assert not lab.index_exists(plan)
