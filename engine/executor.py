@@ -302,7 +302,7 @@ class Executor:
                 msg = f"the server refused ALTER … LOCK=NONE for this table ({error}); no locking fallback is attempted"
             elif kind == "lock_wait_timeout":
                 msg = (f"the ALTER waited {self.opts.lock_wait_timeout} s for the table's metadata lock and gave up "
-                       f"({error}); a long transaction holds the table")
+                       f"({error}); a long transaction holds the table{self._holders(run)}")
             elif kind == "duplicate_key_name":
                 msg = f"index {run.index_name} appeared while we ran ({error}); not ours, never dropped"
             self.store.update_run(self.tenant, run.id, alter_finished_at=now)
@@ -315,6 +315,19 @@ class Executor:
         if killed is not None:
             self._cancel_after_alter(run, killed)
         return run
+
+    def _holders(self, run: ExecutionRun) -> str:
+        """Who holds the table, for the message: the sessions a DBA would look at first."""
+        try:
+            with self.target.session("mdl") as s:
+                trx = s.long_transactions_on_table(run.schema_name, run.table_name, older_than_s=0)
+        except TargetError:
+            return ""
+        if not trx:
+            return ""
+        shown = ", ".join(f"thread {t['thread_id']} ({t.get('user') or '?'}, open {t.get('age_s') or 0} s)"
+                          for t in trx[:5])
+        return f": {shown}"
 
     def _cancel_killed_alter(self, run: ExecutionRun, reading: KillSwitchReading, exists: bool) -> None:
         record_cancel_during_alter(self.store, run, reading, self.actor, self.clock)

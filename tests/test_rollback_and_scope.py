@@ -133,3 +133,29 @@ def test_out_of_scope_run_is_refused_before_any_claim(lab):
     assert "off-peak" in out.message
     assert store.get_run(plan.tenant, run.id).claimed_by is None
     assert not lab.index_exists(plan)
+
+
+def test_long_transaction_makes_the_alter_give_up_instead_of_queueing_the_app(lab):
+    """The metadata-lock guard: a short lock_wait_timeout, so the ALTER stops waiting (and stops
+    blocking the sessions queued behind it) instead of holding up the application."""
+    db = lab.database("mdl_guard")
+    lab.load_orders(db, 5000)
+    plan = lab.plan(db, "idx_mdl_guard", ["customer_id"], lock_wait_timeout=1)
+    store = lab.store("mdl_guard")
+    blocker = lab.admin(db)
+    blocker_id = blocker.thread_id()
+    try:
+        with blocker.cursor() as cur:
+            cur.execute("START TRANSACTION")
+            cur.execute("SELECT id FROM orders LIMIT 1")
+        ex = lab.executor(plan, store)
+        run = ex.create_run()
+        out = ex.execute(run.id)
+    finally:
+        blocker.rollback()
+        blocker.close()
+    assert (out.status, out.fail_reason) == ("failed", "execution_error")
+    assert out.details["error_kind"] == "lock_wait_timeout"
+    assert "metadata lock" in out.message and "long transaction" in out.message
+    assert f"thread {blocker_id}" in out.message, out.message
+    assert not lab.index_exists(plan)
