@@ -1,0 +1,388 @@
+"""The monitoring window's rules and the final decision matrix (SPEC §6; runbook 5–6, "Decision
+Rules"), as pure functions over plain data.
+
+``step`` advances the window by one sampling tick: warning zones (logged, observed 2× longer,
+escalated to FAIL if still in the zone when the extension ends), concurrent warnings (3–4:
+escalate to the tech lead; ≥ 5: AUTO-PAUSE until an approval), alerts (any critical), the failure
+conditions that stop the run now, and severity routing. ``final_matrix`` turns the window into
+PASS / PASS WITH WARNING / FAIL / INCONCLUSIVE, each criterion with its value, threshold, rule,
+n and confidence interval. A source that is down is an error state: never OK, never a FAIL.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from engine.evidence import ShiftEstimate, hodges_lehmann
+from engine.thresholds import Band, MetricRule, Profile, evaluate_band
+
+PASS, PASS_WITH_WARNING, FAIL, INCONCLUSIVE = "PASS", "PASS WITH WARNING", "FAIL", "INCONCLUSIVE"
+
+
+@dataclass(frozen=True)
+class Episode:
+    """A metric in its warning zone: when it entered, and when its 2× observation ends."""
+
+    metric: str
+    since_s: float
+    extension_ends_s: float
+    worst_measure: float
+
+
+@dataclass(frozen=True)
+class Event:
+    t_s: float
+    kind: str  # warning | alert | escalated | concurrent_escalate | auto_pause | resumed | stop | stale | route
+    metric: str | None
+    detail: str
+    route: str | None = None  # severity routing: immediate_manual_rollback | rollback_decision |
+    #                           inconclusive_team_decision | continue_reevaluate_15m
+
+
+@dataclass(frozen=True)
+class WindowState:
+    elapsed_s: float = 0.0
+    episodes: Mapping[str, Episode] = field(default_factory=dict)
+    events: tuple[Event, ...] = ()
+    concurrent: int = 0
+    max_concurrent: int = 0
+    paused: bool = False
+    pause_reason: str = ""
+    stop_reason: str | None = None  # a failure condition fired: stop now
+    last_bands: Mapping[str, Band] = field(default_factory=dict)
+
+    def of_kind(self, kind: str) -> list[Event]:
+        return [e for e in self.events if e.kind == kind]
+
+    @property
+    def alerts(self) -> list[Event]:
+        return self.of_kind("alert")
+
+    @property
+    def warnings(self) -> list[Event]:
+        return self.of_kind("warning")
+
+    @property
+    def escalations(self) -> list[Event]:
+        return self.of_kind("escalated")
+
+    @property
+    def can_advance(self) -> bool:
+        """AUTO-PAUSE blocks progress until an explicit approval to resume or to roll back."""
+        return not self.paused
+
+
+def route_for(rule: MetricRule, band: Band, min_samples: int) -> str:
+    """Runbook 6.1: which way an issue on this metric goes."""
+    if rule.severity == "critical":
+        return "immediate_manual_rollback"
+    if rule.severity == "major":
+        if rule.latency and (band.n is None or band.n < min_samples):
+            return "inconclusive_team_decision"
+        return "rollback_decision"
+    return "continue_reevaluate_15m"
+
+
+def step(profile: Profile, state: WindowState, t_s: float, bands: Mapping[str, Band]) -> WindowState:
+    """One sampling tick at ``t_s`` seconds into the window. Pure: returns the new state."""
+    events: list[Event] = []
+    episodes = dict(state.episodes)
+    stop = state.stop_reason
+    extension_s = profile.warning_observation_minutes * 60 * profile.extension_factor
+    for key, band in bands.items():
+        rule = profile.rule(key)
+        prev = state.last_bands.get(key)
+        if band.stale:
+            if prev is None or not prev.stale:
+                events.append(Event(t_s, "stale", key, f"{rule.label}: {band.error}"))
+            continue  # an outage is not a measurement: no warning, no alert, no FAIL
+        if rule.latency and (band.n or 0) < profile.min_samples:
+            continue  # too few intervals yet to say anything about a shift (seed 001: < 10 samples)
+        if band.level == "critical":
+            if prev is None or prev.level != "critical":
+                events.append(Event(t_s, "alert", key, band.rule, route_for(rule, band, profile.min_samples)))
+            # A failure condition (runbook 5.3) stops the run — but latency on too few samples is
+            # not evidence enough: it goes to the team instead (seed 001, runbook 6.1).
+            if rule.stop_at_critical and stop is None and route_for(rule, band, profile.min_samples) != \
+                    "inconclusive_team_decision":
+                stop = band.rule
+                events.append(Event(t_s, "stop", key, band.rule, route_for(rule, band, profile.min_samples)))
+        if band.level in ("warning", "critical"):
+            ep = episodes.get(key)
+            if ep is None:
+                episodes[key] = Episode(key, t_s, t_s + extension_s, band.measure or 0.0)
+                if band.level == "warning":
+                    events.append(Event(t_s, "warning", key, band.rule, route_for(rule, band, profile.min_samples)))
+            else:
+                worst = ep.worst_measure
+                if band.measure is not None:
+                    worst = min(worst, band.measure) if rule.lower_is_worse else max(worst, band.measure)
+                episodes[key] = replace(ep, worst_measure=worst)
+                if t_s >= ep.extension_ends_s and not any(
+                        e.kind == "escalated" and e.metric == key for e in state.events):
+                    events.append(Event(t_s, "escalated", key,
+                                        f"{rule.label} still in its warning zone after the {extension_s / 60:.0f}-minute "
+                                        f"extended observation (since T+{ep.since_s / 60:.1f} min): FAIL",
+                                        route_for(rule, band, profile.min_samples)))
+        else:
+            episodes.pop(key, None)
+    concurrent = sum(1 for b in bands.values() if b.level in ("warning", "critical"))
+    paused, pause_reason = state.paused, state.pause_reason
+    if concurrent >= profile.concurrent_autopause and not paused:
+        paused = True
+        pause_reason = (f"{concurrent} concurrent warnings (≥ {profile.concurrent_autopause}): AUTO-PAUSE until "
+                        "the tech lead approves a resume or a rollback")
+        events.append(Event(t_s, "auto_pause", None, pause_reason))
+    elif profile.concurrent_escalate <= concurrent < profile.concurrent_autopause and \
+            state.concurrent < profile.concurrent_escalate:
+        events.append(Event(t_s, "concurrent_escalate", None,
+                            f"{concurrent} concurrent warnings: escalate to the tech lead, consider a pause"))
+    return WindowState(
+        elapsed_s=t_s, episodes=episodes, events=state.events + tuple(events), concurrent=concurrent,
+        max_concurrent=max(state.max_concurrent, concurrent), paused=paused, pause_reason=pause_reason,
+        stop_reason=stop, last_bands={**state.last_bands, **bands},
+    )
+
+
+def resume(state: WindowState, approver: str, decision: str) -> WindowState:
+    """An explicit approval lifts an AUTO-PAUSE: ``resume`` or ``rollback``."""
+    if decision not in ("resume", "rollback"):
+        raise ValueError("an AUTO-PAUSE is lifted by 'resume' or 'rollback'")
+    return replace(state, paused=False, pause_reason="",
+                   events=state.events + (Event(state.elapsed_s, "resumed", None, f"{decision} approved by {approver}"),))
+
+
+# --- checkpoints and observation periods ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CheckpointEvaluation:
+    label: str  # T+15 …
+    at_s: float  # seconds into the window
+    metrics_ok: bool
+    warnings: int
+    alerts: int
+    stale: int
+    concurrent: int
+
+
+def checkpoint_offsets_s(profile: Profile) -> list[tuple[str, float]]:
+    """Checkpoints T+15…T+75 as offsets from the window's start (the window opens at T+15)."""
+    first = profile.checkpoints[0]
+    return [(f"T+{m}", (m - first) * 60.0) for m in profile.checkpoints]
+
+
+def evaluate_checkpoint(label: str, at_s: float, state: WindowState, since_s: float) -> CheckpointEvaluation:
+    recent = [e for e in state.events if since_s <= e.t_s <= at_s]
+    warnings = sum(1 for e in recent if e.kind in ("warning", "escalated"))
+    alerts = sum(1 for e in recent if e.kind == "alert")
+    stale = sum(1 for b in state.last_bands.values() if b.stale)
+    ok = not alerts and not state.episodes and state.stop_reason is None and not state.paused
+    return CheckpointEvaluation(label, at_s, ok, warnings, alerts, stale, state.concurrent)
+
+
+def window_complete(profile: Profile, elapsed_s: float) -> bool:
+    return elapsed_s >= profile.window_minutes * 60
+
+
+def observation_remaining_s(profile: Profile, kind: str, elapsed_s: float) -> float:
+    """Runbook 5.4: 30 minutes after a rollback, 15 after success, before the next step."""
+    minutes = {"post_rollback": profile.post_rollback_minutes, "post_success": profile.post_success_minutes,
+               "window": profile.window_minutes}[kind]
+    return max(0.0, minutes * 60 - elapsed_s)
+
+
+# --- the final decision matrix (runbook 5.5) ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Criterion:
+    name: str
+    met: bool | None  # None: not enough evidence (inconclusive) or the source was down
+    value: str
+    threshold: str
+    rule: str
+    n: int | None = None
+    interval: str | None = None
+    applicable: bool = True  # False: no source configured for it (shown, not counted)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    verdict: str
+    criteria: tuple[Criterion, ...]
+    reasons: tuple[str, ...]
+    next_step: str
+    warnings: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "verdict": self.verdict, "reasons": list(self.reasons), "next_step": self.next_step,
+            "warnings": list(self.warnings),
+            "criteria": [c.__dict__ for c in self.criteria],
+        }
+
+
+@dataclass(frozen=True)
+class Series:
+    """One metric's samples in the window: (seconds into the window, value or None, n)."""
+
+    points: Sequence[tuple[float, float | None, int | None]]
+    baseline: Sequence[float] = ()  # per-interval values before the ALTER
+    configured: bool = True
+
+    def values(self) -> list[float]:
+        return [v for _, v, _ in self.points if v is not None]
+
+    def end_values(self, end_s: float, last_s: float) -> list[float]:
+        return [v for t, v, _ in self.points if v is not None and t >= end_s - last_s]
+
+    @property
+    def statements(self) -> int:
+        return sum(n or 0 for _, v, n in self.points if v is not None)
+
+
+PASS_CRITERIA = ("latency_p50", "latency_p99", "replication_lag", "error_rate", "lock_wait")
+
+
+def latency_criterion(rule: MetricRule, series: Series | None, profile: Profile) -> tuple[Criterion, ShiftEstimate | None]:
+    threshold = f"< +{rule.pass_below:g}%"
+    if series is None or not series.configured:
+        return Criterion(rule.label, None, "no source", threshold, "not measured", applicable=False), None
+    est = hodges_lehmann(series.baseline, series.values(), profile.confidence, profile.low_confidence_below)
+    n = len(series.values())
+    if est is None or n < profile.min_samples or len(series.baseline) < profile.min_samples:
+        return Criterion(rule.label, None, "—" if est is None else f"{est.change_pct:+.1f}%", threshold,
+                         f"fewer than {profile.min_samples} intervals (window {n}, baseline {len(series.baseline)}): "
+                         "INCONCLUSIVE, never an automatic rollback", n), est
+    met = est.change_pct < (rule.pass_below or 0)
+    rule_text = (f"Hodges–Lehmann shift of per-interval {rule.label.lower().replace(' change', '')} "
+                 f"{'<' if met else '≥'} +{rule.pass_below:g}%")
+    return Criterion(rule.label, met, f"{est.change_pct:+.1f}%", threshold, rule_text, n,
+                     f"{profile.confidence:.0%} CI {(est.low - 1) * 100:+.1f}%…{(est.high - 1) * 100:+.1f}%"
+                     + (f"; low confidence (n < {profile.low_confidence_below}): smallest detectable shift "
+                        f"{(est.min_detectable_ratio - 1) * 100:+.0f}%" if est.low_confidence and est.min_detectable_ratio else "")), est
+
+
+def end_criterion(rule: MetricRule, series: Series | None, profile: Profile, end_s: float) -> Criterion:
+    threshold = (f"increase < {rule.pass_below:g}{rule.unit}" if rule.pass_mode == "increase"
+                 else f"< {rule.pass_below:g}{rule.unit}")
+    if series is None or not series.configured:
+        return Criterion(rule.label, None, "no source", threshold, "not measured", applicable=False)
+    last = series.end_values(end_s, profile.end_window_minutes * 60)
+    if not last:
+        return Criterion(rule.label, None, "stale", threshold,
+                         f"no sample in the last {profile.end_window_minutes:g} minutes (source down): INCONCLUSIVE", 0)
+    value = statistics.median(last)
+    if rule.pass_mode == "increase":
+        base = statistics.median(series.baseline) if series.baseline else 0.0
+        measure = value - base
+        shown = f"{value:g}{rule.unit} ({measure:+g} vs baseline {base:g})"
+    else:
+        measure, shown = value, f"{value:g}{rule.unit}"
+    met = measure < (rule.pass_below or 0)
+    return Criterion(rule.label, met, shown, threshold,
+                     f"median of the last {profile.end_window_minutes:g} minutes {'<' if met else '≥'} "
+                     f"{rule.pass_below:g}{rule.unit}", len(last))
+
+
+def final_matrix(profile: Profile, state: WindowState, series: Mapping[str, Series], index_created: bool,
+                 kill_switch_activated: bool = False) -> Verdict:
+    complete = window_complete(profile, state.elapsed_s)
+    criteria = [
+        Criterion("Index created successfully", index_created, "yes" if index_created else "no", "yes",
+                  "the index exists and this run created it"),
+        Criterion("No alerts fired during monitoring", not state.alerts, f"{len(state.alerts)} alert(s)", "0",
+                  "; ".join(e.detail for e in state.alerts) or "no metric reached its critical threshold"),
+    ]
+    for key in PASS_CRITERIA:
+        rule = profile.rule(key)
+        if rule.latency:
+            criteria.append(latency_criterion(rule, series.get(key), profile)[0])
+        else:
+            criteria.append(end_criterion(rule, series.get(key), profile, state.elapsed_s))
+    criteria.append(Criterion("Monitoring window completed", complete, f"{state.elapsed_s / 60:.1f} min",
+                              f"{profile.window_minutes:g} min", "runbook 5.4: the window cannot be shortened"))
+    counted = [c for c in criteria if c.applicable]
+    reasons = [f"{c.name}: {c.value} (needs {c.threshold}) — {c.rule}" for c in counted if c.met is False]
+    reasons += [e.detail for e in state.escalations]
+    if kill_switch_activated:
+        reasons.insert(0, "kill switch activated")
+    if state.stop_reason and state.stop_reason not in " ".join(reasons):
+        reasons.append(f"failure condition: {state.stop_reason}")
+    warnings = tuple(e.detail for e in state.warnings)
+    if reasons:
+        return Verdict(FAIL, tuple(criteria), tuple(reasons),
+                       "execute the rollback decision flow (runbook 6), pre-filled with these metrics", warnings)
+    unknown = [f"{c.name}: {c.rule}" for c in counted if c.met is None]
+    if unknown:
+        return Verdict(INCONCLUSIVE, tuple(criteria), tuple(unknown),
+                       "the team decides keep or remove, and records it; no automatic rollback", warnings)
+    if warnings:
+        return Verdict(PASS_WITH_WARNING, tuple(criteria), (), "document the warnings and plan a follow-up", warnings)
+    return Verdict(PASS, tuple(criteria), (), "document and close (15-minute post-success observation first)")
+
+
+# --- the whole window, from stored samples (the dashboard's evaluator and replay) -------------
+
+
+def evaluate_window(profile: Profile, ticks: Iterable[tuple[float, Mapping[str, tuple[float | None, str | None, int | None]]]],
+                    baselines: Mapping[str, Sequence[float]], configured: Iterable[str], index_created: bool,
+                    kill_switch_activated: bool = False) -> tuple[WindowState, list[CheckpointEvaluation], Verdict]:
+    """Run ``step`` over every tick and decide. ``ticks``: (seconds into the window, {metric: (value,
+    error, n)}), in time order. ``baselines``: per-interval values before the ALTER."""
+    configured = set(configured)
+    state = WindowState()
+    points: dict[str, list[tuple[float, float | None, int | None]]] = {k: [] for k in configured}
+    checkpoints: list[CheckpointEvaluation] = []
+    pending = checkpoint_offsets_s(profile)
+    last_cp = 0.0
+    for t_s, sample in ticks:
+        while pending and pending[0][1] < t_s:
+            label, at = pending.pop(0)
+            checkpoints.append(evaluate_checkpoint(label, at, state, last_cp))
+            last_cp = at
+        bands: dict[str, Band] = {}
+        for key, (value, error, n) in sample.items():
+            if key not in configured:
+                continue
+            rule = profile.rule(key)
+            points[key].append((t_s, value, n))
+            if rule.latency and value is not None:
+                bands[key] = rolling_latency_band(profile, rule, baselines.get(key, ()), points[key], t_s)
+            else:
+                base = _baseline_value(rule, baselines.get(key, ()))
+                bands[key] = evaluate_band(rule, value, base, error, n)
+        state = step(profile, state, t_s, bands)
+    for label, at in pending:
+        if at <= state.elapsed_s:
+            checkpoints.append(evaluate_checkpoint(label, at, state, last_cp))
+            last_cp = at
+    series = {k: Series(points.get(k, []), baselines.get(k, ()), k in configured) for k in profile.keys}
+    return state, checkpoints, final_matrix(profile, state, series, index_created, kill_switch_activated)
+
+
+def rolling_latency_band(profile: Profile, rule: MetricRule, baseline: Sequence[float],
+                         points: Sequence[tuple[float, float | None, int | None]], t_s: float) -> Band:
+    """A latency's band is the shift of the median of its last few minutes of per-interval values
+    against the baseline's median — not one interval's value, which is noise: judged one by one, a
+    window with no change at all would cross +50 % somewhere in an hour. (The final matrix uses the
+    Hodges–Lehmann shift with its confidence interval over the whole window.)"""
+    recent = [v for t, v, _ in points if v is not None and t > t_s - profile.rolling_minutes * 60]
+    usable = [v for v in baseline if v is not None]
+    if not recent or not usable:
+        return evaluate_band(rule, None, None, "no baseline or no recent interval", len(recent))
+    base = statistics.median(usable)
+    band = evaluate_band(rule, statistics.median(recent), base, None, len(recent))
+    return replace(band, value=recent[-1],
+                   rule=f"{band.rule} (median of the last {profile.rolling_minutes:g} min, n={len(recent)})")
+
+
+def _baseline_value(rule: MetricRule, baseline: Sequence[float]) -> float | None:
+    if rule.mode != "change_pct":
+        return None
+    usable = [v for v in baseline if v is not None]
+    return statistics.median(usable) if usable else None

@@ -1,0 +1,242 @@
+"""The threshold profile (SPEC §6; runbook sections 4–5), as data, and the band of one value.
+
+Every boundary is inclusive: a value *at* a threshold is in that threshold's band (runbook
+"Decision Rules" §2). For "lower is worse" metrics (buffer pool hit rate, throughput) "at or past"
+means at or below. Change metrics are measured in percent against the baseline captured before
+the ALTER; absolute metrics as they are.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+LEVELS = ("ok", "note", "warning", "critical")  # "stale" is not a level of the value: no value
+LEVEL_RANK = {"stale": -1, "ok": 0, "note": 1, "warning": 2, "critical": 3}
+
+
+@dataclass(frozen=True)
+class MetricRule:
+    key: str
+    label: str
+    unit: str  # unit of the *measure* compared with the thresholds: "%", "s", "ms", "MB/s", ""
+    mode: str  # "change_pct": (value − baseline) / baseline × 100; "absolute": the value itself
+    warning: float
+    critical: float
+    note: float | None = None
+    lower_is_worse: bool = False
+    # Final matrix (runbook 5.1): PASS needs the measure strictly below this at the end.
+    pass_below: float | None = None
+    pass_mode: str = "measure"  # "measure", or "increase": value − baseline (error rate)
+    # Severity routing (runbook 6.1): "critical" (lock, replication) → immediate manual rollback;
+    # "major" (latency, errors) → rollback decision with ≥ 10 samples; "minor" → re-evaluate in 15 min.
+    severity: str = "minor"
+    source: str = "mysql"  # mysql | prometheus | killswitch
+    # Runbook 5.3: reaching critical is a failure condition that stops the run now.
+    stop_at_critical: bool = False
+    latency: bool = False  # compared by a Hodges–Lehmann shift ratio with a confidence interval
+
+    def worse_or_equal(self, measure: float, limit: float) -> bool:
+        return measure <= limit if self.lower_is_worse else measure >= limit
+
+    def describe_threshold(self, level: str) -> str:
+        limit = {"warning": self.warning, "critical": self.critical, "note": self.note}[level]
+        sign = "≤" if self.lower_is_worse else "≥"
+        plus = "+" if self.mode == "change_pct" and limit is not None and limit > 0 else ""
+        return f"{sign} {plus}{limit:g}{self.unit}"
+
+
+DEFAULT_RULES: tuple[MetricRule, ...] = (
+    MetricRule("latency_p50", "Query latency p50 change", "%", "change_pct", 10, 50, note=5, pass_below=10,
+               severity="major", stop_at_critical=True, latency=True),
+    MetricRule("latency_p99", "Query latency p99 change", "%", "change_pct", 10, 100, pass_below=20,
+               severity="major", stop_at_critical=True, latency=True),
+    MetricRule("lock_wait", "Lock wait time", "s", "absolute", 1, 5, pass_below=1, severity="critical",
+               stop_at_critical=True),
+    MetricRule("replication_lag", "Replication lag", "s", "absolute", 30, 60, note=10, pass_below=30,
+               severity="critical", stop_at_critical=True),
+    MetricRule("error_rate", "Error rate (app)", "%", "absolute", 0.1, 1, pass_below=0.1, pass_mode="increase",
+               severity="major", source="prometheus", stop_at_critical=True),
+    MetricRule("connections", "Active connections / max_connections", "%", "absolute", 80, 90),
+    MetricRule("threads_running", "Threads running", "", "absolute", 50, 100),
+    MetricRule("buffer_pool_hit", "InnoDB buffer pool hit rate", "%", "absolute", 95, 90, lower_is_worse=True),
+    MetricRule("cpu", "CPU", "%", "absolute", 70, 85, source="prometheus"),
+    MetricRule("memory", "Memory", "%", "absolute", 80, 90, source="prometheus"),
+    MetricRule("disk_read", "Disk read", "MB/s", "absolute", 100, 200, source="prometheus"),
+    MetricRule("disk_write", "Disk write", "MB/s", "absolute", 50, 100, source="prometheus"),
+    MetricRule("network_latency", "Network latency", "ms", "absolute", 50, 100, source="prometheus"),
+    MetricRule("request_latency_p50", "Request latency p50 change", "%", "change_pct", 20, 50,
+               source="prometheus", latency=True),
+    MetricRule("request_latency_p99", "Request latency p99 change", "%", "change_pct", 30, 100,
+               source="prometheus", latency=True),
+    MetricRule("throughput", "Throughput change", "%", "change_pct", -10, -50, lower_is_worse=True,
+               source="prometheus"),
+    MetricRule("killswitch_response", "Kill-switch API response time", "ms", "absolute", 500, 2000,
+               source="killswitch"),
+)
+
+
+@dataclass(frozen=True)
+class Profile:
+    rules: tuple[MetricRule, ...] = DEFAULT_RULES
+    min_samples: int = 10  # below: INCONCLUSIVE, never an automatic rollback (seed 001)
+    low_confidence_below: int = 30
+    window_minutes: float = 60.0  # runbook 5.4: cannot be shortened
+    checkpoints: tuple[int, ...] = (15, 30, 45, 60, 75)  # minutes after T0 (T+15 opens the window)
+    warning_observation_minutes: float = 15.0
+    extension_factor: float = 2.0  # a metric in its warning zone is observed 2× longer
+    concurrent_escalate: int = 3
+    concurrent_autopause: int = 5
+    post_rollback_minutes: float = 30.0
+    post_success_minutes: float = 15.0
+    end_window_minutes: float = 5.0  # "at the end" = the median of the last five minutes
+    rolling_minutes: float = 5.0  # a latency's band: its shift over the last five minutes
+    confidence: float = 0.98
+    name: str = "default"
+
+    def rule(self, key: str) -> MetricRule:
+        for r in self.rules:
+            if r.key == key:
+                return r
+        raise KeyError(key)
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(r.key for r in self.rules)
+
+
+class ProfileError(ValueError):
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+_RULE_FIELDS = {"warning", "critical", "note", "pass_below"}
+_PROFILE_FIELDS = {
+    "min_samples": int, "low_confidence_below": int, "warning_observation_minutes": float,
+    "extension_factor": float, "concurrent_escalate": int, "concurrent_autopause": int,
+    "post_rollback_minutes": float, "post_success_minutes": float, "end_window_minutes": float,
+    "rolling_minutes": float,
+    "window_minutes": float,
+}
+
+
+def profile_from_overrides(overrides: dict[str, Any], base: Profile | None = None, name: str = "plan") -> Profile:
+    """Apply ``[thresholds]`` from a plan or a profile file: ``[thresholds.latency_p50] warning = 8``
+    and top-level settings such as ``min_samples``. One message per problem. The window can be
+    lengthened, never shortened below 60 minutes (runbook 5.4)."""
+    base = base or Profile()
+    problems: list[str] = []
+    rules = {r.key: r for r in base.rules}
+    settings: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if key in rules:
+            if not isinstance(value, dict):
+                problems.append(f"'thresholds.{key}' must be a table such as {{warning = 8, critical = 40}}")
+                continue
+            changes = {}
+            for f, v in value.items():
+                if f not in _RULE_FIELDS:
+                    problems.append(f"'thresholds.{key}.{f}' is not a threshold; allowed: {', '.join(sorted(_RULE_FIELDS))}")
+                elif isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                    problems.append(f"'thresholds.{key}.{f}' must be a number")
+                else:
+                    changes[f] = float(v)
+            rule = replace(rules[key], **changes)
+            if not rule.worse_or_equal(rule.critical, rule.warning):
+                problems.append(f"'thresholds.{key}': critical ({rule.critical:g}) must be at or past warning "
+                                f"({rule.warning:g}) for a metric where {'lower' if rule.lower_is_worse else 'higher'} is worse")
+            if rule.note is not None and not rule.worse_or_equal(rule.warning, rule.note):
+                problems.append(f"'thresholds.{key}': note ({rule.note:g}) must come before warning ({rule.warning:g})")
+            rules[key] = rule
+        elif key in _PROFILE_FIELDS:
+            kind = _PROFILE_FIELDS[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0 or (
+                    kind is int and not float(value).is_integer()):
+                problems.append(f"'thresholds.{key}' must be a positive {'whole number' if kind is int else 'number'}")
+                continue
+            settings[key] = kind(value)
+        else:
+            problems.append(f"unknown key 'thresholds.{key}': metrics are {', '.join(rules)}; "
+                            f"settings are {', '.join(sorted(_PROFILE_FIELDS))}")
+    if settings.get("window_minutes", base.window_minutes) < 60:
+        problems.append("'thresholds.window_minutes' cannot shorten the 60-minute monitoring window (runbook 5.4)")
+    if settings.get("concurrent_autopause", base.concurrent_autopause) <= settings.get(
+            "concurrent_escalate", base.concurrent_escalate):
+        problems.append("'thresholds.concurrent_autopause' must be above concurrent_escalate")
+    if problems:
+        raise ProfileError(problems)
+    return replace(base, rules=tuple(rules[r.key] for r in base.rules), name=name, **settings)
+
+
+# --- the band of one value ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Band:
+    metric: str
+    level: str  # ok | note | warning | critical | stale
+    measure: float | None  # what was compared: the change in % or the value
+    value: float | None
+    baseline: float | None
+    threshold: str  # the boundary that decided, e.g. "≥ +10%"
+    rule: str  # the sentence that decided
+    error: str | None = None
+    n: int | None = None
+
+    @property
+    def stale(self) -> bool:
+        return self.level == "stale"
+
+
+def measure_of(rule: MetricRule, value: float, baseline: float | None) -> float | None:
+    if rule.mode == "absolute":
+        return value
+    if baseline is None or baseline == 0 or not math.isfinite(baseline):
+        return None
+    return (value - baseline) / abs(baseline) * 100.0
+
+
+def evaluate_band(rule: MetricRule, value: float | None, baseline: float | None = None,
+                  error: str | None = None, n: int | None = None) -> Band:
+    """The band of one value. No value (a source down) is *stale* — never OK, never a failure."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return Band(rule.key, "stale", None, None, baseline, "—",
+                    f"{rule.label}: no value ({error or 'source unavailable'})", error or "no value", n)
+    measure = measure_of(rule, value, baseline)
+    if measure is None:
+        return Band(rule.key, "stale", None, value, baseline, "—",
+                    f"{rule.label}: no baseline to compare with", "no baseline", n)
+    for level, limit in (("critical", rule.critical), ("warning", rule.warning), ("note", rule.note)):
+        if limit is not None and rule.worse_or_equal(measure, limit):
+            threshold = rule.describe_threshold(level)
+            return Band(rule.key, level, measure, value, baseline, threshold,
+                        f"{rule.label} {_fmt(rule, measure)} is {threshold}: {level}", None, n)
+    return Band(rule.key, "ok", measure, value, baseline, rule.describe_threshold("warning"),
+                f"{rule.label} {_fmt(rule, measure)} is short of the warning at {rule.describe_threshold('warning')}",
+                None, n)
+
+
+def _fmt(rule: MetricRule, measure: float) -> str:
+    if rule.mode == "change_pct":
+        return f"{measure:+.1f}%"
+    return f"{measure:g}{rule.unit}"
+
+
+@dataclass(frozen=True)
+class TickBands:
+    """All bands of one sampling tick."""
+
+    bands: dict[str, Band] = field(default_factory=dict)
+
+    def at_least(self, level: str) -> list[Band]:
+        return [b for b in self.bands.values() if LEVEL_RANK[b.level] >= LEVEL_RANK[level]]
+
+    @property
+    def warnings(self) -> list[Band]:
+        return [b for b in self.bands.values() if b.level == "warning"]
+
+    @property
+    def criticals(self) -> list[Band]:
+        return [b for b in self.bands.values() if b.level == "critical"]
