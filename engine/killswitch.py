@@ -120,6 +120,7 @@ class RemoteKillSwitch:
         if token:
             headers["Authorization"] = f"Bearer {token}"
         self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
         self.client = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout,
                                    transport=transport)
 
@@ -136,7 +137,7 @@ class RemoteKillSwitch:
             resp = self.client.get("/api/kill-switch", params={"connection_id": connection_id,
                                                                 "tenant_id": tenant_id})
         except httpx.TimeoutException:
-            return fail_closed(self.source, f"API timed out after {TIMEOUT_S:.0f} s", started)
+            return fail_closed(self.source, f"API timed out after {self.timeout:g} s", started)
         except httpx.HTTPError as exc:
             return fail_closed(self.source, f"API unreachable: {exc.__class__.__name__}: {exc}", started)
         elapsed = (time.perf_counter() - started) * 1000
