@@ -116,3 +116,33 @@ def test_embedded_fails_closed_when_the_store_is_unreadable(tmp_path):
     (tmp_path / "s.db").mkdir()  # a directory where the database file was: every read fails
     reading = EmbeddedKillSwitch(store).read("acme", "c")
     assert reading.active and "store unreadable" in reading.error
+
+
+def test_a_critically_slow_api_aborts_before_execution(store):
+    """Runbook 4.4: API response ≥ 2000 ms is critical — abort if before execution."""
+    from engine.executor import Executor
+    from engine.plan import plan_from_dict
+    from engine.target import Target
+
+    async def slow_but_off(_request):
+        await asyncio.sleep(2.05)
+        return JSONResponse({"global_active": False, "connection_active": False})
+
+    server = _serve(slow_but_off)
+    plan = plan_from_dict({
+        "tenant": "acme",
+        "connection": {"id": "c", "host": "127.0.0.1", "port": 1, "database": "shop"},  # never contacted
+        "change": {"table": "orders", "index": "idx_x", "columns": ["a"]},
+        "window": {"off_peak": "00:00-23:59", "utc_offset": "+00:00"},
+    })
+    try:
+        remote = RemoteKillSwitch(server.url)
+        ex = Executor(plan, store, remote, Target(plan.connection), "tester", "w1")
+        run = ex.create_run()
+        out = ex.execute(run.id)
+    finally:
+        server.stop()
+    assert (out.status, out.fail_reason) == ("failed", "kill_switch")
+    assert "≥ 2000 ms is critical" in out.message
+    [check] = store.audit_entries("acme", run.id, "kill_switch_checked")
+    assert check.details["latency_level"] == "critical" and check.details["active"] is False
