@@ -63,14 +63,14 @@ FROM information_schema.PROCESSLIST
 WHERE ID = %s
 """
 
-# Transactions open longer than %s seconds, with the session that holds them.
+# Transactions open at least %s seconds (trx_started has whole seconds), with their session.
 LONG_TRANSACTIONS = """
 SELECT /* canary-console:precheck */ t.trx_mysql_thread_id AS thread_id,
        t.trx_started AS started, TIMESTAMPDIFF(SECOND, t.trx_started, NOW()) AS age_s,
        t.trx_state AS state, t.trx_query AS query, p.USER AS user, p.HOST AS host
 FROM information_schema.INNODB_TRX t
 LEFT JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id
-WHERE t.trx_started < NOW() - INTERVAL %s SECOND
+WHERE t.trx_started <= NOW() - INTERVAL %s SECOND
 ORDER BY t.trx_started
 """
 
