@@ -231,13 +231,17 @@ class Executor:
     def _alter(self, run: ExecutionRun) -> ExecutionRun:
         statement = sql.add_index(run.schema_name, run.table_name, run.index_name,
                                   [(c[0], c[1]) for c in run.columns or []], run.id)
+        killer: TargetSession | None = None
         try:
             # Opened before the ALTER starts, so a kill needs no connect time.
             killer = self.target.session("kill-switch")
             alter = self.target.session("alter", read_timeout=None)
             alter.execute(sql.SET_LOCK_WAIT_TIMEOUT, (self.opts.lock_wait_timeout,))
         except TargetError as exc:
+            if killer is not None:
+                killer.close()
             self._fail(run, "execution_error", f"cannot open the ALTER's connections: {exc}")
+        assert killer is not None
         run = self.store.update_run(self.tenant, run.id, alter_sql=statement, alter_thread_id=alter.thread_id,
                                     alter_started_at=self.clock.now())
         self._audit(run, "alter_started", {"sql": statement, "thread_id": alter.thread_id,
