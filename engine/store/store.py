@@ -27,6 +27,7 @@ from engine.store.models import (
     ConnectionProfileRow,
     ExecutionRun,
     KillSwitchState,
+    MetricSample,
     PrecheckResult,
     RollbackPoint,
     RollbackRecord,
@@ -454,6 +455,28 @@ class Store:
             return list(s.exec(select(Approval).where(
                 Approval.tenant_id == tenant_id, Approval.execution_run_id == run_id, Approval.kind == kind
             ).order_by(Approval.created_at)).all())
+
+    # --- metric samples -------------------------------------------------------------------
+
+    def add_samples(self, tenant_id: str, run_id: str, at: datetime, samples: Sequence[Any]) -> None:
+        """One tick's samples, in one transaction."""
+        rows = [
+            MetricSample(tenant_id=tenant_id, execution_run_id=run_id, sampled_at=at, source=x.source,
+                         metric=x.metric, value=x.value, stale=x.value is None, error=x.error,
+                         meta={"n": x.n, "how": x.how, **(x.meta or {})} if (x.n is not None or x.how or x.meta) else None)
+            for x in samples
+        ]
+        with self.session() as s:
+            s.add_all(rows)
+            s.commit()
+
+    def samples(self, tenant_id: str, run_id: str, metric: str | None = None) -> list[MetricSample]:
+        with self.session() as s:
+            q = select(MetricSample).where(MetricSample.tenant_id == tenant_id,
+                                           MetricSample.execution_run_id == run_id)
+            if metric is not None:
+                q = q.where(MetricSample.metric == metric)
+            return list(s.exec(q.order_by(MetricSample.sampled_at, MetricSample.id)).all())
 
     def count_rows(self, model: type[SQLModel], tenant_id: str) -> int:
         with self.session() as s:
