@@ -57,7 +57,7 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
 def percentiles_from_buckets(prev: dict[int, tuple[float, int]], cur: dict[int, tuple[float, int]],
                              qs: Sequence[float] = (0.5, 0.99)) -> tuple[list[float], int]:
     """Per-interval percentiles from two reads of a latency histogram (MySQL 8's
-    ``events_statements_histogram_by_digest``): ``{bucket: (upper bound ms, cumulative count)}``
+    ``events_statements_histogram_by_digest``): ``{bucket: (upper bound ms, count in the bucket)}``
     summed over the digests. The percentile is the upper bound of the bucket it falls in."""
     delta = sorted((cur[b][0], cur[b][1] - prev.get(b, (0.0, 0))[1]) for b in cur)
     total = sum(max(0, n) for _, n in delta)
