@@ -225,6 +225,48 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
         drill.stop()
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Re-evaluate a finished run's stored samples under another threshold profile."""
+    import tomllib
+
+    from engine.monitor import replay
+    from engine.thresholds import Profile, ProfileError, profile_from_overrides
+
+    plan = _plan(args.plan)
+    store = _store(args, plan)
+    tenant = _tenant(args, plan, required=True)
+    profile = Profile()
+    if args.profile:
+        try:
+            data = tomllib.loads(open(args.profile, encoding="utf-8").read())
+        except FileNotFoundError:
+            raise CliError(f"profile file not found: {args.profile}") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise CliError(f"profile {args.profile} is not valid TOML: {exc}") from None
+        try:
+            profile = profile_from_overrides(data.get("thresholds", data), name=args.profile)
+        except ProfileError as exc:
+            raise CliError("the profile cannot be used:\n" + "\n".join(f"  - {p}" for p in exc.problems)) from None
+    try:
+        verdict, ev = replay(store, tenant, args.run, profile)
+    except LookupError as exc:
+        raise CliError(str(exc), EXIT_FAILED) from None
+    if args.json:
+        print(json.dumps(verdict.as_dict() | {"profile": profile.name}, indent=2, default=str))
+        return EXIT_OK
+    print(f"run {args.run} under profile {profile.name}: {verdict.verdict}")
+    for c in verdict.criteria:
+        mark = {True: "met", False: "NOT MET", None: "unknown"}[c.met] if c.applicable else "n/a"
+        extra = f"  n={c.n}" if c.n is not None else ""
+        extra += f"  {c.interval}" if c.interval else ""
+        print(f"  [{mark:>7}] {c.name}: {c.value} (needs {c.threshold}) — {c.rule}{extra}")
+    for r in verdict.reasons:
+        print(f"  reason: {r}")
+    print("  checkpoints: " + ", ".join(f"{cp.label} {'ok' if cp.metrics_ok else 'NOT ok'}" for cp in ev.checkpoints))
+    print(f"  next step: {verdict.next_step}")
+    return EXIT_OK
+
+
 # --- parser -------------------------------------------------------------------------------------
 
 
@@ -271,6 +313,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--reset", action="store_true", help="wipe the previous rehearsal's servers and store")
     r.add_argument("--skip-self-test", action="store_true", help="do not run TC-01…TC-10 first")
     r.set_defaults(func=cmd_rehearse)
+
+    rp = sub.add_parser("replay", help="re-evaluate a finished run's stored samples under another profile")
+    common(rp)
+    rp.add_argument("run", metavar="RUN", help="the run id")
+    rp.add_argument("--profile", metavar="FILE", help="TOML threshold overrides (as the plan's [thresholds])")
+    rp.add_argument("--tenant")
+    rp.add_argument("--json", action="store_true")
+    rp.set_defaults(func=cmd_replay)
 
     e = sub.add_parser("execute", help="run the executor headless on a plan")
     common(e, plan_required=True)

@@ -50,3 +50,27 @@ class FrozenClock:
     def advance(self, seconds: float) -> None:
         self.current += timedelta(seconds=seconds)
         self._mono += seconds
+
+
+class CompressedClock:
+    """Time that runs ``speed`` times faster than the wall clock (rehearsal drills and tests only:
+    the 60-minute window passes in 60/speed minutes; the store records that it was compressed)."""
+
+    def __init__(self, speed: float, start: datetime | None = None):
+        if speed < 1:
+            raise ValueError("speed must be at least 1")
+        self.speed = speed
+        self._start = start or utcnow()
+        self._real0 = time.monotonic()
+
+    def _elapsed(self) -> float:
+        return (time.monotonic() - self._real0) * self.speed
+
+    def now(self) -> datetime:
+        return self._start + timedelta(seconds=self._elapsed())
+
+    def monotonic(self) -> float:
+        return self._elapsed()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(max(0.0, seconds) / self.speed)

@@ -409,6 +409,7 @@ class CollectorLoop:
         self.max_backoff = max_backoff
         self.health = {s.name: SourceHealth() for s in self.sources}
         self.ticks = 0
+        self.last_at: Any = None
         self.tick_seconds: list[float] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -431,7 +432,7 @@ class CollectorLoop:
                 h.next_try = now + min(self.max_backoff, 2 ** (h.failures - 1))
                 samples += [Sample(m, None, source.name, h.last_error) for m in source.metrics]
         self.tick_seconds.append(time.perf_counter() - started)
-        at = self.clock.now()
+        at = self.last_at = self.clock.now()
         if self.store is not None and self.run_id:
             self.store.add_samples(self.tenant_id, self.run_id, at, samples)
         self.ticks += 1
@@ -445,15 +446,16 @@ class CollectorLoop:
         return self
 
     def _loop(self) -> None:
-        next_at = time.monotonic()
+        speed = float(getattr(self.clock, "speed", 1.0))  # a compressed clock runs faster
+        next_at = self.clock.monotonic()
         while not self._stop.is_set():
             self.tick()
             next_at += self.interval
-            delay = next_at - time.monotonic()
+            delay = next_at - self.clock.monotonic()
             if delay < 0:  # a slow tick: skip, do not pile up
-                next_at = time.monotonic()
+                next_at = self.clock.monotonic()
                 delay = 0
-            self._stop.wait(delay)
+            self._stop.wait(delay / speed)
 
     def stop(self) -> None:
         self._stop.set()

@@ -329,40 +329,63 @@ def final_matrix(profile: Profile, state: WindowState, series: Mapping[str, Seri
 # --- the whole window, from stored samples (the dashboard's evaluator and replay) -------------
 
 
+class WindowEvaluator:
+    """The window, evaluated one tick at a time (the live dashboard) or all at once (replay).
+
+    ``add(t_s, sample)``: seconds into the window and ``{metric: (value, error, n)}``.
+    ``baselines``: per-interval values of each metric before the ALTER."""
+
+    def __init__(self, profile: Profile, baselines: Mapping[str, Sequence[float]], configured: Iterable[str]):
+        self.profile = profile
+        self.baselines = {k: [v for v in vs if v is not None] for k, vs in baselines.items()}
+        self.configured = set(configured) & set(profile.keys)
+        self.state = WindowState()
+        self.points: dict[str, list[tuple[float, float | None, int | None]]] = {k: [] for k in self.configured}
+        self.checkpoints: list[CheckpointEvaluation] = []
+        self._pending = checkpoint_offsets_s(profile)
+        self._last_cp = 0.0
+
+    def _due_checkpoints(self, t_s: float, inclusive: bool) -> None:
+        while self._pending and (self._pending[0][1] < t_s or (inclusive and self._pending[0][1] <= t_s)):
+            label, at = self._pending.pop(0)
+            self.checkpoints.append(evaluate_checkpoint(label, at, self.state, self._last_cp))
+            self._last_cp = at
+
+    def add(self, t_s: float, sample: Mapping[str, tuple[float | None, str | None, int | None]]) -> WindowState:
+        self._due_checkpoints(t_s, inclusive=False)
+        bands: dict[str, Band] = {}
+        for key, (value, error, n) in sample.items():
+            if key not in self.configured:
+                continue
+            rule = self.profile.rule(key)
+            self.points[key].append((t_s, value, n))
+            if rule.latency and value is not None:
+                bands[key] = rolling_latency_band(self.profile, rule, self.baselines.get(key, ()), self.points[key], t_s)
+            else:
+                bands[key] = evaluate_band(rule, value, _baseline_value(rule, self.baselines.get(key, ())), error, n)
+        self.state = step(self.profile, self.state, t_s, bands)
+        return self.state
+
+    def approve(self, approver: str, decision: str) -> None:
+        self.state = resume(self.state, approver, decision)
+
+    def finish(self, index_created: bool, kill_switch_activated: bool = False) -> Verdict:
+        self._due_checkpoints(self.state.elapsed_s, inclusive=True)
+        series = {k: Series(self.points.get(k, []), self.baselines.get(k, ()), k in self.configured)
+                  for k in self.profile.keys}
+        return final_matrix(self.profile, self.state, series, index_created, kill_switch_activated)
+
+
 def evaluate_window(profile: Profile, ticks: Iterable[tuple[float, Mapping[str, tuple[float | None, str | None, int | None]]]],
                     baselines: Mapping[str, Sequence[float]], configured: Iterable[str], index_created: bool,
                     kill_switch_activated: bool = False) -> tuple[WindowState, list[CheckpointEvaluation], Verdict]:
-    """Run ``step`` over every tick and decide. ``ticks``: (seconds into the window, {metric: (value,
-    error, n)}), in time order. ``baselines``: per-interval values before the ALTER."""
-    configured = set(configured)
-    state = WindowState()
-    points: dict[str, list[tuple[float, float | None, int | None]]] = {k: [] for k in configured}
-    checkpoints: list[CheckpointEvaluation] = []
-    pending = checkpoint_offsets_s(profile)
-    last_cp = 0.0
+    """Run the whole window at once. ``ticks``: (seconds into the window, {metric: (value, error,
+    n)}), in time order."""
+    ev = WindowEvaluator(profile, baselines, configured)
     for t_s, sample in ticks:
-        while pending and pending[0][1] < t_s:
-            label, at = pending.pop(0)
-            checkpoints.append(evaluate_checkpoint(label, at, state, last_cp))
-            last_cp = at
-        bands: dict[str, Band] = {}
-        for key, (value, error, n) in sample.items():
-            if key not in configured:
-                continue
-            rule = profile.rule(key)
-            points[key].append((t_s, value, n))
-            if rule.latency and value is not None:
-                bands[key] = rolling_latency_band(profile, rule, baselines.get(key, ()), points[key], t_s)
-            else:
-                base = _baseline_value(rule, baselines.get(key, ()))
-                bands[key] = evaluate_band(rule, value, base, error, n)
-        state = step(profile, state, t_s, bands)
-    for label, at in pending:
-        if at <= state.elapsed_s:
-            checkpoints.append(evaluate_checkpoint(label, at, state, last_cp))
-            last_cp = at
-    series = {k: Series(points.get(k, []), baselines.get(k, ()), k in configured) for k in profile.keys}
-    return state, checkpoints, final_matrix(profile, state, series, index_created, kill_switch_activated)
+        ev.add(t_s, sample)
+    verdict = ev.finish(index_created, kill_switch_activated)
+    return ev.state, ev.checkpoints, verdict
 
 
 def rolling_latency_band(profile: Profile, rule: MetricRule, baseline: Sequence[float],

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from engine import digests, sql
 from engine.clock import Clock, SystemClock
 from engine.identifiers import IdentifierError, check_identifier
+from engine.jsonable import jsonable
 from engine.killswitch import KillSwitchBackend, KillSwitchReading
 from engine.plan import Plan
 from engine.rollback import IndexRollback
@@ -102,7 +103,7 @@ def scope_problems(plan: Plan, now: Any) -> list[str]:
 class Executor:
     def __init__(self, plan: Plan, store: Store, kill_switch: KillSwitchBackend, target: Target,
                  actor: str, worker: str, clock: Clock | None = None, observer: Observer | None = None,
-                 on_event: Callable[[str, dict[str, Any]], None] | None = None):
+                 on_event: Callable[[str, dict[str, Any]], None] | None = None, monitor: Any = None):
         self.plan = plan
         self.store = store
         self.kill_switch = kill_switch
@@ -114,6 +115,7 @@ class Executor:
         self.observer = observer or DigestObserver(target, self.opts.baseline_window_seconds,
                                                    self.opts.verify_window_seconds)
         self.on_event = on_event or (lambda _name, _data: None)
+        self.monitor = monitor  # engine.monitor.Monitor: the 60-minute window decides
         self.tenant = plan.tenant
         self.conn_id = plan.connection.id
         self._last_renew = 0.0
@@ -170,7 +172,12 @@ class Executor:
                        "(≥ 2000 ms is critical before execution): aborted")
         self._check_target(run)
         self._rollback_point(run)
-        baseline = self.observer.baseline(run, self._wait_watching_before_alter(run))
+        if self.monitor is not None:
+            # The monitoring window decides (runbook 5–7); its baseline is sampled here.
+            self.monitor.baseline(self.opts.baseline_window_seconds)
+            baseline: list[DigestStats] = []
+        else:
+            baseline = self.observer.baseline(run, self._wait_watching_before_alter(run))
         run = self.store.update_run(self.tenant, run.id, baseline={"digests": [d.__dict__ for d in baseline]})
         self._audit(run, "baseline_captured", {"digests": len(baseline), "statements": sum(d.count for d in baseline)})
         self._check_kill_before_alter(run)
@@ -353,9 +360,11 @@ class Executor:
         if self.opts.cooldown_seconds:
             self._event("cooldown", seconds=self.opts.cooldown_seconds)
             watch(self.opts.cooldown_seconds)
+        if self.monitor is not None:
+            return self._monitoring_window(run)
         after = self.observer.after(run, watch)
         result = verify(baseline, after)
-        run = self.store.update_run(self.tenant, run.id, verification=_jsonable(result.as_dict()))
+        run = self.store.update_run(self.tenant, run.id, verification=jsonable(result.as_dict()))
         self._audit(run, "verification_completed", {"status": result.status, "rule": result.rule,
                                                     "message": result.message, "n": result.sample_count})
         if result.status == "success":
@@ -368,6 +377,39 @@ class Executor:
             return Outcome(run.id, "completed", None, f"INCONCLUSIVE: {result.message}", result)
         return self._verification_failed(run, result)
 
+    def _monitoring_window(self, run: ExecutionRun) -> Outcome:
+        assert self.monitor is not None
+
+        def on_tick(_ev: Any, _tick: Any) -> None:
+            reading = self.kill_switch.read(self.tenant, self.conn_id)
+            if reading.active:
+                self._cancel_after_alter(run, reading)
+            self._renew(run)
+            self._event("monitor_tick", elapsed_s=_ev.state.elapsed_s, concurrent=_ev.state.concurrent)
+
+        self._event("monitoring", window_minutes=self.monitor.profile.window_minutes)
+        result = self.monitor.window(run.alter_started_at or self.clock.now(), True, on_tick,
+                                     speed=float(getattr(self.clock, "speed", 1.0)))
+        verdict = result.verdict
+        summary = f"{verdict.verdict}: " + ("; ".join(verdict.reasons) or verdict.next_step)
+        self._audit(run, "monitoring_completed", {"verdict": verdict.verdict, "ticks": result.ticks,
+                                                  "stopped_early": result.stopped_early})
+        if verdict.verdict in ("PASS", "PASS WITH WARNING", "INCONCLUSIVE"):
+            self.store.transition(self.tenant, run.id, "completed", self.actor, message=summary[:2000])
+            return Outcome(run.id, "completed", None, summary, details={"verdict": verdict.verdict})
+        record = RollbackRecord(
+            tenant_id=self.tenant, execution_run_id=run.id, connection_profile_id=run.connection_profile_id,
+            rollback_status="would_roll_back", rollback_type="manual", trigger_reason=summary[:2000],
+            rollback_sql=sql.drop_index(run.schema_name, run.table_name, run.index_name),
+            rollback_details={"canary": run.mode == "canary", "metrics_at_decision": jsonable(verdict.as_dict())},
+            created_by=self.actor,
+        )
+        self.store.save_rollback_record(record, self.actor, "auto_rollback_would_run")
+        self.store.transition(self.tenant, run.id, "failed", self.actor, fail_reason="verification_failed",
+                              message=summary[:2000])
+        return Outcome(run.id, "failed", "verification_failed", summary,
+                       details={"verdict": verdict.verdict, "would_roll_back": True})
+
     def _verification_failed(self, run: ExecutionRun, result: VerificationResult) -> Outcome:
         message = f"verification failed: {result.message}"
         if not run.auto_rollback:
@@ -376,7 +418,7 @@ class Executor:
                 rollback_status="would_roll_back", rollback_type="manual", trigger_reason=message,
                 rollback_sql=sql.drop_index(run.schema_name, run.table_name, run.index_name),
                 rollback_details={"canary": run.mode == "canary", "rule": result.rule,
-                                  "metrics_at_decision": _jsonable(result.as_dict())},
+                                  "metrics_at_decision": jsonable(result.as_dict())},
                 created_by=self.actor,
             )
             self.store.save_rollback_record(record, self.actor, "auto_rollback_would_run")
@@ -388,7 +430,7 @@ class Executor:
                                  backoff_s=self.opts.rollback_backoff_seconds,
                                  lock_wait_timeout=self.opts.lock_wait_timeout)
         done = rollback.drop(self._get(run.id), message, rollback_type="auto", fail_reason="verification_failed",
-                             details={"metrics_at_decision": _jsonable(result.as_dict())})
+                             details={"metrics_at_decision": jsonable(result.as_dict())})
         if done.status == "completed":
             return Outcome(run.id, "rolled_back", "verification_failed", message, result,
                            {"rollback": done.message})
@@ -542,15 +584,6 @@ def reading_details(reading: KillSwitchReading, when: str) -> dict[str, Any]:
             "source": reading.source, "response_ms": round(reading.response_ms, 1),
             "latency_level": reading.latency_level, "error": reading.error}
 
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, float):
-        return None if value != value or value in (float("inf"), float("-inf")) else value
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 def lease_remaining(run: ExecutionRun, now: Any) -> timedelta:

@@ -24,7 +24,9 @@ from engine.store.models import (
     GLOBAL_TENANT,
     Approval,
     AuditLog,
+    Checkpoint,
     ConnectionProfileRow,
+    Decision,
     ExecutionRun,
     KillSwitchState,
     MetricSample,
@@ -455,6 +457,36 @@ class Store:
             return list(s.exec(select(Approval).where(
                 Approval.tenant_id == tenant_id, Approval.execution_run_id == run_id, Approval.kind == kind
             ).order_by(Approval.created_at)).all())
+
+    def save_checkpoint(self, checkpoint: Checkpoint) -> Checkpoint:
+        with self.session() as s:
+            s.add(checkpoint)
+            s.add(self._audit_row(checkpoint.tenant_id, checkpoint.recorded_by, "checkpoint_recorded",
+                                  checkpoint.execution_run_id,
+                                  {"label": checkpoint.label, "metrics_ok": checkpoint.metrics_ok,
+                                   "notes": checkpoint.notes}))
+            s.commit()
+        return checkpoint
+
+    def checkpoints(self, tenant_id: str, run_id: str) -> list[Checkpoint]:
+        with self.session() as s:
+            return list(s.exec(select(Checkpoint).where(
+                Checkpoint.tenant_id == tenant_id, Checkpoint.execution_run_id == run_id
+            ).order_by(Checkpoint.recorded_at)).all())
+
+    def save_decision(self, decision: Decision) -> Decision:
+        with self.session() as s:
+            s.add(decision)
+            s.add(self._audit_row(decision.tenant_id, decision.decided_by, "verdict", decision.execution_run_id,
+                                  {"verdict": decision.verdict}))
+            s.commit()
+        return decision
+
+    def decisions(self, tenant_id: str, run_id: str) -> list[Decision]:
+        with self.session() as s:
+            return list(s.exec(select(Decision).where(
+                Decision.tenant_id == tenant_id, Decision.execution_run_id == run_id
+            ).order_by(Decision.created_at)).all())
 
     # --- metric samples -------------------------------------------------------------------
 

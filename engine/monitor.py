@@ -1,0 +1,159 @@
+"""The monitoring window, headless (runbook steps 5–7): sample, evaluate, record, decide.
+
+``Monitor.baseline`` samples before the ALTER; ``Monitor.window`` samples the 60-minute window
+(T+15 → T+75), evaluating each tick, recording the checkpoints, stopping early on a failure
+condition, and stores the verdict with its evidence. ``replay`` re-evaluates a finished run's stored
+samples under any profile — the same code path, so the same profile gives the same verdict.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from engine.clock import Clock, SystemClock
+from engine.collectors import CollectorLoop, Sample, Source
+from engine.decision import Verdict, WindowEvaluator, WindowState, window_complete
+from engine.jsonable import jsonable
+from engine.store import Checkpoint, Decision, MetricSample, Store
+from engine.thresholds import Profile
+
+Tick = dict[str, tuple[float | None, str | None, int | None]]
+
+
+@dataclass
+class MonitorResult:
+    verdict: Verdict
+    state: WindowState
+    window_started_at: datetime
+    ticks: int
+    stopped_early: bool
+
+
+def _tick_of(samples: Sequence[Sample]) -> Tick:
+    return {s.metric: (s.value, s.error, s.n) for s in samples}
+
+
+class Monitor:
+    def __init__(self, store: Store, tenant_id: str, run_id: str, sources: Sequence[Source], profile: Profile,
+                 actor: str, clock: Clock | None = None, interval: float = 5.0):
+        self.store, self.tenant_id, self.run_id = store, tenant_id, run_id
+        self.sources = list(sources)
+        self.profile = profile
+        self.actor = actor
+        self.clock = clock or SystemClock()
+        self.interval = interval
+        self.loop = CollectorLoop(self.sources, interval, self.clock, store=store, tenant_id=tenant_id,
+                                  run_id=run_id)
+
+    @property
+    def configured(self) -> set[str]:
+        return {m for s in self.sources for m in s.metrics}
+
+    def _sleep_until(self, deadline: float) -> None:
+        left = deadline - self.clock.monotonic()
+        if left > 0:
+            self.clock.sleep(left)
+
+    def baseline(self, seconds: float) -> None:
+        """Sample before the ALTER; these are the baseline's per-interval values."""
+        self.store.audit(self.tenant_id, self.actor, "baseline_sampling", self.run_id,
+                         {"seconds": seconds, "interval": self.interval})
+        end = self.clock.monotonic() + seconds
+        while self.clock.monotonic() < end:
+            started = self.clock.monotonic()
+            self.loop.tick()
+            self._sleep_until(started + self.interval)
+
+    def baselines(self, before: datetime) -> dict[str, list[float]]:
+        rows = [r for r in self.store.samples(self.tenant_id, self.run_id) if r.sampled_at < before]
+        return baselines_of(rows)
+
+    def window(self, alter_started_at: datetime, index_created: bool,
+               on_tick: Callable[[WindowEvaluator, Tick], None] | None = None,
+               speed: float = 1.0) -> MonitorResult:
+        started_at = self.clock.now()
+        self.store.audit(self.tenant_id, self.actor, "monitoring_started", self.run_id,
+                         {"at": started_at.isoformat(), "interval": self.interval, "profile": self.profile.name,
+                          "window_minutes": self.profile.window_minutes, "time_compression": speed})
+        ev = WindowEvaluator(self.profile, self.baselines(alter_started_at), self.configured)
+        first_at: datetime | None = None
+        recorded = 0
+        ticks = 0
+        stopped = False
+        while True:
+            tick_started = self.clock.monotonic()
+            samples = self.loop.tick()
+            ticks += 1
+            # Seconds into the window from the stored sample times, exactly as replay computes them.
+            first_at = first_at or self.loop.last_at
+            t_s = (self.loop.last_at - first_at).total_seconds()
+            tick = _tick_of(samples)
+            ev.add(t_s, tick)
+            for cp in ev.checkpoints[recorded:]:
+                self.store.save_checkpoint(Checkpoint(
+                    tenant_id=self.tenant_id, execution_run_id=self.run_id, label=cp.label,
+                    metrics_ok=cp.metrics_ok, recorded_by=f"engine ({self.actor})",
+                    notes=f"{cp.warnings} warning(s), {cp.alerts} alert(s), {cp.stale} stale source(s), "
+                          f"{cp.concurrent} concurrent"))
+                recorded += 1
+            if on_tick:
+                on_tick(ev, tick)
+            if ev.state.stop_reason:
+                stopped = True
+                break
+            if window_complete(self.profile, t_s):
+                break
+            self._sleep_until(tick_started + self.interval)
+        verdict = ev.finish(index_created)
+        for cp in ev.checkpoints[recorded:]:
+            self.store.save_checkpoint(Checkpoint(
+                tenant_id=self.tenant_id, execution_run_id=self.run_id, label=cp.label, metrics_ok=cp.metrics_ok,
+                recorded_by=f"engine ({self.actor})", notes=f"{cp.warnings} warning(s), {cp.alerts} alert(s)"))
+        self.store.save_decision(Decision(
+            tenant_id=self.tenant_id, execution_run_id=self.run_id, verdict=verdict.verdict,
+            evidence=jsonable(verdict.as_dict() | {"profile": self.profile.name, "stopped_early": stopped}),
+            decided_by=f"engine ({self.actor})"))
+        return MonitorResult(verdict, ev.state, started_at, ticks, stopped)
+
+    def close(self) -> None:
+        for s in self.sources:
+            s.close()
+
+
+def baselines_of(rows: Sequence[MetricSample]) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = defaultdict(list)
+    for r in rows:
+        if r.value is not None:
+            out[r.metric].append(r.value)
+    return dict(out)
+
+
+def ticks_of(rows: Sequence[MetricSample], window_start: datetime) -> list[tuple[float, Tick]]:
+    """Stored samples, grouped back into ticks, as seconds into the window."""
+    grouped: dict[datetime, Tick] = defaultdict(dict)
+    for r in rows:
+        if r.sampled_at >= window_start:
+            grouped[r.sampled_at][r.metric] = (r.value, r.error, (r.meta or {}).get("n"))
+    return [((at - window_start).total_seconds(), tick) for at, tick in sorted(grouped.items())]
+
+
+def replay(store: Store, tenant_id: str, run_id: str, profile: Profile) -> tuple[Verdict, WindowEvaluator]:
+    """Re-evaluate a finished run's stored samples under ``profile``."""
+    run = store.get_run(tenant_id, run_id)
+    if run is None:
+        raise LookupError(f"run {run_id} not found for tenant {tenant_id}")
+    started = store.audit_entries(tenant_id, run_id, "monitoring_started")
+    if not started or run.alter_started_at is None:
+        raise LookupError(f"run {run_id} has no monitoring window to replay")
+    window_start = datetime.fromisoformat(started[-1].details["at"])
+    rows = store.samples(tenant_id, run_id)
+    ev = WindowEvaluator(profile, baselines_of([r for r in rows if r.sampled_at < run.alter_started_at]),
+                         {r.metric for r in rows})
+    first = None
+    for t_s, tick in ticks_of(rows, window_start):
+        first = t_s if first is None else first
+        ev.add(t_s - first, tick)
+    return ev.finish(run.index_created_by_run), ev

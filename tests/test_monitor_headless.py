@@ -1,0 +1,136 @@
+"""The monitoring window headless, against a real primary + replica with a workload, time
+compressed: stored samples for every metric the sandbox can provide, a verdict with evidence,
+checkpoints, and replay that gives the same verdict for the same profile."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from engine.clock import CompressedClock
+from engine.collectors import KillSwitchSource, MySQLSource, ReplicaSource
+from engine.executor import Executor
+from engine.killswitch import EmbeddedKillSwitch
+from engine.monitor import Monitor, replay
+from engine.sandbox import MariaDBSandbox
+from engine.selftest import Lab
+from engine.target import Target
+from engine.thresholds import Profile, profile_from_overrides
+from engine.workload import Workload
+
+pytestmark = [pytest.mark.mariadb, pytest.mark.slow]
+SPEED = 120.0
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def drill(tmp_path_factory):
+    with MariaDBSandbox(replica=True) as sb:
+        lab = Lab(sb, tmp_path_factory.mktemp("monitor"))
+        db = lab.database("shop")
+        lab.load_orders(db, 150_000)
+        sb.wait_replica_caught_up(60)
+        profile = sb.primary.profile(db)
+        reads = Workload(profile, "SELECT id, total FROM orders WHERE customer_id = %s AND created_at >= %s",
+                         lambda r: (r.randint(0, 49_999), "2026-02-01"), rate_per_s=80, name="reads")
+        writes = Workload(profile, "UPDATE orders SET total = total + 0.01 WHERE id = %s",
+                          lambda r: (r.randint(1, 150_000),), rate_per_s=10, name="writes")
+        with reads, writes:
+            yield sb, lab, db
+
+
+def _executor(sb, lab, db, index, columns):
+    plan = lab.plan(db, index, columns, baseline_window_seconds=300, cooldown_seconds=120, lease_seconds=30)
+    store = lab.store(f"mon-{index}")
+    clock = CompressedClock(SPEED)
+    backend = EmbeddedKillSwitch(store)
+    sources = [MySQLSource(plan.connection, db, "orders"), ReplicaSource(sb.replica.profile(db), clock),
+               KillSwitchSource(backend, plan.tenant, plan.connection.id)]
+    ex = Executor(plan, store, backend, Target(plan.connection), "lead@test", "worker-a", clock=clock)
+    run = ex.create_run()
+    ex.monitor = Monitor(store, plan.tenant, run.id, sources, Profile(), "lead@test", clock, interval=5.0)
+    return plan, store, ex, run
+
+
+def test_a_good_index_passes_the_window_and_replay_agrees(drill, tmp_path):
+    sb, lab, db = drill
+    plan, store, ex, run = _executor(sb, lab, db, "idx_cust_created", ["customer_id", "created_at"])
+    started = time.monotonic()
+    out = ex.execute(run.id)
+    real_s = time.monotonic() - started
+    assert out.status == "completed", out.message
+    [decision] = store.decisions(plan.tenant, run.id)
+    assert decision.verdict in ("PASS", "PASS WITH WARNING"), decision.evidence["reasons"]
+    assert real_s < 90, f"a {SPEED:g}× compressed window took {real_s:.0f} s"
+
+    metrics = {r.metric for r in store.samples(plan.tenant, run.id) if r.value is not None}
+    for m in ("latency_p50", "latency_p99", "lock_wait", "replication_lag", "connections", "threads_running",
+              "buffer_pool_hit", "killswitch_response", "digest_count", "rows_examined_per_stmt"):
+        assert m in metrics, m
+    criteria = {c["name"]: c for c in decision.evidence["criteria"]}
+    p50 = criteria["Query latency p50 change"]
+    assert p50["met"] is True and p50["n"] >= 10 and "98% CI" in p50["interval"]
+    assert float(p50["value"].rstrip("%")) < 0, "the index made the reads faster"
+    assert criteria["Monitoring window completed"]["met"] is True
+    assert [c.label for c in store.checkpoints(plan.tenant, run.id)] == ["T+15", "T+30", "T+45", "T+60", "T+75"]
+    started_audit = store.audit_entries(plan.tenant, run.id, "monitoring_started")[0]
+    assert started_audit.details["time_compression"] == SPEED
+
+    again, _ = replay(store, plan.tenant, run.id, Profile())
+    assert again.verdict == decision.verdict
+    assert [c.met for c in again.criteria] == [c["met"] for c in decision.evidence["criteria"]]
+
+    strict = tmp_path / "strict.toml"
+    strict.write_text("[thresholds.connections]\nwarning = 0.1\ncritical = 0.2\n")
+    done = subprocess.run([sys.executable, "-m", "console.cli", "replay", run.id, "--tenant", plan.tenant,
+                           "--store", store.url, "--profile", str(strict)], capture_output=True, text=True,
+                          cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert f"run {run.id} under profile {strict}: FAIL" in done.stdout
+    assert "Active connections" in done.stdout or "No alerts fired" in done.stdout
+    assert replay(store, plan.tenant, run.id, profile_from_overrides({}))[0].verdict == decision.verdict
+
+
+def test_an_injected_lock_wait_stops_the_window_with_fail(drill):
+    sb, lab, db = drill
+    plan, store, ex, run = _executor(sb, lab, db, "idx_status_total", ["status", "total"])
+    holder = lab.admin(db)
+    waiter = lab.admin(db)
+
+    def inject(name, _data):
+        if name != "monitoring":
+            return
+        with holder.cursor() as cur:
+            cur.execute("START TRANSACTION")
+            cur.execute("UPDATE orders SET total = total WHERE id = 7")
+
+        def wait():
+            with waiter.cursor() as cur:
+                cur.execute("SET SESSION innodb_lock_wait_timeout = 30")
+                try:
+                    cur.execute("UPDATE orders SET total = total + 1 WHERE id = 7")
+                except Exception:  # noqa: BLE001
+                    pass
+        threading.Thread(target=wait, daemon=True).start()
+
+    ex.on_event = inject
+    try:
+        out = ex.execute(run.id)
+    finally:
+        holder.rollback()
+        holder.close()
+        waiter.close()
+    assert (out.status, out.fail_reason) == ("failed", "verification_failed")
+    [decision] = store.decisions(plan.tenant, run.id)
+    assert decision.verdict == "FAIL" and decision.evidence["stopped_early"] is True
+    assert any("Lock wait time" in r for r in decision.evidence["reasons"]), decision.evidence["reasons"]
+    [record] = store.rollback_records(plan.tenant, run.id)
+    assert record.rollback_status == "would_roll_back", "in a canary the DROP is left to people"
+    assert lab.index_exists(plan)
+    assert replay(store, plan.tenant, run.id, Profile())[0].verdict == "FAIL"
