@@ -12,7 +12,7 @@ n and confidence interval. A source that is down is an error state: never OK, ne
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -86,8 +86,13 @@ def route_for(rule: MetricRule, band: Band, min_samples: int) -> str:
     return "continue_reevaluate_15m"
 
 
-def step(profile: Profile, state: WindowState, t_s: float, bands: Mapping[str, Band]) -> WindowState:
-    """One sampling tick at ``t_s`` seconds into the window. Pure: returns the new state."""
+def step(profile: Profile, state: WindowState, t_s: float, bands: Mapping[str, Band],
+         confirm: Callable[[str, float], bool] | None = None) -> WindowState:
+    """One sampling tick at ``t_s`` seconds into the window. Pure: returns the new state.
+
+    ``confirm(metric, since_s)`` is asked before a warning zone escalates to FAIL at the end of its
+    extension; it says whether the data since then really show the shift (for latencies: a 98 %
+    interval that excludes no change). Without it, every escalation stands."""
     events: list[Event] = []
     episodes = dict(state.episodes)
     stop = state.stop_reason
@@ -123,6 +128,13 @@ def step(profile: Profile, state: WindowState, t_s: float, bands: Mapping[str, B
                 episodes[key] = replace(ep, worst_measure=worst)
                 if t_s >= ep.extension_ends_s and not any(
                         e.kind == "escalated" and e.metric == key for e in state.events):
+                    if confirm is not None and not confirm(key, ep.since_s):
+                        # Noise, not a shift: observe another extension instead of failing.
+                        episodes[key] = replace(ep, since_s=t_s, extension_ends_s=t_s + extension_s)
+                        events.append(Event(t_s, "extension_unconfirmed", key,
+                                            f"{rule.label}: in the warning zone for {extension_s / 60:.0f} min "
+                                            "but not distinguishable from noise; observing again"))
+                        continue
                     events.append(Event(t_s, "escalated", key,
                                         f"{rule.label} still in its warning zone after the {extension_s / 60:.0f}-minute "
                                         f"extended observation (since T+{ep.since_s / 60:.1f} min): FAIL",
@@ -248,6 +260,13 @@ class Series:
 PASS_CRITERIA = ("latency_p50", "latency_p99", "replication_lag", "error_rate", "lock_wait")
 
 
+def familywise(profile: Profile) -> float:
+    """The confidence each latency criterion is tested at so that all of them together keep the
+    profile's confidence (Bonferroni): with two latency criteria at 98 %, each at 99 %."""
+    k = max(1, sum(1 for r in profile.rules if r.latency and r.pass_below is not None))
+    return 1 - (1 - profile.confidence) / k
+
+
 def latency_criterion(rule: MetricRule, series: Series | None, profile: Profile) -> tuple[Criterion, ShiftEstimate | None]:
     threshold = f"< +{rule.pass_below:g}%"
     if series is None or not series.configured:
@@ -258,9 +277,19 @@ def latency_criterion(rule: MetricRule, series: Series | None, profile: Profile)
         return Criterion(rule.label, None, "—" if est is None else f"{est.change_pct:+.1f}%", threshold,
                          f"fewer than {profile.min_samples} intervals (window {n}, baseline {len(series.baseline)}): "
                          "INCONCLUSIVE, never an automatic rollback", n), est
-    met = est.change_pct < (rule.pass_below or 0)
-    rule_text = (f"Hodges–Lehmann shift of per-interval {rule.label.lower().replace(' change', '')} "
-                 f"{'<' if met else '≥'} +{rule.pass_below:g}%")
+    limit = rule.pass_below or 0
+    what = f"Hodges–Lehmann shift of per-interval {rule.label.lower().replace(' change', '')}"
+    met: bool | None
+    if est.change_pct < limit:
+        met, rule_text = True, f"{what} < +{limit:g}%"
+    elif (strict := hodges_lehmann(series.baseline, series.values(), familywise(profile))) and strict.low > 1.0:
+        met, rule_text = False, (f"{what} ≥ +{limit:g}% and its interval excludes no change "
+                                 f"(family-wise {profile.confidence:.0%} over the latency criteria)")
+    else:
+        # Past the limit, but the data cannot tell it from noise: that is not a failure to act on
+        # automatically, it is a question for the team (an A/A window must not FAIL on noise).
+        met, rule_text = None, (f"{what} ≥ +{limit:g}% but its {profile.confidence:.0%} CI includes no change: "
+                                "INCONCLUSIVE")
     return Criterion(rule.label, met, f"{est.change_pct:+.1f}%", threshold, rule_text, n,
                      f"{profile.confidence:.0%} CI {(est.low - 1) * 100:+.1f}%…{(est.high - 1) * 100:+.1f}%"
                      + (f"; low confidence (n < {profile.low_confidence_below}): smallest detectable shift "
@@ -363,8 +392,16 @@ class WindowEvaluator:
                 bands[key] = rolling_latency_band(self.profile, rule, self.baselines.get(key, ()), self.points[key], t_s)
             else:
                 bands[key] = evaluate_band(rule, value, _baseline_value(rule, self.baselines.get(key, ())), error, n)
-        self.state = step(self.profile, self.state, t_s, bands)
+        self.state = step(self.profile, self.state, t_s, bands, self._confirm)
         return self.state
+
+    def _confirm(self, key: str, since_s: float) -> bool:
+        rule = self.profile.rule(key)
+        if not rule.latency:
+            return True
+        recent = [v for t, v, _ in self.points.get(key, []) if v is not None and t >= since_s]
+        est = hodges_lehmann(self.baselines.get(key, ()), recent, familywise(self.profile))
+        return est is not None and est.low > 1.0 and est.change_pct >= rule.warning
 
     def approve(self, approver: str, decision: str) -> None:
         self.state = resume(self.state, approver, decision)
