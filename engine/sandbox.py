@@ -38,7 +38,7 @@ PERFORMANCE_SCHEMA_FLAGS = [
     "--performance-schema-consumer-events-statements-current=ON",
     "--performance-schema-consumer-events-statements-history=ON",
     "--performance-schema-consumer-events-statements-history-long=ON",
-    "--performance-schema-events-statements-history-long-size=20000",
+    "--performance-schema-events-statements-history-long-size=5000",
 ]
 
 
