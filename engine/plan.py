@@ -143,6 +143,7 @@ class Plan:
     store_url: str | None = None
     thresholds: dict[str, Any] = field(default_factory=dict)
     executor: ExecutorOptions = field(default_factory=ExecutorOptions)
+    prometheus_queries: dict[str, str] = field(default_factory=dict)
     source: str = "<memory>"
 
     @property
@@ -183,7 +184,7 @@ def plan_from_dict(data: dict[str, Any], source: str = "<memory>") -> Plan:
     _reject_secrets(data, "", problems)
     known = {
         "tenant", "connection", "replica", "change", "people", "window", "integrations",
-        "store_url", "thresholds", "executor",
+        "store_url", "thresholds", "executor", "prometheus_queries",
     }
     for key in data:
         if key not in known:
@@ -215,6 +216,11 @@ def plan_from_dict(data: dict[str, Any], source: str = "<memory>") -> Plan:
         store_url = None
     thresholds = _table(data.get("thresholds", {}), "thresholds", problems)
     executor = _executor(data.get("executor", {}), problems)
+    prom_queries = _table(data.get("prometheus_queries", {}), "prometheus_queries", problems)
+    for key, query in prom_queries.items():
+        if not isinstance(query, str) or not query.strip() or not key.replace("_", "a").isalnum():
+            problems.append(f"'prometheus_queries.{key}' must be a PromQL string under a metric name "
+                            "(letters, digits, '_'), e.g. cpu = '100 - avg(irate(node_cpu_seconds_total{mode=\"idle\"}[5m])) * 100'")
 
     if problems:
         raise PlanError(problems, source)
@@ -224,7 +230,7 @@ def plan_from_dict(data: dict[str, Any], source: str = "<memory>") -> Plan:
         off_peak=off_peak, prometheus_url=urls["prometheus_url"],
         kill_switch_api_url=urls["kill_switch_api_url"], kill_switch_api_token_env=token_env,
         webhook_url=urls["webhook_url"], store_url=store_url, thresholds=dict(thresholds),
-        executor=executor, source=source,
+        executor=executor, prometheus_queries=dict(prom_queries), source=source,
     )
 
 
