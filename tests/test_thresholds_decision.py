@@ -230,3 +230,22 @@ def test_inconclusive_evidence_never_turns_into_pass(seed, shift, n_window, lag_
     _, _, verdict = evaluate_window(PROFILE, ticks, base, ["latency_p50", "latency_p99", "replication_lag"], True)
     if n_window < PROFILE.min_samples or lag_down:
         assert verdict.verdict in (INCONCLUSIVE, FAIL)
+
+
+@pytest.mark.parametrize("rows, exact, band, needs", [
+    (1_000_000, False, "PASS", False),
+    (3_749_999, False, "PASS", False),
+    (3_750_000, False, "PASS", True),  # within 25 % of 5M: count exactly
+    (5_000_000, True, "PASS", False),
+    (5_000_001, True, "WARNING", False),
+    (10_000_000, True, "WARNING", False),
+    (10_000_001, True, "BLOCK", False),
+    (12_500_000, False, "BLOCK", True),
+    (12_500_001, False, "BLOCK", False),
+])
+def test_size_gate(rows, exact, band, needs):
+    from engine.sizegate import gate
+
+    g = gate(rows, exact)
+    assert (g.band, g.needs_exact_count) == (band, needs), g.rule
+    assert g.sampling_interval_s == (2.5 if band == "WARNING" else 5.0)
