@@ -186,13 +186,19 @@ def cmd_execute(args: argparse.Namespace) -> int:
 def cmd_rehearse(args: argparse.Namespace) -> int:
     """The drill: private primary + replica, a loaded table, a workload, the runbook's engine."""
     from engine import rehearsal, selftest
+    from engine.clock import CompressedClock
+    from engine.collectors import KillSwitchSource, MySQLSource, ReplicaSource
     from engine.executor import Executor
+    from engine.monitor import Monitor
     from engine.target import Target
+    from engine.thresholds import Profile
 
     ident = current_identity()
     say = lambda text: print(f"[rehearse] {text}", flush=True)  # noqa: E731
     if not 1_000 <= args.rows <= 20_000_000:
         raise CliError("--rows must be between 1000 and 20000000")
+    if not 1 <= args.speed <= 600:
+        raise CliError("--speed must be between 1 (real time) and 600")
     drill = rehearsal.start(args.rows, args.reset, ident.user, say)
     try:
         plan = load_plan(drill.plan_path)
@@ -207,16 +213,32 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
                 say(f"  {result.case} [{selftest.PRIORITY[result.case]}] {'PASS' if result.passed else 'FAIL'} "
                     f"{selftest.NAMES[result.case]} ({result.duration_ms / 1000:.1f} s)")
         def on_event(name: str, data: dict[str, Any]) -> None:
-            if name != "alter_progress":
+            if name == "monitor_tick":
+                if int(data["elapsed_s"]) % 300 < 5:  # about every five (compressed) minutes
+                    say(f"monitoring T+{15 + data['elapsed_s'] / 60:.0f} min, {data['concurrent']} concurrent warning(s)")
+            elif name != "alter_progress":
                 say(f"{name} {json.dumps(data, default=str)}")
 
-        ex = Executor(plan, store, _backend(plan, store), Target(plan.connection), ident.actor, worker_id(ident),
-                      on_event=on_event)
+        clock = CompressedClock(args.speed)
+        backend = _backend(plan, store)
+        ex = Executor(plan, store, backend, Target(plan.connection), ident.actor, worker_id(ident),
+                      on_event=on_event, clock=clock)
         run = ex.create_run()
-        say(f"run {run.id}: baseline {plan.executor.baseline_window_seconds:.0f} s, ALTER, cool-down "
-            f"{plan.executor.cooldown_seconds:.0f} s, verification {plan.executor.verify_window_seconds:.0f} s")
+        sources = [MySQLSource(plan.connection, plan.schema, plan.change.table),
+                   KillSwitchSource(backend, plan.tenant, plan.connection.id)]
+        if plan.replica is not None:
+            sources.insert(1, ReplicaSource(plan.replica, clock))
+        ex.monitor = Monitor(store, plan.tenant, run.id, sources, Profile(), ident.actor, clock, interval=5.0)
+        say(f"run {run.id}: baseline {plan.executor.baseline_window_seconds / 60:g} min, ALTER, cool-down "
+            f"{plan.executor.cooldown_seconds / 60:g} min, 60-minute monitoring window — TIME COMPRESSED "
+            f"{args.speed:g}× (rehearsal only): about {(plan.executor.baseline_window_seconds + plan.executor.cooldown_seconds + 3600) / args.speed / 60:.1f} real minutes")
         out = ex.execute(run.id)
         say(f"outcome: {out.status}{' (' + out.fail_reason + ')' if out.fail_reason else ''} — {out.message}")
+        for d in store.decisions(plan.tenant, run.id):
+            for c in (d.evidence or {}).get("criteria", []):
+                mark = {True: "met", False: "NOT MET", None: "unknown"}[c["met"]] if c["applicable"] else "n/a"
+                say(f"  [{mark:>7}] {c['name']}: {c['value']} (needs {c['threshold']}) {c.get('interval') or ''}")
+        say(f"replay it: canary-console replay {run.id} --plan {drill.plan_path}")
         say("the console screens (prechecks, gate, dashboard, decision, rollback, report) are not built yet; "
             "this drill runs the engine headless")
         return EXIT_OK if out.status in ("completed", "cancelled") else EXIT_FAILED
@@ -312,6 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--rows", type=int, default=1_000_000, help="rows in shop.orders (default 1,000,000)")
     r.add_argument("--reset", action="store_true", help="wipe the previous rehearsal's servers and store")
     r.add_argument("--skip-self-test", action="store_true", help="do not run TC-01…TC-10 first")
+    r.add_argument("--speed", type=float, default=30.0,
+                   help="time compression of the drill (rehearsal only; default 30: the 60-minute window in 2 minutes)")
     r.set_defaults(func=cmd_rehearse)
 
     rp = sub.add_parser("replay", help="re-evaluate a finished run's stored samples under another profile")

@@ -111,9 +111,8 @@ utc_offset = "+07:00"
 
 [executor]
 mode = "canary"
-baseline_window_seconds = 20
-cooldown_seconds = 10
-verify_window_seconds = 30
+baseline_window_seconds = 300
+cooldown_seconds = 120
 """)
 
 
