@@ -195,3 +195,10 @@ def test_timestamps_round_trip_as_utc(make_store):
     again = store.get_run("acme", run.id)
     assert again.created_at.tzinfo is not None
     assert abs(again.created_at - utcnow()) < timedelta(minutes=1)
+
+
+def test_the_audit_trail_keeps_its_order_within_a_second(make_store):
+    store = make_store()
+    for i in range(30):
+        store.audit("acme", "lead", f"step_{i:02d}")
+    assert [e.action for e in store.audit_entries("acme")] == [f"step_{i:02d}" for i in range(30)]

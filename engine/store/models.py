@@ -11,7 +11,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
+from sqlalchemy.dialects import mysql
 from sqlmodel import Field, SQLModel
+from sqlmodel.sql.sqltypes import UTCDateTime
 
 from engine.clock import utcnow
 
@@ -27,6 +29,26 @@ FAIL_REASONS = (
 )
 
 
+class Timestamp(UTCDateTime):
+    """Aware UTC, to the microsecond on every backend (MySQL's DATETIME keeps whole seconds unless
+    asked, which would shuffle the audit trail's order within a second)."""
+
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Any) -> Any:
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return super().load_dialect_impl(dialect)
+
+
+def _now() -> Any:
+    return Field(default_factory=utcnow, sa_type=Timestamp)
+
+
+def _at() -> Any:
+    return Field(default=None, sa_type=Timestamp)
+
+
 def new_id() -> str:
     return str(uuid.uuid4())
 
@@ -40,7 +62,7 @@ class Tenant(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=64)
     tenant_id: str = Field(max_length=64, index=True)  # equal to id; kept so every row has one
     name: str = Field(max_length=200)
-    created_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = _now()
 
 
 class ConnectionProfileRow(SQLModel, table=True):
@@ -56,8 +78,8 @@ class ConnectionProfileRow(SQLModel, table=True):
     password_env: str | None = Field(default=None, max_length=128)
     option_file: str | None = Field(default=None, max_length=255)
     option_group: str = Field(default="client", max_length=64)
-    created_at: datetime = Field(default_factory=utcnow)
-    updated_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = _now()
+    updated_at: datetime = _now()
 
 
 class ExecutionRun(SQLModel, table=True):
@@ -78,20 +100,20 @@ class ExecutionRun(SQLModel, table=True):
     fail_reason: str | None = Field(default=None, max_length=32)
     error_message: str | None = Field(default=None, sa_column=Column(Text))
     claimed_by: str | None = Field(default=None, max_length=200)
-    lease_expires_at: datetime | None = None
+    lease_expires_at: datetime | None = _at()
     alter_sql: str | None = Field(default=None, sa_column=Column(Text))
     alter_thread_id: int | None = None
-    alter_started_at: datetime | None = None
-    alter_finished_at: datetime | None = None
+    alter_started_at: datetime | None = _at()
+    alter_finished_at: datetime | None = _at()
     # True only once this run's own ALTER succeeded: the one index a rollback may drop.
     index_created_by_run: bool = False
     baseline: dict[str, Any] | None = _json()
     verification: dict[str, Any] | None = _json()
     created_by: str = Field(default="", max_length=200)
-    created_at: datetime = Field(default_factory=utcnow)
-    updated_at: datetime = Field(default_factory=utcnow)
-    started_at: datetime | None = None
-    completed_at: datetime | None = None
+    created_at: datetime = _now()
+    updated_at: datetime = _now()
+    started_at: datetime | None = _at()
+    completed_at: datetime | None = _at()
 
 
 class KillSwitchState(SQLModel, table=True):
@@ -104,8 +126,8 @@ class KillSwitchState(SQLModel, table=True):
     connection_profile_id: str = Field(default="", max_length=64)
     is_active: bool = False
     reason: str = Field(default="", sa_column=Column(Text))
-    created_at: datetime = Field(default_factory=utcnow)
-    updated_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = _now()
+    updated_at: datetime = _now()
     created_by: str = Field(default="", max_length=200)
     updated_by: str = Field(default="", max_length=200)
 
@@ -119,7 +141,7 @@ class RollbackPoint(SQLModel, table=True):
     indexes: list[Any] | None = _json()
     # Both rungs of the rollback ladder, generated and validated before the ALTER (SPEC §8).
     ladder: list[Any] | None = _json()
-    captured_at: datetime = Field(default_factory=utcnow)
+    captured_at: datetime = _now()
 
 
 class RollbackRecord(SQLModel, table=True):
@@ -133,13 +155,13 @@ class RollbackRecord(SQLModel, table=True):
     trigger_reason: str = Field(default="", sa_column=Column(Text))
     rollback_sql: str | None = Field(default=None, sa_column=Column(Text))
     attempts: list[Any] | None = _json()
-    rollback_started_at: datetime | None = None
-    rollback_completed_at: datetime | None = None
+    rollback_started_at: datetime | None = _at()
+    rollback_completed_at: datetime | None = _at()
     rollback_error: str | None = Field(default=None, sa_column=Column(Text))
     rollback_details: dict[str, Any] | None = _json()
     created_by: str = Field(default="", max_length=200)
-    created_at: datetime = Field(default_factory=utcnow)
-    updated_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = _now()
+    updated_at: datetime = _now()
 
 
 class AuditLog(SQLModel, table=True):
@@ -153,7 +175,7 @@ class AuditLog(SQLModel, table=True):
     old_status: str | None = Field(default=None, max_length=16)
     new_status: str | None = Field(default=None, max_length=16)
     details: dict[str, Any] | None = _json()
-    created_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = _now()
 
 
 class PrecheckResult(SQLModel, table=True):
@@ -169,7 +191,7 @@ class PrecheckResult(SQLModel, table=True):
     duration_ms: float | None = None
     source: str = Field(default="self-test", max_length=32)  # self-test | console | person
     recorded_by: str = Field(default="", max_length=200)
-    recorded_at: datetime = Field(default_factory=utcnow)
+    recorded_at: datetime = _now()
 
 
 class Approval(SQLModel, table=True):
@@ -184,7 +206,7 @@ class Approval(SQLModel, table=True):
     actor: str = Field(max_length=200)
     decision: str = Field(default="approve", max_length=16)
     note: str = Field(default="", sa_column=Column(Text))
-    created_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = _now()
 
 
 class Checkpoint(SQLModel, table=True):
@@ -196,7 +218,7 @@ class Checkpoint(SQLModel, table=True):
     metrics_ok: bool | None = None
     notes: str = Field(default="", sa_column=Column(Text))
     recorded_by: str = Field(default="", max_length=200)
-    recorded_at: datetime = Field(default_factory=utcnow)
+    recorded_at: datetime = _now()
 
 
 class MetricSample(SQLModel, table=True):
@@ -205,7 +227,7 @@ class MetricSample(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     tenant_id: str = Field(max_length=64)
     execution_run_id: str = Field(max_length=36)
-    sampled_at: datetime = Field(default_factory=utcnow)
+    sampled_at: datetime = _now()
     source: str = Field(max_length=32)
     metric: str = Field(max_length=64)
     value: float | None = None
@@ -222,7 +244,7 @@ class Decision(SQLModel, table=True):
     verdict: str = Field(max_length=32)
     evidence: dict[str, Any] | None = _json()
     decided_by: str = Field(default="", max_length=200)
-    created_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = _now()
 
 
 class RunLock(SQLModel, table=True):
@@ -238,4 +260,4 @@ class RunLock(SQLModel, table=True):
     execution_run_id: str = Field(max_length=36)
     holder_tenant_id: str = Field(max_length=64)
     acquired_by: str = Field(default="", max_length=200)
-    acquired_at: datetime = Field(default_factory=utcnow)
+    acquired_at: datetime = _now()
