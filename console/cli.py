@@ -191,7 +191,6 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
     from engine.executor import Executor
     from engine.monitor import Monitor
     from engine.target import Target
-    from engine.thresholds import Profile
 
     ident = current_identity()
     say = lambda text: print(f"[rehearse] {text}", flush=True)  # noqa: E731
@@ -228,7 +227,7 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
                    KillSwitchSource(backend, plan.tenant, plan.connection.id)]
         if plan.replica is not None:
             sources.insert(1, ReplicaSource(plan.replica, clock))
-        ex.monitor = Monitor(store, plan.tenant, run.id, sources, Profile(), ident.actor, clock, interval=5.0)
+        ex.monitor = Monitor(store, plan.tenant, run.id, sources, plan.profile(), ident.actor, clock, interval=5.0)
         say(f"run {run.id}: baseline {plan.executor.baseline_window_seconds / 60:g} min, ALTER, cool-down "
             f"{plan.executor.cooldown_seconds / 60:g} min, 60-minute monitoring window — TIME COMPRESSED "
             f"{args.speed:g}× (rehearsal only): about {(plan.executor.baseline_window_seconds + plan.executor.cooldown_seconds + 3600) / args.speed / 60:.1f} real minutes")

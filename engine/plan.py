@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.identifiers import IdentifierError, check_identifier, check_slug
+from engine.thresholds import Profile, ProfileError, profile_from_overrides
 
 ROLES = ("canary_lead", "dba", "sre", "developer")
 DEFAULT_OFF_PEAK = "22:00-06:00"
@@ -150,6 +151,10 @@ class Plan:
     def schema(self) -> str:
         return self.connection.database
 
+    def profile(self) -> Profile:
+        """The threshold profile: SPEC §6's, with this plan's [thresholds] applied (validated at load)."""
+        return profile_from_overrides(self.thresholds, name=f"{self.source} [thresholds]") if self.thresholds else Profile()
+
     def people_for_user(self, unix_user: str) -> list[Person]:
         return [p for p in self.people if (p.unix_user or p.name) == unix_user]
 
@@ -215,6 +220,10 @@ def plan_from_dict(data: dict[str, Any], source: str = "<memory>") -> Plan:
         problems.append("store_url must be a string such as 'sqlite:////path/store.db' or 'postgresql://…'")
         store_url = None
     thresholds = _table(data.get("thresholds", {}), "thresholds", problems)
+    try:
+        profile_from_overrides(thresholds)
+    except ProfileError as exc:
+        problems.extend(exc.problems)
     executor = _executor(data.get("executor", {}), problems)
     prom_queries = _table(data.get("prometheus_queries", {}), "prometheus_queries", problems)
     for key, query in prom_queries.items():

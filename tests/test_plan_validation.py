@@ -162,3 +162,12 @@ def test_any_input_gives_a_plan_or_plan_errors_never_a_crash(data):
         plan_from_dict(data)
     except PlanError as exc:
         assert exc.problems and all(isinstance(p, str) and p for p in exc.problems)
+
+
+def test_threshold_overrides_are_validated_with_the_plan_and_applied():
+    plan = parse_plan(GOOD)
+    assert plan.profile().rule("latency_p50").warning == 8
+    problems = problems_of(GOOD.replace("[thresholds.latency_p50]\nwarning = 8",
+                                        "[thresholds.latency_p50]\nwarning = 80\n[thresholds.lag]\nwarning = 1"))
+    assert any("'thresholds.latency_p50'" in p and "critical" in p for p in problems)
+    assert any("unknown key 'thresholds.lag'" in p for p in problems)
