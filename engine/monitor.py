@@ -157,3 +157,66 @@ def replay(store: Store, tenant_id: str, run_id: str, profile: Profile) -> tuple
         first = t_s if first is None else first
         ev.add(t_s - first, tick)
     return ev.finish(run.index_created_by_run), ev
+
+
+@dataclass
+class Observation:
+    kind: str  # post_success | post_rollback
+    minutes: float
+    ok: bool
+    alerts: list[str]
+    warnings: list[str]
+    ticks: int
+
+
+def observe(monitor: Monitor, kind: str, alter_started_at: datetime) -> Observation:
+    """Runbook 5.4: 15 minutes after a success, 30 after a rollback, watched like the window (the
+    same bands against the same baseline); OK when no alert fired and no failure condition tripped."""
+    from dataclasses import replace as _replace
+
+    minutes = {"post_success": monitor.profile.post_success_minutes,
+               "post_rollback": monitor.profile.post_rollback_minutes}[kind]
+    profile = _replace(monitor.profile, window_minutes=minutes, checkpoints=(0,))
+    monitor.store.audit(monitor.tenant_id, monitor.actor, f"{kind}_observation_started", monitor.run_id,
+                        {"minutes": minutes})
+    ev = WindowEvaluator(profile, monitor.baselines(alter_started_at), monitor.configured)
+    first_at: datetime | None = None
+    ticks = 0
+    while True:
+        started = monitor.clock.monotonic()
+        samples = monitor.loop.tick()
+        ticks += 1
+        first_at = first_at or monitor.loop.last_at
+        t_s = (monitor.loop.last_at - first_at).total_seconds()
+        ev.add(t_s, _tick_of(samples))
+        if window_complete(profile, t_s):
+            break
+        monitor._sleep_until(started + monitor.interval)
+    result = Observation(kind, minutes, not ev.state.alerts and ev.state.stop_reason is None,
+                         [e.detail for e in ev.state.alerts], [e.detail for e in ev.state.warnings], ticks)
+    monitor.store.audit(monitor.tenant_id, monitor.actor, f"{kind}_observation_completed", monitor.run_id,
+                        {"ok": result.ok, "alerts": result.alerts[:5], "warnings": len(result.warnings)})
+    return result
+
+
+TEAM_DECISIONS = ("keep", "remove")
+
+
+def record_team_decision(store: Store, tenant_id: str, run_id: str, decision: str, actor: str,
+                         roles: set[str], note: str = "") -> Decision:
+    """An INCONCLUSIVE verdict is settled by the team (runbook 6.1), recorded by the canary lead.
+    It stays INCONCLUSIVE — the record says what the team chose and who recorded it; it never turns
+    into a PASS."""
+    if decision not in TEAM_DECISIONS:
+        raise ValueError(f"the team decides 'keep' or 'remove', not {decision!r}")
+    if "canary_lead" not in roles:
+        store.audit(tenant_id, actor, "team_decision_refused", run_id, {"roles": sorted(roles)})
+        raise PermissionError("the canary lead records the team's decision")
+    latest = store.decisions(tenant_id, run_id)
+    if not latest or latest[-1].verdict != "INCONCLUSIVE":
+        raise ValueError("only an INCONCLUSIVE verdict is settled by a team decision")
+    return store.save_decision(Decision(
+        tenant_id=tenant_id, execution_run_id=run_id, verdict="INCONCLUSIVE",
+        evidence=jsonable({**(latest[-1].evidence or {}), "team_decision": decision, "note": note,
+                           "recorded_by": actor}),
+        decided_by=actor))

@@ -134,3 +134,31 @@ def test_an_injected_lock_wait_stops_the_window_with_fail(drill):
     assert record.rollback_status == "would_roll_back", "in a canary the DROP is left to people"
     assert lab.index_exists(plan)
     assert replay(store, plan.tenant, run.id, Profile())[0].verdict == "FAIL"
+
+
+def test_post_success_observation_and_the_team_decision_on_inconclusive(drill, tmp_path):
+    from engine.clock import utcnow
+    from engine.monitor import observe, record_team_decision
+    from engine.store import Decision, ExecutionRun, Store
+
+    sb, lab, db = drill
+    store = Store(f"sqlite:///{tmp_path / 'obs.db'}")
+    run = store.create_run(ExecutionRun(tenant_id="acme", connection_profile_id="c", schema_name=db,
+                                        table_name="orders", index_name="idx_obs", columns=[["status", None]]), "lead")
+    clock = CompressedClock(600)
+    monitor = Monitor(store, "acme", run.id, [MySQLSource(sb.primary.profile(db), db, "orders")], Profile(),
+                      "lead@test", clock, interval=5.0)
+    monitor.baseline(120)
+    result = observe(monitor, "post_success", utcnow())
+    assert result.kind == "post_success" and result.minutes == 15 and result.ticks >= 150
+    assert result.ok, result.alerts
+    assert store.audit_entries("acme", run.id, "post_success_observation_completed")
+
+    store.save_decision(Decision(tenant_id="acme", execution_run_id=run.id, verdict="INCONCLUSIVE",
+                                 evidence={"reasons": ["too few samples"]}, decided_by="engine"))
+    with pytest.raises(PermissionError):
+        record_team_decision(store, "acme", run.id, "keep", "dev@x", {"developer"})
+    assert store.audit_entries("acme", run.id, "team_decision_refused")
+    kept = record_team_decision(store, "acme", run.id, "keep", "somchai@x", {"canary_lead"}, "reads are faster")
+    assert kept.verdict == "INCONCLUSIVE" and kept.evidence["team_decision"] == "keep"
+    monitor.close()
