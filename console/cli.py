@@ -190,6 +190,7 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
     from engine.collectors import KillSwitchSource, MySQLSource, ReplicaSource
     from engine.executor import Executor
     from engine.monitor import Monitor
+    from engine.sizegate import gate
     from engine.target import Target
 
     ident = current_identity()
@@ -218,6 +219,19 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
             elif name != "alter_progress":
                 say(f"{name} {json.dumps(data, default=str)}")
 
+        with Target(plan.connection).session("size-gate") as s:
+            info = s.table_info(plan.schema, plan.change.table)
+            decision = gate(info.estimated_rows if info else 0)
+            if decision.needs_exact_count:
+                say(f"size gate: {decision.rule}")
+                decision = gate(s.exact_count(plan.schema, plan.change.table) or 0, exact=True)
+        say(f"size gate {decision.band}: {decision.rule}; sampling every {decision.sampling_interval_s:g} s"
+            + (f" (data {info.data_mb} MB, index {info.index_mb} MB)" if info else ""))
+        if decision.band == "BLOCK":
+            store.audit(plan.tenant, ident.actor, "size_gate_block", None, {"rule": decision.rule})
+            say("BLOCK: no DDL on this table in this phase; the drill stops here")
+            return EXIT_FAILED
+
         clock = CompressedClock(args.speed)
         backend = _backend(plan, store)
         ex = Executor(plan, store, backend, Target(plan.connection), ident.actor, worker_id(ident),
@@ -227,7 +241,8 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
                    KillSwitchSource(backend, plan.tenant, plan.connection.id)]
         if plan.replica is not None:
             sources.insert(1, ReplicaSource(plan.replica, clock))
-        ex.monitor = Monitor(store, plan.tenant, run.id, sources, plan.profile(), ident.actor, clock, interval=5.0)
+        ex.monitor = Monitor(store, plan.tenant, run.id, sources, plan.profile(), ident.actor, clock,
+                             interval=decision.sampling_interval_s)
         say(f"run {run.id}: baseline {plan.executor.baseline_window_seconds / 60:g} min, ALTER, cool-down "
             f"{plan.executor.cooldown_seconds / 60:g} min, 60-minute monitoring window — TIME COMPRESSED "
             f"{args.speed:g}× (rehearsal only): about {(plan.executor.baseline_window_seconds + plan.executor.cooldown_seconds + 3600) / args.speed / 60:.1f} real minutes")
