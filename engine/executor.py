@@ -397,33 +397,27 @@ class Executor:
         if verdict.verdict in ("PASS", "PASS WITH WARNING", "INCONCLUSIVE"):
             self.store.transition(self.tenant, run.id, "completed", self.actor, message=summary[:2000])
             return Outcome(run.id, "completed", None, summary, details={"verdict": verdict.verdict})
-        record = RollbackRecord(
-            tenant_id=self.tenant, execution_run_id=run.id, connection_profile_id=run.connection_profile_id,
-            rollback_status="would_roll_back", rollback_type="manual", trigger_reason=summary[:2000],
-            rollback_sql=sql.drop_index(run.schema_name, run.table_name, run.index_name),
-            rollback_details={"canary": run.mode == "canary", "metrics_at_decision": jsonable(verdict.as_dict())},
-            created_by=self.actor,
-        )
-        self.store.save_rollback_record(record, self.actor, "auto_rollback_would_run")
-        self.store.transition(self.tenant, run.id, "failed", self.actor, fail_reason="verification_failed",
-                              message=summary[:2000])
+        self._would_roll_back(run, summary, {"metrics_at_decision": jsonable(verdict.as_dict())})
         return Outcome(run.id, "failed", "verification_failed", summary,
                        details={"verdict": verdict.verdict, "would_roll_back": True})
+
+    def _would_roll_back(self, run: ExecutionRun, reason: str, details: dict[str, Any]) -> None:
+        """Runbook 6.2: in a canary, automatic rollback is logging only — record the DROP it would
+        run, fail the run, and leave the DROP to the manual flow."""
+        self.store.save_rollback_record(RollbackRecord(
+            tenant_id=self.tenant, execution_run_id=run.id, connection_profile_id=run.connection_profile_id,
+            rollback_status="would_roll_back", rollback_type="manual", trigger_reason=reason[:2000],
+            rollback_sql=sql.drop_index(run.schema_name, run.table_name, run.index_name),
+            rollback_details={"canary": run.mode == "canary", **details}, created_by=self.actor,
+        ), self.actor, "auto_rollback_would_run")
+        self.store.transition(self.tenant, run.id, "failed", self.actor, fail_reason="verification_failed",
+                              message=(reason + " (would roll back: the DROP is left to the manual flow)")[:2000])
 
     def _verification_failed(self, run: ExecutionRun, result: VerificationResult) -> Outcome:
         message = f"verification failed: {result.message}"
         if not run.auto_rollback:
-            record = RollbackRecord(
-                tenant_id=self.tenant, execution_run_id=run.id, connection_profile_id=run.connection_profile_id,
-                rollback_status="would_roll_back", rollback_type="manual", trigger_reason=message,
-                rollback_sql=sql.drop_index(run.schema_name, run.table_name, run.index_name),
-                rollback_details={"canary": run.mode == "canary", "rule": result.rule,
-                                  "metrics_at_decision": jsonable(result.as_dict())},
-                created_by=self.actor,
-            )
-            self.store.save_rollback_record(record, self.actor, "auto_rollback_would_run")
-            self.store.transition(self.tenant, run.id, "failed", self.actor, fail_reason="verification_failed",
-                                  message=message + " (would roll back: the DROP is left to the manual flow)")
+            self._would_roll_back(run, message, {"rule": result.rule,
+                                                 "metrics_at_decision": jsonable(result.as_dict())})
             return Outcome(run.id, "failed", "verification_failed", message, result, {"would_roll_back": True})
         rollback = IndexRollback(self.store, self.target, self.actor, self.clock,
                                  max_attempts=self.opts.rollback_attempts,
