@@ -264,14 +264,6 @@ class ApiServer:
             self.thread.join(timeout)
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port free right now on ``host`` (the OS's choice for port 0)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
 def serve_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0, timeout: float = 10.0) -> ApiServer:
     """Serve ``app`` with uvicorn in a daemon thread; return once it accepts connections.
 

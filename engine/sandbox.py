@@ -12,7 +12,6 @@ import atexit
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import pymysql
 
+from engine.net import free_port
 from engine.plan import ConnectionProfile
 
 INSTALL_HINT = (
@@ -62,12 +62,6 @@ def binaries() -> tuple[str, str]:
     if not server or not install:
         raise SandboxUnavailable(INSTALL_HINT)
     return server, install
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -12,7 +12,7 @@ import pytest
 
 from engine import digests
 from engine.identifiers import IdentifierError
-from engine.sandbox import free_port
+from engine.net import free_port
 from engine.selftest import wait_for
 from engine.target import TargetError, TargetSession, parse_version
 from engine.verification import Totals, window
