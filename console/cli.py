@@ -187,9 +187,8 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
     """The drill: private primary + replica, a loaded table, a workload, the runbook's engine."""
     from engine import rehearsal, selftest
     from engine.clock import CompressedClock
-    from engine.collectors import KillSwitchSource, MySQLSource, ReplicaSource
     from engine.executor import Executor
-    from engine.monitor import Monitor
+    from engine.monitor import Monitor, sources_for
     from engine.sizegate import gate
     from engine.target import Target
 
@@ -237,11 +236,8 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
         ex = Executor(plan, store, backend, Target(plan.connection), ident.actor, worker_id(ident),
                       on_event=on_event, clock=clock)
         run = ex.create_run()
-        sources = [MySQLSource(plan.connection, plan.schema, plan.change.table),
-                   KillSwitchSource(backend, plan.tenant, plan.connection.id)]
-        if plan.replica is not None:
-            sources.insert(1, ReplicaSource(plan.replica, clock))
-        ex.monitor = Monitor(store, plan.tenant, run.id, sources, plan.profile(), ident.actor, clock,
+        ex.monitor = Monitor(store, plan.tenant, run.id, sources_for(plan, backend, clock), plan.profile(),
+                             ident.actor, clock,
                              interval=decision.sampling_interval_s)
         say(f"run {run.id}: baseline {plan.executor.baseline_window_seconds / 60:g} min, ALTER, cool-down "
             f"{plan.executor.cooldown_seconds / 60:g} min, 60-minute monitoring window — TIME COMPRESSED "

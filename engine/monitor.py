@@ -12,6 +12,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from engine.clock import Clock, SystemClock
 from engine.collectors import CollectorLoop, Sample, Source
@@ -30,6 +31,22 @@ class MonitorResult:
     window_started_at: datetime
     ticks: int
     stopped_early: bool
+
+
+def sources_for(plan: Any, backend: Any, clock: Clock | None = None) -> list[Source]:
+    """Every source the plan can feed (SPEC §5): the primary, the replica if given, Prometheus if
+    configured (with the plan's queries), and the kill-switch backend."""
+    from engine.collectors import KillSwitchSource, MySQLSource, ReplicaSource
+
+    sources: list[Source] = [MySQLSource(plan.connection, plan.schema, plan.change.table, plan.change.query_digests)]
+    if plan.replica is not None:
+        sources.append(ReplicaSource(plan.replica, clock))
+    if plan.prometheus_url:
+        from engine.prometheus import PrometheusSource
+
+        sources.append(PrometheusSource(plan.prometheus_url, plan.prometheus_queries))
+    sources.append(KillSwitchSource(backend, plan.tenant, plan.connection.id))
+    return sources
 
 
 def _tick_of(samples: Sequence[Sample]) -> Tick:
