@@ -79,3 +79,27 @@ def test_prometheus_down_is_stale_with_the_error_and_retried(prom):
         bad.collect()
     source.close()
     bad.close()
+
+
+def test_the_plan_wires_prometheus_and_its_queries(prom, tmp_path):
+    from engine.killswitch import EmbeddedKillSwitch
+    from engine.monitor import sources_for
+    from engine.plan import plan_from_dict
+    from engine.store import Store
+
+    plan = plan_from_dict({
+        "tenant": "acme", "connection": {"database": "shop"},
+        "change": {"table": "orders", "index": "idx_x", "columns": ["a"]},
+        "integrations": {"prometheus_url": prom.url},
+        "prometheus_queries": {"cpu": '100 * (1 - avg(rate(node_cpu_seconds_total{mode="idle"}[15s])))'},
+    })
+    store = Store(f"sqlite:///{tmp_path / 's.db'}")
+    sources = sources_for(plan, EmbeddedKillSwitch(store))
+    [promsource] = [s for s in sources if s.name == "prometheus"]
+    assert "[15s]" in promsource.queries["cpu"] and "memory" in promsource.queries
+    loop = CollectorLoop([promsource], store=store, tenant_id="acme", run_id="r1")
+    loop.tick()
+    rows = {r.metric: r for r in store.samples("acme", "r1")}
+    assert rows["cpu"].source == "prometheus" and rows["cpu"].value is not None
+    assert "[15s]" in rows["cpu"].meta["how"]
+    promsource.close()
