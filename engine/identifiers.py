@@ -24,7 +24,7 @@ class IdentifierError(ValueError):
 def check_identifier(value: object, what: str = "identifier") -> str:
     if not isinstance(value, str):
         raise IdentifierError(f"{what} must be a string, got {type(value).__name__}")
-    if not _IDENTIFIER.match(value):
+    if not _IDENTIFIER.fullmatch(value):
         raise IdentifierError(f"{what} {value!r} is not allowed: use {RULE}")
     return value
 
@@ -40,6 +40,6 @@ def qualified(schema: str, table: str) -> str:
 
 
 def check_slug(value: object, what: str) -> str:
-    if not isinstance(value, str) or not _SLUG.match(value):
+    if not isinstance(value, str) or not _SLUG.fullmatch(value):
         raise IdentifierError(f"{what} {value!r} is not allowed: use {SLUG_RULE}")
     return value

@@ -187,6 +187,7 @@ def parse_plan(text: str, source: str = "<memory>") -> Plan:
 def plan_from_dict(data: dict[str, Any], source: str = "<memory>") -> Plan:
     problems: list[str] = []
     _reject_secrets(data, "", problems)
+    data = _without_secrets(data)  # each secret is reported once, above, not again as an unknown key
     known = {
         "tenant", "connection", "replica", "change", "people", "window", "integrations",
         "store_url", "thresholds", "executor", "prometheus_queries",
@@ -201,6 +202,9 @@ def plan_from_dict(data: dict[str, Any], source: str = "<memory>") -> Plan:
     change = _change(data.get("change"), problems)
     people = _people(data.get("people", []), problems)
     window_tbl = _table(data.get("window", {}), "window", problems)
+    for key in window_tbl:
+        if key not in ("off_peak", "utc_offset"):
+            problems.append(f"unknown key 'window.{key}': allowed are off_peak, utc_offset")
     off_peak = _parse_window(
         str(window_tbl.get("off_peak", DEFAULT_OFF_PEAK)),
         str(window_tbl.get("utc_offset", DEFAULT_UTC_OFFSET)),
@@ -257,6 +261,14 @@ def _reject_secrets(node: Any, path: str, problems: list[str]) -> None:
     elif isinstance(node, list):
         for i, item in enumerate(node):
             _reject_secrets(item, f"{path}[{i}]", problems)
+
+
+def _without_secrets(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _without_secrets(v) for k, v in node.items() if str(k).lower() not in _SECRET_KEYS}
+    if isinstance(node, list):
+        return [_without_secrets(item) for item in node]
+    return node
 
 
 def _table(value: Any, where: str, problems: list[str]) -> dict[str, Any]:
@@ -354,7 +366,7 @@ def _connection(value: Any, where: str, problems: list[str], required: bool) -> 
     password_env = _env_name(tbl, "password_env", where, problems)
     option_file = tbl.get("option_file")
     if option_file is not None:
-        if not isinstance(option_file, str):
+        if not isinstance(option_file, str) or "\x00" in option_file:
             problems.append(f"'{where}.option_file' must be a path such as ~/.my.cnf")
             option_file = None
         else:
@@ -368,6 +380,9 @@ def _connection(value: Any, where: str, problems: list[str], required: bool) -> 
     tls = None
     if "tls" in tbl:
         t = _table(tbl["tls"], f"{where}.tls", problems)
+        for key in t:
+            if key not in ("ca", "cert", "key", "verify_identity"):
+                problems.append(f"unknown key '{where}.tls.{key}': allowed are ca, cert, key, verify_identity")
         tls = TLS(
             ca=t.get("ca"), cert=t.get("cert"), key=t.get("key"),
             verify_identity=bool(t.get("verify_identity", False)),
@@ -440,6 +455,9 @@ def _people(value: Any, problems: list[str]) -> list[Person]:
         if not isinstance(row, dict):
             problems.append(f"'{where}' must be a table with name, role, unix_user, contact")
             continue
+        for key in row:
+            if key not in ("name", "role", "roles", "unix_user", "contact"):
+                problems.append(f"unknown key '{where}.{key}': allowed are contact, name, role, roles, unix_user")
         name = row.get("name")
         if not isinstance(name, str) or not name.strip():
             problems.append(f"'{where}.name' is missing")
@@ -467,6 +485,8 @@ def _parse_window(spec: str, offset: str, problems: list[str]) -> OffPeakWindow:
         start_s, end_s = spec.split("-")
         start = time.fromisoformat(start_s.strip())
         end = time.fromisoformat(end_s.strip())
+        if start.tzinfo is not None or end.tzinfo is not None:
+            raise ValueError("the offset goes in window.utc_offset")
     except ValueError:
         problems.append(f"'window.off_peak' {spec!r} must look like '22:00-06:00'")
         return fallback

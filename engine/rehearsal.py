@@ -14,7 +14,7 @@ from pathlib import Path
 
 from engine.clock import utcnow
 from engine.identifiers import qualified, quote
-from engine.sandbox import MariaDBSandbox
+from engine.sandbox import MariaDBSandbox, load_orders
 from engine.store import state_dir
 from engine.workload import Workload
 
@@ -45,31 +45,6 @@ def _table_rows(sandbox: MariaDBSandbox) -> int | None:
                     (DB, TABLE))
         row = cur.fetchone()
         return None if row is None else int(row["n"] or 0)
-
-
-def load_orders(sandbox: MariaDBSandbox, rows: int, progress: Callable[[int, int], None]) -> None:
-    t = qualified(DB, TABLE)
-    with sandbox.primary.connect() as c, c.cursor() as cur:
-        cur.execute(f"CREATE DATABASE IF NOT EXISTS {quote(DB, 'schema')}")
-        cur.execute(f"USE {quote(DB, 'schema')}")  # seq_1_to_N lives in the current database
-        cur.execute(f"DROP TABLE IF EXISTS {t}")
-        cur.execute(
-            f"CREATE TABLE {t} (id BIGINT PRIMARY KEY AUTO_INCREMENT, customer_id INT NOT NULL, "
-            "status VARCHAR(16) NOT NULL, total DECIMAL(10,2) NOT NULL, created_at DATETIME NOT NULL, "
-            "note VARCHAR(64)) ENGINE=InnoDB"
-        )
-        done = 0
-        while done < rows:
-            n = min(250_000, rows - done)
-            cur.execute(
-                f"INSERT INTO {t} (customer_id, status, total, created_at, note) "
-                "SELECT seq % 50000, ELT(1 + seq % 4, 'new', 'paid', 'shipped', 'void'), (seq % 10000) / 100, "
-                "'2026-01-01' + INTERVAL (seq % 300000) MINUTE, MD5(seq) "
-                f"FROM seq_{done + 1}_to_{done + n}"
-            )
-            done += n
-            progress(done, rows)
-        cur.execute(f"ANALYZE TABLE {t}")
 
 
 def write_plan(path: Path, sandbox: MariaDBSandbox, store_url: str, user: str) -> None:
@@ -126,7 +101,8 @@ def start(rows: int, reset: bool, user: str, progress: Callable[[str], None]) ->
     try:
         have = _table_rows(sandbox)
         if have is None or abs(have - rows) > rows * 0.25:
-            load_orders(sandbox, rows, lambda d, n: progress(f"loading {DB}.{TABLE}: {d:,}/{n:,} rows"))
+            load_orders(sandbox.primary, DB, rows, table=TABLE,
+                        progress=lambda d, n: progress(f"loading {DB}.{TABLE}: {d:,}/{n:,} rows"))
         else:
             progress(f"reusing {DB}.{TABLE} (~{have:,} rows); --reset to start over")
         with sandbox.primary.connect(DB) as c, c.cursor() as cur:
@@ -137,10 +113,10 @@ def start(rows: int, reset: bool, user: str, progress: Callable[[str], None]) ->
         write_plan(plan_path, sandbox, store_url, user)
         profile = sandbox.primary.profile(DB)
         t = qualified(DB, TABLE)
-        reads = Workload(profile, f"SELECT /* rehearsal-read */ id, total FROM {t} WHERE customer_id = %s "
+        reads = Workload(profile, f"SELECT /* rehearsal-read */ id, total FROM {t} WHERE customer_id = %s "  # noqa: S608
                          "AND created_at >= %s ORDER BY created_at LIMIT 20",
                          lambda r: (r.randint(0, 49_999), "2026-03-01"), rate_per_s=20, name="rehearsal-reads")
-        writes = Workload(profile, f"UPDATE /* rehearsal-write */ {t} SET total = total + 0.01 WHERE id = %s",
+        writes = Workload(profile, f"UPDATE /* rehearsal-write */ {t} SET total = total + 0.01 WHERE id = %s",  # noqa: S608
                           lambda r: (r.randint(1, rows),), rate_per_s=20, name="rehearsal-writes")
         reads.start()
         writes.start()

@@ -15,11 +15,13 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pymysql
 
+from engine.identifiers import qualified, quote
 from engine.net import free_port
 from engine.plan import ConnectionProfile
 
@@ -161,6 +163,38 @@ class SandboxServer:
     @property
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+
+ORDERS_COLUMNS = (
+    "id BIGINT PRIMARY KEY AUTO_INCREMENT, customer_id INT NOT NULL, status VARCHAR(16) NOT NULL, "
+    "total DECIMAL(10,2) NOT NULL, created_at DATETIME NOT NULL, note VARCHAR(64)"
+)
+
+
+def load_orders(server: SandboxServer, db: str, rows: int, engine: str = "InnoDB", table: str = "orders",
+                chunk: int = 250_000, progress: Callable[[int, int], None] | None = None) -> None:
+    """An ``orders``-like table of ``rows`` rows in ``db`` (created if missing; the table is
+    replaced), filled server-side from MariaDB's sequence engine, then analysed."""
+    if engine not in ("InnoDB", "Aria", "MyISAM"):
+        raise ValueError(f"engine {engine!r}: InnoDB, Aria or MyISAM")
+    t = qualified(db, table)  # validated and quoted: every statement below is built from constants
+    with server.connect() as c, c.cursor() as cur:
+        cur.execute(f"CREATE DATABASE IF NOT EXISTS {quote(db, 'schema')}")
+        cur.execute(f"USE {quote(db, 'schema')}")  # seq_1_to_N lives in the current database
+        cur.execute(f"DROP TABLE IF EXISTS {t}")
+        cur.execute(f"CREATE TABLE {t} ({ORDERS_COLUMNS}) ENGINE={engine}")
+        done = 0
+        while done < rows:
+            n = min(chunk, rows - done)
+            cur.execute(
+                f"INSERT INTO {t} (customer_id, status, total, created_at, note) "  # noqa: S608 - quoted above
+                "SELECT seq % 50000, ELT(1 + seq % 4, 'new', 'paid', 'shipped', 'void'), (seq % 10000) / 100, "
+                f"'2026-01-01' + INTERVAL (seq % 300000) MINUTE, MD5(seq) FROM seq_{done + 1:d}_to_{done + n:d}"
+            )
+            done += n
+            if progress:
+                progress(done, rows)
+        cur.execute(f"ANALYZE TABLE {t}")
 
 
 class MariaDBSandbox:

@@ -24,7 +24,7 @@ from engine.identifiers import check_identifier, qualified, quote
 from engine.killswitch import EmbeddedKillSwitch, KillSwitchBackend, RemoteKillSwitch
 from engine.plan import Plan, plan_from_dict
 from engine.rollback import IndexRollback
-from engine.sandbox import MariaDBSandbox
+from engine.sandbox import MariaDBSandbox, load_orders
 from engine.store import ExecutionRun, PrecheckResult, Store
 from engine.target import Target
 from engine.workload import Workload
@@ -90,26 +90,7 @@ class Lab:
         return name
 
     def load_orders(self, db: str, rows: int, engine: str = "InnoDB", table: str = "orders") -> None:
-        """An ``orders``-like table, filled server-side from MariaDB's sequence engine."""
-        assert engine in ("InnoDB", "Aria", "MyISAM")
-        t = qualified(db, table)
-        with self.admin(db) as c, c.cursor() as cur:  # seq_1_to_N lives in the current database
-            cur.execute(
-                f"CREATE TABLE {t} (id BIGINT PRIMARY KEY AUTO_INCREMENT, customer_id INT NOT NULL, "
-                "status VARCHAR(16) NOT NULL, total DECIMAL(10,2) NOT NULL, created_at DATETIME NOT NULL, "
-                f"note VARCHAR(64)) ENGINE={engine}"
-            )
-            done = 0
-            while done < rows:
-                n = min(500_000, rows - done)
-                cur.execute(
-                    f"INSERT INTO {t} (customer_id, status, total, created_at, note) "
-                    "SELECT seq % 50000, ELT(1 + seq % 4, 'new', 'paid', 'shipped', 'void'), "
-                    "(seq % 10000) / 100, '2026-01-01' + INTERVAL (seq % 300000) MINUTE, MD5(seq) "
-                    f"FROM seq_{done + 1}_to_{done + n}"
-                )
-                done += n
-            cur.execute(f"ANALYZE TABLE {t}")
+        load_orders(self.sandbox.primary, db, rows, engine, table, chunk=500_000)
 
     def big_table(self, rows: int = 1_000_000) -> str:
         """A database with an ``orders`` table of ``rows`` rows, loaded once per lab."""
@@ -273,7 +254,8 @@ def tc05_index_already_exists(lab: Lab) -> CaseResult:
 
 def _regression_workload(lab: Lab, plan: Plan) -> Workload:
     """Range counts on the primary key: cheap before the change, 200× wider after it."""
-    statement = f"SELECT /* tc-workload */ COUNT(*) AS n FROM {qualified(plan.schema, plan.change.table)} WHERE id BETWEEN %s AND %s"
+    table = qualified(plan.schema, plan.change.table)
+    statement = f"SELECT /* tc-workload */ COUNT(*) AS n FROM {table} WHERE id BETWEEN %s AND %s"  # noqa: S608
     return Workload(plan.connection, statement, lambda rng: (s := rng.randint(1, 10000), s + 100), rate_per_s=60,
                     name="tc-workload")
 
@@ -473,7 +455,7 @@ def tc10_worker_crash_lease_expiry(lab: Lab, rows: int = 1_000_000) -> CaseResul
     out = r.outcome = second.execute(run.id)
     inspected = store.audit_entries(plan.tenant, run.id, "recovery_inspected")
     r.check("the new owner inspected processlist and index before acting", len(inspected) == 1)
-    r.detail = str((inspected[0].details if inspected else {}))
+    r.detail = str(inspected[0].details if inspected else {})
     r.check("the run finished under the new owner", out.status == "completed")
     final = store.get_run(plan.tenant, run.id)
     r.check("held by worker-b", final is not None and final.claimed_by == "worker-b")

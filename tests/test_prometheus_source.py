@@ -6,10 +6,10 @@ from __future__ import annotations
 import time
 
 import pytest
+from promstack import PromStack
 
 from engine.collectors import CollectorLoop
 from engine.prometheus import PrometheusSource
-from promstack import PromStack
 
 
 @pytest.fixture(scope="module")

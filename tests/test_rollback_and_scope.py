@@ -7,12 +7,12 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pytest
+from netfault import FaultyProxy
 
 from engine.clock import FrozenClock, utcnow
 from engine.rollback import IndexRollback
 from engine.selftest import _regression_workload
 from engine.target import Target
-from netfault import FaultyProxy
 
 pytestmark = pytest.mark.mariadb
 

@@ -20,7 +20,14 @@ from engine.decision import (
     step,
 )
 from engine.evidence import hodges_lehmann
-from engine.thresholds import DEFAULT_RULES, LEVEL_RANK, Profile, ProfileError, evaluate_band, profile_from_overrides
+from engine.thresholds import (
+    DEFAULT_RULES,
+    LEVEL_RANK,
+    Profile,
+    ProfileError,
+    evaluate_band,
+    profile_from_overrides,
+)
 
 PROFILE = Profile()
 EPS = 1e-6

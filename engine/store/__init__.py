@@ -18,6 +18,7 @@ from engine.store.models import (
 )
 from engine.store.store import (
     ClaimConflict,
+    InvalidTransition,
     ScopeLockError,
     Store,
     StoreError,
@@ -28,6 +29,7 @@ from engine.store.store import (
 
 __all__ = [
     "GLOBAL_TENANT", "Approval", "AuditLog", "Checkpoint", "ClaimConflict", "ConnectionProfileRow",
+    "InvalidTransition",
     "Decision", "ExecutionRun", "KillSwitchState", "MetricSample", "PrecheckResult", "RollbackPoint",
     "RollbackRecord", "RunLock", "ScopeLockError", "Store", "StoreError", "Tenant",
     "default_store_url", "redact_url", "state_dir",

@@ -165,9 +165,13 @@ class RollbackRecord(SQLModel, table=True):
 
 
 class AuditLog(SQLModel, table=True):
+    """The audit trail. ``seq`` is the order entries were written in, across every process on the
+    store: timestamps alone can tie (and a frozen test clock always does)."""
+
     __tablename__ = "audit_logs"
-    __table_args__ = (Index("ix_audit_tenant_time", "tenant_id", "created_at"),)
-    id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
+    __table_args__ = (Index("ix_audit_tenant_seq", "tenant_id", "seq"),)
+    seq: int | None = Field(default=None, primary_key=True)
+    id: str = Field(default_factory=new_id, unique=True, max_length=36)
     tenant_id: str = Field(max_length=64)
     execution_run_id: str | None = Field(default=None, max_length=36, index=True)
     actor: str = Field(max_length=200)

@@ -13,13 +13,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, func, update
+from sqlalchemy import event, func, inspect, update
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlmodel import Session, SQLModel, create_engine, select
 
 from engine.clock import Clock, SystemClock
-from engine.runstate import ACTIVE, check_transition
+from engine.runstate import ACTIVE, TransitionError, check_transition
 from engine.store.models import (
     GLOBAL_TENANT,
     Approval,
@@ -42,6 +42,11 @@ CANARY_LOCK = "canary"
 
 class StoreError(RuntimeError):
     """The store cannot be used; the message says why and what to do."""
+
+
+class InvalidTransition(StoreError, TransitionError):
+    """A status change the state machine refuses — also a StoreError, so a caller that handles the
+    store's refusals handles this one (a racing loser may see either)."""
 
 
 class ClaimConflict(RuntimeError):
@@ -107,11 +112,28 @@ class Store:
         self.engine = make_engine(self.url)
         try:
             SQLModel.metadata.create_all(self.engine)
+            missing = self._missing_columns()
         except SQLAlchemyError as exc:
             raise StoreError(
                 f"cannot open the store at {redact_url(self.url)}: {exc.__class__.__name__}: "
                 f"{str(getattr(exc, 'orig', exc)).splitlines()[0]}. Check the URL and that the server is up."
             ) from None
+        if missing:
+            raise StoreError(
+                f"the store at {redact_url(self.url)} was written by an older version of canary-console "
+                f"({'; '.join(missing)}). Keep it for its history and point --store at a new one "
+                "(for the rehearsal: canary-console rehearse --reset)."
+            )
+
+    def _missing_columns(self) -> list[str]:
+        found = inspect(self.engine)
+        out = []
+        for table in SQLModel.metadata.sorted_tables:
+            have = {c["name"] for c in found.get_columns(table.name)}
+            lacking = [c.name for c in table.columns if c.name not in have]
+            if lacking:
+                out.append(f"{table.name} lacks {', '.join(lacking)}")
+        return out
 
     def close(self) -> None:
         self.engine.dispose()
@@ -185,7 +207,7 @@ class Store:
                 q = q.where(AuditLog.execution_run_id == run_id)
             if action is not None:
                 q = q.where(AuditLog.action == action)
-            q = q.order_by(AuditLog.created_at, AuditLog.id).limit(limit)
+            q = q.order_by(AuditLog.seq).limit(limit)
             return list(s.exec(q).all())
 
     # --- runs -----------------------------------------------------------------------------
@@ -262,7 +284,10 @@ class Store:
             if run is None or run.tenant_id != tenant_id:
                 raise StoreError(f"run {run_id} not found for tenant {tenant_id}")
             old = run.status
-            check_transition(old, new_status, fail_reason)
+            try:
+                check_transition(old, new_status, fail_reason)
+            except TransitionError as exc:
+                raise InvalidTransition(str(exc)) from None
             now = self.now()
             values: dict[str, Any] = dict(fields, status=new_status, updated_at=now)
             if fail_reason is not None:
