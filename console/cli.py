@@ -257,6 +257,23 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
         drill.stop()
 
 
+def cmd_approve(args: argparse.Namespace) -> int:
+    """Lift an AUTO-PAUSE (≥ 5 concurrent warnings): resume, or roll back. Canary lead only."""
+    from engine.monitor import approve_pause
+
+    plan = load_plan(args.plan)
+    store = _store(args, plan)
+    ident = current_identity()
+    if store.get_run(plan.tenant, args.run) is None:
+        raise CliError(f"run {args.run} not found for tenant {plan.tenant}", EXIT_FAILED)
+    try:
+        approve_pause(store, plan.tenant, args.run, args.decision, ident.actor, plan.roles_of(ident.user), args.note)
+    except PermissionError as exc:
+        raise CliError(f"refused: {exc}. Ask the canary lead.", EXIT_REFUSED) from None
+    print(f"AUTO-PAUSE of run {args.run}: {args.decision} approved by {ident.actor}")
+    return EXIT_OK
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     """Re-evaluate a finished run's stored samples under another threshold profile."""
     import tomllib
@@ -347,6 +364,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--speed", type=float, default=30.0,
                    help="time compression of the drill (rehearsal only; default 30: the 60-minute window in 2 minutes)")
     r.set_defaults(func=cmd_rehearse)
+
+    ap = sub.add_parser("approve", help="lift a run's AUTO-PAUSE: resume or roll back (canary lead)")
+    ap.add_argument("run", metavar="RUN")
+    ap.add_argument("--plan", metavar="PLAN.toml", required=True)
+    ap.add_argument("--store", metavar="URL")
+    ap.add_argument("--decision", choices=("resume", "rollback"), required=True)
+    ap.add_argument("--note", default="")
+    ap.set_defaults(func=cmd_approve)
 
     rp = sub.add_parser("replay", help="re-evaluate a finished run's stored samples under another profile")
     common(rp)

@@ -342,11 +342,14 @@ def final_matrix(profile: Profile, state: WindowState, series: Mapping[str, Seri
         reasons.insert(0, "kill switch activated")
     if state.stop_reason and state.stop_reason not in " ".join(reasons):
         reasons.append(f"failure condition: {state.stop_reason}")
+    reasons += [f"during the AUTO-PAUSE, {e.detail}" for e in state.of_kind("resumed") if e.detail.startswith("rollback")]
     warnings = tuple(e.detail for e in state.warnings)
     if reasons:
         return Verdict(FAIL, tuple(criteria), tuple(reasons),
                        "execute the rollback decision flow (runbook 6), pre-filled with these metrics", warnings)
     unknown = [f"{c.name}: {c.rule}" for c in counted if c.met is None]
+    if state.paused:
+        unknown.append(f"AUTO-PAUSE not lifted: {state.pause_reason}")
     if unknown:
         return Verdict(INCONCLUSIVE, tuple(criteria), tuple(unknown),
                        "the team decides keep or remove, and records it; no automatic rollback", warnings)

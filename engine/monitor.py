@@ -11,17 +11,19 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from engine.clock import Clock, SystemClock
 from engine.collectors import CollectorLoop, Sample, Source
 from engine.decision import Verdict, WindowEvaluator, WindowState, window_complete
 from engine.jsonable import jsonable
-from engine.store import Checkpoint, Decision, MetricSample, Store
+from engine.store import Approval, Checkpoint, Decision, MetricSample, Store
 from engine.thresholds import Profile
 
 Tick = dict[str, tuple[float | None, str | None, int | None]]
+AUTO_PAUSE = "auto_pause"  # the approval kind that lifts an AUTO-PAUSE
+PAUSE_APPROVERS = {"canary_lead"}  # runbook "Decision Rules" §3: the tech lead reviews
 
 
 @dataclass
@@ -100,6 +102,8 @@ class Monitor:
         recorded = 0
         ticks = 0
         stopped = False
+        announced = False
+        used: set[str] = set()
         while True:
             tick_started = self.clock.monotonic()
             samples = self.loop.tick()
@@ -109,6 +113,17 @@ class Monitor:
             t_s = (self.loop.last_at - first_at).total_seconds()
             tick = _tick_of(samples)
             ev.add(t_s, tick)
+            if ev.state.paused:
+                if not announced:
+                    self.store.audit(self.tenant_id, self.actor, "auto_pause", self.run_id,
+                                     {"reason": ev.state.pause_reason})
+                    announced = True
+                decision = self._lift_pause(ev, used)
+                if decision == "rollback":
+                    stopped = True
+                    break
+            else:
+                announced = False
             for cp in ev.checkpoints[recorded:]:
                 self.store.save_checkpoint(Checkpoint(
                     tenant_id=self.tenant_id, execution_run_id=self.run_id, label=cp.label,
@@ -121,8 +136,8 @@ class Monitor:
             if ev.state.stop_reason:
                 stopped = True
                 break
-            if window_complete(self.profile, t_s):
-                break
+            if window_complete(self.profile, t_s) and not ev.state.paused:
+                break  # an AUTO-PAUSE holds the decision back until someone lifts it
             self._sleep_until(tick_started + self.interval)
         verdict = ev.finish(index_created)
         for cp in ev.checkpoints[recorded:]:
@@ -134,6 +149,19 @@ class Monitor:
             evidence=jsonable(verdict.as_dict() | {"profile": self.profile.name, "stopped_early": stopped}),
             decided_by=f"engine ({self.actor})"))
         return MonitorResult(verdict, ev.state, started_at, ticks, stopped)
+
+    def _lift_pause(self, ev: WindowEvaluator, used: set[str]) -> str | None:
+        """An AUTO-PAUSE lifts only on an explicit approval recorded in the store (any console,
+        the CLI's ``approve``): resume, or roll back."""
+        for a in self.store.approvals(self.tenant_id, self.run_id, AUTO_PAUSE):
+            if a.id in used:
+                continue
+            used.add(a.id)
+            ev.approve(f"{a.actor} ({a.role})", a.decision)
+            self.store.audit(self.tenant_id, self.actor, "auto_pause_lifted", self.run_id,
+                             {"decision": a.decision, "approved_by": a.actor, "role": a.role})
+            return a.decision
+        return None
 
     def close(self) -> None:
         for s in self.sources:
@@ -169,10 +197,17 @@ def replay(store: Store, tenant_id: str, run_id: str, profile: Profile) -> tuple
     rows = store.samples(tenant_id, run_id)
     ev = WindowEvaluator(profile, baselines_of([r for r in rows if r.sampled_at < run.alter_started_at]),
                          {r.metric for r in rows})
+    approvals = sorted(store.approvals(tenant_id, run_id, AUTO_PAUSE), key=lambda a: a.created_at)
     first = None
     for t_s, tick in ticks_of(rows, window_start):
         first = t_s if first is None else first
         ev.add(t_s - first, tick)
+        at = window_start + timedelta(seconds=t_s)
+        while ev.state.paused and approvals and approvals[0].created_at <= at:
+            a = approvals.pop(0)
+            ev.approve(f"{a.actor} ({a.role})", a.decision)
+            if a.decision == "rollback":
+                return ev.finish(run.index_created_by_run), ev
     return ev.finish(run.index_created_by_run), ev
 
 
@@ -237,3 +272,18 @@ def record_team_decision(store: Store, tenant_id: str, run_id: str, decision: st
         evidence=jsonable({**(latest[-1].evidence or {}), "team_decision": decision, "note": note,
                            "recorded_by": actor}),
         decided_by=actor))
+
+
+def approve_pause(store: Store, tenant_id: str, run_id: str, decision: str, actor: str, roles: set[str],
+                  note: str = "") -> Approval:
+    """Record the approval that lifts an AUTO-PAUSE: 'resume' or 'rollback', by the canary lead."""
+    if decision not in ("resume", "rollback"):
+        raise ValueError(f"an AUTO-PAUSE is lifted by 'resume' or 'rollback', not {decision!r}")
+    allowed = roles & PAUSE_APPROVERS
+    if not allowed:
+        store.audit(tenant_id, actor, "auto_pause_approval_refused", run_id,
+                    {"decision": decision, "roles": sorted(roles)})
+        raise PermissionError(f"lifting an AUTO-PAUSE needs the canary_lead role; {actor} has "
+                              f"{', '.join(sorted(roles)) or 'none'}")
+    return store.add_approval(Approval(tenant_id=tenant_id, execution_run_id=run_id, kind=AUTO_PAUSE,
+                                       role=sorted(allowed)[0], actor=actor, decision=decision, note=note))
