@@ -145,7 +145,7 @@ class Executor:
         if run.action != "ADD_INDEX":
             problems.insert(0, f"action {run.action} is out of scope: ADD_INDEX only")
         if problems and run.status == "scheduled":
-            self._fail(run, "out_of_scope", "; ".join(problems), from_status="scheduled")
+            self._fail(run, "out_of_scope", "; ".join(problems))
 
         try:
             run = self.store.claim(self.tenant, run_id, self.worker, self.opts.lease_seconds)
@@ -173,8 +173,16 @@ class Executor:
         self._check_target(run)
         self._rollback_point(run)
         if self.monitor is not None:
-            # The monitoring window decides (runbook 5–7); its baseline is sampled here.
-            self.monitor.baseline(self.opts.baseline_window_seconds)
+            # The monitoring window decides (runbook 5–7); its baseline is sampled here, with the
+            # kill switch watched and the lease renewed on every tick.
+            def before_alter() -> None:
+                reading = self.kill_switch.read(self.tenant, self.conn_id)
+                if reading.active:
+                    self._audit(run, "kill_switch_checked", reading_details(reading, "before"))
+                    self._fail(run, "kill_switch", f"kill switch {reading.describe()} before the ALTER: aborted")
+                self._renew(run)
+
+            self.monitor.baseline(self.opts.baseline_window_seconds, before_alter)
             baseline: list[DigestStats] = []
         else:
             baseline = self.observer.baseline(run, self._wait_watching_before_alter(run))
@@ -520,8 +528,7 @@ class Executor:
                 self._audit(run, "lease_lost", {"worker": self.worker})
             self._last_renew = self.clock.monotonic()
 
-    def _fail(self, run: ExecutionRun, reason: str, message: str, from_status: str | None = None,
-              details: dict[str, Any] | None = None) -> None:
+    def _fail(self, run: ExecutionRun, reason: str, message: str, details: dict[str, Any] | None = None) -> None:
         self.store.transition(self.tenant, run.id, "failed", self.actor, fail_reason=reason, message=message,
                               details=details)
         self._event("failed", fail_reason=reason, message=message)

@@ -76,14 +76,17 @@ class Monitor:
         if left > 0:
             self.clock.sleep(left)
 
-    def baseline(self, seconds: float) -> None:
-        """Sample before the ALTER; these are the baseline's per-interval values."""
+    def baseline(self, seconds: float, on_tick: Callable[[], None] | None = None) -> None:
+        """Sample before the ALTER; these are the baseline's per-interval values. ``on_tick`` runs
+        after every tick (the executor watches the kill switch and renews its lease there)."""
         self.store.audit(self.tenant_id, self.actor, "baseline_sampling", self.run_id,
                          {"seconds": seconds, "interval": self.interval})
         end = self.clock.monotonic() + seconds
         while self.clock.monotonic() < end:
             started = self.clock.monotonic()
             self.loop.tick()
+            if on_tick:
+                on_tick()
             self._sleep_until(started + self.interval)
 
     def baselines(self, before: datetime) -> dict[str, list[float]]:

@@ -255,6 +255,9 @@ class TargetSession:
 
         Returns None when cancelled. Tables without a single integer key are counted in one go.
         """
+        # Refuse a bad name before the catalogue look-ups below send it anywhere.
+        check_identifier(schema, "schema")
+        check_identifier(table, "table")
         pk = self.primary_key(schema, table)
         integer_pk = False
         if len(pk) == 1:

@@ -165,3 +165,13 @@ def test_post_success_observation_and_the_team_decision_on_inconclusive(drill, t
     kept = record_team_decision(store, "acme", run.id, "keep", "somchai@x", {"canary_lead"}, "reads are faster")
     assert kept.verdict == "INCONCLUSIVE" and kept.evidence["team_decision"] == "keep"
     monitor.close()
+
+
+def test_kill_switch_during_the_baseline_aborts_before_the_alter(drill):
+    sb, lab, db = drill
+    plan, store, ex, run = _executor(sb, lab, db, "idx_never", ["note"])
+    threading.Timer(1.0, lambda: store.set_kill_switch(plan.tenant, "global", True, "sre@jump", "stop")).start()
+    out = ex.execute(run.id)
+    assert (out.status, out.fail_reason) == ("failed", "kill_switch")
+    final = store.get_run(plan.tenant, run.id)
+    assert final.alter_started_at is None and not lab.index_exists(plan)
