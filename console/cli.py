@@ -183,6 +183,16 @@ def cmd_execute(args: argparse.Namespace) -> int:
     return EXIT_OK if out.status == "completed" else EXIT_FAILED
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    """Open the console on a plan."""
+    from console.app import CanaryApp
+
+    plan = load_plan(args.plan)
+    store = _store(args, plan)
+    CanaryApp(plan, store).run()
+    return EXIT_OK
+
+
 def cmd_rehearse(args: argparse.Namespace) -> int:
     """The drill: private primary + replica, a loaded table, a workload, the runbook's engine."""
     from engine import rehearsal, selftest
@@ -330,6 +340,10 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--plan", metavar="PLAN.toml", help="the canary plan (tenant, store, people)")
         sp.add_argument("--store", metavar="URL", help="store URL (default: the plan's, else a SQLite file "
                         f"under {state_dir()})")
+
+    u = sub.add_parser("run", help="open the console on a plan (F9: kill switch, F2: audit log)")
+    common(u, plan_required=True)
+    u.set_defaults(func=cmd_run)
 
     s = sub.add_parser("status", help="kill-switch state, recent runs, self-test results")
     common(s)

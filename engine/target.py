@@ -308,7 +308,7 @@ class TargetSession:
         hits = []
         for row in self.active_statements():
             info = row.get("info") or ""
-            if pattern.match(info) and re.search(rf"`?{re.escape(table)}`?", info, re.I):
+            if pattern.match(info) and _names_table(info, table):
                 hits.append(row)
         return hits
 
@@ -336,8 +336,7 @@ class TargetSession:
                 return MdlReport("performance_schema", holders, waiters)
             except TargetError:
                 pass
-        waiters = [r for r in self.query(sql.PROCESSLIST_MDL_WAITERS)
-                   if re.search(rf"`?{re.escape(table)}`?", r.get("info") or "", re.I)]
+        waiters = [r for r in self.query(sql.PROCESSLIST_MDL_WAITERS) if _names_table(r.get("info") or "", table)]
         return MdlReport("processlist", [], waiters,
                          note="performance_schema.metadata_locks is not readable; holders are not shown")
 
@@ -353,6 +352,11 @@ class TargetSession:
 
     def kill_query(self, thread_id: int) -> None:
         self.execute(sql.KILL_QUERY, (int(thread_id),))
+
+
+def _names_table(statement: str, table: str) -> bool:
+    """Whether a statement names the table itself (``orders``, not ``orders_archive``)."""
+    return re.search(rf"(?<![\w$]){re.escape(table)}(?![\w$])", statement, re.I) is not None
 
 
 class Target:

@@ -1,0 +1,54 @@
+"""The audit log, filterable, from any screen (SPEC §3.9)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from textual.app import ComposeResult
+from textual.widgets import DataTable, Footer, Input
+
+from engine.store import AuditLog
+from screens.base import RunbookScreen
+
+
+def audit_row(e: AuditLog) -> tuple[str, str, str, str, str]:
+    details = ", ".join(f"{k}={v}" for k, v in (e.details or {}).items() if v not in (None, "", [], {}))
+    status = f"{e.old_status or ''}→{e.new_status}" if e.new_status else ""
+    return (f"{e.created_at:%H:%M:%S}", e.actor, e.action, status, details[:160])
+
+
+class AuditScreen(RunbookScreen):
+    BINDINGS = [("escape", "app.pop_screen", "Back")]
+    DEFAULT_CSS = RunbookScreen.DEFAULT_CSS + """
+    AuditScreen Input { margin: 1 1 0 1; }
+    AuditScreen DataTable { margin: 0 1; }
+    """
+
+    def __init__(self) -> None:
+        super().__init__(name="audit")
+        self.entries: list[AuditLog] = []
+
+    def compose_body(self) -> ComposeResult:
+        yield Input(placeholder="filter: actor, action, run, text…", id="audit-filter")
+        yield DataTable(id="audit", cursor_type="row", zebra_stripes=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#audit", DataTable).add_columns("Time", "Actor", "Action", "Status", "Details")
+        self.query_one("#audit-filter", Input).focus()
+
+    def show(self, entries: Sequence[AuditLog]) -> None:
+        self.entries = list(entries)
+        self._show_filtered(self.query_one("#audit-filter", Input).value)
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self._show_filtered(event.value)
+
+    def _show_filtered(self, text: str) -> None:
+        table = self.query_one("#audit", DataTable)
+        table.clear()
+        needle = text.strip().lower()
+        for e in self.entries:
+            row = audit_row(e)
+            if not needle or needle in " ".join(row).lower() or needle in (e.execution_run_id or ""):
+                table.add_row(*row)

@@ -1,0 +1,114 @@
+"""What every screen shows (SPEC §3): the T+ clock, the kill-switch state, who is at the keyboard
+and in which role, the target, and the connection health — plus the big red kill-switch button
+and, when the switch is on, the banner saying which scopes and who set them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.message import Message
+from textual.reactive import reactive
+from textual.widgets import Button, Static
+
+from engine.killswitch import KillSwitchReading
+
+
+@dataclass(frozen=True)
+class FrameState:
+    """Everything the frame draws, as plain data (the App refreshes it; screens only read it)."""
+
+    user: str = ""
+    roles: tuple[str, ...] = ()
+    target: str = ""
+    target_health: str = "○ not checked"  # ● ok | ✗ down: <why> | ○ not checked
+    t0: datetime | None = None
+    now: datetime | None = None
+    kill: KillSwitchReading | None = None
+    kill_pending: bool = False  # pressed; the store has not confirmed yet
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def clock(self) -> str:
+        if self.t0 is None or self.now is None:
+            return "T —"
+        seconds = int((self.now - self.t0).total_seconds())
+        sign = "+" if seconds >= 0 else "-"
+        seconds = abs(seconds)
+        return f"T{sign}{seconds // 60:02d}:{seconds % 60:02d}"
+
+    @property
+    def kill_active(self) -> bool:
+        return self.kill_pending or bool(self.kill and self.kill.active)
+
+    def kill_text(self) -> str:
+        if self.kill_pending and not (self.kill and self.kill.active):
+            return "KILL SWITCH: ACTIVATING…"
+        if self.kill is None:
+            return "kill switch: reading…"
+        if self.kill.fail_closed:
+            return "KILL SWITCH: ACTIVE (fail-closed)"
+        if self.kill.active:
+            return "KILL SWITCH: ACTIVE (" + ", ".join(self.kill.active_scopes()) + ")"
+        if self.kill.latency_level != "ok":  # the response time matters when it is slow (runbook 4.4)
+            return f"kill switch: off — {self.kill.source} answered in {self.kill.response_ms:.0f} ms ({self.kill.latency_level})"
+        return "kill switch: off"
+
+    def banner(self) -> str:
+        if not self.kill_active:
+            return ""
+        if self.kill is None or not self.kill.active:
+            return "KILL SWITCH ACTIVATING — every ALTER of this run is being stopped"
+        return "KILL SWITCH ACTIVE — " + self.kill.describe().removeprefix("ACTIVE: ")
+
+
+class KillSwitchPressed(Message):
+    """The big red button (the F9 key goes straight to the App's priority binding)."""
+
+
+class RunFrame(Static):
+    """The status line at the top of every screen."""
+
+    state: reactive[FrameState] = reactive(FrameState, always_update=True)
+
+    def render(self) -> str:
+        s = self.state
+        role = "/".join(s.roles) if s.roles else "no role"
+        self.set_class(s.kill_active, "-kill-active")
+        return f" {s.clock} │ {s.kill_text()} │ {s.user} ({role}) │ {s.target} {s.target_health}"
+
+
+class KillBanner(Static):
+    state: reactive[FrameState] = reactive(FrameState, always_update=True)
+
+    def render(self) -> str:
+        text = self.state.banner()
+        self.display = bool(text)
+        return text
+
+
+class FrameBar(Horizontal):
+    """The frame's two rows, as one widget a screen yields first."""
+
+    DEFAULT_CSS = """
+    FrameBar { height: auto; dock: top; }
+    FrameBar RunFrame { width: 1fr; height: 3; content-align: left middle; background: $panel; }
+    FrameBar RunFrame.-kill-active { background: $error 40%; }
+    FrameBar #kill-switch-button { width: 24; height: 3; background: red; color: white; text-style: bold; }
+    """
+
+    def compose(self) -> ComposeResult:
+        yield RunFrame(id="run-frame")
+        yield Button("■ KILL SWITCH  F9", id="kill-switch-button")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "kill-switch-button":
+            event.stop()
+            self.post_message(KillSwitchPressed())
+
+
+BANNER_CSS = """
+KillBanner { dock: top; height: 1; background: red; color: white; text-style: bold; padding: 0 1; }
+"""

@@ -1,0 +1,98 @@
+"""Runbook step 1 — the plan: the scope lock (runbook 1.2–1.3), the people, the timeline (1.4)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.widgets import DataTable, Footer, Static
+
+from engine.plan import Plan
+from screens.base import RunbookScreen
+
+TIMELINE = (("Pre-check verification", 30), ("Team readiness check", 15), ("Execute ADD_INDEX", 15),
+            ("Monitoring window (cannot be shortened)", 60), ("Result analysis", 30), ("Documentation", 15))
+
+
+@dataclass(frozen=True)
+class ScopeFacts:
+    """What the scope lock needs from the store and the clock, read off the UI thread."""
+
+    in_off_peak: bool
+    other_active_run: str | None  # "run … of tenant …" when the store-wide lock is held
+    p0_self_test: str  # e.g. "TC-02 pass, TC-03 pass, TC-09 pass" or "not run yet"
+
+
+def scope_rows(plan: Plan, facts: ScopeFacts | None) -> list[tuple[str, str, str, str]]:
+    cols = ", ".join(c.name + (f"({c.prefix})" if c.prefix else "") for c in plan.change.columns)
+    rows = [
+        ("Tenant", "✓", "1 tenant only", plan.tenant),
+        ("MySQL connection", "✓", "1 connection only", f"{plan.connection.id}: {plan.connection.describe()}"),
+        ("Table", "✓", "1 table only", f"{plan.schema}.{plan.change.table}"),
+        ("Operation", "✓", "ADD_INDEX only", f"ADD INDEX {plan.change.index} ({cols}), INPLACE, LOCK=NONE"),
+    ]
+    if facts is None:
+        return rows + [("Time window", "…", "off-peak only", plan.off_peak.describe()),
+                       ("Other runs", "…", "none active in the store", "reading…"),
+                       ("Kill switch & rollback", "…", "verified (TC P0)", "reading…")]
+    return rows + [
+        ("Time window", "✓" if facts.in_off_peak else "✗ not now", "off-peak only", plan.off_peak.describe()),
+        ("Other runs", "✗" if facts.other_active_run else "✓", "none active in the store",
+         facts.other_active_run or "none"),
+        ("Kill switch & rollback", "✓" if facts.p0_self_test.count("pass") == 3 else "✗", "verified (TC P0)",
+         facts.p0_self_test if facts.p0_self_test.count("pass") == 3 else
+         f"{facts.p0_self_test}: run canary-console self-test"),
+    ]
+
+
+class PlanScreen(RunbookScreen):
+    DEFAULT_CSS = RunbookScreen.DEFAULT_CSS + """
+    PlanScreen .section { margin: 1 1 0 1; text-style: bold; }
+    PlanScreen DataTable { margin: 0 1; height: auto; }
+    """
+
+    def __init__(self, plan: Plan, user: str):
+        super().__init__(name="plan")
+        self.plan = plan
+        self.user = user
+        self.facts: ScopeFacts | None = None
+
+    def compose_body(self) -> ComposeResult:
+        with VerticalScroll():
+            yield Static(f"Plan — {self.plan.source}", classes="section")
+            yield Static("Scope lock (runbook 1.2–1.3)", classes="section")
+            yield DataTable(id="scope", cursor_type="row", zebra_stripes=True)
+            yield Static("People and roles", classes="section")
+            yield DataTable(id="people", cursor_type="row")
+            yield Static("Timeline (runbook 1.4)", classes="section")
+            yield DataTable(id="timeline", cursor_type="none")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        scope = self.query_one("#scope", DataTable)
+        scope.add_columns("Dimension", "", "Constraint", "This run")
+        self._draw_scope()
+        people = self.query_one("#people", DataTable)
+        people.add_columns("Name", "Roles", "Unix user", "Contact", "")
+        for p in self.plan.people:
+            you = "← you" if (p.unix_user or p.name) == self.user else ""
+            people.add_row(p.name, ", ".join(p.roles), p.unix_user or "—", p.contact or "—", you)
+        timeline = self.query_one("#timeline", DataTable)
+        timeline.add_columns("Phase", "Minutes", "Starts at")
+        at = 0
+        for phase, minutes in TIMELINE:
+            timeline.add_row(phase, str(minutes), f"T+{at}")
+            at += minutes
+
+    def show_scope(self, facts: ScopeFacts) -> None:
+        """Facts may arrive before this screen is mounted: keep them, draw when there is a table."""
+        self.facts = facts
+        if self.is_mounted:
+            self._draw_scope()
+
+    def _draw_scope(self) -> None:
+        scope = self.query_one("#scope", DataTable)
+        scope.clear()
+        for row in scope_rows(self.plan, self.facts):
+            scope.add_row(*row)

@@ -1,0 +1,127 @@
+"""The console under Textual's Pilot: the F9 kill switch from every screen, with an input focused,
+the frame, the plan's scope lock, the audit log. A real store; no target needed for these."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from console.app import CanaryApp
+from engine.clock import FrozenClock
+from engine.identity import Identity
+from engine.killswitch import EmbeddedKillSwitch
+from engine.plan import parse_plan
+from engine.store import Store
+from screens.audit import AuditScreen
+from screens.frame import KillBanner, RunFrame
+from screens.plan import PlanScreen
+
+PLAN = """
+tenant = "acme"
+[connection]
+id = "orders-primary"
+host = "10.0.0.12"
+user = "canary"
+database = "shop"
+password_env = "CANARY_DB_PASSWORD"
+[change]
+table = "orders"
+index = "idx_orders_customer_created"
+columns = ["customer_id", "created_at"]
+[[people]]
+name = "Somchai"
+role = "canary_lead"
+unix_user = "somchai"
+contact = "@somchai"
+[[people]]
+name = "Nok"
+role = "dba"
+unix_user = "nok"
+"""
+
+
+def make_app(tmp_path, user="somchai", poll=False):
+    plan = parse_plan(PLAN, "canary.toml")
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    clock = FrozenClock(datetime(2026, 11, 22, 16, 0, tzinfo=UTC))  # 23:00 at UTC+7: off-peak
+    return CanaryApp(plan, store, Identity(user, "10.0.0.5", "jump"), clock, EmbeddedKillSwitch(store), poll=poll)
+
+
+async def _wait_active(app, pilot):
+    for _ in range(100):
+        await pilot.pause(0.02)
+        if app.frame.kill and app.frame.kill.active:
+            return True
+    return False
+
+
+async def test_f9_on_the_plan_screen_turns_the_frame_red_at_once_and_records_it(tmp_path):
+    app = make_app(tmp_path)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await pilot.pause()
+        assert isinstance(app.screen, PlanScreen)
+        await pilot.press("f9")
+        assert app.frame.kill_active, "the frame must turn red at the key press, not after the store"
+        assert await _wait_active(app, pilot)
+        frame = app.screen.query_one(RunFrame)
+        assert frame.has_class("-kill-active")
+        assert "KILL SWITCH ACTIVE" in str(app.screen.query_one(KillBanner).render())
+    [row] = [r for r in app.store.kill_switch_rows("acme") if r.scope == "global"]
+    assert row.is_active and row.updated_by == "somchai@10.0.0.5"
+    assert app.store.audit_entries("acme", action="kill_switch_activated")
+
+
+async def test_f9_works_while_the_audit_filter_has_focus(tmp_path):
+    app = make_app(tmp_path)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await pilot.press("f2")
+        await pilot.pause()
+        assert isinstance(app.screen, AuditScreen)
+        assert app.focused is not None and app.focused.id == "audit-filter"
+        await pilot.press("k", "i", "l")
+        await pilot.press("f9")
+        assert await _wait_active(app, pilot)
+        assert app.screen.query_one("#audit-filter").value == "kil", "the input kept its text"
+
+
+async def test_the_big_red_button_is_the_same_kill_switch(tmp_path):
+    app = make_app(tmp_path)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await pilot.click("#kill-switch-button")
+        assert await _wait_active(app, pilot)
+
+
+async def test_a_second_console_sees_the_kill_switch_within_a_second(tmp_path):
+    first, second = make_app(tmp_path), make_app(tmp_path, user="nok", poll=True)
+    async with second.run_test(size=(140, 40)) as pilot2:
+        await pilot2.pause(0.1)
+        assert not second.frame.kill_active
+        async with first.run_test(size=(140, 40)) as pilot1:
+            await pilot1.press("f9")
+            assert await _wait_active(first, pilot1)
+        for _ in range(50):
+            await pilot2.pause(0.02)
+            if second.frame.kill and second.frame.kill.active:
+                break
+        assert second.frame.kill.active and "somchai" in second.frame.kill.describe()
+
+
+async def test_the_plan_screen_shows_the_scope_lock_and_the_people(tmp_path):
+    app = make_app(tmp_path, user="nok")
+    async with app.run_test(size=(140, 40)) as pilot:
+        await pilot.pause(0.2)
+        scope = app.screen.query_one("#scope")
+        rows = [scope.get_row_at(i) for i in range(scope.row_count)]
+        assert ["Time window", "✓", "off-peak only", "22:00-06:00 UTC+07:00"] in [list(r) for r in rows]
+        assert any(r[0] == "Kill switch & rollback" and r[1] == "✗" and "not run yet" in r[3] for r in rows)
+        people = app.screen.query_one("#people")
+        assert list(people.get_row_at(1))[-1] == "← you"
+        assert app.frame.user == "nok@10.0.0.5"
+        assert app.frame.roles == ("dba",)
+
+
+@pytest.mark.parametrize("key", ["f9"])
+def test_the_kill_switch_binding_is_a_priority_binding_with_an_id(key):
+    [binding] = [b for b in CanaryApp.BINDINGS if b.key == key]
+    assert binding.priority and binding.id == "kill-switch"

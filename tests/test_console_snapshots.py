@@ -1,0 +1,31 @@
+"""SVG snapshots of what a person sees (pytest-textual-snapshot). Deterministic: a frozen clock,
+an injected identity, a store the test fills. Update with --snapshot-update, and look at the SVG."""
+
+from __future__ import annotations
+
+from test_console_pilot import make_app
+
+
+def _settle(app):
+    async def run_before(pilot):
+        for _ in range(50):
+            await pilot.pause(0.02)
+            if app.frame.kill is not None and app.screen.facts is not None:
+                break
+    return run_before
+
+
+def test_plan_screen(snap_compare, tmp_path):
+    app = make_app(tmp_path)
+    assert snap_compare(app, terminal_size=(130, 36), run_before=_settle(app))
+
+
+def test_plan_screen_with_the_kill_switch_active(snap_compare, tmp_path):
+    app = make_app(tmp_path)
+    app.store.set_kill_switch("acme", "global", True, "nok@10.0.0.9", "p99 doubling")
+    assert snap_compare(app, terminal_size=(130, 36), run_before=_settle(app))
+
+
+def test_plan_screen_at_80x24(snap_compare, tmp_path):
+    app = make_app(tmp_path)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=_settle(app))
