@@ -44,6 +44,9 @@ PERFORMANCE_SCHEMA_FLAGS = [
 ]
 
 
+SOCKET_PATH_MAX = 100  # bytes; the kernel's limit is 107
+
+
 class SandboxUnavailable(RuntimeError):
     """The sandbox cannot start here; the message says exactly what to do."""
 
@@ -74,6 +77,7 @@ class SandboxServer:
     primary: bool
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    socket_dir: Path | None = None  # where the socket goes when ``base`` is too deep for one
 
     @property
     def datadir(self) -> Path:
@@ -81,7 +85,7 @@ class SandboxServer:
 
     @property
     def socket(self) -> str:
-        return str(self.base / f"{self.name}.sock")
+        return str((self.socket_dir or self.base) / f"{self.name}.sock")
 
     @property
     def error_log(self) -> Path:
@@ -206,9 +210,15 @@ class MariaDBSandbox:
         # Short path under /tmp: a unix socket path must stay under 108 bytes.
         self.base = Path(base_dir) if base_dir else Path(tempfile.mkdtemp(prefix="cc-sbx-", dir="/tmp"))
         self.base.mkdir(parents=True, exist_ok=True)
-        self.primary = SandboxServer("primary", self.base, server_id=1, primary=True)
+        # A unix socket path must stay under 108 bytes; a deep base directory (a long home, a
+        # test's tmp_path) gets its sockets in a short directory of its own under /tmp.
+        self._socket_dir: Path | None = None
+        if len(str(self.base / "replica.sock").encode()) > SOCKET_PATH_MAX:
+            self._socket_dir = Path(tempfile.mkdtemp(prefix="cc-sock-", dir="/tmp"))
+        self.primary = SandboxServer("primary", self.base, server_id=1, primary=True, socket_dir=self._socket_dir)
         self.replica: SandboxServer | None = (
-            SandboxServer("replica", self.base, server_id=2, primary=False) if replica else None
+            SandboxServer("replica", self.base, server_id=2, primary=False, socket_dir=self._socket_dir)
+            if replica else None
         )
         self._started: list[SandboxServer] = []
         atexit.register(self.stop)
@@ -257,6 +267,8 @@ class MariaDBSandbox:
         self._started.clear()
         if self._owns_dir and self.base.exists():
             shutil.rmtree(self.base, ignore_errors=True)
+        if self._socket_dir is not None:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
 
     def __enter__(self) -> MariaDBSandbox:
         return self.start()

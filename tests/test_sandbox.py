@@ -5,6 +5,7 @@ by side, the machine's own server untouched, and the install hint when the binar
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import pymysql
 import pytest
@@ -156,3 +157,15 @@ def test_only_the_install_binary_missing_is_also_unavailable(monkeypatch):
                         lambda *names: None if "mariadb-install-db" in names else real(*names))
     with pytest.raises(SandboxUnavailable, match="apt-get install -y mariadb-server"):
         MariaDBSandbox()
+
+
+def test_a_deep_base_directory_gets_its_sockets_somewhere_short(tmp_path):
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    with MariaDBSandbox(base_dir=deep) as sb:
+        assert len(sb.primary.socket.encode()) < 108
+        with sb.primary.connect() as c, c.cursor() as cur:
+            cur.execute("SELECT 1 AS one")
+            assert cur.fetchone()["one"] == 1
+        socket_dir = Path(sb.primary.socket).parent
+    assert not socket_dir.exists()
+    assert deep.exists(), "a base directory the caller gave is theirs to keep"
