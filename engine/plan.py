@@ -7,6 +7,8 @@ from an environment variable the plan names, or from a MySQL option file.
 
 from __future__ import annotations
 
+import copy
+import json
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -146,6 +148,8 @@ class Plan:
     executor: ExecutorOptions = field(default_factory=ExecutorOptions)
     prometheus_queries: dict[str, str] = field(default_factory=dict)
     source: str = "<memory>"
+    # The validated input, as given: written back as TOML for a worker in another process.
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def schema(self) -> str:
@@ -243,7 +247,7 @@ def plan_from_dict(data: dict[str, Any], source: str = "<memory>") -> Plan:
         off_peak=off_peak, prometheus_url=urls["prometheus_url"],
         kill_switch_api_url=urls["kill_switch_api_url"], kill_switch_api_token_env=token_env,
         webhook_url=urls["webhook_url"], store_url=store_url, thresholds=dict(thresholds),
-        executor=executor, prometheus_queries=dict(prom_queries), source=source,
+        executor=executor, prometheus_queries=dict(prom_queries), source=source, raw=copy.deepcopy(data),
     )
 
 
@@ -532,3 +536,49 @@ def _executor(value: Any, problems: list[str]) -> ExecutorOptions:
         rollback_attempts=_int(tbl, "rollback_attempts", "executor", 5, 1, 20, problems),
         rollback_backoff_seconds=_num(tbl, "rollback_backoff_seconds", "executor", 0.5, 0.0, 60.0, problems),
     )
+
+
+# --- writing plans (the self-test's workers and the rehearsal) -------------------------------------
+
+
+def window_covering(now: datetime, utc_offset: str = DEFAULT_UTC_OFFSET, hours: int = 2) -> dict[str, str]:
+    """An off-peak window around ``now`` — for sandboxes only (self-test, rehearsal), never a real plan."""
+    local = now + _parse_window("00:00-01:00", utc_offset, []).utc_offset
+    return {"off_peak": f"{local.hour:02d}:00-{(local.hour + hours) % 24:02d}:00", "utc_offset": utc_offset}
+
+
+def toml_dump(data: dict[str, Any]) -> str:
+    """A plan dictionary as TOML (tables, arrays of tables, strings, numbers, booleans, lists)."""
+
+    def scalar(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, str):
+            return json.dumps(v, ensure_ascii=False)
+        if isinstance(v, list):
+            return "[" + ", ".join(scalar(x) for x in v) + "]"
+        if isinstance(v, dict):
+            return "{" + ", ".join(f"{k} = {scalar(x)}" for k, x in v.items()) + "}"
+        raise TypeError(f"cannot write {type(v).__name__} as TOML")
+
+    lines: list[str] = []
+
+    def table(prefix: str, tbl: dict[str, Any]) -> None:
+        plain = {k: v for k, v in tbl.items() if not isinstance(v, dict)
+                 and not (isinstance(v, list) and v and all(isinstance(x, dict) for x in v))}
+        for k, v in plain.items():
+            lines.append(f"{k} = {scalar(v)}")
+        for k, v in tbl.items():
+            name = f"{prefix}.{k}" if prefix else k
+            if isinstance(v, dict):
+                lines.append(f"\n[{name}]")
+                table(name, v)
+            elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
+                for item in v:
+                    lines.append(f"\n[[{name}]]")
+                    table(name, item)
+
+    table("", data)
+    return "\n".join(lines).lstrip() + "\n"

@@ -11,9 +11,11 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from engine.clock import utcnow
 from engine.identifiers import qualified, quote
+from engine.plan import toml_dump, window_covering
 from engine.sandbox import MariaDBSandbox, load_orders
 from engine.store import state_dir
 from engine.workload import Workload
@@ -47,48 +49,23 @@ def _table_rows(sandbox: MariaDBSandbox) -> int | None:
         return None if row is None else int(row["n"] or 0)
 
 
-def write_plan(path: Path, sandbox: MariaDBSandbox, store_url: str, user: str) -> None:
-    now = utcnow()
-    start = (now.hour + 7) % 24  # rehearsal only: the off-peak window is made to cover now
+def plan_data(sandbox: MariaDBSandbox, store_url: str, user: str) -> dict[str, Any]:
     assert sandbox.replica is not None
-    path.write_text(f"""# Written by `canary-console rehearse` for the private sandbox. A rehearsal only:
-# the off-peak window was set to cover the time of the drill.
-tenant = "rehearsal"
-store_url = "{store_url}"
 
-[connection]
-id = "sandbox-primary"
-host = "127.0.0.1"
-port = {sandbox.primary.port}
-user = "root"
-database = "{DB}"
+    def conn(server: Any, conn_id: str) -> dict[str, Any]:
+        return {"id": conn_id, "host": "127.0.0.1", "port": server.port, "user": "root", "database": DB}
 
-[replica]
-id = "sandbox-replica"
-host = "127.0.0.1"
-port = {sandbox.replica.port}
-user = "root"
-database = "{DB}"
-
-[change]
-table = "{TABLE}"
-index = "{INDEX}"
-columns = ["customer_id", "created_at"]
-
-[[people]]
-name = "You"
-roles = ["canary_lead", "dba", "sre", "developer"]
-unix_user = "{user}"
-
-[window]
-off_peak = "{start:02d}:00-{(start + 2) % 24:02d}:00"
-utc_offset = "+07:00"
-
-[executor]
-mode = "canary"
-baseline_window_seconds = 300
-cooldown_seconds = 120
-""")
+    return {
+        "tenant": "rehearsal",
+        "store_url": store_url,
+        "connection": conn(sandbox.primary, "sandbox-primary"),
+        "replica": conn(sandbox.replica, "sandbox-replica"),
+        "change": {"table": TABLE, "index": INDEX, "columns": ["customer_id", "created_at"]},
+        "people": [{"name": "You", "roles": ["canary_lead", "dba", "sre", "developer"], "unix_user": user}],
+        # A rehearsal only: the off-peak window is set to cover the time of the drill.
+        "window": window_covering(utcnow()),
+        "executor": {"mode": "canary", "baseline_window_seconds": 300, "cooldown_seconds": 120},
+    }
 
 
 def start(rows: int, reset: bool, user: str, progress: Callable[[str], None]) -> Rehearsal:
@@ -110,7 +87,8 @@ def start(rows: int, reset: bool, user: str, progress: Callable[[str], None]) ->
         sandbox.wait_replica_caught_up(120)
         store_url = f"sqlite:///{base / 'store.db'}"
         plan_path = base / "canary.toml"
-        write_plan(plan_path, sandbox, store_url, user)
+        plan_path.write_text("# Written by `canary-console rehearse` for the private sandbox (a rehearsal only).\n"
+                             + toml_dump(plan_data(sandbox, store_url, user)))
         profile = sandbox.primary.profile(DB)
         t = qualified(DB, TABLE)
         reads = Workload(profile, f"SELECT /* rehearsal-read */ id, total FROM {t} WHERE customer_id = %s "  # noqa: S608

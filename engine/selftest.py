@@ -22,7 +22,7 @@ from engine.clock import utcnow
 from engine.executor import DigestObserver, Executor, Outcome
 from engine.identifiers import check_identifier, qualified, quote
 from engine.killswitch import EmbeddedKillSwitch, KillSwitchBackend, RemoteKillSwitch
-from engine.plan import Plan, plan_from_dict
+from engine.plan import Plan, plan_from_dict, toml_dump, window_covering
 from engine.rollback import IndexRollback
 from engine.sandbox import MariaDBSandbox, load_orders
 from engine.store import ExecutionRun, PrecheckResult, Store
@@ -102,8 +102,6 @@ class Lab:
 
     def plan(self, db: str, index: str, columns: list[Any], table: str = "orders",
              **executor: Any) -> Plan:
-        now = utcnow()
-        start = (now.hour + 7) % 24  # the off-peak window is local (UTC+7): make it cover now
         opts = {"mode": "canary", "cooldown_seconds": 0, "baseline_window_seconds": 0,
                 "verify_window_seconds": 0, "lease_seconds": 10, "lock_wait_timeout": 2}
         opts.update(executor)
@@ -113,7 +111,7 @@ class Lab:
                            "port": self.sandbox.primary.port, "user": "root", "database": db},
             "change": {"table": table, "index": index, "columns": columns},
             "people": [{"name": "self-test", "role": ["canary_lead", "dba"], "unix_user": "self-test"}],
-            "window": {"off_peak": f"{start:02d}:00-{(start + 2) % 24:02d}:00", "utc_offset": "+07:00"},
+            "window": window_covering(utcnow()),  # a sandbox: the drill is always "off-peak"
             "executor": opts,
         }
         return plan_from_dict(data, source=f"self-test:{db}")
@@ -390,33 +388,8 @@ def spawn_worker(plan_path: Path, store_url: str, run_id: str | None = None) -> 
 
 def write_plan(lab: Lab, plan: Plan, name: str) -> Path:
     """The plan as TOML, for a worker in another process."""
-    c = plan.connection
-    cols = ", ".join(f'"{col.name}"' for col in plan.change.columns)
-    opts = plan.executor
-    text = f"""tenant = "{plan.tenant}"
-[connection]
-id = "{c.id}"
-host = "{c.host}"
-port = {c.port}
-user = "{c.user}"
-database = "{c.database}"
-[change]
-table = "{plan.change.table}"
-index = "{plan.change.index}"
-columns = [{cols}]
-[window]
-off_peak = "{plan.off_peak.start:%H:%M}-{plan.off_peak.end:%H:%M}"
-utc_offset = "+07:00"
-[executor]
-mode = "{opts.mode}"
-lease_seconds = {opts.lease_seconds}
-cooldown_seconds = {opts.cooldown_seconds}
-baseline_window_seconds = {opts.baseline_window_seconds}
-verify_window_seconds = {opts.verify_window_seconds}
-lock_wait_timeout = {opts.lock_wait_timeout}
-"""
     path = lab.workdir / f"{name}.toml"
-    path.write_text(text)
+    path.write_text(toml_dump(plan.raw))
     return path
 
 
