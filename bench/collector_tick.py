@@ -48,7 +48,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=200_000)
     args = ap.parse_args()
     with MariaDBSandbox(replica=True) as sb:
-        lab = Lab(sb)
+        lab = Lab(sb, sb.base / "lab")  # removed with the sandbox
         db = lab.database("bench")
         lab.load_orders(db, args.rows)
         sb.wait_replica_caught_up(120)

@@ -103,7 +103,7 @@ def main() -> None:
     args = ap.parse_args()
     rng = random.Random(11)
     with MariaDBSandbox() as sandbox:
-        lab = Lab(sandbox)
+        lab = Lab(sandbox, sandbox.base / "lab")  # removed with the sandbox
         t = time.perf_counter()
         db = lab.big_table(args.rows)
         print(f"loaded {args.rows:,} rows in {time.perf_counter() - t:.1f} s", flush=True)

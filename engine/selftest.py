@@ -8,6 +8,7 @@ works in its own database and its own store, so cases never see each other's run
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -74,10 +75,16 @@ class Lab:
     def __init__(self, sandbox: MariaDBSandbox, workdir: str | os.PathLike[str] | None = None,
                  actor: str = "self-test"):
         self.sandbox = sandbox
+        self._owns_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="cc-selftest-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.actor = actor
         self._big: dict[int, str] = {}
+
+    def cleanup(self) -> None:
+        """Remove the scratch directory if this lab made it (the stores of the cases)."""
+        if self._owns_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     def admin(self, database: str | None = None) -> Any:
         return self.sandbox.primary.connect(database)
@@ -479,5 +486,6 @@ def run_all(cases: list[str] | None = None, report: Callable[[CaseResult], None]
                 report(result)
     finally:
         if own:
+            lab.cleanup()
             sandbox.stop()
     return results

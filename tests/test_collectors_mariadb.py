@@ -28,7 +28,7 @@ pytestmark = pytest.mark.mariadb
 @pytest.fixture(scope="module")
 def pair():
     with MariaDBSandbox(replica=True) as sb:
-        lab = Lab(sb)
+        lab = Lab(sb, sb.base / "lab")  # removed with the sandbox
         db = lab.database("mon")
         lab.load_orders(db, 60_000)
         sb.wait_replica_caught_up(60)
