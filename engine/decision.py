@@ -200,13 +200,6 @@ def window_complete(profile: Profile, elapsed_s: float) -> bool:
     return elapsed_s >= profile.window_minutes * 60
 
 
-def observation_remaining_s(profile: Profile, kind: str, elapsed_s: float) -> float:
-    """Runbook 5.4: 30 minutes after a rollback, 15 after success, before the next step."""
-    minutes = {"post_rollback": profile.post_rollback_minutes, "post_success": profile.post_success_minutes,
-               "window": profile.window_minutes}[kind]
-    return max(0.0, minutes * 60 - elapsed_s)
-
-
 # --- the final decision matrix (runbook 5.5) ---------------------------------------------------
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any, Protocol
 
 from engine import digests, sql
@@ -584,10 +583,3 @@ def reading_details(reading: KillSwitchReading, when: str) -> dict[str, Any]:
     return {"when": when, "active": reading.active, "scopes": reading.active_scopes(),
             "source": reading.source, "response_ms": round(reading.response_ms, 1),
             "latency_level": reading.latency_level, "error": reading.error}
-
-
-
-def lease_remaining(run: ExecutionRun, now: Any) -> timedelta:
-    if run.lease_expires_at is None:
-        return timedelta(0)
-    return max(timedelta(0), run.lease_expires_at - now)
