@@ -25,16 +25,19 @@ from engine.selftest import PRIORITY
 from engine.store import Store
 from screens.audit import AuditScreen
 from screens.base import RunbookScreen
+from screens.deactivate import DeactivateKillSwitch, DeactivationRequest
 from screens.frame import FrameState, KillSwitchPressed
 from screens.plan import PlanScreen, ScopeFacts
 
 POLL_S = 0.5  # a second console sees a change within one second (SPEC §4)
+UNKILL_ROLES = {"canary_lead", "dba"}
 
 
 class CanaryApp(App):
     TITLE = "Canary Console"
     BINDINGS = [
         Binding("f9", "kill_switch", "KILL SWITCH", priority=True, id="kill-switch"),
+        Binding("f8", "deactivate", "Kill switch off", id="kill-switch-off"),
         Binding("f2", "audit", "Audit log", id="audit"),
         Binding("ctrl+q", "quit", "Quit", id="quit"),
     ]
@@ -104,6 +107,34 @@ class CanaryApp(App):
 
     def _kill_read(self, reading: KillSwitchReading) -> None:
         self.set_frame(kill=reading, kill_pending=self.frame.kill_pending and not reading.active)
+
+    def action_deactivate(self) -> None:
+        if isinstance(self.screen, DeactivateKillSwitch):
+            return
+        self.push_screen(DeactivateKillSwitch(self.frame.kill, self.roles), self._deactivation_chosen)
+
+    def _deactivation_chosen(self, request: DeactivationRequest | None) -> None:
+        if request is not None:
+            self.deactivate_kill_switch(request)
+
+    @work(thread=True, group="kill-switch", exit_on_error=False)
+    def deactivate_kill_switch(self, request: DeactivationRequest) -> None:
+        actor = self.identity.actor
+        if not set(self.roles) & UNKILL_ROLES:
+            self.store.audit(self.plan.tenant, actor, "kill_switch_deactivation_refused", None,
+                             {"scopes": list(request.scopes), "roles": list(self.roles), "via": "console"})
+            self.call_from_thread(self.notify, "Refused: only the canary lead or the DBA may turn the kill switch "
+                                  "off. Ask them; your attempt is in the audit log.", title="Kill switch",
+                                  severity="error", timeout=15)
+            return
+        try:
+            for scope in request.scopes:
+                self.backend.set(self.plan.tenant, scope, False, actor, request.reason, self.plan.connection.id)
+            reading = self.backend.read(self.plan.tenant, self.plan.connection.id)
+        except Exception as exc:  # noqa: BLE001 - the switch stays as it was; say why
+            self.call_from_thread(self.notify, f"could not turn the kill switch off: {exc}", severity="error")
+            return
+        self.call_from_thread(self.set_frame, kill=reading, kill_pending=False)
 
     # --- screens ------------------------------------------------------------------------------
 

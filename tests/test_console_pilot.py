@@ -49,7 +49,7 @@ def make_app(tmp_path, user="somchai", poll=False):
 
 
 async def _wait_active(app, pilot):
-    for _ in range(100):
+    for _ in range(250):  # up to 5 s: a loaded CI machine, two apps in one loop
         await pilot.pause(0.02)
         if app.frame.kill and app.frame.kill.active:
             return True
@@ -125,3 +125,43 @@ async def test_the_plan_screen_shows_the_scope_lock_and_the_people(tmp_path):
 def test_the_kill_switch_binding_is_a_priority_binding_with_an_id(key):
     [binding] = [b for b in CanaryApp.BINDINGS if b.key == key]
     assert binding.priority and binding.id == "kill-switch"
+
+
+async def test_deactivation_needs_a_reason_and_the_role(tmp_path):
+    app = make_app(tmp_path, user="nok")  # the DBA
+    app.store.set_kill_switch("acme", "global", True, "somchai@10.0.0.5", "drill")
+    async with app.run_test(size=(140, 40)) as pilot:
+        app.read_kill_switch()
+        assert await _wait_active(app, pilot)
+        await pilot.press("f8")
+        await pilot.pause()
+        await pilot.click("#confirm")
+        await pilot.pause()
+        assert "reason is required" in str(app.screen.query_one("#why").render())
+        await pilot.press("f9")  # the kill switch key still works inside the modal
+        await pilot.pause(0.1)
+        await pilot.press(*"cause", "space", *"found", "enter")
+        for _ in range(250):
+            await pilot.pause(0.02)
+            if app.frame.kill and not app.frame.kill.active:
+                break
+        assert not app.frame.kill.active
+    [row] = [r for r in app.store.kill_switch_rows("acme") if r.scope == "global"]
+    assert not row.is_active and row.reason == "cause found" and row.updated_by == "nok@10.0.0.5"
+
+
+async def test_deactivation_by_someone_without_the_role_is_refused_and_audited(tmp_path):
+    app = make_app(tmp_path, user="mallory")  # not in the plan: no role
+    app.store.set_kill_switch("acme", "global", True, "somchai@10.0.0.5", "drill")
+    async with app.run_test(size=(140, 40)) as pilot:
+        app.read_kill_switch()
+        assert await _wait_active(app, pilot)
+        await pilot.press("f8")
+        await pilot.pause()
+        await pilot.press(*"please", "enter")
+        for _ in range(250):
+            await pilot.pause(0.02)
+            if app.store.audit_entries("acme", action="kill_switch_deactivation_refused"):
+                break
+    assert app.store.audit_entries("acme", action="kill_switch_deactivation_refused")
+    assert [r.is_active for r in app.store.kill_switch_rows("acme") if r.scope == "global"] == [True]
