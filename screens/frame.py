@@ -73,20 +73,26 @@ class RunFrame(Static):
 
     state: reactive[FrameState] = reactive(FrameState, always_update=True)
 
+    def watch_state(self, state: FrameState) -> None:
+        self.set_class(state.kill_active, "-kill-active")
+
     def render(self) -> str:
         s = self.state
         role = "/".join(s.roles) if s.roles else "no role"
-        self.set_class(s.kill_active, "-kill-active")
         return f" {s.clock} │ {s.kill_text()} │ {s.user} ({role}) │ {s.target} {s.target_health}"
 
 
 class KillBanner(Static):
     state: reactive[FrameState] = reactive(FrameState, always_update=True)
 
+    def on_mount(self) -> None:
+        self.display = False
+
+    def watch_state(self, state: FrameState) -> None:
+        self.display = state.kill_active
+
     def render(self) -> str:
-        text = self.state.banner()
-        self.display = bool(text)
-        return text
+        return self.state.banner()
 
 
 class FrameBar(Horizontal):
@@ -110,5 +116,5 @@ class FrameBar(Horizontal):
 
 
 BANNER_CSS = """
-KillBanner { dock: top; height: 1; background: red; color: white; text-style: bold; padding: 0 1; }
+KillBanner { height: 1; background: red; color: white; text-style: bold; padding: 0 1; }
 """
