@@ -123,6 +123,17 @@ class Lab:
         }
         return plan_from_dict(data, source=f"self-test:{db}")
 
+    def prepare(self, case: str, rows: int, columns: list[Any], engine: str = "InnoDB",
+                **executor: Any) -> tuple[CaseResult, str, Plan, Store]:
+        """A case's own database with an ``orders`` table, its plan (index ``idx_<case>``) and store."""
+        name = case.lower().replace("-", "")
+        result = CaseResult(case)
+        db = self.database(name)
+        self.load_orders(db, rows, engine)
+        plan = self.plan(db, f"idx_{name}", columns, **executor)
+        result.store = self.store(name)
+        return result, db, plan, result.store
+
     def store(self, name: str) -> Store:
         path = self.workdir / f"{name}.db"
         for suffix in ("", "-wal", "-shm"):
@@ -153,11 +164,7 @@ class Lab:
 
 
 def tc01_claim_conflict(lab: Lab) -> CaseResult:
-    r = CaseResult("TC-01")
-    db = lab.database("tc01")
-    lab.load_orders(db, 2000)
-    plan = lab.plan(db, "idx_tc01", ["customer_id"])
-    store = r.store = lab.store("tc01")
+    r, _db, plan, store = lab.prepare("TC-01", 2000, ["customer_id"])
     run = lab.executor(plan, store, worker="worker-a").create_run()
     r.run_id = run.id
     store.claim(plan.tenant, run.id, "worker-a", 60)
@@ -173,11 +180,7 @@ def tc01_claim_conflict(lab: Lab) -> CaseResult:
 
 
 def tc02_kill_before_start(lab: Lab) -> CaseResult:
-    r = CaseResult("TC-02")
-    db = lab.database("tc02")
-    lab.load_orders(db, 2000)
-    plan = lab.plan(db, "idx_tc02", ["customer_id"])
-    store = r.store = lab.store("tc02")
+    r, _db, plan, store = lab.prepare("TC-02", 2000, ["customer_id"])
     ex = lab.executor(plan, store)
     run = ex.create_run()
     r.run_id = run.id
@@ -192,11 +195,7 @@ def tc02_kill_before_start(lab: Lab) -> CaseResult:
 
 
 def tc03_kill_after_add_index(lab: Lab) -> CaseResult:
-    r = CaseResult("TC-03")
-    db = lab.database("tc03")
-    lab.load_orders(db, 20000)
-    plan = lab.plan(db, "idx_tc03", ["customer_id", "created_at"])
-    store = r.store = lab.store("tc03")
+    r, _db, plan, store = lab.prepare("TC-03", 20000, ["customer_id", "created_at"])
 
     def on_event(name: str, _data: dict[str, Any]) -> None:
         if name == "index_added":
@@ -218,11 +217,8 @@ def tc03_kill_after_add_index(lab: Lab) -> CaseResult:
 
 
 def tc04_lock_none_refused(lab: Lab) -> CaseResult:
-    r = CaseResult("TC-04")
-    db = lab.database("tc04")
-    lab.load_orders(db, 2000, engine="Aria")  # not InnoDB: the server cannot add an index in place
-    plan = lab.plan(db, "idx_tc04", ["customer_id"])
-    store = r.store = lab.store("tc04")
+    # Not InnoDB: the server cannot add an index in place.
+    r, _db, plan, store = lab.prepare("TC-04", 2000, ["customer_id"], engine="Aria")
     ex = lab.executor(plan, store)
     run = ex.create_run()
     r.run_id = run.id
@@ -237,13 +233,9 @@ def tc04_lock_none_refused(lab: Lab) -> CaseResult:
 
 
 def tc05_index_already_exists(lab: Lab) -> CaseResult:
-    r = CaseResult("TC-05")
-    db = lab.database("tc05")
-    lab.load_orders(db, 2000)
+    r, db, plan, store = lab.prepare("TC-05", 2000, ["customer_id"])
     with lab.admin(db) as c, c.cursor() as cur:
         cur.execute("ALTER TABLE orders ADD INDEX idx_tc05 (customer_id)")
-    plan = lab.plan(db, "idx_tc05", ["customer_id"])
-    store = r.store = lab.store("tc05")
     ex = lab.executor(plan, store)
     run = ex.create_run()
     r.run_id = run.id
@@ -266,14 +258,9 @@ def _regression_workload(lab: Lab, plan: Plan) -> Workload:
 
 
 def _verification_case(lab: Lab, case: str, block_rollback: bool) -> CaseResult:
-    r = CaseResult(case)
-    name = case.lower().replace("-", "")
-    db = lab.database(name)
-    lab.load_orders(db, 60000)
-    plan = lab.plan(db, f"idx_{name}", ["status"], mode="standard", auto_rollback=True,
-                    baseline_window_seconds=1.5, verify_window_seconds=1.5, lock_wait_timeout=1,
-                    rollback_attempts=2, rollback_backoff_seconds=0.1)
-    store = r.store = lab.store(name)
+    r, db, plan, store = lab.prepare(case, 60000, ["status"], mode="standard", auto_rollback=True,
+                                     baseline_window_seconds=1.5, verify_window_seconds=1.5, lock_wait_timeout=1,
+                                     rollback_attempts=2, rollback_backoff_seconds=0.1)
     work = _regression_workload(lab, plan)
     blocker: Any = None
 
@@ -336,12 +323,8 @@ def tc07_verification_fail_rollback_fail(lab: Lab) -> CaseResult:
 
 
 def tc08_low_sample_inconclusive(lab: Lab) -> CaseResult:
-    r = CaseResult("TC-08")
-    db = lab.database("tc08")
-    lab.load_orders(db, 2000)
-    plan = lab.plan(db, "idx_tc08", ["customer_id"], mode="standard", auto_rollback=True,
-                    baseline_window_seconds=0.5, verify_window_seconds=0.5)
-    store = r.store = lab.store("tc08")
+    r, _db, plan, store = lab.prepare("TC-08", 2000, ["customer_id"], mode="standard", auto_rollback=True,
+                                      baseline_window_seconds=0.5, verify_window_seconds=0.5)
     ex = lab.executor(plan, store)
     run = ex.create_run()
     r.run_id = run.id
@@ -357,11 +340,7 @@ def tc08_low_sample_inconclusive(lab: Lab) -> CaseResult:
 def tc09_api_down_fail_closed(lab: Lab) -> CaseResult:
     from engine.api import create_app, serve_in_thread  # Starlette only where the API is needed
 
-    r = CaseResult("TC-09")
-    db = lab.database("tc09")
-    lab.load_orders(db, 2000)
-    plan = lab.plan(db, "idx_tc09", ["customer_id"])
-    store = r.store = lab.store("tc09")
+    r, _db, plan, store = lab.prepare("TC-09", 2000, ["customer_id"])
     server = serve_in_thread(create_app(store, plan.tenant, {"tc09-token": ("self-test", "canary_lead")}))
     remote = RemoteKillSwitch(server.url, token="tc09-token")
     try:

@@ -9,10 +9,9 @@ the ALTER; absolute metrics as they are.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
-LEVELS = ("ok", "note", "warning", "critical")  # "stale" is not a level of the value: no value
 LEVEL_RANK = {"stale": -1, "ok": 0, "note": 1, "warning": 2, "critical": 3}
 
 
@@ -222,21 +221,3 @@ def _fmt(rule: MetricRule, measure: float) -> str:
     if rule.mode == "change_pct":
         return f"{measure:+.1f}%"
     return f"{measure:g}{rule.unit}"
-
-
-@dataclass(frozen=True)
-class TickBands:
-    """All bands of one sampling tick."""
-
-    bands: dict[str, Band] = field(default_factory=dict)
-
-    def at_least(self, level: str) -> list[Band]:
-        return [b for b in self.bands.values() if LEVEL_RANK[b.level] >= LEVEL_RANK[level]]
-
-    @property
-    def warnings(self) -> list[Band]:
-        return [b for b in self.bands.values() if b.level == "warning"]
-
-    @property
-    def criticals(self) -> list[Band]:
-        return [b for b in self.bands.values() if b.level == "critical"]

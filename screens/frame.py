@@ -4,7 +4,7 @@ and, when the switch is on, the banner saying which scopes and who set them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from textual.app import ComposeResult
@@ -28,7 +28,6 @@ class FrameState:
     now: datetime | None = None
     kill: KillSwitchReading | None = None
     kill_pending: bool = False  # pressed; the store has not confirmed yet
-    notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property
     def clock(self) -> str:
