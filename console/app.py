@@ -3,34 +3,72 @@
 The App owns every worker (a worker dies with the node that owns it, and screens come and go),
 the global bindings — F9, the kill switch, a priority binding that works on every screen, with an
 input focused, in tmux and over SSH — and the frame state every screen draws. Blocking calls
-(store, target) run in thread workers; only messages and ``call_from_thread`` cross back.
+(store, target, HTTP) run in thread workers; only ``call_from_thread`` crosses back.
+
+One console **drives** a run (it holds the lease and runs the statements); the others **join**
+it: they read the same run from the store twice a second, sign, approve and press the kill
+switch, and do not poll the target a second time (SPEC §9).
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterable
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 from textual import work
 from textual.app import App
 from textual.binding import Binding
+from textual.worker import get_current_worker
 
+from engine import prechecks, selftest, sql
 from engine.clock import Clock, SystemClock
 from engine.enforce import enforce_kill_switch
 from engine.identity import Identity, current_identity, worker_id
 from engine.killswitch import KillSwitchBackend, KillSwitchReading, backend_for
 from engine.plan import Plan
+from engine.runbook import (
+    EXECUTE_ROLES,
+    KILL_TEST_ROLES,
+    SIGNOFF_ROLES,
+    START_ROLES,
+    STEPS,
+    TITLES,
+    RunView,
+    load_view,
+    missing_for,
+)
 from engine.runstate import ACTIVE
 from engine.selftest import PRIORITY
-from engine.store import Store
+from engine.sizegate import gate, sampling_interval
+from engine.store import Approval, ExecutionRun, Store
+from engine.target import Target, TargetError, alter_stage
 from screens.audit import AuditScreen
 from screens.base import RunbookScreen
 from screens.deactivate import DeactivateKillSwitch, DeactivationRequest
+from screens.execution import AlterProgress, ExecutionScreen
 from screens.frame import FrameState, KillSwitchPressed
+from screens.locked import StepLocked
 from screens.plan import PlanScreen, ScopeFacts
+from screens.prechecks import PrechecksScreen
+from screens.sizegate import SizeGateScreen, TableSize
 
 POLL_S = 0.5  # a second console sees a change within one second (SPEC §4)
+HEALTH_S = 5.0
 UNKILL_ROLES = {"canary_lead", "dba"}
+GATE_ROLES = frozenset({"canary_lead", "dba"})
+QUIET = {"alter_progress", "wait_tick", "baseline_tick"}
+
+
+class DriverStopped(Exception):
+    """The console that drove the run is closing: the run stays where it is, its lease runs out,
+    and another console (or this one, restarted) takes it over after inspecting the target."""
+
+
+def role_words(roles: Iterable[str]) -> str:
+    return " or ".join(r.replace("_", " ") for r in sorted(roles))
 
 
 class CanaryApp(App):
@@ -39,30 +77,60 @@ class CanaryApp(App):
         Binding("f9", "kill_switch", "KILL SWITCH", priority=True, id="kill-switch"),
         Binding("f8", "deactivate", "Kill switch off", id="kill-switch-off"),
         Binding("f2", "audit", "Audit log", id="audit"),
+        *(Binding(str(n), f"goto('{step}')", TITLES[step], show=False, id=f"step-{step}")
+          for n, step in enumerate(STEPS, start=1)),
         Binding("ctrl+q", "quit", "Quit", id="quit"),
     ]
 
     def __init__(self, plan: Plan, store: Store, identity: Identity | None = None, clock: Clock | None = None,
-                 backend: KillSwitchBackend | None = None, poll: bool = True):
+                 backend: KillSwitchBackend | None = None, poll: bool = True, role: str | None = None,
+                 target: Target | None = None):
         super().__init__()
         self.plan = plan
         self.store = store
         self.identity = identity or current_identity()
         self.clock = clock or SystemClock()
         self.backend = backend or backend_for(plan, store)
+        self.target = target or Target(plan.connection)
         self.poll = poll
-        self.roles = tuple(sorted(plan.roles_of(self.identity.user)))
+        held = plan.roles_of(self.identity.user)
+        if role is not None and role not in held:
+            raise ValueError(f"--role {role}: {self.identity.user} holds "
+                             f"{', '.join(sorted(held)) or 'no role'} in {plan.source}")
+        self.roles = (role,) if role else tuple(sorted(held))
+        self.worker_name = worker_id(self.identity)
+        self.view = RunView()
+        self.run_id: str | None = None
+        self.driving = False
+        self.count_cancel = threading.Event()
+        self._view_busy = False
+        self._progress_on = threading.Event()
         self.frame = FrameState(user=self.identity.actor, roles=self.roles,
                                 target=f"{plan.schema}.{plan.change.table}@{plan.connection.socket or plan.connection.host}"
                                        f"{'' if plan.connection.socket else ':' + str(plan.connection.port)}",
-                                now=self.clock.now())
+                                now=self.clock.now(), locked=frozenset(STEPS[1:]))
+        self.steps: dict[str, RunbookScreen] = {
+            "plan": PlanScreen(plan, self.identity.user), "prechecks": PrechecksScreen(plan),
+            "size_gate": SizeGateScreen(plan), "execution": ExecutionScreen(plan),
+        }
+
+    @property
+    def actor(self) -> str:
+        return self.identity.actor
 
     def on_mount(self) -> None:
-        self.push_screen(PlanScreen(self.plan, self.identity.user))
+        for name, screen in self.steps.items():
+            self.install_screen(screen, name=name)
+        self.push_screen("plan")
         self.read_scope()
         self.read_kill_switch()
+        self.refresh_view(join=True)
         if self.poll:
             self.set_interval(POLL_S, self.read_kill_switch)
+            self.set_interval(POLL_S, self.refresh_view)
+            self.set_interval(HEALTH_S, self.check_health)
+            self.set_interval(1.0, self.tick)
+            self.check_health()
 
     # --- the frame ---------------------------------------------------------------------------
 
@@ -73,7 +141,127 @@ class CanaryApp(App):
             screen.apply_frame(self.frame)
 
     def on_screen_resume(self) -> None:
+        screen = self.screen
+        if isinstance(screen, RunbookScreen):
+            self.set_frame(step=screen.step or self.frame.step)
+            screen.show_view(self.view, self.clock.now())
+
+    def tick(self) -> None:
         self.set_frame()
+        screen = self.screen
+        if isinstance(screen, RunbookScreen):
+            screen.tick(self.view, self.clock.now())
+
+    def refuse(self, action: str, needed: Iterable[str], what: str) -> bool:
+        """True (and audited, and said) when this console's roles do not allow ``action``."""
+        needed = set(needed)
+        if set(self.roles) & needed:
+            return False
+        self.audit_in_worker(f"{action}_refused", {"needed": sorted(needed), "roles": list(self.roles)})
+        self.notify(f"Refused: {what} needs the {role_words(needed)}; you are "
+                    f"{'/'.join(self.roles) or 'without a role in this plan'}. Ask them; the attempt is in the "
+                    "audit log.", title="Not your role", severity="error", timeout=12)
+        return True
+
+    @work(thread=True, group="store-write", exit_on_error=False)
+    def audit_in_worker(self, action: str, details: dict[str, Any]) -> None:
+        self.store.audit(self.plan.tenant, self.actor, action, self.run_id, details)
+
+    # --- the war room: the run as the store has it --------------------------------------------
+
+    def _is_this_plan(self, run: ExecutionRun) -> bool:
+        return (run.connection_profile_id == self.plan.connection.id and run.table_name == self.plan.change.table
+                and run.index_name == self.plan.change.index)
+
+    @work(thread=True, group="store-read", exit_on_error=False)
+    def refresh_view(self, join: bool = False) -> None:
+        """Read the run (and find it, the first time); redraw only when something changed."""
+        if self._view_busy:
+            return  # the previous read is still going: polls never overlap
+        self._view_busy = True
+        try:
+            if self.run_id is None:
+                mine = [r for r in self.store.find_runs(self.plan.tenant, limit=20) if self._is_this_plan(r)]
+                active = [r for r in mine if r.status in ACTIVE]
+                chosen = active[0] if active else (mine[0] if mine and join else None)
+                if chosen is not None:
+                    self.run_id = chosen.id
+                    if chosen.status in ACTIVE:
+                        self._mark_present(chosen.id)
+            view = load_view(self.store, self.plan.tenant, self.run_id)
+            entries = (self.store.audit_entries(self.plan.tenant, run_id=self.run_id, limit=2000)
+                       if self.run_id and isinstance(self.screen, ExecutionScreen) else None)
+        except Exception as exc:  # noqa: BLE001 - the store is down: say so, keep the last view
+            self.call_from_thread(self.set_frame, target_health=f"✗ store: {str(exc).splitlines()[0][:80]}")
+            return
+        finally:
+            self._view_busy = False
+        self.call_from_thread(self._show_view, view, entries)
+
+    def _sync_view(self) -> None:
+        """From a worker, after a write: read the run now and show it (not at the next poll)."""
+        view = load_view(self.store, self.plan.tenant, self.run_id)
+        self.call_from_thread(self._show_view, view, None)
+
+    def _mark_present(self, run_id: str) -> None:
+        have = {(a.role, a.actor) for a in self.store.approvals(self.plan.tenant, run_id, "presence")}
+        for role in self.roles:
+            if (role, self.actor) not in have:
+                self.store.add_approval(Approval(tenant_id=self.plan.tenant, execution_run_id=run_id,
+                                                 kind="presence", role=role, actor=self.actor,
+                                                 note="opened the console on this run"))
+
+    def _show_view(self, view: RunView, entries: list[Any] | None) -> None:
+        changed = view.signature() != self.view.signature()
+        self.view = view
+        now = self.clock.now()
+        run = view.run
+        locked = frozenset(s for s in STEPS if missing_for(s, view, now))
+        label = f"run {run.id[:8]} {run.status}" if run else ""
+        driver = ""
+        if run is not None and run.status == "running":
+            driver = "you drive" if self.driving else f"joined: {run.claimed_by or '?'} drives"
+        t0 = run.started_at if run is not None else None
+        self.set_frame(locked=locked, run=label, driver=driver, t0=t0)
+        screen = self.screen
+        if isinstance(screen, RunbookScreen) and changed:
+            screen.show_view(view, now)
+        if entries is not None and isinstance(screen, ExecutionScreen):
+            screen.show_entries(entries)
+
+    def action_goto(self, step: str) -> None:
+        if step not in self.steps:
+            self.notify(f"{TITLES[step]} is console part 2 (the live dashboard and the decision screen); the "
+                        "Execution screen shows the monitoring hand-off and the verdict meanwhile.",
+                        title="Not in this console yet", timeout=8)
+            return
+        missing = missing_for(step, self.view, self.clock.now())
+        if missing:
+            self.audit_in_worker("step_locked", {"step": step, "missing": [str(m) for m in missing][:10]})
+            self.push_screen(StepLocked(TITLES[step], missing))
+            return
+        if self.screen is not self.steps[step]:
+            while isinstance(self.screen, (AuditScreen, StepLocked)):
+                self.pop_screen()
+            self.switch_screen(step)
+
+    # --- connection health (the frame) ----------------------------------------------------------
+
+    @work(thread=True, group="health", exclusive=True, exit_on_error=False)
+    def check_health(self) -> None:
+        """A ping of the target, unless another console drives the run (joined consoles do not
+        poll the target a second time)."""
+        run = self.view.run
+        if run is not None and run.status == "running" and not self.driving:
+            self.call_from_thread(self.set_frame, target_health="● (driver's connection)")
+            return
+        try:
+            with self.target.session("health") as s:
+                s.query("SELECT /* canary-console:health */ 1 AS ok")
+            health = "● ok"
+        except TargetError as exc:
+            health = f"✗ down: {str(exc)[:60]}"
+        self.call_from_thread(self.set_frame, target_health=health)
 
     # --- the kill switch -----------------------------------------------------------------------
 
@@ -88,10 +276,10 @@ class CanaryApp(App):
 
     @work(thread=True, group="kill-switch", exit_on_error=False)
     def activate_kill_switch(self) -> None:
-        actor = self.identity.actor
+        actor = self.actor
         try:
             self.backend.set(self.plan.tenant, "global", True, actor, "F9 in the console")
-            enforce_kill_switch(self.store, self.backend, self.plan.tenant, actor, worker_id(self.identity),
+            enforce_kill_switch(self.store, self.backend, self.plan.tenant, actor, self.worker_name,
                                 take_over=False)
             reading = self.backend.read(self.plan.tenant, self.plan.connection.id)
         except Exception as exc:  # noqa: BLE001 - the frame stays red; say what failed
@@ -119,7 +307,7 @@ class CanaryApp(App):
 
     @work(thread=True, group="kill-switch", exit_on_error=False)
     def deactivate_kill_switch(self, request: DeactivationRequest) -> None:
-        actor = self.identity.actor
+        actor = self.actor
         if not set(self.roles) & UNKILL_ROLES:
             self.store.audit(self.plan.tenant, actor, "kill_switch_deactivation_refused", None,
                              {"scopes": list(request.scopes), "roles": list(self.roles), "via": "console"})
@@ -136,9 +324,9 @@ class CanaryApp(App):
             return
         self.call_from_thread(self.set_frame, kill=reading, kill_pending=False)
 
-    # --- screens ------------------------------------------------------------------------------
+    # --- step 1: the plan ------------------------------------------------------------------------
 
-    @work(thread=True, group="store", exit_on_error=False)
+    @work(thread=True, group="store-read", exit_on_error=False)
     def read_scope(self) -> None:
         holder = self.store.lock_holder()
         active = [r for r in self.store.find_runs(self.plan.tenant, list(ACTIVE), limit=1)]
@@ -150,12 +338,296 @@ class CanaryApp(App):
         tcs = self.store.latest_prechecks(self.plan.tenant, "TC-")
         p0 = [f"{c} {tcs[c].status}" for c in sorted(PRIORITY) if PRIORITY[c] == "P0" and c in tcs]
         facts = ScopeFacts(self.plan.off_peak.contains(self.clock.now()), other, ", ".join(p0) or "not run yet")
-        self.call_from_thread(self._show_scope, facts)
+        self.call_from_thread(self.steps["plan"].show_scope, facts)  # type: ignore[attr-defined]
 
-    def _show_scope(self, facts: ScopeFacts) -> None:
-        for screen in self.screen_stack:
-            if isinstance(screen, PlanScreen):
-                screen.show_scope(facts)
+    def action_begin_prechecks(self) -> None:
+        if self.refuse("begin_prechecks", START_ROLES, "beginning the prechecks (creating the run)"):
+            return
+        run = self.view.run
+        if run is not None and run.status in ACTIVE:
+            self.action_goto("prechecks")
+            return
+        self.begin_prechecks()
+
+    @work(thread=True, group="store-write", exit_on_error=False)
+    def begin_prechecks(self) -> None:
+        from engine.executor import Executor
+        from engine.store import ScopeLockError
+
+        ex = Executor(self.plan, self.store, self.backend, self.target, self.actor, self.worker_name,
+                      clock=self.clock)
+        try:
+            run = ex.create_run()
+        except ScopeLockError as exc:
+            self.call_from_thread(self.notify, str(exc), title="Scope lock", severity="error", timeout=20)
+            return
+        self.run_id = run.id
+        self._mark_present(run.id)
+        self._sync_view()
+        self.call_from_thread(self.notify, f"run {run.id[:8]} scheduled: the prechecks begin (at least 15 "
+                              "minutes, runbook 5.4)", title="Prechecks")
+        self.call_from_thread(self.action_goto, "prechecks")
+
+    # --- step 2: the prechecks ---------------------------------------------------------------------
+
+    def _need_run(self, active: bool = True) -> bool:
+        run = self.view.run
+        if run is None or (active and run.status != "scheduled"):
+            self.notify("This needs a scheduled run: begin the prechecks on the Plan screen (b)." if run is None
+                        else f"Run {run.id[:8]} is {run.status}: prechecks are over.", severity="warning")
+            return False
+        return True
+
+    def action_run_prechecks(self) -> None:
+        if self._need_run():
+            self.notify("running the prechecks…", timeout=3)
+            self.run_prechecks(self.run_id)
+
+    @work(thread=True, group="prechecks", exclusive=True, exit_on_error=False)
+    def run_prechecks(self, run_id: str) -> None:
+        for finding in prechecks.auto_checks(self.plan, self.store, self.backend, self.target):
+            prechecks.record(self.store, self.plan, run_id, finding, self.actor)
+        now = self.clock.now()
+        present = {a.role for a in self.store.approvals(self.plan.tenant, run_id, "presence")}
+        for finding in (prechecks.off_peak_finding(self.plan, now), prechecks.present_finding(present)):
+            prechecks.record(self.store, self.plan, run_id, finding, self.actor)
+        self._sync_view()
+
+    def action_kill_switch_test(self) -> None:
+        if self._need_run() and not self.refuse("kill_switch_test", KILL_TEST_ROLES,
+                                                "the kill-switch test (it turns the switch off again)"):
+            self.kill_switch_test(self.run_id)
+
+    @work(thread=True, group="kill-switch", exit_on_error=False)
+    def kill_switch_test(self, run_id: str) -> None:
+        for finding in prechecks.kill_switch_test(self.plan, self.backend, self.actor):
+            prechecks.record(self.store, self.plan, run_id, finding, self.actor)
+        self._sync_view()
+
+    def action_self_test(self) -> None:
+        if self.refuse("self_test", {"canary_lead", "dba", "sre", "developer"}, "the self-test"):
+            return
+        self.notify("self-test TC-01…TC-10 against a private sandbox MariaDB: a few minutes; rows fill in as "
+                    "cases finish", title="Self-test", timeout=8)
+        self.self_test()
+
+    @work(thread=True, group="self-test", exclusive=True, exit_on_error=False)
+    def self_test(self) -> None:
+        def report(result: Any) -> None:
+            selftest.record(self.store, self.plan.tenant, result, self.actor)
+            self._sync_view()
+        try:
+            selftest.run_all(report=report)
+        except Exception as exc:  # noqa: BLE001 - e.g. MariaDB binaries missing: say so
+            self.call_from_thread(self.notify, f"self-test could not run: {exc}", severity="error", timeout=20)
+
+    def action_scratch_test(self) -> None:
+        if self._need_run() and not self.refuse("scratch_test", {"dba"}, "the scratch-table rollback test"):
+            self.scratch_test(self.run_id)
+
+    @work(thread=True, group="prechecks", exit_on_error=False)
+    def scratch_test(self, run_id: str) -> None:
+        prechecks.record(self.store, self.plan, run_id, prechecks.scratch_rollback_test(self.plan, self.target, run_id),
+                         self.actor)
+        self._sync_view()
+
+    def action_confirm_rollback(self) -> None:
+        if self._need_run() and not self.refuse("confirm_rollback", {"dba"},
+                                                "confirming the prepared rollback statement"):
+            if self.view.approvals_of("rollback_prepared"):
+                self.notify("The prepared rollback is already confirmed.", timeout=4)
+                return
+            self.approve("rollback_prepared", "dba", "DROP INDEX and its verification query reviewed")
+
+    def action_sign_off(self) -> None:
+        if not self._need_run() or self.refuse("sign_off", SIGNOFF_ROLES, "a pre-check sign-off"):
+            return
+        signed = self.view.signoffs()
+        mine = [r for r in SIGNOFF_ROLES if r in self.roles and r not in signed]
+        if not mine:
+            self.notify("Your sign-off roles are already signed: " + ", ".join(
+                f"{r} by {signed[r]}" for r in SIGNOFF_ROLES if r in self.roles), timeout=6)
+            return
+        self.approve("signoff", mine[0], "pre-checks reviewed (runbook 2.6)")
+
+    @work(thread=True, group="store-write", exit_on_error=False)
+    def approve(self, kind: str, role: str, note: str) -> None:
+        self.store.add_approval(Approval(tenant_id=self.plan.tenant, execution_run_id=self.run_id, kind=kind,
+                                         role=role, actor=self.actor, note=note))
+        self._sync_view()
+        self.call_from_thread(self.notify, f"{kind.replace('_', ' ')} recorded as {role} by {self.actor}", timeout=4)
+
+    # --- step 3: the table-size gate -------------------------------------------------------------
+
+    def action_check_size(self) -> None:
+        if not self._need_run() or self.refuse("size_gate_check", GATE_ROLES, "the size gate"):
+            return
+        self.count_cancel.clear()
+        self.check_size(self.run_id)
+
+    def action_cancel_count(self) -> None:
+        self.count_cancel.set()
+
+    @work(thread=True, group="gate", exclusive=True, exit_on_error=False)
+    def check_size(self, run_id: str) -> None:
+        screen: SizeGateScreen = self.steps["size_gate"]  # type: ignore[assignment]
+        schema, table = self.plan.schema, self.plan.change.table
+        try:
+            with self.target.session("size-gate") as s:
+                info = s.table_info(schema, table)
+                if info is None:
+                    self.call_from_thread(self.notify, f"{schema}.{table} does not exist", severity="error")
+                    return
+                self.call_from_thread(screen.show_size, TableSize(info.estimated_rows, info.data_mb, info.index_mb))
+                decision = gate(info.estimated_rows)
+                if decision.needs_exact_count:
+                    self.call_from_thread(screen.show_count, f"{decision.rule}: counting…", 0.0)
+                    rows = s.exact_count(schema, table, progress=lambda f: self.call_from_thread(
+                        screen.show_count, f"counting exactly… {f:.0%}", f), cancel=self.count_cancel)
+                    if rows is None:
+                        self.store.audit(self.plan.tenant, self.actor, "size_gate_count_cancelled", run_id, {})
+                        self.call_from_thread(screen.show_count, "exact count cancelled: no decision (c to count "
+                                              "again)", None)
+                        return
+                    decision = gate(rows, exact=True)
+                    self.call_from_thread(screen.show_count, f"exactly {rows:,} rows", None)
+        except TargetError as exc:
+            self.call_from_thread(self.notify, f"size gate: {exc}", severity="error", timeout=15)
+            return
+        status = {"PASS": "pass", "WARNING": "warn", "BLOCK": "fail"}[decision.band]
+        prechecks.record(self.store, self.plan, run_id, prechecks.Finding(
+            "gate.size", status, decision.rule, prechecks.one_line(sql.TABLE_INFO)),
+            self.actor)
+        if decision.band == "BLOCK":
+            self.store.audit(self.plan.tenant, self.actor, "size_gate_block", run_id,
+                             {"rule": decision.rule, "notify": ["canary_lead", "dba"]})
+            self.store.transition(self.plan.tenant, run_id, "cancelled", self.actor, fail_reason="out_of_scope",
+                                  message=f"size gate BLOCK: {decision.rule}")
+            self.call_from_thread(self.notify, f"BLOCK: {decision.rule}. The run is cancelled for this table; "
+                                  "the canary lead and the DBA are notified.", title="Size gate", severity="error",
+                                  timeout=30)
+        self._sync_view()
+
+    def action_approve_gate(self) -> None:
+        if not self._need_run() or self.refuse("size_gate_approval", {"dba"}, "approving a WARNING-band table"):
+            return
+        g = self.view.gate()
+        if g is None or g.status != "warn":
+            self.notify("Nothing to approve: the gate is " + ("undecided" if g is None else g.status), timeout=5)
+            return
+        self.approve("size_gate", "dba", f"WARNING approved: {g.detail}")
+
+    # --- step 4: execution -----------------------------------------------------------------------
+
+    def action_execute(self) -> None:
+        if self.refuse("execute", EXECUTE_ROLES, "executing the ALTER"):
+            return
+        if not self._need_run():
+            return
+        missing = missing_for("execution", self.view, self.clock.now())
+        if missing:
+            self.push_screen(StepLocked(TITLES["execution"], missing))
+            return
+        g = self.view.gate()
+        self.driving = True
+        self.execute(self.run_id, sampling_interval({"warn": "WARNING"}.get(g.status if g else "", "PASS")))
+
+    @work(thread=True, group="executor", exit_on_error=False)
+    def execute(self, run_id: str, interval: float) -> None:
+        from engine.executor import Executor
+        from engine.monitor import Monitor, sources_for
+
+        me = get_current_worker()
+
+        def on_event(name: str, data: dict[str, Any]) -> None:
+            if me.is_cancelled:
+                raise DriverStopped()
+            if name in QUIET:
+                return
+            self.call_from_thread(self._exec_event, name, data)
+
+        ex = Executor(self.plan, self.store, self.backend, self.target, self.actor, self.worker_name,
+                      clock=self.clock, on_event=on_event)
+        ex.monitor = Monitor(self.store, self.plan.tenant, run_id, sources_for(self.plan, self.backend, self.clock),
+                             self.plan.profile(), self.actor, self.clock, interval=interval)
+        try:
+            outcome = ex.execute(run_id)
+        except DriverStopped:
+            return
+        finally:
+            self._progress_on.clear()
+            ex.monitor.close()
+            self.driving = False
+        self.call_from_thread(self.notify, f"run {run_id[:8]}: {outcome.status}"
+                              + (f" ({outcome.fail_reason})" if outcome.fail_reason else "")
+                              + f" — {outcome.message[:300]}", title="Execution",
+                              severity="information" if outcome.status == "completed" else "warning", timeout=30)
+        self._sync_view()
+
+    def _exec_event(self, name: str, data: dict[str, Any]) -> None:
+        screen: ExecutionScreen = self.steps["execution"]  # type: ignore[assignment]
+        if name == "alter_started":
+            self._progress_on.set()
+            self.watch_alter(self.run_id, int(data["thread_id"]))
+        elif name in ("index_added", "failed", "cancelled"):
+            self._progress_on.clear()
+        elif name == "cooldown":
+            screen.start_cooldown(self.clock.now() + timedelta(seconds=float(data["seconds"])))
+        self.refresh_view()
+
+    @work(thread=True, group="progress", exclusive=True, exit_on_error=False)
+    def watch_alter(self, run_id: str, thread_id: int) -> None:
+        """The ALTER's progress and the metadata-lock guard, once a second, on a connection of its
+        own (the ALTER's connection is busy; the kill switch has another)."""
+        screen: ExecutionScreen = self.steps["execution"]  # type: ignore[assignment]
+        schema, table = self.plan.schema, self.plan.change.table
+        started = self.clock.monotonic()
+        try:
+            with self.target.session("progress", read_timeout=5) as s:
+                while self._progress_on.is_set():
+                    stage = alter_stage(s, thread_id)
+                    mdl = s.metadata_locks(schema, table)
+                    waiters = tuple(w for w in mdl.waiters if w.get("thread_id") != thread_id)
+                    blockers = tuple(s.long_transactions_on_table(schema, table, older_than_s=0)) if (
+                        waiters or stage is None) else ()
+                    blockers = tuple(b for b in blockers if b.get("thread_id") != thread_id)
+                    progress = AlterProgress(stage.stage if stage else "", stage.fraction if stage else None,
+                                             self.clock.monotonic() - started, waiters, blockers, mdl.note)
+                    self.call_from_thread(screen.show_progress, progress)
+                    self._progress_on.wait(0)  # let a clear() land before the sleep
+                    threading.Event().wait(1.0)
+        except TargetError as exc:
+            self.call_from_thread(screen.show_progress, AlterProgress(note=f"progress unavailable: {exc}"))
+        self.call_from_thread(screen.show_progress, AlterProgress())
+
+    def _announcement(self) -> str:
+        screen: ExecutionScreen = self.steps["execution"]  # type: ignore[assignment]
+        return str(screen.query_one("#announcement").render())
+
+    def action_copy_announcement(self) -> None:
+        text = self._announcement()
+        self.copy_to_clipboard(text)
+        self.audit_in_worker("run_announced", {"via": "clipboard (OSC 52)"})
+        self.notify("Announcement copied (OSC 52: your terminal, or tmux with set-clipboard on)", timeout=5)
+
+    def action_post_announcement(self) -> None:
+        if not self.plan.webhook_url:
+            self.notify("No webhook in the plan ([integrations] webhook_url): copy it (c) and post it by hand.",
+                        severity="warning", timeout=8)
+            return
+        self.post_text(self._announcement(), "run_announced")
+
+    @work(thread=True, group="webhook", exit_on_error=False)
+    def post_text(self, text: str, action: str) -> None:
+        from engine.report import post_webhook
+
+        result = post_webhook(self.plan.webhook_url or "", text)
+        self.store.audit(self.plan.tenant, self.actor, action if result.ok else f"{action}_failed", self.run_id,
+                         {"webhook": result.message})
+        self.call_from_thread(self.notify, result.message, severity="information" if result.ok else "error")
+        self._sync_view()
+
+    # --- the audit log ---------------------------------------------------------------------------
 
     def action_audit(self) -> None:
         if isinstance(self.screen, AuditScreen):
@@ -163,7 +635,7 @@ class CanaryApp(App):
         self.push_screen(AuditScreen())
         self.read_audit()
 
-    @work(thread=True, group="store", exit_on_error=False)
+    @work(thread=True, group="store-read", exit_on_error=False)
     def read_audit(self) -> None:
         entries = self.store.audit_entries(self.plan.tenant, limit=5000)
         self.call_from_thread(self._show_audit, entries)

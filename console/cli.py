@@ -20,6 +20,7 @@ from engine.store import GLOBAL_TENANT, Store, StoreError, redact_url, state_dir
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED = 0, 1, 2, 3
 UNKILL_ROLES = {"canary_lead", "dba"}
+QUIET_EVENTS = {"alter_progress", "wait_tick", "baseline_tick"}  # many a second: not for a log
 
 
 class CliError(Exception):
@@ -175,7 +176,8 @@ def cmd_execute(args: argparse.Namespace) -> int:
     store = _store(args, plan)
     ident = current_identity()
     ex = Executor(plan, store, _backend(plan, store), Target(plan.connection), ident.actor, worker_id(ident),
-                  on_event=lambda name, data: print(f"{name} {json.dumps(data, default=str)}", flush=True))
+                  on_event=lambda name, data: None if name in QUIET_EVENTS else
+                  print(f"{name} {json.dumps(data, default=str)}", flush=True))
     run_id = args.run or ex.create_run().id
     print(f"run {run_id}", flush=True)
     out = ex.execute(run_id)
@@ -189,7 +191,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     plan = load_plan(args.plan)
     store = _store(args, plan)
-    CanaryApp(plan, store).run()
+    try:
+        app = CanaryApp(plan, store, role=args.role)
+    except ValueError as exc:
+        raise CliError(f"{exc}. Leave --role out to act in all your roles.") from None
+    app.run()
     return EXIT_OK
 
 
@@ -225,7 +231,7 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
             if name == "monitor_tick":
                 if int(data["elapsed_s"]) % 300 < 5:  # about every five (compressed) minutes
                     say(f"monitoring T+{15 + data['elapsed_s'] / 60:.0f} min, {data['concurrent']} concurrent warning(s)")
-            elif name != "alter_progress":
+            elif name not in QUIET_EVENTS:
                 say(f"{name} {json.dumps(data, default=str)}")
 
         with Target(plan.connection).session("size-gate") as s:
@@ -343,6 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     u = sub.add_parser("run", help="open the console on a plan (F9: kill switch, F2: audit log)")
     common(u, plan_required=True)
+    u.add_argument("--role", choices=("canary_lead", "dba", "sre", "developer"),
+                   help="act in this one of your roles (when the plan gives you more than one)")
     u.set_defaults(func=cmd_run)
 
     s = sub.add_parser("status", help="kill-switch state, recent runs, self-test results")

@@ -180,7 +180,9 @@ class Executor:
                     self._audit(run, "kill_switch_checked", reading_details(reading, "before"))
                     self._fail(run, "kill_switch", f"kill switch {reading.describe()} before the ALTER: aborted")
                 self._renew(run)
+                self._event("baseline_tick")
 
+            self._event("baseline", seconds=self.opts.baseline_window_seconds)
             self.monitor.baseline(self.opts.baseline_window_seconds, before_alter)
             baseline: list[DigestStats] = []
         else:
@@ -519,6 +521,7 @@ class Executor:
             left = end - self.clock.monotonic()
             if left <= 0:
                 return None
+            self._event("wait_tick", left_s=left)
             self.clock.sleep(min(left, max(self.opts.kill_poll_seconds, 0.1)))
 
     def _renew(self, run: ExecutionRun) -> None:

@@ -190,3 +190,51 @@ def show_index_query(schema: str, table: str, index: str) -> str:
     """The runbook's human verification query (R2), for display and for the DBA's clipboard."""
     check_identifier(index, "index")
     return f"SHOW INDEX FROM {qualified(schema, table)} WHERE Key_name = '{index}'"
+
+
+def create_table_like(schema: str, scratch: str, table: str) -> str:
+    """An empty copy of the table, for the rollback rehearsal of runbook 2.4.1."""
+    return (f"CREATE /* canary-console:precheck */ TABLE {qualified(schema, scratch)} "
+            f"LIKE {qualified(schema, table)}")
+
+
+def drop_table(schema: str, scratch: str) -> str:
+    if not scratch.startswith("_canary_scratch_"):
+        raise ValueError(f"only a scratch copy is ever dropped, not {scratch!r}")
+    return f"DROP /* canary-console:precheck */ TABLE IF EXISTS {qualified(schema, scratch)}"
+
+
+# The ALTER's progress (SPEC §3.4): the current stage of its thread, from performance_schema.
+ALTER_STAGE = """
+SELECT /* canary-console:progress */ s.EVENT_NAME AS stage, s.WORK_COMPLETED AS done,
+       s.WORK_ESTIMATED AS estimated
+FROM performance_schema.events_stages_current s
+JOIN performance_schema.threads t ON t.THREAD_ID = s.THREAD_ID
+WHERE t.PROCESSLIST_ID = %s
+"""
+
+
+# --- the rollback ladder's first rung, verified (SPEC §8) -------------------------------------
+
+# 1 when the index is ignored by the optimiser, 0 when in use, NULL when there is no such index.
+# MariaDB ≥ 10.6 has STATISTICS.IGNORED; MySQL 8 has STATISTICS.IS_VISIBLE.
+INDEX_IGNORED_MARIADB = """
+SELECT /* canary-console:rollback-verify */ MAX(IGNORED = 'YES') AS ignored
+FROM information_schema.STATISTICS
+WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND INDEX_NAME = %s
+"""
+
+INDEX_INVISIBLE_MYSQL = """
+SELECT /* canary-console:rollback-verify */ MAX(IS_VISIBLE = 'NO') AS ignored
+FROM information_schema.STATISTICS
+WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND INDEX_NAME = %s
+"""
+
+
+def ignored_index_query(schema: str, table: str, index: str, flavour: str) -> str:
+    """The rung-1 verification a DBA can paste (display only; the engine sends the %s form)."""
+    for value, what in ((schema, "schema"), (table, "table"), (index, "index")):
+        check_identifier(value, what)
+    column = "IGNORED" if flavour == "mariadb" else "IS_VISIBLE"
+    where = f"TABLE_SCHEMA = '{schema}' AND TABLE_NAME = '{table}' AND INDEX_NAME = '{index}'"
+    return f"SELECT INDEX_NAME, {column} FROM information_schema.STATISTICS WHERE {where}"  # noqa: S608 - validated above

@@ -353,6 +353,13 @@ class TargetSession:
     def kill_query(self, thread_id: int) -> None:
         self.execute(sql.KILL_QUERY, (int(thread_id),))
 
+    def index_ignored(self, schema: str, table: str, index: str, flavour: str) -> bool | None:
+        """Whether the optimiser ignores the index (MariaDB IGNORED / MySQL INVISIBLE); None when
+        there is no such index."""
+        statement = sql.INDEX_IGNORED_MARIADB if flavour == "mariadb" else sql.INDEX_INVISIBLE_MYSQL
+        value = self.query(statement, (schema, table, index))[0]["ignored"]
+        return None if value is None else bool(int(value))
+
 
 def _names_table(statement: str, table: str) -> bool:
     """Whether a statement names the table itself (``orders``, not ``orders_archive``)."""
@@ -367,3 +374,28 @@ class Target:
 
     def session(self, purpose: str = "main", read_timeout: float | None = 30) -> TargetSession:
         return TargetSession(self.profile, purpose, read_timeout=read_timeout)
+
+
+@dataclass(frozen=True)
+class AlterStage:
+    stage: str
+    done: int | None
+    estimated: int | None
+
+    @property
+    def fraction(self) -> float | None:
+        if not self.estimated or self.done is None:
+            return None
+        return max(0.0, min(1.0, self.done / self.estimated))
+
+
+def alter_stage(session: TargetSession, thread_id: int) -> AlterStage | None:
+    """The stage the ALTER's thread is in, with WORK_COMPLETED / WORK_ESTIMATED (None when the
+    thread is in no instrumented stage)."""
+    rows = session.query(sql.ALTER_STAGE, (int(thread_id),))
+    if not rows:
+        return None
+    r = rows[0]
+    return AlterStage(str(r["stage"]).removeprefix("stage/innodb/").removeprefix("stage/sql/"),
+                      None if r["done"] is None else int(r["done"]),
+                      None if r["estimated"] is None else int(r["estimated"]))

@@ -8,7 +8,7 @@ from textual.app import ComposeResult
 from textual.widgets import DataTable, Footer, Input
 
 from engine.store import AuditLog
-from screens.base import RunbookScreen
+from screens.base import RunbookScreen, plain
 
 
 def audit_row(e: AuditLog) -> tuple[str, str, str, str, str]:
@@ -51,4 +51,4 @@ class AuditScreen(RunbookScreen):
         for e in self.entries:
             row = audit_row(e)
             if not needle or needle in " ".join(row).lower() or needle in (e.execution_run_id or ""):
-                table.add_row(*row)
+                table.add_row(*plain(*row))

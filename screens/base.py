@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.screen import Screen
 
-from screens.frame import BANNER_CSS, FrameBar, FrameState, KillBanner, RunFrame
+from engine.runbook import RunView
+from screens.frame import BANNER_CSS, FrameBar, FrameState, KillBanner, RunFrame, StepBar
+
+
+def plain(*cells: object) -> tuple[Text, ...]:
+    """Table cells shown as they are: text from the store or the server is never read as markup
+    (a ``[`` in a detail or a query would otherwise be a tag, or an error)."""
+    return tuple(Text(str(c)) for c in cells)
 
 
 class RunbookScreen(Screen):
     """A runbook step: the frame on top, the step's body below (``compose_body``)."""
 
     DEFAULT_CSS = BANNER_CSS
+    step = ""  # the runbook step this screen is (engine.runbook.STEPS)
 
     def compose(self) -> ComposeResult:
         yield FrameBar()
+        yield StepBar(id="step-bar")
         yield KillBanner(id="kill-banner")
         yield from self.compose_body()
 
@@ -22,5 +34,11 @@ class RunbookScreen(Screen):
         yield from ()
 
     def apply_frame(self, state: FrameState) -> None:
-        for widget in (*self.query(RunFrame), *self.query(KillBanner)):
+        for widget in (*self.query(RunFrame), *self.query(StepBar), *self.query(KillBanner)):
             widget.state = state
+
+    def show_view(self, view: RunView, now: datetime) -> None:
+        """The run as the store has it now; called when it changes (and on the clock's tick)."""
+
+    def tick(self, view: RunView, now: datetime) -> None:
+        """Once a second: redraw what depends on the clock alone (countdowns), nothing else."""

@@ -14,6 +14,7 @@ from textual.reactive import reactive
 from textual.widgets import Button, Static
 
 from engine.killswitch import KillSwitchReading
+from engine.runbook import STEPS, TITLES
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,10 @@ class FrameState:
     now: datetime | None = None
     kill: KillSwitchReading | None = None
     kill_pending: bool = False  # pressed; the store has not confirmed yet
+    step: str = "plan"
+    locked: frozenset[str] = frozenset()  # steps that may not be entered yet
+    run: str = ""  # "run 1a2b3c4d scheduled", "" before the prechecks begin
+    driver: str = ""  # "you drive" | "joined: nok@… drives"
 
     @property
     def clock(self) -> str:
@@ -61,6 +66,26 @@ class FrameState:
         if self.kill is None or not self.kill.active:
             return "KILL SWITCH ACTIVATING — every ALTER of this run is being stopped"
         return "KILL SWITCH ACTIVE — " + self.kill.describe().removeprefix("ACTIVE: ")
+
+
+class StepBar(Static):
+    """The runbook's steps: where you are, which are open, which are locked (digits jump)."""
+
+    state: reactive[FrameState] = reactive(FrameState, always_update=True)
+
+    def render(self) -> str:
+        s = self.state
+        parts = []
+        for step in STEPS:
+            title = TITLES[step]
+            if step == s.step:
+                parts.append(f"[reverse] {title} [/reverse]")
+            elif step in s.locked:
+                parts.append(f"[dim]{title} ⊘[/dim]")
+            else:
+                parts.append(f" {title} ")
+        tail = " │ ".join(x for x in (s.run, s.driver) if x)
+        return " ".join(parts) + (f"  [dim]│ {tail}[/dim]" if tail else "")
 
 
 class KillSwitchPressed(Message):
@@ -116,4 +141,5 @@ class FrameBar(Horizontal):
 
 BANNER_CSS = """
 KillBanner { height: 1; background: red; color: white; text-style: bold; padding: 0 1; }
+StepBar { height: 1; background: $boost; padding: 0 1; }
 """

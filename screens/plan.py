@@ -9,7 +9,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Footer, Static
 
 from engine.plan import Plan
-from screens.base import RunbookScreen
+from screens.base import RunbookScreen, plain
 
 TIMELINE = (("Pre-check verification", 30), ("Team readiness check", 15), ("Execute ADD_INDEX", 15),
             ("Monitoring window (cannot be shortened)", 60), ("Result analysis", 30), ("Documentation", 15))
@@ -47,6 +47,8 @@ def scope_rows(plan: Plan, facts: ScopeFacts | None) -> list[tuple[str, str, str
 
 
 class PlanScreen(RunbookScreen):
+    step = "plan"
+    BINDINGS = [("b", "app.begin_prechecks", "Begin prechecks (canary lead)")]
     DEFAULT_CSS = RunbookScreen.DEFAULT_CSS + """
     PlanScreen .section { margin: 1 1 0 1; text-style: bold; }
     PlanScreen DataTable { margin: 0 1; height: auto; }
@@ -77,7 +79,7 @@ class PlanScreen(RunbookScreen):
         people.add_columns("Name", "Roles", "Unix user", "Contact", "")
         for p in self.plan.people:
             you = "← you" if (p.unix_user or p.name) == self.user else ""
-            people.add_row(p.name, ", ".join(p.roles), p.unix_user or "—", p.contact or "—", you)
+            people.add_row(*plain(p.name, ", ".join(p.roles), p.unix_user or "—", p.contact or "—", you))
         timeline = self.query_one("#timeline", DataTable)
         timeline.add_columns("Phase", "Minutes", "Starts at")
         at = 0
@@ -95,4 +97,4 @@ class PlanScreen(RunbookScreen):
         scope = self.query_one("#scope", DataTable)
         scope.clear()
         for row in scope_rows(self.plan, self.facts):
-            scope.add_row(*row)
+            scope.add_row(*plain(*row))

@@ -469,6 +469,21 @@ class Store:
                           .order_by(PrecheckResult.recorded_at)).all()
         return {r.check_id: r for r in rows if r.check_id.startswith(prefix)}
 
+    def run_prechecks(self, tenant_id: str, run_id: str) -> dict[str, PrecheckResult]:
+        """The latest result of each check recorded for one run (re-runs replace earlier ones)."""
+        with self.session() as s:
+            rows = s.exec(select(PrecheckResult).where(PrecheckResult.tenant_id == tenant_id,
+                                                       PrecheckResult.execution_run_id == run_id)
+                          .order_by(PrecheckResult.recorded_at)).all()
+        return {r.check_id: r for r in rows}
+
+    def run_approvals(self, tenant_id: str, run_id: str) -> list[Approval]:
+        """Every sign-off, presence, gate and rollback approval of one run, oldest first."""
+        with self.session() as s:
+            return list(s.exec(select(Approval).where(
+                Approval.tenant_id == tenant_id, Approval.execution_run_id == run_id
+            ).order_by(Approval.created_at)).all())
+
     def add_approval(self, approval: Approval) -> Approval:
         with self.session() as s:
             s.add(approval)

@@ -1,0 +1,163 @@
+"""The runbook's steps and what each needs before a person may enter it (SPEC §3: steps cannot
+be skipped). Pure: a ``RunView`` (what the store says about the run, read in one go) in, a list of
+what is missing and who can provide it out. ``load_view`` is the one store read every console
+repeats twice a second, so a second console sees sign-offs, approvals and the run's state within
+one second (SPEC §4, §9).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from engine.prechecks import BY_ID, REQUIRED_PRESENT
+from engine.runstate import ACTIVE
+from engine.selftest import PRIORITY
+from engine.store import Approval, ExecutionRun, PrecheckResult, Store
+
+STEPS = ("plan", "prechecks", "size_gate", "execution", "monitoring", "decision", "rollback", "report")
+TITLES = {"plan": "1 Plan", "prechecks": "2 Prechecks", "size_gate": "3 Size gate", "execution": "4 Execution",
+          "monitoring": "5 Monitoring", "decision": "6 Decision", "rollback": "7 Rollback", "report": "8 Report"}
+SIGNOFF_ROLES = ("canary_lead", "dba", "sre")
+MIN_PRECHECK = timedelta(minutes=15)  # runbook 5.4: at least 15 minutes of pre-execution checks
+START_ROLES = frozenset({"canary_lead"})  # who begins the prechecks (creates the run)
+EXECUTE_ROLES = frozenset({"canary_lead", "dba"})  # who presses "execute" (runbook step 4)
+KILL_TEST_ROLES = frozenset({"canary_lead", "dba"})  # the test turns the switch off again
+
+
+@dataclass(frozen=True)
+class Missing:
+    what: str
+    who: str
+
+    def __str__(self) -> str:
+        return f"{self.what} — {self.who}"
+
+
+@dataclass(frozen=True)
+class RunView:
+    """Everything the screens need to know about one run, as the store has it now."""
+
+    run: ExecutionRun | None = None
+    prechecks: Mapping[str, PrecheckResult] = field(default_factory=dict)  # this run's checks
+    self_test: Mapping[str, PrecheckResult] = field(default_factory=dict)  # TC-01…TC-10, tenant-wide
+    approvals: Sequence[Approval] = ()
+    verdicts: Sequence[str] = ()
+    rollback_statuses: Sequence[str] = ()
+
+    def signature(self) -> tuple[Any, ...]:
+        """Changes when anything shown changes (consoles redraw only then)."""
+        r = self.run
+        return (r and (r.id, r.status, r.updated_at, r.alter_thread_id, r.claimed_by),
+                tuple((k, v.status, v.recorded_at) for k, v in sorted(self.prechecks.items())),
+                tuple((k, v.status, v.recorded_at) for k, v in sorted(self.self_test.items())),
+                tuple((a.kind, a.role, a.actor, a.decision) for a in self.approvals),
+                tuple(self.verdicts), tuple(self.rollback_statuses))
+
+    def approvals_of(self, kind: str) -> list[Approval]:
+        return [a for a in self.approvals if a.kind == kind and a.decision == "approve"]
+
+    def signoffs(self) -> dict[str, str]:
+        return {a.role: a.actor for a in self.approvals_of("signoff")}
+
+    def present_roles(self) -> set[str]:
+        return {a.role for a in self.approvals_of("presence")}
+
+    def gate(self) -> PrecheckResult | None:
+        return self.prechecks.get("gate.size")
+
+
+def load_view(store: Store, tenant: str, run_id: str | None) -> RunView:
+    self_test = store.latest_prechecks(tenant, "TC-")
+    if run_id is None:
+        return RunView(self_test=self_test)
+    return RunView(
+        run=store.get_run(tenant, run_id), prechecks=store.run_prechecks(tenant, run_id), self_test=self_test,
+        approvals=tuple(store.run_approvals(tenant, run_id)),
+        verdicts=tuple(d.verdict for d in store.decisions(tenant, run_id)),
+        rollback_statuses=tuple(r.rollback_status for r in store.rollback_records(tenant, run_id)),
+    )
+
+
+def precheck_missing(view: RunView, now: datetime) -> list[Missing]:
+    """Runbook 2.1–2.6: what still stands between the prechecks and the size gate."""
+    out: list[Missing] = []
+    for case, prio in sorted(PRIORITY.items()):
+        r = view.self_test.get(case)
+        if prio == "P0" and (r is None or r.status != "pass"):
+            out.append(Missing(f"{case} (P0) {'not run' if r is None else r.status}",
+                               "run the self-test (t), or a DBA records it"))
+    for cid, check in BY_ID.items():
+        if not check.blocking or cid == "rb.prepared" or cid.startswith("team."):
+            continue
+        r = view.prechecks.get(cid)
+        if r is None:
+            out.append(Missing(f"{check.label}: not checked", "run the checks (r)" if not cid.startswith("ks.a")
+                               and not cid.startswith("ks.d") else "the kill-switch test (k): canary lead or DBA"))
+        elif r.status not in ("pass", "skip"):
+            out.append(Missing(f"{check.label}: {r.status} — {r.detail}", "fix it, then re-run the checks"))
+    if not view.approvals_of("rollback_prepared"):
+        out.append(Missing("prepared rollback statement not confirmed", "the DBA confirms it (p)"))
+    present = view.present_roles()
+    absent = [r for r in REQUIRED_PRESENT if r not in present]
+    if absent:
+        out.append(Missing(f"not present: {', '.join(absent)}", "they open the console on this plan"))
+    off_peak = view.prechecks.get("team.off_peak")
+    if off_peak is None or off_peak.status == "fail":
+        out.append(Missing("off-peak window: " + (off_peak.detail if off_peak else "not checked"),
+                           "wait for the window (re-run the checks)"))
+    signed = view.signoffs()
+    for role in SIGNOFF_ROLES:
+        if role not in signed:
+            out.append(Missing(f"sign-off by the {role.replace('_', ' ')}", f"the {role} signs (s) in their console"))
+    if view.run is not None and view.run.created_at is not None:
+        left = MIN_PRECHECK - (now - view.run.created_at)
+        if left > timedelta(0):
+            out.append(Missing(f"minimum 15 minutes of prechecks: {int(left.total_seconds() // 60)} min "
+                               f"{int(left.total_seconds() % 60)} s left", "wait (runbook 5.4)"))
+    return out
+
+
+def gate_missing(view: RunView) -> list[Missing]:
+    gate = view.gate()
+    if gate is None:
+        return [Missing("the table-size gate has not decided", "check the size on the gate screen (c)")]
+    if gate.status == "fail":
+        return [Missing(f"size gate BLOCK: {gate.detail}", "no DDL on this table in this phase")]
+    if gate.status == "warn" and not view.approvals_of("size_gate"):
+        return [Missing(f"size gate WARNING: {gate.detail}", "the DBA approves (a) on the gate screen")]
+    return []
+
+
+def missing_for(step: str, view: RunView, now: datetime) -> list[Missing]:
+    """What must happen before ``step`` may be entered ([] when it may)."""
+    run = view.run
+    if step == "plan":
+        return []
+    if run is None:
+        return [Missing("no run for this plan yet", "the canary lead begins the prechecks (b) on the Plan screen")]
+    if step == "prechecks":
+        return []
+    if step == "report":
+        return []
+    if step == "size_gate":
+        return [] if run.status not in ("scheduled",) or view.gate() else precheck_missing(view, now)
+    if step == "execution":
+        if run.status != "scheduled":
+            return []
+        return precheck_missing(view, now) + gate_missing(view)
+    if step in ("monitoring", "decision"):
+        if run.alter_started_at is None:
+            return [Missing("the ALTER has not run", "execute it on the Execution screen")]
+        return []
+    if step == "rollback":
+        if run.index_created_by_run or view.rollback_statuses:
+            return []
+        return [Missing("there is no index of this run to roll back", "rollback opens once the ALTER added it")]
+    raise ValueError(f"unknown step {step!r}")
+
+
+def run_ended(view: RunView) -> bool:
+    return view.run is not None and view.run.status not in ACTIVE

@@ -1,0 +1,137 @@
+"""Runbook step 2 — the prechecks (runbook 2.1–2.6; SPEC §3.2).
+
+Every row says what is expected, what was found, by which query, by whom and when. The console
+fills what it can (r: the checks, k: the kill-switch test, t: the self-test, x: the scratch-table
+rollback rehearsal); people fill the rest from their own sessions (p: the DBA confirms the
+prepared rollback, s: sign-off). What still stands between the team and the size gate is listed
+at the bottom, each with who can provide it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.widgets import DataTable, Footer, Static
+
+from engine import sql
+from engine.plan import Plan
+from engine.prechecks import CHECKS
+from engine.runbook import SIGNOFF_ROLES, RunView, precheck_missing
+from engine.selftest import NAMES, PRIORITY
+from engine.store import PrecheckResult
+from screens.base import RunbookScreen, plain
+
+MARK = {"pass": "✓ pass", "fail": "✗ FAIL", "warn": "! warn", "skip": "– skip"}
+
+
+def when(r: PrecheckResult | None) -> str:
+    return f"{r.recorded_by.split('@')[0]} {r.recorded_at:%H:%M:%S}" if r else ""
+
+
+def rollback_statements(plan: Plan) -> str:
+    schema, table, index = plan.schema, plan.change.table, plan.change.index
+    return "\n".join((
+        "-- PREPARED ROLLBACK (runbook 2.4.2) — run only when approved, from the Rollback screen",
+        sql.ignore_index(schema, table, index, "mariadb") + ";   -- rung 1 where supported: instant, reversible",
+        sql.drop_index(schema, table, index) + ";",
+        "-- verification after rollback (expected: empty):",
+        sql.show_index_query(schema, table, index) + ";",
+    ))
+
+
+class PrechecksScreen(RunbookScreen):
+    step = "prechecks"
+    BINDINGS = [
+        ("r", "app.run_prechecks", "Run checks"),
+        ("k", "app.kill_switch_test", "Kill-switch test"),
+        ("t", "app.self_test", "Self-test"),
+        ("x", "app.scratch_test", "Scratch rollback test"),
+        ("p", "app.confirm_rollback", "DBA: confirm rollback"),
+        ("s", "app.sign_off", "Sign off"),
+    ]
+    DEFAULT_CSS = RunbookScreen.DEFAULT_CSS + """
+    PrechecksScreen .section { margin: 1 1 0 1; text-style: bold; }
+    PrechecksScreen DataTable { margin: 0 1; height: auto; }
+    PrechecksScreen #rollback-sql { margin: 0 1; padding: 0 1; background: $boost; }
+    PrechecksScreen #missing { margin: 0 1; color: $warning; }
+    PrechecksScreen #missing.-ready { color: $success; }
+    """
+
+    def __init__(self, plan: Plan):
+        super().__init__(name="prechecks")
+        self.plan = plan
+        self.view = RunView()
+
+    def compose_body(self) -> ComposeResult:
+        with VerticalScroll():
+            yield Static("Before the size gate", classes="section")
+            yield Static("", id="missing", markup=False)
+            yield Static("Integration tests TC-01…TC-10 (2.1): P0 must pass, P1 conditional, P2 good to have",
+                         classes="section")
+            yield DataTable(id="tests", cursor_type="row", zebra_stripes=True)
+            yield Static("Checks the console runs (2.2–2.5)", classes="section")
+            yield DataTable(id="checks", cursor_type="row", zebra_stripes=True)
+            yield Static("Prepared rollback statement (2.4.2)", classes="section")
+            yield Static(rollback_statements(self.plan), id="rollback-sql", markup=False)
+            yield Static("Sign-off (2.6): canary lead, DBA and SRE, each from their own session",
+                         classes="section")
+            yield DataTable(id="signoffs", cursor_type="none")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#tests", DataTable).add_columns("Test", "Name", "Priority", "Status", "Result", "By")
+        self.query_one("#checks", DataTable).add_columns("Section", "Check", "Expected", "Status", "Found",
+                                                         "Query", "By")
+        self.query_one("#signoffs", DataTable).add_columns("Role", "Signed by", "When")
+        self._draw(datetime.now().astimezone())
+
+    def show_view(self, view: RunView, now: datetime) -> None:
+        self.view = view
+        if self.is_mounted:
+            self._draw(now)
+
+    def _draw(self, now: datetime) -> None:
+        view = self.view
+        tests = self.query_one("#tests", DataTable)
+        tests.clear()
+        for case in sorted(PRIORITY):
+            r = view.self_test.get(case)
+            tests.add_row(*plain(case, NAMES[case], PRIORITY[case], MARK.get(r.status, r.status) if r else "⬜ not run",
+                          (r.detail.split(": ", 1)[-1][:70] if r else ""), when(r)))
+        checks = self.query_one("#checks", DataTable)
+        checks.clear()
+        confirmed = view.approvals_of("rollback_prepared")
+        for c in CHECKS:
+            r = view.prechecks.get(c.id)
+            status, found, by = (MARK.get(r.status, r.status), r.detail, when(r)) if r else ("⬜", "", "")
+            if c.id == "rb.prepared":
+                status = "✓ confirmed" if confirmed else "⬜ DBA to confirm"
+                found = f"by {confirmed[-1].actor}" if confirmed else "press p (DBA)"
+                by = f"{confirmed[-1].actor.split('@')[0]} {confirmed[-1].created_at:%H:%M:%S}" if confirmed else ""
+            checks.add_row(*plain(c.section.split(" (")[0], c.label, c.expected, status, found[:70],
+                           (r.query or "")[:40] if r else "", by))
+        signoffs = self.query_one("#signoffs", DataTable)
+        signoffs.clear()
+        signed = {a.role: a for a in view.approvals_of("signoff")}
+        for role in SIGNOFF_ROLES:
+            a = signed.get(role)
+            signoffs.add_row(role.replace("_", " "), a.actor if a else "⬜ not yet", f"{a.created_at:%H:%M:%S}" if a else "")
+        self._draw_missing(now)
+
+    def tick(self, view: RunView, now: datetime) -> None:
+        if self.is_mounted:
+            self._draw_missing(now)
+
+    def _draw_missing(self, now: datetime) -> None:
+        view = self.view
+        missing = precheck_missing(view, now) if view.run is not None else []
+        box = self.query_one("#missing", Static)
+        box.set_class(not missing and view.run is not None, "-ready")
+        if view.run is None:
+            box.update("No run yet: the canary lead begins the prechecks on the Plan screen (b).")
+        elif not missing:
+            box.update("✓ All prechecks done and signed: the size gate is open (3).")
+        else:
+            box.update("\n".join(f"• {m}" for m in missing))

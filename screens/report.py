@@ -1,0 +1,230 @@
+"""Runbook step 8 — the post-canary report and the announcements (SPEC §3.8; runbook 8.2, 3.2
+steps 0 and 9, 6.4 R1 and R5), with real values.
+
+The screen only draws what it is given (``show``) and asks the App to act: export, copy and post
+are messages carrying the text on screen; the App does the I/O in its workers and reports back
+with ``show_result``. Keys are letters and digits, which survive SSH jump hosts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.message import Message
+from textual.widgets import ContentSwitcher, Footer, Markdown, Static, Tab, Tabs
+
+from engine.plan import Plan
+from engine.report import ReportFacts, announcements, redact_webhook, render_report
+from screens.base import RunbookScreen
+
+# The views, in the order of the tabs; v and shift+v step through them (the digits belong to the
+# App: they jump between the runbook's steps).
+VIEWS = (("report", "Report"), ("start", "Start"), ("completion", "Completion"),
+         ("rollback_initiated", "Rollback initiated"), ("rollback_outcome", "Rollback complete"))
+
+
+@dataclass
+class ReportExport(Message):
+    """Write ``text`` (the view on screen) to a Markdown file."""
+
+    text: str
+    view: str
+
+
+@dataclass
+class ReportCopy(Message):
+    """Put ``text`` on the clipboard (OSC 52)."""
+
+    text: str
+    view: str
+
+
+@dataclass
+class ReportPost(Message):
+    """Post ``text`` to the plan's webhook."""
+
+    text: str
+    view: str
+
+
+class ReportScreen(RunbookScreen):
+    BINDINGS = [
+        Binding("e", "export", "Export Markdown", id="report-export"),
+        Binding("c", "copy", "Copy (OSC 52)", id="report-copy"),
+        Binding("w", "post", "Post to webhook", id="report-post"),
+        Binding("v", "cycle(1)", "Next text", id="report-next-view"),
+        Binding("shift+v", "cycle(-1)", "Previous text", show=False, id="report-previous-view"),
+    ]
+    step = "report"
+    DEFAULT_CSS = RunbookScreen.DEFAULT_CSS + """
+    ReportScreen #report-title { margin: 1 1 0 1; text-style: bold; height: auto; }
+    ReportScreen Tabs { margin: 0 1; }
+    ReportScreen ContentSwitcher { height: 1fr; margin: 0 1; }
+    ReportScreen VerticalScroll { height: 1fr; }
+    ReportScreen #announcement-text { padding: 1 2; width: auto; }
+    ReportScreen #report-status { height: auto; padding: 0 1; background: $panel; }
+    ReportScreen #report-status.-ok { color: $success; }
+    ReportScreen #report-status.-error { color: $error; text-style: bold; }
+    """
+
+    def __init__(self, plan: Plan) -> None:
+        super().__init__(name="report")
+        self.plan = plan
+        self.facts: ReportFacts | None = None
+        self.texts: dict[str, str] = {}
+        self.titles: dict[str, str] = dict(VIEWS)
+        self.view = "report"
+        self.busy: set[str] = set()  # "export" | "post" while the App works on one
+
+    # --- layout -------------------------------------------------------------------------------
+
+    def compose_body(self) -> ComposeResult:
+        yield Static("Report — reading the run…", id="report-title")
+        yield Tabs(*[Tab(title, id=f"view-{key}") for key, title in VIEWS], id="report-views")
+        with ContentSwitcher(initial="report-view"):
+            with VerticalScroll(id="report-view"):
+                yield Markdown("Reading the run from the store…", id="report-md")
+            with VerticalScroll(id="announcement-view"):
+                yield Static("", id="announcement-text", markup=False)
+        yield Static(self._idle_status(), id="report-status", markup=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#report-view").focus()
+        self._draw()
+
+    @property
+    def webhook_reason(self) -> str | None:
+        """Why posting is not possible, or None when it is."""
+        if not self.plan.webhook_url:
+            return "add webhook_url under [integrations] in the plan to post from here"
+        return None
+
+    def _idle_status(self) -> str:
+        if self.webhook_reason:
+            return f"e export · c copy · w post: not available — {self.webhook_reason}"
+        return (f"e export · c copy · w post to {redact_webhook(self.plan.webhook_url or '')} "
+                "(the webhook's path is a secret and is not shown)")
+
+    # --- data in ------------------------------------------------------------------------------
+
+    def show(self, facts: ReportFacts) -> None:
+        """Draw the report and the announcements that apply to this run."""
+        self.facts = facts
+        self.texts = {"report": render_report(facts)}
+        self.titles = dict(VIEWS)
+        for a in announcements(facts):
+            self.texts[a.key] = a.text
+            self.titles[a.key] = a.title
+        if self.is_mounted:  # else on_mount draws it
+            self._draw()
+
+    def _draw(self) -> None:
+        tabs = self.query_one(Tabs)
+        for key, _ in VIEWS:
+            tab = tabs.get_tab(f"view-{key}")
+            if tab is None:
+                continue
+            tab.label = self.titles[key]
+            if key == "report" or key in self.texts:
+                tabs.show(f"view-{key}")
+            else:
+                tabs.hide(f"view-{key}")
+        facts = self.facts
+        if facts is None:
+            return
+        self.query_one("#report-title", Static).update(
+            f"Report — run {facts.short_id} · {facts.target} · {facts.result}")
+        self.query_one("#report-md", Markdown).update(self.texts["report"])
+        self._select(self.view if self.view in self.texts else "report")
+        self.refresh_bindings()
+
+    def show_result(self, message: str, ok: bool, kind: str | None = None) -> None:
+        """The outcome of an export, a copy or a post, in the status line. ``kind`` ends that
+        action's busy state (all of them when not given)."""
+        if kind is None:
+            self.busy.clear()
+        else:
+            self.busy.discard(kind)
+        status = self.query_one("#report-status", Static)
+        status.set_class(ok, "-ok")
+        status.set_class(not ok, "-error")
+        status.update(("✓ " if ok else "✗ ") + message)
+        self.refresh_bindings()
+
+    # --- views --------------------------------------------------------------------------------
+
+    @property
+    def current_text(self) -> str:
+        return self.texts.get(self.view, "")
+
+    def _select(self, key: str) -> None:
+        self.view = key
+        tabs = self.query_one(Tabs)
+        if tabs.active != f"view-{key}":
+            tabs.active = f"view-{key}"
+        switcher = self.query_one(ContentSwitcher)
+        if key == "report":
+            switcher.current = "report-view"
+        else:
+            self.query_one("#announcement-text", Static).update(self.texts.get(key, ""))
+            switcher.current = "announcement-view"
+            self.query_one("#announcement-view", VerticalScroll).scroll_home(animate=False)
+
+    @property
+    def views(self) -> list[str]:
+        """The views that apply to this run, in tab order."""
+        return [key for key, _ in VIEWS if key in self.texts]
+
+    def action_view(self, key: str) -> None:
+        if key in self.texts:
+            self._select(key)
+
+    def action_cycle(self, step: int) -> None:
+        views = self.views
+        if views:
+            at = views.index(self.view) if self.view in views else 0
+            self._select(views[(at + step) % len(views)])
+
+    def on_tabs_tab_activated(self, event: Tabs.TabActivated) -> None:
+        key = (event.tab.id or "").removeprefix("view-")
+        if key in self.texts and key != self.view:
+            self._select(key)
+
+    # --- actions: the App does the work -----------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("export", "copy", "post") and self.facts is None:
+            return None  # shown greyed: nothing to act on yet
+        if action == "post" and self.webhook_reason:
+            return None
+        return True
+
+    def _status(self, text: str) -> None:
+        status = self.query_one("#report-status", Static)
+        status.remove_class("-ok", "-error")
+        status.update(text)
+
+    def action_export(self) -> None:
+        if "export" in self.busy:
+            return
+        self.busy.add("export")
+        self._status("Exporting…")
+        self.post_message(ReportExport(self.current_text, self.view))
+
+    def action_copy(self) -> None:
+        self._status("Copying…")
+        self.post_message(ReportCopy(self.current_text, self.view))
+
+    def action_post(self) -> None:
+        if self.webhook_reason:
+            self.show_result(f"cannot post: {self.webhook_reason}", False, "post")
+            return
+        if "post" in self.busy:
+            self._status("Still posting the previous message: wait for its answer before posting again.")
+            return
+        self.busy.add("post")
+        self._status(f"Posting to {redact_webhook(self.plan.webhook_url or '')}…")
+        self.post_message(ReportPost(self.current_text, self.view))

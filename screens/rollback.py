@@ -1,0 +1,527 @@
+"""Runbook section 6 — the manual rollback: the decision flow (6.1 severity → 6.3 trigger), the
+approvals matrix, the rollback ladder with its SQL, the conflicts against the rollback point, the
+records with every attempt, and the status line R1…R5 (SPEC §3.7, §8).
+
+The screen never reads the store or the server: the App runs ``engine.rollback_flow`` in thread
+workers and calls ``show(view, inspection)``. Keys post the messages below, which the App handles.
+Every execution passes a confirmation dialog (rung 2 wants the index name typed), whatever the
+screen last saw — the engine checks approvals and the target again before it sends anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.markup import escape
+from textual.message import Message
+from textual.screen import ModalScreen
+from textual.widgets import (
+    Button,
+    Checkbox,
+    DataTable,
+    Footer,
+    Input,
+    Label,
+    RadioButton,
+    RadioSet,
+    Static,
+)
+
+from engine.plan import Plan
+from engine.rollback_flow import TRIGGERS, Inspection, RollbackView, role_rows
+from screens.base import RunbookScreen
+
+# --- what the screen asks the App to do ----------------------------------------------------------
+
+
+@dataclass
+class RollbackDecide(Message):
+    """R1: decide to roll back for this trigger (the engine checks the deciding role)."""
+
+    trigger: str
+    reason: str
+
+
+@dataclass
+class RollbackApprove(Message):
+    """An approval (or a refusal) for one of the user's roles."""
+
+    role: str
+    note: str
+    decision: str = "approve"  # approve | refuse
+
+
+@dataclass
+class RollbackExecute(Message):
+    """Run a rung: ``ignore`` (rung 1), ``undo`` (rung 1 back), ``drop`` (rung 2); the conflicts the
+    user read and acknowledged in the confirmation dialog travel with it."""
+
+    rung: str
+    acknowledged: tuple[str, ...] = ()
+
+
+@dataclass
+class RollbackRefresh(Message):
+    """Read the store (and the target, on the driving console) again."""
+
+
+# --- dialogs -------------------------------------------------------------------------------------
+
+DIALOG_CSS = """
+{name} {{ align: center middle; }}
+{name} > Vertical {{ width: 96; height: auto; max-height: 90%; border: thick $warning; background: $surface; padding: 1 2; }}
+{name} .title {{ text-style: bold; }}
+{name} .sql {{ background: $panel; padding: 0 1; margin: 1 0; }}
+{name} .why {{ color: $error; height: auto; }}
+{name} .warn {{ color: $warning; height: auto; }}
+{name} Horizontal {{ height: auto; margin-top: 1; }}
+{name} Button {{ margin-right: 2; }}
+"""
+
+
+class DecideDialog(ModalScreen[tuple[str, str] | None]):
+    """R1: the decision, with the reason that goes into the record and the announcement."""
+
+    BINDINGS = [("escape", "cancel", "Cancel")]
+    DEFAULT_CSS = DIALOG_CSS.format(name="DecideDialog")
+
+    def __init__(self, trigger: str, roles: tuple[str, ...]):
+        super().__init__()
+        self.trigger = next(t for t in TRIGGERS if t.key == trigger)
+        self.roles = roles
+
+    def compose(self) -> ComposeResult:
+        t = self.trigger
+        with Vertical():
+            yield Label(f"Decide: roll back — {t.condition}", classes="title", markup=False)
+            yield Static(f"Severity {t.severity} → {t.route}. {t.who()}.", markup=False)
+            if not set(t.deciders) & set(self.roles):
+                yield Static(f"You hold {', '.join(self.roles) or 'no role'}; this decision is the "
+                             f"{' or the '.join(t.deciders)}'s — it will be refused and audited.",
+                             classes="warn", markup=False)
+            yield Input(placeholder="reason (required): what was seen, since when", id="reason")
+            yield Static("", classes="why", id="why")
+            with Horizontal():
+                yield Button("Decide rollback", id="confirm", variant="error")
+                yield Button("Cancel", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#reason", Input).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "cancel":
+            self.dismiss(None)
+            return
+        reason = self.query_one("#reason", Input).value.strip()
+        if not reason:
+            self.query_one("#why", Static).update("A reason is required: it goes into the rollback record (R1).")
+            self.query_one("#reason", Input).focus()
+            return
+        self.dismiss((self.trigger.key, reason))
+
+    def on_input_submitted(self, _event: Input.Submitted) -> None:
+        self.query_one("#confirm", Button).press()
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class ApproveDialog(ModalScreen[tuple[str, str, str] | None]):
+    """One approval for one of the user's roles: (role, note, approve | refuse)."""
+
+    BINDINGS = [("escape", "cancel", "Cancel")]
+    DEFAULT_CSS = DIALOG_CSS.format(name="ApproveDialog")
+
+    def __init__(self, roles: tuple[str, ...], missing: tuple[str, ...]):
+        super().__init__()
+        self.roles = roles
+        self.missing = missing
+
+    def compose(self) -> ComposeResult:
+        first = next((r for r in self.roles if r in self.missing), self.roles[0] if self.roles else None)
+        with Vertical():
+            yield Label("Approve the rollback", classes="title")
+            yield Static(f"Still needed: {', '.join(self.missing) or 'nothing'}. Approve for one of your "
+                         "roles; nobody approves twice.", markup=False)
+            if self.roles:
+                with RadioSet(id="role"):
+                    for r in self.roles:
+                        yield RadioButton(r, value=r == first, name=r)
+            else:
+                yield Static("You hold no role in this plan: the approval will be refused and audited.",
+                             classes="warn")
+            yield Input(placeholder="note (optional)", id="note")
+            with Horizontal():
+                yield Button("Approve", id="approve", variant="success")
+                yield Button("Refuse", id="refuse", variant="error")
+                yield Button("Cancel", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#note", Input).focus()
+
+    def _role(self) -> str:
+        if not self.roles:
+            return ""
+        pressed = self.query_one("#role", RadioSet).pressed_button
+        return pressed.name if pressed is not None and pressed.name else self.roles[0]
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "cancel":
+            self.dismiss(None)
+            return
+        decision = "refuse" if event.button.id == "refuse" else "approve"
+        self.dismiss((self._role(), self.query_one("#note", Input).value.strip(), decision))
+
+    def on_input_submitted(self, _event: Input.Submitted) -> None:
+        self.query_one("#approve", Button).press()
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class ConfirmRung(ModalScreen[tuple[str, ...] | None]):
+    """Executing a rung: the statement repeated, the conflicts to acknowledge, and for the DROP the
+    index name typed by hand. Returns the acknowledged conflicts, or None when cancelled."""
+
+    BINDINGS = [("escape", "cancel", "Cancel")]
+    DEFAULT_CSS = DIALOG_CSS.format(name="ConfirmRung")
+
+    def __init__(self, rung: str, statement: str, index: str, conflicts: tuple[str, ...],
+                 warnings: tuple[str, ...]):
+        super().__init__()
+        self.rung = rung
+        self.statement = statement
+        self.index = index
+        self.conflicts = conflicts
+        self.warnings = warnings
+
+    def compose(self) -> ComposeResult:
+        title = {"ignore": "Rung 1 — ignore the index (instant, reversible)",
+                 "undo": "Undo rung 1 — the index is used again",
+                 "drop": "Rung 2 — DROP INDEX (not reversible)"}[self.rung]
+        with Vertical():
+            yield Label(title, classes="title")
+            yield Static(self.statement or "(no statement: refresh first)", classes="sql", markup=False)
+            for w in self.warnings:
+                yield Static(f"⚠ {w}", classes="warn", markup=False)
+            if self.conflicts:
+                yield Static("The table changed since the rollback point:", classes="warn")
+                for c in self.conflicts:
+                    yield Static(f"  • {c}", markup=False)
+                yield Checkbox("I have read these changes; go ahead anyway", id="ack")
+            if self.rung == "drop":
+                yield Input(placeholder=f"type the index name to confirm: {self.index}", id="typed")
+            yield Static("", classes="why", id="why")
+            with Horizontal():
+                label = {"ignore": "Ignore the index", "undo": "Undo", "drop": "DROP INDEX"}[self.rung]
+                yield Button(label, id="confirm", variant="error" if self.rung == "drop" else "warning")
+                yield Button("Cancel", id="cancel")
+
+    def on_mount(self) -> None:
+        if self.rung == "drop":
+            self.query_one("#typed", Input).focus()
+        elif self.conflicts:
+            self.query_one("#ack", Checkbox).focus()
+        else:
+            self.query_one("#confirm", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "cancel":
+            self.dismiss(None)
+            return
+        why = self.query_one("#why", Static)
+        if self.conflicts and not self.query_one("#ack", Checkbox).value:
+            why.update("Read the changes above and tick the box: they are acknowledged in the audit trail.")
+            return
+        if self.rung == "drop" and self.query_one("#typed", Input).value.strip() != self.index:
+            why.update(f"Type the index name exactly ({self.index}) to confirm the DROP.")
+            self.query_one("#typed", Input).focus()
+            return
+        self.dismiss(tuple(self.conflicts))
+
+    def on_input_submitted(self, _event: Input.Submitted) -> None:
+        self.query_one("#confirm", Button).press()
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+# --- the screen ----------------------------------------------------------------------------------
+
+
+def _at(value: object) -> str:
+    return f"{value:%H:%M:%S}" if value is not None else ""
+
+
+class RollbackScreen(RunbookScreen):
+    BINDINGS = [
+        Binding("d", "decide", "Decide", id="rollback-decide"),
+        Binding("a", "approve", "Approve", id="rollback-approve"),
+        Binding("i", "ignore", "Rung 1 ignore", id="rollback-ignore"),
+        Binding("u", "undo", "Undo rung 1", id="rollback-undo"),
+        Binding("x", "drop", "Rung 2 DROP", id="rollback-drop"),
+        Binding("r", "refresh", "Refresh", id="rollback-refresh"),
+        *(Binding(str(n + 1), f"pick({n})", show=False) for n in range(len(TRIGGERS))),
+    ]
+    DEFAULT_CSS = RunbookScreen.DEFAULT_CSS + """
+    RollbackScreen #title { padding: 0 1; text-style: bold; }
+    RollbackScreen #status { padding: 0 1; text-style: bold; }
+    RollbackScreen #status.-ok { background: $success 30%; }
+    RollbackScreen #status.-warning { background: $warning 30%; }
+    RollbackScreen #status.-error { background: $error 50%; }
+    RollbackScreen #steps { padding: 0 1; color: $text-muted; }
+    RollbackScreen #escalation { background: red; color: white; text-style: bold; padding: 0 1; }
+    RollbackScreen #columns { height: 1fr; }
+    RollbackScreen #left { width: 60; height: 1fr; }
+    RollbackScreen #right { width: 1fr; height: 1fr; }
+    RollbackScreen .section { margin: 1 1 0 1; text-style: bold; }
+    RollbackScreen RadioSet { margin: 0 1; width: 58; }
+    RollbackScreen DataTable { margin: 0 1; height: auto; max-height: 12; }
+    RollbackScreen .body { padding: 0 1; height: auto; }
+    RollbackScreen #unstaffed { color: $error; padding: 0 1; height: auto; }
+    """
+
+    def __init__(self, plan: Plan, user_roles: tuple[str, ...]):
+        super().__init__(name="rollback")
+        self.plan = plan
+        self.user_roles = tuple(user_roles)
+        self.view: RollbackView | None = None
+        self.inspection: Inspection | None = None
+        self.selected: str = TRIGGERS[0].key
+        self._picked_by_user = False
+
+    def compose_body(self) -> ComposeResult:
+        yield Static("Rollback (runbook 6)", id="title", markup=False)
+        yield Static("reading the store…", id="status", markup=False)
+        yield Static("", id="steps", markup=False)
+        yield Static("", id="escalation", markup=False)
+        with Horizontal(id="columns"):
+            with VerticalScroll(id="left"):
+                yield Static("Decision flow — severity → trigger (6.1 → 6.3)", classes="section")
+                with RadioSet(id="triggers"):
+                    for n, t in enumerate(TRIGGERS, 1):
+                        yield RadioButton(f"{n} {t.severity:<11} {t.condition}", name=t.key,
+                                          value=t.key == self.selected)
+                yield Static("", id="trigger-who", classes="body", markup=False)
+                yield Static("Approvals (6.3)", classes="section")
+                yield DataTable(id="approvals", cursor_type="none", zebra_stripes=True)
+                yield Static("", id="unstaffed", markup=False)
+                yield Static("", id="decision", classes="body", markup=False)
+            with VerticalScroll(id="right"):
+                yield Static("Rollback ladder (SPEC §8)", classes="section")
+                yield Static("", id="ladder", classes="body", markup=False)
+                yield Static("Target vs the rollback point", classes="section")
+                yield Static("", id="inspection", classes="body", markup=False)
+                yield Static("Records and attempts", classes="section")
+                yield DataTable(id="records", cursor_type="row", zebra_stripes=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#approvals", DataTable).add_columns("Role", "Part", "Status", "Who", "At (UTC)")
+        self.query_one("#records", DataTable).add_columns("What", "Status", "Type", "Started", "Done",
+                                                          "Attempts", "Error")
+        self.query_one("#escalation", Static).display = False
+        self._draw()
+
+    # --- data in ---------------------------------------------------------------------------------
+
+    def show(self, view: RollbackView, inspection: Inspection | None) -> None:
+        """The App's worker read these; draw them (or keep them until the screen is mounted)."""
+        self.view = view
+        self.inspection = inspection
+        trigger = view.trigger or (None if self._picked_by_user else view.suggested_trigger)
+        if trigger:
+            self.selected = trigger
+        if self.is_mounted:
+            self._draw()
+
+    # --- drawing ---------------------------------------------------------------------------------
+
+    def _draw(self) -> None:
+        v = self.view
+        status = self.query_one("#status", Static)
+        for level in ("ok", "warning", "error"):
+            status.set_class(v is not None and v.level == level, f"-{level}")
+        if v is None:
+            self._draw_matrix()
+            return
+        self.query_one("#title", Static).update(
+            f"Rollback (runbook 6) — {v.table} · index {v.index} ({v.columns}) · run {v.run_id[:8]} "
+            f"{v.run_status}{f' ({v.fail_reason})' if v.fail_reason else ''}")
+        status.update(v.status)
+        self.query_one("#steps", Static).update("   ".join(
+            f"{s.code} {'✓' if s.done else '…'} {s.label}: {s.detail}" for s in v.steps))
+        escalation = self.query_one("#escalation", Static)
+        escalation.display = bool(v.escalation)
+        escalation.update(f"ESCALATION {v.escalation}" if v.escalation else "")
+        self._draw_matrix()
+        self._draw_ladder()
+        self._draw_inspection()
+        self._draw_records()
+
+    def _draw_matrix(self) -> None:
+        radios = self.query_one("#triggers", RadioSet)
+        for button in radios.query(RadioButton):
+            if button.name == self.selected and not button.value:
+                button.value = True
+        v = self.view
+        radios.disabled = bool(v and v.trigger)
+        t = next(t for t in TRIGGERS if t.key == self.selected)
+        self.query_one("#trigger-who", Static).update(f"{t.severity} → {t.route}\n{t.who()}")
+        state = v.state if v is not None and v.trigger == self.selected else None
+        rows = v.roles if v is not None and (v.trigger or v.suggested_trigger) == self.selected and v.roles \
+            else role_rows(self.plan, self.selected, state)
+        table = self.query_one("#approvals", DataTable)
+        table.clear()
+        for r in rows:
+            who = r.actor or (f"({', '.join(r.people)})" if r.people and r.part != "—" else "")
+            if r.part != "—" and not r.people:
+                who = "nobody in the plan"
+            table.add_row(escape(r.role), escape(r.part), escape(r.status), escape(who), _at(r.at))
+        unstaffed = [r.role for r in rows if r.part != "—" and not r.people]
+        note = self.query_one("#unstaffed", Static)
+        note.display = bool(unstaffed)
+        note.update(f"Nobody in the plan holds {', '.join(unstaffed)}: add them to the plan's [[people]], "
+                    "or the rollback cannot be approved." if unstaffed else "")
+        decision = self.query_one("#decision", Static)
+        if v is not None and v.decided_by:
+            metrics = ", ".join(f"{k} {val}" for k, val in v.metrics) or "none recorded"
+            decision.update(f"Decided by {v.decided_by[1]} ({v.decided_by[0]}) at {_at(v.decided_at)} UTC\n"
+                            f"Reason: {v.reason}\nMetrics at decision: {metrics}")
+        else:
+            decision.update("No decision yet: pick the trigger (1–6, arrows) and decide (d).")
+
+    def _draw_ladder(self) -> None:
+        v = self.view
+        assert v is not None
+        keys = {"ignore": "i", "drop": "x"}
+        lines = []
+        for rung in v.ladder:
+            lines.append(f"{rung.title} — {rung.state}  [{keys[rung.rung]}]")
+            lines.append(f"  {rung.sql}")
+            if rung.undo_sql:
+                lines.append(f"  undo [u]: {rung.undo_sql}")
+            expected = "expected: empty" if rung.rung == "drop" else "expected: YES" if "IGNORED" in rung.verify_sql \
+                else "expected: NO"
+            lines.append(f"  verify ({expected}): {rung.verify_sql}")
+        if v.observation_until is not None:
+            lines.append(f"Post-rollback observation (R4) until {v.observation_until:%H:%M} UTC")
+        self.query_one("#ladder", Static).update("\n".join(lines) or "no ladder: refresh (r)")
+
+    def _draw_inspection(self) -> None:
+        v, i = self.view, self.inspection
+        assert v is not None
+        point = f"rollback point captured {_at(v.point_captured_at)} UTC" if v.point_captured_at else \
+            "no rollback point stored"
+        if i is None:
+            text = (f"{point}. Not inspected from this console: the driving console reads the target; "
+                    "executing inspects it again.")
+        elif i.error:
+            text = f"✗ {i.error}"
+        else:
+            cols = ", ".join(c + (f"({p})" if p else "") for c, p in i.index_columns)
+            state = ("present" + (f" ({cols})" if cols else "")) if i.index_exists else "absent"
+            ignored = {True: "yes", False: "no", None: "n/a"}[i.ignored]
+            lines = [f"{i.server} · index {v.index} {state} · this run's: {'✓' if i.ours else '✗'} · "
+                     f"ignored: {ignored} · inspected {_at(i.inspected_at)} UTC",
+                     *(f"✗ {b}" for b in i.blockers)]
+            if i.conflicts:
+                lines.append(f"⚠ {len(i.conflicts)} change(s) since the {point} — acknowledged when executing:")
+                lines += [f"  • {c}" for c in i.conflicts]
+            else:
+                lines.append(f"✓ no change since the {point}")
+            text = "\n".join(lines)
+        self.query_one("#inspection", Static).update(text)
+
+    def _draw_records(self) -> None:
+        v = self.view
+        assert v is not None
+        table = self.query_one("#records", DataTable)
+        table.clear()
+        for r in v.records:
+            attempts = " ".join(
+                f"{a.n}{'✓' if a.ok else '✗' if a.error else '·'}{a.kind or ('sent' if a.sent else '')}"
+                for a in r.attempts)
+            table.add_row(escape(r.what), escape(r.status), escape(r.type), _at(r.started_at), _at(r.completed_at),
+                          escape(attempts), escape(r.error[:60]))
+
+    # --- keys ------------------------------------------------------------------------------------
+
+    def on_radio_set_changed(self, event: RadioSet.Changed) -> None:
+        if event.radio_set.id != "triggers" or event.pressed.name is None:
+            return
+        if event.pressed.name != self.selected:
+            self._picked_by_user = True
+        self.selected = event.pressed.name
+        self._draw_matrix()
+
+    def action_pick(self, n: int) -> None:
+        if self.view is not None and self.view.trigger:
+            return  # decided: the trigger is part of the record
+        self._picked_by_user = True
+        self.selected = TRIGGERS[n].key
+        self._draw_matrix()
+
+    def action_decide(self) -> None:
+        def chosen(result: tuple[str, str] | None) -> None:
+            if result is not None:
+                self.post_message(RollbackDecide(*result))
+
+        self.app.push_screen(DecideDialog(self.selected, self.user_roles), chosen)
+
+    def action_approve(self) -> None:
+        missing = self.view.state.missing if self.view is not None and self.view.state else ()
+
+        def chosen(result: tuple[str, str, str] | None) -> None:
+            if result is not None:
+                self.post_message(RollbackApprove(*result))
+
+        self.app.push_screen(ApproveDialog(self.user_roles, missing), chosen)
+
+    def _warnings(self) -> tuple[str, ...]:
+        v, i = self.view, self.inspection
+        out: list[str] = []
+        if v is None:
+            return ("nothing read yet: refresh (r) first",)
+        if v.state is None or not v.state.complete:
+            out.append(f"as of {_at(v.as_of)} the rollback is not approved: {v.status}")
+        if i is not None:
+            out += list(i.blockers)
+            if i.error:
+                out.append(i.error)
+        if not set(self.user_roles) & {"dba"}:
+            out.append("executing is the DBA's step: it will be refused and audited")
+        return tuple(out)
+
+    def _confirm(self, rung: str) -> None:
+        v = self.view
+        statement = ""
+        if v is not None:
+            for r in v.ladder:
+                if rung in ("ignore", "undo") and r.rung == "ignore":
+                    statement = r.undo_sql if rung == "undo" else r.sql
+                elif rung == "drop" and r.rung == "drop":
+                    statement = r.sql
+        conflicts = self.inspection.conflicts if self.inspection is not None and rung != "undo" else ()
+
+        def chosen(acknowledged: tuple[str, ...] | None) -> None:
+            if acknowledged is not None:
+                self.post_message(RollbackExecute(rung, acknowledged))
+
+        self.app.push_screen(ConfirmRung(rung, statement, v.index if v else "", conflicts,
+                                         self._warnings() if rung != "undo" else ()), chosen)
+
+    def action_ignore(self) -> None:
+        self._confirm("ignore")
+
+    def action_undo(self) -> None:
+        self._confirm("undo")
+
+    def action_drop(self) -> None:
+        self._confirm("drop")
+
+    def action_refresh(self) -> None:
+        self.post_message(RollbackRefresh())

@@ -1,0 +1,135 @@
+"""Runbook step 3 — the table-size gate (runbook 2.3; SPEC §3.3).
+
+≤ 5M rows PASS; ≤ 10M WARNING (the DBA approves; sampling twice as often, thresholds shown
+tighter); > 10M BLOCK (no DDL; the run is cancelled for this table with the reason recorded).
+``TABLE_ROWS`` is an estimate: near a boundary the console counts exactly, with progress, and the
+count can be cancelled (the estimate then stands, and the gate says so).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.widgets import DataTable, Footer, ProgressBar, Static
+
+from engine.plan import Plan
+from engine.runbook import RunView
+from engine.sizegate import BLOCK_ABOVE, NEAR, WARN_ABOVE, sampling_interval
+from screens.base import RunbookScreen, plain
+
+BAND_CLASS = {"pass": "-pass", "warn": "-warn", "fail": "-block"}
+BAND_NAME = {"pass": "PASS", "warn": "WARNING", "fail": "BLOCK"}
+
+
+@dataclass(frozen=True)
+class TableSize:
+    """What the catalogue says, read on a worker."""
+
+    estimated_rows: int
+    data_mb: float
+    index_mb: float
+
+
+class SizeGateScreen(RunbookScreen):
+    step = "size_gate"
+    BINDINGS = [
+        ("c", "app.check_size", "Check size"),
+        ("x", "app.cancel_count", "Cancel exact count"),
+        ("a", "app.approve_gate", "DBA: approve WARNING"),
+    ]
+    DEFAULT_CSS = RunbookScreen.DEFAULT_CSS + """
+    SizeGateScreen .section { margin: 1 1 0 1; text-style: bold; }
+    SizeGateScreen DataTable { margin: 0 1; height: auto; }
+    SizeGateScreen #band { margin: 1 1 0 1; padding: 1 2; height: auto; background: $boost; text-style: bold; }
+    SizeGateScreen #band.-pass { background: $success 40%; }
+    SizeGateScreen #band.-warn { background: $warning 40%; }
+    SizeGateScreen #band.-block { background: $error 50%; }
+    SizeGateScreen #count-row { margin: 0 1; height: auto; }
+    SizeGateScreen ProgressBar { margin: 0 1; }
+    SizeGateScreen #approval { margin: 1 1 0 1; }
+    """
+
+    def __init__(self, plan: Plan):
+        super().__init__(name="size_gate")
+        self.plan = plan
+        self.view = RunView()
+        self.table_size: TableSize | None = None
+
+    def compose_body(self) -> ComposeResult:
+        with VerticalScroll():
+            yield Static(f"Table-size gate — {self.plan.schema}.{self.plan.change.table}", classes="section",
+                         markup=False)
+            yield DataTable(id="size", cursor_type="none")
+            yield Static("Exact count (within 25 % of a boundary the estimate is not trusted)", classes="section")
+            yield Static("not needed yet", id="count-row", markup=False)
+            yield ProgressBar(id="count-progress", total=100, show_eta=True)
+            yield Static("press c to read the table's size", id="band", markup=False)
+            yield Static("", id="approval", markup=False)
+            yield Static("Rules (runbook 2.3)", classes="section")
+            yield DataTable(id="rules", cursor_type="none")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#size", DataTable).add_columns("Rows (estimate)", "Data MB", "Index MB", "Sampling")
+        rules = self.query_one("#rules", DataTable)
+        rules.add_columns("Rows", "Band", "Action")
+        rules.add_row(*plain(f"≤ {WARN_ABOVE:,}", "PASS", "go on"))
+        rules.add_row(*plain(f"> {WARN_ABOVE:,} and ≤ {BLOCK_ABOVE:,}", "WARNING",
+                             "the DBA approves; sampling every 2.5 s; thresholds shown tighter"))
+        rules.add_row(*plain(f"> {BLOCK_ABOVE:,}", "BLOCK", "no DDL; reason recorded; lead and DBA notified; "
+                             "run cancelled for this table"))
+        self.query_one("#count-progress", ProgressBar).display = False
+        self._draw()
+
+    def show_size(self, size: TableSize) -> None:
+        self.table_size = size
+        self._draw()
+
+    def show_count(self, text: str, fraction: float | None) -> None:
+        """The exact count's progress (fraction None: not counting)."""
+        self.query_one("#count-row", Static).update(text)
+        bar = self.query_one("#count-progress", ProgressBar)
+        bar.display = fraction is not None
+        if fraction is not None:
+            bar.update(progress=fraction * 100)
+
+    def show_view(self, view: RunView, now: datetime) -> None:
+        self.view = view
+        if self.is_mounted:
+            self._draw()
+
+    def _draw(self) -> None:
+        table = self.query_one("#size", DataTable)
+        table.clear()
+        gate = self.view.gate()
+        band_name = BAND_NAME.get(gate.status, "") if gate else ""
+        if self.table_size is not None:
+            table.add_row(*plain(f"{self.table_size.estimated_rows:,}", f"{self.table_size.data_mb:,.1f}",
+                                 f"{self.table_size.index_mb:,.1f}",
+                                 f"every {sampling_interval(band_name or 'PASS'):g} s"))
+        box = self.query_one("#band", Static)
+        for cls in BAND_CLASS.values():
+            box.remove_class(cls)
+        approval = self.query_one("#approval", Static)
+        if gate is None:
+            box.update("press c to read the table's size and decide" if self.table_size is None else
+                       f"deciding… (near a boundary: within {NEAR:.0%} the rows are counted exactly)")
+            approval.update("")
+            return
+        box.add_class(BAND_CLASS.get(gate.status, ""))
+        who = f"decided by {gate.recorded_by} at {gate.recorded_at:%H:%M:%S}"
+        box.update(f"{band_name}: {gate.detail}\n{who}")
+        approvals = self.view.approvals_of("size_gate")
+        if gate.status == "warn":
+            approval.update(f"✓ approved by the DBA {approvals[-1].actor} at {approvals[-1].created_at:%H:%M:%S}"
+                            if approvals else "⬜ the DBA must approve (a) before execution; monitoring will sample "
+                            "every 2.5 s with the thresholds shown tighter")
+        elif gate.status == "fail":
+            run = self.view.run
+            approval.update("The run is cancelled for this table: no DDL in this phase. "
+                            + (f"Run {run.id[:8]} is {run.status}." if run else "") + " The report (8) has the reason.")
+        else:
+            approval.update("No approval needed: execution (4) is open.")

@@ -1,0 +1,298 @@
+"""The runbook walked in the console, under Textual's Pilot, against the sandbox MariaDB: plan →
+prechecks → size gate → execution → the monitoring hand-off; the gate's WARNING and BLOCK; the
+kill switch during the ALTER; roles; two consoles on one store.
+
+The clock is a FrozenClock the test advances (the 15 minutes of prechecks pass at once); the
+server, the store and the executor are real.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from console.app import CanaryApp
+from engine.clock import FrozenClock, utcnow
+from engine.identity import Identity
+from engine.killswitch import EmbeddedKillSwitch
+from engine.plan import plan_from_dict, window_covering
+from engine.selftest import PRIORITY
+from engine.store import PrecheckResult, Store
+from engine.target import Target
+from screens.execution import ExecutionScreen
+from screens.locked import StepLocked
+from screens.prechecks import PrechecksScreen
+from screens.sizegate import SizeGateScreen
+
+pytestmark = [pytest.mark.mariadb]
+ALL_ROLES = ["canary_lead", "dba", "sre", "developer"]
+
+
+def make_plan(lab, db, index, people=None, **executor):
+    opts = {"mode": "canary", "cooldown_seconds": 2, "baseline_window_seconds": 10, "lease_seconds": 10,
+            "lock_wait_timeout": 2}
+    opts.update(executor)
+    return plan_from_dict({
+        "tenant": "console",
+        "connection": {"id": "sbx-console", "host": "127.0.0.1", "port": lab.sandbox.primary.port, "user": "root",
+                       "database": db},
+        "change": {"table": "orders", "index": index, "columns": ["customer_id", "created_at"]},
+        "people": people or [{"name": "Lead", "roles": ALL_ROLES, "unix_user": "lead"}],
+        "window": window_covering(utcnow()),
+        "executor": opts,
+    }, source=f"console-test:{db}")
+
+
+def passed_self_test(store, tenant):
+    """The self-test's P0 rows, as `canary-console self-test` records them (its cases are tested in
+    tests/test_tc_cases.py; here they are the precondition)."""
+    for case in (c for c, p in PRIORITY.items() if p == "P0"):
+        store.save_precheck(PrecheckResult(tenant_id=tenant, check_id=case, priority="P0", status="pass",
+                                           detail="recorded for the console test", source="self-test",
+                                           recorded_by="tester"))
+
+
+def make_app(plan, store, user="lead", clock=None, poll=True, role=None):
+    clock = clock or FrozenClock(utcnow().replace(microsecond=0))
+    return CanaryApp(plan, store, Identity(user, "10.0.0.5", "jump"), clock, EmbeddedKillSwitch(store),
+                     poll=poll, role=role)
+
+
+async def until(pilot, predicate, seconds=20.0, step=0.05):
+    for _ in range(int(seconds / step)):
+        await pilot.pause(step)
+        if predicate():
+            return True
+    return False
+
+
+def set_estimate(lab, db, rows):
+    """Make InnoDB's row estimate (information_schema.TABLES.TABLE_ROWS) say ``rows``: the persistent
+    statistics are the server's own source for it (a rename makes InnoDB reload them). The gate
+    reads the real catalogue."""
+    with lab.admin() as c, c.cursor() as cur:
+        cur.execute("ANALYZE TABLE `%s`.`orders`" % db)  # noqa: S608 - test fixture, fixed names
+        cur.fetchall()
+        cur.execute("UPDATE mysql.innodb_table_stats SET n_rows = %s WHERE database_name = %s "
+                    "AND table_name = 'orders'", (rows, db))
+        c.commit()
+        # InnoDB reloads a table's persistent statistics when the table is opened afresh.
+        cur.execute("RENAME TABLE `{0}`.`orders` TO `{0}`.`orders_stats`, `{0}`.`orders_stats` TO `{0}`.`orders`"
+                    .format(db))
+
+
+@pytest.fixture(scope="module")
+def small_db(lab):
+    db = lab.database("cc_console")
+    lab.load_orders(db, 20_000)
+    return db
+
+
+async def walk_prechecks(app, pilot, clock):
+    """Begin, run every check, the kill-switch test, the DBA's confirmation, three sign-offs, and
+    the 15 minutes; returns once the size gate is open."""
+    await pilot.press("b")
+    assert await until(pilot, lambda: app.view.run is not None and isinstance(app.screen, PrechecksScreen))
+    await pilot.press("r")
+    assert await until(pilot, lambda: "team.present" in app.view.prechecks)
+    await pilot.press("k")
+    assert await until(pilot, lambda: "ks.deactivate" in app.view.prechecks)
+    await pilot.press("p")
+    assert await until(pilot, lambda: app.view.approvals_of("rollback_prepared"))
+    for n in (1, 2, 3):
+        await pilot.press("s")
+        assert await until(pilot, lambda n=n: len(app.view.signoffs()) == n)
+    failing = {k: v.detail for k, v in app.view.prechecks.items() if v.status not in ("pass", "skip", "warn")}
+    assert not failing, failing
+    await pilot.press("3")  # not yet: the minimum 15 minutes of prechecks
+    await pilot.pause(0.1)
+    assert isinstance(app.screen, StepLocked)
+    assert any("15 minutes" in m.what for m in app.screen.missing)
+    await pilot.press("escape")
+    clock.advance(16 * 60)
+    await pilot.press("3")
+    assert await until(pilot, lambda: isinstance(app.screen, SizeGateScreen))
+
+
+async def test_happy_path_from_the_plan_to_the_monitoring_hand_off(lab, small_db, tmp_path):
+    index = "idx_console_happy"
+    lab.drop_index_if_present(small_db, "orders", index)
+    plan = make_plan(lab, small_db, index)
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    passed_self_test(store, plan.tenant)
+    clock = FrozenClock(utcnow().replace(microsecond=0))
+    app = make_app(plan, store, clock=clock)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await walk_prechecks(app, pilot, clock)
+        await pilot.press("c")
+        assert await until(pilot, lambda: app.view.gate() is not None)
+        assert app.view.gate().status == "pass", app.view.gate().detail
+        await pilot.press("4")
+        assert await until(pilot, lambda: isinstance(app.screen, ExecutionScreen))
+        await pilot.press("g")
+        assert await until(pilot, lambda: store.audit_entries(plan.tenant, app.run_id, "monitoring_started"), 90)
+        run = store.get_run(plan.tenant, app.run_id)
+        assert run.status == "running" and run.index_created_by_run
+        assert app.frame.driver == "you drive"
+    with Target(plan.connection).session("verify") as s:
+        assert s.index_exists(plan.schema, "orders", index)
+    actions = [e.action for e in store.audit_entries(plan.tenant)]  # the kill-switch test is tenant-wide
+    for expected in ("run_created", "presence_approve", "precheck_recorded", "kill_switch_activated",
+                     "rollback_prepared_approve", "signoff_approve", "claimed", "baseline_sampling",
+                     "alter_started", "index_added", "monitoring_started"):
+        assert expected in actions, expected
+    assert actions.index("signoff_approve") < actions.index("alter_started") < actions.index("index_added")
+
+
+async def test_gate_warning_needs_the_dba_and_block_cancels_the_run(lab, small_db, tmp_path):
+    index = "idx_console_gate"
+    lab.drop_index_if_present(small_db, "orders", index)
+    plan = make_plan(lab, small_db, index, people=[
+        {"name": "Lead", "roles": ["canary_lead", "sre"], "unix_user": "lead"},
+        {"name": "Nok", "roles": ["dba"], "unix_user": "nok"}])
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    passed_self_test(store, plan.tenant)
+    clock = FrozenClock(utcnow().replace(microsecond=0))
+    lead, dba = make_app(plan, store, clock=clock), make_app(plan, store, user="nok", clock=clock)
+    try:
+        set_estimate(lab, small_db, 7_000_000)
+        async with lead.run_test(size=(160, 50)) as p1:
+            await p1.press("b")
+            assert await until(p1, lambda: lead.view.run is not None)
+            async with dba.run_test(size=(160, 50)) as p2:
+                assert await until(p2, lambda: dba.view.run is not None and "dba" in dba.view.present_roles())
+                dba.action_goto("prechecks")
+                await p2.press("p", "s")
+                assert await until(p1, lambda: "dba" in lead.view.signoffs(), 3)
+                await p1.press("r", "k")
+                assert await until(p1, lambda: {"team.present", "ks.deactivate"} <= set(lead.view.prechecks))
+                await p1.press("s", "s")
+                assert await until(p1, lambda: len(lead.view.signoffs()) == 3)
+                clock.advance(16 * 60)
+                await p1.press("3")
+                assert await until(p1, lambda: isinstance(lead.screen, SizeGateScreen))
+                await p1.press("c")
+                assert await until(p1, lambda: lead.view.gate() is not None)
+                assert lead.view.gate().status == "warn" and "7,000,000" in lead.view.gate().detail
+                await p1.press("a")  # the lead is not the DBA: refused and audited
+                assert await until(p1, lambda: store.audit_entries(plan.tenant, action="size_gate_approval_refused"))
+                await p1.press("4")
+                await p1.pause(0.1)
+                assert isinstance(lead.screen, StepLocked) and "DBA approves" in str(lead.screen.missing)
+                await p1.press("escape")
+                dba.action_goto("size_gate")
+                await p2.press("a")
+                assert await until(p1, lambda: lead.view.approvals_of("size_gate"), 3)
+                await p1.press("4")
+                assert await until(p1, lambda: isinstance(lead.screen, ExecutionScreen))
+
+                # The same table at twenty million rows: BLOCK, no DDL, the run cancelled with the reason.
+                set_estimate(lab, small_db, 20_000_000)
+                lead.action_goto("size_gate")
+                await p1.press("c")
+                assert await until(p1, lambda: lead.view.run.status == "cancelled")
+        run = store.get_run(plan.tenant, lead.run_id)
+        assert run.fail_reason == "out_of_scope" and "BLOCK" in run.error_message
+        assert store.audit_entries(plan.tenant, run.id, "size_gate_block")
+        assert run.alter_started_at is None
+    finally:
+        with lab.admin() as c, c.cursor() as cur:
+            cur.execute("ANALYZE TABLE `%s`.`orders`" % small_db)  # noqa: S608 - the true estimate back
+            cur.fetchall()
+
+
+async def test_near_a_boundary_the_gate_counts_exactly(lab, small_db, tmp_path):
+    plan = make_plan(lab, small_db, "idx_console_exact")
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    app = make_app(plan, store)
+    try:
+        set_estimate(lab, small_db, 5_400_000)  # within 25 % of 5M: the estimate is not trusted
+        async with app.run_test(size=(160, 50)) as pilot:
+            await pilot.press("b")
+            assert await until(pilot, lambda: app.view.run is not None)
+            app.switch_screen("size_gate")
+            await pilot.press("c")
+            assert await until(pilot, lambda: app.view.gate() is not None)
+        gate = app.view.gate()
+        assert gate.status == "pass" and "20,000 rows (exactly)" in gate.detail
+    finally:
+        with lab.admin() as c, c.cursor() as cur:
+            cur.execute("ANALYZE TABLE `%s`.`orders`" % small_db)  # noqa: S608
+            cur.fetchall()
+
+
+@pytest.mark.slow
+async def test_kill_switch_during_the_alter_from_the_console(lab, tmp_path):
+    db = lab.big_table(1_000_000)
+    index = "idx_console_kill"
+    lab.drop_index_if_present(db, "orders", index)
+    plan = make_plan(lab, db, index, baseline_window_seconds=0, cooldown_seconds=0)
+    plan = plan_from_dict({**plan.raw, "change": {"table": "orders", "index": index,
+                                                   "columns": ["note", "status", "total"]}}, source="kill")
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    passed_self_test(store, plan.tenant)
+    clock = FrozenClock(utcnow().replace(microsecond=0))
+    app = make_app(plan, store, clock=clock)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await walk_prechecks(app, pilot, clock)
+        await pilot.press("c")
+        assert await until(pilot, lambda: app.view.gate() is not None)
+        await pilot.press("4", "g")
+        assert await until(pilot, lambda: store.audit_entries(plan.tenant, app.run_id, "alter_started"), 30)
+        with Target(plan.connection).session("observer") as s:
+            assert await until(pilot, lambda: s.find_alter(app.run_id) is not None, 10)
+        await pilot.press("f9")
+        assert app.frame.kill_active
+        assert await until(pilot, lambda: app.view.run.status == "cancelled", 30)
+    run = store.get_run(plan.tenant, app.run_id)
+    assert run.fail_reason == "kill_switch"
+    assert not lab.index_exists(plan)
+    assert store.audit_entries(plan.tenant, run.id, "alter_killed")
+
+
+async def test_actions_outside_your_role_are_refused_and_audited(lab, small_db, tmp_path):
+    plan = make_plan(lab, small_db, "idx_console_roles", people=[
+        {"name": "Lead", "roles": ["canary_lead"], "unix_user": "lead"},
+        {"name": "Dev", "roles": ["developer"], "unix_user": "dev"}])
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    app = make_app(plan, store, user="dev")
+    async with app.run_test(size=(160, 50)) as pilot:
+        await pilot.press("b")  # only the canary lead begins the prechecks
+        assert await until(pilot, lambda: store.audit_entries(plan.tenant, action="begin_prechecks_refused"))
+        assert app.view.run is None
+        await pilot.press("2")
+        await pilot.pause(0.1)
+        assert isinstance(app.screen, StepLocked) and "canary lead begins" in str(app.screen.missing)
+    [entry] = store.audit_entries(plan.tenant, action="begin_prechecks_refused")
+    assert entry.actor == "dev@10.0.0.5" and entry.details["needed"] == ["canary_lead"]
+
+
+def test_a_role_you_do_not_hold_is_refused_at_start(lab, small_db, tmp_path):
+    plan = make_plan(lab, small_db, "idx_console_role")
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    with pytest.raises(ValueError, match="holds"):
+        make_app(plan, store, user="nobody", role="dba")
+    app = make_app(plan, store, role="dba")
+    assert app.roles == ("dba",)
+
+
+async def test_two_consoles_on_one_store_see_each_others_sign_offs_within_a_second(lab, small_db, tmp_path):
+    plan = make_plan(lab, small_db, "idx_console_two", people=[
+        {"name": "Lead", "roles": ["canary_lead"], "unix_user": "lead"},
+        {"name": "Nok", "roles": ["dba"], "unix_user": "nok"}])
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    lead, dba = make_app(plan, store), make_app(plan, store, user="nok")
+    async with lead.run_test(size=(140, 40)) as p1:
+        await p1.press("b")
+        assert await until(p1, lambda: lead.view.run is not None)
+        async with dba.run_test(size=(140, 40)) as p2:
+            assert await until(p2, lambda: dba.view.run is not None)
+            assert dba.view.run.id == lead.view.run.id, "the second console joins the same run"
+            dba.action_goto("prechecks")
+            await p2.press("s")
+            started = datetime.now(UTC)
+            assert await until(p1, lambda: lead.view.signoffs().get("dba") == "nok@10.0.0.5", 3)
+            assert (datetime.now(UTC) - started).total_seconds() < 1.5
+            await p1.press("s")
+            assert await until(p2, lambda: dba.view.signoffs().get("canary_lead") == "lead@10.0.0.5", 3)
