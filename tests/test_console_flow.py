@@ -14,6 +14,7 @@ import pytest
 
 from console.app import CanaryApp
 from engine.clock import FrozenClock, utcnow
+from engine.identifiers import qualified
 from engine.identity import Identity
 from engine.killswitch import EmbeddedKillSwitch
 from engine.plan import plan_from_dict, window_covering
@@ -72,14 +73,14 @@ def set_estimate(lab, db, rows):
     statistics are the server's own source for it (a rename makes InnoDB reload them). The gate
     reads the real catalogue."""
     with lab.admin() as c, c.cursor() as cur:
-        cur.execute("ANALYZE TABLE `%s`.`orders`" % db)  # noqa: S608 - test fixture, fixed names
+        cur.execute(f"ANALYZE TABLE {qualified(db, 'orders')}")
         cur.fetchall()
         cur.execute("UPDATE mysql.innodb_table_stats SET n_rows = %s WHERE database_name = %s "
                     "AND table_name = 'orders'", (rows, db))
         c.commit()
         # InnoDB reloads a table's persistent statistics when the table is opened afresh.
-        cur.execute("RENAME TABLE `{0}`.`orders` TO `{0}`.`orders_stats`, `{0}`.`orders_stats` TO `{0}`.`orders`"
-                    .format(db))
+        table, aside = qualified(db, "orders"), qualified(db, "orders_stats")
+        cur.execute(f"RENAME TABLE {table} TO {aside}, {aside} TO {table}")
 
 
 @pytest.fixture(scope="module")
@@ -198,7 +199,7 @@ async def test_gate_warning_needs_the_dba_and_block_cancels_the_run(lab, small_d
         assert run.alter_started_at is None
     finally:
         with lab.admin() as c, c.cursor() as cur:
-            cur.execute("ANALYZE TABLE `%s`.`orders`" % small_db)  # noqa: S608 - the true estimate back
+            cur.execute(f"ANALYZE TABLE {qualified(small_db, 'orders')}")  # the true estimate back
             cur.fetchall()
 
 
@@ -218,7 +219,7 @@ async def test_near_a_boundary_the_gate_counts_exactly(lab, small_db, tmp_path):
         assert gate.status == "pass" and "20,000 rows (exactly)" in gate.detail
     finally:
         with lab.admin() as c, c.cursor() as cur:
-            cur.execute("ANALYZE TABLE `%s`.`orders`" % small_db)  # noqa: S608
+            cur.execute(f"ANALYZE TABLE {qualified(small_db, 'orders')}")
             cur.fetchall()
 
 
