@@ -46,7 +46,7 @@ from engine.sizegate import gate, sampling_interval
 from engine.store import Approval, ExecutionRun, Store
 from engine.target import Target, TargetError, alter_stage
 from screens.audit import AuditScreen
-from screens.base import RunbookScreen
+from screens.base import RunbookScreen, StepShown
 from screens.deactivate import DeactivateKillSwitch, DeactivationRequest
 from screens.execution import AlterProgress, ExecutionScreen
 from screens.frame import FrameState, KillSwitchPressed
@@ -108,7 +108,8 @@ class CanaryApp(App):
         self.frame = FrameState(user=self.identity.actor, roles=self.roles,
                                 target=f"{plan.schema}.{plan.change.table}@{plan.connection.socket or plan.connection.host}"
                                        f"{'' if plan.connection.socket else ':' + str(plan.connection.port)}",
-                                now=self.clock.now(), locked=frozenset(STEPS[1:]))
+                                now=self.clock.now(), locked=frozenset(STEPS[1:]),
+                                speed=float(getattr(self.clock, "speed", 1.0)))
         self.steps: dict[str, RunbookScreen] = {
             "plan": PlanScreen(plan, self.identity.user), "prechecks": PrechecksScreen(plan),
             "size_gate": SizeGateScreen(plan), "execution": ExecutionScreen(plan),
@@ -140,11 +141,11 @@ class CanaryApp(App):
         if isinstance(screen, RunbookScreen):
             screen.apply_frame(self.frame)
 
-    def on_screen_resume(self) -> None:
-        screen = self.screen
-        if isinstance(screen, RunbookScreen):
-            self.set_frame(step=screen.step or self.frame.step)
-            screen.show_view(self.view, self.clock.now())
+    def on_step_shown(self, message: StepShown) -> None:
+        screen = message.screen
+        self.frame = replace(self.frame, now=self.clock.now(), step=screen.step or self.frame.step)
+        screen.apply_frame(self.frame)
+        screen.show_view(self.view, self.clock.now())
 
     def tick(self) -> None:
         self.set_frame()
@@ -209,7 +210,8 @@ class CanaryApp(App):
             if (role, self.actor) not in have:
                 self.store.add_approval(Approval(tenant_id=self.plan.tenant, execution_run_id=run_id,
                                                  kind="presence", role=role, actor=self.actor,
-                                                 note="opened the console on this run"))
+                                                 note="opened the console on this run",
+                                                 created_at=self.clock.now()))
 
     def _show_view(self, view: RunView, entries: list[Any] | None) -> None:
         changed = view.signature() != self.view.signature()
@@ -453,7 +455,7 @@ class CanaryApp(App):
     @work(thread=True, group="store-write", exit_on_error=False)
     def approve(self, kind: str, role: str, note: str) -> None:
         self.store.add_approval(Approval(tenant_id=self.plan.tenant, execution_run_id=self.run_id, kind=kind,
-                                         role=role, actor=self.actor, note=note))
+                                         role=role, actor=self.actor, note=note, created_at=self.clock.now()))
         self._sync_view()
         self.call_from_thread(self.notify, f"{kind.replace('_', ' ')} recorded as {role} by {self.actor}", timeout=4)
 

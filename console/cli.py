@@ -214,6 +214,9 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
         raise CliError("--rows must be between 1000 and 20000000")
     if not 1 <= args.speed <= 600:
         raise CliError("--speed must be between 1 (real time) and 600")
+    if not args.headless and not (sys.stdin.isatty() and sys.stdout.isatty()):
+        say("not on a terminal: walking the runbook headless (--headless)")
+        args.headless = True
     drill = rehearsal.start(args.rows, args.reset, ident.user, say)
     try:
         plan = load_plan(drill.plan_path)
@@ -227,6 +230,14 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
                 selftest.record(store, plan.tenant, result, ident.actor)
                 say(f"  {result.case} [{selftest.PRIORITY[result.case]}] {'PASS' if result.passed else 'FAIL'} "
                     f"{selftest.NAMES[result.case]} ({result.duration_ms / 1000:.1f} s)")
+        if not args.headless:
+            say(f"opening the console on {drill.plan_path} — TIME COMPRESSED {args.speed:g}× (rehearsal only). "
+                "F9 is the kill switch; Ctrl+Q quits and stops the drill.")
+            from console.app import CanaryApp
+
+            CanaryApp(plan, store, clock=CompressedClock(args.speed)).run()
+            return EXIT_OK
+
         def on_event(name: str, data: dict[str, Any]) -> None:
             if name == "monitor_tick":
                 if int(data["elapsed_s"]) % 300 < 5:  # about every five (compressed) minutes
@@ -265,8 +276,6 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
                 mark = {True: "met", False: "NOT MET", None: "unknown"}[c["met"]] if c["applicable"] else "n/a"
                 say(f"  [{mark:>7}] {c['name']}: {c['value']} (needs {c['threshold']}) {c.get('interval') or ''}")
         say(f"replay it: canary-console replay {run.id} --plan {drill.plan_path}")
-        say("the console screens (prechecks, gate, dashboard, decision, rollback, report) are not built yet; "
-            "this drill runs the engine headless")
         return EXIT_OK if out.status in ("completed", "cancelled") else EXIT_FAILED
     finally:
         say("stopping the workload and the sandbox servers")
@@ -383,6 +392,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--rows", type=int, default=1_000_000, help="rows in shop.orders (default 1,000,000)")
     r.add_argument("--reset", action="store_true", help="wipe the previous rehearsal's servers and store")
     r.add_argument("--skip-self-test", action="store_true", help="do not run TC-01…TC-10 first")
+    r.add_argument("--headless", action="store_true",
+                   help="walk the runbook without the console, printing each step (also when not on a terminal)")
     r.add_argument("--speed", type=float, default=30.0,
                    help="time compression of the drill (rehearsal only; default 30: the 60-minute window in 2 minutes)")
     r.set_defaults(func=cmd_rehearse)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.message import Message
 from textual.screen import Screen
 
 from engine.runbook import RunView
@@ -16,6 +18,14 @@ def plain(*cells: object) -> tuple[Text, ...]:
     """Table cells shown as they are: text from the store or the server is never read as markup
     (a ``[`` in a detail or a query would otherwise be a tag, or an error)."""
     return tuple(Text(str(c)) for c in cells)
+
+
+class StepShown(Message):
+    """A runbook screen came to the top: the App draws its frame and its view at once."""
+
+    def __init__(self, screen: RunbookScreen):
+        super().__init__()
+        self.screen = screen
 
 
 class RunbookScreen(Screen):
@@ -33,7 +43,12 @@ class RunbookScreen(Screen):
     def compose_body(self) -> ComposeResult:
         yield from ()
 
+    def on_screen_resume(self) -> None:
+        self.post_message(StepShown(self))
+
     def apply_frame(self, state: FrameState) -> None:
+        if self.step and state.step != self.step:
+            state = replace(state, step=self.step)
         for widget in (*self.query(RunFrame), *self.query(StepBar), *self.query(KillBanner)):
             widget.state = state
 

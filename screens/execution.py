@@ -45,9 +45,9 @@ def step_marks(actions: Sequence[str], status: str | None) -> list[str]:
         if end in seen:
             marks.append("✓")
         elif start is None or start in seen:
-            marks.append("✗" if stopped and (start in seen) else ("…" if start in seen else "⬜"))
+            marks.append("✗" if stopped and (start in seen) else ("…" if start in seen else "○"))
         else:
-            marks.append("⬜")
+            marks.append("○")
     return marks
 
 
@@ -93,6 +93,7 @@ class ExecutionScreen(RunbookScreen):
     DEFAULT_CSS = RunbookScreen.DEFAULT_CSS + """
     ExecutionScreen .section { margin: 1 1 0 1; text-style: bold; }
     ExecutionScreen #top { height: auto; }
+    ExecutionScreen #top > Vertical { height: auto; width: 1fr; }
     ExecutionScreen #steps { width: 1fr; height: auto; margin: 0 1; }
     ExecutionScreen #announcement { width: 1fr; height: auto; margin: 0 1; padding: 0 1; background: $boost; }
     ExecutionScreen #alter { margin: 0 1; height: auto; }

@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from rich.markup import escape
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.message import Message
@@ -33,6 +35,7 @@ class FrameState:
     locked: frozenset[str] = frozenset()  # steps that may not be entered yet
     run: str = ""  # "run 1a2b3c4d scheduled", "" before the prechecks begin
     driver: str = ""  # "you drive" | "joined: nok@… drives"
+    speed: float = 1.0  # > 1: a rehearsal's compressed clock, always said on screen
 
     @property
     def clock(self) -> str:
@@ -84,7 +87,7 @@ class StepBar(Static):
                 parts.append(f"[dim]{title} ⊘[/dim]")
             else:
                 parts.append(f" {title} ")
-        tail = " │ ".join(x for x in (s.run, s.driver) if x)
+        tail = escape(" │ ".join(x for x in (s.run, s.driver) if x))
         return " ".join(parts) + (f"  [dim]│ {tail}[/dim]" if tail else "")
 
 
@@ -100,10 +103,11 @@ class RunFrame(Static):
     def watch_state(self, state: FrameState) -> None:
         self.set_class(state.kill_active, "-kill-active")
 
-    def render(self) -> str:
+    def render(self) -> Text:
         s = self.state
         role = "/".join(s.roles) if s.roles else "no role"
-        return f" {s.clock} │ {s.kill_text()} │ {s.user} ({role}) │ {s.target} {s.target_health}"
+        clock = s.clock if s.speed == 1 else f"{s.clock} ⏩ TIME ×{s.speed:g} (rehearsal)"
+        return Text(f" {clock} │ {s.kill_text()} │ {s.user} ({role}) │ {s.target} {s.target_health}")
 
 
 class KillBanner(Static):
@@ -115,8 +119,8 @@ class KillBanner(Static):
     def watch_state(self, state: FrameState) -> None:
         self.display = state.kill_active
 
-    def render(self) -> str:
-        return self.state.banner()
+    def render(self) -> Text:
+        return Text(self.state.banner())
 
 
 class FrameBar(Horizontal):

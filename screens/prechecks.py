@@ -98,16 +98,16 @@ class PrechecksScreen(RunbookScreen):
         tests.clear()
         for case in sorted(PRIORITY):
             r = view.self_test.get(case)
-            tests.add_row(*plain(case, NAMES[case], PRIORITY[case], MARK.get(r.status, r.status) if r else "⬜ not run",
+            tests.add_row(*plain(case, NAMES[case], PRIORITY[case], MARK.get(r.status, r.status) if r else "○ not run",
                           (r.detail.split(": ", 1)[-1][:70] if r else ""), when(r)))
         checks = self.query_one("#checks", DataTable)
         checks.clear()
         confirmed = view.approvals_of("rollback_prepared")
         for c in CHECKS:
             r = view.prechecks.get(c.id)
-            status, found, by = (MARK.get(r.status, r.status), r.detail, when(r)) if r else ("⬜", "", "")
+            status, found, by = (MARK.get(r.status, r.status), r.detail, when(r)) if r else ("○", "", "")
             if c.id == "rb.prepared":
-                status = "✓ confirmed" if confirmed else "⬜ DBA to confirm"
+                status = "✓ confirmed" if confirmed else "○ DBA to confirm"
                 found = f"by {confirmed[-1].actor}" if confirmed else "press p (DBA)"
                 by = f"{confirmed[-1].actor.split('@')[0]} {confirmed[-1].created_at:%H:%M:%S}" if confirmed else ""
             checks.add_row(*plain(c.section.split(" (")[0], c.label, c.expected, status, found[:70],
@@ -117,7 +117,7 @@ class PrechecksScreen(RunbookScreen):
         signed = {a.role: a for a in view.approvals_of("signoff")}
         for role in SIGNOFF_ROLES:
             a = signed.get(role)
-            signoffs.add_row(role.replace("_", " "), a.actor if a else "⬜ not yet", f"{a.created_at:%H:%M:%S}" if a else "")
+            signoffs.add_row(role.replace("_", " "), a.actor if a else "○ not yet", f"{a.created_at:%H:%M:%S}" if a else "")
         self._draw_missing(now)
 
     def tick(self, view: RunView, now: datetime) -> None:
@@ -134,4 +134,10 @@ class PrechecksScreen(RunbookScreen):
         elif not missing:
             box.update("✓ All prechecks done and signed: the size gate is open (3).")
         else:
-            box.update("\n".join(f"• {m}" for m in missing))
+            unchecked = [m for m in missing if m.what.endswith(": not checked")]
+            lines = [f"• {m}" for m in missing if m not in unchecked]
+            if unchecked:
+                lines.insert(0, f"• {len(unchecked)} check(s) not run yet: "
+                             + ", ".join(m.what.removesuffix(": not checked") for m in unchecked[:4])
+                             + (", …" if len(unchecked) > 4 else "") + " — run the checks (r), the kill-switch test (k)")
+            box.update("\n".join(lines))

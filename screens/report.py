@@ -24,6 +24,10 @@ from screens.base import RunbookScreen
 VIEWS = (("report", "Report"), ("start", "Start"), ("completion", "Completion"),
          ("rollback_initiated", "Rollback initiated"), ("rollback_outcome", "Rollback complete"))
 
+# The run's outcome → the title's colour class (the engine decides the outcome, the screen only maps it).
+OUTCOME_CLASS = {"PASS": "-pass", "WARNING": "-warning", "INCONCLUSIVE": "-warning", "FAIL": "-fail",
+                 "CANCELLED": "-fail"}
+
 
 @dataclass
 class ReportExport(Message):
@@ -59,11 +63,14 @@ class ReportScreen(RunbookScreen):
     ]
     step = "report"
     DEFAULT_CSS = RunbookScreen.DEFAULT_CSS + """
-    ReportScreen #report-title { margin: 1 1 0 1; text-style: bold; height: auto; }
+    ReportScreen #report-title { margin: 0 1; padding-top: 1; text-style: bold; height: auto; }
+    ReportScreen #report-title.-pass { color: $success; }
+    ReportScreen #report-title.-warning { color: $warning; }
+    ReportScreen #report-title.-fail { color: $error; }
     ReportScreen Tabs { margin: 0 1; }
     ReportScreen ContentSwitcher { height: 1fr; margin: 0 1; }
     ReportScreen VerticalScroll { height: 1fr; }
-    ReportScreen #announcement-text { padding: 1 2; width: auto; }
+    ReportScreen #announcement-text { padding: 1 2; }
     ReportScreen #report-status { height: auto; padding: 0 1; background: $panel; }
     ReportScreen #report-status.-ok { color: $success; }
     ReportScreen #report-status.-error { color: $error; text-style: bold; }
@@ -104,9 +111,8 @@ class ReportScreen(RunbookScreen):
 
     def _idle_status(self) -> str:
         if self.webhook_reason:
-            return f"e export · c copy · w post: not available — {self.webhook_reason}"
-        return (f"e export · c copy · w post to {redact_webhook(self.plan.webhook_url or '')} "
-                "(the webhook's path is a secret and is not shown)")
+            return f"Webhook: not configured — {self.webhook_reason}."
+        return f"Webhook: {redact_webhook(self.plan.webhook_url or '')}/… (the path is a secret: not shown)."
 
     # --- data in ------------------------------------------------------------------------------
 
@@ -135,8 +141,12 @@ class ReportScreen(RunbookScreen):
         facts = self.facts
         if facts is None:
             return
-        self.query_one("#report-title", Static).update(
-            f"Report — run {facts.short_id} · {facts.target} · {facts.result}")
+        title = self.query_one("#report-title", Static)
+        title.update(f"Report — run {facts.short_id} · {facts.target} · {facts.result}"
+                     + (" · rolled back" if facts.rolled_back else ""))
+        level = OUTCOME_CLASS.get(facts.outcome, "")
+        for cls in set(OUTCOME_CLASS.values()):
+            title.set_class(cls == level, cls)
         self.query_one("#report-md", Markdown).update(self.texts["report"])
         self._select(self.view if self.view in self.texts else "report")
         self.refresh_bindings()

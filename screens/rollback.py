@@ -11,11 +11,11 @@ screen last saw — the engine checks approvals and the target again before it s
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.markup import escape
 from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import (
@@ -32,7 +32,8 @@ from textual.widgets import (
 
 from engine.plan import Plan
 from engine.rollback_flow import TRIGGERS, Inspection, RollbackView, role_rows
-from screens.base import RunbookScreen
+from engine.runbook import RunView
+from screens.base import RunbookScreen, plain
 
 # --- what the screen asks the App to do ----------------------------------------------------------
 
@@ -252,19 +253,20 @@ class ConfirmRung(ModalScreen[tuple[str, ...] | None]):
 # --- the screen ----------------------------------------------------------------------------------
 
 
-def _at(value: object) -> str:
-    return f"{value:%H:%M:%S}" if value is not None else ""
+def _at(value: datetime | None, fmt: str = "%H:%M:%S") -> str:
+    return f"{value:{fmt}}" if value is not None else ""
 
 
 class RollbackScreen(RunbookScreen):
+    step = "rollback"
     BINDINGS = [
+        Binding("t", "next_trigger", "Trigger", id="rollback-trigger"),
         Binding("d", "decide", "Decide", id="rollback-decide"),
         Binding("a", "approve", "Approve", id="rollback-approve"),
         Binding("i", "ignore", "Rung 1 ignore", id="rollback-ignore"),
         Binding("u", "undo", "Undo rung 1", id="rollback-undo"),
         Binding("x", "drop", "Rung 2 DROP", id="rollback-drop"),
         Binding("r", "refresh", "Refresh", id="rollback-refresh"),
-        *(Binding(str(n + 1), f"pick({n})", show=False) for n in range(len(TRIGGERS))),
     ]
     DEFAULT_CSS = RunbookScreen.DEFAULT_CSS + """
     RollbackScreen #title { padding: 0 1; text-style: bold; }
@@ -274,12 +276,15 @@ class RollbackScreen(RunbookScreen):
     RollbackScreen #status.-error { background: $error 50%; }
     RollbackScreen #steps { padding: 0 1; color: $text-muted; }
     RollbackScreen #escalation { background: red; color: white; text-style: bold; padding: 0 1; }
-    RollbackScreen #columns { height: 1fr; }
-    RollbackScreen #left { width: 60; height: 1fr; }
-    RollbackScreen #right { width: 1fr; height: 1fr; }
+    RollbackScreen .row { height: auto; }
+    RollbackScreen .row > Vertical { height: auto; }
+    RollbackScreen #flow { width: 50; }
+    RollbackScreen #matrix { width: 1fr; }
+    RollbackScreen #target { width: 50; }
+    RollbackScreen #history { width: 1fr; }
     RollbackScreen .section { margin: 1 1 0 1; text-style: bold; }
-    RollbackScreen RadioSet { margin: 0 1; width: 58; }
-    RollbackScreen DataTable { margin: 0 1; height: auto; max-height: 12; }
+    RollbackScreen RadioSet { margin: 0 1; width: 48; }
+    RollbackScreen DataTable { margin: 0 1; height: auto; max-height: 10; }
     RollbackScreen .body { padding: 0 1; height: auto; }
     RollbackScreen #unstaffed { color: $error; padding: 0 1; height: auto; }
     """
@@ -294,36 +299,39 @@ class RollbackScreen(RunbookScreen):
         self._picked_by_user = False
 
     def compose_body(self) -> ComposeResult:
-        yield Static("Rollback (runbook 6)", id="title", markup=False)
-        yield Static("reading the store…", id="status", markup=False)
-        yield Static("", id="steps", markup=False)
-        yield Static("", id="escalation", markup=False)
-        with Horizontal(id="columns"):
-            with VerticalScroll(id="left"):
-                yield Static("Decision flow — severity → trigger (6.1 → 6.3)", classes="section")
-                with RadioSet(id="triggers"):
-                    for n, t in enumerate(TRIGGERS, 1):
-                        yield RadioButton(f"{n} {t.severity:<11} {t.condition}", name=t.key,
-                                          value=t.key == self.selected)
-                yield Static("", id="trigger-who", classes="body", markup=False)
-                yield Static("Approvals (6.3)", classes="section")
-                yield DataTable(id="approvals", cursor_type="none", zebra_stripes=True)
-                yield Static("", id="unstaffed", markup=False)
-                yield Static("", id="decision", classes="body", markup=False)
-            with VerticalScroll(id="right"):
-                yield Static("Rollback ladder (SPEC §8)", classes="section")
-                yield Static("", id="ladder", classes="body", markup=False)
-                yield Static("Target vs the rollback point", classes="section")
-                yield Static("", id="inspection", classes="body", markup=False)
-                yield Static("Records and attempts", classes="section")
-                yield DataTable(id="records", cursor_type="row", zebra_stripes=True)
+        with VerticalScroll():
+            yield Static("Rollback (runbook 6)", id="title", markup=False)
+            yield Static("reading the store…", id="status", markup=False)
+            yield Static("", id="steps", markup=False)
+            yield Static("", id="escalation", markup=False)
+            with Horizontal(classes="row"):
+                with Vertical(id="flow"):
+                    yield Static("Decision flow: severity → trigger (6.1, 6.3)", classes="section")
+                    with RadioSet(id="triggers"):
+                        for t in TRIGGERS:
+                            yield RadioButton(f"{t.severity:<11} {t.label}", name=t.key, value=t.key == self.selected)
+                    yield Static("", id="trigger-who", classes="body", markup=False)
+                with Vertical(id="matrix"):
+                    yield Static("Approvals (6.3)", classes="section")
+                    yield DataTable(id="approvals", cursor_type="none", zebra_stripes=True)
+                    yield Static("", id="unstaffed", markup=False)
+                    yield Static("", id="decision", classes="body", markup=False)
+            yield Static("Rollback ladder (SPEC §8)", classes="section")
+            yield Static("", id="ladder", classes="body", markup=False)
+            with Horizontal(classes="row"):
+                with Vertical(id="target"):
+                    yield Static("Target vs the rollback point", classes="section")
+                    yield Static("", id="inspection", classes="body", markup=False)
+                with Vertical(id="history"):
+                    yield Static("Records and attempts", classes="section")
+                    yield DataTable(id="records", cursor_type="row", zebra_stripes=True)
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#approvals", DataTable).add_columns("Role", "Part", "Status", "Who", "At (UTC)")
-        self.query_one("#records", DataTable).add_columns("What", "Status", "Type", "Started", "Done",
-                                                          "Attempts", "Error")
+        self.query_one("#approvals", DataTable).add_columns("Role", "Part", "Status", "Who", "At")
+        self.query_one("#records", DataTable).add_columns("What", "Status", "Started", "Done", "Attempts")
         self.query_one("#escalation", Static).display = False
+        self.query_one("#triggers", RadioSet).focus()
         self._draw()
 
     # --- data in ---------------------------------------------------------------------------------
@@ -338,6 +346,11 @@ class RollbackScreen(RunbookScreen):
         if self.is_mounted:
             self._draw()
 
+    def show_view(self, view: RunView, now: datetime) -> None:
+        """The run changed in the store (another console approved, the run moved on): ask for a
+        fresh rollback view, so every console sees it within a second."""
+        self.post_message(RollbackRefresh())
+
     # --- drawing ---------------------------------------------------------------------------------
 
     def _draw(self) -> None:
@@ -349,11 +362,11 @@ class RollbackScreen(RunbookScreen):
             self._draw_matrix()
             return
         self.query_one("#title", Static).update(
-            f"Rollback (runbook 6) — {v.table} · index {v.index} ({v.columns}) · run {v.run_id[:8]} "
+            f"Rollback — {v.table} · {v.index} ({v.columns}) · run {v.run_id[:8]} "
             f"{v.run_status}{f' ({v.fail_reason})' if v.fail_reason else ''}")
         status.update(v.status)
-        self.query_one("#steps", Static).update("   ".join(
-            f"{s.code} {'✓' if s.done else '…'} {s.label}: {s.detail}" for s in v.steps))
+        self.query_one("#steps", Static).update("  ".join(
+            f"{s.code} {'✓' if s.done else '·'} {s.label}: {s.detail}" for s in v.steps))
         escalation = self.query_one("#escalation", Static)
         escalation.display = bool(v.escalation)
         escalation.update(f"ESCALATION {v.escalation}" if v.escalation else "")
@@ -370,17 +383,20 @@ class RollbackScreen(RunbookScreen):
         v = self.view
         radios.disabled = bool(v and v.trigger)
         t = next(t for t in TRIGGERS if t.key == self.selected)
-        self.query_one("#trigger-who", Static).update(f"{t.severity} → {t.route}\n{t.who()}")
+        self.query_one("#trigger-who", Static).update(f"{t.condition}\n{t.severity} → {t.route}\n{t.who()}")
         state = v.state if v is not None and v.trigger == self.selected else None
-        rows = v.roles if v is not None and (v.trigger or v.suggested_trigger) == self.selected and v.roles \
+        rows = v.roles if v is not None and v.roles and (v.trigger or v.suggested_trigger) == self.selected \
             else role_rows(self.plan, self.selected, state)
         table = self.query_one("#approvals", DataTable)
         table.clear()
         for r in rows:
-            who = r.actor or (f"({', '.join(r.people)})" if r.people and r.part != "—" else "")
-            if r.part != "—" and not r.people:
-                who = "nobody in the plan"
-            table.add_row(escape(r.role), escape(r.part), escape(r.status), escape(who), _at(r.at))
+            if r.actor:
+                who = r.actor
+            elif r.part == "—":
+                who = ""
+            else:
+                who = f"({', '.join(r.people)})" if r.people else "nobody in the plan"
+            table.add_row(*plain(r.role, r.part, r.status, who, _at(r.at, "%H:%M")))
         unstaffed = [r.role for r in rows if r.part != "—" and not r.people]
         note = self.query_one("#unstaffed", Static)
         note.display = bool(unstaffed)
@@ -389,10 +405,10 @@ class RollbackScreen(RunbookScreen):
         decision = self.query_one("#decision", Static)
         if v is not None and v.decided_by:
             metrics = ", ".join(f"{k} {val}" for k, val in v.metrics) or "none recorded"
-            decision.update(f"Decided by {v.decided_by[1]} ({v.decided_by[0]}) at {_at(v.decided_at)} UTC\n"
-                            f"Reason: {v.reason}\nMetrics at decision: {metrics}")
+            decision.update(f"Decided by {v.decided_by[1]} ({v.decided_by[0]}) at {_at(v.decided_at)} UTC: "
+                            f"{v.reason}\nMetrics at decision: {metrics}")
         else:
-            decision.update("No decision yet: pick the trigger (1–6, arrows) and decide (d).")
+            decision.update("No decision yet: pick the trigger (t, or arrows) and decide (d).")
 
     def _draw_ladder(self) -> None:
         v = self.view
@@ -400,13 +416,12 @@ class RollbackScreen(RunbookScreen):
         keys = {"ignore": "i", "drop": "x"}
         lines = []
         for rung in v.ladder:
-            lines.append(f"{rung.title} — {rung.state}  [{keys[rung.rung]}]")
+            lines.append(f"{rung.title} — {rung.state} [{keys[rung.rung]}]")
             lines.append(f"  {rung.sql}")
             if rung.undo_sql:
                 lines.append(f"  undo [u]: {rung.undo_sql}")
-            expected = "expected: empty" if rung.rung == "drop" else "expected: YES" if "IGNORED" in rung.verify_sql \
-                else "expected: NO"
-            lines.append(f"  verify ({expected}): {rung.verify_sql}")
+            expected = ("empty" if rung.rung == "drop" else "YES" if "IGNORED" in rung.verify_sql else "NO")
+            lines.append(f"  verify (expected {expected}): {rung.verify_sql}")
         if v.observation_until is not None:
             lines.append(f"Post-rollback observation (R4) until {v.observation_until:%H:%M} UTC")
         self.query_one("#ladder", Static).update("\n".join(lines) or "no ladder: refresh (r)")
@@ -414,25 +429,25 @@ class RollbackScreen(RunbookScreen):
     def _draw_inspection(self) -> None:
         v, i = self.view, self.inspection
         assert v is not None
-        point = f"rollback point captured {_at(v.point_captured_at)} UTC" if v.point_captured_at else \
-            "no rollback point stored"
+        point = f"the rollback point ({_at(v.point_captured_at)} UTC)" if v.point_captured_at else \
+            "the rollback point (none stored)"
         if i is None:
-            text = (f"{point}. Not inspected from this console: the driving console reads the target; "
-                    "executing inspects it again.")
+            text = ("Not inspected from this console (the driving console reads the target); executing "
+                    "inspects it again.")
         elif i.error:
             text = f"✗ {i.error}"
         else:
             cols = ", ".join(c + (f"({p})" if p else "") for c, p in i.index_columns)
-            state = ("present" + (f" ({cols})" if cols else "")) if i.index_exists else "absent"
             ignored = {True: "yes", False: "no", None: "n/a"}[i.ignored]
-            lines = [f"{i.server} · index {v.index} {state} · this run's: {'✓' if i.ours else '✗'} · "
-                     f"ignored: {ignored} · inspected {_at(i.inspected_at)} UTC",
+            lines = [f"{i.server}, inspected {_at(i.inspected_at)} UTC",
+                     f"index {'present (' + cols + ')' if i.index_exists else 'absent'}",
+                     f"this run's: {'✓' if i.ours else '✗'} · ignored: {ignored}",
                      *(f"✗ {b}" for b in i.blockers)]
             if i.conflicts:
-                lines.append(f"⚠ {len(i.conflicts)} change(s) since the {point} — acknowledged when executing:")
-                lines += [f"  • {c}" for c in i.conflicts]
+                lines.append(f"⚠ {len(i.conflicts)} change(s) since {point}, to acknowledge:")
+                lines += [f"• {c}" for c in i.conflicts]
             else:
-                lines.append(f"✓ no change since the {point}")
+                lines.append(f"✓ no change since {point}")
             text = "\n".join(lines)
         self.query_one("#inspection", Static).update(text)
 
@@ -445,8 +460,10 @@ class RollbackScreen(RunbookScreen):
             attempts = " ".join(
                 f"{a.n}{'✓' if a.ok else '✗' if a.error else '·'}{a.kind or ('sent' if a.sent else '')}"
                 for a in r.attempts)
-            table.add_row(escape(r.what), escape(r.status), escape(r.type), _at(r.started_at), _at(r.completed_at),
-                          escape(attempts), escape(r.error[:60]))
+            if r.error:
+                attempts = f"{attempts} {r.error[:40]}".strip()
+            table.add_row(*plain(f"{r.what} ({r.type})", r.status, _at(r.started_at), _at(r.completed_at),
+                                 attempts))
 
     # --- keys ------------------------------------------------------------------------------------
 
@@ -458,11 +475,12 @@ class RollbackScreen(RunbookScreen):
         self.selected = event.pressed.name
         self._draw_matrix()
 
-    def action_pick(self, n: int) -> None:
+    def action_next_trigger(self) -> None:
         if self.view is not None and self.view.trigger:
             return  # decided: the trigger is part of the record
+        keys = [t.key for t in TRIGGERS]
         self._picked_by_user = True
-        self.selected = TRIGGERS[n].key
+        self.selected = keys[(keys.index(self.selected) + 1) % len(keys)]
         self._draw_matrix()
 
     def action_decide(self) -> None:
@@ -483,28 +501,27 @@ class RollbackScreen(RunbookScreen):
 
     def _warnings(self) -> tuple[str, ...]:
         v, i = self.view, self.inspection
-        out: list[str] = []
         if v is None:
             return ("nothing read yet: refresh (r) first",)
+        out: list[str] = []
         if v.state is None or not v.state.complete:
-            out.append(f"as of {_at(v.as_of)} the rollback is not approved: {v.status}")
+            out.append(f"as of {_at(v.as_of)} UTC the rollback is not approved: {v.status}")
         if i is not None:
             out += list(i.blockers)
             if i.error:
                 out.append(i.error)
-        if not set(self.user_roles) & {"dba"}:
+        if "dba" not in self.user_roles:
             out.append("executing is the DBA's step: it will be refused and audited")
         return tuple(out)
 
     def _confirm(self, rung: str) -> None:
         v = self.view
         statement = ""
-        if v is not None:
-            for r in v.ladder:
-                if rung in ("ignore", "undo") and r.rung == "ignore":
-                    statement = r.undo_sql if rung == "undo" else r.sql
-                elif rung == "drop" and r.rung == "drop":
-                    statement = r.sql
+        for r in v.ladder if v is not None else ():
+            if rung in ("ignore", "undo") and r.rung == "ignore":
+                statement = r.undo_sql if rung == "undo" else r.sql
+            elif rung == "drop" and r.rung == "drop":
+                statement = r.sql
         conflicts = self.inspection.conflicts if self.inspection is not None and rung != "undo" else ()
 
         def chosen(acknowledged: tuple[str, ...] | None) -> None:

@@ -125,7 +125,7 @@ class SizeGateScreen(RunbookScreen):
         approvals = self.view.approvals_of("size_gate")
         if gate.status == "warn":
             approval.update(f"✓ approved by the DBA {approvals[-1].actor} at {approvals[-1].created_at:%H:%M:%S}"
-                            if approvals else "⬜ the DBA must approve (a) before execution; monitoring will sample "
+                            if approvals else "○ the DBA must approve (a) before execution; monitoring will sample "
                             "every 2.5 s with the thresholds shown tighter")
         elif gate.status == "fail":
             run = self.view.run

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_rehearse_reaches_a_verdict_and_cleans_up(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT), XDG_STATE_HOME=str(tmp_path))
     done = subprocess.run([sys.executable, "-m", "console.cli", "rehearse", "--rows", "20000", "--speed", "600",
-                           "--skip-self-test"], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+                           "--skip-self-test", "--headless"], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
     out = done.stdout
     assert done.returncode == 0, out + done.stderr
     assert "Traceback" not in done.stderr
