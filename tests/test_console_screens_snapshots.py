@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from test_console_pilot import PLAN
+
 from console.app import CanaryApp
 from engine import prechecks
 from engine.clock import FrozenClock
@@ -19,7 +21,6 @@ from engine.store import Approval, ExecutionRun, PrecheckResult, Store
 from screens.execution import AlterProgress
 from screens.locked import StepLocked
 from screens.sizegate import TableSize
-from test_console_pilot import PLAN
 
 T0 = datetime(2026, 11, 22, 16, 0, tzinfo=UTC)  # 23:00 at UTC+7: off-peak
 PEOPLE = """
