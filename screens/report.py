@@ -3,7 +3,8 @@ steps 0 and 9, 6.4 R1 and R5), with real values.
 
 The screen only draws what it is given (``show``) and asks the App to act: export, copy and post
 are messages carrying the text on screen; the App does the I/O in its workers and reports back
-with ``show_result``. Keys are letters and digits, which survive SSH jump hosts."""
+with ``show_result``. Its keys are letters (e, c, w, v), which survive SSH jump hosts; the digits
+stay the App's (they jump between the runbook's steps)."""
 
 from __future__ import annotations
 
@@ -117,7 +118,10 @@ class ReportScreen(RunbookScreen):
     # --- data in ------------------------------------------------------------------------------
 
     def show(self, facts: ReportFacts) -> None:
-        """Draw the report and the announcements that apply to this run."""
+        """Draw the report and the announcements that apply to this run (nothing is redrawn when
+        the facts have not changed: the App may send the same ones on every poll)."""
+        if facts == self.facts:
+            return
         self.facts = facts
         self.texts = {"report": render_report(facts)}
         self.titles = dict(VIEWS)
@@ -219,6 +223,7 @@ class ReportScreen(RunbookScreen):
 
     def action_export(self) -> None:
         if "export" in self.busy:
+            self._status("Still exporting: wait for it to finish.")
             return
         self.busy.add("export")
         self._status("Exporting…")
