@@ -73,7 +73,7 @@ class RollbackRefresh(Message):
 
 DIALOG_CSS = """
 {name} {{ align: center middle; }}
-{name} > Vertical {{ width: 96; height: auto; max-height: 90%; border: thick $warning; background: $surface; padding: 1 2; }}
+{name} > VerticalScroll {{ width: 96; max-width: 100%; height: auto; max-height: 90%; border: thick $warning; background: $surface; padding: 1 2; }}
 {name} .title {{ text-style: bold; }}
 {name} .sql {{ background: $panel; padding: 0 1; margin: 1 0; }}
 {name} .why {{ color: $error; height: auto; }}
@@ -96,7 +96,7 @@ class DecideDialog(ModalScreen[tuple[str, str] | None]):
 
     def compose(self) -> ComposeResult:
         t = self.trigger
-        with Vertical():
+        with VerticalScroll():
             yield Label(f"Decide: roll back — {t.condition}", classes="title", markup=False)
             yield Static(f"Severity {t.severity} → {t.route}. {t.who()}.", markup=False)
             if not set(t.deciders) & set(self.roles):
@@ -143,7 +143,7 @@ class ApproveDialog(ModalScreen[tuple[str, str, str] | None]):
 
     def compose(self) -> ComposeResult:
         first = next((r for r in self.roles if r in self.missing), self.roles[0] if self.roles else None)
-        with Vertical():
+        with VerticalScroll():
             yield Label("Approve the rollback", classes="title")
             yield Static(f"Still needed: {', '.join(self.missing) or 'nothing'}. Approve for one of your "
                          "roles; nobody approves twice.", markup=False)
@@ -203,7 +203,7 @@ class ConfirmRung(ModalScreen[tuple[str, ...] | None]):
         title = {"ignore": "Rung 1 — ignore the index (instant, reversible)",
                  "undo": "Undo rung 1 — the index is used again",
                  "drop": "Rung 2 — DROP INDEX (not reversible)"}[self.rung]
-        with Vertical():
+        with VerticalScroll():
             yield Label(title, classes="title")
             yield Static(self.statement or "(no statement: refresh first)", classes="sql", markup=False)
             for w in self.warnings:
@@ -259,6 +259,8 @@ def _at(value: datetime | None, fmt: str = "%H:%M:%S") -> str:
 
 class RollbackScreen(RunbookScreen):
     step = "rollback"
+    # Below 100 columns the two side-by-side rows stack (an SSH session on a laptop: 80×24).
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
     BINDINGS = [
         Binding("t", "next_trigger", "Trigger", id="rollback-trigger"),
         Binding("d", "decide", "Decide", id="rollback-decide"),
@@ -282,10 +284,18 @@ class RollbackScreen(RunbookScreen):
     RollbackScreen #matrix { width: 1fr; }
     RollbackScreen #target { width: 50; }
     RollbackScreen #history { width: 1fr; }
-    RollbackScreen .section { margin: 1 1 0 1; text-style: bold; }
+    RollbackScreen.-narrow .row { layout: vertical; }
+    RollbackScreen.-narrow #flow, RollbackScreen.-narrow #matrix, RollbackScreen.-narrow #target,
+    RollbackScreen.-narrow #history { width: 100%; }
+    RollbackScreen .section { margin: 0 1; text-style: bold; color: $accent; }
+    RollbackScreen .row, RollbackScreen #ladder { margin-top: 1; }
     RollbackScreen RadioSet { margin: 0 1; width: 48; }
+    RollbackScreen #trigger-who { margin-top: 1; }
     RollbackScreen DataTable { margin: 0 1; height: auto; max-height: 10; }
     RollbackScreen .body { padding: 0 1; height: auto; }
+    RollbackScreen #ladder { height: auto; }
+    RollbackScreen #ladder .rung { padding: 0 1; }
+    RollbackScreen #ladder .sql { padding: 0 1 0 3; color: $text-muted; }
     RollbackScreen #unstaffed { color: $error; padding: 0 1; height: auto; }
     """
 
@@ -307,7 +317,7 @@ class RollbackScreen(RunbookScreen):
             with Horizontal(classes="row"):
                 with Vertical(id="flow"):
                     yield Static("Decision flow: severity → trigger (6.1, 6.3)", classes="section")
-                    with RadioSet(id="triggers"):
+                    with RadioSet(id="triggers", compact=True):
                         for t in TRIGGERS:
                             yield RadioButton(f"{t.severity:<11} {t.label}", name=t.key, value=t.key == self.selected)
                     yield Static("", id="trigger-who", classes="body", markup=False)
@@ -316,8 +326,13 @@ class RollbackScreen(RunbookScreen):
                     yield DataTable(id="approvals", cursor_type="none", zebra_stripes=True)
                     yield Static("", id="unstaffed", markup=False)
                     yield Static("", id="decision", classes="body", markup=False)
-            yield Static("Rollback ladder (SPEC §8)", classes="section")
-            yield Static("", id="ladder", classes="body", markup=False)
+            with Vertical(id="ladder"):
+                yield Static("Rollback ladder (SPEC §8)", classes="section")
+                for n in range(2):
+                    yield Static("", id=f"rung{n}-title", classes="rung", markup=False)
+                    for part in ("sql", "undo", "verify"):
+                        yield Static("", id=f"rung{n}-{part}", classes="sql", markup=False)
+                yield Static("", id="observation", classes="rung", markup=False)
             with Horizontal(classes="row"):
                 with Vertical(id="target"):
                     yield Static("Target vs the rollback point", classes="section")
@@ -329,7 +344,7 @@ class RollbackScreen(RunbookScreen):
 
     def on_mount(self) -> None:
         self.query_one("#approvals", DataTable).add_columns("Role", "Part", "Status", "Who", "At")
-        self.query_one("#records", DataTable).add_columns("What", "Status", "Started", "Done", "Attempts")
+        self.query_one("#records", DataTable).add_columns("What", "Status", "Done", "Attempts")
         self.query_one("#escalation", Static).display = False
         self.query_one("#triggers", RadioSet).focus()
         self._draw()
@@ -362,11 +377,13 @@ class RollbackScreen(RunbookScreen):
             self._draw_matrix()
             return
         self.query_one("#title", Static).update(
-            f"Rollback — {v.table} · {v.index} ({v.columns}) · run {v.run_id[:8]} "
-            f"{v.run_status}{f' ({v.fail_reason})' if v.fail_reason else ''}")
-        status.update(v.status)
+            f"{v.table} · {v.index} ({v.columns}) · run {v.run_id[:8]} "
+            f"{v.run_status}{f', {v.fail_reason}' if v.fail_reason else ''}")
+        conflicts = len(self.inspection.conflicts) if self.inspection is not None else 0
+        status.update(v.status + (f"  ⚠ {conflicts} change(s) since the rollback point (below)" if conflicts
+                                  and v.run_status != "rolled_back" else ""))
         self.query_one("#steps", Static).update("  ".join(
-            f"{s.code} {'✓' if s.done else '·'} {s.label}: {s.detail}" for s in v.steps))
+            f"{s.code} {'✓' if s.done else '·'} {s.label}{': ' + s.detail if s.detail else ''}" for s in v.steps))
         escalation = self.query_one("#escalation", Static)
         escalation.display = bool(v.escalation)
         escalation.update(f"ESCALATION {v.escalation}" if v.escalation else "")
@@ -383,7 +400,7 @@ class RollbackScreen(RunbookScreen):
         v = self.view
         radios.disabled = bool(v and v.trigger)
         t = next(t for t in TRIGGERS if t.key == self.selected)
-        self.query_one("#trigger-who", Static).update(f"{t.condition}\n{t.severity} → {t.route}\n{t.who()}")
+        self.query_one("#trigger-who", Static).update(f"{t.severity} → {t.route}\n{t.who()}")
         state = v.state if v is not None and v.trigger == self.selected else None
         rows = v.roles if v is not None and v.roles and (v.trigger or v.suggested_trigger) == self.selected \
             else role_rows(self.plan, self.selected, state)
@@ -414,17 +431,25 @@ class RollbackScreen(RunbookScreen):
         v = self.view
         assert v is not None
         keys = {"ignore": "i", "drop": "x"}
-        lines = []
-        for rung in v.ladder:
-            lines.append(f"{rung.title} — {rung.state} [{keys[rung.rung]}]")
-            lines.append(f"  {rung.sql}")
-            if rung.undo_sql:
-                lines.append(f"  undo [u]: {rung.undo_sql}")
-            expected = ("empty" if rung.rung == "drop" else "YES" if "IGNORED" in rung.verify_sql else "NO")
-            lines.append(f"  verify (expected {expected}): {rung.verify_sql}")
-        if v.observation_until is not None:
-            lines.append(f"Post-rollback observation (R4) until {v.observation_until:%H:%M} UTC")
-        self.query_one("#ladder", Static).update("\n".join(lines) or "no ladder: refresh (r)")
+        for n in range(2):
+            rung = v.ladder[n] if n < len(v.ladder) else None
+            lines = {"title": "", "sql": "", "undo": "", "verify": ""}
+            if rung is not None:
+                expected = "empty" if rung.rung == "drop" else "YES" if "IGNORED" in rung.verify_sql else "NO"
+                lines = {"title": f"{rung.title} — {rung.state}  [{keys[rung.rung]}]", "sql": rung.sql,
+                         "undo": f"undo [u]: {rung.undo_sql}" if rung.undo_sql else "",
+                         "verify": f"verify (expected {expected}): {rung.verify_sql}"}
+            for part, text in lines.items():
+                widget = self.query_one(f"#rung{n}-{part}", Static)
+                widget.display = bool(text)
+                widget.update(text)
+        if not v.ladder:
+            self.query_one("#rung0-title", Static).update("no ladder: refresh (r)")
+            self.query_one("#rung0-title", Static).display = True
+        observation = self.query_one("#observation", Static)
+        observation.display = v.observation_until is not None
+        observation.update(f"Post-rollback observation (R4) until {v.observation_until:%H:%M} UTC"
+                           if v.observation_until else "")
 
     def _draw_inspection(self) -> None:
         v, i = self.view, self.inspection
@@ -439,10 +464,12 @@ class RollbackScreen(RunbookScreen):
         else:
             cols = ", ".join(c + (f"({p})" if p else "") for c, p in i.index_columns)
             ignored = {True: "yes", False: "no", None: "n/a"}[i.ignored]
-            lines = [f"{i.server}, inspected {_at(i.inspected_at)} UTC",
-                     f"index {'present (' + cols + ')' if i.index_exists else 'absent'}",
-                     f"this run's: {'✓' if i.ours else '✗'} · ignored: {ignored}",
-                     *(f"✗ {b}" for b in i.blockers)]
+            lines = [f"{i.server}, inspected {_at(i.inspected_at)} UTC"]
+            if i.index_exists:
+                lines += [f"index present ({cols})", f"this run's: {'✓' if i.ours else '✗'} · ignored: {ignored}"]
+            else:
+                lines.append(f"index {v.index} absent")
+            lines += [f"✗ {b}" for b in i.blockers]
             if i.conflicts:
                 lines.append(f"⚠ {len(i.conflicts)} change(s) since {point}, to acknowledge:")
                 lines += [f"• {c}" for c in i.conflicts]
@@ -458,12 +485,11 @@ class RollbackScreen(RunbookScreen):
         table.clear()
         for r in v.records:
             attempts = " ".join(
-                f"{a.n}{'✓' if a.ok else '✗' if a.error else '·'}{a.kind or ('sent' if a.sent else '')}"
+                f"{a.n}{'✓' if a.ok else '✗' if a.error else '·'} {a.kind or a.note or ('sent' if a.sent else '')}"
                 for a in r.attempts)
             if r.error:
                 attempts = f"{attempts} {r.error[:40]}".strip()
-            table.add_row(*plain(f"{r.what} ({r.type})", r.status, _at(r.started_at), _at(r.completed_at),
-                                 attempts))
+            table.add_row(*plain(r.what, r.status, _at(r.completed_at), attempts))
 
     # --- keys ------------------------------------------------------------------------------------
 
