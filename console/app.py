@@ -13,6 +13,7 @@ switch, and do not poll the target a second time (SPEC §9).
 from __future__ import annotations
 
 import threading
+import traceback
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import timedelta
@@ -21,7 +22,7 @@ from typing import Any
 from textual import work
 from textual.app import App
 from textual.binding import Binding
-from textual.worker import get_current_worker
+from textual.worker import Worker, WorkerState, get_current_worker
 
 from engine import prechecks, selftest, sql
 from engine.clock import Clock, SystemClock
@@ -29,6 +30,15 @@ from engine.enforce import enforce_kill_switch
 from engine.identity import Identity, current_identity, worker_id
 from engine.killswitch import KillSwitchBackend, KillSwitchReading, backend_for
 from engine.plan import Plan
+from engine.report import (
+    ExportError,
+    ReportFacts,
+    announce_start,
+    copy_hint,
+    export_markdown,
+    in_tmux,
+    report_facts,
+)
 from engine.runbook import (
     EXECUTE_ROLES,
     KILL_TEST_ROLES,
@@ -43,7 +53,7 @@ from engine.runbook import (
 from engine.runstate import ACTIVE
 from engine.selftest import PRIORITY
 from engine.sizegate import gate, sampling_interval
-from engine.store import Approval, ExecutionRun, Store
+from engine.store import Approval, ExecutionRun, Store, state_dir
 from engine.target import Target, TargetError, alter_stage
 from screens.audit import AuditScreen
 from screens.base import RunbookScreen, StepShown
@@ -53,6 +63,14 @@ from screens.frame import FrameState, KillSwitchPressed
 from screens.locked import StepLocked
 from screens.plan import PlanScreen, ScopeFacts
 from screens.prechecks import PrechecksScreen
+from screens.report import ReportCopy, ReportExport, ReportPost, ReportScreen
+from screens.rollback import (
+    RollbackApprove,
+    RollbackDecide,
+    RollbackExecute,
+    RollbackRefresh,
+    RollbackScreen,
+)
 from screens.sizegate import SizeGateScreen, TableSize
 
 POLL_S = 0.5  # a second console sees a change within one second (SPEC §4)
@@ -65,6 +83,34 @@ QUIET = {"alter_progress", "wait_tick", "baseline_tick"}
 class DriverStopped(Exception):
     """The console that drove the run is closing: the run stays where it is, its lease runs out,
     and another console (or this one, restarted) takes it over after inspecting the target."""
+
+
+class StoppableClock:
+    """The App's clock for its long workers (executor, monitor, observation): a sleep ends early,
+    with ``DriverStopped``, when the console closes — so quitting never waits out a 60-minute
+    window. The run stays in the store; its lease runs out; it can be taken over."""
+
+    def __init__(self, clock: Clock, stop: threading.Event):
+        self.clock = clock
+        self.stop = stop
+        self.speed = float(getattr(clock, "speed", 1.0))
+
+    def now(self) -> Any:
+        return self.clock.now()
+
+    def monotonic(self) -> float:
+        return self.clock.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        left = max(0.0, seconds)
+        while True:
+            if self.stop.is_set():
+                raise DriverStopped()
+            if left <= 0:
+                return
+            chunk = min(left, 0.5 * self.speed)  # at most half a real second between looks
+            self.clock.sleep(chunk)
+            left -= chunk
 
 
 def role_words(roles: Iterable[str]) -> str:
@@ -105,6 +151,7 @@ class CanaryApp(App):
         self.count_cancel = threading.Event()
         self._view_busy = False
         self._progress_on = threading.Event()
+        self._stop = threading.Event()  # set when the console closes: long workers end
         self.frame = FrameState(user=self.identity.actor, roles=self.roles,
                                 target=f"{plan.schema}.{plan.change.table}@{plan.connection.socket or plan.connection.host}"
                                        f"{'' if plan.connection.socket else ':' + str(plan.connection.port)}",
@@ -112,8 +159,11 @@ class CanaryApp(App):
                                 speed=float(getattr(self.clock, "speed", 1.0)))
         self.steps: dict[str, RunbookScreen] = {
             "plan": PlanScreen(plan, self.identity.user), "prechecks": PrechecksScreen(plan),
-            "size_gate": SizeGateScreen(plan), "execution": ExecutionScreen(plan),
+            "size_gate": SizeGateScreen(plan), "execution": ExecutionScreen(plan), "report": ReportScreen(plan),
+            "rollback": RollbackScreen(plan, self.roles),
         }
+        self._rollback_busy = threading.Lock()
+        self._facts_for: tuple[Any, ...] | None = None
 
     @property
     def actor(self) -> str:
@@ -133,6 +183,11 @@ class CanaryApp(App):
             self.set_interval(1.0, self.tick)
             self.check_health()
 
+    def on_unmount(self) -> None:
+        self._stop.set()
+        self._progress_on.clear()
+        self.count_cancel.set()
+
     # --- the frame ---------------------------------------------------------------------------
 
     def set_frame(self, **changes: Any) -> None:
@@ -146,6 +201,9 @@ class CanaryApp(App):
         self.frame = replace(self.frame, now=self.clock.now(), step=screen.step or self.frame.step)
         screen.apply_frame(self.frame)
         screen.show_view(self.view, self.clock.now())
+        if isinstance(screen, (ExecutionScreen, ReportScreen)):
+            self._facts_for = None
+            self.refresh_view()
 
     def tick(self) -> None:
         self.set_frame()
@@ -167,6 +225,24 @@ class CanaryApp(App):
     @work(thread=True, group="store-write", exit_on_error=False)
     def audit_in_worker(self, action: str, details: dict[str, Any]) -> None:
         self.store.audit(self.plan.tenant, self.actor, action, self.run_id, details)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """No traceback reaches a user: a worker that failed says what failed, in one line, and
+        the details go to the console's log file."""
+        if event.state != WorkerState.ERROR:
+            return
+        error = event.worker.error
+        log = state_dir() / "console.log"
+        try:
+            log.parent.mkdir(parents=True, exist_ok=True)
+            with log.open("a") as fh:
+                fh.write(f"{self.clock.now().isoformat()} {event.worker.name}: "
+                         + "".join(traceback.format_exception(error)) + "\n")
+        except OSError:
+            pass
+        first = str(error).splitlines()[0][:200] if str(error) else error.__class__.__name__
+        self.notify(f"{event.worker.group or event.worker.name} failed: {first}. Nothing was lost; details in {log}.",
+                    title="Error", severity="error", timeout=20)
 
     # --- the war room: the run as the store has it --------------------------------------------
 
@@ -190,14 +266,20 @@ class CanaryApp(App):
                     if chosen.status in ACTIVE:
                         self._mark_present(chosen.id)
             view = load_view(self.store, self.plan.tenant, self.run_id)
+            screen = self.screen
             entries = (self.store.audit_entries(self.plan.tenant, run_id=self.run_id, limit=2000)
-                       if self.run_id and isinstance(self.screen, ExecutionScreen) else None)
+                       if self.run_id and isinstance(screen, ExecutionScreen) else None)
+            facts = None
+            if (self.run_id and isinstance(screen, (ExecutionScreen, ReportScreen))
+                    and self._facts_for != (screen.step, view.signature())):
+                facts = report_facts(self.store, self.plan, self.run_id)
+                self._facts_for = (screen.step, view.signature())
         except Exception as exc:  # noqa: BLE001 - the store is down: say so, keep the last view
             self.call_from_thread(self.set_frame, target_health=f"✗ store: {str(exc).splitlines()[0][:80]}")
             return
         finally:
             self._view_busy = False
-        self.call_from_thread(self._show_view, view, entries)
+        self.call_from_thread(self._show_view, view, entries, facts)
 
     def _sync_view(self) -> None:
         """From a worker, after a write: read the run now and show it (not at the next poll)."""
@@ -213,7 +295,7 @@ class CanaryApp(App):
                                                  note="opened the console on this run",
                                                  created_at=self.clock.now()))
 
-    def _show_view(self, view: RunView, entries: list[Any] | None) -> None:
+    def _show_view(self, view: RunView, entries: list[Any] | None, facts: ReportFacts | None = None) -> None:
         changed = view.signature() != self.view.signature()
         self.view = view
         now = self.clock.now()
@@ -230,6 +312,9 @@ class CanaryApp(App):
             screen.show_view(view, now)
         if entries is not None and isinstance(screen, ExecutionScreen):
             screen.show_entries(entries)
+        if facts is not None:
+            self.steps["execution"].show_announcement(announce_start(facts))  # type: ignore[attr-defined]
+            self.steps["report"].show(facts)  # type: ignore[attr-defined]
 
     def action_goto(self, step: str) -> None:
         if step not in self.steps:
@@ -544,14 +629,19 @@ class CanaryApp(App):
         def on_event(name: str, data: dict[str, Any]) -> None:
             if me.is_cancelled:
                 raise DriverStopped()
+            if name in QUIET or name == "monitor_tick":
+                seen = self.view.run
+                if seen is not None and seen.id == run_id and seen.status not in ACTIVE:
+                    raise DriverStopped()  # ended elsewhere (a manual rollback, a console's kill switch)
             if name in QUIET:
                 return
             self.call_from_thread(self._exec_event, name, data)
 
+        clock = StoppableClock(self.clock, self._stop)
         ex = Executor(self.plan, self.store, self.backend, self.target, self.actor, self.worker_name,
-                      clock=self.clock, on_event=on_event)
-        ex.monitor = Monitor(self.store, self.plan.tenant, run_id, sources_for(self.plan, self.backend, self.clock),
-                             self.plan.profile(), self.actor, self.clock, interval=interval)
+                      clock=clock, on_event=on_event)
+        ex.monitor = Monitor(self.store, self.plan.tenant, run_id, sources_for(self.plan, self.backend, clock),
+                             self.plan.profile(), self.actor, clock, interval=interval)
         try:
             outcome = ex.execute(run_id)
         except DriverStopped:
@@ -604,13 +694,22 @@ class CanaryApp(App):
 
     def _announcement(self) -> str:
         screen: ExecutionScreen = self.steps["execution"]  # type: ignore[assignment]
-        return str(screen.query_one("#announcement").render())
+        return screen.announcement
+
+    def copy_text(self, text: str) -> str:
+        """OSC 52 to the terminal (over SSH too; inside tmux it needs ``set -g set-clipboard on``,
+        which the hint says)."""
+        self.copy_to_clipboard(text)
+        return copy_hint(in_tmux())
 
     def action_copy_announcement(self) -> None:
         text = self._announcement()
-        self.copy_to_clipboard(text)
+        if not text:
+            self.notify("No announcement yet: it is written once the run exists.", severity="warning")
+            return
+        hint = self.copy_text(text)
         self.audit_in_worker("run_announced", {"via": "clipboard (OSC 52)"})
-        self.notify("Announcement copied (OSC 52: your terminal, or tmux with set-clipboard on)", timeout=5)
+        self.notify(f"Announcement copied. {hint}", timeout=6)
 
     def action_post_announcement(self) -> None:
         if not self.plan.webhook_url:
@@ -629,6 +728,128 @@ class CanaryApp(App):
         self.call_from_thread(self.notify, result.message, severity="information" if result.ok else "error")
         self._sync_view()
 
+    # --- step 7: manual rollback (SPEC §8) ---------------------------------------------------------
+
+    def _rollback_target(self) -> Target | None:
+        """The driver, or a console when nobody drives, inspects the target; joined consoles do not."""
+        run = self.view.run
+        if run is not None and run.status == "running" and not self.driving:
+            return None
+        return self.target
+
+    def on_rollback_refresh(self, _message: RollbackRefresh) -> None:
+        if self.run_id is not None:
+            self.refresh_rollback(self.run_id)
+
+    @work(thread=True, group="rollback-read", exclusive=True, exit_on_error=False)
+    def refresh_rollback(self, run_id: str) -> None:
+        from engine.rollback_flow import refresh
+
+        view, inspection = refresh(self.store, self.plan, self._rollback_target(), run_id, self.clock)
+        self.call_from_thread(self.steps["rollback"].show, view, inspection)  # type: ignore[attr-defined]
+
+    def on_rollback_decide(self, message: RollbackDecide) -> None:
+        self.rollback_act("decide", trigger=message.trigger, reason=message.reason)
+
+    def on_rollback_approve(self, message: RollbackApprove) -> None:
+        self.rollback_act("approve", role=message.role, note=message.note, decision=message.decision)
+
+    def on_rollback_execute(self, message: RollbackExecute) -> None:
+        self.rollback_act(message.rung, acknowledged=tuple(message.acknowledged))
+
+    @work(thread=True, group="rollback", exit_on_error=False)
+    def rollback_act(self, what: str, **data: Any) -> None:
+        from engine import rollback_flow as flow
+
+        if not self._rollback_busy.acquire(blocking=False):
+            self.call_from_thread(self.notify, "A rollback step is already running: wait for it.", severity="warning")
+            return
+        try:
+            run = self.store.get_run(self.plan.tenant, self.run_id or "")
+            if run is None:
+                return
+            roles = set(self.roles)
+            if what == "decide":
+                out = flow.decide_rollback(self.store, self.plan, run, data["trigger"], self.actor, roles,
+                                           data["reason"], metrics_at_decision(self.store, run))
+            elif what == "approve":
+                out = flow.approve_rollback(self.store, self.plan, run, data["role"], self.actor, roles,
+                                            data["note"], data["decision"])
+            else:
+                execute = {"ignore": flow.execute_ignore, "drop": flow.execute_drop}.get(what)
+                if execute is not None:
+                    out = execute(self.store, self.plan, self.target, run, self.actor, roles,
+                                  data.get("acknowledged", ()), self.clock)
+                else:
+                    out = flow.undo_ignore(self.store, self.plan, self.target, run, self.actor, roles, self.clock)
+        finally:
+            self._rollback_busy.release()
+        self.call_from_thread(self.notify, out.message, title=f"Rollback: {what}",
+                              severity={"done": "information", "refused": "warning"}.get(out.status, "error"),
+                              timeout=15)
+        self._sync_view()
+        self.call_from_thread(self.refresh_rollback, run.id)
+        if what == "drop" and out.status == "done":
+            self.call_from_thread(self.observe_after_rollback, run.id)
+
+    @work(thread=True, group="observe", exclusive=True, exit_on_error=False)
+    def observe_after_rollback(self, run_id: str) -> None:
+        """R4: 30 minutes of post-rollback observation, watched like the window."""
+        from engine.monitor import Monitor, observe, sources_for
+
+        run = self.store.get_run(self.plan.tenant, run_id)
+        if run is None or run.alter_started_at is None:
+            return
+        clock = StoppableClock(self.clock, self._stop)
+        monitor = Monitor(self.store, self.plan.tenant, run_id, sources_for(self.plan, self.backend, clock),
+                          self.plan.profile(), self.actor, clock)
+        try:
+            result = observe(monitor, "post_rollback", run.alter_started_at)
+        except DriverStopped:
+            return
+        finally:
+            monitor.close()
+        self.call_from_thread(self.notify, f"post-rollback observation: {'OK' if result.ok else 'NOT OK'} "
+                              f"({result.ticks} samples, {len(result.alerts)} alert(s))", title="Rollback R4",
+                              timeout=20)
+        self._sync_view()
+
+    # --- step 8: the report ----------------------------------------------------------------------
+
+    def on_report_copy(self, message: ReportCopy) -> None:
+        hint = self.copy_text(message.text)
+        self.audit_in_worker("report_copied", {"view": message.view})
+        self.steps["report"].show_result(f"copied ({message.view}). {hint}", True, "copy")  # type: ignore[attr-defined]
+
+    def on_report_export(self, message: ReportExport) -> None:
+        self.export_report(message.text, message.view)
+
+    def on_report_post(self, message: ReportPost) -> None:
+        self.post_report(message.text, message.view)
+
+    @work(thread=True, group="report", exit_on_error=False)
+    def export_report(self, text: str, view: str) -> None:
+        screen: ReportScreen = self.steps["report"]  # type: ignore[assignment]
+        directory = state_dir() / "reports"
+        try:
+            path = export_markdown(screen.facts, directory, text=text, now=self.clock.now())
+        except ExportError as exc:
+            self.call_from_thread(screen.show_result, str(exc), False, "export")
+            return
+        self.store.audit(self.plan.tenant, self.actor, "report_exported", self.run_id,
+                         {"view": view, "path": str(path)})
+        self.call_from_thread(screen.show_result, f"written to {path}", True, "export")
+
+    @work(thread=True, group="webhook", exit_on_error=False)
+    def post_report(self, text: str, view: str) -> None:
+        from engine.report import post_webhook
+
+        screen: ReportScreen = self.steps["report"]  # type: ignore[assignment]
+        result = post_webhook(self.plan.webhook_url or "", text)
+        self.store.audit(self.plan.tenant, self.actor, "report_posted" if result.ok else "report_post_failed",
+                         self.run_id, {"view": view, "webhook": result.message})
+        self.call_from_thread(screen.show_result, result.message, result.ok, "post")
+
     # --- the audit log ---------------------------------------------------------------------------
 
     def action_audit(self) -> None:
@@ -645,3 +866,15 @@ class CanaryApp(App):
     def _show_audit(self, entries: list[Any]) -> None:
         if isinstance(self.screen, AuditScreen):
             self.screen.show(entries)
+
+
+ROLLBACK_METRICS = ("latency_p50", "latency_p99", "error_rate", "lock_wait", "replication_lag")
+
+
+def metrics_at_decision(store: Store, run: ExecutionRun) -> dict[str, Any]:
+    """The latest value of each metric a rollback trigger names (runbook 6.5's record)."""
+    latest: dict[str, Any] = {}
+    for row in store.samples(run.tenant_id, run.id):
+        if row.metric in ROLLBACK_METRICS and row.value is not None:
+            latest[row.metric] = row.value
+    return latest

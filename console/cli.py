@@ -220,7 +220,10 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
     drill = rehearsal.start(args.rows, args.reset, ident.user, say)
     try:
         plan = load_plan(drill.plan_path)
-        store = Store(drill.store_url)
+        # One compressed clock for everything the drill records, so T+, the audit trail and the
+        # samples agree (the store notes the compression with the monitoring window).
+        clock = CompressedClock(args.speed)
+        store = Store(drill.store_url, clock=clock)
         say(f"plan written to {drill.plan_path}")
         say(f"store {redact_url(store.url)}; workload running (reads by customer_id, background writes)")
         say("kill switch from another terminal: canary-console kill --plan " + str(drill.plan_path))
@@ -235,7 +238,7 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
                 "F9 is the kill switch; Ctrl+Q quits and stops the drill.")
             from console.app import CanaryApp
 
-            CanaryApp(plan, store, clock=CompressedClock(args.speed)).run()
+            CanaryApp(plan, store, clock=clock).run()
             return EXIT_OK
 
         def on_event(name: str, data: dict[str, Any]) -> None:
@@ -258,7 +261,6 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
             say("BLOCK: no DDL on this table in this phase; the drill stops here")
             return EXIT_FAILED
 
-        clock = CompressedClock(args.speed)
         backend = _backend(plan, store)
         ex = Executor(plan, store, backend, Target(plan.connection), ident.actor, worker_id(ident),
                       on_event=on_event, clock=clock)

@@ -63,7 +63,7 @@ def plan_data(sandbox: MariaDBSandbox, store_url: str, user: str) -> dict[str, A
         "change": {"table": TABLE, "index": INDEX, "columns": ["customer_id", "created_at"]},
         "people": [{"name": "You", "roles": ["canary_lead", "dba", "sre", "developer"], "unix_user": user}],
         # A rehearsal only: the off-peak window is set to cover the time of the drill.
-        "window": window_covering(utcnow()),
+        "window": window_covering(utcnow(), hours=23),  # a drill runs compressed: room for hours of it
         "executor": {"mode": "canary", "baseline_window_seconds": 300, "cooldown_seconds": 120},
     }
 

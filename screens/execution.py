@@ -111,6 +111,7 @@ class ExecutionScreen(RunbookScreen):
         self.entries: list[AuditLog] = []
         self.progress = AlterProgress()
         self.cooldown_until: datetime | None = None
+        self.announcement = ""
 
     def compose_body(self) -> ComposeResult:
         with VerticalScroll():
@@ -121,7 +122,7 @@ class ExecutionScreen(RunbookScreen):
                 with Vertical(id="announce-box"):
                     yield Static("Step 0 — announcement (c: copy over SSH, w: post to the webhook)",
                                  classes="section")
-                    yield Static("", id="announcement", markup=False)
+                    yield Static(self.announcement, id="announcement", markup=False)
             yield Static("ALTER progress (performance_schema stage events)", classes="section")
             yield Static("not started", id="alter", markup=False)
             yield ProgressBar(id="alter-progress", total=100, show_eta=False)
@@ -141,7 +142,9 @@ class ExecutionScreen(RunbookScreen):
         self._draw_progress(None)
 
     def show_announcement(self, text: str) -> None:
-        self.query_one("#announcement", Static).update(text)
+        self.announcement = text
+        if self.is_mounted:
+            self.query_one("#announcement", Static).update(text)
 
     def show_view(self, view: RunView, now: datetime) -> None:
         self.view = view
@@ -163,6 +166,7 @@ class ExecutionScreen(RunbookScreen):
         log.write_lines([audit_line(e) for e in fresh])
         self.entries = list(entries)
         self._draw_steps()
+        self._draw_outcome()
 
     def show_progress(self, progress: AlterProgress, now: datetime | None = None) -> None:
         self.progress = progress
@@ -219,7 +223,8 @@ class ExecutionScreen(RunbookScreen):
 
     def _draw_cooldown(self, now: datetime) -> None:
         box = self.query_one("#cooldown", Static)
-        if self.cooldown_until is None or now >= self.cooldown_until:
+        if (self.cooldown_until is None or now >= self.cooldown_until
+                or any(e.action == "monitoring_started" for e in self.entries)):
             box.update("")
             return
         box.update(f"Cool-down: {mmss((self.cooldown_until - now).total_seconds())} before the monitoring window")

@@ -24,6 +24,8 @@ from engine.target import Target
 from screens.execution import ExecutionScreen
 from screens.locked import StepLocked
 from screens.prechecks import PrechecksScreen
+from screens.report import ReportScreen
+from screens.rollback import RollbackScreen
 from screens.sizegate import SizeGateScreen
 
 pytestmark = [pytest.mark.mariadb]
@@ -116,7 +118,8 @@ async def walk_prechecks(app, pilot, clock):
     assert await until(pilot, lambda: isinstance(app.screen, SizeGateScreen))
 
 
-async def test_happy_path_from_the_plan_to_the_monitoring_hand_off(lab, small_db, tmp_path):
+async def test_happy_path_from_the_plan_to_the_monitoring_hand_off(lab, small_db, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     index = "idx_console_happy"
     lab.drop_index_if_present(small_db, "orders", index)
     plan = make_plan(lab, small_db, index)
@@ -136,6 +139,16 @@ async def test_happy_path_from_the_plan_to_the_monitoring_hand_off(lab, small_db
         run = store.get_run(plan.tenant, app.run_id)
         assert run.status == "running" and run.index_created_by_run
         assert app.frame.driver == "you drive"
+        screen = app.screen
+        assert await until(pilot, lambda: "[CANARY START]" in screen.announcement and run.id[:8] in screen.announcement)
+        await pilot.press("c")  # copy the announcement (OSC 52)
+        assert await until(pilot, lambda: store.audit_entries(plan.tenant, run.id, "run_announced"))
+        await pilot.press("8")
+        assert await until(pilot, lambda: isinstance(app.screen, ReportScreen) and app.screen.facts is not None)
+        await pilot.press("e")
+        assert await until(pilot, lambda: store.audit_entries(plan.tenant, run.id, "report_exported"))
+        [exported] = (tmp_path / "state" / "canary-console" / "reports").glob("canary-report-*.md")
+        assert index in exported.read_text() and "running" in exported.read_text()
     with Target(plan.connection).session("verify") as s:
         assert s.index_exists(plan.schema, "orders", index)
     actions = [e.action for e in store.audit_entries(plan.tenant)]  # the kill-switch test is tenant-wide
@@ -297,3 +310,61 @@ async def test_two_consoles_on_one_store_see_each_others_sign_offs_within_a_seco
             assert (datetime.now(UTC) - started).total_seconds() < 1.5
             await p1.press("s")
             assert await until(p2, lambda: dba.view.signoffs().get("canary_lead") == "lead@10.0.0.5", 3)
+
+
+async def test_kill_switch_after_the_alter_then_a_manual_rollback_with_approvals(lab, small_db, tmp_path):
+    """F9 during the monitoring window: the run is cancelled with the index left in place; the
+    lead decides the rollback, the DBA (another console) approves, the DROP runs, the index is gone."""
+    index = "idx_console_rollback"
+    lab.drop_index_if_present(small_db, "orders", index)
+    plan = make_plan(lab, small_db, index, people=[
+        {"name": "Lead", "roles": ALL_ROLES, "unix_user": "lead"},
+        {"name": "Nok", "roles": ["dba"], "unix_user": "nok"}])
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    passed_self_test(store, plan.tenant)
+    clock = FrozenClock(utcnow().replace(microsecond=0))
+    lead = make_app(plan, store, clock=clock)
+    async with lead.run_test(size=(160, 50)) as pilot:
+        await walk_prechecks(lead, pilot, clock)
+        await pilot.press("c")
+        assert await until(pilot, lambda: lead.view.gate() is not None)
+        await pilot.press("4", "g")
+        assert await until(pilot, lambda: store.audit_entries(plan.tenant, lead.run_id, "monitoring_started"), 90)
+        await pilot.press("f9")
+        assert await until(pilot, lambda: lead.view.run.status == "cancelled", 30)
+        assert lead.view.run.index_created_by_run and lab.index_exists(plan), "after the ALTER: the index stays"
+        store.set_kill_switch(plan.tenant, "global", False, "nok@10.0.0.5", "cause found")
+
+        await pilot.press("7")
+        assert await until(pilot, lambda: isinstance(lead.screen, RollbackScreen) and lead.screen.view is not None)
+        assert lead.screen.selected == "kill_switch", "the trigger is suggested from the kill switch's record"
+        await pilot.press("d")
+        await pilot.pause(0.1)
+        await pilot.press(*"killed-after-the-ALTER", "enter")
+        assert await until(pilot, lambda: store.audit_entries(plan.tenant, lead.run_id, "rollback_decided"))
+        await pilot.press("x")  # before the DBA approved: refused, and the index stays
+        await pilot.pause(0.1)
+        await pilot.press(*index, "enter")
+        assert await until(pilot, lambda: store.audit_entries(plan.tenant, action="rollback_execution_refused"), 5)
+        assert lab.index_exists(plan)
+
+        dba = make_app(plan, store, user="nok", clock=clock)
+        async with dba.run_test(size=(160, 50)) as p2:
+            assert await until(p2, lambda: dba.view.run is not None)
+            dba.action_goto("rollback")
+            assert await until(p2, lambda: isinstance(dba.screen, RollbackScreen) and dba.screen.view is not None)
+            await p2.press("a")
+            await p2.pause(0.1)
+            await p2.click("#approve")
+            assert await until(p2, lambda: store.audit_entries(plan.tenant, lead.run_id, "rollback_approve"))
+
+        await pilot.press("x")
+        await pilot.pause(0.1)
+        await pilot.press(*index, "enter")
+        assert await until(pilot, lambda: store.get_run(plan.tenant, lead.run_id).status == "rolled_back", 30)
+    assert not lab.index_exists(plan)
+    run = store.get_run(plan.tenant, lead.run_id)
+    assert run.fail_reason == "manual_rollback"
+    actions = [e.action for e in store.audit_entries(plan.tenant, run.id)]
+    assert actions.index("rollback_decided") < actions.index("rollback_approve") < actions.index(
+        "rollback_completed")
