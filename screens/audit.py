@@ -36,10 +36,13 @@ class AuditScreen(RunbookScreen):
     def on_mount(self) -> None:
         self.query_one("#audit", DataTable).add_columns("Time", "Actor", "Action", "Status", "Details")
         self.query_one("#audit-filter", Input).focus()
+        self._show_filtered("")
 
     def show(self, entries: Sequence[AuditLog]) -> None:
+        """Entries may arrive before the table has its columns: keep them; on_mount draws them."""
         self.entries = list(entries)
-        self._show_filtered(self.query_one("#audit-filter", Input).value)
+        if self.is_mounted:
+            self._show_filtered(self.query_one("#audit-filter", Input).value)
 
     def on_input_changed(self, event: Input.Changed) -> None:
         self._show_filtered(event.value)

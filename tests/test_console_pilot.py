@@ -165,3 +165,52 @@ async def test_deactivation_by_someone_without_the_role_is_refused_and_audited(t
                 break
     assert app.store.audit_entries("acme", action="kill_switch_deactivation_refused")
     assert [r.is_active for r in app.store.kill_switch_rows("acme") if r.scope == "global"] == [True]
+
+
+async def _wait_off(app, pilot):
+    app.read_kill_switch()
+    for _ in range(250):
+        await pilot.pause(0.02)
+        if app.frame.kill and not app.frame.kill.active and not app.frame.kill_pending:
+            return True
+    return False
+
+
+async def test_f9_works_on_every_screen_and_in_every_dialog(tmp_path):
+    """Every runbook screen (reached directly here: gating has its own tests), the audit log, the
+    locked-step dialog and the rollback decision's reason Input: F9 turns the switch on at once."""
+    from screens.locked import StepLocked
+    from screens.rollback import RollbackScreen
+
+    app = make_app(tmp_path)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await pilot.pause()
+        places = []
+        for name in app.steps:
+            app.switch_screen(name)
+            await pilot.pause(0.05)
+            places.append(name)
+            await pilot.press("f9")
+            assert app.frame.kill_active, name
+            assert await _wait_active(app, pilot), name
+            app.store.set_kill_switch("acme", "global", False, "nok@10.0.0.9", "next screen")
+            assert await _wait_off(app, pilot), name
+        app.push_screen(StepLocked("3 Size gate", []))
+        await pilot.pause(0.05)
+        await pilot.press("f9")
+        assert await _wait_active(app, pilot), "locked dialog"
+        app.store.set_kill_switch("acme", "global", False, "nok@10.0.0.9", "next")
+        assert await _wait_off(app, pilot)
+        await pilot.press("escape")
+        app.switch_screen("rollback")
+        await pilot.pause(0.05)
+        assert isinstance(app.screen, RollbackScreen)
+        await pilot.press("d")  # the decision dialog, its reason Input focused
+        await pilot.pause(0.1)
+        assert app.focused is not None and app.focused.id == "reason"
+        await pilot.press("a", "b")
+        await pilot.press("f9")
+        assert await _wait_active(app, pilot), "rollback reason input"
+        assert app.focused.value == "ab"
+    assert places == list(app.steps)
+    assert len(app.store.audit_entries("acme", action="kill_switch_activated")) == len(places) + 2

@@ -186,3 +186,30 @@ def test_every_step_is_locked_until_its_time(tmp_path):
     view = load_view(store, "acme", run.id)
     assert not missing_for("size_gate", view, clock.now())
     assert missing_for("execution", view, clock.now())[0].what.startswith("the table-size gate")
+
+
+def test_audit_log_filtered(snap_compare, tmp_path):
+    clock, store, plan, run = world(tmp_path)
+    all_checks_pass(store, plan, run, clock)
+    store.set_kill_switch("acme", "global", True, "nok@10.0.0.9", "p99 doubling")
+    app = app_for(clock, store, plan)
+
+    async def run_before(pilot):
+        await settle(app, "prechecks")(pilot)
+        await pilot.press("f2")
+        await pilot.pause(0.2)
+        await pilot.press(*"kill")
+        await pilot.pause(0.2)
+    assert snap_compare(app, terminal_size=(130, 30), run_before=run_before)
+
+
+def test_deactivation_dialog_names_the_scopes_and_asks_for_a_reason(snap_compare, tmp_path):
+    clock, store, plan, run = world(tmp_path)
+    store.set_kill_switch("acme", "global", True, "nok@10.0.0.9", "p99 doubling")
+    app = app_for(clock, store, plan)
+
+    async def run_before(pilot):
+        await settle(app, "prechecks")(pilot)
+        await pilot.press("f8")
+        await pilot.pause(0.2)
+    assert snap_compare(app, terminal_size=(120, 34), run_before=run_before)
