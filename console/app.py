@@ -17,28 +17,20 @@ import traceback
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import work
 from textual.app import App
 from textual.binding import Binding
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from engine import prechecks, selftest, sql
+from engine import prechecks, sql
+from engine.cases import PRIORITY
 from engine.clock import Clock, SystemClock
-from engine.enforce import enforce_kill_switch
 from engine.identity import Identity, current_identity, worker_id
 from engine.killswitch import KillSwitchBackend, KillSwitchReading, backend_for
+from engine.paths import state_dir
 from engine.plan import Plan
-from engine.report import (
-    ExportError,
-    ReportFacts,
-    announce_start,
-    copy_hint,
-    export_markdown,
-    in_tmux,
-    report_facts,
-)
 from engine.runbook import (
     EXECUTE_ROLES,
     KILL_TEST_ROLES,
@@ -51,9 +43,7 @@ from engine.runbook import (
     missing_for,
 )
 from engine.runstate import ACTIVE
-from engine.selftest import PRIORITY
 from engine.sizegate import gate, sampling_interval
-from engine.store import Approval, ExecutionRun, Store, state_dir
 from engine.target import Target, TargetError, alter_stage
 from screens.audit import AuditScreen
 from screens.base import RunbookScreen, StepShown
@@ -63,15 +53,13 @@ from screens.frame import FrameState, KillSwitchPressed
 from screens.locked import StepLocked
 from screens.plan import PlanScreen, ScopeFacts
 from screens.prechecks import PrechecksScreen
-from screens.report import ReportCopy, ReportExport, ReportPost, ReportScreen
-from screens.rollback import (
-    RollbackApprove,
-    RollbackDecide,
-    RollbackExecute,
-    RollbackRefresh,
-    RollbackScreen,
-)
 from screens.sizegate import SizeGateScreen, TableSize
+
+if TYPE_CHECKING:  # loaded on a worker after the first screen is drawn (SQLAlchemy is slow to import)
+    from engine.report import ReportFacts
+    from engine.store import ExecutionRun, Store
+    from screens.report import ReportCopy, ReportExport, ReportPost, ReportScreen
+    from screens.rollback import RollbackApprove, RollbackDecide, RollbackExecute, RollbackRefresh
 
 POLL_S = 0.5  # a second console sees a change within one second (SPEC §4)
 HEALTH_S = 5.0
@@ -159,9 +147,8 @@ class CanaryApp(App):
                                 speed=float(getattr(self.clock, "speed", 1.0)))
         self.steps: dict[str, RunbookScreen] = {
             "plan": PlanScreen(plan, self.identity.user), "prechecks": PrechecksScreen(plan),
-            "size_gate": SizeGateScreen(plan), "execution": ExecutionScreen(plan), "report": ReportScreen(plan),
-            "rollback": RollbackScreen(plan, self.roles),
-        }
+            "size_gate": SizeGateScreen(plan), "execution": ExecutionScreen(plan),
+        }  # + "rollback" and "report", installed once the store and what they need are loaded
         self._rollback_busy = threading.Lock()
         self._facts_for: tuple[Any, ...] | None = None
 
@@ -173,6 +160,11 @@ class CanaryApp(App):
         for name, screen in self.steps.items():
             self.install_screen(screen, name=name)
         self.push_screen("plan")
+        # The first frame first; then the store's imports, the reads and the polls.
+        self.call_after_refresh(self._after_first_frame)
+
+    def _after_first_frame(self) -> None:
+        self.open_store()
         self.read_scope()
         self.read_kill_switch()
         self.refresh_view(join=True)
@@ -182,6 +174,28 @@ class CanaryApp(App):
             self.set_interval(HEALTH_S, self.check_health)
             self.set_interval(1.0, self.tick)
             self.check_health()
+
+    @work(thread=True, group="store-open", exit_on_error=False)
+    def open_store(self) -> None:
+        """Wait for the store (opened on a thread when the CLI made it), then load what the later
+        steps need; a store that cannot open ends the console with its message."""
+        wait = getattr(self.store, "wait_open", None)
+        if wait is not None:
+            try:
+                wait()
+            except Exception as exc:  # noqa: BLE001 - StoreError and friends: said, not shown as a traceback
+                self.call_from_thread(self.exit, return_code=1, message=f"error: {exc}")
+                return
+        import engine.enforce  # noqa: F401 - warm for the first F9
+        from screens.report import ReportScreen
+        from screens.rollback import RollbackScreen
+
+        self.call_from_thread(self._install_late, "rollback", RollbackScreen(self.plan, self.roles))
+        self.call_from_thread(self._install_late, "report", ReportScreen(self.plan))
+
+    def _install_late(self, name: str, screen: RunbookScreen) -> None:
+        self.steps[name] = screen
+        self.install_screen(screen, name=name)
 
     def on_unmount(self) -> None:
         self._stop.set()
@@ -201,7 +215,7 @@ class CanaryApp(App):
         self.frame = replace(self.frame, now=self.clock.now(), step=screen.step or self.frame.step)
         screen.apply_frame(self.frame)
         screen.show_view(self.view, self.clock.now())
-        if isinstance(screen, (ExecutionScreen, ReportScreen)):
+        if screen.step in ("execution", "report"):
             self._facts_for = None
             self.refresh_view()
 
@@ -269,17 +283,20 @@ class CanaryApp(App):
             screen = self.screen
             entries = (self.store.audit_entries(self.plan.tenant, run_id=self.run_id, limit=2000)
                        if self.run_id and isinstance(screen, ExecutionScreen) else None)
-            facts = None
-            if (self.run_id and isinstance(screen, (ExecutionScreen, ReportScreen))
-                    and self._facts_for != (screen.step, view.signature())):
+            facts, announcement = None, ""
+            step = getattr(screen, "step", "")
+            if self.run_id and step in ("execution", "report") and self._facts_for != (step, view.signature()):
+                from engine.report import announce_start, report_facts
+
                 facts = report_facts(self.store, self.plan, self.run_id)
-                self._facts_for = (screen.step, view.signature())
+                announcement = announce_start(facts)
+                self._facts_for = (step, view.signature())
         except Exception as exc:  # noqa: BLE001 - the store is down: say so, keep the last view
             self.call_from_thread(self.set_frame, target_health=f"✗ store: {str(exc).splitlines()[0][:80]}")
             return
         finally:
             self._view_busy = False
-        self.call_from_thread(self._show_view, view, entries, facts)
+        self.call_from_thread(self._show_view, view, entries, facts, announcement)
 
     def _sync_view(self) -> None:
         """From a worker, after a write: read the run now and show it (not at the next poll)."""
@@ -287,6 +304,8 @@ class CanaryApp(App):
         self.call_from_thread(self._show_view, view, None)
 
     def _mark_present(self, run_id: str) -> None:
+        from engine.store import Approval
+
         have = {(a.role, a.actor) for a in self.store.approvals(self.plan.tenant, run_id, "presence")}
         for role in self.roles:
             if (role, self.actor) not in have:
@@ -295,7 +314,8 @@ class CanaryApp(App):
                                                  note="opened the console on this run",
                                                  created_at=self.clock.now()))
 
-    def _show_view(self, view: RunView, entries: list[Any] | None, facts: ReportFacts | None = None) -> None:
+    def _show_view(self, view: RunView, entries: list[Any] | None, facts: ReportFacts | None = None,
+                   announcement: str = "") -> None:
         changed = view.signature() != self.view.signature()
         self.view = view
         now = self.clock.now()
@@ -313,8 +333,9 @@ class CanaryApp(App):
         if entries is not None and isinstance(screen, ExecutionScreen):
             screen.show_entries(entries)
         if facts is not None:
-            self.steps["execution"].show_announcement(announce_start(facts))  # type: ignore[attr-defined]
-            self.steps["report"].show(facts)  # type: ignore[attr-defined]
+            self.steps["execution"].show_announcement(announcement)  # type: ignore[attr-defined]
+            if "report" in self.steps:
+                self.steps["report"].show(facts)  # type: ignore[attr-defined]
 
     def action_goto(self, step: str) -> None:
         if step not in self.steps:
@@ -366,6 +387,8 @@ class CanaryApp(App):
         actor = self.actor
         try:
             self.backend.set(self.plan.tenant, "global", True, actor, "F9 in the console")
+            from engine.enforce import enforce_kill_switch
+
             enforce_kill_switch(self.store, self.backend, self.plan.tenant, actor, self.worker_name,
                                 take_over=False)
             reading = self.backend.read(self.plan.tenant, self.plan.connection.id)
@@ -500,6 +523,8 @@ class CanaryApp(App):
 
     @work(thread=True, group="self-test", exclusive=True, exit_on_error=False)
     def self_test(self) -> None:
+        from engine import selftest
+
         def report(result: Any) -> None:
             selftest.record(self.store, self.plan.tenant, result, self.actor)
             self._sync_view()
@@ -539,6 +564,8 @@ class CanaryApp(App):
 
     @work(thread=True, group="store-write", exit_on_error=False)
     def approve(self, kind: str, role: str, note: str) -> None:
+        from engine.store import Approval
+
         self.store.add_approval(Approval(tenant_id=self.plan.tenant, execution_run_id=self.run_id, kind=kind,
                                          role=role, actor=self.actor, note=note, created_at=self.clock.now()))
         self._sync_view()
@@ -700,6 +727,8 @@ class CanaryApp(App):
         """OSC 52 to the terminal (over SSH too; inside tmux it needs ``set -g set-clipboard on``,
         which the hint says)."""
         self.copy_to_clipboard(text)
+        from engine.report import copy_hint, in_tmux
+
         return copy_hint(in_tmux())
 
     def action_copy_announcement(self) -> None:
@@ -829,6 +858,8 @@ class CanaryApp(App):
 
     @work(thread=True, group="report", exit_on_error=False)
     def export_report(self, text: str, view: str) -> None:
+        from engine.report import ExportError, export_markdown
+
         screen: ReportScreen = self.steps["report"]  # type: ignore[assignment]
         directory = state_dir() / "reports"
         try:

@@ -15,8 +15,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from engine.identity import current_identity, worker_id
+from engine.paths import state_dir
 from engine.plan import Plan, PlanError, load_plan
-from engine.store import GLOBAL_TENANT, Store, StoreError, redact_url, state_dir
+from engine.tenancy import GLOBAL_TENANT
+
+# The store (sqlmodel, SQLAlchemy) is imported where it is used: ``run`` opens it on a thread while
+# the console draws its first screen.
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED = 0, 1, 2, 3
 UNKILL_ROLES = {"canary_lead", "dba"}
@@ -33,9 +37,14 @@ def _plan(path: str | None) -> Plan | None:
     return load_plan(path) if path else None
 
 
-def _store(args: argparse.Namespace, plan: Plan | None) -> Store:
-    url = getattr(args, "store", None) or (plan.store_url if plan else None)
-    return Store(url)
+def _store_url(args: argparse.Namespace, plan: Plan | None) -> str | None:
+    return getattr(args, "store", None) or (plan.store_url if plan else None)
+
+
+def _store(args: argparse.Namespace, plan: Plan | None) -> Any:
+    from engine.store import Store
+
+    return Store(_store_url(args, plan))
 
 
 def _tenant(args: argparse.Namespace, plan: Plan | None, required: bool) -> str:
@@ -45,7 +54,7 @@ def _tenant(args: argparse.Namespace, plan: Plan | None, required: bool) -> str:
     return tenant or GLOBAL_TENANT
 
 
-def _backend(plan: Plan | None, store: Store) -> Any:
+def _backend(plan: Plan | None, store: Any) -> Any:
     from engine.killswitch import EmbeddedKillSwitch, backend_for
 
     return backend_for(plan, store) if plan else EmbeddedKillSwitch(store)
@@ -55,6 +64,8 @@ def _backend(plan: Plan | None, store: Store) -> Any:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from engine.store import redact_url
+
     plan = _plan(args.plan)
     store = _store(args, plan)
     tenant = _tenant(args, plan, required=False)
@@ -141,6 +152,7 @@ def _connection(args: argparse.Namespace, plan: Plan | None) -> str:
 
 def cmd_self_test(args: argparse.Namespace) -> int:
     from engine import selftest
+    from engine.store import redact_url
 
     plan = _plan(args.plan)
     store = _store(args, plan)
@@ -188,14 +200,17 @@ def cmd_execute(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     """Open the console on a plan."""
     from console.app import CanaryApp
+    from engine.opening import OpeningStore
 
     plan = load_plan(args.plan)
-    store = _store(args, plan)
+    store = OpeningStore(_store_url(args, plan))  # opens while the first screen is drawn
     try:
         app = CanaryApp(plan, store, role=args.role)
     except ValueError as exc:
         raise CliError(f"{exc}. Leave --role out to act in all your roles.") from None
     app.run()
+    if app.return_code:
+        return EXIT_FAILED  # the console said why (e.g. the store cannot be opened)
     return EXIT_OK
 
 
@@ -206,6 +221,7 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
     from engine.executor import Executor
     from engine.monitor import Monitor, sources_for
     from engine.sizegate import gate
+    from engine.store import Store, redact_url
     from engine.target import Target
 
     ident = current_identity()
@@ -438,6 +454,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as exc:  # noqa: BLE001 - the last line of defence: never a traceback on screen
         from engine.sandbox import SandboxUnavailable
+        from engine.store import StoreError
         from engine.target import TargetError
 
         if isinstance(exc, (StoreError, TargetError, SandboxUnavailable)):

@@ -11,9 +11,10 @@ import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import httpx
+if TYPE_CHECKING:  # httpx loads lazily: the console's first screen does not wait for it
+    import httpx
 
 from engine.clock import utcnow
 
@@ -116,6 +117,8 @@ class RemoteKillSwitch:
 
     def __init__(self, base_url: str, token: str | None = None, timeout: float = TIMEOUT_S,
                  transport: httpx.BaseTransport | None = None):
+        import httpx
+
         headers = {"Accept": "application/json"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -132,6 +135,8 @@ class RemoteKillSwitch:
         self.client.close()
 
     def read(self, tenant_id: str, connection_id: str) -> KillSwitchReading:
+        import httpx
+
         started = time.perf_counter()
         try:
             resp = self.client.get("/api/kill-switch", params={"connection_id": connection_id,
@@ -170,6 +175,8 @@ class RemoteKillSwitch:
             "tenant": f"/api/kill-switch/tenant/{tenant_id}",
             "connection": f"/api/kill-switch/connection/{connection_id}",
         }[scope]
+        import httpx
+
         try:
             resp = self.client.put(path, json={"is_active": active, "reason": reason, "actor": actor,
                                                "tenant_id": tenant_id})

@@ -22,14 +22,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-import httpx
 
 from engine.clock import utcnow
 from engine.plan import Plan
-from engine.store import AuditLog, MetricSample, Store
+
+if TYPE_CHECKING:  # the store (SQLAlchemy) and httpx load lazily: not needed to draw a screen
+    from engine.store import AuditLog, MetricSample, Store
 
 UNKNOWN = "—"
 RULE = "━━━━━━━━━━━━━━━━━━━━━━━━━━━━━"
@@ -1173,6 +1173,8 @@ def _scrub(text: str, url: str) -> str:
 
 def post_webhook(url: str, text: str, timeout: float = 5.0) -> WebhookResult:
     """POST ``{"text": text}`` to a Slack-compatible incoming webhook. Never raises."""
+    import httpx
+
     where = redact_webhook(url)
     fix = "fix integrations.webhook_url in the plan"
     by_hand = "copy the text (c) and post it by hand"

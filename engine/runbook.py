@@ -10,12 +10,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from engine.cases import PRIORITY
 from engine.prechecks import BY_ID, REQUIRED_PRESENT
 from engine.runstate import ACTIVE
-from engine.selftest import PRIORITY
-from engine.store import Approval, ExecutionRun, PrecheckResult, Store
+
+if TYPE_CHECKING:  # the store's models: not imported to draw the first screen (SQLAlchemy is slow to load)
+    from engine.store import Approval, ExecutionRun, PrecheckResult, Store
 
 STEPS = ("plan", "prechecks", "size_gate", "execution", "monitoring", "decision", "rollback", "report")
 TITLES = {"plan": "1 Plan", "prechecks": "2 Prechecks", "size_gate": "3 Size gate", "execution": "4 Execution",

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from engine import sql
+from engine.cases import NAMES, PRIORITY
 from engine.clock import utcnow
 from engine.executor import DigestObserver, Executor, Outcome
 from engine.identifiers import check_identifier, qualified, quote
@@ -29,16 +30,6 @@ from engine.sandbox import MariaDBSandbox, load_orders
 from engine.store import ExecutionRun, PrecheckResult, Store
 from engine.target import Target
 from engine.workload import Workload
-
-PRIORITY = {"TC-02": "P0", "TC-03": "P0", "TC-09": "P0", "TC-01": "P1", "TC-06": "P1",
-            "TC-04": "P2", "TC-05": "P2", "TC-07": "P2", "TC-08": "P2", "TC-10": "P2"}
-NAMES = {
-    "TC-01": "Worker claim conflict", "TC-02": "Kill switch before start",
-    "TC-03": "Kill switch after ADD INDEX", "TC-04": "LOCK=NONE not supported",
-    "TC-05": "Index already exists", "TC-06": "Verification fail + rollback OK",
-    "TC-07": "Verification fail + rollback fail", "TC-08": "Low sample - inconclusive",
-    "TC-09": "Kill switch API failure (fail-closed)", "TC-10": "Worker crash + lease expiry",
-}
 
 
 @dataclass

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
 from textual.widgets import DataTable, Footer, Input
 
-from engine.store import AuditLog
 from screens.base import RunbookScreen, plain
+
+if TYPE_CHECKING:
+    from engine.store import AuditLog
 
 
 def audit_row(e: AuditLog) -> tuple[str, str, str, str, str]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -21,8 +22,10 @@ from textual.widgets import DataTable, Footer, Log, ProgressBar, Static
 
 from engine.plan import Plan
 from engine.runbook import RunView
-from engine.store import AuditLog
 from screens.base import RunbookScreen, plain
+
+if TYPE_CHECKING:
+    from engine.store import AuditLog
 
 # (step, title, the audit action that starts it, the one that ends it)
 STEPS = (

@@ -10,18 +10,21 @@ at the bottom, each with who can provide it.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Footer, Static
 
 from engine import sql
+from engine.cases import NAMES, PRIORITY
 from engine.plan import Plan
 from engine.prechecks import CHECKS
 from engine.runbook import SIGNOFF_ROLES, RunView, precheck_missing
-from engine.selftest import NAMES, PRIORITY
-from engine.store import PrecheckResult
 from screens.base import RunbookScreen, plain
+
+if TYPE_CHECKING:
+    from engine.store import PrecheckResult
 
 MARK = {"pass": "✓ pass", "fail": "✗ FAIL", "warn": "! warn", "skip": "– skip"}
 

@@ -16,10 +16,7 @@ from sqlmodel import Field, SQLModel
 from sqlmodel.sql.sqltypes import UTCDateTime
 
 from engine.clock import utcnow
-
-# Kill-switch rows of global scope belong to no tenant; they carry this marker so that
-# ``tenant_id`` is still never NULL and every read still filters on it.
-GLOBAL_TENANT = "*"
+from engine.tenancy import GLOBAL_TENANT  # noqa: F401 - part of the store's vocabulary
 
 RUN_STATUSES = ("scheduled", "running", "completed", "failed", "cancelled", "rolled_back")
 ACTIVE_STATUSES = ("scheduled", "running")

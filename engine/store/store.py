@@ -6,7 +6,6 @@ without its audit row cannot exist. Every read filters on ``tenant_id``.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -19,6 +18,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlmodel import Session, SQLModel, create_engine, select
 
 from engine.clock import Clock, SystemClock
+from engine.paths import state_dir
 from engine.runstate import ACTIVE, TransitionError, check_transition
 from engine.store.models import (
     GLOBAL_TENANT,
@@ -55,11 +55,6 @@ class ClaimConflict(RuntimeError):
 
 class ScopeLockError(RuntimeError):
     """A second active run was refused by the scope lock."""
-
-
-def state_dir() -> Path:
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return Path(base) / "canary-console"
 
 
 def default_store_url() -> str:
