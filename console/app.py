@@ -110,6 +110,7 @@ class CanaryApp(App):
     BINDINGS = [
         Binding("f9", "kill_switch", "KILL SWITCH", priority=True, id="kill-switch"),
         Binding("f8", "deactivate", "Kill switch off", id="kill-switch-off"),
+        Binding("f7", "kill_reason", "Why (kill switch)", id="kill-switch-reason"),
         Binding("f2", "audit", "Audit log", id="audit"),
         *(Binding(str(n), f"goto('{step}')", TITLES[step], show=False, id=f"step-{step}")
           for n, step in enumerate(STEPS, start=1)),
@@ -406,6 +407,28 @@ class CanaryApp(App):
     def _kill_read(self, reading: KillSwitchReading) -> None:
         self.set_frame(kill=reading, kill_pending=self.frame.kill_pending and not reading.active)
 
+    def action_kill_reason(self) -> None:
+        """SPEC §4: activation takes no dialog; the reason can be added afterwards."""
+        if not self.frame.kill_active:
+            self.notify("The kill switch is off: nothing to explain.", timeout=4)
+            return
+        from screens.note import NoteDialog
+
+        self.push_screen(NoteDialog("Why is the kill switch on?", "Added to the switch and the audit log; the "
+                                    "switch stays on.", "what was seen, e.g. p99 doubling on orders",
+                                    ("Save reason",)), self._kill_reason_given)
+
+    def _kill_reason_given(self, note: Any) -> None:
+        if note is not None:
+            self.add_kill_reason(note.text)
+
+    @work(thread=True, group="kill-switch", exit_on_error=False)
+    def add_kill_reason(self, reason: str) -> None:
+        reading = self.backend.read(self.plan.tenant, self.plan.connection.id)
+        for scope in reading.active_scopes() or ["global"]:
+            self.backend.set(self.plan.tenant, scope, True, self.actor, reason, self.plan.connection.id)
+        self.call_from_thread(self.set_frame, kill=self.backend.read(self.plan.tenant, self.plan.connection.id))
+
     def action_deactivate(self) -> None:
         if isinstance(self.screen, DeactivateKillSwitch):
             return
@@ -543,6 +566,32 @@ class CanaryApp(App):
                          self.actor)
         self._sync_view()
 
+    def action_record_test(self) -> None:
+        """Runbook 2.1: a TC row filled by a person (a result from elsewhere, with its reference)."""
+        if self.refuse("record_test", {"canary_lead", "dba"}, "recording a test result by hand"):
+            return
+        screen = self.screen
+        case = screen.selected_case() if isinstance(screen, PrechecksScreen) else None
+        if case is None:
+            return
+        from screens.note import NoteDialog
+
+        self.push_screen(NoteDialog(f"Record {case} ({PRIORITY[case]}) by hand",
+                                    "For a result obtained elsewhere: say where (a link, a ticket, a log).",
+                                    "reference, e.g. CI run 4512 on staging", ("pass", "fail")),
+                         lambda note: note and self.record_test(case, note.choice, note.text))
+
+    @work(thread=True, group="store-write", exit_on_error=False)
+    def record_test(self, case: str, status: str, reference: str) -> None:
+        from engine.cases import NAMES
+        from engine.store import PrecheckResult
+
+        self.store.save_precheck(PrecheckResult(
+            tenant_id=self.plan.tenant, check_id=case, priority=PRIORITY[case], status=status,
+            detail=f"{NAMES[case]}: recorded by hand — {reference}"[:2000], source="person",
+            recorded_by=self.actor, recorded_at=self.clock.now()))
+        self._sync_view()
+
     def action_confirm_rollback(self) -> None:
         if self._need_run() and not self.refuse("confirm_rollback", {"dba"},
                                                 "confirming the prepared rollback statement"):
@@ -617,9 +666,17 @@ class CanaryApp(App):
                              {"rule": decision.rule, "notify": ["canary_lead", "dba"]})
             self.store.transition(self.plan.tenant, run_id, "cancelled", self.actor, fail_reason="out_of_scope",
                                   message=f"size gate BLOCK: {decision.rule}")
+            told = "every console shows it"
+            if self.plan.webhook_url:
+                from engine.report import post_webhook
+
+                posted = post_webhook(self.plan.webhook_url, f"🛑 [SIZE GATE BLOCK] {self.plan.schema}."
+                                      f"{self.plan.change.table}: {decision.rule}. No DDL; run {run_id[:8]} "
+                                      "cancelled. @canary-lead @dba")
+                told += f"; webhook: {posted.message}"
             self.call_from_thread(self.notify, f"BLOCK: {decision.rule}. The run is cancelled for this table; "
-                                  "the canary lead and the DBA are notified.", title="Size gate", severity="error",
-                                  timeout=30)
+                                  f"the canary lead and the DBA are notified ({told}).", title="Size gate",
+                                  severity="error", timeout=30)
         self._sync_view()
 
     def action_approve_gate(self) -> None:

@@ -53,6 +53,7 @@ class PrechecksScreen(RunbookScreen):
         ("x", "app.scratch_test", "Scratch rollback test"),
         ("p", "app.confirm_rollback", "DBA: confirm rollback"),
         ("s", "app.sign_off", "Sign off"),
+        ("m", "app.record_test", "Record a TC by hand"),
     ]
     DEFAULT_CSS = RunbookScreen.DEFAULT_CSS + """
     PrechecksScreen .section { margin: 1 1 0 1; text-style: bold; }
@@ -89,6 +90,13 @@ class PrechecksScreen(RunbookScreen):
                                                          "Query", "By")
         self.query_one("#signoffs", DataTable).add_columns("Role", "Signed by", "When")
         self._draw(datetime.now().astimezone())
+
+    def selected_case(self) -> str | None:
+        """The TC row under the cursor of the tests table (for recording it by hand)."""
+        table = self.query_one("#tests", DataTable)
+        if table.row_count == 0:
+            return None
+        return str(table.get_row_at(table.cursor_row)[0])
 
     def show_view(self, view: RunView, now: datetime) -> None:
         self.view = view

@@ -214,3 +214,41 @@ async def test_f9_works_on_every_screen_and_in_every_dialog(tmp_path):
         assert app.focused.value == "ab"
     assert places == list(app.steps)
     assert len(app.store.audit_entries("acme", action="kill_switch_activated")) == len(places) + 2
+
+
+async def test_a_reason_can_be_added_to_the_kill_switch_afterwards(tmp_path):
+    app = make_app(tmp_path)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await pilot.press("f9")
+        assert await _wait_active(app, pilot)
+        await pilot.press("f7")
+        await pilot.pause(0.1)
+        await pilot.press(*"p99", "enter")
+        for _ in range(250):
+            await pilot.pause(0.02)
+            if "(p99)" in app.frame.kill.describe():
+                break
+        assert app.frame.kill.active and "(p99)" in app.frame.kill.describe()
+    [row] = [r for r in app.store.kill_switch_rows("acme") if r.scope == "global"]
+    assert row.is_active and row.reason == "p99"
+
+
+async def test_a_test_result_is_recorded_by_hand_with_its_reference(tmp_path):
+    app = make_app(tmp_path, user="nok")  # the DBA
+    async with app.run_test(size=(140, 40)) as pilot:
+        for _ in range(100):
+            await pilot.pause(0.02)
+            if "rollback" in app.steps:
+                break
+        app.switch_screen("prechecks")
+        await pilot.pause(0.1)
+        await pilot.press("m")  # the cursor is on TC-01
+        await pilot.pause(0.1)
+        await pilot.press(*"CI-4512", "enter")
+        for _ in range(250):
+            await pilot.pause(0.02)
+            if "TC-01" in app.view.self_test:
+                break
+    [row] = [r for r in app.store.latest_prechecks("acme", "TC-").values()]
+    assert (row.check_id, row.status, row.source, row.recorded_by) == ("TC-01", "pass", "person", "nok@10.0.0.5")
+    assert "CI-4512" in row.detail

@@ -1,0 +1,67 @@
+"""A small dialog for what a person records by hand: a test result with its reference, a reason
+added to the kill switch after the fact. A text is required; nothing is recorded on Esc."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Static
+
+
+@dataclass(frozen=True)
+class Note:
+    choice: str
+    text: str
+
+
+class NoteDialog(ModalScreen[Note | None]):
+    BINDINGS = [("escape", "cancel", "Cancel")]
+    DEFAULT_CSS = """
+    NoteDialog { align: center middle; }
+    NoteDialog > Vertical { width: 80; max-width: 95%; height: auto; border: thick $accent; background: $surface;
+                            padding: 1 2; }
+    NoteDialog #why { color: $error; height: auto; }
+    NoteDialog Horizontal { height: auto; margin-top: 1; }
+    NoteDialog Button { margin-right: 2; }
+    """
+
+    def __init__(self, title: str, explain: str, placeholder: str, choices: tuple[str, ...]):
+        super().__init__()
+        self.title_text = title
+        self.explain = explain
+        self.placeholder = placeholder
+        self.choices = choices
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(self.title_text, id="title", markup=False)
+            yield Static(self.explain, id="explain", markup=False)
+            yield Input(placeholder=self.placeholder, id="text")
+            yield Static("", id="why", markup=False)
+            with Horizontal():
+                for n, choice in enumerate(self.choices):
+                    yield Button(choice, id=f"choice-{n}", variant="primary" if n == 0 else "default")
+                yield Button("Cancel", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#text", Input).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "cancel":
+            self.dismiss(None)
+            return
+        text = self.query_one("#text", Input).value.strip()
+        if not text:
+            self.query_one("#why", Static).update("A text is required: it goes to the audit trail.")
+            self.query_one("#text", Input).focus()
+            return
+        self.dismiss(Note(self.choices[int((event.button.id or "choice-0").split("-")[1])], text))
+
+    def on_input_submitted(self, _event: Input.Submitted) -> None:
+        self.query_one("#choice-0", Button).press()
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
