@@ -198,6 +198,12 @@ class CanaryApp(App):
         self.steps[name] = screen
         self.install_screen(screen, name=name)
 
+    @property
+    def _top(self) -> Any:
+        """The screen on top, or None while the console starts or closes (timers and workers may
+        still call in then)."""
+        return self.screen_stack[-1] if self.screen_stack else None
+
     def on_unmount(self) -> None:
         self._stop.set()
         self._progress_on.clear()
@@ -207,7 +213,7 @@ class CanaryApp(App):
 
     def set_frame(self, **changes: Any) -> None:
         self.frame = replace(self.frame, now=self.clock.now(), **changes)
-        screen = self.screen
+        screen = self._top
         if isinstance(screen, RunbookScreen):
             screen.apply_frame(self.frame)
 
@@ -222,7 +228,7 @@ class CanaryApp(App):
 
     def tick(self) -> None:
         self.set_frame()
-        screen = self.screen
+        screen = self._top
         if isinstance(screen, RunbookScreen):
             screen.tick(self.view, self.clock.now())
 
@@ -281,7 +287,7 @@ class CanaryApp(App):
                     if chosen.status in ACTIVE:
                         self._mark_present(chosen.id)
             view = load_view(self.store, self.plan.tenant, self.run_id)
-            screen = self.screen
+            screen = self._top
             entries = (self.store.audit_entries(self.plan.tenant, run_id=self.run_id, limit=2000)
                        if self.run_id and isinstance(screen, ExecutionScreen) else None)
             facts, announcement = None, ""
@@ -328,7 +334,7 @@ class CanaryApp(App):
             driver = "you drive" if self.driving else f"joined: {run.claimed_by or '?'} drives"
         t0 = run.started_at if run is not None else None
         self.set_frame(locked=locked, run=label, driver=driver, t0=t0)
-        screen = self.screen
+        screen = self._top
         if isinstance(screen, RunbookScreen) and changed:
             screen.show_view(view, now)
         if entries is not None and isinstance(screen, ExecutionScreen):
@@ -952,8 +958,8 @@ class CanaryApp(App):
         self.call_from_thread(self._show_audit, entries)
 
     def _show_audit(self, entries: list[Any]) -> None:
-        if isinstance(self.screen, AuditScreen):
-            self.screen.show(entries)
+        if isinstance(self._top, AuditScreen):
+            self._top.show(entries)
 
 
 ROLLBACK_METRICS = ("latency_p50", "latency_p99", "error_rate", "lock_wait", "replication_lag")
