@@ -1,0 +1,738 @@
+"""Walk the REAL console in tmux against the rehearsal's sandbox MariaDB and check what a person sees.
+
+``canary-console rehearse --rows 20000 --speed 60`` runs in a detached tmux session of 160x50 on a
+private tmux socket (``-L``, never the user's tmux server) with a private ``XDG_STATE_HOME`` (a temp
+dir). The script presses the keys a person presses and reads the screen with ``tmux capture-pane``:
+
+    Plan → b → Prechecks: r, k, p, s s s → "All prechecks done" → 3 → c (PASS) → 4 → g → the
+    monitoring hand-off → F9 (frame red, banner, run cancelled) → F8 + reason + Enter → F2 (the
+    audit log has the F9 activation; F9 again, as raw ``\\e[20~`` bytes, with the filter Input
+    focused: the frame turns red and the typed letters stay) → F8 → Esc → 7 (decide; the approval
+    by the same person is refused, and says so) → 8 (the report names the run; export, copy) →
+    Ctrl+Q → the rehearsal says it stopped its servers, and no mariadbd it started is left.
+
+Every check polls capture-pane up to N seconds; a failure prints the last capture and exits 1.
+One line per step with the elapsed time; the last line is one JSON object of timings (and the
+notes: things a person would find odd that do not stop the walk). The tmux session and the temp
+dir are removed at the end, also on failure. ``--small`` also looks at 80x24 in a second session
+(Plan, Prechecks, Execution) and prints what it sees.
+
+    .venv/bin/python tests/tmux_walk.py [--small] [--keep-captures DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+F9_BYTES = ("1b", "5b", "32", "30", "7e")  # \e[20~ : F9 as tmux (TERM=screen) sends it
+SGR = re.compile(r"\x1b\[([0-9;:]*)m")
+ANY_ESC = re.compile(r"\x1b\[[0-9;:?]*[A-Za-z]")
+# The tmux server (and so the console) starts with this environment: no stale size, no outer tmux.
+CLEAN_ENV = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "TMUX", "TMUX_PANE")}
+
+
+class WalkFailure(Exception):
+    def __init__(self, step: str, message: str, capture: str = ""):
+        super().__init__(f"{step}: {message}")
+        self.step = step
+        self.message = message
+        self.capture = capture
+
+
+# --- tmux ----------------------------------------------------------------------------------------
+
+
+class Tmux:
+    """One detached session on a private tmux server (``-L socket``)."""
+
+    def __init__(self, socket: str, session: str):
+        self.socket = socket
+        self.session = session
+
+    def cmd(self, *args: str, check: bool = True) -> str:
+        # env given explicitly: os.environ, not the C-level environ, which some libraries change
+        # (under pytest it carried COLUMNS=80 LINES=24 and the console drew 80x24 in a 160x50 pane).
+        done = subprocess.run(["tmux", "-L", self.socket, "-f", "/dev/null", *args],
+                              capture_output=True, text=True, timeout=20, env=CLEAN_ENV)
+        if check and done.returncode != 0:
+            raise RuntimeError(f"tmux {' '.join(args)}: {done.stderr.strip()}")
+        return done.stdout
+
+    def start(self, width: int, height: int, command: str, env: dict[str, str], cwd: Path) -> None:
+        envs = [a for k, v in env.items() for a in ("-e", f"{k}={v}")]
+        self.cmd("new-session", "-d", "-s", self.session, "-x", str(width), "-y", str(height), "-c", str(cwd),
+                 *envs, command, ";", "set-option", "-g", "remain-on-exit", "on")
+
+    def capture(self, escapes: bool = False, history: int = 0) -> str:
+        args = ["capture-pane", "-p", "-t", self.session]
+        if escapes:
+            args.append("-e")
+        if history:
+            args += ["-J", "-S", f"-{history}"]
+        return self.cmd(*args)
+
+    def keys(self, *keys: str) -> None:
+        self.cmd("send-keys", "-t", self.session, *keys)
+
+    def type(self, text: str) -> None:
+        self.cmd("send-keys", "-t", self.session, "-l", text)
+
+    def raw(self, *hex_bytes: str) -> None:
+        self.cmd("send-keys", "-t", self.session, "-H", *hex_bytes)
+
+    def pane_pid(self) -> int | None:
+        out = self.cmd("display-message", "-p", "-t", self.session, "#{pane_pid}", check=False).strip()
+        return int(out) if out.isdigit() else None
+
+    def socket_path(self) -> str:
+        return self.cmd("display-message", "-p", "#{socket_path}", check=False).strip()
+
+    def kill(self) -> None:
+        path = self.socket_path()
+        self.cmd("kill-server", check=False)
+        if path and os.path.exists(path):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+
+# --- what is on screen ---------------------------------------------------------------------------
+
+
+def toast_text(capture: str) -> str:
+    """The notifications (right-hand boxes drawn with ▌) as one line, for wrapped messages."""
+    parts = [line.rsplit("▌", 1)[1].strip() for line in capture.splitlines() if "▌" in line]
+    return " ".join(p for p in parts if p)
+
+
+def footer(capture: str) -> str:
+    lines = [ln for ln in capture.splitlines() if ln.strip()]
+    return lines[-1] if lines else ""
+
+
+def _rgb(spec: list[int]) -> tuple[int, int, int] | None:
+    """An SGR background spec (after 48) as RGB."""
+    if len(spec) >= 4 and spec[0] == 2:
+        return spec[1], spec[2], spec[3]
+    if len(spec) >= 2 and spec[0] == 5:
+        n = spec[1]
+        basic = [(0, 0, 0), (128, 0, 0), (0, 128, 0), (128, 128, 0), (0, 0, 128), (128, 0, 128), (0, 128, 128),
+                 (192, 192, 192), (128, 128, 128), (255, 0, 0), (0, 255, 0), (255, 255, 0), (0, 0, 255),
+                 (255, 0, 255), (0, 255, 255), (255, 255, 255)]
+        if n < 16:
+            return basic[n]
+        if n < 232:
+            levels = (0, 95, 135, 175, 215, 255)
+            n -= 16
+            return levels[n // 36], levels[(n // 6) % 6], levels[n % 6]
+        grey = 8 + 10 * (n - 232)
+        return grey, grey, grey
+    return None
+
+
+def background_at(line: str, needle: str) -> tuple[int, int, int] | None:
+    """The background colour of the first character of ``needle`` in a capture line with escapes."""
+    bg: tuple[int, int, int] | None = None
+    visible = ""
+    pos = 0
+    for m in ANY_ESC.finditer(line):
+        visible += line[pos:m.start()]
+        if needle in visible:
+            return bg
+        if m.group(0).endswith("m"):
+            codes = [int(c) if c.isdigit() else 0 for c in re.split("[;:]", m.group(0)[2:-1]) or ["0"]]
+            i = 0
+            while i < len(codes):
+                c = codes[i]
+                if c in (38, 48, 58):  # extended colours: 5;n or 2;r;g;b follow
+                    if c == 48:
+                        bg = _rgb(codes[i + 1:])
+                    i += 5 if codes[i + 1:i + 2] == [2] else 3
+                    continue
+                if c in (0, 49):
+                    bg = None
+                elif 40 <= c <= 47:
+                    bg = _rgb([5, c - 40])
+                elif 100 <= c <= 107:
+                    bg = _rgb([5, c - 100 + 8])
+                i += 1
+        pos = m.end()
+    visible += line[pos:]
+    return bg if needle in visible else None
+
+
+def is_red(rgb: tuple[int, int, int] | None) -> bool:
+    if rgb is None:
+        return False
+    r, g, b = rgb
+    return r >= 80 and r > 2 * g and r > 2 * b
+
+
+# --- the walk ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Walk:
+    tmux: Tmux
+    tmp: Path
+    t0: float = field(default_factory=time.monotonic)
+    timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    last: str = ""
+    our_pids: set[int] = field(default_factory=set)
+    say: Callable[[str], None] = print
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.t0
+
+    def step(self, name: str, detail: str = "") -> None:
+        self.timings[name] = round(self.elapsed(), 2)
+        self.say(f"[{self.elapsed():6.1f}s] {name}" + (f" — {detail}" if detail else ""))
+
+    def note(self, text: str) -> None:
+        if text not in self.notes:
+            self.notes.append(text)
+            self.say(f"         note: {text}")
+
+    def grab(self) -> str:
+        self.last = self.tmux.capture()
+        self.track_servers()
+        return self.last
+
+    def track_servers(self, root: int | None = None) -> None:
+        """Remember every mariadbd this rehearsal started (the self-test's sandbox lives in /tmp)."""
+        root = root or self.tmux.pane_pid()
+        if root is None:
+            return
+        parents: dict[int, int] = {}
+        names: dict[int, str] = {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat", encoding="utf-8", errors="replace") as fh:
+                    stat = fh.read()
+                names[int(entry)] = stat[stat.index("(") + 1:stat.rindex(")")]
+                parents[int(entry)] = int(stat[stat.rindex(")") + 2:].split()[1])
+            except (OSError, ValueError):
+                continue
+        for pid in parents:
+            p, seen = pid, 0
+            while p > 1 and seen < 64:
+                if p == root:
+                    if names.get(pid, "").startswith(("mariadbd", "mysqld")):
+                        self.our_pids.add(pid)
+                    break
+                p, seen = parents.get(p, 0), seen + 1
+
+    def wait(self, step: str, what: str, ok: Callable[[str], bool], timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            screen = self.grab()
+            if "Traceback (most recent call last)" in screen or "╭─ Traceback" in screen:
+                raise WalkFailure(step, "a traceback is on screen", screen)
+            if "Nothing was lost; details in" in toast_text(screen):
+                self.note(f"{step}: an error toast: {toast_text(screen)[:300]}")
+            if ok(screen):
+                return screen
+            if "[tmux-walk] exit=" in screen:
+                raise WalkFailure(step, f"the rehearsal exited while waiting for {what}",
+                                  self.tmux.capture(history=300))
+            if time.monotonic() > deadline:
+                size = self.tmux.cmd("display-message", "-p", "-t", self.tmux.session,
+                                     "#{pane_width}x#{pane_height}", check=False).strip()
+                raise WalkFailure(step, f"waited {timeout:g} s for {what} (pane {size})", screen)
+            time.sleep(0.2)
+
+    def wait_text(self, step: str, pattern: str, timeout: float, toast: bool = False) -> re.Match[str]:
+        rx = re.compile(pattern)
+        found: list[re.Match[str]] = []
+
+        def ok(screen: str) -> bool:
+            m = rx.search(toast_text(screen) if toast else screen)
+            if m:
+                found.append(m)
+            return m is not None
+
+        self.wait(step, f"/{pattern}/" + (" in a notification" if toast else ""), ok, timeout)
+        return found[-1]
+
+    def wait_gone(self, step: str, pattern: str, timeout: float) -> str:
+        rx = re.compile(pattern)
+        return self.wait(step, f"/{pattern}/ to go away", lambda s: rx.search(s) is None, timeout)
+
+    def frame_bg(self) -> tuple[tuple[int, int, int] | None, tuple[int, int, int] | None]:
+        """(frame, banner) backgrounds: the cell of the T clock, and of the banner's first letter."""
+        lines = self.tmux.capture(escapes=True).splitlines()
+        frame = next((background_at(ln, "TIME ×") for ln in lines[:4] if "TIME" in ln), None)
+        banner = next((background_at(ln, "KILL SWITCH ACTIVE —") for ln in lines[:8]
+                       if "KILL SWITCH ACTIVE —" in ln), None)
+        return frame, banner
+
+
+def walk(keep_captures: Path | None = None, small: bool = False, speed: int = 60, rows: int = 20000,
+         say: Callable[[str], None] = print) -> dict[str, object]:
+    """The walk; returns the timings and notes; raises WalkFailure. Cleans up in every case."""
+    if shutil.which("tmux") is None:
+        raise WalkFailure("setup", "tmux is not installed")
+    exe = ROOT / ".venv" / "bin" / "canary-console"
+    cli = str(exe) if exe.exists() else (shutil.which("canary-console") or "")
+    if not cli:
+        raise WalkFailure("setup", "canary-console not found (.venv/bin or PATH)")
+    tmp = Path(tempfile.mkdtemp(prefix="ccwalk-", dir="/tmp"))  # short: unix socket paths stay < 108 bytes
+    tmux = Tmux(f"ccwalk-{os.getpid()}", "walk")
+    w = Walk(tmux, tmp, say=say)
+    captures: dict[str, str] = {}
+    try:
+        command = (f"bash -c '{cli} rehearse --rows {rows} --speed {speed}; "
+                   "echo \"[tmux-walk] exit=$?\"'")
+        tmux.start(160, 50, command, {"XDG_STATE_HOME": str(tmp)}, ROOT)
+        w.step("tmux session started", f"160x50, socket -L {tmux.socket}, XDG_STATE_HOME={tmp}")
+        main_walk(w, captures)
+        if small:
+            small_look(w, cli, captures, rows, speed)
+        w.step("done")
+    except WalkFailure as exc:
+        if keep_captures is not None:
+            captures[f"failure-{exc.step}"] = exc.capture
+        raise
+    finally:
+        if keep_captures is not None:
+            keep_captures.mkdir(parents=True, exist_ok=True)
+            for name, text in captures.items():
+                (keep_captures / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}.txt").write_text(text)
+        cleanup(w)
+    return {"timings": w.timings, "notes": w.notes}
+
+
+def main_walk(w: Walk, captures: dict[str, str]) -> None:
+    t = w.tmux
+
+    # --- 1 Plan ------------------------------------------------------------------------------
+    screen = w.wait("plan", "the Plan screen (self-test TC-01…TC-10 first)",
+                    lambda s: "Scope lock (runbook 1.2–1.3)" in s and "Begin prechecks" in s, 240)
+    w.wait_text("plan", r"Kill switch & rollback\s+✓\s+verified \(TC P0\)\s+TC-02 pass, TC-03 pass, TC-09 pass", 10)
+    captures["1-plan"] = w.last
+    if "TIME ×60 (rehearsal)" not in screen and "TIME ×" not in screen:
+        raise WalkFailure("plan", "the frame does not say the clock is compressed", screen)
+    w.step("plan screen", "scope lock, P0 self-tests pass, frame says TIME ×")
+    t_plan = time.monotonic()
+
+    # --- 2 Prechecks ---------------------------------------------------------------------------
+    t.keys("b")
+    m = w.wait_text("b", r"run ([0-9a-f]{8}) scheduled", 20)
+    short = m.group(1)
+    w.wait_text("b", r"Before the size gate", 10)
+    w.step("b: run created, prechecks screen", f"run {short}")
+    t.keys("3")  # locked: a dialog lists what is missing and who provides it; Esc closes it
+    w.wait_text("3 locked", r"3 Size gate is not open yet\. Missing:", 10)
+    time.sleep(0.5)
+    screen = w.grab()
+    if "minimum 15 minutes of prechecks" not in screen or "Back (Esc)" not in screen:
+        shown = len(re.findall(r"█  • ", screen))
+        w.note(f"3 pressed right after b at 160x50: the 'not open yet' dialog lists every unchecked check on "
+               f"its own (2 lines each); only {shown} items fit, the rest — the sign-offs, the 15-minute "
+               "minimum — and the 'Back (Esc)' button are cut off, without a scrollbar")
+        captures["2a-locked-dialog-overflow"] = screen
+    t.keys("Escape")
+    w.wait_gone("3 locked", r"is not open yet\. Missing:", 5)
+    w.wait_text("3 locked", r"Before the size gate", 5)
+    w.step("3 while locked: a dialog says what is missing; Esc closes it")
+    t.keys("r")
+    w.wait_text("r", r"MySQL target reachable\s+connects\s+✓ pass", 30)
+    w.wait_text("r", r"ADD INDEX … LOCK=NONE supported\s+InnoDB, plain columns\s+✓ pass", 30)
+    w.step("r: checks pass")
+    t.keys("k")
+    w.wait_text("k", r"Can deactivate \(connection scope\)\s+off when read back\s+✓ pass", 30)
+    w.step("k: kill-switch test passes")
+    t.keys("p")
+    w.wait_gone("p", r"prepared rollback statement not confirmed", 15)
+    w.step("p: DBA confirmed the rollback statement")
+    t.keys("3")  # still locked: the sign-offs and the 15-minute minimum, each with who provides it
+    w.wait_text("3 locked", r"3 Size gate is not open yet\. Missing:", 10)
+    w.wait_text("3 locked", r"sign-off by the sre\s+█.*\n.*→ the sre signs \(s\) in their console", 5)
+    w.wait_text("3 locked", r"minimum 15 minutes of prechecks: \d+ min \d+ s left", 5)
+    t.keys("Escape")
+    w.wait_gone("3 locked", r"is not open yet\. Missing:", 5)
+    w.step("3 while locked: sign-offs and the 15-minute minimum listed with who provides them; Esc closes")
+    unsigned = re.compile(r"sign-off by the (canary lead|dba|sre)")
+    presses = 0
+    for _ in range(3):  # as a person does it: three quick presses
+        t.keys("s")
+        presses += 1
+        time.sleep(0.15)
+    try:
+        screen = w.wait_gone("s", unsigned.pattern, 4)
+    except WalkFailure:
+        screen = w.last
+    while unsigned.search(screen) and presses < 6:  # one more press at a time, as the footer suggests
+        t.keys("s")
+        presses += 1
+        try:
+            screen = w.wait_gone("s", unsigned.pattern, 2)
+        except WalkFailure:
+            screen = w.last
+    if unsigned.search(screen):
+        raise WalkFailure("s", f"still missing sign-offs after {presses} presses: {unsigned.findall(screen)}",
+                          screen)
+    if presses > 3:
+        w.note(f"s pressed 3 times quickly signed fewer than 3 roles: {presses} presses were needed")
+    w.step("s s s: canary lead, DBA and SRE signed", f"{presses} presses")
+    if "f2 Audit log" not in footer(screen):
+        w.note("Prechecks at 160x50: the footer is cut off before 'f8 Kill switch off'/'f2 Audit log': "
+               + footer(screen).strip()[-60:])
+    w.wait_text("prechecks", r"All prechecks done and signed: the size gate is open \(3\)", 60)
+    captures["2-prechecks"] = w.last
+    w.timings["prechecks_wait_s"] = round(time.monotonic() - t_plan, 1)
+    w.step("prechecks done", "'All prechecks done and signed' after the compressed 15 minutes")
+
+    # --- 3 Size gate ---------------------------------------------------------------------------
+    t.keys("3")
+    w.wait_text("3", r"Table-size gate — shop\.orders", 10)
+    t.keys("c")
+    w.wait_text("c", r"PASS: [\d,]+ rows \(estimated\) ≤ 5,000,000", 20)
+    w.wait_text("c", r"No approval needed: execution \(4\) is open\.", 10)
+    captures["3-size-gate"] = w.last
+    w.step("3 c: size gate PASS")
+
+    # --- 4 Execution ---------------------------------------------------------------------------
+    t.keys("4")
+    w.wait_text("4", r"Steps \(runbook 3\.2\)", 10)
+    t.keys("g")
+    t_exec = time.monotonic()
+    w.wait_text("g", rf"run {short} running │ you drive", 20)
+    w.step("g: executing", "baseline, ALTER, cool-down (compressed)")
+    screen = w.wait("g", "the monitoring hand-off",
+                    lambda s: "→ Monitoring window running" in s or "■ cancelled" in s or "✗ failed" in s, 120)
+    if "→ Monitoring window running" not in screen:
+        raise WalkFailure("g", "the run ended before the monitoring window", screen)
+    captures["4-execution-handoff"] = w.last
+    w.timings["execute_to_handoff_s"] = round(time.monotonic() - t_exec, 1)
+    w.step("monitoring hand-off", "'→ Monitoring window running (T+15 → T+75)'")
+    if re.search(r"4\s+✓\s+ALTER", screen) and re.search(r"ALTER progress.*\n not started", screen):
+        w.note("Execution: the steps say the ALTER is done (4 ✓) but 'ALTER progress' still says "
+               "'not started' with a 0% bar")
+
+    # --- F9 ------------------------------------------------------------------------------------
+    frame_before, _ = w.frame_bg()
+    if is_red(frame_before):
+        raise WalkFailure("F9", f"the frame is red before F9 (background {frame_before})", w.grab())
+    t.keys("F9")
+    t_kill = time.monotonic()
+    w.wait_text("F9", r"KILL SWITCH", 5)
+    w.timings["f9_to_frame_ms"] = round((time.monotonic() - t_kill) * 1000)
+    w.wait_text("F9", r"KILL SWITCH: ACTIVE \(global\)", 10)
+    w.wait_text("F9", r"KILL SWITCH ACTIVE — global by \S+ \(F9 in the console\)", 10)
+    frame, banner = w.frame_bg()
+    if not is_red(frame) or not is_red(banner):
+        raise WalkFailure("F9", f"frame/banner not red: frame background {frame}, banner {banner}", w.grab())
+    screen = w.wait_text("F9", rf"run {short} cancelled", 20).string
+    w.wait_text("F9", r"■ cancelled \(kill_switch\): kill switch after the ALTER", 10)
+    captures["5-kill-switch"] = w.last
+    w.timings["f9_to_cancelled_s"] = round(time.monotonic() - t_kill, 2)
+    w.step("F9: kill switch active, frame + banner red, run cancelled",
+           f"{w.timings['f9_to_frame_ms']} ms to the frame, {w.timings['f9_to_cancelled_s']} s to 'cancelled'")
+    first = next((ln for ln in w.last.splitlines()[:4] if "KILL SWITCH: ACTIVE" in ln), "")
+    if first and "● ok" not in first:
+        w.note("160x50, kill switch on: the frame's status text no longer fits on one line; '● ok' wraps "
+               "under it, next to the button")
+
+    # --- F8 ------------------------------------------------------------------------------------
+    deactivate(w, "walk: kill switch drill")
+    w.step("F8 + reason + Enter: kill switch off")
+
+    # --- F2: the audit log, and F9 with its filter focused ---------------------------------------
+    t.keys("F2")
+    screen = w.wait("F2", "the audit log", lambda s: "filter: actor, action, run, text" in s, 10)
+    w.wait_text("F2", r"kill_switch_activated", 10)
+    if "F9 in the console" not in w.last:
+        w.note("F2: the audit log opens oldest-first at the top; the F9 activation (newest) is below the "
+               "fold until you scroll or filter")
+    t.type("kill_switch_activated")
+    w.wait_text("F2", r"kill_switch_activated\s+scope=global, reason=F9 in the console", 10)
+    captures["6-audit"] = w.last
+    w.step("F2: audit log shows kill_switch_activated (reason=F9 in the console)")
+    t.type("qz")
+    w.wait_text("F2", r"kill_switch_activatedqz", 5)
+    t.raw(*F9_BYTES)  # \e[20~ while the filter Input has the focus
+    t_kill = time.monotonic()
+    w.wait_text("F9 in input", r"KILL SWITCH: ACTIVE \(global\)", 10)
+    w.timings["f9_in_input_to_frame_ms"] = round((time.monotonic() - t_kill) * 1000)
+    w.wait_text("F9 in input", r"KILL SWITCH ACTIVE — global", 5)
+    frame, banner = w.frame_bg()
+    screen = w.grab()
+    if not is_red(frame) or not is_red(banner):
+        raise WalkFailure("F9 in input", f"frame/banner not red: frame {frame}, banner {banner}", screen)
+    if not re.search(r"kill_switch_activatedqz(?![\[~\w])", screen) or "[20~" in screen:
+        raise WalkFailure("F9 in input", "the filter text changed (the typed letters should stay, no '[20~')",
+                          screen)
+    captures["7-f9-in-input"] = screen
+    w.step("F9 (raw \\e[20~) with the filter Input focused", "frame red, letters kept")
+    t.keys("BSpace", "BSpace")  # the filter back to kill_switch_activated: is the second F9 listed?
+    try:
+        w.wait("audit live", "two F9 activations in the audit log",
+               lambda s: len(re.findall(r"kill_switch_activated\s+scope=global, reason=F9 in the console", s)) >= 2, 4)
+    except WalkFailure:
+        w.note("F2: the audit log is read once when it opens; the F9 activation made while it is open does not "
+               "appear (waited 4 s; F2 again does nothing either); only Esc and F2 show it")
+    t.keys("Escape")
+    w.wait_text("Esc", r"Steps \(runbook 3\.2\)", 10)
+    deactivate(w, "walk: second drill from the audit filter")
+    w.step("Esc, F8: back on Execution, kill switch off")
+
+    # --- 7 Rollback ----------------------------------------------------------------------------
+    t.keys("7")
+    w.wait_text("7", r"Decision flow: severity → trigger", 15)
+    w.wait_text("7", rf"run {short} cancelled, kill_switch", 15)
+    w.wait_text("7", r"AWAITING DECISION", 15)
+    t.keys("d")
+    w.wait_text("7 d", r"Decide: roll back — Kill switch after the ALTER", 10)
+    t.type("walk: kill switch drill")
+    t.keys("Enter")
+    w.wait_text("7 d", r"AWAITING APPROVALS — still needed: dba", 15)
+    w.wait_text("7 d", r"Decided by \S+ \(canary_lead\) at [\d:]+ UTC: walk: kill switch drill", 10)
+    w.step("7 d: rollback decided", "awaiting the DBA's approval")
+    t.keys("a")
+    w.wait_text("7 a", r"Approve the rollback", 10)
+    t.keys("Enter")
+    w.wait_text("7 a", r"the\s+requester\s+cannot\s+be\s+the\s+only\s+approver\s+—\s+ask\s+another\s+person", 15,
+                toast=True)
+    captures["8-rollback"] = w.last
+    if re.search(r"still needed: dba \(You\)", w.last):
+        w.note("Rollback, single rehearsal user: the status says 'still needed: dba (You)' and the matrix "
+               "'pending (You)' — reads as 'you can approve', yet your approval is refused")
+    w.step("7 a: approval by the same person refused", "'the requester cannot be the only approver'")
+
+    # --- 8 Report ------------------------------------------------------------------------------
+    t.keys("8")
+    w.wait_text("8", rf"Report — run {short} · shop\.orders · CANCELLED \(kill_switch\)", 20)
+    t.keys("e")
+    w.wait_text("8 e", r"✓ written to /", 15)
+    reports = list((w.tmp / "canary-console" / "reports").glob(f"*{short}*.md"))
+    if not reports:
+        raise WalkFailure("8 e", f"no report file for run {short} under {w.tmp}/canary-console/reports", w.last)
+    t.keys("c")
+    w.wait_text("8 c", r"✓ copied \(report\)", 10)
+    captures["9-report"] = w.last
+    w.step("8: report of the run; exported and copied", reports[0].name)
+
+    # --- Ctrl+Q --------------------------------------------------------------------------------
+    t.keys("C-q")
+    t_quit = time.monotonic()
+    w.wait("Ctrl+Q", "the rehearsal to end", lambda s: "[tmux-walk] exit=" in s, 60)
+    out = t.capture(history=400)
+    captures["10-after-quit"] = out
+    if "[rehearse] stopping the workload and the sandbox servers" not in out:
+        raise WalkFailure("Ctrl+Q", "the rehearsal did not say it stopped its servers", out)
+    if "[tmux-walk] exit=0" not in out:
+        raise WalkFailure("Ctrl+Q", "the rehearsal exited non-zero", out)
+    passes = re.findall(r"\[rehearse\]\s+TC-\d\d \[P\d\] PASS", out)
+    if len(passes) != 10:
+        raise WalkFailure("Ctrl+Q", f"{len(passes)} of the 10 self-test cases printed PASS", out)
+    if "Traceback" in out:
+        raise WalkFailure("Ctrl+Q", "a traceback after the console closed", out)
+    left = leftover_servers(w)
+    deadline = time.monotonic() + 20
+    while left and time.monotonic() < deadline:
+        time.sleep(0.5)
+        left = leftover_servers(w)
+    if left:
+        raise WalkFailure("Ctrl+Q", f"mariadbd still running: {left}", out)
+    w.timings["quit_s"] = round(time.monotonic() - t_quit, 1)
+    w.step("Ctrl+Q: rehearsal stopped its servers", f"exit 0, no mariadbd left ({len(w.our_pids)} seen)")
+    log = w.tmp / "canary-console" / "console.log"
+    if log.exists():
+        w.note(f"console.log has worker failures: {log.read_text(errors='replace')[:300]!r}")
+
+
+def deactivate(w: Walk, reason: str) -> None:
+    w.tmux.keys("F8")
+    w.wait_text("F8", r"Deactivate the kill switch", 10)
+    w.wait_text("F8", r"reason \(required\)", 5)
+    w.tmux.type(reason)
+    w.tmux.keys("Enter")
+    w.wait_text("F8", r"kill switch: off", 15)
+    w.wait_gone("F8", r"KILL SWITCH ACTIVE —", 10)
+
+
+def leftover_servers(w: Walk) -> list[str]:
+    """mariadbd processes under the temp dir, or started by the rehearsal (its self-test's), alive."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                args = fh.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "mariadbd" not in args and "mysqld" not in args:
+            continue
+        if str(w.tmp) in args or int(entry) in w.our_pids:
+            out.append(f"{entry} {args[:160]}")
+    return out
+
+
+def small_look(w: Walk, cli: str, captures: dict[str, str], rows: int, speed: int) -> None:
+    """80x24 (an SSH session on a laptop): the same state dir, servers reused, self-test results
+    stored. Plan, Prechecks, Execution: printed, with notes on what is cut off. Never fails on looks."""
+    small = Tmux(w.tmux.socket, "small")
+    command = (f"bash -c '{cli} rehearse --rows {rows} --speed {speed} --skip-self-test; "
+               "echo \"[tmux-walk] exit=$?\"'")
+    small.start(80, 24, command, {"XDG_STATE_HOME": str(w.tmp)}, ROOT)
+    big, w.tmux = w.tmux, small
+    try:
+        w.step("80x24 session started")
+        plan = w.wait("80x24 plan", "the Plan screen", lambda s: "Scope lock" in s and "Begin prechecks" in s
+                      and "reading…" not in s and "● ok" in s, 90)
+        captures["small-1-plan"] = plan
+        w.say(indent(plan))
+        look_notes(w, "Plan", plan)
+        small.keys("b")
+        w.wait_text("80x24 b", r"Before the size gate", 20)
+        for key in ("r", "k", "p"):
+            small.keys(key)
+            time.sleep(2.5)
+        for _ in range(3):
+            small.keys("s")
+            time.sleep(1.0)
+        pre = w.wait_text("80x24 prechecks", r"All prechecks done", 60).string
+        captures["small-2-prechecks"] = pre
+        w.say(indent(pre))
+        look_notes(w, "Prechecks", pre)
+        small.keys("3")
+        time.sleep(0.7)
+        small.keys("c")
+        w.wait_text("80x24 c", r"PASS:", 20)
+        small.keys("4")
+        w.wait_text("80x24 4", r"Steps \(runbook 3\.2\)", 10)
+        small.keys("g")
+        w.wait_text("80x24 g", r"5\s+✓\s+Cool-down", 120)
+        time.sleep(2.0)
+        ex = w.grab()
+        captures["small-3-execution"] = ex
+        w.say(indent(ex))
+        look_notes(w, "Execution", ex)
+        small.keys("F9")
+        killed = w.wait_text("80x24 F9", r"KILL SWITCH ACTIVE —", 10).string
+        captures["small-4-kill"] = killed
+        w.say(indent(killed))
+        if "■ cancelled" not in killed:
+            w.note("80x24 Execution: after F9 the outcome line ('■ cancelled …') is below the fold; only a "
+                   "toast says the run was cancelled")
+        deactivate(w, "80x24 look done")
+        small.keys("C-q")
+        w.wait("80x24 quit", "the rehearsal to end", lambda s: "[tmux-walk] exit=" in s, 60)
+        w.step("80x24 look done")
+    finally:
+        w.tmux = big
+
+
+def look_notes(w: Walk, name: str, screen: str) -> None:
+    lines = screen.splitlines()
+    bar = next((ln for ln in lines[:6] if "1 Plan" in ln), "")
+    if "8 Report" not in bar:
+        w.note(f"80x24 {name}: the step bar ends at '{bar.strip()[-24:]}' — 7 Rollback and 8 Report (and the "
+               "run id) are cut off")
+    foot = footer(screen)
+    if "f9" not in foot.lower() or "f2 Audit log" not in foot:
+        w.note(f"80x24 {name}: footer cut: '{foot.strip()}'")
+    frame = [ln for ln in lines[:3]]
+    if frame and "● ok" not in frame[0]:
+        w.note(f"80x24 {name}: the frame's status wraps over 3 lines: " + " / ".join(ln.strip()[:50] for ln in frame))
+    if name == "Prechecks" and not re.search(r"Check\s+Expected\s+Status", screen):
+        w.note("80x24 Prechecks: the checks table's Status/Found columns are off screen to the right")
+    if name == "Execution" and "Monitoring window running" not in screen and "running — driven" not in screen:
+        w.note("80x24 Execution: the outcome line, ALTER progress and the log are below the fold; the first "
+               "screen shows only the steps and the announcement")
+
+
+def indent(text: str) -> str:
+    return "\n".join("         | " + ln.rstrip() for ln in text.rstrip().splitlines())
+
+
+def stop_rehearsal(w: Walk, session: str) -> None:
+    """Let a rehearsal still running stop what it started: Ctrl+Q (the console), else Ctrl+C."""
+    tmux = Tmux(w.tmux.socket, session)
+    try:
+        tmux.cmd("has-session", "-t", session)
+    except (RuntimeError, subprocess.SubprocessError):
+        return
+    for key, grace in (("C-q", 8.0), ("C-c", 15.0)):
+        try:
+            if "[tmux-walk] exit=" in tmux.capture():
+                return
+            w.track_servers(tmux.pane_pid())
+            tmux.keys(key)
+            deadline = time.monotonic() + grace
+            while time.monotonic() < deadline:
+                if "[tmux-walk] exit=" in tmux.capture():
+                    return
+                time.sleep(0.3)
+        except (RuntimeError, subprocess.SubprocessError):
+            return
+
+
+def cleanup(w: Walk) -> None:
+    """Stop the rehearsals, kill the private tmux server, any mariadbd they left (by pid) and those
+    servers' sandbox dirs under /tmp; remove the temp dir."""
+    for session in ("small", "walk"):
+        stop_rehearsal(w, session)
+    sandboxes = {m.group(1) for line in leftover_servers(w)
+                 if (m := re.search(r"--datadir=(/tmp/cc-sbx-[^/ ]+)/", line))}
+    w.tmux.kill()
+    for attempt in range(40):
+        left = leftover_servers(w)
+        if not left:
+            break
+        for line in left:
+            try:
+                os.kill(int(line.split()[0]), signal.SIGTERM if attempt < 20 else signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.5)
+    for path in sandboxes:
+        shutil.rmtree(path, ignore_errors=True)
+    shutil.rmtree(w.tmp, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--small", action="store_true", help="also look at 80x24 (Plan, Prechecks, Execution)")
+    ap.add_argument("--keep-captures", type=Path, metavar="DIR", help="write every checked screen to DIR")
+    ap.add_argument("--speed", type=int, default=60)
+    ap.add_argument("--rows", type=int, default=20000)
+    args = ap.parse_args(argv)
+    t0 = time.monotonic()
+    try:
+        result = walk(args.keep_captures, args.small, args.speed, args.rows,
+                      say=lambda s: print(s, flush=True))
+    except WalkFailure as exc:
+        print(f"FAILED at {exc.step}: {exc.message}", flush=True)
+        if exc.capture:
+            print("--- last capture " + "-" * 60)
+            print(exc.capture.rstrip())
+            print("-" * 77, flush=True)
+        print(json.dumps({"ok": False, "step": exc.step, "error": exc.message,
+                          "total_s": round(time.monotonic() - t0, 1)}), flush=True)
+        return 1
+    print(json.dumps({"ok": True, "total_s": round(time.monotonic() - t0, 1), **result}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
