@@ -168,7 +168,7 @@ class CanaryApp(App):
         self.open_store()
         self.read_scope()
         self.read_kill_switch()
-        self.refresh_view(join=True)
+        self.refresh_view()
         if self.poll:
             self.set_interval(POLL_S, self.read_kill_switch)
             self.set_interval(POLL_S, self.refresh_view)
@@ -272,7 +272,7 @@ class CanaryApp(App):
                 and run.index_name == self.plan.change.index)
 
     @work(thread=True, group="store-read", exit_on_error=False)
-    def refresh_view(self, join: bool = False) -> None:
+    def refresh_view(self) -> None:
         """Read the run (and find it, the first time); redraw only when something changed."""
         if self._view_busy:
             return  # the previous read is still going: polls never overlap
@@ -281,15 +281,17 @@ class CanaryApp(App):
             if self.run_id is None:
                 mine = [r for r in self.store.find_runs(self.plan.tenant, limit=20) if self._is_this_plan(r)]
                 active = [r for r in mine if r.status in ACTIVE]
-                chosen = active[0] if active else (mine[0] if mine and join else None)
-                if chosen is not None:
-                    self.run_id = chosen.id
-                    if chosen.status in ACTIVE:
-                        self._mark_present(chosen.id)
+                if active:  # a finished run is history (the CLI and the audit log have it); begin anew
+                    self.run_id = active[0].id
+                    self._mark_present(active[0].id)
             view = load_view(self.store, self.plan.tenant, self.run_id)
             screen = self._top
             entries = (self.store.audit_entries(self.plan.tenant, run_id=self.run_id, limit=2000)
                        if self.run_id and isinstance(screen, ExecutionScreen) else None)
+            if isinstance(screen, AuditScreen) and screen.entries:
+                fresh = self.store.audit_entries(self.plan.tenant, since_seq=screen.last_seq, limit=500)
+                if fresh:
+                    self.call_from_thread(screen.append, fresh)
             facts, announcement = None, ""
             step = getattr(screen, "step", "")
             if self.run_id and step in ("execution", "report") and self._facts_for != (step, view.signature()):
@@ -327,13 +329,14 @@ class CanaryApp(App):
         self.view = view
         now = self.clock.now()
         run = view.run
-        locked = frozenset(s for s in STEPS if missing_for(s, view, now))
+        locked = frozenset(s for s in STEPS if s not in self.steps or missing_for(s, view, now))
         label = f"run {run.id[:8]} {run.status}" if run else ""
         driver = ""
         if run is not None and run.status == "running":
             driver = "you drive" if self.driving else f"joined: {run.claimed_by or '?'} drives"
         t0 = run.started_at if run is not None else None
-        self.set_frame(locked=locked, run=label, driver=driver, t0=t0)
+        t_end = run.completed_at if run is not None and run.status not in ACTIVE else None
+        self.set_frame(locked=locked, run=label, driver=driver, t0=t0, t_end=t_end)
         screen = self._top
         if isinstance(screen, RunbookScreen) and changed:
             screen.show_view(view, now)
@@ -743,7 +746,7 @@ class CanaryApp(App):
         self.call_from_thread(self.notify, f"run {run_id[:8]}: {outcome.status}"
                               + (f" ({outcome.fail_reason})" if outcome.fail_reason else "")
                               + f" — {outcome.message[:300]}", title="Execution",
-                              severity="information" if outcome.status == "completed" else "warning", timeout=30)
+                              severity="information" if outcome.status == "completed" else "warning", timeout=12)
         self._sync_view()
 
     def _exec_event(self, name: str, data: dict[str, Any]) -> None:
@@ -954,7 +957,7 @@ class CanaryApp(App):
 
     @work(thread=True, group="store-read", exit_on_error=False)
     def read_audit(self) -> None:
-        entries = self.store.audit_entries(self.plan.tenant, limit=5000)
+        entries = self.store.audit_entries(self.plan.tenant, limit=5000, latest=True)
         self.call_from_thread(self._show_audit, entries)
 
     def _show_audit(self, entries: list[Any]) -> None:

@@ -245,10 +245,12 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
         say("kill switch from another terminal: canary-console kill --plan " + str(drill.plan_path))
         if not args.skip_self_test:
             say("self-test TC-01…TC-10 against a second private sandbox (results stored for the prechecks)")
-            for result in selftest.run_all():
+            def recorded(result: Any) -> None:  # each case as it finishes, not all at the end
                 selftest.record(store, plan.tenant, result, ident.actor)
                 say(f"  {result.case} [{selftest.PRIORITY[result.case]}] {'PASS' if result.passed else 'FAIL'} "
                     f"{selftest.NAMES[result.case]} ({result.duration_ms / 1000:.1f} s)")
+
+            selftest.run_all(report=recorded)
         if not args.headless:
             say(f"opening the console on {drill.plan_path} — TIME COMPRESSED {args.speed:g}× (rehearsal only). "
                 "F9 is the kill switch; Ctrl+Q quits and stops the drill.")

@@ -188,7 +188,12 @@ class Executor:
         else:
             baseline = self.observer.baseline(run, self._wait_watching_before_alter(run))
         run = self.store.update_run(self.tenant, run.id, baseline={"digests": [d.__dict__ for d in baseline]})
-        self._audit(run, "baseline_captured", {"digests": len(baseline), "statements": sum(d.count for d in baseline)})
+        if self.monitor is not None:  # the window's collectors sampled it; their samples are the baseline
+            self._audit(run, "baseline_captured", {"by": "monitoring collectors", "seconds":
+                                                   self.opts.baseline_window_seconds})
+        else:
+            self._audit(run, "baseline_captured", {"digests": len(baseline),
+                                                   "statements": sum(d.count for d in baseline)})
         self._check_kill_before_alter(run)
         run = self._alter(run)
         return self._after_alter(run, baseline)

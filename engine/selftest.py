@@ -438,6 +438,7 @@ def record(store: Store, tenant: str, result: CaseResult, actor: str) -> Prechec
         tenant_id=tenant, check_id=result.case, priority=PRIORITY[result.case],
         status="pass" if result.passed else "fail", detail=f"{NAMES[result.case]}: {result.summary()}",
         duration_ms=round(result.duration_ms, 1), source="self-test", recorded_by=actor,
+        recorded_at=store.now(),  # the store's clock, like its audit entry (a drill's may be compressed)
     ))
 
 

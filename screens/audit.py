@@ -41,20 +41,38 @@ class AuditScreen(RunbookScreen):
         self.query_one("#audit-filter", Input).focus()
         self._show_filtered("")
 
+    @property
+    def last_seq(self) -> int | None:
+        return self.entries[-1].seq if self.entries else None
+
     def show(self, entries: Sequence[AuditLog]) -> None:
         """Entries may arrive before the table has its columns: keep them; on_mount draws them."""
         self.entries = list(entries)
         if self.is_mounted:
             self._show_filtered(self.query_one("#audit-filter", Input).value)
 
+    def append(self, entries: Sequence[AuditLog]) -> None:
+        """Entries written since the last look (the log is live): the matching ones are added."""
+        if not entries:
+            return
+        self.entries.extend(entries)
+        if self.is_mounted:
+            self._add(entries, self.query_one("#audit-filter", Input).value)
+
     def on_input_changed(self, event: Input.Changed) -> None:
         self._show_filtered(event.value)
 
     def _show_filtered(self, text: str) -> None:
+        self.query_one("#audit", DataTable).clear()
+        self._add(self.entries, text)
+
+    def _add(self, entries: Sequence[AuditLog], text: str) -> None:
         table = self.query_one("#audit", DataTable)
-        table.clear()
+        at_end = table.cursor_row >= table.row_count - 1
         needle = text.strip().lower()
-        for e in self.entries:
+        for e in entries:
             row = audit_row(e)
             if not needle or needle in " ".join(row).lower() or needle in (e.execution_run_id or ""):
                 table.add_row(*plain(*row))
+        if at_end and table.row_count:
+            table.move_cursor(row=table.row_count - 1)  # follow the newest, unless you scrolled up

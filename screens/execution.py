@@ -74,11 +74,11 @@ class AlterProgress:
 
 def audit_line(e: AuditLog) -> str:
     d = e.details or {}
-    keep = ("sql", "thread_id", "fail_reason", "message", "seconds", "digests", "statements", "when", "scopes",
+    keep = ("by", "sql", "thread_id", "fail_reason", "message", "seconds", "digests", "statements", "when", "scopes",
             "error", "verdict", "estimated_rows", "server", "lock_wait_timeout")
     details = ", ".join(f"{k}={d[k]}" for k in keep if d.get(k) not in (None, "", [], {}))
     status = f" {e.old_status or ''}→{e.new_status}" if e.new_status else ""
-    return f"{e.created_at:%H:%M:%S} {e.actor.split('@')[0]:<10} {e.action}{status} {details}"[:400]
+    return f"{e.created_at:%H:%M:%S} {e.actor.split('@')[0]:<16} {e.action}{status} {details}"[:400]
 
 
 def mmss(seconds: float) -> str:
@@ -155,6 +155,8 @@ class ExecutionScreen(RunbookScreen):
             self._draw_steps()
             self._draw_outcome()
             self._draw_cooldown(now)
+            if self.progress == AlterProgress():
+                self._draw_progress(None)  # no live progress: what the run record says
 
     def tick(self, view: RunView, now: datetime) -> None:
         if self.is_mounted:
@@ -241,7 +243,8 @@ class ExecutionScreen(RunbookScreen):
             box.update(f"{ENDED[run.status]}" + (f" ({run.fail_reason})" if run.fail_reason else "")
                        + (f": {run.error_message}" if run.error_message else ""))
         elif run.status == "running" and "monitoring_started" in {e.action for e in self.entries}:
-            box.update("→ Monitoring window running (T+15 → T+75): the dashboard is step 5.")
+            box.update("→ The 60-minute monitoring window is running (it cannot be shortened); its checkpoints "
+                       "are in the log below, and the verdict will show here.")
         elif run.status == "running":
             box.update(f"running — driven by {run.claimed_by or '?'}")
         else:

@@ -36,12 +36,13 @@ class FrameState:
     run: str = ""  # "run 1a2b3c4d scheduled", "" before the prechecks begin
     driver: str = ""  # "you drive" | "joined: nok@… drives"
     speed: float = 1.0  # > 1: a rehearsal's compressed clock, always said on screen
+    t_end: datetime | None = None  # the run ended: the clock stops there
 
     @property
     def clock(self) -> str:
         if self.t0 is None or self.now is None:
             return "T —"
-        seconds = int((self.now - self.t0).total_seconds())
+        seconds = int(((self.t_end or self.now) - self.t0).total_seconds())
         sign = "+" if seconds >= 0 else "-"
         seconds = abs(seconds)
         return f"T{sign}{seconds // 60:02d}:{seconds % 60:02d}"
@@ -71,6 +72,9 @@ class FrameState:
         return "KILL SWITCH ACTIVE — " + self.kill.describe().removeprefix("ACTIVE: ")
 
 
+SHORT_ROLE = {"canary_lead": "lead", "developer": "dev"}
+
+
 class StepBar(Static):
     """The runbook's steps: where you are, which are open, which are locked (digits jump)."""
 
@@ -79,8 +83,9 @@ class StepBar(Static):
     def render(self) -> str:
         s = self.state
         parts = []
+        narrow = self.size.width < 110  # an SSH laptop terminal: numbers only, the current step in full
         for step in STEPS:
-            title = TITLES[step]
+            title = TITLES[step] if step == s.step or not narrow else TITLES[step].split()[0]
             if step == s.step:
                 parts.append(f"[reverse] {title} [/reverse]")
             elif step in s.locked:
@@ -105,7 +110,7 @@ class RunFrame(Static):
 
     def render(self) -> Text:
         s = self.state
-        role = "/".join(s.roles) if s.roles else "no role"
+        role = "/".join(SHORT_ROLE.get(r, r) for r in s.roles) if s.roles else "no role"
         clock = s.clock if s.speed == 1 else f"{s.clock} ⏩ TIME ×{s.speed:g} (rehearsal)"
         return Text(f" {clock} │ {s.kill_text()} │ {s.user} ({role}) │ {s.target} {s.target_health}")
 
@@ -131,11 +136,17 @@ class FrameBar(Horizontal):
     FrameBar RunFrame { width: 1fr; height: 3; content-align: left middle; background: $panel; }
     FrameBar RunFrame.-kill-active { background: $error 40%; }
     FrameBar #kill-switch-button { width: 24; height: 3; background: red; color: white; text-style: bold; }
+    FrameBar.-narrow #kill-switch-button { width: 13; }
     """
 
     def compose(self) -> ComposeResult:
         yield RunFrame(id="run-frame")
         yield Button("■ KILL SWITCH  F9", id="kill-switch-button")
+
+    def on_resize(self) -> None:
+        narrow = self.size.width < 110
+        self.set_class(narrow, "-narrow")
+        self.query_one("#kill-switch-button", Button).label = "■ KILL  F9" if narrow else "■ KILL SWITCH  F9"
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "kill-switch-button":

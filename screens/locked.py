@@ -5,11 +5,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from textual.app import ComposeResult
-from textual.containers import Vertical
+from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static
 
 from engine.runbook import Missing
+
+
+def missing_text(missing: Sequence[Missing]) -> str:
+    """One line per thing missing, and the checks not run yet as one line (there can be twenty)."""
+    unchecked = [m for m in missing if m.what.endswith(": not checked")]
+    lines = [f"• {m.what}\n    → {m.who}" for m in missing if m not in unchecked]
+    if unchecked:
+        names = ", ".join(m.what.removesuffix(": not checked") for m in unchecked[:4])
+        lines.insert(0, f"• {len(unchecked)} check(s) not run yet: {names}{', …' if len(unchecked) > 4 else ''}\n"
+                        "    → run the checks (r) and the kill-switch test (k) on the Prechecks screen")
+    return "\n".join(lines)
 
 
 class StepLocked(ModalScreen[None]):
@@ -19,6 +30,7 @@ class StepLocked(ModalScreen[None]):
     StepLocked > Vertical { width: 90; max-width: 95%; height: auto; max-height: 90%; border: thick $warning;
                             background: $surface; padding: 1 2; }
     StepLocked #title { text-style: bold; margin-bottom: 1; }
+    StepLocked VerticalScroll { height: auto; max-height: 30; }
     StepLocked #missing { height: auto; }
     StepLocked Button { margin-top: 1; }
     """
@@ -31,7 +43,8 @@ class StepLocked(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Label(f"{self.title_text} is not open yet. Missing:", id="title", markup=False)
-            yield Static("\n".join(f"• {m.what}\n    → {m.who}" for m in self.missing), id="missing", markup=False)
+            with VerticalScroll():
+                yield Static(missing_text(self.missing), id="missing", markup=False)
             yield Button("Back (Esc)", id="back")
 
     def on_button_pressed(self, _event: Button.Pressed) -> None:

@@ -22,6 +22,7 @@ from engine.plan import Plan
 from engine.prechecks import CHECKS
 from engine.runbook import SIGNOFF_ROLES, RunView, precheck_missing
 from screens.base import RunbookScreen, plain
+from screens.locked import missing_text
 
 if TYPE_CHECKING:
     from engine.store import PrecheckResult
@@ -47,13 +48,13 @@ def rollback_statements(plan: Plan) -> str:
 class PrechecksScreen(RunbookScreen):
     step = "prechecks"
     BINDINGS = [
-        ("r", "app.run_prechecks", "Run checks"),
-        ("k", "app.kill_switch_test", "Kill-switch test"),
-        ("t", "app.self_test", "Self-test"),
-        ("x", "app.scratch_test", "Scratch rollback test"),
-        ("p", "app.confirm_rollback", "DBA: confirm rollback"),
+        ("r", "app.run_prechecks", "Checks"),
+        ("k", "app.kill_switch_test", "KS test"),
+        ("p", "app.confirm_rollback", "Confirm rollback"),
         ("s", "app.sign_off", "Sign off"),
-        ("m", "app.record_test", "Record a TC by hand"),
+        ("t", "app.self_test", "Self-test"),
+        ("x", "app.scratch_test", "Scratch test"),
+        ("m", "app.record_test", "Record TC"),
     ]
     DEFAULT_CSS = RunbookScreen.DEFAULT_CSS + """
     PrechecksScreen .section { margin: 1 1 0 1; text-style: bold; }
@@ -86,8 +87,7 @@ class PrechecksScreen(RunbookScreen):
 
     def on_mount(self) -> None:
         self.query_one("#tests", DataTable).add_columns("Test", "Name", "Priority", "Status", "Result", "By")
-        self.query_one("#checks", DataTable).add_columns("Section", "Check", "Expected", "Status", "Found",
-                                                         "Query", "By")
+        self.query_one("#checks", DataTable).add_columns("Section", "Check", "Status", "Found", "By", "Query")
         self.query_one("#signoffs", DataTable).add_columns("Role", "Signed by", "When")
         self._draw(datetime.now().astimezone())
 
@@ -116,13 +116,14 @@ class PrechecksScreen(RunbookScreen):
         confirmed = view.approvals_of("rollback_prepared")
         for c in CHECKS:
             r = view.prechecks.get(c.id)
-            status, found, by = (MARK.get(r.status, r.status), r.detail, when(r)) if r else ("○", "", "")
+            status, found, by = ((MARK.get(r.status, r.status), r.detail, when(r)) if r
+                                 else ("○", f"expected: {c.expected}", ""))
             if c.id == "rb.prepared":
                 status = "✓ confirmed" if confirmed else "○ DBA to confirm"
                 found = f"by {confirmed[-1].actor}" if confirmed else "press p (DBA)"
                 by = f"{confirmed[-1].actor.split('@')[0]} {confirmed[-1].created_at:%H:%M:%S}" if confirmed else ""
-            checks.add_row(*plain(c.section.split(" (")[0], c.label, c.expected, status, found[:70],
-                           (r.query or "")[:40] if r else "", by))
+            checks.add_row(*plain(c.section.split(" (")[0], c.label, status, found[:64], by,
+                                  (r.query or "")[:48] if r else ""))
         signoffs = self.query_one("#signoffs", DataTable)
         signoffs.clear()
         signed = {a.role: a for a in view.approvals_of("signoff")}
@@ -145,10 +146,4 @@ class PrechecksScreen(RunbookScreen):
         elif not missing:
             box.update("✓ All prechecks done and signed: the size gate is open (3).")
         else:
-            unchecked = [m for m in missing if m.what.endswith(": not checked")]
-            lines = [f"• {m}" for m in missing if m not in unchecked]
-            if unchecked:
-                lines.insert(0, f"• {len(unchecked)} check(s) not run yet: "
-                             + ", ".join(m.what.removesuffix(": not checked") for m in unchecked[:4])
-                             + (", …" if len(unchecked) > 4 else "") + " — run the checks (r), the kill-switch test (k)")
-            box.update("\n".join(lines))
+            box.update(missing_text(missing))

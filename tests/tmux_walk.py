@@ -417,12 +417,12 @@ def main_walk(w: Walk, captures: dict[str, str]) -> None:
     w.wait_text("g", rf"run {short} running │ you drive", 20)
     w.step("g: executing", "baseline, ALTER, cool-down (compressed)")
     screen = w.wait("g", "the monitoring hand-off",
-                    lambda s: "→ Monitoring window running" in s or "■ cancelled" in s or "✗ failed" in s, 120)
-    if "→ Monitoring window running" not in screen:
+                    lambda s: "→ The 60-minute monitoring window is running" in s or "■ cancelled" in s or "✗ failed" in s, 120)
+    if "→ The 60-minute monitoring window is running" not in screen:
         raise WalkFailure("g", "the run ended before the monitoring window", screen)
     captures["4-execution-handoff"] = w.last
     w.timings["execute_to_handoff_s"] = round(time.monotonic() - t_exec, 1)
-    w.step("monitoring hand-off", "'→ Monitoring window running (T+15 → T+75)'")
+    w.step("monitoring hand-off", "'→ The 60-minute monitoring window is running'")
     if re.search(r"4\s+✓\s+ALTER", screen) and re.search(r"ALTER progress.*\n not started", screen):
         w.note("Execution: the steps say the ALTER is done (4 ✓) but 'ALTER progress' still says "
                "'not started' with a 0% bar")
@@ -656,7 +656,7 @@ def look_notes(w: Walk, name: str, screen: str) -> None:
         w.note(f"80x24 {name}: the frame's status wraps over 3 lines: " + " / ".join(ln.strip()[:50] for ln in frame))
     if name == "Prechecks" and not re.search(r"Check\s+Expected\s+Status", screen):
         w.note("80x24 Prechecks: the checks table's Status/Found columns are off screen to the right")
-    if name == "Execution" and "Monitoring window running" not in screen and "running — driven" not in screen:
+    if name == "Execution" and "monitoring window is running" not in screen and "running — driven" not in screen:
         w.note("80x24 Execution: the outcome line, ALTER progress and the log are below the fold; the first "
                "screen shows only the steps and the announcement")
 

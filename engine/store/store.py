@@ -195,15 +195,21 @@ class Store:
             s.commit()
 
     def audit_entries(self, tenant_id: str, run_id: str | None = None, action: str | None = None,
-                      limit: int = 1000) -> list[AuditLog]:
+                      limit: int = 1000, since_seq: int | None = None, latest: bool = False) -> list[AuditLog]:
+        """Oldest first. ``since_seq``: only entries written after that one (a viewer's next poll);
+        ``latest``: the newest ``limit`` entries rather than the oldest."""
         with self.session() as s:
             q = select(AuditLog).where(AuditLog.tenant_id == tenant_id)
             if run_id is not None:
                 q = q.where(AuditLog.execution_run_id == run_id)
             if action is not None:
                 q = q.where(AuditLog.action == action)
-            q = q.order_by(AuditLog.seq).limit(limit)
-            return list(s.exec(q).all())
+            if since_seq is not None:
+                q = q.where(AuditLog.seq > since_seq)  # type: ignore[operator]
+            if latest:
+                rows = list(s.exec(q.order_by(AuditLog.seq.desc()).limit(limit)).all())  # type: ignore[union-attr]
+                return rows[::-1]
+            return list(s.exec(q.order_by(AuditLog.seq).limit(limit)).all())
 
     # --- runs -----------------------------------------------------------------------------
 
