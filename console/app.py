@@ -109,9 +109,9 @@ class CanaryApp(App):
     TITLE = "Canary Console"
     BINDINGS = [
         Binding("f9", "kill_switch", "KILL SWITCH", priority=True, id="kill-switch"),
-        Binding("f8", "deactivate", "Kill switch off", id="kill-switch-off"),
-        Binding("f7", "kill_reason", "Why (kill switch)", id="kill-switch-reason"),
         Binding("f2", "audit", "Audit log", id="audit"),
+        Binding("f8", "deactivate", "Kill switch off", id="kill-switch-off"),
+        Binding("f7", "kill_reason", "Why (kill switch)", show=False, id="kill-switch-reason"),
         *(Binding(str(n), f"goto('{step}')", TITLES[step], show=False, id=f"step-{step}")
           for n, step in enumerate(STEPS, start=1)),
         Binding("ctrl+q", "quit", "Quit", id="quit"),
@@ -151,6 +151,7 @@ class CanaryApp(App):
             "size_gate": SizeGateScreen(plan), "execution": ExecutionScreen(plan),
         }  # + "rollback" and "report", installed once the store and what they need are loaded
         self._rollback_busy = threading.Lock()
+        self._sign_lock = threading.Lock()
         self._facts_for: tuple[Any, ...] | None = None
 
     @property
@@ -280,10 +281,13 @@ class CanaryApp(App):
         try:
             if self.run_id is None:
                 mine = [r for r in self.store.find_runs(self.plan.tenant, limit=20) if self._is_this_plan(r)]
-                active = [r for r in mine if r.status in ACTIVE]
-                if active:  # a finished run is history (the CLI and the audit log have it); begin anew
-                    self.run_id = active[0].id
-                    self._mark_present(active[0].id)
+                # The run in progress; or one that failed or was cancelled with its index still in
+                # place (a manual rollback may be due). Anything else is history: begin anew.
+                open_ = [r for r in mine if r.status in ACTIVE
+                         or (r.index_created_by_run and r.status in ("failed", "cancelled"))]
+                if open_:
+                    self.run_id = open_[0].id
+                    self._mark_present(open_[0].id)
             view = load_view(self.store, self.plan.tenant, self.run_id)
             screen = self._top
             entries = (self.store.audit_entries(self.plan.tenant, run_id=self.run_id, limit=2000)
@@ -612,13 +616,27 @@ class CanaryApp(App):
     def action_sign_off(self) -> None:
         if not self._need_run() or self.refuse("sign_off", SIGNOFF_ROLES, "a pre-check sign-off"):
             return
-        signed = self.view.signoffs()
-        mine = [r for r in SIGNOFF_ROLES if r in self.roles and r not in signed]
+        self.sign_off(self.run_id)
+
+    @work(thread=True, group="store-write", exit_on_error=False)
+    def sign_off(self, run_id: str) -> None:
+        """The first of your roles not signed yet, decided against the store (not the last poll), one
+        sign-off at a time: a quick second press signs the next role, never the same one twice."""
+        from engine.store import Approval
+
+        with self._sign_lock:
+            signed = {a.role: a.actor for a in self.store.approvals(self.plan.tenant, run_id, "signoff")}
+            mine = [r for r in SIGNOFF_ROLES if r in self.roles and r not in signed]
+            if mine:
+                self.store.add_approval(Approval(tenant_id=self.plan.tenant, execution_run_id=run_id, kind="signoff",
+                                                 role=mine[0], actor=self.actor, created_at=self.clock.now(),
+                                                 note="pre-checks reviewed (runbook 2.6)"))
         if not mine:
-            self.notify("Your sign-off roles are already signed: " + ", ".join(
+            self.call_from_thread(self.notify, "Your sign-off roles are already signed: " + ", ".join(
                 f"{r} by {signed[r]}" for r in SIGNOFF_ROLES if r in self.roles), timeout=6)
             return
-        self.approve("signoff", mine[0], "pre-checks reviewed (runbook 2.6)")
+        self._sync_view()
+        self.call_from_thread(self.notify, f"signed off as {mine[0]} by {self.actor}", timeout=4)
 
     @work(thread=True, group="store-write", exit_on_error=False)
     def approve(self, kind: str, role: str, note: str) -> None:

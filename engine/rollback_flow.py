@@ -1001,6 +1001,12 @@ def rollback_view(store: Store, plan: Plan, run_id: str) -> RollbackView:
     elif not state.complete:
         missing = _who(plan, state.missing) if state.missing else "a person other than the requester"
         status, level = f"AWAITING APPROVALS — still needed: {missing}", "warning"
+        requester = state.decision_by[1].split("@")[0] if state.decision_by else None
+        alone = [r for r in state.missing if _people(plan, r)
+                 and all((p.unix_user or p.name) == requester for p in plan.people if r in p.roles)]
+        if alone:  # e.g. a one-person drill: say it now, not when the approval is refused
+            status += (f" — only the requester ({requester}) holds {', '.join(alone)}, and the requester cannot "
+                       "approve their own rollback: add another person to the plan's [[people]]")
     elif rung1 is not None:
         status, level = ("RUNG 1 APPLIED — index ignored; observe, then drop (x) or undo (u)", "warning")
     else:

@@ -63,8 +63,11 @@ class AuditScreen(RunbookScreen):
         self._show_filtered(event.value)
 
     def _show_filtered(self, text: str) -> None:
-        self.query_one("#audit", DataTable).clear()
+        table = self.query_one("#audit", DataTable)
+        table.clear()
         self._add(self.entries, text)
+        if table.row_count:  # the newest entry in view (once the table is laid out)
+            self.call_after_refresh(table.move_cursor, row=table.row_count - 1, animate=False)
 
     def _add(self, entries: Sequence[AuditLog], text: str) -> None:
         table = self.query_one("#audit", DataTable)

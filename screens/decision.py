@@ -1,0 +1,187 @@
+"""Runbook step 6 — the decision (SPEC §3.6; runbook step 7, 5.5, 6.1).
+
+The final decision matrix as the engine recorded it: every criterion with its measured value, its
+threshold, the rule that decided it, n and the confidence interval; the verdict, big and in its
+colour; the next step. An INCONCLUSIVE verdict is never an automatic rollback: the team decides
+keep or remove and the canary lead records it (k / d); a FAIL opens the rollback decision flow
+pre-filled with the metrics at decision time (g).
+
+The screen draws the ``DecisionView`` it is given (``show_decision``) and asks the App to act
+with messages; the App checks roles and writes the store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.message import Message
+from textual.widgets import Footer, Static
+
+from engine.dashboard import DecisionView
+from engine.plan import Plan
+from screens.base import RunbookScreen
+from screens.note import Note, NoteDialog
+
+VERDICT_MARK = {"pass": "✅", "warning": "⚠️", "fail": "❌", "inconclusive": "❔", "pending": "…"}
+STATUS_STYLE = {"met": "green", "not met": "bold red", "inconclusive": "yellow", "n.a.": "dim"}
+STATUS_MARK = {"met": "✓ met", "not met": "✗ not met", "inconclusive": "? inconclusive", "n.a.": "– n.a."}
+
+
+@dataclass
+class TeamDecision(Message):
+    """The team's decision on an INCONCLUSIVE verdict: ``keep`` or ``remove`` (canary lead records)."""
+
+    decision: str
+    note: str
+
+
+@dataclass
+class OpenRollback(Message):
+    """Open the rollback decision flow, pre-filled with the metrics at decision time."""
+
+    metrics: dict[str, Any] = field(default_factory=dict)
+    trigger: str = ""  # engine.rollback_flow trigger the failing criteria point to
+
+
+class DecisionScreen(RunbookScreen):
+    step = "decision"
+    BINDINGS = [
+        Binding("k", "team('keep')", "Team: keep (lead)", id="decision-keep"),
+        Binding("d", "team('remove')", "Team: remove (lead)", id="decision-remove"),
+        Binding("g", "rollback", "Rollback flow", id="decision-rollback"),
+    ]
+    DEFAULT_CSS = RunbookScreen.DEFAULT_CSS + """
+    DecisionScreen #verdict { height: 5; margin: 1 1 0 1; content-align: center middle; text-style: bold;
+                              background: $panel; border: tall $panel-lighten-2; }
+    DecisionScreen #verdict.-pass { background: $success 40%; border: tall $success; }
+    DecisionScreen #verdict.-warning { background: $warning 40%; border: tall $warning; }
+    DecisionScreen #verdict.-fail { background: $error 55%; border: tall $error; }
+    DecisionScreen #verdict.-inconclusive { background: $secondary 40%; border: tall $secondary; }
+    DecisionScreen #next { height: auto; margin: 1 1 0 1; padding: 0 1; background: $boost; }
+    DecisionScreen #next.-rollback { background: $error 30%; text-style: bold; }
+    DecisionScreen #next.-team_decision { background: $warning 30%; text-style: bold; }
+    DecisionScreen .section { margin: 1 1 0 1; text-style: bold; height: auto; }
+    DecisionScreen #matrix { height: auto; margin: 0 1; }
+    DecisionScreen #reasons { height: auto; margin: 0 1; }
+    DecisionScreen #decided { height: auto; margin: 1 1; color: $text-muted; }
+    """
+
+    def __init__(self, plan: Plan | None = None):
+        super().__init__(name="decision")
+        self.plan = plan
+        self.view: DecisionView | None = None
+        self._drawn: DecisionView | None = None
+
+    def compose_body(self) -> ComposeResult:
+        with VerticalScroll(id="body"):
+            yield Static("…  NO VERDICT YET", id="verdict", markup=False)
+            yield Static("", id="next", markup=False)
+            yield Static("Decision matrix (runbook 5.5): every criterion, its value and the rule that decided it",
+                         classes="section")
+            yield Static("", id="matrix")
+            yield Static("Why", classes="section", id="reasons-title")
+            yield Static("", id="reasons", markup=False)
+            yield Static("", id="decided", markup=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        if self.view is not None:
+            self._draw(self.view)
+
+    def show_decision(self, view: DecisionView) -> None:
+        self.view = view
+        if self.is_mounted:
+            self._draw(view)
+
+    def _draw(self, v: DecisionView) -> None:
+        if v == self._drawn:
+            return
+        self._drawn = v
+        box = self.query_one("#verdict", Static)
+        for level in ("pass", "warning", "fail", "inconclusive"):
+            box.set_class(v.level == level, f"-{level}")
+        title = v.verdict or "NO VERDICT YET"
+        if v.team_decision:
+            title += f" — team decided: {v.team_decision.upper()}"
+        big = Text(f"{VERDICT_MARK.get(v.level, '')}  {title}", style="bold")
+        if v.summary:
+            big.append(f"\n{v.summary}", style="not bold")
+        box.update(big)
+        nxt = self.query_one("#next", Static)
+        for action in ("rollback", "team_decision"):
+            nxt.set_class(v.action == action, f"-{action}")
+        nxt.update(f"Next step: {v.action_text}")
+        self.query_one("#matrix", Static).update(self._matrix(v))
+        lines = [f"• {r}" for r in v.reasons]
+        lines += [f"⚠ warning: {w}" for w in v.warnings]
+        if v.team_note:
+            lines.append(f"team note: {v.team_note}")
+        self.query_one("#reasons", Static).update("\n".join(lines) or "—")
+        self.query_one("#reasons-title", Static).display = bool(lines)
+        decided = []
+        if v.decided_by:
+            decided.append(f"decided by {v.decided_by}"
+                           + (f" at {v.decided_at:%Y-%m-%d %H:%M:%S}" if v.decided_at else ""))
+        if v.profile:
+            decided.append(f"profile {v.profile}")
+        if v.stopped_early:
+            decided.append("the window stopped early on a failure condition")
+        if v.next_step:
+            decided.append(f"engine: {v.next_step}")
+        self.query_one("#decided", Static).update(" · ".join(decided))
+        self.refresh_bindings()
+
+    @staticmethod
+    def _matrix(v: DecisionView) -> Table | Text:
+        if not v.rows:
+            return Text(v.action_text if v.verdict is None else "no criteria recorded", style="dim")
+        table = Table(expand=True, show_lines=False, header_style="bold", pad_edge=False)
+        table.add_column("#", width=2, justify="right")
+        table.add_column("Criterion", ratio=3)
+        table.add_column("Status", width=14, no_wrap=True)
+        table.add_column("Value", ratio=2)
+        table.add_column("Threshold", ratio=1)
+        table.add_column("n", width=5, justify="right")
+        table.add_column("Interval", ratio=3)
+        table.add_column("Rule that decided", ratio=5)
+        for i, r in enumerate(v.rows, 1):
+            table.add_row(str(i), Text(r.name), Text(STATUS_MARK.get(r.status, r.status),
+                                                     style=STATUS_STYLE.get(r.status, "")),
+                          Text(r.value), Text(r.threshold), Text(r.n), Text(r.interval), Text(r.rule))
+        return table
+
+    # --- keys → messages --------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        v = self.view
+        if action == "team":
+            return True if v is not None and v.action == "team_decision" else None
+        if action == "rollback":
+            return True if v is not None and v.rollback_trigger else None
+        return True
+
+    def action_team(self, decision: str) -> None:
+        v = self.view
+        if v is None or v.action != "team_decision":
+            return
+        words = {"keep": "KEEP the index", "remove": "REMOVE the index (then the rollback flow)"}[decision]
+
+        def done(note: Note | None) -> None:
+            if note is not None:
+                self.post_message(TeamDecision(decision, note.text))
+
+        self.app.push_screen(NoteDialog(f"INCONCLUSIVE — the team decides: {words}",
+                                        f"Recorded by the {' or '.join(v.team_roles)} for the team; the verdict "
+                                        "stays INCONCLUSIVE with the team's decision beside it.",
+                                        "what the team saw and agreed", (f"Record {decision}",)), done)
+
+    def action_rollback(self) -> None:
+        v = self.view
+        if v is not None and v.rollback_trigger:
+            self.post_message(OpenRollback(dict(v.rollback_metrics), v.rollback_trigger))

@@ -1,0 +1,404 @@
+"""Runbook step 5 — the live monitoring dashboard (SPEC §3.5; runbook steps 5–6, section 4,
+"Decision Rules", 7.2, 7.4).
+
+The 60-minute window (T+15 → T+75, never shortened), a tile per metric coloured by its band
+(green ok, blue note, yellow warning, red critical, grey stale with the source's error), charts of
+latency p50/p99, replication lag, lock waits and threads running over the whole window with the
+warning and critical lines, the ALTER's end and the checkpoints; the concurrent warnings against
+their limits, the AUTO-PAUSE banner naming who may lift it, the checkpoints, the live criteria, the
+escalation level and the announcement ready to copy.
+
+The screen only draws the ``DashboardView`` it is given (``show_dashboard``; the App builds it on
+a worker from the store) and asks the App to act with messages. Its keys are letters — digits and
+F-keys belong to the App, and letters survive SSH jump hosts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Container, Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.widgets import DataTable, Footer, ProgressBar, Static
+from textual_plotext import PlotextPlot
+
+from engine.dashboard import ChartSeries, CheckItem, DashboardView, Tile
+from engine.plan import Plan
+from screens.base import RunbookScreen, plain
+from screens.note import Note, NoteDialog
+
+LEVEL_TAG = {"ok": "OK", "note": "NOTE", "warning": "WARN", "critical": "CRIT", "stale": "STALE"}
+CHECK_MARK = {"met": "✓", "not_met": "✗", "pending": "…", "na": "–"}
+CHECK_STYLE = {"met": "green", "not_met": "bold red", "pending": "yellow", "na": "dim"}
+# Plotext colours (RGB: the same on every terminal that shows truecolour; the names are ANSI).
+LINE_COLOUR = {"note": (90, 150, 230), "warning": (230, 180, 30), "critical": (230, 60, 60)}
+MARKER_COLOUR = {"alter_end": (200, 90, 220), "checkpoint": (110, 110, 110)}
+DATA_COLOUR = (80, 200, 220)
+DOTS_COLOUR = (120, 140, 150)
+TILE_WIDTH = 32  # columns per tile, gutter included
+CHART_WIDTH = 34  # the narrowest a chart gets before the charts stack
+
+
+@dataclass
+class CheckpointNote(Message):
+    """Record a note against a checkpoint (T+15 …): ``ok`` is the person's "metrics OK?"."""
+
+    label: str
+    note: str
+    ok: bool
+
+
+@dataclass
+class CopyText(Message):
+    """Put ``text`` on the clipboard (OSC 52)."""
+
+    text: str
+
+
+@dataclass
+class PostText(Message):
+    """Post ``text`` to the plan's webhook."""
+
+    text: str
+
+
+@dataclass
+class PauseDecision(Message):
+    """Lift the AUTO-PAUSE: ``resume`` or ``rollback`` (the canary lead; the App checks the role)."""
+
+    decision: str
+    note: str = ""
+
+
+class TileWidget(Static):
+    """One metric: its band's colour, the value now against the baseline, the thresholds."""
+
+    DEFAULT_CSS = """
+    TileWidget { height: 4; padding: 0 1; border-left: thick $success; background: $success 12%; }
+    TileWidget.-note { border-left: thick $primary; background: $primary 18%; }
+    TileWidget.-warning { border-left: thick $warning; background: $warning 30%; }
+    TileWidget.-critical { border-left: thick $error; background: $error 55%; }
+    TileWidget.-stale { border-left: thick $panel-lighten-2; background: $panel; color: $text-muted; }
+    """
+
+    def __init__(self, tile: Tile):
+        super().__init__(classes=f"tile-{tile.key}")  # no id: a rebuilt grid may briefly hold both
+        self.tile = tile
+
+    def on_mount(self) -> None:
+        self.show(self.tile, force=True)
+
+    def show(self, tile: Tile, force: bool = False) -> None:
+        if tile == self.tile and not force:
+            return
+        self.tile = tile
+        for level in LEVEL_TAG:
+            self.set_class(tile.level == level and level != "ok", f"-{level}")
+        self.tooltip = f"{tile.rule}\n{tile.detail}" if tile.detail else tile.rule
+        self.update(self._text(tile))
+
+    @staticmethod
+    def _text(t: Tile) -> Text:
+        tag = LEVEL_TAG.get(t.level, t.level.upper())
+        out = Text(no_wrap=True, overflow="ellipsis")
+        out.append(t.name.replace(" change", ""), style="bold")
+        out.append(f"  {tag}\n", style="bold reverse" if t.level in ("warning", "critical") else "bold")
+        if t.level == "stale":
+            out.append(f"{t.now}  base {t.baseline}\n")
+            out.append(f"stale: {t.error or 'no value'}\n")
+            out.append(t.detail or t.thresholds, style="dim")
+            return out
+        out.append(t.now, style="bold")
+        out.append(f"  Δ {t.delta}  base {t.baseline}\n")
+        out.append(t.thresholds + "\n", style="dim" if t.level == "ok" else "")
+        out.append(t.detail, style="dim")
+        return out
+
+
+class MetricChart(PlotextPlot):
+    """A metric over the whole window, its warning and critical lines, the ALTER's end and the
+    checkpoints. Redrawn only when its series changed."""
+
+    DEFAULT_CSS = """
+    MetricChart { height: 13; min-width: 30; }
+    """
+
+    def __init__(self, key: str):
+        super().__init__(classes=f"chart-{key}")
+        self.key = key
+        self.signature: tuple | None = None
+        self.draws = 0
+
+    def show(self, series: ChartSeries) -> bool:
+        if series.signature == self.signature:
+            return False
+        self.signature = series.signature
+        self.draws += 1
+        plt = self.plt
+        plt.clear_figure()
+        plt.title(series.title if not series.note else f"{series.title} — {series.note}")
+        for marker in series.markers:
+            plt.vline(marker.x, MARKER_COLOUR.get(marker.kind, (110, 110, 110)))
+        for line in series.lines:
+            plt.hline(line.y, LINE_COLOUR.get(line.level, (200, 200, 200)))
+        if series.median_x:
+            if series.x:
+                plt.scatter(list(series.x), list(series.y), marker="dot", color=DOTS_COLOUR)
+            plt.plot(list(series.median_x), list(series.median_y), marker="braille", color=DATA_COLOUR)
+        elif series.x:
+            plt.plot(list(series.x), list(series.y), marker="braille", color=DATA_COLOUR)
+        plt.xlim(*series.x_range)
+        plt.ylim(*series.y_range)
+        ticks = [m.x for m in series.markers if m.kind == "checkpoint"]
+        plt.xticks(ticks, [m.label for m in series.markers if m.kind == "checkpoint"])
+        self.refresh()
+        return True
+
+
+class MonitoringScreen(RunbookScreen):
+    step = "monitoring"
+    BINDINGS = [
+        Binding("p", "checkpoint_note", "Checkpoint note", id="monitoring-checkpoint-note"),
+        Binding("y", "copy", "Copy announcement", id="monitoring-copy"),
+        Binding("w", "post", "Post announcement", id="monitoring-post"),
+        Binding("r", "pause_decision('resume')", "Resume (lead)", id="monitoring-resume"),
+        Binding("x", "pause_decision('rollback')", "Roll back (lead)", id="monitoring-rollback"),
+    ]
+    DEFAULT_CSS = RunbookScreen.DEFAULT_CSS + """
+    MonitoringScreen #body { height: 1fr; }
+    MonitoringScreen .section { margin: 1 1 0 1; text-style: bold; height: auto; }
+    MonitoringScreen #window { height: auto; margin: 1 1 0 1; }
+    MonitoringScreen #window-bar { width: 42; height: 1; }
+    MonitoringScreen #window-bar Bar { width: 40; }
+    MonitoringScreen #window-text { width: 1fr; height: auto; }
+    MonitoringScreen #window.-paused #window-text { color: $error; text-style: bold; }
+    MonitoringScreen #pause-banner { display: none; height: auto; margin: 1 1 0 1; padding: 0 1;
+                                     background: red; color: white; text-style: bold; }
+    MonitoringScreen #pause-banner.-on { display: block; }
+    MonitoringScreen #status { height: auto; margin: 1 1 0 1; }
+    MonitoringScreen #concurrent, MonitoringScreen #escalation { width: 1fr; height: auto; padding: 0 1;
+                                                                 background: $boost; }
+    MonitoringScreen #escalation { margin-left: 1; }
+    MonitoringScreen #concurrent.-extend { background: $warning 20%; }
+    MonitoringScreen #concurrent.-escalate { background: $warning 45%; text-style: bold; }
+    MonitoringScreen #concurrent.-auto_pause { background: $error 60%; text-style: bold; }
+    MonitoringScreen #escalation.-L1 { background: $warning 20%; }
+    MonitoringScreen #escalation.-L2 { background: $warning 45%; text-style: bold; }
+    MonitoringScreen #escalation.-L3, MonitoringScreen #escalation.-L4 { background: $error 60%; text-style: bold; }
+    MonitoringScreen #tiles { layout: grid; grid-size: 5; grid-gutter: 1 1; height: auto; margin: 1 1 0 1; }
+    MonitoringScreen #not-measured { height: auto; margin: 0 1; color: $text-muted; }
+    MonitoringScreen #charts { layout: grid; grid-size: 5; grid-gutter: 0 1; height: auto; margin: 1 1 0 1; }
+    MonitoringScreen #bottom { layout: grid; grid-size: 3; grid-columns: 3fr 2fr 3fr; grid-gutter: 0 2;
+                               height: auto; margin: 0 1 1 1; }
+    MonitoringScreen #bottom > Vertical { height: auto; }
+    MonitoringScreen #checkpoints { height: auto; }
+    MonitoringScreen #checklist, MonitoringScreen #events { height: auto; }
+    MonitoringScreen #announcement { height: auto; max-height: 16; padding: 0 1; background: $boost; }
+    """
+
+    def __init__(self, plan: Plan | None = None):
+        super().__init__(name="monitoring")
+        self.plan = plan
+        self.view: DashboardView | None = None
+        self._shown: dict[str, object] = {}  # what each part last drew: redraw only what changed
+
+    # --- layout ------------------------------------------------------------------------------
+
+    def compose_body(self) -> ComposeResult:
+        with VerticalScroll(id="body"):
+            with Horizontal(id="window"):
+                yield ProgressBar(id="window-bar", total=100, show_eta=False, show_percentage=False)
+                yield Static("Window T+15 → T+75: waiting for the run", id="window-text", markup=False)
+            yield Static("", id="pause-banner", markup=False)
+            with Horizontal(id="status"):
+                yield Static("Concurrent warnings —", id="concurrent", markup=False)
+                yield Static("Escalation: none", id="escalation", markup=False)
+            yield Container(id="tiles")
+            yield Static("", id="not-measured", markup=False)
+            yield Container(id="charts")
+            with Container(id="bottom"):
+                with Vertical(id="checkpoints-box"):
+                    yield Static("Checkpoints (p: add a note to the current one)", classes="section")
+                    yield DataTable(id="checkpoints", cursor_type="none", show_cursor=False)
+                with Vertical(id="checklist-box"):
+                    yield Static("Criteria now (runbook 5.1)", classes="section")
+                    yield Static("", id="checklist")
+                with Vertical(id="side"):
+                    yield Static("Announcement (y copy · w post)", classes="section")
+                    yield Static("nothing to announce: no metric in its warning zone", id="announcement",
+                                 markup=False)
+                    yield Static("Events", classes="section")
+                    yield Static("", id="events", markup=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#checkpoints", DataTable).add_columns("Checkpoint", "Due", "Metrics OK?", "By", "Notes")
+        self._fit(self.size.width)
+        if self.view is not None:
+            self._draw(self.view)
+
+    def on_resize(self) -> None:
+        self._fit(self.size.width)
+
+    def _fit(self, width: int) -> None:
+        """Tiles wrap and charts stack as the terminal narrows (80×24 over a jump host)."""
+        inner = max(20, width - 4)
+        self.query_one("#tiles").styles.grid_size_columns = max(1, inner // TILE_WIDTH)
+        charts = len(self.query(MetricChart)) or 5
+        self.query_one("#charts").styles.grid_size_columns = max(1, min(charts, inner // CHART_WIDTH))
+        bottom = self.query_one("#bottom")
+        if width >= 140:
+            bottom.styles.grid_size_columns = 3
+            bottom.styles.grid_columns = "3fr 2fr 3fr"
+        else:
+            bottom.styles.grid_size_columns = 1
+            bottom.styles.grid_columns = "1fr"
+
+    # --- data in ----------------------------------------------------------------------------
+
+    def show_dashboard(self, view: DashboardView) -> None:
+        """The dashboard as the store has it now (the App calls this from its worker's result)."""
+        self.view = view
+        if self.is_mounted:
+            self._draw(view)
+
+    def _changed(self, part: str, value: object) -> bool:
+        if self._shown.get(part) == value:
+            return False
+        self._shown[part] = value
+        return True
+
+    def _draw(self, v: DashboardView) -> None:
+        p = v.progress
+        if self._changed("progress", p):
+            self.query_one("#window-bar", ProgressBar).update(progress=round(p.fraction * 100, 1))
+            self.query_one("#window-text", Static).update(p.text)
+            self.query_one("#window").set_class(p.phase == "paused", "-paused")
+        if self._changed("pause", v.pause):
+            banner = self.query_one("#pause-banner", Static)
+            banner.set_class(v.pause.paused, "-on")
+            banner.update(v.pause.text)
+        if self._changed("concurrent", v.concurrent):
+            box = self.query_one("#concurrent", Static)
+            for state in ("extend", "escalate", "auto_pause"):
+                box.set_class(v.concurrent.state == state, f"-{state}")
+            names = f": {', '.join(v.concurrent.metrics)}" if v.concurrent.metrics else ""
+            box.update(v.concurrent.text + names)
+        if self._changed("escalation", v.escalation):
+            box = self.query_one("#escalation", Static)
+            for level in ("L1", "L2", "L3", "L4"):
+                box.set_class(v.escalation.level == level, f"-{level}")
+            box.update(f"Escalation (runbook 7.2): {v.escalation.text}")
+        if self._changed("tiles", v.tiles):
+            self._draw_tiles(v.tiles)
+        if self._changed("not_measured", v.not_measured):
+            self.query_one("#not-measured", Static).update(
+                f"Not measured in this run (no source): {', '.join(v.not_measured)}" if v.not_measured else "")
+        self._draw_charts(v.charts)
+        if self._changed("checkpoints", v.checkpoints):
+            self._draw_checkpoints(v)
+        if self._changed("checklist", v.checklist):
+            self.query_one("#checklist", Static).update(self._checklist(v.checklist))
+        if self._changed("announcement", v.announcement):
+            a = v.announcement
+            self.query_one("#announcement", Static).update(
+                a.text if a else "nothing to announce: no metric in its warning zone")
+        if self._changed("events", v.events):
+            self.query_one("#events", Static).update("\n".join(v.events) or "none yet")
+        self.refresh_bindings()
+
+    def _draw_tiles(self, tiles: tuple[Tile, ...]) -> None:
+        box = self.query_one("#tiles")
+        have = {w.tile.key: w for w in self.query(TileWidget)}
+        if list(have) != [t.key for t in tiles]:
+            box.remove_children()
+            box.mount_all(TileWidget(t) for t in tiles)
+            return
+        for t in tiles:
+            have[t.key].show(t)
+
+    def _draw_charts(self, charts: tuple[ChartSeries, ...]) -> None:
+        box = self.query_one("#charts")
+        have = {w.key: w for w in self.query(MetricChart)}
+        if list(have) != [c.key for c in charts]:
+            box.remove_children()
+            widgets = [MetricChart(c.key) for c in charts]
+            box.mount_all(widgets)
+            for w, c in zip(widgets, charts, strict=True):
+                w.show(c)
+            self._fit(self.size.width)
+            return
+        for c in charts:
+            have[c.key].show(c)
+
+    def _draw_checkpoints(self, v: DashboardView) -> None:
+        table = self.query_one("#checkpoints", DataTable)
+        table.clear()
+        for row in v.checkpoints:
+            ok = {True: "✓ yes", False: "✗ no"}.get(row.metrics_ok, "")  # type: ignore[arg-type]
+            if not ok:
+                ok = {"due": "… due now", "next": "next", "upcoming": ""}.get(row.status, "")
+            label = f"▶ {row.label}" if row.label == v.current_checkpoint else f"  {row.label}"
+            table.add_row(*plain(label, row.due_text, ok, row.who, row.notes[:60]))
+
+    @staticmethod
+    def _checklist(items: tuple[CheckItem, ...]) -> Text:
+        out = Text()
+        for i, item in enumerate(items):
+            if i:
+                out.append("\n")
+            out.append(f"{CHECK_MARK.get(item.state, '?')} ", style=CHECK_STYLE.get(item.state, ""))
+            out.append(item.text)
+        return out
+
+    # --- keys → messages --------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        v = self.view
+        if action in ("copy", "post"):
+            return True if v is not None and v.announcement is not None else None
+        if action == "pause_decision":
+            return True if v is not None and v.pause.paused else None
+        if action == "checkpoint_note":
+            return True if v is not None and v.progress.phase != "waiting" else None
+        return True
+
+    def action_copy(self) -> None:
+        if self.view is not None and self.view.announcement is not None:
+            self.post_message(CopyText(self.view.announcement.text))
+
+    def action_post(self) -> None:
+        if self.view is not None and self.view.announcement is not None:
+            self.post_message(PostText(self.view.announcement.text))
+
+    def action_checkpoint_note(self) -> None:
+        if self.view is None:
+            return
+        label = self.view.current_checkpoint
+
+        def done(note: Note | None) -> None:
+            if note is not None:
+                self.post_message(CheckpointNote(label, note.text, note.choice == "Metrics OK"))
+
+        self.app.push_screen(NoteDialog(f"Checkpoint {label} (runbook step 5)",
+                                        "Your observation for this checkpoint, and whether the metrics are OK. "
+                                        "It is recorded with your name and the time.",
+                                        "e.g. p99 back under +10 %, lag 4 s", ("Metrics OK", "Not OK")), done)
+
+    def action_pause_decision(self, decision: str) -> None:
+        if self.view is None or not self.view.pause.paused:
+            return
+        words = {"resume": ("Resume the run", "Approve resume"),
+                 "rollback": ("Stop and roll back", "Approve rollback")}[decision]
+
+        def done(note: Note | None) -> None:
+            if note is not None:
+                self.post_message(PauseDecision(decision, note.text))
+
+        self.app.push_screen(NoteDialog(f"AUTO-PAUSE: {words[0]}",
+                                        f"{self.view.pause.reason}. Only the "
+                                        f"{' or '.join(self.view.pause.approver_roles)} may lift it; say why.",
+                                        "why (goes to the audit trail)", (words[1],)), done)
