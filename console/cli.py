@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import traceback
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from engine.identity import current_identity, worker_id
@@ -31,6 +33,13 @@ class CliError(Exception):
     def __init__(self, message: str, code: int = EXIT_USAGE):
         super().__init__(message)
         self.code = code
+
+
+def _me() -> str:
+    """How to call this command again (the venv's script when it is not on the PATH)."""
+    import shutil
+
+    return "canary-console" if shutil.which("canary-console") else os.path.abspath(sys.argv[0])
 
 
 def _plan(path: str | None) -> Plan | None:
@@ -203,9 +212,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     from engine.opening import OpeningStore
 
     plan = load_plan(args.plan)
+    identity = current_identity()
+    if args.as_user:
+        if not plan.rehearsal:
+            raise CliError(f"--as is for rehearsal plans only: identity is the OS user ({identity.user}). Each "
+                           "person runs the console in their own session.", EXIT_REFUSED)
+        identity = replace(identity, user=args.as_user, played_by=identity.user)
     store = OpeningStore(_store_url(args, plan))  # opens while the first screen is drawn
     try:
-        app = CanaryApp(plan, store, role=args.role)
+        app = CanaryApp(plan, store, identity=identity, role=args.role)
     except ValueError as exc:
         raise CliError(f"{exc}. Leave --role out to act in all your roles.") from None
     app.run()
@@ -243,6 +258,8 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
         say(f"plan written to {drill.plan_path}")
         say(f"store {redact_url(store.url)}; workload running (reads by customer_id, background writes)")
         say("kill switch from another terminal: canary-console kill --plan " + str(drill.plan_path))
+        say(f"a teammate's console (to approve what you may not approve alone): {_me()} run "
+            f"{drill.plan_path} --as teammate")
         if not args.skip_self_test:
             say("self-test TC-01…TC-10 against a second private sandbox (results stored for the prechecks)")
             def recorded(result: Any) -> None:  # each case as it finishes, not all at the end
@@ -380,6 +397,8 @@ def build_parser() -> argparse.ArgumentParser:
     common(u, plan_required=True)
     u.add_argument("--role", choices=("canary_lead", "dba", "sre", "developer"),
                    help="act in this one of your roles (when the plan gives you more than one)")
+    u.add_argument("--as", dest="as_user", metavar="USER",
+                   help="rehearsal plans only: play another person of the plan (e.g. teammate)")
     u.set_defaults(func=cmd_run)
 
     s = sub.add_parser("status", help="kill-switch state, recent runs, self-test results")

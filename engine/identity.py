@@ -13,11 +13,14 @@ class Identity:
     user: str
     ssh_client: str | None = None
     host: str = ""
+    played_by: str | None = None  # a rehearsal teammate played from someone else's terminal
 
     @property
     def actor(self) -> str:
-        """The name written to the audit trail: ``user@ssh-client`` or ``user@host``."""
-        return f"{self.user}@{self.ssh_client or self.host or 'local'}"
+        """The name written to the audit trail: ``user@ssh-client`` or ``user@host`` (and, for a
+        teammate played in a rehearsal, who played them)."""
+        where = f"{self.user}@{self.ssh_client or self.host or 'local'}"
+        return f"{where} (played by {self.played_by})" if self.played_by else where
 
 
 def current_identity() -> Identity:

@@ -148,6 +148,9 @@ class Plan:
     executor: ExecutorOptions = field(default_factory=ExecutorOptions)
     prometheus_queries: dict[str, str] = field(default_factory=dict)
     source: str = "<memory>"
+    # A drill's plan (written by `rehearse`, against a private sandbox): teammates may be played
+    # from one terminal (`run --as`). Never in a real plan.
+    rehearsal: bool = False
     # The validated input, as given: written back as TOML for a worker in another process.
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -194,7 +197,7 @@ def plan_from_dict(data: dict[str, Any], source: str = "<memory>") -> Plan:
     data = _without_secrets(data)  # each secret is reported once, above, not again as an unknown key
     known = {
         "tenant", "connection", "replica", "change", "people", "window", "integrations",
-        "store_url", "thresholds", "executor", "prometheus_queries",
+        "store_url", "thresholds", "executor", "prometheus_queries", "rehearsal",
     }
     for key in data:
         if key not in known:
@@ -233,6 +236,10 @@ def plan_from_dict(data: dict[str, Any], source: str = "<memory>") -> Plan:
     except ProfileError as exc:
         problems.extend(exc.problems)
     executor = _executor(data.get("executor", {}), problems)
+    rehearsal = data.get("rehearsal", False)
+    if not isinstance(rehearsal, bool):
+        problems.append("rehearsal must be true or false (true only in a plan `canary-console rehearse` wrote)")
+        rehearsal = False
     prom_queries = _table(data.get("prometheus_queries", {}), "prometheus_queries", problems)
     for key, query in prom_queries.items():
         if not isinstance(query, str) or not query.strip() or not key.replace("_", "a").isalnum():
@@ -248,6 +255,7 @@ def plan_from_dict(data: dict[str, Any], source: str = "<memory>") -> Plan:
         kill_switch_api_url=urls["kill_switch_api_url"], kill_switch_api_token_env=token_env,
         webhook_url=urls["webhook_url"], store_url=store_url, thresholds=dict(thresholds),
         executor=executor, prometheus_queries=dict(prom_queries), source=source, raw=copy.deepcopy(data),
+        rehearsal=rehearsal,
     )
 
 

@@ -61,7 +61,12 @@ def plan_data(sandbox: MariaDBSandbox, store_url: str, user: str) -> dict[str, A
         "connection": conn(sandbox.primary, "sandbox-primary"),
         "replica": conn(sandbox.replica, "sandbox-replica"),
         "change": {"table": TABLE, "index": INDEX, "columns": ["customer_id", "created_at"]},
-        "people": [{"name": "You", "roles": ["canary_lead", "dba", "sre", "developer"], "unix_user": user}],
+        "people": [{"name": "You", "roles": ["canary_lead", "dba", "sre", "developer"], "unix_user": user},
+                   # A second person for what one person may not do alone (approve their own
+                   # rollback): `canary-console run canary.toml --as teammate` in another terminal.
+                   {"name": "Teammate", "roles": ["canary_lead", "dba", "sre", "developer"],
+                    "unix_user": "teammate"}],
+        "rehearsal": True,
         # A rehearsal only: the off-peak window is set to cover the time of the drill.
         "window": window_covering(utcnow(), hours=23),  # a drill runs compressed: room for hours of it
         "executor": {"mode": "canary", "baseline_window_seconds": 300, "cooldown_seconds": 120},

@@ -110,3 +110,15 @@ def test_self_test_subset_stores_results_for_the_prechecks_screen(tmp_path, stor
     results = Store(store_url).latest_prechecks("acme", "TC-")
     assert {k: v.status for k, v in results.items()} == {"TC-02": "pass", "TC-05": "pass"}
     assert results["TC-02"].priority == "P0" and results["TC-02"].duration_ms > 0
+
+
+def test_playing_a_teammate_is_for_rehearsal_plans_only(tmp_path):
+    from engine.plan import load_plan
+
+    real = write_plan(tmp_path, "dba")
+    done = cli("run", str(real), "--as", "nok", "--store", f"sqlite:///{tmp_path / 's.db'}")
+    assert done.returncode == 3 and "--as is for rehearsal plans only" in done.stderr
+    assert "Traceback" not in done.stderr
+    drill = tmp_path / "drill.toml"
+    drill.write_text("rehearsal = true\n" + real.read_text())
+    assert load_plan(drill).rehearsal and not load_plan(real).rehearsal

@@ -252,3 +252,9 @@ async def test_a_test_result_is_recorded_by_hand_with_its_reference(tmp_path):
     [row] = [r for r in app.store.latest_prechecks("acme", "TC-").values()]
     assert (row.check_id, row.status, row.source, row.recorded_by) == ("TC-01", "pass", "person", "nok@10.0.0.5")
     assert "CI-4512" in row.detail
+
+
+def test_a_played_teammate_is_named_as_played_in_the_audit_trail():
+    me = Identity("teammate", None, "jump", played_by="somchai")
+    assert me.actor == "teammate@jump (played by somchai)"
+    assert Identity("somchai", "10.0.0.5", "jump").actor == "somchai@10.0.0.5"
