@@ -245,6 +245,9 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
         raise CliError("--rows must be between 1000 and 20000000")
     if not 1 <= args.speed <= 600:
         raise CliError("--speed must be between 1 (real time) and 600")
+    unknown = [c for c in (args.self_test_cases or "").upper().replace(" ", "").split(",") if c and c not in selftest.CASES]
+    if unknown:
+        raise CliError(f"unknown self-test case(s) {', '.join(unknown)}: choose from {', '.join(selftest.CASES)}")
     if not args.headless and not (sys.stdin.isatty() and sys.stdout.isatty()):
         say("not on a terminal: walking the runbook headless (--headless)")
         args.headless = True
@@ -261,13 +264,15 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
         say(f"a teammate's console (to approve what you may not approve alone): {_me()} run "
             f"{drill.plan_path} --as teammate")
         if not args.skip_self_test:
-            say("self-test TC-01…TC-10 against a second private sandbox (results stored for the prechecks)")
+            cases = [c.strip().upper() for c in args.self_test_cases.split(",")] if args.self_test_cases else None
+            say(f"self-test {', '.join(cases) if cases else 'TC-01…TC-10'} against a second private sandbox "
+                "(results stored for the prechecks)")
             def recorded(result: Any) -> None:  # each case as it finishes, not all at the end
                 selftest.record(store, plan.tenant, result, ident.actor)
                 say(f"  {result.case} [{selftest.PRIORITY[result.case]}] {'PASS' if result.passed else 'FAIL'} "
                     f"{selftest.NAMES[result.case]} ({result.duration_ms / 1000:.1f} s)")
 
-            selftest.run_all(report=recorded)
+            selftest.run_all(cases, report=recorded)
         if not args.headless:
             say(f"opening the console on {drill.plan_path} — TIME COMPRESSED {args.speed:g}× (rehearsal only). "
                 "F9 is the kill switch; Ctrl+Q quits and stops the drill.")
@@ -431,6 +436,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--rows", type=int, default=1_000_000, help="rows in shop.orders (default 1,000,000)")
     r.add_argument("--reset", action="store_true", help="wipe the previous rehearsal's servers and store")
     r.add_argument("--skip-self-test", action="store_true", help="do not run TC-01…TC-10 first")
+    r.add_argument("--self-test-cases", metavar="TC-02,TC-03,…",
+                   help="run only these cases first (the P0 ones gate the prechecks: TC-02,TC-03,TC-09)")
     r.add_argument("--headless", action="store_true",
                    help="walk the runbook without the console, printing each step (also when not on a terminal)")
     r.add_argument("--speed", type=float, default=30.0,
