@@ -118,24 +118,35 @@ async def walk_prechecks(app, pilot, clock):
     assert await until(pilot, lambda: isinstance(app.screen, SizeGateScreen))
 
 
+def driving_console(plan, tmp_path, user="lead"):
+    """A store with the P0 self-test passed, a frozen clock, and the console of ``user`` on it."""
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    passed_self_test(store, plan.tenant)
+    clock = FrozenClock(utcnow().replace(microsecond=0))
+    return store, clock, make_app(plan, store, user=user, clock=clock)
+
+
+async def execute_until(app, pilot, clock, action, seconds):
+    """The prechecks walked, the size gate passed, ``g`` pressed; returns once the run's audit trail
+    has ``action`` (alter_started, monitoring_started…)."""
+    await walk_prechecks(app, pilot, clock)
+    await pilot.press("c")
+    assert await until(pilot, lambda: app.view.gate() is not None)
+    assert app.view.gate().status == "pass", app.view.gate().detail
+    await pilot.press("4")
+    assert await until(pilot, lambda: isinstance(app.screen, ExecutionScreen))
+    await pilot.press("g")
+    assert await until(pilot, lambda: app.store.audit_entries(app.plan.tenant, app.run_id, action), seconds)
+
+
 async def test_happy_path_from_the_plan_to_the_monitoring_hand_off(lab, small_db, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     index = "idx_console_happy"
     lab.drop_index_if_present(small_db, "orders", index)
     plan = make_plan(lab, small_db, index)
-    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
-    passed_self_test(store, plan.tenant)
-    clock = FrozenClock(utcnow().replace(microsecond=0))
-    app = make_app(plan, store, clock=clock)
+    store, clock, app = driving_console(plan, tmp_path)
     async with app.run_test(size=(160, 50)) as pilot:
-        await walk_prechecks(app, pilot, clock)
-        await pilot.press("c")
-        assert await until(pilot, lambda: app.view.gate() is not None)
-        assert app.view.gate().status == "pass", app.view.gate().detail
-        await pilot.press("4")
-        assert await until(pilot, lambda: isinstance(app.screen, ExecutionScreen))
-        await pilot.press("g")
-        assert await until(pilot, lambda: store.audit_entries(plan.tenant, app.run_id, "monitoring_started"), 90)
+        await execute_until(app, pilot, clock, "monitoring_started", 90)
         run = store.get_run(plan.tenant, app.run_id)
         assert run.status == "running" and run.index_created_by_run
         assert app.frame.driver == "you drive"
@@ -244,16 +255,9 @@ async def test_kill_switch_during_the_alter_from_the_console(lab, tmp_path):
     plan = make_plan(lab, db, index, baseline_window_seconds=0, cooldown_seconds=0)
     plan = plan_from_dict({**plan.raw, "change": {"table": "orders", "index": index,
                                                    "columns": ["note", "status", "total"]}}, source="kill")
-    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
-    passed_self_test(store, plan.tenant)
-    clock = FrozenClock(utcnow().replace(microsecond=0))
-    app = make_app(plan, store, clock=clock)
+    store, clock, app = driving_console(plan, tmp_path)
     async with app.run_test(size=(160, 50)) as pilot:
-        await walk_prechecks(app, pilot, clock)
-        await pilot.press("c")
-        assert await until(pilot, lambda: app.view.gate() is not None)
-        await pilot.press("4", "g")
-        assert await until(pilot, lambda: store.audit_entries(plan.tenant, app.run_id, "alter_started"), 30)
+        await execute_until(app, pilot, clock, "alter_started", 30)
         with Target(plan.connection).session("observer") as s:
             assert await until(pilot, lambda: s.find_alter(app.run_id) is not None, 10)
         await pilot.press("f9")
@@ -320,16 +324,9 @@ async def test_kill_switch_after_the_alter_then_a_manual_rollback_with_approvals
     plan = make_plan(lab, small_db, index, people=[
         {"name": "Lead", "roles": ALL_ROLES, "unix_user": "lead"},
         {"name": "Nok", "roles": ["dba"], "unix_user": "nok"}])
-    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
-    passed_self_test(store, plan.tenant)
-    clock = FrozenClock(utcnow().replace(microsecond=0))
-    lead = make_app(plan, store, clock=clock)
+    store, clock, lead = driving_console(plan, tmp_path)
     async with lead.run_test(size=(160, 50)) as pilot:
-        await walk_prechecks(lead, pilot, clock)
-        await pilot.press("c")
-        assert await until(pilot, lambda: lead.view.gate() is not None)
-        await pilot.press("4", "g")
-        assert await until(pilot, lambda: store.audit_entries(plan.tenant, lead.run_id, "monitoring_started"), 90)
+        await execute_until(lead, pilot, clock, "monitoring_started", 90)
         await pilot.press("f9")
         assert await until(pilot, lambda: lead.view.run.status == "cancelled", 30)
         assert lead.view.run.index_created_by_run and lab.index_exists(plan), "after the ALTER: the index stays"
