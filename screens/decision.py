@@ -122,7 +122,8 @@ class DecisionScreen(RunbookScreen):
         lines += [f"⚠ warning: {w}" for w in v.warnings]
         if v.team_note:
             lines.append(f"team note: {v.team_note}")
-        self.query_one("#reasons", Static).update("\n".join(lines) or "—")
+        self.query_one("#reasons", Static).update("\n".join(lines))
+        self.query_one("#reasons", Static).display = bool(lines)
         self.query_one("#reasons-title", Static).display = bool(lines)
         decided = []
         if v.decided_by:
@@ -146,10 +147,10 @@ class DecisionScreen(RunbookScreen):
         table.add_column("Criterion", ratio=3)
         table.add_column("Status", width=14, no_wrap=True)
         table.add_column("Value", ratio=2)
-        table.add_column("Threshold", ratio=1)
+        table.add_column("Threshold", ratio=2)
         table.add_column("n", width=5, justify="right")
-        table.add_column("Interval", ratio=3)
-        table.add_column("Rule that decided", ratio=5)
+        table.add_column("Confidence interval", ratio=3)
+        table.add_column("Rule that decided", ratio=6)
         for i, r in enumerate(v.rows, 1):
             table.add_row(str(i), Text(r.name), Text(STATUS_MARK.get(r.status, r.status),
                                                      style=STATUS_STYLE.get(r.status, "")),

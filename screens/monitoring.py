@@ -18,10 +18,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rich.text import Text
-from textual.app import ComposeResult
+from textual.app import ComposeResult, RenderResult
 from textual.binding import Binding
 from textual.containers import Container, Horizontal, Vertical, VerticalScroll
 from textual.message import Message
+from textual.widget import Widget
 from textual.widgets import DataTable, Footer, ProgressBar, Static
 from textual_plotext import PlotextPlot
 
@@ -38,8 +39,13 @@ LINE_COLOUR = {"note": (90, 150, 230), "warning": (230, 180, 30), "critical": (2
 MARKER_COLOUR = {"alter_end": (200, 90, 220), "checkpoint": (110, 110, 110)}
 DATA_COLOUR = (80, 200, 220)
 DOTS_COLOUR = (120, 140, 150)
-TILE_WIDTH = 32  # columns per tile, gutter included
-CHART_WIDTH = 34  # the narrowest a chart gets before the charts stack
+LEGEND = Text.assemble(
+    ("── ", "rgb(90,150,230)"), "note  ", ("── ", "rgb(230,180,30)"), "warning  ", ("── ", "rgb(230,60,60)"),
+    "critical  ", ("│ ", "rgb(200,90,220)"), "ALTER ended  ", ("│ ", "rgb(110,110,110)"), "checkpoints  ",
+    ("⣀⣀ ", "rgb(80,200,220)"), "latency: the 5-minute median the band judges, ", ("⣀⣀ ", "rgb(120,140,150)"),
+    "each interval")
+TILE_WIDTH = 30  # columns per tile, gutter included: five across at 160 columns, two at 80
+CHART_WIDTH = 30  # the narrowest a chart gets before the charts stack
 
 
 @dataclass
@@ -73,89 +79,135 @@ class PauseDecision(Message):
     note: str = ""
 
 
-class TileWidget(Static):
-    """One metric: its band's colour, the value now against the baseline, the thresholds."""
+class TileWidget(Widget):
+    """One metric in three lines: its name and band; the value now, its change, the baseline; the
+    one fact that matters most (the source's error when stale, the warning zone, too few
+    intervals — else the thresholds). The whole rule is the tooltip."""
 
     DEFAULT_CSS = """
-    TileWidget { height: 4; padding: 0 1; border-left: thick $success; background: $success 12%; }
-    TileWidget.-note { border-left: thick $primary; background: $primary 18%; }
-    TileWidget.-warning { border-left: thick $warning; background: $warning 30%; }
-    TileWidget.-critical { border-left: thick $error; background: $error 55%; }
-    TileWidget.-stale { border-left: thick $panel-lighten-2; background: $panel; color: $text-muted; }
+    TileWidget { height: 3; padding: 0 1; border-left: thick $success; background: $success 12%; }
+    TileWidget.-note { border-left: thick $primary; background: $primary 25%; }
+    TileWidget.-warning { border-left: thick $warning; background: $warning 35%; }
+    TileWidget.-critical { border-left: thick $error; background: $error 60%; }
+    TileWidget.-stale { border-left: thick $panel-lighten-3; background: $panel; color: $text-muted; }
     """
 
     def __init__(self, tile: Tile):
         super().__init__(classes=f"tile-{tile.key}")  # no id: a rebuilt grid may briefly hold both
         self.tile = tile
+        self._classes_for(tile)
 
-    def on_mount(self) -> None:
-        self.show(self.tile, force=True)
-
-    def show(self, tile: Tile, force: bool = False) -> None:
-        if tile == self.tile and not force:
+    def show(self, tile: Tile) -> None:
+        if tile == self.tile:
             return
-        self.tile = tile
+        old, self.tile = self.tile, tile
+        if old.level != tile.level:
+            self._classes_for(tile)
+        if self.mouse_hover:
+            self._tip()
+        self.refresh()
+
+    def _classes_for(self, tile: Tile) -> None:
         for level in LEVEL_TAG:
             self.set_class(tile.level == level and level != "ok", f"-{level}")
-        self.tooltip = f"{tile.rule}\n{tile.detail}" if tile.detail else tile.rule
-        self.update(self._text(tile))
 
-    @staticmethod
-    def _text(t: Tile) -> Text:
+    def _tip(self) -> None:
+        # Set while the mouse is over the tile only: the rule's sentence moves with every sample.
+        t = self.tile
+        self.tooltip = f"{t.rule}\n{t.detail}" if t.detail else t.rule
+
+    def on_enter(self) -> None:
+        self._tip()
+
+    def render(self) -> Text:
+        t = self.tile
+        width = max(8, self.content_size.width)
         tag = LEVEL_TAG.get(t.level, t.level.upper())
-        out = Text(no_wrap=True, overflow="ellipsis")
-        out.append(t.name.replace(" change", ""), style="bold")
-        out.append(f"  {tag}\n", style="bold reverse" if t.level in ("warning", "critical") else "bold")
+        name = Text(t.name.replace(" change", ""), style="bold")
+        name.truncate(max(1, width - len(tag) - 1), overflow="ellipsis")
+        head = name + Text(" " * max(1, width - name.cell_len - len(tag)))
+        head.append(tag, style="bold reverse" if t.level in ("warning", "critical") else "bold")
+        base = t.baseline.removesuffix(f" {t.unit}") if t.unit and t.unit != "%" else t.baseline
         if t.level == "stale":
-            out.append(f"{t.now}  base {t.baseline}\n")
-            out.append(f"stale: {t.error or 'no value'}\n")
-            out.append(t.detail or t.thresholds, style="dim")
-            return out
-        out.append(t.now, style="bold")
-        out.append(f"  Δ {t.delta}  base {t.baseline}\n")
-        out.append(t.thresholds + "\n", style="dim" if t.level == "ok" else "")
-        out.append(t.detail, style="dim")
-        return out
+            body = Text(f"{t.short or 'no value'} · base {base}")
+            last = Text(short_error(t.error or "no value"))
+        else:
+            body = Text(t.now, style="bold") + Text(f" Δ {t.delta}  base {base}")
+            last = Text(t.short, style="bold") if t.short else Text(fit_thresholds(t.thresholds, width), style="dim")
+        for line in (body, last):
+            line.truncate(width, overflow="ellipsis")
+        return Text("\n").join((head, body, last))
+
+
+def short_error(error: str) -> str:
+    """The error without its exception class ("OperationalError: (2003, …)" → "(2003, …)"): the
+    tile has a line for it; the events and the tooltip keep it whole."""
+    head, sep, rest = error.partition(": ")
+    return rest if sep and head.isidentifier() and head[:1].isupper() else error
+
+
+def fit_thresholds(text: str, width: int) -> str:
+    """"warn ≥ +10% · crit ≥ +50% · note ≥ +5%" in ``width`` columns: tighter, and the note goes
+    first when it does not fit (warning and critical matter most)."""
+    parts = [p.replace("≥ ", "≥").replace("≤ ", "≤") for p in text.split(" · ")]
+    out = parts[0]
+    for p in parts[1:]:
+        if len(out) + 3 + len(p) > width:
+            break
+        out += " · " + p
+    return out
 
 
 class MetricChart(PlotextPlot):
-    """A metric over the whole window, its warning and critical lines, the ALTER's end and the
-    checkpoints. Redrawn only when its series changed."""
+    """A metric over the whole window, its threshold lines, the ALTER's end and the checkpoints.
+    Redrawn only when its series changed."""
 
     DEFAULT_CSS = """
-    MetricChart { height: 13; min-width: 30; }
+    MetricChart { height: 12; min-width: 28; }
     """
 
     def __init__(self, key: str):
         super().__init__(classes=f"chart-{key}")
         self.key = key
         self.signature: tuple | None = None
+        self.series: ChartSeries | None = None
         self.draws = 0
 
     def show(self, series: ChartSeries) -> bool:
         if series.signature == self.signature:
             return False
         self.signature = series.signature
+        self.series = series
         self.draws += 1
+        self.refresh()
+        return True
+
+    def render(self) -> RenderResult:
+        # The figure is set up again on every build: plotext drops overlapping tick labels from its
+        # own state while building, so a second build of the same figure would differ.
+        if self.series is not None:
+            self._plot_series(self.series)
+        return super().render()
+
+    def _plot_series(self, series: ChartSeries) -> None:
         plt = self.plt
-        plt.clear_figure()
-        plt.title(series.title if not series.note else f"{series.title} — {series.note}")
+        plt.clear_data()  # lines and markers too; cheaper than clear_figure, which deep-copies the figure
+        plt.title(series.title)
+        lo, hi = series.y_range
         for marker in series.markers:
             plt.vline(marker.x, MARKER_COLOUR.get(marker.kind, (110, 110, 110)))
         for line in series.lines:
-            plt.hline(line.y, LINE_COLOUR.get(line.level, (200, 200, 200)))
+            if lo <= line.y <= hi:  # a line past the scale would be drawn on the edge, as if reached
+                plt.hline(line.y, LINE_COLOUR.get(line.level, (200, 200, 200)))
+        if series.x:
+            plt.plot(list(series.x), list(series.y), marker="braille",
+                     color=DOTS_COLOUR if series.median_x else DATA_COLOUR)
         if series.median_x:
-            if series.x:
-                plt.scatter(list(series.x), list(series.y), marker="dot", color=DOTS_COLOUR)
             plt.plot(list(series.median_x), list(series.median_y), marker="braille", color=DATA_COLOUR)
-        elif series.x:
-            plt.plot(list(series.x), list(series.y), marker="braille", color=DATA_COLOUR)
         plt.xlim(*series.x_range)
-        plt.ylim(*series.y_range)
-        ticks = [m.x for m in series.markers if m.kind == "checkpoint"]
-        plt.xticks(ticks, [m.label for m in series.markers if m.kind == "checkpoint"])
-        self.refresh()
-        return True
+        plt.ylim(lo, hi)
+        checkpoints = [m for m in series.markers if m.kind == "checkpoint"]
+        plt.xticks([m.x for m in checkpoints], [m.label for m in checkpoints])
 
 
 class MonitoringScreen(RunbookScreen):
@@ -169,10 +221,10 @@ class MonitoringScreen(RunbookScreen):
     ]
     DEFAULT_CSS = RunbookScreen.DEFAULT_CSS + """
     MonitoringScreen #body { height: 1fr; }
-    MonitoringScreen .section { margin: 1 1 0 1; text-style: bold; height: auto; }
+    MonitoringScreen .section { margin: 0; text-style: bold; height: 1; }
     MonitoringScreen #window { height: auto; margin: 1 1 0 1; }
-    MonitoringScreen #window-bar { width: 42; height: 1; }
-    MonitoringScreen #window-bar Bar { width: 40; }
+    MonitoringScreen #window-bar { width: 34; height: 1; }
+    MonitoringScreen #window-bar Bar { width: 32; }
     MonitoringScreen #window-text { width: 1fr; height: auto; }
     MonitoringScreen #window.-paused #window-text { color: $error; text-style: bold; }
     MonitoringScreen #pause-banner { display: none; height: auto; margin: 1 1 0 1; padding: 0 1;
@@ -188,15 +240,19 @@ class MonitoringScreen(RunbookScreen):
     MonitoringScreen #escalation.-L1 { background: $warning 20%; }
     MonitoringScreen #escalation.-L2 { background: $warning 45%; text-style: bold; }
     MonitoringScreen #escalation.-L3, MonitoringScreen #escalation.-L4 { background: $error 60%; text-style: bold; }
-    MonitoringScreen #tiles { layout: grid; grid-size: 5; grid-gutter: 1 1; height: auto; margin: 1 1 0 1; }
+    MonitoringScreen #tiles { layout: grid; grid-size: 5; grid-rows: 3; grid-gutter: 1 1; height: auto;
+                              margin: 1 1 0 1; }
     MonitoringScreen #not-measured { height: auto; margin: 0 1; color: $text-muted; }
-    MonitoringScreen #charts { layout: grid; grid-size: 5; grid-gutter: 0 1; height: auto; margin: 1 1 0 1; }
-    MonitoringScreen #bottom { layout: grid; grid-size: 3; grid-columns: 3fr 2fr 3fr; grid-gutter: 0 2;
-                               height: auto; margin: 0 1 1 1; }
+    MonitoringScreen #charts { layout: grid; grid-size: 5; grid-rows: 12; grid-gutter: 0 1; height: auto;
+                               margin: 1 1 0 1; }
+    MonitoringScreen #legend { height: auto; margin: 0 1; color: $text-muted; }
+    MonitoringScreen #bottom { layout: grid; grid-size: 3; grid-columns: 4fr 2fr 3fr; grid-rows: auto;
+                               grid-gutter: 0 2; height: auto; margin: 1 1; }
     MonitoringScreen #bottom > Vertical { height: auto; }
-    MonitoringScreen #checkpoints { height: auto; }
+    MonitoringScreen #checkpoints { height: auto; overflow-x: hidden; }
     MonitoringScreen #checklist, MonitoringScreen #events { height: auto; }
-    MonitoringScreen #announcement { height: auto; max-height: 16; padding: 0 1; background: $boost; }
+    MonitoringScreen #announcement { height: auto; padding: 0 1; background: $boost; }
+    MonitoringScreen #events { color: $text-muted; }
     """
 
     def __init__(self, plan: Plan | None = None):
@@ -204,6 +260,9 @@ class MonitoringScreen(RunbookScreen):
         self.plan = plan
         self.view: DashboardView | None = None
         self._shown: dict[str, object] = {}  # what each part last drew: redraw only what changed
+        self.narrow = False
+        self.tiles: dict[str, TileWidget] = {}  # by metric, in order (no DOM query on every update)
+        self.charts: dict[str, MetricChart] = {}
 
     # --- layout ------------------------------------------------------------------------------
 
@@ -219,6 +278,7 @@ class MonitoringScreen(RunbookScreen):
             yield Container(id="tiles")
             yield Static("", id="not-measured", markup=False)
             yield Container(id="charts")
+            yield Static(LEGEND, id="legend")
             with Container(id="bottom"):
                 with Vertical(id="checkpoints-box"):
                     yield Static("Checkpoints (p: add a note to the current one)", classes="section")
@@ -235,7 +295,7 @@ class MonitoringScreen(RunbookScreen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#checkpoints", DataTable).add_columns("Checkpoint", "Due", "Metrics OK?", "By", "Notes")
+        self.query_one("#checkpoints", DataTable).add_columns("", "Due", "OK?", "By", "Notes")
         self._fit(self.size.width)
         if self.view is not None:
             self._draw(self.view)
@@ -247,12 +307,17 @@ class MonitoringScreen(RunbookScreen):
         """Tiles wrap and charts stack as the terminal narrows (80×24 over a jump host)."""
         inner = max(20, width - 4)
         self.query_one("#tiles").styles.grid_size_columns = max(1, inner // TILE_WIDTH)
-        charts = len(self.query(MetricChart)) or 5
+        charts = len(self.charts) or 5
         self.query_one("#charts").styles.grid_size_columns = max(1, min(charts, inner // CHART_WIDTH))
+        narrow = width < 120
+        if narrow != self.narrow:
+            self.narrow = narrow
+            if self.view is not None:
+                self._draw(self.view)
         bottom = self.query_one("#bottom")
         if width >= 140:
             bottom.styles.grid_size_columns = 3
-            bottom.styles.grid_columns = "3fr 2fr 3fr"
+            bottom.styles.grid_columns = "4fr 2fr 3fr"
         else:
             bottom.styles.grid_size_columns = 1
             bottom.styles.grid_columns = "1fr"
@@ -281,11 +346,12 @@ class MonitoringScreen(RunbookScreen):
             banner = self.query_one("#pause-banner", Static)
             banner.set_class(v.pause.paused, "-on")
             banner.update(v.pause.text)
-        if self._changed("concurrent", v.concurrent):
+        if self._changed("concurrent", (v.concurrent, self.narrow)):
             box = self.query_one("#concurrent", Static)
             for state in ("extend", "escalate", "auto_pause"):
                 box.set_class(v.concurrent.state == state, f"-{state}")
-            names = f": {', '.join(v.concurrent.metrics)}" if v.concurrent.metrics else ""
+            # Narrow terminals: the tiles already say which metrics; keep the count and the limits.
+            names = f": {', '.join(v.concurrent.metrics)}" if v.concurrent.metrics and not self.narrow else ""
             box.update(v.concurrent.text + names)
         if self._changed("escalation", v.escalation):
             box = self.query_one("#escalation", Static)
@@ -295,8 +361,9 @@ class MonitoringScreen(RunbookScreen):
         if self._changed("tiles", v.tiles):
             self._draw_tiles(v.tiles)
         if self._changed("not_measured", v.not_measured):
-            self.query_one("#not-measured", Static).update(
-                f"Not measured in this run (no source): {', '.join(v.not_measured)}" if v.not_measured else "")
+            box = self.query_one("#not-measured", Static)
+            box.update(f"Not measured in this run (no source): {', '.join(v.not_measured)}")
+            box.display = bool(v.not_measured)
         self._draw_charts(v.charts)
         if self._changed("checkpoints", v.checkpoints):
             self._draw_checkpoints(v)
@@ -311,28 +378,27 @@ class MonitoringScreen(RunbookScreen):
         self.refresh_bindings()
 
     def _draw_tiles(self, tiles: tuple[Tile, ...]) -> None:
-        box = self.query_one("#tiles")
-        have = {w.tile.key: w for w in self.query(TileWidget)}
-        if list(have) != [t.key for t in tiles]:
+        if list(self.tiles) != [t.key for t in tiles]:  # the metrics of the run changed: rebuild the grid
+            box = self.query_one("#tiles")
             box.remove_children()
-            box.mount_all(TileWidget(t) for t in tiles)
+            self.tiles = {t.key: TileWidget(t) for t in tiles}
+            box.mount_all(self.tiles.values())
             return
         for t in tiles:
-            have[t.key].show(t)
+            self.tiles[t.key].show(t)
 
     def _draw_charts(self, charts: tuple[ChartSeries, ...]) -> None:
-        box = self.query_one("#charts")
-        have = {w.key: w for w in self.query(MetricChart)}
-        if list(have) != [c.key for c in charts]:
+        if list(self.charts) != [c.key for c in charts]:
+            box = self.query_one("#charts")
             box.remove_children()
-            widgets = [MetricChart(c.key) for c in charts]
-            box.mount_all(widgets)
-            for w, c in zip(widgets, charts, strict=True):
-                w.show(c)
+            self.charts = {c.key: MetricChart(c.key) for c in charts}
+            box.mount_all(self.charts.values())
+            for c in charts:
+                self.charts[c.key].show(c)
             self._fit(self.size.width)
             return
         for c in charts:
-            have[c.key].show(c)
+            self.charts[c.key].show(c)
 
     def _draw_checkpoints(self, v: DashboardView) -> None:
         table = self.query_one("#checkpoints", DataTable)
@@ -340,9 +406,10 @@ class MonitoringScreen(RunbookScreen):
         for row in v.checkpoints:
             ok = {True: "✓ yes", False: "✗ no"}.get(row.metrics_ok, "")  # type: ignore[arg-type]
             if not ok:
-                ok = {"due": "… due now", "next": "next", "upcoming": ""}.get(row.status, "")
+                ok = {"due": "… due now", "next": f"next, in {row.due_in}", "upcoming": ""}.get(row.status, "")
             label = f"▶ {row.label}" if row.label == v.current_checkpoint else f"  {row.label}"
-            table.add_row(*plain(label, row.due_text, ok, row.who, row.notes[:60]))
+            due = f"{row.due_at:%H:%M:%S}" if row.due_at else "—"
+            table.add_row(*plain(label, due, ok, row.who, row.notes[:48]))
 
     @staticmethod
     def _checklist(items: tuple[CheckItem, ...]) -> Text:
