@@ -152,6 +152,8 @@ class CanaryApp(App):
         }  # + "rollback" and "report", installed once the store and what they need are loaded
         self._rollback_busy = threading.Lock()
         self._sign_lock = threading.Lock()
+        self._dash: Any = None  # engine.dashboard.DashboardData, only ever touched by its worker
+        self._dash_busy = threading.Lock()
         self._facts_for: tuple[Any, ...] | None = None
 
     @property
@@ -175,6 +177,7 @@ class CanaryApp(App):
             self.set_interval(POLL_S, self.refresh_view)
             self.set_interval(HEALTH_S, self.check_health)
             self.set_interval(1.0, self.tick)
+            self.set_interval(1.0, self.refresh_dashboard)
             self.check_health()
 
     @work(thread=True, group="store-open", exit_on_error=False)
@@ -189,11 +192,14 @@ class CanaryApp(App):
                 self.call_from_thread(self.exit, return_code=1, message=f"error: {exc}")
                 return
         import engine.enforce  # noqa: F401 - warm for the first F9
+        from screens.decision import DecisionScreen
+        from screens.monitoring import MonitoringScreen
         from screens.report import ReportScreen
         from screens.rollback import RollbackScreen
 
-        self.call_from_thread(self._install_late, "rollback", RollbackScreen(self.plan, self.roles))
-        self.call_from_thread(self._install_late, "report", ReportScreen(self.plan))
+        for name, screen in (("monitoring", MonitoringScreen(self.plan)), ("decision", DecisionScreen(self.plan)),
+                             ("rollback", RollbackScreen(self.plan, self.roles)), ("report", ReportScreen(self.plan))):
+            self.call_from_thread(self._install_late, name, screen)
 
     def _install_late(self, name: str, screen: RunbookScreen) -> None:
         self.steps[name] = screen
@@ -226,6 +232,8 @@ class CanaryApp(App):
         if screen.step in ("execution", "report"):
             self._facts_for = None
             self.refresh_view()
+        if screen.step in ("monitoring", "decision"):
+            self.refresh_dashboard()
 
     def tick(self) -> None:
         self.set_frame()
@@ -353,9 +361,7 @@ class CanaryApp(App):
 
     def action_goto(self, step: str) -> None:
         if step not in self.steps:
-            self.notify(f"{TITLES[step]} is console part 2 (the live dashboard and the decision screen); the "
-                        "Execution screen shows the monitoring hand-off and the verdict meanwhile.",
-                        title="Not in this console yet", timeout=8)
+            self.notify(f"{TITLES[step]} is still loading: try again in a moment.", timeout=4)
             return
         missing = missing_for(step, self.view, self.clock.now())
         if missing:
@@ -776,6 +782,9 @@ class CanaryApp(App):
             self._progress_on.clear()
         elif name == "cooldown":
             screen.start_cooldown(self.clock.now() + timedelta(seconds=float(data["seconds"])))
+        elif name == "monitoring":
+            self.notify("The monitoring window is running: 5 shows the live dashboard.", title="Execution",
+                        timeout=8)
         self.refresh_view()
 
     @work(thread=True, group="progress", exclusive=True, exit_on_error=False)
@@ -840,6 +849,99 @@ class CanaryApp(App):
                          {"webhook": result.message})
         self.call_from_thread(self.notify, result.message, severity="information" if result.ok else "error")
         self._sync_view()
+
+    # --- steps 5 and 6: the monitoring dashboard and the decision --------------------------------
+
+    @work(thread=True, group="dashboard", exit_on_error=False)
+    def refresh_dashboard(self) -> None:
+        """Once a second while the dashboard or the decision is on screen: the new samples since the
+        last look, evaluated as the driver's monitor does (every console alike; no target query)."""
+        screen = self._top
+        step = getattr(screen, "step", "")
+        run_id = self.run_id
+        if step not in ("monitoring", "decision") or run_id is None or self._dash_busy.locked():
+            return
+        from engine.dashboard import dashboard_view, decision_view, load_dashboard
+
+        with self._dash_busy:
+            if self._dash is not None and self._dash.facts.run_id != run_id:
+                self._dash = None
+            while True:
+                now = self.clock.now()
+                self._dash = load_dashboard(self.store, self.plan, run_id, now, self._dash, max_ticks=300)
+                if step == "monitoring":
+                    self.call_from_thread(screen.show_dashboard, dashboard_view(self.plan.profile(), self._dash, now))
+                else:
+                    self.call_from_thread(screen.show_decision, decision_view(self._dash))
+                if not self._dash.catching_up or self._stop.is_set():
+                    break
+
+    def on_checkpoint_note(self, message: Any) -> None:
+        self.record_checkpoint(message.label, message.note, message.ok)
+
+    @work(thread=True, group="store-write", exit_on_error=False)
+    def record_checkpoint(self, label: str, note: str, ok: bool) -> None:
+        from engine.store import Checkpoint
+
+        if self.run_id is None:
+            return
+        self.store.save_checkpoint(Checkpoint(tenant_id=self.plan.tenant, execution_run_id=self.run_id, label=label,
+                                              metrics_ok=ok, notes=note, recorded_by=self.actor,
+                                              recorded_at=self.clock.now()))
+        self.call_from_thread(self.notify, f"checkpoint {label} recorded by {self.actor}", timeout=4)
+
+    def on_copy_text(self, message: Any) -> None:
+        hint = self.copy_text(message.text)
+        self.audit_in_worker("announcement_copied", {"text": message.text[:120]})
+        self.notify(f"Copied. {hint}", timeout=6)
+
+    def on_post_text(self, message: Any) -> None:
+        if not self.plan.webhook_url:
+            self.notify("No webhook in the plan ([integrations] webhook_url): copy it (y) and post it by hand.",
+                        severity="warning", timeout=8)
+            return
+        self.post_text(message.text, "announcement_posted")
+
+    def on_pause_decision(self, message: Any) -> None:
+        from engine.monitor import PAUSE_APPROVERS
+
+        if not self.refuse("auto_pause_approval", PAUSE_APPROVERS, "lifting the AUTO-PAUSE"):
+            self.pause_decision(message.decision, message.note)
+
+    @work(thread=True, group="store-write", exit_on_error=False)
+    def pause_decision(self, decision: str, note: str) -> None:
+        from engine.monitor import approve_pause
+
+        try:
+            approve_pause(self.store, self.plan.tenant, self.run_id or "", decision, self.actor, set(self.roles), note)
+        except (PermissionError, ValueError) as exc:
+            self.call_from_thread(self.notify, f"Refused: {exc}", severity="error", timeout=12)
+            return
+        self.call_from_thread(self.notify, f"AUTO-PAUSE: {decision} approved by {self.actor}; the monitor "
+                              "acts on it at its next sample", timeout=8)
+        self._sync_view()
+
+    def on_team_decision(self, message: Any) -> None:
+        self.team_decision(message.decision, message.note)
+
+    @work(thread=True, group="store-write", exit_on_error=False)
+    def team_decision(self, decision: str, note: str) -> None:
+        from engine.monitor import record_team_decision
+
+        try:
+            record_team_decision(self.store, self.plan.tenant, self.run_id or "", decision, self.actor,
+                                 set(self.roles), note)
+        except (PermissionError, ValueError) as exc:
+            self.store.audit(self.plan.tenant, self.actor, "team_decision_refused", self.run_id,
+                             {"decision": decision, "why": str(exc)})
+            self.call_from_thread(self.notify, f"Refused: {exc}", severity="error", timeout=12)
+            return
+        self._sync_view()
+        if decision == "remove":
+            self.call_from_thread(self.action_goto, "rollback")
+
+    def on_open_rollback(self, message: Any) -> None:
+        self.action_goto("rollback")
 
     # --- step 7: manual rollback (SPEC §8) ---------------------------------------------------------
 

@@ -243,8 +243,8 @@ class ExecutionScreen(RunbookScreen):
             box.update(f"{ENDED[run.status]}" + (f" ({run.fail_reason})" if run.fail_reason else "")
                        + (f": {run.error_message}" if run.error_message else ""))
         elif run.status == "running" and "monitoring_started" in {e.action for e in self.entries}:
-            box.update("→ The 60-minute monitoring window is running (it cannot be shortened); its checkpoints "
-                       "are in the log below, and the verdict will show here.")
+            box.update("→ The 60-minute monitoring window is running (it cannot be shortened): the live "
+                       "dashboard is step 5, the decision step 6.")
         elif run.status == "running":
             box.update(f"running — driven by {run.claimed_by or '?'}")
         else:

@@ -23,6 +23,7 @@ from engine.store import PrecheckResult, Store
 from engine.target import Target
 from screens.execution import ExecutionScreen
 from screens.locked import StepLocked
+from screens.monitoring import MonitoringScreen
 from screens.prechecks import PrechecksScreen
 from screens.report import ReportScreen
 from screens.rollback import RollbackScreen
@@ -154,6 +155,10 @@ async def test_happy_path_from_the_plan_to_the_monitoring_hand_off(lab, small_db
         assert await until(pilot, lambda: "[CANARY START]" in screen.announcement and run.id[:8] in screen.announcement)
         await pilot.press("c")  # copy the announcement (OSC 52)
         assert await until(pilot, lambda: store.audit_entries(plan.tenant, run.id, "run_announced"))
+        await pilot.press("5")  # the live dashboard, from the stored samples
+        assert await until(pilot, lambda: isinstance(app.screen, MonitoringScreen) and app.screen.view is not None
+                           and app.screen.view.tiles, 20)
+        assert {t.key for t in app.screen.view.tiles} >= {"latency_p50", "threads_running"}
         await pilot.press("8")
         assert await until(pilot, lambda: isinstance(app.screen, ReportScreen) and app.screen.facts is not None)
         await pilot.press("e")

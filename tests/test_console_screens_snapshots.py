@@ -74,7 +74,7 @@ def settle(app, step, then=None):
     async def run_before(pilot):
         for _ in range(100):
             await pilot.pause(0.02)
-            if app.view.run is not None and app.frame.kill is not None:
+            if app.view.run is not None and app.frame.kill is not None and "report" in app.steps:
                 break
         if step != "plan":
             app.switch_screen(step)

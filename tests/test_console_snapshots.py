@@ -10,7 +10,7 @@ def _settle(app):
     async def run_before(pilot):
         for _ in range(50):
             await pilot.pause(0.02)
-            if app.frame.kill is not None and app.screen.facts is not None:
+            if app.frame.kill is not None and app.screen.facts is not None and "report" in app.steps:
                 break
     return run_before
 
