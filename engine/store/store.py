@@ -516,6 +516,7 @@ class Store:
             ).order_by(Checkpoint.recorded_at)).all())
 
     def save_decision(self, decision: Decision) -> Decision:
+        decision.created_at = self.now()  # the store's clock, as its audit entry (a drill's is compressed)
         with self.session() as s:
             s.add(decision)
             s.add(self._audit_row(decision.tenant_id, decision.decided_by, "verdict", decision.execution_run_id,
