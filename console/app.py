@@ -204,6 +204,11 @@ class CanaryApp(App):
     def _install_late(self, name: str, screen: RunbookScreen) -> None:
         self.steps[name] = screen
         self.install_screen(screen, name=name)
+        self.set_frame(locked=self._locked(self.view))
+
+    def _locked(self, view: RunView) -> frozenset[str]:
+        now = self.clock.now()
+        return frozenset(s for s in STEPS if s not in self.steps or missing_for(s, view, now))
 
     @property
     def _top(self) -> Any:
@@ -341,7 +346,7 @@ class CanaryApp(App):
         self.view = view
         now = self.clock.now()
         run = view.run
-        locked = frozenset(s for s in STEPS if s not in self.steps or missing_for(s, view, now))
+        locked = self._locked(view)
         label = f"run {run.id[:8]} {run.status}" if run else ""
         driver = ""
         if run is not None and run.status == "running":

@@ -70,6 +70,14 @@ def app_for(clock, store, plan, user="somchai"):
     return CanaryApp(plan, store, Identity(user, "10.0.0.5", "jump"), clock, EmbeddedKillSwitch(store), poll=False)
 
 
+async def quiet(app, pilot):
+    """Every worker done and the screen redrawn: what a snapshot may show (a loaded machine — the
+    suite runs in parallel — must not change the picture)."""
+    for _ in range(3):
+        await app.workers.wait_for_complete()
+        await pilot.pause(0.05)
+
+
 def settle(app, step, then=None):
     async def run_before(pilot):
         for _ in range(100):
@@ -80,9 +88,10 @@ def settle(app, step, then=None):
             app.switch_screen(step)
         await pilot.pause(0.05)
         app.screen.show_view(app.view, app.clock.now())
+        await quiet(app, pilot)
         if then:
             then(app)
-        await pilot.pause(0.1)
+        await quiet(app, pilot)
     return run_before
 
 
@@ -176,7 +185,7 @@ def test_execution_with_the_alter_in_progress_and_a_session_queued(snap_compare,
             if app.steps["execution"].announcement:
                 break
         progress(app)
-        await pilot.pause(0.1)
+        await quiet(app, pilot)
     assert snap_compare(app, terminal_size=(150, 60), run_before=run_before)
 
 
@@ -204,9 +213,9 @@ def test_audit_log_filtered(snap_compare, tmp_path):
     async def run_before(pilot):
         await settle(app, "prechecks")(pilot)
         await pilot.press("f2")
-        await pilot.pause(0.2)
+        await quiet(app, pilot)
         await pilot.press(*"kill")
-        await pilot.pause(0.2)
+        await quiet(app, pilot)
     assert snap_compare(app, terminal_size=(130, 30), run_before=run_before)
 
 
@@ -218,5 +227,5 @@ def test_deactivation_dialog_names_the_scopes_and_asks_for_a_reason(snap_compare
     async def run_before(pilot):
         await settle(app, "prechecks")(pilot)
         await pilot.press("f8")
-        await pilot.pause(0.2)
+        await quiet(app, pilot)
     assert snap_compare(app, terminal_size=(120, 34), run_before=run_before)
