@@ -390,7 +390,7 @@ class CanaryApp(App):
             return
         try:
             with self.target.session("health") as s:
-                s.query("SELECT /* canary-console:health */ 1 AS ok")
+                s.query(sql.HEALTH)
             health = "● ok"
         except TargetError as exc:
             health = f"✗ down: {str(exc)[:60]}"

@@ -15,6 +15,8 @@ SERVER_VERSION = "SELECT /* canary-console:detect */ VERSION() AS version, @@ver
 
 CONNECTION_ID = "SELECT /* canary-console:session */ CONNECTION_ID() AS id"
 
+HEALTH = "SELECT /* canary-console:health */ 1 AS ok"  # the frame's connection health
+
 SET_LOCK_WAIT_TIMEOUT = "SET /* canary-console:alter */ SESSION lock_wait_timeout = %s"
 
 TABLE_INFO = """
