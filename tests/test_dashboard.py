@@ -752,6 +752,13 @@ def _settle(pilot_pauses: int = 4):
     async def run_before(pilot):
         for _ in range(pilot_pauses):
             await pilot.pause(0.05)
+        # The charts drawn once more at their final size: a render during layout (a loaded machine,
+        # the suite in parallel) may have been at an intermediate width, with other tick labels.
+        from screens.monitoring import MetricChart
+
+        for chart in pilot.app.screen.query(MetricChart):
+            chart.refresh()
+        await pilot.pause(0.1)
     return run_before
 
 
