@@ -73,8 +73,12 @@ def app_for(clock, store, plan, user="somchai"):
 async def quiet(app, pilot):
     """Every worker done and the screen redrawn: what a snapshot may show (a loaded machine — the
     suite runs in parallel — must not change the picture)."""
+    from textual.widgets import Input
+
     for _ in range(3):
         await app.workers.wait_for_complete()
+        for field in app.screen.query(Input):
+            field.cursor_blink = False  # the cursor always drawn, never caught mid-blink
         await pilot.pause(0.05)
 
 
