@@ -44,7 +44,6 @@ from engine.runbook import (
 )
 from engine.runstate import ACTIVE
 from engine.sizegate import gate, sampling_interval
-from engine.target import Target, TargetError, alter_stage
 from screens.audit import AuditScreen
 from screens.base import RunbookScreen, StepShown
 from screens.deactivate import DeactivateKillSwitch, DeactivationRequest
@@ -58,6 +57,7 @@ from screens.sizegate import SizeGateScreen, TableSize
 if TYPE_CHECKING:  # loaded on a worker after the first screen is drawn (SQLAlchemy is slow to import)
     from engine.report import ReportFacts
     from engine.store import ExecutionRun, Store
+    from engine.target import Target
     from screens.report import ReportCopy, ReportExport, ReportPost, ReportScreen
     from screens.rollback import RollbackApprove, RollbackDecide, RollbackExecute, RollbackRefresh
 
@@ -126,7 +126,7 @@ class CanaryApp(App):
         self.identity = identity or current_identity()
         self.clock = clock or SystemClock()
         self.backend = backend or backend_for(plan, store)
-        self.target = target or Target(plan.connection)
+        self._target = target  # made on first use, on a worker (pymysql is not needed to draw)
         self.poll = poll
         held = plan.roles_of(self.identity.user)
         if role is not None and role not in held:
@@ -155,6 +155,14 @@ class CanaryApp(App):
         self._dash: Any = None  # engine.dashboard.DashboardData, only ever touched by its worker
         self._dash_busy = threading.Lock()
         self._facts_for: tuple[Any, ...] | None = None
+
+    @property
+    def target(self) -> Target:
+        if self._target is None:
+            from engine.target import Target
+
+            self._target = Target(self.plan.connection)
+        return self._target
 
     @property
     def actor(self) -> str:
@@ -384,6 +392,8 @@ class CanaryApp(App):
     def check_health(self) -> None:
         """A ping of the target, unless another console drives the run (joined consoles do not
         poll the target a second time)."""
+        from engine.target import TargetError
+
         run = self.view.run
         if run is not None and run.status == "running" and not self.driving:
             self.call_from_thread(self.set_frame, target_health="● (driver's connection)")
@@ -671,6 +681,8 @@ class CanaryApp(App):
 
     @work(thread=True, group="gate", exclusive=True, exit_on_error=False)
     def check_size(self, run_id: str) -> None:
+        from engine.target import TargetError
+
         screen: SizeGateScreen = self.steps["size_gate"]  # type: ignore[assignment]
         schema, table = self.plan.schema, self.plan.change.table
         try:
@@ -796,6 +808,8 @@ class CanaryApp(App):
     def watch_alter(self, run_id: str, thread_id: int) -> None:
         """The ALTER's progress and the metadata-lock guard, once a second, on a connection of its
         own (the ALTER's connection is busy; the kill switch has another)."""
+        from engine.target import TargetError, alter_stage
+
         screen: ExecutionScreen = self.steps["execution"]  # type: ignore[assignment]
         schema, table = self.plan.schema, self.plan.change.table
         started = self.clock.monotonic()

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 from engine import sql
 from engine.plan import Plan
-from engine.target import Target, TargetError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # pymysql (via engine.target) loads when a check runs, not when a screen draws
     from engine.killswitch import KillSwitchBackend
     from engine.store import PrecheckResult, Store
+    from engine.target import Target
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,8 @@ class Finding:
 
 
 def _timed(check_id: str, query: str | None, fn: Callable[[], tuple[str, str]]) -> Finding:
+    from engine.target import TargetError
+
     started = time.perf_counter()
     try:
         status, detail = fn()
@@ -116,6 +118,8 @@ def auto_checks(plan: Plan, store: Store, backend: KillSwitchBackend, target: Ta
 
     Blocking I/O: call from a worker thread.
     """
+    from engine.target import TargetError
+
     schema, table, index = plan.schema, plan.change.table, plan.change.index
 
     def store_ok() -> tuple[str, str]:
