@@ -3,6 +3,7 @@ the frame, the plan's scope lock, the audit log. A real store; no target needed 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -41,11 +42,20 @@ unix_user = "nok"
 """
 
 
-def make_app(tmp_path, user="somchai", poll=False):
+class SteadyKillSwitch(EmbeddedKillSwitch):
+    """The store's kill switch, reporting a fixed response time: for snapshots, where a slow read on
+    a loaded machine would otherwise put "answered in 633 ms (warning)" in the picture."""
+
+    def read(self, tenant_id, connection_id):  # noqa: ANN001, ANN201
+        return replace(super().read(tenant_id, connection_id), response_ms=2.0)
+
+
+def make_app(tmp_path, user="somchai", poll=False, steady=False):
     plan = parse_plan(PLAN, "canary.toml")
     store = Store(f"sqlite:///{tmp_path / 'store.db'}")
     clock = FrozenClock(datetime(2026, 11, 22, 16, 0, tzinfo=UTC))  # 23:00 at UTC+7: off-peak
-    return CanaryApp(plan, store, Identity(user, "10.0.0.5", "jump"), clock, EmbeddedKillSwitch(store), poll=poll)
+    backend = SteadyKillSwitch(store) if steady else EmbeddedKillSwitch(store)
+    return CanaryApp(plan, store, Identity(user, "10.0.0.5", "jump"), clock, backend, poll=poll)
 
 
 async def _wait_active(app, pilot):

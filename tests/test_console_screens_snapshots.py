@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from test_console_pilot import PLAN
+from test_console_pilot import PLAN, SteadyKillSwitch
 
 from console.app import CanaryApp
 from engine import prechecks
 from engine.clock import FrozenClock
 from engine.identity import Identity
-from engine.killswitch import EmbeddedKillSwitch
 from engine.plan import parse_plan
 from engine.runbook import STEPS, missing_for
 from engine.store import Approval, ExecutionRun, PrecheckResult, Store
@@ -67,7 +66,7 @@ def all_checks_pass(store, plan, run, clock):
 
 
 def app_for(clock, store, plan, user="somchai"):
-    return CanaryApp(plan, store, Identity(user, "10.0.0.5", "jump"), clock, EmbeddedKillSwitch(store), poll=False)
+    return CanaryApp(plan, store, Identity(user, "10.0.0.5", "jump"), clock, SteadyKillSwitch(store), poll=False)
 
 
 async def quiet(app, pilot):
