@@ -7,6 +7,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
+from plans import ACME, people
 
 from console.app import CanaryApp
 from engine.clock import FrozenClock
@@ -18,28 +19,7 @@ from screens.audit import AuditScreen
 from screens.frame import KillBanner, RunFrame
 from screens.plan import PlanScreen
 
-PLAN = """
-tenant = "acme"
-[connection]
-id = "orders-primary"
-host = "10.0.0.12"
-user = "canary"
-database = "shop"
-password_env = "CANARY_DB_PASSWORD"
-[change]
-table = "orders"
-index = "idx_orders_customer_created"
-columns = ["customer_id", "created_at"]
-[[people]]
-name = "Somchai"
-role = "canary_lead"
-unix_user = "somchai"
-contact = "@somchai"
-[[people]]
-name = "Nok"
-role = "dba"
-unix_user = "nok"
-"""
+PLAN = ACME + people(("Somchai", "canary_lead", "somchai", "@somchai"), ("Nok", "dba", "nok"))
 
 
 class SteadyKillSwitch(EmbeddedKillSwitch):

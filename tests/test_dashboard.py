@@ -11,6 +11,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from plans import ACME, people
 from textual.app import App
 
 from engine.clock import FrozenClock
@@ -50,34 +51,8 @@ from screens.note import NoteDialog
 T0 = datetime(2026, 11, 22, 15, 40, tzinfo=UTC)  # 22:40 at UTC+7: off-peak
 RUN = "3f2a9c1e-0000-4000-8000-000000000001"
 PROFILE = Profile()
-PLAN = parse_plan("""
-tenant = "acme"
-[connection]
-id = "orders-primary"
-host = "10.0.0.12"
-user = "canary"
-database = "shop"
-password_env = "CANARY_DB_PASSWORD"
-[change]
-table = "orders"
-index = "idx_orders_customer_created"
-columns = ["customer_id", "created_at"]
-[[people]]
-name = "Somchai"
-role = "canary_lead"
-unix_user = "somchai"
-contact = "@somchai"
-[[people]]
-name = "Nok"
-role = "dba"
-unix_user = "nok"
-contact = "@nok"
-[[people]]
-name = "Arun"
-role = "sre"
-unix_user = "arun"
-contact = "@arun"
-""", "canary.toml")
+PLAN = parse_plan(ACME + people(("Somchai", "canary_lead", "somchai", "@somchai"), ("Nok", "dba", "nok", "@nok"),
+                                ("Arun", "sre", "arun", "@arun")), "canary.toml")
 PEOPLE = tuple(PersonFacts(p.name, tuple(p.roles), p.contact) for p in PLAN.people)
 
 # What the sandbox's sources give (MySQL, replica, kill-switch API), and Prometheus on top.

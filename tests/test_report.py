@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from plans import ACME, people
 from textual.app import App
 
 from engine.clock import FrozenClock
@@ -58,33 +59,8 @@ RUN_ID = "3f2a9c1e-7b44-4d2a-9c1e-0a1b2c3d4e5f"
 SECRET_PATH = "/services/T000/B000/XXXXsecretXXXX"
 PLACEHOLDER = re.compile(r"\{[A-Za-z_/ ]*\}")
 
-PLAN = """
-tenant = "acme"
-[connection]
-id = "orders-primary"
-host = "10.0.0.12"
-user = "canary"
-database = "shop"
-password_env = "CANARY_DB_PASSWORD"
-[change]
-table = "orders"
-index = "idx_orders_customer_created"
-columns = ["customer_id", "created_at"]
-[[people]]
-name = "Somchai"
-role = "canary_lead"
-unix_user = "somchai"
-contact = "@somchai"
-[[people]]
-name = "Nok"
-role = "dba"
-unix_user = "nok"
-contact = "@nok"
-[[people]]
-name = "Ploy"
-role = "sre"
-unix_user = "ploy"
-"""
+PLAN = ACME + people(("Somchai", "canary_lead", "somchai", "@somchai"), ("Nok", "dba", "nok", "@nok"),
+                     ("Ploy", "sre", "ploy"))
 
 
 def _plan(webhook: str | None = None):

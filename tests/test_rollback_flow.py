@@ -10,6 +10,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
+from plans import ACME, people
 from textual.app import App
 from textual.widgets import DataTable, Input, RadioSet, Static
 
@@ -61,35 +62,8 @@ PEOPLE = (
 )
 T0 = datetime(2026, 11, 22, 16, 0, tzinfo=UTC)
 
-PLAN = """
-tenant = "acme"
-[connection]
-id = "orders-primary"
-host = "10.0.0.12"
-user = "canary"
-database = "shop"
-password_env = "CANARY_DB_PASSWORD"
-[change]
-table = "orders"
-index = "idx_orders_customer_created"
-columns = ["customer_id", "created_at"]
-[[people]]
-name = "Somchai"
-role = "canary_lead"
-unix_user = "somchai"
-[[people]]
-name = "Nok"
-role = "dba"
-unix_user = "nok"
-[[people]]
-name = "Ploy"
-role = "sre"
-unix_user = "ploy"
-[[people]]
-name = "Dev"
-role = "developer"
-unix_user = "dev"
-"""
+PLAN = ACME + people(("Somchai", "canary_lead", "somchai"), ("Nok", "dba", "nok"), ("Ploy", "sre", "ploy"),
+                     ("Dev", "developer", "dev"))
 
 
 # --- the matrix, pure ---------------------------------------------------------------------------
