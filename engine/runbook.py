@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 from engine.cases import PRIORITY
 from engine.prechecks import BY_ID, REQUIRED_PRESENT
-from engine.runstate import ACTIVE
 
 if TYPE_CHECKING:  # the store's models: not imported to draw the first screen (SQLAlchemy is slow to load)
     from engine.store import Approval, ExecutionRun, PrecheckResult, Store
@@ -159,7 +158,3 @@ def missing_for(step: str, view: RunView, now: datetime) -> list[Missing]:
             return []
         return [Missing("there is no index of this run to roll back", "rollback opens once the ALTER added it")]
     raise ValueError(f"unknown step {step!r}")
-
-
-def run_ended(view: RunView) -> bool:
-    return view.run is not None and view.run.status not in ACTIVE
