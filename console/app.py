@@ -45,7 +45,7 @@ from engine.runbook import (
 from engine.runstate import ACTIVE
 from engine.sizegate import gate, sampling_interval
 from screens.audit import AuditScreen
-from screens.base import RunbookScreen, StepShown
+from screens.base import RunbookScreen, StepShown, drawable
 from screens.deactivate import DeactivateKillSwitch, DeactivationRequest
 from screens.execution import AlterProgress, ExecutionScreen
 from screens.frame import FrameState, KillSwitchPressed
@@ -251,7 +251,7 @@ class CanaryApp(App):
     def tick(self) -> None:
         self.set_frame()
         screen = self._top
-        if isinstance(screen, RunbookScreen):
+        if isinstance(screen, RunbookScreen) and drawable(screen):
             screen.tick(self.view, self.clock.now())
 
     def refuse(self, action: str, needed: Iterable[str], what: str) -> bool:
@@ -365,7 +365,7 @@ class CanaryApp(App):
         screen = self._top
         if isinstance(screen, RunbookScreen) and changed:
             screen.show_view(view, now)
-        if entries is not None and isinstance(screen, ExecutionScreen):
+        if entries is not None and isinstance(screen, ExecutionScreen) and drawable(screen):
             screen.show_entries(entries)
         if facts is not None:
             self.steps["execution"].show_announcement(announcement)  # type: ignore[attr-defined]

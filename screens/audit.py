@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from textual.app import ComposeResult
 from textual.widgets import DataTable, Footer, Input
 
-from screens.base import RunbookScreen, plain
+from screens.base import RunbookScreen, drawable, plain
 
 if TYPE_CHECKING:
     from engine.store import AuditLog
@@ -48,7 +48,7 @@ class AuditScreen(RunbookScreen):
     def show(self, entries: Sequence[AuditLog]) -> None:
         """Entries may arrive before the table has its columns: keep them; on_mount draws them."""
         self.entries = list(entries)
-        if self.is_mounted:
+        if drawable(self):
             self._show_filtered(self.query_one("#audit-filter", Input).value)
 
     def append(self, entries: Sequence[AuditLog]) -> None:
@@ -56,7 +56,7 @@ class AuditScreen(RunbookScreen):
         if not entries:
             return
         self.entries.extend(entries)
-        if self.is_mounted:
+        if drawable(self):
             self._add(entries, self.query_one("#audit-filter", Input).value)
 
     def on_input_changed(self, event: Input.Changed) -> None:

@@ -20,6 +20,14 @@ def plain(*cells: object) -> tuple[Text, ...]:
     return tuple(Text(str(c)) for c in cells)
 
 
+def drawable(screen: Screen) -> bool:
+    """The screen's widgets are there to draw on: composed, and not being torn down (an app that
+    exits prunes a screen's children while the screen still counts as mounted, and a timer may
+    still fire in between)."""
+    return (screen.is_mounted and screen.is_attached
+            and not (screen._closing or screen._pruning or screen.app._exit))
+
+
 class StepShown(Message):
     """A runbook screen came to the top: the App draws its frame and its view at once."""
 

@@ -25,7 +25,7 @@ from textual.widgets import Footer, Static
 
 from engine.dashboard import DecisionView
 from engine.plan import Plan
-from screens.base import RunbookScreen
+from screens.base import RunbookScreen, drawable
 from screens.note import Note, NoteDialog
 
 VERDICT_MARK = {"pass": "✅", "warning": "⚠️", "fail": "❌", "inconclusive": "❔", "pending": "…"}
@@ -96,7 +96,7 @@ class DecisionScreen(RunbookScreen):
 
     def show_decision(self, view: DecisionView) -> None:
         self.view = view
-        if self.is_mounted:
+        if drawable(self):
             self._draw(view)
 
     def _draw(self, v: DecisionView) -> None:

@@ -22,7 +22,7 @@ from textual.widgets import DataTable, Footer, Log, ProgressBar, Static
 
 from engine.plan import Plan
 from engine.runbook import RunView
-from screens.base import RunbookScreen, plain
+from screens.base import RunbookScreen, drawable, plain
 
 if TYPE_CHECKING:
     from engine.store import AuditLog
@@ -146,12 +146,12 @@ class ExecutionScreen(RunbookScreen):
 
     def show_announcement(self, text: str) -> None:
         self.announcement = text
-        if self.is_mounted:
+        if drawable(self):
             self.query_one("#announcement", Static).update(text)
 
     def show_view(self, view: RunView, now: datetime) -> None:
         self.view = view
-        if self.is_mounted:
+        if drawable(self):
             self._draw_steps()
             self._draw_outcome()
             self._draw_cooldown(now)
@@ -159,7 +159,7 @@ class ExecutionScreen(RunbookScreen):
                 self._draw_progress(None)  # no live progress: what the run record says
 
     def tick(self, view: RunView, now: datetime) -> None:
-        if self.is_mounted:
+        if drawable(self):
             self._draw_cooldown(now)
 
     def show_entries(self, entries: Sequence[AuditLog]) -> None:

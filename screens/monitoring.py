@@ -28,7 +28,7 @@ from textual_plotext import PlotextPlot
 
 from engine.dashboard import ChartSeries, CheckItem, DashboardView, Tile
 from engine.plan import Plan
-from screens.base import RunbookScreen, plain
+from screens.base import RunbookScreen, drawable, plain
 from screens.note import Note, NoteDialog
 
 LEVEL_TAG = {"ok": "OK", "note": "NOTE", "warning": "WARN", "critical": "CRIT", "stale": "STALE"}
@@ -327,7 +327,7 @@ class MonitoringScreen(RunbookScreen):
     def show_dashboard(self, view: DashboardView) -> None:
         """The dashboard as the store has it now (the App calls this from its worker's result)."""
         self.view = view
-        if self.is_mounted:
+        if drawable(self):
             self._draw(view)
 
     def _changed(self, part: str, value: object) -> bool:

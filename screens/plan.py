@@ -9,7 +9,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Footer, Static
 
 from engine.plan import Plan
-from screens.base import RunbookScreen, plain
+from screens.base import RunbookScreen, drawable, plain
 
 TIMELINE = (("Pre-check verification", 30), ("Team readiness check", 15), ("Execute ADD_INDEX", 15),
             ("Monitoring window (cannot be shortened)", 60), ("Result analysis", 30), ("Documentation", 15))
@@ -90,7 +90,7 @@ class PlanScreen(RunbookScreen):
     def show_scope(self, facts: ScopeFacts) -> None:
         """Facts may arrive before this screen is mounted: keep them, draw when there is a table."""
         self.facts = facts
-        if self.is_mounted:
+        if drawable(self):
             self._draw_scope()
 
     def _draw_scope(self) -> None:

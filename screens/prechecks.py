@@ -21,7 +21,7 @@ from engine.cases import NAMES, PRIORITY
 from engine.plan import Plan
 from engine.prechecks import CHECKS
 from engine.runbook import SIGNOFF_ROLES, RunView, precheck_missing
-from screens.base import RunbookScreen, plain
+from screens.base import RunbookScreen, drawable, plain
 from screens.locked import missing_text
 
 if TYPE_CHECKING:
@@ -100,7 +100,7 @@ class PrechecksScreen(RunbookScreen):
 
     def show_view(self, view: RunView, now: datetime) -> None:
         self.view = view
-        if self.is_mounted:
+        if drawable(self):
             self._draw(now)
 
     def _draw(self, now: datetime) -> None:
@@ -133,7 +133,7 @@ class PrechecksScreen(RunbookScreen):
         self._draw_missing(now)
 
     def tick(self, view: RunView, now: datetime) -> None:
-        if self.is_mounted:
+        if drawable(self):
             self._draw_missing(now)
 
     def _draw_missing(self, now: datetime) -> None:

@@ -18,7 +18,7 @@ from textual.widgets import ContentSwitcher, Footer, Markdown, Static, Tab, Tabs
 
 from engine.plan import Plan
 from engine.report import ReportFacts, announcements, redact_webhook, render_report
-from screens.base import RunbookScreen
+from screens.base import RunbookScreen, drawable
 
 # The views, in the order of the tabs; v and shift+v step through them (the digits belong to the
 # App: they jump between the runbook's steps).
@@ -128,7 +128,7 @@ class ReportScreen(RunbookScreen):
         for a in announcements(facts):
             self.texts[a.key] = a.text
             self.titles[a.key] = a.title
-        if self.is_mounted:  # else on_mount draws it
+        if drawable(self):  # else on_mount draws it
             self._draw()
 
     def _draw(self) -> None:

@@ -33,7 +33,7 @@ from textual.widgets import (
 from engine.plan import Plan
 from engine.rollback_flow import TRIGGERS, Inspection, RollbackView, role_rows
 from engine.runbook import RunView
-from screens.base import RunbookScreen, plain
+from screens.base import RunbookScreen, drawable, plain
 
 # --- what the screen asks the App to do ----------------------------------------------------------
 
@@ -358,7 +358,7 @@ class RollbackScreen(RunbookScreen):
         trigger = view.trigger or (None if self._picked_by_user else view.suggested_trigger)
         if trigger:
             self.selected = trigger
-        if self.is_mounted:
+        if drawable(self):
             self._draw()
 
     def show_view(self, view: RunView, now: datetime) -> None:

@@ -18,7 +18,7 @@ from textual.widgets import DataTable, Footer, ProgressBar, Static
 from engine.plan import Plan
 from engine.runbook import RunView
 from engine.sizegate import BLOCK_ABOVE, NEAR, WARN_ABOVE, sampling_interval
-from screens.base import RunbookScreen, plain
+from screens.base import RunbookScreen, drawable, plain
 
 BAND_CLASS = {"pass": "-pass", "warn": "-warn", "fail": "-block"}
 BAND_NAME = {"pass": "PASS", "warn": "WARNING", "fail": "BLOCK"}
@@ -98,7 +98,7 @@ class SizeGateScreen(RunbookScreen):
 
     def show_view(self, view: RunView, now: datetime) -> None:
         self.view = view
-        if self.is_mounted:
+        if drawable(self):
             self._draw()
 
     def _draw(self) -> None:
