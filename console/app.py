@@ -16,7 +16,7 @@ import threading
 import traceback
 from collections.abc import Iterable
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from textual import work
@@ -41,6 +41,7 @@ from engine.runbook import (
     RunView,
     load_view,
     missing_for,
+    open_run,
 )
 from engine.runstate import ACTIVE
 from engine.sizegate import gate, sampling_interval
@@ -289,10 +290,6 @@ class CanaryApp(App):
 
     # --- the war room: the run as the store has it --------------------------------------------
 
-    def _is_this_plan(self, run: ExecutionRun) -> bool:
-        return (run.connection_profile_id == self.plan.connection.id and run.table_name == self.plan.change.table
-                and run.index_name == self.plan.change.index)
-
     @work(thread=True, group="store-read", exit_on_error=False)
     def refresh_view(self) -> None:
         """Read the run (and find it, the first time); redraw only when something changed."""
@@ -301,14 +298,10 @@ class CanaryApp(App):
         self._view_busy = True
         try:
             if self.run_id is None:
-                mine = [r for r in self.store.find_runs(self.plan.tenant, limit=20) if self._is_this_plan(r)]
-                # The run in progress; or one that failed or was cancelled with its index still in
-                # place (a manual rollback may be due). Anything else is history: begin anew.
-                open_ = [r for r in mine if r.status in ACTIVE
-                         or (r.index_created_by_run and r.status in ("failed", "cancelled"))]
-                if open_:
-                    self.run_id = open_[0].id
-                    self._mark_present(open_[0].id)
+                found = open_run(self.store, self.plan)
+                if found is not None:
+                    self.run_id = found.id
+                    self._mark_present(found.id)
             view = load_view(self.store, self.plan.tenant, self.run_id)
             screen = self._top
             entries = (self.store.audit_entries(self.plan.tenant, run_id=self.run_id, limit=2000)
@@ -359,6 +352,13 @@ class CanaryApp(App):
         driver = ""
         if run is not None and run.status == "running":
             driver = "you drive" if self.driving else f"joined: {run.claimed_by or '?'} drives"
+            if not self.driving and self._driver_gone(run, now):
+                driver = f"{run.claimed_by or 'the driver'} is gone (lease expired)"
+                if set(self.roles) & EXECUTE_ROLES:
+                    driver += ": taking the run over"
+                    self._take_over(run)
+                else:
+                    driver += ": a canary lead or DBA console takes it over"
         t0 = run.started_at if run is not None else None
         t_end = run.completed_at if run is not None and run.status not in ACTIVE else None
         self.set_frame(locked=locked, run=label, driver=driver, t0=t0, t_end=t_end)
@@ -740,6 +740,23 @@ class CanaryApp(App):
 
     # --- step 4: execution -----------------------------------------------------------------------
 
+    @staticmethod
+    def _driver_gone(run: ExecutionRun, now: datetime) -> bool:
+        """The driving console stopped renewing its lease (killed, or its machine lost)."""
+        return run.lease_expires_at is not None and run.lease_expires_at < now
+
+    def _take_over(self, run: ExecutionRun) -> None:
+        """Become the driver of a run whose driver is gone: the executor inspects the target (an
+        ALTER still running is found by its thread id, a finished one verified) and carries on —
+        the monitoring window resumes from the stored samples, the gap left as it is."""
+        if self.driving or self._stop.is_set():
+            return
+        self.driving = True
+        self.audit_in_worker("take_over", {"from": run.claimed_by, "lease_expired_at": str(run.lease_expires_at)})
+        self.notify(f"{run.claimed_by} stopped driving run {run.id[:8]} (its lease expired): this console takes "
+                    "it over and looks at the target first.", title="Taking over", timeout=10)
+        self.execute(run.id, self._interval(), take_over=True)
+
     def action_execute(self) -> None:
         if self.refuse("execute", EXECUTE_ROLES, "executing the ALTER"):
             return
@@ -749,12 +766,19 @@ class CanaryApp(App):
         if missing:
             self.push_screen(StepLocked(TITLES["execution"], missing))
             return
-        g = self.view.gate()
         self.driving = True
-        self.execute(self.run_id, sampling_interval({"warn": "WARNING"}.get(g.status if g else "", "PASS")))
+        self.execute(self.run_id, self._interval())
+
+    def _interval(self) -> float:
+        """SPEC §5's sampling interval for the gate's band (5 s, 2.5 s for a WARNING table) — and,
+        on a drill's compressed clock, never more than about seven polls a real second: faster,
+        the monitoring would disturb the latency it measures."""
+        g = self.view.gate()
+        band = sampling_interval({"warn": "WARNING"}.get(g.status if g else "", "PASS"))
+        return max(band, 0.15 * float(getattr(self.clock, "speed", 1.0)))
 
     @work(thread=True, group="executor", exit_on_error=False)
-    def execute(self, run_id: str, interval: float) -> None:
+    def execute(self, run_id: str, interval: float, take_over: bool = False) -> None:
         from engine.executor import Executor
         from engine.monitor import Monitor, sources_for
 
@@ -777,7 +801,7 @@ class CanaryApp(App):
         ex.monitor = Monitor(self.store, self.plan.tenant, run_id, sources_for(self.plan, self.backend, clock),
                              self.plan.profile(), self.actor, clock, interval=interval)
         try:
-            outcome = ex.execute(run_id)
+            outcome = ex.take_over(run_id) if take_over else ex.execute(run_id)
         except DriverStopped:
             return
         finally:

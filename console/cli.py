@@ -51,9 +51,10 @@ def _store_url(args: argparse.Namespace, plan: Plan | None) -> str | None:
 
 
 def _store(args: argparse.Namespace, plan: Plan | None) -> Any:
+    from engine.clock import clock_for
     from engine.store import Store
 
-    return Store(_store_url(args, plan))
+    return Store(_store_url(args, plan), clock=clock_for(plan) if plan is not None else None)
 
 
 def _tenant(args: argparse.Namespace, plan: Plan | None, required: bool) -> str:
@@ -191,17 +192,28 @@ def cmd_self_test(args: argparse.Namespace) -> int:
 def cmd_execute(args: argparse.Namespace) -> int:
     """Run the executor headless on a plan (a worker without the console)."""
     from engine.executor import Executor
+    from engine.monitor import Monitor, sources_for
     from engine.target import Target
 
+    if not 1 <= args.interval <= 60:
+        raise CliError("--interval must be between 1 and 60 seconds (the runbook samples every 5 s, 2.5 s "
+                       "for a table the size gate warned about)")
     plan = load_plan(args.plan)
     store = _store(args, plan)
     ident = current_identity()
-    ex = Executor(plan, store, _backend(plan, store), Target(plan.connection), ident.actor, worker_id(ident),
-                  on_event=lambda name, data: None if name in QUIET_EVENTS else
-                  print(f"{name} {json.dumps(data, default=str)}", flush=True))
+    backend = _backend(plan, store)
+    ex = Executor(plan, store, backend, Target(plan.connection), ident.actor, worker_id(ident),
+                  on_event=lambda name, data: None if name in QUIET_EVENTS | {"monitor_tick"} else
+                  print(f"{name} {json.dumps(data, default=str)}", flush=True), clock=store.clock)
     run_id = args.run or ex.create_run().id
     print(f"run {run_id}", flush=True)
-    out = ex.execute(run_id)
+    # The same 60-minute window as the console's (a run taken over resumes it from the store).
+    ex.monitor = Monitor(store, plan.tenant, run_id, sources_for(plan, backend, store.clock), plan.profile(),
+                         ident.actor, store.clock, interval=args.interval)
+    try:
+        out = ex.take_over(run_id) if args.run else ex.execute(run_id)  # a given run may need taking over
+    finally:
+        ex.monitor.close()
     print(f"outcome {out.status}{' (' + out.fail_reason + ')' if out.fail_reason else ''}: {out.message}")
     return EXIT_OK if out.status == "completed" else EXIT_FAILED
 
@@ -209,6 +221,7 @@ def cmd_execute(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     """Open the console on a plan."""
     from console.app import CanaryApp
+    from engine.clock import clock_for
     from engine.opening import OpeningStore
 
     plan = load_plan(args.plan)
@@ -218,9 +231,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise CliError(f"--as is for rehearsal plans only: identity is the OS user ({identity.user}). Each "
                            "person runs the console in their own session.", EXIT_REFUSED)
         identity = replace(identity, user=args.as_user, played_by=identity.user)
-    store = OpeningStore(_store_url(args, plan))  # opens while the first screen is drawn
+    clock = clock_for(plan)  # a drill's compressed clock, the same in every console on it
+    store = OpeningStore(_store_url(args, plan), clock)  # opens while the first screen is drawn
     try:
-        app = CanaryApp(plan, store, identity=identity, role=args.role)
+        app = CanaryApp(plan, store, identity=identity, role=args.role, clock=clock)
     except ValueError as exc:
         raise CliError(f"{exc}. Leave --role out to act in all your roles.") from None
     app.run()
@@ -232,7 +246,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_rehearse(args: argparse.Namespace) -> int:
     """The drill: private primary + replica, a loaded table, a workload, the runbook's engine."""
     from engine import rehearsal, selftest
-    from engine.clock import CompressedClock
+    from engine.clock import clock_for
     from engine.executor import Executor
     from engine.monitor import Monitor, sources_for
     from engine.sizegate import gate
@@ -251,19 +265,23 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
     if not args.headless and not (sys.stdin.isatty() and sys.stdout.isatty()):
         say("not on a terminal: walking the runbook headless (--headless)")
         args.headless = True
-    drill = rehearsal.start(args.rows, args.reset, ident.user, say)
+    drill = rehearsal.start(args.rows, args.reset, ident.user, say, speed=args.speed)
     try:
         plan = load_plan(drill.plan_path)
         # One compressed clock for everything the drill records, so T+, the audit trail and the
-        # samples agree (the store notes the compression with the monitoring window).
-        clock = CompressedClock(args.speed)
+        # samples agree (the store notes the compression with the monitoring window). The plan
+        # anchors it: a second console, or this drill restarted, reads the same time.
+        clock = clock_for(plan)
+        speed = float(getattr(clock, "speed", 1.0))
+        if drill.resumed_run and speed != args.speed:
+            say(f"the resumed drill keeps its clock: TIME ×{speed:g} (--speed applies to a new drill)")
         store = Store(drill.store_url, clock=clock)
         say(f"plan written to {drill.plan_path}")
         say(f"store {redact_url(store.url)}; workload running (reads by customer_id, background writes)")
         say("kill switch from another terminal: canary-console kill --plan " + str(drill.plan_path))
         say(f"a teammate's console (to approve what you may not approve alone): {_me()} run "
             f"{drill.plan_path} --as teammate")
-        if not args.skip_self_test:
+        if not args.skip_self_test and not drill.resumed_run:
             cases = [c.strip().upper() for c in args.self_test_cases.split(",")] if args.self_test_cases else None
             say(f"self-test {', '.join(cases) if cases else 'TC-01…TC-10'} against a second private sandbox "
                 "(results stored for the prechecks)")
@@ -304,14 +322,14 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
         backend = _backend(plan, store)
         ex = Executor(plan, store, backend, Target(plan.connection), ident.actor, worker_id(ident),
                       on_event=on_event, clock=clock)
-        run = ex.create_run()
+        run = store.get_run(plan.tenant, drill.resumed_run) if drill.resumed_run else ex.create_run()
         ex.monitor = Monitor(store, plan.tenant, run.id, sources_for(plan, backend, clock), plan.profile(),
                              ident.actor, clock,
                              interval=decision.sampling_interval_s)
         say(f"run {run.id}: baseline {plan.executor.baseline_window_seconds / 60:g} min, ALTER, cool-down "
             f"{plan.executor.cooldown_seconds / 60:g} min, 60-minute monitoring window — TIME COMPRESSED "
-            f"{args.speed:g}× (rehearsal only): about {(plan.executor.baseline_window_seconds + plan.executor.cooldown_seconds + 3600) / args.speed / 60:.1f} real minutes")
-        out = ex.execute(run.id)
+            f"{speed:g}× (rehearsal only): about {(plan.executor.baseline_window_seconds + plan.executor.cooldown_seconds + 3600) / speed / 60:.1f} real minutes")
+        out = ex.take_over(run.id) if drill.resumed_run else ex.execute(run.id)
         say(f"outcome: {out.status}{' (' + out.fail_reason + ')' if out.fail_reason else ''} — {out.message}")
         for d in store.decisions(plan.tenant, run.id):
             for c in (d.evidence or {}).get("criteria", []):
@@ -463,6 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("execute", help="run the executor headless on a plan")
     common(e, plan_required=True)
     e.add_argument("--run", help="execute this existing run (e.g. take over after a crash)")
+    e.add_argument("--interval", type=float, default=5.0, help="monitoring sample interval in seconds (default 5)")
     e.set_defaults(func=cmd_execute)
     return p
 

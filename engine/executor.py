@@ -24,6 +24,7 @@ from engine.jsonable import jsonable
 from engine.killswitch import KillSwitchBackend, KillSwitchReading
 from engine.plan import Plan
 from engine.rollback import IndexRollback
+from engine.runstate import ACTIVE
 from engine.store import ClaimConflict, ExecutionRun, RollbackPoint, RollbackRecord, Store
 from engine.target import Target, TargetError, TargetSession
 from engine.verification import DigestStats, VerificationResult, verify, window
@@ -137,6 +138,23 @@ class Executor:
             return self._execute(run_id)
         except Abort as stop:
             return stop.outcome
+
+    def take_over(self, run_id: str) -> Outcome:
+        """Drive a run whose driver may be gone (a console killed mid-run): wait — reading the
+        store, not claiming — until its lease has run out or the run has ended, then claim it and
+        recover (``_recover`` inspects the target before doing anything). A live driver renews
+        its lease, so this waits for as long as that driver lives."""
+        while True:
+            run = self._get(run_id)
+            if run.status not in ACTIVE:
+                return Outcome(run.id, run.status, run.fail_reason, f"run {run.id[:8]} already ended: {run.status}")
+            now = self.clock.now()
+            expires = run.lease_expires_at
+            if run.claimed_by in (None, self.worker) or expires is None or expires < now:
+                return self.execute(run_id)
+            left = (expires - now).total_seconds()
+            self._event("lease_wait", holder=run.claimed_by, left_s=round(left, 1))
+            self.clock.sleep(min(left + 0.05, max(self.opts.kill_poll_seconds, 1.0)))
 
     def _execute(self, run_id: str) -> Outcome:
         run = self._get(run_id)
@@ -371,10 +389,14 @@ class Executor:
         if reading.active:
             self._cancel_after_alter(run, reading)
         watch = self._wait_watching_after_alter(run)
-        if self.opts.cooldown_seconds:
-            self._event("cooldown", seconds=self.opts.cooldown_seconds)
-            watch(self.opts.cooldown_seconds)
+        cooldown = self._cooldown_left(run)
+        if cooldown > 0:
+            self._event("cooldown", seconds=cooldown)
+            watch(cooldown)
         if self.monitor is not None:
+            decided = self.store.decisions(self.tenant, run.id)
+            if decided:  # the window ended before its driver died: its verdict stands
+                return self._conclude(run, decided[0].verdict, decided[0].evidence or {})
             return self._monitoring_window(run)
         after = self.observer.after(run, watch)
         result = verify(baseline, after)
@@ -404,16 +426,31 @@ class Executor:
         self._event("monitoring", window_minutes=self.monitor.profile.window_minutes)
         result = self.monitor.window(run.alter_started_at or self.clock.now(), True, on_tick,
                                      speed=float(getattr(self.clock, "speed", 1.0)))
-        verdict = result.verdict
-        summary = f"{verdict.verdict}: " + ("; ".join(verdict.reasons) or verdict.next_step)
-        self._audit(run, "monitoring_completed", {"verdict": verdict.verdict, "ticks": result.ticks,
+        self._audit(run, "monitoring_completed", {"verdict": result.verdict.verdict, "ticks": result.ticks,
                                                   "stopped_early": result.stopped_early})
-        if verdict.verdict in ("PASS", "PASS WITH WARNING", "INCONCLUSIVE"):
+        return self._conclude(run, result.verdict.verdict, jsonable(result.verdict.as_dict()))
+
+    def _conclude(self, run: ExecutionRun, verdict: str, evidence: dict[str, Any]) -> Outcome:
+        """The window's verdict decides the run's end (runbook 5.5, 6.2)."""
+        summary = f"{verdict}: " + ("; ".join(evidence.get("reasons") or []) or str(evidence.get("next_step", "")))
+        if verdict in ("PASS", "PASS WITH WARNING", "INCONCLUSIVE"):
             self.store.transition(self.tenant, run.id, "completed", self.actor, message=summary[:2000])
-            return Outcome(run.id, "completed", None, summary, details={"verdict": verdict.verdict})
-        self._would_roll_back(run, summary, {"metrics_at_decision": jsonable(verdict.as_dict())})
+            return Outcome(run.id, "completed", None, summary, details={"verdict": verdict})
+        self._would_roll_back(run, summary, {"metrics_at_decision": evidence})
         return Outcome(run.id, "failed", "verification_failed", summary,
-                       details={"verdict": verdict.verdict, "would_roll_back": True})
+                       details={"verdict": verdict, "would_roll_back": True})
+
+    def _cooldown_left(self, run: ExecutionRun) -> float:
+        """The cool-down runs from the ALTER's end; a driver that takes the run over waits only what
+        is left of it, and not at all once the window has started."""
+        if not self.opts.cooldown_seconds:
+            return 0.0
+        if self.store.audit_entries(self.tenant, run.id, "monitoring_started", limit=1):
+            return 0.0
+        if run.alter_finished_at is None:
+            return float(self.opts.cooldown_seconds)
+        done = (self.clock.now() - run.alter_finished_at).total_seconds()
+        return max(0.0, min(float(self.opts.cooldown_seconds), self.opts.cooldown_seconds - done))
 
     def _would_roll_back(self, run: ExecutionRun, reason: str, details: dict[str, Any]) -> None:
         """Runbook 6.2: in a canary, automatic rollback is logging only — record the DROP it would
@@ -532,7 +569,13 @@ class Executor:
     def _renew(self, run: ExecutionRun) -> None:
         if self.clock.monotonic() - self._last_renew >= self.opts.lease_seconds / 3:
             if not self.store.renew_lease(self.tenant, run.id, self.worker, self.opts.lease_seconds):
-                self._audit(run, "lease_lost", {"worker": self.worker})
+                # Another worker took the run over (ours ran out): two drivers must never act on
+                # one run, so this one stops here and leaves everything to the new driver.
+                holder = self._get(run.id).claimed_by
+                self._audit(run, "lease_lost", {"worker": self.worker, "now_held_by": holder})
+                self._event("lease_lost", holder=holder)
+                raise Abort(Outcome(run.id, "running", "lease_lost",
+                                    f"{holder or 'another worker'} took the run over; this worker stopped"))
             self._last_renew = self.clock.monotonic()
 
     def _fail(self, run: ExecutionRun, reason: str, message: str, details: dict[str, Any] | None = None) -> None:

@@ -96,17 +96,22 @@ class Monitor:
     def window(self, alter_started_at: datetime, index_created: bool,
                on_tick: Callable[[WindowEvaluator, Tick], None] | None = None,
                speed: float = 1.0) -> MonitorResult:
-        started_at = self.clock.now()
-        self.store.audit(self.tenant_id, self.actor, "monitoring_started", self.run_id,
-                         {"at": started_at.isoformat(), "interval": self.interval, "profile": self.profile.name,
-                          "window_minutes": self.profile.window_minutes, "time_compression": speed})
         ev = WindowEvaluator(self.profile, self.baselines(alter_started_at), self.configured)
-        first_at: datetime | None = None
-        recorded = 0
+        resumed = self._resume(ev)
+        if resumed is None:
+            started_at = self.clock.now()
+            self.store.audit(self.tenant_id, self.actor, "monitoring_started", self.run_id,
+                             {"at": started_at.isoformat(), "interval": self.interval, "profile": self.profile.name,
+                              "window_minutes": self.profile.window_minutes, "time_compression": speed})
+            first_at: datetime | None = None
+            used: set[str] = set()
+        else:
+            started_at, first_at, used = resumed
+        recorded = {c.label for c in self.store.checkpoints(self.tenant_id, self.run_id)
+                    if c.recorded_by.startswith("engine (")}
         ticks = 0
         stopped = False
-        announced = False
-        used: set[str] = set()
+        announced = ev.state.paused  # a pause the dead driver announced is not announced twice
         while True:
             tick_started = self.clock.monotonic()
             samples = self.loop.tick()
@@ -127,13 +132,14 @@ class Monitor:
                     break
             else:
                 announced = False
-            for cp in ev.checkpoints[recorded:]:
-                self.store.save_checkpoint(Checkpoint(
-                    tenant_id=self.tenant_id, execution_run_id=self.run_id, label=cp.label,
-                    metrics_ok=cp.metrics_ok, recorded_by=f"engine ({self.actor})",
-                    notes=f"{cp.warnings} warning(s), {cp.alerts} alert(s), {cp.stale} stale source(s), "
-                          f"{cp.concurrent} concurrent"))
-                recorded += 1
+            for cp in ev.checkpoints:
+                if cp.label not in recorded:
+                    self.store.save_checkpoint(Checkpoint(
+                        tenant_id=self.tenant_id, execution_run_id=self.run_id, label=cp.label,
+                        metrics_ok=cp.metrics_ok, recorded_by=f"engine ({self.actor})",
+                        notes=f"{cp.warnings} warning(s), {cp.alerts} alert(s), {cp.stale} stale source(s), "
+                              f"{cp.concurrent} concurrent"))
+                    recorded.add(cp.label)
             if on_tick:
                 on_tick(ev, tick)
             if ev.state.stop_reason:
@@ -143,7 +149,7 @@ class Monitor:
                 break  # an AUTO-PAUSE holds the decision back until someone lifts it
             self._sleep_until(tick_started + self.interval)
         verdict = ev.finish(index_created)
-        for cp in ev.checkpoints[recorded:]:
+        for cp in (c for c in ev.checkpoints if c.label not in recorded):
             self.store.save_checkpoint(Checkpoint(
                 tenant_id=self.tenant_id, execution_run_id=self.run_id, label=cp.label, metrics_ok=cp.metrics_ok,
                 recorded_by=f"engine ({self.actor})", notes=f"{cp.warnings} warning(s), {cp.alerts} alert(s)"))
@@ -152,6 +158,40 @@ class Monitor:
             evidence=jsonable(verdict.as_dict() | {"profile": self.profile.name, "stopped_early": stopped}),
             decided_by=f"engine ({self.actor})"))
         return MonitorResult(verdict, ev.state, started_at, ticks, stopped)
+
+    def _resume(self, ev: WindowEvaluator) -> tuple[datetime, datetime | None, set[str]] | None:
+        """A window this run already started (its driver died; we took the run over): feed ``ev``
+        the stored ticks — exactly as ``replay`` does, approvals included — and carry on from there.
+        The time nobody sampled stays a gap: the window's clock counts from its first sample, so it
+        cannot be lengthened or shortened by a crash. Returns the window's start, its first sample's
+        time and the approvals already used; None for a window not yet started."""
+        started = self.store.audit_entries(self.tenant_id, self.run_id, "monitoring_started")
+        if not started:
+            return None
+        window_start = datetime.fromisoformat(started[-1].details["at"])
+        rows = [r for r in self.store.samples(self.tenant_id, self.run_id) if r.sampled_at >= window_start]
+        approvals = sorted(self.store.approvals(self.tenant_id, self.run_id, AUTO_PAUSE), key=lambda a: a.created_at)
+        used: set[str] = set()
+        first_at: datetime | None = None
+        last_at: datetime | None = None
+        for t_s, tick in ticks_of(rows, window_start):
+            at = window_start + timedelta(seconds=t_s)
+            first_at = first_at or at
+            last_at = at
+            ev.add((at - first_at).total_seconds(), tick)
+            while ev.state.paused and approvals and approvals[0].created_at <= at:
+                if approvals[0].decision == "rollback":
+                    break  # left for the first live tick, which stops the window on it
+                a = approvals.pop(0)
+                used.add(a.id)
+                ev.approve(f"{a.actor} ({a.role})", a.decision)
+        now = self.clock.now()
+        self.store.audit(self.tenant_id, self.actor, "monitoring_resumed", self.run_id, {
+            "window_started_at": window_start.isoformat(), "ticks_restored": len({r.sampled_at for r in rows}),
+            "last_sample_at": last_at.isoformat() if last_at else None,
+            "gap_s": round((now - last_at).total_seconds(), 1) if last_at else None,
+            "elapsed_s": round((now - first_at).total_seconds(), 1) if first_at else 0.0})
+        return window_start, first_at, used
 
     def _lift_pause(self, ev: WindowEvaluator, used: set[str]) -> str | None:
         """An AUTO-PAUSE lifts only on an explicit approval recorded in the store (any console,

@@ -151,6 +151,10 @@ class Plan:
     # A drill's plan (written by `rehearse`, against a private sandbox): teammates may be played
     # from one terminal (`run --as`). Never in a real plan.
     rehearsal: bool = False
+    # A drill's compressed clock (rehearsal plans only): ``speed`` × real time from ``origin``, the
+    # same for every console and every restart on this plan (SPEC §10).
+    time_speed: float = 1.0
+    time_origin: datetime | None = None
     # The validated input, as given: written back as TOML for a worker in another process.
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -198,6 +202,7 @@ def plan_from_dict(data: dict[str, Any], source: str = "<memory>") -> Plan:
     known = {
         "tenant", "connection", "replica", "change", "people", "window", "integrations",
         "store_url", "thresholds", "executor", "prometheus_queries", "rehearsal",
+        "time_compression",
     }
     for key in data:
         if key not in known:
@@ -240,6 +245,7 @@ def plan_from_dict(data: dict[str, Any], source: str = "<memory>") -> Plan:
     if not isinstance(rehearsal, bool):
         problems.append("rehearsal must be true or false (true only in a plan `canary-console rehearse` wrote)")
         rehearsal = False
+    time_speed, time_origin = _time_compression(data.get("time_compression"), rehearsal, problems)
     prom_queries = _table(data.get("prometheus_queries", {}), "prometheus_queries", problems)
     for key, query in prom_queries.items():
         if not isinstance(query, str) or not query.strip() or not key.replace("_", "a").isalnum():
@@ -255,8 +261,39 @@ def plan_from_dict(data: dict[str, Any], source: str = "<memory>") -> Plan:
         kill_switch_api_url=urls["kill_switch_api_url"], kill_switch_api_token_env=token_env,
         webhook_url=urls["webhook_url"], store_url=store_url, thresholds=dict(thresholds),
         executor=executor, prometheus_queries=dict(prom_queries), source=source, raw=copy.deepcopy(data),
-        rehearsal=rehearsal,
+        rehearsal=rehearsal, time_speed=time_speed, time_origin=time_origin,
     )
+
+
+def _time_compression(node: Any, rehearsal: bool, problems: list[str]) -> tuple[float, datetime | None]:
+    """``time_compression = { speed = 30, origin = "2026-11-23T08:00:00+00:00" }``: a drill's clock.
+    Never available outside rehearsal."""
+    if node is None:
+        return 1.0, None
+    if not rehearsal:
+        problems.append("time_compression is for rehearsal plans only (`canary-console rehearse` writes it); "
+                        "remove it: a real canary runs in real time")
+        return 1.0, None
+    tbl = _table(node, "time_compression", problems)
+    for key in tbl:
+        if key not in ("speed", "origin"):
+            problems.append(f"unknown key 'time_compression.{key}': allowed are speed, origin")
+    speed = tbl.get("speed", 1.0)
+    if isinstance(speed, bool) or not isinstance(speed, int | float) or not 1 <= speed <= 600:
+        problems.append("time_compression.speed must be a number from 1 (real time) to 600")
+        speed = 1.0
+    origin: datetime | None = None
+    raw = tbl.get("origin")
+    if raw is not None:
+        try:
+            origin = raw if isinstance(raw, datetime) else datetime.fromisoformat(str(raw))
+        except ValueError:
+            problems.append(f"time_compression.origin must be an ISO time with its offset, e.g. "
+                            f"2026-11-23T08:00:00+00:00 (not {str(raw)[:40]!r})")
+        if origin is not None and origin.tzinfo is None:
+            problems.append("time_compression.origin needs its UTC offset, e.g. 2026-11-23T08:00:00+00:00")
+            origin = None
+    return float(speed), origin
 
 
 def _reject_secrets(node: Any, path: str, problems: list[str]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ class Rehearsal:
     store_url: str
     reads: Workload
     writes: Workload
+    resumed_run: str | None = None  # the drill's run a killed rehearsal left unfinished
 
     def stop(self) -> None:
         self.reads.stop()
@@ -49,7 +51,8 @@ def _table_rows(sandbox: MariaDBSandbox) -> int | None:
         return None if row is None else int(row["n"] or 0)
 
 
-def plan_data(sandbox: MariaDBSandbox, store_url: str, user: str) -> dict[str, Any]:
+def plan_data(sandbox: MariaDBSandbox, store_url: str, user: str, speed: float = 1.0,
+              origin: datetime | None = None, window: dict[str, Any] | None = None) -> dict[str, Any]:
     assert sandbox.replica is not None
 
     def conn(server: Any, conn_id: str) -> dict[str, Any]:
@@ -67,33 +70,76 @@ def plan_data(sandbox: MariaDBSandbox, store_url: str, user: str) -> dict[str, A
                    {"name": "Teammate", "roles": ["canary_lead", "dba", "sre", "developer"],
                     "unix_user": "teammate"}],
         "rehearsal": True,
+        # The drill's clock: every console on this plan, and a restarted one, reads the same time.
+        **({"time_compression": {"speed": speed, "origin": (origin or utcnow()).isoformat()}} if speed > 1 else {}),
         # A rehearsal only: the off-peak window is set to cover the time of the drill.
-        "window": window_covering(utcnow(), hours=23),  # a drill runs compressed: room for hours of it
-        "executor": {"mode": "canary", "baseline_window_seconds": 300, "cooldown_seconds": 120},
+        "window": window or window_covering(utcnow(), hours=23),  # compressed: room for hours of it
+        # The lease in compressed seconds: at least ten real seconds, so a slow tick under a fast
+        # clock never looks like a dead driver to a teammate's console.
+        "executor": {"mode": "canary", "baseline_window_seconds": 300, "cooldown_seconds": 120,
+                     "lease_seconds": min(600.0, max(30.0, 10.0 * speed))},
     }
 
 
-def start(rows: int, reset: bool, user: str, progress: Callable[[str], None]) -> Rehearsal:
+def _unfinished(plan_path: Path) -> tuple[Any, str] | None:
+    """The plan of a drill that was killed before its run ended, and that run's id; None when
+    there is nothing to resume (no plan, or its run is over)."""
+    from engine.plan import PlanError, load_plan
+    from engine.runbook import open_run
+    from engine.store import Store
+
+    if not plan_path.exists():
+        return None
+    try:
+        plan = load_plan(plan_path)
+    except (PlanError, OSError):
+        return None
+    store = Store(plan.store_url)
+    try:
+        run = open_run(store, plan)
+    finally:
+        store.close()
+    return (plan, run.id) if run is not None else None
+
+
+def start(rows: int, reset: bool, user: str, progress: Callable[[str], None], speed: float = 1.0) -> Rehearsal:
+    """Start (or, after a crash, resume) the drill. A drill whose run was left unfinished — the
+    console killed mid-ALTER or mid-window — takes up the same servers if they are still up
+    (an ALTER may still be running on them), the same table, the same clock and the same run."""
     base = rehearsal_dir()
+    plan_path = base / "canary.toml"
     if reset and base.exists():
+        leftovers = MariaDBSandbox(base_dir=base / "servers", replica=True)
+        for server in filter(None, (leftovers.primary, leftovers.replica)):
+            if server.adopt():  # a killed drill's servers still hold the datadirs
+                server.stop()
         shutil.rmtree(base)
     base.mkdir(parents=True, exist_ok=True)
+    unfinished = None if reset else _unfinished(plan_path)
     progress(f"starting a private MariaDB primary and replica under {base}")
-    sandbox = MariaDBSandbox(base_dir=base / "servers", replica=True).start()
+    sandbox = MariaDBSandbox(base_dir=base / "servers", replica=True).start(adopt=True)
+    if sandbox.adopted:
+        progress(f"took up the {' and '.join(sandbox.adopted)} a previous drill left running")
     try:
-        have = _table_rows(sandbox)
-        if have is None or abs(have - rows) > rows * 0.25:
-            load_orders(sandbox.primary, DB, rows, table=TABLE,
-                        progress=lambda d, n: progress(f"loading {DB}.{TABLE}: {d:,}/{n:,} rows"))
-        else:
-            progress(f"reusing {DB}.{TABLE} (~{have:,} rows); --reset to start over")
-        with sandbox.primary.connect(DB) as c, c.cursor() as cur:
-            cur.execute(f"ALTER TABLE {qualified(DB, TABLE)} DROP INDEX IF EXISTS {quote(INDEX, 'index')}")
-        sandbox.wait_replica_caught_up(120)
         store_url = f"sqlite:///{base / 'store.db'}"
-        plan_path = base / "canary.toml"
+        if unfinished is not None:
+            old, run_id = unfinished
+            progress(f"resuming run {run_id[:8]} of the previous drill (its console was closed or killed): same "
+                     "table, same clock; the console takes the run over once its lease runs out (--reset starts over)")
+            speed, origin, window = old.time_speed, old.time_origin, old.raw.get("window")
+        else:
+            run_id, origin, window = None, None, None
+            have = _table_rows(sandbox)
+            if have is None or abs(have - rows) > rows * 0.25:
+                load_orders(sandbox.primary, DB, rows, table=TABLE,
+                            progress=lambda d, n: progress(f"loading {DB}.{TABLE}: {d:,}/{n:,} rows"))
+            else:
+                progress(f"reusing {DB}.{TABLE} (~{have:,} rows); --reset to start over")
+            with sandbox.primary.connect(DB) as c, c.cursor() as cur:
+                cur.execute(f"ALTER TABLE {qualified(DB, TABLE)} DROP INDEX IF EXISTS {quote(INDEX, 'index')}")
+            sandbox.wait_replica_caught_up(120)
         plan_path.write_text("# Written by `canary-console rehearse` for the private sandbox (a rehearsal only).\n"
-                             + toml_dump(plan_data(sandbox, store_url, user)))
+                             + toml_dump(plan_data(sandbox, store_url, user, speed, origin, window)))
         profile = sandbox.primary.profile(DB)
         t = qualified(DB, TABLE)
         reads = Workload(profile, f"SELECT /* rehearsal-read */ id, total FROM {t} WHERE customer_id = %s "  # noqa: S608
@@ -103,7 +149,7 @@ def start(rows: int, reset: bool, user: str, progress: Callable[[str], None]) ->
                           lambda r: (r.randint(1, rows),), rate_per_s=20, name="rehearsal-writes")
         reads.start()
         writes.start()
-        return Rehearsal(sandbox, plan_path, store_url, reads, writes)
+        return Rehearsal(sandbox, plan_path, store_url, reads, writes, run_id)
     except BaseException:
         sandbox.stop()
         raise

@@ -158,3 +158,22 @@ def missing_for(step: str, view: RunView, now: datetime) -> list[Missing]:
             return []
         return [Missing("there is no index of this run to roll back", "rollback opens once the ALTER added it")]
     raise ValueError(f"unknown step {step!r}")
+
+
+def is_plan_run(plan: Any, run: Any) -> bool:
+    """The run is this plan's change (same connection, table and index)."""
+    return (run.connection_profile_id == plan.connection.id and run.table_name == plan.change.table
+            and run.index_name == plan.change.index)
+
+
+def open_run(store: Any, plan: Any) -> Any | None:
+    """The run a console (or a restarted drill) attaches to: the one in progress; or one that
+    failed or was cancelled with its index still in place (a manual rollback may be due). Anything
+    else is history: the runbook begins anew."""
+    from engine.runstate import ACTIVE
+
+    for run in store.find_runs(plan.tenant, limit=20):
+        if is_plan_run(plan, run) and (run.status in ACTIVE
+                                       or (run.index_created_by_run and run.status in ("failed", "cancelled"))):
+            return run
+    return None

@@ -9,6 +9,7 @@ removes exactly the directory it created.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import shutil
 import signal
@@ -78,6 +79,8 @@ class SandboxServer:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     socket_dir: Path | None = None  # where the socket goes when ``base`` is too deep for one
+    adopted_pid: int | None = None  # a server an earlier process started and left running
+    adopted_socket: str | None = None
 
     @property
     def datadir(self) -> Path:
@@ -85,7 +88,31 @@ class SandboxServer:
 
     @property
     def socket(self) -> str:
-        return str((self.socket_dir or self.base) / f"{self.name}.sock")
+        return self.adopted_socket or str((self.socket_dir or self.base) / f"{self.name}.sock")
+
+    @property
+    def pid_file(self) -> Path:
+        return self.base / f"{self.name}.pid"
+
+    def adopt(self) -> bool:
+        """Take over a server of this datadir that an earlier process started and left running
+        (a drill killed with SIGKILL leaves its servers up, an ALTER perhaps still in flight). True
+        when there was one and it answers; its port and socket are read off its command line."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+        except (OSError, ValueError):
+            return False
+        if f"--datadir={self.datadir}" not in argv:
+            return False  # a stale pid file; that pid is someone else now
+        opts = dict(a[2:].split("=", 1) for a in argv if a.startswith("--") and "=" in a)
+        try:
+            port, sock = int(opts["port"]), opts["socket"]
+            pymysql.connect(unix_socket=sock, user="root", connect_timeout=2).close()
+        except (KeyError, ValueError, pymysql.err.MySQLError):
+            return False
+        self.port, self.adopted_pid, self.adopted_socket = port, pid, sock
+        return True
 
     @property
     def error_log(self) -> Path:
@@ -147,6 +174,16 @@ class SandboxServer:
                                  user="root", database=database)
 
     def stop(self, timeout: float = 20.0) -> None:
+        if self.adopted_pid is not None:
+            pid, self.adopted_pid = self.adopted_pid, None
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+                deadline = time.monotonic() + timeout
+                while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                if Path(f"/proc/{pid}").exists():
+                    os.kill(pid, signal.SIGKILL)
+            return
         proc, self.process = self.process, None
         if proc is None or proc.poll() is not None:
             return
@@ -166,6 +203,8 @@ class SandboxServer:
 
     @property
     def running(self) -> bool:
+        if self.adopted_pid is not None:
+            return Path(f"/proc/{self.adopted_pid}").exists()
         return self.process is not None and self.process.poll() is None
 
 
@@ -223,13 +262,19 @@ class MariaDBSandbox:
         self._started: list[SandboxServer] = []
         atexit.register(self.stop)
 
-    def start(self) -> MariaDBSandbox:
+    def start(self, adopt: bool = False) -> MariaDBSandbox:
+        """Start the servers; with ``adopt``, take over those an earlier process left running on
+        these datadirs instead (``self.adopted`` says which)."""
+        self.adopted: list[str] = []
         try:
             for server in filter(None, (self.primary, self.replica)):
-                server.install(self.install_bin)
-                server.start(self.server_bin)
+                if adopt and server.adopt():
+                    self.adopted.append(server.name)
+                else:
+                    server.install(self.install_bin)
+                    server.start(self.server_bin)
                 self._started.append(server)
-            if self.replica is not None:
+            if self.replica is not None and len(self.adopted) < 2:
                 self._attach_replica()
         except BaseException:
             self.stop()
