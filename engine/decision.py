@@ -11,7 +11,10 @@ n and confidence interval. A source that is down is an error state: never OK, ne
 
 from __future__ import annotations
 
+import bisect
+import math
 import statistics
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -369,6 +372,10 @@ class WindowEvaluator:
         self.checkpoints: list[CheckpointEvaluation] = []
         self._pending = checkpoint_offsets_s(profile)
         self._last_cp = 0.0
+        self._rules = {r.key: r for r in profile.rules}
+        self._base_median: dict[str, float | None] = {}  # the baselines are fixed: their medians once
+        self._rolling: dict[str, RollingMedian] = {}  # latencies: their last rolling_minutes, sorted
+        self._unordered: set[str] = set()  # latencies whose points came out of time order
 
     def _due_checkpoints(self, t_s: float, inclusive: bool) -> None:
         while self._pending and (self._pending[0][1] < t_s or (inclusive and self._pending[0][1] <= t_s)):
@@ -382,14 +389,38 @@ class WindowEvaluator:
         for key, (value, error, n) in sample.items():
             if key not in self.configured:
                 continue
-            rule = self.profile.rule(key)
+            rule = self._rules[key]
             self.points[key].append((t_s, value, n))
             if rule.latency and value is not None:
-                bands[key] = rolling_latency_band(self.profile, rule, self.baselines.get(key, ()), self.points[key], t_s)
+                bands[key] = self._latency_band(key, rule, t_s, value)
             else:
-                bands[key] = evaluate_band(rule, value, _baseline_value(rule, self.baselines.get(key, ())), error, n)
+                base = self._baseline_median(key) if rule.mode == "change_pct" else None
+                bands[key] = evaluate_band(rule, value, base, error, n)
         self.state = step(self.profile, self.state, t_s, bands, self._confirm)
         return self.state
+
+    def _baseline_median(self, key: str) -> float | None:
+        if key not in self._base_median:
+            self._base_median[key] = _median_or_none(self.baselines.get(key, ()))
+        return self._base_median[key]
+
+    def _latency_band(self, key: str, rule: MetricRule, t_s: float, value: float) -> Band:
+        """``rolling_latency_band`` over this metric's points, in O(rolling window) a tick: the
+        values of the last ``rolling_minutes`` kept sorted as they come (a full window at 1 s is
+        3,600 points a metric; filtering and sorting them all every tick made a late joiner's catch-up
+        quadratic). Points out of time order (never from a clock; possible from hand-fed data) fall
+        back to the definition itself."""
+        roll = self._rolling.get(key)
+        if roll is None:
+            roll = self._rolling[key] = RollingMedian()
+        if key in self._unordered or not roll.add(t_s, value):
+            self._unordered.add(key)
+            return rolling_latency_band(self.profile, rule, self.baselines.get(key, ()), self.points[key], t_s)
+        roll.trim(t_s - self.profile.rolling_minutes * 60)
+        base = self._baseline_median(key)
+        if not roll.n or base is None:
+            return evaluate_band(rule, None, None, "no baseline or no recent interval", roll.n)
+        return _rolling_band(self.profile, rule, base, roll.median(), roll.n, roll.last)
 
     def _confirm(self, key: str, since_s: float) -> bool:
         rule = self.profile.rule(key)
@@ -426,19 +457,83 @@ def rolling_latency_band(profile: Profile, rule: MetricRule, baseline: Sequence[
     """A latency's band is the shift of the median of its last few minutes of per-interval values
     against the baseline's median — not one interval's value, which is noise: judged one by one, a
     window with no change at all would cross +50 % somewhere in an hour. (The final matrix uses the
-    Hodges–Lehmann shift with its confidence interval over the whole window.)"""
+    Hodges–Lehmann shift with its confidence interval over the whole window.)
+
+    This is the definition; ``WindowEvaluator`` computes the same band incrementally
+    (``RollingMedian``)."""
     recent = [v for t, v, _ in points if v is not None and t > t_s - profile.rolling_minutes * 60]
     usable = [v for v in baseline if v is not None]
     if not recent or not usable:
         return evaluate_band(rule, None, None, "no baseline or no recent interval", len(recent))
-    base = statistics.median(usable)
-    band = evaluate_band(rule, statistics.median(recent), base, None, len(recent))
-    return replace(band, value=recent[-1],
-                   rule=f"{band.rule} (median of the last {profile.rolling_minutes:g} min, n={len(recent)})")
+    return _rolling_band(profile, rule, statistics.median(usable), statistics.median(recent), len(recent), recent[-1])
 
 
-def _baseline_value(rule: MetricRule, baseline: Sequence[float]) -> float | None:
-    if rule.mode != "change_pct":
-        return None
-    usable = [v for v in baseline if v is not None]
+def _rolling_band(profile: Profile, rule: MetricRule, base: float, median: float, n: int, last: float) -> Band:
+    band = evaluate_band(rule, median, base, None, n)
+    return replace(band, value=last, rule=f"{band.rule} (median of the last {profile.rolling_minutes:g} min, n={n})")
+
+
+class RollingMedian:
+    """The values of one series over a trailing time span, in arrival order and sorted, so that
+    each tick adds one value, drops the ones that left the span and reads the median: O(span), not
+    O(series). ``median`` is exactly ``statistics.median`` of the values in arrival order: the sorted
+    list holds (value, arrival) pairs, the order a stable sort gives; a NaN (which has no order)
+    makes it sort the values as that function does, for as long as the NaN is in the span."""
+
+    __slots__ = ("arrived", "ordered", "seq", "nans", "last_t")
+
+    def __init__(self) -> None:
+        self.arrived: deque[tuple[float, float, int]] = deque()  # (t, value, arrival)
+        self.ordered: list[tuple[float, int]] = []  # (value, arrival), NaNs left out
+        self.seq = 0
+        self.nans = 0
+        self.last_t: float | None = None
+
+    @property
+    def n(self) -> int:
+        return len(self.arrived)
+
+    @property
+    def last(self) -> float:
+        return self.arrived[-1][1]
+
+    def add(self, t: float, value: float) -> bool:
+        """False (and nothing added) when ``t`` is before the last value's time: the span can then
+        no longer be cut at its start."""
+        if self.last_t is not None and not t >= self.last_t:
+            return False
+        self.last_t = t
+        self.seq += 1
+        self.arrived.append((t, value, self.seq))
+        if _is_nan(value):
+            self.nans += 1
+        else:
+            bisect.insort(self.ordered, (value, self.seq))
+        return True
+
+    def trim(self, after: float) -> None:
+        """Keep only the values whose time is after ``after``."""
+        arrived = self.arrived
+        while arrived and not arrived[0][0] > after:
+            _, value, seq = arrived.popleft()
+            if _is_nan(value):
+                self.nans -= 1
+            else:
+                del self.ordered[bisect.bisect_left(self.ordered, (value, seq))]
+
+    def median(self) -> float:
+        if self.nans:
+            return statistics.median([v for _, v, _ in self.arrived])
+        data, n = self.ordered, len(self.ordered)
+        if n % 2 == 1:
+            return data[n // 2][0]
+        return (data[n // 2 - 1][0] + data[n // 2][0]) / 2
+
+
+def _is_nan(value: float) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
+def _median_or_none(values: Sequence[float | None]) -> float | None:
+    usable = [v for v in values if v is not None]
     return statistics.median(usable) if usable else None

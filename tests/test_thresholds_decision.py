@@ -4,6 +4,8 @@ both directions, the window rules, and properties that must hold for any input."
 from __future__ import annotations
 
 import random
+import statistics
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -14,9 +16,12 @@ from engine.decision import (
     INCONCLUSIVE,
     PASS,
     PASS_WITH_WARNING,
+    RollingMedian,
+    WindowEvaluator,
     WindowState,
     evaluate_window,
     resume,
+    rolling_latency_band,
     step,
 )
 from engine.evidence import hodges_lehmann
@@ -238,6 +243,64 @@ def test_inconclusive_evidence_never_turns_into_pass(seed, shift, n_window, lag_
     if n_window < PROFILE.min_samples or lag_down:
         assert verdict.verdict in (INCONCLUSIVE, FAIL)
 
+
+
+# --- the rolling latency band, incremental and by its definition ----------------------------------
+
+# Steps that land on the rolling span's edge exactly (300 s), just inside and just outside it; values
+# with ties, gaps (a source down), an int among floats, and a NaN and an infinity now and then.
+STEP_S = st.sampled_from([0.0, 0.5, 1.0, 5.0, 60.0, 150.0, 299.0, 300.0, 301.0])
+LATENCY = st.one_of(st.none(), st.floats(0.01, 500.0), st.sampled_from([1.0, 2.0, 2, 0.0, float("nan"), float("inf")]))
+
+
+def _latency_bands_match(profile, baseline, ticks):
+    """Feed (t, value) ticks to the evaluator; after each, the bands it judged equal
+    ``rolling_latency_band`` (the definition: filter every point, take the median) over its points."""
+    rule = profile.rule("latency_p50")
+    ev = WindowEvaluator(profile, {"latency_p50": baseline}, ["latency_p50"])
+    for t, v in ticks:
+        ev.add(t, {"latency_p50": (v, None if v is not None else "down", 40)})
+        if v is not None:
+            want = rolling_latency_band(profile, rule, baseline, ev.points["latency_p50"], t)
+            assert repr(ev.state.last_bands["latency_p50"]) == repr(want)  # repr: NaN and −0.0 compared too
+    return ev
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(STEP_S, LATENCY), max_size=250), st.lists(st.floats(0.01, 100.0), max_size=15),
+       st.sampled_from([0.05, 1.0, 5.0]))
+def test_rolling_latency_band_fast_path_equals_its_definition(steps, baseline, rolling_minutes):
+    profile = replace(PROFILE, rolling_minutes=rolling_minutes)
+    t, ticks = 0.0, []
+    for dt, v in steps:
+        t += dt
+        ticks.append((t, v))
+    ev = _latency_bands_match(profile, baseline, ticks)
+    assert not ev._unordered, "points in time order take the incremental path"
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.floats(-400.0, 4000.0), LATENCY), max_size=80), st.lists(st.floats(0.01, 100.0),
+                                                                                       min_size=1, max_size=5))
+def test_rolling_latency_band_out_of_time_order_still_equals_its_definition(ticks, baseline):
+    _latency_bands_match(PROFILE, baseline, ticks)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.one_of(st.floats(-5, 5), st.integers(-3, 3))), max_size=200),
+       st.integers(1, 40))
+def test_rolling_median_is_the_median_of_its_span(steps, span):
+    roll, t, kept = RollingMedian(), 0, []
+    for dt, v in steps:
+        t += dt
+        assert roll.add(t, v)
+        kept.append((t, v))
+        roll.trim(t - span)
+        recent = [x for s, x in kept if s > t - span]
+        assert roll.n == len(recent) and roll.last == recent[-1]
+        assert repr(roll.median()) == repr(statistics.median(recent))
+    if steps:
+        assert not roll.add(t - 1, 1.0), "a value before the last one's time is refused"
 
 @pytest.mark.parametrize("rows, exact, band, needs", [
     (1_000_000, False, "PASS", False),
