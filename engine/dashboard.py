@@ -235,6 +235,7 @@ class WindowReplay:
         self.ticks = 0
         self.ended_by_rollback = False
         self.applied: set[str] = set()
+        self.rules = {r.key: r for r in profile.rules}
         bucket_s = profile.window_minutes * 60 / CHART_BUCKETS
         self.tracks: dict[str, MetricTrack] = {k: MetricTrack(k, bucket_s) for k in self.ev.configured}
         self.base_median: dict[str, float | None] = {k: _median(v) for k, v in self.ev.baselines.items()}
@@ -244,7 +245,7 @@ class WindowReplay:
         if self.ended_by_rollback:
             return
         for key in tick:  # a metric seen first in the window (replay configures every stored metric)
-            if key not in self.ev.configured and key in self.profile.keys:
+            if key not in self.ev.configured and key in self.rules:
                 self.ev.configured.add(key)
                 self.ev.points.setdefault(key, [])
                 self.tracks[key] = MetricTrack(key, self.profile.window_minutes * 60 / CHART_BUCKETS)
@@ -259,7 +260,7 @@ class WindowReplay:
                 continue
             median = None
             band = state.last_bands.get(key)
-            rule = self.profile.rule(key)
+            rule = self.rules[key]
             base = self.base_median.get(key)
             if rule.latency and value is not None and band is not None and band.measure is not None and base:
                 median = base * (1 + band.measure / 100.0)
@@ -392,36 +393,54 @@ def advance(previous: DashboardData | None, profile: Profile, facts: RunFacts, r
     says so). ``load_dashboard`` is this after its reads."""
     window = previous.window if previous else None
     configured = set(previous.configured) if previous else set()
-    configured.update(r.metric for r in rows if r.metric in profile.keys)
+    keys = set(profile.keys)
+    configured.update(m for m in {r.metric for r in rows} if m in keys)
     last_read = previous.last_sampled_at if previous else None
     if rows:
         last_read = max(rows[-1].sampled_at, last_read) if last_read else rows[-1].sampled_at
     window_start = facts.monitoring_started_at
-    backlog = [*(previous.backlog if previous else ()), *rows]
+    # Tuples: a late joiner's backlog is copied once a step (the part left), not three times.
+    backlog = (previous.backlog if previous else ()) + tuple(rows)
+    fresh: Sequence[SampleRow]
     if window is not None and previous is not None:
         # The window is open: the baseline is fixed and every new sample belongs to the window.
         pre_rows, baselines, medians, latest = (previous.pre_rows, previous.baselines, previous.base_medians,
                                                 previous.pre_window)
-        fresh: list[SampleRow] = backlog
+        fresh = backlog
+    elif previous is not None and window_start is None:
+        # Before the window (the baseline, the ALTER, the cool-down): every sample is before it.
+        # Add only the new ones, so a console that watches a long ALTER does not redo the
+        # whole pre-window every second.
+        pre_rows, fresh = previous.pre_rows + backlog, ()
+        if previous.facts.alter_started_at == facts.alter_started_at:
+            baselines = dict(previous.baselines)
+            medians = dict(previous.base_medians)
+            for k, vs in _baselines(backlog, facts.alter_started_at).items():
+                baselines[k] = baselines.get(k, ()) + tuple(vs)
+                medians[k] = _median(baselines[k])
+        else:
+            baselines = {k: tuple(v) for k, v in _baselines(pre_rows, facts.alter_started_at).items()}
+            medians = {k: _median(v) for k, v in baselines.items()}
+        latest = {**previous.pre_window, **{r.metric: r for r in backlog}}
     else:
         before: list[SampleRow] = []
-        fresh = []
+        after: list[SampleRow] = []
         for r in [*(previous.pre_rows if previous else ()), *backlog]:
-            (fresh if window_start is not None and r.sampled_at >= window_start else before).append(r)
-        pre_rows = tuple(before)
+            (after if window_start is not None and r.sampled_at >= window_start else before).append(r)
+        pre_rows, fresh = tuple(before), tuple(after)
         baselines = {k: tuple(v) for k, v in _baselines(pre_rows, facts.alter_started_at).items()}
         medians = {k: _median(v) for k, v in baselines.items()}
         latest = {r.metric: r for r in pre_rows}
         if window_start is not None:
             window = WindowReplay(profile, baselines, configured, window_start)
-    left: list[SampleRow] = []
+    left: tuple[SampleRow, ...] = ()
     if window is not None:
         done = 0
         for at, tick, hows, first_row in _ticks(fresh):
             if facts.verdict_at is not None and at > facts.verdict_at:
                 break  # after the verdict: the post-rollback observation, not the window
             if max_ticks is not None and done >= max_ticks:
-                left = fresh[first_row:]
+                left = tuple(fresh[first_row:])
                 break
             window.add_tick(at, tick, hows, facts.approvals)
             done += 1
@@ -430,7 +449,7 @@ def advance(previous: DashboardData | None, profile: Profile, facts: RunFacts, r
         pre_rows=pre_rows, configured=frozenset(configured), window=window,
         state=window.ev.state if window else WindowState(),
         checkpoint_evals=tuple(window.ev.checkpoints) if window else (), last_sampled_at=last_read,
-        backlog=tuple(left))
+        backlog=left)
 
 
 def _baselines(rows: Sequence[SampleRow], alter_started_at: datetime | None) -> dict[str, list[float]]:

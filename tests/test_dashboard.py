@@ -359,6 +359,35 @@ def test_max_ticks_catches_up_in_steps():
     assert len(seen) == 4 and step.state == whole.state
 
 
+
+@pytest.mark.parametrize("alter_known", ["as it happens", "from the start"])
+def test_loads_before_the_window_add_only_the_new_samples_and_equal_one_load(alter_known):
+    """A console on the dashboard through the baseline, the ALTER and the cool-down: load by load
+    (each adding only what is new, 7 ticks at a time) it holds the same pre-window, baselines and —
+    once the window opens — the same evaluation as one load of everything."""
+    d = Drill()
+    d.minutes(10)
+    whole = advance(None, PROFILE, d.facts(), d.rows, d.at)
+    per_tick = len(d.calm)
+    data = None
+    for i in range(0, len(d.rows), 7 * per_tick):
+        chunk = d.rows[i:i + 7 * per_tick]
+        last = chunk[-1].sampled_at
+        altered = alter_known == "from the start" or last >= d.alter_started
+        opened = last >= d.window_start
+        facts = d.facts(alter_started_at=d.alter_started if altered else None,
+                        alter_finished_at=d.alter_finished if last >= d.alter_finished else None,
+                        index_created=last >= d.alter_finished, monitoring_started_at=d.window_start if opened else None)
+        data = advance(data, PROFILE, facts, chunk, last)
+        assert (data.window is not None) == opened
+        once = advance(None, PROFILE, facts, d.rows[:i + len(chunk)], last)
+        assert (data.pre_rows, data.pre_window, data.baselines, data.base_medians) == (
+            once.pre_rows, once.pre_window, once.baselines, once.base_medians)
+    assert data.pre_rows == whole.pre_rows and data.pre_window == whole.pre_window
+    assert data.baselines == whole.baselines and data.base_medians == whole.base_medians
+    assert data.state == whole.state and data.checkpoint_evals == whole.checkpoint_evals
+    assert dashboard_view(PROFILE, data, d.at) == dashboard_view(PROFILE, whole, d.at)
+
 # --- the decision view, from the engine's own verdicts -----------------------------------------------
 
 
