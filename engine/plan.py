@@ -7,14 +7,18 @@ from an environment variable the plan names, or from a MySQL option file.
 
 from __future__ import annotations
 
+import configparser
 import copy
 import json
 import os
+import re
 import tomllib
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from engine.identifiers import IdentifierError, check_identifier, check_slug
 from engine.thresholds import Profile, ProfileError, profile_from_overrides
@@ -23,14 +27,37 @@ ROLES = ("canary_lead", "dba", "sre", "developer")
 DEFAULT_OFF_PEAK = "22:00-06:00"
 DEFAULT_UTC_OFFSET = "+07:00"
 _SECRET_KEYS = {"password", "passwd", "pass", "secret", "token"}
+# A host name or an IP address (v4, v6 with an optional %zone): what pymysql can resolve.
+_HOST = re.compile(r"[A-Za-z0-9._:%-]{1,255}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+_OPTION_GROUP = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+# A login name as `id -un` prints it (local, LDAP or user@domain accounts).
+_UNIX_USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}")
+_METRIC_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+
+
+def printable(text: str) -> str:
+    """``text`` with control and format characters (newlines, NUL, terminal escapes, bidi
+    overrides) written as escapes: a message about hostile input stays one line of plain text."""
+    if all(unicodedata.category(c)[0] != "C" for c in text):
+        return text
+    return "".join(c if unicodedata.category(c)[0] != "C" else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
+
+
+def _has_control(text: str) -> bool:
+    return any(unicodedata.category(c)[0] == "C" for c in text)
 
 
 class PlanError(ValueError):
     """A plan that cannot be used. ``problems`` holds one message per problem."""
 
     def __init__(self, problems: list[str], source: str = "plan"):
-        self.problems = problems
-        self.source = source
+        # Messages quote what the plan said; none of it may break a line or drive the terminal.
+        self.problems = [printable(p) for p in problems]
+        self.source = printable(str(source))
+        problems = self.problems
+        source = self.source
         super().__init__(f"{source}: " + "; ".join(problems))
 
     def render(self) -> str:
@@ -231,10 +258,7 @@ def plan_from_dict(data: dict[str, Any], source: str = "<memory>") -> Plan:
             )
     urls = {k: _url(integ, k, problems) for k in ("prometheus_url", "kill_switch_api_url", "webhook_url")}
     token_env = _env_name(integ, "kill_switch_api_token_env", "integrations", problems)
-    store_url = data.get("store_url")
-    if store_url is not None and not isinstance(store_url, str):
-        problems.append("store_url must be a string such as 'sqlite:////path/store.db' or 'postgresql://…'")
-        store_url = None
+    store_url = _store_url(data.get("store_url"), problems)
     thresholds = _table(data.get("thresholds", {}), "thresholds", problems)
     try:
         profile_from_overrides(thresholds)
@@ -248,9 +272,10 @@ def plan_from_dict(data: dict[str, Any], source: str = "<memory>") -> Plan:
     time_speed, time_origin = _time_compression(data.get("time_compression"), rehearsal, problems)
     prom_queries = _table(data.get("prometheus_queries", {}), "prometheus_queries", problems)
     for key, query in prom_queries.items():
-        if not isinstance(query, str) or not query.strip() or not key.replace("_", "a").isalnum():
+        if (not isinstance(query, str) or not query.strip() or not _METRIC_NAME.fullmatch(key)
+                or _has_control(query.translate({9: None, 10: None, 13: None}))):  # multi-line PromQL is fine
             problems.append(f"'prometheus_queries.{key}' must be a PromQL string under a metric name "
-                            "(letters, digits, '_'), e.g. cpu = '100 - avg(irate(node_cpu_seconds_total{mode=\"idle\"}[5m])) * 100'")
+                            "(letters, digits, '_', at most 64), e.g. cpu = '100 - avg(irate(node_cpu_seconds_total{mode=\"idle\"}[5m])) * 100'")
 
     if problems:
         raise PlanError(problems, source)
@@ -355,8 +380,9 @@ def _env_name(tbl: dict[str, Any], key: str, where: str, problems: list[str]) ->
     value = tbl.get(key)
     if value is None:
         return None
-    if not isinstance(value, str) or not value.replace("_", "a").isalnum() or value[0].isdigit():
-        problems.append(f"'{where}.{key}' must name an environment variable (letters, digits, '_')")
+    if not isinstance(value, str) or not _ENV_NAME.fullmatch(value):
+        problems.append(f"'{where}.{key}' must name an environment variable: A-Z, a-z, digits and '_', "
+                        "not starting with a digit, at most 128 characters (e.g. CANARY_DB_PASSWORD)")
         return None
     return value
 
@@ -365,10 +391,79 @@ def _url(tbl: dict[str, Any], key: str, problems: list[str]) -> str | None:
     value = tbl.get(key)
     if value is None:
         return None
+    where = f"'integrations.{key}'"
     if not isinstance(value, str) or not value.startswith(("http://", "https://")):
-        problems.append(f"'integrations.{key}' must be an http:// or https:// URL")
+        problems.append(f"{where} must be an http:// or https:// URL")
+        return None
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number from 0 to 65535
+        password = parts.password
+    except ValueError:
+        problems.append(f"{where} must be an http:// or https:// URL with a host and, if any, a port number, "
+                        "e.g. http://prometheus:9090")
+        return None
+    if _has_control(value) or " " in value or not parts.hostname:
+        problems.append(f"{where} must be an http:// or https:// URL with a host and no spaces or control "
+                        "characters, e.g. http://prometheus:9090")
+        return None
+    if password is not None:
+        problems.append(f"{where} has a password in it: a password never goes in the plan file; use a URL "
+                        "that needs none (e.g. through a local proxy)")
         return None
     return value.rstrip("/")
+
+
+def _store_url(value: Any, problems: list[str]) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip() or _has_control(value):
+        problems.append("store_url must be a string such as 'sqlite:////path/store.db' or 'postgresql://…'")
+        return None
+    try:
+        password = urlsplit(value).password
+    except ValueError:
+        password = None  # not a URL we can read: the store says what is wrong with it when it opens
+    if password is not None:
+        problems.append("store_url has a password in it: a password never goes in the plan file; use ~/.pgpass "
+                        "or PGPASSWORD for PostgreSQL, or '?read_default_file=~/.my.cnf' for MySQL")
+        return None
+    return value
+
+
+def _path(tbl: dict[str, Any], key: str, where: str, problems: list[str], example: str,
+          limit: int = 255) -> str | None:
+    """A file path from the plan: a string with no control characters (NUL included)."""
+    value = tbl.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or _has_control(value) or len(value) > limit:
+        problems.append(f"'{where}.{key}' must be a file path of at most {limit} characters, without "
+                        f"control characters, e.g. {example}")
+        return None
+    return value
+
+
+def _option_file_problem(path: str, group: str) -> str | None:
+    """What pymysql would trip over in the option file, said without quoting the file (it holds
+    the password): unreadable, not an option file, or without the group the plan names."""
+    parser = configparser.RawConfigParser(allow_no_value=True)
+    parser.optionxform = lambda key: key.lower().replace("_", "-")  # type: ignore[method-assign] # as pymysql reads it
+    try:
+        with open(path, encoding="utf-8") as fh:
+            parser.read_file(fh)
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc.__class__.__name__}): make it readable by this user"
+    except UnicodeDecodeError:
+        return "is not UTF-8 text: write it as a MySQL option file ([client] then key = value lines)"
+    except configparser.Error as exc:
+        line = getattr(exc, "lineno", None) or next(iter(getattr(exc, "errors", [])), (None,))[0]
+        at = f" (line {line})" if line else ""
+        return (f"is not a MySQL option file{at}: it needs a [client] group header and then key = value lines, "
+                "each key once")
+    if not parser.has_section(group):
+        return f"has no [{group}] group: add one with the password, or name the group with option_group"
+    return None
 
 
 def _int(tbl: dict[str, Any], key: str, where: str, default: int, lo: int, hi: int, problems: list[str]) -> int:
@@ -392,49 +487,59 @@ def _connection(value: Any, where: str, problems: list[str], required: bool) -> 
         if required:
             problems.append(f"'[{where}]' is missing: give host, port, user, database and password_env or option_file")
         return None
-    tbl = _table(value, where, problems)
+    if not isinstance(value, dict):  # one message for the section, not one more for each key in it
+        _table(value, where, problems)
+        return None
+    tbl = value
     allowed = {"id", "host", "port", "user", "database", "socket", "password_env", "option_file", "option_group", "tls"}
     for key in tbl:
         if key not in allowed and key.lower() not in _SECRET_KEYS:
             problems.append(f"unknown key '{where}.{key}': allowed are {', '.join(sorted(allowed))}")
     conn_id = _slug(tbl, "id", f"{where}.id", problems, required=False) or where
     host = tbl.get("host", "127.0.0.1")
-    if not isinstance(host, str) or not host or any(c.isspace() for c in host):
-        problems.append(f"'{where}.host' must be a host name or address")
+    if not isinstance(host, str) or not _HOST.fullmatch(host):
+        problems.append(f"'{where}.host' must be a host name or IP address (letters, digits, '.', '-', ':'), "
+                        "at most 255 characters, e.g. db1.internal or 10.0.0.12")
         host = "127.0.0.1"
     port = _int(tbl, "port", where, 3306, 1, 65535, problems)
     user = tbl.get("user", "root")
-    if not isinstance(user, str) or not user or len(user) > 80:
-        problems.append(f"'{where}.user' must be a user name of 1-80 characters")
+    if not isinstance(user, str) or not user or len(user) > 80 or _has_control(user):
+        problems.append(f"'{where}.user' must be a user name of 1-80 characters, without control characters")
         user = "root"
     database = _ident(tbl.get("database"), f"{where}.database", problems) or ""
-    socket = tbl.get("socket")
-    if socket is not None and not isinstance(socket, str):
-        problems.append(f"'{where}.socket' must be a path")
-        socket = None
+    socket = _path(tbl, "socket", where, problems, "/run/mysqld/mysqld.sock")
     password_env = _env_name(tbl, "password_env", where, problems)
-    option_file = tbl.get("option_file")
-    if option_file is not None:
-        if not isinstance(option_file, str) or "\x00" in option_file:
-            problems.append(f"'{where}.option_file' must be a path such as ~/.my.cnf")
-            option_file = None
-        else:
-            option_file = os.path.expanduser(option_file)
-            if not os.path.isfile(option_file):
-                problems.append(f"'{where}.option_file' {option_file} does not exist")
     option_group = tbl.get("option_group", "client")
-    if not isinstance(option_group, str):
-        problems.append(f"'{where}.option_group' must be a section name such as 'client'")
-        option_group = "client"
+    if not isinstance(option_group, str) or not _OPTION_GROUP.fullmatch(option_group):
+        problems.append(f"'{where}.option_group' must be a group name such as 'client' (letters, digits, '_', "
+                        "'.', '-')")
+        option_group = None
+    option_file = _path(tbl, "option_file", where, problems, "~/.my.cnf")
+    if option_file is not None:
+        option_file = os.path.expanduser(option_file)
+        if not os.path.isfile(option_file):
+            problems.append(f"'{where}.option_file' {option_file} does not exist: give the path of a MySQL "
+                            "option file such as ~/.my.cnf")
+        elif option_group is not None:
+            trouble = _option_file_problem(option_file, option_group)
+            if trouble:
+                problems.append(f"'{where}.option_file' {option_file} {trouble}")
+    option_group = option_group or "client"
     tls = None
     if "tls" in tbl:
         t = _table(tbl["tls"], f"{where}.tls", problems)
         for key in t:
             if key not in ("ca", "cert", "key", "verify_identity"):
                 problems.append(f"unknown key '{where}.tls.{key}': allowed are ca, cert, key, verify_identity")
+        verify_identity = t.get("verify_identity", False)
+        if not isinstance(verify_identity, bool):
+            problems.append(f"'{where}.tls.verify_identity' must be true or false")
+            verify_identity = False
         tls = TLS(
-            ca=t.get("ca"), cert=t.get("cert"), key=t.get("key"),
-            verify_identity=bool(t.get("verify_identity", False)),
+            ca=_path(t, "ca", f"{where}.tls", problems, "/etc/ssl/ca.pem", 4096),
+            cert=_path(t, "cert", f"{where}.tls", problems, "/etc/ssl/client.pem", 4096),
+            key=_path(t, "key", f"{where}.tls", problems, "/etc/ssl/client.key", 4096),
+            verify_identity=verify_identity,
         )
     return ConnectionProfile(
         id=conn_id, host=host, port=port, user=user, database=database, socket=socket,
@@ -446,7 +551,10 @@ def _change(value: Any, problems: list[str]) -> Change | None:
     if value is None:
         problems.append("'[change]' is missing: give table, index and columns")
         return None
-    tbl = _table(value, "change", problems)
+    if not isinstance(value, dict):  # one message for the section, not one more for each key in it
+        _table(value, "change", problems)
+        return None
+    tbl = value
     for key in tbl:
         if key not in {"table", "index", "columns", "action", "query_digests"}:
             problems.append(f"unknown key 'change.{key}': allowed are action, columns, index, query_digests, table")
@@ -469,6 +577,9 @@ def _change(value: Any, problems: list[str]) -> Change | None:
                 if name:
                     columns.append(IndexColumn(name))
             elif isinstance(col, dict):
+                for key in col:
+                    if key not in ("name", "prefix"):
+                        problems.append(f"unknown key '{where}.{key}': allowed are name, prefix")
                 name = _ident(col.get("name"), f"{where}.name", problems)
                 prefix = col.get("prefix")
                 if prefix is not None and (isinstance(prefix, bool) or not isinstance(prefix, int) or not 1 <= prefix <= 3072):
@@ -511,6 +622,9 @@ def _people(value: Any, problems: list[str]) -> list[Person]:
         if not isinstance(name, str) or not name.strip():
             problems.append(f"'{where}.name' is missing")
             continue
+        if _has_control(name) or len(name) > 200:
+            problems.append(f"'{where}.name' must be a name of at most 200 characters, without control characters")
+            continue
         raw_roles = row.get("roles", row.get("role"))
         roles = [raw_roles] if isinstance(raw_roles, str) else raw_roles
         if not isinstance(roles, list) or not roles:
@@ -521,10 +635,15 @@ def _people(value: Any, problems: list[str]) -> list[Person]:
             problems.append(f"'{where}' ({name}) has unknown role(s) {bad}: allowed are {', '.join(ROLES)}")
             continue
         unix_user = row.get("unix_user")
-        if unix_user is not None and (not isinstance(unix_user, str) or not unix_user):
-            problems.append(f"'{where}.unix_user' must be a user name")
-            unix_user = None
-        people.append(Person(name=name.strip(), roles=tuple(roles), unix_user=unix_user, contact=str(row.get("contact", ""))))
+        if unix_user is not None and (not isinstance(unix_user, str) or not _UNIX_USER.fullmatch(unix_user)):
+            problems.append(f"'{where}.unix_user' must be a login name as `id -un` prints it (letters, digits, "
+                            "'_', '.', '-', '@'; at most 64)")
+            continue
+        contact = row.get("contact", "")
+        if not isinstance(contact, str) or len(contact) > 200 or _has_control(contact):
+            problems.append(f"'{where}.contact' must be text of at most 200 characters (a handle, e-mail or phone)")
+            continue
+        people.append(Person(name=name.strip(), roles=tuple(roles), unix_user=unix_user, contact=contact))
     return people
 
 
