@@ -22,6 +22,7 @@ import re
 import sys
 import tempfile
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +32,8 @@ from hypothesis import strategies as st
 from plans import ACME
 
 from console import cli
-from engine.identifiers import check_identifier
-from engine.plan import PlanError, parse_plan, plan_from_dict, printable
+from engine.identifiers import IdentifierError, check_identifier, qualified, quote
+from engine.plan import PlanError, parse_plan, plan_from_dict, printable, window_covering
 
 # A plan with every section and every kind of value, as a dict to break one place at a time.
 FULL = """
@@ -493,3 +494,250 @@ def test_a_real_process_on_a_bad_plan_exits_2_with_no_traceback(tmp_path):
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr + done.stdout
     assert "'change.table'" in done.stderr and "'change.index'" in done.stderr
+
+
+# --- part two: every statement the engine sends, read back from the server's general log --------
+
+PROBE_USER = "cc_probe"  # the engine's own account: its statements are the log's rows with this user
+PEOPLE = [{"name": "Somchai", "role": "canary_lead", "unix_user": "somchai"},
+          {"name": "Nok", "role": "dba", "unix_user": "nok"}]
+ROWS = 40
+
+# Words that are reserved in MariaDB: unquoted in a table, column, index or schema position they
+# are a syntax error, so a run that succeeds with them as names proves they were quoted.
+RESERVED = ["select", "from", "where", "table", "index", "order", "group", "key", "drop", "alter", "limit",
+            "desc", "like", "and", "or", "not", "in", "on", "by", "set", "to", "interval", "database",
+            "create", "update", "delete", "insert", "union", "join", "having", "case", "when", "then",
+            "else", "null", "default", "check", "column", "constraint", "references", "unique",
+            "distinct", "all", "as", "is", "exists", "if", "lock", "read", "write", "force", "ignore",
+            "use", "show", "primary", "fulltext", "spatial", "with", "values", "into"]
+TOKEN = re.compile(r"""
+    (?P<comment>/\*.*?\*/|--[^\n]*|\#[^\n]*)
+  | (?P<quoted>`(?:[^`]|``)*`)
+  | (?P<string>'(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.|"")*")
+  | (?P<word>[A-Za-z0-9_$]+)
+  | (?P<other>.)
+""", re.S | re.X)
+
+
+def bare_words(statement: str) -> list[str]:
+    """The words of a statement outside comments, backtick-quoted identifiers and string literals."""
+    return [m.group("word") for m in TOKEN.finditer(statement) if m.group("word")]
+
+
+def quoted_names(statement: str) -> set[str]:
+    return {m.group("quoted")[1:-1].replace("``", "`") for m in TOKEN.finditer(statement) if m.group("quoted")}
+
+
+@dataclass
+class Names:
+    schema: str
+    table: str
+    index: str
+    pk: str
+    c1: str
+    c2: str
+
+    def all(self) -> list[str]:
+        return [self.schema, self.table, self.index, self.pk, self.c1, self.c2]
+
+
+@pytest.fixture(scope="module")
+def general_log(lab):
+    """The engine's account, and the sandbox's general log into mysql.general_log for this module."""
+    with lab.admin() as c, c.cursor() as cur:
+        cur.execute(f"CREATE USER IF NOT EXISTS '{PROBE_USER}'@'%'")
+        cur.execute(f"GRANT ALL PRIVILEGES ON *.* TO '{PROBE_USER}'@'%'")
+        cur.execute("SELECT @@global.general_log AS on_, @@global.log_output AS output")
+        before = cur.fetchone()
+        cur.execute("SET GLOBAL log_output = 'TABLE'")
+        cur.execute("SET GLOBAL general_log = ON")
+    yield lab
+    with lab.admin() as c, c.cursor() as cur:
+        cur.execute("SET GLOBAL general_log = %s", (before["on_"],))
+        cur.execute("SET GLOBAL log_output = %s", (before["output"],))
+        cur.execute("TRUNCATE TABLE mysql.general_log")
+
+
+def _statements(lab: Any) -> list[str]:
+    with lab.admin() as c, c.cursor() as cur:
+        cur.execute("SELECT argument FROM mysql.general_log WHERE command_type = 'Query' AND user_host LIKE %s "
+                    "ORDER BY event_time", (f"{PROBE_USER}[{PROBE_USER}]%",))
+        rows = cur.fetchall()
+    return [r["argument"].decode("utf-8") if isinstance(r["argument"], bytes) else r["argument"] for r in rows]
+
+
+def _setup(lab: Any, n: Names) -> None:
+    t = qualified(n.schema, n.table)
+    with lab.admin() as c, c.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS {quote(n.schema)}")
+        cur.execute(f"CREATE DATABASE {quote(n.schema)}")
+    with lab.admin(n.schema) as c, c.cursor() as cur:  # seq_1_to_N lives in the current database
+        cur.execute(f"CREATE TABLE {t} ({quote(n.pk)} BIGINT PRIMARY KEY AUTO_INCREMENT, {quote(n.c1)} INT NOT NULL, "
+                    f"{quote(n.c2)} VARCHAR(32) NOT NULL) ENGINE=InnoDB")
+        cur.execute(f"INSERT INTO {t} ({quote(n.c1)}, {quote(n.c2)}) SELECT seq % 7, MD5(seq) "  # noqa: S608
+                    f"FROM seq_1_to_{ROWS}")
+        cur.execute(f"ANALYZE TABLE {t}")
+        cur.fetchall()
+        cur.execute("TRUNCATE TABLE mysql.general_log")
+
+
+def _workload(lab: Any, n: Names) -> None:
+    """A few statements on the table from someone else, so the collectors have digests to read."""
+    with lab.admin(n.schema) as c, c.cursor() as cur:
+        for v in range(3):
+            cur.execute(f"SELECT COUNT(*) FROM {quote(n.table)} WHERE {quote(n.c1)} = %s", (v,))  # noqa: S608
+            cur.fetchall()
+
+
+def _drive(lab: Any, n: Names, tmp: Path) -> list[str]:
+    """The engine's whole normal work on the plan, as the console and the CLI do it; returns the
+    statements the server received from the engine's account."""
+    from engine import prechecks
+    from engine.clock import utcnow
+    from engine.collectors import MySQLSource
+    from engine.executor import DigestObserver, Executor
+    from engine.killswitch import EmbeddedKillSwitch
+    from engine.rollback_flow import (
+        approve_rollback,
+        decide_rollback,
+        execute_drop,
+        execute_ignore,
+        inspect,
+        undo_ignore,
+    )
+    from engine.store import Store
+    from engine.target import Target
+
+    _setup(lab, n)
+    plan = plan_from_dict({
+        "tenant": "hostile",
+        "connection": {"id": "sbx-hostile", "host": "127.0.0.1", "port": lab.sandbox.primary.port,
+                       "user": PROBE_USER, "database": n.schema},
+        "change": {"table": n.table, "index": n.index, "columns": [n.c1, {"name": n.c2, "prefix": 8}]},
+        "people": PEOPLE,
+        "window": window_covering(utcnow()),
+        "executor": {"cooldown_seconds": 0, "baseline_window_seconds": 0, "verify_window_seconds": 0,
+                     "lease_seconds": 10, "lock_wait_timeout": 5},
+    }, source="hostile-identifiers")
+    store = Store(f"sqlite:///{tmp / 'store.db'}")
+    backend = EmbeddedKillSwitch(store)
+    target = Target(plan.connection)
+
+    # Prechecks (runbook 2.1-2.6) and the scratch-table rehearsal.
+    findings = {f.check_id: f for f in prechecks.auto_checks(plan, store, backend, target, http_timeout=1)}
+    failed = {k: f.detail for k, f in findings.items() if f.status == "fail"}
+    assert not failed, failed
+    ex = Executor(plan, store, backend, target, "tester", "worker-h", observer=DigestObserver(target, 0, 0))
+    run = ex.create_run()
+    scratch = prechecks.scratch_rollback_test(plan, target, run.id)
+    assert scratch.status == "pass", scratch.detail
+    # The size gate's exact count, in primary-key ranges.
+    with target.session("size-gate") as s:
+        assert s.exact_count(plan.schema, plan.change.table, chunk=15) == ROWS
+    # The executor: target checks, rollback point, ALTER, verification.
+    out = ex.execute(run.id)
+    assert out.status == "completed", out.message
+    # The monitor's collector, twice (the second read computes the interval), with statements between.
+    source = MySQLSource(plan.connection, plan.schema, plan.change.table)
+    try:
+        source.collect()
+        _workload(lab, n)
+        source.collect()
+        _workload(lab, n)
+        assert any(x.metric == "digest_count" for x in source.collect())
+    finally:
+        source.close()
+    # The manual rollback: decide, approve, rung 1, its undo, rung 2.
+    run = store.get_run(plan.tenant, run.id)
+    insp = inspect(target, run, store.rollback_point(plan.tenant, run.id))
+    assert insp.index_exists and insp.ours and not insp.blockers, insp
+    assert not insp.conflicts, insp.conflicts
+    assert decide_rollback(store, plan, run, "lock_wait", "nok", {"dba"}, "drill").ok
+    assert approve_rollback(store, plan, run, "canary_lead", "somchai", {"canary_lead"}).ok
+    rung1 = execute_ignore(store, plan, target, run, "nok", {"dba"})
+    assert rung1.ok, rung1.message
+    assert undo_ignore(store, plan, target, run, "nok", {"dba"}).ok
+    drop = execute_drop(store, plan, target, run, "nok", {"dba"})
+    assert drop.ok, drop.message
+    with target.session("verify") as s:
+        assert not s.index_exists(plan.schema, plan.change.table, plan.change.index)
+    statements = _statements(lab)
+    with lab.admin() as c, c.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS {quote(n.schema)}")
+    return statements
+
+
+def _assert_quoted(statements: list[str], names: Names, vocabulary: set[str]) -> None:
+    plan_words = {x.lower() for x in names.all()}
+    assert statements, "the general log has nothing from the engine's account"
+    for statement in statements:
+        for word in bare_words(statement):
+            w = word.lower()
+            if w in plan_words and w not in vocabulary:
+                pytest.fail(f"identifier {word!r} appears unquoted in: {statement}")
+    sent = set().union(*(quoted_names(s) for s in statements))
+    for name in names.all():  # and each did reach the server, quoted
+        assert name in sent, f"{name!r} was never sent quoted"
+
+
+INNOCUOUS = Names("cc_q_schema", "cc_q_table", "cc_q_index", "cc_q_pk", "cc_q_col1", "cc_q_col2")
+
+
+@pytest.fixture(scope="module")
+def vocabulary(general_log, tmp_path_factory):
+    """The bare words of the engine's own SQL (keywords, catalogue columns, aliases), from a run on
+    names that appear nowhere else — and that run's own proof that those names were all quoted."""
+    statements = _drive(general_log, INNOCUOUS, tmp_path_factory.mktemp("innocuous"))
+    _assert_quoted(statements, INNOCUOUS, set())
+    kinds = {re.sub(r"\s+", " ", re.sub(r"/\*.*?\*/", "", s)).strip().split(" ")[0].upper() for s in statements}
+    assert {"SELECT", "ALTER", "SHOW", "CREATE", "DROP", "SET"} <= kinds, kinds
+    return {w.lower() for s in statements for w in bare_words(s)}
+
+
+@pytest.mark.mariadb
+def test_the_engine_quotes_every_identifier_of_the_plan(vocabulary):
+    """(The work is done by the fixture; this names what it proved.) Every statement of the
+    prechecks, size gate, executor, collector and rollback was logged, and none names the plan's
+    schema, table, index or columns unquoted."""
+    for word in ("select", "alter", "information_schema", "table_name"):
+        assert word in vocabulary
+    assert not {x.lower() for x in INNOCUOUS.all()} & vocabulary
+
+
+def _valid(name: str) -> bool:
+    try:
+        check_identifier(name)
+    except IdentifierError:
+        return False
+    return name.count("$") <= 40  # '$' is 5 bytes of a file name on disk: 64 of them exceed 255
+
+
+NASTY = st.one_of(
+    st.sampled_from(["$", "$$", "1e5", "0x1F", "0b1", "1_", "9$", "e1", "x" * 64, "1" + "a" * 63,
+                     "$" + "z" * 63, "a$b", "N", "_1"]),
+    st.sampled_from(RESERVED).flatmap(lambda w: st.sampled_from([w, w.upper(), w.title()])),
+    st.from_regex(r"[A-Za-z0-9_$]{1,64}", fullmatch=True),
+).filter(_valid)
+
+
+@pytest.mark.mariadb
+@settings(max_examples=6, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(names=st.lists(NASTY, min_size=6, max_size=6, unique_by=str.lower).map(lambda xs: Names(*xs)))
+def test_names_the_validator_accepts_are_quoted_in_every_statement(names, vocabulary, general_log,
+                                                                   tmp_path_factory):
+    assume(names.index.lower() != "primary")
+    plan_words = {x.lower() for x in names.all()}
+    # A plan word the engine also uses as a bare word (an alias, a keyword) is checked by the
+    # server instead: only reserved words may be such, and they cannot run unquoted.
+    assume(all(w in RESERVED for w in plan_words & vocabulary))
+    statements = _drive(general_log, names, tmp_path_factory.mktemp("nasty"))
+    _assert_quoted(statements, names, vocabulary)
+
+
+@pytest.mark.mariadb
+def test_reserved_words_and_number_like_names_run_end_to_end(vocabulary, general_log, tmp_path_factory):
+    names = Names("select", "1e5", "index", "0x1F", "from", "$")
+    statements = _drive(general_log, names, tmp_path_factory.mktemp("reserved"))
+    _assert_quoted(statements, names, vocabulary)
