@@ -855,10 +855,12 @@ def create_app(store: Store, tenant_id: str, tokens: dict[str, tuple[str, str]])
 
     def audit(call: Call) -> Reply:
         limit = call.params.get("limit") or 100
+        # One more than the page: the last page says so (next_after null) without an empty page after it.
         rows: list[AuditLog] = store.audit_entries(call.tenant, call.params.get("run_id"), call.params.get("action"),
-                                                   limit=limit, since_seq=call.params.get("after"))
-        return Reply(200, {"entries": [_dump(r) for r in rows], "limit": limit,
-                           "next_after": rows[-1].seq if len(rows) == limit else None})
+                                                   limit=limit + 1, since_seq=call.params.get("after"))
+        page = rows[:limit]
+        return Reply(200, {"entries": [_dump(r) for r in page], "limit": limit,
+                           "next_after": page[-1].seq if len(rows) > limit else None})
 
     # --- health -----------------------------------------------------------------------------------
 
