@@ -1,0 +1,588 @@
+"""The engine's HTTP API end to end: a real uvicorn server on loopback over a real SQLite store.
+
+Every endpoint's happy path; every role gate (403, a message naming the role, an audit entry);
+rollback approvals by the console's own rules (engine.rollback_flow: the wrong role, twice, the
+requester alone); executions create → claim → status; audit paging; the OpenAPI document against
+the routes; the console's remote kill-switch backend against the served API, failing closed when
+it is down; the token file and the ``api`` command.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from console import api_cmd
+from engine import rollback_flow as flow
+from engine.api import TokenFileError, create_app, load_tokens, serve_in_thread
+from engine.collectors import Sample
+from engine.killswitch import EmbeddedKillSwitch, KillSwitchApiError, RemoteKillSwitch
+from engine.plan import ConnectionProfile
+from engine.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+TENANT = "acme"
+CONN = "orders-primary"
+TOKENS = {
+    "t-lead": ("somchai", "canary_lead"),
+    "t-dba": ("nok", "dba"),
+    "t-sre": ("pim", "sre"),
+    "t-dev": ("dev", "developer"),
+    "t-lead2": ("ann", "canary_lead"),
+    "t-nok-lead": ("nok", "canary_lead"),  # nok holds two roles, one token each
+}
+RUN_BODY = {"tenant_id": TENANT, "connection_id": CONN, "action": "ADD_INDEX", "schema_name": "shop",
+            "table_name": "orders", "index_name": "idx_orders_customer", "columns": ["customer_id"],
+            "scheduled_at": "2025-01-31T22:00:00+07:00"}
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(f"sqlite:///{tmp_path}/s.db")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def api(store):
+    server = serve_in_thread(create_app(store, TENANT, TOKENS))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def client(api):
+    with httpx.Client(base_url=api.url, timeout=5) as c:
+        yield c
+
+
+def actions(store: Store, run_id: str | None = None) -> list[str]:
+    return [e.action for e in store.audit_entries(TENANT, run_id)]
+
+
+def create(client, body=None, token="t-lead"):
+    return client.post("/api/executions", json=body or RUN_BODY, headers=auth(token))
+
+
+def finished_run(client, store) -> str:
+    """A run that created its index and completed: what a rollback is for. The ALTER itself is
+    the executor's (it needs the target): here the store records that it happened."""
+    run_id = create(client).json()["id"]
+    assert client.post(f"/api/executions/{run_id}/claim", headers=auth("t-dba")).status_code == 200
+    assert client.patch(f"/api/executions/{run_id}/status", json={"status": "running"},
+                        headers=auth("t-dba")).status_code == 200
+    store.update_run(TENANT, run_id, index_created_by_run=True)
+    done = client.patch(f"/api/executions/{run_id}/status", json={"status": "completed", "message": "PASS"},
+                        headers=auth("t-dba"))
+    assert done.status_code == 200 and done.json()["status"] == "completed", done.text
+    return run_id
+
+
+# --- executions: create → claim → status ---------------------------------------------------------
+
+
+def test_create_claim_and_move_a_run_through_its_states(store, client):
+    made = create(client)
+    assert made.status_code == 201, made.text
+    run = made.json()
+    assert run["status"] == "scheduled" and run["created_by"] == "somchai"
+    assert (run["schema_name"], run["table_name"], run["index_name"]) == ("shop", "orders", "idx_orders_customer")
+    assert run["columns"] == [["customer_id", None]] and run["connection_profile_id"] == CONN
+    assert made.headers["location"] == f"/api/executions/{run['id']}"
+    rid = run["id"]
+    assert client.get(f"/api/executions/{rid}", headers=auth("t-dev")).json()["status"] == "scheduled"
+    listed = client.get("/api/executions", params={"status": "scheduled,running"}, headers=auth("t-sre")).json()
+    assert [r["id"] for r in listed["runs"]] == [rid]
+    assert client.get("/api/executions", params={"status": "running"}, headers=auth("t-sre")).json() == {"runs": []}
+
+    claimed = client.post(f"/api/executions/{rid}/claim", json={"worker": "w1", "lease_seconds": 60},
+                          headers=auth("t-dba"))
+    assert claimed.status_code == 200 and claimed.json()["claimed_by"] == "nok:w1"
+    again = client.post(f"/api/executions/{rid}/claim", json={"worker": "w1"}, headers=auth("t-dba"))
+    assert again.status_code == 200, "the holder renews its own lease"
+    for token, body in (("t-lead", {}), ("t-dba", {"worker": "w2"})):
+        second = client.post(f"/api/executions/{rid}/claim", json=body, headers=auth(token))
+        assert second.status_code == 409, second.text
+        assert "held by nok:w1" in second.json()["error"]
+    assert [e.actor for e in store.audit_entries(TENANT, rid, "claim_failed")] == ["somchai", "nok:w2"]
+
+    running = client.patch(f"/api/executions/{rid}/status", json={"status": "running"}, headers=auth("t-dba"))
+    assert running.status_code == 200 and running.json()["started_at"]
+    done = client.patch(f"/api/executions/{rid}/status", json={"status": "completed", "message": "Canary run successful"},
+                        headers=auth("t-lead"))
+    assert done.status_code == 200 and done.json()["status"] == "completed"
+    assert done.json()["error_message"] == "Canary run successful"
+    back = client.patch(f"/api/executions/{rid}/status", json={"status": "running"}, headers=auth("t-dba"))
+    assert back.status_code == 409 and "cannot become running" in back.json()["error"]
+    changes = [(e.old_status, e.new_status, e.actor) for e in store.audit_entries(TENANT, rid, "status_change")]
+    assert changes == [("scheduled", "running", "nok"), ("running", "completed", "somchai")]
+    assert "run_scheduled_at" in actions(store, rid)
+    assert create(client).status_code == 201, "the finished run released the scope lock"
+
+
+def test_a_second_run_is_refused_by_the_scope_lock(store, client):
+    assert create(client).status_code == 201
+    second = create(client, dict(RUN_BODY, table_name="payments"))
+    assert second.status_code == 409 and "another canary run is active" in second.json()["error"]
+    assert len(store.find_runs(TENANT)) == 1
+
+
+def test_create_takes_the_schema_from_the_stored_connection_profile(store, client):
+    no_profile = create(client, {k: v for k, v in RUN_BODY.items() if k != "schema_name"})
+    assert no_profile.status_code == 422 and '"schema_name" is required' in no_profile.json()["error"]
+    store.save_connection_profile(TENANT, ConnectionProfile(id=CONN, host="10.0.0.12", database="shop"))
+    made = create(client, {k: v for k, v in RUN_BODY.items() if k not in ("schema_name", "tenant_id")}
+                  | {"columns": [{"name": "customer_id"}, {"name": "note", "prefix": 16}]})
+    assert made.status_code == 201, made.text
+    assert made.json()["schema_name"] == "shop" and made.json()["columns"] == [["customer_id", None], ["note", 16]]
+
+
+def test_an_out_of_scope_action_is_refused_and_audited(store, client):
+    r = create(client, dict(RUN_BODY, action="DROP_INDEX"))
+    assert r.status_code == 422 and "out_of_scope" in r.json()["error"]
+    [entry] = store.audit_entries(TENANT, action="execution_refused")
+    assert entry.details["fail_reason"] == "out_of_scope" and entry.actor == "somchai"
+    assert not store.find_runs(TENANT)
+
+
+@pytest.mark.parametrize("body, message", [
+    (dict(RUN_BODY, table_name="orders; DROP TABLE x"), "table_name 'orders; DROP TABLE x' is not allowed"),
+    (dict(RUN_BODY, columns=[]), '"columns" must be a list of 1 to 16 items'),
+    (dict(RUN_BODY, columns=["ok", "no way"]), '"columns[1]" must be'),
+    (dict(RUN_BODY, connection_id="Orders"), "connection_id 'Orders' is not allowed"),
+    (dict(RUN_BODY, scheduled_at="tomorrow"), '"scheduled_at" must be an ISO 8601 date and time'),
+    (dict(RUN_BODY, scheduled_at="2025-01-31T22:00:00"), "needs its UTC offset"),
+    ({k: v for k, v in RUN_BODY.items() if k != "index_name"}, '"index_name" is required'),
+])
+def test_a_bad_run_is_422_and_nothing_is_written(store, client, body, message):
+    r = create(client, body)
+    assert r.status_code == 422 and message in r.json()["error"], r.text
+    assert not store.find_runs(TENANT) and not store.audit_entries(TENANT)
+
+
+def test_rolled_back_is_not_a_status_a_worker_sets(store, client):
+    rid = finished_run(client, store)
+    r = client.patch(f"/api/executions/{rid}/status", json={"status": "rolled_back", "fail_reason": "manual_rollback"},
+                     headers=auth("t-dba"))
+    assert r.status_code == 409 and "rollback flow" in r.json()["error"]
+    assert store.get_run(TENANT, rid).status == "completed"
+    [refusal] = store.audit_entries(TENANT, rid, "execution_status_refused")
+    assert refusal.details["status"] == "rolled_back"
+
+
+def test_a_failed_status_needs_its_reason(store, client):
+    rid = create(client).json()["id"]
+    r = client.patch(f"/api/executions/{rid}/status", json={"status": "failed"}, headers=auth("t-lead"))
+    assert r.status_code == 409 and "needs a fail_reason" in r.json()["error"]
+    ok = client.patch(f"/api/executions/{rid}/status", json={"status": "failed", "fail_reason": "execution_error",
+                                                             "message": "target unreachable"}, headers=auth("t-lead"))
+    assert ok.status_code == 200 and ok.json()["fail_reason"] == "execution_error"
+
+
+def test_runs_are_read_by_tenant_and_unknown_ones_are_404(client):
+    rid = create(client).json()["id"]
+    other = client.get(f"/api/executions/{rid}", params={"tenant_id": "globex"}, headers=auth("t-dev"))
+    assert other.status_code == 404 and "not found for tenant globex" in other.json()["error"]
+    for method, path in (("GET", "/api/executions/no-such-run"), ("POST", "/api/executions/no-such-run/claim"),
+                         ("GET", "/api/rollback/history/no-such-run")):
+        r = client.request(method, path, headers=auth("t-dba"))
+        assert r.status_code == 404 and "run no-such-run not found" in r.json()["error"], (path, r.text)
+    bad = client.get("/api/executions/not%20an%20id", headers=auth("t-dba"))
+    assert bad.status_code == 422 and "is not a run id" in bad.json()["error"]
+
+
+# --- role gates: 403, the role named, an audit entry ------------------------------------------------
+
+
+@pytest.mark.parametrize("method, path, body, token, needed, action", [
+    ("POST", "/api/executions", RUN_BODY, "t-dba", "canary_lead", "execution_create_refused"),
+    ("POST", "/api/executions", RUN_BODY, "t-dev", "canary_lead", "execution_create_refused"),
+    ("POST", "/api/executions/{rid}/claim", {}, "t-sre", "canary_lead or dba", "execution_claim_refused"),
+    ("POST", "/api/executions/{rid}/claim", {}, "t-dev", "canary_lead or dba", "execution_claim_refused"),
+    ("PATCH", "/api/executions/{rid}/status", {"status": "running"}, "t-sre", "canary_lead or dba",
+     "execution_status_refused"),
+    ("PATCH", "/api/executions/{rid}/status", {"status": "cancelled"}, "t-dev", "canary_lead or dba",
+     "execution_status_refused"),
+    ("PUT", "/api/kill-switch/global", {"is_active": False, "reason": "x"}, "t-sre", "canary_lead or dba",
+     "kill_switch_deactivation_refused"),
+    ("PUT", f"/api/kill-switch/tenant/{TENANT}", {"is_active": False, "reason": "x"}, "t-dev",
+     "canary_lead or dba", "kill_switch_deactivation_refused"),
+    ("PUT", f"/api/kill-switch/connection/{CONN}", {"is_active": False, "reason": "x"}, "t-dev",
+     "canary_lead or dba", "kill_switch_deactivation_refused"),
+])
+def test_each_gate_refuses_other_roles_with_403_and_an_audit_entry(store, client, method, path, body, token,
+                                                                    needed, action):
+    rid = create(client, dict(RUN_BODY, table_name="gate")).json()["id"]
+    before = store.get_run(TENANT, rid)
+    r = client.request(method, path.format(rid=rid), json=body, headers=auth(token))
+    assert r.status_code == 403, r.text
+    actor, role = TOKENS[token]
+    assert r.json()["error"].endswith(f"needs the {needed} role; {actor} is {role}")
+    [entry] = store.audit_entries(TENANT, action=action)
+    assert entry.actor == actor
+    assert role in (entry.details.get("roles") or [entry.details.get("role")])
+    after = store.get_run(TENANT, rid)
+    assert (after.status, after.claimed_by) == (before.status, before.claimed_by), "the refusal changed nothing"
+    assert len(store.find_runs(TENANT)) == 1
+
+
+def test_the_gate_comes_before_the_body_and_after_the_token(store, client):
+    """A wrong role is told so (and audited) even with a bad body; no token is 401, never audited."""
+    r = client.post("/api/executions", content=b"not json", headers=auth("t-dev"))
+    assert r.status_code == 403 and store.audit_entries(TENANT, action="execution_create_refused")
+    anonymous = client.post("/api/executions", json=RUN_BODY)
+    assert anonymous.status_code == 401 and len(store.audit_entries(TENANT)) == 1
+
+
+# --- rollback: the console's rules (engine.rollback_flow) ----------------------------------------------
+
+
+def test_rollback_decided_by_its_role_and_approved_once_by_the_other(store, client):
+    rid = finished_run(client, store)
+    store.add_samples(TENANT, rid, store.now(), [Sample("lock_wait", 7.2, "mariadb")])
+
+    for token, body in (("t-dev", {}), ("t-sre", {}), ("t-lead", {}), ("t-dba", {"role": "canary_lead"})):
+        r = client.post(f"/api/rollback/{rid}/trigger",
+                        json={"trigger": "lock_wait", "reason": "lock wait 7 s on orders", **body}, headers=auth(token))
+        assert r.status_code == 403, (token, r.text)
+        assert "dba" in r.json()["error"]
+    assert len(store.audit_entries(TENANT, rid, "rollback_decision_refused")) == 4
+
+    decided = client.post(f"/api/rollback/{rid}/trigger", json={"trigger": "lock_wait", "reason": "lock wait 7 s",
+                                                              "rollback_type": "full"}, headers=auth("t-dba"))
+    assert decided.status_code == 201, decided.text
+    state = decided.json()["approvals"]
+    assert state["decided_by"] == {"role": "dba", "actor": "nok"} and state["missing"] == ["canary_lead"]
+    assert not state["complete"] and decided.json()["record_id"]
+    twice = client.post(f"/api/rollback/{rid}/trigger", json={"trigger": "lock_wait", "reason": "again"},
+                        headers=auth("t-dba"))
+    assert twice.status_code == 409 and "already decided by nok" in twice.json()["error"]
+
+    for token, body, why in (("t-dev", {}, "not needed"), ("t-sre", {"role": "canary_lead"}, "do not hold"),
+                             ("t-dba", {}, "decided this rollback")):
+        r = client.post(f"/api/rollback/{rid}/approve", json=body, headers=auth(token))
+        assert r.status_code == 403 and why in r.json()["error"], (token, r.text)
+    approved = client.post(f"/api/rollback/{rid}/approve", json={"note": "seen it"}, headers=auth("t-lead"))
+    assert approved.status_code == 200 and approved.json()["approvals"]["complete"] is True, approved.text
+    again = client.post(f"/api/rollback/{rid}/approve", json={"note": "me again"}, headers=auth("t-lead"))
+    assert again.status_code == 409 and "nobody approves twice" in again.json()["error"]
+    other = client.post(f"/api/rollback/{rid}/approve", headers=auth("t-lead2"))
+    assert other.status_code == 409 and "already given by somchai" in other.json()["error"]
+    assert len(store.audit_entries(TENANT, rid, "rollback_approval_refused")) == 5
+
+    history = client.get(f"/api/rollback/history/{rid}", headers=auth("t-dev")).json()
+    assert history["run_status"] == "completed" and history["trigger"] == "lock_wait"
+    assert history["approvals"]["approved"] == [{"role": "canary_lead", "actor": "somchai"}]
+    assert history["headline"].startswith("APPROVED") and history["level"] == "ok"
+    [record] = history["records"]
+    assert record["rollback_status"] == "pending" and "DROP INDEX" in record["rollback_sql"]
+    assert record["rollback_details"]["metrics_at_decision"] == {"lock_wait": 7.2}
+    assert [s["code"] for s in history["steps"]] == ["R1", "R2", "R3", "R4", "R5"]
+    assert history["steps"][0]["done"] and not history["steps"][1]["done"]
+
+
+def test_the_console_and_the_api_read_the_same_approval_state(store, client):
+    """What the API recorded is what the console's own view of the store says."""
+    rid = finished_run(client, store)
+    client.post(f"/api/rollback/{rid}/trigger", json={"trigger": "replication_lag", "reason": "lag 75 s"},
+                headers=auth("t-dba"))
+    client.post(f"/api/rollback/{rid}/approve", headers=auth("t-sre"))
+    view = flow.rollback_view(store, _plan_like(), rid)
+    assert view.state.decision_by == ("dba", "nok")
+    assert view.state.approved == (("sre", "pim"),) and view.state.missing == ("canary_lead",)
+    api_state = client.get(f"/api/rollback/history/{rid}", headers=auth("t-sre")).json()["approvals"]
+    assert api_state["missing"] == ["canary_lead"] and api_state["complete"] is False
+
+
+def _plan_like():
+    from engine.plan import plan_from_dict
+
+    return plan_from_dict({"tenant": TENANT, "connection": {"id": CONN, "host": "127.0.0.1", "database": "shop"},
+                           "change": {"table": "orders", "index": "idx_orders_customer", "columns": ["customer_id"]}})
+
+
+def test_the_requester_cannot_be_the_only_approver_of_their_rollback(store, client):
+    rid = finished_run(client, store)
+    assert client.post(f"/api/rollback/{rid}/trigger", json={"trigger": "lock_wait", "reason": "7 s lock waits"},
+                       headers=auth("t-dba")).status_code == 201
+    alone = client.post(f"/api/rollback/{rid}/approve", headers=auth("t-nok-lead"))
+    assert alone.status_code == 403 and "requester cannot be the only approver" in alone.json()["error"]
+    [refusal] = store.audit_entries(TENANT, rid, "rollback_approval_refused")
+    assert refusal.actor == "nok" and refusal.details["role"] == "canary_lead"
+    assert client.post(f"/api/rollback/{rid}/approve", headers=auth("t-lead")).json()["approvals"]["complete"]
+
+
+def test_a_refusal_blocks_until_that_person_approves(store, client):
+    rid = finished_run(client, store)
+    client.post(f"/api/rollback/{rid}/trigger", json={"trigger": "lock_wait", "reason": "7 s"}, headers=auth("t-dba"))
+    refused = client.post(f"/api/rollback/{rid}/approve", json={"decision": "refuse", "note": "not yet"},
+                          headers=auth("t-lead"))
+    assert refused.status_code == 200 and refused.json()["approvals"]["refused"] == [
+        {"role": "canary_lead", "actor": "somchai"}]
+    assert client.get(f"/api/rollback/history/{rid}", headers=auth("t-dev")).json()["headline"].startswith("BLOCKED")
+    assert client.post(f"/api/rollback/{rid}/approve", json={"decision": "refuse"},
+                       headers=auth("t-lead")).status_code == 409
+    assert client.post(f"/api/rollback/{rid}/approve", headers=auth("t-lead")).json()["approvals"]["complete"]
+
+
+def test_nothing_to_roll_back_or_approve(store, client):
+    rid = create(client).json()["id"]  # scheduled: its index was never created
+    r = client.post(f"/api/rollback/{rid}/trigger", json={"trigger": "lock_wait", "reason": "x"}, headers=auth("t-dba"))
+    assert r.status_code == 409 and "nothing it may roll back" in r.json()["error"]
+    a = client.post(f"/api/rollback/{rid}/approve", headers=auth("t-lead"))
+    assert a.status_code == 409 and "no rollback has been decided" in a.json()["error"]
+    h = client.get(f"/api/rollback/history/{rid}", headers=auth("t-lead")).json()
+    assert h["approvals"] is None and h["records"] == [] and h["headline"].startswith("NOTHING TO ROLL BACK")
+    for body, message in (({"trigger": "nope", "reason": "x"}, '"trigger" must be one of lock_wait'),
+                          ({"trigger": "lock_wait", "reason": "   "}, '"reason" must not be blank'),
+                          ({"trigger": "lock_wait"}, '"reason" is required'),
+                          ({"trigger": "lock_wait", "reason": "x", "rollback_type": "partial"},
+                           '"rollback_type" must be one of full')):
+        bad = client.post(f"/api/rollback/{rid}/trigger", json=body, headers=auth("t-dba"))
+        assert bad.status_code == 422 and message in bad.json()["error"], bad.text
+
+
+# --- audit: filtered and paged ----------------------------------------------------------------------
+
+
+def test_audit_is_filtered_by_run_and_action_and_paged(store, client):
+    for n in range(7):
+        client.put("/api/kill-switch/global", json={"is_active": n % 2 == 0, "reason": f"drill {n}"},
+                   headers=auth("t-lead"))
+    rid = create(client).json()["id"]
+    seen, after, pages = [], None, 0
+    while True:
+        params = {"limit": 3} | ({"after": after} if after is not None else {})
+        page = client.get("/api/audit", params=params, headers=auth("t-dev")).json()
+        pages += 1
+        seen += page["entries"]
+        after = page["next_after"]
+        assert page["limit"] == 3 and len(page["entries"]) <= 3
+        if after is None:
+            break
+    assert pages == 3 and [e["seq"] for e in seen] == sorted(e["seq"] for e in seen)
+    assert [e["action"] for e in seen] == [e.action for e in store.audit_entries(TENANT)]
+    assert len(seen) == 9  # seven switches, the run, its scheduled time
+    only = client.get("/api/audit", params={"action": "kill_switch_deactivated"}, headers=auth("t-sre")).json()
+    assert [e["details"]["reason"] for e in only["entries"]] == ["drill 1", "drill 3", "drill 5"]
+    mine = client.get("/api/audit", params={"run_id": rid}, headers=auth("t-sre")).json()["entries"]
+    assert [e["action"] for e in mine] == ["run_created", "run_scheduled_at"]
+    assert mine[0]["execution_run_id"] == rid and mine[0]["created_at"].startswith("20")
+    assert client.get("/api/audit", params={"tenant_id": "globex"}, headers=auth("t-sre")).json()["entries"] == []
+    for params, message in (({"limit": 0}, '"limit" must be an integer from 1 to 500'),
+                            ({"limit": "ten"}, '"limit" must be an integer'), ({"after": -1}, '"after"'),
+                            ({"action": "DROP TABLE"}, '"action"'), ({"run": rid}, "unknown query parameter 'run'")):
+        r = client.get("/api/audit", params=params, headers=auth("t-sre"))
+        assert r.status_code == 422 and message in r.json()["error"], (params, r.text)
+
+
+# --- health, the document, the errors -------------------------------------------------------------
+
+
+def test_health_and_the_openapi_document_match_the_routes(api, client):
+    assert client.get("/health").json() == {"status": "ok", "store": "ok"}
+    doc = client.get("/openapi.json").json()
+    assert doc["openapi"].startswith("3.") and doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    documented = {(path, m.upper()) for path, item in doc["paths"].items() for m in item}
+    served = {(r.path, m) for r in api.server.config.app.routes for m in r.methods - {"HEAD"}
+              if r.path != "/openapi.json"}
+    assert documented == served
+    assert {("POST", "/api/rollback/{run_id}/trigger"), ("GET", "/api/audit")} <= {(m, p) for p, m in documented}
+    create_op = doc["paths"]["/api/executions"]["post"]
+    assert create_op["x-roles"] == ["canary_lead"] and "403" in create_op["responses"]
+    assert doc["paths"]["/api/kill-switch/status"]["get"]["x-roles"] == "any token"
+    assert doc["paths"]["/health"]["get"]["security"] == []
+    text = client.get("/openapi.json").text
+    assert "x-check" not in text and "t-lead" not in text
+
+
+def test_errors_are_json_with_the_right_4xx(client):
+    h = auth("t-lead")
+    assert client.get("/api/nothing", headers=h).json()["error"].startswith("no endpoint at /api/nothing")
+    wrong = client.delete("/api/kill-switch/connection/x", headers=h)
+    assert wrong.status_code == 405 and set(wrong.headers["allow"].split(", ")) >= {"GET", "PUT"}
+    assert "DELETE is not allowed" in wrong.json()["error"]
+    big = client.post("/api/executions", content=b"{" + b" " * 70_000 + b"}", headers=h)
+    assert big.status_code == 413 and big.json()["error"].startswith("the body is larger")
+    for content in (b"[]", b"nul", "{\"table_name\": \"\u0000\"}".encode()):
+        r = client.post("/api/executions", content=content, headers=h)
+        assert r.status_code == 422 and set(r.json()) == {"error"}
+    dup = client.get("/api/kill-switch", params=[("tenant_id", "acme"), ("tenant_id", "globex")], headers=h)
+    assert dup.status_code == 422 and "more than once" in dup.json()["error"]
+    typo = client.get("/api/kill-switch", params={"conection_id": CONN}, headers=h)
+    assert typo.status_code == 422 and "unknown query parameter 'conection_id'" in typo.json()["error"]
+
+
+# --- the console's remote kill-switch backend against the served API ---------------------------------
+
+
+def test_the_remote_backend_drives_the_served_api_and_fails_closed_when_it_is_down(store):
+    server = serve_in_thread(create_app(store, TENANT, TOKENS))
+    lead, dev = RemoteKillSwitch(server.url, token="t-lead"), RemoteKillSwitch(server.url, token="t-dev")
+    try:
+        off = lead.read(TENANT, CONN)
+        assert not off.active and off.error is None and off.describe() == "off"
+        dev.set(TENANT, "connection", True, "dev", "latency spike", CONN)
+        on = lead.read(TENANT, CONN)
+        assert on.active and on.active_scopes() == ["connection"] and on.scopes["connection"].set_by == "dev"
+        assert EmbeddedKillSwitch(store).read(TENANT, CONN).active_scopes() == ["connection"]
+        with pytest.raises(KillSwitchApiError, match=r"\(403\).*canary_lead or dba"):
+            dev.set(TENANT, "connection", False, "dev", "all clear", CONN)
+        lead.set(TENANT, "connection", False, "somchai", "false alarm", CONN)
+        assert not lead.read(TENANT, CONN).active
+        lead.set(TENANT, "global", True, "somchai", "stop everything")
+        server.stop()
+        down = lead.read(TENANT, CONN)
+    finally:
+        server.stop()
+        lead.close()
+        dev.close()
+    assert down.active and down.fail_closed and down.describe().startswith("ACTIVE (fail-closed: API unreachable")
+    assert down.describe() != "off"
+    assert EmbeddedKillSwitch(store).read(TENANT, CONN).active, "the switch set through the API is in the store"
+
+
+def test_the_remote_backend_fails_closed_on_a_token_the_api_does_not_know(api):
+    stranger = RemoteKillSwitch(api.url, token="not-a-token")
+    try:
+        reading = stranger.read(TENANT, CONN)
+    finally:
+        stranger.close()
+    assert reading.active and "HTTP 401" in reading.error
+
+
+# --- the token file -----------------------------------------------------------------------------------
+
+
+SECRET = "s3cr3t-token-for-somchai-0123456789"
+
+
+def _token_file(tmp_path, text: str, mode: int = 0o600) -> Path:
+    p = tmp_path / "tokens.toml"
+    p.write_text(text)
+    p.chmod(mode)
+    return p
+
+
+GOOD = f'''tenant = "acme"
+[[token]]
+user = "somchai"
+role = "canary_lead"
+token = "{SECRET}"
+[[token]]
+user = "nok"
+role = "dba"
+token = "another-long-token-0123456789"
+'''
+
+
+def test_a_token_file_is_read(tmp_path):
+    tf = load_tokens(_token_file(tmp_path, GOOD))
+    assert tf.tenant == "acme" and tf.tokens[SECRET] == ("somchai", "canary_lead") and tf.warnings == ()
+    assert tf.describe() == "nok (dba), somchai (canary_lead)"
+
+
+@pytest.mark.parametrize("mode, message", [(0o644, "readable by every user"), (0o606, "readable by every user"),
+                                           (0o602, "usable by every user"), (0o620, "writable by its group")])
+def test_a_token_file_others_can_use_is_refused(tmp_path, mode, message):
+    with pytest.raises(TokenFileError, match=message) as refused:
+        load_tokens(_token_file(tmp_path, GOOD, mode))
+    assert "chmod 600" in str(refused.value) and SECRET not in str(refused.value)
+
+
+def test_a_group_readable_token_file_is_a_warning(tmp_path):
+    tf = load_tokens(_token_file(tmp_path, GOOD, 0o640))
+    assert len(tf.tokens) == 2 and "readable by its group" in tf.warnings[0]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("tenant = 'acme'\n", "no [[token]] entries"),
+    (f'[[token]]\nuser = "a"\nrole = "admin"\ntoken = "{SECRET}"\n', "'role' must be one of"),
+    ('[[token]]\nuser = "a"\nrole = "dba"\ntoken = "short"\n', "at least 16 characters"),
+    (f'[[token]]\nuser = "a"\nrole = "dba"\ntoken = "{SECRET}"\n[[token]]\nuser = "b"\nrole = "sre"\n'
+     f'token = "{SECRET}"\n', "the same token as [[token]] #1"),
+    (f'[[token]]\nuser = "a b"\nrole = "dba"\ntoken = "{SECRET}"\n', "'user' must be a name"),
+    (f'[[token]]\nuser = "a"\nrole = "dba"\ntoken = "{SECRET}"\nsecret = 1\n', "unknown key(s) secret"),
+    (f'token = "{SECRET}"\n[oops\n', "not valid TOML"),
+    (f'tenant = "Not A Slug"\n[[token]]\nuser = "a"\nrole = "dba"\ntoken = "{SECRET}"\n', "tenant 'Not A Slug'"),
+])
+def test_a_bad_token_file_says_what_is_wrong_and_never_shows_a_token(tmp_path, text, message):
+    with pytest.raises(TokenFileError) as refused:
+        load_tokens(_token_file(tmp_path, text))
+    assert message in str(refused.value) and SECRET not in str(refused.value)
+
+
+def test_a_missing_token_file_shows_the_format(tmp_path):
+    with pytest.raises(TokenFileError, match=r"(?s)not found.*\[\[token\]\]"):
+        load_tokens(tmp_path / "nope.toml")
+
+
+# --- the command ----------------------------------------------------------------------------------------
+
+
+def _api_command(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "console.api_cmd", *args], cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+
+
+def test_the_api_command_serves_until_sigterm_and_never_prints_a_token(tmp_path):
+    tokens = _token_file(tmp_path, GOOD, 0o640)
+    proc = _api_command("--listen", "127.0.0.1:0", "--store", f"sqlite:///{tmp_path}/s.db", "--tokens", str(tokens))
+    try:
+        line = proc.stdout.readline()
+        url = re.search(r"canary API on (http://127\.0\.0\.1:\d+)", line)
+        assert url, f"no start-up line: {line!r}"
+        assert "somchai (canary_lead)" in line and "tenant acme" in line
+        with httpx.Client(base_url=url.group(1), timeout=5) as c:
+            assert c.get("/health").json()["status"] == "ok"
+            put = c.put("/api/kill-switch/global", json={"is_active": True, "reason": "drill"}, headers=auth(SECRET))
+            assert put.status_code == 200 and put.json()["actor"] == "somchai"
+            assert c.get("/api/kill-switch/status", headers=auth("nope-nope-nope-nope")).status_code == 401
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "canary API stopped" in out and "readable by its group" in err
+    assert SECRET not in line + out + err and "another-long-token" not in line + out + err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--listen", "nowhere"], "give HOST:PORT"),
+    (["--listen", "127.0.0.1:99999"], "give HOST:PORT"),
+    (["--tenant", "Bad"], "which tenant"),
+])
+def test_the_api_command_refuses_bad_arguments(tmp_path, capsys, args, message):
+    tokens = _token_file(tmp_path, GOOD)
+    assert api_cmd.main(["--store", f"sqlite:///{tmp_path}/s.db", "--tokens", str(tokens), *args]) == 2
+    out, err = capsys.readouterr()
+    assert message in err and SECRET not in out + err
+
+
+def test_the_api_command_refuses_a_world_readable_token_file(tmp_path, capsys):
+    tokens = _token_file(tmp_path, GOOD, 0o644)
+    assert api_cmd.main(["--store", f"sqlite:///{tmp_path}/s.db", "--tokens", str(tokens)]) == 2
+    out, err = capsys.readouterr()
+    assert "readable by every user" in err and f"chmod 600 {tokens}" in err and SECRET not in out + err
+    assert not (tmp_path / "s.db").exists(), "refused before the store was opened"
+
+
+def test_the_api_command_on_a_taken_port_says_so(tmp_path, capsys, api):
+    tokens = _token_file(tmp_path, GOOD)
+    assert api_cmd.main(["--listen", f"127.0.0.1:{api.port}", "--store", f"sqlite:///{tmp_path}/s.db",
+                         "--tokens", str(tokens)]) == 1
+    assert f"cannot listen on 127.0.0.1:{api.port}" in capsys.readouterr().err
