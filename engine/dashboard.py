@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from engine.decision import Band, WindowEvaluator, WindowState, checkpoint_offsets_s
+from engine.decision import Band, Points, WindowEvaluator, WindowState, checkpoint_offsets_s
 from engine.report import (
     ESCALATION_MATRIX,
     PersonFacts,
@@ -247,7 +247,7 @@ class WindowReplay:
         for key in tick:  # a metric seen first in the window (replay configures every stored metric)
             if key not in self.ev.configured and key in self.rules:
                 self.ev.configured.add(key)
-                self.ev.points.setdefault(key, [])
+                self.ev.points.setdefault(key, Points())
                 self.tracks[key] = MetricTrack(key, self.profile.window_minutes * 60 / CHART_BUCKETS)
         t_abs = (at - self.window_start).total_seconds()
         if self.first_s is None:

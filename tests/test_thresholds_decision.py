@@ -16,6 +16,7 @@ from engine.decision import (
     INCONCLUSIVE,
     PASS,
     PASS_WITH_WARNING,
+    Points,
     RollingMedian,
     WindowEvaluator,
     WindowState,
@@ -301,6 +302,32 @@ def test_rolling_median_is_the_median_of_its_span(steps, span):
         assert repr(roll.median()) == repr(statistics.median(recent))
     if steps:
         assert not roll.add(t - 1, 1.0), "a value before the last one's time is refused"
+
+
+POINT = st.tuples(st.one_of(st.floats(allow_nan=True), st.just(-0.0)),
+                  st.one_of(st.none(), st.floats(allow_nan=True), st.just(-0.0)),
+                  st.one_of(st.none(), st.integers(-(2 ** 63), 2 ** 63 - 1)))
+ODD_POINT = st.one_of(st.tuples(st.integers(0, 10), st.integers(0, 5), st.none()),  # ints where floats go
+                      st.tuples(st.floats(0, 10), st.floats(0, 5), st.integers(2 ** 63, 2 ** 64)))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(POINT, POINT, POINT, ODD_POINT), max_size=60))
+def test_points_read_back_exactly_what_was_appended(given_points):
+    """The window's points are kept in typed arrays; they read back as the very tuples given
+    (NaN, −0.0, None, huge n, ints where floats go: all of it), by index, slice, iteration and
+    reversed."""
+    pts = Points()
+    for p in given_points:
+        pts.append(p)
+    assert len(pts) == len(given_points)
+    assert repr(list(pts)) == repr(given_points)
+    assert repr(list(reversed(pts))) == repr(given_points[::-1])
+    assert repr(pts[1:-1:2]) == repr(given_points[1:-1:2])
+    if given_points:
+        assert repr(pts[-1]) == repr(given_points[-1]) and repr(pts[0]) == repr(given_points[0])
+    with pytest.raises(IndexError):
+        pts[len(given_points)]
 
 @pytest.mark.parametrize("rows, exact, band, needs", [
     (1_000_000, False, "PASS", False),
