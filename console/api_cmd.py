@@ -2,8 +2,8 @@
 
     canary-console api --listen 127.0.0.1:3000 --store URL --tokens tokens.toml [--tenant acme]
 
-The token file is TOML, one ``[[token]]`` per person and role (see ``engine.api.TOKEN_FILE_HELP``);
-a file other users can read is refused. Tokens are never printed or logged: the start-up line names
+The token file is TOML, one ``[[token]]`` per person and role (``TOKEN_FILE_HELP``); a file other
+users can read or write is refused. Tokens are never printed or logged: the start-up line names
 the users and roles that hold one. Ctrl-C or SIGTERM stops the server cleanly.
 
 Starlette and uvicorn load only when the command runs, not when the CLI builds its parser.
@@ -13,14 +13,131 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import os
+import re
 import signal
+import stat
 import sys
 import threading
+import tomllib
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+from engine.identifiers import IdentifierError, check_slug
+from engine.plan import ROLES
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DEFAULT_LISTEN = "127.0.0.1:3000"  # the runbook's curl lines use port 3000
+MIN_TOKEN = 16  # characters
+
+
+# --- the token file ---------------------------------------------------------------------------
+
+
+class TokenFileError(ValueError):
+    """The token file cannot be used; the message says why and how to fix it (never a token)."""
+
+
+@dataclass(frozen=True)
+class TokenFile:
+    tokens: dict[str, tuple[str, str]]  # token → (user, role)
+    tenant: str | None
+    warnings: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        """Who holds a token, for a log line: users and roles, never a token."""
+        return ", ".join(f"{u} ({r})" for u, r in sorted(set(self.tokens.values())))
+
+
+TOKEN_FILE_HELP = """\
+tenant = "acme"            # optional: the default tenant of every request
+
+[[token]]                  # one per person and role; chmod 600 this file
+user = "somchai"
+role = "canary_lead"       # canary_lead | dba | sre | developer
+token = "…at least 16 random characters, e.g. from: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+"""
+
+
+def load_tokens(path: str | os.PathLike[str]) -> TokenFile:
+    """Read a TOML token file: ``[[token]]`` entries of ``user``, ``role`` and ``token``.
+
+    Refused: a file other users can read or write (the tokens are passwords), a duplicate token,
+    a token shorter than 16 characters, an unknown role. A file its group can read is a warning.
+    No message ever contains a token.
+    """
+    p = Path(path)
+    try:
+        st = p.stat()
+        text = p.read_bytes()
+    except FileNotFoundError:
+        raise TokenFileError(f"token file {p} not found. Write one like this:\n{TOKEN_FILE_HELP}") from None
+    except OSError as exc:
+        raise TokenFileError(f"cannot read the token file {p}: {exc.strerror or exc}") from None
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o007:
+        raise TokenFileError(f"token file {p} is {'readable' if mode & 0o004 else 'usable'} by every user on this "
+                             f"host (mode {mode:04o}): its tokens are passwords. Run: chmod 600 {p}")
+    warnings: list[str] = []
+    if mode & 0o020:
+        raise TokenFileError(f"token file {p} is writable by its group (mode {mode:04o}): anyone in it could "
+                             f"add a token. Run: chmod 600 {p}")
+    if mode & 0o040:
+        warnings.append(f"token file {p} is readable by its group (mode {mode:04o}); chmod 600 {p} keeps it yours")
+    try:
+        data = tomllib.loads(text.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        # tomllib's message names a line and column, never the text of a value.
+        raise TokenFileError(f"token file {p} is not valid TOML ({exc}). Expected:\n{TOKEN_FILE_HELP}") from None
+    problems: list[str] = []
+    tenant = data.get("tenant")
+    if tenant is not None:
+        try:
+            check_slug(tenant, "tenant")
+        except IdentifierError as exc:
+            problems.append(str(exc))
+    unknown = sorted(set(data) - {"tenant", "token"})
+    if unknown:
+        problems.append(f"unknown key(s) {', '.join(unknown)}: the file has 'tenant' and [[token]] entries")
+    entries = data.get("token")
+    if not isinstance(entries, list) or not entries:
+        problems.append("no [[token]] entries: add one per person and role")
+        entries = []
+    tokens: dict[str, tuple[str, str]] = {}
+    where_seen: dict[str, int] = {}
+    for n, entry in enumerate(entries, start=1):
+        where = f"[[token]] #{n}"
+        if not isinstance(entry, dict):
+            problems.append(f"{where} must be a table of user, role and token")
+            continue
+        user, role, token = entry.get("user"), entry.get("role"), entry.get("token")
+        extra = sorted(set(entry) - {"user", "role", "token"})
+        if extra:
+            problems.append(f"{where}: unknown key(s) {', '.join(extra)} (user, role, token)")
+        if not isinstance(user, str) or not re.fullmatch(r"[A-Za-z0-9_.@-]{1,100}", user):
+            problems.append(f"{where}: 'user' must be a name of letters, digits, '.', '_', '@' or '-'")
+            continue
+        where = f"{where} ({user})"
+        if role not in ROLES:
+            problems.append(f"{where}: 'role' must be one of {', '.join(ROLES)}")
+        if not isinstance(token, str) or len(token.strip()) < MIN_TOKEN or token != token.strip() \
+                or any(c.isspace() for c in token):
+            problems.append(f"{where}: 'token' must be at least {MIN_TOKEN} characters without spaces")
+            continue
+        if token in where_seen:
+            problems.append(f"{where}: the same token as [[token]] #{where_seen[token]}: give each its own")
+            continue
+        where_seen[token] = n
+        if role in ROLES:
+            tokens[token] = (user, role)
+    if problems:
+        raise TokenFileError(f"token file {p}:\n  - " + "\n  - ".join(problems))
+    return TokenFile(tokens, tenant, tuple(warnings))
+
+
+# --- the command --------------------------------------------------------------------------------
 
 
 class ListenError(ValueError):
@@ -63,8 +180,7 @@ def add_api_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def cmd_api(args: argparse.Namespace) -> int:
-    from engine.api import TokenFileError, create_app, load_tokens, serve_in_thread
-    from engine.identifiers import IdentifierError, check_slug
+    from engine.api import create_app, serve_in_thread
     from engine.store import Store, StoreError, redact_url
 
     try:

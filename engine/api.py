@@ -25,17 +25,13 @@ from __future__ import annotations
 import hmac
 import json
 import math
-import os
 import re
 import socket
-import stat
 import threading
 import time
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -69,7 +65,6 @@ API_VERSION = "1.0"
 DEACTIVATE_ROLES = frozenset({"canary_lead", "dba"})  # SPEC §4: deactivation, as the console's F9 dialog
 MAX_REASON = 2000
 MAX_BODY = 64 * 1024
-MIN_TOKEN = 16  # characters, for tokens read from a file
 # The statuses a worker may set with PATCH …/status. ``rolled_back`` is not one of them: a run
 # becomes rolled_back when the rollback flow has dropped its index and verified it gone (SPEC §8).
 PATCH_STATUSES = ("running", "completed", "failed", "cancelled")
@@ -133,14 +128,6 @@ def _expect(schema: Mapping[str, Any]) -> str:
     return "a value"
 
 
-def _check_slug(value: str, name: str) -> str:
-    return check_slug(value, name)
-
-
-def _check_identifier(value: str, name: str) -> str:
-    return check_identifier(value, name)
-
-
 def _check_run_id(value: str, name: str) -> str:
     if not re.fullmatch(RUN_ID_PATTERN, value):
         raise IdentifierError(f"{name} {value[:80]!r} is not a run id (letters, digits and '-', at most 36)")
@@ -172,7 +159,7 @@ def _check_statuses(value: str, name: str) -> str:
 
 
 CHECKS: dict[str, Callable[[str, str], str]] = {
-    "slug": _check_slug, "identifier": _check_identifier, "run_id": _check_run_id,
+    "slug": check_slug, "identifier": check_identifier, "run_id": _check_run_id,
     "nonblank": _check_nonblank, "datetime": _check_datetime, "statuses": _check_statuses,
     "any": lambda value, _name: value,  # the handler decides (and audits), e.g. an out-of-scope action
 }
@@ -487,6 +474,7 @@ class Operation:
     action: str = ""
     what: str = ""  # for the refusal's message: "<what> needs the … role"
     role_note: str = ""
+    notes: str = ""  # the rules that refuse a schema-valid request, for the description
     params: tuple[Param, ...] = ()
     body: Mapping[str, Any] | None = None
     body_optional: bool = False
@@ -534,7 +522,7 @@ def openapi_document(operations: list[Operation]) -> dict[str, Any]:
         note = op.role_note or (f"Role: {_roles_words(op.roles)}; other roles get 403 and an audit entry "
                                 f"'{op.action}_refused'." if op.roles is not None else
                                 "Role: any token." if op.auth else "No token needed.")
-        entry["description"] = note
+        entry["description"] = f"{note} {op.notes}".strip()
         if op.body is not None:
             entry["requestBody"] = {"required": not op.body_optional, "content": {
                 "application/json": {"schema": _public(op.body)}}}
@@ -878,6 +866,8 @@ def create_app(store: Store, tenant_id: str, tokens: dict[str, tuple[str, str]])
     conn_p = Param("connection_id", "path", SLUG, "the connection profile's id", required=True)
     tenant_p = Param("tenant_id", "path", SLUG, "the tenant", required=True)
     ks_body = dict(body=KILL_SWITCH_BODY, example='{"is_active": true|false, "reason": "…"}',
+                   notes="422 also when deactivating without a reason, or when the body's tenant_id differs "
+                         "from the path's.",
                    role_note="Role: any token activates; deactivation (is_active false) needs canary_lead or dba "
                              "and a reason — others get 403 and an audit entry 'kill_switch_deactivation_refused'.")
     rollback_note = ("Role: decided by the rules of engine.rollback_flow (runbook 6.3), as in the console: "
@@ -911,6 +901,9 @@ def create_app(store: Store, tenant_id: str, tokens: dict[str, tuple[str, str]])
         Operation("POST", "/api/executions", create_run, "create a scheduled ADD_INDEX run (takes the scope lock)",
                   "executions", roles=START_ROLES, action="execution_create", what="creating an execution run",
                   params=(TENANT_Q,), body=EXECUTION_BODY, ok=201, answer="Run", errors=(409,),
+                  notes="422 also for an action other than ADD_INDEX (out_of_scope, audited as "
+                        "'execution_refused'), or without schema_name when the connection has no stored "
+                        "profile. 409 while another run holds the store's scope lock.",
                   example='{"connection_id": "…", "table_name": "…", "index_name": "…", "columns": ["…"]}'),
         Operation("GET", "/api/executions/{run_id}", show_run, "one run: its status, lease and times", "executions",
                   params=(RUN_P, TENANT_Q), answer="Run"),
@@ -921,6 +914,8 @@ def create_app(store: Store, tenant_id: str, tokens: dict[str, tuple[str, str]])
         Operation("PATCH", "/api/executions/{run_id}/status", set_status, "move the run along its state machine",
                   "executions", roles=EXECUTE_ROLES, action="execution_status", what="changing a run's status",
                   params=(RUN_P, TENANT_Q), body=STATUS_BODY, answer="Run", errors=(409,),
+                  notes="409 for a change the state machine refuses (engine.runstate, e.g. failed without a "
+                        "fail_reason) and for rolled_back, audited as 'execution_status_refused'.",
                   example='{"status": "completed", "message": "…"}'),
         Operation("POST", "/api/rollback/{run_id}/trigger", trigger, "decide a manual rollback (R1)", "rollback",
                   role_note=rollback_note, params=(RUN_P, TENANT_Q), body=TRIGGER_BODY, ok=201,
@@ -1043,110 +1038,6 @@ def create_app(store: Store, tenant_id: str, tokens: dict[str, tuple[str, str]])
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: server_error})
     app.state.openapi = document
     return app
-
-
-# --- the token file (``canary-console api --tokens FILE``) ----------------------------------------
-
-
-class TokenFileError(ValueError):
-    """The token file cannot be used; the message says why and how to fix it (never a token)."""
-
-
-@dataclass(frozen=True)
-class TokenFile:
-    tokens: dict[str, tuple[str, str]]  # token → (user, role)
-    tenant: str | None
-    warnings: tuple[str, ...] = ()
-
-    def describe(self) -> str:
-        """Who holds a token, for a log line: users and roles, never a token."""
-        return ", ".join(f"{u} ({r})" for u, r in sorted(set(self.tokens.values())))
-
-
-TOKEN_FILE_HELP = """\
-tenant = "acme"            # optional: the default tenant of every request
-
-[[token]]                  # one per person and role; chmod 600 this file
-user = "somchai"
-role = "canary_lead"       # canary_lead | dba | sre | developer
-token = "…at least 16 random characters, e.g. from: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
-"""
-
-
-def load_tokens(path: str | os.PathLike[str]) -> TokenFile:
-    """Read a TOML token file: ``[[token]]`` entries of ``user``, ``role`` and ``token``.
-
-    Refused: a file other users can read or write (the tokens are passwords), a duplicate token,
-    a token shorter than 16 characters, an unknown role. A file its group can read is a warning.
-    No message ever contains a token.
-    """
-    p = Path(path)
-    try:
-        st = p.stat()
-        text = p.read_bytes()
-    except FileNotFoundError:
-        raise TokenFileError(f"token file {p} not found. Write one like this:\n{TOKEN_FILE_HELP}") from None
-    except OSError as exc:
-        raise TokenFileError(f"cannot read the token file {p}: {exc.strerror or exc}") from None
-    mode = stat.S_IMODE(st.st_mode)
-    if mode & 0o007:
-        raise TokenFileError(f"token file {p} is {'readable' if mode & 0o004 else 'usable'} by every user on this "
-                             f"host (mode {mode:04o}): its tokens are passwords. Run: chmod 600 {p}")
-    warnings: list[str] = []
-    if mode & 0o020:
-        raise TokenFileError(f"token file {p} is writable by its group (mode {mode:04o}): anyone in it could "
-                             f"add a token. Run: chmod 600 {p}")
-    if mode & 0o040:
-        warnings.append(f"token file {p} is readable by its group (mode {mode:04o}); chmod 600 {p} keeps it yours")
-    try:
-        data = tomllib.loads(text.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        # tomllib's message names a line and column, never the text of a value.
-        raise TokenFileError(f"token file {p} is not valid TOML ({exc}). Expected:\n{TOKEN_FILE_HELP}") from None
-    problems: list[str] = []
-    tenant = data.get("tenant")
-    if tenant is not None:
-        try:
-            check_slug(tenant, "tenant")
-        except IdentifierError as exc:
-            problems.append(str(exc))
-    unknown = sorted(set(data) - {"tenant", "token"})
-    if unknown:
-        problems.append(f"unknown key(s) {', '.join(unknown)}: the file has 'tenant' and [[token]] entries")
-    entries = data.get("token")
-    if not isinstance(entries, list) or not entries:
-        problems.append("no [[token]] entries: add one per person and role")
-        entries = []
-    tokens: dict[str, tuple[str, str]] = {}
-    where_seen: dict[str, int] = {}
-    for n, entry in enumerate(entries, start=1):
-        where = f"[[token]] #{n}"
-        if not isinstance(entry, dict):
-            problems.append(f"{where} must be a table of user, role and token")
-            continue
-        user, role, token = entry.get("user"), entry.get("role"), entry.get("token")
-        extra = sorted(set(entry) - {"user", "role", "token"})
-        if extra:
-            problems.append(f"{where}: unknown key(s) {', '.join(extra)} (user, role, token)")
-        if not isinstance(user, str) or not re.fullmatch(r"[A-Za-z0-9_.@-]{1,100}", user):
-            problems.append(f"{where}: 'user' must be a name of letters, digits, '.', '_', '@' or '-'")
-            continue
-        where = f"{where} ({user})"
-        if role not in ROLES:
-            problems.append(f"{where}: 'role' must be one of {', '.join(ROLES)}")
-        if not isinstance(token, str) or len(token.strip()) < MIN_TOKEN or token != token.strip() \
-                or any(c.isspace() for c in token):
-            problems.append(f"{where}: 'token' must be at least {MIN_TOKEN} characters without spaces")
-            continue
-        if token in where_seen:
-            problems.append(f"{where}: the same token as [[token]] #{where_seen[token]}: give each its own")
-            continue
-        where_seen[token] = n
-        if role in ROLES:
-            tokens[token] = (user, role)
-    if problems:
-        raise TokenFileError(f"token file {p}:\n  - " + "\n  - ".join(problems))
-    return TokenFile(tokens, tenant, tuple(warnings))
 
 
 # --- serving in a thread (tests, the self-test, the console's own API) --------------------

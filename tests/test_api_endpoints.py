@@ -20,8 +20,9 @@ import httpx
 import pytest
 
 from console import api_cmd
+from console.api_cmd import TokenFileError, load_tokens
 from engine import rollback_flow as flow
-from engine.api import TokenFileError, create_app, load_tokens, serve_in_thread
+from engine.api import create_app, serve_in_thread
 from engine.collectors import Sample
 from engine.killswitch import EmbeddedKillSwitch, KillSwitchApiError, RemoteKillSwitch
 from engine.plan import ConnectionProfile

@@ -233,6 +233,8 @@ def test_bad_identifiers_and_unknown_routes_answer_json_errors(client):
     h = auth("t-lead")
     for path, params in (("/api/kill-switch", {"connection_id": "x'; DROP TABLE t;--"}),
                          ("/api/kill-switch", {"tenant_id": "../etc"}),
+                         ("/api/kill-switch", {"tenant_id": ""}),  # empty is not "the default" (fuzzing)
+                         ("/api/kill-switch", {"connection_id": ""}),
                          ("/api/kill-switch/status", {"tenant_id": "*"}),
                          ("/api/kill-switch/connection/UPPER", {}),
                          ("/api/kill-switch/tenant/a%20b/status", {})):
