@@ -770,12 +770,10 @@ class CanaryApp(App):
         self.execute(self.run_id, self._interval())
 
     def _interval(self) -> float:
-        """SPEC §5's sampling interval for the gate's band (5 s, 2.5 s for a WARNING table) — and,
-        on a drill's compressed clock, never more than about seven polls a real second: faster,
-        the monitoring would disturb the latency it measures."""
+        """SPEC §5's sampling interval for the gate's band, on this console's clock."""
         g = self.view.gate()
-        band = sampling_interval({"warn": "WARNING"}.get(g.status if g else "", "PASS"))
-        return max(band, 0.15 * float(getattr(self.clock, "speed", 1.0)))
+        return sampling_interval({"warn": "WARNING"}.get(g.status if g else "", "PASS"),
+                                 float(getattr(self.clock, "speed", 1.0)))
 
     @work(thread=True, group="executor", exit_on_error=False)
     def execute(self, run_id: str, interval: float, take_over: bool = False) -> None:

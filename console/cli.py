@@ -249,7 +249,7 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
     from engine.clock import clock_for
     from engine.executor import Executor
     from engine.monitor import Monitor, sources_for
-    from engine.sizegate import gate
+    from engine.sizegate import gate, sampling_interval
     from engine.store import Store, redact_url
     from engine.target import Target
 
@@ -312,7 +312,7 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
             if decision.needs_exact_count:
                 say(f"size gate: {decision.rule}")
                 decision = gate(s.exact_count(plan.schema, plan.change.table) or 0, exact=True)
-        say(f"size gate {decision.band}: {decision.rule}; sampling every {decision.sampling_interval_s:g} s"
+        say(f"size gate {decision.band}: {decision.rule}; sampling every {sampling_interval(decision.band, speed):g} s"
             + (f" (data {info.data_mb} MB, index {info.index_mb} MB)" if info else ""))
         if decision.band == "BLOCK":
             store.audit(plan.tenant, ident.actor, "size_gate_block", None, {"rule": decision.rule})
@@ -325,7 +325,7 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
         run = store.get_run(plan.tenant, drill.resumed_run) if drill.resumed_run else ex.create_run()
         ex.monitor = Monitor(store, plan.tenant, run.id, sources_for(plan, backend, clock), plan.profile(),
                              ident.actor, clock,
-                             interval=decision.sampling_interval_s)
+                             interval=sampling_interval(decision.band, speed))
         say(f"run {run.id}: baseline {plan.executor.baseline_window_seconds / 60:g} min, ALTER, cool-down "
             f"{plan.executor.cooldown_seconds / 60:g} min, 60-minute monitoring window — TIME COMPRESSED "
             f"{speed:g}× (rehearsal only): about {(plan.executor.baseline_window_seconds + plan.executor.cooldown_seconds + 3600) / speed / 60:.1f} real minutes")
