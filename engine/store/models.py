@@ -224,7 +224,10 @@ class Checkpoint(SQLModel, table=True):
 
 class MetricSample(SQLModel, table=True):
     __tablename__ = "metric_samples"
-    __table_args__ = (Index("ix_samples_run_metric_time", "tenant_id", "execution_run_id", "metric", "sampled_at"),)
+    __table_args__ = (
+        Index("ix_samples_run_metric_time", "tenant_id", "execution_run_id", "metric", "sampled_at"),
+        Index("ix_samples_run_time", "tenant_id", "execution_run_id", "sampled_at"),  # a poll's "since"
+    )
     id: int | None = Field(default=None, primary_key=True)
     tenant_id: str = Field(max_length=64)
     execution_run_id: str = Field(max_length=36)

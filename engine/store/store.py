@@ -544,12 +544,17 @@ class Store:
             s.add_all(rows)
             s.commit()
 
-    def samples(self, tenant_id: str, run_id: str, metric: str | None = None) -> list[MetricSample]:
+    def samples(self, tenant_id: str, run_id: str, metric: str | None = None,
+                since: datetime | None = None) -> list[MetricSample]:
+        """Oldest first. ``since``: only samples taken after it (a dashboard's next poll; the
+        (tenant, run, sampled_at) index serves it)."""
         with self.session() as s:
             q = select(MetricSample).where(MetricSample.tenant_id == tenant_id,
                                            MetricSample.execution_run_id == run_id)
             if metric is not None:
                 q = q.where(MetricSample.metric == metric)
+            if since is not None:
+                q = q.where(MetricSample.sampled_at > since)  # type: ignore[operator]
             return list(s.exec(q.order_by(MetricSample.sampled_at, MetricSample.id)).all())
 
     def count_rows(self, model: type[SQLModel], tenant_id: str) -> int:
