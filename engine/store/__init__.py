@@ -2,7 +2,9 @@
 
 from engine.store.models import (
     GLOBAL_TENANT,
+    SCHEMA_VERSION,
     Approval,
+    AuditChainHead,
     AuditLog,
     Checkpoint,
     ConnectionProfileRow,
@@ -14,6 +16,7 @@ from engine.store.models import (
     RollbackPoint,
     RollbackRecord,
     RunLock,
+    StoreMeta,
     Tenant,
 )
 from engine.store.store import (
@@ -28,9 +31,9 @@ from engine.store.store import (
 )
 
 __all__ = [
-    "GLOBAL_TENANT", "Approval", "AuditLog", "Checkpoint", "ClaimConflict", "ConnectionProfileRow",
-    "InvalidTransition",
+    "GLOBAL_TENANT", "SCHEMA_VERSION", "Approval", "AuditChainHead", "AuditLog", "Checkpoint", "ClaimConflict",
+    "ConnectionProfileRow", "InvalidTransition",
     "Decision", "ExecutionRun", "KillSwitchState", "MetricSample", "PrecheckResult", "RollbackPoint",
-    "RollbackRecord", "RunLock", "ScopeLockError", "Store", "StoreError", "Tenant",
+    "RollbackRecord", "RunLock", "ScopeLockError", "Store", "StoreError", "StoreMeta", "Tenant",
     "default_store_url", "redact_url", "state_dir",
 ]

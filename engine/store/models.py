@@ -18,6 +18,11 @@ from sqlmodel.sql.sqltypes import UTCDateTime
 from engine.clock import utcnow
 from engine.tenancy import GLOBAL_TENANT  # noqa: F401 - part of the store's vocabulary
 
+# Bumped whenever a store written by the previous version cannot be used as it is; ``Store`` refuses
+# an older (or newer) one with the way out. 1: before the audit hash chain. 2: the audit chain
+# (audit_logs.prev_hash/row_hash, audit_chain_head), the samples' (tenant, run, time) index.
+SCHEMA_VERSION = 2
+
 RUN_STATUSES = ("scheduled", "running", "completed", "failed", "cancelled", "rolled_back")
 ACTIVE_STATUSES = ("scheduled", "running")
 FAIL_REASONS = (
@@ -163,11 +168,14 @@ class RollbackRecord(SQLModel, table=True):
 
 class AuditLog(SQLModel, table=True):
     """The audit trail. ``seq`` is the order entries were written in, across every process on the
-    store: timestamps alone can tie (and a frozen test clock always does)."""
+    store: timestamps alone can tie (and a frozen test clock always does). It is assigned with the
+    hash chain's link under the chain head's lock (``Store._commit_audited``), so it has no gaps:
+    a missing seq is a deleted row. ``row_hash = sha256(prev_hash + canonical JSON of the content
+    fields)`` (``engine.audit_chain``)."""
 
     __tablename__ = "audit_logs"
     __table_args__ = (Index("ix_audit_tenant_seq", "tenant_id", "seq"),)
-    seq: int | None = Field(default=None, primary_key=True)
+    seq: int | None = Field(default=None, primary_key=True, sa_column_kwargs={"autoincrement": False})
     id: str = Field(default_factory=new_id, unique=True, max_length=36)
     tenant_id: str = Field(max_length=64)
     execution_run_id: str | None = Field(default=None, max_length=36, index=True)
@@ -177,6 +185,31 @@ class AuditLog(SQLModel, table=True):
     new_status: str | None = Field(default=None, max_length=16)
     details: dict[str, Any] | None = _json()
     created_at: datetime = _now()
+    # No defaults: a row written around the chain is refused by the database (NOT NULL).
+    prev_hash: str = Field(max_length=64)
+    row_hash: str = Field(max_length=64)
+
+
+class AuditChainHead(SQLModel, table=True):
+    """The chain's last link: one row (``GLOBAL_TENANT``; the chain is store-wide). Every audit
+    write updates it in its own transaction, which is the lock that serialises appends on every
+    backend, and it lets ``audit verify`` see rows deleted from the end (unless the head was
+    rewritten too: only a head hash kept outside the store proves that)."""
+
+    __tablename__ = "audit_chain_head"
+    tenant_id: str = Field(primary_key=True, max_length=64)
+    seq: int = 0
+    row_hash: str = Field(max_length=64)
+    updated_at: datetime = _now()
+
+
+class StoreMeta(SQLModel, table=True):
+    """The store's own facts; ``schema_version`` is the one ``Store`` checks on opening."""
+
+    __tablename__ = "store_meta"
+    tenant_id: str = Field(primary_key=True, max_length=64)  # GLOBAL_TENANT
+    name: str = Field(primary_key=True, max_length=64)
+    value: str = Field(max_length=200)
 
 
 class PrecheckResult(SQLModel, table=True):

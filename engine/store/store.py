@@ -6,23 +6,27 @@ without its audit row cannot exist. Every read filters on ``tenant_id``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, func, inspect, update
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy import Integer, String, bindparam, event, func, insert, inspect, type_coerce, update
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlmodel import Session, SQLModel, create_engine, select
 
+from engine import audit_chain
 from engine.clock import Clock, SystemClock
 from engine.paths import state_dir
 from engine.runstate import ACTIVE, TransitionError, check_transition
 from engine.store.models import (
     GLOBAL_TENANT,
+    SCHEMA_VERSION,
     Approval,
+    AuditChainHead,
     AuditLog,
     Checkpoint,
     ConnectionProfileRow,
@@ -34,7 +38,10 @@ from engine.store.models import (
     RollbackPoint,
     RollbackRecord,
     RunLock,
+    StoreMeta,
     Tenant,
+    Timestamp,
+    new_id,
 )
 
 CANARY_LOCK = "canary"
@@ -100,35 +107,111 @@ def make_engine(url: str) -> Engine:
     raise StoreError(f"store backend {backend!r} is not supported: use sqlite, postgresql or mysql")
 
 
+def _insert_ignore(conn: Connection, model: type[SQLModel], **values: Any) -> None:
+    """Insert a row unless its key is taken (two processes opening a fresh store at once)."""
+    table = model.__table__  # type: ignore[attr-defined]
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        conn.execute(pg_insert(table).values(**values).on_conflict_do_nothing())
+    elif conn.dialect.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        conn.execute(sqlite_insert(table).values(**values).on_conflict_do_nothing())
+    else:
+        conn.execute(insert(table).values(**values).prefix_with("IGNORE"))
+
+
+# The chain's statements, built once: the kill switch's path runs them on every press.
+_HEAD = AuditChainHead.__table__  # type: ignore[attr-defined]
+_AUDIT = AuditLog.__table__  # type: ignore[attr-defined]
+_BUMP_HEAD = (update(_HEAD).where(_HEAD.c.tenant_id == GLOBAL_TENANT)
+              .values(seq=_HEAD.c.seq + bindparam("n", type_=Integer)))
+_BUMP_HEAD_RETURNING = _BUMP_HEAD.returning(_HEAD.c.seq, _HEAD.c.row_hash)
+_READ_HEAD = select(_HEAD.c.seq, _HEAD.c.row_hash).where(_HEAD.c.tenant_id == GLOBAL_TENANT)
+_SET_HEAD = (update(_HEAD).where(_HEAD.c.tenant_id == GLOBAL_TENANT)
+             .values(row_hash=bindparam("new_hash"), updated_at=bindparam("at", type_=Timestamp())))
+_LAST_AUDIT_ROW = select(_AUDIT.c.seq, _AUDIT.c.row_hash).order_by(_AUDIT.c.seq.desc()).limit(1)
+_INSERT_AUDIT = insert(_AUDIT)
+
+
+def _chain_row(r: Any) -> audit_chain.ChainRow:
+    """A row as read for verification: ``details`` and ``created_at`` come raw (text on SQLite), so
+    a value edited into something unreadable is reported, not raised."""
+    details, created = r.details, r.created_at
+    if isinstance(details, str):
+        try:
+            details = json.loads(details)
+        except ValueError:
+            pass
+    if isinstance(created, str):
+        try:
+            created = datetime.fromisoformat(created)
+        except ValueError:
+            pass
+    return audit_chain.ChainRow(r.seq, r.id, r.tenant_id, r.execution_run_id, r.actor, r.action, r.old_status,
+                                r.new_status, details, created, r.prev_hash, r.row_hash)
+
+
 class Store:
     def __init__(self, url: str | None = None, clock: Clock | None = None):
         self.url = url or default_store_url()
         self.clock = clock or SystemClock()
         self.engine = make_engine(self.url)
         try:
-            SQLModel.metadata.create_all(self.engine)
-            missing = self._missing_columns()
+            missing = self._missing_columns()  # before creating anything: an old store is left as it is
+            if not missing:
+                SQLModel.metadata.create_all(self.engine)
+            version = SCHEMA_VERSION - 1 if missing else self._schema_version()
         except SQLAlchemyError as exc:
             raise StoreError(
                 f"cannot open the store at {redact_url(self.url)}: {exc.__class__.__name__}: "
                 f"{str(getattr(exc, 'orig', exc)).splitlines()[0]}. Check the URL and that the server is up."
             ) from None
-        if missing:
+        if version < SCHEMA_VERSION:
             raise StoreError(
                 f"the store at {redact_url(self.url)} was written by an older version of canary-console "
-                f"({'; '.join(missing)}). Keep it for its history and point --store at a new one "
-                "(for the rehearsal: canary-console rehearse --reset)."
+                f"(schema {version}, this version needs {SCHEMA_VERSION}"
+                f"{': ' + '; '.join(missing) if missing else ''}). Keep it for its history and point --store "
+                "at a new one (for the rehearsal: canary-console rehearse --reset)."
+            )
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"the store at {redact_url(self.url)} was written by a newer version of canary-console "
+                f"(schema {version}; this version reads {SCHEMA_VERSION}). Run that version (upgrade this "
+                "one), or point --store at another store."
             )
 
     def _missing_columns(self) -> list[str]:
+        """What the store's existing tables lack (tables not there yet are created, not missed)."""
         found = inspect(self.engine)
+        existing = set(found.get_table_names())
         out = []
         for table in SQLModel.metadata.sorted_tables:
+            if table.name not in existing:
+                continue
             have = {c["name"] for c in found.get_columns(table.name)}
             lacking = [c.name for c in table.columns if c.name not in have]
             if lacking:
                 out.append(f"{table.name} lacks {', '.join(lacking)}")
         return out
+
+    def _schema_version(self) -> int:
+        """The version stamped in the store; a fresh store (every column present, no stamp yet) is
+        stamped with this one's. A store from before the stamp lacks columns and never gets here."""
+        key = StoreMeta.tenant_id == GLOBAL_TENANT, StoreMeta.name == "schema_version"
+        with self.engine.begin() as conn:
+            value = conn.execute(select(StoreMeta.value).where(*key)).scalar()
+            if value is None:
+                _insert_ignore(conn, StoreMeta, tenant_id=GLOBAL_TENANT, name="schema_version",
+                               value=str(SCHEMA_VERSION))
+        if value is None:  # read again in a new transaction: another opener's stamp may have won
+            with self.engine.connect() as conn:
+                value = conn.execute(select(StoreMeta.value).where(*key)).scalar()
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            return 0
 
     def close(self) -> None:
         self.engine.dispose()
@@ -181,18 +264,78 @@ class Store:
         self, tenant_id: str, actor: str, action: str, run_id: str | None = None,
         details: dict[str, Any] | None = None, old_status: str | None = None,
         new_status: str | None = None,
-    ) -> AuditLog:
-        return AuditLog(
-            tenant_id=tenant_id, execution_run_id=run_id, actor=actor, action=action,
-            old_status=old_status, new_status=new_status, details=details or {},
-            created_at=self.now(),
-        )
+    ) -> dict[str, Any]:
+        """An audit entry's values, for ``_commit_audited`` to chain and insert."""
+        return {"id": new_id(), "tenant_id": tenant_id, "execution_run_id": run_id, "actor": actor,
+                "action": action, "old_status": old_status, "new_status": new_status,
+                "details": details or {}, "created_at": self.now()}
 
     def audit(self, tenant_id: str, actor: str, action: str, run_id: str | None = None,
               details: dict[str, Any] | None = None) -> None:
         with self.session() as s:
-            s.add(self._audit_row(tenant_id, actor, action, run_id, details))
-            s.commit()
+            self._commit_audited(s, self._audit_row(tenant_id, actor, action, run_id, details))
+
+    def _commit_audited(self, s: Session, *entries: dict[str, Any]) -> None:
+        """Link ``entries`` to the hash chain, insert them and commit ``s``: every audit row is
+        written here.
+
+        The session's other writes are flushed first, so the chain head's row lock is the last lock
+        the transaction takes and is held only for the few statements before the commit (no lock
+        order to deadlock on). The head update is the transaction's first write on SQLite when it
+        has no other: that takes the database's write lock before the head is read, so two
+        processes cannot read the same head (pysqlite begins a transaction only at a write).
+        """
+        s.flush()
+        conn = s.connection()
+        start, prev = self._take_chain_head(conn, len(entries))
+        rows = []
+        for seq, entry in enumerate(entries, start + 1):
+            row = dict(entry, seq=seq, details=audit_chain.normalize_details(entry["details"]), prev_hash=prev)
+            row["row_hash"] = prev = audit_chain.row_hash(prev, audit_chain.content(row))
+            rows.append(row)
+        conn.execute(_INSERT_AUDIT, rows)
+        conn.execute(_SET_HEAD, {"new_hash": prev, "at": self.now()})
+        s.commit()
+
+    def _take_chain_head(self, conn: Connection, n: int) -> tuple[int, str]:
+        """Reserve ``n`` seqs under the head's lock: (the last seq before them, its row_hash)."""
+        for _ in range(2):
+            if conn.dialect.update_returning:  # SQLite ≥ 3.35, PostgreSQL: one statement
+                got = conn.execute(_BUMP_HEAD_RETURNING, {"n": n}).first()
+            elif conn.execute(_BUMP_HEAD, {"n": n}).rowcount:  # MySQL: the UPDATE holds the row lock
+                got = conn.execute(_READ_HEAD).first()
+            else:
+                got = None
+            if got is not None:
+                return got.seq - n, got.row_hash
+            # No head yet (a fresh store, or its rows were wiped): start it at the last row written.
+            last = conn.execute(_LAST_AUDIT_ROW).first()
+            _insert_ignore(conn, AuditChainHead, tenant_id=GLOBAL_TENANT, seq=last.seq if last else 0,
+                           row_hash=last.row_hash if last else audit_chain.GENESIS, updated_at=self.now())
+        raise StoreError("the audit chain head cannot be written")
+
+    def audit_chain_rows(self) -> tuple[list[audit_chain.ChainRow], tuple[int, str] | None]:
+        """Every audit row (all tenants: the chain is store-wide) and the chain head, read so that
+        writers committing meanwhile are not mistaken for tampering: the rows first, then the head,
+        then any rows up to the head that were committed in between."""
+        cols = (AuditLog.seq, AuditLog.id, AuditLog.tenant_id, AuditLog.execution_run_id, AuditLog.actor,
+                AuditLog.action, AuditLog.old_status, AuditLog.new_status,
+                type_coerce(AuditLog.details, String).label("details"),
+                type_coerce(AuditLog.created_at, String).label("created_at"),
+                AuditLog.prev_hash, AuditLog.row_hash)
+        with self.engine.connect() as conn:
+            rows = [_chain_row(r) for r in conn.execute(select(*cols).order_by(AuditLog.seq))]
+            got = conn.execute(select(AuditChainHead.seq, AuditChainHead.row_hash)
+                               .where(AuditChainHead.tenant_id == GLOBAL_TENANT)).first()
+            last = rows[-1].seq if rows else 0
+            if got is not None and got.seq > last:
+                rows += [_chain_row(r) for r in conn.execute(
+                    select(*cols).where(AuditLog.seq > last, AuditLog.seq <= got.seq).order_by(AuditLog.seq))]
+        return rows, (got.seq, got.row_hash) if got is not None else None
+
+    def verify_audit_chain(self, expect_head: str | None = None) -> audit_chain.Verdict:
+        rows, head = self.audit_chain_rows()
+        return audit_chain.verify(rows, head, expect_head)
 
     def audit_entries(self, tenant_id: str, run_id: str | None = None, action: str | None = None,
                       limit: int = 1000, since_seq: int | None = None, latest: bool = False) -> list[AuditLog]:
@@ -223,12 +366,11 @@ class Store:
             s.add(run)
             s.add(RunLock(tenant_id=GLOBAL_TENANT, name=CANARY_LOCK, execution_run_id=run.id,
                           holder_tenant_id=run.tenant_id, acquired_by=actor, acquired_at=self.now()))
-            s.add(self._audit_row(run.tenant_id, actor, "run_created", run.id,
-                                  {"table": run.table_name, "index": run.index_name,
-                                   "columns": run.columns, "mode": run.mode},
-                                  None, "scheduled"))
             try:
-                s.commit()
+                self._commit_audited(s, self._audit_row(
+                    run.tenant_id, actor, "run_created", run.id,
+                    {"table": run.table_name, "index": run.index_name, "columns": run.columns, "mode": run.mode},
+                    None, "scheduled"))
             except IntegrityError:
                 s.rollback()
                 holder = self.lock_holder()
@@ -314,12 +456,12 @@ class Store:
                 audit["fail_reason"] = fail_reason
             if message:
                 audit["message"] = message
-            s.add(self._audit_row(tenant_id, actor, "status_change", run_id, audit, old, new_status))
             if new_status not in ACTIVE:
                 lock = s.get(RunLock, (GLOBAL_TENANT, CANARY_LOCK))
                 if lock is not None and lock.execution_run_id == run_id:
                     s.delete(lock)
-            s.commit()
+            self._commit_audited(s, self._audit_row(tenant_id, actor, "status_change", run_id, audit, old,
+                                                    new_status))
         return self.get_run(tenant_id, run_id)  # type: ignore[return-value]
 
     # --- claim with a lease (seed 001 §7, TC-01, TC-10) -----------------------------------
@@ -393,12 +535,11 @@ class Store:
                 row.updated_by = actor
                 row.updated_at = now
                 s.add(row)
-                s.add(self._audit_row(
-                    tenant_id, actor, "kill_switch_activated" if active else "kill_switch_deactivated",
-                    None, {"scope": scope, "connection_id": conn or None, "reason": reason,
-                           "was_active": old}))
                 try:
-                    s.commit()
+                    self._commit_audited(s, self._audit_row(
+                        tenant_id, actor, "kill_switch_activated" if active else "kill_switch_deactivated",
+                        None, {"scope": scope, "connection_id": conn or None, "reason": reason,
+                               "was_active": old}))
                     return row
                 except IntegrityError:
                     s.rollback()
@@ -421,11 +562,10 @@ class Store:
     def save_rollback_point(self, point: RollbackPoint, actor: str) -> RollbackPoint:
         with self.session() as s:
             s.add(point)
-            s.add(self._audit_row(point.tenant_id, actor, "rollback_point_captured",
-                                  point.execution_run_id,
-                                  {"indexes": [i.get("name") for i in point.indexes or []],
-                                   "ladder": [r.get("rung") for r in point.ladder or []]}))
-            s.commit()
+            self._commit_audited(s, self._audit_row(
+                point.tenant_id, actor, "rollback_point_captured", point.execution_run_id,
+                {"indexes": [i.get("name") for i in point.indexes or []],
+                 "ladder": [r.get("rung") for r in point.ladder or []]}))
         return point
 
     def rollback_point(self, tenant_id: str, run_id: str) -> RollbackPoint | None:
@@ -438,13 +578,11 @@ class Store:
         record.updated_at = self.now()
         with self.session() as s:
             merged = s.merge(record)
-            s.add(self._audit_row(record.tenant_id, actor, action, record.execution_run_id,
-                                  {"rollback_status": record.rollback_status,
-                                   "rollback_type": record.rollback_type,
-                                   "reason": record.trigger_reason,
-                                   "error": record.rollback_error,
-                                   "attempts": len(record.attempts or [])}))
-            s.commit()
+            self._commit_audited(s, self._audit_row(
+                record.tenant_id, actor, action, record.execution_run_id,
+                {"rollback_status": record.rollback_status, "rollback_type": record.rollback_type,
+                 "reason": record.trigger_reason, "error": record.rollback_error,
+                 "attempts": len(record.attempts or [])}))
             return merged
 
     def rollback_records(self, tenant_id: str, run_id: str) -> list[RollbackRecord]:
@@ -458,10 +596,9 @@ class Store:
     def save_precheck(self, result: PrecheckResult) -> PrecheckResult:
         with self.session() as s:
             s.add(result)
-            s.add(self._audit_row(result.tenant_id, result.recorded_by or result.source,
-                                  "precheck_recorded", result.execution_run_id,
-                                  {"check": result.check_id, "status": result.status}))
-            s.commit()
+            self._commit_audited(s, self._audit_row(
+                result.tenant_id, result.recorded_by or result.source, "precheck_recorded",
+                result.execution_run_id, {"check": result.check_id, "status": result.status}))
         return result
 
     def latest_prechecks(self, tenant_id: str, prefix: str = "") -> dict[str, PrecheckResult]:
@@ -488,9 +625,9 @@ class Store:
     def add_approval(self, approval: Approval) -> Approval:
         with self.session() as s:
             s.add(approval)
-            s.add(self._audit_row(approval.tenant_id, approval.actor, f"{approval.kind}_{approval.decision}",
-                                  approval.execution_run_id, {"role": approval.role, "note": approval.note}))
-            s.commit()
+            self._commit_audited(s, self._audit_row(
+                approval.tenant_id, approval.actor, f"{approval.kind}_{approval.decision}",
+                approval.execution_run_id, {"role": approval.role, "note": approval.note}))
         return approval
 
     def approvals(self, tenant_id: str, run_id: str | None, kind: str) -> list[Approval]:
@@ -502,11 +639,9 @@ class Store:
     def save_checkpoint(self, checkpoint: Checkpoint) -> Checkpoint:
         with self.session() as s:
             s.add(checkpoint)
-            s.add(self._audit_row(checkpoint.tenant_id, checkpoint.recorded_by, "checkpoint_recorded",
-                                  checkpoint.execution_run_id,
-                                  {"label": checkpoint.label, "metrics_ok": checkpoint.metrics_ok,
-                                   "notes": checkpoint.notes}))
-            s.commit()
+            self._commit_audited(s, self._audit_row(
+                checkpoint.tenant_id, checkpoint.recorded_by, "checkpoint_recorded", checkpoint.execution_run_id,
+                {"label": checkpoint.label, "metrics_ok": checkpoint.metrics_ok, "notes": checkpoint.notes}))
         return checkpoint
 
     def checkpoints(self, tenant_id: str, run_id: str) -> list[Checkpoint]:
@@ -519,9 +654,8 @@ class Store:
         decision.created_at = self.now()  # the store's clock, as its audit entry (a drill's is compressed)
         with self.session() as s:
             s.add(decision)
-            s.add(self._audit_row(decision.tenant_id, decision.decided_by, "verdict", decision.execution_run_id,
-                                  {"verdict": decision.verdict}))
-            s.commit()
+            self._commit_audited(s, self._audit_row(decision.tenant_id, decision.decided_by, "verdict",
+                                                    decision.execution_run_id, {"verdict": decision.verdict}))
         return decision
 
     def decisions(self, tenant_id: str, run_id: str) -> list[Decision]:
