@@ -1,8 +1,8 @@
 """``canary-console``: the command line.
 
 Headless commands drive the same engine as the console: ``status``, ``kill`` / ``unkill``,
-``self-test`` and ``execute``. No traceback reaches the user: known failures print what went
-wrong and the way out; anything unexpected is written to ``cli.log`` in the state directory.
+``self-test``, ``execute`` and ``audit verify``. No traceback reaches the user: known failures print
+what went wrong and the way out; anything unexpected is written to ``cli.log`` in the state directory.
 """
 
 from __future__ import annotations
@@ -401,6 +401,49 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    """Walk the audit trail's hash chain: 0 intact, 1 tampered, 2 when it cannot be checked."""
+    import re
+
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from engine.audit_chain import render
+    from engine.store import Store, StoreError, default_store_url, redact_url
+
+    expect = (args.expect_head or "").strip().lower() or None
+    if expect is not None and not re.fullmatch(r"[0-9a-f]{64}", expect):
+        raise CliError(f"--expect-head takes the 64-hex-digit head hash a verify printed, not {args.expect_head!r}")
+    url = _store_url(args, _plan(args.plan)) or default_store_url()
+    try:
+        parsed = make_url(url)
+    except Exception:  # noqa: BLE001 - the store's own message below says what a URL looks like
+        parsed = None
+    sqlite_file = parsed.database if parsed is not None and parsed.get_backend_name() == "sqlite" else None
+    if sqlite_file and sqlite_file != ":memory:" and not os.path.exists(sqlite_file):  # opening would create it
+        raise CliError(f"no store at {redact_url(url)}: nothing to verify. Give --store URL (or --plan PLAN.toml).")
+    try:
+        store = Store(url)
+        try:
+            verdict = store.verify_audit_chain(expect)
+        finally:
+            store.close()
+    except StoreError as exc:
+        raise CliError(f"cannot verify the audit trail: {exc}") from None
+    except SQLAlchemyError as exc:
+        raise CliError(f"cannot read the audit trail at {redact_url(url)}: {exc.__class__.__name__}: "
+                       f"{str(getattr(exc, 'orig', exc)).splitlines()[0]}") from None
+    if args.json:
+        print(json.dumps({"store": redact_url(url), "intact": verdict.intact, "rows": verdict.rows,
+                          "first_seq": verdict.first_seq, "last_seq": verdict.last_seq,
+                          "head": verdict.head_hash, "expect_head_seq": verdict.expect_head_seq,
+                          "problems": [{"seq": p.seq, "kind": p.kind, "message": p.message}
+                                       for p in verdict.problems]}, indent=2))
+    else:
+        print("\n".join(render(verdict, redact_url(url))))
+    return EXIT_OK if verdict.intact else EXIT_FAILED
+
+
 # --- parser -------------------------------------------------------------------------------------
 
 
@@ -477,6 +520,15 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--tenant")
     rp.add_argument("--json", action="store_true")
     rp.set_defaults(func=cmd_replay)
+
+    au = sub.add_parser("audit", help="the audit trail: verify its hash chain")
+    au_sub = au.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    av = au_sub.add_parser("verify", help="walk the hash chain: exit 0 intact, 1 tampered, 2 cannot check")
+    common(av)
+    av.add_argument("--expect-head", metavar="HASH",
+                    help="a head hash recorded earlier: proves no row up to it was cut from the end")
+    av.add_argument("--json", action="store_true")
+    av.set_defaults(func=cmd_audit_verify)
 
     e = sub.add_parser("execute", help="run the executor headless on a plan")
     common(e, plan_required=True)
