@@ -2,7 +2,8 @@
 
 ``cut_after`` cuts the connection right after forwarding a client packet that contains the given
 bytes, so the server runs the statement but the client never hears back (a DROP whose answer is
-lost). ``refuse_next`` closes the next N new connections at once (the network is down).
+lost). ``refuse_next`` closes the next N new connections at once (the network is down). ``go_down``
+cuts every connection and refuses new ones until ``come_back`` (a network partition).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ class FaultyProxy:
         self.cuts = 0
         self.refuse_next = 0
         self.refused = 0
+        self.down = False
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._conns: list[socket.socket] = []
@@ -35,6 +37,10 @@ class FaultyProxy:
             except OSError:
                 return
             with self._lock:
+                if self.down:
+                    self.refused += 1
+                    client.close()
+                    continue
                 if self.refuse_next > 0:
                     self.refuse_next -= 1
                     self.refused += 1
@@ -72,6 +78,21 @@ class FaultyProxy:
                     s.close()
                 except OSError:
                     pass
+
+    def go_down(self) -> None:
+        with self._lock:
+            self.down = True
+            conns, self._conns = self._conns, []
+        for s in conns:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+                s.close()
+            except OSError:
+                pass
+
+    def come_back(self) -> None:
+        with self._lock:
+            self.down = False
 
     def close(self) -> None:
         self._stop.set()
