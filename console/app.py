@@ -113,6 +113,7 @@ class CanaryApp(App):
         Binding("f2", "audit", "Audit log", id="audit"),
         Binding("f8", "deactivate", "Kill switch off", id="kill-switch-off"),
         Binding("f7", "kill_reason", "Why (kill switch)", show=False, id="kill-switch-reason"),
+        Binding("f6", "faults", "Faults (drill)", id="faults"),
         *(Binding(str(n), f"goto('{step}')", TITLES[step], show=False, id=f"step-{step}")
           for n, step in enumerate(STEPS, start=1)),
         Binding("ctrl+q", "quit", "Quit", id="quit"),
@@ -156,6 +157,8 @@ class CanaryApp(App):
         self._dash: Any = None  # engine.dashboard.DashboardData, only ever touched by its worker
         self._dash_busy = threading.Lock()
         self._facts_for: tuple[Any, ...] | None = None
+        self._faults: Any = None  # engine.faults.FaultBox, a drill's only (made on first use)
+        self._faults_lock = threading.Lock()
 
     @property
     def target(self) -> Target:
@@ -226,6 +229,8 @@ class CanaryApp(App):
         return self.screen_stack[-1] if self.screen_stack else None
 
     def on_unmount(self) -> None:
+        if self._faults is not None:
+            self._faults.close()  # a drill's injected faults stop with the console
         self._stop.set()
         self._progress_on.clear()
         self.count_cancel.set()
@@ -462,6 +467,55 @@ class CanaryApp(App):
         for scope in reading.active_scopes() or ["global"]:
             self.backend.set(self.plan.tenant, scope, True, self.actor, reason, self.plan.connection.id)
         self.call_from_thread(self.set_frame, kill=self.backend.read(self.plan.tenant, self.plan.connection.id))
+
+    # --- a drill's faults (rehearsal plans only) ----------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "faults" and not self.plan.rehearsal:
+            return False  # not even shown: a real canary has no fault keys
+        return True
+
+    def action_faults(self) -> None:
+        from screens.faults import FaultsDialog
+
+        if not self.plan.rehearsal:
+            self.notify("Fault injection is for rehearsal plans only.", severity="warning")
+            return
+        if not isinstance(self.screen, FaultsDialog):
+            self.push_screen(FaultsDialog(self._fault_rows()))
+
+    def _fault_rows(self) -> tuple[Any, ...]:
+        from engine.faults import FaultTarget, catalogue
+        from screens.faults import FaultRow
+
+        faults = self._faults.faults if self._faults is not None else catalogue(FaultTarget.of_plan(self.plan))
+        return tuple(FaultRow(f.key, f.name, f.description, f.shows, f.since if f.active else None,
+                              str(f.last_error or "")) for f in faults)
+
+    def on_fault_toggle(self, message: Any) -> None:
+        self.toggle_fault(message.key)
+
+    @work(thread=True, group="faults", exit_on_error=False)
+    def toggle_fault(self, key: str) -> None:
+        from engine.faults import FaultBox, FaultError
+        from screens.faults import FaultsDialog
+
+        with self._faults_lock:
+            try:
+                if self._faults is None:
+                    self._faults = FaultBox.from_plan(self.plan, self.store, self.run_id, self.actor, self.clock)
+                self._faults.run_id = self.run_id
+                on = self._faults.toggle(key)
+                name = self._faults.fault(key).name
+                status = f"{name}: {'ON' if on else 'off'}"
+            except (FaultError, KeyError) as exc:
+                status = f"{key}: {exc}"
+            active = tuple(f.name.lower() for f in self._faults.faults if f.active) if self._faults else ()
+        rows = self._fault_rows()
+        self.call_from_thread(self.set_frame, faults=active)
+        screen = self._top
+        if isinstance(screen, FaultsDialog):
+            self.call_from_thread(screen.show, rows, status)
 
     def action_deactivate(self) -> None:
         if isinstance(self.screen, DeactivateKillSwitch):

@@ -557,9 +557,22 @@ class LongTransaction(Fault):
             s.close()
 
 
+class SevereLockContention(LockContention):
+    """The same, held four times as long: the waits pass the critical line (lock wait ≥ 5 s), the
+    runbook's "immediate manual rollback" trigger."""
+
+    key = "L"
+    name = "Lock contention, severe"
+    description = "row locks on hot rows held 12 s at a time: waits pass 5 s"
+    shows = "lock_wait ≥ 5 s (critical) once a waiter has waited 5 real seconds; the window stops: FAIL"
+
+    def __init__(self, target: FaultTarget, clock: Clock | None = None):
+        super().__init__(target, clock, hold_s=12.0)
+
+
 def catalogue(target: FaultTarget, clock: Clock | None = None) -> list[Fault]:
     """Every fault the target allows, in key order of the help line (no replica: no lag)."""
-    faults: list[Fault] = [LockContention(target, clock)]
+    faults: list[Fault] = [LockContention(target, clock), SevereLockContention(target, clock)]
     if target.replica is not None:
         faults.append(ReplicationLag(target, clock))
     faults += [LatencyRegression(target, clock), ErrorBurst(target, clock), LongTransaction(target, clock)]

@@ -37,6 +37,7 @@ class FrameState:
     driver: str = ""  # "you drive" | "joined: nok@… drives"
     speed: float = 1.0  # > 1: a rehearsal's compressed clock, always said on screen
     t_end: datetime | None = None  # the run ended: the clock stops there
+    faults: tuple[str, ...] = ()  # a drill's injected faults that are on (F6), always said on screen
 
     @property
     def clock(self) -> str:
@@ -112,7 +113,12 @@ class RunFrame(Static):
         s = self.state
         role = "/".join(SHORT_ROLE.get(r, r) for r in s.roles) if s.roles else "no role"
         clock = s.clock if s.speed == 1 else f"{s.clock} ⏩ TIME ×{s.speed:g} (rehearsal)"
-        return Text(f" {clock} │ {s.kill_text()} │ {s.user} ({role}) │ {s.target} {s.target_health}")
+        text = Text(f" {clock} │ ")
+        if s.faults:  # next to the clock: the first thing anyone reading the dashboard must know
+            text.append(f"⚡ FAULT: {', '.join(s.faults)}", style="bold black on yellow")
+            text.append(" │ ")
+        text.append(f"{s.kill_text()} │ {s.user} ({role}) │ {s.target} {s.target_health}")
+        return text
 
 
 class KillBanner(Static):

@@ -276,7 +276,8 @@ def test_fault_box_audits_and_stops_everything_on_close(drill):
     assert plan.rehearsal
     box = FaultBox.from_plan(plan, store, run_id=None, actor="lead@test")
     assert [(f.key, f.name) for f in box.faults] == [
-        ("l", "Lock contention"), ("g", "Replication lag"), ("s", "Latency regression"),
+        ("l", "Lock contention"), ("L", "Lock contention, severe"), ("g", "Replication lag"),
+        ("s", "Latency regression"),
         ("e", "Error burst"), ("m", "Long transaction (MDL)")]
     assert all(f.description and f.shows for f in box.faults)
     before = utcnow()

@@ -1,0 +1,51 @@
+"""The drill's fault keys in the console (F6, rehearsal plans only): the dialog lists the faults,
+a key turns one on against the real sandbox and off again, the frame says it is on, and both are
+in the audit trail. A real plan has no fault keys at all."""
+
+from __future__ import annotations
+
+import pytest
+from test_console_flow import make_app, make_plan, until
+
+from engine.plan import plan_from_dict
+from engine.store import Store
+from screens.faults import FaultsDialog
+
+pytestmark = [pytest.mark.mariadb]
+
+
+@pytest.fixture(scope="module")
+def faults_db(lab):
+    db = lab.database("cc_faults_console")
+    lab.load_orders(db, 5_000)
+    return db
+
+
+async def test_f6_turns_a_fault_on_and_off_in_a_drill(lab, faults_db, tmp_path):
+    plan = make_plan(lab, faults_db, "idx_faults")
+    plan = plan_from_dict({**plan.raw, "rehearsal": True}, source="drill")
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    app = make_app(plan, store)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await pilot.press("f6")
+        assert await until(pilot, lambda: isinstance(app.screen, FaultsDialog))
+        assert [r.key for r in app.screen.rows] == ["l", "L", "s", "e", "m"], "no replica: no lag fault"
+        await pilot.press("m")
+        assert await until(pilot, lambda: app.frame.faults == ("long transaction (mdl)",), 15)
+        assert any(r.key == "m" and r.active_since for r in app.screen.rows)
+        await pilot.press("m")
+        assert await until(pilot, lambda: app.frame.faults == (), 15)
+        await pilot.press("escape")
+    actions = [e.action for e in store.audit_entries(plan.tenant)]
+    assert "fault_started" in actions and "fault_stopped" in actions
+
+
+async def test_a_real_plan_has_no_fault_keys(lab, faults_db, tmp_path):
+    plan = make_plan(lab, faults_db, "idx_faults_real")
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    app = make_app(plan, store)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await pilot.press("f6")
+        await pilot.pause(0.3)
+        assert not isinstance(app.screen, FaultsDialog)
+    assert not store.audit_entries(plan.tenant, action="fault_started")
