@@ -7,6 +7,8 @@ would freeze its thread forever.
 
 from __future__ import annotations
 
+import configparser
+import os
 import re
 import threading
 from collections.abc import Callable
@@ -169,11 +171,14 @@ class TargetSession:
         except pymysql.err.MySQLError as exc:
             kind = classify(exc)
             hint = {
-                "access_denied": "check the user and the password source (password_env / option_file)",
+                "access_denied": _password_hint(profile),
                 "lost_connection": "check host, port and that the server is up",
             }.get(kind, "check the connection profile in the plan")
             raise TargetError(f"cannot connect to {profile.describe()}: {describe(exc)}; {hint}", kind,
                               error_code(exc)) from None
+        except Exception as exc:  # noqa: BLE001 - pymysql raises more than MySQLError before it connects
+            raise TargetError(f"cannot connect to {profile.describe()}: {_connect_problem(profile, exc)}",
+                              "error") from None
         self.thread_id: int = self.conn.thread_id()
 
     def close(self) -> None:
@@ -359,6 +364,47 @@ class TargetSession:
         statement = sql.INDEX_IGNORED_MARIADB if flavour == "mariadb" else sql.INDEX_INVISIBLE_MYSQL
         value = self.query(statement, (schema, table, index))[0]["ignored"]
         return None if value is None else bool(int(value))
+
+
+def _password_hint(profile: ConnectionProfile) -> str:
+    """Where the password came from, to check after an access denied (never the password itself)."""
+    if profile.password_env and os.environ.get(profile.password_env) is None:
+        return (f"the password source, the environment variable {profile.password_env} (password_env), is not "
+                "set in this session: export it, then try again")
+    sources = []
+    if profile.password_env:
+        sources.append(f"the environment variable {profile.password_env} (password_env)")
+    if profile.option_file:
+        sources.append(f"[{profile.option_group}] in {profile.option_file} (option_file)")
+    if not sources:
+        return "the plan gives no password source: add password_env or option_file to the connection"
+    return f"check the user and the password source: {' and '.join(sources)}"
+
+
+def _connect_problem(profile: ConnectionProfile, exc: Exception) -> str:
+    """What went wrong before the client reached the server, in words that cannot carry a secret:
+    the option file's parser quotes the offending line (a password line, often), and a password the
+    client cannot encode is quoted in part by the codec — neither message is passed on."""
+    if isinstance(exc, configparser.Error):
+        line = getattr(exc, "lineno", None) or next(iter(getattr(exc, "errors", [])), (None,))[0]
+        at = f" (line {line})" if line else ""
+        return (f"the option file {profile.option_file} cannot be read as a MySQL option file{at}: it needs a "
+                f"[{profile.option_group}] group header and then key = value lines, each key once")
+    if isinstance(exc, UnicodeDecodeError):
+        return f"the option file {profile.option_file} is not UTF-8 text; rewrite it as a MySQL option file"
+    if isinstance(exc, UnicodeEncodeError) and exc.encoding in ("latin-1", "latin1"):
+        return ("the password has characters the MySQL client library cannot send (it sends Latin-1 only); "
+                "give the account a password in Latin-1")
+    if isinstance(exc, UnicodeError):
+        return f"the host name {profile.host!r} cannot be looked up; check connection.host in the plan"
+    if isinstance(exc, OSError):
+        what = exc.strerror or exc.__class__.__name__
+        missing = [p for p in (profile.tls.ca, profile.tls.cert, profile.tls.key) if p and not os.path.exists(p)
+                   ] if profile.tls else []
+        filename = exc.filename or (missing[0] if missing else None)
+        where = f": {filename}" if filename else ""
+        return f"{what}{where}; check the file paths of the connection profile (tls.ca, tls.cert, tls.key)"
+    return f"{exc.__class__.__name__}; check the connection profile in the plan"
 
 
 def _names_table(statement: str, table: str) -> bool:

@@ -741,3 +741,24 @@ def test_reserved_words_and_number_like_names_run_end_to_end(vocabulary, general
     names = Names("select", "1e5", "index", "0x1F", "from", "$")
     statements = _drive(general_log, names, tmp_path_factory.mktemp("reserved"))
     _assert_quoted(statements, names, vocabulary)
+
+
+# --- a profile that pymysql chokes on before it reaches a server ----------------------------------
+
+
+@pytest.mark.parametrize("profile, needle", [
+    (dict(tls_ca="/nonexistent/ca.pem"), "No such file or directory: /nonexistent/ca.pem"),
+    (dict(host="a" * 300), "cannot be looked up"),
+    (dict(host="db\x00x"), "(2003)"),
+    (dict(socket="/nonexistent/dir/mysqld.sock"), "(2003)"),
+])
+def test_a_profile_the_client_cannot_use_is_a_target_error_not_a_crash(profile, needle):
+    """Plans refuse these; a profile built another way (the store's copy, a test) still gets a
+    TargetError saying what to fix — never the client library's own exception."""
+    from engine.plan import TLS, ConnectionProfile
+    from engine.target import TargetError, TargetSession
+
+    tls = TLS(ca=profile.pop("tls_ca")) if "tls_ca" in profile else None
+    with pytest.raises(TargetError) as caught:
+        TargetSession(ConnectionProfile(id="x", port=1, tls=tls, **profile), connect_timeout=1)
+    assert needle in str(caught.value) and str(caught.value).startswith("cannot connect to ")
