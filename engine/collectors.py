@@ -163,14 +163,23 @@ MYSQL_METRICS = ("latency_p50", "latency_p99", "digest_count", "digest_mean_late
                  "table_locks_waited", "row_lock_time_ms", "row_lock_waits", "lock_wait", "mdl_waiters")
 
 
+STATEMENT_ERROR_RATE = "statements on the table that failed (performance_schema digests; no Prometheus)"
+
+
 class MySQLSource:
     """The target primary: digests of the table, percentiles, status, lock waits (4 round trips)."""
 
     name = "mysql"
     metrics = MYSQL_METRICS
 
-    def __init__(self, profile: ConnectionProfile, schema: str, table: str, digests: Sequence[str] = ()):
+    def __init__(self, profile: ConnectionProfile, schema: str, table: str, digests: Sequence[str] = (),
+                 statement_error_rate: bool = False):
+        """``statement_error_rate``: with no Prometheus for the application's error rate, stand in
+        for it with the share of the table's statements that failed (said on the tile)."""
         self.profile = profile
+        self.statement_error_rate = statement_error_rate
+        if statement_error_rate:
+            self.metrics = (*MYSQL_METRICS, "error_rate")
         self.schema = check_identifier(schema, "schema")
         self.table = check_identifier(table, "table")
         self.digests = tuple(digests)
@@ -241,8 +250,14 @@ class MySQLSource:
                     Sample("no_index_used", sum(x[3] for x in d), self.name, n=n),
                     Sample("digest_errors", sum(x[4] for x in d), self.name, n=n),
                 ]
+                if self.statement_error_rate:
+                    out.append(Sample("error_rate", 100 * sum(x[4] for x in d) / n, self.name, n=n,
+                                      how=STATEMENT_ERROR_RATE))
             else:
                 out.append(Sample("digest_count", 0, self.name, n=0))
+                if self.statement_error_rate:
+                    out.append(Sample("error_rate", None, self.name, "no statement on the table in this interval",
+                                      n=0, how=STATEMENT_ERROR_RATE))
         self._prev_digests = cur
         out += self._percentiles(list(cur))
         out += self._status()

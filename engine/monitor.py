@@ -40,7 +40,8 @@ def sources_for(plan: Any, backend: Any, clock: Clock | None = None) -> list[Sou
     configured (with the plan's queries), and the kill-switch backend."""
     from engine.collectors import KillSwitchSource, MySQLSource, ReplicaSource
 
-    sources: list[Source] = [MySQLSource(plan.connection, plan.schema, plan.change.table, plan.change.query_digests)]
+    sources: list[Source] = [MySQLSource(plan.connection, plan.schema, plan.change.table, plan.change.query_digests,
+                                         statement_error_rate=not plan.prometheus_url)]
     if plan.replica is not None:
         sources.append(ReplicaSource(plan.replica, clock))
     if plan.prometheus_url:
