@@ -375,7 +375,9 @@ def _password_hint(profile: ConnectionProfile) -> str:
     if profile.password_env:
         sources.append(f"the environment variable {profile.password_env} (password_env)")
     if profile.option_file:
-        sources.append(f"[{profile.option_group}] in {profile.option_file} (option_file)")
+        readable = os.access(profile.option_file, os.R_OK)
+        sources.append(f"[{profile.option_group}] in {profile.option_file} (option_file"
+                       + ("" if readable else ", which this user cannot read: the client skipped it") + ")")
     if not sources:
         return "the plan gives no password source: add password_env or option_file to the connection"
     return f"check the user and the password source: {' and '.join(sources)}"
