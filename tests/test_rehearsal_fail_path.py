@@ -1,0 +1,104 @@
+"""The drill's FAIL path, end to end on the rehearsal's own primary + replica with its workload,
+time-compressed 120×: a severe lock contention injected mid-window (the fault key L) turns lock
+wait critical; the window stops with FAIL and records the DROP it would run (a canary never rolls
+back by itself); the DBA decides the manual rollback, the requester alone may not approve it, the
+canary lead (the teammate) approves; the DROP runs, the index is gone, the run is rolled_back —
+each step in the store and in the audit trail, in the runbook's order."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from engine import rehearsal
+from engine.clock import clock_for
+from engine.executor import Executor
+from engine.faults import FaultBox
+from engine.killswitch import EmbeddedKillSwitch
+from engine.monitor import Monitor, sources_for
+from engine.plan import load_plan
+from engine.rollback_flow import approve_rollback, decide_rollback, execute_drop
+from engine.sizegate import sampling_interval
+from engine.store import Store
+from engine.target import Target
+
+pytestmark = [pytest.mark.mariadb, pytest.mark.slow]
+SPEED = 120.0
+YOU, TEAMMATE = "you@jump", "teammate@jump (played by you)"
+ALL = {"canary_lead", "dba", "sre", "developer"}
+
+FAIL_PATH = ("alter_started", "index_added", "monitoring_started", "fault_started", "verdict",
+             "auto_rollback_would_run", "rollback_decided", "rollback_approve", "rollback_completed")
+
+
+def test_injected_lock_wait_fails_the_window_and_the_manual_rollback_removes_the_index(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    drill = rehearsal.start(20_000, True, "you", lambda line: None, speed=SPEED)
+    box = None
+    try:
+        plan = load_plan(drill.plan_path)
+        clock = clock_for(plan)
+        store = Store(drill.store_url, clock=clock)
+        backend = EmbeddedKillSwitch(store)
+        ex = Executor(plan, store, backend, Target(plan.connection), YOU, "drill-worker", clock=clock)
+        run = ex.create_run()
+        ex.monitor = Monitor(store, plan.tenant, run.id, sources_for(plan, backend, clock), plan.profile(), YOU,
+                             clock, interval=sampling_interval("PASS", SPEED))
+        box = FaultBox.from_plan(plan, store, run.id, YOU, clock)
+
+        def inject() -> None:  # a few minutes into the window, as a person at the keyboard would
+            deadline = time.monotonic() + 120
+            while not store.audit_entries(plan.tenant, run.id, "monitoring_started") and time.monotonic() < deadline:
+                time.sleep(0.1)
+            time.sleep(1.5)
+            box.start("L")
+
+        side = threading.Thread(target=inject, daemon=True)
+        side.start()
+        out = ex.execute(run.id)
+        side.join(10)
+        box.close()  # the fault's sessions go before the DROP (it would queue behind them)
+
+        assert (out.status, out.fail_reason) == ("failed", "verification_failed"), out.message
+        [decision] = store.decisions(plan.tenant, run.id)
+        assert decision.verdict == "FAIL"
+        assert decision.evidence["stopped_early"] is True
+        assert any("lock" in r.lower() for r in decision.evidence["reasons"]), decision.evidence["reasons"]
+        lock = [s.value for s in store.samples(plan.tenant, run.id, "lock_wait") if s.value is not None]
+        assert max(lock) >= 5, "lock wait reached the critical line (≥ 5 s)"
+        [would] = store.rollback_records(plan.tenant, run.id)
+        assert would.rollback_status == "would_roll_back" and "DROP INDEX" in would.rollback_sql
+        with Target(plan.connection).session("check") as s:
+            assert s.index_exists(plan.schema, plan.change.table, plan.change.index), "a canary never drops by itself"
+
+        # The manual rollback (runbook 6.3: lock wait > 5 s — the DBA decides, the canary lead approves).
+        run = store.get_run(plan.tenant, run.id)
+        decided = decide_rollback(store, plan, run, "lock_wait", YOU, ALL, "lock wait critical at the window",
+                                  role="dba")
+        assert decided.ok, decided.message
+        alone = approve_rollback(store, plan, run, "canary_lead", YOU, ALL, "me too")
+        assert not alone.ok and "requester" in alone.message.lower(), alone.message
+        early = execute_drop(store, plan, Target(plan.connection), run, YOU, ALL, clock=clock)
+        assert not early.ok, "no DROP before the approval"
+        approved = approve_rollback(store, plan, run, "canary_lead", TEAMMATE, ALL, "agreed: drop it")
+        assert approved.ok, approved.message
+        dropped = execute_drop(store, plan, Target(plan.connection), run, YOU, ALL, clock=clock)
+        assert dropped.ok, dropped.message
+    finally:
+        if box is not None:
+            box.close()
+        drill.stop()
+
+    run = store.get_run(plan.tenant, run.id)
+    assert (run.status, run.fail_reason) == ("rolled_back", "manual_rollback")
+    records = store.rollback_records(plan.tenant, run.id)
+    assert any(r.rollback_status == "completed" and r.rollback_type == "manual" for r in records)
+    actions = [e.action for e in store.audit_entries(plan.tenant, run.id)]
+    positions = [actions.index(a) for a in FAIL_PATH]
+    assert positions == sorted(positions), f"out of the runbook's order: {actions}"
+    refused = store.audit_entries(plan.tenant, run.id, "rollback_approval_refused")
+    assert refused and refused[0].actor == YOU
+    drops = [e for e in store.audit_entries(plan.tenant, run.id) if "DROP INDEX" in str(e.details)]
+    assert drops, "the DROP statement is in the audit trail"
