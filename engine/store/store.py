@@ -582,7 +582,7 @@ class Store:
                 record.tenant_id, actor, action, record.execution_run_id,
                 {"rollback_status": record.rollback_status, "rollback_type": record.rollback_type,
                  "reason": record.trigger_reason, "error": record.rollback_error,
-                 "attempts": len(record.attempts or [])}))
+                 "attempts": len(record.attempts or []), "sql": record.rollback_sql}))
             return merged
 
     def rollback_records(self, tenant_id: str, run_id: str) -> list[RollbackRecord]:
