@@ -120,7 +120,14 @@ class RemoteKillSwitch:
         import httpx
 
         headers = {"Accept": "application/json"}
-        if token:
+        token = (token or "").strip()
+        self._token = token
+        # A token that cannot go in a header is a configuration error, said without quoting it
+        # (httpx would quote the header in its exception, and that text reaches the audit trail).
+        self.config_error = ("the API token is not printable ASCII (check the variable the plan's "
+                             "kill_switch_api_token_env names)" if token and not (token.isascii() and token.isprintable())
+                             else None)
+        if token and self.config_error is None:
             headers["Authorization"] = f"Bearer {token}"
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
@@ -134,17 +141,24 @@ class RemoteKillSwitch:
     def close(self) -> None:
         self.client.close()
 
+    def _said(self, exc: BaseException) -> str:
+        """An exception as text, never with the token in it."""
+        text = f"{exc.__class__.__name__}: {exc}"
+        return text.replace(self._token, "…") if self._token else text
+
     def read(self, tenant_id: str, connection_id: str) -> KillSwitchReading:
         import httpx
 
         started = time.perf_counter()
+        if self.config_error:
+            return fail_closed(self.source, self.config_error, started)
         try:
             resp = self.client.get("/api/kill-switch", params={"connection_id": connection_id,
                                                                 "tenant_id": tenant_id})
         except httpx.TimeoutException:
             return fail_closed(self.source, f"API timed out after {self.timeout:g} s", started)
         except httpx.HTTPError as exc:
-            return fail_closed(self.source, f"API unreachable: {exc.__class__.__name__}: {exc}", started)
+            return fail_closed(self.source, f"API unreachable: {self._said(exc)}", started)
         elapsed = (time.perf_counter() - started) * 1000
         if resp.status_code != 200:
             return fail_closed(self.source, f"API answered HTTP {resp.status_code}", started)
@@ -177,11 +191,13 @@ class RemoteKillSwitch:
         }[scope]
         import httpx
 
+        if self.config_error:
+            raise KillSwitchApiError(self.config_error)
         try:
             resp = self.client.put(path, json={"is_active": active, "reason": reason, "actor": actor,
                                                "tenant_id": tenant_id})
         except httpx.HTTPError as exc:
-            raise KillSwitchApiError(f"kill-switch API unreachable: {exc}") from None
+            raise KillSwitchApiError(f"kill-switch API unreachable: {self._said(exc)}") from None
         if resp.status_code != 200:
             try:
                 detail = resp.json().get("error", resp.text)

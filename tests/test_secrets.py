@@ -380,3 +380,18 @@ def test_the_profile_holds_where_the_password_comes_from_never_the_password(monk
     assert profile.password() == SECRET  # read when a connection is made, kept nowhere
     assert_nowhere(SECRET, {"repr": repr(profile), "describe": profile.describe(),
                             "fields": repr(replace(profile).__dict__), "env name": os.environ.get("NOPE", "")})
+
+
+@pytest.mark.parametrize("token", ["s3cret-token-0123456789\n", "s3cret-tøken-0123456789", "s3cret\x00token-0123456789"])
+def test_a_kill_switch_api_token_that_cannot_be_sent_is_never_quoted(token):
+    from engine.killswitch import KillSwitchApiError, RemoteKillSwitch
+
+    backend = RemoteKillSwitch("http://127.0.0.1:9", token)  # nothing listens on port 9
+    reading = backend.read("acme", "orders-primary")
+    assert reading.active, "fails closed"
+    secret = token.strip()
+    assert secret not in (reading.error or "") and "s3cret" not in (reading.error or "")
+    try:
+        backend.set("acme", "global", True, "me", "why")
+    except KillSwitchApiError as exc:
+        assert "s3cret" not in str(exc)
