@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+from console.api_cmd import add_api_parser
 from engine.identity import current_identity, worker_id
 from engine.paths import state_dir
 from engine.plan import Plan, PlanError, load_plan
@@ -535,6 +536,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--run", help="execute this existing run (e.g. take over after a crash)")
     e.add_argument("--interval", type=float, default=5.0, help="monitoring sample interval in seconds (default 5)")
     e.set_defaults(func=cmd_execute)
+    add_api_parser(sub)
     return p
 
 
