@@ -95,6 +95,13 @@ class Vote(NamedTuple):
     at: datetime | None = None
 
 
+def person(actor: str) -> str:
+    """Who an actor is, whatever the way in: ``nok@10.0.0.5`` in a console, ``nok`` through the
+    API, ``nok@10.0.0.9`` from a second SSH session — one person. (A drill's played teammate,
+    ``teammate@host (played by you)``, is the teammate.)"""
+    return actor.split("@", 1)[0].split(" ", 1)[0].strip().lower()
+
+
 @dataclass(frozen=True)
 class ApprovalState:
     trigger: str
@@ -109,7 +116,7 @@ class ApprovalState:
     def only_the_requester(self) -> bool:
         """Every approval so far came from the person who decided (never enough on its own)."""
         return bool(self.decision_by) and bool(self.approved) and all(
-            a == self.decision_by[1] for _, a in self.approved)  # type: ignore[index]
+            person(a) == person(self.decision_by[1]) for _, a in self.approved)  # type: ignore[index]
 
     @property
     def complete(self) -> bool:
@@ -190,7 +197,8 @@ def check_approval(trigger: str, role: str, actor: str, roles_held: Iterable[str
                     f"needed are {', '.join(existing.required)}")
         return (f"the {role} approval is not needed for a '{t.condition}' rollback (runbook 6.3 "
                 f"needs {', '.join(existing.required)})")
-    mine = [v for v in existing.votes if v.actor == actor]
+    me = person(actor)
+    mine = [v for v in existing.votes if person(v.actor) == me]
     latest = mine[-1] if mine else None
     if decision == "refuse":
         if latest is not None and latest.decision == "refuse":
@@ -200,11 +208,11 @@ def check_approval(trigger: str, role: str, actor: str, roles_held: Iterable[str
         return (f"{actor} already approved (as {latest.role}); nobody approves twice, for any role — "
                 f"ask another person for {', '.join(existing.missing) or 'the remaining roles'}")
     given = existing.approver_of(role)
-    if given is not None and given != actor:
+    if given is not None and person(given) != me:
         return (f"the {role} approval was already given by {given}; "
                 + (f"still needed: {', '.join(existing.missing)}" if existing.missing else "none is missing"))
-    if actor == existing.decision_by[1]:
-        others = [a for _, a in existing.approved if a != actor]
+    if me == person(existing.decision_by[1]):
+        others = [a for _, a in existing.approved if person(a) != me]
         left = [r for r in existing.missing if r != role]
         if not others and not left:
             return (f"{actor} decided this rollback and would be its only approver: the requester "

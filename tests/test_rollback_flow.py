@@ -687,3 +687,17 @@ def test_rollback_screen_after_a_completed_rollback(snap_compare):
 def test_flow_outcome_ok():
     assert FlowOutcome("done", "x").ok and not FlowOutcome("refused", "x").ok
     assert isinstance(approval_state("lock_wait", None, []), ApprovalState)
+
+
+def test_the_requester_is_one_person_from_any_session_or_the_api():
+    """nok decided in one SSH session; nok approving from another session (or through the API,
+    where the actor is the token's user) is still the requester alone — refused. Nor does one
+    person approve twice from two sessions."""
+    state = approval_state("lock_wait", ("dba", "nok@10.0.0.5"), [])
+    for me in ("nok@10.0.0.9", "nok", "NOK@jump"):
+        alone = check_approval("lock_wait", "canary_lead", me, {"canary_lead", "dba"}, state)
+        assert alone and "only approver" in alone, me
+    state = approval_state("replication_lag", ("dba", "nok@10.0.0.5"), [("canary_lead", "lek@10.0.0.7", "approve")])
+    twice = check_approval("replication_lag", "sre", "lek", {"canary_lead", "sre"}, state)
+    assert twice and "already approved" in twice
+    assert check_approval("replication_lag", "sre", "tee@10.0.0.8", {"sre"}, state) is None
