@@ -112,6 +112,7 @@ class RunFacts:
     interval_s: float | None = None
     time_compression: float | None = None  # > 1: a rehearsal's compressed clock
     verdict_at: datetime | None = None  # the engine's verdict: the window's last tick is at or before it
+    gaps: tuple[tuple[datetime, datetime], ...] = ()  # nobody sampled (a driver died): (last sample, resumed)
     pauses: tuple[tuple[datetime, str], ...] = ()  # auto_pause audit entries: (at, reason)
     lifts: tuple[tuple[datetime, str, str], ...] = ()  # auto_pause_lifted: (at, decision, approved_by)
     approvals: tuple[ApprovalFact, ...] = ()  # auto_pause approvals, oldest first
@@ -170,18 +171,31 @@ class MetricTrack:
             _bucket_add(self, self.medians, t, median)
 
     def points(self, medians: bool = False) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        xs, ys, _ = self.segmented(medians)
+        return xs, ys
+
+    def segmented(self, medians: bool = False) -> tuple[tuple[float, ...], tuple[float, ...], tuple[int, ...]]:
+        """The chart's points, and where each run of them starts again after a gap (a time bucket
+        with no value: nobody sampled, or the source was down) — a chart never draws a line
+        across time nobody saw."""
         xs: list[float] = []
         ys: list[float] = []
+        breaks: list[int] = []
+        gap = False
         for b in self.medians if medians else self.buckets:
             if b is None:
+                gap = bool(xs)
                 continue
+            if gap:
+                breaks.append(len(xs))
+                gap = False
             first, second = ((b[0], b[1]), (b[2], b[3])) if b[0] <= b[2] else ((b[2], b[3]), (b[0], b[1]))
             xs.append(first[0])
             ys.append(first[1])
             if second[0] != first[0]:
                 xs.append(second[0])
                 ys.append(second[1])
-        return tuple(xs), tuple(ys)
+        return tuple(xs), tuple(ys), tuple(breaks)
 
 
 def _bucket_add(track: MetricTrack, buckets: list[list[float] | None], t: float, v: float) -> None:
@@ -352,6 +366,8 @@ def load_dashboard(store: Store, plan: Plan, run_id: str, now: datetime,
         interval_s=float(details["interval"]) if isinstance(details.get("interval"), (int, float)) else None,
         time_compression=float(speed) if isinstance(speed, (int, float)) and speed != 1 else None,
         verdict_at=verdicts[0].created_at if verdicts else None,
+        gaps=tuple((last, e.created_at) for e in entries("monitoring_resumed")
+                   if (last := _parse_at((e.details or {}).get("last_sample_at"))) is not None),
         pauses=tuple((e.created_at, str((e.details or {}).get("reason", ""))) for e in entries("auto_pause")),
         lifts=tuple((e.created_at, str((e.details or {}).get("decision", "")),
                      str((e.details or {}).get("approved_by", ""))) for e in entries("auto_pause_lifted")),
@@ -557,6 +573,8 @@ class ChartSeries:
     median_y: tuple[float, ...] = ()
     revision: int = 0  # moves when a drawn point moved: the screen redraws a chart only then
     note: str = ""
+    breaks: tuple[int, ...] = ()  # indices of x where the line starts again after a gap
+    median_breaks: tuple[int, ...] = ()
 
     @property
     def signature(self) -> tuple[Any, ...]:
@@ -709,6 +727,10 @@ def _progress(profile: Profile, data: DashboardData, now: datetime) -> WindowPro
         words = "complete; the verdict follows the last tick"
     if data.catching_up:
         words += f"; catching up with the stored samples (evaluated to {t_label(profile, state.elapsed_s)})"
+    if f.gaps:
+        words += "; " + ", ".join(
+            f"no samples {t_label(profile, (a - start).total_seconds())}→{t_label(profile, (b - start).total_seconds())}"
+            for a, b in f.gaps) + " (the driving console was down: a gap in the charts)"
     text = f"Window T+15 → T+75  {shown:.1f} / {total:g} min — {words}{compressed}"
     return WindowProgress(phase, shown, total, text, speed)
 
@@ -791,8 +813,8 @@ def _chart(profile: Profile, data: DashboardData, key: str) -> ChartSeries:
     unit = value_unit(rule)
     window = data.window
     track = window.tracks.get(key) if window else None
-    xs, ys = track.points() if track else ((), ())
-    mx, my = track.points(medians=True) if track and rule.latency else ((), ())
+    xs, ys, breaks = track.segmented() if track else ((), (), ())
+    mx, my, mbreaks = track.segmented(medians=True) if track and rule.latency else ((), (), ())
     xs = tuple(x / 60 for x in xs)
     mx = tuple(x / 60 for x in mx)
     base = data.base_medians.get(key)
@@ -833,7 +855,7 @@ def _chart(profile: Profile, data: DashboardData, key: str) -> ChartSeries:
     if track is None or not xs:
         note = "no sample in the window yet" if window else "the window is not open yet"
     return ChartSeries(key, title, unit, xs, ys, tuple(lines), markers, (lo_x, hi_x), (lo, hi), level, mx, my,
-                       track.version if track else 0, note)
+                       track.version if track else 0, note, breaks, mbreaks)
 
 
 def _markers(profile: Profile, data: DashboardData) -> tuple[ChartMarker, ...]:

@@ -199,15 +199,21 @@ class MetricChart(PlotextPlot):
         for line in series.lines:
             if lo <= line.y <= hi:  # a line past the scale would be drawn on the edge, as if reached
                 plt.hline(line.y, LINE_COLOUR.get(line.level, (200, 200, 200)))
-        if series.x:
-            plt.plot(list(series.x), list(series.y), marker="braille",
-                     color=DOTS_COLOUR if series.median_x else DATA_COLOUR)
-        if series.median_x:
-            plt.plot(list(series.median_x), list(series.median_y), marker="braille", color=DATA_COLOUR)
+        # Each run of points on its own: no line is drawn across a gap (time nobody sampled).
+        for xs, ys in runs(series.x, series.y, series.breaks):
+            plt.plot(xs, ys, marker="braille", color=DOTS_COLOUR if series.median_x else DATA_COLOUR)
+        for xs, ys in runs(series.median_x, series.median_y, series.median_breaks):
+            plt.plot(xs, ys, marker="braille", color=DATA_COLOUR)
         plt.xlim(*series.x_range)
         plt.ylim(lo, hi)
         checkpoints = [m for m in series.markers if m.kind == "checkpoint"]
         plt.xticks([m.x for m in checkpoints], [m.label for m in checkpoints])
+
+
+def runs(x: tuple[float, ...], y: tuple[float, ...], breaks: tuple[int, ...]) -> list[tuple[list[float], list[float]]]:
+    """The points cut where the line starts again after a gap."""
+    cuts = [0, *breaks, len(x)]
+    return [(list(x[a:b]), list(y[a:b])) for a, b in zip(cuts, cuts[1:], strict=False) if b > a]
 
 
 class MonitoringScreen(RunbookScreen):

@@ -317,6 +317,28 @@ def test_charts_span_the_window_with_thresholds_markers_and_min_max_downsampling
     assert p50.x_range == (-0.4, 60.0)
 
 
+def test_a_gap_nobody_sampled_breaks_the_charts_lines_and_is_said():
+    """A driving console killed at T+30 and taken over at T+38: the charts do not draw a line
+    across the eight minutes nobody saw, and the window's line says when they were."""
+    d = Drill()
+    d.minutes(15)
+    last = d.at - timedelta(seconds=d.interval)
+    d.at += timedelta(minutes=8)  # nobody sampled
+    resumed = d.at
+    d.minutes(5)
+    view = d.view(gaps=((last, resumed),))
+    chart = next(c for c in view.charts if c.key == "threads_running")
+    assert len(chart.breaks) == 1
+    before, after = chart.x[chart.breaks[0] - 1], chart.x[chart.breaks[0]]
+    assert after - before >= 7, (before, after)
+    p50 = next(c for c in view.charts if c.key == "latency_p50")
+    assert p50.breaks and p50.median_breaks
+    assert "no samples T+29.9→T+38" in view.progress.text and "gap in the charts" in view.progress.text
+    calm = Drill()
+    calm.minutes(20)
+    assert not any(c.breaks for c in calm.view().charts), "no gap, no break"
+
+
 def test_announcements_use_the_runbook_templates_critical_first():
     d = Drill()
     d.minutes(6)
