@@ -39,9 +39,9 @@ from engine.runbook import (
     STEPS,
     TITLES,
     RunView,
+    attach_run,
     load_view,
     missing_for,
-    open_run,
 )
 from engine.runstate import ACTIVE
 from engine.sizegate import gate, sampling_interval
@@ -303,7 +303,7 @@ class CanaryApp(App):
         self._view_busy = True
         try:
             if self.run_id is None:
-                found = open_run(self.store, self.plan)
+                found = attach_run(self.store, self.plan, self.clock.now())
                 if found is not None:
                     self.run_id = found.id
                     self._mark_present(found.id)
@@ -424,9 +424,39 @@ class CanaryApp(App):
 
     @work(thread=True, group="kill-switch", exit_on_error=False)
     def activate_kill_switch(self) -> None:
+        import time
+
+        from engine.store.store import StoreLocked
+
         actor = self.actor
+        me = get_current_worker()
+        started, told, retry_for = time.monotonic(), False, 60.0
         try:
-            self.backend.set(self.plan.tenant, "global", True, actor, "F9 in the console")
+            # Another process holding the store's write lock past its busy timeout (5 s) does not
+            # lose the press: each try waits the busy timeout out again, for up to a minute.
+            while True:
+                try:
+                    self.backend.set(self.plan.tenant, "global", True, actor, "F9 in the console")
+                    break
+                except StoreLocked as exc:
+                    waited = time.monotonic() - started
+                    if me.is_cancelled:
+                        return
+                    if waited >= retry_for:
+                        self.call_from_thread(
+                            self.notify, f"kill switch NOT recorded after {waited:.0f} s of retries: {exc} "
+                            "Press F9 again; the frame stays red until the switch reads active.",
+                            title="Kill switch", severity="error", timeout=60)
+                        return
+                    if not told:
+                        told = True
+                        self.call_from_thread(
+                            self.notify, f"kill switch not recorded yet, retrying for up to {retry_for:.0f} s (the "
+                            f"frame stays red): {exc}", title="Kill switch", severity="warning", timeout=20)
+                    time.sleep(0.1)
+            if told:
+                self.call_from_thread(self.notify, f"kill switch recorded after {time.monotonic() - started:.1f} s "
+                                      "(the store was locked by another process).", title="Kill switch", timeout=10)
             from engine.enforce import enforce_kill_switch
 
             enforce_kill_switch(self.store, self.backend, self.plan.tenant, actor, self.worker_name,

@@ -86,20 +86,35 @@ def _unfinished(plan_path: Path) -> tuple[Any, str] | None:
     there is nothing to resume (no plan, or its run is over)."""
     from engine.plan import PlanError, load_plan
     from engine.runbook import open_run
-    from engine.store import Store
+    from engine.store import Store, StoreError
 
     if not plan_path.exists():
         return None
     try:
         plan = load_plan(plan_path)
-    except (PlanError, OSError):
-        return None
-    store = Store(plan.store_url)
+        store = Store(plan.store_url)
+    except (PlanError, StoreError, OSError):
+        return None  # a plan or store of an older version: a new drill (the old store is kept)
     try:
         run = open_run(store, plan)
     finally:
         store.close()
     return (plan, run.id) if run is not None else None
+
+
+def _archive_store(base: Path, progress: Callable[[str], None]) -> None:
+    """A new drill starts with a new store; the previous drills' stay, moved to ``history/``."""
+    db = base / "store.db"
+    if not db.exists():
+        return
+    history = base / "history"
+    history.mkdir(exist_ok=True)
+    stamp = utcnow().strftime("%Y%m%d-%H%M%S")
+    for suffix in ("", "-wal", "-shm"):
+        part = Path(str(db) + suffix)
+        if part.exists():
+            part.rename(history / f"store-{stamp}.db{suffix}")
+    progress(f"the previous drills' store is kept as {history / f'store-{stamp}.db'}")
 
 
 def start(rows: int, reset: bool, user: str, progress: Callable[[str], None], speed: float = 1.0) -> Rehearsal:
@@ -129,6 +144,7 @@ def start(rows: int, reset: bool, user: str, progress: Callable[[str], None], sp
             speed, origin, window = old.time_speed, old.time_origin, old.raw.get("window")
         else:
             run_id, origin, window = None, None, None
+            _archive_store(base, progress)
             have = _table_rows(sandbox)
             if have is None or abs(have - rows) > rows * 0.25:
                 load_orders(sandbox.primary, DB, rows, table=TABLE,

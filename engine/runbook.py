@@ -177,3 +177,21 @@ def open_run(store: Any, plan: Any) -> Any | None:
                                        or (run.index_created_by_run and run.status in ("failed", "cancelled"))):
             return run
     return None
+
+
+RECENT_HOURS = 12.0  # a run that ended this recently is still the war room's: its decision, its report
+
+
+def attach_run(store: Any, plan: Any, now: datetime) -> Any | None:
+    """The run a console shows when it opens: the open one (``open_run``); else this plan's latest
+    run if it ended in the last twelve hours — a console restarted after the verdict shows that
+    verdict, the team's decision still to record, the report (``b`` on the Plan screen begins a
+    new run all the same)."""
+    found = open_run(store, plan)
+    if found is not None:
+        return found
+    for run in store.find_runs(plan.tenant, limit=20):
+        if is_plan_run(plan, run):
+            ended = run.completed_at or run.updated_at
+            return run if ended is not None and now - ended <= timedelta(hours=RECENT_HOURS) else None
+    return None

@@ -23,12 +23,16 @@ from engine.monitor import Monitor
 from engine.sandbox import MariaDBSandbox
 from engine.selftest import Lab
 from engine.target import Target
-from engine.thresholds import Profile
+from engine.thresholds import profile_from_overrides
 from engine.workload import Workload
 
 pytestmark = [pytest.mark.mariadb]
 SPEED = 120.0
-PROFILE = replace(Profile(), window_minutes=20.0, checkpoints=(15, 25, 35))
+# Latency is not what these tests are about, and a loaded CI machine moves a sub-millisecond
+# SELECT's latency by half of itself: its lines are set far away, so only the outage is judged.
+LOOSE = {k: {"note": 900.0, "warning": 1000.0, "critical": 5000.0, "pass_below": 1000.0}
+         for k in ("latency_p50", "latency_p99")}
+PROFILE = replace(profile_from_overrides(LOOSE), window_minutes=20.0, checkpoints=(15, 25, 35))
 
 
 @pytest.fixture(scope="module")
