@@ -94,7 +94,12 @@ class EmbeddedKillSwitch:
         try:
             rows = self.store.kill_switch_rows(tenant_id, connection_id)
         except Exception as exc:  # noqa: BLE001 - any failure to read means "active"
-            return fail_closed(self.source, f"store unreadable: {exc.__class__.__name__}: {str(exc).splitlines()[0][:200]}", started)
+            from engine.store.store import StoreError  # loaded already: the store is open
+
+            said = (str(exc).splitlines() or [""])[0]
+            # A StoreError is written for the reader (the cause and the way out): said whole.
+            why = said if isinstance(exc, StoreError) else f"{exc.__class__.__name__}: {said[:200]}"
+            return fail_closed(self.source, f"store unreadable: {why}", started)
         scopes = {
             r.scope: ScopeState(bool(r.is_active), r.updated_by, r.reason, r.updated_at) for r in rows
         }

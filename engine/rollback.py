@@ -3,11 +3,13 @@
 Guarded: only an index this run created, only while it still is the index the run created, and
 never twice. A lost connection is retried with backoff; every attempt is recorded *before* its
 DROP is sent, so a DROP whose answer was lost is recognised on the next attempt (the index is
-already gone) instead of being sent again.
+already gone) instead of being sent again — and one the server is still running (queued on the
+table's metadata lock when the cut came) is waited for, not doubled.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +27,7 @@ class RollbackOutcome:
 
 
 RETRYABLE = {"lost_connection", "lock_wait_timeout"}
+CANT_DROP_KEY = 1091  # the index went between our look and our DROP: the next attempt looks again
 
 
 class IndexRollback:
@@ -73,12 +76,21 @@ class IndexRollback:
             try:
                 with self.target.session("rollback") as session:
                     session.execute(sql.SET_LOCK_WAIT_TIMEOUT, (self.lock_wait_timeout,))
+                    if sent_before and not self._earlier_drop_ended(session, statement, attempt):
+                        error = attempt["error"] = (
+                            f"the DROP an earlier attempt sent is still running on the server (thread "
+                            f"{attempt['earlier_drop_thread']}); not sending a second one")
+                        break
                     present = {i.name: i for i in session.indexes(run.schema_name, run.table_name)}
                     idx = present.get(run.index_name)
                     if idx is None:
                         attempt["index_present"] = False
-                        note = ("dropped by an earlier attempt whose answer was lost" if sent_before
-                                else "already absent: no DROP sent")
+                        if attempts[-2:-1] and attempts[-2].get("code") == CANT_DROP_KEY:
+                            note = "gone before our DROP could run (another DROP of it ran first); no more sent"
+                        elif sent_before:
+                            note = "dropped by an earlier attempt whose answer was lost"
+                        else:
+                            note = "already absent: no DROP sent"
                         return self._finish(run, record, attempts, True, note, fail_reason)
                     if [list(c) for c in idx.columns] != expected:
                         attempt["conflict"] = f"index columns are {idx.columns}, the run created {expected}"
@@ -100,13 +112,31 @@ class IndexRollback:
             except TargetError as exc:
                 attempt["error"] = str(exc)
                 attempt["kind"] = exc.kind
+                if exc.code is not None:
+                    attempt["code"] = exc.code
                 error = str(exc)
                 record.attempts = list(attempts)
                 record = self.store.save_rollback_record(record, self.actor, "rollback_attempt_failed")
-                if exc.kind not in RETRYABLE or n == self.max_attempts:
+                if (exc.kind not in RETRYABLE and exc.code != CANT_DROP_KEY) or n == self.max_attempts:
                     break
                 self.clock.sleep(self.backoff_s * (2 ** (n - 1)))
         return self._finish(run, record, attempts, False, error, fail_reason)
+
+    def _earlier_drop_ended(self, session: Any, statement: str, attempt: dict[str, Any]) -> bool:
+        """A DROP whose connection was cut may still be on the server, queued on the table's
+        metadata lock, when the server has not noticed the cut: it would run after all, and a second
+        DROP queued behind it would fail. Wait for it to end (it gives up after its lock_wait_timeout;
+        real seconds, the server's), then look at the catalogue. False if it is still there."""
+        started = time.monotonic()
+        while True:
+            rows = [r for r in session.active_statements() if (r.get("info") or "").strip() == statement]
+            if not rows:
+                return True
+            attempt["earlier_drop_thread"] = int(rows[0]["id"])
+            attempt["waited_for_it_s"] = round(time.monotonic() - started, 1)
+            if time.monotonic() - started >= self.lock_wait_timeout + 10:
+                return False
+            time.sleep(0.1)
 
     def _finish(self, run: ExecutionRun, record: RollbackRecord, attempts: list[dict[str, Any]],
                 ok: bool, note: str, fail_reason: str) -> RollbackOutcome:

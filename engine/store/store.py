@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Integer, String, bindparam, event, func, insert, inspect, type_coerce, update
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlmodel import Session, SQLModel, create_engine, select
 
 from engine import audit_chain
@@ -45,10 +45,20 @@ from engine.store.models import (
 )
 
 CANARY_LOCK = "canary"
+BUSY_TIMEOUT_S = 5  # how long a write waits for another process's write lock (SQLite busy_timeout)
 
 
 class StoreError(RuntimeError):
     """The store cannot be used; the message says why and what to do."""
+
+
+class StoreLocked(StoreError):
+    """Another process held the store's write lock longer than the busy timeout: nothing was
+    written, and the same write can be retried (the kill switch's worker does)."""
+
+
+class StoreFull(StoreError):
+    """The store's disk (or its size limit) is full: nothing was written; reads still work."""
 
 
 class InvalidTransition(StoreError, TransitionError):
@@ -76,10 +86,34 @@ def redact_url(url: str) -> str:
         return "<unparseable store URL>"
 
 
+def store_fault(exc: BaseException, url: str) -> StoreError | None:
+    """A database error that has a name and a way out — the store locked by another process, or
+    its disk full — as the ``StoreError`` that says so; ``None`` for anything else. Either way the
+    transaction was rolled back whole: a run's change and its audit row are both absent."""
+    orig = getattr(exc, "orig", None) or exc
+    said = (str(orig).strip().splitlines() or [orig.__class__.__name__])[0][:200]
+    where = redact_url(url)
+    path = make_url(url).database if where.startswith("sqlite") else None
+    code = getattr(orig, "sqlite_errorcode", None)  # the extended code; its low byte is the primary one
+    primary = code & 0xFF if isinstance(code, int) else None
+    sqlstate = getattr(orig, "sqlstate", None) or ""  # psycopg
+    mysql = orig.args[0] if getattr(orig, "args", None) and isinstance(orig.args[0], int) else None
+    if primary in (5, 6) or sqlstate in ("55P03", "40P01") or mysql in (1205, 1213):  # BUSY, LOCKED
+        holder = (f"another canary-console, CLI or sqlite3 shell has held its lock on {path} for more than "
+                  f"{BUSY_TIMEOUT_S} s" if path else "another session holds the rows this write needs")
+        find = f" (`fuser -v {path}` lists the processes that have it open)" if path else ""
+        return StoreLocked(f"the store is locked by another process ({said}: {holder}); nothing was written. "
+                           f"Retry when that process finishes{find}.")
+    if primary == 13 or sqlstate == "53100" or mysql in (1021, 1114):  # SQLITE_FULL, disk_full, disk/table full
+        return StoreFull(f"the store's disk is full: {said} writing {where}; nothing was written. Free space "
+                         "or move the store with --store.")
+    return None
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA busy_timeout=5000")
+    cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_S * 1000}")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
 
@@ -94,7 +128,7 @@ def make_engine(url: str) -> Engine:
         db = parsed.database
         if db and db != ":memory:":
             Path(db).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 5})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_S})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     if backend == "postgresql":
@@ -164,6 +198,9 @@ class Store:
                 SQLModel.metadata.create_all(self.engine)
             version = SCHEMA_VERSION - 1 if missing else self._schema_version()
         except SQLAlchemyError as exc:
+            fault = store_fault(exc, self.url)
+            if fault is not None:
+                raise fault from None
             raise StoreError(
                 f"cannot open the store at {redact_url(self.url)}: {exc.__class__.__name__}: "
                 f"{str(getattr(exc, 'orig', exc)).splitlines()[0]}. Check the URL and that the server is up."
@@ -217,8 +254,19 @@ class Store:
         self.engine.dispose()
 
     @contextmanager
+    def _faults_said(self) -> Iterator[None]:
+        """A locked store or a full disk leaves as ``StoreLocked`` / ``StoreFull`` with the way out."""
+        try:
+            yield
+        except DBAPIError as exc:
+            fault = store_fault(exc, self.url)
+            if fault is None:
+                raise
+            raise fault from exc
+
+    @contextmanager
     def session(self) -> Iterator[Session]:
-        with Session(self.engine, expire_on_commit=False) as s:
+        with self._faults_said(), Session(self.engine, expire_on_commit=False) as s:
             yield s
 
     def now(self) -> datetime:
@@ -323,7 +371,7 @@ class Store:
                 type_coerce(AuditLog.details, String).label("details"),
                 type_coerce(AuditLog.created_at, String).label("created_at"),
                 AuditLog.prev_hash, AuditLog.row_hash)
-        with self.engine.connect() as conn:
+        with self._faults_said(), self.engine.connect() as conn:
             rows = [_chain_row(r) for r in conn.execute(select(*cols).order_by(AuditLog.seq))]
             got = conn.execute(select(AuditChainHead.seq, AuditChainHead.row_hash)
                                .where(AuditChainHead.tenant_id == GLOBAL_TENANT)).first()
