@@ -442,6 +442,8 @@ class CanaryApp(App):
                     waited = time.monotonic() - started
                     if me.is_cancelled:
                         return
+                    if not told:
+                        self._kill_alter_directly(exc)
                     if waited >= retry_for:
                         self.call_from_thread(
                             self.notify, f"kill switch NOT recorded after {waited:.0f} s of retries: {exc} "
@@ -467,6 +469,25 @@ class CanaryApp(App):
                                   timeout=30)
             return
         self.call_from_thread(self.set_frame, kill=reading, kill_pending=False)
+
+    def _kill_alter_directly(self, why: Exception) -> None:
+        """The store cannot record the switch yet (another process holds its lock): the ALTER in
+        flight must not wait for it. Find it by its tag on the target and KILL QUERY it now; the
+        executor gives the switch time to land and records the run as the kill switch's."""
+        run = self.view.run
+        if run is None or run.status != "running" or run.alter_started_at is None or run.alter_finished_at:
+            return
+        try:
+            with self.target.session("kill-switch") as s:
+                row = s.find_alter(run.id)
+                if row is not None:
+                    s.kill_query(int(row["id"]))
+                    self.call_from_thread(self.notify, f"ALTER of run {run.id[:8]} killed (thread {row['id']}) "
+                                          "before the switch could be recorded", title="Kill switch",
+                                          severity="warning", timeout=20)
+        except Exception as exc:  # noqa: BLE001 - the store retry goes on; say what failed
+            self.call_from_thread(self.notify, f"could not kill the ALTER directly ({exc}); the switch is "
+                                  f"retried: {why}", title="Kill switch", severity="error", timeout=30)
 
     @work(thread=True, group="kill-switch-poll", exclusive=True, exit_on_error=False)
     def read_kill_switch(self) -> None:

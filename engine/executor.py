@@ -26,8 +26,11 @@ from engine.plan import Plan
 from engine.rollback import IndexRollback
 from engine.runstate import ACTIVE
 from engine.store import ClaimConflict, ExecutionRun, RollbackPoint, RollbackRecord, Store
+from engine.store.store import StoreLocked
 from engine.target import Target, TargetError, TargetSession
 from engine.verification import DigestStats, VerificationResult, verify, window
+
+KILLED_ALTER_GRACE_S = 15.0  # an ALTER killed from outside: how long its kill switch may take to land
 
 
 @dataclass
@@ -329,6 +332,11 @@ class Executor:
             with self.target.session("verify") as s:
                 exists = s.index_exists(run.schema_name, run.table_name, run.index_name)
         now = self.clock.now()
+        if killed is None and error is not None and error.kind == "interrupted" and not exists:
+            # Killed from outside: a console's F9 kills the ALTER at once even when the store is
+            # too busy to record the switch yet. Give the switch time to land before calling it
+            # anything but the kill switch.
+            killed = self._switch_within(run, KILLED_ALTER_GRACE_S)
         if killed is not None and not exists:
             self._cancel_killed_alter(run, killed, exists)
         if error is not None and error.kind == "lost_connection" and not exists:
@@ -358,6 +366,21 @@ class Executor:
         if killed is not None:
             self._cancel_after_alter(run, killed)
         return run
+
+    def _switch_within(self, run: ExecutionRun, seconds: float) -> KillSwitchReading | None:
+        """The kill switch, if it reads active within ``seconds`` (real seconds: a locked store
+        clears in real time)."""
+        import time
+
+        deadline = time.monotonic() + seconds
+        while True:
+            reading = self.kill_switch.read(self.tenant, self.conn_id)
+            if reading.active:
+                self._audit(run, "kill_switch_checked", reading_details(reading, "during"))
+                return reading
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.2)
 
     def _holders(self, run: ExecutionRun) -> str:
         """Who holds the table, for the message: the sessions a DBA would look at first."""
@@ -568,7 +591,14 @@ class Executor:
 
     def _renew(self, run: ExecutionRun) -> None:
         if self.clock.monotonic() - self._last_renew >= self.opts.lease_seconds / 3:
-            if not self.store.renew_lease(self.tenant, run.id, self.worker, self.opts.lease_seconds):
+            try:
+                renewed = self.store.renew_lease(self.tenant, run.id, self.worker, self.opts.lease_seconds)
+            except StoreLocked as exc:
+                # Another process holds the store's lock: the run goes on (the lease is there for
+                # exactly this); it is renewed on the next look, and lost only if the lock outlasts it.
+                self._event("lease_renewal_delayed", error=str(exc)[:200])
+                return
+            if not renewed:
                 # Another worker took the run over (ours ran out): two drivers must never act on
                 # one run, so this one stops here and leaves everything to the new driver.
                 holder = self._get(run.id).claimed_by

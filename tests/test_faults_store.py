@@ -353,3 +353,55 @@ async def test_a_real_full_disk_refuses_every_write_whole_and_f9_says_so(monkeyp
             assert chain_ok(store) == rows + 2
         finally:
             store.close()
+
+
+@pytest.mark.mariadb
+async def test_f9_with_the_store_locked_kills_the_alter_at_once_and_the_run_ends_the_kill_switchs(lab, tmp_path):
+    """The store locked past its busy timeout must not hold an ALTER in flight: the console that
+    cannot record F9 yet kills the ALTER on the target itself; the worker that drives the run
+    waits for the switch to land and records the run as the kill switch's (not as an error)."""
+    from test_console_flow import make_app as console_app
+    from test_console_flow import make_plan, until
+
+    from engine.executor import Executor
+    from engine.target import Target
+
+    db = lab.database("cc_f9_locked")
+    lab.load_orders(db, 5_000)
+    plan = make_plan(lab, db, "idx_f9_locked", baseline_window_seconds=0, cooldown_seconds=0, lock_wait_timeout=30)
+    path = tmp_path / "store.db"
+    store = Store(f"sqlite:///{path}")
+    worker = Executor(plan, store, EmbeddedKillSwitch(store), Target(plan.connection), "lead@10.0.0.5", "worker")
+    run = worker.create_run()
+    # A transaction that read the table holds the ALTER on its metadata lock: it stays in flight.
+    blocker = lab.sandbox.primary.connect(db)
+    blocker.autocommit(False)
+    with blocker.cursor() as cur:
+        cur.execute("SELECT id FROM orders LIMIT 1")
+    outcome: dict[str, object] = {}
+    driving = threading.Thread(target=lambda: outcome.update(out=worker.execute(run.id)), daemon=True)
+    driving.start()
+    app = console_app(plan, store, user="lead")
+    try:
+        async with app.run_test(size=(160, 50)) as pilot:
+            assert await until(pilot, lambda: app.view.run is not None and app.view.run.alter_started_at is not None, 30)
+            with Target(plan.connection).session("observer") as s:
+                assert s.find_alter(run.id) is not None
+                with LockHolder(path) as holder:
+                    holder.release_after(9.0)
+                    await pilot.press("f9")
+                    pressed = time.monotonic()
+                    for _ in range(200):  # the first write waits the busy timeout (5 s), then the kill
+                        await pilot.pause(0.05)
+                        if s.find_alter(run.id) is None:
+                            break
+                    gone = time.monotonic()
+                    assert s.find_alter(run.id) is None, "the ALTER is killed while the store is still locked"
+                    assert holder.released_at is None and gone - pressed < 8.0
+            driving.join(40)
+    finally:
+        blocker.close()
+    out = outcome["out"]
+    assert (out.status, out.fail_reason) == ("cancelled", "kill_switch"), out.message
+    assert not lab.index_exists(plan)
+    chain_ok(store)
