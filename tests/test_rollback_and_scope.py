@@ -159,3 +159,63 @@ def test_long_transaction_makes_the_alter_give_up_instead_of_queueing_the_app(la
     assert "metadata lock" in out.message and "long transaction" in out.message
     assert f"thread {blocker_id}" in out.message, out.message
     assert not lab.index_exists(plan)
+
+
+def test_an_mdl_pile_up_behind_the_waiting_alter_is_counted_and_released_by_the_guard(lab):
+    """The pile-up the guard exists for: a long transaction holds the table, the ALTER waits for
+    its exclusive metadata lock, and the application's reads queue behind the ALTER. The waiters
+    are counted (what the execution screen shows), and the short lock_wait_timeout ends the
+    ALTER's wait so every queued read goes on within a second or two of it."""
+    import threading
+    import time
+
+    db = lab.database("mdl_pileup")
+    lab.load_orders(db, 5000)
+    plan = lab.plan(db, "idx_mdl_pileup", ["customer_id"], lock_wait_timeout=3)
+    store = lab.store("mdl_pileup")
+    blocker = lab.admin(db)
+    finished: list[float] = []
+    reads_started = threading.Event()
+
+    def app_read() -> None:
+        reads_started.wait(10)
+        with lab.admin(db) as c, c.cursor() as cur:
+            cur.execute("SELECT COUNT(*) AS n FROM orders WHERE customer_id = 7")
+        finished.append(time.monotonic())
+
+    readers = [threading.Thread(target=app_read, daemon=True) for _ in range(4)]
+    for t in readers:
+        t.start()
+    most = 0
+    try:
+        with blocker.cursor() as cur:
+            cur.execute("START TRANSACTION")
+            cur.execute("SELECT id FROM orders LIMIT 1")
+        ex = lab.executor(plan, store)
+        run = ex.create_run()
+        outcome: dict[str, object] = {}
+        alter = threading.Thread(target=lambda: outcome.update(out=ex.execute(run.id)), daemon=True)
+        alter.start()
+        with Target(plan.connection).session("guard") as s:
+            deadline = time.monotonic() + 10
+            while s.find_alter(run.id) is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+            time.sleep(0.3)  # the ALTER now asks for its exclusive lock: reads arriving queue behind it
+            reads_started.set()
+            while alter.is_alive():
+                report = s.metadata_locks(db, "orders")
+                app_waiting = [w for w in report.waiters if "canary-console:alter" not in str(w.get("info", ""))]
+                most = max(most, len(app_waiting))
+                time.sleep(0.1)
+        gave_up = time.monotonic()
+        for t in readers:
+            t.join(10)
+    finally:
+        blocker.rollback()
+        blocker.close()
+    out = outcome["out"]
+    assert (out.status, out.fail_reason) == ("failed", "execution_error") and out.details["error_kind"] == "lock_wait_timeout"
+    assert most >= 1, "the application's reads queued behind the waiting ALTER, and were counted"
+    assert len(finished) == 4, "every queued read went on"
+    assert max(finished) - gave_up < 2.0, "…as soon as the guard ended the ALTER's wait"
+    assert not lab.index_exists(plan)
