@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -130,6 +131,7 @@ def main() -> None:
             p0 = one(admin_p, THREAD_TOTAL, (primary.session.thread_id,))
             r0 = one(admin_r, THREAD_TOTAL, (replica.session.thread_id,))
             loop = CollectorLoop([primary, replica], interval=args.interval)  # the same sources, on its thread
+            load0 = os.getloadavg()[0]
             started = time.monotonic()
             loop.start()
             while time.monotonic() - started < args.seconds:
@@ -143,6 +145,7 @@ def main() -> None:
             r1 = one(admin_r, THREAD_TOTAL, (replica.session.thread_id,))
             for ledger in ledgers.values():
                 ledger.read()
+            load1 = os.getloadavg()[0]
             loop.stop()
             admin_p.close()
             admin_r.close()
@@ -154,7 +157,8 @@ def main() -> None:
           "replica: 1)")
     print(f"statement time of our connections: primary {primary_ms / wall:.3f} ms/s, replica {replica_ms / wall:.3f} "
           f"ms/s, total {total_per_s:.3f} ms/s (target ≤ 3.5 ms/s); "
-          f"{int(p1['n']) - int(p0['n']) + int(r1['n']) - int(r0['n'])} statements")
+          f"{int(p1['n']) - int(p0['n']) + int(r1['n']) - int(r0['n'])} statements; load average {load0:.2f} → "
+          f"{load1:.2f} (the server's timers count time it waited for a CPU too)")
     breakdown = {}
     print(f"{'server':8} {'statement':26} {'n':>6} {'ms/s':>7} {'share':>6} {'p50 ms':>7} {'p99 ms':>7} {'rows examined/stmt':>19}")
     for server, ledger in ledgers.items():
@@ -172,6 +176,7 @@ def main() -> None:
         "bench": "monitor_server_load", "seconds": round(wall, 1), "ticks": ticks, "interval_s": args.interval,
         "primary_ms_per_s": round(primary_ms / wall, 3), "replica_ms_per_s": round(replica_ms / wall, 3),
         "total_ms_per_s": round(total_per_s, 3), "target_ms_per_s": 3.5, "ok": total_per_s <= 3.5,
+        "loadavg_1m": [round(load0, 2), round(load1, 2)],
         "breakdown": breakdown,
     }))
 
