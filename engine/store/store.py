@@ -195,7 +195,7 @@ class Store:
         try:
             missing = self._missing_columns()  # before creating anything: an old store is left as it is
             if not missing:
-                SQLModel.metadata.create_all(self.engine)
+                self._create_tables()
             version = SCHEMA_VERSION - 1 if missing else self._schema_version()
         except SQLAlchemyError as exc:
             fault = store_fault(exc, self.url)
@@ -218,6 +218,20 @@ class Store:
                 f"(schema {version}; this version reads {SCHEMA_VERSION}). Run that version (upgrade this "
                 "one), or point --store at another store."
             )
+
+    def _create_tables(self) -> None:
+        """Create the tables a new store lacks. Consoles started at once on a new store race to
+        create the same ones (SQLite: "table … already exists"; PostgreSQL: a duplicate pg_type
+        row), so a failure while other openers' tables appeared is tried again, and finds them."""
+        for _ in range(len(SQLModel.metadata.tables) + 1):  # each retry needs a new table to appear
+            before = set(inspect(self.engine).get_table_names())
+            try:
+                SQLModel.metadata.create_all(self.engine)
+                return
+            except SQLAlchemyError:
+                if set(inspect(self.engine).get_table_names()) == before:
+                    raise
+        SQLModel.metadata.create_all(self.engine)
 
     def _missing_columns(self) -> list[str]:
         """What the store's existing tables lack (tables not there yet are created, not missed)."""
