@@ -3,7 +3,7 @@
 N separate processes (multiprocessing, spawn context; default 20) each poll the kill switch the way
 the console does — ``EmbeddedKillSwitch.read`` on their own ``Store`` (``--remote``: on the HTTP
 API served by ``canary-console api`` in a subprocess, through ``RemoteKillSwitch``) every
-``console.app.POLL_S``, each at its own phase, one read at a time: a tick that falls due during a
+``console.app.KILL_POLL_S``, each at its own phase, one read at a time: a tick that falls due during a
 slow read is skipped and counted (the console's exclusive thread worker would start a second read
 beside the slow one instead). Meanwhile this process, as a console would, activates the global
 switch (``backend.set`` with a reason), holds it, deactivates it (a canary lead, with a reason), and
@@ -428,7 +428,7 @@ def describe(label: str, f: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    from console.app import POLL_S  # here, not at the top: the pollers need not import Textual
+    from console.app import KILL_POLL_S as POLL_S  # here, not at the top: the pollers need not import Textual
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--store", choices=("sqlite", "postgres", "both"), default="both")

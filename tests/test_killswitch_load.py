@@ -1,6 +1,6 @@
 """The kill switch under load (issue 7 item 6), the suite's short version of
 ``bench/killswitch_load.py``: 20 pollers, each its own process reading the switch as a console does
-(``EmbeddedKillSwitch.read`` on its own Store, every ``console.app.POLL_S``), for 7 s on SQLite and
+(``EmbeddedKillSwitch.read`` on its own Store, every ``console.app.KILL_POLL_S``), for 7 s on SQLite and
 7 s on PostgreSQL, while this process activates and deactivates it every second or so.
 
 First the 20 open a new store at the same instant (consoles started together): every one opens it,
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from console.app import POLL_S
+from console.app import KILL_POLL_S as POLL_S
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 import killswitch_load as load  # noqa: E402
