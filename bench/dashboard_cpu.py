@@ -159,7 +159,10 @@ def main() -> None:
         if args.keep_capture:
             Path(args.keep_capture).write_text(after)
     finally:
+        socket = tmux.cmd("display-message", "-p", "#{socket_path}", check=False).strip()
         tmux.cmd("kill-server", check=False)
+        if socket:
+            Path(socket).unlink(missing_ok=True)
         if feeder is not None:
             feeder.stop()
         shutil.rmtree(work, ignore_errors=True)
