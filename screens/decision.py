@@ -136,7 +136,10 @@ class DecisionScreen(RunbookScreen):
         if v.next_step:
             decided.append(f"engine: {v.next_step}")
         self.query_one("#decided", Static).update(" · ".join(decided))
-        self.refresh_bindings()
+        bindings = (v.action == "team_decision", bool(v.rollback_trigger))
+        if bindings != getattr(self, "_bindings_shown", None):  # a footer rebuild only on a change
+            self._bindings_shown = bindings
+            self.refresh_bindings()
 
     @staticmethod
     def _matrix(v: DecisionView) -> Table | Text:

@@ -381,7 +381,10 @@ class MonitoringScreen(RunbookScreen):
                 a.text if a else "nothing to announce: no metric in its warning zone")
         if self._changed("events", v.events):
             self.query_one("#events", Static).update("\n".join(v.events) or "none yet")
-        self.refresh_bindings()
+        # Only when what check_action decides on changed: each footer rebuild costs (and in
+        # Textual 8.2 leaks the old footer keys — 13 MB a minute when it ran every second).
+        if self._changed("bindings", (v.announcement is not None, v.pause.paused, v.progress.phase != "waiting")):
+            self.refresh_bindings()
 
     def _draw_tiles(self, tiles: tuple[Tile, ...]) -> None:
         if list(self.tiles) != [t.key for t in tiles]:  # the metrics of the run changed: rebuild the grid
