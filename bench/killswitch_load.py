@@ -428,7 +428,9 @@ def describe(label: str, f: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    from console.app import KILL_POLL_S as POLL_S  # here, not at the top: the pollers need not import Textual
+    from console.app import (
+        KILL_POLL_S as POLL_S,  # here, not at the top: the pollers need not import Textual
+    )
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--store", choices=("sqlite", "postgres", "both"), default="both")

@@ -76,13 +76,37 @@ def percentiles_from_buckets(prev: dict[int, tuple[float, int]], cur: dict[int, 
 
 # --- MySQL / MariaDB --------------------------------------------------------------------------
 
-DIGEST_SUMMARY = """
-SELECT /* canary-console:monitor */ DIGEST AS digest, COUNT_STAR AS n, SUM_TIMER_WAIT AS timer,
-       SUM_ROWS_EXAMINED AS rows_examined, SUM_NO_INDEX_USED AS no_index, SUM_ERRORS AS errors
+# One statement a tick on the primary (a statement's fixed cost on the server is a fair share of
+# these small reads): the table's digests (k = 'd'), the status counters ('s') and the number of
+# sessions waiting for a metadata lock on the table ('m'), as rows of one shape. The values come
+# back as text (the UNION's common type) and are parsed by kind.
+_TICK_DIGESTS = """
+SELECT /* canary-console:monitor */ 'd' AS k, DIGEST AS name, COUNT_STAR AS a, SUM_TIMER_WAIT AS b,
+       SUM_ROWS_EXAMINED AS c, SUM_NO_INDEX_USED AS d, SUM_ERRORS AS e
 FROM performance_schema.events_statements_summary_by_digest
 WHERE SCHEMA_NAME = %s AND DIGEST_TEXT LIKE %s
   AND DIGEST_TEXT REGEXP '^(SELECT|INSERT|UPDATE|DELETE|REPLACE)'
 """
+_TICK_STATUS = """
+UNION ALL
+SELECT 's', UPPER(VARIABLE_NAME), VARIABLE_VALUE, NULL, NULL, NULL, NULL
+FROM {table}
+WHERE {name} IN ('THREADS_CONNECTED', 'THREADS_RUNNING', 'INNODB_BUFFER_POOL_READS',
+  'INNODB_BUFFER_POOL_READ_REQUESTS', 'TABLE_LOCKS_WAITED', 'INNODB_ROW_LOCK_TIME', 'INNODB_ROW_LOCK_WAITS',
+  'INNODB_ROW_LOCK_CURRENT_WAITS')
+"""
+_TICK_MDL = """
+UNION ALL
+SELECT 'm', NULL, COUNT(*), NULL, NULL, NULL, NULL
+FROM performance_schema.metadata_locks
+WHERE OBJECT_TYPE = 'TABLE' AND OBJECT_SCHEMA = %s AND OBJECT_NAME = %s AND LOCK_STATUS = 'PENDING'
+"""
+# MariaDB fills information_schema.GLOBAL_STATUS with performance_schema off too; MySQL 8 has
+# only performance_schema.global_status.
+TICK_MARIADB = _TICK_DIGESTS + _TICK_STATUS.format(table="information_schema.GLOBAL_STATUS",
+                                                   name="VARIABLE_NAME") + _TICK_MDL
+TICK_MYSQL = _TICK_DIGESTS + _TICK_STATUS.format(table="performance_schema.global_status",
+                                                 name="UPPER(VARIABLE_NAME)") + _TICK_MDL
 
 HISTORY_LONG = """
 SELECT /* canary-console:monitor */ TIMER_WAIT AS t, TIMER_END AS e
@@ -108,56 +132,40 @@ UPDATE /* canary-console:monitor */ performance_schema.setup_consumers SET ENABL
 WHERE NAME IN ('events_statements_current', 'events_statements_history_long')
 """
 
-# max_connections as @@GLOBAL, not from information_schema.GLOBAL_VARIABLES: that table is filled
-# with every variable to return one (about half of this statement's time on the server).
-STATUS_MARIADB = """
-SELECT /* canary-console:monitor */ UPPER(VARIABLE_NAME) AS name, VARIABLE_VALUE AS value
-FROM information_schema.GLOBAL_STATUS
-WHERE VARIABLE_NAME IN ('THREADS_CONNECTED', 'THREADS_RUNNING', 'INNODB_BUFFER_POOL_READS',
-  'INNODB_BUFFER_POOL_READ_REQUESTS', 'TABLE_LOCKS_WAITED', 'INNODB_ROW_LOCK_TIME', 'INNODB_ROW_LOCK_WAITS')
-UNION ALL
-SELECT 'MAX_CONNECTIONS', @@GLOBAL.max_connections
-"""
-STATUS_MYSQL = """
-SELECT /* canary-console:monitor */ UPPER(VARIABLE_NAME) AS name, VARIABLE_VALUE AS value
-FROM performance_schema.global_status
-WHERE UPPER(VARIABLE_NAME) IN ('THREADS_CONNECTED', 'THREADS_RUNNING', 'INNODB_BUFFER_POOL_READS',
-  'INNODB_BUFFER_POOL_READ_REQUESTS', 'TABLE_LOCKS_WAITED', 'INNODB_ROW_LOCK_TIME', 'INNODB_ROW_LOCK_WAITS')
-UNION ALL
-SELECT UPPER(VARIABLE_NAME), VARIABLE_VALUE FROM performance_schema.global_variables
-WHERE VARIABLE_NAME = 'max_connections'
-"""
+MAX_CONNECTIONS = "SELECT /* canary-console:monitor */ @@GLOBAL.max_connections AS value"
+MAX_CONNECTIONS_EVERY_S = 60.0
 
-# Sessions waiting for a lock on the table, now: metadata locks, and InnoDB row locks.
-LOCK_WAITS_MARIADB = """
-SELECT /* canary-console:monitor */ COALESCE(MAX(w), 0) AS max_wait_s, COUNT(w) AS waiters,
-       COALESCE(SUM(mdl), 0) AS mdl_waiters FROM (
+# Sessions waiting for a lock on the table, now, and for how long: metadata locks, and InnoDB row
+# locks. Asked only when the tick saw a metadata-lock waiter on the table or
+# Innodb_row_lock_current_waits says some session waits for a row lock; the row-lock half only then.
+_MDL_WAITS = """
   SELECT th.PROCESSLIST_TIME AS w, 1 AS mdl
   FROM performance_schema.metadata_locks ml
   JOIN performance_schema.threads th ON th.THREAD_ID = ml.OWNER_THREAD_ID
   WHERE ml.OBJECT_TYPE = 'TABLE' AND ml.OBJECT_SCHEMA = %s AND ml.OBJECT_NAME = %s AND ml.LOCK_STATUS = 'PENDING'
+"""
+_LOCK_WAITS = """
+SELECT /* canary-console:monitor */ COALESCE(MAX(w), 0) AS max_wait_s, COUNT(w) AS waiters,
+       COALESCE(SUM(mdl), 0) AS mdl_waiters FROM ({parts}) x
+"""
+_ROW_WAITS_MARIADB = """
   UNION ALL
   SELECT TIMESTAMPDIFF(MICROSECOND, t.trx_wait_started, NOW(6)) / 1000000, 0
   FROM information_schema.INNODB_TRX t
   JOIN information_schema.INNODB_LOCK_WAITS lw ON lw.requesting_trx_id = t.trx_id
   JOIN information_schema.INNODB_LOCKS l ON l.lock_id = lw.requested_lock_id
   WHERE l.lock_table = %s
-) x
 """
-LOCK_WAITS_MYSQL = """
-SELECT /* canary-console:monitor */ COALESCE(MAX(w), 0) AS max_wait_s, COUNT(w) AS waiters,
-       COALESCE(SUM(mdl), 0) AS mdl_waiters FROM (
-  SELECT th.PROCESSLIST_TIME AS w, 1 AS mdl
-  FROM performance_schema.metadata_locks ml
-  JOIN performance_schema.threads th ON th.THREAD_ID = ml.OWNER_THREAD_ID
-  WHERE ml.OBJECT_TYPE = 'TABLE' AND ml.OBJECT_SCHEMA = %s AND ml.OBJECT_NAME = %s AND ml.LOCK_STATUS = 'PENDING'
+_ROW_WAITS_MYSQL = """
   UNION ALL
   SELECT TIMESTAMPDIFF(MICROSECOND, t.trx_wait_started, NOW(6)) / 1000000, 0
   FROM performance_schema.data_locks dl
   JOIN information_schema.INNODB_TRX t ON t.trx_id = dl.ENGINE_TRANSACTION_ID
   WHERE dl.OBJECT_SCHEMA = %s AND dl.OBJECT_NAME = %s AND dl.LOCK_STATUS = 'WAITING'
-) x
 """
+LOCK_WAITS_MDL = _LOCK_WAITS.format(parts=_MDL_WAITS)
+LOCK_WAITS_MARIADB = _LOCK_WAITS.format(parts=_MDL_WAITS + _ROW_WAITS_MARIADB)  # noqa: S608 - constant fragments
+LOCK_WAITS_MYSQL = _LOCK_WAITS.format(parts=_MDL_WAITS + _ROW_WAITS_MYSQL)  # noqa: S608 - constant fragments
 
 MYSQL_METRICS = ("latency_p50", "latency_p99", "digest_count", "digest_mean_latency_ms", "rows_examined_per_stmt",
                  "no_index_used", "digest_errors", "connections", "threads_running", "buffer_pool_hit",
@@ -166,18 +174,49 @@ MYSQL_METRICS = ("latency_p50", "latency_p99", "digest_count", "digest_mean_late
 
 STATEMENT_ERROR_RATE = "statements on the table that failed (performance_schema digests; no Prometheus)"
 
+# MariaDB materialises every row of events_statements_history_long to answer the percentile query
+# (it computes each row's digest text: 6-16 ms of server time for a ring of 5,000 on a busy
+# two-core machine, more than all the other statements of a tick together). So the percentiles are
+# read at most every PERCENTILE_EVERY_S, and no more often than keeps that scan within
+# PERCENTILE_BUDGET seconds of statement time a second — but at least every PERCENTILE_MOST_S, so
+# that every 30-second bucket of a chart has a point and ten intervals (the least a latency is
+# judged on) take at most a few minutes. Each read covers every statement since the last.
+PERCENTILE_EVERY_S = 5.0
+PERCENTILE_BUDGET = 0.00075
+PERCENTILE_MOST_S = 20.0
+
+
+def percentile_spacing(every_s: float, cost_s: float, budget: float, most_s: float = PERCENTILE_MOST_S) -> float:
+    """Seconds between two percentile reads: at least ``every_s``, long enough that a read costing
+    ``cost_s`` spends at most ``budget`` seconds a second, and never more than ``most_s``."""
+    return max(every_s, min(most_s, cost_s / budget if budget > 0 else 0.0))
+
 
 class MySQLSource:
-    """The target primary: digests of the table, percentiles, status, lock waits (4 round trips)."""
+    """The target primary: digests of the table, status and metadata-lock waiters in one statement
+    a tick; the latency percentiles when due (``percentile_spacing``); how long the lock waits have
+    lasted only while some session waits; max_connections once a minute."""
 
     name = "mysql"
     metrics = MYSQL_METRICS
 
     def __init__(self, profile: ConnectionProfile, schema: str, table: str, digests: Sequence[str] = (),
-                 statement_error_rate: bool = False):
+                 statement_error_rate: bool = False, clock: Clock | None = None,
+                 percentile_every: float = PERCENTILE_EVERY_S, percentile_budget: float = PERCENTILE_BUDGET):
         """``statement_error_rate``: with no Prometheus for the application's error rate, stand in
-        for it with the share of the table's statements that failed (said on the tile)."""
+        for it with the share of the table's statements that failed (said on the tile).
+        ``percentile_every`` (seconds of ``clock``) and ``percentile_budget`` (seconds of statement
+        time a second, 0 for none): how often the latency percentiles are read (``percentile_spacing``
+        of the reads' measured cost); the ticks in between carry no latency sample, and the tile
+        keeps its last band."""
         self.profile = profile
+        self.clock = clock or SystemClock()
+        self.percentile_every = percentile_every
+        self.percentile_budget = percentile_budget
+        self.percentile_spacing_s = percentile_every
+        self._percentile_cost_s: float | None = None  # moving average of the read's wall time
+        self._percentiles_read_at: float | None = None
+        self._max_connections: tuple[float, float] | None = None  # (value, read at)
         self.statement_error_rate = statement_error_rate
         if statement_error_rate:
             self.metrics = (*MYSQL_METRICS, "error_rate")
@@ -216,6 +255,8 @@ class MySQLSource:
             self.session = None
             self._prev_digests = None
             self._prev_status = None
+            self._percentiles_read_at = None
+            self._max_connections = None
 
     def _q(self, statement: str, params: Any = None) -> list[dict[str, Any]]:
         assert self.session is not None
@@ -233,11 +274,12 @@ class MySQLSource:
     def _collect(self) -> list[Sample]:
         out: list[Sample] = []
         like = "%`" + self.table.replace("_", "\\_") + "`%"
-        rows = self._q(DIGEST_SUMMARY, (self.schema, like))
-        if self.digests:
-            rows = [r for r in rows if r["digest"] in self.digests]
-        cur = {r["digest"]: (int(r["n"]), int(r["timer"]), int(r["rows_examined"]), int(r["no_index"]),
-                             int(r["errors"])) for r in rows}
+        rows = self._q(TICK_MARIADB if self.flavour == "mariadb" else TICK_MYSQL,
+                       (self.schema, like, self.schema, self.table))
+        digests = [r for r in rows if r["k"] == "d" and (not self.digests or r["name"] in self.digests)]
+        status = {r["name"]: float(r["a"]) for r in rows if r["k"] == "s"}
+        mdl_waiters = sum(int(r["a"]) for r in rows if r["k"] == "m")
+        cur = {r["name"]: (int(r["a"]), int(r["b"]), int(r["c"]), int(r["d"]), int(r["e"])) for r in digests}
         if self._prev_digests is not None:
             d = [tuple(c - p for c, p in zip(v, self._prev_digests.get(k, (0, 0, 0, 0, 0)), strict=True))
                  for k, v in cur.items()]
@@ -261,17 +303,33 @@ class MySQLSource:
                                       n=0, how=STATEMENT_ERROR_RATE))
         self._prev_digests = cur
         out += self._percentiles(list(cur))
-        out += self._status()
-        out += self._lock_waits()
+        out += self._status(status)
+        out += self._lock_waits(mdl_waiters, status.get("INNODB_ROW_LOCK_CURRENT_WAITS", 1.0))
         return out
 
     def _percentiles(self, digests: list[str]) -> list[Sample]:
-        if self.flavour != "mariadb":
-            return self._histogram_percentiles(digests)
-        if self.percentile_note:
+        if self.flavour == "mariadb" and self.percentile_note:
             return [Sample(m, None, self.name, self.percentile_note) for m in ("latency_p50", "latency_p99")]
         if not digests:
             return [Sample(m, None, self.name, "no statement on the table yet") for m in ("latency_p50", "latency_p99")]
+        now = self.clock.monotonic()
+        last = self._percentiles_read_at
+        # 10 % slack: ticks a hair early must not push every read one interval later.
+        if last is not None and now - last < 0.9 * self.percentile_spacing_s:
+            return []
+        self._percentiles_read_at = now
+        started = time.perf_counter()
+        try:
+            if self.flavour != "mariadb":
+                return self._histogram_percentiles(digests)
+            return self._history_long_percentiles(digests, None if last is None else now - last)
+        finally:
+            cost = time.perf_counter() - started
+            avg = self._percentile_cost_s
+            self._percentile_cost_s = avg = cost if avg is None else 0.7 * avg + 0.3 * cost
+            self.percentile_spacing_s = percentile_spacing(self.percentile_every, avg, self.percentile_budget)
+
+    def _history_long_percentiles(self, digests: list[str], span_s: float | None) -> list[Sample]:
         rows = self._q(HISTORY_LONG.format(placeholders=", ".join(["%s"] * len(digests))),
                        (self.schema, self._history_end, *digests))
         first = self._history_end == 0
@@ -283,7 +341,8 @@ class MySQLSource:
         if not waits:
             return [Sample(m, None, self.name, "no statement in this interval", n=0)
                     for m in ("latency_p50", "latency_p99")]
-        how = f"from events_statements_history_long, {len(waits)} statements"
+        how = f"from events_statements_history_long, {len(waits)} statements" + \
+            (f" in the last {span_s:.0f} s" if span_s is not None else "")
         return [Sample("latency_p50", percentile(waits, 0.5), self.name, n=len(waits), how=how),
                 Sample("latency_p99", percentile(waits, 0.99), self.name, n=len(waits), how=how)]
 
@@ -305,9 +364,8 @@ class MySQLSource:
         return [Sample("latency_p50", values[0], self.name, n=n, how=how),
                 Sample("latency_p99", values[1], self.name, n=n, how=how)]
 
-    def _status(self) -> list[Sample]:
-        rows = self._q(STATUS_MARIADB if self.flavour == "mariadb" else STATUS_MYSQL)
-        s = {r["name"]: float(r["value"]) for r in rows}
+    def _status(self, status: dict[str, float]) -> list[Sample]:
+        s = {**status, "MAX_CONNECTIONS": self._max_connections_now()}
         out = [Sample("connections", 100.0 * s["THREADS_CONNECTED"] / max(1.0, s["MAX_CONNECTIONS"]), self.name,
                       how=f"Threads_connected {s['THREADS_CONNECTED']:.0f} of max_connections {s['MAX_CONNECTIONS']:.0f}"),
                Sample("threads_running", s["THREADS_RUNNING"], self.name)]
@@ -322,8 +380,18 @@ class MySQLSource:
                     Sample("row_lock_waits", s["INNODB_ROW_LOCK_WAITS"] - prev["INNODB_ROW_LOCK_WAITS"], self.name)]
         return out
 
-    def _lock_waits(self) -> list[Sample]:
-        if self.flavour == "mariadb":
+    def _max_connections_now(self) -> float:
+        now = self.clock.monotonic()
+        if self._max_connections is None or now - self._max_connections[1] >= MAX_CONNECTIONS_EVERY_S:
+            self._max_connections = (float(self._q(MAX_CONNECTIONS)[0]["value"]), now)
+        return self._max_connections[0]
+
+    def _lock_waits(self, mdl_waiters: int, row_lock_waits: float) -> list[Sample]:
+        if not mdl_waiters and not row_lock_waits:
+            row: dict[str, Any] = {"max_wait_s": 0, "waiters": 0, "mdl_waiters": 0}
+        elif not row_lock_waits:
+            row = self._q(LOCK_WAITS_MDL, (self.schema, self.table))[0]
+        elif self.flavour == "mariadb":
             row = self._q(LOCK_WAITS_MARIADB, (self.schema, self.table,
                                                 f"{quote(self.schema)}.{quote(self.table)}"))[0]
         else:

@@ -145,7 +145,10 @@ def step(profile: Profile, state: WindowState, t_s: float, bands: Mapping[str, B
                                         route_for(rule, band, profile.min_samples)))
         else:
             episodes.pop(key, None)
-    concurrent = sum(1 for b in bands.values() if b.level in ("warning", "critical"))
+    # Every metric's latest band, not only this tick's: a metric read less often than every tick
+    # (the latency percentiles) still counts between its reads.
+    last_bands = {**state.last_bands, **bands}
+    concurrent = sum(1 for b in last_bands.values() if b.level in ("warning", "critical"))
     paused, pause_reason = state.paused, state.pause_reason
     if concurrent >= profile.concurrent_autopause and not paused:
         paused = True
@@ -159,7 +162,7 @@ def step(profile: Profile, state: WindowState, t_s: float, bands: Mapping[str, B
     return WindowState(
         elapsed_s=t_s, episodes=episodes, events=state.events + tuple(events), concurrent=concurrent,
         max_concurrent=max(state.max_concurrent, concurrent), paused=paused, pause_reason=pause_reason,
-        stop_reason=stop, last_bands={**state.last_bands, **bands},
+        stop_reason=stop, last_bands=last_bands,
     )
 
 

@@ -9,11 +9,13 @@ import time
 
 import pytest
 
+from engine.clock import FrozenClock
 from engine.collectors import (
     CollectorLoop,
     KillSwitchSource,
     MySQLSource,
     ReplicaSource,
+    percentile_spacing,
     percentiles_from_buckets,
     replica_lag,
 )
@@ -50,7 +52,7 @@ def ticks(loop, n, gap=0.6):
 def test_digests_percentiles_and_the_index_lowering_rows_examined(pair):
     sb, lab, db = pair
     profile = sb.primary.profile(db)
-    source = MySQLSource(profile, db, "orders")
+    source = MySQLSource(profile, db, "orders", percentile_every=0, percentile_budget=0)  # percentiles on every tick
     loop = CollectorLoop([source])
     with Workload(profile, "SELECT id, total FROM orders WHERE customer_id = %s",
                   lambda r: (r.randint(0, 49_999),), rate_per_s=40):
@@ -70,6 +72,49 @@ def test_digests_percentiles_and_the_index_lowering_rows_examined(pair):
     with lab.admin(db) as c, c.cursor() as cur:
         cur.execute("ALTER TABLE orders DROP INDEX idx_mon_cust")
     source.close()
+
+
+def test_percentiles_are_read_every_5_s_and_cover_every_statement_since_the_last_read(pair):
+    """The history_long scan is most of the monitor's load on the server: at a 1 s interval it runs
+    on one tick in five (at most: see the budget below), and that read takes in the statements of
+    all five."""
+    sb, lab, db = pair
+    clock = FrozenClock()
+    source = MySQLSource(sb.primary.profile(db), db, "orders", clock=clock, percentile_budget=0)
+    seen = []
+    with Workload(sb.primary.profile(db), "SELECT id FROM orders WHERE id = %s",
+                  lambda r: (r.randint(1, 50_000),), rate_per_s=40):
+        time.sleep(1)
+        for _ in range(12):
+            got = by_metric(source.collect())
+            seen.append((got.get("latency_p99"), got.get("digest_count")))
+            clock.advance(1.0)
+            time.sleep(0.25)
+    source.close()
+    read_at = [i for i, (p99, _) in enumerate(seen) if p99 is not None]
+    assert read_at == [5, 10], read_at  # tick 0 only marks where the first interval starts
+    p99 = seen[10][0]
+    statements = sum(d.n for _, d in seen[6:11])
+    assert p99.value is not None and p99.n >= 0.8 * statements, (p99.n, statements)
+    assert "in the last 5 s" in p99.how
+    # One statement a tick, the percentiles on 3 of them, max_connections once (no lock waits here).
+    assert source.round_trips == 12 + 3 + 1, source.round_trips
+
+
+def test_the_percentile_scan_keeps_within_its_budget_of_server_time(pair):
+    sb, lab, db = pair
+    clock = FrozenClock()
+    source = MySQLSource(sb.primary.profile(db), db, "orders", clock=clock, percentile_budget=0.001)
+    for _ in range(3):
+        source.collect()
+        clock.advance(source.percentile_spacing_s)
+    cost = source._percentile_cost_s
+    source.close()
+    assert cost is not None and cost > 0
+    # A read costing c seconds waits c / 0.001 seconds for the next (5 to 20 s).
+    assert source.percentile_spacing_s == pytest.approx(max(5.0, min(20.0, cost / 0.001)))
+    assert percentile_spacing(5, 0.002, 0.001) == 5 and percentile_spacing(5, 0.015, 0.001) == 15
+    assert percentile_spacing(5, 0.5, 0.001) == 20 and percentile_spacing(0, 0.015, 0) == 0
 
 
 def test_an_injected_row_lock_wait_shows_in_lock_wait(pair):

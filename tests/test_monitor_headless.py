@@ -50,7 +50,7 @@ def _executor(sb, lab, db, index, columns):
     store = lab.store(f"mon-{index}")
     clock = CompressedClock(SPEED)
     backend = EmbeddedKillSwitch(store)
-    sources = [MySQLSource(plan.connection, db, "orders"), ReplicaSource(sb.replica.profile(db), clock),
+    sources = [MySQLSource(plan.connection, db, "orders", clock=clock), ReplicaSource(sb.replica.profile(db), clock),
                KillSwitchSource(backend, plan.tenant, plan.connection.id)]
     ex = Executor(plan, store, backend, Target(plan.connection), "lead@test", "worker-a", clock=clock)
     run = ex.create_run()

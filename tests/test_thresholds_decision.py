@@ -131,6 +131,20 @@ def test_leaving_the_warning_zone_ends_the_episode():
     assert not state.escalations and not state.episodes
 
 
+def test_a_metric_missing_from_a_tick_still_counts_as_concurrent_with_its_last_band():
+    """The latency percentiles are read one tick in five at a 1 s interval: between their reads
+    their last band stands, so the concurrent count does not flicker (nor re-escalate) each tick."""
+    warn = {"connections": 80, "threads_running": 50, "cpu": 70}
+    state = step(PROFILE, WindowState(), 0, {k: _band(k, v) for k, v in warn.items()})
+    assert state.concurrent == 3 and len(state.of_kind("concurrent_escalate")) == 1
+    for t in range(1, 5):  # cpu is not sampled on these ticks
+        state = step(PROFILE, state, t, {k: _band(k, warn[k]) for k in ("connections", "threads_running")})
+        assert state.concurrent == 3
+    assert len(state.of_kind("concurrent_escalate")) == 1
+    state = step(PROFILE, state, 5, {"cpu": _band("cpu", 0)})
+    assert state.concurrent == 2
+
+
 def test_concurrent_warnings_escalate_at_3_and_auto_pause_at_5():
     keys = ["connections", "threads_running", "cpu", "memory", "disk_read"]
     warn = {"connections": 80, "threads_running": 50, "cpu": 70, "memory": 80, "disk_read": 100}
