@@ -259,8 +259,9 @@ def test_a_wrong_type_anywhere_is_one_clear_message(path, value):
     try:
         plan_from_dict(data, "hostile.toml")
     except PlanError as exc:
-        if isinstance(value, list) and len(exc.problems) > 1:
-            # A list of wrong entries: one message per entry, each naming the place.
+        if isinstance(value, (list, dict)) and len(exc.problems) > 1:
+            # A list of wrong entries, or a table of wrong keys where a name or a table may stand
+            # (a column is "name" or {name, prefix}): one message per entry, each naming the place.
             assert len(exc.problems) <= len(value), exc.problems
             for msg in exc.problems:
                 assert_good_message(msg)
