@@ -80,7 +80,7 @@ def main() -> None:
         "wall_ms_p50": round(pct(wall, 0.5), 3), "wall_ms_p99": round(pct(wall, 0.99), 3), "target_p99_ms": 10,
     }
     print(f"collector tick: {figures['round_trips_per_tick']} round trips at most (primary: 1, "
-          "+1 when the percentiles are due, +1 when a session waits for a lock, +1 for max_connections each minute; "
+          "+1 when the percentiles are due, +1 when a session waits for a metadata lock or a statement has run 1 s, +1 for max_connections each minute; "
           "replica: 1); server time "
           f"p50 {figures['server_ms_p50']} ms, p99 {figures['server_ms_p99']} ms; wall p50 {figures['wall_ms_p50']} ms, "
           f"p99 {figures['wall_ms_p99']} ms")

@@ -54,7 +54,7 @@ FROM performance_schema.events_statements_history_long
 WHERE THREAD_ID = %s AND EVENT_ID > %s AND TIMER_WAIT IS NOT NULL
 """
 # Which of our statements a SQL text is (engine/collectors.py's constants, by what they read).
-KINDS = (("events_statements_summary_by_digest", "tick (digests, status, MDL)"),
+KINDS = (("events_statements_summary_by_digest", "tick (+ counters every 5 s)"),
          ("max_connections", "max_connections"),
          ("events_statements_history_long", "history_long percentiles"),
          ("GLOBAL_STATUS", "global status"), ("metadata_locks", "lock waits"),

@@ -77,9 +77,12 @@ def percentiles_from_buckets(prev: dict[int, tuple[float, int]], cur: dict[int, 
 # --- MySQL / MariaDB --------------------------------------------------------------------------
 
 # One statement a tick on the primary (a statement's fixed cost on the server is a fair share of
-# these small reads): the table's digests (k = 'd'), the status counters ('s') and the number of
-# sessions waiting for a metadata lock on the table ('m'), as rows of one shape. The values come
-# back as text (the UNION's common type) and are parsed by kind.
+# these small reads): the table's digests (k = 'd'), the number of sessions waiting for a metadata
+# lock on the table ('m') and the foreground threads ('t': connected, not sleeping, and running a
+# statement for a second or more), as rows of one shape. The status counters ('s') ride along every
+# COUNTERS_EVERY_S only: MariaDB computes every one of its ~500 status variables to answer for
+# eight (~0.7 ms of server time, half the tick), and the counters are deltas, not gauges. The values
+# come back as text (the UNION's common type) and are parsed by kind.
 _TICK_DIGESTS = """
 SELECT /* canary-console:monitor */ 'd' AS k, DIGEST AS name, COUNT_STAR AS a, SUM_TIMER_WAIT AS b,
        SUM_ROWS_EXAMINED AS c, SUM_NO_INDEX_USED AS d, SUM_ERRORS AS e
@@ -87,26 +90,33 @@ FROM performance_schema.events_statements_summary_by_digest
 WHERE SCHEMA_NAME = %s AND DIGEST_TEXT LIKE %s
   AND DIGEST_TEXT REGEXP '^(SELECT|INSERT|UPDATE|DELETE|REPLACE)'
 """
-_TICK_STATUS = """
-UNION ALL
-SELECT 's', UPPER(VARIABLE_NAME), VARIABLE_VALUE, NULL, NULL, NULL, NULL
-FROM {table}
-WHERE {name} IN ('THREADS_CONNECTED', 'THREADS_RUNNING', 'INNODB_BUFFER_POOL_READS',
-  'INNODB_BUFFER_POOL_READ_REQUESTS', 'TABLE_LOCKS_WAITED', 'INNODB_ROW_LOCK_TIME', 'INNODB_ROW_LOCK_WAITS',
-  'INNODB_ROW_LOCK_CURRENT_WAITS')
-"""
 _TICK_MDL = """
 UNION ALL
 SELECT 'm', NULL, COUNT(*), NULL, NULL, NULL, NULL
 FROM performance_schema.metadata_locks
 WHERE OBJECT_TYPE = 'TABLE' AND OBJECT_SCHEMA = %s AND OBJECT_NAME = %s AND LOCK_STATUS = 'PENDING'
 """
+_TICK_THREADS = """
+UNION ALL
+SELECT 't', NULL, COUNT(*), COALESCE(SUM(PROCESSLIST_COMMAND <> 'Sleep'), 0),
+       COALESCE(SUM(PROCESSLIST_COMMAND IN ('Query', 'Execute') AND PROCESSLIST_TIME >= 1), 0), NULL, NULL
+FROM performance_schema.threads
+WHERE TYPE = 'FOREGROUND'
+"""
+_TICK_STATUS = """
+UNION ALL
+SELECT 's', UPPER(VARIABLE_NAME), VARIABLE_VALUE, NULL, NULL, NULL, NULL
+FROM {table}
+WHERE {name} IN ('INNODB_BUFFER_POOL_READS', 'INNODB_BUFFER_POOL_READ_REQUESTS', 'TABLE_LOCKS_WAITED',
+  'INNODB_ROW_LOCK_TIME', 'INNODB_ROW_LOCK_WAITS')
+"""
+TICK = _TICK_DIGESTS + _TICK_MDL + _TICK_THREADS
 # MariaDB fills information_schema.GLOBAL_STATUS with performance_schema off too; MySQL 8 has
 # only performance_schema.global_status.
-TICK_MARIADB = _TICK_DIGESTS + _TICK_STATUS.format(table="information_schema.GLOBAL_STATUS",
-                                                   name="VARIABLE_NAME") + _TICK_MDL
-TICK_MYSQL = _TICK_DIGESTS + _TICK_STATUS.format(table="performance_schema.global_status",
-                                                 name="UPPER(VARIABLE_NAME)") + _TICK_MDL
+TICK_COUNTERS_MARIADB = TICK + _TICK_STATUS.format(table="information_schema.GLOBAL_STATUS", name="VARIABLE_NAME")
+TICK_COUNTERS_MYSQL = TICK + _TICK_STATUS.format(table="performance_schema.global_status",
+                                                 name="UPPER(VARIABLE_NAME)")
+COUNTERS_EVERY_S = 5.0
 
 HISTORY_LONG = """
 SELECT /* canary-console:monitor */ TIMER_WAIT AS t, TIMER_END AS e
@@ -136,8 +146,9 @@ MAX_CONNECTIONS = "SELECT /* canary-console:monitor */ @@GLOBAL.max_connections 
 MAX_CONNECTIONS_EVERY_S = 60.0
 
 # Sessions waiting for a lock on the table, now, and for how long: metadata locks, and InnoDB row
-# locks. Asked only when the tick saw a metadata-lock waiter on the table or
-# Innodb_row_lock_current_waits says some session waits for a row lock; the row-lock half only then.
+# locks. Asked only when the tick saw a metadata-lock waiter on the table (the metadata half), or
+# a statement that has run for a second or more (both halves): a wait shorter than that is below
+# lock_wait's warning (1 s) and is reported as none.
 _MDL_WAITS = """
   SELECT th.PROCESSLIST_TIME AS w, 1 AS mdl
   FROM performance_schema.metadata_locks ml
@@ -177,13 +188,15 @@ STATEMENT_ERROR_RATE = "statements on the table that failed (performance_schema 
 # MariaDB materialises every row of events_statements_history_long to answer the percentile query
 # (it computes each row's digest text: 6-16 ms of server time for a ring of 5,000 on a busy
 # two-core machine, more than all the other statements of a tick together). So the percentiles are
-# read at most every PERCENTILE_EVERY_S, and no more often than keeps that scan within
-# PERCENTILE_BUDGET seconds of statement time a second — but at least every PERCENTILE_MOST_S, so
-# that every 30-second bucket of a chart has a point and ten intervals (the least a latency is
-# judged on) take at most a few minutes. Each read covers every statement since the last.
+# read at most every PERCENTILE_EVERY_S, and each read then waits long enough to pay for itself:
+# its own cost over PERCENTILE_BUDGET seconds of statement time a second (the ring grows, and a
+# read on a loaded machine may cost twice the last; a moving average lagged behind and overspent).
+# But a read comes at least every PERCENTILE_MOST_S, so that every 30-second bucket of a chart has a
+# point and ten intervals (the least a latency is judged on) take at most five minutes. Each read
+# covers every statement since the last.
 PERCENTILE_EVERY_S = 5.0
-PERCENTILE_BUDGET = 0.00075
-PERCENTILE_MOST_S = 20.0
+PERCENTILE_BUDGET = 0.0005
+PERCENTILE_MOST_S = 30.0
 
 
 def percentile_spacing(every_s: float, cost_s: float, budget: float, most_s: float = PERCENTILE_MOST_S) -> float:
@@ -193,9 +206,10 @@ def percentile_spacing(every_s: float, cost_s: float, budget: float, most_s: flo
 
 
 class MySQLSource:
-    """The target primary: digests of the table, status and metadata-lock waiters in one statement
-    a tick; the latency percentiles when due (``percentile_spacing``); how long the lock waits have
-    lasted only while some session waits; max_connections once a minute."""
+    """The target primary: digests of the table, metadata-lock waiters and threads in one statement
+    a tick, with the status counters every COUNTERS_EVERY_S; the latency percentiles when due
+    (``percentile_spacing``); how long the lock waits have lasted only while a session waits for a
+    metadata lock or a statement has run a second; max_connections once a minute."""
 
     name = "mysql"
     metrics = MYSQL_METRICS
@@ -207,16 +221,17 @@ class MySQLSource:
         for it with the share of the table's statements that failed (said on the tile).
         ``percentile_every`` (seconds of ``clock``) and ``percentile_budget`` (seconds of statement
         time a second, 0 for none): how often the latency percentiles are read (``percentile_spacing``
-        of the reads' measured cost); the ticks in between carry no latency sample, and the tile
+        of the last read's measured cost); the ticks in between carry no latency sample, and the tile
         keeps its last band."""
         self.profile = profile
         self.clock = clock or SystemClock()
         self.percentile_every = percentile_every
         self.percentile_budget = percentile_budget
         self.percentile_spacing_s = percentile_every
-        self._percentile_cost_s: float | None = None  # moving average of the read's wall time
+        self.percentile_cost_s: float | None = None  # the last read's wall time
         self._percentiles_read_at: float | None = None
         self._max_connections: tuple[float, float] | None = None  # (value, read at)
+        self._counters_read_at: float | None = None
         self.statement_error_rate = statement_error_rate
         if statement_error_rate:
             self.metrics = (*MYSQL_METRICS, "error_rate")
@@ -256,6 +271,7 @@ class MySQLSource:
             self._prev_digests = None
             self._prev_status = None
             self._percentiles_read_at = None
+            self._counters_read_at = None
             self._max_connections = None
 
     def _q(self, statement: str, params: Any = None) -> list[dict[str, Any]]:
@@ -274,11 +290,17 @@ class MySQLSource:
     def _collect(self) -> list[Sample]:
         out: list[Sample] = []
         like = "%`" + self.table.replace("_", "\\_") + "`%"
-        rows = self._q(TICK_MARIADB if self.flavour == "mariadb" else TICK_MYSQL,
-                       (self.schema, like, self.schema, self.table))
+        now = self.clock.monotonic()
+        counters = self._counters_read_at is None or now - self._counters_read_at >= 0.9 * COUNTERS_EVERY_S
+        tick = (TICK_COUNTERS_MARIADB if self.flavour == "mariadb" else TICK_COUNTERS_MYSQL) if counters else TICK
+        rows = self._q(tick, (self.schema, like, self.schema, self.table))
+        if counters:
+            self._counters_read_at = now
         digests = [r for r in rows if r["k"] == "d" and (not self.digests or r["name"] in self.digests)]
         status = {r["name"]: float(r["a"]) for r in rows if r["k"] == "s"}
         mdl_waiters = sum(int(r["a"]) for r in rows if r["k"] == "m")
+        threads = next(r for r in rows if r["k"] == "t")
+        connected, running, long_running = int(threads["a"]), int(threads["b"]), int(threads["c"])
         cur = {r["name"]: (int(r["a"]), int(r["b"]), int(r["c"]), int(r["d"]), int(r["e"])) for r in digests}
         if self._prev_digests is not None:
             d = [tuple(c - p for c, p in zip(v, self._prev_digests.get(k, (0, 0, 0, 0, 0)), strict=True))
@@ -303,8 +325,10 @@ class MySQLSource:
                                       n=0, how=STATEMENT_ERROR_RATE))
         self._prev_digests = cur
         out += self._percentiles(list(cur))
-        out += self._status(status)
-        out += self._lock_waits(mdl_waiters, status.get("INNODB_ROW_LOCK_CURRENT_WAITS", 1.0))
+        out += self._threads(connected, running)
+        if counters:
+            out += self._counters(status)
+        out += self._lock_waits(mdl_waiters, long_running)
         return out
 
     def _percentiles(self, digests: list[str]) -> list[Sample]:
@@ -324,10 +348,8 @@ class MySQLSource:
                 return self._histogram_percentiles(digests)
             return self._history_long_percentiles(digests, None if last is None else now - last)
         finally:
-            cost = time.perf_counter() - started
-            avg = self._percentile_cost_s
-            self._percentile_cost_s = avg = cost if avg is None else 0.7 * avg + 0.3 * cost
-            self.percentile_spacing_s = percentile_spacing(self.percentile_every, avg, self.percentile_budget)
+            self.percentile_cost_s = cost = time.perf_counter() - started
+            self.percentile_spacing_s = percentile_spacing(self.percentile_every, cost, self.percentile_budget)
 
     def _history_long_percentiles(self, digests: list[str], span_s: float | None) -> list[Sample]:
         rows = self._q(HISTORY_LONG.format(placeholders=", ".join(["%s"] * len(digests))),
@@ -364,21 +386,26 @@ class MySQLSource:
         return [Sample("latency_p50", values[0], self.name, n=n, how=how),
                 Sample("latency_p99", values[1], self.name, n=n, how=how)]
 
-    def _status(self, status: dict[str, float]) -> list[Sample]:
-        s = {**status, "MAX_CONNECTIONS": self._max_connections_now()}
-        out = [Sample("connections", 100.0 * s["THREADS_CONNECTED"] / max(1.0, s["MAX_CONNECTIONS"]), self.name,
-                      how=f"Threads_connected {s['THREADS_CONNECTED']:.0f} of max_connections {s['MAX_CONNECTIONS']:.0f}"),
-               Sample("threads_running", s["THREADS_RUNNING"], self.name)]
+    def _threads(self, connected: int, running: int) -> list[Sample]:
+        limit = self._max_connections_now()
+        return [Sample("connections", 100.0 * connected / max(1.0, limit), self.name,
+                       how=f"{connected} connections of max_connections {limit:.0f}"),
+                Sample("threads_running", running, self.name,
+                       how="connections not in Sleep (performance_schema.threads), this one included")]
+
+    def _counters(self, s: dict[str, float]) -> list[Sample]:
+        """Deltas of the status counters since their last read (every COUNTERS_EVERY_S)."""
         prev, self._prev_status = self._prev_status, s
-        if prev is not None:
-            requests = s["INNODB_BUFFER_POOL_READ_REQUESTS"] - prev["INNODB_BUFFER_POOL_READ_REQUESTS"]
-            reads = s["INNODB_BUFFER_POOL_READS"] - prev["INNODB_BUFFER_POOL_READS"]
-            if requests > 0:
-                out.append(Sample("buffer_pool_hit", 100.0 * (1 - reads / requests), self.name, n=int(requests)))
-            out += [Sample("table_locks_waited", s["TABLE_LOCKS_WAITED"] - prev["TABLE_LOCKS_WAITED"], self.name),
-                    Sample("row_lock_time_ms", s["INNODB_ROW_LOCK_TIME"] - prev["INNODB_ROW_LOCK_TIME"], self.name),
-                    Sample("row_lock_waits", s["INNODB_ROW_LOCK_WAITS"] - prev["INNODB_ROW_LOCK_WAITS"], self.name)]
-        return out
+        if prev is None:
+            return []
+        out = []
+        requests = s["INNODB_BUFFER_POOL_READ_REQUESTS"] - prev["INNODB_BUFFER_POOL_READ_REQUESTS"]
+        reads = s["INNODB_BUFFER_POOL_READS"] - prev["INNODB_BUFFER_POOL_READS"]
+        if requests > 0:
+            out.append(Sample("buffer_pool_hit", 100.0 * (1 - reads / requests), self.name, n=int(requests)))
+        return out + [Sample("table_locks_waited", s["TABLE_LOCKS_WAITED"] - prev["TABLE_LOCKS_WAITED"], self.name),
+                      Sample("row_lock_time_ms", s["INNODB_ROW_LOCK_TIME"] - prev["INNODB_ROW_LOCK_TIME"], self.name),
+                      Sample("row_lock_waits", s["INNODB_ROW_LOCK_WAITS"] - prev["INNODB_ROW_LOCK_WAITS"], self.name)]
 
     def _max_connections_now(self) -> float:
         now = self.clock.monotonic()
@@ -386,10 +413,10 @@ class MySQLSource:
             self._max_connections = (float(self._q(MAX_CONNECTIONS)[0]["value"]), now)
         return self._max_connections[0]
 
-    def _lock_waits(self, mdl_waiters: int, row_lock_waits: float) -> list[Sample]:
-        if not mdl_waiters and not row_lock_waits:
+    def _lock_waits(self, mdl_waiters: int, long_running: int) -> list[Sample]:
+        if not mdl_waiters and not long_running:
             row: dict[str, Any] = {"max_wait_s": 0, "waiters": 0, "mdl_waiters": 0}
-        elif not row_lock_waits:
+        elif not long_running:
             row = self._q(LOCK_WAITS_MDL, (self.schema, self.table))[0]
         elif self.flavour == "mariadb":
             row = self._q(LOCK_WAITS_MARIADB, (self.schema, self.table,

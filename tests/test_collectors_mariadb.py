@@ -81,13 +81,14 @@ def test_percentiles_are_read_every_5_s_and_cover_every_statement_since_the_last
     sb, lab, db = pair
     clock = FrozenClock()
     source = MySQLSource(sb.primary.profile(db), db, "orders", clock=clock, percentile_budget=0)
-    seen = []
+    seen, every = [], []
     with Workload(sb.primary.profile(db), "SELECT id FROM orders WHERE id = %s",
                   lambda r: (r.randint(1, 50_000),), rate_per_s=40):
         time.sleep(1)
         for _ in range(12):
             got = by_metric(source.collect())
             seen.append((got.get("latency_p99"), got.get("digest_count")))
+            every.append(got)
             clock.advance(1.0)
             time.sleep(0.25)
     source.close()
@@ -99,6 +100,12 @@ def test_percentiles_are_read_every_5_s_and_cover_every_statement_since_the_last
     assert "in the last 5 s" in p99.how
     # One statement a tick, the percentiles on 3 of them, max_connections once (no lock waits here).
     assert source.round_trips == 12 + 3 + 1, source.round_trips
+    # The gauges every tick; the status counters ride on the tick every 5 s (the first read only
+    # marks where their deltas start), the buffer pool's hit rate over all the reads since the last.
+    assert all(g["threads_running"].value >= 1 and g["connections"].value > 0 for g in every)
+    assert [i for i, g in enumerate(every) if "row_lock_waits" in g] == [5, 10]
+    assert [i for i, g in enumerate(every) if "buffer_pool_hit" in g] == [5, 10]
+    assert every[10]["buffer_pool_hit"].n > every[6]["digest_count"].n  # the requests of five ticks
 
 
 def test_the_percentile_scan_keeps_within_its_budget_of_server_time(pair):
@@ -108,13 +115,13 @@ def test_the_percentile_scan_keeps_within_its_budget_of_server_time(pair):
     for _ in range(3):
         source.collect()
         clock.advance(source.percentile_spacing_s)
-    cost = source._percentile_cost_s
+    cost = source.percentile_cost_s
     source.close()
     assert cost is not None and cost > 0
-    # A read costing c seconds waits c / 0.001 seconds for the next (5 to 20 s).
-    assert source.percentile_spacing_s == pytest.approx(max(5.0, min(20.0, cost / 0.001)))
+    # A read costing c seconds waits c / 0.001 seconds for the next (5 to 30 s).
+    assert source.percentile_spacing_s == pytest.approx(max(5.0, min(30.0, cost / 0.001)))
     assert percentile_spacing(5, 0.002, 0.001) == 5 and percentile_spacing(5, 0.015, 0.001) == 15
-    assert percentile_spacing(5, 0.5, 0.001) == 20 and percentile_spacing(0, 0.015, 0) == 0
+    assert percentile_spacing(5, 0.5, 0.001) == 30 and percentile_spacing(0, 0.015, 0) == 0
 
 
 def test_an_injected_row_lock_wait_shows_in_lock_wait(pair):
