@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.message import Message
 from textual.screen import Screen
+from textual.widgets import Static
 
 from engine.runbook import RunView
 from screens.frame import BANNER_CSS, FrameBar, FrameState, KillBanner, RunFrame, StepBar
@@ -18,6 +20,27 @@ def plain(*cells: object) -> tuple[Text, ...]:
     """Table cells shown as they are: text from the store or the server is never read as markup
     (a ``[`` in a detail or a query would otherwise be a tag, or an error)."""
     return tuple(Text(str(c)) for c in cells)
+
+
+def update_text(widget: Static, content: str | Text) -> None:
+    """``Static.update`` that asks for a layout pass only when the widget's size changes: a line
+    that ticks every second ("34.2 / 60 min", "p99 +1.2% < +20%") keeps it, and a layout of the
+    whole dashboard every second was a third of the console's CPU. The new text's height is
+    measured as the layout would, in the widget's width; a widget as wide as its text (width:
+    auto) compares the width of each line instead."""
+    width_style, height_style = widget.styles.width, widget.styles.height
+    region = widget.content_region
+    if width_style is not None and width_style.is_auto or region.width <= 0:
+        text = content if isinstance(content, str) else content.plain
+        shape = tuple(cell_len(line) for line in text.split("\n"))
+        same = getattr(widget, "_text_shape", None) == shape
+        widget._text_shape = shape  # type: ignore[attr-defined]
+        widget.update(content, layout=not same)
+        return
+    widget.update(content, layout=False)  # a repaint: the measured height is computed afresh
+    if height_style is None or height_style.is_auto:
+        if widget.get_content_height(region.size, region.size, region.width) != region.height:
+            widget.refresh(layout=True)
 
 
 def drawable(screen: Screen) -> bool:
@@ -57,7 +80,10 @@ class RunbookScreen(Screen):
     def apply_frame(self, state: FrameState) -> None:
         if self.step and state.step != self.step:
             state = replace(state, step=self.step)
-        for widget in (*self.query(RunFrame), *self.query(StepBar), *self.query(KillBanner)):
+        parts = getattr(self, "_frame_parts", None)
+        if not parts:  # found once: five times a second, a query of the whole screen cost
+            parts = self._frame_parts = (*self.query(RunFrame), *self.query(StepBar), *self.query(KillBanner))
+        for widget in parts:
             widget.state = state
 
     def show_view(self, view: RunView, now: datetime) -> None:

@@ -873,3 +873,39 @@ def test_snapshot_decision_fail(snap_compare):
 def test_snapshot_decision_inconclusive(snap_compare):
     assert snap_compare(_decision(decision_view(inconclusive_data())), terminal_size=(160, 50),
                         run_before=_settle())
+
+
+async def test_a_chart_is_redrawn_only_when_a_dot_it_draws_moves():
+    """A bucket's new minimum a hair below the old one lands on the same braille dot: no redraw
+    (a redraw costs ~15 ms, five charts a second at a 1 s interval); a point a dot away redraws."""
+    from engine.dashboard import ChartSeries
+
+    class One(App):
+        def compose(self):
+            yield MetricChart("threads_running")
+
+    def series(y_last: float, revision: int) -> ChartSeries:
+        xs = tuple(float(i) for i in range(30))
+        return ChartSeries("threads_running", "Threads running", "", xs, (*([10.0] * 29), y_last), (), (),
+                           (0.0, 60.0), (0.0, 100.0), revision=revision)
+
+    app = One()
+    async with app.run_test(size=(40, 14)) as pilot:
+        chart = app.query_one(MetricChart)
+        await pilot.pause()
+        assert chart.show(series(20.0, 1)) and chart.draws == 1
+        assert not chart.show(series(20.01, 2)) and chart.draws == 1, "the same dot: not redrawn"
+        assert chart.series.revision == 2, "the newest series is kept for the next repaint"
+        assert chart.show(series(40.0, 3)) and chart.draws == 2, "a dot away: redrawn"
+
+
+def test_a_chart_draws_only_the_lowest_and_highest_point_of_each_column_of_dots():
+    from screens.monitoring import thin
+
+    xs = [0.0, 0.1, 0.2, 0.3, 1.0, 1.5, 2.2]
+    ys = [5.0, 9.0, 1.0, 4.0, 3.0, 3.0, 7.0]
+    # One dot a minute over 0-4: 0.0-0.3 are one column (its high 9 at 0.1 and its low 1 at 0.2),
+    # 1.0 and 1.5 another (equal: one point), 2.2 alone.
+    assert thin(xs, ys, (0.0, 4.0), 4) == ([0.1, 0.2, 1.0, 2.2], [9.0, 1.0, 3.0, 7.0])
+    assert thin([], [], (0.0, 4.0), 4) == ([], [])
+    assert thin(xs, ys, (0.0, 4.0), 1000) == (xs, ys), "every point its own column: all kept"
