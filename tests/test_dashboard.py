@@ -909,3 +909,10 @@ def test_a_chart_draws_only_the_lowest_and_highest_point_of_each_column_of_dots(
     assert thin(xs, ys, (0.0, 4.0), 4) == ([0.1, 0.2, 1.0, 2.2], [9.0, 1.0, 3.0, 7.0])
     assert thin([], [], (0.0, 4.0), 4) == ([], [])
     assert thin(xs, ys, (0.0, 4.0), 1000) == (xs, ys), "every point its own column: all kept"
+
+
+def test_the_checkpoint_countdown_counts_minutes_then_the_last_minutes_seconds():
+    from screens.monitoring import countdown
+
+    assert [countdown(x) for x in ("14:00", "13:59", "13:01", "1:00", "0:59", "0:00")] == [
+        "14 min", "14 min", "14 min", "1 min", "0:59", "0:00"]
