@@ -300,7 +300,7 @@ class MySQLSource:
         status = {r["name"]: float(r["a"]) for r in rows if r["k"] == "s"}
         mdl_waiters = sum(int(r["a"]) for r in rows if r["k"] == "m")
         threads = next(r for r in rows if r["k"] == "t")
-        connected, running, long_running = int(threads["a"]), int(threads["b"]), int(threads["c"])
+        connected, running, long_running = (int(float(threads[c] or 0)) for c in ("a", "b", "c"))  # text: the UNION's type
         cur = {r["name"]: (int(r["a"]), int(r["b"]), int(r["c"]), int(r["d"]), int(r["e"])) for r in digests}
         if self._prev_digests is not None:
             d = [tuple(c - p for c, p in zip(v, self._prev_digests.get(k, (0, 0, 0, 0, 0)), strict=True))
