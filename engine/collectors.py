@@ -81,7 +81,7 @@ def percentiles_from_buckets(prev: dict[int, tuple[float, int]], cur: dict[int, 
 # lock on the table ('m') and the foreground threads ('t': connected, not sleeping, and running a
 # statement for a second or more), as rows of one shape. The status counters ('s') ride along every
 # COUNTERS_EVERY_S only: MariaDB computes every one of its ~500 status variables to answer for
-# eight (~0.7 ms of server time, half the tick), and the counters are deltas, not gauges. The values
+# five (~0.7 ms of server time, half the tick), and the counters are deltas, not gauges. The values
 # come back as text (the UNION's common type) and are parsed by kind.
 _TICK_DIGESTS = """
 SELECT /* canary-console:monitor */ 'd' AS k, DIGEST AS name, COUNT_STAR AS a, SUM_TIMER_WAIT AS b,
@@ -199,6 +199,12 @@ PERCENTILE_BUDGET = 0.0005
 PERCENTILE_MOST_S = 30.0
 
 
+def due(last: float | None, now: float, every_s: float) -> bool:
+    """A periodic read is due: never made, or ``every_s`` has passed — with 10 % slack, so that
+    ticks a hair early do not push every read one interval later."""
+    return last is None or now - last >= 0.9 * every_s
+
+
 def percentile_spacing(every_s: float, cost_s: float, budget: float, most_s: float = PERCENTILE_MOST_S) -> float:
     """Seconds between two percentile reads: at least ``every_s``, long enough that a read costing
     ``cost_s`` spends at most ``budget`` seconds a second, and never more than ``most_s``."""
@@ -291,7 +297,7 @@ class MySQLSource:
         out: list[Sample] = []
         like = "%`" + self.table.replace("_", "\\_") + "`%"
         now = self.clock.monotonic()
-        counters = self._counters_read_at is None or now - self._counters_read_at >= 0.9 * COUNTERS_EVERY_S
+        counters = due(self._counters_read_at, now, COUNTERS_EVERY_S)
         tick = (TICK_COUNTERS_MARIADB if self.flavour == "mariadb" else TICK_COUNTERS_MYSQL) if counters else TICK
         rows = self._q(tick, (self.schema, like, self.schema, self.table))
         if counters:
@@ -338,8 +344,7 @@ class MySQLSource:
             return [Sample(m, None, self.name, "no statement on the table yet") for m in ("latency_p50", "latency_p99")]
         now = self.clock.monotonic()
         last = self._percentiles_read_at
-        # 10 % slack: ticks a hair early must not push every read one interval later.
-        if last is not None and now - last < 0.9 * self.percentile_spacing_s:
+        if not due(last, now, self.percentile_spacing_s):
             return []
         self._percentiles_read_at = now
         started = time.perf_counter()
