@@ -122,10 +122,14 @@ class SandboxServer:
         if (self.datadir / "mysql").is_dir():
             return
         self.datadir.mkdir(parents=True, exist_ok=True)
+        # Its own temporary directory: the bootstrap server's temporary tables otherwise go to the
+        # shared /tmp, where a concurrent install or clean-up can remove them under it.
+        tmp = self.base / f"{self.name}-tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
         result = subprocess.run(
             [install_bin, "--no-defaults", f"--datadir={self.datadir}", "--user=root",
              "--auth-root-authentication-method=normal", "--skip-test-db"],
-            capture_output=True, text=True, timeout=120,
+            capture_output=True, text=True, timeout=120, env={**os.environ, "TMPDIR": str(tmp)},
         )
         if result.returncode != 0:
             raise SandboxUnavailable(
