@@ -257,17 +257,28 @@ async def test_kill_switch_during_the_alter_from_the_console(lab, tmp_path):
     db = lab.big_table(1_000_000)
     index = "idx_console_kill"
     lab.drop_index_if_present(db, "orders", index)
-    plan = make_plan(lab, db, index, baseline_window_seconds=0, cooldown_seconds=0)
+    # An observer holds the table open in a transaction from before the ALTER: the ALTER waits for
+    # its metadata lock (up to 30 s) and cannot commit before F9 reaches it, however loaded the
+    # machine is.
+    plan = make_plan(lab, db, index, baseline_window_seconds=0, cooldown_seconds=0, lock_wait_timeout=30)
     plan = plan_from_dict({**plan.raw, "change": {"table": "orders", "index": index,
                                                    "columns": ["note", "status", "total"]}}, source="kill")
     store, clock, app = driving_console(plan, tmp_path)
     async with app.run_test(size=(160, 50)) as pilot:
-        await execute_until(app, pilot, clock, "alter_started", 30)
+        await walk_prechecks(app, pilot, clock)
+        await pilot.press("c")
+        assert await until(pilot, lambda: app.view.gate() is not None and app.view.gate().status == "pass")
+        await pilot.press("4")
+        assert await until(pilot, lambda: isinstance(app.screen, ExecutionScreen))
         with Target(plan.connection).session("observer") as s:
-            assert await until(pilot, lambda: s.find_alter(app.run_id) is not None, 10)
-        await pilot.press("f9")
-        assert app.frame.kill_active
-        assert await until(pilot, lambda: app.view.run.status == "cancelled", 30)
+            s.execute("START TRANSACTION")
+            s.query(f"SELECT 1 FROM {qualified(db, 'orders')} LIMIT 1")
+            await pilot.press("g")
+            assert await until(pilot, lambda: s.find_alter(app.run_id) is not None, 30)
+            await pilot.press("f9")
+            assert app.frame.kill_active
+            assert await until(pilot, lambda: app.view.run.status == "cancelled", 30)
+            s.execute("ROLLBACK")
     run = store.get_run(plan.tenant, app.run_id)
     assert run.fail_reason == "kill_switch"
     assert not lab.index_exists(plan)
