@@ -380,28 +380,32 @@ def wait_for(predicate: Callable[[], Any], timeout: float, step: float = 0.02) -
     return None
 
 
-def tc10_worker_crash_lease_expiry(lab: Lab, rows: int = 1_000_000) -> CaseResult:
+def tc10_worker_crash_lease_expiry(lab: Lab, rows: int = 2_000_000) -> CaseResult:
     r = CaseResult("TC-10")
     db = lab.big_table(rows)
     index = "idx_tc10"
     lab.drop_index_if_present(db, "orders", index)
-    plan = lab.plan(db, index, ["note", "status", "total"], lease_seconds=1.0)
+    # The lease has to outlast the gap between the crash and the second worker's first try (the
+    # crashed worker renewed it at most a third of it, 1 s, before it died, which leaves 2 s;
+    # 1 s was not enough there), and the ALTER has to outlast the lease so that the new owner finds
+    # it still running: 2M rows take ~5 s to index here.
+    plan = lab.plan(db, index, ["note", "status", "total"], lease_seconds=3.0)
     store = r.store = lab.store("tc10")
     plan_path = write_plan(lab, plan, "tc10")
     first = lab.executor(plan, store, worker="worker-a")
     run = first.create_run()
     r.run_id = run.id
+    second = lab.executor(plan, store, worker="worker-b")
     proc = spawn_worker(plan_path, store.url, run.id)
     with Target(plan.connection).session("observer") as s:
         started = wait_for(lambda: s.find_alter(run.id), 30)
     proc.kill()  # the worker crashes mid-ALTER; the server goes on building the index
     proc.wait(10)
     r.check("the crashed worker had started the ALTER", bool(started))
-    second = lab.executor(plan, store, worker="worker-b")
     early = second.execute(run.id)
     r.check("while the lease holds, a new worker is refused", early.fail_reason == "claim_failed")
     wait_for(lambda: (x := store.get_run(plan.tenant, run.id)) and x.lease_expires_at
-             and x.lease_expires_at < utcnow(), 10)
+             and x.lease_expires_at < utcnow(), 15)
     out = r.outcome = second.execute(run.id)
     inspected = store.audit_entries(plan.tenant, run.id, "recovery_inspected")
     r.check("the new owner inspected processlist and index before acting", len(inspected) == 1)

@@ -272,7 +272,7 @@ async def test_kill_switch_during_the_alter_from_the_console(lab, tmp_path):
         assert await until(pilot, lambda: isinstance(app.screen, ExecutionScreen))
         with Target(plan.connection).session("observer") as s:
             s.execute("START TRANSACTION")
-            s.query(f"SELECT 1 FROM {qualified(db, 'orders')} LIMIT 1")
+            s.query(f"SELECT 1 FROM {qualified(db, 'orders')} LIMIT 1")  # noqa: S608 - a quoted name
             await pilot.press("g")
             assert await until(pilot, lambda: s.find_alter(app.run_id) is not None, 30)
             await pilot.press("f9")
