@@ -28,6 +28,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from engine import prechecks, sql
 from engine.cases import PRIORITY
 from engine.clock import Clock, SystemClock
+from engine.enforce import kill_run_alter
 from engine.identity import Identity, current_identity, worker_id
 from engine.killswitch import KillSwitchBackend, KillSwitchReading, backend_for
 from engine.paths import state_dir
@@ -489,13 +490,11 @@ class CanaryApp(App):
         if run is None or run.status != "running" or run.alter_started_at is None or run.alter_finished_at:
             return
         try:
-            with self.target.session("kill-switch") as s:
-                row = s.find_alter(run.id)
-                if row is not None:
-                    s.kill_query(int(row["id"]))
-                    self.call_from_thread(self.notify, f"ALTER of run {run.id[:8]} killed (thread {row['id']}) "
-                                          "before the switch could be recorded", title="Kill switch",
-                                          severity="warning", timeout=20)
+            thread = kill_run_alter(self.target, run.id)
+            if thread is not None:
+                self.call_from_thread(self.notify, f"ALTER of run {run.id[:8]} killed (thread {thread}) "
+                                      "before the switch could be recorded", title="Kill switch",
+                                      severity="warning", timeout=20)
         except Exception as exc:  # noqa: BLE001 - the store retry goes on; say what failed
             self.call_from_thread(self.notify, f"could not kill the ALTER directly ({exc}); the switch is "
                                   f"retried: {why}", title="Kill switch", severity="error", timeout=30)

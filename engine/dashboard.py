@@ -611,7 +611,7 @@ class CheckpointRow:
     who: str
     notes: str
     due_text: str = ""  # "16:17:30", and "(in 4:12)" for the next one
-    due_in: str = ""  # "4:12" for the next one
+    due_in_s: int | None = None  # whole seconds until the next one is due (None for the others)
 
 
 @dataclass(frozen=True)
@@ -943,9 +943,9 @@ def _checkpoints(profile: Profile, data: DashboardData, now: datetime) -> tuple[
         else:
             status = "upcoming"
         due_text = f"{due:%H:%M:%S}" if due is not None else "—"
-        due_in = _mmss((due - now).total_seconds()) if status == "next" and due is not None else ""
-        if due_in:
-            due_text += f" (in {due_in})"
+        due_in = max(0, int((due - now).total_seconds())) if status == "next" and due is not None else None
+        if due_in is not None:
+            due_text += f" (in {_mmss(due_in)})"
         rows.append(CheckpointRow(label, due, status, ok, who, notes, due_text, due_in))
     return tuple(rows), current
 

@@ -51,6 +51,17 @@ def stored_target(store: Store) -> Callable[[ExecutionRun], Target]:
     return target_for
 
 
+def kill_run_alter(target: Target, run_id: str) -> int | None:
+    """``KILL QUERY`` the run's ALTER, found in the processlist by the tag it carries: the killed
+    thread's id, or None when the run has no ALTER on the server."""
+    with target.session("kill-switch") as s:
+        row = s.find_alter(run_id)
+        if row is None:
+            return None
+        s.kill_query(int(row["id"]))
+        return int(row["id"])
+
+
 def enforce_kill_switch(store: Store, backend: KillSwitchBackend, tenant_id: str, actor: str, worker: str,
                         target_for: Callable[[ExecutionRun], Target] | None = None,
                         clock: Clock | None = None, take_over: bool = True,
@@ -67,13 +78,10 @@ def enforce_kill_switch(store: Store, backend: KillSwitchBackend, tenant_id: str
         result = Enforcement(run.id)
         done.append(result)
         try:
-            with target_for(run).session("kill-switch") as s:
-                row = s.find_alter(run.id)
-                if row is not None:
-                    s.kill_query(int(row["id"]))
-                    result.killed_thread = int(row["id"])
-                    store.audit(tenant_id, actor, "alter_killed", run.id,
-                                dict(reading_details(reading, "during"), thread_id=row["id"], enforcer=worker))
+            result.killed_thread = kill_run_alter(target_for(run), run.id)
+            if result.killed_thread is not None:
+                store.audit(tenant_id, actor, "alter_killed", run.id,
+                            dict(reading_details(reading, "during"), thread_id=result.killed_thread, enforcer=worker))
         except TargetError as exc:
             result.errors.append(f"could not kill the ALTER of run {run.id}: {exc}")
             store.audit(tenant_id, actor, "alter_kill_failed", run.id, {"error": str(exc), "enforcer": worker})

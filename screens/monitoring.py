@@ -238,13 +238,14 @@ class MetricChart(PlotextPlot):
         plt.xticks([m.x for m in checkpoints], [m.label for m in checkpoints])
 
 
-def countdown(due_in: str) -> str:
-    """"14:00" → "14 min" and "13:01" → "14 min" (the table changes once a minute, not every
-    second: redrawn, it is a tenth of the dashboard's CPU), then the last minute's seconds: "0:42"."""
-    minutes, _, seconds = due_in.partition(":")
-    if not (minutes.isdigit() and seconds.isdigit()) or minutes == "0":
-        return due_in
-    return f"{int(minutes) + (seconds != '00')} min"
+def countdown(seconds: int | None) -> str:
+    """840 → "14 min" and 781 → "14 min" (the table changes once a minute, not every second:
+    redrawn, it is a tenth of the dashboard's CPU), then the last minute's seconds: "0:42"."""
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return f"0:{max(0, seconds):02d}"
+    return f"{-(-seconds // 60)} min"
 
 
 def thin(xs: list[float], ys: list[float], x_range: tuple[float, float], columns: int) -> tuple[list[float], list[float]]:
@@ -477,7 +478,7 @@ class MonitoringScreen(RunbookScreen):
         for row in v.checkpoints:
             ok = {True: "✓ yes", False: "✗ no"}.get(row.metrics_ok, "")  # type: ignore[arg-type]
             if not ok:
-                ok = {"due": "… due now", "next": f"next, in {countdown(row.due_in)}", "upcoming": ""}.get(row.status, "")
+                ok = {"due": "… due now", "next": f"next, in {countdown(row.due_in_s)}", "upcoming": ""}.get(row.status, "")
             label = f"▶ {row.label}" if row.label == v.current_checkpoint else f"  {row.label}"
             due = f"{row.due_at:%H:%M:%S}" if row.due_at else "—"
             rows.append((label, due, ok, row.who, row.notes[:48]))

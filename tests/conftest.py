@@ -23,3 +23,18 @@ def lab(sandbox, tmp_path_factory):
     from engine.selftest import Lab
 
     return Lab(sandbox, tmp_path_factory.mktemp("lab"))
+
+
+# The files that take longest, first. `--dist loadfile` hands files to the workers in collection
+# order; a slow file handed out last keeps one worker busy for a minute after the other is done.
+SLOW_FILES_FIRST = (
+    "test_console_flow.py", "test_monitor_headless.py", "test_faults_rehearsal.py", "test_crash_resume.py",
+    "test_tmux_walk.py", "test_rehearse_smoke.py", "test_faults_monitoring.py", "test_tc_cases.py",
+    "test_api_fuzz.py", "test_killswitch_load.py", "test_plan.py", "test_faults_store.py",
+    "test_collectors_mariadb.py", "test_console_pilot.py", "test_hostile_input.py",
+)
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(SLOW_FILES_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file keeps its order
