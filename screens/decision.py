@@ -77,6 +77,7 @@ class DecisionScreen(RunbookScreen):
         self.plan = plan
         self.view: DecisionView | None = None
         self._drawn: DecisionView | None = None
+        self._bindings_shown: tuple[bool, bool] | None = None
 
     def compose_body(self) -> ComposeResult:
         with VerticalScroll(id="body"):
@@ -137,7 +138,7 @@ class DecisionScreen(RunbookScreen):
             decided.append(f"engine: {v.next_step}")
         self.query_one("#decided", Static).update(" · ".join(decided))
         bindings = (v.action == "team_decision", bool(v.rollback_trigger))
-        if bindings != getattr(self, "_bindings_shown", None):  # a footer rebuild only on a change
+        if bindings != self._bindings_shown:  # a footer rebuild only on a change
             self._bindings_shown = bindings
             self.refresh_bindings()
 
