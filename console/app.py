@@ -42,6 +42,7 @@ from engine.runbook import (
     TITLES,
     RunView,
     attach_run,
+    clock_origin,
     load_view,
     missing_for,
 )
@@ -317,7 +318,7 @@ class CanaryApp(App):
                 if found is not None:
                     self.run_id = found.id
                     self._mark_present(found.id)
-            view = load_view(self.store, self.plan.tenant, self.run_id)
+            view = load_view(self.store, self.plan.tenant, self.run_id, self.view)
             screen = self._top
             entries = (self.store.audit_entries(self.plan.tenant, run_id=self.run_id, limit=2000)
                        if self.run_id and isinstance(screen, ExecutionScreen) else None)
@@ -342,7 +343,7 @@ class CanaryApp(App):
 
     def _sync_view(self) -> None:
         """From a worker, after a write: read the run now and show it (not at the next poll)."""
-        view = load_view(self.store, self.plan.tenant, self.run_id)
+        view = load_view(self.store, self.plan.tenant, self.run_id, self.view)
         self.call_from_thread(self._show_view, view, None)
 
     def _mark_present(self, run_id: str) -> None:
@@ -374,7 +375,7 @@ class CanaryApp(App):
                     self._take_over(run)
                 else:
                     driver += ": a canary lead or DBA console takes it over"
-        t0 = run.started_at if run is not None else None
+        t0 = clock_origin(view, self.plan.profile().checkpoints[0])
         t_end = run.completed_at if run is not None and run.status not in ACTIVE else None
         self.set_frame(locked=locked, run=label, driver=driver, t0=t0, t_end=t_end)
         screen = self._top

@@ -47,6 +47,7 @@ class RunView:
     approvals: Sequence[Approval] = ()
     verdicts: Sequence[str] = ()
     rollback_statuses: Sequence[str] = ()
+    window_started_at: datetime | None = None  # when the monitoring window began (its T+15)
 
     def signature(self) -> tuple[Any, ...]:
         """Changes when anything shown changes (consoles redraw only then)."""
@@ -55,7 +56,7 @@ class RunView:
                 tuple((k, v.status, v.recorded_at) for k, v in sorted(self.prechecks.items())),
                 tuple((k, v.status, v.recorded_at) for k, v in sorted(self.self_test.items())),
                 tuple((a.kind, a.role, a.actor, a.decision) for a in self.approvals),
-                tuple(self.verdicts), tuple(self.rollback_statuses))
+                tuple(self.verdicts), tuple(self.rollback_statuses), self.window_started_at)
 
     def approvals_of(self, kind: str) -> list[Approval]:
         return [a for a in self.approvals if a.kind == kind and a.decision == "approve"]
@@ -70,16 +71,44 @@ class RunView:
         return self.prechecks.get("gate.size")
 
 
-def load_view(store: Store, tenant: str, run_id: str | None) -> RunView:
+def load_view(store: Store, tenant: str, run_id: str | None, known: RunView | None = None) -> RunView:
+    """``known``: the view this console read last; its window start, once known, is not read again."""
     self_test = store.latest_prechecks(tenant, "TC-")
     if run_id is None:
         return RunView(self_test=self_test)
+    run = store.get_run(tenant, run_id)
+    window = known.window_started_at if known is not None and known.run is not None and known.run.id == run_id else None
+    if window is None and run is not None and run.alter_started_at is not None:
+        started = store.audit_entries(tenant, run_id, "monitoring_started", limit=1)
+        window = _at((started[0].details or {}).get("at")) if started else None
     return RunView(
-        run=store.get_run(tenant, run_id), prechecks=store.run_prechecks(tenant, run_id), self_test=self_test,
+        run=run, prechecks=store.run_prechecks(tenant, run_id), self_test=self_test,
         approvals=tuple(store.run_approvals(tenant, run_id)),
         verdicts=tuple(d.verdict for d in store.decisions(tenant, run_id)),
         rollback_statuses=tuple(r.rollback_status for r in store.rollback_records(tenant, run_id)),
+        window_started_at=window,
     )
+
+
+def _at(raw: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(raw)) if raw else None
+    except ValueError:
+        return None
+
+
+def clock_origin(view: RunView, window_opens_at_min: int) -> datetime | None:
+    """T+0 of the run's clock (SPEC §3: every screen shows it). Runbook step 1 is T+0, so before
+    the monitoring window the clock counts from the run's start. The runbook puts the window at
+    T+15 → T+75 and names its checkpoints after that; from the window's start the clock counts
+    from the moment that puts the start at T+15, so the clock, the checkpoints and the charts'
+    axis agree, however long the baseline, the ALTER and the cool-down took (the clock moves once,
+    when the window opens)."""
+    if view.run is None:
+        return None
+    if view.window_started_at is not None:
+        return view.window_started_at - timedelta(minutes=window_opens_at_min)
+    return view.run.started_at
 
 
 def precheck_missing(view: RunView, now: datetime) -> list[Missing]:
