@@ -801,7 +801,7 @@ def _tile(profile: Profile, data: DashboardData, rule: MetricRule) -> Tile:
     elif value is not None and base:
         delta = f"{(value - base) / abs(base) * 100:+.0f}%"
     elif value is not None and base is not None:
-        delta = f"{value - base:+g}{'' if not unit or unit == '%' else ' '}{unit}"
+        delta = ("+" if value >= base else "") + fmt(value - base, unit)  # "+1.85 s", not "+1.8456 s"
     else:
         delta = "—"
     return Tile(rule.key, rule.label, unit, band.level, fmt(base, unit), now_text, delta, thresholds_text(rule),
