@@ -122,7 +122,11 @@ HISTORY_LONG = """
 SELECT /* canary-console:monitor */ TIMER_WAIT AS t, TIMER_END AS e
 FROM performance_schema.events_statements_history_long
 WHERE CURRENT_SCHEMA = %s AND TIMER_END > %s AND DIGEST IN ({placeholders})
+  AND (SQL_TEXT IS NULL OR SQL_TEXT NOT LIKE %s)
 """
+# The console's own statements on the table (a drill's faults, the size gate's count) are not the
+# application's: they carry /* canary-console:… */ and the percentiles leave them out.
+OWN_STATEMENTS = "%/* canary-console:%"
 
 # MySQL ≥ 8.0.19: per-digest latency histograms; per-interval percentiles from bucket deltas.
 HISTOGRAM_BY_DIGEST = """
@@ -358,7 +362,7 @@ class MySQLSource:
 
     def _history_long_percentiles(self, digests: list[str], span_s: float | None) -> list[Sample]:
         rows = self._q(HISTORY_LONG.format(placeholders=", ".join(["%s"] * len(digests))),
-                       (self.schema, self._history_end, *digests))
+                       (self.schema, self._history_end, *digests, OWN_STATEMENTS))
         first = self._history_end == 0
         if rows:
             self._history_end = max(int(r["e"]) for r in rows)

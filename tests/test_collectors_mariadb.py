@@ -108,6 +108,29 @@ def test_percentiles_are_read_every_5_s_and_cover_every_statement_since_the_last
     assert every[10]["buffer_pool_hit"].n > every[6]["digest_count"].n  # the requests of five ticks
 
 
+def test_the_consoles_own_statements_are_left_out_of_the_percentiles(pair):
+    """A drill's fault (or the size gate's count) runs on the table too; tagged as the console's,
+    its slow statements do not move the application's p99. The same statement untagged does."""
+    sb, lab, db = pair
+    clock = FrozenClock()
+    source = MySQLSource(sb.primary.profile(db), db, "orders", clock=clock, percentile_budget=0)
+    p99 = {}
+    with Workload(sb.primary.profile(db), "SELECT id FROM orders WHERE id = %s",
+                  lambda r: (r.randint(1, 50_000),), rate_per_s=40):
+        source.collect()  # marks where the first interval starts
+        for tag in ("/* canary-console:fault-test */", "/* app */"):
+            with lab.admin(db) as c, c.cursor() as cur:
+                for _ in range(4):
+                    cur.execute(f"SELECT {tag} SLEEP(0.3) AS s, id FROM orders LIMIT 1")  # noqa: S608 - literals
+                    cur.fetchall()
+            clock.advance(5.0)
+            p99[tag] = by_metric(source.collect())["latency_p99"]
+    source.close()
+    own, app = p99["/* canary-console:fault-test */"], p99["/* app */"]
+    assert own.value is not None and own.value < 100, own  # ms
+    assert app.value is not None and app.value >= 290, app
+
+
 def test_the_percentile_scan_keeps_within_its_budget_of_server_time(pair):
     sb, lab, db = pair
     clock = FrozenClock()
