@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from engine.evidence import ShiftEstimate, hodges_lehmann
-from engine.thresholds import Band, MetricRule, Profile, evaluate_band
+from engine.thresholds import Band, MetricRule, Profile, evaluate_band, num
 
 PASS, PASS_WITH_WARNING, FAIL, INCONCLUSIVE = "PASS", "PASS WITH WARNING", "FAIL", "INCONCLUSIVE"
 
@@ -309,9 +309,9 @@ def end_criterion(rule: MetricRule, series: Series | None, profile: Profile, end
     if rule.pass_mode == "increase":
         base = statistics.median(series.baseline) if series.baseline else 0.0
         measure = value - base
-        shown = f"{value:g}{rule.unit} ({measure:+g} vs baseline {base:g})"
+        shown = f"{num(value)}{rule.unit} ({'+' if measure >= 0 else ''}{num(measure)} vs baseline {num(base)})"
     else:
-        measure, shown = value, f"{value:g}{rule.unit}"
+        measure, shown = value, f"{num(value)}{rule.unit}"
     met = measure < (rule.pass_below or 0)
     return Criterion(rule.label, met, shown, threshold,
                      f"median of the last {profile.end_window_minutes:g} minutes {'<' if met else '≥'} "

@@ -220,4 +220,12 @@ def evaluate_band(rule: MetricRule, value: float | None, baseline: float | None 
 def _fmt(rule: MetricRule, measure: float) -> str:
     if rule.mode == "change_pct":
         return f"{measure:+.1f}%"
-    return f"{measure:g}{rule.unit}"
+    return f"{num(measure)}{rule.unit}"
+
+
+def num(value: float) -> str:
+    """A measured value as a person reads it: three significant digits, no exponent below 1e-4
+    ("5.02", "2.68", "0.0123", "1235"); a measurement's six digits say nothing more."""
+    if float(value).is_integer() or abs(value) >= 100:
+        return f"{value:.0f}"
+    return f"{value:.3g}"
