@@ -130,6 +130,7 @@ class CanaryApp(App):
                  target: Target | None = None):
         super().__init__()
         self.plan = plan
+        self.profile = plan.profile()  # built and validated once: the view polls use it twice a second
         self.store = store
         self.identity = identity or current_identity()
         self.clock = clock or SystemClock()
@@ -375,7 +376,7 @@ class CanaryApp(App):
                     self._take_over(run)
                 else:
                     driver += ": a canary lead or DBA console takes it over"
-        t0 = clock_origin(view, self.plan.profile().checkpoints[0])
+        t0 = clock_origin(view, self.profile.checkpoints[0])
         t_end = run.completed_at if run is not None and run.status not in ACTIVE else None
         self.set_frame(locked=locked, run=label, driver=driver, t0=t0, t_end=t_end)
         screen = self._top
@@ -920,7 +921,7 @@ class CanaryApp(App):
         ex = Executor(self.plan, self.store, self.backend, self.target, self.actor, self.worker_name,
                       clock=clock, on_event=on_event)
         ex.monitor = Monitor(self.store, self.plan.tenant, run_id, sources_for(self.plan, self.backend, clock),
-                             self.plan.profile(), self.actor, clock, interval=interval)
+                             self.profile, self.actor, clock, interval=interval)
         try:
             outcome = ex.take_over(run_id) if take_over else ex.execute(run_id)
         except DriverStopped:
@@ -1036,7 +1037,7 @@ class CanaryApp(App):
                 self._dash = load_dashboard(self.store, self.plan, run_id, now, self._dash, max_ticks=300)
                 loads += 1
                 if step == "monitoring":
-                    self.call_from_thread(screen.show_dashboard, dashboard_view(self.plan.profile(), self._dash, now))
+                    self.call_from_thread(screen.show_dashboard, dashboard_view(self.profile, self._dash, now))
                 else:
                     self.call_from_thread(screen.show_decision, decision_view(self._dash))
                 if not self._dash.catching_up or self._stop.is_set():
@@ -1187,7 +1188,7 @@ class CanaryApp(App):
             return
         clock = StoppableClock(self.clock, self._stop)
         monitor = Monitor(self.store, self.plan.tenant, run_id, sources_for(self.plan, self.backend, clock),
-                          self.plan.profile(), self.actor, clock)
+                          self.profile, self.actor, clock)
         try:
             result = observe(monitor, "post_rollback", run.alter_started_at)
         except DriverStopped:

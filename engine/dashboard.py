@@ -610,7 +610,6 @@ class CheckpointRow:
     metrics_ok: bool | None
     who: str
     notes: str
-    due_text: str = ""  # "16:17:30", and "(in 4:12)" for the next one
     due_in_s: int | None = None  # whole seconds until the next one is due (None for the others)
 
 
@@ -942,17 +941,9 @@ def _checkpoints(profile: Profile, data: DashboardData, now: datetime) -> tuple[
             status, next_marked = "next", True
         else:
             status = "upcoming"
-        due_text = f"{due:%H:%M:%S}" if due is not None else "—"
         due_in = max(0, int((due - now).total_seconds())) if status == "next" and due is not None else None
-        if due_in is not None:
-            due_text += f" (in {_mmss(due_in)})"
-        rows.append(CheckpointRow(label, due, status, ok, who, notes, due_text, due_in))
+        rows.append(CheckpointRow(label, due, status, ok, who, notes, due_in))
     return tuple(rows), current
-
-
-def _mmss(seconds: float) -> str:
-    s = max(0, int(seconds))
-    return f"{s // 60}:{s % 60:02d}"
 
 
 def _recent(points: Sequence[tuple[float, float | None, int | None]], since_s: float) -> list[float]:

@@ -13,7 +13,7 @@ from textual.screen import Screen
 from textual.widgets import Static
 
 from engine.runbook import RunView
-from screens.frame import BANNER_CSS, FrameBar, FrameState, KillBanner, RunFrame, StepBar
+from screens.frame import BANNER_CSS, FrameBar, FramePart, FrameState, KillBanner, RunFrame, StepBar
 
 
 def plain(*cells: object) -> tuple[Text, ...]:
@@ -64,6 +64,7 @@ class RunbookScreen(Screen):
 
     DEFAULT_CSS = BANNER_CSS
     step = ""  # the runbook step this screen is (engine.runbook.STEPS)
+    _frame_parts: tuple[FramePart, ...] = ()  # the frame's widgets, found on the first apply_frame
 
     def compose(self) -> ComposeResult:
         yield FrameBar()
@@ -80,7 +81,7 @@ class RunbookScreen(Screen):
     def apply_frame(self, state: FrameState) -> None:
         if self.step and state.step != self.step:
             state = replace(state, step=self.step)
-        parts = getattr(self, "_frame_parts", None)
+        parts = self._frame_parts
         if not parts:  # found once: five times a second, a query of the whole screen cost
             parts = self._frame_parts = (*self.query(RunFrame), *self.query(StepBar), *self.query(KillBanner))
         for widget in parts:
