@@ -622,6 +622,7 @@ async def test_rollback_screen_keys_post_the_messages_the_app_handles():
 
         await pilot.press("a")
         assert isinstance(app.screen, ApproveDialog)
+        app.screen.query_one("#note", Input).focus()  # the dialog opens on Cancel (tests/test_rollback_dialogs.py)
         await pilot.press(*"ok", "enter")
         await pilot.pause()
         assert app.posted[-1] == RollbackApprove("dba", "ok", "approve")
