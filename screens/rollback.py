@@ -206,8 +206,8 @@ class ApproveDialog(ModalScreen[tuple[str, str, str] | None]):
         self.app.push_screen(RefuseDialog(role, note), confirmed)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        event.stop()
-        self.query_one("#approve", Button).press()
+        event.stop()  # Enter in the note approves, with the note as it was at Enter
+        self.dismiss((self._role(), event.value.strip(), "approve"))
 
     def action_cancel(self) -> None:
         self.dismiss(None)
@@ -248,17 +248,21 @@ class ReasonDialog(ModalScreen[str | None]):
         if event.button.id == "cancel":
             self.dismiss(None)
             return
-        reason = self.query_one("#reason", Input).value.strip()
+        self._submit(self.query_one("#reason", Input).value)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        # The value as it was at Enter: a key typed right after it must not join the reason.
+        event.stop()
+        self._submit(event.value)
+
+    def _submit(self, value: str) -> None:
+        reason = value.strip()
         if not reason:
             self.query_one("#why", Static).update("A reason is required: it goes into the audit trail and every "
                                                   "console shows it. Type it, or Cancel (Esc).")
             self.query_one("#reason", Input).focus()
             return
         self.dismiss(reason)
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        event.stop()
-        self.query_one("#confirm", Button).press()
 
     def action_cancel(self) -> None:
         self.dismiss(None)

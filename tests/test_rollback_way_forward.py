@@ -265,3 +265,35 @@ def test_only_the_canary_lead_makes_a_new_trigger_and_not_over_an_applied_rung(t
     out = retrigger_rollback(store, plan, run, "somchai", {"canary_lead"}, "wrong trigger")
     assert out.status == "refused" and "undoes it (u)" in out.message
     assert len(_audit(store, run, "rollback_retrigger_refused")) == 3
+
+
+# --- the same functions from the command line ------------------------------------------------------
+
+
+def test_the_cli_refuses_keeps_and_says_the_state_is_final(tmp_path):
+    import getpass
+
+    from test_cli import cli
+
+    me = getpass.getuser()
+    path = tmp_path / "canary.toml"
+    path.write_text(ACME + people(("Me", "canary_lead", me), ("Nok", "dba", "nok")))
+    store_url = f"sqlite:///{tmp_path / 'store.db'}"
+    plan, store, run = _run(tmp_path, path.read_text())
+    assert decide_rollback(store, plan, run, "lock_wait", "nok@jump", {"dba"}, "lock wait 7 s").ok
+    base = ("--plan", str(path), "--store", store_url)
+    done = cli("rollback", "refuse", run.id, *base)
+    assert done.returncode == 2 and "needs --reason" in done.stderr, done.stderr
+    done = cli("rollback", "refuse", run.id, *base, "--reason", "the batch job caused it")
+    assert done.returncode == 0 and "Next:" in done.stdout, done.stdout + done.stderr
+    done = cli("rollback", "status", run.id, *base)
+    assert done.returncode == 0 and "BLOCKED — refused by" in done.stdout and "keeps the index (k)" in done.stdout
+    done = cli("rollback", "keep", run.id, *base, "--reason", "the batch job, not the index")
+    assert done.returncode == 0 and "Final" in done.stdout, done.stdout + done.stderr
+    done = cli("rollback", "retrigger", run.id, *base, "--reason", "again")
+    assert done.returncode == 3 and "final" in done.stderr and "Traceback" not in done.stderr
+    done = cli("rollback", "status", run.id, *base)
+    headline, final = done.stdout.splitlines()[:2]
+    assert headline.startswith(f"KEPT — index idx_orders_customer_created kept by {me}")
+    assert headline.endswith(": the batch job, not the index") and final == f"Final: {FINAL_PHASES['kept']}."
+    assert [e.action for e in _audit(store, run, "rollback_retrigger_refused")] == ["rollback_retrigger_refused"]
