@@ -1139,6 +1139,8 @@ class CanaryApp(App):
         from engine.rollback_flow import refresh
 
         view, inspection = refresh(self.store, self.plan, self._rollback_target(), run_id, self.clock)
+        if get_current_worker().is_cancelled:
+            return  # a newer read replaced this one: never draw an older state over a newer one
         self.call_from_thread(self.steps["rollback"].show, view, inspection)  # type: ignore[attr-defined]
 
     def on_rollback_decide(self, message: RollbackDecide) -> None:

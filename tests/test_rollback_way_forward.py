@@ -297,3 +297,29 @@ def test_the_cli_refuses_keeps_and_says_the_state_is_final(tmp_path):
     assert headline.startswith(f"KEPT — index idx_orders_customer_created kept by {me}")
     assert headline.endswith(": the batch job, not the index") and final == f"Final: {FINAL_PHASES['kept']}."
     assert [e.action for e in _audit(store, run, "rollback_retrigger_refused")] == ["rollback_retrigger_refused"]
+
+
+# --- refused, then completed, on the sandbox MariaDB -------------------------------------------------
+
+
+@pytest.mark.mariadb
+def test_a_refused_rollback_is_completed_after_a_new_trigger_on_the_sandbox(lab):
+    from test_rollback_flow import _real_run
+
+    plan, store, run, target = _real_run(lab, "rbway_refused")
+    assert decide_rollback(store, plan, run, "lock_wait", "nok", {"dba"}, "lock wait 7 s on orders").ok
+    assert refuse_rollback(store, plan, run, "canary_lead", "somchai", {"canary_lead"}, "not during the sale").ok
+    refused = execute_drop(store, plan, target, run, "nok", {"dba"})
+    assert refused.status == "refused" and "Next:" in refused.message and lab.index_exists(plan)
+    assert retrigger_rollback(store, plan, run, "somchai", {"canary_lead"}, "the sale is over").ok
+    assert execute_drop(store, plan, target, run, "nok", {"dba"}).status == "refused"  # no decision in force
+    assert decide_rollback(store, plan, run, "lock_wait", "nok", {"dba"}, "lock wait 7 s, decided again").ok
+    assert approve_rollback(store, plan, run, "canary_lead", "somchai", {"canary_lead"}, "now, yes").ok
+    drop = execute_drop(store, plan, target, run, "nok", {"dba"})
+    assert drop.ok, drop.message
+    assert not lab.index_exists(plan)
+    view = rollback_view(store, plan, run.id)
+    assert view.phase == "rolled_back" and view.final and view.next_line.startswith("Final: ")
+    statuses = sorted((r.rollback_details or {}).get("superseded_at") is not None and "superseded"
+                      or r.rollback_status for r in store.rollback_records(plan.tenant, run.id))
+    assert statuses == ["completed", "completed", "superseded"], statuses
