@@ -1,9 +1,12 @@
 """The manual rollback (runbook section 6; SPEC §8): decision, approvals, the ladder, the record.
 
 The rules are pure functions over frozen dataclasses: the approvals matrix of runbook 6.3 as data
-(``TRIGGERS``), ``approval_state``, ``check_decision``, ``check_approval``, and the diff of the table
-against its rollback point. The actions sit at the edges and each is audited:
-``decide_rollback`` (R1), ``approve_rollback``, ``inspect`` (pre-verify: is the index the run's,
+(``TRIGGERS``), ``approval_state``, ``check_decision``, ``check_approval`` (approvals and refusals
+alike), the flow's states and the way forward from each (``flow_phase``, ``next_steps``,
+``next_line``; docs/rollback.md), and the diff of the table against its rollback point. The actions
+sit at the edges and each is audited: ``decide_rollback`` (R1), ``approve_rollback``,
+``refuse_rollback`` (with its reason), ``retrigger_rollback`` and ``keep_index`` (the canary lead's
+steps after a refusal), ``inspect`` (pre-verify: is the index the run's,
 what changed since the rollback point), ``execute_ignore`` / ``undo_ignore`` (rung 1, instant and
 reversible), ``execute_drop`` (rung 2 through ``IndexRollback``: R2 verify, R3 ``rolled_back``, R4
 the start of the 30-minute observation) and ``rollback_view`` (plain data for the screen).

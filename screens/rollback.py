@@ -5,7 +5,10 @@ records with every attempt, and the status line R1…R5 (SPEC §3.7, §8).
 The screen never reads the store or the server: the App runs ``engine.rollback_flow`` in thread
 workers and calls ``show(view, inspection)``. Keys post the messages below, which the App handles.
 Every execution passes a confirmation dialog (rung 2 wants the index name typed), whatever the
-screen last saw — the engine checks approvals and the target again before it sends anything.
+screen last saw — the engine checks approvals and the target again before it sends anything. The
+approval dialog opens on Cancel; a refusal, a new trigger (n) and keeping the index (k) are each
+confirmed with a reason. Under the headline: the way forward, or that the state is final
+(docs/rollback.md).
 """
 
 from __future__ import annotations
