@@ -323,3 +323,16 @@ def test_a_refused_rollback_is_completed_after_a_new_trigger_on_the_sandbox(lab)
     statuses = sorted((r.rollback_details or {}).get("superseded_at") is not None and "superseded"
                       or r.rollback_status for r in store.rollback_records(plan.tenant, run.id))
     assert statuses == ["completed", "completed", "superseded"], statuses
+
+
+def test_the_report_of_a_kept_index_says_who_kept_it_and_why(tmp_path):
+    from engine.report import render_report, report_facts
+
+    plan, store, run = _run(tmp_path)
+    assert decide_rollback(store, plan, run, "lock_wait", "nok", {"dba"}, "lock wait 7 s").ok
+    assert refuse_rollback(store, plan, run, "canary_lead", "somchai", {"canary_lead"}, "the batch job").ok
+    assert keep_index(store, plan, run, "lek", {"canary_lead"}, "the batch job caused it").ok
+    facts = report_facts(store, plan, run.id)
+    assert facts.rollback.status == "not_needed"
+    assert facts.rollback.reason == "index kept by lek after a refusal: the batch job caused it"
+    assert "No — index kept by lek after a refusal: the batch job caused it" in render_report(facts)
