@@ -63,7 +63,14 @@ if TYPE_CHECKING:  # loaded on a worker after the first screen is drawn (SQLAlch
     from engine.store import ExecutionRun, Store
     from engine.target import Target
     from screens.report import ReportCopy, ReportExport, ReportPost, ReportScreen
-    from screens.rollback import RollbackApprove, RollbackDecide, RollbackExecute, RollbackRefresh
+    from screens.rollback import (
+        RollbackApprove,
+        RollbackDecide,
+        RollbackExecute,
+        RollbackKeepIndex,
+        RollbackRefresh,
+        RollbackRetrigger,
+    )
 
 POLL_S = 0.5  # a second console sees a change within one second (SPEC §4)
 # The kill switch alone, more often: an activation reaches every console within 250 ms (issue 7's
@@ -1132,6 +1139,8 @@ class CanaryApp(App):
         from engine.rollback_flow import refresh
 
         view, inspection = refresh(self.store, self.plan, self._rollback_target(), run_id, self.clock)
+        if get_current_worker().is_cancelled:
+            return  # a newer read replaced this one: never draw an older state over a newer one
         self.call_from_thread(self.steps["rollback"].show, view, inspection)  # type: ignore[attr-defined]
 
     def on_rollback_decide(self, message: RollbackDecide) -> None:
@@ -1142,6 +1151,12 @@ class CanaryApp(App):
 
     def on_rollback_execute(self, message: RollbackExecute) -> None:
         self.rollback_act(message.rung, acknowledged=tuple(message.acknowledged))
+
+    def on_rollback_retrigger(self, message: RollbackRetrigger) -> None:
+        self.rollback_act("retrigger", reason=message.reason)
+
+    def on_rollback_keep_index(self, message: RollbackKeepIndex) -> None:
+        self.rollback_act("keep", reason=message.reason)
 
     @work(thread=True, group="rollback", exit_on_error=False)
     def rollback_act(self, what: str, **data: Any) -> None:
@@ -1158,9 +1173,16 @@ class CanaryApp(App):
             if what == "decide":
                 out = flow.decide_rollback(self.store, self.plan, run, data["trigger"], self.actor, roles,
                                            data["reason"], metrics_at_decision(self.store, run))
+            elif what == "approve" and data["decision"] == "refuse":
+                out = flow.refuse_rollback(self.store, self.plan, run, data["role"], self.actor, roles,
+                                           data["note"])
             elif what == "approve":
                 out = flow.approve_rollback(self.store, self.plan, run, data["role"], self.actor, roles,
                                             data["note"], data["decision"])
+            elif what == "retrigger":
+                out = flow.retrigger_rollback(self.store, self.plan, run, self.actor, roles, data["reason"])
+            elif what == "keep":
+                out = flow.keep_index(self.store, self.plan, run, self.actor, roles, data["reason"])
             else:
                 execute = {"ignore": flow.execute_ignore, "drop": flow.execute_drop}.get(what)
                 if execute is not None:
@@ -1170,7 +1192,8 @@ class CanaryApp(App):
                     out = flow.undo_ignore(self.store, self.plan, self.target, run, self.actor, roles, self.clock)
         finally:
             self._rollback_busy.release()
-        self.call_from_thread(self.notify, out.message, title=f"Rollback: {what}",
+        label = {"approve": data.get("decision", "approve"), "keep": "keep the index", "retrigger": "new trigger"}
+        self.call_from_thread(self.notify, out.message, title=f"Rollback: {label.get(what, what)}",
                               severity={"done": "information", "refused": "warning"}.get(out.status, "error"),
                               timeout=15)
         self._sync_view()

@@ -360,6 +360,59 @@ def cmd_approve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_rollback(args: argparse.Namespace) -> int:
+    """The manual rollback's people steps (docs/rollback.md), by the same engine functions as the
+    console and the API: where the flow is and what may follow, decide, approve, refuse, a new
+    trigger, keep the index. The rungs (ignore, DROP) are the DBA's, in the console."""
+    from engine import rollback_flow as flow
+    from engine.text import for_terminal
+
+    plan = load_plan(args.plan)
+    store = _store(args, plan)
+    ident = current_identity()
+    run = store.get_run(plan.tenant, args.run)
+    if run is None:
+        raise CliError(f"run {args.run} not found for tenant {plan.tenant}", EXIT_FAILED)
+    roles = set(plan.roles_of(ident.user))
+    if args.role:
+        if args.role not in roles:
+            raise CliError(f"you ({ident.user}) do not hold {args.role} in this plan; you hold "
+                           f"{', '.join(sorted(roles)) or 'no role'}", EXIT_REFUSED)
+        roles = {args.role}
+    needs_reason = {"decide", "refuse", "retrigger", "keep"}
+    if args.action in needs_reason and not args.reason.strip():
+        raise CliError(f"rollback {args.action} needs --reason: it goes into the record and the audit trail")
+    if args.action in ("approve", "refuse") and not args.role and len(roles) != 1:
+        raise CliError(f"say which of your roles you {args.action} for: --role "
+                       f"{'|'.join(sorted(roles)) or 'ROLE'}")
+    if args.action == "decide" and not args.trigger:
+        raise CliError(f"rollback decide needs --trigger: one of {', '.join(flow.TRIGGER_BY_KEY)}")
+    if args.action == "status":
+        view = flow.rollback_view(store, plan, run.id)
+        print(for_terminal(view.status))
+        print(for_terminal(view.next_line))
+        for step in view.steps:
+            print(f"  {step.code} {'✓' if step.done else '·'} {step.label}"
+                  + (f": {for_terminal(step.detail)}" if step.detail else ""))
+        return EXIT_OK
+    role = next(iter(roles), "")
+    if args.action == "decide":
+        out = flow.decide_rollback(store, plan, run, args.trigger, ident.actor, roles, args.reason,
+                                   role=args.role)
+    elif args.action == "approve":
+        out = flow.approve_rollback(store, plan, run, role, ident.actor, roles, args.reason)
+    elif args.action == "refuse":
+        out = flow.refuse_rollback(store, plan, run, role, ident.actor, roles, args.reason)
+    elif args.action == "retrigger":
+        out = flow.retrigger_rollback(store, plan, run, ident.actor, roles, args.reason)
+    else:
+        out = flow.keep_index(store, plan, run, ident.actor, roles, args.reason)
+    if out.status == "refused":
+        raise CliError(f"refused: {for_terminal(out.message)}", EXIT_REFUSED)
+    print(for_terminal(out.message))
+    return EXIT_OK if out.ok else EXIT_FAILED
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     """Re-evaluate a finished run's stored samples under another threshold profile."""
     import tomllib
@@ -513,6 +566,18 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--decision", choices=("resume", "rollback"), required=True)
     ap.add_argument("--note", default="")
     ap.set_defaults(func=cmd_approve)
+
+    rb = sub.add_parser("rollback", help="the manual rollback's people steps: status, decide, approve, refuse, "
+                        "retrigger (a new trigger), keep (the index, after a refusal) — docs/rollback.md")
+    rb.add_argument("action", choices=("status", "decide", "approve", "refuse", "retrigger", "keep"))
+    rb.add_argument("run", metavar="RUN", help="the run id")
+    rb.add_argument("--plan", metavar="PLAN.toml", required=True)
+    rb.add_argument("--store", metavar="URL")
+    rb.add_argument("--trigger", help="decide: the trigger (runbook 6.3), e.g. lock_wait, kill_switch")
+    rb.add_argument("--role", choices=("canary_lead", "dba", "sre", "developer"),
+                    help="act in this one of your roles (approve/refuse: the role you give or hold back)")
+    rb.add_argument("--reason", default="", help="why (required for decide, refuse, retrigger, keep; approve: a note)")
+    rb.set_defaults(func=cmd_rollback)
 
     rp = sub.add_parser("replay", help="re-evaluate a finished run's stored samples under another profile")
     common(rp)

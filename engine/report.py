@@ -616,8 +616,12 @@ def report_facts(store: Store, plan: Plan, run_id: str) -> ReportFacts:
         chosen = done[-1] if done else records[-1]
     rollback = None
     if chosen is not None:
+        reason = chosen.trigger_reason or ""
+        kept = (chosen.rollback_details or {}).get("kept")
+        if isinstance(kept, dict):  # the canary lead kept the index after a refusal (docs/rollback.md)
+            reason = f"index kept by {kept.get('by')} after a refusal: {kept.get('reason')}"
         rollback = RollbackFacts(
-            status=chosen.rollback_status, type=chosen.rollback_type, reason=chosen.trigger_reason or "",
+            status=chosen.rollback_status, type=chosen.rollback_type, reason=reason,
             sql=chosen.rollback_sql, started_at=_aware(chosen.rollback_started_at),
             completed_at=_aware(chosen.rollback_completed_at), attempts=len(chosen.attempts or []),
             error=chosen.rollback_error,
@@ -755,6 +759,8 @@ def render_report(facts: ReportFacts) -> str:
         rolled = f"Yes ({fmt_when(f.rollback.completed_at if f.rollback else None, off)})"
     elif f.rollback_failed:
         rolled = "Attempted — FAILED (L4)"
+    elif f.rollback is not None and f.rollback.status == "not_needed" and f.rollback.reason.startswith("index kept"):
+        rolled = f"No — {f.rollback.reason}"
     elif f.rollback is not None and f.rollback.drops_index:
         rolled = f"No — prepared, {f.rollback.status.replace('_', ' ')}"
     else:

@@ -1,9 +1,12 @@
 """The manual rollback (runbook section 6; SPEC §8): decision, approvals, the ladder, the record.
 
 The rules are pure functions over frozen dataclasses: the approvals matrix of runbook 6.3 as data
-(``TRIGGERS``), ``approval_state``, ``check_decision``, ``check_approval``, and the diff of the table
-against its rollback point. The actions sit at the edges and each is audited:
-``decide_rollback`` (R1), ``approve_rollback``, ``inspect`` (pre-verify: is the index the run's,
+(``TRIGGERS``), ``approval_state``, ``check_decision``, ``check_approval`` (approvals and refusals
+alike), the flow's states and the way forward from each (``flow_phase``, ``next_steps``,
+``next_line``; docs/rollback.md), and the diff of the table against its rollback point. The actions
+sit at the edges and each is audited: ``decide_rollback`` (R1), ``approve_rollback``,
+``refuse_rollback`` (with its reason), ``retrigger_rollback`` and ``keep_index`` (the canary lead's
+steps after a refusal), ``inspect`` (pre-verify: is the index the run's,
 what changed since the rollback point), ``execute_ignore`` / ``undo_ignore`` (rung 1, instant and
 reversible), ``execute_drop`` (rung 2 through ``IndexRollback``: R2 verify, R3 ``rolled_back``, R4
 the start of the 30-minute observation) and ``rollback_view`` (plain data for the screen).
@@ -25,9 +28,11 @@ from engine import sql
 from engine.clock import Clock, SystemClock
 from engine.jsonable import jsonable
 from engine.plan import ROLES, Plan
+from engine.roles import may, needed, role_words
 from engine.rollback import RETRYABLE, IndexRollback
 from engine.store import Approval, ExecutionRun, RollbackPoint, RollbackRecord, Store
 from engine.target import IndexInfo, Target, TargetError
+from engine.text import clean_text
 
 DECISION_KIND = "rollback_decision"  # Approval.kind of the decision (R1)
 APPROVAL_KIND = "rollback"  # Approval.kind of each approval (6.3)
@@ -109,8 +114,10 @@ class ApprovalState:
     required: tuple[str, ...]
     approved: tuple[tuple[str, str], ...]  # (role, actor), each counted once
     missing: tuple[str, ...]
-    refused: tuple[tuple[str, str], ...]  # (role, actor) whose latest word is "refuse"
+    refused: tuple[tuple[str, str], ...]  # (role, actor): a refusal that stands (nobody gave the role since)
     votes: tuple[Vote, ...] = ()
+    # (role, refuser, approver): a refusal another holder of the role overruled by approving
+    overruled: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def only_the_requester(self) -> bool:
@@ -136,22 +143,29 @@ def trigger_of(key: str) -> Trigger:
 
 def approval_state(trigger: str, decision_by: tuple[str, str] | None,
                    approvals: Iterable[Sequence[Any]]) -> ApprovalState:
-    """Who approved, who is missing, who refused. Each person's latest word counts, once."""
+    """Who approved, who is missing, who refused. Each person's latest word counts, once.
+
+    A refusal holds its role back until that role is given: by the refuser changing their word,
+    or by another person who holds the role (the refusal is then ``overruled``, and stays on the
+    record). A refusal nobody overruled blocks the rollback (docs/rollback.md)."""
     t = trigger_of(trigger)
     votes = tuple(v if isinstance(v, Vote) else Vote(*v) for v in approvals)
     required = t.required(decision_by[0] if decision_by else None)
     latest: dict[str, Vote] = {}
     for v in votes:
-        latest.pop(v.actor, None)
-        latest[v.actor] = v  # re-inserted: dict order is the order of each person's latest word
+        latest.pop(person(v.actor), None)
+        latest[person(v.actor)] = v  # re-inserted: dict order is the order of each person's latest word
     approved: list[tuple[str, str]] = []
     for role in required:
         who = next((v.actor for v in latest.values() if v.role == role and v.decision == "approve"), None)
         if who is not None:
             approved.append((role, who))
-    refused = tuple((v.role, v.actor) for v in latest.values() if v.decision == "refuse")
-    missing = tuple(r for r in required if r not in {role for role, _ in approved})
-    return ApprovalState(t.key, decision_by, required, tuple(approved), missing, refused, votes)
+    given = dict(approved)
+    refusals = [(v.role, v.actor) for v in latest.values() if v.decision == "refuse"]
+    refused = tuple((r, a) for r, a in refusals if r not in given)
+    overruled = tuple((r, a, given[r]) for r, a in refusals if r in given)
+    missing = tuple(r for r in required if r not in given)
+    return ApprovalState(t.key, decision_by, required, tuple(approved), missing, refused, votes, overruled)
 
 
 def _held(actor: str, roles_held: Iterable[str]) -> str:
@@ -201,8 +215,20 @@ def check_approval(trigger: str, role: str, actor: str, roles_held: Iterable[str
     mine = [v for v in existing.votes if person(v.actor) == me]
     latest = mine[-1] if mine else None
     if decision == "refuse":
+        # The matrix applies to a refusal as to an approval: only a person who may still give the
+        # role may hold it back, and never the person who asked for the rollback.
+        if me == person(existing.decision_by[1]):
+            return (f"{actor} decided this rollback: the requester cannot refuse their own rollback — to "
+                    "withdraw it, the canary lead makes a new trigger (n) with a reason")
         if latest is not None and latest.decision == "refuse":
             return f"{actor} already refused (as {latest.role}); approve (a) to withdraw the refusal"
+        if latest is not None and latest.role != role:
+            return (f"{actor} already approved as {latest.role}: one word per person — a refusal for another "
+                    "role would silently take that approval back; refuse for that role instead")
+        given = existing.approver_of(role)
+        if given is not None and person(given) != me:
+            return (f"the {role} approval was already given by {given}: only someone who may still approve may "
+                    "refuse — talk to them, or the canary lead makes a new trigger (n)")
         return None
     if latest is not None and latest.decision == "approve":
         return (f"{actor} already approved (as {latest.role}); nobody approves twice, for any role — "
@@ -218,6 +244,115 @@ def check_approval(trigger: str, role: str, actor: str, roles_held: Iterable[str
             return (f"{actor} decided this rollback and would be its only approver: the requester "
                     f"cannot be the only approver — ask another person holding {role}")
     return None
+
+
+# --- the flow's states and the way forward from each (docs/rollback.md) --------------------------
+
+PHASES: dict[str, str] = {  # every state of one run's rollback flow, in the order it is walked
+    "nothing_to_roll_back": "the run did not create the index (TC-05)",
+    "awaiting_decision": "no decision in force: the trigger's deciding role decides",
+    "awaiting_approvals": "decided: the approvals the trigger needs are not all in",
+    "refused": "decided, and a refusal stands: nothing is executed",
+    "approved": "every approval is in: the DBA may execute a rung",
+    "ignored": "rung 1 applied: the index is ignored, reversible",
+    "drop_failed": "the DROP failed (escalation L4): the index is still there",
+    "rolled_back": "the index is dropped and verified gone",
+    "kept": "the canary lead kept the index after a refusal",
+}
+FINAL_PHASES: dict[str, str] = {  # final by design, and what the screen says about it
+    "nothing_to_roll_back": "this run did not create the index, so there is nothing of its own to roll back "
+                            "(TC-05)",
+    "rolled_back": "the index is dropped and verified gone; the post-rollback observation (R4) runs on its own",
+    "kept": "the index stays by the canary lead's call after a refusal; removing it later is a change of its own",
+}
+
+
+@dataclass(frozen=True)
+class NextStep:
+    """One way forward from a state: who may take it, with which key of the Rollback screen, and
+    the engine function the console, the CLI and the API call for it."""
+
+    key: str  # the Rollback screen's key
+    action: str  # decide_rollback | approve_rollback | refuse_rollback | retrigger_rollback | keep_index | …
+    roles: tuple[str, ...]
+    text: str  # one line, as the screen says it
+
+
+def flow_phase(*, index_created_by_run: bool, run_status: str, state: ApprovalState | None,
+               kept: bool = False, rung1_applied: bool = False, drop_failed: bool = False) -> str:
+    """The state of a run's rollback flow (pure): one of ``PHASES``."""
+    if run_status == "rolled_back":
+        return "rolled_back"
+    if kept:
+        return "kept"
+    if not index_created_by_run:
+        return "nothing_to_roll_back"
+    if state is not None and state.refused:
+        return "refused"
+    if drop_failed:
+        return "drop_failed"
+    if state is None:
+        return "awaiting_decision"
+    if not state.complete:
+        return "awaiting_approvals"
+    return "ignored" if rung1_applied else "approved"
+
+
+def _deciders(trigger: str | None) -> tuple[str, ...]:
+    t = TRIGGER_BY_KEY.get(trigger or "")
+    if t is not None:
+        return t.deciders
+    return tuple(r for r in ROLES if any(r in t.deciders for t in TRIGGERS))
+
+
+def next_steps(phase: str, trigger: str | None, state: ApprovalState | None) -> tuple[NextStep, ...]:
+    """The ways forward from ``phase`` (pure). Empty exactly for the ``FINAL_PHASES``."""
+    lead = tuple(sorted(needed("rollback_retrigger")))
+    keep = tuple(sorted(needed("rollback_keep_index")))
+    new_trigger = NextStep("n", "retrigger_rollback", lead,
+                           f"the {role_words(lead)} closes this decision for a new trigger (n)")
+    dba = EXECUTE_ROLES
+    decide = NextStep("d", "decide_rollback", _deciders(trigger),
+                      f"the {role_words(_deciders(trigger))} decides (d) with a reason — pick the trigger (t)")
+    if phase == "awaiting_decision":
+        return (decide,)
+    if phase == "awaiting_approvals":
+        missing = state.missing if state is not None and state.missing else \
+            (state.required if state is not None else ())
+        who = role_words(missing) if state is None or state.missing else \
+            f"another {role_words(missing)} than the requester"
+        return (NextStep("a", "approve_rollback", missing, f"the {who} approves (a)"),
+                NextStep("a", "refuse_rollback", missing, "or refuses, with a reason (a, then Refuse…)"),
+                new_trigger)
+    if phase == "refused":
+        refused = state.refused if state is not None else ()
+        roles = tuple(dict.fromkeys(r for r, _ in refused))
+        refusers = ", ".join(a.split("@")[0] for _, a in refused)
+        return (NextStep("a", "approve_rollback", roles,
+                         f"another {role_words(roles)} approves (a) — or {refusers} after all"),
+                new_trigger,
+                NextStep("k", "keep_index", keep, f"the {role_words(keep)} keeps the index (k), with a reason: final"))
+    if phase == "approved":
+        return (NextStep("i", "execute_ignore", dba, "the DBA applies rung 1, ignore (i)"),
+                NextStep("x", "execute_drop", dba, "the DBA runs rung 2, DROP INDEX (x)"),
+                new_trigger)
+    if phase == "ignored":
+        return (NextStep("x", "execute_drop", dba, "the DBA drops the index (x)"),
+                NextStep("u", "undo_ignore", dba, "the DBA undoes rung 1 (u)"))
+    if phase == "drop_failed":
+        steps = (NextStep("x", "execute_drop", dba, "the DBA retries the DROP (x) once the cause is found, "
+                          "or intervenes by hand"),)
+        return steps + ((decide,) if state is None else ())
+    if phase in FINAL_PHASES:
+        return ()
+    raise ValueError(f"unknown rollback phase {phase!r}: one of {', '.join(PHASES)}")
+
+
+def next_line(phase: str, steps: Sequence[NextStep]) -> str:
+    """What the screen says under the headline: the way forward, or that the state is final."""
+    if phase in FINAL_PHASES:
+        return f"Final: {FINAL_PHASES[phase]}."
+    return "Next: " + "; ".join(s.text for s in steps) + "."
 
 
 # --- outcomes and the table's diff against its rollback point ------------------------------------
@@ -393,8 +528,24 @@ def _who(plan: Plan, roles: Iterable[str]) -> str:
 
 
 def _decision_record(records: Sequence[RollbackRecord]) -> RollbackRecord | None:
-    decided = [r for r in records if _DECISION_MARK in (r.rollback_details or {})]
+    """The decision in force: the latest one a new trigger has not closed (a kept one included)."""
+    decided = [r for r in records if _DECISION_MARK in (r.rollback_details or {})
+               and not (r.rollback_details or {}).get("superseded_at")]
     return decided[-1] if decided else None
+
+
+def _closed_votes(records: Sequence[RollbackRecord]) -> set[str]:
+    """The approvals and refusals given to decisions a new trigger closed: they do not carry over."""
+    closed: set[str] = set()
+    for r in records:
+        closed.update((r.rollback_details or {}).get("closed_votes") or ())
+    return closed
+
+
+def _kept(decision: RollbackRecord | None) -> dict[str, Any] | None:
+    """The canary lead's "keep the index" on this decision (final), or None."""
+    kept = (decision.rollback_details or {}).get("kept") if decision is not None else None
+    return kept if isinstance(kept, dict) else None
 
 
 def _prepared_record(records: Sequence[RollbackRecord]) -> RollbackRecord | None:
@@ -404,9 +555,10 @@ def _prepared_record(records: Sequence[RollbackRecord]) -> RollbackRecord | None
     return prepared[-1] if prepared else None
 
 
-def _votes(store: Store, run: ExecutionRun) -> list[Vote]:
+def _votes(store: Store, run: ExecutionRun, records: Sequence[RollbackRecord] = ()) -> list[Vote]:
+    closed = _closed_votes(records)
     return [Vote(a.role, a.actor, a.decision, a.note, a.created_at)
-            for a in store.approvals(run.tenant_id, run.id, APPROVAL_KIND)]
+            for a in store.approvals(run.tenant_id, run.id, APPROVAL_KIND) if a.id not in closed]
 
 
 def _state_of(store: Store, run: ExecutionRun,
@@ -415,7 +567,13 @@ def _state_of(store: Store, run: ExecutionRun,
     if decision is None:
         return None, None
     d = decision.rollback_details or {}
-    return decision, approval_state(d["trigger"], (d["decided_role"], d["decided_by"]), _votes(store, run))
+    return decision, approval_state(d["trigger"], (d["decided_role"], d["decided_by"]),
+                                    _votes(store, run, records))
+
+
+def _kept_message(run: ExecutionRun, kept: dict[str, Any]) -> str:
+    return (f"final: {kept.get('by')} ({kept.get('role')}) kept index {run.index_name} — {kept.get('reason')}; "
+            "the rollback flow of this run is closed (removing the index later is a change of its own)")
 
 
 def _refuse(store: Store, run: ExecutionRun, actor: str, action: str, message: str,
@@ -442,8 +600,11 @@ def decide_rollback(store: Store, plan: Plan, run: ExecutionRun, trigger: str, a
     if t is not None and role is None:
         role = next((r for r in t.deciders if r in held), t.deciders[0])
     refusal: str | None = None
+    kept = _kept(decision)
     if run.status == "rolled_back":
         refusal = f"run {run.id[:8]} is already rolled back: there is nothing left to decide"
+    elif kept is not None:
+        refusal = _kept_message(run, kept)
     elif not run.index_created_by_run:
         refusal = (f"run {run.id[:8]} has not created index {run.index_name}: there is nothing it may roll "
                    "back (TC-05); to stop a run in progress press F9")
@@ -491,13 +652,18 @@ def decide_rollback(store: Store, plan: Plan, run: ExecutionRun, trigger: str, a
 
 def approve_rollback(store: Store, plan: Plan, run: ExecutionRun, role: str, actor: str,
                      roles: Iterable[str], note: str = "", decision: str = "approve") -> FlowOutcome:
-    """Record one approval (or a refusal, which blocks until that person approves) by the matrix."""
+    """Record one approval by the matrix. ``decision="refuse"`` is ``refuse_rollback`` with the note
+    as its reason (kept for the API's body: ``{"decision": "refuse", "note": …}``)."""
+    if decision == "refuse":
+        return refuse_rollback(store, plan, run, role, actor, roles, note)
     run = _fresh(store, run)
     held = set(roles)
     records = store.rollback_records(run.tenant_id, run.id)
     record, state = _state_of(store, run, records)
     if run.status == "rolled_back":
         refusal: str | None = f"run {run.id[:8]} is already rolled back: there is nothing left to approve"
+    elif _kept(record) is not None:
+        refusal = _kept_message(run, _kept(record))  # type: ignore[arg-type]
     elif record is None or state is None:
         refusal = "no rollback has been decided yet: the deciding role decides first (d); approvals follow it"
     else:
@@ -506,17 +672,156 @@ def approve_rollback(store: Store, plan: Plan, run: ExecutionRun, role: str, act
         return _refuse(store, run, actor, "rollback_approval_refused", refusal, role=role, roles=sorted(held),
                        decision=decision)
     assert record is not None and state is not None
+    cleaned = clean_text(note)
     store.add_approval(Approval(tenant_id=run.tenant_id, execution_run_id=run.id, kind=APPROVAL_KIND,
-                                role=role, actor=actor, decision=decision, note=note, created_at=store.now()))
-    after = approval_state(state.trigger, state.decision_by, _votes(store, run))
-    if decision == "refuse":
-        return FlowOutcome("done", f"{actor} refused as {role}: the rollback is blocked until they approve",
-                           record.id)
+                                role=role, actor=actor, decision=decision, note=cleaned.text,
+                                created_at=store.now()))
+    if cleaned.changed:
+        store.audit(run.tenant_id, actor, "rollback_note_cleaned", run.id, {"changes": list(cleaned.changes)})
+    after = approval_state(state.trigger, state.decision_by, _votes(store, run, records))
+    over = [f"{a}'s refusal ({r}) is overruled" for r, a, by in after.overruled if person(by) == person(actor)]
+    also = f" ({'; '.join(over)})" if over else ""
     if after.complete:
-        return FlowOutcome("done", f"{actor} approved as {role}; all approvals are in — the DBA may execute "
-                           "rung 1 (i) or rung 2 (x)", record.id)
+        return FlowOutcome("done", f"{actor} approved as {role}{also}; all approvals are in — the DBA may "
+                           "execute rung 1 (i) or rung 2 (x)", record.id)
     still = _who(plan, after.missing) if after.missing else "refused by " + ", ".join(a for _, a in after.refused)
-    return FlowOutcome("done", f"{actor} approved as {role}; still needed: {still}", record.id)
+    return FlowOutcome("done", f"{actor} approved as {role}{also}; still needed: {still}", record.id)
+
+
+def refuse_rollback(store: Store, plan: Plan, run: ExecutionRun, role: str, actor: str,
+                    roles: Iterable[str], reason: str) -> FlowOutcome:
+    """Refuse the decided rollback for one role, with a reason (required, audited). The matrix
+    applies as to an approval: only someone who may still give the role refuses, never the
+    requester. What may follow is stated in the outcome (docs/rollback.md): another holder of the
+    role approves, the refuser approves after all, the canary lead makes a new trigger
+    (``retrigger_rollback``) or keeps the index (``keep_index``)."""
+    run = _fresh(store, run)
+    held = set(roles)
+    records = store.rollback_records(run.tenant_id, run.id)
+    record, state = _state_of(store, run, records)
+    cleaned = clean_text(reason)
+    if run.status == "rolled_back":
+        refusal: str | None = f"run {run.id[:8]} is already rolled back: there is nothing left to refuse"
+    elif _kept(record) is not None:
+        refusal = _kept_message(run, _kept(record))  # type: ignore[arg-type]
+    elif record is None or state is None:
+        refusal = "no rollback has been decided yet: there is nothing to refuse"
+    else:
+        refusal = check_approval(state.trigger, role, actor, held, state, "refuse")
+        if refusal is None and not cleaned.text:
+            refusal = ("a refusal needs its reason: say why the rollback must not go ahead — every console "
+                       "shows it and the audit trail keeps it")
+    if refusal is not None:
+        return _refuse(store, run, actor, "rollback_approval_refused", refusal, role=role, roles=sorted(held),
+                       decision="refuse")
+    assert record is not None and state is not None
+    store.add_approval(Approval(tenant_id=run.tenant_id, execution_run_id=run.id, kind=APPROVAL_KIND,
+                                role=role, actor=actor, decision="refuse", note=cleaned.text,
+                                created_at=store.now()))
+    if cleaned.changed:
+        store.audit(run.tenant_id, actor, "rollback_note_cleaned", run.id, {"changes": list(cleaned.changes)})
+    after = approval_state(state.trigger, state.decision_by, _votes(store, run, records))
+    steps = next_steps("refused", state.trigger, after) if after.refused else ()
+    then = "; ".join(step.text for step in steps) or "nothing blocks it: the role was given by another person"
+    return FlowOutcome("done", f"{actor} refused as {role}: {cleaned.text}. Next: {then}", record.id)
+
+
+def retrigger_rollback(store: Store, plan: Plan, run: ExecutionRun, actor: str, roles: Iterable[str],
+                       reason: str) -> FlowOutcome:
+    """The canary lead closes the decision in force (refused, or waiting for approvals that will
+    not come) so a new trigger can be decided: the flow is back at AWAITING DECISION, and the
+    approvals and refusals given so far stay on the record but do not count for the new decision.
+    Nothing is sent to the server; a rung already applied must be undone (u) first."""
+    run = _fresh(store, run)
+    held = set(roles)
+    records = store.rollback_records(run.tenant_id, run.id)
+    record, state = _state_of(store, run, records)
+    cleaned = clean_text(reason)
+    refusal: str | None = None
+    if not may("rollback_retrigger", held):
+        need = needed("rollback_retrigger")
+        refusal = (f"a new trigger is the {role_words(need)}'s step (docs/rollback.md); {_held(actor, held)} — "
+                   f"ask {_who(plan, sorted(need))}")
+    elif run.status == "rolled_back":
+        refusal = f"run {run.id[:8]} is already rolled back: there is nothing left to trigger"
+    elif _kept(record) is not None:
+        refusal = _kept_message(run, _kept(record))  # type: ignore[arg-type]
+    elif record is None or state is None:
+        refusal = "no rollback is decided: there is no trigger to replace — decide (d) with the trigger that fits"
+    elif _active_ignore(records) is not None:
+        refusal = "rung 1 is applied (the index is ignored): the DBA undoes it (u) before the trigger can change"
+    elif any(_record_row(r).what == "drop" and r.rollback_status == "in_progress" for r in records):
+        refusal = ("a DROP for this decision is in progress (or was cut off): the DBA retries it (x), which "
+                   "finds out whether it went through, before the trigger can change")
+    elif not cleaned.text:
+        refusal = "a new trigger needs its reason: say why the decision in force is closed"
+    if refusal is not None:
+        return _refuse(store, run, actor, "rollback_retrigger_refused", refusal, roles=sorted(held))
+    assert record is not None and state is not None
+    now = store.now()
+    d = dict(record.rollback_details or {})
+    closed = [v_id for v_id in _open_vote_ids(store, run, records)]
+    record.rollback_details = {**d, "superseded_at": now.isoformat(), "superseded_by": actor,
+                               "superseded_reason": cleaned.text, "closed_votes": closed}
+    record.rollback_status = "superseded"
+    store.save_rollback_record(record, actor, "rollback_decision_superseded")
+    store.audit(run.tenant_id, actor, "rollback_retriggered", run.id, _json({
+        "reason": cleaned.text, "previous_trigger": d.get("trigger"), "decided_by": d.get("decided_by"),
+        "refused_by": [f"{a} ({r})" for r, a in state.refused], "votes_closed": len(closed),
+        "cleaned": list(cleaned.changes)}))
+    t = TRIGGER_BY_KEY[state.trigger]
+    return FlowOutcome("done", f"{actor} closed the '{t.condition}' decision: {cleaned.text}. Next: pick the "
+                       "trigger that fits (t) and its deciding role decides (d); earlier approvals do not carry "
+                       "over", record.id)
+
+
+def keep_index(store: Store, plan: Plan, run: ExecutionRun, actor: str, roles: Iterable[str],
+               reason: str) -> FlowOutcome:
+    """The canary lead accepts a refusal and keeps the index: the rollback flow ends in its final
+    state KEPT, with the reason on the record and in the audit trail. Only while a refusal stands
+    (a rollback nobody refused is approved or decided again, not abandoned), before any rung."""
+    run = _fresh(store, run)
+    held = set(roles)
+    records = store.rollback_records(run.tenant_id, run.id)
+    record, state = _state_of(store, run, records)
+    cleaned = clean_text(reason)
+    refusal: str | None = None
+    if not may("rollback_keep_index", held):
+        need = needed("rollback_keep_index")
+        refusal = (f"keeping the index is the {role_words(need)}'s call (docs/rollback.md); {_held(actor, held)} "
+                   f"— ask {_who(plan, sorted(need))}")
+    elif run.status == "rolled_back":
+        refusal = f"run {run.id[:8]} is already rolled back: the index is gone"
+    elif _kept(record) is not None:
+        refusal = _kept_message(run, _kept(record))  # type: ignore[arg-type]
+    elif record is None or state is None or not state.refused:
+        refusal = ("the index is kept only once a refusal stands: "
+                   + ("decide the rollback first (d)" if state is None else
+                      "nobody has refused this rollback — approve it (a), or make a new trigger (n)"))
+    elif _active_ignore(records) is not None:
+        refusal = "rung 1 is applied (the index is ignored): the DBA undoes it (u) before the index is kept"
+    elif not cleaned.text:
+        refusal = "keeping the index needs its reason: it ends the rollback flow, and the audit trail keeps why"
+    if refusal is not None:
+        return _refuse(store, run, actor, "rollback_keep_refused", refusal, roles=sorted(held))
+    assert record is not None and state is not None
+    now = store.now()
+    role = next((r for r in sorted(needed("rollback_keep_index")) if r in held), "")
+    kept = {"by": actor, "role": role, "at": now.isoformat(), "reason": cleaned.text,
+            "refused_by": [f"{a} ({r})" for r, a in state.refused]}
+    record.rollback_details = {**(record.rollback_details or {}), "kept": kept}
+    record.rollback_status = "not_needed"
+    record.rollback_completed_at = now
+    store.save_rollback_record(record, actor, "rollback_decision_closed")
+    store.audit(run.tenant_id, actor, "rollback_index_kept", run.id, _json({
+        **kept, "trigger": state.trigger, "index": run.index_name, "cleaned": list(cleaned.changes)}))
+    return FlowOutcome("done", f"index {run.index_name} kept by {actor}: {cleaned.text}. Final: the rollback flow "
+                       "of this run is closed", record.id)
+
+
+def _open_vote_ids(store: Store, run: ExecutionRun, records: Sequence[RollbackRecord]) -> list[str]:
+    closed = _closed_votes(records)
+    return [a.id for a in store.approvals(run.tenant_id, run.id, APPROVAL_KIND) if a.id not in closed]
 
 
 def _gate(store: Store, plan: Plan, run: ExecutionRun, actor: str, roles: set[str],
@@ -526,11 +831,13 @@ def _gate(store: Store, plan: Plan, run: ExecutionRun, actor: str, roles: set[st
     record, state = _state_of(store, run, records)
     if run.status == "rolled_back":
         return f"run {run.id[:8]} is already rolled back: the index is gone", record, state
+    if _kept(record) is not None:
+        return _kept_message(run, _kept(record)), record, state  # type: ignore[arg-type]
     if record is None or state is None:
         return "no rollback has been decided yet: decide first (d), then collect the approvals", None, None
     if state.refused:
         return ("the rollback was refused by " + ", ".join(f"{a} ({r})" for r, a in state.refused)
-                + ": talk to them; their approval (a) lifts the refusal"), record, state
+                + ". Next: " + "; ".join(s.text for s in next_steps("refused", state.trigger, state))), record, state
     if not state.complete:
         missing = _who(plan, state.missing) if state.missing else "another person than the requester"
         return f"the rollback is not approved yet: still must approve: {missing}", record, state
@@ -854,6 +1161,14 @@ class RollbackView:
     observation_until: datetime | None = None
     ignored: bool = False
     drop_sql: str = ""
+    phase: str = ""  # one of PHASES
+    next_steps: tuple[NextStep, ...] = ()
+    next_line: str = ""  # "Next: …" or "Final: …"
+    kept: dict[str, Any] | None = None  # the canary lead's keep: by, role, at, reason
+
+    @property
+    def final(self) -> bool:
+        return self.phase in FINAL_PHASES
 
 
 def suggest_trigger(reason: str) -> str | None:
@@ -876,7 +1191,8 @@ def role_rows(plan: Plan, trigger: str | None, state: ApprovalState | None) -> t
     required = t.required(decided_role)
     latest: dict[str, Vote] = {}
     for v in state.votes if state else ():
-        latest[v.actor] = v
+        latest.pop(person(v.actor), None)
+        latest[person(v.actor)] = v
     rows = []
     for role in ROLES:
         people = _people(plan, role)
@@ -891,7 +1207,9 @@ def role_rows(plan: Plan, trigger: str | None, state: ApprovalState | None) -> t
             if refused is not None and who is None:
                 rows.append(RoleRow(role, "approves", "✗ refused", refused.actor, refused.at, refused.note, people))
             elif vote is not None:
-                rows.append(RoleRow(role, "approves", "✓ approved", vote.actor, vote.at, vote.note, people))
+                over = [a for r, a, _ in (state.overruled if state else ()) if r == role]
+                note = vote.note + (f" (overrules {', '.join(over)}'s refusal)" if over else "")
+                rows.append(RoleRow(role, "approves", "✓ approved", vote.actor, vote.at, note.strip(), people))
             else:
                 rows.append(RoleRow(role, "approves", "pending", "", None, "", people))
         elif role in t.deciders:
@@ -988,6 +1306,10 @@ def rollback_view(store: Store, plan: Plan, run_id: str) -> RollbackView:
     unstaffed = tuple(r for r in (state.required if state else (t.required(None) if t else ()))
                       if not _people(plan, r))
 
+    kept = _kept(decision)
+    phase = flow_phase(index_created_by_run=run.index_created_by_run, run_status=run.status, state=state,
+                       kept=kept is not None, rung1_applied=rung1 is not None, drop_failed=failed is not None)
+    steps_forward = next_steps(phase, trigger or suggested, state)
     if run.status == "rolled_back":
         if observed:
             ok = (observed[-1].details or {}).get("ok")
@@ -996,6 +1318,12 @@ def rollback_view(store: Store, plan: Plan, run_id: str) -> RollbackView:
         else:
             status, level = (f"ROLLED BACK — index dropped; observing until {until:%H:%M} UTC (R4)" if until
                              else "ROLLED BACK — index dropped", "ok")
+    elif kept is not None:
+        status, level = (f"KEPT — index {run.index_name} kept by {kept.get('by')}: {kept.get('reason')}", "warning")
+    elif phase == "refused" and state is not None:
+        notes = {v.actor: v.note for v in state.votes if v.decision == "refuse"}
+        status, level = ("BLOCKED — refused by " + "; ".join(f"{a} ({r}): {notes.get(a) or 'no reason given'}"
+                                                     for r, a in state.refused), "error")
     elif escalation:
         status, level = f"ROLLBACK FAILED — escalation {escalation}; retry (x) or intervene by hand", "error"
     elif not run.index_created_by_run:
@@ -1004,8 +1332,6 @@ def rollback_view(store: Store, plan: Plan, run_id: str) -> RollbackView:
     elif state is None:
         hint = f"; suggested trigger: {suggested} ({prepared.trigger_reason[:60]})" if suggested and prepared else ""
         status, level = f"AWAITING DECISION — pick the trigger and decide (d){hint}", "warning"
-    elif state.refused:
-        status, level = ("BLOCKED — refused by " + ", ".join(f"{a} ({r})" for r, a in state.refused), "error")
     elif not state.complete:
         missing = _who(plan, state.missing) if state.missing else "a person other than the requester"
         status, level = f"AWAITING APPROVALS — still needed: {missing}", "warning"
@@ -1046,7 +1372,8 @@ def rollback_view(store: Store, plan: Plan, run_id: str) -> RollbackView:
         point_captured_at=point.captured_at if point else None,
         records=tuple(_record_row(r) for r in records), steps=steps, escalation=escalation,
         observation_until=until, ignored=rung1 is not None,
-        drop_sql=next((r.sql for r in ladder if r.rung == "drop"), ""))
+        drop_sql=next((r.sql for r in ladder if r.rung == "drop"), ""),
+        phase=phase, next_steps=steps_forward, next_line=next_line(phase, steps_forward), kept=kept)
 
 
 def rollback_candidate(store: Store, plan: Plan) -> ExecutionRun | None:

@@ -5,7 +5,10 @@ records with every attempt, and the status line R1…R5 (SPEC §3.7, §8).
 The screen never reads the store or the server: the App runs ``engine.rollback_flow`` in thread
 workers and calls ``show(view, inspection)``. Keys post the messages below, which the App handles.
 Every execution passes a confirmation dialog (rung 2 wants the index name typed), whatever the
-screen last saw — the engine checks approvals and the target again before it sends anything.
+screen last saw — the engine checks approvals and the target again before it sends anything. The
+approval dialog opens on Cancel; a refusal, a new trigger (n) and keeping the index (k) are each
+confirmed with a reason. Under the headline: the way forward, or that the state is final
+(docs/rollback.md).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from textual.widgets import (
 )
 
 from engine.plan import Plan
+from engine.roles import may
 from engine.rollback_flow import TRIGGERS, Inspection, RollbackView, role_rows
 from engine.runbook import RunView
 from screens.base import RunbookScreen, drawable, plain
@@ -53,6 +57,20 @@ class RollbackApprove(Message):
     role: str
     note: str
     decision: str = "approve"  # approve | refuse
+
+
+@dataclass
+class RollbackRetrigger(Message):
+    """The canary lead closes the decision in force so a new trigger can be decided."""
+
+    reason: str
+
+
+@dataclass
+class RollbackKeepIndex(Message):
+    """The canary lead keeps the index after a refusal: the flow ends, final."""
+
+    reason: str
 
 
 @dataclass
@@ -131,7 +149,10 @@ class DecideDialog(ModalScreen[tuple[str, str] | None]):
 
 
 class ApproveDialog(ModalScreen[tuple[str, str, str] | None]):
-    """One approval for one of the user's roles: (role, note, approve | refuse)."""
+    """One approval for one of the user's roles: (role, note, approve | refuse).
+
+    Focus starts on Cancel, so no key pressed in a hurry acts: Tab reaches Approve, then
+    Refuse…, which only opens ``RefuseDialog`` — a refusal is confirmed there, with its reason."""
 
     BINDINGS = [("escape", "cancel", "Cancel")]
     DEFAULT_CSS = DIALOG_CSS.format(name="ApproveDialog")
@@ -154,14 +175,14 @@ class ApproveDialog(ModalScreen[tuple[str, str, str] | None]):
             else:
                 yield Static("You hold no role in this plan: the approval will be refused and audited.",
                              classes="warn")
-            yield Input(placeholder="note (optional)", id="note")
+            yield Input(placeholder="note (optional; Enter approves)", id="note")
             with Horizontal():
-                yield Button("Approve", id="approve", variant="success")
-                yield Button("Refuse", id="refuse", variant="error")
                 yield Button("Cancel", id="cancel")
+                yield Button("Approve", id="approve", variant="success")
+                yield Button("Refuse…", id="refuse", variant="error")
 
     def on_mount(self) -> None:
-        self.query_one("#note", Input).focus()
+        self.query_one("#cancel", Button).focus()
 
     def _role(self) -> str:
         if not self.roles:
@@ -170,17 +191,108 @@ class ApproveDialog(ModalScreen[tuple[str, str, str] | None]):
         return pressed.name if pressed is not None and pressed.name else self.roles[0]
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
         if event.button.id == "cancel":
             self.dismiss(None)
             return
-        decision = "refuse" if event.button.id == "refuse" else "approve"
-        self.dismiss((self._role(), self.query_one("#note", Input).value.strip(), decision))
+        role, note = self._role(), self.query_one("#note", Input).value.strip()
+        if event.button.id == "approve":
+            self.dismiss((role, note, "approve"))
+            return
 
-    def on_input_submitted(self, _event: Input.Submitted) -> None:
-        self.query_one("#approve", Button).press()
+        def confirmed(reason: str | None) -> None:
+            if reason is not None:
+                self.dismiss((role, reason, "refuse"))
+            else:  # back on the harmless choice
+                self.call_after_refresh(self.query_one("#cancel", Button).focus)
+
+        self.app.push_screen(RefuseDialog(role, note), confirmed)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()  # Enter in the note approves, with the note as it was at Enter
+        self.dismiss((self._role(), event.value.strip(), "approve"))
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+class ReasonDialog(ModalScreen[str | None]):
+    """A step that needs its reason, confirmed: the reason goes into the record and the audit
+    trail. Focus starts in the reason; the step's button does nothing until a reason is typed."""
+
+    BINDINGS = [("escape", "cancel", "Cancel")]
+    DEFAULT_CSS = DIALOG_CSS.format(name="ReasonDialog")  # RefuseDialog matches it too
+
+    def __init__(self, title: str, lines: tuple[str, ...], confirm: str, reason: str = "",
+                 placeholder: str = "reason (required)"):
+        super().__init__()
+        self.title_text = title
+        self.lines = lines
+        self.confirm_label = confirm
+        self.reason = reason
+        self.placeholder = placeholder
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll():
+            yield Label(self.title_text, classes="title", markup=False)
+            for line in self.lines:
+                yield Static(line, markup=False)
+            yield Input(value=self.reason, placeholder=self.placeholder, id="reason")
+            yield Static("", classes="why", id="why")
+            with Horizontal():
+                yield Button("Cancel", id="cancel")
+                yield Button(self.confirm_label, id="confirm", variant="error")
+
+    def on_mount(self) -> None:
+        self.query_one("#reason", Input).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        if event.button.id == "cancel":
+            self.dismiss(None)
+            return
+        self._submit(self.query_one("#reason", Input).value)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        # The value as it was at Enter: a key typed right after it must not join the reason.
+        event.stop()
+        self._submit(event.value)
+
+    def _submit(self, value: str) -> None:
+        reason = value.strip()
+        if not reason:
+            self.query_one("#why", Static).update("A reason is required: it goes into the audit trail and every "
+                                                  "console shows it. Type it, or Cancel (Esc).")
+            self.query_one("#reason", Input).focus()
+            return
+        self.dismiss(reason)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class RefuseDialog(ReasonDialog):
+    """The confirmation of a refusal: what it does, what may follow it, and its reason."""
+
+    def __init__(self, role: str, reason: str = ""):
+        super().__init__("Refuse the rollback", (
+            f"You refuse as {role or 'a person without a role'}: nothing is executed while your refusal stands.",
+            "What may follow: another person holding the role approves (your refusal stays on the record), you "
+            "approve after all, the canary lead makes a new trigger (n), or keeps the index (k) — final.",
+        ), "Refuse the rollback", reason, "reason (required): why the rollback must not go ahead")
+
+
+# The canary lead's steps after a refusal (docs/rollback.md).
+RETRIGGER_LINES = (
+    "Closes the decision in force: the flow is back at AWAITING DECISION, the trigger can be picked again (t) "
+    "and its deciding role decides (d). The approvals and refusals given so far stay on the record and do not "
+    "count for the new decision. Nothing is sent to the server.",
+)
+KEEP_LINES = (
+    "Ends the rollback flow of this run: the index stays, and the rollback is recorded as not needed, with "
+    "your reason. This is final: no decision, approval or rung follows it on this run; removing the index "
+    "later is a change of its own.",
+)
 
 
 class ConfirmRung(ModalScreen[tuple[str, ...] | None]):
@@ -268,7 +380,10 @@ class RollbackScreen(RunbookScreen):
         Binding("i", "ignore", "Rung 1 ignore", id="rollback-ignore"),
         Binding("u", "undo", "Undo rung 1", id="rollback-undo"),
         Binding("x", "drop", "Rung 2 DROP", id="rollback-drop"),
-        Binding("r", "refresh", "Refresh", id="rollback-refresh"),
+        Binding("n", "retrigger", "New trigger", id="rollback-retrigger"),
+        Binding("k", "keep_index", "Keep index", id="rollback-keep-index"),
+        # The screen refreshes itself on every change in the store; r stays for the impatient.
+        Binding("r", "refresh", "Refresh", id="rollback-refresh", show=False),
     ]
     DEFAULT_CSS = RunbookScreen.DEFAULT_CSS + """
     RollbackScreen #title { padding: 0 1; text-style: bold; }
@@ -276,6 +391,7 @@ class RollbackScreen(RunbookScreen):
     RollbackScreen #status.-ok { background: $success 30%; }
     RollbackScreen #status.-warning { background: $warning 30%; }
     RollbackScreen #status.-error { background: $error 50%; }
+    RollbackScreen #next { padding: 0 1; text-style: bold; }
     RollbackScreen #steps { padding: 0 1; color: $text-muted; }
     RollbackScreen #escalation { background: red; color: white; text-style: bold; padding: 0 1; }
     RollbackScreen .row { height: auto; }
@@ -312,6 +428,7 @@ class RollbackScreen(RunbookScreen):
         with VerticalScroll():
             yield Static("Rollback (runbook 6)", id="title", markup=False)
             yield Static("reading the store…", id="status", markup=False)
+            yield Static("", id="next", markup=False)
             yield Static("", id="steps", markup=False)
             yield Static("", id="escalation", markup=False)
             with Horizontal(classes="row"):
@@ -382,6 +499,9 @@ class RollbackScreen(RunbookScreen):
         conflicts = len(self.inspection.conflicts) if self.inspection is not None else 0
         status.update(v.status + (f"  ⚠ {conflicts} change(s) since the rollback point (below)" if conflicts
                                   and v.run_status != "rolled_back" else ""))
+        nxt = self.query_one("#next", Static)
+        nxt.display = bool(v.next_line)
+        nxt.update(v.next_line)
         self.query_one("#steps", Static).update("  ".join(
             f"{s.code} {'✓' if s.done else '·'} {s.label}{': ' + s.detail if s.detail else ''}" for s in v.steps))
         escalation = self.query_one("#escalation", Static)
@@ -502,8 +622,17 @@ class RollbackScreen(RunbookScreen):
         self._draw_matrix()
 
     def action_next_trigger(self) -> None:
-        if self.view is not None and self.view.trigger:
-            return  # decided: the trigger is part of the record
+        v = self.view
+        if v is not None and (v.trigger or v.final):
+            # The key cannot act now: say why in one line, and who can change it.
+            if v.final:
+                why = f"The rollback flow is final ({v.status.split(' — ')[0]}): the trigger no longer changes."
+            else:
+                by = f"{v.decided_by[1]} ({v.decided_by[0]})" if v.decided_by else "the decider"
+                why = (f"The trigger is part of the decision by {by}: the canary lead can close it for a new "
+                       "trigger (n).")
+            self.notify(why, title="Trigger", severity="warning", timeout=8)
+            return
         keys = [t.key for t in TRIGGERS]
         self._picked_by_user = True
         self.selected = keys[(keys.index(self.selected) + 1) % len(keys)]
@@ -524,6 +653,53 @@ class RollbackScreen(RunbookScreen):
                 self.post_message(RollbackApprove(*result))
 
         self.app.push_screen(ApproveDialog(self.user_roles, missing), chosen)
+
+    def _cannot(self, action: str, what: str) -> bool:
+        """True (and said in one line: why not now, and who can) when the view has no such step.
+        Someone outside the role goes on to the engine, which refuses, names who may, and audits."""
+        v = self.view
+        if not may(action, self.user_roles):
+            return False
+        engine_action = {"rollback_retrigger": "retrigger_rollback", "rollback_keep_index": "keep_index"}[action]
+        if v is not None and any(s.action == engine_action for s in v.next_steps):
+            return False
+        if v is None:
+            why = "nothing read yet: wait a second, or refresh (r)"
+        elif v.final:
+            why = f"the rollback flow is final ({v.status.split(' — ')[0]})"
+        else:
+            now = f"{v.status.split(' — ')[0]}; {v.next_line[0].lower()}{v.next_line[1:]}" if v.next_line else v.status
+            why = {"rollback_retrigger": "there is no decision in force to close",
+                   "rollback_keep_index": "it follows a refusal, and none stands"}[action] + f" — now: {now}"
+        self.notify(f"{what}: {why}", title=what, severity="warning", timeout=10)
+        return True
+
+    def action_retrigger(self) -> None:
+        def chosen(reason: str | None) -> None:
+            if reason is not None:
+                self.post_message(RollbackRetrigger(reason))
+
+        if self._cannot("rollback_retrigger", "New trigger"):
+            return
+        if not may("rollback_retrigger", self.user_roles):
+            self.post_message(RollbackRetrigger(""))  # refused by the engine: who may, in the audit trail
+            return
+        self.app.push_screen(ReasonDialog("New trigger: close the decision in force", RETRIGGER_LINES,
+                                          "Close the decision"), chosen)
+
+    def action_keep_index(self) -> None:
+        def chosen(reason: str | None) -> None:
+            if reason is not None:
+                self.post_message(RollbackKeepIndex(reason))
+
+        if self._cannot("rollback_keep_index", "Keep the index"):
+            return
+        if not may("rollback_keep_index", self.user_roles):
+            self.post_message(RollbackKeepIndex(""))  # refused by the engine: who may, in the audit trail
+            return
+        index = self.view.index if self.view is not None else "the index"
+        self.app.push_screen(ReasonDialog(f"Keep {index}: end the rollback flow", KEEP_LINES, "Keep the index"),
+                             chosen)
 
     def _warnings(self) -> tuple[str, ...]:
         v, i = self.view, self.inspection

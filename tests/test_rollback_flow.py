@@ -296,10 +296,10 @@ def test_execution_is_refused_until_every_approval_is_in(tmp_path):
     out = execute_drop(store, plan, target, run, "nok", {"dba"})
     assert out.status == "refused" and "still must approve: dba (Nok), sre (Ploy)" in out.message
     approve_rollback(store, plan, run, "dba", "nok", {"dba"})
-    approve_rollback(store, plan, run, "sre", "ploy", {"sre"}, decision="refuse")
+    approve_rollback(store, plan, run, "sre", "ploy", {"sre"}, "the sale starts in 5 min", decision="refuse")
     out = execute_ignore(store, plan, target, run, "nok", {"dba"})
     assert out.status == "refused" and "refused by ploy (sre)" in out.message
-    assert rollback_view(store, plan, run.id).status.startswith("BLOCKED")
+    assert rollback_view(store, plan, run.id).status.startswith("BLOCKED — refused by ploy (sre): the sale starts")
     approve_rollback(store, plan, run, "sre", "ploy", {"sre"})
     out = execute_drop(store, plan, target, run, "ploy", {"sre"})
     assert out.status == "refused" and "DBA's step" in out.message and "Nok" in out.message
@@ -622,6 +622,7 @@ async def test_rollback_screen_keys_post_the_messages_the_app_handles():
 
         await pilot.press("a")
         assert isinstance(app.screen, ApproveDialog)
+        app.screen.query_one("#note", Input).focus()  # the dialog opens on Cancel (tests/test_rollback_dialogs.py)
         await pilot.press(*"ok", "enter")
         await pilot.pause()
         assert app.posted[-1] == RollbackApprove("dba", "ok", "approve")

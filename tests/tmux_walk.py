@@ -8,7 +8,9 @@ dir). The script presses the keys a person presses and reads the screen with ``t
     monitoring hand-off → F9 (frame red, banner, run cancelled) → F8 + reason + Enter → F2 (the
     audit log has the F9 activation; F9 again, as raw ``\\e[20~`` bytes, with the filter Input
     focused: the frame turns red and the typed letters stay) → F8 → Esc → 7 (decide; the approval
-    by the same person is refused, and says so) → 8 (the report names the run; export, copy) →
+    by the same person is refused, and says so; a refused and then completed rollback with the
+    teammate's console in a second session: refuse, new trigger, decide, approve, DROP) → 8 (the
+    report names the run, rolled back; export, copy) →
     Ctrl+Q → the rehearsal says it stopped its servers, and no mariadbd it started is left.
 
 Every check polls capture-pane up to N seconds; a failure prints the last capture and exits 1.
@@ -512,18 +514,24 @@ def main_walk(w: Walk, captures: dict[str, str]) -> None:
     w.step("7 d: rollback decided", "awaiting the DBA's approval")
     t.keys("a")
     w.wait_text("7 a", r"Approve the rollback", 10)
-    t.keys("Enter")
+    t.keys("Enter")  # the dialog opens on Cancel: Enter alone does nothing
+    w.wait_gone("7 a", r"Approve the rollback", 5)
+    t.keys("a")
+    w.wait_text("7 a", r"Approve the rollback", 10)
+    t.keys("Tab", "Enter")  # Cancel → Approve
     w.wait_text("7 a", r"the\s+requester\s+cannot\s+be\s+the\s+only\s+approver\s+—\s+ask\s+another\s+person", 15,
                 toast=True)
     captures["8-rollback"] = w.last
     if re.search(r"still needed: dba \(You\)", w.last):
         w.note("Rollback, single rehearsal user: the status says 'still needed: dba (You)' and the matrix "
                "'pending (You)' — reads as 'you can approve', yet your approval is refused")
-    w.step("7 a: approval by the same person refused", "'the requester cannot be the only approver'")
+    w.step("7 a: the dialog opens on Cancel; approval by the same person refused",
+           "'the requester cannot be the only approver'")
+    refused_then_completed(w, captures)
 
     # --- 8 Report ------------------------------------------------------------------------------
     t.keys("8")
-    w.wait_text("8", rf"Report — run {short} · shop\.orders · CANCELLED \(kill_switch\)", 20)
+    w.wait_text("8", rf"Report — run {short} · shop\.orders · ROLLED BACK \(manual_rollback\)", 20)
     t.keys("e")
     w.wait_text("8 e", r"✓ written to /", 15)
     reports = list((w.tmp / "canary-console" / "reports").glob(f"*{short}*.md"))
@@ -561,6 +569,100 @@ def main_walk(w: Walk, captures: dict[str, str]) -> None:
     log = w.tmp / "canary-console" / "console.log"
     if log.exists():
         w.note(f"console.log has worker failures: {log.read_text(errors='replace')[:300]!r}")
+
+
+def refused_then_completed(w: Walk, captures: dict[str, str]) -> None:
+    """A refused and then completed rollback (docs/rollback.md), with the teammate in a console of
+    their own (``run … --as teammate``, a second tmux session on the same socket and state dir):
+    Tab, Tab, Enter in the teammate's approval dialog only opens the refusal's confirmation; the
+    teammate refuses with a reason; the requester cannot refuse their own; the screen says the way
+    forward; the canary lead makes a new trigger, decides again, the teammate approves this time,
+    and the DBA's DROP rolls the run back."""
+    you = w.tmux
+    cli = ROOT / ".venv" / "bin" / "canary-console"
+    plan = w.tmp / "canary-console" / "rehearsal" / "canary.toml"
+    mate = Tmux(you.socket, "mate")
+    mate.start(160, 50, f"bash -c '{cli} run {plan} --as teammate; echo \"[tmux-walk] exit=$?\"'",
+               {"XDG_STATE_HOME": str(w.tmp)}, ROOT)
+    try:
+        w.tmux = mate
+        w.wait("mate", "the teammate's console", lambda s: "1 Plan" in s and "7 Rollback" in s, 60)
+        mate.keys("7")
+        w.wait_text("mate 7", r"AWAITING APPROVALS — still needed: dba", 20)
+        mate.keys("a")
+        w.wait_text("mate a", r"Approve the rollback", 10)
+        mate.keys("Tab", "Tab", "Enter")  # in a hurry: this only reaches Refuse…, which asks
+        w.wait_text("mate a", r"Refuse the rollback", 10)
+        w.wait_text("mate a", r"What may follow: another person holding the role approves", 5)
+        mate.keys("Enter")  # no reason yet: nothing happens
+        w.wait_text("mate a", r"A reason is required", 5)
+        w.tmux = you
+        w.wait_text("you", r"AWAITING APPROVALS — still needed: dba", 5)
+        w.tmux = mate
+        captures["8a-refuse-confirmation"] = w.last
+        w.step("teammate: a, Tab, Tab, Enter only opens the refusal's confirmation; no reason, no refusal")
+        mate.type("walk: not during the sale")
+        mate.keys("Enter")
+        w.wait_text("mate refuse", r"BLOCKED — refused by teammate[^:]*\(dba\): walk: not during the sale", 15)
+        w.step("teammate refused, with a reason")
+
+        w.tmux = you
+        w.wait_text("you", r"BLOCKED — refused by teammate[^:]*\(dba\): walk: not during the sale", 10)
+        w.wait_text("you", r"(?s)Next: another DBA approves \(a\).*new\s+trigger\s+\(n\).*keeps\s+the\s+index\s+\(k\)", 5)
+        captures["8b-refused"] = w.last
+        you.keys("a")
+        w.wait_text("you a", r"Approve the rollback", 10)
+        you.keys("Tab", "Tab", "Enter")
+        w.wait_text("you a", r"Refuse the rollback", 10)
+        you.type("walk: my own")
+        you.keys("Enter")
+        w.wait_text("you a", r"requester\s+cannot\s+refuse\s+their\s+own\s+rollback", 15, toast=True)
+        w.wait_gone("you a", r"Refuse the rollback", 5)
+        w.step("the screen says the ways forward; the requester cannot refuse their own")
+        you.keys("n")
+        w.wait_text("you n", r"New trigger: close the decision in force", 10)
+        you.type("walk: the sale is over, decide again")
+        you.keys("Enter")
+        w.wait_gone("you n", r"New trigger: close the decision in force", 10)
+        w.wait_text("you n", r"AWAITING DECISION — pick the trigger", 15)
+        you.keys("d")
+        w.wait_text("you d", r"Decide: roll back — Kill switch after the ALTER", 10)
+        you.type("walk: the kill switch, decided again")
+        you.keys("Enter")
+        w.wait_gone("you d", r"Decide: roll back — Kill switch after the ALTER", 10)
+        w.wait_text("you d", r"AWAITING APPROVALS — still needed: dba", 15)
+        w.step("n: a new trigger closes the refused decision; d: decided again")
+
+        w.tmux = mate
+        w.wait_text("mate", r"AWAITING APPROVALS — still needed: dba", 10)
+        mate.keys("a")
+        w.wait_text("mate a", r"Approve the rollback", 10)
+        mate.keys("Tab", "Enter")  # Cancel → Approve
+        w.wait_text("mate a", r"APPROVED — the DBA may execute", 15)
+        w.step("teammate approved the new decision")
+
+        w.tmux = you
+        w.wait_text("you", r"APPROVED — the DBA may execute", 10)
+        you.keys("x")
+        screen = w.wait_text("you x", r"Rung 2 — DROP INDEX", 10).string
+        if "I have read these changes" in screen:
+            w.note("rollback: the table changed since the rollback point in the drill; acknowledged")
+            you.keys("BTab", "Space", "Tab")
+        you.type("idx_orders_customer_created")
+        you.keys("Enter")
+        w.wait_text("you x", r"ROLLED BACK", 30)
+        w.wait_text("you x", r"Final: the index is dropped and verified gone", 10)
+        captures["8c-rolled-back"] = w.last
+        w.step("x: the DROP ran; ROLLED BACK, and the screen says it is final")
+
+        w.tmux = mate
+        w.wait_text("mate", r"ROLLED BACK", 10)
+        mate.keys("C-q")
+        w.wait("mate quit", "the teammate's console to close",
+               lambda s: "[tmux-walk] exit=" in s or "Pane is dead" in s, 20)
+    finally:
+        w.tmux = you
+        mate.cmd("kill-session", "-t", "mate", check=False)
 
 
 def deactivate(w: Walk, reason: str) -> None:
@@ -694,7 +796,7 @@ def stop_rehearsal(w: Walk, session: str) -> None:
 def cleanup(w: Walk) -> None:
     """Stop the rehearsals, kill the private tmux server, any mariadbd they left (by pid) and those
     servers' sandbox dirs under /tmp; remove the temp dir."""
-    for session in ("small", "walk"):
+    for session in ("mate", "small", "walk"):
         stop_rehearsal(w, session)
     sandboxes = {m.group(1) for line in leftover_servers(w)
                  if (m := re.search(r"--datadir=(/tmp/cc-sbx-[^/ ]+)/", line))}
