@@ -366,8 +366,7 @@ def load_dashboard(store: Store, plan: Plan, run_id: str, now: datetime,
         interval_s=float(details["interval"]) if isinstance(details.get("interval"), (int, float)) else None,
         time_compression=float(speed) if isinstance(speed, (int, float)) and speed != 1 else None,
         verdict_at=verdicts[0].created_at if verdicts else None,
-        gaps=tuple((last, e.created_at) for e in entries("monitoring_resumed")
-                   if (last := _parse_at((e.details or {}).get("last_sample_at"))) is not None),
+        gaps=_gaps(entries("monitoring_resumed")),
         pauses=tuple((e.created_at, str((e.details or {}).get("reason", ""))) for e in entries("auto_pause")),
         lifts=tuple((e.created_at, str((e.details or {}).get("decision", "")),
                      str((e.details or {}).get("approved_by", ""))) for e in entries("auto_pause_lifted")),
@@ -381,6 +380,19 @@ def load_dashboard(store: Store, plan: Plan, run_id: str, now: datetime,
         pause_approvers=tuple(sorted(PAUSE_APPROVERS)),
     )
     return advance(previous, plan.profile(), facts, rows, now, max_ticks)
+
+
+def _gaps(resumed: Iterable[Any]) -> tuple[tuple[datetime, datetime], ...]:
+    """The time nobody sampled, from the ``monitoring_resumed`` entries: (the last sample before
+    the take-over, the take-over). Its own function: an assignment expression in a comprehension
+    binds in the enclosing function, and there it once overwrote ``load_dashboard``'s ``last``
+    (the latest decision) with a datetime."""
+    out = []
+    for e in resumed:
+        before = _parse_at((e.details or {}).get("last_sample_at"))
+        if before is not None:
+            out.append((before, e.created_at))
+    return tuple(out)
 
 
 def read_samples(store: Store, tenant: str, run_id: str, since: datetime | None = None) -> list[SampleRow]:
