@@ -100,3 +100,100 @@ def test_a_resumed_window_shows_the_verdict_stored_after_the_resume(resumed):
     before = load_dashboard(store, PLAN, RUN, clock.now() - timedelta(seconds=1))
     again = load_dashboard(store, PLAN, RUN, clock.now(), before)
     assert again.facts.decision.verdict == verdict.verdict and again.facts.gaps == data.facts.gaps
+
+
+# --- the console that opens on it -------------------------------------------------------------------
+
+JOINER_PLAN = parse_plan(ACME.replace('host = "10.0.0.12"', 'host = "127.0.0.1"\nport = 9')
+                         + people(("Somchai", "canary_lead", "somchai", "@somchai"), ("Nok", "dba", "nok", "@nok")),
+                         "canary.toml")
+
+
+def _console(store, clock, user="nok"):
+    from console.app import CanaryApp
+    from engine.identity import Identity
+    from engine.killswitch import EmbeddedKillSwitch
+
+    app = CanaryApp(JOINER_PLAN, store, Identity(user, "10.0.0.9", "jump"), clock, EmbeddedKillSwitch(store))
+    said: list[str] = []
+    notify = app.notify
+
+    def spy(message, *args, **kwargs):
+        said.append(str(message))
+        return notify(message, *args, **kwargs)
+
+    app.notify = spy  # type: ignore[method-assign]
+    return app, said
+
+
+async def _until(pilot, predicate, seconds: float = 20.0) -> bool:
+    for _ in range(int(seconds / 0.05)):
+        await pilot.pause(0.05)
+        if predicate():
+            return True
+    return False
+
+
+async def test_a_console_opened_on_a_resumed_window_lands_on_the_dashboard_with_the_gap(resumed, monkeypatch):
+    """The run was taken over (``monitoring_resumed``) and is driven by another console: a console
+    opened now shows the Monitoring step (not the Plan screen), the dashboard drawn with the gap,
+    and no error; the decision screen shows the verdict once it is stored."""
+    monkeypatch.setenv("CANARY_DB_PASSWORD", "unused")
+    clock, store, last, resumed_at = resumed
+    store.claim("acme", RUN, "somchai@jump:4242", 3600)
+    store.transition("acme", RUN, "running", "somchai@10.0.0.5")
+    app, said = _console(store, clock)
+    async with app.run_test(size=(160, 50)) as pilot:
+        assert await _until(pilot, lambda: app.screen is app.steps.get("monitoring")), (
+            f"the console stayed on {type(app.screen).__name__}")
+        screen = app.steps["monitoring"]
+        assert await _until(pilot, lambda: screen.view is not None and "no samples" in screen.view.progress.text)
+        assert "no samples T+24.9→T+32" in screen.view.progress.text
+        drawn = str(screen.query_one("#window-text").render())
+        assert "the driving console was down" in drawn
+        assert not [s for s in said if "failed" in s], said
+
+        verdict, _ = replay(store, "acme", RUN, Profile())
+        store.save_decision(Decision(tenant_id="acme", execution_run_id=RUN, verdict=verdict.verdict,
+                                     evidence=verdict.as_dict() | {"profile": "default", "stopped_early": False},
+                                     decided_by=DRIVER))
+        await pilot.press("6")
+        decision = app.steps["decision"]
+        assert await _until(pilot, lambda: app.screen is decision and decision.view is not None
+                            and decision.view.verdict == verdict.verdict)
+        assert not [s for s in said if "failed" in s], said
+
+
+# --- which step a run is in (pure) -------------------------------------------------------------------
+
+
+def _view(status, *, alter=False, window=False, verdicts=(), index=False, rollbacks=()):
+    from engine.runbook import RunView
+
+    run = ExecutionRun(id=RUN, tenant_id="acme", connection_profile_id="orders-primary", schema_name="shop",
+                       table_name="orders", index_name="idx_orders_customer_created", status=status,
+                       alter_started_at=T0 if alter else None, index_created_by_run=index, created_at=T0)
+    return RunView(run=run, verdicts=tuple(verdicts), rollback_statuses=tuple(rollbacks),
+                   window_started_at=T0 + timedelta(minutes=8) if window else None)
+
+
+@pytest.mark.parametrize(("view", "step"), [
+    (_view("scheduled"), "prechecks"),
+    (_view("running"), "execution"),  # the baseline, before the ALTER
+    (_view("running", alter=True), "execution"),  # the ALTER or its cool-down
+    (_view("running", alter=True, index=True, window=True), "monitoring"),
+    (_view("running", alter=True, index=True, window=True, verdicts=["FAIL"]), "decision"),
+    (_view("failed", alter=True, index=True, window=True, verdicts=["FAIL"], rollbacks=["would_roll_back"]),
+     "rollback"),
+    (_view("cancelled", alter=True, index=True, window=True, rollbacks=["pending"]), "rollback"),
+    (_view("completed", alter=True, index=True, window=True, verdicts=["INCONCLUSIVE"]), "decision"),
+    (_view("completed", alter=True, index=True, window=True, verdicts=["INCONCLUSIVE", "INCONCLUSIVE"],
+           rollbacks=["pending"]), "rollback"),
+    (_view("completed", alter=True, index=True, window=True, verdicts=["PASS"]), "report"),
+    (_view("rolled_back", alter=True, window=True, verdicts=["FAIL"], rollbacks=["completed"]), "report"),
+    (_view("failed"), "report"),  # the kill switch before the ALTER: nothing to roll back
+])
+def test_the_step_a_run_is_in(view, step):
+    from engine.runbook import step_of_run
+
+    assert step_of_run(view, T0 + timedelta(hours=1)) == step
