@@ -147,6 +147,12 @@ async def test_a_console_opened_on_a_resumed_window_lands_on_the_dashboard_with_
         assert await _until(pilot, lambda: app.screen is app.steps.get("monitoring")), (
             f"the console stayed on {type(app.screen).__name__}")
         screen = app.steps["monitoring"]
+        from screens.frame import KillBanner, RunFrame
+
+        # The whole frame on the step it landed on (it was switched to before it was composed).
+        assert await _until(pilot, lambda: screen.query_one(RunFrame).state.user == app.actor
+                            and screen.query_one(RunFrame).state.kill is not None
+                            and screen.query_one(KillBanner).state.user == app.actor)
         assert await _until(pilot, lambda: screen.view is not None and "no samples" in screen.view.progress.text)
         assert "no samples T+24.9→T+32" in screen.view.progress.text
         drawn = str(screen.query_one("#window-text").render())
@@ -197,3 +203,4 @@ def test_the_step_a_run_is_in(view, step):
     from engine.runbook import step_of_run
 
     assert step_of_run(view, T0 + timedelta(hours=1)) == step
+
