@@ -594,7 +594,6 @@ def resume_with_the_dashboard_open(w: Walk, captures: dict[str, str], short: str
     w.wait_text("5", r"Window T\+15 → T\+75\s+([3-9]|[1-5]\d)\.\d / 60 min", 30)  # a few minutes in
     w.wait_text("5", r"▶ T\+15", 10)
     captures["4a-dashboard-before-kill"] = w.last
-    w.history = t.capture(history=2000)
     pid = rehearsal_pid(w)
     if pid is None:
         raise WalkFailure("kill -9", "could not find the rehearsal's process under the tmux pane", w.last)
@@ -604,6 +603,9 @@ def resume_with_the_dashboard_open(w: Walk, captures: dict[str, str], short: str
     deadline = time.monotonic() + 10
     while "[tmux-walk] exit=" not in t.capture() and time.monotonic() < deadline:
         time.sleep(0.2)
+    # The drill's output before its console (the self-test's lines) is on the pane's normal screen,
+    # kept behind the console's alternate screen; a respawned pane starts afresh.
+    w.history = t.cmd("capture-pane", "-p", "-a", "-t", t.session, check=False)
     w.step("kill -9 of the console with the dashboard open", f"pid {pid}")
     t.cmd("respawn-pane", "-k", "-t", t.session, w.command)
     deadline = time.monotonic() + 90
