@@ -361,8 +361,8 @@ def load_dashboard(store: Store, plan: Plan, run_id: str, now: datetime,
     decisions = store.decisions(tenant, run_id)
     last = decisions[-1] if decisions else None
     facts = RunFacts(
-        run_id=run.id, tenant=tenant, status=run.status, fail_reason=run.fail_reason, schema=run.schema_name, table=run.table_name,
-        index=run.index_name, connection_id=run.connection_profile_id, alter_started_at=run.alter_started_at,
+        run_id=run.id, tenant=tenant, status=run.status, fail_reason=run.fail_reason, schema=run.schema_name,
+        table=run.table_name, index=run.index_name, connection_id=run.connection_profile_id, alter_started_at=run.alter_started_at,
         alter_finished_at=alter_finished, index_created=bool(run.index_created_by_run),
         monitoring_started_at=monitoring_at,
         interval_s=float(details["interval"]) if isinstance(details.get("interval"), (int, float)) else None,
@@ -741,9 +741,10 @@ def _progress(profile: Profile, data: DashboardData, now: datetime) -> WindowPro
         words = "complete; the verdict follows the last tick"
     if phase == "stopped":  # where and why, in the words the decision and the report use
         evidence = f.decision.evidence if f.decision is not None else {}
+        at = t_label(profile, state.elapsed_s)
         words = (stop_words(evidence, profile.checkpoints[0]).replace("the window ", "", 1)
-                 or (f"stopped by the kill switch at {t_label(profile, state.elapsed_s)}" if f.fail_reason == "kill_switch"
-                     else f"stopped at {t_label(profile, state.elapsed_s)} ({f.status})"))
+                 or (f"stopped by the kill switch at {at}" if f.fail_reason == "kill_switch"
+                     else f"stopped at {at} ({f.status})"))
     if data.catching_up:
         words += f"; catching up with the stored samples (evaluated to {t_label(profile, state.elapsed_s)})"
     if f.gaps:
@@ -1161,7 +1162,7 @@ def decision_view(data: DashboardData) -> DecisionView:
         elapsed = data.state.elapsed_s / 60
         if f.status not in ("scheduled", "running"):  # ended with no verdict: it will never have one
             at = t_label(data.profile, data.state.elapsed_s) if data.window and data.window.ticks else None
-            text = ended_without_verdict(f.status, f.fail_reason, at)
+            text = ended_without_verdict(f.status, f.fail_reason, at, f.index_created)
             trigger = "kill_switch" if f.fail_reason == "kill_switch" and f.index_created else ""
             if trigger:
                 text += " g opens the rollback flow."

@@ -48,12 +48,15 @@ def stop_words(evidence: Mapping[str, Any], first_checkpoint_min: float) -> str:
     return f"the window stopped early{where}: " + (f"{reason} — " if reason else "") + cause[1]
 
 
-def ended_without_verdict(status: str, fail_reason: str | None, stopped_at: str | None) -> str:
+def ended_without_verdict(status: str, fail_reason: str | None, stopped_at: str | None,
+                          index_in_place: bool = True) -> str:
     """What a run that ended with no verdict says instead of one (the kill switch during the window,
     an execution error, a refused scope)."""
     where = f" at {stopped_at}" if stopped_at else ""
     if fail_reason == "kill_switch":
-        return (f"No verdict: the kill switch stopped the run{where} and it is {status}; the index is left in "
-                "place and a manual rollback is prepared (7). The checkpoints after the stop were not reached.")
+        after = ("the index is left in place and a manual rollback is prepared (7)" if index_in_place
+                 else "no index of this run is in place")
+        return (f"No verdict: the kill switch stopped the run{where} and it is {status}; {after}."
+                + (" The checkpoints after the stop were not reached." if stopped_at else ""))
     return f"No verdict: the run ended {status}" + (f" ({fail_reason})" if fail_reason else "") + (
         f"{where} before the window's verdict." if stopped_at else " before the monitoring window ended.")

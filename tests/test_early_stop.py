@@ -5,7 +5,7 @@ at the stop say they were evaluated on the data up to then; and the run's fail_r
 decision's words and the audit name the stop's real cause (a lock-wait critical is ``harm_limit``,
 not ``verification_failed``).
 
-The window runs for real (``Monitor`` and the executor's monitoring step on a 1200× clock) with a
+The window runs for real (``Monitor`` and the executor's monitoring step on a 600× clock) with a
 scripted source: what is under test is the control flow and the records, not a database."""
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ class ScriptedSource:
 
 @pytest.fixture
 def world(tmp_path):
-    clock = CompressedClock(1200)
+    clock = CompressedClock(600)  # 60 min in 6 s: a slow tick on a loaded machine stays well inside 15 min
     store = Store(f"sqlite:///{tmp_path / 's.db'}", clock=clock)
     run = store.create_run(ExecutionRun(tenant_id="acme", connection_profile_id="orders-primary", schema_name="shop",
                                         table_name="orders", index_name="idx_orders_customer_created",
