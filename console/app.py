@@ -45,6 +45,7 @@ from engine.runbook import (
     clock_origin,
     load_view,
     missing_for,
+    step_of_run,
 )
 from engine.runstate import ACTIVE
 from engine.sizegate import gate, sampling_interval
@@ -174,6 +175,7 @@ class CanaryApp(App):
         self._facts_for: tuple[Any, ...] | None = None
         self._faults: Any = None  # engine.faults.FaultBox, a drill's only (made on first use)
         self._pending_goto: str | None = None  # a step asked for before its screen was loaded
+        self._land_on_run = False  # a run found on opening: show the step it is in (once)
         self._faults_lock = threading.Lock()
 
     @property
@@ -325,6 +327,7 @@ class CanaryApp(App):
                 found = attach_run(self.store, self.plan, self.clock.now())
                 if found is not None:
                     self.run_id = found.id
+                    self._land_on_run = True
                     self._mark_present(found.id)
             view = load_view(self.store, self.plan.tenant, self.run_id, self.view)
             screen = self._top
@@ -386,6 +389,9 @@ class CanaryApp(App):
         t0 = clock_origin(view, self.profile.checkpoints[0])
         t_end = run.completed_at if run is not None and run.status not in ACTIVE else None
         self.set_frame(locked=locked, run=label, driver=driver, t0=t0, t_end=t_end)
+        if self._land_on_run and run is not None:
+            self._land_on_run = False
+            self._land(step_of_run(view, now))
         screen = self._top
         if isinstance(screen, RunbookScreen) and changed:
             screen.show_view(view, now)
@@ -395,6 +401,17 @@ class CanaryApp(App):
             self.steps["execution"].show_announcement(announcement)  # type: ignore[attr-defined]
             if "report" in self.steps:
                 self.steps["report"].show(facts)  # type: ignore[attr-defined]
+
+    def _land(self, step: str) -> None:
+        """A console that opens on a run already under way (restarted after a crash, taking it
+        over, joining late) shows the step the run is in — unless the person has moved on from the
+        Plan screen already. A screen still loading opens when it is loaded."""
+        if step == "plan" or not isinstance(self._top, PlanScreen):
+            return
+        if step not in self.steps:
+            self._pending_goto = step
+            return
+        self.action_goto(step)
 
     def action_goto(self, step: str) -> None:
         if step not in self.steps:

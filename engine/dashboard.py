@@ -33,6 +33,7 @@ from engine.report import (
     escalation_contacts,
     escalation_level,
 )
+from engine.stops import ended_without_verdict, stop_words
 from engine.thresholds import MetricRule, Profile, evaluate_band
 
 if TYPE_CHECKING:  # the store (SQLAlchemy) loads lazily: a screen can import this module cheaply
@@ -101,6 +102,7 @@ class RunFacts:
     run_id: str
     tenant: str
     status: str = "running"
+    fail_reason: str | None = None
     schema: str = ""
     table: str = ""
     index: str = ""
@@ -359,15 +361,14 @@ def load_dashboard(store: Store, plan: Plan, run_id: str, now: datetime,
     decisions = store.decisions(tenant, run_id)
     last = decisions[-1] if decisions else None
     facts = RunFacts(
-        run_id=run.id, tenant=tenant, status=run.status, schema=run.schema_name, table=run.table_name,
-        index=run.index_name, connection_id=run.connection_profile_id, alter_started_at=run.alter_started_at,
+        run_id=run.id, tenant=tenant, status=run.status, fail_reason=run.fail_reason, schema=run.schema_name,
+        table=run.table_name, index=run.index_name, connection_id=run.connection_profile_id, alter_started_at=run.alter_started_at,
         alter_finished_at=alter_finished, index_created=bool(run.index_created_by_run),
         monitoring_started_at=monitoring_at,
         interval_s=float(details["interval"]) if isinstance(details.get("interval"), (int, float)) else None,
         time_compression=float(speed) if isinstance(speed, (int, float)) and speed != 1 else None,
         verdict_at=verdicts[0].created_at if verdicts else None,
-        gaps=tuple((last, e.created_at) for e in entries("monitoring_resumed")
-                   if (last := _parse_at((e.details or {}).get("last_sample_at"))) is not None),
+        gaps=_gaps(entries("monitoring_resumed")),
         pauses=tuple((e.created_at, str((e.details or {}).get("reason", ""))) for e in entries("auto_pause")),
         lifts=tuple((e.created_at, str((e.details or {}).get("decision", "")),
                      str((e.details or {}).get("approved_by", ""))) for e in entries("auto_pause_lifted")),
@@ -381,6 +382,19 @@ def load_dashboard(store: Store, plan: Plan, run_id: str, now: datetime,
         pause_approvers=tuple(sorted(PAUSE_APPROVERS)),
     )
     return advance(previous, plan.profile(), facts, rows, now, max_ticks)
+
+
+def _gaps(resumed: Iterable[Any]) -> tuple[tuple[datetime, datetime], ...]:
+    """The time nobody sampled, from the ``monitoring_resumed`` entries: (the last sample before
+    the take-over, the take-over). Its own function: an assignment expression in a comprehension
+    binds in the enclosing function, and there it once overwrote ``load_dashboard``'s ``last``
+    (the latest decision) with a datetime."""
+    out = []
+    for e in resumed:
+        before = _parse_at((e.details or {}).get("last_sample_at"))
+        if before is not None:
+            out.append((before, e.created_at))
+    return tuple(out)
 
 
 def read_samples(store: Store, tenant: str, run_id: str, since: datetime | None = None) -> list[SampleRow]:
@@ -606,7 +620,7 @@ class PauseView:
 class CheckpointRow:
     label: str  # T+15 …
     due_at: datetime | None
-    status: str  # upcoming | next | due | recorded
+    status: str  # upcoming | next | due | recorded | not_reached (the window stopped before it)
     metrics_ok: bool | None
     who: str
     notes: str
@@ -670,7 +684,8 @@ def dashboard_view(profile: Profile, data: DashboardData, now: datetime) -> Dash
     warn = tuple(k for k, b in state.last_bands.items() if b.level in ("warning", "critical"))
     concurrent = _concurrent(profile, state, warn)
     pause = _pause(data)
-    checkpoints, current = _checkpoints(profile, data, now)
+    checkpoints, current = _checkpoints(profile, data, now,
+                                        state.elapsed_s if progress.phase == "stopped" else None)
     alerts = state.alerts
     verdict = f.decision.verdict if f.decision else None
     esc = escalation_level(
@@ -724,6 +739,12 @@ def _progress(profile: Profile, data: DashboardData, now: datetime) -> WindowPro
              "complete": "complete", "stopped": "stopped early"}[phase]
     if phase == "running" and elapsed >= total:
         words = "complete; the verdict follows the last tick"
+    if phase == "stopped":  # where and why, in the words the decision and the report use
+        evidence = f.decision.evidence if f.decision is not None else {}
+        at = t_label(profile, state.elapsed_s)
+        words = (stop_words(evidence, profile.checkpoints[0]).replace("the window ", "", 1)
+                 or (f"stopped by the kill switch at {at}" if f.fail_reason == "kill_switch"
+                     else f"stopped at {at} ({f.status})"))
     if data.catching_up:
         words += f"; catching up with the stored samples (evaluated to {t_label(profile, state.elapsed_s)})"
     if f.gaps:
@@ -905,7 +926,11 @@ def _pause(data: DashboardData) -> PauseView:
     return PauseView(True, state.pause_reason, since, roles, people, text, last_lift)
 
 
-def _checkpoints(profile: Profile, data: DashboardData, now: datetime) -> tuple[tuple[CheckpointRow, ...], str]:
+def _checkpoints(profile: Profile, data: DashboardData, now: datetime,
+                 stopped_at_s: float | None = None) -> tuple[tuple[CheckpointRow, ...], str]:
+    """One row per checkpoint. After an early stop (``stopped_at_s``: seconds into the window of
+    its last tick) a checkpoint the window never reached is ``not_reached`` — never due, never
+    evaluated on data nobody collected."""
     start = data.window_started_at
     evals = {c.label: c for c in data.checkpoint_evals}
     rows: list[CheckpointRow] = []
@@ -931,10 +956,13 @@ def _checkpoints(profile: Profile, data: DashboardData, now: datetime) -> tuple[
         notes = " · ".join(c.notes for c in [*engine_rows, *people] if c.notes)
         if not notes and ev is not None:
             notes = f"{ev.warnings} warning(s), {ev.alerts} alert(s), {ev.stale} stale, {ev.concurrent} concurrent"
-        if due is not None and now >= due:
+        if due is not None and now >= due and (stopped_at_s is None or at_s <= stopped_at_s):
             current = label
         if stored or ev is not None:
             status = "recorded"
+        elif stopped_at_s is not None and at_s > stopped_at_s:
+            status = "not_reached"
+            notes = f"not reached: the window stopped at {t_label(profile, stopped_at_s)}"
         elif due is not None and now >= due:
             status = "due"
         elif not next_marked:
@@ -1102,7 +1130,7 @@ class DecisionView:
     reasons: tuple[str, ...]
     warnings: tuple[str, ...]
     next_step: str  # the engine's words
-    action: str  # close | document_warnings | rollback | team_decision | team_decided | wait
+    action: str  # close | document_warnings | rollback | team_decision | team_decided | wait | ended (no verdict, ever)
     action_text: str  # what a person does now, with the keys
     rollback_metrics: Mapping[str, Any] = field(default_factory=dict)  # metrics at decision time
     rollback_trigger: str = ""  # engine.rollback_flow trigger the failing criteria point to
@@ -1115,6 +1143,7 @@ class DecisionView:
     stopped_early: bool = False
     profile: str = ""
     summary: str = ""
+    stop_text: str = ""  # engine.stops.stop_words: where and why the window stopped early ("" if it did not)
 
 
 VERDICT_LEVEL = {"PASS": "pass", "PASS WITH WARNING": "warning", "FAIL": "fail", "INCONCLUSIVE": "inconclusive"}
@@ -1128,8 +1157,19 @@ def decision_view(data: DashboardData) -> DecisionView:
     verdict; what to do next."""
     f = data.facts
     d = f.decision
+    first = data.profile.checkpoints[0]
     if d is None:
         elapsed = data.state.elapsed_s / 60
+        if f.status not in ("scheduled", "running"):  # ended with no verdict: it will never have one
+            at = t_label(data.profile, data.state.elapsed_s) if data.window and data.window.ticks else None
+            text = ended_without_verdict(f.status, f.fail_reason, at, f.index_created)
+            trigger = "kill_switch" if f.fail_reason == "kill_switch" and f.index_created else ""
+            if trigger:
+                text += " g opens the rollback flow."
+            return DecisionView(None, "pending", (), (), (), "", "ended", text,
+                                rollback_metrics=_metrics_at_decision(data) if trigger else {},
+                                rollback_trigger=trigger, stopped_early=data.window is not None,
+                                stop_text=text if data.window else "")
         text = (f"No verdict yet: the window is at {elapsed:.1f} / {data.profile.window_minutes:g} min; the "
                 "verdict is recorded when it ends (it cannot be shortened).") if data.window else (
                 "No verdict yet: the monitoring window has not started.")
@@ -1171,7 +1211,7 @@ def decision_view(data: DashboardData) -> DecisionView:
         rollback_trigger=trigger, team_decision=team, team_note=str(ev.get("note") or ""),
         team_recorded_by=str(ev.get("recorded_by") or "") if team else "", decided_by=d.decided_by,
         decided_at=d.created_at, stopped_early=bool(ev.get("stopped_early")), profile=str(ev.get("profile") or ""),
-        summary=summary)
+        summary=summary, stop_text=stop_words(ev, first))
 
 
 def _matrix_row(c: Mapping[str, Any]) -> MatrixRow:

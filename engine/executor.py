@@ -442,6 +442,12 @@ class Executor:
         def on_tick(_ev: Any, _tick: Any) -> None:
             reading = self.kill_switch.read(self.tenant, self.conn_id)
             if reading.active:
+                from engine.stops import t_label
+
+                elapsed = _ev.state.elapsed_s
+                self._audit(run, "monitoring_stopped", {
+                    "cause": "kill_switch", "stopped_at_s": round(elapsed, 1),
+                    "stopped_at": t_label(self.monitor.profile.checkpoints[0], elapsed), "verdict": None})
                 self._cancel_after_alter(run, reading)
             self._renew(run)
             self._event("monitor_tick", elapsed_s=_ev.state.elapsed_s, concurrent=_ev.state.concurrent)
@@ -450,8 +456,10 @@ class Executor:
         result = self.monitor.window(run.alter_started_at or self.clock.now(), True, on_tick,
                                      speed=float(getattr(self.clock, "speed", 1.0)))
         self._audit(run, "monitoring_completed", {"verdict": result.verdict.verdict, "ticks": result.ticks,
-                                                  "stopped_early": result.stopped_early})
-        return self._conclude(run, result.verdict.verdict, jsonable(result.verdict.as_dict()))
+                                                  "stopped_early": result.stopped_early,
+                                                  "stop_cause": result.stop_cause})
+        return self._conclude(run, result.verdict.verdict, jsonable(
+            result.verdict.as_dict() | {"stopped_early": result.stopped_early, "stop_cause": result.stop_cause}))
 
     def _conclude(self, run: ExecutionRun, verdict: str, evidence: dict[str, Any]) -> Outcome:
         """The window's verdict decides the run's end (runbook 5.5, 6.2)."""
@@ -459,9 +467,13 @@ class Executor:
         if verdict in ("PASS", "PASS WITH WARNING", "INCONCLUSIVE"):
             self.store.transition(self.tenant, run.id, "completed", self.actor, message=summary[:2000])
             return Outcome(run.id, "completed", None, summary, details={"verdict": verdict})
-        self._would_roll_back(run, summary, {"metrics_at_decision": evidence})
-        return Outcome(run.id, "failed", "verification_failed", summary,
-                       details={"verdict": verdict, "would_roll_back": True})
+        # Why the window failed names the run's fail_reason: a harm limit crossed (the window
+        # stopped), a rollback approved during an AUTO-PAUSE, or the full window's verdict.
+        from engine.stops import fail_reason_for
+
+        reason = fail_reason_for(evidence)
+        self._would_roll_back(run, summary, {"metrics_at_decision": evidence}, reason)
+        return Outcome(run.id, "failed", reason, summary, details={"verdict": verdict, "would_roll_back": True})
 
     def _cooldown_left(self, run: ExecutionRun) -> float:
         """The cool-down runs from the ALTER's end; a driver that takes the run over waits only what
@@ -475,7 +487,8 @@ class Executor:
         done = (self.clock.now() - run.alter_finished_at).total_seconds()
         return max(0.0, min(float(self.opts.cooldown_seconds), self.opts.cooldown_seconds - done))
 
-    def _would_roll_back(self, run: ExecutionRun, reason: str, details: dict[str, Any]) -> None:
+    def _would_roll_back(self, run: ExecutionRun, reason: str, details: dict[str, Any],
+                         fail_reason: str = "verification_failed") -> None:
         """Runbook 6.2: in a canary, automatic rollback is logging only — record the DROP it would
         run, fail the run, and leave the DROP to the manual flow."""
         self.store.save_rollback_record(RollbackRecord(
@@ -484,7 +497,7 @@ class Executor:
             rollback_sql=sql.drop_index(run.schema_name, run.table_name, run.index_name),
             rollback_details={"canary": run.mode == "canary", **details}, created_by=self.actor,
         ), self.actor, "auto_rollback_would_run")
-        self.store.transition(self.tenant, run.id, "failed", self.actor, fail_reason="verification_failed",
+        self.store.transition(self.tenant, run.id, "failed", self.actor, fail_reason=fail_reason,
                               message=(reason + " (would roll back: the DROP is left to the manual flow)")[:2000])
 
     def _verification_failed(self, run: ExecutionRun, result: VerificationResult) -> Outcome:

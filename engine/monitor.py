@@ -18,6 +18,7 @@ from engine.clock import Clock, SystemClock
 from engine.collectors import CollectorLoop, Sample, Source
 from engine.decision import Verdict, WindowEvaluator, WindowState, window_complete
 from engine.jsonable import jsonable
+from engine.stops import AUTO_PAUSE_ROLLBACK, FAILURE_CONDITION, t_label
 from engine.store import Approval, Checkpoint, Decision, MetricSample, Store
 from engine.thresholds import Profile
 
@@ -33,6 +34,7 @@ class MonitorResult:
     window_started_at: datetime
     ticks: int
     stopped_early: bool
+    stop_cause: str | None = None  # engine.stops: why the window stopped early
 
 
 def sources_for(plan: Any, backend: Any, clock: Clock | None = None) -> list[Source]:
@@ -112,6 +114,7 @@ class Monitor:
                     if c.recorded_by.startswith("engine (")}
         ticks = 0
         stopped = False
+        cause: str | None = None
         announced = ev.state.paused  # a pause the dead driver announced is not announced twice
         while True:
             tick_started = self.clock.monotonic()
@@ -129,7 +132,7 @@ class Monitor:
                     announced = True
                 decision = self._lift_pause(ev, used)
                 if decision == "rollback":
-                    stopped = True
+                    stopped, cause = True, AUTO_PAUSE_ROLLBACK
                     break
             else:
                 announced = False
@@ -144,21 +147,26 @@ class Monitor:
             if on_tick:
                 on_tick(ev, tick)
             if ev.state.stop_reason:
-                stopped = True
+                stopped, cause = True, FAILURE_CONDITION
                 break
             if window_complete(self.profile, t_s) and not ev.state.paused:
                 break  # an AUTO-PAUSE holds the decision back until someone lifts it
             self._sleep_until(tick_started + self.interval)
         verdict = ev.finish(index_created)
+        end = t_label(self.profile.checkpoints[0], ev.state.elapsed_s)
         for cp in (c for c in ev.checkpoints if c.label not in recorded):
+            # Due exactly at the last tick: evaluated on the window's data up to there, and said so.
             self.store.save_checkpoint(Checkpoint(
                 tenant_id=self.tenant_id, execution_run_id=self.run_id, label=cp.label, metrics_ok=cp.metrics_ok,
-                recorded_by=f"engine ({self.actor})", notes=f"{cp.warnings} warning(s), {cp.alerts} alert(s)"))
+                recorded_by=f"engine ({self.actor})", notes=f"{cp.warnings} warning(s), {cp.alerts} alert(s); "
+                f"evaluated at the window's {'stop' if stopped else 'end'} ({end}) on the data up to then"))
+        stop = {"stopped_early": stopped, "stop_cause": cause, "stopped_at_s": round(ev.state.elapsed_s, 1),
+                "stop_reason": ev.state.stop_reason} if stopped else {"stopped_early": False}
         self.store.save_decision(Decision(
             tenant_id=self.tenant_id, execution_run_id=self.run_id, verdict=verdict.verdict,
-            evidence=jsonable(verdict.as_dict() | {"profile": self.profile.name, "stopped_early": stopped}),
+            evidence=jsonable(verdict.as_dict() | {"profile": self.profile.name} | stop),
             decided_by=f"engine ({self.actor})"))
-        return MonitorResult(verdict, ev.state, started_at, ticks, stopped)
+        return MonitorResult(verdict, ev.state, started_at, ticks, stopped, cause)
 
     def _resume(self, ev: WindowEvaluator) -> tuple[datetime, datetime | None, set[str]] | None:
         """A window this run already started (its driver died; we took the run over): feed ``ev``

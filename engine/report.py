@@ -185,6 +185,8 @@ class ReportFacts:
     decided_by: str | None = None
     decided_at: datetime | None = None
     stopped_early: bool = False
+    stop_text: str = ""  # engine.stops: where and why the window stopped early
+    not_reached: tuple[str, ...] = ()  # checkpoints the window never reached (it stopped before them)
     criteria: tuple[CriterionFacts, ...] = ()
     rollback: RollbackFacts | None = None
     metrics: tuple[MetricComparison, ...] = ()
@@ -682,6 +684,7 @@ def report_facts(store: Store, plan: Plan, run_id: str) -> ReportFacts:
         next_step=ev.get("next_step"), team_decision=ev.get("team_decision"),
         decided_by=decision.decided_by if decision else None, decided_at=at_decision,
         stopped_early=bool(ev.get("stopped_early")), criteria=criteria, rollback=rollback,
+        **_stop_facts(store, plan, run_id, ev),
         metrics=_comparisons(store.samples(tenant, run_id), alter_started, window_start, rollback),
         checkpoints=tuple(CheckpointFacts(c.label, _aware(c.recorded_at), c.metrics_ok, c.notes or "", c.recorded_by)
                           for c in store.checkpoints(tenant, run_id)),
@@ -690,6 +693,29 @@ def report_facts(store: Store, plan: Plan, run_id: str) -> ReportFacts:
         utc_offset=plan.off_peak.utc_offset, plan_source=plan.source, time_compression=compression,
         generated_at=store.now(),
     )
+
+
+def _stop_facts(store: Store, plan: Plan, run_id: str, ev: Mapping[str, Any]) -> dict[str, Any]:
+    """Where and why the window stopped early (the verdict's evidence; for a kill switch during the
+    window, which leaves no verdict, its ``monitoring_stopped`` audit entry), and the checkpoints it
+    never reached — listed as such, never as evaluated."""
+    from engine.decision import checkpoint_offsets_s
+    from engine.stops import stop_words, t_label
+
+    profile = plan.profile()
+    first = profile.checkpoints[0]
+    text = stop_words(ev, first)
+    at = ev.get("stopped_at_s") if ev.get("stopped_early") else None
+    if not ev:
+        stopped = store.audit_entries(plan.tenant, run_id, "monitoring_stopped")
+        at = (stopped[-1].details or {}).get("stopped_at_s") if stopped else None
+        if isinstance(at, (int, float)):
+            text = f"the kill switch stopped the window at {t_label(first, float(at))}: no verdict"
+    if not isinstance(at, (int, float)):
+        return {"stop_text": text}
+    recorded = {c.label for c in store.checkpoints(plan.tenant, run_id)}
+    return {"stop_text": text, "not_reached": tuple(label for label, due_s in checkpoint_offsets_s(profile)
+                                                    if due_s > at and label not in recorded)}
 
 
 # --- the report (runbook 8.2) -----------------------------------------------------------------
@@ -814,7 +840,10 @@ def render_report(facts: ReportFacts) -> str:
     out += ["", "## Decision Matrix", ""]
     if f.verdict:
         by = f" — decided by {f.decided_by} at {fmt_when(f.decided_at, off)}" if f.decided_by else ""
-        out += [f"Verdict: **{f.result}**{by}" + (" (stopped early)" if f.stopped_early else ""), ""]
+        out += [f"Verdict: **{f.result}**{by}" + (f" — {f.stop_text}" if f.stop_text else
+                                                   " (stopped early)" if f.stopped_early else ""), ""]
+    elif f.stop_text:
+        out += [f"{f.stop_text[0].upper()}{f.stop_text[1:]}.", ""]
     if f.criteria:
         out += ["| Criterion | Value | Needs | Met | Rule | n | Interval |",
                 "|---|---|---|---|---|---|---|"]
@@ -833,6 +862,8 @@ def render_report(facts: ReportFacts) -> str:
                 f"{_cell(c.recorded_by)} |" for c in f.checkpoints]
     else:
         out.append("No checkpoint recorded.")
+    if f.not_reached:
+        out += ["", f"Not reached — the window stopped before them, so never evaluated: {', '.join(f.not_reached)}."]
 
     if f.rollback is not None:
         r = f.rollback

@@ -224,3 +224,45 @@ def attach_run(store: Any, plan: Any, now: datetime) -> Any | None:
             ended = run.completed_at or run.updated_at
             return run if ended is not None and now - ended <= timedelta(hours=RECENT_HOURS) else None
     return None
+
+
+def step_of_run(view: RunView, now: datetime) -> str:
+    """The step a run is in, for a console that opens on it (a restart after a crash, a take-over,
+    a teammate joining late): where the run's next action is, never a step it may not enter yet.
+
+    Scheduled: the prechecks, the size gate once they are done, execution once the gate is passed.
+    Running: execution (baseline, ALTER, cool-down), the monitoring dashboard once the window has
+    started, the decision once a verdict is stored. Ended: the rollback while the run's index is
+    in place after a FAIL or a kill switch (or a rollback has begun and not finished), the decision
+    while an INCONCLUSIVE waits for the team, else the report."""
+    run = view.run
+    if run is None:
+        return "plan"
+    if run.status == "scheduled":
+        if precheck_missing(view, now):
+            return "prechecks"
+        return "execution" if view.gate() is not None and not gate_missing(view) else "size_gate"
+    if run.status == "running":
+        if view.verdicts:
+            step = "decision"
+        elif view.window_started_at is not None:
+            step = "monitoring"
+        else:
+            step = "execution"
+    elif run.status == "rolled_back":
+        step = "report"
+    elif run.index_created_by_run and (run.status in ("failed", "cancelled")
+                                       or any(s in ("pending", "in_progress") for s in view.rollback_statuses)):
+        step = "rollback"
+    elif view.verdicts and view.verdicts[-1] == "INCONCLUSIVE" and not _team_decided(view):
+        step = "decision"
+    else:
+        step = "report"
+    while step != "plan" and missing_for(step, view, now):  # never a step it may not enter
+        step = STEPS[STEPS.index(step) - 1]
+    return step
+
+
+def _team_decided(view: RunView) -> bool:
+    """An INCONCLUSIVE verdict the team has settled is stored again, with the team's choice."""
+    return len(view.verdicts) > 1

@@ -17,7 +17,8 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 }
 ACTIVE = frozenset({"scheduled", "running"})
 FAIL_REASONS = frozenset(
-    {"out_of_scope", "kill_switch", "claim_failed", "execution_error", "verification_failed", "manual_rollback"}
+    {"out_of_scope", "kill_switch", "claim_failed", "execution_error", "verification_failed", "manual_rollback",
+     "harm_limit"}
 )
 
 

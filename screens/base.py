@@ -83,7 +83,12 @@ class RunbookScreen(Screen):
             state = replace(state, step=self.step)
         parts = self._frame_parts
         if not parts:  # found once: five times a second, a query of the whole screen cost
-            parts = self._frame_parts = (*self.query(RunFrame), *self.query(StepBar), *self.query(KillBanner))
+            parts = (*self.query(RunFrame), *self.query(StepBar), *self.query(KillBanner))
+            # Kept only once all three are composed: a screen switched to before it was composed (a
+            # console landing on a run's step as it opens) would otherwise keep a frame without its
+            # first line (the kill switch's state) or its banner for good.
+            if {RunFrame, StepBar, KillBanner} <= {type(w) for w in parts}:
+                self._frame_parts = parts
         for widget in parts:
             widget.state = state
 

@@ -107,7 +107,7 @@ class DecisionScreen(RunbookScreen):
         box = self.query_one("#verdict", Static)
         for level in ("pass", "warning", "fail", "inconclusive"):
             box.set_class(v.level == level, f"-{level}")
-        title = v.verdict or "NO VERDICT YET"
+        title = v.verdict or ("NO VERDICT" if v.action == "ended" else "NO VERDICT YET")
         if v.team_decision:
             title += f" — team decided: {v.team_decision.upper()}"
         big = Text(f"{VERDICT_MARK.get(v.level, '')}  {title}", style="bold")
@@ -132,8 +132,8 @@ class DecisionScreen(RunbookScreen):
                            + (f" at {v.decided_at:%Y-%m-%d %H:%M:%S}" if v.decided_at else ""))
         if v.profile:
             decided.append(f"profile {v.profile}")
-        if v.stopped_early:
-            decided.append("the window stopped early on a failure condition")
+        if v.stop_text and v.verdict:
+            decided.append(v.stop_text)
         if v.next_step:
             decided.append(f"engine: {v.next_step}")
         self.query_one("#decided", Static).update(" · ".join(decided))

@@ -478,7 +478,8 @@ class MonitoringScreen(RunbookScreen):
         for row in v.checkpoints:
             ok = {True: "✓ yes", False: "✗ no"}.get(row.metrics_ok, "")  # type: ignore[arg-type]
             if not ok:
-                ok = {"due": "… due now", "next": f"next, in {countdown(row.due_in_s)}", "upcoming": ""}.get(row.status, "")
+                ok = {"due": "… due now", "next": f"next, in {countdown(row.due_in_s)}", "upcoming": "",
+                      "not_reached": "— not reached"}.get(row.status, "")
             label = f"▶ {row.label}" if row.label == v.current_checkpoint else f"  {row.label}"
             due = f"{row.due_at:%H:%M:%S}" if row.due_at else "—"
             rows.append((label, due, ok, row.who, row.notes[:48]))

@@ -417,9 +417,14 @@ def decided(d: Drill, stopped_early: bool = False, team: dict | None = None) -> 
     data = d.data()
     verdict = data.window.ev.finish(True)
     evidence = verdict.as_dict() | {"profile": "default", "stopped_early": stopped_early} | (team or {})
+    if stopped_early:  # as engine.monitor records a stop on a harm limit
+        state = data.window.ev.state
+        evidence |= {"stop_cause": "failure_condition", "stopped_at_s": state.elapsed_s,
+                     "stop_reason": state.stop_reason}
     at = d.at
     return d.data(decision=DecisionFact(verdict.verdict, evidence, "engine (somchai@10.0.0.5)", at), verdict_at=at,
-                  status="completed" if verdict.verdict != "FAIL" else "failed")
+                  status="completed" if verdict.verdict != "FAIL" else "failed",
+                  fail_reason="harm_limit" if stopped_early else None)
 
 
 def pass_data():

@@ -131,7 +131,7 @@ def test_an_injected_lock_wait_stops_the_window_with_fail(drill):
         holder.rollback()
         holder.close()
         waiter.close()
-    assert (out.status, out.fail_reason) == ("failed", "verification_failed")
+    assert (out.status, out.fail_reason) == ("failed", "harm_limit")
     [decision] = store.decisions(plan.tenant, run.id)
     assert decision.verdict == "FAIL" and decision.evidence["stopped_early"] is True
     assert any("Lock wait time" in r for r in decision.evidence["reasons"]), decision.evidence["reasons"]

@@ -61,7 +61,7 @@ def test_injected_lock_wait_fails_the_window_and_the_manual_rollback_removes_the
         side.join(10)
         box.close()  # the fault's sessions go before the DROP (it would queue behind them)
 
-        assert (out.status, out.fail_reason) == ("failed", "verification_failed"), out.message
+        assert (out.status, out.fail_reason) == ("failed", "harm_limit"), out.message
         [decision] = store.decisions(plan.tenant, run.id)
         assert decision.verdict == "FAIL"
         assert decision.evidence["stopped_early"] is True

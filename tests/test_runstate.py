@@ -30,7 +30,7 @@ def test_the_state_machine_is_the_specs():
     assert TRANSITIONS["rolled_back"] == set()
     assert ACTIVE == {"scheduled", "running"}
     assert FAIL_REASONS == {"out_of_scope", "kill_switch", "claim_failed", "execution_error",
-                            "verification_failed", "manual_rollback"}
+                            "verification_failed", "manual_rollback", "harm_limit"}
     assert set(MODEL_FAIL_REASONS) == FAIL_REASONS
     assert len(ALLOWED) == 10 and len(ALLOWED) + len(FORBIDDEN) == 36
 

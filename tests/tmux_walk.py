@@ -5,7 +5,8 @@ private tmux socket (``-L``, never the user's tmux server) with a private ``XDG_
 dir). The script presses the keys a person presses and reads the screen with ``tmux capture-pane``:
 
     Plan → b → Prechecks: r, k, p, s s s → "All prechecks done" → 3 → c (PASS) → 4 → g → the
-    monitoring hand-off → F9 (frame red, banner, run cancelled) → F8 + reason + Enter → F2 (the
+    monitoring hand-off → 5, the dashboard → kill -9 of the console, the same command again: it
+    takes the run over, opens on the dashboard with the gap shown, no error → 4 → F9 (frame red, banner, run cancelled) → F8 + reason + Enter → F2 (the
     audit log has the F9 activation; F9 again, as raw ``\\e[20~`` bytes, with the filter Input
     focused: the frame turns red and the typed letters stay) → F8 → Esc → 7 (decide; the approval
     by the same person is refused, and says so; a refused and then completed rollback with the
@@ -200,6 +201,8 @@ class Walk:
     last: str = ""
     our_pids: set[int] = field(default_factory=set)
     say: Callable[[str], None] = print
+    command: str = ""  # what the session runs (the rehearsal), to start it again after a kill -9
+    history: str = ""  # the pane's output before that restart (a respawned pane starts a new one)
 
     def elapsed(self) -> float:
         return time.monotonic() - self.t0
@@ -307,6 +310,7 @@ def walk(keep_captures: Path | None = None, small: bool = False, speed: int = 60
                    f"--self-test-cases {','.join(SELF_TEST_CASES)}; "
                    "echo \"[tmux-walk] exit=$?\"'")
         tmux.start(160, 50, command, {"XDG_STATE_HOME": str(tmp)}, ROOT)
+        w.command = command
         w.step("tmux session started", f"160x50, socket -L {tmux.socket}, XDG_STATE_HOME={tmp}")
         main_walk(w, captures)
         if small:
@@ -433,6 +437,9 @@ def main_walk(w: Walk, captures: dict[str, str]) -> None:
         w.note("Execution: the steps say the ALTER is done (4 ✓) but 'ALTER progress' still says "
                "'not started' with a 0% bar")
 
+    # --- 5 Monitoring; the console killed (-9) with the dashboard open, and started again ---------
+    resume_with_the_dashboard_open(w, captures, short)
+
     # --- F9 ------------------------------------------------------------------------------------
     frame_before, _ = w.frame_bg()
     if is_red(frame_before):
@@ -552,7 +559,7 @@ def main_walk(w: Walk, captures: dict[str, str]) -> None:
         raise WalkFailure("Ctrl+Q", "the rehearsal did not say it stopped its servers", out)
     if "[tmux-walk] exit=0" not in out:
         raise WalkFailure("Ctrl+Q", "the rehearsal exited non-zero", out)
-    passes = re.findall(r"\[rehearse\]\s+TC-\d\d \[P\d\] PASS", out)
+    passes = re.findall(r"\[rehearse\]\s+TC-\d\d \[P\d\] PASS", w.history + out)
     if len(passes) != len(SELF_TEST_CASES):
         raise WalkFailure("Ctrl+Q", f"{len(passes)} of the {len(SELF_TEST_CASES)} self-test cases printed PASS", out)
     if "Traceback" in out:
@@ -663,6 +670,71 @@ def refused_then_completed(w: Walk, captures: dict[str, str]) -> None:
     finally:
         w.tmux = you
         mate.cmd("kill-session", "-t", "mate", check=False)
+def rehearsal_pid(w: Walk) -> int | None:
+    """The rehearsal's own process (the console runs in it): the pane's shell's child."""
+    shell = w.tmux.pane_pid()
+    if shell is None:
+        return None
+    try:
+        with open(f"/proc/{shell}/task/{shell}/children", encoding="ascii") as fh:
+            children = [int(p) for p in fh.read().split()]
+    except OSError:
+        return None
+    return children[0] if children else None
+
+
+def resume_with_the_dashboard_open(w: Walk, captures: dict[str, str], short: str) -> None:
+    """Issue 14: the driving console dies (kill -9, as a dropped SSH session or an OOM kill) while
+    the dashboard is open; the same command again takes the run over once the dead driver's lease
+    runs out, lands on the Monitoring step (not the Plan screen), draws the dashboard with the gap
+    nobody sampled, keeps the checkpoints, and shows no error. Then back to Execution."""
+    t = w.tmux
+    t.keys("5")
+    w.wait_text("5", r"Window T\+15 → T\+75\s+\d+\.\d / 60 min", 15)
+    w.wait_text("5", r"Window T\+15 → T\+75\s+([3-9]|[1-5]\d)\.\d / 60 min", 30)  # a few minutes in
+    w.wait_text("5", r"▶ T\+15", 10)
+    captures["4a-dashboard-before-kill"] = w.last
+    pid = rehearsal_pid(w)
+    if pid is None:
+        raise WalkFailure("kill -9", "could not find the rehearsal's process under the tmux pane", w.last)
+    w.track_servers(pid)  # its servers outlive it: the restarted drill takes them up, cleanup ends them
+    os.kill(pid, signal.SIGKILL)
+    t_kill = time.monotonic()
+    deadline = time.monotonic() + 10
+    while "[tmux-walk] exit=" not in t.capture() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    # The drill's output before its console (the self-test's lines) is on the pane's normal screen,
+    # kept behind the console's alternate screen; a respawned pane starts afresh.
+    w.history = t.cmd("capture-pane", "-p", "-a", "-t", t.session, check=False)
+    w.step("kill -9 of the console with the dashboard open", f"pid {pid}")
+    t.cmd("respawn-pane", "-k", "-t", t.session, w.command)
+    deadline = time.monotonic() + 90
+    while True:  # not Walk.wait: the killed drill's "[tmux-walk] exit=137" may linger until the console draws
+        screen = w.grab()
+        if "Traceback (most recent call last)" in screen:
+            raise WalkFailure("resume", "a traceback is on screen", screen)
+        if "Window T+15 → T+75" in screen:
+            break
+        if time.monotonic() > deadline:  # the first frame is the Plan screen; the run's step follows its read
+            raise WalkFailure("resume", "waited 90 s for the console to open on the Monitoring step"
+                              + (" (it stays on the Plan screen)" if "Scope lock (runbook 1.2–1.3)" in screen else ""),
+                              screen if "Scope lock" in screen else t.capture(history=100))
+        time.sleep(0.2)
+    w.timings["restart_to_dashboard_s"] = round(time.monotonic() - t_kill, 1)
+    w.wait_text("resume", rf"run {short} running │ you drive", 60)
+    w.timings["kill_to_takeover_s"] = round(time.monotonic() - t_kill, 1)
+    gap = w.wait_text("resume", r"no samples T\+[\d.]+→T\+[\d.]+", 30).group(0)
+    w.wait_text("resume", r"the\s+driving\s+console\s+was\s+down", 5)
+    w.wait_text("resume", r"kill switch: off │ \S+ \(lead/dba", 10)  # the frame whole: switch state, who you are
+    w.wait_text("resume", r"▶ T\+(15|30)\s+\S+\s+✓ yes", 15)  # the checkpoint recorded before the kill, kept
+    toasts = toast_text(w.grab())
+    if "failed" in toasts or "Error" in toasts:
+        raise WalkFailure("resume", f"an error toast after the take-over: {toasts[:300]}", w.last)
+    captures["4b-dashboard-after-resume"] = w.last
+    w.step("resumed with the dashboard open", f"on Monitoring, 'you drive', gap '{gap}', checkpoint kept, no error "
+           f"({w.timings['kill_to_takeover_s']} s from the kill to the take-over)")
+    t.keys("4")
+    w.wait_text("resume 4", r"Steps \(runbook 3\.2\)", 10)
 
 
 def deactivate(w: Walk, reason: str) -> None:

@@ -27,7 +27,7 @@ RUN_STATUSES = ("scheduled", "running", "completed", "failed", "cancelled", "rol
 ACTIVE_STATUSES = ("scheduled", "running")
 FAIL_REASONS = (
     "out_of_scope", "kill_switch", "claim_failed", "execution_error", "verification_failed",
-    "manual_rollback",
+    "manual_rollback", "harm_limit",
 )
 
 
