@@ -225,3 +225,57 @@ def test_a_closed_pipe_ends_quietly(tmp_path, url):
     stderr = proc.stderr.read().decode()
     assert proc.wait(60) == 0
     assert stderr == "", stderr
+
+
+@pytest.mark.mariadb
+@pytest.mark.slow
+def test_with_the_api_down_the_kill_still_stops_the_alter_on_the_target(lab):
+    """The console's own ALTER is stopped even when the remote switch cannot be set; the local
+    audit trail has both the failure and the kill, and the user is told what to do."""
+    import time
+
+    from engine.plan import toml_dump
+    from engine.selftest import spawn_worker, wait_for
+    from engine.target import Target
+
+    db = lab.big_table(1_000_000)
+    plan = lab.plan(db, "idx_kill_api_down", ["note", "status", "total"], lease_seconds=2.0)
+    lab.drop_index_if_present(db, "orders", plan.change.index)
+    store = lab.store("kill-api-down")
+    worker_plan = lab.workdir / "kill-api-down.toml"
+    worker_plan.write_text(toml_dump(plan.raw))  # the worker reads the store's switch
+    kill_plan = lab.workdir / "kill-api-down-remote.toml"
+    kill_plan.write_text(toml_dump(dict(plan.raw, integrations={
+        "kill_switch_api_url": f"http://127.0.0.1:{_dead_port()}"})))
+    run = lab.executor(plan, store).create_run()
+    worker = spawn_worker(worker_plan, store.url, run.id)
+    try:
+        with Target(plan.connection).session("observer") as s:
+            assert wait_for(lambda: s.find_alter(run.id), 30), "the worker's ALTER never appeared"
+            worker.kill()  # a console that died: the server keeps its ALTER running
+            worker.wait(10)
+            time.sleep(0.2)
+            assert s.find_alter(run.id), "the ALTER should outlive its client"
+        done = subprocess.run([sys.executable, "-m", "console.cli", "kill", "--plan", str(kill_plan), "--store",
+                               store.url, "--scope", "tenant", "--reason", "api down drill"],
+                              capture_output=True, text=True, timeout=120, env=ENV, cwd=ROOT)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "internal error" not in done.stderr and "Traceback" not in done.stderr
+    assert "kill switch NOT set on the kill-switch API" in done.stderr
+    killed_alter = f"killed the ALTER of run {run.id}" in done.stderr
+    with Target(plan.connection).session("observer") as s:
+        assert wait_for(lambda: s.find_alter(run.id) is None, 10), "the ALTER is still running"
+    [failed] = store.audit_entries(plan.tenant, action="kill_switch_activation_failed")
+    assert failed.details["remote"] is True
+    if killed_alter:
+        assert "the ALTER in flight was stopped on the target" in done.stderr
+        [killed] = store.audit_entries(plan.tenant, run.id, "alter_killed")
+        assert killed.details["switch"].startswith("not recorded: ")
+        assert failed.details["alters_killed"] == [run.id]
+        assert not lab.index_exists(plan)
+    else:  # a loaded machine: the ALTER committed before the CLI got there — nothing to kill
+        assert lab.index_exists(plan)
+        lab.drop_index_if_present(db, "orders", plan.change.index)

@@ -147,3 +147,34 @@ async def test_the_deactivation_dialog_shows_the_reason_escaped(tmp_path):
         assert "\x1b" not in state and "\\x1b[2J" in state
         banner = str(app.screen.query_one(DialogKillBanner).render())
         assert "\x1b" not in banner and "\\x1b[2J" in banner
+
+
+async def test_f9_with_the_remote_api_down_says_what_was_not_set_and_audits_locally(tmp_path):
+    """The API is a real port nobody listens on: the switch cannot be set there. F9 still turns the
+    frame red (the reading fails closed), audits locally and says which part failed and what to do."""
+    import socket
+
+    from engine.killswitch import RemoteKillSwitch
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = make_app(tmp_path)
+    app.backend = RemoteKillSwitch(f"http://127.0.0.1:{port}", token="t", timeout=1.0)
+    said: list[str] = []
+    real_notify = app.notify
+    app.notify = lambda message, **kw: (said.append(str(message)), real_notify(message, **kw))[1]  # type: ignore[method-assign]
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("f9")
+        assert app.frame.kill_active
+        for _ in range(250):
+            await pilot.pause(0.02)
+            if app.store.audit_entries("acme", action="kill_switch_activation_failed") and said:
+                break
+        assert app.frame.kill_active and app.frame.kill is not None and app.frame.kill.fail_closed
+        assert "KILL SWITCH" in str(app.screen.query_one(KillBanner).render())
+    [failed] = app.store.audit_entries("acme", action="kill_switch_activation_failed")
+    assert failed.details["remote"] is True and "unreachable" in failed.details["error"]
+    text = "\n".join(said)
+    assert "kill switch NOT set on the kill-switch API" in text and "what to do:" in text
+    assert "internal error" not in text
