@@ -6,8 +6,8 @@ terminal as an escape sequence."""
 from __future__ import annotations
 
 import pytest
-from textual.widgets import Input
 from test_console_pilot import _wait_active, _wait_off, make_app
+from textual.widgets import Input
 
 from engine.killswitch import KillSwitchReading, ScopeState
 from screens.audit import AuditScreen, audit_row
