@@ -19,8 +19,9 @@ from screens.frame import BANNER_CSS, FrameBar, FramePart, FrameState, KillBanne
 
 def plain(*cells: object) -> tuple[Text, ...]:
     """Table cells shown as they are: text from the store or the server is never read as markup
-    (a ``[`` in a detail or a query would otherwise be a tag, or an error)."""
-    return tuple(Text(str(c)) for c in cells)
+    (a ``[`` in a detail or a query would otherwise be a tag, or an error), nor by the terminal
+    (an escape sequence a user typed into a reason is shown escaped: ``\\x1b[2J``)."""
+    return tuple(Text(for_terminal(c)) for c in cells)
 
 
 def shown(text: str) -> str:

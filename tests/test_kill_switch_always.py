@@ -133,6 +133,13 @@ def test_text_from_the_store_is_shown_escaped_in_the_banner_the_dialog_and_the_a
     row = audit_row(Entry())
     assert not any("\x1b" in cell or "\x07" in cell for cell in row)
     assert "\\x1b[2J" in row[1] and "\\x1b[2J" in row[4]
+    from screens.base import plain
+    from screens.execution import audit_line
+
+    Entry.details = {"error": f"boom{evil}"}
+    line = audit_line(Entry())
+    assert "\x1b" not in line and "\\x1b[2J" in line  # the Execution screen's log
+    assert [t.plain for t in plain(f"a{evil}", 3)] == ["a\\x1b]52;c;cm0gLXJmIH4=\\x07\\x1b[2J", "3"]  # every table cell
 
 
 async def test_the_deactivation_dialog_shows_the_reason_escaped(tmp_path):
