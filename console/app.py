@@ -482,7 +482,9 @@ class CanaryApp(App):
         result = activate(self.store, self.backend, self.plan.tenant, "global", self.actor, self.roles,
                           "F9 in the console", via="console", worker=self.worker_name,
                           target_for=lambda _run: self.target, runs=[run] if run is not None else [],
-                          take_over=False, clock=self.clock, retry_for=60.0, on_progress=self._kill_said)
+                          take_over=False, clock=self.clock, retry_for=60.0,
+                          on_progress=lambda sev, text: self._kill_said(
+                              sev, text + (" The frame stays red until it lands." if sev == "warning" else "")))
         if not result.ok:
             self._kill_said("error", "\n".join(result.lines()))
         try:

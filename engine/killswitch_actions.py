@@ -58,6 +58,7 @@ class KillResult:
     alter_errors: list[str] = field(default_factory=list)  # an ALTER that could not be killed
     audit_error: str | None = None  # the local audit could not be written
     remote: bool = False  # the switch lives behind the kill-switch API
+    _killed_directly: list[tuple[str, str, int, str | None]] = field(default_factory=list, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -299,6 +300,10 @@ def activate(store: Any, backend: KillSwitchBackend, tenant_id: str, scope: str,
                                        f"{result.switch_error}")
             told = True
             time.sleep(0.1)
+    for run_tenant, run_id, thread, why in result._killed_directly:
+        _audit(store, result, run_tenant, "alter_killed",
+               {"thread_id": thread, "enforcer": worker or result.actor, "via": via,
+                "switch": f"not recorded when killed: {why}"}, run_id)
     if told and result.switch_set and on_progress is not None:
         on_progress("information", f"kill switch recorded after {time.monotonic() - started:.1f} s "
                                    "(the store was locked by another process)")
@@ -348,13 +353,13 @@ def _kill_directly(store: Any, result: KillResult, tenant_id: str, conn: str, wo
     found by the tag they carry — the executor then sees its ALTER killed and stops."""
     from engine.enforce import kill_run_alter, stored_target
 
-    if not tenant_id or tenant_id == GLOBAL_TENANT:
-        candidates: list[Any] = list(runs or [])
+    if runs is not None or not tenant_id or tenant_id == GLOBAL_TENANT or store is None:
+        candidates: list[Any] = list(runs or [])  # the caller's: the store may be what is failing
     else:
         try:
-            candidates = list(store.find_runs(tenant_id, ["running"])) if store is not None else list(runs or [])
-        except Exception:  # noqa: BLE001 - the store is what failed: the runs the caller knows of
-            candidates = list(runs or [])
+            candidates = list(store.find_runs(tenant_id, ["running"]))
+        except Exception:  # noqa: BLE001 - the store is what failed: nothing more to look at
+            candidates = []
     target_for = target_for or stored_target(store)
     for run in candidates:
         if getattr(run, "status", None) != "running" or run.alter_started_at is None or run.alter_finished_at:
@@ -366,11 +371,9 @@ def _kill_directly(store: Any, result: KillResult, tenant_id: str, conn: str, wo
         except Exception as exc:  # noqa: BLE001 - said in the result
             result.alter_errors.append(f"could not kill the ALTER of run {run.id}: {_said(exc)}")
             continue
-        if thread is not None:
+        if thread is not None:  # audited once the switch is settled: the store may be what is failing
             result.killed.append((run.id, thread))
-            _audit(store, result, run.tenant_id, "alter_killed",
-                   {"thread_id": thread, "enforcer": worker or result.actor, "via": result.via,
-                    "switch": f"not recorded: {result.switch_error}"}, run.id)
+            result._killed_directly.append((run.tenant_id, run.id, thread, result.switch_error))
 
 
 # --- deactivate ----------------------------------------------------------------------------------

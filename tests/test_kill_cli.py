@@ -273,7 +273,7 @@ def test_with_the_api_down_the_kill_still_stops_the_alter_on_the_target(lab):
     if killed_alter:
         assert "the ALTER in flight was stopped on the target" in done.stderr
         [killed] = store.audit_entries(plan.tenant, run.id, "alter_killed")
-        assert killed.details["switch"].startswith("not recorded: ")
+        assert killed.details["switch"].startswith("not recorded when killed: ")
         assert failed.details["alters_killed"] == [run.id]
         assert not lab.index_exists(plan)
     else:  # a loaded machine: the ALTER committed before the CLI got there — nothing to kill
