@@ -144,36 +144,44 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_FAILED if reading.fail_closed or store_error else EXIT_OK
 
 
+KILL_WITHOUT_PLAN = ("to kill without the plan: canary-console kill --scope global [--store URL] --reason \"…\" "
+                     "(or --scope tenant --tenant ID --store URL)")
+
+
 def _kill_plan(path: str | None) -> tuple[Any, str | None]:
     """The plan for a kill, and what was wrong with it. A kill must not wait for an unrelated plan
-    problem (a threshold, an option file): when the plan does not validate, what a kill needs —
-    the tenant, the connection id, the store and the kill-switch API — is read from its TOML as it
-    is. Only a plan that cannot be read at all stops the kill, with the command that does without."""
+    problem (a threshold, the change, a password in the file): when the plan does not validate,
+    what a kill needs — the tenant, the connection id, the store and the kill-switch API — is
+    read from its TOML and checked with the plan's own rules. A plan whose TOML cannot be read,
+    or whose problem is in one of those, stops the kill with the command that does without."""
     import tomllib
     from types import SimpleNamespace
+
+    from engine.plan import _env_name, _slug, _store_url, _url
 
     if not path:
         return None, None
     try:
         return load_plan(path), None
     except PlanError as exc:
-        problems = exc.problems
+        problems = list(exc.problems)
     try:
         with open(path, "rb") as fh:
             data = tomllib.load(fh)
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise CliError(f"the plan {for_terminal(path)} cannot be read ({for_terminal(problems[0] if problems else exc)}). "
-                       "Kill without it: canary-console kill --scope global [--store URL] --reason \"…\" "
-                       "(or --scope tenant --tenant ID --store URL)", EXIT_USAGE) from None
-
-    def text(value: Any) -> str | None:
-        return value if isinstance(value, str) and value else None
-
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        raise PlanError([*problems, KILL_WITHOUT_PLAN], str(path)) from None
+    essential: list[str] = []
     conn = data.get("connection") if isinstance(data.get("connection"), dict) else {}
     integ = data.get("integrations") if isinstance(data.get("integrations"), dict) else {}
-    plan = SimpleNamespace(tenant=text(data.get("tenant")), connection=SimpleNamespace(id=text(conn.get("id")) or ""),
-                           store_url=text(data.get("store_url")), kill_switch_api_url=text(integ.get("kill_switch_api_url")),
-                           kill_switch_api_token_env=text(integ.get("kill_switch_api_token_env")), source=path)
+    tenant = _slug(data, "tenant", "tenant", essential, required=True)
+    conn_id = _slug(conn, "id", "connection.id", essential, required=False) or ""
+    store_url = _store_url(data.get("store_url"), essential)
+    api_url = _url(integ, "kill_switch_api_url", essential)
+    token_env = _env_name(integ, "kill_switch_api_token_env", "integrations", essential)
+    if essential:
+        raise PlanError([*problems, KILL_WITHOUT_PLAN], str(path))
+    plan = SimpleNamespace(tenant=tenant, connection=SimpleNamespace(id=conn_id), store_url=store_url,
+                           kill_switch_api_url=api_url, kill_switch_api_token_env=token_env, source=path)
     return plan, "; ".join(problems)
 
 
@@ -728,7 +736,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _quiet_stdout()
         return EXIT_OK
     except PlanError as exc:
-        print(for_terminal(exc.render()).replace("\\n", "\n"), file=sys.stderr)
+        print(exc.render(), file=sys.stderr)  # the plan's problems are made printable where they are found
         return EXIT_USAGE
     except CliError as exc:
         print(str(exc), file=sys.stderr)
