@@ -139,6 +139,11 @@ def test_text_from_the_store_is_shown_escaped_in_the_banner_the_dialog_and_the_a
     Entry.details = {"error": f"boom{evil}"}
     line = audit_line(Entry())
     assert "\x1b" not in line and "\\x1b[2J" in line  # the Execution screen's log
+    from engine.runbook import Missing
+    from screens.locked import missing_text
+
+    locked = missing_text([Missing(f"sign-off by mallory{evil}", "the SRE")])
+    assert "\x1b" not in locked and "\\x1b[2J" in locked and "\n    → the SRE" in locked  # the locked-step dialog
     assert [t.plain for t in plain(f"a{evil}", 3)] == ["a\\x1b]52;c;cm0gLXJmIH4=\\x07\\x1b[2J", "3"]  # every table cell
 
 
