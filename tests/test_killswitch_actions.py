@@ -8,7 +8,14 @@ import socket
 import pytest
 
 from engine.killswitch import EmbeddedKillSwitch, RemoteKillSwitch
-from engine.killswitch_actions import KillTargetError, KnownIds, activate, check_target, deactivate, known_ids
+from engine.killswitch_actions import (
+    KillTargetError,
+    KnownIds,
+    activate,
+    check_target,
+    deactivate,
+    known_ids,
+)
 from engine.store import Store
 
 
