@@ -1,5 +1,6 @@
 """Kill-switch latency with an ADD INDEX in flight on a 2M-row table (sandbox MariaDB).
 
+Both series activate through ``engine.killswitch_actions.activate`` (what F9 and ``kill`` run).
 Series "local": the switch is activated in this process while the executor's ALTER runs; we time
 activation → ALTER aborted + run ``cancelled`` + index verified absent (the executor returns only
 after all three). Series "remote": the switch is activated by another process on the same store;
@@ -24,17 +25,23 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from engine.killswitch import EmbeddedKillSwitch  # noqa: E402
+from engine.killswitch_actions import activate as activate_switch  # noqa: E402
 from engine.sandbox import MariaDBSandbox  # noqa: E402
 from engine.selftest import Lab, wait_for  # noqa: E402
 from engine.target import Target  # noqa: E402
 
 ACTIVATE_ELSEWHERE = """
 import sys, time
+from engine.killswitch import EmbeddedKillSwitch
+from engine.killswitch_actions import activate
 from engine.store import Store
 s = Store(sys.argv[1])
 sys.stdout.write("ready\\n"); sys.stdout.flush()
 sys.stdin.readline()
-s.set_kill_switch(sys.argv[2], "global", True, "bench-other-process", "bench")
+r = activate(s, EmbeddedKillSwitch(s), sys.argv[2], "global", "bench-other-process", (), "bench", via="bench",
+             enforce=False)  # another console's F9; what is timed is this process noticing it
+assert r.switch_set, r.lines()
 sys.stdout.write(repr(time.time()) + "\\n"); sys.stdout.flush()
 """
 
@@ -75,7 +82,9 @@ def trial(lab: Lab, db: str, n: int, remote: bool, rng: random.Random) -> dict[s
             mark["activated"] = time.perf_counter() - (time.time() - mark["activated_wall"])
         else:
             mark["activated"] = time.perf_counter()
-            store.set_kill_switch(plan.tenant, "global", True, "bench", "bench")
+            # What F9 and `kill` run: set, then KILL QUERY the ALTER found by its tag.
+            activate_switch(store, EmbeddedKillSwitch(store), plan.tenant, "global", "bench", (), "bench", via="bench",
+                     target_for=lambda _run: Target(plan.connection))
 
     def on_event(name: str, _data: dict) -> None:
         if name == "alter_started":

@@ -28,7 +28,6 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from engine import prechecks, sql
 from engine.cases import PRIORITY
 from engine.clock import Clock, SystemClock
-from engine.enforce import kill_run_alter
 from engine.identity import Identity, current_identity, worker_id
 from engine.killswitch import KillSwitchBackend, KillSwitchReading, backend_for
 from engine.paths import state_dir
@@ -53,7 +52,7 @@ from screens.audit import AuditScreen
 from screens.base import RunbookScreen, StepShown, drawable
 from screens.deactivate import DeactivateKillSwitch, DeactivationRequest
 from screens.execution import AlterProgress, ExecutionScreen
-from screens.frame import FrameState, KillSwitchPressed
+from screens.frame import DialogKillBanner, FrameState, KillSwitchPressed
 from screens.locked import StepLocked
 from screens.plan import PlanScreen, ScopeFacts
 from screens.prechecks import PrechecksScreen
@@ -78,7 +77,6 @@ POLL_S = 0.5  # a second console sees a change within one second (SPEC §4)
 # load target; one read is ~2 ms on SQLite or PostgreSQL, bench/killswitch_load.py).
 KILL_POLL_S = 0.2
 HEALTH_S = 5.0
-UNKILL_ROLES = {"canary_lead", "dba"}
 GATE_ROLES = frozenset({"canary_lead", "dba"})
 QUIET = {"alter_progress", "wait_tick", "baseline_tick"}
 
@@ -222,6 +220,7 @@ class CanaryApp(App):
                 self.call_from_thread(self.exit, return_code=1, message=f"error: {exc}")
                 return
         import engine.enforce  # noqa: F401 - warm for the first F9
+        import engine.killswitch_actions  # noqa: F401
         from screens.decision import DecisionScreen
         from screens.monitoring import MonitoringScreen
         from screens.report import ReportScreen
@@ -263,6 +262,35 @@ class CanaryApp(App):
         screen = self._top
         if isinstance(screen, RunbookScreen):
             screen.apply_frame(self.frame)
+        elif screen is not None:
+            self._frame_under_dialog(screen)
+
+    def push_screen(self, screen: Any, *args: Any, **kwargs: Any) -> Any:
+        """Every screen and dialog comes up with the frame as it is: a dialog opened while the
+        kill switch is on is covered by its banner too."""
+        pushed = super().push_screen(screen, *args, **kwargs)
+        self.call_after_refresh(self._cover_top)
+        return pushed
+
+    def _cover_top(self) -> None:
+        top = self._top
+        if top is not None and not isinstance(top, RunbookScreen) and self.frame.kill_active:
+            self._frame_under_dialog(top)
+
+    def _frame_under_dialog(self, dialog: Any) -> None:
+        """A dialog is on top: the runbook screen under it gets the frame too (it shows through),
+        and a kill switch turned on covers the dialog with its banner at once — not after Esc."""
+        under = next((s for s in reversed(self.screen_stack) if isinstance(s, RunbookScreen)), None)
+        if under is not None:
+            under.apply_frame(self.frame)
+        banner = getattr(dialog, "_kill_cover", None)
+        if banner is None:
+            if not self.frame.kill_active or not dialog.is_mounted:
+                return
+            banner = dialog._kill_cover = DialogKillBanner(self.frame)
+            dialog.mount(banner)
+            return
+        banner.state = self.frame
 
     def on_step_shown(self, message: StepShown) -> None:
         screen = message.screen
@@ -452,78 +480,43 @@ class CanaryApp(App):
     # --- the kill switch -----------------------------------------------------------------------
 
     def action_kill_switch(self) -> None:
-        """Instant, no dialog (SPEC §4): the frame turns red now; the store write, and the KILL of
-        any ALTER in flight, happen on the kill switch's own worker."""
+        """Instant, no dialog (docs/kill-switch.md): the frame turns red now — over a dialog too,
+        and a deactivation dialog gives way —; the store write, and the KILL of any ALTER in
+        flight, happen on the kill switch's own worker."""
+        if isinstance(self._top, DeactivateKillSwitch):
+            self._top.dismiss(None)  # it was asked for a switch that is about to change
         self.set_frame(kill_pending=True)
         self.activate_kill_switch()
 
     def on_kill_switch_pressed(self, _message: KillSwitchPressed) -> None:
         self.action_kill_switch()
 
+    def _kill_said(self, severity: str, text: str) -> None:
+        self.call_from_thread(self.notify, text, title="Kill switch", markup=False,
+                              severity=severity,  # type: ignore[arg-type]
+                              timeout=60 if severity == "error" else 20)
+
     @work(thread=True, group="kill-switch", exit_on_error=False)
     def activate_kill_switch(self) -> None:
-        import time
+        """engine.killswitch_actions.activate: set (retried while another process holds the
+        store's lock, the ALTER killed directly meanwhile), enforce, audit; said when not all done."""
+        from engine.killswitch_actions import activate
 
-        from engine.store.store import StoreLocked
-
-        actor = self.actor
-        me = get_current_worker()
-        started, told, retry_for = time.monotonic(), False, 60.0
+        run = self.view.run
+        result = activate(self.store, self.backend, self.plan.tenant, "global", self.actor, self.roles,
+                          "F9 in the console", via="console", worker=self.worker_name,
+                          target_for=lambda _run: self.target, runs=[run] if run is not None else [],
+                          take_over=False, clock=self.clock, retry_for=60.0,
+                          on_progress=lambda sev, text: self._kill_said(
+                              sev, text + (" The frame stays red until it lands." if sev == "warning" else "")))
+        if not result.ok:
+            self._kill_said("error", "\n".join(result.lines()))
         try:
-            # Another process holding the store's write lock past its busy timeout (5 s) does not
-            # lose the press: each try waits the busy timeout out again, for up to a minute.
-            while True:
-                try:
-                    self.backend.set(self.plan.tenant, "global", True, actor, "F9 in the console")
-                    break
-                except StoreLocked as exc:
-                    waited = time.monotonic() - started
-                    if me.is_cancelled:
-                        return
-                    if not told:
-                        self._kill_alter_directly(exc)
-                    if waited >= retry_for:
-                        self.call_from_thread(
-                            self.notify, f"kill switch NOT recorded after {waited:.0f} s of retries: {exc} "
-                            "Press F9 again; the frame stays red until the switch reads active.",
-                            title="Kill switch", severity="error", timeout=60)
-                        return
-                    if not told:
-                        told = True
-                        self.call_from_thread(
-                            self.notify, f"kill switch not recorded yet, retrying for up to {retry_for:.0f} s (the "
-                            f"frame stays red): {exc}", title="Kill switch", severity="warning", timeout=20)
-                    time.sleep(0.1)
-            if told:
-                self.call_from_thread(self.notify, f"kill switch recorded after {time.monotonic() - started:.1f} s "
-                                      "(the store was locked by another process).", title="Kill switch", timeout=10)
-            from engine.enforce import enforce_kill_switch
-
-            enforce_kill_switch(self.store, self.backend, self.plan.tenant, actor, self.worker_name,
-                                take_over=False)
             reading = self.backend.read(self.plan.tenant, self.plan.connection.id)
         except Exception as exc:  # noqa: BLE001 - the frame stays red; say what failed
-            self.call_from_thread(self.notify, f"kill switch: {exc}", title="Kill switch", severity="error",
-                                  timeout=30)
+            self._kill_said("error", f"kill switch: {exc}")
             return
-        self.call_from_thread(self.set_frame, kill=reading, kill_pending=False)
-
-    def _kill_alter_directly(self, why: Exception) -> None:
-        """The store cannot record the switch yet (another process holds its lock): the ALTER in
-        flight must not wait for it. Find it by its tag on the target and KILL QUERY it now; the
-        executor gives the switch time to land and records the run as the kill switch's."""
-        run = self.view.run
-        if run is None or run.status != "running" or run.alter_started_at is None or run.alter_finished_at:
-            return
-        try:
-            thread = kill_run_alter(self.target, run.id)
-            if thread is not None:
-                self.call_from_thread(self.notify, f"ALTER of run {run.id[:8]} killed (thread {thread}) "
-                                      "before the switch could be recorded", title="Kill switch",
-                                      severity="warning", timeout=20)
-        except Exception as exc:  # noqa: BLE001 - the store retry goes on; say what failed
-            self.call_from_thread(self.notify, f"could not kill the ALTER directly ({exc}); the switch is "
-                                  f"retried: {why}", title="Kill switch", severity="error", timeout=30)
+        self.call_from_thread(self.set_frame, kill=reading, kill_pending=not reading.active)
 
     @work(thread=True, group="kill-switch-poll", exclusive=True, exit_on_error=False)
     def read_kill_switch(self) -> None:
@@ -557,9 +550,14 @@ class CanaryApp(App):
 
     @work(thread=True, group="kill-switch", exit_on_error=False)
     def add_kill_reason(self, reason: str) -> None:
+        from engine.killswitch_actions import activate
+
         reading = self.backend.read(self.plan.tenant, self.plan.connection.id)
         for scope in reading.active_scopes() or ["global"]:
-            self.backend.set(self.plan.tenant, scope, True, self.actor, reason, self.plan.connection.id)
+            result = activate(self.store, self.backend, self.plan.tenant, scope, self.actor, self.roles, reason,
+                              self.plan.connection.id, via="console", enforce=False)
+            if not result.ok or result.cleaned:
+                self._kill_said("error" if not result.ok else "warning", "\n".join(result.lines()))
         self.call_from_thread(self.set_frame, kill=self.backend.read(self.plan.tenant, self.plan.connection.id))
 
     # --- a drill's faults (rehearsal plans only) ----------------------------------------------------
@@ -622,20 +620,19 @@ class CanaryApp(App):
 
     @work(thread=True, group="kill-switch", exit_on_error=False)
     def deactivate_kill_switch(self, request: DeactivationRequest) -> None:
-        actor = self.actor
-        if not set(self.roles) & UNKILL_ROLES:
-            self.store.audit(self.plan.tenant, actor, "kill_switch_deactivation_refused", None,
-                             {"scopes": list(request.scopes), "roles": list(self.roles), "via": "console"})
-            self.call_from_thread(self.notify, "Refused: only the canary lead or the DBA may turn the kill switch "
-                                  "off. Ask them; your attempt is in the audit log.", title="Kill switch",
-                                  severity="error", timeout=15)
+        from engine.killswitch_actions import deactivate
+
+        result = deactivate(self.store, self.backend, self.plan.tenant, request.scopes, self.actor, self.roles,
+                            request.reason, self.plan.connection.id, via="console")
+        if result.refused is not None:
+            self._kill_said("error", "Refused: " + result.refused.removeprefix("refused: "))
             return
+        if not result.ok or result.cleaned:
+            self._kill_said("error" if not result.ok else "warning", "\n".join(result.lines()))
         try:
-            for scope in request.scopes:
-                self.backend.set(self.plan.tenant, scope, False, actor, request.reason, self.plan.connection.id)
             reading = self.backend.read(self.plan.tenant, self.plan.connection.id)
-        except Exception as exc:  # noqa: BLE001 - the switch stays as it was; say why
-            self.call_from_thread(self.notify, f"could not turn the kill switch off: {exc}", severity="error")
+        except Exception as exc:  # noqa: BLE001 - the switch is as the result says
+            self._kill_said("error", f"kill switch: {exc}")
             return
         self.call_from_thread(self.set_frame, kill=reading, kill_pending=False)
 

@@ -21,12 +21,12 @@ from engine.identity import current_identity, worker_id
 from engine.paths import state_dir
 from engine.plan import Plan, PlanError, load_plan
 from engine.tenancy import GLOBAL_TENANT
+from engine.text import for_terminal
 
 # The store (sqlmodel, SQLAlchemy) is imported where it is used: ``run`` opens it on a thread while
 # the console draws its first screen.
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED = 0, 1, 2, 3
-UNKILL_ROLES = {"canary_lead", "dba"}
 QUIET_EVENTS = {"alter_progress", "wait_tick", "baseline_tick"}  # many a second: not for a log
 
 
@@ -75,90 +75,187 @@ def _backend(plan: Plan | None, store: Any) -> Any:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from engine.store import redact_url
+    """The kill switch, the recent runs, the self-test. A store (or API) that cannot be read is
+    FAIL-CLOSED — the switch counts as active — and said so, with why (exit 1); never "ok".
+    Everything from the store is shown through ``for_terminal``: no escape sequence a user typed
+    into a reason reaches this terminal."""
+    from engine.killswitch import KillSwitchReading
+    from engine.store import StoreError, redact_url
 
     plan = _plan(args.plan)
-    store = _store(args, plan)
     tenant = _tenant(args, plan, required=False)
     conn = plan.connection.id if plan else (args.connection or "")
-    reading = _backend(plan, store).read(tenant, conn)
-    runs = store.find_runs(tenant, limit=5) if tenant != GLOBAL_TENANT else []
-    tcs = store.latest_prechecks(tenant, "TC-") if tenant != GLOBAL_TENANT else {}
+    url = _store_url(args, plan)
+    store, store_error = None, None
+    try:
+        store = _store(args, plan)
+        url = store.url
+    except StoreError as exc:
+        store_error = str(exc)
+    if store is None and not (plan and plan.kill_switch_api_url):
+        reading = KillSwitchReading(True, {}, "embedded", 0.0, f"store unreadable: {store_error}")
+    else:
+        reading = _backend(plan, store).read(tenant, conn)
+    runs: list[Any] = []
+    tcs: dict[str, Any] = {}
+    if store is not None and tenant != GLOBAL_TENANT:
+        try:
+            runs = store.find_runs(tenant, limit=5)
+            tcs = store.latest_prechecks(tenant, "TC-")
+        except StoreError as exc:
+            store_error = store_error or str(exc)
+    shown_url = redact_url(url) if url else "(default)"
+    t = for_terminal
     if args.json:
         print(json.dumps({
-            "store": redact_url(store.url), "tenant": tenant,
-            "kill_switch": {"active": reading.active, "scopes": reading.active_scopes(), "error": reading.error,
-                            "source": reading.source, "response_ms": round(reading.response_ms, 1)},
+            "store": shown_url, "store_error": store_error, "tenant": tenant,
+            "kill_switch": {"active": reading.active, "fail_closed": reading.fail_closed,
+                            "scopes": reading.active_scopes(), "error": reading.error,
+                            "source": reading.source, "response_ms": round(reading.response_ms, 1),
+                            "set_by": {k: v.set_by for k, v in reading.scopes.items() if v.active},
+                            "reasons": {k: v.reason for k, v in reading.scopes.items() if v.active}},
             "runs": [{"id": r.id, "status": r.status, "fail_reason": r.fail_reason, "table": r.table_name,
                       "index": r.index_name} for r in runs],
             "self_test": {k: v.status for k, v in sorted(tcs.items())},
-        }, indent=2))
-        return EXIT_OK
-    print(f"store        {redact_url(store.url)}")
-    print(f"tenant       {tenant}")
-    print(f"kill switch  {reading.describe()}  [{reading.source}, {reading.response_ms:.0f} ms, {reading.latency_level}]")
-    if not runs:
+        }, indent=2))  # JSON escapes every control character itself
+        if store_error:
+            print(f"error: {t(store_error)}", file=sys.stderr)
+        return EXIT_FAILED if reading.fail_closed or store_error else EXIT_OK
+    print(f"store        {t(shown_url)}" + (f"  UNREADABLE: {t(store_error)}" if store_error else ""))
+    print(f"tenant       {t(tenant)}")
+    if reading.fail_closed:
+        print(f"kill switch  FAIL-CLOSED — counts as ACTIVE: {t(reading.error)}  [{reading.source}, "
+              f"{reading.response_ms:.0f} ms]")
+        print("             no run may start or go on until the switch can be read; fix the cause above")
+    else:
+        print(f"kill switch  {t(reading.describe())}  [{reading.source}, {reading.response_ms:.0f} ms, "
+              f"{reading.latency_level}]")
+    if store_error:
+        print("runs         unknown (the store cannot be read)")
+    elif not runs:
         print("runs         none")
     for r in runs:
         extra = f" ({r.fail_reason})" if r.fail_reason else ""
-        print(f"run          {r.id}  {r.status}{extra}  {r.schema_name}.{r.table_name} +{r.index_name}")
+        print(t(f"run          {r.id}  {r.status}{extra}  {r.schema_name}.{r.table_name} +{r.index_name}"))
     if tcs:
-        print("self-test    " + "  ".join(f"{k}:{v.status}" for k, v in sorted(tcs.items())))
-    return EXIT_OK
+        print("self-test    " + t("  ".join(f"{k}:{v.status}" for k, v in sorted(tcs.items()))))
+    if store_error:
+        print(f"error: {t(store_error)}", file=sys.stderr)
+    return EXIT_FAILED if reading.fail_closed or store_error else EXIT_OK
+
+
+KILL_WITHOUT_PLAN = ("to kill without the plan: canary-console kill --scope global [--store URL] --reason \"…\" "
+                     "(or --scope tenant --tenant ID --store URL)")
+
+
+def _kill_plan(path: str | None) -> tuple[Any, str | None]:
+    """The plan for a kill, and what was wrong with it. A kill must not wait for an unrelated plan
+    problem (a threshold, the change, a password in the file): when the plan does not validate,
+    what a kill needs — the tenant, the connection id, the store and the kill-switch API — is
+    read from its TOML and checked with the plan's own rules. A plan whose TOML cannot be read,
+    or whose problem is in one of those, stops the kill with the command that does without."""
+    import tomllib
+    from types import SimpleNamespace
+
+    from engine.plan import _env_name, _slug, _store_url, _url
+
+    if not path:
+        return None, None
+    try:
+        return load_plan(path), None
+    except PlanError as exc:
+        problems = list(exc.problems)
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        raise PlanError([*problems, KILL_WITHOUT_PLAN], str(path)) from None
+    essential: list[str] = []
+    conn = data.get("connection") if isinstance(data.get("connection"), dict) else {}
+    integ = data.get("integrations") if isinstance(data.get("integrations"), dict) else {}
+    tenant = _slug(data, "tenant", "tenant", essential, required=True)
+    conn_id = _slug(conn, "id", "connection.id", essential, required=False) or ""
+    store_url = _store_url(data.get("store_url"), essential)
+    api_url = _url(integ, "kill_switch_api_url", essential)
+    token_env = _env_name(integ, "kill_switch_api_token_env", "integrations", essential)
+    if essential:
+        raise PlanError([*problems, KILL_WITHOUT_PLAN], str(path))
+    plan = SimpleNamespace(tenant=tenant, connection=SimpleNamespace(id=conn_id), store_url=store_url,
+                           kill_switch_api_url=api_url, kill_switch_api_token_env=token_env, source=path)
+    return plan, "; ".join(problems)
 
 
 def cmd_kill(args: argparse.Namespace) -> int:
-    """Activation: instant, no confirmation; then the ALTERs in flight are killed (SPEC §4)."""
-    from engine.enforce import enforce_kill_switch
+    """Activation: instant, no confirmation; then the ALTERs in flight are killed (docs/kill-switch.md)."""
+    from engine.killswitch_actions import KillTargetError, activate, check_target, known_ids
+
+    plan, plan_problem = _kill_plan(args.plan)
+    if plan_problem:
+        print(f"warning: the plan has a problem a kill does not need ({for_terminal(plan_problem)[:300]}); killing "
+              f"with what it names: tenant {for_terminal(plan.tenant or '—')}, connection "
+              f"{for_terminal(plan.connection.id or '—')}", file=sys.stderr)
+    store = _store_for_kill(args, plan)
+    tenant = args.tenant or (plan.tenant if plan else None)
+    if tenant is None and args.scope != "global":
+        raise CliError("which tenant? give --plan PLAN.toml or --tenant NAME")
+    conn = args.connection or (plan.connection.id if plan else None) or ""
+    try:
+        if args.scope != "global" or args.tenant:
+            tenant, conn_checked = check_target(args.scope, tenant, conn, known_ids(store, plan))
+            conn = conn_checked if args.scope == "connection" else conn
+    except KillTargetError as exc:
+        raise CliError(f"no kill switch set: {exc}", EXIT_USAGE) from None
+    ident = current_identity()
+    roles = plan.roles_of(ident.user) if plan is not None and hasattr(plan, "roles_of") else ()
+    backend = _backend(plan, store)
+    result = activate(store, backend, tenant or GLOBAL_TENANT, args.scope, ident.actor, roles, args.reason,
+                      conn if args.scope == "connection" else "", via="cli", worker=worker_id(ident),
+                      take_over=not args.no_take_over, enforce=tenant is not None)
+    out = sys.stdout if result.ok else sys.stderr
+    for line in result.lines():
+        print(for_terminal(line), file=out)
+    if result.refused is not None:
+        return EXIT_USAGE if result.refused_usage else EXIT_REFUSED
+    return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def _store_for_kill(args: argparse.Namespace, plan: Any) -> Any:
+    """The store; with a remote kill switch a kill goes on without it (it is only the local audit)."""
+    from engine.clock import clock_for
+    from engine.store import Store, StoreError
+
+    try:
+        return Store(_store_url(args, plan), clock=clock_for(plan) if isinstance(plan, Plan) else None)
+    except StoreError:
+        if plan is not None and getattr(plan, "kill_switch_api_url", None):
+            return None
+        raise
+
+
+def cmd_unkill(args: argparse.Namespace) -> int:
+    from engine.killswitch_actions import KillTargetError, check_target, deactivate, known_ids
 
     plan = _plan(args.plan)
     store = _store(args, plan)
     tenant = _tenant(args, plan, required=args.scope != "global")
-    conn = _connection(args, plan)
-    ident = current_identity()
-    backend = _backend(plan, store)
-    backend.set(tenant, args.scope, True, ident.actor, args.reason or "", conn)
-    print(f"kill switch ACTIVE ({args.scope}{' ' + conn if conn else ''}) by {ident.actor}")
-    if tenant != GLOBAL_TENANT:
-        for e in enforce_kill_switch(store, backend, tenant, ident.actor, worker_id(ident),
-                                     take_over=not args.no_take_over):
-            if e.killed_thread:
-                print(f"killed the ALTER of run {e.run_id} (server thread {e.killed_thread})")
-            if e.finished:
-                print(f"run {e.run_id}: {e.finished}")
-            for err in e.errors:
-                print(f"warning: {err}", file=sys.stderr)
-    return EXIT_OK
-
-
-def cmd_unkill(args: argparse.Namespace) -> int:
-    plan = _plan(args.plan)
-    store = _store(args, plan)
-    tenant = _tenant(args, plan, required=True)
-    conn = _connection(args, plan)
+    conn = args.connection or (plan.connection.id if plan else None) or ""
+    try:
+        if args.scope != "global" or args.tenant:
+            tenant, conn = check_target(args.scope, tenant, conn, known_ids(store, plan))
+    except KillTargetError as exc:
+        raise CliError(f"nothing deactivated: {exc}", EXIT_USAGE) from None
     ident = current_identity()
     roles = plan.roles_of(ident.user) if plan else set()
-    if not roles & UNKILL_ROLES:
-        store.audit(tenant, ident.actor, "kill_switch_deactivation_refused", None,
-                    {"scope": args.scope, "roles": sorted(roles), "why": "needs canary_lead or dba"})
-        raise CliError(
-            f"refused: deactivating the kill switch needs the canary_lead or dba role; {ident.user} has "
-            f"{', '.join(sorted(roles)) or 'no role'} in {plan.source if plan else 'no plan (give --plan)'}. "
-            "Ask the canary lead or the DBA.", EXIT_REFUSED)
-    if not (args.reason or "").strip():
-        raise CliError("a reason is required to deactivate the kill switch: --reason \"…\"")
-    _backend(plan, store).set(tenant, args.scope, False, ident.actor, args.reason.strip(), conn)
-    print(f"kill switch deactivated ({args.scope}{' ' + conn if conn else ''}) by {ident.actor}: {args.reason.strip()}")
-    return EXIT_OK
-
-
-def _connection(args: argparse.Namespace, plan: Plan | None) -> str:
-    if args.scope != "connection":
-        return ""
-    conn = args.connection or (plan.connection.id if plan else None)
-    if not conn:
-        raise CliError("a connection kill switch needs --connection ID or --plan PLAN.toml")
-    return conn
+    result = deactivate(store, _backend(plan, store), tenant, (args.scope,), ident.actor, roles, args.reason,
+                        conn if args.scope == "connection" else "", via="cli")
+    if result.refused is not None and not result.refused_usage and plan is None:
+        result.refused += " (no plan was given: --plan PLAN.toml names your roles)"
+    out = sys.stdout if result.ok else sys.stderr
+    for line in result.lines():
+        print(for_terminal(line), file=out)
+    if result.refused is not None:
+        return EXIT_USAGE if result.refused_usage else EXIT_REFUSED
+    return EXIT_OK if result.ok else EXIT_FAILED
 
 
 def cmd_self_test(args: argparse.Namespace) -> int:
@@ -476,6 +573,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     sqlite_file = parsed.database if parsed is not None and parsed.get_backend_name() == "sqlite" else None
     if sqlite_file and sqlite_file != ":memory:" and not os.path.exists(sqlite_file):  # opening would create it
         raise CliError(f"no store at {redact_url(url)}: nothing to verify. Give --store URL (or --plan PLAN.toml).")
+    _looks_like_a_store(url, sqlite_file)  # opening anything else would write a store into it
     try:
         store = Store(url)
         try:
@@ -496,6 +594,53 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     else:
         print("\n".join(render(verdict, redact_url(url))))
     return EXIT_OK if verdict.intact else EXIT_FAILED
+
+
+def _looks_like_a_store(url: str, sqlite_file: str | None) -> None:
+    """A CliError unless ``url`` holds a canary store's audit trail — looked at read-only: an
+    empty or foreign file (or database) is said to be one and left exactly as it was."""
+    import sqlite3
+    from pathlib import Path
+
+    from engine.store import redact_url
+
+    where = for_terminal(redact_url(url))
+    if sqlite_file and sqlite_file != ":memory:":
+        path = Path(sqlite_file)
+        if path.is_dir():
+            raise CliError(f"{where} is a directory, not a canary store: nothing verified.")
+        if path.stat().st_size == 0:
+            raise CliError(f"{where} is an empty file, not a canary store: nothing verified (and nothing written). "
+                           "Give the store's URL: --store URL or --plan PLAN.toml.")
+        try:
+            con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+            try:
+                found = con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit_logs'").fetchone()
+            finally:
+                con.close()
+        except sqlite3.DatabaseError as exc:
+            raise CliError(f"{where} is not a canary store ({for_terminal(exc)}): nothing verified, nothing written.") from None
+        if not found:
+            raise CliError(f"{where} is a SQLite database without an audit trail (no audit_logs table): not a canary "
+                           "store; nothing verified, nothing written.")
+        return
+    if sqlite_file == ":memory:":
+        return
+    try:
+        from sqlalchemy import inspect
+
+        from engine.store.store import make_engine
+
+        engine = make_engine(url)
+        try:
+            found = inspect(engine).has_table("audit_logs")
+        finally:
+            engine.dispose()
+    except Exception:  # noqa: BLE001 - the store's own open below says what is wrong
+        return
+    if not found:
+        raise CliError(f"{where} has no audit trail (no audit_logs table): not a canary store; nothing verified, "
+                       "nothing written.")
 
 
 # --- parser -------------------------------------------------------------------------------------
@@ -605,12 +750,58 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _expected(exc: BaseException) -> tuple[str, int] | None:
+    """An error the engine raises on purpose — a refusal, a state that does not allow the action,
+    a target or store that is down — as the message a person reads and its exit code; None for a
+    bug (written to cli.log)."""
+    from engine.faults import FaultError
+    from engine.identifiers import IdentifierError
+    from engine.killswitch import KillSwitchApiError
+    from engine.prometheus import PrometheusError
+    from engine.runstate import TransitionError
+    from engine.sandbox import SandboxUnavailable
+    from engine.store import ClaimConflict, ScopeLockError, StoreError
+    from engine.target import TargetError
+
+    said = for_terminal(str(exc))
+    if isinstance(exc, ScopeLockError):
+        return f"refused: {said}", EXIT_REFUSED
+    if isinstance(exc, ClaimConflict):
+        return (f"refused: {said}. A live worker drives this run; wait for it, or for its lease to run out "
+                "(then --run takes it over)."), EXIT_REFUSED
+    if isinstance(exc, TransitionError):  # InvalidTransition included (a StoreError too)
+        return f"refused: {said}", EXIT_REFUSED
+    if isinstance(exc, PermissionError):
+        return f"refused: {said}", EXIT_REFUSED
+    if isinstance(exc, IdentifierError):
+        return f"bad input: {said}", EXIT_USAGE
+    if isinstance(exc, (StoreError, TargetError, SandboxUnavailable, KillSwitchApiError, FaultError,
+                        PrometheusError)):
+        return f"error: {said}", EXIT_FAILED
+    return None
+
+
+def _quiet_stdout() -> None:
+    """The reader closed the pipe (``| head``): nothing more is written, nothing is said."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Exit codes (README "Exit codes"): 0 done, 1 error, 2 usage (bad input), 3 refused."""
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()  # here, not at exit: a closed pipe is handled below
+        return code
+    except BrokenPipeError:
+        _quiet_stdout()
+        return EXIT_OK
     except PlanError as exc:
-        print(exc.render(), file=sys.stderr)
+        print(exc.render(), file=sys.stderr)  # the plan's problems are made printable where they are found
         return EXIT_USAGE
     except CliError as exc:
         print(str(exc), file=sys.stderr)
@@ -619,13 +810,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - the last line of defence: never a traceback on screen
-        from engine.sandbox import SandboxUnavailable
-        from engine.store import StoreError
-        from engine.target import TargetError
-
-        if isinstance(exc, (StoreError, TargetError, SandboxUnavailable)):
-            print(f"error: {exc}", file=sys.stderr)
-            return EXIT_FAILED
+        expected = _expected(exc)
+        if expected is not None:
+            print(expected[0], file=sys.stderr)
+            return expected[1]
         log = state_dir() / "cli.log"
         try:
             log.parent.mkdir(parents=True, exist_ok=True)
@@ -633,7 +821,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 fh.write(traceback.format_exc() + "\n")
         except OSError:
             pass
-        print(f"internal error: {exc.__class__.__name__}: {exc}. Details were written to {log}.", file=sys.stderr)
+        print(f"internal error: {exc.__class__.__name__}: {for_terminal(exc)}. Details were written to {log}.",
+              file=sys.stderr)
         return EXIT_FAILED
 
 

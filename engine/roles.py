@@ -36,6 +36,10 @@ ACTION_ROLES: dict[str, frozenset[str]] = {
     "rollback_keep_index": frozenset({"canary_lead"}),      # a refused rollback ends: the index stays
 }
 
+# Actions nobody is refused, whatever roles they hold — a person the plan does not name included:
+# activating the kill switch is the war room's stop button (docs/kill-switch.md).
+OPEN_ACTIONS = frozenset({"kill_switch_activate", "kill_switch_global"})
+
 _WORDS = {"canary_lead": "canary lead", "dba": "DBA", "sre": "SRE", "developer": "developer"}
 
 
@@ -46,7 +50,8 @@ def needed(action: str) -> frozenset[str]:
 
 
 def may(action: str, roles: Iterable[str]) -> bool:
-    return bool(set(roles) & needed(action))
+    allowed = needed(action)  # KeyError for an unknown action, open or not
+    return action in OPEN_ACTIONS or bool(set(roles) & allowed)
 
 
 def role_words(roles: Iterable[str]) -> str:

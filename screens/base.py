@@ -13,13 +13,21 @@ from textual.screen import Screen
 from textual.widgets import Static
 
 from engine.runbook import RunView
+from engine.text import for_terminal
 from screens.frame import BANNER_CSS, FrameBar, FramePart, FrameState, KillBanner, RunFrame, StepBar
 
 
 def plain(*cells: object) -> tuple[Text, ...]:
     """Table cells shown as they are: text from the store or the server is never read as markup
-    (a ``[`` in a detail or a query would otherwise be a tag, or an error)."""
-    return tuple(Text(str(c)) for c in cells)
+    (a ``[`` in a detail or a query would otherwise be a tag, or an error), nor by the terminal
+    (an escape sequence a user typed into a reason is shown escaped: ``\\x1b[2J``)."""
+    return tuple(Text(for_terminal(c)) for c in cells)
+
+
+def shown(text: str) -> str:
+    """A text of several lines from the store (a report, an announcement) made safe for a
+    terminal line by line: its line breaks kept, every other control character shown escaped."""
+    return "\n".join(for_terminal(line) for line in text.split("\n"))
 
 
 def update_text(widget: Static, content: str | Text) -> None:

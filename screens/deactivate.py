@@ -14,6 +14,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
 from engine.killswitch import KillSwitchReading
+from engine.text import for_terminal
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,8 @@ class DeactivateKillSwitch(ModalScreen[DeactivationRequest | None]):
         active = self.reading.active_scopes() if self.reading else []
         with Vertical():
             yield Label("Deactivate the kill switch", id="title")
-            yield Static(self.reading.describe() if self.reading else "kill switch state unknown", id="state")
+            yield Static(for_terminal(self.reading.describe()) if self.reading else "kill switch state unknown",
+                         id="state", markup=False)
             yield Static("Only the canary lead or the DBA may turn it off; you are "
                          f"{'/'.join(self.roles) or 'without a role in this plan'}.", id="who")
             yield Input(placeholder="reason (required): what was found, why it is safe to go on", id="reason")

@@ -22,6 +22,7 @@ from textual.widgets import DataTable, Footer, Log, ProgressBar, Static
 
 from engine.plan import Plan
 from engine.runbook import RunView
+from engine.text import for_terminal
 from screens.base import RunbookScreen, drawable, plain
 
 if TYPE_CHECKING:
@@ -78,7 +79,8 @@ def audit_line(e: AuditLog) -> str:
             "error", "verdict", "estimated_rows", "server", "lock_wait_timeout")
     details = ", ".join(f"{k}={d[k]}" for k in keep if d.get(k) not in (None, "", [], {}))
     status = f" {e.old_status or ''}→{e.new_status}" if e.new_status else ""
-    return f"{e.created_at:%H:%M:%S} {e.actor.split('@')[0]:<16} {e.action}{status} {details}"[:400]
+    # Actors and details were typed by people (a reason, an error): shown, never interpreted.
+    return for_terminal(f"{e.created_at:%H:%M:%S} {e.actor.split('@')[0]:<16} {e.action}{status} {details}"[:400])
 
 
 def mmss(seconds: float) -> str:

@@ -17,6 +17,7 @@ from textual.widgets import Button, Static
 
 from engine.killswitch import KillSwitchReading
 from engine.runbook import STEPS, TITLES
+from engine.text import for_terminal
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,8 @@ class FrameState:
             return ""
         if self.kill is None or not self.kill.active:
             return "KILL SWITCH ACTIVATING — every ALTER of this run is being stopped"
-        return "KILL SWITCH ACTIVE — " + self.kill.describe().removeprefix("ACTIVE: ")
+        # Who set it and why come from the store, typed by anyone: shown, never interpreted.
+        return "KILL SWITCH ACTIVE — " + for_terminal(self.kill.describe().removeprefix("ACTIVE: "))
 
 
 SHORT_ROLE = {"canary_lead": "lead", "developer": "dev"}
@@ -110,7 +112,7 @@ class StepBar(FramePart):
                 parts.append(f"[dim]{title} ⊘[/dim]")
             else:
                 parts.append(f" {title} ")
-        tail = escape(" │ ".join(x for x in (s.run, s.driver) if x))
+        tail = escape(for_terminal(" │ ".join(x for x in (s.run, s.driver) if x)))
         return " ".join(parts) + (f"  [dim]│ {tail}[/dim]" if tail else "")
 
 
@@ -145,6 +147,23 @@ class KillBanner(FramePart):
 
     def render(self) -> Text:
         return Text(self.state.banner())
+
+
+class DialogKillBanner(KillBanner):
+    """The banner over a dialog: the App mounts one into the dialog on top when the kill switch
+    turns on, so F9 pressed in a dialog — a text input focused — shows at once, above it."""
+
+    DEFAULT_CSS = """
+    DialogKillBanner { dock: top; width: 100%; height: 1; background: red; color: white; text-style: bold;
+                       padding: 0 1; }
+    """
+
+    def __init__(self, state: FrameState):
+        super().__init__(id="dialog-kill-banner")
+        self._first = state
+
+    def on_mount(self) -> None:
+        self.state = getattr(self.app, "frame", self._first)  # the newest, whatever came first
 
 
 class FrameBar(Horizontal):

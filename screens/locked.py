@@ -10,6 +10,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static
 
 from engine.runbook import Missing
+from engine.text import for_terminal
 
 
 def missing_text(missing: Sequence[Missing]) -> str:
@@ -20,7 +21,8 @@ def missing_text(missing: Sequence[Missing]) -> str:
         names = ", ".join(m.what.removesuffix(": not checked") for m in unchecked[:4])
         lines.insert(0, f"• {len(unchecked)} check(s) not run yet: {names}{', …' if len(unchecked) > 4 else ''}\n"
                         "    → run the checks (r) and the kill-switch test (k) on the Prechecks screen")
-    return "\n".join(lines)
+    # Who provides what can name people and runs from the store: shown, never interpreted.
+    return "\n".join("\n".join(for_terminal(part) for part in line.split("\n")) for line in lines)
 
 
 class StepLocked(ModalScreen[None]):

@@ -18,7 +18,7 @@ from textual.widgets import ContentSwitcher, Footer, Markdown, Static, Tab, Tabs
 
 from engine.plan import Plan
 from engine.report import ReportFacts, announcements, redact_webhook, render_report
-from screens.base import RunbookScreen, drawable
+from screens.base import RunbookScreen, drawable, shown
 
 # The views, in the order of the tabs; v and shift+v step through them (the digits belong to the
 # App: they jump between the runbook's steps).
@@ -123,10 +123,10 @@ class ReportScreen(RunbookScreen):
         if facts == self.facts:
             return
         self.facts = facts
-        self.texts = {"report": render_report(facts)}
+        self.texts = {"report": shown(render_report(facts))}
         self.titles = dict(VIEWS)
         for a in announcements(facts):
-            self.texts[a.key] = a.text
+            self.texts[a.key] = shown(a.text)
             self.titles[a.key] = a.title
         if drawable(self):  # else on_mount draws it
             self._draw()

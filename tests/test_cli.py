@@ -53,7 +53,7 @@ def test_kill_then_status_then_unkill_by_a_dba(tmp_path, store_url):
     plan = write_plan(tmp_path, "dba")
     done = cli("kill", "--plan", str(plan), "--store", store_url, "--scope", "tenant", "--reason", "drill")
     assert done.returncode == 0, done.stderr
-    assert "kill switch ACTIVE (tenant)" in done.stdout
+    assert "kill switch ACTIVE (tenant acme)" in done.stdout
 
     status = cli("status", "--plan", str(plan), "--store", store_url, "--json")
     data = json.loads(status.stdout)
@@ -76,7 +76,7 @@ def test_unkill_refused_without_the_role_and_audited(tmp_path, store_url):
     cli("kill", "--plan", str(plan), "--store", store_url, "--scope", "global")
     refused = cli("unkill", "--plan", str(plan), "--store", store_url, "--scope", "global", "--reason", "x")
     assert refused.returncode == 3
-    assert "needs the canary_lead or dba role" in refused.stderr and "Traceback" not in refused.stderr
+    assert "needs the canary lead or DBA role" in refused.stderr and "Traceback" not in refused.stderr
     store = Store(store_url)
     assert [r.is_active for r in store.kill_switch_rows("acme") if r.scope == "global"] == [True]
     assert store.audit_entries("acme", action="kill_switch_deactivation_refused")

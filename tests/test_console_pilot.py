@@ -131,7 +131,13 @@ async def test_deactivation_needs_a_reason_and_the_role(tmp_path):
         await pilot.click("#confirm")
         await pilot.pause()
         assert "reason is required" in str(app.screen.query_one("#why").render())
-        await pilot.press("f9")  # the kill switch key still works inside the modal
+        await pilot.press("f9")  # the kill switch key works inside the modal: the dialog gives way
+        await pilot.pause(0.1)
+        from screens.deactivate import DeactivateKillSwitch
+
+        assert not isinstance(app.screen, DeactivateKillSwitch), "F9 must not leave an unkill dialog up"
+        assert await _wait_active(app, pilot) and app.frame.kill_active
+        await pilot.press("f8")
         await pilot.pause(0.1)
         await pilot.press(*"cause", "space", *"found", "enter")
         for _ in range(250):

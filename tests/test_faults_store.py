@@ -223,7 +223,8 @@ async def test_f9_against_a_store_locked_past_the_busy_timeout_is_retried_until_
     assert 6.5 <= delay < 9.5, f"the activation landed {delay:.1f} s after F9 (lock held 7 s)"
     warning = [m for m, sev in notes if sev == "warning" and m.startswith("kill switch not recorded yet, retrying")]
     assert len(warning) == 1, notes
-    assert "(the frame stays red): the store is locked by another process (database is locked: " in warning[0]
+    assert "retrying for up to 60 s: the store is locked by another process (database is locked: " in warning[0]
+    assert warning[0].endswith("The frame stays red until it lands.")
     assert any(m.startswith("kill switch recorded after ") for m, _ in notes), notes
     assert not [m for m, sev in notes if sev == "error"], notes
     store = app.store
@@ -344,7 +345,8 @@ async def test_a_real_full_disk_refuses_every_write_whole_and_f9_says_so(monkeyp
                         break
                 assert app.frame.kill_active and not (app.frame.kill and app.frame.kill.active)
             errors = [m for m, sev in notes if sev == "error"]
-            assert errors and errors[0].startswith("kill switch: the store's disk is full: "), notes
+            assert errors and errors[0].startswith("kill switch NOT set in the store (global): the store's disk is full: "), notes
+            assert "what to do:" in errors[0]
             assert "move the store with --store" in errors[0]
             # Space back: the same writes go through.
             filler.unlink()

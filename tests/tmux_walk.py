@@ -8,10 +8,11 @@ dir). The script presses the keys a person presses and reads the screen with ``t
     monitoring hand-off → 5, the dashboard → kill -9 of the console, the same command again: it
     takes the run over, opens on the dashboard with the gap shown, no error → 4 → F9 (frame red, banner, run cancelled) → F8 + reason + Enter → F2 (the
     audit log has the F9 activation; F9 again, as raw ``\\e[20~`` bytes, with the filter Input
-    focused: the frame turns red and the typed letters stay) → F8 → Esc → 7 (decide; the approval
-    by the same person is refused, and says so; a refused and then completed rollback with the
-    teammate's console in a second session: refuse, new trigger, decide, approve, DROP) → 8 (the
-    report names the run, rolled back; export, copy) →
+    focused: the frame turns red and the typed letters stay) → F8 → Esc → 7 (decide — F9 in the
+    decision dialog with its reason Input focused: the banner covers the dialog at once, the typed
+    reason stays —; the approval by the same person is refused, and says so; a refused and then
+    completed rollback with the teammate's console in a second session: refuse, new trigger,
+    decide, approve, DROP) → 8 (the report names the run, rolled back; export, copy) →
     Ctrl+Q → the rehearsal says it stopped its servers, and no mariadbd it started is left.
 
 Every check polls capture-pane up to N seconds; a failure prints the last capture and exits 1.
@@ -514,7 +515,29 @@ def main_walk(w: Walk, captures: dict[str, str]) -> None:
     w.wait_text("7", r"AWAITING DECISION", 15)
     t.keys("d")
     w.wait_text("7 d", r"Decide: roll back — Kill switch after the ALTER", 10)
-    t.type("walk: kill switch drill")
+    t.type("walk: kill switch")
+    w.wait_text("7 d", r"walk: kill switch", 5)
+    # F9 in a dialog with its text Input focused: the banner covers the dialog at once — not
+    # after Esc —, the dialog stays, and the typed reason is kept.
+    if re.search(r"KILL SWITCH ACTIVE —", w.grab()):
+        raise WalkFailure("F9 in a dialog", "the kill switch banner is up before F9", w.last)
+    t.raw(*F9_BYTES)
+    t_kill = time.monotonic()
+    w.wait_text("F9 in a dialog", r"KILL SWITCH ACTIV(ATING|E) —", 5)  # at the key press, before the store
+    w.timings["f9_in_dialog_to_banner_ms"] = round((time.monotonic() - t_kill) * 1000)
+    w.wait_text("F9 in a dialog", r"KILL SWITCH ACTIVE — global by \S+ \(F9 in the console\)", 10)
+    lines = t.capture(escapes=True).splitlines()
+    banner = next((background_at(ln, "KILL SWITCH ACTIVE —") for ln in lines if "KILL SWITCH ACTIVE —" in ln), None)
+    screen = w.grab()
+    if not is_red(banner):
+        raise WalkFailure("F9 in a dialog", f"the banner over the dialog is not red ({banner})", screen)
+    if "Decide: roll back — Kill switch after the ALTER" not in screen or "[20~" in screen \
+            or not re.search(r"walk: kill switch(?![\[~\w])", screen):
+        raise WalkFailure("F9 in a dialog", "the dialog or its typed reason did not survive F9", screen)
+    captures["8a-f9-in-dialog"] = screen
+    w.step("F9 (raw \\e[20~) in the rollback decision dialog, its reason Input focused",
+           f"banner over the dialog in {w.timings['f9_in_dialog_to_banner_ms']} ms, dialog and text kept")
+    t.type(" drill")
     t.keys("Enter")
     w.wait_text("7 d", r"AWAITING APPROVALS — still needed: dba", 15)
     w.wait_text("7 d", r"Decided by \S+ \(canary_lead\) at [\d:]+ UTC: walk: kill switch drill", 10)
