@@ -49,7 +49,7 @@ def _num(value: Any) -> str:
 
 
 def _minutes(seconds: Any) -> str:
-    return f"{float(seconds) / 60:g} min"
+    return f"{round(float(seconds) / 60, 1):g} min"
 
 
 def _yes(value: Any) -> str:
