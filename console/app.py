@@ -28,7 +28,6 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from engine import prechecks, sql
 from engine.cases import PRIORITY
 from engine.clock import Clock, SystemClock
-from engine.enforce import kill_run_alter
 from engine.identity import Identity, current_identity, worker_id
 from engine.killswitch import KillSwitchBackend, KillSwitchReading, backend_for
 from engine.paths import state_dir
@@ -488,6 +487,8 @@ class CanaryApp(App):
         """The store cannot record the switch yet (another process holds its lock): the ALTER in
         flight must not wait for it. Find it by its tag on the target and KILL QUERY it now; the
         executor gives the switch time to land and records the run as the kill switch's."""
+        from engine.enforce import kill_run_alter  # loaded by open_store after the first frame
+
         run = self.view.run
         if run is None or run.status != "running" or run.alter_started_at is None or run.alter_finished_at:
             return
