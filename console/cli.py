@@ -341,11 +341,17 @@ def _rehearse_headless(args: argparse.Namespace, prepared: Any, cases: list[str]
     if self_test:
         rehearsal.self_test(store, plan.tenant, ident.actor, cases, out.step)
 
+    said: set[int] = set()  # the five-minute marks of the window already said
+
     def on_event(name: str, data: dict[str, Any]) -> None:
         if name == "monitor_tick":
-            if int(data["elapsed_s"]) % 300 < 5:  # about every five (compressed) minutes
-                out.tick(f"monitoring T+{15 + data['elapsed_s'] / 60:.0f} min, {data['concurrent']} concurrent "
-                         "warning(s)", elapsed_s=data["elapsed_s"], concurrent=data["concurrent"])
+            mark = int(data["elapsed_s"] // 300)  # once per five (drill-clock) minutes, however fast the ticks
+            if mark not in said:
+                said.add(mark)
+                # The runbook's clock: the window opens at T+15 and its checkpoints are T+30…T+75.
+                out.tick(f"monitoring T+{15 + 5 * mark} min (window {5 * mark}/60 min, drill clock ×{speed:g}), "
+                         f"{data['concurrent']} concurrent warning(s)", elapsed_s=data["elapsed_s"],
+                         concurrent=data["concurrent"])
         elif name not in QUIET_EVENTS:
             out.event(name, data)
 

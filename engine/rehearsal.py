@@ -16,9 +16,9 @@ from typing import Any
 
 from engine.clock import utcnow
 from engine.identifiers import qualified, quote
+from engine.paths import state_dir
 from engine.plan import toml_dump, window_covering
 from engine.sandbox import MariaDBSandbox, load_orders
-from engine.store import state_dir
 from engine.workload import Workload
 
 DB, TABLE, INDEX = "shop", "orders", "idx_orders_customer_created"
