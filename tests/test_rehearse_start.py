@@ -205,7 +205,8 @@ def test_rehearse_without_a_terminal_says_why_on_stderr_and_prints_json_lines_wh
     args = [sys.executable, "-m", "console.cli", "rehearse", "--rows", "2000", "--speed", "600", "--skip-self-test"]
     done = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True, text=True, cwd=ROOT, env=env,
                           timeout=300)
-    assert "stdin is not a terminal" in done.stderr and "walking the runbook headless" in done.stderr, done.stderr
+    assert "stdin and stderr are not a terminal" in done.stderr, done.stderr
+    assert "walking the runbook headless" in done.stderr
     lines = [line for line in done.stdout.splitlines() if line.strip()]
     assert lines and all(line.startswith("[rehearse] ") for line in lines), done.stdout
     assert not [line for line in lines if "{" in line and "needs" not in line], "no raw JSON for people"
