@@ -49,7 +49,9 @@ class PreparingScreen(RunbookScreen):
                 with Horizontal(classes="prep-row"):
                     yield Static(f"{MARK['waiting']} {STEP_TITLES[key]}", id=f"name-{key}", classes="prep-name",
                                  markup=False)
-                    yield ProgressBar(total=None, show_eta=False, id=f"bar-{key}")
+                    # Determinate from the start (0 % while waiting): an indeterminate bar's animation
+                    # would say "busy" of a step that has not begun.
+                    yield ProgressBar(total=1, show_eta=False, id=f"bar-{key}")
                 yield Static("waiting", id=f"text-{key}", classes="prep-text", markup=False)
             yield Static("", id="prep-outcome", markup=False)
         yield Footer()

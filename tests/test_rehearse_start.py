@@ -221,3 +221,41 @@ def test_rehearse_without_a_terminal_says_why_on_stderr_and_prints_json_lines_wh
     assert "not a terminal" not in done.stderr, "--json asked for headless: nothing to explain"
     outcome = [r for r in records if r["kind"] == "outcome"][0]
     assert outcome["status"] in ("completed", "failed", "cancelled")
+
+
+# --- the preparation screen, as a person sees it -------------------------------------------------------
+
+
+def _preparing_host():
+    from textual.app import App
+
+    from screens.frame import FrameState
+    from screens.preparing import PreparingScreen
+
+    class Host(App):
+        def on_mount(self) -> None:
+            screen = PreparingScreen("/home/you/.local/state/canary-console/rehearsal/canary.toml")
+            self.push_screen(screen)
+            frame = FrameState(user="you@10.0.0.5", roles=("canary_lead", "dba"), speed=30,
+                               target="shop.orders@127.0.0.1:40123", target_health="◌ starting (drill)",
+                               locked=frozenset({"prechecks", "size_gate", "execution", "monitoring", "decision",
+                                                 "rollback", "report"}))
+            self.call_after_refresh(screen.apply_frame, frame)
+            screen.show_step(StepProgress("servers", STEP_TITLES["servers"], 5, 5,
+                                          "primary :40123, replica :40125", "done"))
+            screen.show_step(StepProgress("data", STEP_TITLES["data"], 500_000, 1_100_000,
+                                          "loading shop.orders: 500,000/1,000,000 rows"))
+
+    return Host()
+
+
+def _settle():
+    async def run_before(pilot):
+        for _ in range(5):
+            await pilot.pause(0.05)
+    return run_before
+
+
+@pytest.mark.parametrize("size", [(80, 24), (100, 30)])
+def test_preparing_screen_snapshot(snap_compare, size):
+    assert snap_compare(_preparing_host(), terminal_size=size, run_before=_settle())
