@@ -84,12 +84,12 @@ def plan_data(sandbox: MariaDBSandbox, store_url: str, user: str, speed: float =
 def _unfinished(plan_path: Path) -> tuple[Any, str] | None:
     """The plan of a drill that was killed before its run ended, and that run's id; None when
     there is nothing to resume (no plan, or its run is over)."""
+    if not plan_path.exists():
+        return None  # a first drill: nothing to resume (and no store to import before the console)
     from engine.plan import PlanError, load_plan
     from engine.runbook import open_run
     from engine.store import Store, StoreError
 
-    if not plan_path.exists():
-        return None
     try:
         plan = load_plan(plan_path)
         store = Store(plan.store_url)
