@@ -10,13 +10,33 @@ from __future__ import annotations
 
 import threading
 import traceback
+from dataclasses import dataclass
 from typing import Any
+
+from textual import on
+from textual.message import Message
 
 from console.app import CanaryApp
 from engine import rehearsal
 from engine.paths import state_dir
 from engine.rehearsal import PreparationCancelled, Prepared, StepProgress
 from screens.preparing import PreparingScreen
+
+
+@dataclass
+class PreparationStep(Message):
+    """A step of the preparation moved on (posted from its thread: never blocks it)."""
+
+    progress: StepProgress
+
+
+@dataclass
+class PreparationFailed(Message):
+    text: str
+
+
+class PreparationDone(Message):
+    """The drill is ready."""
 
 
 class RehearsalApp(CanaryApp):
@@ -63,13 +83,7 @@ class RehearsalApp(CanaryApp):
         line = progress.text if progress.state in ("running", "waiting") else f"{progress.title}: {progress.text}"
         if not self.transcript or self.transcript[-1] != line:
             self.transcript.append(line)
-        self._ui(self.preparing_screen.show_step, progress)
-
-    def _ui(self, callback: Any, *args: Any) -> None:
-        try:
-            self.call_from_thread(callback, *args)
-        except RuntimeError:  # the console has closed meanwhile
-            raise PreparationCancelled() from None
+        self.post_message(PreparationStep(progress))  # thread-safe, and a closing console never blocks it
 
     def _prepare(self) -> None:
         try:
@@ -93,21 +107,21 @@ class RehearsalApp(CanaryApp):
             first = (str(exc).splitlines() or [exc.__class__.__name__])[0][:300]
             self.failed = f"the drill could not be prepared: {first}"
             self.transcript.append(self.failed)
-            try:
-                self._ui(self._prepare_failed, f"{self.failed}\nDetails in {log}. Ctrl+Q quits; run "
-                         "`scripts/rehearse --reset` to start from a clean sandbox.")
-            except PreparationCancelled:
-                pass
+            self.post_message(PreparationFailed(f"{self.failed}\nDetails in {log}. Ctrl+Q quits; run "
+                                                "`scripts/rehearse --reset` to start from a clean sandbox."))
             return
-        try:
-            self._ui(self._prepared)
-        except PreparationCancelled:
-            pass
+        self.post_message(PreparationDone())
 
-    def _prepare_failed(self, text: str) -> None:
-        self.preparing_screen.show_outcome(text, failed=True)
+    @on(PreparationStep)
+    def _show_step(self, message: PreparationStep) -> None:
+        self.preparing_screen.show_step(message.progress)
+
+    @on(PreparationFailed)
+    def _prepare_failed(self, message: PreparationFailed) -> None:
+        self.preparing_screen.show_outcome(message.text, failed=True)
         self.set_frame(target_health="✗ sandbox not started")
 
+    @on(PreparationDone)
     def _prepared(self) -> None:
         self.preparing = False
         self.preparing_screen.show_outcome("The drill is ready.", failed=False)
