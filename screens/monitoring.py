@@ -38,10 +38,9 @@ class TickingTable(DataTable):
     """A DataTable with a cell that changes every second (the next checkpoint's countdown).
 
     DataTable keys its render caches (cells, rows, lines) by an update counter that each
-    ``update_cell`` bumps without emptying them: every tick left the table's worth of dead entries
-    behind, up to 10,000 rendered cells — an idle dashboard's RSS grew ~0.2 MB a real minute
-    (bench/dashboard_rss.py). ``update_cells`` changes the cells, then drops the stale entries,
-    as ``clear()`` does."""
+    ``update_cell`` bumps without emptying them: every change left the table's worth of dead
+    entries behind, up to 10,000 rendered cells over a window. ``update_cells`` changes the cells,
+    then drops the stale entries, as ``clear()`` does."""
 
     def update_cells(self, changes: list[tuple[Coordinate, Text, bool]]) -> None:
         for coordinate, value, update_width in changes:

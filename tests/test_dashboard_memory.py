@@ -1,5 +1,5 @@
-"""The dashboard's checkpoint table ticks every second (the next checkpoint's countdown) and must
-not grow the console's memory with it (issue 18 item 8; bench/dashboard_rss.py measures the RSS).
+"""The dashboard's checkpoint table changes with the next checkpoint's countdown and must not
+keep every change's rendering (bench/dashboard_rss.py measures the console's RSS as a whole).
 
 The cause: DataTable keys its render caches by an update counter that every ``update_cell`` bumps
 without emptying them, so each tick left the table's worth of dead entries behind (up to 10,000
