@@ -342,17 +342,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_rehearse(args: argparse.Namespace) -> int:
-    """The drill: private primary + replica, a loaded table, a workload, the runbook's engine."""
+    """The drill: private primary + replica, a loaded table, a workload, the runbook's engine.
+
+    The console opens first (the plan is written before anything slow starts) and brings the
+    sandbox up behind a screen of progress bars; headless, each step and event is a line."""
+    from console.headless import Output, console_possible
     from engine import rehearsal, selftest
-    from engine.clock import clock_for
-    from engine.executor import Executor
-    from engine.monitor import Monitor, sources_for
-    from engine.sizegate import gate, sampling_interval
-    from engine.store import Store, redact_url
-    from engine.target import Target
 
     ident = current_identity()
-    say = lambda text: print(f"[rehearse] {text}", flush=True)  # noqa: E731
     if not 1_000 <= args.rows <= 20_000_000:
         raise CliError("--rows must be between 1000 and 20000000")
     if not 1 <= args.speed <= 600:
@@ -360,84 +357,134 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
     unknown = [c for c in (args.self_test_cases or "").upper().replace(" ", "").split(",") if c and c not in selftest.CASES]
     if unknown:
         raise CliError(f"unknown self-test case(s) {', '.join(unknown)}: choose from {', '.join(selftest.CASES)}")
-    if not args.headless and not (sys.stdin.isatty() and sys.stdout.isatty()):
-        say("not on a terminal: walking the runbook headless (--headless)")
+    if args.json:
         args.headless = True
-    drill = rehearsal.start(args.rows, args.reset, ident.user, say, speed=args.speed)
+    if not args.headless:
+        why = console_possible()
+        if why is not None:
+            print(f"[rehearse] {why}: walking the runbook headless (as --headless); give the drill a terminal "
+                  "for the console", file=sys.stderr, flush=True)
+            args.headless = True
+    out = Output(json_lines=args.json)
+    prepared = rehearsal.prepare(args.rows, args.reset, ident.user, out.say, speed=args.speed)
+    cases = [c.strip().upper() for c in args.self_test_cases.split(",")] if args.self_test_cases else None
+    self_test = not args.skip_self_test and not prepared.resumed_run
+    if not args.headless:
+        return _rehearse_console(args, prepared, cases, self_test, out)
     try:
-        plan = load_plan(drill.plan_path)
-        # One compressed clock for everything the drill records, so T+, the audit trail and the
-        # samples agree (the store notes the compression with the monitoring window). The plan
-        # anchors it: a second console, or this drill restarted, reads the same time.
-        clock = clock_for(plan)
-        speed = float(getattr(clock, "speed", 1.0))
-        if drill.resumed_run and speed != args.speed:
-            say(f"the resumed drill keeps its clock: TIME ×{speed:g} (--speed applies to a new drill)")
-        store = Store(drill.store_url, clock=clock)
-        say(f"plan written to {drill.plan_path}")
-        say(f"store {redact_url(store.url)}; workload running (reads by customer_id, background writes)")
-        say("kill switch from another terminal: canary-console kill --plan " + str(drill.plan_path))
-        say(f"a teammate's console (to approve what you may not approve alone): {_me()} run "
+        prepared.bring_up(out.step)
+        return _rehearse_headless(args, prepared, cases, self_test, out, ident)
+    finally:
+        out.say("stopping the workload and the sandbox servers")
+        prepared.stop()
+
+
+def _rehearse_console(args: argparse.Namespace, prepared: Any, cases: list[str] | None, self_test: bool,
+                      out: Any) -> int:
+    """The console at once, the drill prepared behind it (console/rehearse_app.py)."""
+    from console.rehearse_app import RehearsalApp
+    from engine.clock import clock_for
+    from engine.opening import OpeningStore
+
+    plan = load_plan(prepared.plan_path)
+    clock = clock_for(plan)
+    speed = float(getattr(clock, "speed", 1.0))
+    if prepared.resumed_run and speed != args.speed:
+        out.say(f"the resumed drill keeps its clock: TIME ×{speed:g} (--speed applies to a new drill)")
+    app = RehearsalApp(plan, OpeningStore(prepared.store_url, clock), prepared, clock=clock, self_test=self_test,
+                       cases=cases)
+    try:
+        app.run()
+    finally:
+        if not app.stop_preparation(timeout=90):
+            print("[rehearse] the preparation did not stop in 90 s: its servers are stopped as the process "
+                  "exits", file=sys.stderr)
+        for line in app.transcript:  # what the preparation did, kept on the terminal after the console
+            out.say(line)
+        out.say(f"the drill's plan: {prepared.plan_path}")
+        out.say("stopping the workload and the sandbox servers")
+        prepared.stop()
+    if app.failed:
+        print(f"[rehearse] {app.failed}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_FAILED if app.return_code else EXIT_OK
+
+
+def _rehearse_headless(args: argparse.Namespace, prepared: Any, cases: list[str] | None, self_test: bool,
+                       out: Any, ident: Any) -> int:
+    from engine import rehearsal
+    from engine.clock import clock_for
+    from engine.executor import Executor
+    from engine.monitor import Monitor, sources_for
+    from engine.sizegate import gate, sampling_interval
+    from engine.store import Store, redact_url
+    from engine.target import Target
+
+    drill = prepared.drill
+    plan = load_plan(drill.plan_path)
+    # One compressed clock for everything the drill records, so T+, the audit trail and the
+    # samples agree (the store notes the compression with the monitoring window). The plan
+    # anchors it: a second console, or this drill restarted, reads the same time.
+    clock = clock_for(plan)
+    speed = float(getattr(clock, "speed", 1.0))
+    if drill.resumed_run and speed != args.speed:
+        out.say(f"the resumed drill keeps its clock: TIME ×{speed:g} (--speed applies to a new drill)")
+    store = Store(drill.store_url, clock=clock)
+    out.say(f"plan written to {drill.plan_path}")
+    out.say(f"store {redact_url(store.url)}; workload running (reads by customer_id, background writes)")
+    out.say("kill switch from another terminal: canary-console kill --plan " + str(drill.plan_path))
+    out.say(f"a teammate's console (to approve what you may not approve alone): {_me()} run "
             f"{drill.plan_path} --as teammate")
-        if not args.skip_self_test and not drill.resumed_run:
-            cases = [c.strip().upper() for c in args.self_test_cases.split(",")] if args.self_test_cases else None
-            say(f"self-test {', '.join(cases) if cases else 'TC-01…TC-10'} against a second private sandbox "
-                "(results stored for the prechecks)")
-            def recorded(result: Any) -> None:  # each case as it finishes, not all at the end
-                selftest.record(store, plan.tenant, result, ident.actor)
-                say(f"  {result.case} [{selftest.PRIORITY[result.case]}] {'PASS' if result.passed else 'FAIL'} "
-                    f"{selftest.NAMES[result.case]} ({result.duration_ms / 1000:.1f} s)")
+    if self_test:
+        rehearsal.self_test(store, plan.tenant, ident.actor, cases, out.step)
 
-            selftest.run_all(cases, report=recorded)
-        if not args.headless:
-            say(f"opening the console on {drill.plan_path} — TIME COMPRESSED {args.speed:g}× (rehearsal only). "
-                "F9 is the kill switch; Ctrl+Q quits and stops the drill.")
-            from console.app import CanaryApp
+    said: set[int] = set()  # the five-minute marks of the window already said
 
-            CanaryApp(plan, store, clock=clock).run()
-            return EXIT_OK
+    def on_event(name: str, data: dict[str, Any]) -> None:
+        if name == "monitor_tick":
+            mark = int(data["elapsed_s"] // 300)  # once per five (drill-clock) minutes, however fast the ticks
+            if mark not in said:
+                said.add(mark)
+                # The runbook's clock: the window opens at T+15 and its checkpoints are T+30…T+75.
+                out.tick(f"monitoring T+{15 + 5 * mark} min (window {5 * mark}/60 min, drill clock ×{speed:g}), "
+                         f"{data['concurrent']} concurrent warning(s)", elapsed_s=data["elapsed_s"],
+                         concurrent=data["concurrent"])
+        elif name not in QUIET_EVENTS:
+            out.event(name, data)
 
-        def on_event(name: str, data: dict[str, Any]) -> None:
-            if name == "monitor_tick":
-                if int(data["elapsed_s"]) % 300 < 5:  # about every five (compressed) minutes
-                    say(f"monitoring T+{15 + data['elapsed_s'] / 60:.0f} min, {data['concurrent']} concurrent warning(s)")
-            elif name not in QUIET_EVENTS:
-                say(f"{name} {json.dumps(data, default=str)}")
-
-        with Target(plan.connection).session("size-gate") as s:
-            info = s.table_info(plan.schema, plan.change.table)
-            decision = gate(info.estimated_rows if info else 0)
-            if decision.needs_exact_count:
-                say(f"size gate: {decision.rule}")
-                decision = gate(s.exact_count(plan.schema, plan.change.table) or 0, exact=True)
-        say(f"size gate {decision.band}: {decision.rule}; sampling every {sampling_interval(decision.band, speed):g} s"
+    with Target(plan.connection).session("size-gate") as s:
+        info = s.table_info(plan.schema, plan.change.table)
+        decision = gate(info.estimated_rows if info else 0)
+        if decision.needs_exact_count:
+            out.say(f"size gate: {decision.rule}")
+            decision = gate(s.exact_count(plan.schema, plan.change.table) or 0, exact=True)
+    out.say(f"size gate {decision.band}: {decision.rule}; sampling every {sampling_interval(decision.band, speed):g} s"
             + (f" (data {info.data_mb} MB, index {info.index_mb} MB)" if info else ""))
-        if decision.band == "BLOCK":
-            store.audit(plan.tenant, ident.actor, "size_gate_block", None, {"rule": decision.rule})
-            say("BLOCK: no DDL on this table in this phase; the drill stops here")
-            return EXIT_FAILED
+    if decision.band == "BLOCK":
+        store.audit(plan.tenant, ident.actor, "size_gate_block", None, {"rule": decision.rule})
+        out.say("BLOCK: no DDL on this table in this phase; the drill stops here")
+        return EXIT_FAILED
 
-        backend = _backend(plan, store)
-        ex = Executor(plan, store, backend, Target(plan.connection), ident.actor, worker_id(ident),
-                      on_event=on_event, clock=clock)
-        run = store.get_run(plan.tenant, drill.resumed_run) if drill.resumed_run else ex.create_run()
-        ex.monitor = Monitor(store, plan.tenant, run.id, sources_for(plan, backend, clock), plan.profile(),
-                             ident.actor, clock,
-                             interval=sampling_interval(decision.band, speed))
-        say(f"run {run.id}: baseline {plan.executor.baseline_window_seconds / 60:g} min, ALTER, cool-down "
+    backend = _backend(plan, store)
+    ex = Executor(plan, store, backend, Target(plan.connection), ident.actor, worker_id(ident),
+                  on_event=on_event, clock=clock)
+    run = store.get_run(plan.tenant, drill.resumed_run) if drill.resumed_run else ex.create_run()
+    ex.monitor = Monitor(store, plan.tenant, run.id, sources_for(plan, backend, clock), plan.profile(),
+                         ident.actor, clock,
+                         interval=sampling_interval(decision.band, speed))
+    out.say(f"run {run.id}: baseline {plan.executor.baseline_window_seconds / 60:g} min, ALTER, cool-down "
             f"{plan.executor.cooldown_seconds / 60:g} min, 60-minute monitoring window — TIME COMPRESSED "
             f"{speed:g}× (rehearsal only): about {(plan.executor.baseline_window_seconds + plan.executor.cooldown_seconds + 3600) / speed / 60:.1f} real minutes")
-        out = ex.take_over(run.id) if drill.resumed_run else ex.execute(run.id)
-        say(f"outcome: {out.status}{' (' + out.fail_reason + ')' if out.fail_reason else ''} — {out.message}")
-        for d in store.decisions(plan.tenant, run.id):
-            for c in (d.evidence or {}).get("criteria", []):
-                mark = {True: "met", False: "NOT MET", None: "unknown"}[c["met"]] if c["applicable"] else "n/a"
-                say(f"  [{mark:>7}] {c['name']}: {c['value']} (needs {c['threshold']}) {c.get('interval') or ''}")
-        say(f"replay it: canary-console replay {run.id} --plan {drill.plan_path}")
-        return EXIT_OK if out.status in ("completed", "cancelled") else EXIT_FAILED
-    finally:
-        say("stopping the workload and the sandbox servers")
-        drill.stop()
+    result = ex.take_over(run.id) if drill.resumed_run else ex.execute(run.id)
+    out.outcome(f"outcome: {result.status}{' (' + result.fail_reason + ')' if result.fail_reason else ''} — "
+                f"{result.message}", run=run.id, status=result.status, fail_reason=result.fail_reason)
+    for d in store.decisions(plan.tenant, run.id):
+        for c in (d.evidence or {}).get("criteria", []):
+            mark = {True: "met", False: "NOT MET", None: "unknown"}[c["met"]] if c["applicable"] else "n/a"
+            out.criterion(f"  [{mark:>7}] {c['name']}: {c['value']} (needs {c['threshold']}) {c.get('interval') or ''}",
+                          c)
+    out.say(f"replay it: canary-console replay {run.id} --plan {drill.plan_path}")
+    return EXIT_OK if result.status in ("completed", "cancelled") else EXIT_FAILED
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
@@ -699,7 +746,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--self-test-cases", metavar="TC-02,TC-03,…",
                    help="run only these cases first (the P0 ones gate the prechecks: TC-02,TC-03,TC-09)")
     r.add_argument("--headless", action="store_true",
-                   help="walk the runbook without the console, printing each step (also when not on a terminal)")
+                   help="walk the runbook without the console, a readable line per step and event (also when "
+                   "stdin or stderr is not a terminal)")
+    r.add_argument("--json", action="store_true",
+                   help="headless, with JSON Lines on stdout for machines (the record shape is in the README)")
     r.add_argument("--speed", type=float, default=30.0,
                    help="time compression of the drill (rehearsal only; default 30: the 60-minute window in 2 minutes)")
     r.set_defaults(func=cmd_rehearse)

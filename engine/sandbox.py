@@ -264,6 +264,7 @@ class MariaDBSandbox:
             if replica else None
         )
         self._started: list[SandboxServer] = []
+        self.adopted: list[str] = []
         atexit.register(self.stop)
 
     def start(self, adopt: bool = False) -> MariaDBSandbox:
@@ -284,6 +285,20 @@ class MariaDBSandbox:
             self.stop()
             raise
         return self
+
+    def start_server(self, server: SandboxServer) -> None:
+        """Start one of this sandbox's servers (installed first); ``stop()`` stops it. For a caller
+        that shows each server's start as a step (the rehearsal); ``start()`` does them all."""
+        server.start(self.server_bin)
+        self._started.append(server)
+
+    def note_adopted(self, server: SandboxServer) -> None:
+        """``server.adopt()`` took up a server an earlier process left running: ``stop()`` stops it."""
+        self.adopted.append(server.name)
+        self._started.append(server)
+
+    def attach_replica(self) -> None:
+        self._attach_replica()
 
     def _attach_replica(self) -> None:
         assert self.replica is not None

@@ -33,6 +33,22 @@ from engine.plan import Plan
 from screens.base import RunbookScreen, drawable, plain, update_text
 from screens.note import Note, NoteDialog
 
+
+class TickingTable(DataTable):
+    """A DataTable with a cell that changes every second (the next checkpoint's countdown).
+
+    DataTable keys its render caches (cells, rows, lines) by an update counter that each
+    ``update_cell`` bumps without emptying them: every change left the table's worth of dead
+    entries behind, up to 10,000 rendered cells over a window. ``update_cells`` changes the cells,
+    then drops the stale entries, as ``clear()`` does."""
+
+    def update_cells(self, changes: list[tuple[Coordinate, Text, bool]]) -> None:
+        for coordinate, value, update_width in changes:
+            self.update_cell_at(coordinate, value, update_width=update_width)
+        if changes:
+            self._clear_caches()
+
+
 LEVEL_TAG = {"ok": "OK", "note": "NOTE", "warning": "WARN", "critical": "CRIT", "stale": "STALE"}
 CHECK_MARK = {"met": "✓", "not_met": "✗", "pending": "…", "na": "–"}
 CHECK_STYLE = {"met": "green", "not_met": "bold red", "pending": "yellow", "na": "dim"}
@@ -352,7 +368,7 @@ class MonitoringScreen(RunbookScreen):
             with Container(id="bottom"):
                 with Vertical(id="checkpoints-box"):
                     yield Static("Checkpoints (p: add a note to the current one)", classes="section")
-                    yield DataTable(id="checkpoints", cursor_type="none", show_cursor=False)
+                    yield TickingTable(id="checkpoints", cursor_type="none", show_cursor=False)
                 with Vertical(id="checklist-box"):
                     yield Static("Criteria now (runbook 5.1)", classes="section")
                     yield Static("", id="checklist")
@@ -483,7 +499,7 @@ class MonitoringScreen(RunbookScreen):
             label = f"▶ {row.label}" if row.label == v.current_checkpoint else f"  {row.label}"
             due = f"{row.due_at:%H:%M:%S}" if row.due_at else "—"
             rows.append((label, due, ok, row.who, row.notes[:48]))
-        table = self.query_one("#checkpoints", DataTable)
+        table = self.query_one("#checkpoints", TickingTable)
         before = self._checkpoint_rows
         self._checkpoint_rows = rows
         if len(before) != len(rows) or table.row_count != len(rows):
@@ -493,10 +509,9 @@ class MonitoringScreen(RunbookScreen):
             return
         # The countdown ticks every second: only the cells that changed (a rebuilt table is
         # measured and drawn whole, a tenth of the console's CPU on the dashboard).
-        for r, (old, new) in enumerate(zip(before, rows, strict=True)):
-            for c, (a, b) in enumerate(zip(old, new, strict=True)):
-                if a != b:
-                    table.update_cell_at(Coordinate(r, c), Text(str(b)), update_width=cell_len(a) != cell_len(b))
+        table.update_cells([(Coordinate(r, c), Text(str(b)), cell_len(a) != cell_len(b))
+                            for r, (old, new) in enumerate(zip(before, rows, strict=True))
+                            for c, (a, b) in enumerate(zip(old, new, strict=True)) if a != b])
 
     @staticmethod
     def _checklist(items: tuple[CheckItem, ...]) -> Text:

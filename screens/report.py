@@ -9,7 +9,9 @@ stay the App's (they jump between the runbook's steps)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -18,6 +20,8 @@ from textual.widgets import ContentSwitcher, Footer, Markdown, Static, Tab, Tabs
 
 from engine.plan import Plan
 from engine.report import ReportFacts, announcements, redact_webhook, render_report
+from engine.runbook import RunView
+from engine.text import for_terminal
 from screens.base import RunbookScreen, drawable, shown
 
 # The views, in the order of the tabs; v and shift+v step through them (the digits belong to the
@@ -52,6 +56,35 @@ class ReportPost(Message):
 
     text: str
     view: str
+
+
+def _at(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value is not None else "—"
+
+
+def preliminary_title(view: RunView) -> str:
+    run = view.run
+    if run is None:
+        return "Report — no run yet: begin the prechecks on the Plan screen (1, then b)"
+    verdict = f" · {view.verdicts[-1]}" if view.verdicts else ""
+    return for_terminal(f"Report — run {run.id[:8]} · {run.schema_name}.{run.table_name} +{run.index_name} · "
+                        f"{run.status}{verdict} · building the report…")
+
+
+def preliminary_text(view: RunView) -> str:
+    """What the run's row alone says, while the report is being built."""
+    run = view.run
+    if run is None:
+        return "There is no run to report on yet."
+    rows = [("Run", run.id), ("Status", run.status + (f" ({run.fail_reason})" if run.fail_reason else "")),
+            ("Table", f"{run.schema_name}.{run.table_name}"), ("Index", run.index_name),
+            ("ALTER started", _at(run.alter_started_at)), ("ALTER finished", _at(run.alter_finished_at)),
+            ("Ended", _at(run.completed_at))]
+    if view.verdicts:
+        rows.append(("Verdict", view.verdicts[-1]))
+    table = "\n".join(f"| {k} | {for_terminal(str(v)).replace('|', '/')} |" for k, v in rows)
+    return ("*Building the report from the store (criteria, checkpoints, rollback, audit trail)…*\n\n"
+            f"| | |\n|---|---|\n{table}\n")
 
 
 class ReportScreen(RunbookScreen):
@@ -116,6 +149,13 @@ class ReportScreen(RunbookScreen):
         return f"Webhook: {redact_webhook(self.plan.webhook_url or '')}/… (the path is a secret: not shown)."
 
     # --- data in ------------------------------------------------------------------------------
+
+    def show_view(self, view: RunView, now: datetime) -> None:
+        """Until the report is built (on a worker: it reads the whole run from the store), the
+        first frame says what is already known of the run, and that the rest is coming."""
+        if self.facts is None and drawable(self):
+            self.query_one("#report-title", Static).update(Text(preliminary_title(view)))
+            self.query_one("#report-md", Markdown).update(preliminary_text(view))
 
     def show(self, facts: ReportFacts) -> None:
         """Draw the report and the announcements that apply to this run (nothing is redrawn when

@@ -36,3 +36,18 @@ def test_no_ui_import_statement_in_engine_sources():
                                      "from screens", "import screens", "from console", "import console"))
     ]
     assert offenders == []
+
+
+def test_the_first_screen_path_imports_no_heavy_library():
+    """``canary-console run PLAN`` draws the Plan screen before the store (SQLAlchemy, sqlmodel), the
+    target's driver (pymysql), HTTP (httpx) or the charts (plotext) are loaded: they come on a worker
+    after the first frame (bench/console_start.py measures the time)."""
+    code = (
+        "import sys\n"
+        "import console.cli, console.app, engine.opening, engine.clock\n"
+        "heavy = ('sqlalchemy', 'sqlmodel', 'pymysql', 'httpx', 'plotext')\n"
+        "print(','.join(sorted({m.split('.')[0] for m in sys.modules if m.split('.')[0] in heavy})))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "", f"the first screen's path imports {out.stdout.strip()}"

@@ -659,3 +659,32 @@ def test_report_screen_rolled_back(snap_compare):
 def test_report_screen_rollback_announcement(snap_compare):
     app = ReportHost(rolled_back_facts(), webhook="https://hooks.slack.com" + SECRET_PATH)
     assert snap_compare(app, press=["v", "v", "v"], terminal_size=(120, 40), run_before=_settle())
+
+
+async def test_the_first_frame_says_what_is_known_while_the_report_is_built():
+    """The report is built on a worker (it reads the whole run); the screen's first frame is not
+    blank meanwhile: the run's row says the run, the table, the status and the verdict so far."""
+    from engine.runbook import RunView
+    from engine.store import ExecutionRun
+
+    run = ExecutionRun(id=RUN_ID, tenant_id="acme", connection_profile_id="orders-primary", schema_name="shop",
+                       table_name="orders", index_name="idx_orders_customer_created", status="completed",
+                       columns=[["customer_id", None]], alter_started_at=T0 + timedelta(minutes=5),
+                       alter_finished_at=T0 + timedelta(minutes=6), completed_at=T0 + timedelta(minutes=82))
+    app = ReportHost(None)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        screen.show_view(RunView(run=run, verdicts=("PASS",)), T0)
+        await pilot.pause()
+        title = str(screen.query_one("#report-title").render())
+        assert "run 3f2a9c1e" in title and "shop.orders" in title and "PASS" in title
+        assert "building the report" in title
+        body = screen.query_one("#report-md").source
+        assert "Building the report from the store" in body and "2026-11-22 16:05:00 UTC" in body
+        screen.show(pass_facts())  # the built report replaces the first frame
+        await pilot.pause()
+        assert "building" not in str(screen.query_one("#report-title").render())
+        screen.show_view(RunView(run=run, verdicts=("PASS",)), T0)  # a later poll leaves the report alone
+        await pilot.pause()
+        assert "building" not in str(screen.query_one("#report-title").render())
