@@ -191,6 +191,8 @@ class Executor:
             self._fail(run, "kill_switch", f"kill-switch API answered in {reading.response_ms:.0f} ms "
                        "(≥ 2000 ms is critical before execution): aborted")
         self._check_target(run)
+        if self.monitor is not None:
+            self._check_latency_source(run)
         self._rollback_point(run)
         if self.monitor is not None:
             # The monitoring window decides (runbook 5–7); its baseline is sampled here, with the
@@ -242,6 +244,22 @@ class Executor:
                                                     "server": s.server_info().describe()})
         except TargetError as exc:
             self._fail(run, "execution_error", f"target check failed: {exc}")
+
+    def _check_latency_source(self, run: ExecutionRun) -> None:
+        """No canary starts without a latency source (docs/monitoring-sources.md): performance_schema
+        readable with its statement consumers on, or Prometheus queries the plan names."""
+        from engine import collector_needs
+
+        try:
+            with self.target.session("precheck") as s:
+                facts = collector_needs.read_facts(s, s.server_info().flavour)
+        except TargetError as exc:
+            self._fail(run, "execution_error", f"could not check the latency source: {exc}")
+        problem = collector_needs.latency_problem(facts, self.plan)
+        if problem is not None:
+            self._fail(run, "execution_error", f"the canary cannot start: {problem}")
+        self._audit(run, "latency_source_checked", {"source": "prometheus" if collector_needs.prometheus_latency(
+            self.plan) and not facts.performance_schema else "performance_schema", "account": facts.account})
 
     def _rollback_point(self, run: ExecutionRun) -> None:
         try:

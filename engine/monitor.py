@@ -49,6 +49,9 @@ def sources_for(plan: Any, backend: Any, clock: Clock | None = None) -> list[Sou
 
         sources.append(PrometheusSource(plan.prometheus_url, plan.prometheus_queries))
     sources.append(KillSwitchSource(backend, plan.tenant, plan.connection.id))
+    from engine.availability import PresenceSource  # runbook 5.3 #8: the table, the index, the target
+
+    sources.append(PresenceSource(plan.connection, plan.schema, plan.change.table, plan.change.index, clock))
     return sources
 
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from engine import sql
+from engine import collector_needs, sql
 from engine.plan import Plan
 
 if TYPE_CHECKING:  # pymysql (via engine.target) loads when a check runs, not when a screen draws
@@ -32,7 +32,8 @@ class Check:
     blocking: bool = True  # must pass (or be skipped as not configured) before the size gate
 
 
-SECTIONS = ("Environment (2.2.1)", "Database (2.2.2)", "Kill switch (2.3)", "Rollback (2.4)", "Team (2.5)")
+SECTIONS = ("Environment (2.2.1)", "Database (2.2.2)", "Kill switch (2.3)", "Rollback (2.4)", "Team (2.5)",
+            "Monitoring sources (4)")
 
 CHECKS: tuple[Check, ...] = (
     Check("env.store", SECTIONS[0], "Store reachable", "read + write"),
@@ -47,6 +48,12 @@ CHECKS: tuple[Check, ...] = (
     Check("db.no_pending_ddl", SECTIONS[1], "No pending DDL", "processlist empty"),
     Check("db.no_long_trx", SECTIONS[1], "No long transaction on the table", "none ≥ 10 s"),
     Check("db.lock_none", SECTIONS[1], "ADD INDEX … LOCK=NONE supported", "InnoDB, plain columns"),
+    # What the collectors read (engine/collector_needs.py): each failure names its fix.
+    Check("mon.performance_schema", SECTIONS[5], "performance_schema ON", "ON (my.cnf)", blocking=False),
+    Check("mon.consumers", SECTIONS[5], "Statement consumers enabled", "digest + history_long on", blocking=False),
+    Check("mon.privileges", SECTIONS[5], "Monitoring user's privileges", "SELECT on performance_schema, PROCESS"),
+    Check("mon.replica", SECTIONS[5], "Replica status readable", "SHOW SLAVE STATUS (if configured)"),
+    Check("mon.latency_source", SECTIONS[5], "A latency source", "performance_schema or Prometheus"),
     Check("ks.global_off", SECTIONS[2], "Global kill switch OFF", "is_active = false"),
     Check("ks.connection_off", SECTIONS[2], "Connection kill switch OFF", "is_active = false"),
     Check("ks.activate", SECTIONS[2], "Can activate (connection scope)", "active when read back"),
@@ -58,7 +65,7 @@ CHECKS: tuple[Check, ...] = (
     Check("team.off_peak", SECTIONS[4], "Off-peak window", "now, and 2 h to spare"),
 )
 BY_ID = {c.id: c for c in CHECKS}
-AUTO = tuple(c.id for c in CHECKS if c.id.split(".")[0] in ("env", "db") or c.id in
+AUTO = tuple(c.id for c in CHECKS if c.id.split(".")[0] in ("env", "db", "mon") or c.id in
              ("ks.global_off", "ks.connection_off", "ks.response_time"))
 KILL_TEST = ("ks.activate", "ks.deactivate")
 REQUIRED_PRESENT = ("canary_lead", "dba", "sre")
@@ -151,7 +158,7 @@ def auto_checks(plan: Plan, store: Store, backend: KillSwitchBackend, target: Ta
     except TargetError as exc:
         yield Finding("env.target", "fail", f"{exc}")
         for cid in ("db.table_exists", "db.row_count", "db.index_absent", "db.engine_innodb",
-                    "db.no_pending_ddl", "db.no_long_trx", "db.lock_none"):
+                    "db.no_pending_ddl", "db.no_long_trx", "db.lock_none", *MONITORING_PRIMARY):
             yield Finding(cid, "fail", "the target is not reachable")
     else:
         with session as s:
@@ -178,9 +185,32 @@ def auto_checks(plan: Plan, store: Store, backend: KillSwitchBackend, target: Ta
                 for cid in ("db.row_count", "db.index_absent", "db.engine_innodb", "db.no_pending_ddl",
                             "db.no_long_trx", "db.lock_none"):
                     yield Finding(cid, "fail", f"{schema}.{table} does not exist")
+            yield from _collector_needs(s, plan)
+    if plan.replica is not None:
+        yield collector_needs.replica_finding(plan.replica)
+    else:
+        yield Finding("mon.replica", "skip", "no [replica] in the plan: replication lag is not monitored")
 
     yield _http_check("env.prometheus", plan.prometheus_url, "/-/healthy", http_timeout)
     yield _http_check("env.webhook", plan.webhook_url, None, http_timeout)
+
+
+MONITORING_PRIMARY = ("mon.performance_schema", "mon.consumers", "mon.privileges", "mon.latency_source")
+
+
+def _collector_needs(s: Any, plan: Plan) -> Iterator[Finding]:
+    from engine.target import TargetError
+
+    started = time.perf_counter()
+    try:
+        facts = collector_needs.read_facts(s, s.server_info().flavour)
+    except TargetError as exc:
+        for cid in MONITORING_PRIMARY:
+            yield Finding(cid, "fail", f"could not be checked: {exc}")
+        return
+    ms = round((time.perf_counter() - started) * 1000, 1)
+    for finding in collector_needs.findings(facts, plan):
+        yield replace(finding, duration_ms=ms)
 
 
 def _pending(s: Any, schema: str, table: str) -> tuple[str, str]:
