@@ -330,6 +330,17 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
         say(f"run {run.id}: baseline {plan.executor.baseline_window_seconds / 60:g} min, ALTER, cool-down "
             f"{plan.executor.cooldown_seconds / 60:g} min, 60-minute monitoring window — TIME COMPRESSED "
             f"{speed:g}× (rehearsal only): about {(plan.executor.baseline_window_seconds + plan.executor.cooldown_seconds + 3600) / speed / 60:.1f} real minutes")
+        if run.status == "scheduled":  # runbook 2: the checks the console runs, and what blocks the run
+            from engine.prechecks import headless_gate
+
+            blockers = headless_gate(plan, store, backend, Target(plan.connection), run.id, ident.actor, say)
+            if blockers:
+                for b in blockers:
+                    say(f"BLOCKED: {b}")
+                say(f"run {run.id} stays scheduled: acknowledge with `canary-console acknowledge {run.id} --plan "
+                    f"{drill.plan_path} --case TC-.. --reason …` (as the canary lead, then as the DBA) or fix the "
+                    "checks, then run the drill again; it takes this run up")
+                return EXIT_FAILED
         out = ex.take_over(run.id) if drill.resumed_run else ex.execute(run.id)
         say(f"outcome: {out.status}{' (' + out.fail_reason + ')' if out.fail_reason else ''} — {out.message}")
         for d in store.decisions(plan.tenant, run.id):
@@ -357,6 +368,29 @@ def cmd_approve(args: argparse.Namespace) -> int:
     except PermissionError as exc:
         raise CliError(f"refused: {exc}. Ask the canary lead.", EXIT_REFUSED) from None
     print(f"AUTO-PAUSE of run {args.run}: {args.decision} approved by {ident.actor}")
+    return EXIT_OK
+
+
+def cmd_acknowledge(args: argparse.Namespace) -> int:
+    """Runbook 2.1: acknowledge a failed P1 self-test case with a reason (canary lead and DBA, each)."""
+    from engine import selftest_gate
+
+    plan = load_plan(args.plan)
+    store = _store(args, plan)
+    ident = current_identity()
+    if store.get_run(plan.tenant, args.run) is None:
+        raise CliError(f"run {args.run} not found for tenant {plan.tenant}", EXIT_FAILED)
+    try:
+        ack = selftest_gate.acknowledge(store, plan.tenant, args.run, args.case, args.reason, ident.actor,
+                                        plan.roles_of(ident.user))
+    except PermissionError as exc:
+        raise CliError(f"refused: {exc}", EXIT_REFUSED) from None
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    left = [r for r in selftest_gate.ACK_ROLES
+            if r not in selftest_gate.acknowledged_by(store.approvals(plan.tenant, args.run, ack.kind), args.case.upper())]
+    print(f"{args.case.upper()} acknowledged as {ack.role} by {ident.actor}"
+          + (f"; still to acknowledge: {', '.join(left)}" if left else "; acknowledged by the canary lead and the DBA"))
     return EXIT_OK
 
 
@@ -513,6 +547,14 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--decision", choices=("resume", "rollback"), required=True)
     ap.add_argument("--note", default="")
     ap.set_defaults(func=cmd_approve)
+
+    ak = sub.add_parser("acknowledge", help="acknowledge a failed P1 self-test case with a reason (canary lead, DBA)")
+    ak.add_argument("run", metavar="RUN")
+    ak.add_argument("--plan", metavar="PLAN.toml", required=True)
+    ak.add_argument("--store", metavar="URL")
+    ak.add_argument("--case", required=True, help="the failed P1 case, e.g. TC-06")
+    ak.add_argument("--reason", required=True, help="why the canary may go with it failed (audited)")
+    ak.set_defaults(func=cmd_acknowledge)
 
     rp = sub.add_parser("replay", help="re-evaluate a finished run's stored samples under another profile")
     common(rp)

@@ -329,3 +329,27 @@ def record(store: Store, plan: Plan, run_id: str, finding: Finding, actor: str, 
         detail=finding.detail[:2000], query=finding.query, duration_ms=finding.duration_ms, source=source,
         recorded_by=actor, recorded_at=store.now(),
     ))
+
+
+def headless_gate(plan: Plan, store: Store, backend: KillSwitchBackend, target: Target, run_id: str, actor: str,
+                  say: Callable[[str], None]) -> list[str]:
+    """The prechecks a headless drill walks before it executes (no person at a console): the checks
+    the console runs, recorded and printed, and what blocks the run — a failed monitoring-source
+    check, a failed P0 case, a failed P1 case not acknowledged by the canary lead and the DBA.
+    Blocking I/O."""
+    from engine import selftest_gate
+    from engine.cases import PRIORITY
+
+    blockers = []
+    for finding in auto_checks(plan, store, backend, target):
+        record(store, plan, run_id, finding, actor, source="headless")
+        if finding.status != "pass":
+            say(f"  precheck {finding.check_id} {finding.status}: {finding.detail}")
+        if finding.check_id.startswith("mon.") and BY_ID[finding.check_id].blocking and finding.status == "fail":
+            blockers.append(f"{BY_ID[finding.check_id].label}: {finding.detail}")
+    tests = store.latest_prechecks(plan.tenant, "TC-")
+    blockers += [f"{c} (P0) failed: {tests[c].detail}" for c, p in sorted(PRIORITY.items())
+                 if p == "P0" and c in tests and tests[c].status == "fail"]
+    blockers += [f"{what} — {who}" for what, who in
+                 selftest_gate.missing(tests, store.run_approvals(plan.tenant, run_id))]
+    return blockers
