@@ -96,7 +96,7 @@ def ps_fix() -> str:
 def consumers_fix(off: list[str]) -> str:
     names = ", ".join(f"'{n}'" for n in off)
     lines = "; ".join(f"`performance-schema-consumer-{n.replace('_', '-')}=ON`" for n in off)
-    return (f"run `UPDATE performance_schema.setup_consumers SET ENABLED = 'YES' WHERE NAME IN ({names});` "
+    return (f"run `UPDATE performance_schema.setup_consumers SET ENABLED = 'YES' WHERE NAME IN ({names});` "  # noqa: S608
             f"now, and add {lines} under [mysqld] in my.cnf so a restart keeps them")
 
 

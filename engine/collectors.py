@@ -17,7 +17,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from engine.clock import Clock, SystemClock
-from engine.collector_needs import PERFORMANCE_SCHEMA_ON, access_words, account_of, consumers_fix, ps_fix
+from engine.collector_needs import (
+    PERFORMANCE_SCHEMA_ON,
+    access_words,
+    account_of,
+    consumers_fix,
+    ps_fix,
+)
 from engine.identifiers import check_identifier, quote
 from engine.plan import ConnectionProfile
 from engine.target import TargetError, TargetSession

@@ -17,6 +17,7 @@ from typing import Any
 from engine.clock import Clock, SystemClock
 from engine.collectors import CollectorLoop, Sample, Source
 from engine.decision import Verdict, WindowEvaluator, WindowState, window_complete
+from engine.digest_check import with_check
 from engine.jsonable import jsonable
 from engine.store import Approval, Checkpoint, Decision, MetricSample, Store
 from engine.thresholds import Profile
@@ -49,7 +50,8 @@ def sources_for(plan: Any, backend: Any, clock: Clock | None = None) -> list[Sou
 
         sources.append(PrometheusSource(plan.prometheus_url, plan.prometheus_queries))
     sources.append(KillSwitchSource(backend, plan.tenant, plan.connection.id))
-    from engine.availability import PresenceSource  # runbook 5.3 #8: the table, the index, the target
+    # runbook 5.3 #8: whether the table, the index and the target are there (engine/availability.py)
+    from engine.availability import PresenceSource
 
     sources.append(PresenceSource(plan.connection, plan.schema, plan.change.table, plan.change.index, clock))
     return sources
@@ -70,6 +72,9 @@ class Monitor:
         self.interval = interval
         self.loop = CollectorLoop(self.sources, interval, self.clock, store=store, tenant_id=tenant_id,
                                   run_id=run_id)
+        # Set by the executor: the digests and the sample queries judged at the window's end
+        # (engine/digest_check.py); its warnings join the verdict.
+        self.verify_digests: Callable[[], Any] | None = None
 
     @property
     def configured(self) -> set[str]:
@@ -152,14 +157,16 @@ class Monitor:
             if window_complete(self.profile, t_s) and not ev.state.paused:
                 break  # an AUTO-PAUSE holds the decision back until someone lifts it
             self._sleep_until(tick_started + self.interval)
-        verdict = ev.finish(index_created)
+        check = self.verify_digests() if self.verify_digests is not None else None
+        verdict = with_check(ev.finish(index_created), check)
         for cp in (c for c in ev.checkpoints if c.label not in recorded):
             self.store.save_checkpoint(Checkpoint(
                 tenant_id=self.tenant_id, execution_run_id=self.run_id, label=cp.label, metrics_ok=cp.metrics_ok,
                 recorded_by=f"engine ({self.actor})", notes=f"{cp.warnings} warning(s), {cp.alerts} alert(s)"))
         self.store.save_decision(Decision(
             tenant_id=self.tenant_id, execution_run_id=self.run_id, verdict=verdict.verdict,
-            evidence=jsonable(verdict.as_dict() | {"profile": self.profile.name, "stopped_early": stopped}),
+            evidence=jsonable(verdict.as_dict() | {"profile": self.profile.name, "stopped_early": stopped,
+                                                   "verification": check.as_dict() if check else None}),
             decided_by=f"engine ({self.actor})"))
         return MonitorResult(verdict, ev.state, started_at, ticks, stopped)
 

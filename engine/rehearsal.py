@@ -63,7 +63,10 @@ def plan_data(sandbox: MariaDBSandbox, store_url: str, user: str, speed: float =
         "store_url": store_url,
         "connection": conn(sandbox.primary, "sandbox-primary"),
         "replica": conn(sandbox.replica, "sandbox-replica"),
-        "change": {"table": TABLE, "index": INDEX, "columns": ["customer_id", "created_at"]},
+        "change": {"table": TABLE, "index": INDEX, "columns": ["customer_id", "created_at"],
+                   # the workload's read, with literal values: EXPLAINed before and after (never run)
+                   "sample_queries": ["SELECT id, total FROM orders WHERE customer_id = 4242 AND created_at >= "
+                                      "'2026-03-01' ORDER BY created_at LIMIT 20"]},
         "people": [{"name": "You", "roles": ["canary_lead", "dba", "sre", "developer"], "unix_user": user},
                    # A second person for what one person may not do alone (approve their own
                    # rollback): `canary-console run canary.toml --as teammate` in another terminal.
