@@ -56,6 +56,15 @@ class PresenceSource:
         self._read_at: float | None = None
         self.round_trips = 0
 
+    def warm_up(self) -> None:
+        from engine.target import TargetError, TargetSession
+
+        try:
+            if self.session is None:
+                self.session = TargetSession(self.profile, "monitor-presence", read_timeout=5, connect_timeout=2)
+        except TargetError:
+            self.session = None
+
     def collect(self) -> list[Sample]:
         from engine.collectors import Sample, due
         from engine.target import TargetError, TargetSession

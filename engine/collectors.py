@@ -294,6 +294,13 @@ class MySQLSource:
             self.percentile_note = self._ensure_history_long() if self.flavour == "mariadb" else ""
         return self.session
 
+    def warm_up(self) -> None:
+        """Connect now, not on the first tick (a source that cannot be read says so on that tick)."""
+        try:
+            self._connect()
+        except TargetError:
+            self.close()
+
     def _ensure_history_long(self) -> str:
         assert self.session is not None
         try:
@@ -509,6 +516,13 @@ class ReplicaSource:
         self._stopped_since: float | None = None
         self._last_lag = 0.0
         self.round_trips = 0
+
+    def warm_up(self) -> None:
+        try:
+            if self.session is None:
+                self.session = TargetSession(self.profile, "monitor-replica", read_timeout=10)
+        except TargetError:
+            self.session = None
 
     def collect(self) -> list[Sample]:
         try:

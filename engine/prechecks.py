@@ -33,7 +33,7 @@ class Check:
 
 
 SECTIONS = ("Environment (2.2.1)", "Database (2.2.2)", "Kill switch (2.3)", "Rollback (2.4)", "Team (2.5)",
-            "Monitoring sources (4)")
+            "Monitoring (4)")
 
 CHECKS: tuple[Check, ...] = (
     Check("env.store", SECTIONS[0], "Store reachable", "read + write"),
