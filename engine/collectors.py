@@ -53,7 +53,7 @@ class SourceUnreadable(TargetError):
 def failure_words(source: str, exc: BaseException) -> str:
     """A failing source's error as a person reads it: the target's own words (with the server's
     code), never an exception's class name and repr."""
-    if isinstance(exc, TargetError):
+    if isinstance(exc, TargetError) or type(exc).__module__.startswith("engine."):  # ours: already words
         return str(exc).splitlines()[0][:300] if str(exc) else f"the {source} source failed"
     text = str(exc).splitlines()[0][:200] if str(exc) else "no message"
     return f"the {source} collector failed unexpectedly ({text}); it retries"

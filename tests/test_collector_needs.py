@@ -132,3 +132,18 @@ def test_replica_without_monitor_privilege_names_the_grant(ps_off, monkeypatch):
     sample = CollectorLoop([ReplicaSource(profile)]).tick()[0]
     assert sample.value is None and "GRANT SLAVE MONITOR" in sample.error and "TargetError" not in sample.error
     assert collector_needs.replica_finding(sb.replica.profile(db)).status == "pass"
+
+
+def test_a_collector_that_breaks_says_so_in_words():
+    class Broken:
+        name, metrics = "mysql", ("latency_p50",)
+
+        def collect(self):
+            return [][0]
+
+        def close(self):
+            pass
+
+    [sample] = CollectorLoop([Broken()]).tick()
+    assert sample.value is None and sample.error.startswith("the mysql collector failed unexpectedly")
+    assert not sample.error.startswith("IndexError")
