@@ -48,12 +48,6 @@ CHECKS: tuple[Check, ...] = (
     Check("db.no_pending_ddl", SECTIONS[1], "No pending DDL", "processlist empty"),
     Check("db.no_long_trx", SECTIONS[1], "No long transaction on the table", "none ≥ 10 s"),
     Check("db.lock_none", SECTIONS[1], "ADD INDEX … LOCK=NONE supported", "InnoDB, plain columns"),
-    # What the collectors read (engine/collector_needs.py): each failure names its fix.
-    Check("mon.performance_schema", SECTIONS[5], "performance_schema ON", "ON (my.cnf)", blocking=False),
-    Check("mon.consumers", SECTIONS[5], "Statement consumers enabled", "digest + history_long on", blocking=False),
-    Check("mon.privileges", SECTIONS[5], "Monitoring user's privileges", "SELECT on performance_schema, PROCESS"),
-    Check("mon.replica", SECTIONS[5], "Replica status readable", "SHOW SLAVE STATUS (if configured)"),
-    Check("mon.latency_source", SECTIONS[5], "A latency source", "performance_schema or Prometheus"),
     Check("ks.global_off", SECTIONS[2], "Global kill switch OFF", "is_active = false"),
     Check("ks.connection_off", SECTIONS[2], "Connection kill switch OFF", "is_active = false"),
     Check("ks.activate", SECTIONS[2], "Can activate (connection scope)", "active when read back"),
@@ -63,6 +57,12 @@ CHECKS: tuple[Check, ...] = (
     Check("rb.scratch", SECTIONS[3], "Create/verify/drop/verify on a scratch table", "optional", blocking=False),
     Check("team.present", SECTIONS[4], "Required people present", "canary lead, DBA, SRE joined"),
     Check("team.off_peak", SECTIONS[4], "Off-peak window", "now, and 2 h to spare"),
+    # What the collectors read (engine/collector_needs.py): each failure names its fix.
+    Check("mon.performance_schema", SECTIONS[5], "performance_schema ON", "ON (my.cnf)", blocking=False),
+    Check("mon.consumers", SECTIONS[5], "Statement consumers enabled", "digest + history_long on", blocking=False),
+    Check("mon.privileges", SECTIONS[5], "Monitoring user's privileges", "SELECT on performance_schema, PROCESS"),
+    Check("mon.replica", SECTIONS[5], "Replica status readable", "SHOW SLAVE STATUS (if configured)"),
+    Check("mon.latency_source", SECTIONS[5], "A latency source", "performance_schema or Prometheus"),
 )
 BY_ID = {c.id: c for c in CHECKS}
 AUTO = tuple(c.id for c in CHECKS if c.id.split(".")[0] in ("env", "db", "mon") or c.id in

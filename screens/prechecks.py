@@ -78,7 +78,7 @@ class PrechecksScreen(RunbookScreen):
             yield Static("Integration tests TC-01…TC-10 (2.1): P0 must pass, P1 conditional, P2 good to have",
                          classes="section")
             yield DataTable(id="tests", cursor_type="row", zebra_stripes=True)
-            yield Static("Checks the console runs (2.2–2.5)", classes="section")
+            yield Static("Checks the console runs (2.2–2.5, and the monitoring sources of 4)", classes="section")
             yield DataTable(id="checks", cursor_type="row", zebra_stripes=True)
             yield Static("Prepared rollback statement (2.4.2)", classes="section")
             yield Static(rollback_statements(self.plan), id="rollback-sql", markup=False)
