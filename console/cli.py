@@ -266,7 +266,8 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
     if not args.headless and not (sys.stdin.isatty() and sys.stdout.isatty()):
         say("not on a terminal: walking the runbook headless (--headless)")
         args.headless = True
-    drill = rehearsal.start(args.rows, args.reset, ident.user, say, speed=args.speed)
+    drill = rehearsal.start(args.rows, args.reset, ident.user, say, speed=args.speed,
+                            performance_schema=not args.performance_schema_off)
     try:
         plan = load_plan(drill.plan_path)
         # One compressed clock for everything the drill records, so T+, the audit trail and the
@@ -337,9 +338,11 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
             if blockers:
                 for b in blockers:
                     say(f"BLOCKED: {b}")
-                say(f"run {run.id} stays scheduled: acknowledge with `canary-console acknowledge {run.id} --plan "
-                    f"{drill.plan_path} --case TC-.. --reason …` (as the canary lead, then as the DBA) or fix the "
-                    "checks, then run the drill again; it takes this run up")
+                ack = (f"acknowledge a failed P1 case with `canary-console acknowledge {run.id} --plan "
+                       f"{drill.plan_path} --case TC-.. --reason …` (as the canary lead, then as the DBA); "
+                       if any("(P1)" in b for b in blockers) else "")
+                say(f"run {run.id} stays scheduled: {ack}fix what is named above, then run the drill again "
+                    "(without --reset: it takes this run up)")
                 return EXIT_FAILED
         out = ex.take_over(run.id) if drill.resumed_run else ex.execute(run.id)
         say(f"outcome: {out.status}{' (' + out.fail_reason + ')' if out.fail_reason else ''} — {out.message}")
@@ -347,6 +350,12 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
             for c in (d.evidence or {}).get("criteria", []):
                 mark = {True: "met", False: "NOT MET", None: "unknown"}[c["met"]] if c["applicable"] else "n/a"
                 say(f"  [{mark:>7}] {c['name']}: {c['value']} (needs {c['threshold']}) {c.get('interval') or ''}")
+        for d in store.decisions(plan.tenant, run.id)[-1:]:
+            check = (d.evidence or {}).get("verification") or {}
+            if check:  # engine/digest_check.py: the digests and the sample queries
+                say(f"  verification: {check.get('summary')}; {check.get('index_note')}")
+                for w in check.get("warnings") or []:
+                    say(f"  verification warning: {w}")
         say(f"replay it: canary-console replay {run.id} --plan {drill.plan_path}")
         return EXIT_OK if out.status in ("completed", "cancelled") else EXIT_FAILED
     finally:
@@ -532,6 +541,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--rows", type=int, default=1_000_000, help="rows in shop.orders (default 1,000,000)")
     r.add_argument("--reset", action="store_true", help="wipe the previous rehearsal's servers and store")
     r.add_argument("--skip-self-test", action="store_true", help="do not run TC-01…TC-10 first")
+    r.add_argument("--performance-schema-off", action="store_true",
+                   help="start the drill's servers as MariaDB ships them (performance_schema=OFF): the prechecks "
+                        "name the fix and no canary starts (with --reset when servers are left running)")
     r.add_argument("--self-test-cases", metavar="TC-02,TC-03,…",
                    help="run only these cases first (the P0 ones gate the prechecks: TC-02,TC-03,TC-09)")
     r.add_argument("--headless", action="store_true",

@@ -120,7 +120,8 @@ def _archive_store(base: Path, progress: Callable[[str], None]) -> None:
     progress(f"the previous drills' store is kept as {history / f'store-{stamp}.db'}")
 
 
-def start(rows: int, reset: bool, user: str, progress: Callable[[str], None], speed: float = 1.0) -> Rehearsal:
+def start(rows: int, reset: bool, user: str, progress: Callable[[str], None], speed: float = 1.0,
+          performance_schema: bool = True) -> Rehearsal:
     """Start (or, after a crash, resume) the drill. A drill whose run was left unfinished — the
     console killed mid-ALTER or mid-window — takes up the same servers if they are still up
     (an ALTER may still be running on them), the same table, the same clock and the same run."""
@@ -135,7 +136,8 @@ def start(rows: int, reset: bool, user: str, progress: Callable[[str], None], sp
     base.mkdir(parents=True, exist_ok=True)
     unfinished = None if reset else _unfinished(plan_path)
     progress(f"starting a private MariaDB primary and replica under {base}")
-    sandbox = MariaDBSandbox(base_dir=base / "servers", replica=True).start(adopt=True)
+    sandbox = MariaDBSandbox(base_dir=base / "servers", replica=True,
+                             performance_schema=performance_schema).start(adopt=True)
     if sandbox.adopted:
         progress(f"took up the {' and '.join(sandbox.adopted)} a previous drill left running")
     try:

@@ -147,3 +147,21 @@ def test_a_collector_that_breaks_says_so_in_words():
     [sample] = CollectorLoop([Broken()]).tick()
     assert sample.value is None and sample.error.startswith("the mysql collector failed unexpectedly")
     assert not sample.error.startswith("IndexError")
+
+
+@pytest.mark.slow
+def test_the_headless_drill_on_performance_schema_off_stops_at_the_prechecks_with_the_fix(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, XDG_STATE_HOME=str(tmp_path), PYTHONPATH=str(root))
+    done = subprocess.run([sys.executable, "-m", "console.cli", "rehearse", "--rows", "5000", "--speed", "120",
+                           "--skip-self-test", "--headless", "--performance-schema-off"], capture_output=True,
+                          text=True, cwd=root, env=env, timeout=600)
+    out = done.stdout
+    assert done.returncode == 1, out + done.stderr
+    assert "BLOCKED: A latency source: no latency source: performance_schema is OFF" in out
+    assert "performance_schema=ON" in out and "alter_started" not in out and "Traceback" not in done.stderr
