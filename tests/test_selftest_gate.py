@@ -112,3 +112,23 @@ async def test_the_prechecks_screen_key_acknowledges_the_failed_case(lab, tmp_pa
         assert await until(pilot, lambda: store.approvals(plan.tenant, run.id, "selftest_ack:TC-06"))
     [ack] = store.approvals(plan.tenant, run.id, "selftest_ack:TC-06")
     assert ack.role == "canary_lead" and "flaky on the sandbox" in ack.note and ack.actor == "lead@10.0.0.5"
+
+
+@pytest.mark.mariadb
+def test_the_headless_drill_stops_on_an_unacknowledged_p1_until_both_acknowledge(lab, tmp_path):
+    from engine.prechecks import headless_gate
+
+    db = lab.database("cc_ack_headless")
+    lab.load_orders(db, 2000)
+    plan = lab.plan(db, "idx_ack_headless", ["customer_id"])
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    backend = EmbeddedKillSwitch(store)
+    run = Executor(plan, store, backend, Target(plan.connection), "lead@jump", "w").create_run()
+    _result(store, plan.tenant, "TC-06", "fail")
+    said: list[str] = []
+    blockers = headless_gate(plan, store, backend, Target(plan.connection), run.id, "lead@jump", said.append)
+    assert [b for b in blockers if b.startswith("TC-06 (P1)")], blockers
+    assert not [b for b in blockers if not b.startswith("TC-06")], blockers  # the sandbox's checks pass
+    for role, who in (("canary_lead", "lead@jump"), ("dba", "nok@jump")):
+        selftest_gate.acknowledge(store, plan.tenant, run.id, "TC-06", "known sandbox flake", who, {role})
+    assert headless_gate(plan, store, backend, Target(plan.connection), run.id, "lead@jump", said.append) == []
