@@ -24,7 +24,8 @@ CONSUMERS = "SELECT /* canary-console:precheck */ NAME AS name, ENABLED AS enabl
 READ_DIGESTS = ("SELECT /* canary-console:precheck */ COUNT(*) AS n FROM "
                 "(SELECT 1 FROM performance_schema.events_statements_summary_by_digest LIMIT 1) x")
 READ_TRX = "SELECT /* canary-console:precheck */ COUNT(*) AS n FROM information_schema.INNODB_TRX"
-REPLICA_STATUS = "SHOW /* canary-console:precheck */ SLAVE STATUS"
+REPLICA_STATUS = "SHOW /* canary-console:precheck */ REPLICA STATUS"  # MariaDB ≥ 10.5, MySQL ≥ 8.0.22
+SLAVE_STATUS = "SHOW /* canary-console:precheck */ SLAVE STATUS"  # older servers (MySQL 8.4 has only REPLICA)
 
 # The consumers the collectors read through: digests (every tick, and the verification) need the
 # first three; MariaDB's latency percentiles come from the history_long ring (MySQL 8 reads the
@@ -193,7 +194,12 @@ def replica_finding(profile: ConnectionProfile) -> Finding:
             account = account_of(s.query("SELECT /* canary-console:precheck */ CURRENT_USER() AS u")[0]["u"])
             flavour = s.server_info().flavour
             try:
-                rows = s.query(REPLICA_STATUS)
+                try:
+                    rows = s.query(REPLICA_STATUS)
+                except TargetError as exc:
+                    if exc.kind in ("access_denied", "lost_connection"):
+                        raise
+                    rows = s.query(SLAVE_STATUS)
             except TargetError as exc:
                 if exc.kind != "access_denied":
                     raise
@@ -203,11 +209,11 @@ def replica_finding(profile: ConnectionProfile) -> Finding:
     except TargetError as exc:
         return Finding("mon.replica", "fail", f"the replica is not reachable: {exc}", REPLICA_STATUS)
     if not rows:
-        return Finding("mon.replica", "fail", f"{profile.describe()} is not a replica (SHOW SLAVE STATUS is empty): "
+        return Finding("mon.replica", "fail", f"{profile.describe()} is not a replica (SHOW REPLICA STATUS is empty): "
                        "point [replica] at the replica, or leave [replica] out", REPLICA_STATUS)
     absent = [names[0] for names in REPLICA_COLUMNS if not any(n in rows[0] for n in names)]
     if absent:
-        return Finding("mon.replica", "fail", f"SHOW SLAVE STATUS has no {', '.join(absent)}: replication lag "
+        return Finding("mon.replica", "fail", f"SHOW REPLICA STATUS has no {', '.join(absent)}: replication lag "
                        "cannot be read from this server", REPLICA_STATUS)
     row = rows[0]
     lag = row.get("Seconds_Behind_Master", row.get("Seconds_Behind_Source"))
