@@ -7,8 +7,9 @@ from __future__ import annotations
 import pytest
 
 from engine.clock import CompressedClock
-from engine.digest_check import NOT_CHECKED, QueryPlan, judge, with_check
+from engine.dashboard import decision_view, load_dashboard
 from engine.decision import PASS, PASS_WITH_WARNING, Verdict
+from engine.digest_check import NOT_CHECKED, QueryPlan, judge, with_check
 from engine.executor import Executor
 from engine.killswitch import EmbeddedKillSwitch
 from engine.monitor import Monitor, sources_for
@@ -75,7 +76,11 @@ def _monitored_run(lab, db, index, columns, sample_queries):
     finally:
         ex.monitor.close()
         lab.drop_index_if_present(db, "orders", index)
-    return store.decisions(plan.tenant, run.id)[-1]
+    decision = store.decisions(plan.tenant, run.id)[-1]
+    # what the decision screen shows (the console reads the stored decision)
+    shown = decision_view(load_dashboard(store, plan, run.id, clock.now())).verification
+    assert shown and "rows examined per statement" in shown and decision.evidence["verification"]["index_note"] in shown
+    return decision
 
 
 @pytest.mark.mariadb
