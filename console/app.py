@@ -771,6 +771,46 @@ class CanaryApp(App):
             recorded_by=self.actor, recorded_at=self.clock.now()))
         self._sync_view()
 
+    def action_acknowledge_case(self) -> None:
+        """Runbook 2.1: a failed P1 self-test case, acknowledged with a reason by the canary lead and
+        by the DBA (engine/selftest_gate.py)."""
+        from engine import selftest_gate
+        from engine.roles import needed
+
+        if not self._need_run() or self.refuse("acknowledge_self_test", needed("acknowledge_self_test"),
+                                               "acknowledging a failed P1 self-test case"):
+            return
+        failed = selftest_gate.failed_p1(self.view.self_test)
+        screen = self.screen
+        chosen = screen.selected_case() if isinstance(screen, PrechecksScreen) else None
+        waiting = [c for c in failed if any(r in self.roles and r not in selftest_gate.acknowledged_by(
+            self.view.approvals, c) for r in selftest_gate.ACK_ROLES)]
+        case = chosen if chosen in waiting else (waiting[0] if waiting else None)
+        if case is None:
+            self.notify("No failed P1 case waits for your acknowledgement" + (
+                f" ({', '.join(failed)} acknowledged in your roles)" if failed else ""), timeout=6)
+            return
+        from screens.note import NoteDialog
+
+        self.push_screen(NoteDialog(f"Acknowledge {case} (P1) failed",
+                                    "The canary goes with this case failed only if the canary lead and the DBA "
+                                    "each say why (audited).", "reason, e.g. TC-06 fails on the sandbox's "
+                                    "slow disk; verified by hand on staging", ("acknowledge",)),
+                         lambda note: note and self.acknowledge_case(self.run_id, case, note.text))
+
+    @work(thread=True, group="store-write", exit_on_error=False)
+    def acknowledge_case(self, run_id: str, case: str, reason: str) -> None:
+        from engine import selftest_gate
+
+        try:
+            ack = selftest_gate.acknowledge(self.store, self.plan.tenant, run_id, case, reason, self.actor,
+                                            set(self.roles))
+        except (PermissionError, ValueError) as exc:
+            self.call_from_thread(self.notify, str(exc), title="Not acknowledged", severity="error", timeout=12)
+            return
+        self._sync_view()
+        self.call_from_thread(self.notify, f"{case} acknowledged as {ack.role} by {self.actor}", timeout=5)
+
     def action_confirm_rollback(self) -> None:
         if self._need_run() and not self.refuse("confirm_rollback", {"dba"},
                                                 "confirming the prepared rollback statement"):

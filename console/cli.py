@@ -366,7 +366,8 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
                   "for the console", file=sys.stderr, flush=True)
             args.headless = True
     out = Output(json_lines=args.json)
-    prepared = rehearsal.prepare(args.rows, args.reset, ident.user, out.say, speed=args.speed)
+    prepared = rehearsal.prepare(args.rows, args.reset, ident.user, out.say, speed=args.speed,
+                                 performance_schema=not args.performance_schema_off)
     cases = [c.strip().upper() for c in args.self_test_cases.split(",")] if args.self_test_cases else None
     self_test = not args.skip_self_test and not prepared.resumed_run
     if not args.headless:
@@ -475,6 +476,19 @@ def _rehearse_headless(args: argparse.Namespace, prepared: Any, cases: list[str]
     out.say(f"run {run.id}: baseline {plan.executor.baseline_window_seconds / 60:g} min, ALTER, cool-down "
             f"{plan.executor.cooldown_seconds / 60:g} min, 60-minute monitoring window — TIME COMPRESSED "
             f"{speed:g}× (rehearsal only): about {(plan.executor.baseline_window_seconds + plan.executor.cooldown_seconds + 3600) / speed / 60:.1f} real minutes")
+    if run.status == "scheduled":  # the checks the console runs, and what blocks the run (docs/prechecks.md)
+        from engine.prechecks import headless_gate
+
+        blockers = headless_gate(plan, store, backend, Target(plan.connection), run.id, ident.actor, out.say)
+        if blockers:
+            for b in blockers:
+                out.say(f"BLOCKED: {b}")
+            ack = (f"acknowledge a failed P1 case with `canary-console acknowledge {run.id} --plan "
+                   f"{drill.plan_path} --case TC-.. --reason …` (as the canary lead, then as the DBA); "
+                   if any("(P1)" in b for b in blockers) else "")
+            out.say(f"run {run.id} stays scheduled: {ack}fix what is named above, then run the drill again "
+                    "(without --reset: it takes this run up)")
+            return EXIT_FAILED
     result = ex.take_over(run.id) if drill.resumed_run else ex.execute(run.id)
     out.outcome(f"outcome: {result.status}{' (' + result.fail_reason + ')' if result.fail_reason else ''} — "
                 f"{result.message}", run=run.id, status=result.status, fail_reason=result.fail_reason)
@@ -483,6 +497,12 @@ def _rehearse_headless(args: argparse.Namespace, prepared: Any, cases: list[str]
             mark = {True: "met", False: "NOT MET", None: "unknown"}[c["met"]] if c["applicable"] else "n/a"
             out.criterion(f"  [{mark:>7}] {c['name']}: {c['value']} (needs {c['threshold']}) {c.get('interval') or ''}",
                           c)
+    for d in store.decisions(plan.tenant, run.id)[-1:]:
+        check = (d.evidence or {}).get("verification") or {}
+        if check:  # engine/digest_check.py: the digests and the sample queries
+            out.say(f"  verification: {check.get('summary')}; {check.get('index_note')}")
+            for w in check.get("warnings") or []:
+                out.say(f"  verification warning: {w}")
     out.say(f"replay it: canary-console replay {run.id} --plan {drill.plan_path}")
     return EXIT_OK if result.status in ("completed", "cancelled") else EXIT_FAILED
 
@@ -555,6 +575,29 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         raise CliError(f"refused: {for_terminal(out.message)}", EXIT_REFUSED)
     print(for_terminal(out.message))
     return EXIT_OK if out.ok else EXIT_FAILED
+
+
+def cmd_acknowledge(args: argparse.Namespace) -> int:
+    """Runbook 2.1: acknowledge a failed P1 self-test case with a reason (canary lead and DBA, each)."""
+    from engine import selftest_gate
+
+    plan = load_plan(args.plan)
+    store = _store(args, plan)
+    ident = current_identity()
+    if store.get_run(plan.tenant, args.run) is None:
+        raise CliError(f"run {args.run} not found for tenant {plan.tenant}", EXIT_FAILED)
+    try:
+        ack = selftest_gate.acknowledge(store, plan.tenant, args.run, args.case, args.reason, ident.actor,
+                                        plan.roles_of(ident.user))
+    except PermissionError as exc:
+        raise CliError(f"refused: {exc}", EXIT_REFUSED) from None
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    left = [r for r in selftest_gate.ACK_ROLES
+            if r not in selftest_gate.acknowledged_by(store.approvals(plan.tenant, args.run, ack.kind), args.case.upper())]
+    print(f"{args.case.upper()} acknowledged as {ack.role} by {ident.actor}"
+          + (f"; still to acknowledge: {', '.join(left)}" if left else "; acknowledged by the canary lead and the DBA"))
+    return EXIT_OK
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -743,6 +786,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--rows", type=int, default=1_000_000, help="rows in shop.orders (default 1,000,000)")
     r.add_argument("--reset", action="store_true", help="wipe the previous rehearsal's servers and store")
     r.add_argument("--skip-self-test", action="store_true", help="do not run TC-01…TC-10 first")
+    r.add_argument("--performance-schema-off", action="store_true",
+                   help="start the drill's servers as MariaDB ships them (performance_schema=OFF): the prechecks "
+                        "name the fix and no canary starts (with --reset when servers are left running)")
     r.add_argument("--self-test-cases", metavar="TC-02,TC-03,…",
                    help="run only these cases first (the P0 ones gate the prechecks: TC-02,TC-03,TC-09)")
     r.add_argument("--headless", action="store_true",
@@ -773,6 +819,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="act in this one of your roles (approve/refuse: the role you give or hold back)")
     rb.add_argument("--reason", default="", help="why (required for decide, refuse, retrigger, keep; approve: a note)")
     rb.set_defaults(func=cmd_rollback)
+
+    ak = sub.add_parser("acknowledge", help="acknowledge a failed P1 self-test case with a reason (canary lead, DBA)")
+    ak.add_argument("run", metavar="RUN")
+    ak.add_argument("--plan", metavar="PLAN.toml", required=True)
+    ak.add_argument("--store", metavar="URL")
+    ak.add_argument("--case", required=True, help="the failed P1 case, e.g. TC-06")
+    ak.add_argument("--reason", required=True, help="why the canary may go with it failed (audited)")
+    ak.set_defaults(func=cmd_acknowledge)
 
     rp = sub.add_parser("replay", help="re-evaluate a finished run's stored samples under another profile")
     common(rp)

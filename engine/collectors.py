@@ -17,6 +17,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from engine.clock import Clock, SystemClock
+from engine.collector_needs import (
+    PERFORMANCE_SCHEMA_ON,
+    access_words,
+    account_of,
+    consumers_fix,
+    ps_fix,
+)
 from engine.identifiers import check_identifier, quote
 from engine.plan import ConnectionProfile
 from engine.target import TargetError, TargetSession
@@ -33,6 +40,23 @@ class Sample:
     n: int | None = None  # statements (or points) behind the value
     how: str = ""  # how it was computed, shown next to percentiles
     meta: dict[str, Any] = field(default_factory=dict)
+
+
+class SourceUnreadable(TargetError):
+    """A source the collector reaches but may not or cannot read; the message says why, in words,
+    and the fix (a GRANT, a my.cnf line)."""
+
+    def __init__(self, message: str):
+        super().__init__(message, "source_unreadable")
+
+
+def failure_words(source: str, exc: BaseException) -> str:
+    """A failing source's error as a person reads it: the target's own words (with the server's
+    code), never an exception's class name and repr."""
+    if isinstance(exc, TargetError) or type(exc).__module__.startswith("engine."):  # ours: already words
+        return str(exc).splitlines()[0][:300] if str(exc) else f"the {source} source failed"
+    text = str(exc).splitlines()[0][:200] if str(exc) else "no message"
+    return f"the {source} collector failed unexpectedly ({text}); it retries"
 
 
 class Source(Protocol):
@@ -256,23 +280,39 @@ class MySQLSource:
         self._history_end = 0
         self._prev_buckets: dict[int, tuple[float, int]] | None = None
         self.round_trips = 0
+        self.account = f"'{profile.user}'"  # as a GRANT names it, once connected: 'user'@'host'
 
     def _connect(self) -> TargetSession:
         if self.session is None:
             self.session = TargetSession(self.profile, "monitor", read_timeout=10)
             self.flavour = self.session.server_info().flavour
+            row = self.session.query(PERFORMANCE_SCHEMA_ON)[0]
+            self.account = account_of(row["account"])
+            if not int(row["ps"] or 0):
+                raise SourceUnreadable(f"performance_schema is OFF on {self.profile.describe()}: nothing to "
+                                       f"read the table's statements from; {ps_fix()}")
             self.percentile_note = self._ensure_history_long() if self.flavour == "mariadb" else ""
         return self.session
+
+    def warm_up(self) -> None:
+        """Connect now, not on the first tick (a source that cannot be read says so on that tick)."""
+        try:
+            self._connect()
+        except TargetError:
+            self.close()
 
     def _ensure_history_long(self) -> str:
         assert self.session is not None
         try:
-            if self.session.query(HISTORY_LONG_CONSUMER)[0]["enabled"] != "YES":
+            rows = self.session.query(HISTORY_LONG_CONSUMER)
+            if not rows:
+                return "performance_schema has no events_statements_history_long consumer on this server"
+            if rows[0]["enabled"] != "YES":
                 self.session.execute(ENABLE_HISTORY_LONG)
             return ""
         except TargetError as exc:
             return (f"events_statements_history_long is off and could not be enabled ({exc}); "
-                    "ask the DBA to enable the consumer")
+                    f"{consumers_fix(['events_statements_history_long'])}")
 
     def close(self) -> None:
         if self.session is not None:
@@ -293,8 +333,10 @@ class MySQLSource:
         try:
             self._connect()
             return self._collect()
-        except TargetError:
+        except TargetError as exc:
             self.close()  # reconnect next time
+            if exc.kind == "access_denied" and not isinstance(exc, SourceUnreadable):
+                raise SourceUnreadable(access_words(exc, self.account, "what the collector reads")) from None
             raise
 
     def _collect(self) -> list[Sample]:
@@ -475,6 +517,13 @@ class ReplicaSource:
         self._last_lag = 0.0
         self.round_trips = 0
 
+    def warm_up(self) -> None:
+        try:
+            if self.session is None:
+                self.session = TargetSession(self.profile, "monitor-replica", read_timeout=10)
+        except TargetError:
+            self.session = None
+
     def collect(self) -> list[Sample]:
         try:
             if self.session is None:
@@ -483,11 +532,20 @@ class ReplicaSource:
             try:
                 rows = self.session.query("SHOW /* canary-console:monitor */ REPLICA STATUS")
             except TargetError as exc:
-                if exc.kind == "lost_connection":
+                if exc.kind in ("lost_connection", "access_denied"):
                     raise
                 rows = self.session.query("SHOW /* canary-console:monitor */ SLAVE STATUS")
-        except TargetError:
-            self.close()
+        except TargetError as exc:
+            session, self.session = self.session, None
+            if exc.kind == "access_denied" and session is not None:
+                try:
+                    account = account_of(session.query("SELECT CURRENT_USER() AS u")[0]["u"])
+                except TargetError:
+                    account = f"'{self.profile.user}'"
+                session.close()
+                raise SourceUnreadable(access_words(exc, account, "the replica's status")) from None
+            if session is not None:
+                session.close()
             raise
         lag, error, meta = replica_lag(rows[0] if rows else None)
         if lag is not None:
@@ -575,7 +633,7 @@ class CollectorLoop:
                 h.failures, h.last_error = 0, None
             except Exception as exc:  # noqa: BLE001 - a failing source is stale, never fatal
                 h.failures += 1
-                h.last_error = f"{exc.__class__.__name__}: {str(exc).splitlines()[0][:200]}"
+                h.last_error = failure_words(source.name, exc)
                 h.next_try = now + min(self.max_backoff, 2 ** (h.failures - 1))
                 samples += [Sample(m, None, source.name, h.last_error) for m in source.metrics]
         self.tick_seconds.append(time.perf_counter() - started)

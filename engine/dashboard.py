@@ -1144,6 +1144,7 @@ class DecisionView:
     profile: str = ""
     summary: str = ""
     stop_text: str = ""  # engine.stops.stop_words: where and why the window stopped early ("" if it did not)
+    verification: str = ""  # the digests and the sample queries (engine/digest_check.py), "" when not run
 
 
 VERDICT_LEVEL = {"PASS": "pass", "PASS WITH WARNING": "warning", "FAIL": "fail", "INCONCLUSIVE": "inconclusive"}
@@ -1211,7 +1212,14 @@ def decision_view(data: DashboardData) -> DecisionView:
         rollback_trigger=trigger, team_decision=team, team_note=str(ev.get("note") or ""),
         team_recorded_by=str(ev.get("recorded_by") or "") if team else "", decided_by=d.decided_by,
         decided_at=d.created_at, stopped_early=bool(ev.get("stopped_early")), profile=str(ev.get("profile") or ""),
-        summary=summary, stop_text=stop_words(ev, first))
+        summary=summary, stop_text=stop_words(ev, first),
+        verification=_verification_text(ev.get("verification")))
+
+
+def _verification_text(check: Any) -> str:
+    if not isinstance(check, Mapping):
+        return ""
+    return "; ".join(str(check[k]) for k in ("summary", "index_note") if check.get(k))
 
 
 def _matrix_row(c: Mapping[str, Any]) -> MatrixRow:

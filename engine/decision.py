@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from engine.availability import judge as target_availability
 from engine.evidence import ShiftEstimate, hodges_lehmann
 from engine.thresholds import Band, MetricRule, Profile, evaluate_band, num
 
@@ -479,6 +480,7 @@ class WindowEvaluator:
                 base = self._baseline_median(key) if rule.mode == "change_pct" else None
                 bands[key] = evaluate_band(rule, value, base, error, n)
         self.state = step(self.profile, self.state, t_s, bands, self._confirm)
+        self.state = target_availability(self, t_s, sample)  # runbook 5.3 #8: engine/availability.py
         return self.state
 
     def _baseline_median(self, key: str) -> float | None:

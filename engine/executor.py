@@ -191,6 +191,8 @@ class Executor:
             self._fail(run, "kill_switch", f"kill-switch API answered in {reading.response_ms:.0f} ms "
                        "(≥ 2000 ms is critical before execution): aborted")
         self._check_target(run)
+        if self.monitor is not None:
+            self._check_latency_source(run)
         self._rollback_point(run)
         if self.monitor is not None:
             # The monitoring window decides (runbook 5–7); its baseline is sampled here, with the
@@ -204,11 +206,17 @@ class Executor:
                 self._event("baseline_tick")
 
             self._event("baseline", seconds=self.opts.baseline_window_seconds)
+            # The digests and the sample queries' plans before the change (engine/digest_check.py).
+            first = self._digest_snapshot(run)
+            explained = self._explain(run)
             self.monitor.baseline(self.opts.baseline_window_seconds, before_alter)
-            baseline: list[DigestStats] = []
+            second = self._digest_snapshot(run)
+            baseline: list[DigestStats] = window(first, second) if first is not None and second is not None else []
+            extra: dict[str, Any] = {"explain_before": jsonable([p.__dict__ for p in explained])}
         else:
             baseline = self.observer.baseline(run, self._wait_watching_before_alter(run))
-        run = self.store.update_run(self.tenant, run.id, baseline={"digests": [d.__dict__ for d in baseline]})
+            extra = {}
+        run = self.store.update_run(self.tenant, run.id, baseline={"digests": [d.__dict__ for d in baseline], **extra})
         if self.monitor is not None:  # the window's collectors sampled it; their samples are the baseline
             self._audit(run, "baseline_captured", {"by": "monitoring collectors", "seconds":
                                                    self.opts.baseline_window_seconds})
@@ -242,6 +250,22 @@ class Executor:
                                                     "server": s.server_info().describe()})
         except TargetError as exc:
             self._fail(run, "execution_error", f"target check failed: {exc}")
+
+    def _check_latency_source(self, run: ExecutionRun) -> None:
+        """No canary starts without a latency source (docs/monitoring-sources.md): performance_schema
+        readable with its statement consumers on, or Prometheus queries the plan names."""
+        from engine import collector_needs
+
+        try:
+            with self.target.session("precheck") as s:
+                facts = collector_needs.read_facts(s, s.server_info().flavour)
+        except TargetError as exc:
+            self._fail(run, "execution_error", f"could not check the latency source: {exc}")
+        problem = collector_needs.latency_problem(facts, self.plan)
+        if problem is not None:
+            self._fail(run, "execution_error", f"the canary cannot start: {problem}")
+        self._audit(run, "latency_source_checked", {"source": "prometheus" if collector_needs.prometheus_latency(
+            self.plan) and not facts.performance_schema else "performance_schema", "account": facts.account})
 
     def _rollback_point(self, run: ExecutionRun) -> None:
         try:
@@ -453,6 +477,7 @@ class Executor:
             self._event("monitor_tick", elapsed_s=_ev.state.elapsed_s, concurrent=_ev.state.concurrent)
 
         self._event("monitoring", window_minutes=self.monitor.profile.window_minutes)
+        self.monitor.verify_digests = self._digest_check_at_end(run)
         result = self.monitor.window(run.alter_started_at or self.clock.now(), True, on_tick,
                                      speed=float(getattr(self.clock, "speed", 1.0)))
         self._audit(run, "monitoring_completed", {"verdict": result.verdict.verdict, "ticks": result.ticks,
@@ -474,6 +499,51 @@ class Executor:
         reason = fail_reason_for(evidence)
         self._would_roll_back(run, summary, {"metrics_at_decision": evidence}, reason)
         return Outcome(run.id, "failed", reason, summary, details={"verdict": verdict, "would_roll_back": True})
+
+    # --- verification in a monitored run (engine/digest_check.py) -------------------------
+
+    def _digest_snapshot(self, run: ExecutionRun) -> list[DigestStats] | None:
+        try:
+            with self.target.session("digests") as s:
+                return digests.snapshot(s, run.schema_name, run.table_name, run.query_digests or ())
+        except TargetError as exc:
+            self._audit(run, "digests_unreadable", {"error": str(exc)[:500]})
+            return None
+
+    def _explain(self, run: ExecutionRun) -> list[Any]:
+        from engine.digest_check import explain
+
+        if not self.plan.change.sample_queries:
+            return []
+        try:
+            with self.target.session("explain") as s:
+                return explain(s, run.table_name, self.plan.change.sample_queries)
+        except TargetError as exc:
+            self._audit(run, "explain_failed", {"error": str(exc)[:500]})
+            return []
+
+    def _digest_check_at_end(self, run: ExecutionRun) -> Callable[[], Any]:
+        """The window's start snapshot now (kept on the run, so a driver that takes the run over
+        judges from the same start), and the check the monitor runs when the window ends."""
+        from engine.digest_check import DigestCheck, QueryPlan, judge
+
+        stored = dict(self._get(run.id).baseline or {})
+        if "window_start" not in stored:
+            start = self._digest_snapshot(run)
+            stored["window_start"] = None if start is None else [d.__dict__ for d in start]
+            self.store.update_run(self.tenant, run.id, baseline=jsonable(stored))
+
+        def check() -> DigestCheck:
+            before = [DigestStats.from_dict(d) for d in stored.get("digests") or []]
+            start = stored.get("window_start")
+            end = self._digest_snapshot(run)
+            if start is None or end is None:
+                return DigestCheck("inconclusive", (), "the table's digests could not be read (see the audit "
+                                   "trail): rows examined and full scans not judged")
+            return judge(before, window([DigestStats.from_dict(d) for d in start], end), run.index_name,
+                         self.plan.change.sample_queries,
+                         tuple(QueryPlan(**p) for p in stored.get("explain_before") or []), tuple(self._explain(run)))
+        return check
 
     def _cooldown_left(self, run: ExecutionRun) -> float:
         """The cool-down runs from the ALTER's end; a driver that takes the run over waits only what

@@ -17,6 +17,7 @@ from typing import Any
 from engine.clock import Clock, SystemClock
 from engine.collectors import CollectorLoop, Sample, Source
 from engine.decision import Verdict, WindowEvaluator, WindowState, window_complete
+from engine.digest_check import with_check
 from engine.jsonable import jsonable
 from engine.stops import AUTO_PAUSE_ROLLBACK, FAILURE_CONDITION, t_label
 from engine.store import Approval, Checkpoint, Decision, MetricSample, Store
@@ -51,7 +52,21 @@ def sources_for(plan: Any, backend: Any, clock: Clock | None = None) -> list[Sou
 
         sources.append(PrometheusSource(plan.prometheus_url, plan.prometheus_queries))
     sources.append(KillSwitchSource(backend, plan.tenant, plan.connection.id))
+    # runbook 5.3 #8: whether the table, the index and the target are there (engine/availability.py)
+    from engine.availability import PresenceSource
+
+    sources.append(PresenceSource(plan.connection, plan.schema, plan.change.table, plan.change.index, clock))
     return sources
+
+
+def warm_up(sources: Sequence[Source]) -> None:
+    """Open the sources' connections before the baseline's clock starts: a connection takes a few
+    hundred milliseconds on a loaded server, which a compressed clock multiplies (at ×120, minutes
+    of the baseline went to the first tick's connections)."""
+    for source in sources:
+        connect = getattr(source, "warm_up", None)
+        if connect is not None:
+            connect()
 
 
 def _tick_of(samples: Sequence[Sample]) -> Tick:
@@ -69,6 +84,9 @@ class Monitor:
         self.interval = interval
         self.loop = CollectorLoop(self.sources, interval, self.clock, store=store, tenant_id=tenant_id,
                                   run_id=run_id)
+        # Set by the executor: the digests and the sample queries judged at the window's end
+        # (engine/digest_check.py); its warnings join the verdict.
+        self.verify_digests: Callable[[], Any] | None = None
 
     @property
     def configured(self) -> set[str]:
@@ -84,6 +102,7 @@ class Monitor:
         after every tick (the executor watches the kill switch and renews its lease there)."""
         self.store.audit(self.tenant_id, self.actor, "baseline_sampling", self.run_id,
                          {"seconds": seconds, "interval": self.interval})
+        warm_up(self.sources)
         end = self.clock.monotonic() + seconds
         while self.clock.monotonic() < end:
             started = self.clock.monotonic()
@@ -152,7 +171,8 @@ class Monitor:
             if window_complete(self.profile, t_s) and not ev.state.paused:
                 break  # an AUTO-PAUSE holds the decision back until someone lifts it
             self._sleep_until(tick_started + self.interval)
-        verdict = ev.finish(index_created)
+        check = self.verify_digests() if self.verify_digests is not None else None
+        verdict = with_check(ev.finish(index_created), check)
         end = t_label(self.profile.checkpoints[0], ev.state.elapsed_s)
         for cp in (c for c in ev.checkpoints if c.label not in recorded):
             # Due exactly at the last tick: evaluated on the window's data up to there, and said so.
@@ -164,7 +184,8 @@ class Monitor:
                 "stop_reason": ev.state.stop_reason} if stopped else {"stopped_early": False}
         self.store.save_decision(Decision(
             tenant_id=self.tenant_id, execution_run_id=self.run_id, verdict=verdict.verdict,
-            evidence=jsonable(verdict.as_dict() | {"profile": self.profile.name} | stop),
+            evidence=jsonable(verdict.as_dict() | {"profile": self.profile.name,
+                                                   "verification": check.as_dict() if check else None} | stop),
             decided_by=f"engine ({self.actor})"))
         return MonitorResult(verdict, ev.state, started_at, ticks, stopped, cause)
 

@@ -112,6 +112,8 @@ class Change:
     columns: tuple[IndexColumn, ...]
     action: str = "ADD_INDEX"
     query_digests: tuple[str, ...] = ()
+    # SELECTs the index is built for: EXPLAINed before and after (engine/digest_check.py)
+    sample_queries: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -558,8 +560,9 @@ def _change(value: Any, problems: list[str]) -> Change | None:
         return None
     tbl = value
     for key in tbl:
-        if key not in {"table", "index", "columns", "action", "query_digests"}:
-            problems.append(f"unknown key 'change.{key}': allowed are action, columns, index, query_digests, table")
+        if key not in {"table", "index", "columns", "action", "query_digests", "sample_queries"}:
+            problems.append(f"unknown key 'change.{key}': allowed are action, columns, index, query_digests, "
+                            "sample_queries, table")
     action = tbl.get("action", "ADD_INDEX")
     if action != "ADD_INDEX":
         problems.append(f"'change.action' {action!r} is out of scope: a canary does ADD_INDEX only")
@@ -602,9 +605,33 @@ def _change(value: Any, problems: list[str]) -> Change | None:
     ):
         problems.append("'change.query_digests' must be a list of hexadecimal digests from performance_schema")
         digests = []
+    samples = _sample_queries(tbl.get("sample_queries", []), problems)
     if table is None or index is None or not columns:
         return None
-    return Change(table=table, index=index, columns=tuple(columns), query_digests=tuple(d.lower() for d in digests))
+    return Change(table=table, index=index, columns=tuple(columns), query_digests=tuple(d.lower() for d in digests),
+                  sample_queries=samples)
+
+
+_SAMPLE_QUERY = re.compile(r"\s*SELECT\s", re.I)
+_SAMPLE_FORBIDDEN = re.compile(r";|\bINTO\b|\bFOR\s+UPDATE\b|\bLOCK\s+IN\b|/\*|--|#", re.I)
+
+
+def _sample_queries(value: Any, problems: list[str]) -> tuple[str, ...]:
+    """``change.sample_queries``: up to 10 single SELECT statements with literal values, EXPLAINed
+    (never run) before and after the change to see that the index is used."""
+    example = "sample_queries = [\"SELECT id FROM orders WHERE customer_id = 42 AND created_at >= '2026-03-01'\"]"
+    if not isinstance(value, list) or len(value) > 10:
+        problems.append(f"'change.sample_queries' must be a list of at most 10 SELECT statements, e.g. {example}")
+        return ()
+    out = []
+    for i, q in enumerate(value):
+        if (not isinstance(q, str) or not _SAMPLE_QUERY.match(q) or len(q) > 2000 or _SAMPLE_FORBIDDEN.search(q)
+                or _has_control(q.translate({9: None, 10: None, 13: None}))):
+            problems.append(f"'change.sample_queries[{i}]' must be one SELECT with literal values (no ';', comments, "
+                            f"INTO or locking clause; at most 2000 characters), e.g. {example}")
+            continue
+        out.append(" ".join(q.split()))
+    return tuple(out)
 
 
 def _people(value: Any, problems: list[str]) -> list[Person]:

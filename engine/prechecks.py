@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from engine import sql
+from engine import collector_needs, sql
 from engine.plan import Plan
 
 if TYPE_CHECKING:  # pymysql (via engine.target) loads when a check runs, not when a screen draws
@@ -32,7 +32,8 @@ class Check:
     blocking: bool = True  # must pass (or be skipped as not configured) before the size gate
 
 
-SECTIONS = ("Environment (2.2.1)", "Database (2.2.2)", "Kill switch (2.3)", "Rollback (2.4)", "Team (2.5)")
+SECTIONS = ("Environment (2.2.1)", "Database (2.2.2)", "Kill switch (2.3)", "Rollback (2.4)", "Team (2.5)",
+            "Monitoring (4)")
 
 CHECKS: tuple[Check, ...] = (
     Check("env.store", SECTIONS[0], "Store reachable", "read + write"),
@@ -56,9 +57,15 @@ CHECKS: tuple[Check, ...] = (
     Check("rb.scratch", SECTIONS[3], "Create/verify/drop/verify on a scratch table", "optional", blocking=False),
     Check("team.present", SECTIONS[4], "Required people present", "canary lead, DBA, SRE joined"),
     Check("team.off_peak", SECTIONS[4], "Off-peak window", "now, and 2 h to spare"),
+    # What the collectors read (engine/collector_needs.py): each failure names its fix.
+    Check("mon.performance_schema", SECTIONS[5], "performance_schema ON", "ON (my.cnf)", blocking=False),
+    Check("mon.consumers", SECTIONS[5], "Statement consumers enabled", "digest + history_long on", blocking=False),
+    Check("mon.privileges", SECTIONS[5], "Monitoring user's privileges", "SELECT on performance_schema, PROCESS"),
+    Check("mon.replica", SECTIONS[5], "Replica status readable", "SHOW SLAVE STATUS (if configured)"),
+    Check("mon.latency_source", SECTIONS[5], "A latency source", "performance_schema or Prometheus"),
 )
 BY_ID = {c.id: c for c in CHECKS}
-AUTO = tuple(c.id for c in CHECKS if c.id.split(".")[0] in ("env", "db") or c.id in
+AUTO = tuple(c.id for c in CHECKS if c.id.split(".")[0] in ("env", "db", "mon") or c.id in
              ("ks.global_off", "ks.connection_off", "ks.response_time"))
 KILL_TEST = ("ks.activate", "ks.deactivate")
 REQUIRED_PRESENT = ("canary_lead", "dba", "sre")
@@ -151,7 +158,7 @@ def auto_checks(plan: Plan, store: Store, backend: KillSwitchBackend, target: Ta
     except TargetError as exc:
         yield Finding("env.target", "fail", f"{exc}")
         for cid in ("db.table_exists", "db.row_count", "db.index_absent", "db.engine_innodb",
-                    "db.no_pending_ddl", "db.no_long_trx", "db.lock_none"):
+                    "db.no_pending_ddl", "db.no_long_trx", "db.lock_none", *MONITORING_PRIMARY):
             yield Finding(cid, "fail", "the target is not reachable")
     else:
         with session as s:
@@ -178,9 +185,32 @@ def auto_checks(plan: Plan, store: Store, backend: KillSwitchBackend, target: Ta
                 for cid in ("db.row_count", "db.index_absent", "db.engine_innodb", "db.no_pending_ddl",
                             "db.no_long_trx", "db.lock_none"):
                     yield Finding(cid, "fail", f"{schema}.{table} does not exist")
+            yield from _collector_needs(s, plan)
+    if plan.replica is not None:
+        yield collector_needs.replica_finding(plan.replica)
+    else:
+        yield Finding("mon.replica", "skip", "no [replica] in the plan: replication lag is not monitored")
 
     yield _http_check("env.prometheus", plan.prometheus_url, "/-/healthy", http_timeout)
     yield _http_check("env.webhook", plan.webhook_url, None, http_timeout)
+
+
+MONITORING_PRIMARY = ("mon.performance_schema", "mon.consumers", "mon.privileges", "mon.latency_source")
+
+
+def _collector_needs(s: Any, plan: Plan) -> Iterator[Finding]:
+    from engine.target import TargetError
+
+    started = time.perf_counter()
+    try:
+        facts = collector_needs.read_facts(s, s.server_info().flavour)
+    except TargetError as exc:
+        for cid in MONITORING_PRIMARY:
+            yield Finding(cid, "fail", f"could not be checked: {exc}")
+        return
+    ms = round((time.perf_counter() - started) * 1000, 1)
+    for finding in collector_needs.findings(facts, plan):
+        yield replace(finding, duration_ms=ms)
 
 
 def _pending(s: Any, schema: str, table: str) -> tuple[str, str]:
@@ -299,3 +329,27 @@ def record(store: Store, plan: Plan, run_id: str, finding: Finding, actor: str, 
         detail=finding.detail[:2000], query=finding.query, duration_ms=finding.duration_ms, source=source,
         recorded_by=actor, recorded_at=store.now(),
     ))
+
+
+def headless_gate(plan: Plan, store: Store, backend: KillSwitchBackend, target: Target, run_id: str, actor: str,
+                  say: Callable[[str], None]) -> list[str]:
+    """The prechecks a headless drill walks before it executes (no person at a console): the checks
+    the console runs, recorded and printed, and what blocks the run — a failed monitoring-source
+    check, a failed P0 case, a failed P1 case not acknowledged by the canary lead and the DBA.
+    Blocking I/O."""
+    from engine import selftest_gate
+    from engine.cases import PRIORITY
+
+    blockers = []
+    for finding in auto_checks(plan, store, backend, target):
+        record(store, plan, run_id, finding, actor, source="headless")
+        if finding.status != "pass":
+            say(f"  precheck {finding.check_id} {finding.status}: {finding.detail}")
+        if finding.check_id.startswith("mon.") and BY_ID[finding.check_id].blocking and finding.status == "fail":
+            blockers.append(f"{BY_ID[finding.check_id].label}: {finding.detail}")
+    tests = store.latest_prechecks(plan.tenant, "TC-")
+    blockers += [f"{c} (P0) failed: {tests[c].detail}" for c, p in sorted(PRIORITY.items())
+                 if p == "P0" and c in tests and tests[c].status == "fail"]
+    blockers += [f"{what} — {who}" for what, who in
+                 selftest_gate.missing(tests, store.run_approvals(plan.tenant, run_id))]
+    return blockers

@@ -63,7 +63,10 @@ def plan_data(sandbox: MariaDBSandbox, store_url: str, user: str, speed: float =
         "store_url": store_url,
         "connection": conn(sandbox.primary, "sandbox-primary"),
         "replica": conn(sandbox.replica, "sandbox-replica"),
-        "change": {"table": TABLE, "index": INDEX, "columns": ["customer_id", "created_at"]},
+        "change": {"table": TABLE, "index": INDEX, "columns": ["customer_id", "created_at"],
+                   # the workload's read, with literal values: EXPLAINed before and after (never run)
+                   "sample_queries": ["SELECT id, total FROM orders WHERE customer_id = 4242 AND created_at >= "
+                                      "'2026-03-01' ORDER BY created_at LIMIT 20"]},
         "people": [{"name": "You", "roles": ["canary_lead", "dba", "sre", "developer"], "unix_user": user},
                    # A second person for what one person may not do alone (approve their own
                    # rollback): `canary-console run canary.toml --as teammate` in another terminal.
@@ -261,7 +264,8 @@ def self_test(store: Any, tenant: str, actor: str, cases: list[str] | None,
     return results
 
 
-def prepare(rows: int, reset: bool, user: str, progress: Callable[[str], None], speed: float = 1.0) -> Prepared:
+def prepare(rows: int, reset: bool, user: str, progress: Callable[[str], None], speed: float = 1.0,
+            performance_schema: bool = True) -> Prepared:
     """The quick half of the start: a reset done, a killed drill's unfinished run found, the
     servers' ports chosen (or read off the servers a killed drill left running), the plan
     written. Nothing here waits for a server to start or a table to load."""
@@ -275,7 +279,7 @@ def prepare(rows: int, reset: bool, user: str, progress: Callable[[str], None], 
         shutil.rmtree(base)
     base.mkdir(parents=True, exist_ok=True)
     unfinished = None if reset else _unfinished(plan_path)
-    sandbox = MariaDBSandbox(base_dir=base / "servers", replica=True)
+    sandbox = MariaDBSandbox(base_dir=base / "servers", replica=True, performance_schema=performance_schema)
     adopted = tuple(s.name for s in filter(None, (sandbox.primary, sandbox.replica)) if s.adopt())
     store_url = f"sqlite:///{base / 'store.db'}"
     if unfinished is not None:
@@ -291,9 +295,10 @@ def prepare(rows: int, reset: bool, user: str, progress: Callable[[str], None], 
     return Prepared(sandbox, plan_path, store_url, rows, run_id, adopted)
 
 
-def start(rows: int, reset: bool, user: str, progress: Callable[[str], None], speed: float = 1.0) -> Rehearsal:
+def start(rows: int, reset: bool, user: str, progress: Callable[[str], None], speed: float = 1.0,
+          performance_schema: bool = True) -> Rehearsal:
     """Start (or, after a crash, resume) the drill. A drill whose run was left unfinished — the
     console killed mid-ALTER or mid-window — takes up the same servers if they are still up
     (an ALTER may still be running on them), the same table, the same clock and the same run."""
-    prepared = prepare(rows, reset, user, progress, speed)
+    prepared = prepare(rows, reset, user, progress, speed, performance_schema)
     return prepared.bring_up(lambda p: progress(p.text))

@@ -17,6 +17,7 @@ ACTION_ROLES: dict[str, frozenset[str]] = {
     "kill_switch_test": frozenset({"canary_lead", "dba"}),  # the test turns the switch off again
     "self_test": EVERYONE,
     "record_test": frozenset({"canary_lead", "dba"}),
+    "acknowledge_self_test": frozenset({"canary_lead", "dba"}),  # a failed P1 case: each of them, with a reason
     "scratch_test": frozenset({"dba"}),
     "confirm_rollback": frozenset({"dba"}),                 # the prepared DROP INDEX
     "sign_off": frozenset({"canary_lead", "dba", "sre"}),   # each for their own role

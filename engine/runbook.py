@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from engine import selftest_gate
 from engine.cases import PRIORITY
 from engine.prechecks import BY_ID, REQUIRED_PRESENT
 
@@ -119,6 +120,7 @@ def precheck_missing(view: RunView, now: datetime) -> list[Missing]:
         if prio == "P0" and (r is None or r.status != "pass"):
             out.append(Missing(f"{case} (P0) {'not run' if r is None else r.status}",
                                "run the self-test (t), or a DBA records it"))
+    out += [Missing(what, who) for what, who in selftest_gate.missing(view.self_test, view.approvals)]
     for cid, check in BY_ID.items():
         if not check.blocking or cid == "rb.prepared" or cid.startswith("team."):
             continue

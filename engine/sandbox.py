@@ -81,6 +81,7 @@ class SandboxServer:
     socket_dir: Path | None = None  # where the socket goes when ``base`` is too deep for one
     adopted_pid: int | None = None  # a server an earlier process started and left running
     adopted_socket: str | None = None
+    performance_schema: bool = True  # False: as MariaDB ships it (performance_schema=OFF)
 
     @property
     def datadir(self) -> Path:
@@ -146,7 +147,7 @@ class SandboxServer:
             "--innodb-buffer-pool-size=256M", "--innodb-log-file-size=256M",
             "--innodb-flush-log-at-trx-commit=2", "--sync-binlog=0",
             *([f"--log-bin={self.name}-bin", "--binlog-format=ROW"] if self.primary else ["--skip-log-bin"]),
-            *PERFORMANCE_SCHEMA_FLAGS,
+            *(PERFORMANCE_SCHEMA_FLAGS if self.performance_schema else ["--performance-schema=OFF"]),
         ]
         # start_new_session: a Ctrl-C in the terminal reaches us, not the server; we stop it.
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -173,9 +174,20 @@ class SandboxServer:
         return pymysql.connect(unix_socket=self.socket, user="root", database=database, autocommit=True,
                                connect_timeout=5, cursorclass=pymysql.cursors.DictCursor, **kwargs)
 
-    def profile(self, database: str, conn_id: str | None = None) -> ConnectionProfile:
+    def profile(self, database: str, conn_id: str | None = None, user: str = "root",
+                password_env: str | None = None) -> ConnectionProfile:
         return ConnectionProfile(id=conn_id or f"sandbox-{self.name}", host="127.0.0.1", port=self.port,
-                                 user="root", database=database)
+                                 user=user, database=database, password_env=password_env)
+
+    def create_user(self, user: str, password: str, grants: tuple[str, ...] = ()) -> None:
+        """A monitoring user as production gives one: ``grants`` are privilege clauses, e.g.
+        ``"SELECT ON shop.*"`` (``user``@127.0.0.1, replaced if it exists)."""
+        account = f"{quote(user, 'user')}@'127.0.0.1'"
+        with self.connect() as c, c.cursor() as cur:
+            cur.execute(f"DROP USER IF EXISTS {account}")
+            cur.execute(f"CREATE USER {account} IDENTIFIED BY %s", (password,))
+            for grant in grants:
+                cur.execute(f"GRANT {grant} TO {account}")
 
     def stop(self, timeout: float = 20.0) -> None:
         if self.adopted_pid is not None:
@@ -247,7 +259,10 @@ def load_orders(server: SandboxServer, db: str, rows: int, engine: str = "InnoDB
 class MariaDBSandbox:
     """A primary and, if asked, a replica of it. Use as a context manager or call ``stop()``."""
 
-    def __init__(self, base_dir: str | os.PathLike[str] | None = None, replica: bool = False):
+    def __init__(self, base_dir: str | os.PathLike[str] | None = None, replica: bool = False,
+                 performance_schema: bool = True):
+        """``performance_schema=False`` starts the servers as MariaDB ships by default (OFF), to
+        see what the console makes of a target set up that way."""
         self.server_bin, self.install_bin = binaries()
         self._owns_dir = base_dir is None
         # Short path under /tmp: a unix socket path must stay under 108 bytes.
@@ -258,9 +273,11 @@ class MariaDBSandbox:
         self._socket_dir: Path | None = None
         if len(str(self.base / "replica.sock").encode()) > SOCKET_PATH_MAX:
             self._socket_dir = Path(tempfile.mkdtemp(prefix="cc-sock-", dir="/tmp"))
-        self.primary = SandboxServer("primary", self.base, server_id=1, primary=True, socket_dir=self._socket_dir)
+        self.primary = SandboxServer("primary", self.base, server_id=1, primary=True, socket_dir=self._socket_dir,
+                                     performance_schema=performance_schema)
         self.replica: SandboxServer | None = (
-            SandboxServer("replica", self.base, server_id=2, primary=False, socket_dir=self._socket_dir)
+            SandboxServer("replica", self.base, server_id=2, primary=False, socket_dir=self._socket_dir,
+                          performance_schema=performance_schema)
             if replica else None
         )
         self._started: list[SandboxServer] = []

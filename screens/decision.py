@@ -121,6 +121,8 @@ class DecisionScreen(RunbookScreen):
         self.query_one("#matrix", Static).update(self._matrix(v))
         lines = [f"• {r}" for r in v.reasons]
         lines += [f"⚠ warning: {w}" for w in v.warnings]
+        if v.verification:  # docs/verification.md: the digests and the sample queries, warnings or not
+            lines.append(f"verification: {v.verification}")
         if v.team_note:
             lines.append(f"team note: {v.team_note}")
         self.query_one("#reasons", Static).update("\n".join(lines))

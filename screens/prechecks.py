@@ -3,7 +3,8 @@
 Every row says what is expected, what was found, by which query, by whom and when. The console
 fills what it can (r: the checks, k: the kill-switch test, t: the self-test, x: the scratch-table
 rollback rehearsal); people fill the rest from their own sessions (p: the DBA confirms the
-prepared rollback, s: sign-off). What still stands between the team and the size gate is listed
+prepared rollback, s: sign-off, a: the canary lead and the DBA each acknowledge a failed P1 case
+with a reason). What still stands between the team and the size gate is listed
 at the bottom, each with who can provide it.
 """
 
@@ -16,7 +17,7 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Footer, Static
 
-from engine import sql
+from engine import selftest_gate, sql
 from engine.cases import NAMES, PRIORITY
 from engine.plan import Plan
 from engine.prechecks import CHECKS
@@ -55,6 +56,7 @@ class PrechecksScreen(RunbookScreen):
         ("t", "app.self_test", "Self-test"),
         ("x", "app.scratch_test", "Scratch test"),
         ("m", "app.record_test", "Record TC"),
+        ("a", "app.acknowledge_case", "Ack P1"),
     ]
     DEFAULT_CSS = RunbookScreen.DEFAULT_CSS + """
     PrechecksScreen .section { margin: 1 1 0 1; text-style: bold; }
@@ -76,7 +78,7 @@ class PrechecksScreen(RunbookScreen):
             yield Static("Integration tests TC-01…TC-10 (2.1): P0 must pass, P1 conditional, P2 good to have",
                          classes="section")
             yield DataTable(id="tests", cursor_type="row", zebra_stripes=True)
-            yield Static("Checks the console runs (2.2–2.5)", classes="section")
+            yield Static("Checks the console runs (2.2–2.5, and the monitoring sources of 4)", classes="section")
             yield DataTable(id="checks", cursor_type="row", zebra_stripes=True)
             yield Static("Prepared rollback statement (2.4.2)", classes="section")
             yield Static(rollback_statements(self.plan), id="rollback-sql", markup=False)
@@ -107,9 +109,14 @@ class PrechecksScreen(RunbookScreen):
         view = self.view
         tests = self.query_one("#tests", DataTable)
         tests.clear()
+        failed = selftest_gate.failed_p1(view.self_test)
         for case in sorted(PRIORITY):
             r = view.self_test.get(case)
-            tests.add_row(*plain(case, NAMES[case], PRIORITY[case], MARK.get(r.status, r.status) if r else "○ not run",
+            status = MARK.get(r.status, r.status) if r else "○ not run"
+            if case in failed:  # runbook 2.1: the canary lead and the DBA each acknowledge it (a)
+                acked = selftest_gate.acknowledged_by(view.approvals, case)
+                status += f" ack {len(acked)}/{len(selftest_gate.ACK_ROLES)}"
+            tests.add_row(*plain(case, NAMES[case], PRIORITY[case], status,
                           (r.detail.split(": ", 1)[-1][:70] if r else ""), when(r)))
         checks = self.query_one("#checks", DataTable)
         checks.clear()

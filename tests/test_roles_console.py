@@ -27,6 +27,7 @@ GATED = {
     "action_check_size": ("size_gate_check_refused", "canary lead"),
     "action_approve_gate": ("size_gate_approval_refused", "dba"),
     "action_execute": ("execute_refused", "canary lead"),
+    "action_acknowledge_case": ("acknowledge_self_test_refused", "canary lead"),
 }
 
 
