@@ -49,6 +49,7 @@ class Model:
     control: bool = False  # a control (other tenants, same shapes) is measured at the same moments
     heavy: float = 0.0  # Student-t degrees of freedom of the noise (0: normal)
     p99_sigma: float | None = None  # spread of log p99 (default 1.5 × sigma)
+    base_min: float = BASE_MIN  # the baseline's length
     note: str = ""
     extra: dict = field(default_factory=dict)
 
@@ -58,6 +59,7 @@ MODELS = [
     Model("ar1_0.5", rho=0.5, note="AR(1) ρ 0.5 per 5 s"),
     Model("ar1_0.8", rho=0.8, note="AR(1) ρ 0.8 per 5 s"),
     Model("ar1_0.95", rho=0.95, note="AR(1) ρ 0.95 per 5 s"),
+    Model("ar1_0.95_base60", rho=0.95, base_min=60.0, note="the same with a 60-min baseline (from the prechecks)"),
     Model("minutes", sigma=0.15, rho=0.3, slow_sigma=0.2, slow_tau_s=600,
           note="white noise + a server-wide component correlated over ~10 min"),
     Model("minutes_control", sigma=0.15, rho=0.3, slow_sigma=0.2, slow_tau_s=600, control=True,
@@ -96,7 +98,7 @@ def _ar(rng: np.random.Generator, w: int, n: int, rho: float, sigma: float, heav
 
 def simulate(m: Model, w: int, change: float, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Log values over the baseline and the window: canary p50/p99 and (if any) control."""
-    t = np.arange(-(BASE_MIN + GAP_MIN) * 60, WINDOW_MIN * 60 + 1e-9, m.dt)
+    t = np.arange(-(m.base_min + GAP_MIN) * 60, WINDOW_MIN * 60 + 1e-9, m.dt)
     n = t.size
     rho = m.rho ** (m.dt / 5.0)
     server = np.zeros((w, n))

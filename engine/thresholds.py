@@ -99,6 +99,7 @@ class Profile:
     warning_confidence: float = 0.995
     harm_confidence: float = 0.999
     confirmation_minutes: float = 2.0
+    baseline_minutes: float = 30.0  # the baseline a file replay assumes; shorter ones are flagged on screen
     name: str = "default"
 
     def rule(self, key: str) -> MetricRule:
@@ -125,6 +126,7 @@ _PROFILE_FIELDS = {
     "post_rollback_minutes": float, "post_success_minutes": float, "end_window_minutes": float,
     "rolling_minutes": float,
     "window_minutes": float, "confirmation_minutes": float,
+    "baseline_minutes": float,
 }
 
 

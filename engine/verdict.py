@@ -193,7 +193,7 @@ def fit_noise(y: np.ndarray, t: np.ndarray, trend_alpha: float = 0.01) -> Noise:
     trend = zs > t_quantile(1 - trend_alpha / 2, df1)
     ratio = np.where(trend, ratio1, ratio0)
     sigma2 = np.where(trend, s2_1, s2_0)
-    constant = sigma2 <= 0
+    constant = sigma2 <= 1e-18  # identical values (up to float rounding)
     sigma2 = np.maximum(sigma2, SIGMA_FLOOR ** 2)
     rho = (ratio - 1) / (ratio + 1)
     n_eff = effective_n(n, rho)
@@ -363,14 +363,16 @@ class LatencyTracker:
         # harm limit: the last rolling_s, its lower bound past the critical line, held
         r_est, r_var, _, r_neff = self._shift(t - s.rolling_s)
         r_low = r_est - self.z_harm * np.sqrt(r_var)
-        crit = self.base_ok & (r_neff >= s.min_samples) & (r_low >= crit_line) & active
+        # The confirmation period runs from the first tick whose lower bound is past the line;
+        # the stop also needs the effective n (min_samples) of the span that confirms it.
+        crit = self.base_ok & (r_low >= crit_line) & active
         starting = crit & np.isnan(self.crit_since)
         self.crit_since = np.where(starting, t, self.crit_since)
         ended = ~crit & ~np.isnan(self.crit_since)
         self.ended_incident = ended & active
         self.incidents += self.ended_incident
         self.crit_since = np.where(crit, self.crit_since, np.nan)
-        confirmed = crit & (t - self.crit_since >= s.confirmation_s)
+        confirmed = crit & (t - self.crit_since >= s.confirmation_s) & (r_neff >= s.min_samples)
         self.stopped_at = np.where(confirmed & active, t, self.stopped_at)
         self.stop_kind = np.where(confirmed & active, 1, self.stop_kind)
         self.pending_critical = crit & ~confirmed
