@@ -1105,6 +1105,7 @@ class MatrixRow:
     rule: str
     n: str
     interval: str
+    evidence: str = ""  # latency: estimate, interval, n, effective n, the control's movement, the method
 
 
 @dataclass(frozen=True)
@@ -1193,7 +1194,8 @@ def _matrix_row(c: Mapping[str, Any]) -> MatrixRow:
     status = "n.a." if not applicable else "met" if met is True else "not met" if met is False else "inconclusive"
     n = c.get("n")
     return MatrixRow(str(c.get("name", "")), status, str(c.get("value", "")), str(c.get("threshold", "")),
-                     str(c.get("rule", "")), "—" if n is None else str(n), str(c.get("interval") or "—"))
+                     str(c.get("rule", "")), "—" if n is None else str(n), str(c.get("interval") or "—"),
+                     str(c.get("evidence") or ""))
 
 
 def _trigger(evidence: Mapping[str, Any]) -> str:

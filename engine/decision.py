@@ -581,6 +581,9 @@ class WindowEvaluator:
             threshold = rule.describe_threshold("warning")
             text = (f"{what}; the window so far is probably past {threshold} (one-sided "
                     f"{self.profile.warning_confidence:.1%} lower bound {tick.warn_low_pct:+.1f}%): warning")
+        elif judge.degenerate:
+            threshold = rule.describe_threshold("warning")
+            text = f"{what}; not judged: {judge.degenerate}"
         else:
             threshold = rule.describe_threshold("warning")
             text = f"{what}; not shown past {threshold} by a lower bound"

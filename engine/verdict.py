@@ -143,8 +143,10 @@ def _lag1(r: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         rho = np.where(den > 0, num / den, 0.0)
     n = r.shape[1]
-    rho = rho + (1 + 4 * rho) / max(n, 1)  # Kendall's small-sample bias correction
-    return np.clip(rho, 0.0, RHO_MAX)
+    rho = np.clip(rho + (1 + 4 * rho) / max(n, 1), 0.0, RHO_MAX)  # Kendall's small-sample bias correction
+    # ρ's one-sided 95 % upper bound, not its point estimate: a baseline that happens to look less
+    # correlated than it is would otherwise be exactly the one whose intervals are too narrow.
+    return np.clip(rho + 1.645 * np.sqrt((1 - rho * rho) / max(n, 1)), 0.0, RHO_MAX)
 
 
 def _long_run_ratio(r: np.ndarray, sigma2: np.ndarray) -> np.ndarray:
@@ -552,6 +554,7 @@ class LatencyJudge:
             else:
                 pts.append((t, math.log(u)))
         pts.sort()
+        self.base_span_s = (pts[-1][0] - pts[0][0]) if len(pts) > 1 else 0.0
         self.base_n = len(pts)
         self.base_logs = [y for _, y in pts]
         self.tracker: LatencyTracker | None = None
@@ -645,7 +648,7 @@ class LatencyJudge:
         trend = (f"baseline trend {math.expm1(float(nz.slope[0]) * 3600) * 100:+.1f}%/h carried forward"
                  if bool(nz.trend[0]) else "baseline level")
         out["method"] = (f"median of per-interval log({'canary/control' if self.control else 'latency'}) vs "
-                         f"{trend}; noise AR(1) ρ {float(nz.rho[0]):.2f}, baseline n={self.base_n} "
+                         f"{trend}; noise AR(1) ρ {float(nz.rho[0]):.2f}; baseline {self.base_span_s / 60:.0f} min, n={self.base_n} "
                          f"(effective {float(nz.n_eff[0]):.1f})")
         kind = int(o.stop_kind[0])
         if kind == 1:
