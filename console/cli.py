@@ -597,6 +597,48 @@ def cmd_acknowledge(args: argparse.Namespace) -> int:
             if r not in selftest_gate.acknowledged_by(store.approvals(plan.tenant, args.run, ack.kind), args.case.upper())]
     print(f"{args.case.upper()} acknowledged as {ack.role} by {ident.actor}"
           + (f"; still to acknowledge: {', '.join(left)}" if left else "; acknowledged by the canary lead and the DBA"))
+def _replay_samples(args: argparse.Namespace, profile: Any) -> int:
+    """``replay --samples FILE``: judge exported samples, no store, no server."""
+    from datetime import UTC, datetime
+
+    from engine.samples_file import SamplesError, judge_samples, parse_samples
+    from engine.text import for_terminal
+
+    change_at = None
+    if args.change_at:
+        try:
+            change_at = datetime.fromisoformat(args.change_at.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise CliError(f"--change-at {args.change_at!r} is not an ISO-8601 time (e.g. 2026-12-03T08:30:00Z)") from None
+        change_at = change_at if change_at.tzinfo else change_at.replace(tzinfo=UTC)
+    try:
+        with open(args.samples, encoding="utf-8") as fh:
+            text = fh.read()
+    except FileNotFoundError:
+        raise CliError(f"samples file not found: {args.samples}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"cannot read {args.samples}: {exc}") from None
+    try:
+        j = judge_samples(parse_samples(text, profile), profile, change_at)
+    except SamplesError as exc:
+        raise CliError(f"{args.samples}: {for_terminal(str(exc))}") from None
+    v = j.verdict
+    print(f"{args.samples} under profile {profile.name}: {v.verdict}")
+    print(f"  baseline: {j.baseline_samples} samples before {j.change_at.isoformat()}; window: "
+          f"{j.window_samples} samples" + (f"; stopped at {j.stopped_at.isoformat()}" if j.stopped_at else ""))
+    for c in v.criteria:
+        mark = {True: "met", False: "NOT MET", None: "unknown"}[c.met] if c.applicable else "n/a"
+        print(f"  [{mark:>7}] {c.name}: {c.value} (needs {c.threshold}) — {c.rule}")
+        if c.evidence:
+            print(f"            evidence: {c.evidence}")
+    for r in v.reasons:
+        print(f"  reason: {r}")
+    for w in v.warnings:
+        print(f"  warning: {w}")
+    for e in j.evaluator.state.of_kind("incident"):
+        print(f"  incident at +{e.t_s / 60:.1f} min: {e.detail}")
+    if args.json:
+        print(json.dumps(j.as_json(), default=str))
     return EXIT_OK
 
 
@@ -608,8 +650,6 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from engine.thresholds import Profile, ProfileError, profile_from_overrides
 
     plan = _plan(args.plan)
-    store = _store(args, plan)
-    tenant = _tenant(args, plan, required=True)
     profile = Profile()
     if args.profile:
         try:
@@ -622,6 +662,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
             profile = profile_from_overrides(data.get("thresholds", data), name=args.profile)
         except ProfileError as exc:
             raise CliError("the profile cannot be used:\n" + "\n".join(f"  - {p}" for p in exc.problems)) from None
+    if args.samples:
+        return _replay_samples(args, profile)
+    if not args.run:
+        raise CliError("replay needs a RUN id (with --plan or --store) or --samples FILE")
+    store = _store(args, plan)
+    tenant = _tenant(args, plan, required=True)
     try:
         verdict, ev = replay(store, tenant, args.run, profile)
     except LookupError as exc:
@@ -829,8 +875,14 @@ def build_parser() -> argparse.ArgumentParser:
     ak.set_defaults(func=cmd_acknowledge)
 
     rp = sub.add_parser("replay", help="re-evaluate a finished run's stored samples under another profile")
+    rp = sub.add_parser("replay", help="re-evaluate a finished run's stored samples under another profile, "
+                                       "or judge exported samples (--samples FILE)")
     common(rp)
-    rp.add_argument("run", metavar="RUN", help="the run id")
+    rp.add_argument("run", metavar="RUN", nargs="?", help="the run id (not with --samples)")
+    rp.add_argument("--samples", metavar="FILE", help="JSON Lines of {ts, metric, value, group}: judged without "
+                    "a store or a server")
+    rp.add_argument("--change-at", metavar="TS", help="with --samples: when the change began (ISO-8601); "
+                    "default: the first sample + the profile's baseline_minutes")
     rp.add_argument("--profile", metavar="FILE", help="TOML threshold overrides (as the plan's [thresholds])")
     rp.add_argument("--tenant")
     rp.add_argument("--json", action="store_true")

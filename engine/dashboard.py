@@ -241,9 +241,9 @@ class WindowReplay:
     the new ticks."""
 
     def __init__(self, profile: Profile, baselines: Mapping[str, Sequence[float]], configured: Iterable[str],
-                 window_start: datetime):
+                 window_start: datetime, baseline_times: Mapping[str, Sequence[float]] | None = None):
         self.profile = profile
-        self.ev = WindowEvaluator(profile, baselines, configured)
+        self.ev = WindowEvaluator(profile, baselines, configured, baseline_times)
         self.window_start = window_start
         self.first_s: float | None = None
         self.first_at: datetime | None = None
@@ -462,7 +462,8 @@ def advance(previous: DashboardData | None, profile: Profile, facts: RunFacts, r
         medians = {k: _median(v) for k, v in baselines.items()}
         latest = {r.metric: r for r in pre_rows}
         if window_start is not None:
-            window = WindowReplay(profile, baselines, configured, window_start)
+            window = WindowReplay(profile, baselines, configured, window_start,
+                                  _baseline_times(pre_rows, facts.alter_started_at, window_start))
     left: tuple[SampleRow, ...] = ()
     if window is not None:
         done = 0
@@ -489,6 +490,18 @@ def _baselines(rows: Sequence[SampleRow], alter_started_at: datetime | None) -> 
     for r in rows:
         if r.sampled_at < alter_started_at and r.value is not None:
             out.setdefault(r.metric, []).append(r.value)
+    return out
+
+
+def _baseline_times(rows: Sequence[SampleRow], alter_started_at: datetime | None,
+                    window_start: datetime) -> dict[str, list[float]]:
+    """The times of ``_baselines``' values, seconds relative to the window's start."""
+    out: dict[str, list[float]] = {}
+    if alter_started_at is None:
+        return out
+    for r in rows:
+        if r.sampled_at < alter_started_at and r.value is not None:
+            out.setdefault(r.metric, []).append((r.sampled_at - window_start).total_seconds())
     return out
 
 
@@ -1120,6 +1133,7 @@ class MatrixRow:
     rule: str
     n: str
     interval: str
+    evidence: str = ""  # latency: estimate, interval, n, effective n, the control's movement, the method
 
 
 @dataclass(frozen=True)
@@ -1228,7 +1242,8 @@ def _matrix_row(c: Mapping[str, Any]) -> MatrixRow:
     status = "n.a." if not applicable else "met" if met is True else "not met" if met is False else "inconclusive"
     n = c.get("n")
     return MatrixRow(str(c.get("name", "")), status, str(c.get("value", "")), str(c.get("threshold", "")),
-                     str(c.get("rule", "")), "—" if n is None else str(n), str(c.get("interval") or "—"))
+                     str(c.get("rule", "")), "—" if n is None else str(n), str(c.get("interval") or "—"),
+                     str(c.get("evidence") or ""))
 
 
 def _trigger(evidence: Mapping[str, Any]) -> str:

@@ -23,6 +23,9 @@ from typing import Any
 from engine.availability import judge as target_availability
 from engine.evidence import ShiftEstimate, hodges_lehmann
 from engine.thresholds import Band, MetricRule, Profile, evaluate_band, num
+from engine.verdict import LatencyJudge, pct, settings_of
+
+CONTROL = "control:"  # a control's metric in a tick or a baseline: "control:latency_p50"
 
 PASS, PASS_WITH_WARNING, FAIL, INCONCLUSIVE = "PASS", "PASS WITH WARNING", "FAIL", "INCONCLUSIVE"
 
@@ -221,6 +224,8 @@ class Criterion:
     n: int | None = None
     interval: str | None = None
     applicable: bool = True  # False: no source configured for it (shown, not counted)
+    n_eff: float | None = None  # the effective n that correlation leaves (latency criteria)
+    evidence: str | None = None  # one line: estimate, interval, n, effective n, control, method
 
 
 @dataclass(frozen=True)
@@ -246,6 +251,10 @@ class Series:
     points: Sequence[tuple[float, float | None, int | None]]
     baseline: Sequence[float] = ()  # per-interval values before the ALTER
     configured: bool = True
+    judge: LatencyJudge | None = None  # the window's own judge (latency), when it ran live
+    baseline_times: Sequence[float] | None = None  # seconds relative to the window's start
+    control: Sequence[tuple[float, float | None, int | None]] = ()  # the control's points, same moments
+    control_baseline: Sequence[float] = ()
 
     def values(self) -> list[float]:
         return [v for _, v, _ in self.points if v is not None]
@@ -268,33 +277,61 @@ def familywise(profile: Profile) -> float:
     return 1 - (1 - profile.confidence) / k
 
 
+def looks_s(profile: Profile) -> tuple[float, ...]:
+    """The sequential looks, in seconds into the window: every checkpoint after the window's
+    opening (T+30, T+45, T+60, T+75 in the runbook's labels: 15, 30, 45 and 60 minutes in)."""
+    return tuple(at for _, at in checkpoint_offsets_s(profile) if at > 0) or (profile.window_minutes * 60,)
+
+
+def _regular_times(n: int, interval: float = 5.0) -> list[float]:
+    return [-(n - i) * interval for i in range(n)]
+
+
+def latency_judge(profile: Profile, rule: MetricRule, baseline: Sequence[Any],
+                  baseline_times: Sequence[float] | None = None, control_baseline: Sequence[Any] = (),
+                  control_times: Sequence[float] | None = None) -> LatencyJudge:
+    """The judge of one latency metric over one window (engine.verdict; docs/verdict.md). Without
+    times, the baseline's values are taken as consecutive 5-s intervals ending at the window."""
+    times = list(baseline_times) if baseline_times is not None and len(baseline_times) == len(baseline) \
+        else _regular_times(len(baseline))
+    ctl = None
+    if control_baseline:
+        ctimes = list(control_times) if control_times is not None and len(control_times) == len(control_baseline) \
+            else _regular_times(len(control_baseline))
+        ctl = list(zip(ctimes, control_baseline, strict=True))
+    return LatencyJudge(settings_of(profile, rule, looks_s(profile)), list(zip(times, baseline, strict=True)), ctl,
+                        profile.confidence)
+
+
 def latency_criterion(rule: MetricRule, series: Series | None, profile: Profile) -> tuple[Criterion, ShiftEstimate | None]:
+    """A latency criterion from its judge: the window's own (live), or one that replays the
+    series' points. FAIL only from a confirmed harm limit or the sequential boundary; a shift
+    that cannot be told from the pass line, a degenerate baseline or a later level change is
+    INCONCLUSIVE with its reason."""
     threshold = f"< +{rule.pass_below:g}%"
     if series is None or not series.configured:
         return Criterion(rule.label, None, "no source", threshold, "not measured", applicable=False), None
-    est = hodges_lehmann(series.baseline, series.values(), profile.confidence, profile.low_confidence_below)
-    n = len(series.values())
-    if est is None or n < profile.min_samples or len(series.baseline) < profile.min_samples:
-        return Criterion(rule.label, None, "—" if est is None else f"{est.change_pct:+.1f}%", threshold,
-                         f"fewer than {profile.min_samples} intervals (window {n}, baseline {len(series.baseline)}): "
-                         "INCONCLUSIVE, never an automatic rollback", n), est
-    limit = rule.pass_below or 0
-    what = f"Hodges–Lehmann shift of per-interval {rule.label.lower().replace(' change', '')}"
-    met: bool | None
-    if est.change_pct < limit:
-        met, rule_text = True, f"{what} < +{limit:g}%"
-    elif (strict := hodges_lehmann(series.baseline, series.values(), familywise(profile))) and strict.low > 1.0:
-        met, rule_text = False, (f"{what} ≥ +{limit:g}% and its interval excludes no change "
-                                 f"(family-wise {profile.confidence:.0%} over the latency criteria)")
-    else:
-        # Past the limit, but the data cannot tell it from noise: that is not a failure to act on
-        # automatically, it is a question for the team (an A/A window must not FAIL on noise).
-        met, rule_text = None, (f"{what} ≥ +{limit:g}% but its {profile.confidence:.0%} CI includes no change: "
-                                "INCONCLUSIVE")
-    return Criterion(rule.label, met, f"{est.change_pct:+.1f}%", threshold, rule_text, n,
-                     f"{profile.confidence:.0%} CI {(est.low - 1) * 100:+.1f}%…{(est.high - 1) * 100:+.1f}%"
-                     + (f"; low confidence (n < {profile.low_confidence_below}): smallest detectable shift "
-                        f"{(est.min_detectable_ratio - 1) * 100:+.0f}%" if est.low_confidence and est.min_detectable_ratio else "")), est
+    judge = series.judge
+    if judge is None:
+        judge = latency_judge(profile, rule, list(series.baseline), series.baseline_times, series.control_baseline)
+        ctl = {t: v for t, v, _ in series.control}
+        for t, v, _ in series.points:
+            judge.add(t, v, ctl.get(t))
+    f = judge.finish()
+    conf = f"{profile.confidence:.0%}"
+    interval = None
+    if f["low"] is not None and f["high"] is not None:
+        interval = f"{conf} CI {pct(f['low'])}…{pct(f['high'])}"
+    value = "—" if f["estimate"] is None else pct(f["estimate"])
+    control = ("no control" if not judge.control else
+               f"control {pct(f['control_pct'])}" if f["control_pct"] is not None else "control: no value")
+    n_eff = f["n_eff"]
+    evidence = (f"{value}" + (f", {interval}" if interval else "") + f", n={f['n']}"
+                + (f" (effective {n_eff:g})" if n_eff is not None else "") + f", {control}; {f['method']}")
+    met = f["met"]
+    rule_text = f["reason"] + ("" if met is not None else ": INCONCLUSIVE, never an automatic rollback")
+    return Criterion(rule.label, met, value, threshold, rule_text, f["n"], interval, n_eff=n_eff,
+                     evidence=evidence), None
 
 
 def end_criterion(rule: MetricRule, series: Series | None, profile: Profile, end_s: float) -> Criterion:
@@ -446,8 +483,11 @@ class WindowEvaluator:
     ``add(t_s, sample)``: seconds into the window and ``{metric: (value, error, n)}``.
     ``baselines``: per-interval values of each metric before the ALTER."""
 
-    def __init__(self, profile: Profile, baselines: Mapping[str, Sequence[float]], configured: Iterable[str]):
+    def __init__(self, profile: Profile, baselines: Mapping[str, Sequence[float]], configured: Iterable[str],
+                 baseline_times: Mapping[str, Sequence[float]] | None = None):
         self.profile = profile
+        self.baseline_times = {k: list(v) for k, v in (baseline_times or {}).items()}
+        raw = {k: list(vs) for k, vs in baselines.items()}
         self.baselines = {k: [v for v in vs if v is not None] for k, vs in baselines.items()}
         self.configured = set(configured) & set(profile.keys)
         self.state = WindowState()
@@ -459,6 +499,22 @@ class WindowEvaluator:
         self._base_median: dict[str, float | None] = {}  # the baselines are fixed: their medians once
         self._rolling: dict[str, RollingMedian] = {}  # latencies: their last rolling_minutes, sorted
         self._unordered: set[str] = set()  # latencies whose points came out of time order
+        # Latencies: judged on the log scale with their noise (engine.verdict, docs/verdict.md); a
+        # control (``control:<metric>``, the same moments on untouched tenants) where one is measured.
+        self.judges: dict[str, LatencyJudge] = {}
+        for key in self.configured:
+            rule = self._rules[key]
+            if rule.latency:
+                vals = [v for v in raw.get(key, []) if v is not None]
+                times = self.baseline_times.get(key)
+                if times is not None and len(times) == len(raw.get(key, [])):
+                    times = [t for t, v in zip(times, raw[key], strict=True) if v is not None]
+                cvals = [v for v in raw.get(CONTROL + key, []) if v is not None]
+                ctimes = self.baseline_times.get(CONTROL + key)
+                if ctimes is not None and len(ctimes) == len(raw.get(CONTROL + key, [])):
+                    ctimes = [t for t, v in zip(ctimes, raw[CONTROL + key], strict=True) if v is not None]
+                self.judges[key] = latency_judge(profile, rule, vals, times, cvals, ctimes)
+        self.control_points: dict[str, Points] = {k: Points() for k in self.judges if self.judges[k].control}
 
     def _due_checkpoints(self, t_s: float, inclusive: bool) -> None:
         while self._pending and (self._pending[0][1] < t_s or (inclusive and self._pending[0][1] <= t_s)):
@@ -469,19 +525,73 @@ class WindowEvaluator:
     def add(self, t_s: float, sample: Mapping[str, tuple[float | None, str | None, int | None]]) -> WindowState:
         self._due_checkpoints(t_s, inclusive=False)
         bands: dict[str, Band] = {}
+        news: list[Event] = []
+        stop: tuple[str, str] | None = None
         for key, (value, error, n) in sample.items():
             if key not in self.configured:
                 continue
             rule = self._rules[key]
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                value, error = None, f"not a number: {str(value)[:40]!r}"
             self.points[key].append((t_s, value, n))
-            if rule.latency and value is not None:
+            judge = self.judges.get(key)
+            if judge is not None:
+                ctl = sample.get(CONTROL + key, (None, None, None))[0] if judge.control else None
+                if judge.control:
+                    self.control_points[key].append((t_s, ctl if isinstance(ctl, float) else None, None))
+                tick = judge.add(t_s, value, ctl)
+                if value is None or tick is None:
+                    bands[key] = evaluate_band(rule, None, None, error or judge.degenerate or "no usable value", 0)
+                    continue
+                bands[key] = self._judged_band(key, rule, value, tick, judge)
+                if tick.incident:
+                    news.append(Event(t_s, "incident", key, f"{rule.label}: {tick.incident}"))
+                if tick.stop and stop is None:
+                    stop = (key, f"{rule.label}: {tick.stop}")
+            elif rule.latency and value is not None:
                 bands[key] = self._latency_band(key, rule, t_s, value)
             else:
                 base = self._baseline_median(key) if rule.mode == "change_pct" else None
                 bands[key] = evaluate_band(rule, value, base, error, n)
-        self.state = step(self.profile, self.state, t_s, bands, self._confirm)
+        state = step(self.profile, self.state, t_s, bands, self._confirm)
+        if news or (stop and state.stop_reason is None):
+            events = list(news)
+            reason = state.stop_reason
+            if stop and reason is None:
+                reason = stop[1]
+                events.append(Event(t_s, "stop", stop[0], stop[1], "rollback_decision"))
+            state = replace(state, events=state.events + tuple(events), stop_reason=reason)
+        self.state = state
         self.state = target_availability(self, t_s, sample)  # runbook 5.3 #8: engine/availability.py
         return self.state
+
+    def _judged_band(self, key: str, rule: MetricRule, value: float, tick: Any, judge: LatencyJudge) -> Band:
+        """A latency's band: its level from a lower bound (engine.verdict) — critical only once
+        confirmed, warning when the window so far is probably past the warning line — its measure
+        the last few minutes' shift (against the control where there is one)."""
+        base = self._baseline_median(key)
+        est = tick.estimate_pct
+        roll = f"{self.profile.rolling_minutes:g} min"
+        what = f"{rule.label} {'—' if est is None else f'{est:+.1f}%'} over the last {roll}"
+        if judge.control:
+            what += " (relative to the control)"
+        if tick.level == "critical":
+            threshold = rule.describe_threshold("critical")
+            text = (f"{what}, lower bound {tick.low_pct:+.1f}% past {threshold} for the "
+                    f"{self.profile.confirmation_minutes:g}-min confirmation period: critical")
+        elif tick.level == "warning":
+            threshold = rule.describe_threshold("warning")
+            text = (f"{what}; the window so far is probably past {threshold} (one-sided "
+                    f"{self.profile.warning_confidence:.1%} lower bound {tick.warn_low_pct:+.1f}%): warning")
+        elif judge.degenerate:
+            threshold = rule.describe_threshold("warning")
+            text = f"{what}; not judged: {judge.degenerate}"
+        else:
+            threshold = rule.describe_threshold("warning")
+            text = f"{what}; not shown past {threshold} by a lower bound"
+            if tick.pending:
+                text += f" (past critical, confirming for {self.profile.confirmation_minutes:g} min)"
+        return Band(key, tick.level, est, value, base, threshold, text, None, int(tick.n_eff))
 
     def _baseline_median(self, key: str) -> float | None:
         if key not in self._base_median:
@@ -510,6 +620,11 @@ class WindowEvaluator:
         rule = self.profile.rule(key)
         if not rule.latency:
             return True
+        judge = self.judges.get(key)
+        if judge is not None:
+            # A latency fails only by a confirmed harm limit or the sequential boundary, never by
+            # a warning zone's duration (a duration on noise is not evidence).
+            return judge.tracker is not None and int(judge.tracker.stop_kind[0]) > 0
         recent = [v for t, v, _ in self.points.get(key, []) if v is not None and t >= since_s]
         est = hodges_lehmann(self.baselines.get(key, ()), recent, familywise(self.profile))
         return est is not None and est.low > 1.0 and est.change_pct >= rule.warning
@@ -519,8 +634,8 @@ class WindowEvaluator:
 
     def finish(self, index_created: bool, kill_switch_activated: bool = False) -> Verdict:
         self._due_checkpoints(self.state.elapsed_s, inclusive=True)
-        series = {k: Series(self.points.get(k, []), self.baselines.get(k, ()), k in self.configured)
-                  for k in self.profile.keys}
+        series = {k: Series(self.points.get(k, []), self.baselines.get(k, ()), k in self.configured,
+                            self.judges.get(k)) for k in self.profile.keys}
         return final_matrix(self.profile, self.state, series, index_created, kill_switch_activated)
 
 

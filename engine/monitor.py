@@ -115,10 +115,21 @@ class Monitor:
         rows = [r for r in self.store.samples(self.tenant_id, self.run_id) if r.sampled_at < before]
         return baselines_of(rows)
 
+    def evaluator(self, before: datetime, profile: Profile | None = None,
+                  reference: datetime | None = None) -> WindowEvaluator:
+        """A window evaluator on this run's baseline (every sample before ``before``, from the
+        run's creation on), each value with its time relative to the window's start (now, or the
+        start a window already recorded): the trend and the correlation need the times."""
+        rows = [r for r in self.store.samples(self.tenant_id, self.run_id) if r.sampled_at < before]
+        started = self.store.audit_entries(self.tenant_id, self.run_id, "monitoring_started")
+        ref = reference or (datetime.fromisoformat(started[-1].details["at"]) if started else self.clock.now())
+        return WindowEvaluator(profile or self.profile, baselines_of(rows), self.configured,
+                               baseline_times_of(rows, ref))
+
     def window(self, alter_started_at: datetime, index_created: bool,
                on_tick: Callable[[WindowEvaluator, Tick], None] | None = None,
                speed: float = 1.0) -> MonitorResult:
-        ev = WindowEvaluator(self.profile, self.baselines(alter_started_at), self.configured)
+        ev = self.evaluator(alter_started_at)
         resumed = self._resume(ev)
         if resumed is None:
             started_at = self.clock.now()
@@ -249,6 +260,16 @@ def baselines_of(rows: Sequence[MetricSample]) -> dict[str, list[float]]:
     return dict(out)
 
 
+def baseline_times_of(rows: Sequence[MetricSample], reference: datetime) -> dict[str, list[float]]:
+    """The times of ``baselines_of``'s values, in seconds relative to ``reference`` (the window's
+    start: negative)."""
+    out: dict[str, list[float]] = defaultdict(list)
+    for r in rows:
+        if r.value is not None:
+            out[r.metric].append((r.sampled_at - reference).total_seconds())
+    return dict(out)
+
+
 def ticks_of(rows: Sequence[MetricSample], window_start: datetime) -> list[tuple[float, Tick]]:
     """Stored samples, grouped back into ticks, as seconds into the window."""
     grouped: dict[datetime, Tick] = defaultdict(dict)
@@ -268,8 +289,9 @@ def replay(store: Store, tenant_id: str, run_id: str, profile: Profile) -> tuple
         raise LookupError(f"run {run_id} has no monitoring window to replay")
     window_start = datetime.fromisoformat(started[-1].details["at"])
     rows = store.samples(tenant_id, run_id)
-    ev = WindowEvaluator(profile, baselines_of([r for r in rows if r.sampled_at < run.alter_started_at]),
-                         {r.metric for r in rows})
+    before = [r for r in rows if r.sampled_at < run.alter_started_at]
+    ev = WindowEvaluator(profile, baselines_of(before), {r.metric for r in rows},
+                         baseline_times_of(before, window_start))
     approvals = sorted(store.approvals(tenant_id, run_id, AUTO_PAUSE), key=lambda a: a.created_at)
     first = None
     for t_s, tick in ticks_of(rows, window_start):
@@ -304,7 +326,7 @@ def observe(monitor: Monitor, kind: str, alter_started_at: datetime) -> Observat
     profile = _replace(monitor.profile, window_minutes=minutes, checkpoints=(0,))
     monitor.store.audit(monitor.tenant_id, monitor.actor, f"{kind}_observation_started", monitor.run_id,
                         {"minutes": minutes})
-    ev = WindowEvaluator(profile, monitor.baselines(alter_started_at), monitor.configured)
+    ev = monitor.evaluator(alter_started_at, profile, monitor.clock.now())
     first_at: datetime | None = None
     ticks = 0
     while True:

@@ -79,7 +79,7 @@ def plan_data(sandbox: MariaDBSandbox, store_url: str, user: str, speed: float =
         "window": window or window_covering(utcnow(), hours=23),  # compressed: room for hours of it
         # The lease in compressed seconds: at least ten real seconds, so a slow tick under a fast
         # clock never looks like a dead driver to a teammate's console.
-        "executor": {"mode": "canary", "baseline_window_seconds": 300, "cooldown_seconds": 120,
+        "executor": {"mode": "canary", "baseline_window_seconds": 1200, "cooldown_seconds": 120,
                      "lease_seconds": min(600.0, max(30.0, 10.0 * speed))},
     }
 

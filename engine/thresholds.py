@@ -92,6 +92,14 @@ class Profile:
     end_window_minutes: float = 5.0  # "at the end" = the median of the last five minutes
     rolling_minutes: float = 5.0  # a latency's band: its shift over the last five minutes
     confidence: float = 0.98
+    # The latency verdict under noise (docs/verdict.md): the false-FAIL rate of the sequential
+    # looks, shared by the latency criteria; the one-sided confidence of a warning's and of a harm
+    # limit's lower bound; how long a harm limit must hold before it stops the window.
+    fail_alpha: float = 0.01
+    warning_confidence: float = 0.995
+    harm_confidence: float = 0.999
+    confirmation_minutes: float = 2.0
+    baseline_minutes: float = 30.0  # the baseline a file replay assumes; shorter ones are flagged on screen
     name: str = "default"
 
     def rule(self, key: str) -> MetricRule:
@@ -117,7 +125,8 @@ _PROFILE_FIELDS = {
     "extension_factor": float, "concurrent_escalate": int, "concurrent_autopause": int,
     "post_rollback_minutes": float, "post_success_minutes": float, "end_window_minutes": float,
     "rolling_minutes": float,
-    "window_minutes": float,
+    "window_minutes": float, "confirmation_minutes": float,
+    "baseline_minutes": float,
 }
 
 

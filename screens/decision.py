@@ -119,7 +119,9 @@ class DecisionScreen(RunbookScreen):
             nxt.set_class(v.action == action, f"-{action}")
         nxt.update(f"Next step: {v.action_text}")
         self.query_one("#matrix", Static).update(self._matrix(v))
-        lines = [f"• {r}" for r in v.reasons]
+        # Per latency criterion, its evidence in one line (docs/verdict.md: how to read it).
+        lines = [f"≈ {r.name.replace(' change', '')}: {r.evidence}" for r in v.rows if r.evidence]
+        lines += [f"• {r}" for r in v.reasons]
         lines += [f"⚠ warning: {w}" for w in v.warnings]
         if v.verification:  # docs/verification.md: the digests and the sample queries, warnings or not
             lines.append(f"verification: {v.verification}")

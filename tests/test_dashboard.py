@@ -69,15 +69,19 @@ REPLICA_DOWN = ("OperationalError: (2003, \"Can't connect to MySQL server on '10
 
 def jitter(i: int, key: str) -> float:
     """±4 %, drawn the same way before and after the ALTER: a window with no change in it (a fixed
-    pseudo-random sequence, so every run of the tests sees the same numbers)."""
-    return 1 + 0.08 * (((i * 7919 + len(key) * 104729) % 997) / 997 - 0.5)
+    pseudo-random sequence, so every run of the tests sees the same numbers). Latencies step by
+    the golden ratio of the cycle: no slow sawtooth, which the verdict would rightly read as
+    correlated noise that five minutes of baseline cannot judge (docs/verdict.md)."""
+    step = 616 if key.startswith("latency") else 7919
+    return 1 + 0.08 * (((i * step + len(key) * 104729) % 997) / 997 - 0.5)
 
 
 class Drill:
     """A run's samples, tick by tick: 5 minutes of baseline, a 30-second ALTER, the 2-minute
     cool-down, then the window from ``window_start``."""
 
-    def __init__(self, interval: float = 5.0, prometheus: bool = False, speed: float | None = None):
+    def __init__(self, interval: float = 5.0, prometheus: bool = False, speed: float | None = None,
+                 baseline_ticks: int = 60):
         self.interval = interval
         self.calm = {**CALM, **(PROMETHEUS if prometheus else {})}
         self.speed = speed
@@ -86,7 +90,7 @@ class Drill:
         self.rows: list[SampleRow] = []
         self.given = 0
         self.checkpoints: list[CheckpointFact] = []
-        for _ in range(60):
+        for _ in range(baseline_ticks):
             self.tick()
         self.alter_started = self.at
         for _ in range(6):
@@ -192,15 +196,16 @@ def test_bands_at_every_level_note_distinct_from_warning_and_stale_with_the_erro
 
 def test_latency_bands_use_the_five_minute_median_and_wait_for_ten_intervals():
     d = Drill()
-    d.minutes(10)
-    d.minutes(6, latency_p50=1.20 * 1.30)  # +30 % for six minutes: the 5-min median moves past +10 %
+    # +30 % from the window's start (the change acts from the ALTER's end): the window so far is
+    # probably past +10 % (its one-sided lower bound is), so the tile warns (docs/verdict.md).
+    d.minutes(6, latency_p50=1.20 * 1.30)
     t = tiles(d.view())["latency_p50"]
-    assert t.level == "warning" and t.delta == "+30.5%" and "in zone since T+" in t.detail
+    assert t.level == "warning" and t.delta == "+29.9%" and "in zone since T+" in t.detail
     assert t.now == "1.56 ms"
-    d2 = Drill(interval=60.0)  # one interval a minute: 5 in five minutes, too few to count
+    d2 = Drill(interval=60.0, baseline_ticks=30)  # one interval a minute: too few to count
     d2.minutes(6)
     t2 = tiles(d2.view())["latency_p50"]
-    assert "5/10 intervals: not yet counted" in t2.detail
+    assert "/10 intervals: not yet counted" in t2.detail  # the effective n, against min_samples
 
 
 def test_concurrent_warnings_escalate_at_3_and_auto_pause_at_5_naming_who_may_resume():
@@ -463,7 +468,10 @@ def test_decision_view_pass():
     status = {r.name: r.status for r in v.rows}
     assert status["Error rate (app)"] == "n.a." and status["Query latency p50 change"] == "met"
     p50 = next(r for r in v.rows if r.name == "Query latency p50 change")
-    assert "98% CI" in p50.interval and p50.n == "721" and "Hodges–Lehmann" in p50.rule
+    assert "98% CI" in p50.interval and p50.n == "721" and "estimate below +10%" in p50.rule
+    # the one-line evidence: estimate, interval, n and effective n, the control, the method
+    assert "n=721 (effective" in p50.evidence and "no control" in p50.evidence and "AR(1) ρ" in p50.evidence
+    assert "baseline 5 min" in p50.evidence
     assert "post-success observation" in v.action_text and not v.rollback_trigger
     assert v.summary == "7 met, 1 n.a."
 

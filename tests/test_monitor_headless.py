@@ -46,7 +46,7 @@ def drill(tmp_path_factory):
 
 
 def _executor(sb, lab, db, index, columns):
-    plan = lab.plan(db, index, columns, baseline_window_seconds=600, cooldown_seconds=120, lease_seconds=30)
+    plan = lab.plan(db, index, columns, baseline_window_seconds=1800, cooldown_seconds=120, lease_seconds=30)
     store = lab.store(f"mon-{index}")
     clock = CompressedClock(SPEED)
     backend = EmbeddedKillSwitch(store)
