@@ -30,7 +30,10 @@ ACTION_ROLES: dict[str, frozenset[str]] = {
     "kill_switch_global": EVERYONE,                         # activation of the global scope
     "execution_create": frozenset({"canary_lead", "dba"}),
     "execution_claim": frozenset({"canary_lead", "dba"}),
+    "execution_status": frozenset({"canary_lead", "dba"}),  # a worker reports its run's progress
+    "rollback_record": frozenset({"canary_lead", "dba"}),   # a worker records a rollback it ran
     "audit_read": EVERYONE,
+    "audit_report": EVERYONE,                               # an external tool's entry, kept as reported.*
 }
 
 _WORDS = {"canary_lead": "canary lead", "dba": "DBA", "sre": "SRE", "developer": "developer"}

@@ -15,7 +15,8 @@ from hypothesis import HealthCheck, settings
 from schemathesis.core.parameters import ParameterLocation
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from engine.api import RUN_ID_PATTERN, create_app
+from api import create_app
+from api.auth import RUN_ID_PATTERN
 from engine.plan import ROLES
 from engine.store import ExecutionRun, Store
 
