@@ -113,6 +113,8 @@ def _column(value: Any, info: ValidationInfo) -> tuple[str, int | None]:
         return check_identifier(value, "column"), None
     if isinstance(value, dict) and set(value) <= {"name", "prefix"} and isinstance(value.get("name"), str):
         prefix = value.get("prefix")
+        if isinstance(prefix, float) and prefix.is_integer():
+            prefix = int(prefix)  # 16.0 is 16 in JSON
         if prefix is not None and (isinstance(prefix, bool) or not isinstance(prefix, int) or not 1 <= prefix <= 3072):
             raise ValueError("a prefix is a whole number from 1 to 3072")
         return check_identifier(value["name"], "column"), prefix
@@ -196,7 +198,9 @@ TRIGGERS = tuple(t.key for t in flow.TRIGGERS)
 
 
 class RollbackTrigger(Body):
-    trigger: Literal[TRIGGERS] = Field(description="the runbook 6.3 condition; it says which role decides")  # type: ignore[valid-type]
+    trigger: Literal[TRIGGERS] | None = Field(  # type: ignore[valid-type]
+        None, description="the runbook 6.3 condition; it says which role decides. Default: the one the "
+                          "reason names (e.g. 'lock wait …'); 422 naming \"trigger\" when it names none")
     reason: Annotated[str, Field(min_length=1, max_length=REASON_LIMIT), AfterValidator(_nonblank)] = Field(
         description="what was seen (R1), e.g. 'lock wait 7 s on orders for 2 min'")
     role: Literal[ROLES] | None = Field(None, description="the deciding role; default: the token's")  # type: ignore[valid-type]

@@ -52,11 +52,15 @@ def _approvals(request: Request, run: ExecutionRun) -> Any:
 def trigger(request: Request, who: Caller, run: RunDep, body: RollbackTrigger) -> Any:
     store = request.app.state.store
     role = body.role or who.role
+    trigger = body.trigger or flow.suggest_trigger(body.reason)
+    if trigger is None:
+        raise ApiProblem(422, '"trigger" is required: the reason names no runbook 6.3 condition; give one of '
+                              + ", ".join(t.key for t in flow.TRIGGERS), field="trigger")
     with request.app.state.flow_lock:
-        out = flow.decide_rollback(store, _roster(request, run.tenant_id), run, body.trigger, who.actor, {who.role},
+        out = flow.decide_rollback(store, _roster(request, run.tenant_id), run, trigger, who.actor, {who.role},
                                    body.reason, latest_metrics(store, run), role=role)
     if not out.ok:  # the flow wrote rollback_decision_refused
-        raise ApiProblem(STATUS[decision_refusal_kind(body.trigger, role, who.role)], out.message)
+        raise ApiProblem(STATUS[decision_refusal_kind(trigger, role, who.role)], out.message)
     return {"result": out.status, "message": out.message, "record_id": out.record_id,
             "approvals": _approvals(request, run)}
 
