@@ -142,7 +142,8 @@ Caller = Annotated[Principal, Depends(current_principal)]
 
 def role_gate(action: str, what: str) -> Any:
     """A dependency that refuses a role the table (engine/roles.py) does not give ``action``: 403
-    and ``<action>_refused`` in the audit trail, before the body is looked at."""
+    and ``<action>_refused`` in the audit trail, before the body is looked at. Declared after the
+    tenant's or the run's dependency, it runs after it: another tenant's object is refused as such."""
     def gate(request: Request, principal: Caller) -> None:
         check_role(request.app.state.store, principal.home or request.app.state.default_tenant, principal.actor,
                    {principal.role}, action, what, request.path_params.get("run_id"), via="api",

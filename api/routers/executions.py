@@ -38,12 +38,12 @@ def list_runs(request: Request, tenant: Tenant,
 
 
 @router.post("", response_model=RunOut, status_code=201, summary="create a scheduled ADD_INDEX run",
-             dependencies=[role_gate("execution_create", "creating an execution run")],
              description="Role: the role table's 'execution_create' (403 and 'execution_create_refused' "
                          "otherwise). 422 for an action other than ADD_INDEX (out_of_scope, audited as "
                          "'execution_refused'), or without schema_name when the connection has no stored "
                          "profile. 409 while another run holds the store's scope lock.")
-def create(request: Request, response: Response, who: Caller, tenant: Tenant, body: ExecutionCreate) -> Any:
+def create(request: Request, response: Response, who: Caller, tenant: Tenant, body: ExecutionCreate,
+           _gate: Annotated[None, role_gate("execution_create", "creating an execution run")]) -> Any:
     if body.tenant_id and body.tenant_id != tenant:
         if not who.may_act_on(body.tenant_id):
             raise refuse_tenant(request, who, body.tenant_id)
@@ -63,32 +63,33 @@ def show(run: Run) -> Any:
 
 
 @router.post("/{run_id}/claim", response_model=RunOut, summary="take the run's lease; it moves to running",
-             dependencies=[role_gate("execution_claim", "claiming a run")],
              description="Role: 'execution_claim'. Atomic: a second claim while the lease is held is 409, "
                          "whoever asks (the same token too). A claimed scheduled run moves to running.")
-def claim(request: Request, who: Caller, run: Run, body: Annotated[Claim | None, Body()] = None) -> Any:
+def claim(request: Request, who: Caller, run: Run,
+          _gate: Annotated[None, role_gate("execution_claim", "claiming a run")],
+          body: Annotated[Claim | None, Body()] = None) -> Any:
     body = body or Claim()
     owner = f"{who.actor}:{body.worker}" if body.worker else who.actor
     return dump(claim_execution(request.app.state.store, run, owner, who.actor, {who.role}, body.lease_seconds))
 
 
 @router.patch("/{run_id}/status", response_model=RunOut, summary="move the run along its state machine",
-              dependencies=[role_gate("execution_status", "changing a run's status")],
               description="Role: 'execution_status'. 409 for a change the state machine refuses (e.g. failed "
                           "without a fail_reason) and for rolled_back before the rollback flow set it, audited "
                           "as 'execution_status_refused'. The run's current status again is a no-op (200).")
-def set_status(request: Request, who: Caller, run: Run, body: StatusChange) -> Any:
+def set_status(request: Request, who: Caller, run: Run, body: StatusChange,
+               _gate: Annotated[None, role_gate("execution_status", "changing a run's status")]) -> Any:
     return dump(set_execution_status(request.app.state.store, run, body.status, who.actor, {who.role},
                                      body.fail_reason, body.message))
 
 
 @router.post("/{run_id}/execute", response_model=ExecuteAnswer, status_code=202,
              summary="ask for the run to be executed now (the runbook's manual trigger)",
-             dependencies=[role_gate("execute", "executing a run")],
              description="Role: 'execute'. Recorded as 'execution_requested'; the ALTER is a worker's "
                          "(canary-console execute PLAN --run ID claims it). 409 unless the run is scheduled "
                          "and unclaimed.")
-def execute(request: Request, who: Caller, run: Run) -> Any:
+def execute(request: Request, who: Caller, run: Run,
+            _gate: Annotated[None, role_gate("execute", "executing a run")]) -> Any:
     run = request_execution(request.app.state.store, run, who.actor, {who.role})
     return {"id": run.id, "status": run.status, "requested": True,
             "next": f"a worker claims it: canary-console execute PLAN --run {run.id}"}
