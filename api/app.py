@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
@@ -67,7 +68,7 @@ def _query_names(route: Any) -> frozenset[str]:
     return names
 
 
-def strict_query(request: Request) -> None:
+async def strict_query(request: Request) -> None:
     """A misspelt query parameter is refused, not ignored: '?conection_id=' would read the switch
     without the connection's scope. A parameter given twice is refused too."""
     route = request.scope.get("route")
@@ -109,6 +110,9 @@ def create_app(store: Store, tenant_id: str, tokens: Mapping[str, Any]) -> FastA
     app.state.authenticator = Authenticator(store, default_tenant, principals)
     app.state.holders = tuple((p.actor, p.role) for p in principals.values())
     app.state.flow_lock = threading.Lock()  # one rollback action at a time, as the console's
+    # The kill switch's writes have their own threads (docs/api.md): a flood of reads in the shared
+    # threadpool never delays an activation.
+    app.state.switch_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kill-switch")
     problems.install(app)
     app.include_router(system.router)
     for module in (killswitch, executions, rollback, audit):

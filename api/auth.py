@@ -22,6 +22,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Path, Query, Request
 from fastapi.security import HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from api.problems import ApiProblem
 from engine.execution_flow import check_role, run_anywhere
@@ -129,7 +130,7 @@ class Authenticator:
 bearer = HTTPBearer(auto_error=False, scheme_name="bearer", description="a token from the API's token file (docs/api.md)")
 
 
-def current_principal(request: Request, _credentials: Annotated[Any, Depends(bearer)] = None) -> Principal:
+async def current_principal(request: Request, _credentials: Annotated[Any, Depends(bearer)] = None) -> Principal:
     """The token's principal (the guard identified it before the body was read)."""
     principal = getattr(request.state, "principal", None)
     if principal is None:  # the guard answers 401 first; this is the belt to its braces
@@ -161,14 +162,15 @@ def refuse_tenant(request: Request, principal: Principal, tenant: str, run_id: s
                       field="tenant_id")
 
 
-def tenant_in_scope(request: Request, principal: Caller,
+async def tenant_in_scope(request: Request, principal: Caller,
                     tenant_id: Annotated[str | None, Query(
                         pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$", max_length=63,
                         description="the tenant; default: the token's own (or the API's)")] = None) -> str:
-    """The request's tenant, refused (403, audited) when the token is not bound to it."""
+    """The request's tenant, refused (403, audited) when the token is not bound to it. Async (no
+    threadpool hop: the kill switch's path never waits for it); the refusal's audit on a thread."""
     tenant = tenant_id or principal.home or request.app.state.default_tenant
     if not principal.may_act_on(tenant):
-        raise refuse_tenant(request, principal, tenant)
+        raise await run_in_threadpool(refuse_tenant, request, principal, tenant)
     return tenant
 
 
