@@ -48,6 +48,7 @@ ERROR_WORDS = {
     409: "a conflict: a held lease, a second run, a refused transition or rule",
     413: f"body larger than {MAX_BODY} bytes",
     422: "a bad body or parameter: the field is named",
+    500: "an unexpected error: a problem document naming its kind, never a traceback",
     503: "the store cannot be used",
 }
 ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": Problem, "description": words}
@@ -89,7 +90,8 @@ def _problem_media(document: dict[str, Any]) -> dict[str, Any]:
         for op in item.values():
             for code, response in op.get("responses", {}).items():
                 content = response.get("content", {})
-                if code[0] in "45" and "application/json" in content:
+                schema = content.get("application/json", {}).get("schema", {})
+                if code[0] in "45" and schema.get("$ref", "").endswith("/Problem"):
                     content["application/problem+json"] = content.pop("application/json")
     return document
 

@@ -52,6 +52,7 @@ def serve_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0, timeout: f
     port = int(sock.getsockname()[1])
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
                             lifespan="off", timeout_graceful_shutdown=5, backlog=1024,
+                            timeout_keep_alive=75,  # pollers keep their connection between reads
                             ssl_certfile=tls_cert, ssl_keyfile=tls_key)
     server = uvicorn.Server(config)
 

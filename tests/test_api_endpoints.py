@@ -596,3 +596,58 @@ def test_the_api_command_on_a_taken_port_says_so(tmp_path, capsys, api):
     assert api_cmd.main(["--listen", f"127.0.0.1:{api.port}", "--store", f"sqlite:///{tmp_path}/s.db",
                          "--tokens", str(tokens)]) == 1
     assert f"cannot listen on 127.0.0.1:{api.port}" in capsys.readouterr().err
+
+
+# --- transport: TLS, or an explicit --insecure off loopback ----------------------------------------------
+
+
+def test_a_non_loopback_address_needs_tls_or_insecure(tmp_path, capsys):
+    tokens = _token_file(tmp_path, GOOD)
+    assert api_cmd.main(["--listen", "0.0.0.0:0", "--store", f"sqlite:///{tmp_path}/s.db", "--tokens", str(tokens)]) == 2
+    err = capsys.readouterr().err
+    assert "--tls-cert FILE --tls-key FILE" in err and "--insecure" in err and SECRET not in err
+    assert not (tmp_path / "s.db").exists(), "refused before the store was opened"
+    assert api_cmd.main(["--listen", "0.0.0.0:0", "--store", f"sqlite:///{tmp_path}/s.db", "--tokens", str(tokens),
+                         "--tls-cert", str(tmp_path / "c.pem")]) == 2
+    assert "give both --tls-cert and --tls-key" in capsys.readouterr().err
+
+
+def test_insecure_is_said_in_the_banner(tmp_path):
+    tokens = _token_file(tmp_path, GOOD)
+    proc = _api_command("--listen", "0.0.0.0:0", "--insecure", "--store", f"sqlite:///{tmp_path}/s.db",
+                        "--tokens", str(tokens))
+    try:
+        line = proc.stdout.readline()
+        assert "INSECURE (no TLS)" in line and "canary API on http://0.0.0.0:" in line, line
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert "INSECURE" in err and SECRET not in line + err
+
+
+def test_tls_serves_https(tmp_path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    made = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                           str(cert), "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                          capture_output=True, timeout=60)
+    if made.returncode != 0:
+        pytest.skip(f"openssl cannot make a test certificate: {made.stderr[:200]!r}")
+    tokens = _token_file(tmp_path, GOOD)
+    proc = _api_command("--listen", "127.0.0.1:0", "--tls-cert", str(cert), "--tls-key", str(key),
+                        "--store", f"sqlite:///{tmp_path}/s.db", "--tokens", str(tokens))
+    try:
+        line = proc.stdout.readline()
+        url = re.search(r"canary API on (https://127\.0\.0\.1:\d+)", line)
+        assert url and "INSECURE" not in line, line
+        with httpx.Client(base_url=url.group(1), verify=str(cert), timeout=10) as c:
+            assert c.get("/health").json()["status"] == "ok"
+            assert c.get("/api/kill-switch/status", headers=auth(SECRET)).status_code == 200
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()

@@ -1,4 +1,4 @@
-"""The engine's kill-switch API (engine.api) on a real uvicorn server on loopback, read and written
+"""The kill-switch API (the api package) on a real uvicorn server on loopback, read and written
 through ``RemoteKillSwitch`` and cross-checked with ``EmbeddedKillSwitch`` on the same store; and the
 remote client's fail-closed behaviour against small real servers that are down, broken or slow."""
 
