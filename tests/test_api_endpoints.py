@@ -181,6 +181,11 @@ def test_rolled_back_is_not_a_status_a_worker_sets(store, client):
     assert store.get_run(TENANT, rid).status == "completed"
     [refusal] = store.audit_entries(TENANT, rid, "execution_status_refused")
     assert refusal.details["status"] == "rolled_back"
+    # Once the rollback flow has dropped the index and set rolled_back, the runbook's R3 call is a no-op.
+    store.transition(TENANT, rid, "rolled_back", "nok", fail_reason="manual_rollback")
+    again = client.patch(f"/api/executions/{rid}/status", json={"status": "rolled_back", "fail_reason": "manual_rollback",
+                                                                "message": "p99 doubled"}, headers=auth("t-dba"))
+    assert again.status_code == 200 and again.json()["status"] == "rolled_back"
 
 
 def test_a_failed_status_needs_its_reason(store, client):

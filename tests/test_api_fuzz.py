@@ -23,7 +23,7 @@ from engine.store import ExecutionRun, Store
 
 TENANT = "acme"
 TOKENS = {f"fuzz-{role}-token-0123456789": (f"fuzz-{role}", role) for role in ROLES}
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "6"))
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "4"))
 TOKEN_OF = {role: token for token, (_, role) in TOKENS.items()}
 # Schema-valid requests that a rule answers with 422 (documented in the operations' descriptions):
 # the fuzzer's own positive-data check knows no rules, so ours accepts these and only these.

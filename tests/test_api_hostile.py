@@ -139,7 +139,7 @@ def test_an_unexpected_error_is_a_500_problem_without_a_traceback(store, monkeyp
     server = serve_in_thread(create_app(store, TENANT, {TOKEN: ("somchai", "canary_lead")}))
     monkeypatch.setattr(store, "kill_switch_rows", boom)
     try:
-        r = httpx.get(f"{server.url}/api/kill-switch", headers=H, timeout=10)
+        r = httpx.get(f"{server.url}/api/kill-switch/status", headers=H, timeout=10)
     finally:
         server.stop()
     assert r.status_code == 500 and r.headers["content-type"] == "application/problem+json"
