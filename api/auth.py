@@ -97,7 +97,7 @@ class Authenticator:
                 found = principal
         return found if presented else None
 
-    def _admit(self, address: str) -> int | None:
+    def admit(self, address: str) -> int | None:
         """None: over the limit (counted); else how many rows were left out before this one."""
         now = self.clock()
         with self._lock:
@@ -116,15 +116,18 @@ class Authenticator:
 
     def audit_failure(self, address: str, method: str, path: str, token_sent: bool) -> bool:
         """Write ``auth_failed`` unless the address is over its limit; True when written."""
-        skipped = self._admit(address)
+        skipped = self.admit(address)
         if skipped is None:
             return False
+        self.write_failure(address, method, path, token_sent, skipped)
+        return True
+
+    def write_failure(self, address: str, method: str, path: str, token_sent: bool, skipped: int) -> None:
         details = {"client": address, "request": f"{method} {path}"[:300],
                    "why": "unknown bearer token" if token_sent else "no bearer token", "via": "api"}
         if skipped:
             details["left_out_before"] = skipped
         self.store.audit(self.default_tenant, "anonymous", "auth_failed", None, details)
-        return True
 
 
 bearer = HTTPBearer(auto_error=False, scheme_name="bearer", description="a token from the API's token file (docs/api.md)")

@@ -106,9 +106,11 @@ class Guard:
             auth = scope["app"].state.authenticator if "app" in scope else self._authenticator(scope)
             principal = auth.identify(headers.get("authorization", ""))
             if principal is None:
-                client = scope.get("client") or ("unknown", 0)
-                await anyio.to_thread.run_sync(auth.audit_failure, str(client[0]), method, path,
-                                               "authorization" in headers)
+                client = str((scope.get("client") or ("unknown", 0))[0])
+                skipped = auth.admit(client)  # in the loop: a flood over the limit costs no thread
+                if skipped is not None:
+                    await anyio.to_thread.run_sync(auth.write_failure, client, method, path,
+                                                   "authorization" in headers, skipped)
                 await problem(401, "missing or unknown bearer token: send 'Authorization: Bearer <token>'",
                               path, headers={"WWW-Authenticate": "Bearer"})(scope, receive, send)
                 return
