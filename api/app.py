@@ -8,6 +8,7 @@ several tenants (a token bound to one acts in it by default).
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +25,7 @@ from api.problems import ApiProblem, SafeJSONResponse
 from api.routers import audit, executions, killswitch, rollback, system
 from engine.identifiers import check_slug
 from engine.store import Store
+from engine.switch_flow import switch_state
 
 API_VERSION = "2.0"
 
@@ -128,4 +130,23 @@ def create_app(store: Store, tenant_id: str, tokens: Mapping[str, Any]) -> FastA
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    _warm(app, store, default_tenant)
     return app
+
+
+def _warm(app: FastAPI, store: Store, tenant: str) -> None:
+    """Do at start what the first request would otherwise pay for (hundreds of ms on a loaded host:
+    a kill switch's first activation must not): the OpenAPI document, the routers' matching tables,
+    the kill-switch read's compiled SELECT."""
+    for template, item in app.openapi()["paths"].items():
+        path = re.sub(r"\{[^/]+\}", "x", template)
+        for method in item:
+            scope = {"type": "http", "method": method.upper(), "path": path, "root_path": "", "headers": []}
+            for route in app.router.routes:
+                route.matches(scope)
+    app.state.switch_executor.submit(lambda: None).result()  # its thread exists before the first kill
+    try:
+        switch_state(store, tenant, "")
+        store.kill_switch_rows(tenant, None)
+    except Exception:  # noqa: BLE001 - an unreadable store is /health's to report, not start-up's
+        pass

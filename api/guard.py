@@ -71,15 +71,19 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def check_json(raw: bytes) -> Any:
-    """The parsed body, or ``BadJson`` saying what is wrong with it."""
+    """The parsed body, or ``BadJson`` saying what is wrong with it.
+
+    Lenient where leniency costs nothing and a kill switch must not fail (docs/api.md): bytes that
+    are not UTF-8 become U+FFFD and raw control characters inside strings are taken — every text
+    that is kept is cleaned later anyway. Strict where it matters: depth, duplicate keys, syntax.
+    """
     if nesting_depth(raw, MAX_DEPTH) > MAX_DEPTH:
         raise BadJson(f"the body nests deeper than {MAX_DEPTH} levels")
+    text = raw.decode("utf-8", "replace").removeprefix("\ufeff")
     try:
-        return json.loads(raw, object_pairs_hook=_no_duplicates)
+        return json.loads(text, object_pairs_hook=_no_duplicates, strict=False)
     except BadJson:
         raise
-    except UnicodeDecodeError:
-        raise BadJson("the body is not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise BadJson(f"the body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except (ValueError, RecursionError) as exc:
@@ -130,10 +134,12 @@ class Guard:
             return
         if body.strip():
             try:
-                check_json(body)
+                parsed = check_json(body)
             except BadJson as exc:
                 await problem(400, str(exc), path, field=exc.field)(scope, receive, send)
                 return
+            # The routes read it again: give them the same value as strict, ASCII-escaped JSON.
+            body = json.dumps(parsed, ensure_ascii=True).encode("ascii")
         await self.app(scope, self._replay(body, more, receive), send)
 
     def _authenticator(self, scope: Scope) -> Any:

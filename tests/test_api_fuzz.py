@@ -28,7 +28,7 @@ TOKEN_OF = {role: token for token, (_, role) in TOKENS.items()}
 # Schema-valid requests that a rule answers with 422 (documented in the operations' descriptions):
 # the fuzzer's own positive-data check knows no rules, so ours accepts these and only these.
 RULES_ON_VALID_DATA = ("deactivation needs a reason", '"tenant_id" ', '"schema_name" is required',
-                      "action ", '"rollback_sql" must be')
+                      "action ", '"rollback_sql" must be', '"trigger" is required')
 TRACEBACK_MARKS = ("Traceback (most recent call last)", 'File "/', "sqlalchemy.exc", "site-packages")
 
 

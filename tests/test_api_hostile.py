@@ -123,6 +123,19 @@ def test_an_activation_goes_on_whatever_its_reason_holds(client, store, reason, 
     assert store.verify_audit_chain().intact, "the audit chain hashes what was stored"
 
 
+@pytest.mark.parametrize("raw", [
+    b'{"is_active": true, "reason": "raw\nnewline and \x1b[31mESC\x07"}',  # control characters not escaped
+    b'{"is_active": true, "reason": "not UTF-8: \xff\xfe\xc3"}',
+    b'\xef\xbb\xbf{"is_active": true, "reason": "a BOM first"}',
+], ids=["raw-controls", "bad-utf8", "bom"])
+def test_an_activation_goes_on_even_when_its_text_is_not_strict_json(client, store, raw):
+    r = client.put("/api/kill-switch/global", content=raw, headers=H)
+    assert r.status_code == 200 and r.json()["global_active"] is True, r.text
+    [row] = [x for x in store.kill_switch_rows(TENANT) if x.scope == "global"]
+    assert row.is_active and not any(ord(c) < 32 for c in row.reason)
+    assert store.verify_audit_chain().intact
+
+
 def test_a_lone_surrogate_elsewhere_is_a_422_not_a_500(client, store):
     body = b'{"connection_id": "c", "schema_name": "shop", "table_name": "\\ud800", "index_name": "i", "columns": ["a"]}'
     r = client.post("/api/executions", content=body, headers=H)
