@@ -1,12 +1,16 @@
-"""``canary-console api``: serve the engine's HTTP API (engine.api) in the foreground.
+"""``canary-console api``: serve the HTTP API (the ``api`` package, FastAPI) in the foreground.
 
     canary-console api --listen 127.0.0.1:3000 --store URL --tokens tokens.toml [--tenant acme]
+                       [--tls-cert FILE --tls-key FILE | --insecure]
 
-The token file is TOML, one ``[[token]]`` per person and role (``TOKEN_FILE_HELP``); a file other
-users can read or write is refused. Tokens are never printed or logged: the start-up line names
-the users and roles that hold one. Ctrl-C or SIGTERM stops the server cleanly.
+The token file is TOML, one ``[[token]]`` per person and role (``TOKEN_FILE_HELP``, docs/api.md),
+each bound to the tenants it may act on (``tenants``; default: the file's ``tenant``); a file
+other users can read or write is refused. Tokens are never printed or logged: the start-up line
+names the users, roles and tenants that hold one. A non-loopback address needs TLS (``--tls-cert``
+and ``--tls-key``) or an explicit ``--insecure``, which the start-up line repeats. Ctrl-C or
+SIGTERM stops the server cleanly.
 
-Starlette and uvicorn load only when the command runs, not when the CLI builds its parser.
+FastAPI and uvicorn load only when the command runs, not when the CLI builds its parser.
 """
 
 from __future__ import annotations
@@ -42,13 +46,17 @@ class TokenFileError(ValueError):
 
 @dataclass(frozen=True)
 class TokenFile:
-    tokens: dict[str, tuple[str, str]]  # token → (user, role)
+    # token → (user, role), bound to the default tenant, or (user, role, tenants) with "*" for all
+    tokens: dict[str, tuple[Any, ...]]
     tenant: str | None
     warnings: tuple[str, ...] = ()
 
     def describe(self) -> str:
-        """Who holds a token, for a log line: users and roles, never a token."""
-        return ", ".join(f"{u} ({r})" for u, r in sorted(set(self.tokens.values())))
+        """Who holds a token, for a log line: users, roles and tenants, never a token."""
+        def one(entry: tuple[Any, ...]) -> str:
+            where = f" for {','.join(entry[2])}" if len(entry) == 3 else ""
+            return f"{entry[0]} ({entry[1]}{where})"
+        return ", ".join(sorted({one(e) for e in self.tokens.values()}))
 
 
 TOKEN_FILE_HELP = """\
@@ -57,6 +65,7 @@ tenant = "acme"            # optional: the default tenant of every request
 [[token]]                  # one per person and role; chmod 600 this file
 user = "somchai"
 role = "canary_lead"       # canary_lead | dba | sre | developer
+tenants = ["acme"]         # optional: the tenants it may act on, ["*"] for all (default: tenant above)
 token = "…at least 16 random characters, e.g. from: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
 """
 
@@ -113,9 +122,9 @@ def load_tokens(path: str | os.PathLike[str]) -> TokenFile:
             problems.append(f"{where} must be a table of user, role and token")
             continue
         user, role, token = entry.get("user"), entry.get("role"), entry.get("token")
-        extra = sorted(set(entry) - {"user", "role", "token"})
+        extra = sorted(set(entry) - {"user", "role", "token", "tenants"})
         if extra:
-            problems.append(f"{where}: unknown key(s) {', '.join(extra)} (user, role, token)")
+            problems.append(f"{where}: unknown key(s) {', '.join(extra)} (user, role, token, tenants)")
         if not isinstance(user, str) or not re.fullmatch(r"[A-Za-z0-9_.@-]{1,100}", user):
             problems.append(f"{where}: 'user' must be a name of letters, digits, '.', '_', '@' or '-'")
             continue
@@ -130,8 +139,19 @@ def load_tokens(path: str | os.PathLike[str]) -> TokenFile:
             problems.append(f"{where}: the same token as [[token]] #{where_seen[token]}: give each its own")
             continue
         where_seen[token] = n
+        bound = entry.get("tenants")
+        if bound is not None:
+            if isinstance(bound, str):
+                bound = [bound]
+            if not isinstance(bound, list) or not bound or not all(isinstance(t, str) for t in bound):
+                problems.append(f"{where}: 'tenants' must be a list of tenant names, or [\"*\"] for every tenant")
+                continue
+            bad = [t for t in bound if t != "*" and not re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,62}", t)]
+            if bad:
+                problems.append(f"{where}: 'tenants' has {bad[0][:40]!r}, not a tenant name (or \"*\")")
+                continue
         if role in ROLES:
-            tokens[token] = (user, role)
+            tokens[token] = (user, role) if bound is None else (user, role, tuple(sorted(set(bound))))
     if problems:
         raise TokenFileError(f"token file {p}:\n  - " + "\n  - ".join(problems))
     return TokenFile(tokens, tenant, tuple(warnings))
@@ -175,12 +195,16 @@ def add_api_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--tokens", metavar="FILE", required=True,
                    help="TOML file of [[token]] user/role/token entries, readable by you only (chmod 600)")
     p.add_argument("--tenant", help="default tenant of every request (else the token file's 'tenant')")
+    p.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this certificate (PEM)")
+    p.add_argument("--tls-key", metavar="FILE", help="the certificate's private key (PEM)")
+    p.add_argument("--insecure", action="store_true",
+                   help="allow plain HTTP on a non-loopback address (tokens cross the network in clear text)")
     p.set_defaults(func=cmd_api)
     return p
 
 
 def cmd_api(args: argparse.Namespace) -> int:
-    from engine.api import create_app, serve_in_thread
+    from api import create_app, serve_in_thread
     from engine.store import Store, StoreError, redact_url
 
     try:
@@ -193,19 +217,30 @@ def cmd_api(args: argparse.Namespace) -> int:
     except IdentifierError:
         print("error: which tenant? give --tenant NAME or 'tenant = \"NAME\"' in the token file", file=sys.stderr)
         return EXIT_USAGE
+    if bool(args.tls_cert) != bool(args.tls_key):
+        print("error: give both --tls-cert and --tls-key (HTTPS needs the certificate and its key)", file=sys.stderr)
+        return EXIT_USAGE
+    for path in (args.tls_cert, args.tls_key):
+        if path and not Path(path).is_file():
+            print(f"error: {path} not found (--tls-cert/--tls-key)", file=sys.stderr)
+            return EXIT_USAGE
+    tls = bool(args.tls_cert)
+    insecure = not tls and not _loopback(host)
+    if insecure and not args.insecure:
+        print(f"error: listening on {host} without TLS would send bearer tokens across the network in clear "
+              "text: give --tls-cert FILE --tls-key FILE, listen on 127.0.0.1, or say --insecure", file=sys.stderr)
+        return EXIT_USAGE
     for warning in tokens.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    if not _loopback(host):
-        print(f"warning: listening on {host}: bearer tokens cross the network in clear text; put the API "
-              "behind TLS (a reverse proxy) or listen on 127.0.0.1", file=sys.stderr)
     try:
         store = Store(args.store)
     except StoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     try:
-        server = serve_in_thread(create_app(store, tenant, tokens.tokens), host, port)
-    except RuntimeError as exc:
+        server = serve_in_thread(create_app(store, tenant, tokens.tokens), host, port,
+                                 tls_cert=args.tls_cert, tls_key=args.tls_key)
+    except (RuntimeError, ValueError, OSError) as exc:
         store.close()
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -216,7 +251,11 @@ def cmd_api(args: argparse.Namespace) -> int:
         stop.set()
 
     previous = signal.signal(signal.SIGTERM, on_signal)
-    print(f"canary API on {server.url} (tenant {tenant}, store {redact_url(store.url)}); "
+    if insecure:
+        print(f"warning: INSECURE: plain HTTP on {host}: bearer tokens cross the network in clear text "
+              "(--insecure)", file=sys.stderr, flush=True)
+    print(f"canary API on {server.url}{' INSECURE (no TLS)' if insecure else ''} (tenant {tenant}, "
+          f"store {redact_url(store.url)}); "
           f"tokens for {tokens.describe()}; described at {server.url}/openapi.json. Ctrl-C stops it.",
           flush=True)
     try:

@@ -31,10 +31,13 @@ ACTION_ROLES: dict[str, frozenset[str]] = {
     "kill_switch_global": EVERYONE,                         # activation of the global scope
     "execution_create": frozenset({"canary_lead", "dba"}),
     "execution_claim": frozenset({"canary_lead", "dba"}),
+    "execution_status": frozenset({"canary_lead", "dba"}),  # a worker reports its run's progress
+    "rollback_record": frozenset({"canary_lead", "dba"}),   # a worker records a rollback it ran
     "audit_read": EVERYONE,
     # The rollback's way forward after a refusal (docs/rollback.md): the canary lead owns the run.
     "rollback_retrigger": frozenset({"canary_lead"}),       # close the decision; a new trigger is decided
     "rollback_keep_index": frozenset({"canary_lead"}),      # a refused rollback ends: the index stays
+    "audit_report": EVERYONE,                               # an external tool's entry, kept as reported.*
 }
 
 # Actions nobody is refused, whatever roles they hold — a person the plan does not name included:

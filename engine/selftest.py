@@ -8,6 +8,7 @@ works in its own database and its own store, so cases never see each other's run
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -328,16 +329,45 @@ def tc08_low_sample_inconclusive(lab: Lab) -> CaseResult:
     return r
 
 
-def tc09_api_down_fail_closed(lab: Lab) -> CaseResult:
-    from engine.api import create_app, serve_in_thread  # Starlette only where the API is needed
+def spawn_api(lab: Lab, store_url: str, tenant: str, token: str) -> tuple[subprocess.Popen[str], str]:
+    """``canary-console api`` in its own process on a free loopback port (the engine never imports
+    the API's web stack): the process and its URL, once it serves."""
+    tokens = lab.workdir / "tc09-tokens.toml"
+    tokens.write_text(f'tenant = "{tenant}"\n[[token]]\nuser = "self-test"\nrole = "canary_lead"\n'
+                      f'token = "{token}"\n')
+    tokens.chmod(0o600)
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent), PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "console.api_cmd", "--listen", "127.0.0.1:0",
+                             "--store", store_url, "--tokens", str(tokens)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    line = proc.stdout.readline() if proc.stdout else ""
+    found = re.search(r"canary API on (http://127\.0\.0\.1:\d+)", line)
+    if not found:
+        proc.kill()
+        _, err = proc.communicate(timeout=10)
+        raise RuntimeError(f"the API did not start: {(err or line).strip()[:300]}")
+    return proc, found.group(1)
 
+
+def stop_api(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+
+
+def tc09_api_down_fail_closed(lab: Lab) -> CaseResult:
     r, _db, plan, store = lab.prepare("TC-09", 2000, ["customer_id"])
-    server = serve_in_thread(create_app(store, plan.tenant, {"tc09-token": ("self-test", "canary_lead")}))
-    remote = RemoteKillSwitch(server.url, token="tc09-token")
+    token = "tc09-token-" + os.urandom(8).hex()
+    proc, url = spawn_api(lab, store.url, plan.tenant, token)
+    remote = RemoteKillSwitch(url, token=token)
     try:
         up = remote.read(plan.tenant, plan.connection.id)
         r.check("API up: kill switch reads off", not up.active and up.error is None)
-        server.stop()
+        stop_api(proc)
         down = remote.read(plan.tenant, plan.connection.id)
         r.check("API down: the reading is fail-closed (active, with the error)", down.active and down.fail_closed)
         ex = lab.executor(plan, store, backend=remote)
@@ -349,7 +379,7 @@ def tc09_api_down_fail_closed(lab: Lab) -> CaseResult:
         r.check("the API error is in the audit trail", any((e.details or {}).get("error") for e in checks))
         r.check("no index created", not lab.index_exists(plan))
     finally:
-        server.stop()
+        stop_api(proc)
         remote.close()
     return r
 

@@ -1,4 +1,5 @@
-"""Arrows point down only: engine/ never imports Textual, Rich, screens or console (SPEC §1)."""
+"""Arrows point down only: engine/ never imports Textual, Rich, screens, console, the HTTP API (api/)
+or FastAPI (docs/api.md)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ def test_engine_imports_no_ui():
         f"for name in {modules!r}:\n"
         "    importlib.import_module(name)\n"
         # Not rich: httpx imports it for its own command line whenever it is installed.
-        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'screens', 'console'))\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'screens', 'console', 'api', 'fastapi'))\n"
         "print(','.join(bad))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
@@ -33,7 +34,8 @@ def test_no_ui_import_statement_in_engine_sources():
         str(p.relative_to(ROOT)) for p in (ROOT / "engine").rglob("*.py")
         for line in p.read_text().splitlines()
         if line.lstrip().startswith(("import textual", "from textual", "import rich", "from rich",
-                                     "from screens", "import screens", "from console", "import console"))
+                                     "from screens", "import screens", "from console", "import console",
+                                     "import fastapi", "from fastapi", "import api", "from api"))
     ]
     assert offenders == []
 

@@ -11,11 +11,12 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
-from engine.api import create_app, serve_in_thread
+from api import create_app, serve_in_thread
 from engine.killswitch import EmbeddedKillSwitch, RemoteKillSwitch
 from engine.store import Store
 
-TOKENS = {"lead": ("somchai", "canary_lead"), "dev": ("dev", "developer")}
+# The lead reads other tenants too (its token is bound to every tenant, "*"); dev only "acme".
+TOKENS = {"lead": ("somchai", "canary_lead", "*"), "dev": ("dev", "developer")}
 
 
 @pytest.fixture

@@ -528,18 +528,21 @@ class Store:
 
     # --- claim with a lease (seed 001 §7, TC-01, TC-10) -----------------------------------
 
-    def claim(self, tenant_id: str, run_id: str, owner: str, lease_seconds: float) -> ExecutionRun:
-        """Take the run's lease atomically: free, expired, or already ours. Else ``ClaimConflict``."""
+    def claim(self, tenant_id: str, run_id: str, owner: str, lease_seconds: float,
+              exclusive: bool = False) -> ExecutionRun:
+        """Take the run's lease atomically: free, expired, or already ours. Else ``ClaimConflict``.
+        ``exclusive``: a lease held by ``owner`` too is a conflict (a second claim, docs/api.md)."""
         now = self.now()
+        free = (ExecutionRun.claimed_by.is_(None)) | (ExecutionRun.lease_expires_at < now)  # type: ignore[union-attr,operator]
+        if not exclusive:
+            free = free | (ExecutionRun.claimed_by == owner)
         with self.session() as s:
             result = s.exec(  # type: ignore[call-overload]
                 update(ExecutionRun)
                 .where(
                     ExecutionRun.id == run_id, ExecutionRun.tenant_id == tenant_id,
                     ExecutionRun.status.in_(list(ACTIVE)),  # type: ignore[attr-defined]
-                    (ExecutionRun.claimed_by.is_(None))  # type: ignore[union-attr]
-                    | (ExecutionRun.lease_expires_at < now)  # type: ignore[operator]
-                    | (ExecutionRun.claimed_by == owner),
+                    free,
                 )
                 .values(claimed_by=owner, lease_expires_at=now + timedelta(seconds=lease_seconds),
                         updated_at=now)

@@ -1,0 +1,109 @@
+"""The kill switch: the executor's read, the tenant's status, each scope on or off (docs/api.md)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request
+from starlette.concurrency import run_in_threadpool
+
+from api.auth import Caller, Principal, Tenant, refuse_tenant
+from api.models import (
+    SLUG_PATTERN,
+    KillSwitchSet,
+    KillSwitchSetAnswer,
+    KillSwitchState,
+    KillSwitchStatus,
+    ScopeStatus,
+)
+from api.problems import ApiProblem
+from engine.switch_flow import set_switch, switch_state, tenant_switches
+
+router = APIRouter(prefix="/api/kill-switch", tags=["kill-switch"])
+SlugQuery = Annotated[str | None, Query(pattern=SLUG_PATTERN, max_length=63,
+                                        description="the connection whose switch counts too")]
+ConnPath = Annotated[str, Path(pattern=SLUG_PATTERN, max_length=63, description="the connection profile's id")]
+TenantPath = Annotated[str, Path(pattern=SLUG_PATTERN, max_length=63, description="the tenant")]
+SET_DOC = ("Any token activates (the reason is cleaned, never refused: the answer says what the cleaning "
+           "changed). Deactivation (is_active false) needs the canary_lead or dba role (403 otherwise) and a "
+           "reason (422 naming \"reason\" otherwise); both refusals are audited as "
+           "'kill_switch_deactivation_refused'. A tenant the token is not bound to is 403, audited.")
+
+
+def _own(request: Request, who: Principal, tenant: str) -> str:
+    if not who.may_act_on(tenant):
+        raise refuse_tenant(request, who, tenant)
+    return tenant
+
+
+async def _set(request: Request, who: Principal, tenant: str, scope: str, body: KillSwitchSet,
+               connection_id: str = "", own: str | None = None) -> KillSwitchSetAnswer:
+    """On the kill switch's own threads: never queued behind the reads in the shared threadpool.
+    ``own``: a tenant named in the body, checked (and a refusal audited) there too."""
+    return await asyncio.get_running_loop().run_in_executor(
+        request.app.state.switch_executor, _set_now, request, who, tenant, scope, body, connection_id, own)
+
+
+def _set_now(request: Request, who: Principal, tenant: str, scope: str, body: KillSwitchSet,
+             connection_id: str = "", own: str | None = None) -> KillSwitchSetAnswer:
+    store = request.app.state.store
+    if own is not None:
+        tenant = _own(request, who, own)
+    out = set_switch(store, tenant, scope, body.is_active, who.actor, {who.role}, body.reason, connection_id)
+    if not out.ok:
+        raise ApiProblem(403 if out.refusal == "role" else 422, out.message,
+                         field="reason" if out.refusal == "reason" else None)
+    return KillSwitchSetAnswer(**switch_state(store, tenant, connection_id), scope=scope, is_active=body.is_active,
+                               tenant_id=tenant, actor=who.actor, reason=out.reason,
+                               reason_cleaned=bool(out.reason_changes), reason_changes=list(out.reason_changes))
+
+
+@router.get("", response_model=KillSwitchState, summary="the executor's read: every scope for one connection")
+async def read(request: Request, tenant: Tenant, connection_id: SlugQuery = None) -> KillSwitchState:
+    # The executors' poll, the hottest route: async, with one thread hop for the store's read (a sync
+    # endpoint costs two: the call and the answer's validation).
+    state = await run_in_threadpool(switch_state, request.app.state.store, tenant, connection_id or "")
+    return KillSwitchState(**state)
+
+
+@router.get("/status", response_model=KillSwitchStatus, summary="the tenant's switches")
+async def status(request: Request, tenant: Tenant) -> KillSwitchStatus:
+    return KillSwitchStatus(**await run_in_threadpool(tenant_switches, request.app.state.store, tenant))
+
+
+@router.put("/global", response_model=KillSwitchSetAnswer, summary="turn the global switch on or off",
+            description=SET_DOC + " The global switch stops every tenant: who may set it is the role table's "
+                                  "'kill_switch_global' (with 'kill_switch_deactivate' to turn it off).")
+async def put_global(request: Request, who: Caller, tenant: Tenant, body: KillSwitchSet) -> KillSwitchSetAnswer:
+    own = body.tenant_id if body.tenant_id and not request.query_params.get("tenant_id") else None
+    return await _set(request, who, tenant, "global", body, own=own)
+
+
+@router.get("/connection/{connection_id}", response_model=ScopeStatus, summary="one connection's switch")
+async def read_connection(request: Request, tenant: Tenant, connection_id: ConnPath) -> ScopeStatus:
+    state = await run_in_threadpool(switch_state, request.app.state.store, tenant, connection_id)
+    return ScopeStatus(is_active=state["connection_active"], connection_id=connection_id, tenant_id=tenant)
+
+
+@router.put("/connection/{connection_id}", response_model=KillSwitchSetAnswer,
+            summary="turn one connection's switch on or off", description=SET_DOC)
+async def put_connection(request: Request, who: Caller, tenant: Tenant, connection_id: ConnPath,
+                         body: KillSwitchSet) -> KillSwitchSetAnswer:
+    own = body.tenant_id if body.tenant_id and not request.query_params.get("tenant_id") else None
+    return await _set(request, who, tenant, "connection", body, connection_id, own=own)
+
+
+@router.get("/tenant/{tenant_id}/status", response_model=ScopeStatus, summary="one tenant's switch")
+def read_tenant(request: Request, who: Caller, tenant_id: TenantPath) -> ScopeStatus:
+    tenant = _own(request, who, tenant_id)
+    return ScopeStatus(is_active=switch_state(request.app.state.store, tenant)["tenant_active"], tenant_id=tenant)
+
+
+@router.put("/tenant/{tenant_id}", response_model=KillSwitchSetAnswer, summary="turn one tenant's switch on or off",
+            description=SET_DOC + " A body tenant_id other than the path's is 422.")
+async def put_tenant(request: Request, who: Caller, tenant_id: TenantPath, body: KillSwitchSet) -> KillSwitchSetAnswer:
+    if body.tenant_id and body.tenant_id != tenant_id:
+        raise ApiProblem(422, f'"tenant_id" {body.tenant_id!r} in the body differs from {tenant_id!r} in the path',
+                         field="tenant_id")
+    return await _set(request, who, tenant_id, "tenant", body, own=tenant_id)

@@ -1,0 +1,123 @@
+"""Rollbacks by the console's own rules (engine/rollback_flow.py): decide, approve, history; and the
+record of a rollback an outside executor ran (docs/api.md)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Request
+
+from api.auth import Caller, Principal, refuse_tenant, role_gate
+from api.auth import Run as RunDep
+from api.models import (
+    FlowResult,
+    RollbackApprove,
+    RollbackHistory,
+    RollbackReport,
+    RollbackReported,
+    RollbackTrigger,
+)
+from api.problems import ApiProblem
+from engine import rollback_flow as flow
+from engine.execution_flow import record_rollback, run_anywhere
+from engine.rollback_remote import (
+    approval_refusal_kind,
+    decision_refusal_kind,
+    history_json,
+    latest_metrics,
+    roster_of,
+    state_json,
+)
+from engine.store import ExecutionRun
+
+router = APIRouter(tags=["rollback"])
+STATUS = {"forbidden": 403, "conflict": 409}
+RULES = ("Decided and approved by the rules of the rollback flow (runbook 6.3), as in the console: "
+         + "; ".join(f"{t.key} — {t.who()}" for t in flow.TRIGGERS)
+         + ". Nobody approves for a role they lack or twice; the requester is never the only approver. A refusal "
+           "is 403 (the person) or 409 (the state), audited as 'rollback_decision_refused' / "
+           "'rollback_approval_refused'.")
+
+
+def _roster(request: Request, tenant: str) -> Any:
+    return roster_of(tenant, request.app.state.holders)
+
+
+def _approvals(request: Request, run: ExecutionRun) -> Any:
+    return state_json(flow.rollback_view(request.app.state.store, _roster(request, run.tenant_id), run.id).state)
+
+
+@router.post("/api/rollback/{run_id}/trigger", response_model=FlowResult, status_code=201,
+             summary="decide a manual rollback (R1)", description=RULES)
+def trigger(request: Request, who: Caller, run: RunDep, body: RollbackTrigger) -> Any:
+    store = request.app.state.store
+    role = body.role or who.role
+    trigger = body.trigger or flow.suggest_trigger(body.reason)
+    if trigger is None:
+        raise ApiProblem(422, '"trigger" is required: the reason names no runbook 6.3 condition; give one of '
+                              + ", ".join(t.key for t in flow.TRIGGERS), field="trigger")
+    with request.app.state.flow_lock:
+        out = flow.decide_rollback(store, _roster(request, run.tenant_id), run, trigger, who.actor, {who.role},
+                                   body.reason, latest_metrics(store, run), role=role)
+    if not out.ok:  # the flow wrote rollback_decision_refused
+        raise ApiProblem(STATUS[decision_refusal_kind(trigger, role, who.role)], out.message)
+    return {"result": out.status, "message": out.message, "record_id": out.record_id,
+            "approvals": _approvals(request, run)}
+
+
+@router.post("/api/rollback/{run_id}/approve", response_model=FlowResult, summary="approve (or refuse) a rollback",
+             description=RULES)
+def approve(request: Request, who: Caller, run: RunDep,
+            body: Annotated[RollbackApprove | None, Body()] = None) -> Any:
+    body = body or RollbackApprove()
+    store = request.app.state.store
+    role = body.role or who.role
+    decision = body.decision or "approve"
+    roster = _roster(request, run.tenant_id)
+    with request.app.state.flow_lock:
+        before = flow.rollback_view(store, roster, run.id).state
+        out = flow.approve_rollback(store, roster, run, role, who.actor, {who.role},
+                                    flow_note(body.note), decision)
+    if not out.ok:  # the flow wrote rollback_approval_refused
+        fresh = store.get_run(run.tenant_id, run.id) or run
+        raise ApiProblem(STATUS[approval_refusal_kind(before, fresh, role, who.actor, {who.role}, decision)],
+                         out.message)
+    return {"result": out.status, "message": out.message, "record_id": out.record_id,
+            "approvals": _approvals(request, run)}
+
+
+def flow_note(note: Any) -> str:
+    from engine.text import clean_text
+
+    return clean_text(note).text
+
+
+@router.get("/api/rollback/history/{run_id}", response_model=RollbackHistory,
+            summary="the run's rollback records, approvals and steps")
+def history(request: Request, run: RunDep) -> Any:
+    return history_json(request.app.state.store, _roster(request, run.tenant_id), run,
+                        lambda r: r.model_dump(mode="json"))
+
+
+@router.post("/api/rollbacks", response_model=RollbackReported, status_code=201,
+             summary="record a rollback an outside executor ran",
+             description="Role: 'rollback_record'. Kept as rollback_status 'reported' (the status reported is "
+                         "in reported_status): never taken as proof that the index is gone — the rollback flow "
+                         "verifies that itself. rollback_sql, when given, must be the run's own DROP INDEX (422).")
+def report_rollback(request: Request, who: Caller, body: RollbackReport,
+                    _gate: Annotated[None, role_gate("rollback_record", "recording a rollback")]) -> Any:
+    run = _run_of(request, who, body.execution_run_id)
+    rec = record_rollback(request.app.state.store, run, who.actor, {who.role}, body.rollback_type, body.status,
+                          body.trigger_reason, body.rollback_sql)
+    return {"id": rec.id, "execution_run_id": run.id, "rollback_status": rec.rollback_status,
+            "reported_status": body.status, "rollback_type": rec.rollback_type,
+            "trigger_reason": rec.trigger_reason}
+
+
+def _run_of(request: Request, who: Principal, run_id: str) -> ExecutionRun:
+    run = run_anywhere(request.app.state.store, run_id)
+    if run is None:
+        raise ApiProblem(404, f"run {run_id} not found", field="execution_run_id")
+    if not who.may_act_on(run.tenant_id):
+        raise refuse_tenant(request, who, run.tenant_id, run.id)
+    return run
