@@ -874,7 +874,6 @@ def build_parser() -> argparse.ArgumentParser:
     ak.add_argument("--reason", required=True, help="why the canary may go with it failed (audited)")
     ak.set_defaults(func=cmd_acknowledge)
 
-    rp = sub.add_parser("replay", help="re-evaluate a finished run's stored samples under another profile")
     rp = sub.add_parser("replay", help="re-evaluate a finished run's stored samples under another profile, "
                                        "or judge exported samples (--samples FILE)")
     common(rp)
