@@ -402,7 +402,10 @@ def deactivate(store: Any, backend: KillSwitchBackend, tenant_id: str, scopes: S
                 "reason": result.reason})
         return result
     if not result.reason:
-        result.refused, result.refused_usage = "a reason is required to deactivate the kill switch", True
+        result.refused, result.refused_usage = ("a reason is required to deactivate the kill switch (why it "
+                                                "is safe to go on)"), True
+        _audit(store, result, audit_tenant, "kill_switch_deactivation_refused",
+               {"scope": ", ".join(scopes), "roles": roles, "why": "no reason given", "via": via})
         return result
     if not scopes or any(s not in SCOPES for s in scopes):
         result.refused, result.refused_usage = "nothing to deactivate: no active scope was named", True

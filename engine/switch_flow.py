@@ -1,23 +1,15 @@
-"""The kill switch as front ends other than the console set and read it (the HTTP API): one
-function per action — role check (engine/roles.py), clean the reason (engine/text.py), set, audit.
-
-An activation is never refused for what its reason contains: the reason is cleaned (lone
-surrogates, control characters, 10 kB of text) and the switch goes on; the outcome says what the
-cleaning changed. A deactivation needs the role and a reason (docs/api.md).
-"""
+"""The kill switch as the HTTP API reads it: the executors' poll and a tenant's view, as plain
+SELECTs. Setting it goes through ``engine.killswitch_actions`` (the console's and the CLI's too)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from sqlmodel import select
 
-from engine.roles import may, needed
 from engine.store import KillSwitchState, Store
 from engine.tenancy import GLOBAL_TENANT
-from engine.text import clean_text
 
 SCOPES = ("global", "tenant", "connection")
 
@@ -71,33 +63,3 @@ def tenant_switches(store: Store, tenant: str) -> dict[str, Any]:
             "global_active": any(r.is_active for r in rows if r.scope == "global"),
             "tenant_active": any(r.is_active for r in rows if r.scope == "tenant"),
             "connections": {r.connection_profile_id: bool(r.is_active) for r in conns}}
-
-
-def set_switch(store: Store, tenant: str, scope: str, active: bool, actor: str, roles: Iterable[str],
-               reason: object = "", connection_id: str = "", via: str = "api") -> SwitchOutcome:
-    """Turn one scope on or off for ``actor`` acting in ``roles``; audited either way."""
-    held = sorted(set(roles))
-    cleaned = clean_text(reason)
-    conn = connection_id if scope == "connection" else ""
-    base = dict(scope=scope, active=active, tenant=tenant, reason=cleaned.text, reason_changes=cleaned.changes)
-    actions = ["kill_switch_activate" if active else "kill_switch_deactivate"]
-    if scope == "global":
-        actions.append("kill_switch_global")
-    refusal = message = ""
-    lacking = [a for a in actions if not may(a, held)]
-    if lacking:
-        refusal = "role"
-        message = (f"{'' if active else 'de'}activation needs the {' or '.join(sorted(needed(lacking[0])))} role; "
-                   f"{actor} is {' or '.join(held) or 'no role'}")
-    elif not active and not cleaned.text:
-        refusal, message = "reason", "deactivation needs a reason: give \"reason\" (why it is safe to go on)"
-    if refusal:
-        store.audit(tenant, actor, "kill_switch_deactivation_refused" if not active else "kill_switch_activation_refused",
-                    None, {"scope": scope, "connection_id": conn or None, "role": held[0] if len(held) == 1 else held,
-                           "why": message, "reason": cleaned.text, "via": via})
-        return SwitchOutcome(False, refusal=refusal, message=message, **base)
-    store.set_kill_switch(tenant, scope, active, actor, cleaned.text, conn)
-    if cleaned.changed:
-        store.audit(tenant, actor, "kill_switch_reason_cleaned", None,
-                    {"scope": scope, "connection_id": conn or None, "changes": list(cleaned.changes), "via": via})
-    return SwitchOutcome(True, message="done", **base)

@@ -18,7 +18,9 @@ from api.models import (
     ScopeStatus,
 )
 from api.problems import ApiProblem
-from engine.switch_flow import set_switch, switch_state, tenant_switches
+from engine.killswitch import EmbeddedKillSwitch
+from engine.killswitch_actions import activate, deactivate
+from engine.switch_flow import switch_state, tenant_switches
 
 router = APIRouter(prefix="/api/kill-switch", tags=["kill-switch"])
 SlugQuery = Annotated[str | None, Query(pattern=SLUG_PATTERN, max_length=63,
@@ -50,13 +52,23 @@ def _set_now(request: Request, who: Principal, tenant: str, scope: str, body: Ki
     store = request.app.state.store
     if own is not None:
         tenant = _own(request, who, own)
-    out = set_switch(store, tenant, scope, body.is_active, who.actor, {who.role}, body.reason, connection_id)
-    if not out.ok:
-        raise ApiProblem(403 if out.refusal == "role" else 422, out.message,
-                         field="reason" if out.refusal == "reason" else None)
+    # The same engine functions as F9/F8 and the CLI (docs/kill-switch.md). The API does not connect
+    # to targets: the executor that runs an ALTER watches the switch and stops it (enforce=False).
+    backend = EmbeddedKillSwitch(store)
+    if body.is_active:
+        out = activate(store, backend, tenant, scope, who.actor, {who.role}, body.reason, connection_id,
+                       via="api", worker="api", enforce=False)
+    else:
+        out = deactivate(store, backend, tenant, [scope], who.actor, {who.role}, body.reason, connection_id,
+                         via="api")
+    if out.refused is not None:
+        raise ApiProblem(422 if out.refused_usage else 403, out.refused,
+                         field="reason" if out.refused_usage and "reason" in out.refused else None)
+    if not out.switch_set:
+        raise ApiProblem(503, "; ".join(out.lines()))
     return KillSwitchSetAnswer(**switch_state(store, tenant, connection_id), scope=scope, is_active=body.is_active,
                                tenant_id=tenant, actor=who.actor, reason=out.reason,
-                               reason_cleaned=bool(out.reason_changes), reason_changes=list(out.reason_changes))
+                               reason_cleaned=bool(out.cleaned), reason_changes=list(out.cleaned))
 
 
 @router.get("", response_model=KillSwitchState, summary="the executor's read: every scope for one connection")
