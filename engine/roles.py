@@ -32,6 +32,7 @@ ACTION_ROLES: dict[str, frozenset[str]] = {
     "execution_create": frozenset({"canary_lead", "dba"}),
     "execution_claim": frozenset({"canary_lead", "dba"}),
     "audit_read": EVERYONE,
+    "dry_run": EVERYONE,                                    # read-only: anyone the plan names (docs/dry-run.md)
     # The rollback's way forward after a refusal (docs/rollback.md): the canary lead owns the run.
     "rollback_retrigger": frozenset({"canary_lead"}),       # close the decision; a new trigger is decided
     "rollback_keep_index": frozenset({"canary_lead"}),      # a refused rollback ends: the index stays

@@ -1,0 +1,132 @@
+"""The dry run (docs/dry-run.md): `canary-console dry-run PLAN` walks the canary read-only against
+the sandbox MariaDB and prints the SQL each step would send; nothing is written to the target."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine.store import Store
+
+pytestmark = [pytest.mark.mariadb]
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "dry-Run-pw-7731"
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "console.cli", *args], capture_output=True, text=True,
+                          cwd=ROOT, timeout=300, env=dict(os.environ, PYTHONPATH=str(ROOT), **(env or {})))
+
+
+def write_plan(tmp_path: Path, port: int, db: str, user: str = "root", extra: str = "", index: str = "idx_dry") -> Path:
+    plan = tmp_path / "canary.toml"
+    password = 'password_env = "CC_DRY_PASSWORD"\n' if user != "root" else ""
+    plan.write_text(f"""
+tenant = "acme"
+[connection]
+id = "orders-primary"
+host = "127.0.0.1"
+port = {port}
+user = "{user}"
+database = "{db}"
+{password}[change]
+table = "orders"
+index = "{index}"
+columns = ["customer_id", "created_at"]
+sample_queries = ["SELECT id FROM orders WHERE customer_id = 42"]
+{extra}
+[[people]]
+name = "Me"
+role = "dba"
+unix_user = "{getpass.getuser()}"
+""")
+    return plan
+
+
+def show_create(sandbox, db: str) -> tuple[str, list[str]]:
+    with sandbox.primary.connect(db) as c, c.cursor() as cur:
+        cur.execute("SHOW CREATE TABLE orders")
+        create = cur.fetchone()["Create Table"]
+        cur.execute("SHOW INDEX FROM orders")
+        return create, sorted({r["Key_name"] for r in cur.fetchall()})
+
+
+def test_dry_run_prints_the_sql_and_writes_nothing(sandbox, lab, tmp_path):
+    db = lab.database("dryrun")
+    lab.load_orders(db, 2000)
+    sandbox.primary.create_user("cc_dry", SECRET, (f"ALL ON `{db}`.*", "SELECT ON performance_schema.*",
+                                                    "PROCESS ON *.*"))
+    plan = write_plan(tmp_path, sandbox.primary.port, db, user="cc_dry")
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    before = show_create(sandbox, db)
+
+    done = cli("dry-run", str(plan), "--store", url, env={"CC_DRY_PASSWORD": SECRET})
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    t = f"`{db}`.`orders`"
+    assert f"TABLE {t} ADD INDEX `idx_dry` (`customer_id`, `created_at`), ALGORITHM=INPLACE, LOCK=NONE" in out
+    assert "ALTER /* canary-console:alter run=" in out
+    assert f"ALTER /* canary-console:rollback */ TABLE {t} DROP INDEX `idx_dry`, ALGORITHM=INPLACE, LOCK=NONE" in out
+    assert f"ALTER /* canary-console:rollback */ TABLE {t} ALTER INDEX `idx_dry` IGNORED" in out
+    assert f"ALTER INDEX `idx_dry` NOT IGNORED" in out
+    assert "KILL /* canary-console:kill-switch */ QUERY <the ALTER's thread id>" in out
+    assert f"SHOW INDEX FROM {t} WHERE Key_name = 'idx_dry'" in out  # the DROP's verification
+    assert "EXPLAIN /* canary-console:verify */ SELECT id FROM orders WHERE customer_id = 42" in out
+    assert "performance_schema.events_statements_summary_by_digest" in out  # the monitoring tick
+    assert "PASS  db.index_absent" in out and "PASS  db.table_exists" in out  # the checks ran for real
+    assert "size gate: PASS" in out
+    assert SECRET not in out + done.stderr
+
+    assert show_create(sandbox, db) == before  # same SHOW CREATE TABLE, no new index
+    assert "idx_dry" not in before[1]
+    with sandbox.primary.connect(db) as c, c.cursor() as cur:
+        cur.execute("SHOW TABLES LIKE '\\_canary\\_scratch\\_%'")
+        assert cur.fetchall() == ()  # the scratch-table test was listed, not run
+
+    store = Store(url)
+    rows = store.audit_entries("acme", action="dry_run")
+    assert len(rows) == 1
+    details = rows[0].details
+    assert details["target"] == f"{db}.orders on cc_dry@127.0.0.1:{sandbox.primary.port}/{db}"
+    assert details["written"] == "nothing"
+    assert SECRET not in str(details)
+    assert store.find_runs("acme") == []  # a dry run creates no run
+
+
+def test_dry_run_of_a_plan_whose_index_exists_says_so(sandbox, lab, tmp_path):
+    db = lab.database("dryrun_exists")
+    lab.load_orders(db, 500)
+    with sandbox.primary.connect(db) as c, c.cursor() as cur:
+        cur.execute("ALTER TABLE orders ADD INDEX idx_there (customer_id)")
+    plan = write_plan(tmp_path, sandbox.primary.port, db, index="idx_there")
+    done = cli("dry-run", str(plan), "--store", f"sqlite:///{tmp_path / 'store.db'}")
+    assert done.returncode == 0, done.stderr
+    assert "FAIL  db.index_absent: idx_there already exists" in done.stdout
+    assert "would block the canary: db.index_absent" in done.stdout.replace("\n", " ").split("check(s) ")[-1] or \
+        "db.index_absent" in done.stdout.splitlines()[-1]
+    assert show_create(sandbox, db)[1] == ["PRIMARY", "idx_there"]
+
+
+def test_a_bad_plan_gets_its_messages_and_exit_2(tmp_path):
+    plan = write_plan(tmp_path, 3306, "shop", index="idx-bad", extra="[bogus]\nx = 1\n")
+    done = cli("dry-run", str(plan), "--store", f"sqlite:///{tmp_path / 'store.db'}")
+    assert done.returncode == 2
+    assert "idx-bad" in done.stderr and "bogus" in done.stderr
+    assert "Traceback" not in done.stderr
+    usual = cli("execute", str(plan), "--store", f"sqlite:///{tmp_path / 'store.db'}")
+    assert usual.returncode == 2 and usual.stderr == done.stderr
+
+
+def test_a_person_the_plan_does_not_name_is_refused(tmp_path):
+    plan = write_plan(tmp_path, 3306, "shop")
+    plan.write_text(plan.read_text().replace(f'unix_user = "{getpass.getuser()}"', 'unix_user = "somebody-else"'))
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    done = cli("dry-run", str(plan), "--store", url)
+    assert done.returncode == 3, done.stderr
+    assert "refused" in done.stderr and "[[people]]" in done.stderr
+    assert Store(url).audit_entries("acme", action="dry_run_refused")
