@@ -130,3 +130,44 @@ def test_a_person_the_plan_does_not_name_is_refused(tmp_path):
     assert done.returncode == 3, done.stderr
     assert "refused" in done.stderr and "[[people]]" in done.stderr
     assert Store(url).audit_entries("acme", action="dry_run_refused")
+
+
+async def test_console_dry_run_says_so_and_refuses_to_execute(sandbox, lab, tmp_path):
+    from engine.identity import Identity
+    from engine.killswitch import EmbeddedKillSwitch
+    from engine.plan import load_plan
+    from console.app import CanaryApp
+    from screens.dryrun import DryRunScreen
+    from screens.frame import RunFrame
+
+    db = lab.database("dryrun_console")
+    lab.load_orders(db, 500)
+    plan = load_plan(write_plan(tmp_path, sandbox.primary.port, db))
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    app = CanaryApp(plan, store, Identity(getpass.getuser(), "10.0.0.5", "jump"), backend=EmbeddedKillSwitch(store),
+                    poll=False, dry_run=True)
+    said: list[str] = []
+    app.notify = lambda message, **kw: said.append(str(message))  # type: ignore[method-assign]
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        assert isinstance(app.screen, DryRunScreen)
+        assert "DRY RUN" in str(app.screen.query_one(RunFrame).render())
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        body = str(app.screen.query_one("#dry-run-body").render())
+        assert f"TABLE `{db}`.`orders` ADD INDEX `idx_dry`" in body
+        assert "KILL /* canary-console:kill-switch */ QUERY" in body and "DROP INDEX `idx_dry`" in body
+
+        await pilot.press("g")
+        await pilot.pause()
+        assert said and said[-1].startswith("DRY RUN: executing the ALTER is not done in a dry run")
+        assert "\n" not in said[-1]
+        await pilot.press("escape")  # the Plan screen: `b` would create a run
+        await pilot.pause()
+        await pilot.press("b")
+        await pilot.pause()
+        assert said[-1].startswith("DRY RUN: beginning the prechecks")
+        assert "DRY RUN" in str(app.screen.query_one(RunFrame).render())
+    assert store.find_runs("acme") == []
+    assert store.audit_entries("acme", action="dry_run")
+    assert not lab.index_exists(plan)
