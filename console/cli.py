@@ -334,6 +334,10 @@ def cmd_dry_run(args: argparse.Namespace) -> int:
     else:
         for line in lines(result):
             print(for_terminal(line))
+    unreachable = next((f for f in result.findings if f.check_id == "env.target" and f.status == "fail"), None)
+    if unreachable is not None:  # nothing on the server was checked: an error, not a finding
+        print(f"error: the target was not reached: {for_terminal(unreachable.detail)}", file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_OK
 
 

@@ -16,6 +16,7 @@ from engine.store import Store
 pytestmark = [pytest.mark.mariadb]
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "dry-Run-pw-7731"
+SAMPLE_QUERIES = 'sample_queries = ["SELECT id FROM orders WHERE customer_id = 42"]'
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -38,7 +39,7 @@ database = "{db}"
 table = "orders"
 index = "{index}"
 columns = ["customer_id", "created_at"]
-sample_queries = ["SELECT id FROM orders WHERE customer_id = 42"]
+{SAMPLE_QUERIES}
 {extra}
 [[people]]
 name = "Me"
@@ -73,7 +74,7 @@ def test_dry_run_prints_the_sql_and_writes_nothing(sandbox, lab, tmp_path):
     assert "ALTER /* canary-console:alter run=" in out
     assert f"ALTER /* canary-console:rollback */ TABLE {t} DROP INDEX `idx_dry`, ALGORITHM=INPLACE, LOCK=NONE" in out
     assert f"ALTER /* canary-console:rollback */ TABLE {t} ALTER INDEX `idx_dry` IGNORED" in out
-    assert f"ALTER INDEX `idx_dry` NOT IGNORED" in out
+    assert "ALTER INDEX `idx_dry` NOT IGNORED" in out
     assert "KILL /* canary-console:kill-switch */ QUERY <the ALTER's thread id>" in out
     assert f"SHOW INDEX FROM {t} WHERE Key_name = 'idx_dry'" in out  # the DROP's verification
     assert "EXPLAIN /* canary-console:verify */ SELECT id FROM orders WHERE customer_id = 42" in out
@@ -107,8 +108,7 @@ def test_dry_run_of_a_plan_whose_index_exists_says_so(sandbox, lab, tmp_path):
     done = cli("dry-run", str(plan), "--store", f"sqlite:///{tmp_path / 'store.db'}")
     assert done.returncode == 0, done.stderr
     assert "FAIL  db.index_absent: idx_there already exists" in done.stdout
-    assert "would block the canary: db.index_absent" in done.stdout.replace("\n", " ").split("check(s) ")[-1] or \
-        "db.index_absent" in done.stdout.splitlines()[-1]
+    assert done.stdout.splitlines()[-1] == "1 check(s) would block the canary: db.index_absent"
     assert show_create(sandbox, db)[1] == ["PRIMARY", "idx_there"]
 
 
@@ -133,10 +133,10 @@ def test_a_person_the_plan_does_not_name_is_refused(tmp_path):
 
 
 async def test_console_dry_run_says_so_and_refuses_to_execute(sandbox, lab, tmp_path):
+    from console.app import CanaryApp
     from engine.identity import Identity
     from engine.killswitch import EmbeddedKillSwitch
     from engine.plan import load_plan
-    from console.app import CanaryApp
     from screens.dryrun import DryRunScreen
     from screens.frame import RunFrame
 
@@ -171,3 +171,54 @@ async def test_console_dry_run_says_so_and_refuses_to_execute(sandbox, lab, tmp_
     assert store.find_runs("acme") == []
     assert store.audit_entries("acme", action="dry_run")
     assert not lab.index_exists(plan)
+
+
+def test_a_write_a_check_would_try_is_withheld_not_sent(sandbox, lab, tmp_path):
+    """The prechecks turn on the metadata-lock instrument when it is off; a dry run lists that
+    UPDATE as withheld and the instrument stays off. The read-only session refuses any write."""
+    from engine.dryrun import ReadOnlyTarget, dry_run
+    from engine.killswitch import EmbeddedKillSwitch
+    from engine.plan import load_plan
+    from engine.target import TargetError
+
+    db = lab.database("dryrun_withheld")
+    lab.load_orders(db, 300)
+    plan = load_plan(write_plan(tmp_path, sandbox.primary.port, db))
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    off = "UPDATE performance_schema.setup_instruments SET ENABLED = 'NO' WHERE NAME = 'wait/lock/metadata/sql/mdl'"
+    on = off.replace("'NO'", "'YES'")
+    read = "SELECT ENABLED FROM performance_schema.setup_instruments WHERE NAME = 'wait/lock/metadata/sql/mdl'"
+    with sandbox.primary.connect() as c, c.cursor() as cur:
+        cur.execute(off)
+        try:
+            result = dry_run(plan, store, EmbeddedKillSwitch(store), "me@test", ["dba"])
+            cur.execute(read)
+            assert cur.fetchone()["ENABLED"] == "NO"
+        finally:
+            cur.execute(on)
+    assert any(w.startswith("UPDATE /* canary-console:mdl */ performance_schema.setup_instruments")
+               for w in result.withheld), result.withheld
+    assert {f.check_id: f.status for f in result.findings}["db.no_long_trx"] == "pass"  # its fallback ran
+
+    ro = ReadOnlyTarget(plan.connection)
+    with ro.session() as s:
+        with pytest.raises(TargetError, match="not sent in a dry run"):
+            s.execute("ALTER TABLE orders ADD INDEX idx_never (status)")
+        with pytest.raises(TargetError, match="not sent in a dry run"):
+            s.query("DELETE FROM orders")
+        assert s.query("SELECT COUNT(*) AS n FROM orders")[0]["n"] == 300
+    assert show_create(sandbox, db)[1] == ["PRIMARY"]
+
+
+def test_an_unreachable_target_is_an_error_with_the_sql_still_shown(tmp_path):
+    from engine.net import free_port
+
+    plan = write_plan(tmp_path, free_port(), "shop")
+    done = cli("dry-run", str(plan), "--store", f"sqlite:///{tmp_path / 'store.db'}", "--json")
+    assert done.returncode == 1, done.stderr
+    assert "the target was not reached" in done.stderr and "Traceback" not in done.stderr
+    import json
+
+    data = json.loads(done.stdout)
+    assert any("ADD INDEX `idx_dry`" in s["sql"] for s in data["statements"])
+    assert "env.target" in data["blockers"]
