@@ -25,7 +25,7 @@ from engine import collector_needs, collectors, digests, prechecks, sql
 from engine.plan import Plan
 from engine.roles import may, needed, role_words
 from engine.sizegate import GateDecision, gate
-from engine.target import Target, TargetError, TargetSession
+from engine.target import INTEGER_TYPES, Target, TargetError, TargetSession
 
 if TYPE_CHECKING:
     from engine.killswitch import KillSwitchBackend
@@ -233,8 +233,7 @@ def statements(plan: Plan, run_id: str, facts: dict[str, Any], backend: Any = No
     add("Size gate", "the estimate", render(sql.TABLE_INFO, (schema, table)), False, ran=g is not None,
         result=g.rule if g else "table not found")
     pk = facts.get("pk") or []
-    integer_pk = len(pk) == 1 and facts.get("pk_types", {}).get(pk[0]) in {"tinyint", "smallint", "mediumint", "int",
-                                                                          "bigint"}
+    integer_pk = len(pk) == 1 and facts.get("pk_types", {}).get(pk[0]) in INTEGER_TYPES
     when = ("needed: the estimate is near a boundary" if g and g.needs_exact_count
             else "only when the estimate is within 25 % of a boundary")
     if integer_pk:
@@ -258,7 +257,7 @@ def statements(plan: Plan, run_id: str, facts: dict[str, Any], backend: Any = No
         ran="indexes" in facts, result=facts.get("indexes", ""))
     digest_sql = (render(digests.DIGESTS_BY_ID.format(placeholders=", ".join(["%s"] * len(plan.change.query_digests))),
                          (schema, *plan.change.query_digests)) if plan.change.query_digests else
-                  render(digests.DIGESTS_FOR_TABLE, (schema, _digest_like(table))))
+                  render(digests.DIGESTS_FOR_TABLE, (schema, digests.table_like(table))))
     add("Execution", "baseline: the table's digests", digest_sql, False, ran="digests" in facts,
         result=facts.get("digests", ""))
     for q in plan.change.sample_queries:
@@ -325,10 +324,6 @@ def statements(plan: Plan, run_id: str, facts: dict[str, Any], backend: Any = No
             add("Rollback", "rung 2: verify", render(sql.INDEX_EXISTS, (schema, table, index)), False,
                 note="for the DBA: " + str(rung["verify_sql"]))
     return out
-
-
-def _digest_like(table: str) -> str:
-    return "%`" + table.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "`%"
 
 
 def lines(result: DryRun) -> list[str]:

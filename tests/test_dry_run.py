@@ -222,3 +222,24 @@ def test_an_unreachable_target_is_an_error_with_the_sql_still_shown(tmp_path):
     data = json.loads(done.stdout)
     assert any("ADD INDEX `idx_dry`" in s["sql"] for s in data["statements"])
     assert "env.target" in data["blockers"]
+
+
+def test_the_statements_are_the_builders_own_for_each_server():
+    """Pure: the ladder follows the server (MySQL: INVISIBLE; no rung 1 where the server has no
+    IGNORED), and every statement is one the shared builders make."""
+    from engine import sql
+    from engine.dryrun import statements
+    from engine.plan import plan_from_dict
+
+    plan = plan_from_dict({"tenant": "t", "connection": {"id": "c", "host": "h", "user": "u", "database": "shop"},
+                           "change": {"table": "orders", "index": "idx_a", "columns": ["a", {"name": "b", "prefix": 8}]}})
+    run_id = "0f0e0d0c-0000-4000-8000-000000000001"
+    mysql = [s.sql for s in statements(plan, run_id, {"flavour": "mysql", "ignored": True})]
+    assert sql.add_index("shop", "orders", "idx_a", [("a", None), ("b", 8)], run_id) in mysql
+    assert sql.ignore_index("shop", "orders", "idx_a", "mysql") in mysql  # ... ALTER INDEX `idx_a` INVISIBLE
+    assert sql.ignore_index("shop", "orders", "idx_a", "mysql", undo=True) in mysql
+    assert sql.drop_index("shop", "orders", "idx_a") in mysql
+    assert any("IS_VISIBLE = 'NO'" in s for s in mysql)
+    old = [s for s in statements(plan, run_id, {"flavour": "mariadb", "ignored": False})]
+    assert not any("IGNORED" in s.sql and s.section == "Rollback" for s in old)
+    assert all(s.writes for s in old if s.sql.startswith(("ALTER", "KILL", "CREATE", "DROP", "UPDATE")))
