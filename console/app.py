@@ -418,7 +418,9 @@ class CanaryApp(App):
             driver = "you drive" if self.driving else f"joined: {run.claimed_by or '?'} drives"
             if not self.driving and self._driver_gone(run, now):
                 driver = f"{run.claimed_by or 'the driver'} is gone (lease expired)"
-                if set(self.roles) & EXECUTE_ROLES:
+                if self.dry_run:
+                    driver += ": a canary lead or DBA console (not a dry run) takes it over"
+                elif set(self.roles) & EXECUTE_ROLES:
                     driver += ": taking the run over"
                     self._take_over(run)
                 else:
@@ -608,6 +610,9 @@ class CanaryApp(App):
 
     def action_faults(self) -> None:
         from screens.faults import FaultsDialog
+
+        if self.dry_refused("injecting a fault"):
+            return
 
         if not self.plan.rehearsal:
             self.notify("Fault injection is for rehearsal plans only.", severity="warning")
@@ -979,7 +984,7 @@ class CanaryApp(App):
         """Become the driver of a run whose driver is gone: the executor inspects the target (an
         ALTER still running is found by its thread id, a finished one verified) and carries on —
         the monitoring window resumes from the stored samples, the gap left as it is."""
-        if self.driving or self._stop.is_set():
+        if self.driving or self._stop.is_set() or self.dry_run:  # a dry run never drives
             return
         self.driving = True
         self.audit_in_worker("take_over", {"from": run.claimed_by, "lease_expired_at": str(run.lease_expires_at)})

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.net import free_port
 from engine.store import Store
 
 pytestmark = [pytest.mark.mariadb]
@@ -113,7 +114,7 @@ def test_dry_run_of_a_plan_whose_index_exists_says_so(sandbox, lab, tmp_path):
 
 
 def test_a_bad_plan_gets_its_messages_and_exit_2(tmp_path):
-    plan = write_plan(tmp_path, 3306, "shop", index="idx-bad", extra="[bogus]\nx = 1\n")
+    plan = write_plan(tmp_path, free_port(), "shop", index="idx-bad", extra="[bogus]\nx = 1\n")
     done = cli("dry-run", str(plan), "--store", f"sqlite:///{tmp_path / 'store.db'}")
     assert done.returncode == 2
     assert "idx-bad" in done.stderr and "bogus" in done.stderr
@@ -123,7 +124,7 @@ def test_a_bad_plan_gets_its_messages_and_exit_2(tmp_path):
 
 
 def test_a_person_the_plan_does_not_name_is_refused(tmp_path):
-    plan = write_plan(tmp_path, 3306, "shop")
+    plan = write_plan(tmp_path, free_port(), "shop")
     plan.write_text(plan.read_text().replace(f'unix_user = "{getpass.getuser()}"', 'unix_user = "somebody-else"'))
     url = f"sqlite:///{tmp_path / 'store.db'}"
     done = cli("dry-run", str(plan), "--store", url)
@@ -211,8 +212,6 @@ def test_a_write_a_check_would_try_is_withheld_not_sent(sandbox, lab, tmp_path):
 
 
 def test_an_unreachable_target_is_an_error_with_the_sql_still_shown(tmp_path):
-    from engine.net import free_port
-
     plan = write_plan(tmp_path, free_port(), "shop")
     done = cli("dry-run", str(plan), "--store", f"sqlite:///{tmp_path / 'store.db'}", "--json")
     assert done.returncode == 1, done.stderr
@@ -243,3 +242,37 @@ def test_the_statements_are_the_builders_own_for_each_server():
     old = [s for s in statements(plan, run_id, {"flavour": "mariadb", "ignored": False})]
     assert not any("IGNORED" in s.sql and s.section == "Rollback" for s in old)
     assert all(s.writes for s in old if s.sql.startswith(("ALTER", "KILL", "CREATE", "DROP", "UPDATE")))
+
+
+async def test_a_dry_run_console_never_takes_a_run_over(tmp_path):
+    """A run whose driver is gone is taken over by a lead's or DBA's console — never by a dry run,
+    which would then drive the ALTER and the window."""
+    import time
+
+    from console.app import CanaryApp
+    from engine.executor import Executor
+    from engine.identity import Identity
+    from engine.killswitch import EmbeddedKillSwitch
+    from engine.plan import load_plan
+    from engine.target import Target
+
+    plan = load_plan(write_plan(tmp_path, free_port(), "shop"))
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    backend = EmbeddedKillSwitch(store)
+    run = Executor(plan, store, backend, Target(plan.connection), "gone@jump", "worker-gone").create_run()
+    store.claim(plan.tenant, run.id, "worker-gone", lease_seconds=0.01)
+    store.transition(plan.tenant, run.id, "running", "gone@jump")
+    time.sleep(0.05)  # the lease runs out (store time: no event to wait on)
+    app = CanaryApp(plan, store, Identity(getpass.getuser(), "10.0.0.5", "jump"), backend=backend, poll=False,
+                    dry_run=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        for _ in range(100):
+            await pilot.pause(0.02)
+            if app.frame.driver:
+                break
+        assert "is gone (lease expired)" in app.frame.driver and "not a dry run" in app.frame.driver
+        assert not app.driving
+        app._take_over(store.get_run(plan.tenant, run.id))  # even when asked directly
+        assert not app.driving
+    assert store.audit_entries(plan.tenant, run.id, "take_over") == []
+    assert store.get_run(plan.tenant, run.id).claimed_by == "worker-gone"
