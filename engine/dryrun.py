@@ -247,9 +247,10 @@ def statements(plan: Plan, run_id: str, facts: dict[str, Any], backend: Any = No
             note=f"{when}; a heavy read, not run in a dry run")
 
     # --- execution --------------------------------------------------------------------------------
+    reached = "flavour" in facts  # the server answered the dry run
     add("Execution", "target check: the index is not there", render(sql.INDEX_EXISTS, (schema, table, index)), False,
-        ran=True, note="db.index_absent above")
-    add("Execution", "latency source", prechecks.one_line(collector_needs.PERFORMANCE_SCHEMA_ON), False, ran=True,
+        ran=g is not None, note="db.index_absent above")
+    add("Execution", "latency source", prechecks.one_line(collector_needs.PERFORMANCE_SCHEMA_ON), False, ran=reached,
         note="mon.* above")
     add("Execution", "rollback point", render(sql.show_create_table(schema, table)), False, ran="show_create" in facts,
         result=facts.get("show_create", ""))
