@@ -126,6 +126,7 @@ class CanaryApp(App):
         Binding("f8", "deactivate", "Kill switch off", id="kill-switch-off"),
         Binding("f7", "kill_reason", "Why (kill switch)", show=False, id="kill-switch-reason"),
         Binding("f6", "faults", "Faults (drill)", id="faults"),
+        Binding("f4", "dry_run", "Dry run", id="dry-run"),
         *(Binding(str(n), f"goto('{step}')", TITLES[step], show=False, id=f"step-{step}")
           for n, step in enumerate(STEPS, start=1)),
         Binding("ctrl+q", "quit", "Quit", id="quit"),
@@ -133,9 +134,10 @@ class CanaryApp(App):
 
     def __init__(self, plan: Plan, store: Store, identity: Identity | None = None, clock: Clock | None = None,
                  backend: KillSwitchBackend | None = None, poll: bool = True, role: str | None = None,
-                 target: Target | None = None):
+                 target: Target | None = None, dry_run: bool = False):
         super().__init__()
         self.plan = plan
+        self.dry_run = dry_run  # `run --dry-run`: read-only, the SQL shown (docs/dry-run.md)
         self.profile = plan.profile()  # built and validated once: the view polls use it twice a second
         self.store = store
         self.identity = identity or current_identity()
@@ -161,7 +163,7 @@ class CanaryApp(App):
                                 target=f"{plan.schema}.{plan.change.table}@{plan.connection.socket or plan.connection.host}"
                                        f"{'' if plan.connection.socket else ':' + str(plan.connection.port)}",
                                 now=self.clock.now(), locked=frozenset(STEPS[1:]),
-                                speed=float(getattr(self.clock, "speed", 1.0)))
+                                speed=float(getattr(self.clock, "speed", 1.0)), dry_run=dry_run)
         self.steps: dict[str, RunbookScreen] = {
             "plan": PlanScreen(plan, self.identity.user), "prechecks": PrechecksScreen(plan),
             "size_gate": SizeGateScreen(plan), "execution": ExecutionScreen(plan),
@@ -192,11 +194,18 @@ class CanaryApp(App):
         for name, screen in self.steps.items():
             self.install_screen(screen, name=name)
         self.push_screen("plan")
+        if self.dry_run:
+            from screens.dryrun import DryRunScreen
+
+            self.install_screen(DryRunScreen(), name="dry_run")
+            self.push_screen("dry_run")
         # The first frame first; then the store's imports, the reads and the polls.
         self.call_after_refresh(self._after_first_frame)
 
     def _after_first_frame(self) -> None:
         self.open_store()
+        if self.dry_run:
+            self.walk_dry_run()
         self.read_scope()
         self.read_kill_switch()
         self.refresh_view()
@@ -409,7 +418,9 @@ class CanaryApp(App):
             driver = "you drive" if self.driving else f"joined: {run.claimed_by or '?'} drives"
             if not self.driving and self._driver_gone(run, now):
                 driver = f"{run.claimed_by or 'the driver'} is gone (lease expired)"
-                if set(self.roles) & EXECUTE_ROLES:
+                if self.dry_run:
+                    driver += ": a canary lead or DBA console (not a dry run) takes it over"
+                elif set(self.roles) & EXECUTE_ROLES:
                     driver += ": taking the run over"
                     self._take_over(run)
                 else:
@@ -565,10 +576,43 @@ class CanaryApp(App):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "faults" and not self.plan.rehearsal:
             return False  # not even shown: a real canary has no fault keys
+        if action == "dry_run" and not self.dry_run:
+            return False
+        return True
+
+    # --- a dry run (docs/dry-run.md) -----------------------------------------------------------------
+
+    def action_dry_run(self) -> None:
+        if self.dry_run and self.screen is not self.get_screen("dry_run"):
+            self.push_screen("dry_run")
+
+    @work(thread=True, group="dry-run", exit_on_error=False)
+    def walk_dry_run(self) -> None:
+        from engine.dryrun import dry_run, lines
+
+        wait = getattr(self.store, "wait_open", None)
+        try:
+            if wait is not None:
+                wait()
+            result = dry_run(self.plan, self.store, self.backend, self.actor, self.roles, target=self._target)
+        except Exception as exc:  # noqa: BLE001 - a store or a refusal: said in one line, never a traceback
+            self.call_from_thread(self.get_screen("dry_run").show_error, str(exc))
+            return
+        self.call_from_thread(self.get_screen("dry_run").show_lines, lines(result))
+
+    def dry_refused(self, what: str) -> bool:
+        """True (and said in one line) in a dry run, where nothing that writes is sent."""
+        if not self.dry_run:
+            return False
+        self.notify(f"DRY RUN: {what} is not done in a dry run — its SQL is on the dry-run screen (F4).",
+                    title="Dry run", severity="warning", timeout=8)
         return True
 
     def action_faults(self) -> None:
         from screens.faults import FaultsDialog
+
+        if self.dry_refused("injecting a fault"):
+            return
 
         if not self.plan.rehearsal:
             self.notify("Fault injection is for rehearsal plans only.", severity="warning")
@@ -653,6 +697,8 @@ class CanaryApp(App):
         self.call_from_thread(self.steps["plan"].show_scope, facts)  # type: ignore[attr-defined]
 
     def action_begin_prechecks(self) -> None:
+        if self.dry_refused("beginning the prechecks (creating a run)"):
+            return
         if self.refuse("begin_prechecks", START_ROLES, "beginning the prechecks (creating the run)"):
             return
         run = self.view.run
@@ -706,6 +752,8 @@ class CanaryApp(App):
         self._sync_view()
 
     def action_kill_switch_test(self) -> None:
+        if self.dry_refused("the kill-switch test"):
+            return
         if self._need_run() and not self.refuse("kill_switch_test", KILL_TEST_ROLES,
                                                 "the kill-switch test (it turns the switch off again)"):
             self.kill_switch_test(self.run_id)
@@ -736,6 +784,8 @@ class CanaryApp(App):
             self.call_from_thread(self.notify, f"self-test could not run: {exc}", severity="error", timeout=20)
 
     def action_scratch_test(self) -> None:
+        if self.dry_refused("the scratch-table test"):
+            return
         if self._need_run() and not self.refuse("scratch_test", {"dba"}, "the scratch-table rollback test"):
             self.scratch_test(self.run_id)
 
@@ -934,7 +984,7 @@ class CanaryApp(App):
         """Become the driver of a run whose driver is gone: the executor inspects the target (an
         ALTER still running is found by its thread id, a finished one verified) and carries on —
         the monitoring window resumes from the stored samples, the gap left as it is."""
-        if self.driving or self._stop.is_set():
+        if self.driving or self._stop.is_set() or self.dry_run:  # a dry run never drives
             return
         self.driving = True
         self.audit_in_worker("take_over", {"from": run.claimed_by, "lease_expired_at": str(run.lease_expires_at)})
@@ -943,6 +993,8 @@ class CanaryApp(App):
         self.execute(run.id, self._interval(), take_over=True)
 
     def action_execute(self) -> None:
+        if self.dry_refused("executing the ALTER"):
+            return
         if self.refuse("execute", EXECUTE_ROLES, "executing the ALTER"):
             return
         if not self._need_run():
@@ -1204,6 +1256,8 @@ class CanaryApp(App):
         self.rollback_act("approve", role=message.role, note=message.note, decision=message.decision)
 
     def on_rollback_execute(self, message: RollbackExecute) -> None:
+        if self.dry_refused(f"the rollback's {message.rung}"):
+            return
         self.rollback_act(message.rung, acknowledged=tuple(message.acknowledged))
 
     def on_rollback_retrigger(self, message: RollbackRetrigger) -> None:

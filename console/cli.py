@@ -316,8 +316,33 @@ def cmd_execute(args: argparse.Namespace) -> int:
     return EXIT_OK if out.status == "completed" else EXIT_FAILED
 
 
+def cmd_dry_run(args: argparse.Namespace) -> int:
+    """Walk the canary read-only against the real target and print the SQL each step would send
+    (docs/dry-run.md). Exit 0 when the walk was made (failed checks are printed, they are findings),
+    1 when it could not be (the store), 2 for a bad plan, 3 for a person the plan does not name."""
+    from engine.dryrun import DryRunRefused, dry_run, lines
+
+    plan = load_plan(args.plan)
+    store = _store(args, plan)
+    ident = current_identity()
+    try:
+        result = dry_run(plan, store, _backend(plan, store), ident.actor, sorted(plan.roles_of(ident.user)))
+    except DryRunRefused as exc:
+        raise CliError(f"refused: {exc}", EXIT_REFUSED) from None
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=2, default=str))
+    else:
+        for line in lines(result):
+            print(for_terminal(line))
+    unreachable = next((f for f in result.findings if f.check_id == "env.target" and f.status == "fail"), None)
+    if unreachable is not None:  # nothing on the server was checked: an error, not a finding
+        print(f"error: the target was not reached: {for_terminal(unreachable.detail)}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    """Open the console on a plan."""
+    """Open the console on a plan (``--dry-run``: read-only, docs/dry-run.md)."""
     from console.app import CanaryApp
     from engine.clock import clock_for
     from engine.opening import OpeningStore
@@ -332,7 +357,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     clock = clock_for(plan)  # a drill's compressed clock, the same in every console on it
     store = OpeningStore(_store_url(args, plan), clock)  # opens while the first screen is drawn
     try:
-        app = CanaryApp(plan, store, identity=identity, role=args.role, clock=clock)
+        app = CanaryApp(plan, store, identity=identity, role=args.role, clock=clock, dry_run=args.dry_run)
     except ValueError as exc:
         raise CliError(f"{exc}. Leave --role out to act in all your roles.") from None
     app.run()
@@ -800,7 +825,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="act in this one of your roles (when the plan gives you more than one)")
     u.add_argument("--as", dest="as_user", metavar="USER",
                    help="rehearsal plans only: play another person of the plan (e.g. teammate)")
+    u.add_argument("--dry-run", action="store_true",
+                   help="walk the canary read-only: the checks for real, the SQL of every step shown, nothing "
+                        "that writes sent (docs/dry-run.md)")
     u.set_defaults(func=cmd_run)
+
+    dr = sub.add_parser("dry-run", help="walk the canary read-only against the target and print the SQL each "
+                        "step would send (ALTER, KILL QUERY, rollback ladder, monitoring); nothing that writes")
+    common(dr, plan_required=True)
+    dr.add_argument("--json", action="store_true")
+    dr.set_defaults(func=cmd_dry_run)
 
     s = sub.add_parser("status", help="kill-switch state, recent runs, self-test results")
     common(s)

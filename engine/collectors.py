@@ -227,6 +227,12 @@ PERCENTILE_BUDGET = 0.0005
 PERCENTILE_MOST_S = 30.0
 
 
+def tick_params(schema: str, table: str) -> tuple[str, str, str, str]:
+    """The tick's parameters: the table's digests (by the back-quoted name in their text), its
+    metadata-lock waiters."""
+    return schema, "%`" + table.replace("_", "\\_") + "`%", schema, table
+
+
 def due(last: float | None, now: float, every_s: float) -> bool:
     """A periodic read is due: never made, or ``every_s`` has passed — with 10 % slack, so that
     ticks a hair early do not push every read one interval later."""
@@ -341,11 +347,10 @@ class MySQLSource:
 
     def _collect(self) -> list[Sample]:
         out: list[Sample] = []
-        like = "%`" + self.table.replace("_", "\\_") + "`%"
         now = self.clock.monotonic()
         counters = due(self._counters_read_at, now, COUNTERS_EVERY_S)
         tick = (TICK_COUNTERS_MARIADB if self.flavour == "mariadb" else TICK_COUNTERS_MYSQL) if counters else TICK
-        rows = self._q(tick, (self.schema, like, self.schema, self.table))
+        rows = self._q(tick, tick_params(self.schema, self.table))
         if counters:
             self._counters_read_at = now
         digests = [r for r in rows if r["k"] == "d" and (not self.digests or r["name"] in self.digests)]

@@ -32,6 +32,11 @@ WHERE SCHEMA_NAME = %s AND DIGEST IN ({placeholders})
 """
 
 
+def table_like(table: str) -> str:
+    """The LIKE pattern of digest texts that name the table (back-quoted, wildcards escaped)."""
+    return "%`" + table.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "`%"
+
+
 def snapshot(session: TargetSession, schema: str, table: str,
              digests: Sequence[str] = ()) -> list[DigestStats]:
     check_identifier(schema, "schema")
@@ -40,8 +45,7 @@ def snapshot(session: TargetSession, schema: str, table: str,
         statement = DIGESTS_BY_ID.format(placeholders=", ".join(["%s"] * len(digests)))
         rows = session.query(statement, (schema, *digests))
     else:
-        like = "%`" + table.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "`%"
-        rows = session.query(DIGESTS_FOR_TABLE, (schema, like))
+        rows = session.query(DIGESTS_FOR_TABLE, (schema, table_like(table)))
     return [
         DigestStats(str(r["digest"]), r["digest_text"] or "", int(r["count"]), int(r["sum_timer_ps"]),
                     int(r["rows_examined"]), int(r["no_index_used"]), int(r["errors"]))

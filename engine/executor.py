@@ -275,15 +275,8 @@ class Executor:
                 indexes = [i.as_dict() for i in s.indexes(run.schema_name, run.table_name)]
         except TargetError as exc:
             self._fail(run, "execution_error", f"could not capture the rollback point: {exc}")
-        ladder = []
-        if server.supports_ignored_index:
-            ladder.append({"rung": "ignore", "reversible": True,
-                           "sql": sql.ignore_index(run.schema_name, run.table_name, run.index_name, server.flavour),
-                           "undo_sql": sql.ignore_index(run.schema_name, run.table_name, run.index_name,
-                                                        server.flavour, undo=True)})
-        ladder.append({"rung": "drop", "reversible": False,
-                       "sql": sql.drop_index(run.schema_name, run.table_name, run.index_name),
-                       "verify_sql": sql.show_index_query(run.schema_name, run.table_name, run.index_name)})
+        ladder = sql.rollback_ladder(run.schema_name, run.table_name, run.index_name, server.flavour,
+                                     server.supports_ignored_index)
         self.store.save_rollback_point(RollbackPoint(
             tenant_id=self.tenant, execution_run_id=run.id, show_create=show_create, indexes=indexes,
             ladder=ladder, captured_at=self.clock.now()), self.actor)

@@ -297,10 +297,15 @@ def kill_switch_test(plan: Plan, backend: KillSwitchBackend, actor: str) -> list
     return out
 
 
+def scratch_table(run_id: str) -> str:
+    """The empty copy the scratch-table test works on (engine.sql.drop_table drops only these)."""
+    return f"_canary_scratch_{run_id.replace('-', '')[:8]}"
+
+
 def scratch_rollback_test(plan: Plan, target: Target, run_id: str) -> Finding:
     """Runbook 2.4.1 on an empty copy of the table (``CREATE TABLE … LIKE``): add the index with
     LOCK=NONE, see it, drop it, see it gone, drop the copy. Proves the statements on this server."""
-    scratch = f"_canary_scratch_{run_id.replace('-', '')[:8]}"
+    scratch = scratch_table(run_id)
     schema, index = plan.schema, plan.change.index
     cols = [(c.name, c.prefix) for c in plan.change.columns]
 

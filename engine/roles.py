@@ -34,6 +34,7 @@ ACTION_ROLES: dict[str, frozenset[str]] = {
     "execution_status": frozenset({"canary_lead", "dba"}),  # a worker reports its run's progress
     "rollback_record": frozenset({"canary_lead", "dba"}),   # a worker records a rollback it ran
     "audit_read": EVERYONE,
+    "dry_run": EVERYONE,                                    # read-only: anyone the plan names (docs/dry-run.md)
     # The rollback's way forward after a refusal (docs/rollback.md): the canary lead owns the run.
     "rollback_retrigger": frozenset({"canary_lead"}),       # close the decision; a new trigger is decided
     "rollback_keep_index": frozenset({"canary_lead"}),      # a refused rollback ends: the index stays

@@ -194,6 +194,19 @@ def show_index_query(schema: str, table: str, index: str) -> str:
     return f"SHOW INDEX FROM {qualified(schema, table)} WHERE Key_name = '{index}'"
 
 
+def rollback_ladder(schema: str, table: str, index: str, flavour: str, supports_ignored: bool) -> list[dict[str, object]]:
+    """The rollback ladder the executor stores with the rollback point (and a dry run shows): rung 1
+    IGNORED/INVISIBLE where the server has it (instant, reversible), then the DROP (docs/rollback.md)."""
+    ladder: list[dict[str, object]] = []
+    if supports_ignored:
+        ladder.append({"rung": "ignore", "reversible": True,
+                       "sql": ignore_index(schema, table, index, flavour),
+                       "undo_sql": ignore_index(schema, table, index, flavour, undo=True)})
+    ladder.append({"rung": "drop", "reversible": False, "sql": drop_index(schema, table, index),
+                   "verify_sql": show_index_query(schema, table, index)})
+    return ladder
+
+
 def create_table_like(schema: str, scratch: str, table: str) -> str:
     """An empty copy of the table, for the rollback rehearsal of runbook 2.4.1."""
     return (f"CREATE /* canary-console:precheck */ TABLE {qualified(schema, scratch)} "

@@ -267,7 +267,7 @@ class TargetSession:
         integer_pk = False
         if len(pk) == 1:
             types = {c["name"]: c["data_type"] for c in self.columns(schema, table)}
-            integer_pk = types.get(pk[0], "").lower() in {"tinyint", "smallint", "mediumint", "int", "bigint"}
+            integer_pk = types.get(pk[0], "").lower() in INTEGER_TYPES
         if not integer_pk:
             n = int(self.query(sql.count_all(schema, table))[0]["n"])
             if progress:
@@ -412,6 +412,9 @@ def _connect_problem(profile: ConnectionProfile, exc: Exception) -> str:
 def _names_table(statement: str, table: str) -> bool:
     """Whether a statement names the table itself (``orders``, not ``orders_archive``)."""
     return re.search(rf"(?<![\w$]){re.escape(table)}(?![\w$])", statement, re.I) is not None
+
+
+INTEGER_TYPES = frozenset({"tinyint", "smallint", "mediumint", "int", "bigint"})  # an exact count in key ranges
 
 
 class Target:

@@ -39,6 +39,7 @@ class FrameState:
     speed: float = 1.0  # > 1: a rehearsal's compressed clock, always said on screen
     t_end: datetime | None = None  # the run ended: the clock stops there
     faults: tuple[str, ...] = ()  # a drill's injected faults that are on (F6), always said on screen
+    dry_run: bool = False  # `run --dry-run`: nothing that writes is sent (docs/dry-run.md), always said
 
     @property
     def clock(self) -> str:
@@ -130,7 +131,11 @@ class RunFrame(FramePart):
         s = self.state
         role = "/".join(SHORT_ROLE.get(r, r) for r in s.roles) if s.roles else "no role"
         clock = s.clock if s.speed == 1 else f"{s.clock} ⏩ TIME ×{s.speed:g} (rehearsal)"
-        text = Text(f" {clock} │ ")
+        text = Text(" ")
+        if s.dry_run:  # first: whoever looks must know that nothing here changes the target
+            text.append("DRY RUN · read-only", style="bold black on cyan")
+            text.append(" │ ")
+        text.append(f"{clock} │ ")
         if s.faults:  # next to the clock: the first thing anyone reading the dashboard must know
             text.append(f"⚡ FAULT: {', '.join(s.faults)}", style="bold black on yellow")
             text.append(" │ ")

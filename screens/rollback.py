@@ -717,6 +717,8 @@ class RollbackScreen(RunbookScreen):
         return tuple(out)
 
     def _confirm(self, rung: str) -> None:
+        if getattr(self.app, "dry_refused", lambda _what: False)(f"the rollback's {rung}"):
+            return  # a dry run (docs/dry-run.md): refused before the dialog
         v = self.view
         statement = ""
         for r in v.ladder if v is not None else ():
