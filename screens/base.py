@@ -13,7 +13,7 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Static
+from textual.widgets import Input, Static
 
 from engine.runbook import RunView
 from engine.text import for_terminal
@@ -131,6 +131,8 @@ class RunbookScreen(Screen):
         return None
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("page", "page_end") and isinstance(self.focused, Input):
+            return False  # Home/End move the cursor in a text field (the audit filter)
         return None if self.why_not(action, parameters) else True
 
     def _said_why_not(self, action: str, *parameters: object) -> str | None:

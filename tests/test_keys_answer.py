@@ -8,7 +8,17 @@ from __future__ import annotations
 from dataclasses import replace
 
 from test_console_screens_snapshots import app_for, quiet, world
-from test_dashboard import FRAME, PLAN, Drill, Host, dashboard_view, decision_view, fail_data, pass_data, PROFILE
+from test_dashboard import (
+    FRAME,
+    PLAN,
+    PROFILE,
+    Drill,
+    Host,
+    dashboard_view,
+    decision_view,
+    fail_data,
+    pass_data,
+)
 from textual.app import App
 from textual.command import CommandPalette
 from textual.containers import VerticalScroll
@@ -18,7 +28,6 @@ from screens.base import KeysAnswer
 from screens.confirm import ConfirmStatement
 from screens.decision import DecisionScreen
 from screens.monitoring import MonitoringScreen
-from screens.note import NoteDialog
 from screens.prechecks import rollback_statements
 
 
@@ -207,3 +216,18 @@ async def test_the_palette_lists_the_screens_actions_with_key_and_state(tmp_path
         await pilot.press("enter")
         await pilot.pause(0.1)
         assert any("No exact count is running" in line for line in said(app)), "the entry answers as its key"
+
+
+async def test_home_and_end_stay_with_a_text_field(tmp_path):
+    """The page keys scroll a step, but in the audit log's filter Home/End move the cursor."""
+    clock, store, plan, run = world(tmp_path)
+    app = app_for(clock, store, plan)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("f2")
+        await pilot.pause(0.1)
+        field = app.screen.query_one("#audit-filter")
+        assert app.focused is field
+        await pilot.press(*"kill", "home")
+        assert field.cursor_position == 0
+        await pilot.press("end")
+        assert field.cursor_position == 4
