@@ -32,6 +32,7 @@ from engine.identity import Identity, current_identity, worker_id
 from engine.killswitch import KillSwitchBackend, KillSwitchReading, backend_for
 from engine.paths import state_dir
 from engine.plan import Plan
+from engine.roles import role_words
 from engine.runbook import (
     EXECUTE_ROLES,
     KILL_TEST_ROLES,
@@ -112,10 +113,6 @@ class StoppableClock:
             chunk = min(left, 0.5 * self.speed)  # at most half a real second between looks
             self.clock.sleep(chunk)
             left -= chunk
-
-
-def role_words(roles: Iterable[str]) -> str:
-    return " or ".join(r.replace("_", " ") for r in sorted(roles))
 
 
 def step_actions_provider() -> type[Any]:
