@@ -32,6 +32,7 @@ from engine.identity import Identity, current_identity, worker_id
 from engine.killswitch import KillSwitchBackend, KillSwitchReading, backend_for
 from engine.paths import state_dir
 from engine.plan import Plan
+from engine.roles import role_words
 from engine.runbook import (
     EXECUTE_ROLES,
     KILL_TEST_ROLES,
@@ -49,7 +50,7 @@ from engine.runbook import (
 from engine.runstate import ACTIVE
 from engine.sizegate import gate, sampling_interval
 from screens.audit import AuditScreen
-from screens.base import RunbookScreen, StepShown, drawable
+from screens.base import KeysAnswer, RunbookScreen, StepShown, drawable
 from screens.deactivate import DeactivateKillSwitch, DeactivationRequest
 from screens.execution import AlterProgress, ExecutionScreen
 from screens.frame import DialogKillBanner, FrameState, KillSwitchPressed
@@ -114,12 +115,16 @@ class StoppableClock:
             left -= chunk
 
 
-def role_words(roles: Iterable[str]) -> str:
-    return " or ".join(r.replace("_", " ") for r in sorted(roles))
+def step_actions_provider() -> type[Any]:
+    """The palette's step actions, imported when the palette first opens (not at start)."""
+    from console.palette import StepActions
+
+    return StepActions
 
 
-class CanaryApp(App):
+class CanaryApp(KeysAnswer, App):
     TITLE = "Canary Console"
+    COMMANDS = App.COMMANDS | {step_actions_provider}
     BINDINGS = [
         Binding("f9", "kill_switch", "KILL SWITCH", priority=True, id="kill-switch"),
         Binding("f2", "audit", "Audit log", id="audit"),
@@ -578,7 +583,16 @@ class CanaryApp(App):
             return False  # not even shown: a real canary has no fault keys
         if action == "dry_run" and not self.dry_run:
             return False
-        return True
+        if action == "post_announcement" and not self.plan.webhook_url:
+            return False  # never acts with this plan (no webhook): not shown; c copies the announcement
+        return None if self.why_not(action, parameters) else True
+
+    def why_not(self, action: str, parameters: tuple[object, ...]) -> str | None:
+        """Why an App action a step's footer shows (``app.cancel_count`` …) cannot act now: the
+        step's screen says, from its own ``why_not`` (one place per screen)."""
+        # The step under a palette or a dialog: the palette lists that step's actions.
+        screen = next((s for s in reversed(self.screen_stack) if isinstance(s, RunbookScreen)), None)
+        return screen.why_not(action, parameters) if screen is not None else None
 
     # --- a dry run (docs/dry-run.md) -----------------------------------------------------------------
 
@@ -864,10 +878,22 @@ class CanaryApp(App):
     def action_confirm_rollback(self) -> None:
         if self._need_run() and not self.refuse("confirm_rollback", {"dba"},
                                                 "confirming the prepared rollback statement"):
-            if self.view.approvals_of("rollback_prepared"):
-                self.notify("The prepared rollback is already confirmed.", timeout=4)
+            done = self.view.approvals_of("rollback_prepared")
+            if done:
+                self.notify(f"The prepared rollback is already confirmed (by {done[-1].actor}).", timeout=6)
                 return
-            self.approve("rollback_prepared", "dba", "DROP INDEX and its verification query reviewed")
+            from screens.confirm import ConfirmStatement
+            from screens.prechecks import rollback_statements
+
+            def confirmed(yes: bool | None) -> None:
+                if yes:
+                    self.approve("rollback_prepared", "dba", "DROP INDEX and its verification query reviewed")
+
+            self.push_screen(ConfirmStatement(
+                "Confirm the prepared rollback (runbook 2.4.2) — DBA",
+                "You confirm that this is the statement a rollback runs and the query that verifies it. Nothing "
+                "runs now: it runs only from the Rollback screen, once a rollback is approved.",
+                rollback_statements(self.plan), "Confirm (DBA)"), confirmed)
 
     def action_sign_off(self) -> None:
         if not self._need_run() or self.refuse("sign_off", SIGNOFF_ROLES, "a pre-check sign-off"):
@@ -912,6 +938,10 @@ class CanaryApp(App):
         self.check_size(self.run_id)
 
     def action_cancel_count(self) -> None:
+        reason = self.why_not("cancel_count", ())
+        if reason:
+            self.notify(reason, title="Not now", severity="warning", timeout=8, markup=False)
+            return
         self.count_cancel.set()
 
     @work(thread=True, group="gate", exclusive=True, exit_on_error=False)

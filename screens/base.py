@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
 from rich.cells import cell_len
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Static
+from textual.widgets import Input, Static
 
 from engine.runbook import RunView
 from engine.text import for_terminal
@@ -59,6 +62,34 @@ def drawable(screen: Screen) -> bool:
             and not (screen._closing or screen._pruning or screen.app._exit))
 
 
+class KeysAnswer:
+    """An App mixin — keys that answer (docs/keys.md): a key the footer shows greyed (its
+    ``check_action`` → None) is not silent when pressed, nor its palette entry: it says in one line
+    why it cannot act now and who can, from the ``why_not`` of the node that owns the action."""
+
+    def why_not_for(self, action: str, namespace: Any) -> str | None:
+        """Why a bound action cannot act now (None: it can, or it is not shown at all): what a
+        greyed key says when pressed, and what the palette shows beside it."""
+        target, name, params = self._parse_action(action, namespace)
+        if target.check_action(name, params) is not None:
+            return None
+        why = getattr(target, "why_not", None)
+        return why(name, params) if callable(why) else None
+
+    async def run_action(self, action: Any, default_namespace: Any = None, namespaces: Any = None) -> bool:
+        """Keys that answer: a key shown greyed (``check_action`` → None) is not silent when pressed
+        — nor its palette entry —: it says in one line why it cannot act now and who can."""
+        if isinstance(action, str) and namespaces is None:
+            try:
+                reason = self.why_not_for(action, self if default_namespace is None else default_namespace)
+            except Exception:  # noqa: BLE001 - a bad action string: Textual says what is wrong with it
+                reason = None
+            if reason:
+                self.notify(reason, title="Not now", severity="warning", timeout=8, markup=False)
+                return True
+        return await super().run_action(action, default_namespace, namespaces)
+
+
 class StepShown(Message):
     """A runbook screen came to the top: the App draws its frame and its view at once."""
 
@@ -72,6 +103,14 @@ class RunbookScreen(Screen):
 
     DEFAULT_CSS = BANNER_CSS
     step = ""  # the runbook step this screen is (engine.runbook.STEPS)
+    # The long screens scroll by the page whatever has the focus: a table with a cursor would
+    # otherwise take PageUp/PageDown/Home/End for itself and the screen would not move.
+    BINDINGS = [
+        Binding("pageup", "page(-1)", "Page up", show=False, priority=True, id="page-up"),
+        Binding("pagedown", "page(1)", "Page down", show=False, priority=True, id="page-down"),
+        Binding("home", "page_end(-1)", "Top", show=False, priority=True, id="page-top"),
+        Binding("end", "page_end(1)", "Bottom", show=False, priority=True, id="page-bottom"),
+    ]
     _frame_parts: tuple[FramePart, ...] = ()  # the frame's widgets, found on the first apply_frame
 
     def compose(self) -> ComposeResult:
@@ -82,6 +121,39 @@ class RunbookScreen(Screen):
 
     def compose_body(self) -> ComposeResult:
         yield from ()
+
+    # --- keys that answer (docs/keys.md) ------------------------------------------------------------
+
+    def why_not(self, action: str, parameters: tuple[object, ...]) -> str | None:
+        """Why ``action`` cannot act now, and who can, in one line — or None when it can. The one
+        place a screen says so: ``check_action`` greys the key in the footer from it, the App says it
+        when the key is pressed anyway (``CanaryApp.run_action``), and the palette shows it."""
+        return None
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("page", "page_end") and isinstance(self.focused, Input):
+            return False  # Home/End move the cursor in a text field (the audit filter)
+        return None if self.why_not(action, parameters) else True
+
+    def _said_why_not(self, action: str, *parameters: object) -> str | None:
+        """For an action method called directly (not through a key): says why not, as a key would."""
+        reason = self.why_not(action, parameters)
+        if reason:
+            self.notify(reason, title="Not now", severity="warning", timeout=8, markup=False)
+        return reason
+
+    def _body(self) -> VerticalScroll | None:
+        return next((v for v in self.query(VerticalScroll) if v.display), None)
+
+    def action_page(self, direction: int) -> None:
+        body = self._body()
+        if body is not None:
+            (body.scroll_page_down if direction > 0 else body.scroll_page_up)(animate=False)
+
+    def action_page_end(self, direction: int) -> None:
+        body = self._body()
+        if body is not None:
+            (body.scroll_end if direction > 0 else body.scroll_home)(animate=False)
 
     def on_screen_resume(self) -> None:
         self.post_message(StepShown(self))

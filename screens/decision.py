@@ -25,6 +25,7 @@ from textual.widgets import Footer, Static
 
 from engine.dashboard import DecisionView
 from engine.plan import Plan
+from engine.roles import needed, role_words
 from screens.base import RunbookScreen, drawable
 from screens.note import Note, NoteDialog
 
@@ -167,17 +168,28 @@ class DecisionScreen(RunbookScreen):
 
     # --- keys → messages --------------------------------------------------------------------------
 
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+    def why_not(self, action: str, parameters: tuple[object, ...]) -> str | None:
         v = self.view
-        if action == "team":
-            return True if v is not None and v.action == "team_decision" else None
-        if action == "rollback":
-            return True if v is not None and v.rollback_trigger else None
-        return True
+        if action not in ("team", "rollback"):
+            return None
+        if v is None or v.verdict is None:
+            return ("The run ended without a verdict: nothing to decide here." if v is not None and v.action == "ended"
+                    else "No verdict yet: the decision is made when the window closes (or stops early).")
+        verdict = v.verdict
+        if action == "team" and v.action != "team_decision":
+            if v.team_decision:
+                return f"The team already decided: {v.team_decision.upper()} (recorded by {v.decided_by or 'the lead'})."
+            return (f"The verdict is {verdict}: keep/remove is the {role_words(needed('inconclusive_decision'))}'s "
+                    "call on an INCONCLUSIVE verdict only" + (" — a FAIL goes to the rollback flow (g)."
+                                                              if v.rollback_trigger else "."))
+        if action == "rollback" and not v.rollback_trigger:
+            return (f"The verdict is {verdict}: no criterion asks for a rollback. A manual rollback stays open on "
+                    "the Rollback screen (7).")
+        return None
 
     def action_team(self, decision: str) -> None:
         v = self.view
-        if v is None or v.action != "team_decision":
+        if self._said_why_not("team", decision) or v is None:
             return
         words = {"keep": "KEEP the index", "remove": "REMOVE the index (then the rollback flow)"}[decision]
 
@@ -192,5 +204,5 @@ class DecisionScreen(RunbookScreen):
 
     def action_rollback(self) -> None:
         v = self.view
-        if v is not None and v.rollback_trigger:
+        if self._said_why_not("rollback") is None and v is not None and v.rollback_trigger:
             self.post_message(OpenRollback(dict(v.rollback_metrics), v.rollback_trigger))

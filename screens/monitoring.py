@@ -30,6 +30,7 @@ from textual_plotext import PlotextPlot
 
 from engine.dashboard import ChartSeries, CheckItem, DashboardView, Tile
 from engine.plan import Plan
+from engine.roles import needed, role_words
 from screens.base import RunbookScreen, drawable, plain, update_text
 from screens.note import Note, NoteDialog
 
@@ -526,25 +527,36 @@ class MonitoringScreen(RunbookScreen):
     # --- keys → messages --------------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "post" and self.plan is not None and not self.plan.webhook_url:
+            return False  # never acts with this plan (no webhook): not shown; y copies it
+        return super().check_action(action, parameters)
+
+    def why_not(self, action: str, parameters: tuple[object, ...]) -> str | None:
         v = self.view
-        if action in ("copy", "post"):
-            return True if v is not None and v.announcement is not None else None
-        if action == "pause_decision":
-            return True if v is not None and v.pause.paused else None
-        if action == "checkpoint_note":
-            return True if v is not None and v.progress.phase != "waiting" else None
-        return True
+        if action not in ("copy", "post", "pause_decision", "checkpoint_note"):
+            return None
+        if v is None:
+            return "Nothing to act on yet: the dashboard is still reading the run."
+        if action in ("copy", "post") and v.announcement is None:
+            return ("Nothing to announce: no metric is in its warning zone. The announcement is written here "
+                    "when one is; anyone can then copy (y) or post (w) it.")
+        if action == "pause_decision" and not v.pause.paused:
+            return (f"No AUTO-PAUSE to lift: the {role_words(needed('auto_pause_approval'))} resumes (r) or rolls "
+                    "back (x) only when the monitor pauses the run. A rollback now: the Rollback screen (7).")
+        if action == "checkpoint_note" and v.progress.phase == "waiting":
+            return "The window has not opened: checkpoint notes start at T+15, from anyone in the war room."
+        return None
 
     def action_copy(self) -> None:
-        if self.view is not None and self.view.announcement is not None:
+        if self._said_why_not("copy") is None and self.view is not None and self.view.announcement is not None:
             self.post_message(CopyText(self.view.announcement.text))
 
     def action_post(self) -> None:
-        if self.view is not None and self.view.announcement is not None:
+        if self._said_why_not("post") is None and self.view is not None and self.view.announcement is not None:
             self.post_message(PostText(self.view.announcement.text))
 
     def action_checkpoint_note(self) -> None:
-        if self.view is None:
+        if self._said_why_not("checkpoint_note") or self.view is None:
             return
         label = self.view.current_checkpoint
 
@@ -558,7 +570,7 @@ class MonitoringScreen(RunbookScreen):
                                         "e.g. p99 back under +10 %, lag 4 s", ("Metrics OK", "Not OK")), done)
 
     def action_pause_decision(self, decision: str) -> None:
-        if self.view is None or not self.view.pause.paused:
+        if self._said_why_not("pause_decision", decision) or self.view is None:
             return
         words = {"resume": ("Resume the run", "Approve resume"),
                  "rollback": ("Stop and roll back", "Approve rollback")}[decision]

@@ -250,11 +250,16 @@ class ReportScreen(RunbookScreen):
     # --- actions: the App does the work -----------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "post" and not self.plan.webhook_url:
+            return False  # never acts with this plan: not shown (the status line says how to add one)
+        return super().check_action(action, parameters)
+
+    def why_not(self, action: str, parameters: tuple[object, ...]) -> str | None:
         if action in ("export", "copy", "post") and self.facts is None:
-            return None  # shown greyed: nothing to act on yet
+            return "The report is still being built from the store: it can be exported, copied or posted in a moment."
         if action == "post" and self.webhook_reason:
-            return None
-        return True
+            return f"Cannot post: {self.webhook_reason}."
+        return None
 
     def _status(self, text: str) -> None:
         status = self.query_one("#report-status", Static)

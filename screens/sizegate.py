@@ -57,6 +57,7 @@ class SizeGateScreen(RunbookScreen):
         self.plan = plan
         self.view = RunView()
         self.table_size: TableSize | None = None
+        self.counting = False  # an exact count runs (x cancels it)
 
     def compose_body(self) -> ComposeResult:
         with VerticalScroll():
@@ -93,8 +94,17 @@ class SizeGateScreen(RunbookScreen):
         self.query_one("#count-row", Static).update(text)
         bar = self.query_one("#count-progress", ProgressBar)
         bar.display = fraction is not None
+        if self.counting != (fraction is not None):
+            self.counting = fraction is not None
+            self.refresh_bindings()
         if fraction is not None:
             bar.update(progress=fraction * 100)
+
+    def why_not(self, action: str, parameters: tuple[object, ...]) -> str | None:
+        if action == "cancel_count" and not self.counting:
+            return ("No exact count is running: nothing to cancel. A count runs only near a boundary, after c "
+                    "(the canary lead or the DBA); x stops it and the estimate stands.")
+        return None
 
     def show_view(self, view: RunView, now: datetime) -> None:
         self.view = view

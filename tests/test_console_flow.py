@@ -21,6 +21,7 @@ from engine.plan import plan_from_dict, window_covering
 from engine.selftest import PRIORITY
 from engine.store import PrecheckResult, Store
 from engine.target import Target
+from screens.confirm import ConfirmStatement
 from screens.execution import ExecutionScreen
 from screens.locked import StepLocked
 from screens.monitoring import MonitoringScreen
@@ -102,7 +103,9 @@ async def walk_prechecks(app, pilot, clock):
     assert await until(pilot, lambda: "team.present" in app.view.prechecks)
     await pilot.press("k")
     assert await until(pilot, lambda: "ks.deactivate" in app.view.prechecks)
-    await pilot.press("p")
+    await pilot.press("p")  # the statement is shown first; the DBA confirms it
+    assert await until(pilot, lambda: isinstance(app.screen, ConfirmStatement))
+    app.screen.query_one("#confirm").press()
     assert await until(pilot, lambda: app.view.approvals_of("rollback_prepared"))
     for n in (1, 2, 3):
         await pilot.press("s")
@@ -193,7 +196,11 @@ async def test_gate_warning_needs_the_dba_and_block_cancels_the_run(lab, small_d
             async with dba.run_test(size=(160, 50)) as p2:
                 assert await until(p2, lambda: dba.view.run is not None and "dba" in dba.view.present_roles())
                 dba.action_goto("prechecks")
-                await p2.press("p", "s")
+                await p2.press("p")  # the statement shown first: the DBA confirms it
+                assert await until(p2, lambda: isinstance(dba.screen, ConfirmStatement))
+                dba.screen.query_one("#confirm").press()
+                assert await until(p2, lambda: not isinstance(dba.screen, ConfirmStatement))
+                await p2.press("s")
                 assert await until(p1, lambda: "dba" in lead.view.signoffs(), 3)
                 await p1.press("r", "k")
                 assert await until(p1, lambda: {"team.present", "ks.deactivate"} <= set(lead.view.prechecks))

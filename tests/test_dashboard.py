@@ -679,7 +679,8 @@ async def test_the_dashboard_follows_the_recorded_run_step_by_step_and_its_keys_
     clock = FrozenClock(T0)
     d = Drill()
     clock.current = d.at
-    screen = MonitoringScreen(PLAN)
+    # A plan with a webhook: without one, w can never act on this screen and is not shown.
+    screen = MonitoringScreen(replace(PLAN, webhook_url="https://hooks.example.com/canary"))
     app = Host(screen)
     async with app.run_test(size=(160, 50)) as pilot:
         data = None

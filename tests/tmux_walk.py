@@ -370,7 +370,9 @@ def main_walk(w: Walk, captures: dict[str, str]) -> None:
     t.keys("k")
     w.wait_text("k", r"Can deactivate \(connection scope\)\s+✓ pass", 30)
     w.step("k: kill-switch test passes")
-    t.keys("p")
+    t.keys("p")  # the statement it confirms is shown first: DROP INDEX and its verification query
+    w.wait_text("p", r"DROP INDEX", 10)
+    t.keys("BTab", "Enter")  # from Cancel (focused: a stray Enter confirms nothing) to Confirm
     w.wait_gone("p", r"prepared rollback statement not confirmed", 15)
     w.step("p: DBA confirmed the rollback statement")
     t.keys("3")  # still locked: the sign-offs and the 15-minute minimum, each with who provides it
@@ -808,6 +810,7 @@ def small_look(w: Walk, cli: str, captures: dict[str, str], rows: int, speed: in
         for key in ("r", "k", "p"):
             small.keys(key)
             time.sleep(2.5)
+        small.keys("BTab", "Enter")  # p showed the statement: confirm it
         for _ in range(3):
             small.keys("s")
             time.sleep(1.0)
