@@ -21,6 +21,8 @@ from api.auth import RUN_ID_PATTERN
 from engine.plan import ROLES
 from engine.store import ExecutionRun, Store
 
+pytestmark = pytest.mark.long  # minutes: CI's second step (scripts/test --long)
+
 TENANT = "acme"
 TOKENS = {f"fuzz-{role}-token-0123456789": (f"fuzz-{role}", role) for role in ROLES}
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "4"))

@@ -30,7 +30,7 @@ from screens.report import ReportScreen
 from screens.rollback import RollbackScreen
 from screens.sizegate import SizeGateScreen
 
-pytestmark = [pytest.mark.mariadb]
+pytestmark = [pytest.mark.long, pytest.mark.mariadb]
 ALL_ROLES = ["canary_lead", "dba", "sre", "developer"]
 
 

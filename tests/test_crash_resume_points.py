@@ -37,7 +37,7 @@ from engine.store import Store
 from engine.target import Target
 from engine.workload import Workload
 
-pytestmark = [pytest.mark.mariadb, pytest.mark.slow,
+pytestmark = [pytest.mark.long, pytest.mark.mariadb, pytest.mark.slow,
               pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is needed to run the real console")]
 
 ROOT = Path(__file__).resolve().parent.parent

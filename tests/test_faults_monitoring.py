@@ -26,7 +26,7 @@ from engine.target import Target
 from engine.thresholds import profile_from_overrides
 from engine.workload import Workload
 
-pytestmark = [pytest.mark.mariadb]
+pytestmark = [pytest.mark.long, pytest.mark.mariadb]
 SPEED = 120.0
 # Latency is not what these tests are about, and a loaded CI machine moves a sub-millisecond
 # SELECT's latency by half of itself: its lines are set far away, so only the outage is judged.

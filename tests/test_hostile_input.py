@@ -240,6 +240,7 @@ WRONG = st.one_of(
 )
 
 
+@pytest.mark.long
 @settings(max_examples=500, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(PLACES), WRONG)
@@ -734,6 +735,7 @@ NASTY = st.one_of(
 
 
 @pytest.mark.mariadb
+@pytest.mark.long
 @settings(max_examples=6, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(names=st.lists(NASTY, min_size=6, max_size=6, unique_by=str.lower).map(lambda xs: Names(*xs)))

@@ -26,6 +26,8 @@ from console.app import KILL_POLL_S as POLL_S
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 import killswitch_load as load  # noqa: E402
 
+pytestmark = pytest.mark.long  # minutes: CI's second step (scripts/test --long)
+
 POLLERS = 20
 SECONDS = 7.0
 HOLD_S = 1.0  # two poll intervals on, two off: 2–3 activations a run, each long enough to be seen

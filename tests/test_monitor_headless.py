@@ -24,7 +24,7 @@ from engine.target import Target
 from engine.thresholds import Profile, profile_from_overrides
 from engine.workload import Workload
 
-pytestmark = [pytest.mark.mariadb, pytest.mark.slow]
+pytestmark = [pytest.mark.long, pytest.mark.mariadb, pytest.mark.slow]
 SPEED = 120.0
 ROOT = Path(__file__).resolve().parent.parent
 

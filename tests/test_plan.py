@@ -560,6 +560,7 @@ def _check(data: dict) -> None:
     plan.off_peak.describe()
 
 
+@pytest.mark.long
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(keys, values, max_size=10))
 def test_arbitrary_nested_input_raises_nothing_but_plan_error(data):
@@ -606,6 +607,7 @@ def _mutated_plan(draw):
     return plan
 
 
+@pytest.mark.long
 @settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_mutated_plan())
 def test_one_place_of_a_good_plan_replaced_by_anything(plan):

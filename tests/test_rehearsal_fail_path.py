@@ -24,7 +24,7 @@ from engine.sizegate import sampling_interval
 from engine.store import Store
 from engine.target import Target
 
-pytestmark = [pytest.mark.mariadb, pytest.mark.slow]
+pytestmark = [pytest.mark.long, pytest.mark.mariadb, pytest.mark.slow]
 SPEED = 120.0
 YOU, TEAMMATE = "you@jump", "teammate@jump (played by you)"
 ALL = {"canary_lead", "dba", "sre", "developer"}

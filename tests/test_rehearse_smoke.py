@@ -13,7 +13,7 @@ import pytest
 
 from engine.store import Store
 
-pytestmark = [pytest.mark.mariadb, pytest.mark.slow]
+pytestmark = [pytest.mark.long, pytest.mark.mariadb, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parent.parent
 
 # The runbook's order, as the audit trail of a passing drill must show it.

@@ -200,6 +200,7 @@ def test_stdout_piped_keeps_the_console_when_stdin_and_stderr_are_a_terminal():
 
 
 @pytest.mark.mariadb
+@pytest.mark.long
 def test_rehearse_without_a_terminal_says_why_on_stderr_and_prints_json_lines_when_asked(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT), XDG_STATE_HOME=str(tmp_path))
     args = [sys.executable, "-m", "console.cli", "rehearse", "--rows", "2000", "--speed", "600", "--skip-self-test"]

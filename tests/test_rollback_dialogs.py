@@ -237,6 +237,7 @@ def test_rollback_screen_refused(snap_compare):
 
 
 @pytest.mark.mariadb
+@pytest.mark.long
 async def test_the_real_console_refused_then_kept(lab, tmp_path):
     """The lead decides, the DBA refuses from their console (Tab Tab Enter first: nothing), the lead
     keeps the index: final, said on both consoles, every step audited."""

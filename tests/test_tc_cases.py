@@ -76,6 +76,7 @@ def test_tc09_kill_switch_api_down_fail_closed(lab):
     assert r.outcome.fail_reason == "kill_switch"
 
 
+@pytest.mark.long
 def test_tc10_worker_crash_lease_expiry(lab):
     r = _run(lab, "TC-10")
     audit = r.store.audit_entries("selftest", r.run_id)

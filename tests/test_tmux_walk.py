@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-pytestmark = [pytest.mark.mariadb, pytest.mark.slow]
+pytestmark = [pytest.mark.long, pytest.mark.mariadb, pytest.mark.slow]
 
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed: the walk drives the console in tmux")
