@@ -37,6 +37,7 @@ from engine.plan import Plan
 from engine.roles import may
 from engine.rollback_flow import TRIGGERS, Inspection, RollbackView, role_rows
 from engine.runbook import RunView
+from engine.text import for_terminal
 from screens.base import RunbookScreen, drawable, plain
 
 # --- what the screen asks the App to do ----------------------------------------------------------
@@ -497,13 +498,13 @@ class RollbackScreen(RunbookScreen):
             f"{v.table} · {v.index} ({v.columns}) · run {v.run_id[:8]} "
             f"{v.run_status}{f', {v.fail_reason}' if v.fail_reason else ''}")
         conflicts = len(self.inspection.conflicts) if self.inspection is not None else 0
-        status.update(v.status + (f"  ⚠ {conflicts} change(s) since the rollback point (below)" if conflicts
+        status.update(for_terminal(v.status) + (f"  ⚠ {conflicts} change(s) since the rollback point (below)" if conflicts
                                   and v.run_status != "rolled_back" else ""))
         nxt = self.query_one("#next", Static)
         nxt.display = bool(v.next_line)
-        nxt.update(v.next_line)
+        nxt.update(for_terminal(v.next_line))
         self.query_one("#steps", Static).update("  ".join(
-            f"{s.code} {'✓' if s.done else '·'} {s.label}{': ' + s.detail if s.detail else ''}" for s in v.steps))
+            f"{s.code} {'✓' if s.done else '·'} {s.label}{': ' + for_terminal(s.detail) if s.detail else ''}" for s in v.steps))
         escalation = self.query_one("#escalation", Static)
         escalation.display = bool(v.escalation)
         escalation.update(f"ESCALATION {v.escalation}" if v.escalation else "")
@@ -542,8 +543,8 @@ class RollbackScreen(RunbookScreen):
         decision = self.query_one("#decision", Static)
         if v is not None and v.decided_by:
             metrics = ", ".join(f"{k} {val}" for k, val in v.metrics) or "none recorded"
-            decision.update(f"Decided by {v.decided_by[1]} ({v.decided_by[0]}) at {_at(v.decided_at)} UTC: "
-                            f"{v.reason}\nMetrics at decision: {metrics}")
+            decision.update(for_terminal(f"Decided by {v.decided_by[1]} ({v.decided_by[0]}) at {_at(v.decided_at)} UTC: "
+                                         f"{v.reason}") + f"\nMetrics at decision: {for_terminal(metrics)}")
         else:
             decision.update("No decision yet: pick the trigger (t, or arrows) and decide (d).")
 
