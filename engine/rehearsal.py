@@ -276,10 +276,10 @@ def stored_self_test(store: Any, tenant: str, why: str, step: Callable[[StepProg
     for n, case in enumerate(sorted(stored), start=1):
         result = stored[case]
         mark = "PASS" if result.status == "pass" else str(result.status).upper()
-        when = result.recorded_at.strftime("%Y-%m-%d %H:%M") if result.recorded_at else "at an unknown time"
+        # No time of day: a drill's store keeps its compressed clock, which would read as a wrong hour.
         step(StepProgress("self_test", title, n, len(stored) + 1,
-                          f"{case} [{selftest.PRIORITY[case]}] {mark} {selftest.NAMES[case]} (stored result, recorded "
-                          f"{when} by {for_terminal(result.recorded_by) or 'an unnamed actor'})"))
+                          f"{case} [{selftest.PRIORITY[case]}] {mark} {selftest.NAMES[case]} (stored result: run "
+                          f"earlier by {for_terminal(result.recorded_by) or 'an unnamed actor'})"))
     passed = sum(1 for r in stored.values() if r.status == "pass")
     summary = (f"{why}; stored results: {passed}/{len(stored)} passed" if stored
                else f"{why}; no stored results: the prechecks show the self-test as not run")

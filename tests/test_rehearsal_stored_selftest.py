@@ -25,7 +25,7 @@ def test_each_stored_case_is_said_with_its_mark_then_a_summary(tmp_path):
     lines = _said(store, "t1")
 
     texts = [p.text for p in lines]
-    assert texts[0].startswith("TC-02 [P0] PASS " + selftest.NAMES["TC-02"] + " (stored result, recorded ")
+    assert texts[0].startswith("TC-02 [P0] PASS " + selftest.NAMES["TC-02"] + " (stored result: run earlier by lead")
     assert "\x1b" not in texts[0] and "lead\\x1b[31m" in texts[0]  # the actor from the store, neutralised
     assert texts[1].startswith("TC-09 [P0] FAIL ")
     assert len(lines) == 3 and not any("TC-03" in t for t in texts)
