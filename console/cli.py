@@ -463,6 +463,9 @@ def _rehearse_headless(args: argparse.Namespace, prepared: Any, cases: list[str]
             f"{drill.plan_path} --as teammate")
     if self_test:
         rehearsal.self_test(store, plan.tenant, ident.actor, cases, out.step)
+    else:  # the stored results, the ones the prechecks use, a line each
+        rehearsal.stored_self_test(store, plan.tenant, "the resumed run is past the prechecks" if drill.resumed_run
+                                   else "--skip-self-test: the stored results are used", out.step)
 
     said: set[int] = set()  # the five-minute marks of the window already said
 

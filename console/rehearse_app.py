@@ -93,7 +93,7 @@ class RehearsalApp(CanaryApp):
             else:
                 why = ("the resumed run is past the prechecks" if self.prepared.resumed_run
                        else "--skip-self-test: the stored results are used")
-                self._step(StepProgress("self_test", rehearsal.STEP_TITLES["self_test"], 1, 1, why, "skipped"))
+                rehearsal.stored_self_test(self.store, self.plan.tenant, why, self._step)
         except PreparationCancelled:
             return
         except Exception as exc:  # noqa: BLE001 - said on screen in one line; the details go to the log

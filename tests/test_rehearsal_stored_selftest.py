@@ -1,0 +1,40 @@
+"""A drill that does not run the self-test (resumed after a kill, or ``--skip-self-test``) still
+says which cases passed: the stored results, a line each, then a summary (engine/rehearsal.py)."""
+
+from __future__ import annotations
+
+from engine import rehearsal, selftest
+from engine.rehearsal import StepProgress
+from engine.store import Store
+
+
+def _said(store: Store, tenant: str) -> list[StepProgress]:
+    lines: list[StepProgress] = []
+    rehearsal.stored_self_test(store, tenant, "the resumed run is past the prechecks", lines.append)
+    return lines
+
+
+def test_each_stored_case_is_said_with_its_mark_then_a_summary(tmp_path):
+    store = Store(f"sqlite:///{tmp_path}/s.db")
+    passed = selftest.CaseResult("TC-02", checks=[("killed before start", True)])
+    failed = selftest.CaseResult("TC-09", checks=[("fail closed", False)])
+    selftest.record(store, "t1", passed, "lead\x1b[31m")
+    selftest.record(store, "t1", failed, "dba")
+    selftest.record(store, "other", selftest.CaseResult("TC-03", checks=[("x", True)]), "lead")  # another tenant
+
+    lines = _said(store, "t1")
+
+    texts = [p.text for p in lines]
+    assert texts[0].startswith("TC-02 [P0] PASS " + selftest.NAMES["TC-02"] + " (stored result: run earlier by lead")
+    assert "\x1b" not in texts[0] and "lead\\x1b[31m" in texts[0]  # the actor from the store, neutralised
+    assert texts[1].startswith("TC-09 [P0] FAIL ")
+    assert len(lines) == 3 and not any("TC-03" in t for t in texts)
+    assert lines[-1].state == "skipped"
+    assert lines[-1].text == "the resumed run is past the prechecks; stored results: 1/2 passed"
+
+
+def test_no_stored_results_says_the_self_test_was_not_run(tmp_path):
+    store = Store(f"sqlite:///{tmp_path}/s.db")
+    lines = _said(store, "t1")
+    assert [p.state for p in lines] == ["skipped"]
+    assert "no stored results" in lines[0].text
