@@ -398,14 +398,15 @@ def deactivate(store: Any, backend: KillSwitchBackend, tenant_id: str, scopes: S
                           f"role; {result.actor} holds {', '.join(roles) or 'no role'}. Ask the canary lead or the "
                           "DBA; this attempt is in the audit log.")
         _audit(store, result, audit_tenant, "kill_switch_deactivation_refused",
-               {"scope": ", ".join(scopes), "roles": roles, "why": "needs canary_lead or dba", "via": via,
-                "reason": result.reason})
+               {"scope": ", ".join(scopes), "connection_id": conn or None, "roles": roles,
+                "why": "needs canary_lead or dba", "via": via, "reason": result.reason})
         return result
     if not result.reason:
         result.refused, result.refused_usage = ("a reason is required to deactivate the kill switch (why it "
                                                 "is safe to go on)"), True
         _audit(store, result, audit_tenant, "kill_switch_deactivation_refused",
-               {"scope": ", ".join(scopes), "roles": roles, "why": "no reason given", "via": via})
+               {"scope": ", ".join(scopes), "connection_id": conn or None, "roles": roles,
+                "why": "no reason given", "via": via})
         return result
     if not scopes or any(s not in SCOPES for s in scopes):
         result.refused, result.refused_usage = "nothing to deactivate: no active scope was named", True

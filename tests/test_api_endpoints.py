@@ -457,7 +457,7 @@ def test_the_remote_backend_drives_the_served_api_and_fails_closed_when_it_is_do
         on = lead.read(TENANT, CONN)
         assert on.active and on.active_scopes() == ["connection"] and on.scopes["connection"].set_by == "dev"
         assert EmbeddedKillSwitch(store).read(TENANT, CONN).active_scopes() == ["connection"]
-        with pytest.raises(KillSwitchApiError, match=r"\(403\).*canary_lead or dba"):
+        with pytest.raises(KillSwitchApiError, match=r"\(403\).*canary lead or DBA"):
             dev.set(TENANT, "connection", False, "dev", "all clear", CONN)
         lead.set(TENANT, "connection", False, "somchai", "false alarm", CONN)
         assert not lead.read(TENANT, CONN).active

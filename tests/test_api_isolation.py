@@ -149,7 +149,7 @@ def test_the_global_switch_goes_by_the_role_table(world, actor):
         allowed = may("kill_switch_deactivate", {role}) and may("kill_switch_global", {role})
         assert off.status_code == (200 if allowed else 403), off.text
         if not allowed:
-            assert "needs the canary_lead or dba role" in off.json()["detail"]
+            assert "needs the canary lead or DBA role" in off.json()["detail"]
             c.put("/api/kill-switch/global", json={"is_active": False, "reason": "cleanup"},
                   headers={"Authorization": f"Bearer {TOKEN_OF['root']}"})
     assert not any(r.is_active for r in store.kill_switch_rows("acme") if r.scope == "global")

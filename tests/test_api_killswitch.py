@@ -153,15 +153,15 @@ def test_developer_deactivation_is_refused_with_403_and_audited(store, api, clie
         dev.set(TENANT, "connection", True, "dev", "I saw something", CONN)
         with pytest.raises(KillSwitchApiError) as refused:
             dev.set(TENANT, "connection", False, "somchai", "let me through", CONN)
-        assert "(403)" in str(refused.value) and "canary_lead or dba" in str(refused.value)
+        assert "(403)" in str(refused.value) and "canary lead or DBA" in str(refused.value)
         raw = client.put("/api/kill-switch/global", json={"is_active": False, "reason": "x"}, headers=auth("t-sre"))
-        assert raw.status_code == 403 and raw.json()["error"].startswith("deactivation needs the canary_lead or dba role")
+        assert raw.status_code == 403 and raw.json()["error"].startswith("deactivating the kill switch needs the canary lead or DBA role")
     finally:
         dev.close()
     assert EmbeddedKillSwitch(store).read(TENANT, CONN).active, "the refusal changed nothing"
     refusals = store.audit_entries(TENANT, action="kill_switch_deactivation_refused")
-    assert [(e.actor, e.details["scope"], e.details["role"]) for e in refusals] == [
-        ("dev", "connection", "developer"), ("pim", "global", "sre")]
+    assert [(e.actor, e.details["scope"], e.details["roles"]) for e in refusals] == [
+        ("dev", "connection", ["developer"]), ("pim", "global", ["sre"])]
     assert refusals[0].details["connection_id"] == CONN
     assert not store.audit_entries(TENANT, action="kill_switch_deactivated")
 

@@ -67,7 +67,7 @@ def test_kill_then_status_then_unkill_by_a_dba(tmp_path, store_url):
     store = Store(store_url)
     assert not any(r.is_active for r in store.kill_switch_rows("acme"))
     actions = [e.action for e in store.audit_entries("acme")]
-    assert actions == ["kill_switch_activated", "kill_switch_deactivated"]
+    assert actions == ["kill_switch_activated", "kill_switch_deactivation_refused", "kill_switch_deactivated"]
     assert all(e.actor.startswith(getpass.getuser() + "@") for e in store.audit_entries("acme"))
 
 

@@ -53,7 +53,7 @@ def test_deactivation_needs_a_lead_or_dba_and_a_reason(store, api):
     with httpx.Client(base_url=api.url) as c:
         refused = c.put("/api/kill-switch/global", json={"is_active": False, "reason": "x"},
                         headers={"Authorization": "Bearer dev"})
-        assert refused.status_code == 403 and "canary_lead or dba" in refused.json()["error"]
+        assert refused.status_code == 403 and "canary lead or DBA" in refused.json()["error"]
         no_reason = c.put("/api/kill-switch/global", json={"is_active": False},
                           headers={"Authorization": "Bearer lead"})
         assert no_reason.status_code == 422
