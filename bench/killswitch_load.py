@@ -67,7 +67,7 @@ from engine.store import Store  # noqa: E402
 
 TENANT = "acme"
 CONN = "orders-primary"
-LEAD = "somchai"  # the driver: a canary lead (deactivation needs that role, SPEC §4)
+LEAD = "somchai"  # the driver: a canary lead (deactivation needs that role, docs/kill-switch.md)
 FAST_POLL_S = 0.05
 REASON = {"on": "F9 in the console (load #{})", "off": "load #{} over, all clear"}  # the number says which
 TARGET_MS = 250.0

@@ -187,7 +187,7 @@ def add_api_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``api`` command to the CLI's subparsers."""
     p = subparsers.add_parser(
         "api", help="serve the HTTP API (kill switch, executions, rollback, audit) with token auth",
-        description="Serve the seed-000 HTTP API over the store: kill switch, executions, rollback "
+        description="Serve the docs/api.md HTTP API over the store: kill switch, executions, rollback "
                     "approvals and the audit trail, described at /openapi.json.")
     p.add_argument("--listen", metavar="HOST:PORT", default=DEFAULT_LISTEN,
                    help=f"address to listen on (default {DEFAULT_LISTEN}; port 0 picks a free one)")

@@ -7,7 +7,7 @@ input focused, in tmux and over SSH — and the frame state every screen draws. 
 
 One console **drives** a run (it holds the lease and runs the statements); the others **join**
 it: they read the same run from the store twice a second, sign, approve and press the kill
-switch, and do not poll the target a second time (SPEC §9).
+switch, and do not poll the target a second time (docs/roles.md).
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ if TYPE_CHECKING:  # loaded on a worker after the first screen is drawn (SQLAlch
         RollbackRetrigger,
     )
 
-POLL_S = 0.5  # a second console sees a change within one second (SPEC §4)
+POLL_S = 0.5  # a second console sees a change within one second (docs/kill-switch.md)
 # The kill switch alone, more often: an activation reaches every console within 250 ms (issue 7's
 # load target; one read is ~2 ms on SQLite or PostgreSQL, bench/killswitch_load.py).
 KILL_POLL_S = 0.2
@@ -550,7 +550,7 @@ class CanaryApp(KeysAnswer, App):
         self.set_frame(kill=reading, kill_pending=self.frame.kill_pending and not reading.active)
 
     def action_kill_reason(self) -> None:
-        """SPEC §4: activation takes no dialog; the reason can be added afterwards."""
+        """docs/kill-switch.md: activation takes no dialog; the reason can be added afterwards."""
         if not self.frame.kill_active:
             self.notify("The kill switch is off: nothing to explain.", timeout=4)
             return
@@ -1037,7 +1037,7 @@ class CanaryApp(KeysAnswer, App):
         self.execute(self.run_id, self._interval())
 
     def _interval(self) -> float:
-        """SPEC §5's sampling interval for the gate's band, on this console's clock."""
+        """docs/metrics.md's sampling interval for the gate's band, on this console's clock."""
         g = self.view.gate()
         return sampling_interval({"warn": "WARNING"}.get(g.status if g else "", "PASS"),
                                  float(getattr(self.clock, "speed", 1.0)))
@@ -1257,7 +1257,7 @@ class CanaryApp(KeysAnswer, App):
     def on_open_rollback(self, message: Any) -> None:
         self.action_goto("rollback")
 
-    # --- step 7: manual rollback (SPEC §8) ---------------------------------------------------------
+    # --- step 7: manual rollback (docs/rollback.md) ---------------------------------------------------------
 
     def _rollback_target(self) -> Target | None:
         """The driver, or a console when nobody drives, inspects the target; joined consoles do not."""

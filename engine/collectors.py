@@ -1,4 +1,4 @@
-"""Metric sources (SPEC §5; runbook section 4, appendix B) and the loop that samples them.
+"""Metric sources (docs/metrics.md; runbook section 4, appendix B) and the loop that samples them.
 
 Each source's ``collect()`` makes a few round trips and returns ``Sample``s; per-interval values
 (digest deltas, latency percentiles, status counters) come from the difference with the previous

@@ -1,4 +1,4 @@
-"""The live monitoring dashboard and the decision screen, as data (SPEC §3.5–3.6, §5, §6; runbook
+"""The live monitoring dashboard and the decision screen, as data (docs/runbook.md#5-monitoring, §5, §6; runbook
 steps 5–7, section 4, 5.5, "Decision Rules", 7.2, 7.4).
 
 ``load_dashboard`` is the one reader: the run's stored samples, checkpoints, decisions and the audit
@@ -677,7 +677,7 @@ class DashboardView:
     escalation: EscalationView
     announcements: tuple[AnnouncementText, ...]
     events: tuple[str, ...] = ()  # the latest window events, newest last
-    not_measured: tuple[str, ...] = ()  # SPEC §6 metrics with no source in this run
+    not_measured: tuple[str, ...] = ()  # docs/thresholds.md metrics with no source in this run
     verdict: str | None = None  # the recorded verdict, once there is one
 
     @property
@@ -1038,7 +1038,7 @@ def _checklist(profile: Profile, data: DashboardData, progress: WindowProgress) 
             name = f"{rule.label} increase < {fmt(limit, unit)}"
         else:
             name = f"{rule.label} < {fmt(limit, unit)}"
-        if band is not None and band.stale:  # a source that is down is never OK (SPEC §5)
+        if band is not None and band.stale:  # a source that is down is never OK (docs/metrics.md)
             items.append(CheckItem(name, "pending", f"{SHORT_NAMES.get(key, rule.label)}: stale, source down"))
             continue
         if not recent:

@@ -1,4 +1,4 @@
-"""The monitoring window's rules and the final decision matrix (SPEC §6; runbook 5–6, "Decision
+"""The monitoring window's rules and the final decision matrix (docs/thresholds.md; runbook 5–6, "Decision
 Rules"), as pure functions over plain data.
 
 ``step`` advances the window by one sampling tick: warning zones (logged, observed 2× longer,
@@ -113,12 +113,12 @@ def step(profile: Profile, state: WindowState, t_s: float, bands: Mapping[str, B
                 events.append(Event(t_s, "stale", key, f"{rule.label}: {band.error}"))
             continue  # an outage is not a measurement: no warning, no alert, no FAIL
         if rule.latency and (band.n or 0) < profile.min_samples:
-            continue  # too few intervals yet to say anything about a shift (seed 001: < 10 samples)
+            continue  # too few intervals yet to say anything about a shift (docs/runbook.md#4-execution: < 10 samples)
         if band.level == "critical":
             if prev is None or prev.level != "critical":
                 events.append(Event(t_s, "alert", key, band.rule, route_for(rule, band, profile.min_samples)))
             # A failure condition (runbook 5.3) stops the run — but latency on too few samples is
-            # not evidence enough: it goes to the team instead (seed 001, runbook 6.1).
+            # not evidence enough: it goes to the team instead (docs/runbook.md#4-execution, runbook 6.1).
             if rule.stop_at_critical and stop is None and route_for(rule, band, profile.min_samples) != \
                     "inconclusive_team_decision":
                 stop = band.rule

@@ -1,4 +1,4 @@
-"""Verification in real runs (docs/verification.md; seed 001 §4, runbook 5.3).
+"""Verification in real runs (docs/verification.md; docs/thresholds.md#verification-of-the-tables-digests, runbook 5.3).
 
 The monitoring window decides the verdict; this adds what the digests say, in every monitored run
 (the console, ``run``, ``execute``, the rehearsal): the table's digests over the baseline against

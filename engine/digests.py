@@ -1,4 +1,4 @@
-"""Statement digests of the target table, from performance_schema (seed 001 §3).
+"""Statement digests of the target table, from performance_schema (docs/metrics.md#the-primary-mysqlmariadb).
 
 The cumulative counters are read in one round trip; windows are the deltas between two reads
 (``engine.verification.window``).

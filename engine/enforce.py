@@ -1,4 +1,4 @@
-"""Enforcing the kill switch from any process (SPEC §4).
+"""Enforcing the kill switch from any process (docs/kill-switch.md).
 
 The server does not stop an ALTER when its client dies. So every live console, and the headless
 CLI's ``kill``, runs ``enforce_kill_switch``: for each of the tenant's running runs whose ALTER is

@@ -1,4 +1,4 @@
-"""The executor (seed 001 flow; SPEC §4, §7, §8).
+"""The executor (docs/runbook.md#4-execution flow; docs/kill-switch.md, §7, §8).
 
 scope validation → create run (scheduled, store-wide lock) → atomic claim with a lease →
 running → kill-switch check → target checks → rollback point → baseline → ALTER … ADD INDEX …
@@ -418,7 +418,7 @@ class Executor:
         raise Abort(Outcome(run.id, "cancelled", "kill_switch", CANCEL_DURING))
 
     def _cancel_after_alter(self, run: ExecutionRun, reading: KillSwitchReading) -> None:
-        """SPEC §4: after the ALTER, stop, leave the index, and pre-fill the manual rollback."""
+        """docs/kill-switch.md: after the ALTER, stop, leave the index, and pre-fill the manual rollback."""
         record_cancel_after_alter(self.store, run, reading, self.actor)
         self._event("cancelled", where="after")
         raise Abort(Outcome(run.id, "cancelled", "kill_switch", CANCEL_AFTER))

@@ -1,4 +1,4 @@
-"""Fault injection for the rehearsal (SPEC §10; issue 6): what a drill switches on from a key to
+"""Fault injection for the rehearsal (docs/api.md; issue 6): what a drill switches on from a key to
 see the dashboard react — lock contention, replication lag, a latency regression, an error burst,
 and a long transaction that blocks the ALTER's metadata lock.
 

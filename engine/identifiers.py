@@ -1,6 +1,6 @@
 """SQL identifiers: validated against a conservative grammar, then quoted.
 
-Nothing from a plan or a key press reaches SQL unquoted (SPEC §2). Validation here is the first
+Nothing from a plan or a key press reaches SQL unquoted (docs/product.md#the-plan-input). Validation here is the first
 gate; the target's catalogue checks (the table and columns exist) are the second.
 """
 

@@ -1,4 +1,4 @@
-"""Who is at the keyboard (SPEC §9): the OS user of the session, plus the SSH client address."""
+"""Who is at the keyboard (docs/roles.md): the OS user of the session, plus the SSH client address."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The kill switch (SPEC §4, seed 000, seed 001 §2): global, tenant and connection scopes.
+"""The kill switch (docs/kill-switch.md, docs/kill-switch.md, docs/kill-switch.md#fail-closed): global, tenant and connection scopes.
 
 Fail-closed: when the state cannot be read — store error, HTTP error, timeout (5 s), malformed
 answer — the reading says *active*. Every reading carries its response time; above 500 ms it is a
@@ -116,7 +116,7 @@ class KillSwitchApiError(RuntimeError):
 
 
 class RemoteKillSwitch:
-    """The seed-000 API over httpx: ``GET /api/kill-switch?connection_id=…`` and the PUTs."""
+    """The docs/api.md API over httpx: ``GET /api/kill-switch?connection_id=…`` and the PUTs."""
 
     source = "remote"
 

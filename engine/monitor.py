@@ -39,7 +39,7 @@ class MonitorResult:
 
 
 def sources_for(plan: Any, backend: Any, clock: Clock | None = None) -> list[Source]:
-    """Every source the plan can feed (SPEC §5): the primary, the replica if given, Prometheus if
+    """Every source the plan can feed (docs/metrics.md): the primary, the replica if given, Prometheus if
     configured (with the plan's queries), and the kill-switch backend."""
     from engine.collectors import KillSwitchSource, MySQLSource, ReplicaSource
 

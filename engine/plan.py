@@ -1,4 +1,4 @@
-"""The canary plan (SPEC §2): one TOML file describing one run.
+"""The canary plan (docs/product.md#the-plan-input): one TOML file describing one run.
 
 ``load_plan`` returns a frozen ``Plan`` or raises ``PlanError`` carrying one clear message per
 problem: which key, what is wrong, what is allowed. The password is never in the file; it comes
@@ -181,7 +181,7 @@ class Plan:
     # from one terminal (`run --as`). Never in a real plan.
     rehearsal: bool = False
     # A drill's compressed clock (rehearsal plans only): ``speed`` × real time from ``origin``, the
-    # same for every console and every restart on this plan (SPEC §10).
+    # same for every console and every restart on this plan (docs/api.md).
     time_speed: float = 1.0
     time_origin: datetime | None = None
     # The validated input, as given: written back as TOML for a worker in another process.
@@ -192,7 +192,7 @@ class Plan:
         return self.connection.database
 
     def profile(self) -> Profile:
-        """The threshold profile: SPEC §6's, with this plan's [thresholds] applied (validated at load)."""
+        """The threshold profile: docs/thresholds.md's, with this plan's [thresholds] applied (validated at load)."""
         return profile_from_overrides(self.thresholds, name=f"{self.source} [thresholds]") if self.thresholds else Profile()
 
     def people_for_user(self, unix_user: str) -> list[Person]:

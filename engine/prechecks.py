@@ -1,4 +1,4 @@
-"""The prechecks of runbook 2.1–2.6 (SPEC §3.2): the catalogue as data, and the checks the console
+"""The prechecks of runbook 2.1–2.6 (docs/runbook.md#2-prechecks): the catalogue as data, and the checks the console
 fills in itself, each with the query it ran and what it found.
 
 Results are ``PrecheckResult`` rows tied to the run (``execution_run_id``); a re-run replaces the

@@ -1,4 +1,4 @@
-"""Prometheus over httpx (SPEC §5; runbook appendix B): host and application metrics.
+"""Prometheus over httpx (docs/metrics.md; runbook appendix B): host and application metrics.
 
 One instant query per metric, each with the PromQL of the runbook's appendix B or the plan's own.
 A query that fails makes the source raise (the collector loop marks it stale and retries); a query
@@ -21,7 +21,7 @@ DEFAULT_QUERIES: dict[str, str] = {
     "error_rate": '100 * sum(rate(http_requests_total{status=~"5.."}[5m])) / sum(rate(http_requests_total[5m]))',
     "query_latency_p50_prom": "1000 * histogram_quantile(0.5, sum(rate(mysql_query_duration_seconds_bucket[5m])) by (le))",
     "query_latency_p99_prom": "1000 * histogram_quantile(0.99, sum(rate(mysql_query_duration_seconds_bucket[5m])) by (le))",
-    # and the rest of SPEC §5
+    # and the rest of docs/metrics.md
     "memory": "100 * (1 - sum(node_memory_MemAvailable_bytes) / sum(node_memory_MemTotal_bytes))",
     "disk_read": "sum(rate(node_disk_read_bytes_total[1m])) / 1048576",
     "disk_write": "sum(rate(node_disk_written_bytes_total[1m])) / 1048576",

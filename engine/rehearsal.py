@@ -1,4 +1,4 @@
-"""The rehearsal (SPEC §10): a private primary and replica, a realistic table, a workload, a plan.
+"""The rehearsal (docs/api.md): a private primary and replica, a realistic table, a workload, a plan.
 
 This is the engine half of ``canary-console rehearse``. State lives under the user's state
 directory (``rehearsal/``): the datadirs are kept between runs and reused unless a reset is asked

@@ -1,4 +1,4 @@
-"""The post-canary report and the war room's announcements, with real values (SPEC §3.8; runbook
+"""The post-canary report and the war room's announcements, with real values (docs/runbook.md#8-report; runbook
 3.2 steps 0 and 9, 6.4 R1 and R5, 7.2, 7.4, 8.2).
 
 ``report_facts`` reads a run from the store once (a blocking call: run it off the UI thread) into
@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # the store (SQLAlchemy) and httpx load lazily: not needed to
 UNKNOWN = "—"
 RULE = "━━━━━━━━━━━━━━━━━━━━━━━━━━━━━"
 ROLE_LABELS = {"canary_lead": "Canary Lead", "dba": "DBA", "sre": "SRE", "developer": "Developer"}
-END_WINDOW_S = 300.0  # "after" = the last five minutes of the window (runbook step 6; SPEC §6)
+END_WINDOW_S = 300.0  # "after" = the last five minutes of the window (runbook step 6; docs/thresholds.md)
 ACTIVE_STATUSES = ("scheduled", "running")
 APPROVAL_KINDS = ("signoff", "size_gate", "rollback", "auto_pause", "resume")
 
@@ -1050,7 +1050,7 @@ def announce_rollback_complete(facts: ReportFacts, next_steps: str | None = None
 
 
 def announce_rollback_failed(facts: ReportFacts) -> str:
-    """Rollback failure: escalation L4, shown and announced (SPEC §8; runbook 7.2)."""
+    """Rollback failure: escalation L4, shown and announced (docs/rollback.md; runbook 7.2)."""
     f = facts
     r = f.rollback
     esc = ESCALATION_MATRIX["L4"]

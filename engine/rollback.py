@@ -1,4 +1,4 @@
-"""Dropping the run's index (SPEC §8; seed 000 §4.3; seed 001 §4).
+"""Dropping the run's index (docs/rollback.md; docs/rollback.md; docs/thresholds.md#verification-of-the-tables-digests).
 
 Guarded: only an index this run created, only while it still is the index the run created, and
 never twice. A lost connection is retried with backoff; every attempt is recorded *before* its

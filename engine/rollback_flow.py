@@ -1,4 +1,4 @@
-"""The manual rollback (runbook section 6; SPEC §8): decision, approvals, the ladder, the record.
+"""The manual rollback (runbook section 6; docs/rollback.md): decision, approvals, the ladder, the record.
 
 The rules are pure functions over frozen dataclasses: the approvals matrix of runbook 6.3 as data
 (``TRIGGERS``), ``approval_state``, ``check_decision``, ``check_approval`` (approvals and refusals
@@ -40,7 +40,7 @@ EXECUTE_ROLES = ("dba",)  # runbook 6.1: "DBA executes DROP INDEX"; R1 names the
 _DECISION_MARK = "decision_approval"  # the key that marks the decision's RollbackRecord
 
 
-# --- the approvals matrix (runbook 6.3, SPEC §8) -------------------------------------------------
+# --- the approvals matrix (runbook 6.3, docs/rollback.md) -------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ TRIGGERS: tuple[Trigger, ...] = (
             ("sre",), ("canary_lead", "developer")),
     Trigger("consensus", "Team consensus (e.g. INCONCLUSIVE → remove)", "Team consensus", "team",
             "team decision, recorded by the canary lead", ("canary_lead",), ROLES),
-    # After the ALTER the kill switch stopped the run and left the index in place (SPEC §4). Anyone
+    # After the ALTER the kill switch stopped the run and left the index in place (docs/kill-switch.md). Anyone
     # may press the switch, so who pressed it says nothing about whether the index must go: that is
     # a call for the two roles who may also turn the switch off — the canary lead (the run) or the
     # DBA (the database) decides, and the other approves, so two people always look at it.
@@ -371,7 +371,7 @@ class FlowOutcome:
 
 @dataclass(frozen=True)
 class Inspection:
-    """The target as the rollback finds it (SPEC §8 pre-verify), read by ``inspect``."""
+    """The target as the rollback finds it (docs/rollback.md pre-verify), read by ``inspect``."""
 
     inspected_at: datetime
     server: str = ""  # e.g. "MariaDB 10.11.6"
@@ -463,7 +463,7 @@ def _expected_columns(run: ExecutionRun) -> tuple[tuple[str, int | None], ...]:
 
 def inspect(target: Target, run: ExecutionRun, point: RollbackPoint | None,
             clock: Clock | None = None) -> Inspection:
-    """Pre-verify against the server (SPEC §8): the index exists and is the one this run created
+    """Pre-verify against the server (docs/rollback.md): the index exists and is the one this run created
     (TC-05: never drop an index the run did not create), and the table's diff against its
     rollback point. A target that cannot be read is an ``error``, not a verdict."""
     now = (clock or SystemClock()).now()

@@ -1,8 +1,8 @@
-"""The runbook's steps and what each needs before a person may enter it (SPEC §3: steps cannot
+"""The runbook's steps and what each needs before a person may enter it (docs/runbook.md: steps cannot
 be skipped). Pure: a ``RunView`` (what the store says about the run, read in one go) in, a list of
 what is missing and who can provide it out. ``load_view`` is the one store read every console
 repeats twice a second, so a second console sees sign-offs, approvals and the run's state within
-one second (SPEC §4, §9).
+one second (docs/kill-switch.md, §9).
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def _at(raw: Any) -> datetime | None:
 
 
 def clock_origin(view: RunView, window_opens_at_min: int) -> datetime | None:
-    """T+0 of the run's clock (SPEC §3: every screen shows it). Runbook step 1 is T+0, so before
+    """T+0 of the run's clock (docs/runbook.md: every screen shows it). Runbook step 1 is T+0, so before
     the monitoring window the clock counts from the run's start. The runbook puts the window at
     T+15 → T+75 and names its checkpoints after that; from the window's start the clock counts
     from the moment that puts the start at T+15, so the clock, the checkpoints and the charts'

@@ -1,4 +1,4 @@
-"""The execution run's state machine (SPEC §7), as data and one pure function.
+"""The execution run's state machine (docs/states.md), as data and one pure function.
 
 scheduled → running → completed | failed | cancelled | rolled_back. A run that ended with the
 index still in place (completed, failed after a verification, cancelled after the ALTER) can still

@@ -1,4 +1,4 @@
-"""The table-size gate (runbook 2.3; SPEC §3.3), pure.
+"""The table-size gate (runbook 2.3; docs/runbook.md#3-size-gate), pure.
 
 ≤ 5,000,000 rows PASS; > 5M and ≤ 10M WARNING (the DBA approves; sampling twice as often, thresholds
 shown tighter); > 10M BLOCK (no DDL). ``TABLE_ROWS`` is an estimate: within 25 % of a boundary the
@@ -47,7 +47,7 @@ def gate(rows: int, exact: bool = False) -> GateDecision:
 
 
 def sampling_interval(band: str, speed: float = 1.0) -> float:
-    """SPEC §5: every 5 s; every 2.5 s when the size gate warned. On a drill's compressed clock
+    """docs/metrics.md: every 5 s; every 2.5 s when the size gate warned. On a drill's compressed clock
     (``speed`` > 1), never more than about seven polls a real second: faster, the monitoring would
     disturb the latency it measures."""
     base = DEFAULT_INTERVAL_S / 2 if band == "WARNING" else DEFAULT_INTERVAL_S

@@ -219,7 +219,7 @@ def drop_table(schema: str, scratch: str) -> str:
     return f"DROP /* canary-console:precheck */ TABLE IF EXISTS {qualified(schema, scratch)}"
 
 
-# The ALTER's progress (SPEC §3.4): the current stage of its thread, from performance_schema.
+# The ALTER's progress (docs/runbook.md#4-execution): the current stage of its thread, from performance_schema.
 ALTER_STAGE = """
 SELECT /* canary-console:progress */ s.EVENT_NAME AS stage, s.WORK_COMPLETED AS done,
        s.WORK_ESTIMATED AS estimated
@@ -229,7 +229,7 @@ WHERE t.PROCESSLIST_ID = %s
 """
 
 
-# --- the rollback ladder's first rung, verified (SPEC §8) -------------------------------------
+# --- the rollback ladder's first rung, verified (docs/rollback.md) -------------------------------------
 
 # 1 when the index is ignored by the optimiser, 0 when in use, NULL when there is no such index.
 # MariaDB ≥ 10.6 has STATISTICS.IGNORED; MySQL 8 has STATISTICS.IS_VISIBLE.

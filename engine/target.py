@@ -127,7 +127,7 @@ class IndexInfo:
 
 @dataclass
 class MdlReport:
-    """Who holds and who waits for metadata locks on the table (the guard of SPEC §3.4)."""
+    """Who holds and who waits for metadata locks on the table (the guard of docs/runbook.md#4-execution)."""
 
     source: str  # performance_schema | processlist
     holders: list[dict[str, Any]] = field(default_factory=list)

@@ -1,4 +1,4 @@
-"""The threshold profile (SPEC §6; runbook sections 4–5), as data, and the band of one value.
+"""The threshold profile (docs/thresholds.md; runbook sections 4–5), as data, and the band of one value.
 
 Every boundary is inclusive: a value *at* a threshold is in that threshold's band (runbook
 "Decision Rules" §2). For "lower is worse" metrics (buffer pool hit rate, throughput) "at or past"
@@ -79,7 +79,7 @@ DEFAULT_RULES: tuple[MetricRule, ...] = (
 @dataclass(frozen=True)
 class Profile:
     rules: tuple[MetricRule, ...] = DEFAULT_RULES
-    min_samples: int = 10  # below: INCONCLUSIVE, never an automatic rollback (seed 001)
+    min_samples: int = 10  # below: INCONCLUSIVE, never an automatic rollback (docs/runbook.md#4-execution)
     low_confidence_below: int = 30
     window_minutes: float = 60.0  # runbook 5.4: cannot be shortened
     checkpoints: tuple[int, ...] = (15, 30, 45, 60, 75)  # minutes after T0 (T+15 opens the window)

@@ -1,4 +1,4 @@
-"""Verification of the target table's digests after the ADD INDEX (seed 001 §4; SPEC §6).
+"""Verification of the target table's digests after the ADD INDEX (docs/thresholds.md#verification-of-the-tables-digests; docs/thresholds.md).
 
 Pure functions over plain data. Latency per statement must not degrade by 10 % or more, rows
 examined per statement not by 20 % or more, and the share of statements that used no index must

@@ -1,4 +1,4 @@
-"""The audit log, filterable, from any screen (SPEC §3.9)."""
+"""The audit log, filterable, from any screen (docs/runbook.md#audit-log)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Deactivating the kill switch (SPEC §4): a modal, the canary lead or the DBA only, with a reason.
+"""Deactivating the kill switch (docs/kill-switch.md): a modal, the canary lead or the DBA only, with a reason.
 
 Activation is one key and no dialog; turning it off is deliberate: the modal names the active
 scopes and who set them, asks for a reason, and the App checks the role and records the outcome

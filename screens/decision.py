@@ -1,4 +1,4 @@
-"""Runbook step 6 — the decision (SPEC §3.6; runbook step 7, 5.5, 6.1).
+"""Runbook step 6 — the decision (docs/runbook.md#6-decision; runbook step 7, 5.5, 6.1).
 
 The final decision matrix as the engine recorded it: every criterion with its measured value, its
 threshold, the rule that decided it, n and the confidence interval; the verdict, big and in its

@@ -1,4 +1,4 @@
-"""Runbook step 4 — execution (runbook steps 0–4; seed 001's executor flow; SPEC §3.4).
+"""Runbook step 4 — execution (runbook steps 0–4; docs/runbook.md#4-execution's executor flow; docs/runbook.md#4-execution).
 
 Announce, final pre-check, baseline, claim, kill-switch check, ``ALTER TABLE … ADD INDEX …
 ALGORITHM=INPLACE, LOCK=NONE`` with its progress and ETA from performance_schema's stage events,

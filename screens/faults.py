@@ -1,4 +1,4 @@
-"""Fault injection for a drill (SPEC §10, rehearsal plans only): F6 opens this list of the faults
+"""Fault injection for a drill (docs/api.md, rehearsal plans only): F6 opens this list of the faults
 the rehearsal can inject into its own sandbox — lock contention, replication lag, a latency
 regression, an error burst, a long transaction that blocks the ALTER's metadata lock. A key turns
 one on or off; the App does it on a worker and audits it; the frame says which are on."""

@@ -1,4 +1,4 @@
-"""What every screen shows (SPEC §3): the T+ clock, the kill-switch state, who is at the keyboard
+"""What every screen shows (docs/runbook.md): the T+ clock, the kill-switch state, who is at the keyboard
 and in which role, the target, and the connection health — plus the big red kill-switch button
 and, when the switch is on, the banner saying which scopes and who set them."""
 

@@ -1,4 +1,4 @@
-"""A step that may not be entered yet says what is missing and who can provide it (SPEC §3)."""
+"""A step that may not be entered yet says what is missing and who can provide it (docs/runbook.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Runbook step 5 — the live monitoring dashboard (SPEC §3.5; runbook steps 5–6, section 4,
+"""Runbook step 5 — the live monitoring dashboard (docs/runbook.md#5-monitoring; runbook steps 5–6, section 4,
 "Decision Rules", 7.2, 7.4).
 
 The 60-minute window (T+15 → T+75, never shortened), a tile per metric coloured by its band

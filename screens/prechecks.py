@@ -1,4 +1,4 @@
-"""Runbook step 2 — the prechecks (runbook 2.1–2.6; SPEC §3.2).
+"""Runbook step 2 — the prechecks (runbook 2.1–2.6; docs/runbook.md#2-prechecks).
 
 Every row says what is expected, what was found, by which query, by whom and when. The console
 fills what it can (r: the checks, k: the kill-switch test, t: the self-test, x: the scratch-table

@@ -1,4 +1,4 @@
-"""Runbook step 8 — the post-canary report and the announcements (SPEC §3.8; runbook 8.2, 3.2
+"""Runbook step 8 — the post-canary report and the announcements (docs/runbook.md#8-report; runbook 8.2, 3.2
 steps 0 and 9, 6.4 R1 and R5), with real values.
 
 The screen only draws what it is given (``show``) and asks the App to act: export, copy and post

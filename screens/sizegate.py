@@ -1,4 +1,4 @@
-"""Runbook step 3 — the table-size gate (runbook 2.3; SPEC §3.3).
+"""Runbook step 3 — the table-size gate (runbook 2.3; docs/runbook.md#3-size-gate).
 
 ≤ 5M rows PASS; ≤ 10M WARNING (the DBA approves; sampling twice as often, thresholds shown
 tighter); > 10M BLOCK (no DDL; the run is cancelled for this table with the reason recorded).

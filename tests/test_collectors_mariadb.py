@@ -1,4 +1,4 @@
-"""Collectors against a real primary + replica with a real workload (SPEC §5): digests appear, the
+"""Collectors against a real primary + replica with a real workload (docs/metrics.md): digests appear, the
 new index lowers rows examined, injected lock waits and replication delay show up in the right
 metric, and a failing source goes stale, is retried, and recovers."""
 

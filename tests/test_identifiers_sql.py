@@ -1,5 +1,5 @@
 """Identifiers are validated and backtick-quoted; the statement builders quote every identifier and
-produce exactly the SQL a DBA expects to see in the processlist (SPEC §2)."""
+produce exactly the SQL a DBA expects to see in the processlist (docs/product.md#the-plan-input)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The kill switch against an ALTER in flight on a million-row table (SPEC §4), on the sandbox."""
+"""The kill switch against an ALTER in flight on a million-row table (docs/kill-switch.md), on the sandbox."""
 
 from __future__ import annotations
 

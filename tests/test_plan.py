@@ -1,4 +1,4 @@
-"""The canary plan (SPEC §2): a full plan parses; every kind of bad input gets a PlanError with one
+"""The canary plan (docs/product.md#the-plan-input): a full plan parses; every kind of bad input gets a PlanError with one
 clear message per problem naming the key; the off-peak window; roles; and no input whatsoever
 makes plan_from_dict raise anything but PlanError."""
 

@@ -1,4 +1,4 @@
-"""The post-canary report and the announcements (SPEC §3.8; runbook 8.2, 3.2, 6.4, 7.2, 7.4): pure
+"""The post-canary report and the announcements (docs/runbook.md#8-report; runbook 8.2, 3.2, 6.4, 7.2, 7.4): pure
 renderers on hand-built facts, ``report_facts`` on a real SQLite store, the webhook against a real
 local HTTP server, the Markdown export, and the Report screen under Pilot and as SVG snapshots."""
 

@@ -1,4 +1,4 @@
-"""Roles in the CLI (SPEC §9): a role-gated command run by someone without the role is refused
+"""Roles in the CLI (docs/roles.md): a role-gated command run by someone without the role is refused
 (exit 3) with a message naming who may, and the refusal is audited — never a traceback. (Turning
 the kill switch off: tests/test_cli.py.)"""
 

@@ -1,4 +1,4 @@
-"""Roles in the console (SPEC §9): every role-gated action, tried by someone who lacks the role, is
+"""Roles in the console (docs/roles.md): every role-gated action, tried by someone who lacks the role, is
 refused with a message that names who may do it, and the refusal is in the audit trail (the
 kill switch's deactivation: tests/test_console_pilot.py). The run is
 real (created in the store by the canary lead) and the console is the real App; the keys call the

@@ -1,4 +1,4 @@
-"""The manual rollback (runbook 6, SPEC §8): the approvals matrix (pure), the decision and the
+"""The manual rollback (runbook 6, docs/rollback.md): the approvals matrix (pure), the decision and the
 approvals on a real SQLite store, the whole flow against the sandbox MariaDB (decide → approve →
 refused before complete → rung 1 IGNORED → undo → rung 2 DROP → rolled_back), an index that is not
 the run's, a table changed since the rollback point; and the Rollback screen under Pilot and as SVG

@@ -1,4 +1,4 @@
-"""The run's T+ clock on every screen (SPEC §3): T+0 is the run's start (runbook step 1) until the
+"""The run's T+ clock on every screen (docs/runbook.md): T+0 is the run's start (runbook step 1) until the
 monitoring window opens, and from then on the window starts at T+15, where the runbook, the
 checkpoints and the dashboard's axis put it."""
 

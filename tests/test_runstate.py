@@ -1,4 +1,4 @@
-"""The execution run's state machine (SPEC §7): every allowed move passes, every other is refused
+"""The execution run's state machine (docs/states.md): every allowed move passes, every other is refused
 with a message; a failed run needs a known fail_reason."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def _reason(new: str) -> str | None:
 
 
 def test_the_state_machine_is_the_specs():
-    """scheduled → running → completed | failed | cancelled | rolled_back (SPEC §7); a run that
+    """scheduled → running → completed | failed | cancelled | rolled_back (docs/states.md); a run that
     ended with the index in place may still be rolled back by hand; rolled_back is final."""
     assert set(STATUSES) == set(RUN_STATUSES)
     assert TRANSITIONS["scheduled"] == {"running", "failed", "cancelled"}

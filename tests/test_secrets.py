@@ -1,4 +1,4 @@
-"""The target's password never leaves the connection (SPEC §2): not in the console's or the CLI's
+"""The target's password never leaves the connection (docs/product.md#the-plan-input): not in the console's or the CLI's
 log, the audit trail, the store, the reports and announcements, an error message, the plan's repr,
 what the console draws, or a snapshot.
 

@@ -1,4 +1,4 @@
-"""The engine's store (SPEC §7) on SQLite (a file under tmp_path) and on the machine's PostgreSQL
+"""The engine's store (docs/states.md) on SQLite (a file under tmp_path) and on the machine's PostgreSQL
 (a fresh database for the session): the store-wide run lock, claims with leases, audited
 transitions, the kill switch's scopes, tenant_id on every row, and the transition race.
 

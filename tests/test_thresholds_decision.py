@@ -1,4 +1,4 @@
-"""The threshold profile and the decision rules (SPEC §6), pure: every boundary of every metric in
+"""The threshold profile and the decision rules (docs/thresholds.md), pure: every boundary of every metric in
 both directions, the window rules, and properties that must hold for any input."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Verification of the table's digests after the ADD INDEX (seed 001 §4; SPEC §6): inclusive
+"""Verification of the table's digests after the ADD INDEX (docs/thresholds.md#verification-of-the-tables-digests; docs/thresholds.md): inclusive
 boundaries, the sample minimum, and per-window deltas of cumulative counters.
 
 The numbers are chosen so that the percentages come out exact in floating point: a baseline of

@@ -1,4 +1,4 @@
-"""The engine's own store (SPEC §7)."""
+"""The engine's own store (docs/states.md)."""
 
 from engine.store.models import (
     GLOBAL_TENANT,

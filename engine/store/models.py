@@ -1,4 +1,4 @@
-"""The store's tables (SPEC §7; seed 000 §1). Every row carries ``tenant_id``.
+"""The store's tables (docs/states.md; docs/states.md#what-the-store-records). Every row carries ``tenant_id``.
 
 Timestamps are aware UTC datetimes (sqlmodel stores them in UTC on every backend). Ids are UUID strings, except tenants and connection profiles, which
 carry the slug the plan gives them (what a DBA types after ``--connection``).
@@ -141,7 +141,7 @@ class RollbackPoint(SQLModel, table=True):
     execution_run_id: str = Field(max_length=36, index=True)
     show_create: str = Field(sa_column=Column(Text))
     indexes: list[Any] | None = _json()
-    # Both rungs of the rollback ladder, generated and validated before the ALTER (SPEC §8).
+    # Both rungs of the rollback ladder, generated and validated before the ALTER (docs/rollback.md).
     ladder: list[Any] | None = _json()
     captured_at: datetime = _now()
 
@@ -285,7 +285,7 @@ class Decision(SQLModel, table=True):
 
 
 class RunLock(SQLModel, table=True):
-    """The scope lock's "no second active run anywhere in the store" (runbook 1.2, seed 000 §4.1).
+    """The scope lock's "no second active run anywhere in the store" (runbook 1.2, docs/states.md#claims-and-leases).
 
     One row under ``GLOBAL_TENANT`` per lock name; inserting it is the atomic acquire (the primary
     key refuses a second holder on every backend), deleting it the release.

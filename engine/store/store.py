@@ -526,7 +526,7 @@ class Store:
                                                     new_status))
         return self.get_run(tenant_id, run_id)  # type: ignore[return-value]
 
-    # --- claim with a lease (seed 001 §7, TC-01, TC-10) -----------------------------------
+    # --- claim with a lease (docs/runbook.md#4-execution, TC-01, TC-10) -----------------------------------
 
     def claim(self, tenant_id: str, run_id: str, owner: str, lease_seconds: float,
               exclusive: bool = False) -> ExecutionRun:
