@@ -1,4 +1,4 @@
-"""The live monitoring dashboard and the decision screen, as data (docs/runbook.md#5-monitoring, §5, §6; runbook
+"""The live monitoring dashboard and the decision screen, as data (docs/runbook.md#5-monitoring, docs/metrics.md, docs/thresholds.md; runbook
 steps 5–7, section 4, 5.5, "Decision Rules", 7.2, 7.4).
 
 ``load_dashboard`` is the one reader: the run's stored samples, checkpoints, decisions and the audit
