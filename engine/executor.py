@@ -1,4 +1,4 @@
-"""The executor (docs/runbook.md#4-execution flow; docs/kill-switch.md, §7, §8).
+"""The executor (docs/runbook.md#4-execution flow; docs/kill-switch.md, docs/states.md, docs/rollback.md).
 
 scope validation → create run (scheduled, store-wide lock) → atomic claim with a lease →
 running → kill-switch check → target checks → rollback point → baseline → ALTER … ADD INDEX …

@@ -2,7 +2,7 @@
 be skipped). Pure: a ``RunView`` (what the store says about the run, read in one go) in, a list of
 what is missing and who can provide it out. ``load_view`` is the one store read every console
 repeats twice a second, so a second console sees sign-offs, approvals and the run's state within
-one second (docs/kill-switch.md, §9).
+one second (docs/kill-switch.md, docs/roles.md).
 """
 
 from __future__ import annotations

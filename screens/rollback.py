@@ -1,6 +1,6 @@
 """Runbook section 6 — the manual rollback: the decision flow (6.1 severity → 6.3 trigger), the
 approvals matrix, the rollback ladder with its SQL, the conflicts against the rollback point, the
-records with every attempt, and the status line R1…R5 (docs/runbook.md#7-rollback, §8).
+records with every attempt, and the status line R1…R5 (docs/runbook.md#7-rollback, docs/rollback.md).
 
 The screen never reads the store or the server: the App runs ``engine.rollback_flow`` in thread
 workers and calls ``show(view, inspection)``. Keys post the messages below, which the App handles.

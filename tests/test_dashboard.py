@@ -1,4 +1,4 @@
-"""The live monitoring dashboard and the decision screen (docs/runbook.md#5-monitoring, §6; runbook 5–7, 7.2).
+"""The live monitoring dashboard and the decision screen (docs/runbook.md#5-monitoring, docs/thresholds.md; runbook 5–7, 7.2).
 
 Pure tests of ``dashboard_view`` / ``decision_view`` on hand-built windows; ``load_dashboard``
 against a real SQLite store, equal to ``engine.monitor.replay`` for the same samples; Pilot tests

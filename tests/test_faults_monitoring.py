@@ -1,6 +1,6 @@
 """Faults during the monitoring window, with real processes (issue 7): the target's connection cut
 by the network, and the replica's server killed. Each source goes stale with its error, comes back
-on its own, and the outage never fails the run: a missing sample is not a bad one (docs/thresholds.md, §11).
+on its own, and the outage never fails the run: a missing sample is not a bad one (docs/thresholds.md, docs/product.md#what-bad-input-gets).
 
 The window is the real ``Monitor.window`` on a real primary + replica with a workload, on a clock
 compressed 120× and a window shortened to 20 minutes for the test (a plan cannot shorten it).

@@ -1,4 +1,4 @@
-"""Hostile input (docs/product.md#the-plan-input, §11): plans and identifiers built to hurt.
+"""Hostile input (docs/product.md#the-plan-input, docs/product.md#what-bad-input-gets): plans and identifiers built to hurt.
 
 Part one is pure and fast: hostile text and wrong types in every field of a plan, arbitrary
 TOML-ish text, and the command line on bad plans. Whatever comes in, ``parse_plan`` /
