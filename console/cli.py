@@ -625,6 +625,9 @@ def cmd_acknowledge(args: argparse.Namespace) -> int:
             if r not in selftest_gate.acknowledged_by(store.approvals(plan.tenant, args.run, ack.kind), args.case.upper())]
     print(f"{args.case.upper()} acknowledged as {ack.role} by {ident.actor}"
           + (f"; still to acknowledge: {', '.join(left)}" if left else "; acknowledged by the canary lead and the DBA"))
+    return EXIT_OK
+
+
 def _replay_samples(args: argparse.Namespace, profile: Any) -> int:
     """``replay --samples FILE``: judge exported samples, no store, no server."""
     from datetime import UTC, datetime

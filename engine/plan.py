@@ -582,10 +582,13 @@ def _change(value: Any, problems: list[str]) -> Change | None:
                 if name:
                     columns.append(IndexColumn(name))
             elif isinstance(col, dict):
-                for key in col:
-                    if key not in ("name", "prefix"):
-                        problems.append(f"unknown key '{where}.{key}': allowed are name, prefix")
-                name = _ident(col.get("name"), f"{where}.name", problems)
+                unknown = [str(key) for key in col if key not in ("name", "prefix")]
+                for key in unknown:
+                    problems.append(f"unknown key '{where}.{key}': allowed are name, prefix"
+                                    + (f" (and '{where}.name' is missing)"
+                                       if "name" not in col and key == unknown[-1] else ""))
+                # A table with no name and a wrong key is one mistake (a misspelt name), said once above.
+                name = None if unknown and "name" not in col else _ident(col.get("name"), f"{where}.name", problems)
                 prefix = col.get("prefix")
                 if prefix is not None and (isinstance(prefix, bool) or not isinstance(prefix, int) or not 1 <= prefix <= 3072):
                     problems.append(f"'{where}.prefix' must be a whole number from 1 to 3072")

@@ -10,6 +10,8 @@ scripted source: what is under test is the control flow and the records, not a d
 
 from __future__ import annotations
 
+import socket
+from dataclasses import replace
 from datetime import datetime
 
 import pytest
@@ -25,6 +27,7 @@ from engine.plan import parse_plan
 from engine.report import render_report, report_facts
 from engine.stops import fail_reason_for, stop_words
 from engine.store import ExecutionRun, Store
+from engine.target import Target
 
 PLAN = parse_plan(ACME + people(("Somchai", "canary_lead", "somchai", "@somchai"), ("Nok", "dba", "nok", "@nok")),
                   "canary.toml")
@@ -64,6 +67,16 @@ class ScriptedSource:
         pass
 
 
+def _unreachable_target() -> Target:
+    """A target that refuses at once (a local port nobody listens on): the window reads the table's
+    digests at its start and end (engine/digest_check.py), and here they are unreadable — audited,
+    and the verification says so; the stop under test does not depend on them."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return Target(replace(PLAN.connection, host="127.0.0.1", port=port, socket=None))
+
+
 @pytest.fixture
 def world(tmp_path):
     clock = CompressedClock(600)  # 60 min in 6 s: a slow tick on a loaded machine stays well inside 15 min
@@ -78,7 +91,7 @@ def world(tmp_path):
     def executor(source: ScriptedSource) -> tuple[Executor, ExecutionRun]:
         source.store, source.clock = store, clock
         backend = EmbeddedKillSwitch(store)
-        ex = Executor(PLAN, store, backend, None, "somchai@10.0.0.5", "worker-1", clock=clock)  # type: ignore[arg-type]
+        ex = Executor(PLAN, store, backend, _unreachable_target(), "somchai@10.0.0.5", "worker-1", clock=clock)
         ex.monitor = Monitor(store, "acme", run.id, [source], PLAN.profile(), "somchai@10.0.0.5", clock,
                              interval=INTERVAL)
         ex.monitor.baseline(BASELINE_TICKS * INTERVAL)

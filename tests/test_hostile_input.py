@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from plans import ACME
 
@@ -244,6 +244,7 @@ WRONG = st.one_of(
 @settings(max_examples=500, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(PLACES), WRONG)
+@example(("change", "columns", 0), {"x": 0})  # a column table with one wrong key and no name: one message
 def test_a_wrong_type_anywhere_is_one_clear_message(path, value):
     before = full()
     node = before
