@@ -535,15 +535,22 @@ def _rehearse_headless(args: argparse.Namespace, prepared: Any, cases: list[str]
     return EXIT_OK if result.status in ("completed", "cancelled") else EXIT_FAILED
 
 
+def _on_run(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
+    """The plan, its store, who is at the keyboard and the run ``args.run`` names (exit 1 when the
+    store has no such run for the plan's tenant): what every command on one run starts with."""
+    plan = load_plan(args.plan)
+    store = _store(args, plan)
+    run = store.get_run(plan.tenant, args.run)
+    if run is None:
+        raise CliError(f"run {args.run} not found for tenant {plan.tenant}", EXIT_FAILED)
+    return plan, store, current_identity(), run
+
+
 def cmd_approve(args: argparse.Namespace) -> int:
     """Lift an AUTO-PAUSE (≥ 5 concurrent warnings): resume, or roll back. Canary lead only."""
     from engine.monitor import approve_pause
 
-    plan = load_plan(args.plan)
-    store = _store(args, plan)
-    ident = current_identity()
-    if store.get_run(plan.tenant, args.run) is None:
-        raise CliError(f"run {args.run} not found for tenant {plan.tenant}", EXIT_FAILED)
+    plan, store, ident, _run = _on_run(args)
     try:
         approve_pause(store, plan.tenant, args.run, args.decision, ident.actor, plan.roles_of(ident.user), args.note)
     except PermissionError as exc:
@@ -559,12 +566,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     from engine import rollback_flow as flow
     from engine.text import for_terminal
 
-    plan = load_plan(args.plan)
-    store = _store(args, plan)
-    ident = current_identity()
-    run = store.get_run(plan.tenant, args.run)
-    if run is None:
-        raise CliError(f"run {args.run} not found for tenant {plan.tenant}", EXIT_FAILED)
+    plan, store, ident, run = _on_run(args)
     roles = set(plan.roles_of(ident.user))
     if args.role:
         if args.role not in roles:
@@ -609,11 +611,7 @@ def cmd_acknowledge(args: argparse.Namespace) -> int:
     """Runbook 2.1: acknowledge a failed P1 self-test case with a reason (canary lead and DBA, each)."""
     from engine import selftest_gate
 
-    plan = load_plan(args.plan)
-    store = _store(args, plan)
-    ident = current_identity()
-    if store.get_run(plan.tenant, args.run) is None:
-        raise CliError(f"run {args.run} not found for tenant {plan.tenant}", EXIT_FAILED)
+    plan, store, ident, _run = _on_run(args)
     try:
         ack = selftest_gate.acknowledge(store, plan.tenant, args.run, args.case, args.reason, ident.actor,
                                         plan.roles_of(ident.user))
