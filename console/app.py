@@ -526,7 +526,7 @@ class CanaryApp(KeysAnswer, App):
                           on_progress=lambda sev, text: self._kill_said(
                               sev, text + (" The frame stays red until it lands." if sev == "warning" else "")))
         if not result.ok:
-            self._kill_said("error", "\n".join(result.lines()))
+            self._kill_said("error", "\n".join(result.lines(plan=self.plan.source)))
         try:
             reading = self.backend.read(self.plan.tenant, self.plan.connection.id)
         except Exception as exc:  # noqa: BLE001 - the frame stays red; say what failed

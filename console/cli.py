@@ -212,7 +212,7 @@ def cmd_kill(args: argparse.Namespace) -> int:
                       conn if args.scope == "connection" else "", via="cli", worker=worker_id(ident),
                       take_over=not args.no_take_over, enforce=tenant is not None)
     out = sys.stdout if result.ok else sys.stderr
-    for line in result.lines():
+    for line in result.lines(plan=args.plan):
         print(for_terminal(line), file=out)
     if result.refused is not None:
         return EXIT_USAGE if result.refused_usage else EXIT_REFUSED

@@ -5,15 +5,22 @@ CLI's ``kill``, runs ``enforce_kill_switch``: for each of the tenant's running r
 in flight, if the switch is active for it, find the ALTER in the processlist by the tag it carries
 and ``KILL QUERY`` it. When the run's owner is gone (its lease has expired), the enforcer finishes
 the run itself: it takes the lease, checks the index, and records the cancellation.
+
+A ``KILL QUERY`` is not a kill until the server says so: an ALTER already in its commit phase
+ignores it and finishes. So ``kill_run_alter`` waits for the ALTER's statement to leave the
+processlist and reads the index back; ``kill_outcome`` (pure) says what happened — killed, or
+finished before the kill (the index is on the table), or not confirmed.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine import sql
 from engine.clock import Clock, SystemClock
 from engine.executor import reading_details, record_cancel_after_alter, record_cancel_during_alter
 from engine.killswitch import KillSwitchBackend
@@ -22,16 +29,76 @@ from engine.store import ClaimConflict, ConnectionProfileRow, ExecutionRun, Stor
 from engine.target import Target, TargetError
 
 
+KILL_CONFIRM_S = 10.0  # how long a killed ALTER may take to leave the processlist (a rollback of the build)
+KILLED = "killed"  # the ALTER ended and the index is absent: the kill stopped it
+FINISHED_BEFORE = "finished_before"  # the index is on the table: the ALTER committed before the kill took
+NO_ALTER = "no_alter"  # no ALTER of the run on the server and no index: nothing was in flight
+STILL_RUNNING = "still_running"  # KILL QUERY sent, the ALTER still running after KILL_CONFIRM_S
+UNCONFIRMED = "unconfirmed"  # the ALTER ended but the index could not be read
+
+
+def kill_outcome(thread: int | None, ended: bool, index_present: bool | None) -> str:
+    """What a kill of a run's ALTER came to (pure). ``thread``: the server thread sent ``KILL
+    QUERY`` (None: no ALTER of the run was on the server); ``ended``: the ALTER's statement left the
+    processlist; ``index_present``: the run's index is on the table once it ended (None: not read).
+
+    The index decides, not the KILL: an ALTER in its commit phase ignores ``KILL QUERY`` and
+    finishes, and an ALTER that committed an instant before is not in the processlist at all —
+    both leave the index in place, and neither is a kill."""
+    if not ended:
+        return STILL_RUNNING
+    if index_present is None:
+        return UNCONFIRMED
+    if index_present:
+        return FINISHED_BEFORE
+    return KILLED if thread is not None else NO_ALTER
+
+
+@dataclass(frozen=True)
+class AlterKill:
+    """A kill of one run's ALTER, read back from the server."""
+
+    run_id: str
+    thread: int | None  # the server thread sent KILL QUERY; None: no ALTER of the run was on the server
+    ended: bool  # the ALTER's statement left the processlist
+    index_present: bool | None  # the run's index on the table once it ended; None: not read
+    index: str = ""  # "idx_x on shop.orders", for the words
+    waited_ms: float = 0.0  # from KILL QUERY to the ALTER's end
+    error: str = ""  # why the index could not be read
+
+    @property
+    def outcome(self) -> str:
+        return kill_outcome(self.thread, self.ended, self.index_present)
+
+    def details(self) -> dict[str, Any]:
+        """For the audit entry."""
+        return {"thread_id": self.thread, "outcome": self.outcome, "index": self.index,
+                "index_present": self.index_present, "waited_ms": round(self.waited_ms, 1),
+                **({"error": self.error} if self.error else {})}
+
+    def problem(self) -> str | None:
+        """What the person must hear when the ALTER was not (known to be) stopped; None for a kill
+        or nothing in flight. A finished ALTER is said by the caller (it knows the switch)."""
+        if self.outcome == STILL_RUNNING:
+            return (f"KILL QUERY sent to the ALTER of run {self.run_id} (server thread {self.thread}) but it was "
+                    f"still running after {KILL_CONFIRM_S:.0f} s; the switch stays on — look at the processlist")
+        if self.outcome == UNCONFIRMED:
+            return (f"the ALTER of run {self.run_id} ended but index {self.index} could not be read "
+                    f"({self.error or 'no answer'}): check whether it is on the table")
+        return None
+
+
 @dataclass
 class Enforcement:
     run_id: str
-    killed_thread: int | None = None
+    killed_thread: int | None = None  # an ALTER the kill stopped (ended, index absent)
     finished: str | None = None  # cancelled-during | cancelled-after | left to its owner
     errors: list[str] = field(default_factory=list)
+    kill: AlterKill | None = None  # what the kill came to
 
     def as_dict(self) -> dict[str, Any]:
         return {"run": self.run_id, "killed_thread": self.killed_thread, "finished": self.finished,
-                "errors": self.errors}
+                "errors": self.errors, "outcome": self.kill.outcome if self.kill else None}
 
 
 def profile_from_row(row: ConnectionProfileRow) -> ConnectionProfile:
@@ -51,15 +118,42 @@ def stored_target(store: Store) -> Callable[[ExecutionRun], Target]:
     return target_for
 
 
-def kill_run_alter(target: Target, run_id: str) -> int | None:
-    """``KILL QUERY`` the run's ALTER, found in the processlist by the tag it carries: the killed
-    thread's id, or None when the run has no ALTER on the server."""
+def kill_run_alter(target: Target, run: ExecutionRun, confirm_s: float = KILL_CONFIRM_S) -> AlterKill:
+    """``KILL QUERY`` the run's ALTER, found in the processlist by the tag it carries, then wait for
+    its statement to end and read the index back: an ``AlterKill`` (``kill_outcome`` says what it
+    came to). No ALTER on the server: nothing is killed, and the index is still read (it may have
+    committed an instant before)."""
+    index = f"{run.index_name} on {run.schema_name}.{run.table_name}"
     with target.session("kill-switch") as s:
-        row = s.find_alter(run_id)
-        if row is None:
-            return None
-        s.kill_query(int(row["id"]))
-        return int(row["id"])
+        row = s.find_alter(run.id)
+        thread = int(row["id"]) if row is not None else None
+        started = time.monotonic()
+        ended = True
+        if thread is not None:
+            s.kill_query(thread)
+            ended = _alter_ended(s, thread, run.id, confirm_s)
+        waited = (time.monotonic() - started) * 1000
+        if not ended:
+            return AlterKill(run.id, thread, False, None, index, waited)
+        try:
+            present = s.index_exists(run.schema_name, run.table_name, run.index_name)
+        except TargetError as exc:
+            return AlterKill(run.id, thread, True, None, index, waited, str(exc).splitlines()[0][:300])
+        return AlterKill(run.id, thread, True, present, index, waited)
+
+
+def _alter_ended(s: Any, thread: int, run_id: str, confirm_s: float) -> bool:
+    """The killed ALTER's statement has left the processlist (its thread gone, or on another
+    statement): within ``confirm_s``."""
+    tag = sql.alter_tag(run_id)
+    deadline = time.monotonic() + confirm_s
+    while True:
+        row = s.thread(thread)
+        if row is None or tag not in (row.get("info") or ""):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.005)
 
 
 def enforce_kill_switch(store: Store, backend: KillSwitchBackend, tenant_id: str, actor: str, worker: str,
@@ -78,14 +172,21 @@ def enforce_kill_switch(store: Store, backend: KillSwitchBackend, tenant_id: str
         result = Enforcement(run.id)
         done.append(result)
         try:
-            result.killed_thread = kill_run_alter(target_for(run), run.id)
-            if result.killed_thread is not None:
-                store.audit(tenant_id, actor, "alter_killed", run.id,
-                            dict(reading_details(reading, "during"), thread_id=result.killed_thread, enforcer=worker))
+            result.kill = kill = kill_run_alter(target_for(run), run)
         except TargetError as exc:
             result.errors.append(f"could not kill the ALTER of run {run.id}: {exc}")
             store.audit(tenant_id, actor, "alter_kill_failed", run.id, {"error": str(exc), "enforcer": worker})
             continue
+        # Audited once the server has said what the kill came to (after the KILL, never before it).
+        details = dict(reading_details(reading, "during"), **kill.details(), enforcer=worker)
+        if kill.outcome == KILLED:
+            result.killed_thread = kill.thread
+            store.audit(tenant_id, actor, "alter_killed", run.id, details)
+        elif kill.outcome == FINISHED_BEFORE:
+            store.audit(tenant_id, actor, "alter_finished_before_kill", run.id, details)
+        elif kill.problem() is not None:
+            result.errors.append(kill.problem() or "")
+            store.audit(tenant_id, actor, "alter_kill_failed", run.id, details)
         if not take_over:
             continue
         result.finished = _owner_or_take_over(store, target_for, run, tenant_id, actor, worker, reading, clock,

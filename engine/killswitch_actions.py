@@ -53,17 +53,21 @@ class KillResult:
     refused_usage: bool = False  # the refusal is bad input (exit 2), not a role (exit 3)
     switch_set: bool = False  # every scope asked for is recorded in the backend
     switch_error: str | None = None  # why the switch could not be set
-    killed: list[tuple[str, int]] = field(default_factory=list)  # (run id, server thread) of ALTERs killed
+    killed: list[tuple[str, int]] = field(default_factory=list)  # (run id, server thread): ALTERs stopped, index absent
+    # (run id, "idx on schema.table"): the ALTER had committed before the kill took — the index is on the table
+    finished_before: list[tuple[str, str]] = field(default_factory=list)
     finished: list[tuple[str, str]] = field(default_factory=list)  # (run id, how the enforcer finished it)
     alter_errors: list[str] = field(default_factory=list)  # an ALTER that could not be killed
     audit_error: str | None = None  # the local audit could not be written
     remote: bool = False  # the switch lives behind the kill-switch API
-    _killed_directly: list[tuple[str, str, int, str | None]] = field(default_factory=list, repr=False)
+    # (tenant, run id, action, details): the direct kills, audited once the switch is settled
+    _killed_directly: list[tuple[str, str, str, dict[str, Any]]] = field(default_factory=list, repr=False)
 
     @property
     def ok(self) -> bool:
-        """Everything asked was done: the switch is set and no ALTER was left running."""
-        return self.refused is None and self.switch_set and not self.alter_errors
+        """Everything asked was done: the switch is set and no ALTER was left running or let its
+        index in (an ALTER that committed before the kill took is not a kill)."""
+        return self.refused is None and self.switch_set and not self.alter_errors and not self.finished_before
 
     def where(self) -> str:
         """"global", "tenant acme", "connection orders-primary of acme"."""
@@ -77,8 +81,9 @@ class KillResult:
                 parts.append(scope)
         return ", ".join(parts)
 
-    def lines(self) -> list[str]:
-        """The outcome as a person reads it: first what was done, then what was not and what to do."""
+    def lines(self, plan: str | None = None) -> list[str]:
+        """The outcome as a person reads it: first what was done, then what was not and what to do.
+        ``plan``: the plan file, for the rollback command a finished ALTER calls for."""
         out: list[str] = []
         if self.refused is not None:
             return [f"refused: {self.refused}"]
@@ -93,7 +98,9 @@ class KillResult:
         if self.cleaned:
             out.append("the reason was cleaned before it was recorded: " + "; ".join(self.cleaned))
         for run_id, thread in self.killed:
-            out.append(f"killed the ALTER of run {run_id} (server thread {thread})")
+            out.append(f"killed the ALTER of run {run_id} (server thread {thread}); its index is verified absent")
+        for run_id, index in self.finished_before:
+            out.append(finished_before_line(run_id, index, self.switch_set, plan))
         for run_id, how in self.finished:
             out.append(f"run {run_id}: {how}")
         for err in self.alter_errors:
@@ -102,6 +109,7 @@ class KillResult:
             out.append(f"not in the audit trail: {self.audit_error}")
         if not self.switch_set and self.action == "activate":
             stopped = ("the ALTER in flight was stopped on the target; " if self.killed else
+                       "the ALTER had finished (its index is on the table, see above); " if self.finished_before else
                        "no ALTER of this tenant was in flight on the target; " if not self.alter_errors else "")
             out.append(f"what to do: {stopped}nothing else stops a run from starting until the switch is set — "
                        + ("press F9 again once the API answers (or ask whoever runs it), or stop the "
@@ -112,6 +120,16 @@ class KillResult:
         elif not self.switch_set:
             out.append("what to do: the switch is still on; try again" + (" once the API answers" if self.remote else ""))
         return out
+
+
+def finished_before_line(run_id: str, index: str, switch_set: bool, plan: str | None = None) -> str:
+    """What a person hears when the ALTER committed before the kill took: the index is there, and
+    removing it is the manual rollback (docs/kill-switch.md, docs/rollback.md)."""
+    plan_arg = clean_text(plan, 200).text if plan else "PLAN.toml"
+    return (f"the ALTER of run {run_id} had finished before the kill: index {index} is on the table; the switch is "
+            f"{'ON' if switch_set else 'NOT set (see above)'}; remove it with the rollback: canary-console rollback "
+            f"decide {run_id} --plan {plan_arg} --trigger kill_switch --reason \"…\" (the canary lead or the DBA "
+            "decides, the other approves; the console's Rollback screen does the same)")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -300,10 +318,10 @@ def activate(store: Any, backend: KillSwitchBackend, tenant_id: str, scope: str,
                                        f"{result.switch_error}")
             told = True
             time.sleep(0.1)
-    for run_tenant, run_id, thread, why in result._killed_directly:
-        _audit(store, result, run_tenant, "alter_killed",
-               {"thread_id": thread, "enforcer": worker or result.actor, "via": via,
-                "switch": f"not recorded when killed: {why}"}, run_id)
+    for run_tenant, run_id, action, details in result._killed_directly:
+        _audit(store, result, run_tenant, action,
+               dict(details, enforcer=worker or result.actor, via=via,
+                    switch=f"not recorded when killed: {details.pop('switch_error', None)}"), run_id)
     if told and result.switch_set and on_progress is not None:
         on_progress("information", f"kill switch recorded after {time.monotonic() - started:.1f} s "
                                    "(the store was locked by another process)")
@@ -318,6 +336,7 @@ def activate(store: Any, backend: KillSwitchBackend, tenant_id: str, scope: str,
                {"scope": scope, "connection_id": conn or None, "reason": result.reason,
                 "cleaned": list(result.cleaned) or None, "error": result.switch_error, "via": via,
                 "remote": result.remote, "alters_killed": [r for r, _ in result.killed] or None,
+                "alters_finished_before": [r for r, _ in result.finished_before] or None,
                 "alter_errors": result.alter_errors or None})
     return result
 
@@ -332,13 +351,15 @@ def _is_store_locked(exc: BaseException) -> bool:
 
 def _enforce(store: Any, backend: KillSwitchBackend, result: KillResult, tenant_id: str, worker: str,
              target_for: Callable[[Any], Any] | None, take_over: bool, clock: Any) -> None:
-    from engine.enforce import enforce_kill_switch
+    from engine.enforce import FINISHED_BEFORE, enforce_kill_switch
 
     try:
         for e in enforce_kill_switch(store, backend, tenant_id, result.actor, worker or result.actor,
                                      target_for=target_for, clock=clock, take_over=take_over):
             if e.killed_thread:
                 result.killed.append((e.run_id, e.killed_thread))
+            if e.kill is not None and e.kill.outcome == FINISHED_BEFORE:
+                result.finished_before.append((e.run_id, e.kill.index))
             if e.finished:
                 result.finished.append((e.run_id, e.finished))
             result.alter_errors.extend(clean_text(err, 400).text for err in e.errors)
@@ -351,7 +372,7 @@ def _kill_directly(store: Any, result: KillResult, tenant_id: str, conn: str, wo
                    target_for: Callable[[Any], Any] | None, runs: Sequence[Any] | None) -> None:
     """The switch is not set (yet): stop the ALTERs in flight that it would cover, on the target,
     found by the tag they carry — the executor then sees its ALTER killed and stops."""
-    from engine.enforce import kill_run_alter, stored_target
+    from engine.enforce import FINISHED_BEFORE, KILLED, kill_run_alter, stored_target
 
     if runs is not None or not tenant_id or tenant_id == GLOBAL_TENANT or store is None:
         candidates: list[Any] = list(runs or [])  # the caller's: the store may be what is failing
@@ -367,13 +388,21 @@ def _kill_directly(store: Any, result: KillResult, tenant_id: str, conn: str, wo
         if conn and run.connection_profile_id != conn:
             continue
         try:
-            thread = kill_run_alter(target_for(run), run.id)
+            kill = kill_run_alter(target_for(run), run)
         except Exception as exc:  # noqa: BLE001 - said in the result
             result.alter_errors.append(f"could not kill the ALTER of run {run.id}: {_said(exc)}")
             continue
-        if thread is not None:  # audited once the switch is settled: the store may be what is failing
-            result.killed.append((run.id, thread))
-            result._killed_directly.append((run.tenant_id, run.id, thread, result.switch_error))
+        # Audited once the switch is settled: the store may be what is failing.
+        details = dict(kill.details(), switch_error=result.switch_error)
+        if kill.outcome == KILLED and kill.thread is not None:
+            result.killed.append((run.id, kill.thread))
+            result._killed_directly.append((run.tenant_id, run.id, "alter_killed", details))
+        elif kill.outcome == FINISHED_BEFORE:
+            result.finished_before.append((run.id, kill.index))
+            result._killed_directly.append((run.tenant_id, run.id, "alter_finished_before_kill", details))
+        elif kill.problem() is not None:
+            result.alter_errors.append(clean_text(kill.problem() or "", 400).text)
+            result._killed_directly.append((run.tenant_id, run.id, "alter_kill_failed", details))
 
 
 # --- deactivate ----------------------------------------------------------------------------------

@@ -86,3 +86,40 @@ def test_known_ids_are_the_plans_and_the_stores(store):
     activate(store, EmbeddedKillSwitch(store), "globex", "tenant", "nok", (), "")
     assert known_ids(store).tenants == {"globex"}
     assert known_ids(None).tenants == frozenset()
+
+
+# --- what a kill came to: the index decides, not the KILL QUERY (pure) ----------------------------
+
+@pytest.mark.parametrize("thread, ended, index_present, outcome", [
+    (812, True, False, "killed"),  # KILL QUERY, the ALTER rolled back: the index is absent
+    (812, True, True, "finished_before"),  # the KILL met the commit phase: the ALTER finished anyway
+    (None, True, True, "finished_before"),  # committed an instant before: nothing left to kill
+    (None, True, False, "no_alter"),  # nothing in flight (its own console stopped it first)
+    (812, False, None, "still_running"),  # the server has not let go within the wait
+    (812, True, None, "unconfirmed"),  # ended, but the index could not be read
+])
+def test_the_outcome_of_a_kill_is_what_the_server_shows_after_it(thread, ended, index_present, outcome):
+    from engine.enforce import kill_outcome
+
+    assert kill_outcome(thread, ended, index_present) == outcome
+
+
+def test_an_alter_that_finished_before_the_kill_is_said_plainly_and_is_not_ok():
+    from engine.killswitch_actions import KillResult
+
+    result = KillResult("activate", ("tenant",), "acme", "", "nok", "cli", switch_set=True,
+                        finished_before=[("r-1", "idx_x on shop.orders")])
+    assert not result.ok  # the kill did not stop the change: never a success (exit 1)
+    text = "\n".join(result.lines(plan="canary.toml"))
+    assert "killed the ALTER" not in text
+    assert ("the ALTER of run r-1 had finished before the kill: index idx_x on shop.orders is on the table; "
+            "the switch is ON; remove it with the rollback: canary-console rollback decide r-1 --plan canary.toml "
+            "--trigger kill_switch") in text
+    stopped = KillResult("activate", ("tenant",), "acme", "", "nok", "cli", switch_set=True, killed=[("r-1", 812)])
+    assert stopped.ok and "killed the ALTER of run r-1 (server thread 812); its index is verified absent" in stopped.lines()
+    api_down = KillResult("activate", ("tenant",), "acme", "", "nok", "cli", switch_error="connection refused",
+                          remote=True, finished_before=[("r-1", "idx_x on shop.orders")])
+    text = "\n".join(api_down.lines())
+    assert "the switch is NOT set (see above)" in text and "--plan PLAN.toml" in text
+    assert "the ALTER had finished (its index is on the table, see above)" in text
+    assert "stopped on the target" not in text
