@@ -548,6 +548,12 @@ def _kept(decision: RollbackRecord | None) -> dict[str, Any] | None:
     return kept if isinstance(kept, dict) else None
 
 
+def index_kept(records: Sequence[RollbackRecord]) -> dict[str, Any] | None:
+    """The canary lead's "keep the index" in force on a run's rollback records (who, role, when,
+    reason), or None (pure). A kept index ends the rollback flow: the state ``kept`` is final."""
+    return _kept(_decision_record(records))
+
+
 def _prepared_record(records: Sequence[RollbackRecord]) -> RollbackRecord | None:
     """A record the executor left for people: 'would roll back', or pending after a kill switch."""
     prepared = [r for r in records if r.rollback_status in ("pending", "would_roll_back")

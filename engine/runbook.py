@@ -197,15 +197,29 @@ def is_plan_run(plan: Any, run: Any) -> bool:
             and run.index_name == plan.change.index)
 
 
-def open_run(store: Any, plan: Any) -> Any | None:
-    """The run a console (or a restarted drill) attaches to: the one in progress; or one that
-    failed or was cancelled with its index still in place (a manual rollback may be due). Anything
-    else is history: the runbook begins anew."""
+def is_open(run: Any, index_kept: bool = False) -> bool:
+    """Whether a run is still the war room's to act on (pure): in progress; or failed or cancelled
+    with its index in place, a manual rollback possibly due — unless the canary lead kept the index
+    after a refusal (``index_kept``): that ends the rollback flow, final by design (docs/rollback.md)."""
     from engine.runstate import ACTIVE
 
+    if run.status in ACTIVE:
+        return True
+    return bool(run.index_created_by_run) and run.status in ("failed", "cancelled") and not index_kept
+
+
+def open_run(store: Any, plan: Any) -> Any | None:
+    """The run a console (or a restarted drill) attaches to: the one ``is_open``. Anything else —
+    a run that ended, rolled back, or whose index was kept after a refusal — is history: the
+    runbook begins anew (a console opened within hours still shows it: ``attach_run``)."""
+    from engine.rollback_flow import index_kept
+
     for run in store.find_runs(plan.tenant, limit=20):
-        if is_plan_run(plan, run) and (run.status in ACTIVE
-                                       or (run.index_created_by_run and run.status in ("failed", "cancelled"))):
+        if not is_plan_run(plan, run):
+            continue
+        kept = (bool(run.index_created_by_run) and run.status in ("failed", "cancelled")
+                and index_kept(store.rollback_records(run.tenant_id, run.id)) is not None)
+        if is_open(run, kept):
             return run
     return None
 

@@ -336,3 +336,44 @@ def test_the_report_of_a_kept_index_says_who_kept_it_and_why(tmp_path):
     assert facts.rollback.status == "not_needed"
     assert facts.rollback.reason == "index kept by lek after a refusal: the batch job caused it"
     assert "No — index kept by lek after a refusal: the batch job caused it" in render_report(facts)
+
+
+@pytest.mark.parametrize("status, index, kept, is_open_", [
+    ("running", False, False, True), ("scheduled", False, False, True),
+    ("cancelled", True, False, True),  # index in place: the rollback may be due
+    ("failed", True, False, True),
+    ("cancelled", True, True, False),  # kept after a refusal: final by design
+    ("failed", True, True, False),
+    ("cancelled", False, False, False), ("completed", True, False, False), ("rolled_back", True, False, False),
+])
+def test_a_run_is_open_while_the_war_room_may_still_act_on_it(status, index, kept, is_open_):
+    from types import SimpleNamespace
+
+    from engine.runbook import is_open
+
+    assert is_open(SimpleNamespace(status=status, index_created_by_run=index), kept) is is_open_
+
+
+def test_a_kept_index_closes_the_run_for_good_and_a_console_says_it_is_final(tmp_path):
+    """A run whose index was kept after a refusal is not "open": a restarted drill does not resume
+    it and a console does not hold it as the run in progress; opened within hours, it still shows
+    it, on the Rollback step, saying the state is final."""
+    from datetime import timedelta
+
+    from engine.runbook import attach_run, open_run
+
+    plan, store, run = _run(tmp_path)
+    assert decide_rollback(store, plan, run, "lock_wait", "nok", {"dba"}, "lock wait 7 s").ok
+    assert refuse_rollback(store, plan, run, "canary_lead", "somchai", {"canary_lead"}, "the batch job").ok
+    assert open_run(store, plan).id == run.id  # refused, not kept: still the war room's (a, n, k)
+    assert keep_index(store, plan, run, "lek", {"canary_lead"}, "the batch job caused it").ok
+    assert flow.index_kept(store.rollback_records("acme", run.id))["by"] == "lek"
+    assert open_run(store, plan) is None
+    assert attach_run(store, plan, T0 + timedelta(hours=1)).id == run.id  # shown, as history
+    assert attach_run(store, plan, T0 + timedelta(hours=13)) is None
+    view = rollback_view(store, plan, run.id)
+    assert view.final and view.next_line.startswith("Final: ") and view.status.startswith("KEPT")
+    # A new run may begin: the store's canary lock went with the run's end.
+    store.create_run(ExecutionRun(
+        tenant_id="acme", connection_profile_id="orders-primary", schema_name="shop", table_name="orders",
+        index_name="idx_orders_customer_created", columns=[["customer_id", None]]), "test")
