@@ -130,7 +130,8 @@ def main() -> None:
         "cross_process_propagation_p99_ms": round(pct(prop, 0.99), 1),
         "cross_process_end_to_end_p50_ms": round(pct(e2e_remote, 0.5), 1),
         "cross_process_end_to_end_p99_ms": round(pct(e2e_remote, 0.99), 1),
-        "target_end_to_end_p99_ms": 150, "target_propagation_p99_ms": 250,
+        "target_end_to_end_p99_ms": 100, "target_propagation_p99_ms": 250,  # docs/kill-switch.md: on a quiet machine
+        "load_average_1m": round(os.getloadavg()[0], 1),  # the machine is shared: read the figures with it
     }
     print(f"activation → ALTER aborted + cancelled + index absent (same process): "
           f"p50 {figures['local_end_to_end_p50_ms']} ms, p99 {figures['local_end_to_end_p99_ms']} ms "

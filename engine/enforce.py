@@ -23,7 +23,7 @@ from typing import Any
 from engine import sql
 from engine.clock import Clock, SystemClock
 from engine.executor import reading_details, record_cancel_after_alter, record_cancel_during_alter
-from engine.killswitch import KillSwitchBackend
+from engine.killswitch import KillSwitchBackend, watch_of
 from engine.plan import ConnectionProfile
 from engine.store import ClaimConflict, ConnectionProfileRow, ExecutionRun, Store
 from engine.target import Target, TargetError
@@ -142,6 +142,20 @@ def kill_run_alter(target: Target, run: ExecutionRun, confirm_s: float = KILL_CO
         return AlterKill(run.id, thread, True, present, index, waited)
 
 
+def stop_run_alter(target_for: Callable[[ExecutionRun], Target], run: ExecutionRun,
+                   confirm_s: float = KILL_CONFIRM_S) -> AlterKill:
+    """Stop the run's ALTER and say what that came to. When this process's executor drives the
+    ALTER (F9 in the console that runs it), it is woken to KILL it on the connection it opened
+    before the ALTER, and its reading of the outcome is awaited: no second connection, no second
+    KILL. Otherwise (another process's ALTER, or a dead one's) ``kill_run_alter``."""
+    watch = watch_of(run.id)
+    if watch is not None:
+        watch.wake.set()
+        if watch.settled.wait(confirm_s) and watch.outcome is not None:
+            return watch.outcome  # type: ignore[no-any-return]
+    return kill_run_alter(target_for(run), run, confirm_s)
+
+
 def _alter_ended(s: Any, thread: int, run_id: str, confirm_s: float) -> bool:
     """The killed ALTER's statement has left the processlist (its thread gone, or on another
     statement): within ``confirm_s``."""
@@ -172,7 +186,7 @@ def enforce_kill_switch(store: Store, backend: KillSwitchBackend, tenant_id: str
         result = Enforcement(run.id)
         done.append(result)
         try:
-            result.kill = kill = kill_run_alter(target_for(run), run)
+            result.kill = kill = stop_run_alter(target_for, run)
         except TargetError as exc:
             result.errors.append(f"could not kill the ALTER of run {run.id}: {exc}")
             store.audit(tenant_id, actor, "alter_kill_failed", run.id, {"error": str(exc), "enforcer": worker})

@@ -21,7 +21,7 @@ from engine import digests, sql
 from engine.clock import Clock, SystemClock
 from engine.identifiers import IdentifierError, check_identifier
 from engine.jsonable import jsonable
-from engine.killswitch import KillSwitchBackend, KillSwitchReading
+from engine.killswitch import AlterWatch, KillSwitchBackend, KillSwitchReading, watching
 from engine.plan import Plan
 from engine.rollback import IndexRollback
 from engine.runstate import ACTIVE
@@ -307,20 +307,37 @@ class Executor:
                                            "lock_wait_timeout": self.opts.lock_wait_timeout})
         self._event("alter_started", thread_id=alter.thread_id, sql=statement)
         result: dict[str, Any] = {}
+        with watching(run.id) as watch:  # a switch set in this process wakes the watch at once
+            def work() -> None:
+                try:
+                    alter.execute(statement)
+                    result["ok"] = True
+                except TargetError as exc:
+                    result["error"] = exc
+                finally:
+                    done.set()
+                    watch.wake.set()
 
-        def work() -> None:
+            done = threading.Event()
+            worker = threading.Thread(target=work, name=f"alter-{run.id[:8]}", daemon=True)
+            worker.start()
+            killed = self._watch_alter(run, done, watch.wake, killer, alter)
+            worker.join()
+            alter.close()
             try:
-                alter.execute(statement)
-                result["ok"] = True
-            except TargetError as exc:
-                result["error"] = exc
+                return self._settle_alter(run, result, killed, killer, watch)
+            finally:
+                killer.close()
 
-        worker = threading.Thread(target=work, name=f"alter-{run.id[:8]}", daemon=True)
-        worker.start()
+    def _watch_alter(self, run: ExecutionRun, done: threading.Event, wake: threading.Event,
+                     killer: TargetSession, alter: TargetSession) -> KillSwitchReading | None:
+        """Read the switch every poll (or at once when this process sets it) while the ALTER runs;
+        KILL it from the connection opened beforehand when the switch is active."""
         killed: KillSwitchReading | None = None
-        while worker.is_alive():
-            worker.join(self.opts.kill_poll_seconds)
-            if not worker.is_alive():
+        while not done.is_set():
+            wake.wait(self.opts.kill_poll_seconds)
+            wake.clear()
+            if done.is_set():
                 break
             reading = self.kill_switch.read(self.tenant, self.conn_id)
             if reading.active and killed is None:
@@ -334,20 +351,22 @@ class Executor:
                     killed = None  # try again on the next poll
             self._renew(run)
             self._event("alter_progress", killed=killed is not None)
-        alter.close()
-        try:
-            return self._settle_alter(run, result, killed, killer)
-        finally:
-            killer.close()
+        return killed
 
     def _settle_alter(self, run: ExecutionRun, result: dict[str, Any], killed: KillSwitchReading | None,
-                      killer: TargetSession) -> ExecutionRun:
+                      killer: TargetSession, watch: AlterWatch | None = None) -> ExecutionRun:
         error: TargetError | None = result.get("error")
         try:
             exists = killer.index_exists(run.schema_name, run.table_name, run.index_name)
         except TargetError:
             with self.target.session("verify") as s:
                 exists = s.index_exists(run.schema_name, run.table_name, run.index_name)
+        if watch is not None:  # an activation in this process reports what its kill came to
+            from engine.enforce import AlterKill
+
+            stopped = killed is not None or (error is not None and error.kind == "interrupted")
+            watch.publish(AlterKill(run.id, run.alter_thread_id if stopped else None, True, exists,
+                                    f"{run.index_name} on {run.schema_name}.{run.table_name}"))
         now = self.clock.now()
         if killed is None and error is not None and error.kind == "interrupted" and not exists:
             # Killed from outside: a console's F9 kills the ALTER at once even when the store is
@@ -709,9 +728,9 @@ CANCEL_AFTER = "kill switch after the ALTER: index left in place; manual rollbac
 
 def record_cancel_during_alter(store: Store, run: ExecutionRun, reading: KillSwitchReading, actor: str,
                                clock: Clock) -> None:
-    """The ALTER was killed and the index is verified absent: rollback record, run cancelled."""
+    """The ALTER was killed and the index is verified absent: rollback record, run cancelled (two
+    transactions: the ALTER's end is recorded with the cancellation, the kill's last step)."""
     now = clock.now()
-    store.update_run(run.tenant_id, run.id, alter_finished_at=now)
     store.save_rollback_record(RollbackRecord(
         tenant_id=run.tenant_id, execution_run_id=run.id, connection_profile_id=run.connection_profile_id,
         rollback_status="completed", rollback_type="none",
@@ -721,7 +740,8 @@ def record_cancel_during_alter(store: Store, run: ExecutionRun, reading: KillSwi
                           "scopes": reading.active_scopes()},
         created_by=actor,
     ), actor, "rollback_recorded")
-    store.transition(run.tenant_id, run.id, "cancelled", actor, fail_reason="kill_switch", message=CANCEL_DURING)
+    store.transition(run.tenant_id, run.id, "cancelled", actor, fail_reason="kill_switch", message=CANCEL_DURING,
+                     alter_finished_at=now)
 
 
 def record_cancel_after_alter(store: Store, run: ExecutionRun, reading: KillSwitchReading, actor: str) -> None:

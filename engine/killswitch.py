@@ -8,7 +8,10 @@ warning, above 2000 ms critical.
 from __future__ import annotations
 
 import os
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -22,6 +25,60 @@ SCOPES = ("global", "tenant", "connection")
 TIMEOUT_S = 5.0
 WARN_MS = 500.0
 CRITICAL_MS = 2000.0
+
+
+# --- waking this process's ALTER watchers ---------------------------------------------------------
+# An executor watching its ALTER reads the switch every kill_poll_seconds (50 ms). A switch set in
+# the same process (F9 in the console that drives the run) wakes it at once: the executor's own
+# KILL goes out on the connection it opened before the ALTER, with no poll interval and no connect
+# time, and it publishes what the kill came to (the ALTER ended, the index read back) for the
+# activation to report instead of opening a connection of its own. Other processes still see the
+# switch at their next poll.
+
+
+@dataclass(eq=False)  # hashed by identity: one per watch
+class AlterWatch:
+    """One executor watching its run's ALTER in this process."""
+
+    run_id: str
+    wake: threading.Event = field(default_factory=threading.Event)  # read the switch now
+    settled: threading.Event = field(default_factory=threading.Event)  # the ALTER ended (outcome set) or the watch ended
+    outcome: Any = None  # engine.enforce.AlterKill, once the ALTER ended and its index was read
+
+    def publish(self, outcome: Any) -> None:
+        self.outcome = outcome
+        self.settled.set()
+
+
+_WATCHERS: set[AlterWatch] = set()
+_WATCHERS_LOCK = threading.Lock()
+
+
+@contextmanager
+def watching(run_id: str) -> Iterator[AlterWatch]:
+    """Register an executor's watch of its ALTER for the length of the block."""
+    watch = AlterWatch(run_id)
+    with _WATCHERS_LOCK:
+        _WATCHERS.add(watch)
+    try:
+        yield watch
+    finally:
+        with _WATCHERS_LOCK:
+            _WATCHERS.discard(watch)
+        watch.settled.set()
+
+
+def wake_watchers() -> None:
+    """The switch was just set in this process: every watcher reads it now, not at its next poll."""
+    with _WATCHERS_LOCK:
+        for watch in _WATCHERS:
+            watch.wake.set()
+
+
+def watch_of(run_id: str) -> AlterWatch | None:
+    """This process's executor watching the run's ALTER, if there is one."""
+    with _WATCHERS_LOCK:
+        return next((w for w in _WATCHERS if w.run_id == run_id), None)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.identifiers import IdentifierError, check_slug
-from engine.killswitch import SCOPES, KillSwitchBackend
+from engine.killswitch import SCOPES, KillSwitchBackend, wake_watchers
 from engine.roles import may, needed, role_words
 from engine.tenancy import GLOBAL_TENANT
 from engine.text import clean_text
@@ -302,6 +302,7 @@ def activate(store: Any, backend: KillSwitchBackend, tenant_id: str, scope: str,
             backend.set(tenant_id if scope != "global" else (tenant_id or GLOBAL_TENANT), scope, True, result.actor,
                         result.reason, conn)
             result.switch_set, result.switch_error = True, None
+            wake_watchers()  # this process's own executor kills its ALTER now, not at its next poll
             break
         except Exception as exc:  # noqa: BLE001 - whatever failed, the ALTER is stopped below
             result.switch_error = _said(exc)
@@ -388,6 +389,7 @@ def _kill_directly(store: Any, result: KillResult, tenant_id: str, conn: str, wo
         if conn and run.connection_profile_id != conn:
             continue
         try:
+            # Directly on the target: the switch is not set, so no executor would kill on reading it.
             kill = kill_run_alter(target_for(run), run)
         except Exception as exc:  # noqa: BLE001 - said in the result
             result.alter_errors.append(f"could not kill the ALTER of run {run.id}: {_said(exc)}")

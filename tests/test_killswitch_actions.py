@@ -123,3 +123,48 @@ def test_an_alter_that_finished_before_the_kill_is_said_plainly_and_is_not_ok():
     assert "the switch is NOT set (see above)" in text and "--plan PLAN.toml" in text
     assert "the ALTER had finished (its index is on the table, see above)" in text
     assert "stopped on the target" not in text
+
+
+def test_a_switch_set_in_this_process_wakes_its_alter_watchers_at_once(store):
+    """The executor watching its ALTER waits on ``watching()`` between polls: an activation in the
+    same process (F9 in the driving console) wakes it, so its KILL needs no poll interval."""
+    from engine.killswitch import _WATCHERS, watch_of, watching
+
+    with watching("r-1") as first, watching("r-2") as second:
+        assert watch_of("r-1") is first and watch_of("r-3") is None
+        assert not first.wake.is_set() and not second.wake.is_set()
+        assert activate(store, EmbeddedKillSwitch(store), "acme", "tenant", "nok", (), "").ok
+        assert first.wake.is_set() and second.wake.is_set()
+        first.wake.clear()
+        refused = deactivate(store, EmbeddedKillSwitch(store), "acme", ("tenant",), "dev", ("developer",), "x")
+        assert refused.refused and not first.wake.is_set()  # nothing was set: nobody is woken
+    assert first not in _WATCHERS and second not in _WATCHERS and first.settled.is_set()
+
+
+def test_the_kill_of_an_alter_this_process_drives_awaits_its_executor_s_reading():
+    """No second connection and no second KILL for the ALTER this process's executor watches: it is
+    woken, kills on its own connection, and what it reads back (the index) is the outcome."""
+    import threading
+    from types import SimpleNamespace
+
+    from engine.enforce import AlterKill, stop_run_alter
+    from engine.killswitch import watching
+
+    def no_connection(_run):
+        raise AssertionError("a second connection was opened")
+
+    run = SimpleNamespace(id="r-1")
+    for present, outcome in ((False, "killed"), (True, "finished_before")):
+        with watching("r-1") as watch:
+            def executor(watch=watch, present=present):
+                assert watch.wake.wait(5)
+                watch.publish(AlterKill("r-1", 812, True, present, "idx_x on shop.orders"))
+
+            t = threading.Thread(target=executor)
+            t.start()
+            kill = stop_run_alter(no_connection, run)
+            t.join(5)
+        assert kill.outcome == outcome and kill.thread == 812
+    # No executor of this process watches it (another process's ALTER): the kill goes to the server.
+    with pytest.raises(AssertionError, match="second connection"):
+        stop_run_alter(no_connection, run, confirm_s=0.1)
