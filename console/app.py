@@ -501,6 +501,9 @@ class CanaryApp(KeysAnswer, App):
         flight, happen on the kill switch's own worker."""
         if isinstance(self._top, DeactivateKillSwitch):
             self._top.dismiss(None)  # it was asked for a switch that is about to change
+            # Said, or the dialog (and its typed reason) just vanishes: the switch stays ON.
+            self.notify("F9: the kill switch stays ON; the deactivation was cancelled (nothing turned off).",
+                        title="Kill switch", severity="warning", timeout=10, markup=False)
         self.set_frame(kill_pending=True)
         self.activate_kill_switch()
 

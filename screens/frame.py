@@ -160,7 +160,7 @@ class DialogKillBanner(KillBanner):
 
     DEFAULT_CSS = """
     DialogKillBanner { dock: top; width: 100%; height: 1; background: red; color: white; text-style: bold;
-                       padding: 0 1; }
+                       padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
     """
 
     def __init__(self, state: FrameState):
@@ -198,6 +198,7 @@ class FrameBar(Horizontal):
 
 
 BANNER_CSS = """
-KillBanner { height: 1; background: red; color: white; text-style: bold; padding: 0 1; }
+KillBanner { height: 1; background: red; color: white; text-style: bold; padding: 0 1;
+             text-wrap: nowrap; text-overflow: ellipsis; }
 StepBar { height: 1; background: $boost; padding: 0 1; }
 """

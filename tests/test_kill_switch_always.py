@@ -81,6 +81,8 @@ async def test_f9_in_the_deactivation_dialog_makes_it_give_way(tmp_path):
         await pilot.pause()
         assert not isinstance(app.screen, DeactivateKillSwitch), "an unkill dialog must not outlive a kill"
         assert app.screen.query_one(KillBanner).display
+        # The dialog and its typed reason do not just vanish: the person is told why.
+        assert any("deactivation was cancelled" in n.message for n in app._notifications)
         assert await _wait_active(app, pilot)
     assert not app.store.audit_entries("acme", action="kill_switch_deactivated")
 
@@ -190,3 +192,19 @@ async def test_f9_with_the_remote_api_down_says_what_was_not_set_and_audits_loca
     text = "\n".join(said)
     assert "kill switch NOT set on the kill-switch API" in text and "what to do:" in text
     assert "internal error" not in text
+
+
+async def test_at_80_columns_a_long_reason_in_the_banner_ends_in_an_ellipsis_not_mid_word(tmp_path):
+    """A reason longer than the banner's one line is cut with "…": a person must not read the cut
+    text ("… and lock") as the whole reason. Who set it comes first and always shows."""
+    app = make_app(tmp_path)
+    reason = ("p99 on orders doubled at T+20 and lock waits climbed past 5 s on the replica; stopping until "
+              "the batch job is found")
+    app.store.set_kill_switch("acme", "global", True, "nok@10.0.0.9", reason)
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert await _wait_active(app, pilot)
+        await pilot.pause(0.1)
+        banner = app.screen.query_one(KillBanner)
+        line = "".join(seg.text for seg in banner.render_line(0)).strip()
+        assert line.startswith("KILL SWITCH ACTIVE — global by nok@10.0.0.9 (p99 on orders"), line
+        assert line.endswith("…") and len(line) <= 80, line
