@@ -28,7 +28,6 @@ from engine.plan import ConnectionProfile
 from engine.store import ClaimConflict, ConnectionProfileRow, ExecutionRun, Store
 from engine.target import Target, TargetError
 
-
 KILL_CONFIRM_S = 10.0  # how long a killed ALTER may take to leave the processlist (a rollback of the build)
 KILLED = "killed"  # the ALTER ended and the index is absent: the kill stopped it
 FINISHED_BEFORE = "finished_before"  # the index is on the table: the ALTER committed before the kill took

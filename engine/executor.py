@@ -400,6 +400,10 @@ class Executor:
         self._audit(run, "index_added", {"sql": run.alter_sql, "thread_id": run.alter_thread_id})
         self._event("index_added")
         if killed is not None:
+            # Our KILL met the ALTER in its commit phase: it finished anyway. Said, next to the
+            # alter_killed entry written when the KILL was sent.
+            self._audit(run, "alter_finished_before_kill", {"thread_id": run.alter_thread_id, "outcome": "finished_before",
+                                                            "index_present": True})
             self._cancel_after_alter(run, killed)
         return run
 
