@@ -79,23 +79,27 @@ def test_kill_reaches_the_alter_of_a_dead_console(lab):
 
     done = _cli("kill", "--plan", str(plan_path), "--store", store.url, "--scope", "tenant",
                 "--reason", "client died mid-ALTER")
-    assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
+    # A loaded machine: the CLI takes seconds to start, or the KILL lands as the ALTER commits —
+    # then the ALTER finished, and the CLI must say that, not "killed" (exit 1: the index is there).
+    finished = f"the ALTER of run {run.id} had finished before the kill: index {plan.change.index}" in done.stderr
+    killed = f"killed the ALTER of run {run.id}" in done.stdout + done.stderr
+    assert finished != killed, done.stdout + done.stderr  # exactly one of the two is said
+    assert done.returncode == (1 if finished else 0), done.stdout + done.stderr
+    assert lab.index_exists(plan) == finished, "what the CLI said is not what the table shows"
     final = store.get_run(plan.tenant, run.id)
     assert (final.status, final.fail_reason) == ("cancelled", "kill_switch")
     actions = [e.action for e in store.audit_entries(plan.tenant, run.id)]
     assert "recovery_inspected" in actions
-    if "cancelled-after" in done.stdout:
-        # The ALTER committed first (a loaded machine: the CLI takes seconds to start, or the KILL
-        # landed as it was committing): the index stays, and a manual rollback is prepared —
-        # never a DROP on the kill switch's own.
-        assert lab.index_exists(plan) and final.index_created_by_run
+    if finished:
+        # The index stays, and a manual rollback is prepared — never a DROP on the kill switch's own.
+        assert "cancelled-after" in done.stderr and "remove it with the rollback" in done.stderr
+        assert final.index_created_by_run and "alter_finished_before_kill" in actions
+        assert "alter_killed" not in actions
         assert [r.rollback_status for r in store.rollback_records(plan.tenant, run.id)] == ["pending"]
         lab.drop_index_if_present(db, "orders", plan.change.index)
     else:
-        assert f"killed the ALTER of run {run.id}" in done.stdout
         assert "cancelled-during" in done.stdout, done.stdout
         assert "alter_killed" in actions
-        assert not lab.index_exists(plan)
     with Target(plan.connection).session("observer") as s:
         assert s.find_alter(run.id) is None
