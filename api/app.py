@@ -23,9 +23,9 @@ from api.auth import Authenticator, principal_of
 from api.guard import MAX_BODY, MAX_DEPTH, Guard
 from api.problems import ApiProblem, SafeJSONResponse
 from api.routers import audit, executions, killswitch, rollback, system
-from engine.identifiers import check_slug
-from engine.store import Store
-from engine.switch_flow import switch_state
+from engine.adapters.store import Store
+from engine.domain.identifiers import check_slug
+from engine.flows.switch_flow import switch_state
 
 API_VERSION = "2.0"
 

@@ -28,9 +28,9 @@ from textual.widget import Widget
 from textual.widgets import DataTable, Footer, ProgressBar, Static
 from textual_plotext import PlotextPlot
 
-from engine.dashboard import ChartSeries, CheckItem, DashboardView, Tile
-from engine.plan import Plan
-from engine.roles import needed, role_words
+from engine.domain.plan import Plan
+from engine.domain.roles import needed, role_words
+from engine.views.dashboard import ChartSeries, CheckItem, DashboardView, Tile
 from screens.base import RunbookScreen, drawable, plain, update_text
 from screens.note import Note, NoteDialog
 

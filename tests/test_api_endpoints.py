@@ -1,7 +1,7 @@
 """The engine's HTTP API end to end: a real uvicorn server on loopback over a real SQLite store.
 
 Every endpoint's happy path; every role gate (403, a message naming the role, an audit entry);
-rollback approvals by the console's own rules (engine.rollback_flow: the wrong role, twice, the
+rollback approvals by the console's own rules (engine.flows.rollback_flow: the wrong role, twice, the
 requester alone); executions create → claim → status; audit paging; the OpenAPI document against
 the routes; the console's remote kill-switch backend against the served API, failing closed when
 it is down; the token file and the ``api`` command.
@@ -22,11 +22,11 @@ import pytest
 from api import create_app, serve_in_thread
 from console import api_cmd
 from console.api_cmd import TokenFileError, load_tokens
-from engine import rollback_flow as flow
-from engine.collectors import Sample
-from engine.killswitch import EmbeddedKillSwitch, KillSwitchApiError, RemoteKillSwitch
-from engine.plan import ConnectionProfile
-from engine.store import Store
+from engine.adapters.collectors import Sample
+from engine.adapters.killswitch import EmbeddedKillSwitch, KillSwitchApiError, RemoteKillSwitch
+from engine.adapters.store import Store
+from engine.domain.plan import ConnectionProfile
+from engine.flows import rollback_flow as flow
 
 ROOT = Path(__file__).resolve().parent.parent
 TENANT = "acme"
@@ -213,7 +213,7 @@ def test_runs_are_read_by_tenant_and_unknown_ones_are_404(client):
 
 
 @pytest.mark.parametrize("method, path, body, token, needed, action", [
-    # engine/roles.py: execution_create is the canary lead's or the DBA's
+    # engine/domain/roles.py: execution_create is the canary lead's or the DBA's
     ("POST", "/api/executions", RUN_BODY, "t-sre", "canary_lead or dba", "execution_create_refused"),
     ("POST", "/api/executions", RUN_BODY, "t-dev", "canary_lead or dba", "execution_create_refused"),
     ("POST", "/api/executions/{rid}/claim", {}, "t-sre", "canary_lead or dba", "execution_claim_refused"),
@@ -237,7 +237,7 @@ def test_each_gate_refuses_other_roles_with_403_and_an_audit_entry(store, client
     assert r.status_code == 403, r.text
     actor, role = TOKENS[token]
     detail = r.json()["detail"]
-    if action == "kill_switch_deactivation_refused":  # engine.killswitch_actions' words, as the CLI's unkill
+    if action == "kill_switch_deactivation_refused":  # engine.flows.killswitch_actions' words, as the CLI's unkill
         assert "needs the canary lead or DBA role" in detail and f"{actor} holds {role}" in detail, detail
     else:
         assert detail.endswith(f"needs the {needed} role; {actor} is {role}")
@@ -260,7 +260,7 @@ def test_the_gate_comes_before_the_body_and_after_the_token(store, client):
     assert [e.action for e in store.audit_entries(TENANT)] == ["execution_create_refused", "auth_failed"]
 
 
-# --- rollback: the console's rules (engine.rollback_flow) ----------------------------------------------
+# --- rollback: the console's rules (engine.flows.rollback_flow) ----------------------------------------------
 
 
 def test_rollback_decided_by_its_role_and_approved_once_by_the_other(store, client):
@@ -321,7 +321,7 @@ def test_the_console_and_the_api_read_the_same_approval_state(store, client):
 
 
 def _plan_like():
-    from engine.plan import plan_from_dict
+    from engine.domain.plan import plan_from_dict
 
     return plan_from_dict({"tenant": TENANT, "connection": {"id": CONN, "host": "127.0.0.1", "database": "shop"},
                            "change": {"table": "orders", "index": "idx_orders_customer", "columns": ["customer_id"]}})

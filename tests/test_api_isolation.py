@@ -2,7 +2,7 @@
 switch. A token bound to acme that reads or writes globex's switch, runs, rollbacks or audit gets
 403, the refusal is in globex's audit trail, and nothing of globex changed; its own tenant's
 requests are never refused for the tenant; a "*" token may act on both; the global switch goes by
-the role table (engine/roles.py)."""
+the role table (engine/domain/roles.py)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from api import create_app, serve_in_thread
-from engine.roles import may
-from engine.store import ExecutionRun, Store
+from engine.adapters.store import ExecutionRun, Store
+from engine.domain.roles import may
 
 TOKENS = {
     "dev-acme-token-0123456789": ("dev", "developer", ("acme",)),

@@ -15,8 +15,8 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
 from api import ApiServer, create_app, serve_in_thread
-from engine.killswitch import EmbeddedKillSwitch, KillSwitchApiError, RemoteKillSwitch
-from engine.store import Store
+from engine.adapters.killswitch import EmbeddedKillSwitch, KillSwitchApiError, RemoteKillSwitch
+from engine.adapters.store import Store
 
 TENANT = "acme"
 CONN = "orders-primary"

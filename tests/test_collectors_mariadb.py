@@ -9,8 +9,7 @@ import time
 
 import pytest
 
-from engine.clock import FrozenClock
-from engine.collectors import (
+from engine.adapters.collectors import (
     CollectorLoop,
     KillSwitchSource,
     MySQLSource,
@@ -19,10 +18,11 @@ from engine.collectors import (
     percentiles_from_buckets,
     replica_lag,
 )
-from engine.killswitch import EmbeddedKillSwitch
-from engine.sandbox import MariaDBSandbox
-from engine.selftest import Lab
-from engine.workload import Workload
+from engine.adapters.killswitch import EmbeddedKillSwitch
+from engine.domain.clock import FrozenClock
+from engine.drill.sandbox import MariaDBSandbox
+from engine.drill.selftest import Lab
+from engine.drill.workload import Workload
 
 pytestmark = pytest.mark.mariadb
 
@@ -240,7 +240,7 @@ def test_a_failing_source_is_stale_then_retried_and_recovers(pair):
 
 
 def test_samples_are_stored_with_time_and_source(pair, tmp_path):
-    from engine.store import Store
+    from engine.adapters.store import Store
 
     sb, lab, db = pair
     store = Store(f"sqlite:///{tmp_path / 's.db'}")

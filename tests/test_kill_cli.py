@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.store import ExecutionRun, Store
+from engine.adapters.store import ExecutionRun, Store
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -109,7 +109,7 @@ def test_a_kill_of_an_unknown_or_malformed_tenant_is_refused_naming_the_known_on
     with store.session() as s:
         from sqlmodel import select
 
-        from engine.store import KillSwitchState
+        from engine.adapters.store import KillSwitchState
         tenants = {r.tenant_id for r in s.exec(select(KillSwitchState)).all()}
     assert tenants <= {"*", "acme"}
 
@@ -235,9 +235,9 @@ def test_with_the_api_down_the_kill_still_stops_the_alter_on_the_target(lab):
     audit trail has both the failure and the kill, and the user is told what to do."""
     import time
 
-    from engine.plan import toml_dump
-    from engine.selftest import spawn_worker, wait_for
-    from engine.target import Target
+    from engine.adapters.target import Target
+    from engine.domain.plan import toml_dump
+    from engine.drill.selftest import spawn_worker, wait_for
 
     db = lab.big_table(1_000_000)
     plan = lab.plan(db, "idx_kill_api_down", ["note", "status", "total"], lease_seconds=2.0)

@@ -1,4 +1,4 @@
-"""engine.killswitch_actions without a terminal: the one function each for turning the kill switch
+"""engine.flows.killswitch_actions without a terminal: the one function each for turning the kill switch
 on and off (the console, the CLI and the API call them), and the id check."""
 
 from __future__ import annotations
@@ -7,8 +7,9 @@ import socket
 
 import pytest
 
-from engine.killswitch import EmbeddedKillSwitch, RemoteKillSwitch
-from engine.killswitch_actions import (
+from engine.adapters.killswitch import EmbeddedKillSwitch, RemoteKillSwitch
+from engine.adapters.store import Store
+from engine.flows.killswitch_actions import (
     KillTargetError,
     KnownIds,
     activate,
@@ -16,7 +17,6 @@ from engine.killswitch_actions import (
     deactivate,
     known_ids,
 )
-from engine.store import Store
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.plan import (
+from engine.domain.plan import (
     ROLES,
     TLS,
     IndexColumn,

@@ -14,10 +14,12 @@ from datetime import UTC, datetime
 import pytest
 from plans import ACME, people
 
-from engine import rollback_flow as flow
-from engine.clock import FrozenClock
-from engine.plan import ROLES, parse_plan
-from engine.rollback_flow import (
+from engine.adapters.store import ExecutionRun, RollbackRecord, Store
+from engine.adapters.target import Target
+from engine.domain.clock import FrozenClock
+from engine.domain.plan import ROLES, parse_plan
+from engine.flows import rollback_flow as flow
+from engine.flows.rollback_flow import (
     FINAL_PHASES,
     PHASES,
     approval_state,
@@ -34,8 +36,6 @@ from engine.rollback_flow import (
     role_rows,
     rollback_view,
 )
-from engine.store import ExecutionRun, RollbackRecord, Store
-from engine.target import Target
 
 T0 = datetime(2026, 11, 22, 16, 0, tzinfo=UTC)
 SCREEN_KEYS = {"d", "a", "n", "k", "i", "u", "x"}  # the Rollback screen's keys (tests/test_rollback_dialogs.py)
@@ -326,7 +326,7 @@ def test_a_refused_rollback_is_completed_after_a_new_trigger_on_the_sandbox(lab)
 
 
 def test_the_report_of_a_kept_index_says_who_kept_it_and_why(tmp_path):
-    from engine.report import render_report, report_facts
+    from engine.views.report import render_report, report_facts
 
     plan, store, run = _run(tmp_path)
     assert decide_rollback(store, plan, run, "lock_wait", "nok", {"dba"}, "lock wait 7 s").ok

@@ -18,9 +18,9 @@ from api.models import (
     ScopeStatus,
 )
 from api.problems import ApiProblem
-from engine.killswitch import EmbeddedKillSwitch
-from engine.killswitch_actions import activate, deactivate
-from engine.switch_flow import switch_state, tenant_switches
+from engine.adapters.killswitch import EmbeddedKillSwitch
+from engine.flows.killswitch_actions import activate, deactivate
+from engine.flows.switch_flow import switch_state, tenant_switches
 
 router = APIRouter(prefix="/api/kill-switch", tags=["kill-switch"])
 SlugQuery = Annotated[str | None, Query(pattern=SLUG_PATTERN, max_length=63,

@@ -1,4 +1,4 @@
-"""Rollbacks by the console's own rules (engine/rollback_flow.py): decide, approve, history; and the
+"""Rollbacks by the console's own rules (engine/flows/rollback_flow.py): decide, approve, history; and the
 record of a rollback an outside executor ran (docs/api.md)."""
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from api.models import (
     RollbackTrigger,
 )
 from api.problems import ApiProblem
-from engine import rollback_flow as flow
-from engine.execution_flow import record_rollback, run_anywhere
-from engine.rollback_remote import (
+from engine.adapters.store import ExecutionRun
+from engine.flows import rollback_flow as flow
+from engine.flows.execution_flow import record_rollback, run_anywhere
+from engine.flows.rollback_remote import (
     approval_refusal_kind,
     decision_refusal_kind,
     history_json,
@@ -28,7 +29,6 @@ from engine.rollback_remote import (
     roster_of,
     state_json,
 )
-from engine.store import ExecutionRun
 
 router = APIRouter(tags=["rollback"])
 STATUS = {"forbidden": 403, "conflict": 409}
@@ -87,7 +87,7 @@ def approve(request: Request, who: Caller, run: RunDep,
 
 
 def flow_note(note: Any) -> str:
-    from engine.text import clean_text
+    from engine.domain.text import clean_text
 
     return clean_text(note).text
 
