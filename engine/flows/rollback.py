@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.adapters import sql
+from engine.adapters.retry import retrying
 from engine.adapters.store import ExecutionRun, RollbackRecord, Store
 from engine.adapters.target import Target, TargetError
 from engine.domain.clock import Clock, SystemClock
@@ -68,59 +69,59 @@ class IndexRollback:
         )
         record = self.store.save_rollback_record(record, self.actor, "rollback_started")
         attempts: list[dict[str, Any]] = []
-        sent_before = False
-        error = ""
-        for n in range(1, self.max_attempts + 1):
-            attempt: dict[str, Any] = {"n": n, "at": self.clock.now().isoformat()}
-            attempts.append(attempt)
-            try:
-                with self.target.session("rollback") as session:
-                    session.execute(sql.SET_LOCK_WAIT_TIMEOUT, (self.lock_wait_timeout,))
-                    if sent_before and not self._earlier_drop_ended(session, statement, attempt):
-                        error = attempt["error"] = (
-                            f"the DROP an earlier attempt sent is still running on the server (thread "
-                            f"{attempt['earlier_drop_thread']}); not sending a second one")
-                        break
-                    present = {i.name: i for i in session.indexes(run.schema_name, run.table_name)}
-                    idx = present.get(run.index_name)
-                    if idx is None:
-                        attempt["index_present"] = False
-                        if attempts[-2:-1] and attempts[-2].get("code") == CANT_DROP_KEY:
-                            note = "gone before our DROP could run (another DROP of it ran first); no more sent"
-                        elif sent_before:
-                            note = "dropped by an earlier attempt whose answer was lost"
-                        else:
-                            note = "already absent: no DROP sent"
-                        return self._finish(run, record, attempts, True, note, fail_reason)
-                    if [list(c) for c in idx.columns] != expected:
-                        attempt["conflict"] = f"index columns are {idx.columns}, the run created {expected}"
-                        error = (f"index {run.index_name} is no longer the one this run created "
-                                 f"({attempt['conflict']}); not dropped")
-                        break
-                    attempt["sent"] = True
-                    record.attempts = list(attempts)
-                    record = self.store.save_rollback_record(record, self.actor, "rollback_attempt")
-                    sent_before = True
-                    session.execute(statement)
-                    if session.index_exists(run.schema_name, run.table_name, run.index_name):
-                        error = "DROP INDEX returned but the index is still there"
-                        attempt["error"] = error
-                        break
-                    attempt["ok"] = True
-                    return self._finish(run, record, attempts, True, "index dropped and verified absent",
-                                        fail_reason)
-            except TargetError as exc:
-                attempt["error"] = str(exc)
-                attempt["kind"] = exc.kind
-                if exc.code is not None:
-                    attempt["code"] = exc.code
-                error = str(exc)
+        drop = retrying(self.max_attempts, self.backoff_s, self.clock.sleep,
+                        lambda exc: isinstance(exc, TargetError) and (exc.kind in RETRYABLE
+                                                                      or exc.code == CANT_DROP_KEY))
+        try:
+            ok, note = drop(self._attempt, run, record, attempts, statement, expected)
+        except TargetError as exc:
+            ok, note = False, str(exc)
+        return self._finish(run, record, attempts, ok, note, fail_reason)
+
+    def _attempt(self, run: ExecutionRun, record: RollbackRecord, attempts: list[dict[str, Any]],
+                 statement: str, expected: list[list[Any]]) -> tuple[bool, str]:
+        """One try: look, then DROP and verify. Returns (done, note) when it is settled either way;
+        raises the TargetError that a retry may cure (after recording it)."""
+        sent_before = any(a.get("sent") for a in attempts)
+        attempt: dict[str, Any] = {"n": len(attempts) + 1, "at": self.clock.now().isoformat()}
+        attempts.append(attempt)
+        try:
+            with self.target.session("rollback") as session:
+                session.execute(sql.SET_LOCK_WAIT_TIMEOUT, (self.lock_wait_timeout,))
+                if sent_before and not self._earlier_drop_ended(session, statement, attempt):
+                    attempt["error"] = (f"the DROP an earlier attempt sent is still running on the server (thread "
+                                        f"{attempt['earlier_drop_thread']}); not sending a second one")
+                    return False, attempt["error"]
+                present = {i.name: i for i in session.indexes(run.schema_name, run.table_name)}
+                idx = present.get(run.index_name)
+                if idx is None:
+                    attempt["index_present"] = False
+                    if attempts[-2:-1] and attempts[-2].get("code") == CANT_DROP_KEY:
+                        return True, "gone before our DROP could run (another DROP of it ran first); no more sent"
+                    if sent_before:
+                        return True, "dropped by an earlier attempt whose answer was lost"
+                    return True, "already absent: no DROP sent"
+                if [list(c) for c in idx.columns] != expected:
+                    attempt["conflict"] = f"index columns are {idx.columns}, the run created {expected}"
+                    return False, (f"index {run.index_name} is no longer the one this run created "
+                                   f"({attempt['conflict']}); not dropped")
+                attempt["sent"] = True
                 record.attempts = list(attempts)
-                record = self.store.save_rollback_record(record, self.actor, "rollback_attempt_failed")
-                if (exc.kind not in RETRYABLE and exc.code != CANT_DROP_KEY) or n == self.max_attempts:
-                    break
-                self.clock.sleep(self.backoff_s * (2 ** (n - 1)))
-        return self._finish(run, record, attempts, False, error, fail_reason)
+                self.store.save_rollback_record(record, self.actor, "rollback_attempt")
+                session.execute(statement)
+                if session.index_exists(run.schema_name, run.table_name, run.index_name):
+                    attempt["error"] = "DROP INDEX returned but the index is still there"
+                    return False, attempt["error"]
+                attempt["ok"] = True
+                return True, "index dropped and verified absent"
+        except TargetError as exc:
+            attempt["error"] = str(exc)
+            attempt["kind"] = exc.kind
+            if exc.code is not None:
+                attempt["code"] = exc.code
+            record.attempts = list(attempts)
+            self.store.save_rollback_record(record, self.actor, "rollback_attempt_failed")
+            raise
 
     def _earlier_drop_ended(self, session: Any, statement: str, attempt: dict[str, Any]) -> bool:
         """A DROP whose connection was cut may still be on the server, queued on the table's

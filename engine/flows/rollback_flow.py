@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from engine.adapters import sql
+from engine.adapters.retry import retrying
 from engine.adapters.store import Approval, ExecutionRun, RollbackPoint, RollbackRecord, Store
 from engine.adapters.target import IndexInfo, Target, TargetError
 from engine.domain.clock import Clock, SystemClock
@@ -968,9 +969,10 @@ def _alter_index(store: Store, plan: Plan, target: Target, run: ExecutionRun, ac
     on the way back is recognised rather than sent again."""
     opts = plan.executor
     attempts = list(record.attempts or [])
+    first = len(attempts)
     action = "ignore" if want_ignored else "undo"
-    error = ""
-    for n in range(1, max(1, opts.rollback_attempts) + 1):
+
+    def attempt_once() -> tuple[bool, str]:
         attempt: dict[str, Any] = {"n": len(attempts) + 1, "at": clock.now().isoformat(), "action": action}
         attempts.append(attempt)
         try:
@@ -978,32 +980,34 @@ def _alter_index(store: Store, plan: Plan, target: Target, run: ExecutionRun, ac
                 s.execute(sql.SET_LOCK_WAIT_TIMEOUT, (opts.lock_wait_timeout,))
                 state = s.index_ignored(run.schema_name, run.table_name, run.index_name, flavour)
                 if state is None:
-                    error = attempt["error"] = f"index {run.index_name} is not there"
-                    break
+                    attempt["error"] = f"index {run.index_name} is not there"
+                    return False, attempt["error"]
                 if state == want_ignored:
                     attempt["ok"] = True
-                    record.attempts = attempts
-                    return True, "already so: nothing sent" if n == 1 else "done by an earlier attempt"
+                    return True, "already so: nothing sent" if len(attempts) == first + 1 else "done by an earlier attempt"
                 attempt["sent"] = True
                 record.attempts = list(attempts)
                 store.save_rollback_record(record, actor, "rollback_attempt")
                 s.execute(statement)
                 if s.index_ignored(run.schema_name, run.table_name, run.index_name, flavour) != want_ignored:
-                    error = attempt["error"] = "the ALTER returned but the catalogue does not show the change"
-                    break
+                    attempt["error"] = "the ALTER returned but the catalogue does not show the change"
+                    return False, attempt["error"]
                 attempt["ok"] = True
-                record.attempts = attempts
                 return True, "verified in information_schema.STATISTICS"
         except TargetError as exc:
             attempt.update(error=str(exc), kind=exc.kind)
-            error = str(exc)
             record.attempts = list(attempts)
             store.save_rollback_record(record, actor, "rollback_attempt_failed")
-            if exc.kind not in RETRYABLE or n == opts.rollback_attempts:
-                break
-            clock.sleep(opts.rollback_backoff_seconds * (2 ** (n - 1)))
+            raise
+
+    send = retrying(opts.rollback_attempts, opts.rollback_backoff_seconds, clock.sleep,
+                    lambda exc: isinstance(exc, TargetError) and exc.kind in RETRYABLE)
+    try:
+        ok, note = send(attempt_once)
+    except TargetError as exc:
+        ok, note = False, str(exc)
     record.attempts = attempts
-    return False, error
+    return ok, note
 
 
 def execute_drop(store: Store, plan: Plan, target: Target, run: ExecutionRun, actor: str,
