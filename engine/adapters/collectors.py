@@ -143,21 +143,25 @@ TICK_COUNTERS_MYSQL = TICK + _TICK_STATUS.format(table="performance_schema.globa
 COUNTERS_EVERY_S = 5.0
 
 HISTORY_LONG = """
-SELECT /* canary-console:monitor */ TIMER_WAIT AS t, TIMER_END AS e
+SELECT /* canary-console:monitor */ TIMER_WAIT AS t, TIMER_END AS e, CURRENT_SCHEMA AS s
 FROM performance_schema.events_statements_history_long
-WHERE CURRENT_SCHEMA = %s AND TIMER_END > %s AND DIGEST IN ({placeholders})
+WHERE CURRENT_SCHEMA IN ({schemas}) AND TIMER_END > %s AND DIGEST IN ({placeholders})
   AND (SQL_TEXT IS NULL OR SQL_TEXT NOT LIKE %s)
 """
+# The control (docs/verdict.md#the-control): the same digests in other tenants' schemas, read in the
+# same statement as the canary's, so both describe the same moments.
+CONTROL = "control:"
 # The console's own statements on the table (a drill's faults, the size gate's count) are not the
 # application's: they carry /* canary-console:… */ and the percentiles leave them out.
 OWN_STATEMENTS = "%/* canary-console:%"
 
 # MySQL ≥ 8.0.19: per-digest latency histograms; per-interval percentiles from bucket deltas.
 HISTOGRAM_BY_DIGEST = """
-SELECT /* canary-console:monitor */ BUCKET_NUMBER AS b, MAX(BUCKET_TIMER_HIGH) AS high_ps, SUM(COUNT_BUCKET) AS n
+SELECT /* canary-console:monitor */ SCHEMA_NAME = %s AS canary, BUCKET_NUMBER AS b, MAX(BUCKET_TIMER_HIGH) AS high_ps,
+       SUM(COUNT_BUCKET) AS n
 FROM performance_schema.events_statements_histogram_by_digest
-WHERE SCHEMA_NAME = %s AND DIGEST IN ({placeholders})
-GROUP BY BUCKET_NUMBER
+WHERE SCHEMA_NAME IN ({schemas}) AND DIGEST IN ({placeholders})
+GROUP BY SCHEMA_NAME = %s, BUCKET_NUMBER
 """
 
 HISTORY_LONG_CONSUMER = """
@@ -256,13 +260,15 @@ class MySQLSource:
 
     def __init__(self, profile: ConnectionProfile, schema: str, table: str, digests: Sequence[str] = (),
                  statement_error_rate: bool = False, clock: Clock | None = None,
-                 percentile_every: float = PERCENTILE_EVERY_S, percentile_budget: float = PERCENTILE_BUDGET):
+                 percentile_every: float = PERCENTILE_EVERY_S, percentile_budget: float = PERCENTILE_BUDGET,
+                 control_schemas: Sequence[str] = ()):
         """``statement_error_rate``: with no Prometheus for the application's error rate, stand in
         for it with the share of the table's statements that failed (said on the tile).
         ``percentile_every`` (seconds of ``clock``) and ``percentile_budget`` (seconds of statement
         time a second, 0 for none): how often the latency percentiles are read (``percentile_spacing``
         of the last read's measured cost); the ticks in between carry no latency sample, and the tile
-        keeps its last band."""
+        keeps its last band. ``control_schemas``: other tenants' schemas with the same table, not
+        altered; the same digests there give ``control:latency_p50`` and ``control:latency_p99``."""
         self.profile = profile
         self.clock = clock or SystemClock()
         self.percentile_every = percentile_every
@@ -277,7 +283,11 @@ class MySQLSource:
             self.metrics = (*MYSQL_METRICS, "error_rate")
         self.schema = check_identifier(schema, "schema")
         self.table = check_identifier(table, "table")
+        self.control_schemas = tuple(check_identifier(s, "control schema") for s in control_schemas)
+        if self.control_schemas:
+            self.metrics = (*self.metrics, CONTROL + "latency_p50", CONTROL + "latency_p99")
         self.digests = tuple(digests)
+        self._prev_control_buckets: dict[int, tuple[float, int]] | None = None
         self.session: TargetSession | None = None
         self.flavour = "mariadb"
         self.percentile_note = ""
@@ -326,6 +336,7 @@ class MySQLSource:
             self.session = None
             self._prev_digests = None
             self._prev_status = None
+            self._prev_control_buckets = None
             self._percentiles_read_at = None
             self._counters_read_at = None
             self._max_connections = None
@@ -388,11 +399,15 @@ class MySQLSource:
         out += self._lock_waits(mdl_waiters, long_running)
         return out
 
+    def _latency_metrics(self) -> tuple[str, ...]:
+        return ("latency_p50", "latency_p99") + ((CONTROL + "latency_p50", CONTROL + "latency_p99")
+                                                  if self.control_schemas else ())
+
     def _percentiles(self, digests: list[str]) -> list[Sample]:
         if self.flavour == "mariadb" and self.percentile_note:
-            return [Sample(m, None, self.name, self.percentile_note) for m in ("latency_p50", "latency_p99")]
+            return [Sample(m, None, self.name, self.percentile_note) for m in self._latency_metrics()]
         if not digests:
-            return [Sample(m, None, self.name, "no statement on the table yet") for m in ("latency_p50", "latency_p99")]
+            return [Sample(m, None, self.name, "no statement on the table yet") for m in self._latency_metrics()]
         now = self.clock.monotonic()
         last = self._percentiles_read_at
         if not due(last, now, self.percentile_spacing_s):
@@ -408,39 +423,61 @@ class MySQLSource:
             self.percentile_spacing_s = percentile_spacing(self.percentile_every, cost, self.percentile_budget)
 
     def _history_long_percentiles(self, digests: list[str], span_s: float | None) -> list[Sample]:
-        rows = self._q(HISTORY_LONG.format(placeholders=", ".join(["%s"] * len(digests))),
-                       (self.schema, self._history_end, *digests, OWN_STATEMENTS))
+        schemas = (self.schema, *self.control_schemas)
+        rows = self._q(HISTORY_LONG.format(schemas=", ".join(["%s"] * len(schemas)),
+                                           placeholders=", ".join(["%s"] * len(digests))),
+                       (*schemas, self._history_end, *digests, OWN_STATEMENTS))
         first = self._history_end == 0
         if rows:
             self._history_end = max(int(r["e"]) for r in rows)
         if first:
             return []  # the first read only sets where the next interval starts
-        waits = sorted(int(r["t"]) / 1e9 for r in rows)
+        during = f" in the last {span_s:.0f} s" if span_s is not None else ""
+        canary = sorted(int(r["t"]) / 1e9 for r in rows if r["s"] == self.schema)
+        out = self._pair("", canary, f"from events_statements_history_long, {len(canary)} statements{during}")
+        if self.control_schemas:
+            control = sorted(int(r["t"]) / 1e9 for r in rows if r["s"] != self.schema)
+            out += self._pair(CONTROL, control, f"the same digests in {', '.join(self.control_schemas)} (the "
+                                                f"control), {len(control)} statements{during}")
+        return out
+
+    def _pair(self, prefix: str, waits: list[float], how: str) -> list[Sample]:
+        """p50 and p99 of one interval's statement latencies (sorted, seconds)."""
         if not waits:
-            return [Sample(m, None, self.name, "no statement in this interval", n=0)
-                    for m in ("latency_p50", "latency_p99")]
-        how = f"from events_statements_history_long, {len(waits)} statements" + \
-            (f" in the last {span_s:.0f} s" if span_s is not None else "")
-        return [Sample("latency_p50", percentile(waits, 0.5), self.name, n=len(waits), how=how),
-                Sample("latency_p99", percentile(waits, 0.99), self.name, n=len(waits), how=how)]
+            why = "no statement in this interval" + (
+                f" in the control schemas ({', '.join(self.control_schemas)}) with the canary's digests"
+                if prefix else "")
+            return [Sample(prefix + m, None, self.name, why, n=0) for m in ("latency_p50", "latency_p99")]
+        return [Sample(prefix + "latency_p50", percentile(waits, 0.5), self.name, n=len(waits), how=how),
+                Sample(prefix + "latency_p99", percentile(waits, 0.99), self.name, n=len(waits), how=how)]
 
     def _histogram_percentiles(self, digests: list[str]) -> list[Sample]:
         """MySQL 8: bucket deltas of events_statements_histogram_by_digest (not exercised here: the
         test machine has MariaDB only; ``percentiles_from_buckets`` is tested on its own)."""
         if not digests:
-            return [Sample(m, None, self.name, "no statement on the table yet") for m in ("latency_p50", "latency_p99")]
-        rows = self._q(HISTOGRAM_BY_DIGEST.format(placeholders=", ".join(["%s"] * len(digests))),
-                       (self.schema, *digests))
-        cur = {int(r["b"]): (int(r["high_ps"]) / 1e9, int(r["n"])) for r in rows}
-        prev, self._prev_buckets = self._prev_buckets, cur
-        if prev is None:
-            return []
-        values, n = percentiles_from_buckets(prev, cur)
-        if not values:
-            return [Sample(m, None, self.name, "no statement in this interval", n=0) for m in ("latency_p50", "latency_p99")]
-        how = f"from events_statements_histogram_by_digest bucket deltas (upper bucket bounds), {n} statements"
-        return [Sample("latency_p50", values[0], self.name, n=n, how=how),
-                Sample("latency_p99", values[1], self.name, n=n, how=how)]
+            return [Sample(m, None, self.name, "no statement on the table yet") for m in self._latency_metrics()]
+        schemas = (self.schema, *self.control_schemas)
+        rows = self._q(HISTOGRAM_BY_DIGEST.format(schemas=", ".join(["%s"] * len(schemas)),
+                                                  placeholders=", ".join(["%s"] * len(digests))),
+                       (self.schema, *schemas, *digests, self.schema))
+        out: list[Sample] = []
+        for prefix, canary in (("", 1), (CONTROL, 0)) if self.control_schemas else (("", 1),):
+            cur = {int(r["b"]): (int(r["high_ps"]) / 1e9, int(r["n"])) for r in rows if int(r["canary"] or 0) == canary}
+            attr = "_prev_buckets" if canary else "_prev_control_buckets"
+            prev = getattr(self, attr)
+            setattr(self, attr, cur)
+            if prev is None:
+                continue
+            values, n = percentiles_from_buckets(prev, cur)
+            if not values:
+                out += [Sample(prefix + m, None, self.name, "no statement in this interval", n=0)
+                        for m in ("latency_p50", "latency_p99")]
+                continue
+            how = f"from events_statements_histogram_by_digest bucket deltas (upper bucket bounds), {n} statements" + (
+                f" in {', '.join(self.control_schemas)} (the control)" if prefix else "")
+            out += [Sample(prefix + "latency_p50", values[0], self.name, n=n, how=how),
+                    Sample(prefix + "latency_p99", values[1], self.name, n=n, how=how)]
+        return out
 
     def _threads(self, connected: int, running: int) -> list[Sample]:
         limit = self._max_connections_now()

@@ -114,6 +114,9 @@ class Change:
     query_digests: tuple[str, ...] = ()
     # SELECTs the index is built for: EXPLAINed before and after (engine/flows/digest_check.py)
     sample_queries: tuple[str, ...] = ()
+    # Other tenants' schemas with the same table, not altered: the same query shapes measured at the
+    # same moments, the control the latency verdict is judged against (docs/verdict.md)
+    control_schemas: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -279,6 +282,10 @@ def plan_from_dict(data: dict[str, Any], source: str = "<memory>") -> Plan:
             problems.append(f"'prometheus_queries.{key}' must be a PromQL string under a metric name "
                             "(letters, digits, '_', at most 64), e.g. cpu = '100 - avg(irate(node_cpu_seconds_total{mode=\"idle\"}[5m])) * 100'")
 
+    if change is not None and connection is not None and connection.database and any(
+            c.lower() == connection.database.lower() for c in change.control_schemas):
+        problems.append(f"'change.control_schemas' names the canary's own schema {connection.database!r}: a control "
+                        "is another tenant's schema, not altered by this change")
     if problems:
         raise PlanError(problems, source)
     assert tenant and connection and change  # guaranteed when there are no problems
@@ -560,9 +567,9 @@ def _change(value: Any, problems: list[str]) -> Change | None:
         return None
     tbl = value
     for key in tbl:
-        if key not in {"table", "index", "columns", "action", "query_digests", "sample_queries"}:
-            problems.append(f"unknown key 'change.{key}': allowed are action, columns, index, query_digests, "
-                            "sample_queries, table")
+        if key not in {"table", "index", "columns", "action", "query_digests", "sample_queries", "control_schemas"}:
+            problems.append(f"unknown key 'change.{key}': allowed are action, columns, control_schemas, index, "
+                            "query_digests, sample_queries, table")
     action = tbl.get("action", "ADD_INDEX")
     if action != "ADD_INDEX":
         problems.append(f"'change.action' {action!r} is out of scope: a canary does ADD_INDEX only")
@@ -609,10 +616,27 @@ def _change(value: Any, problems: list[str]) -> Change | None:
         problems.append("'change.query_digests' must be a list of hexadecimal digests from performance_schema")
         digests = []
     samples = _sample_queries(tbl.get("sample_queries", []), problems)
+    controls = _control_schemas(tbl.get("control_schemas", []), problems)
     if table is None or index is None or not columns:
         return None
     return Change(table=table, index=index, columns=tuple(columns), query_digests=tuple(d.lower() for d in digests),
-                  sample_queries=samples)
+                  sample_queries=samples, control_schemas=controls)
+
+
+def _control_schemas(value: Any, problems: list[str]) -> tuple[str, ...]:
+    """``change.control_schemas``: up to 16 schema names, each once (docs/verdict.md#the-control)."""
+    example = 'e.g. control_schemas = ["shop_tenant_b", "shop_tenant_c"]'
+    if not isinstance(value, list):
+        problems.append(f"'change.control_schemas' must be a list of schema names, {example}")
+        return ()
+    if len(value) > 16:
+        problems.append("'change.control_schemas' names more than 16 schemas: pick a few like the canary's")
+        return ()
+    names = [_ident(v, f"change.control_schemas[{i}]", problems) for i, v in enumerate(value)]
+    names = [n for n in names if n]
+    if len({n.lower() for n in names}) != len(names):
+        problems.append("'change.control_schemas' names a schema twice")
+    return tuple(names)
 
 
 _SAMPLE_QUERY = re.compile(r"\s*SELECT\s", re.I)

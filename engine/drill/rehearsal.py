@@ -23,6 +23,16 @@ from engine.drill.sandbox import MariaDBSandbox, load_orders
 from engine.drill.workload import Workload
 
 DB, TABLE, INDEX = "shop", "orders", "idx_orders_customer_created"
+# Another tenant's copy of the table, not altered: the control of the latency verdict (docs/verdict.md).
+CONTROL_DB = "shop_tenant_b"
+READ = ("SELECT /* rehearsal-read */ id, total FROM orders WHERE customer_id = %s AND created_at >= %s "
+        "ORDER BY created_at LIMIT 20")  # unqualified: the same digest in both tenants' schemas
+
+
+def control_rows(rows: int) -> int:
+    """The control tenant is smaller: its reads scan a fifth of the rows (the verdict compares
+    changes, not levels)."""
+    return max(1000, rows // 5)
 
 
 def rehearsal_dir() -> Path:
@@ -37,17 +47,20 @@ class Rehearsal:
     reads: Workload
     writes: Workload
     resumed_run: str | None = None  # the drill's run a killed rehearsal left unfinished
+    control_reads: Workload | None = None  # the same reads on the control tenant's schema
 
     def stop(self) -> None:
         self.reads.stop()
         self.writes.stop()
+        if self.control_reads is not None:
+            self.control_reads.stop()
         self.sandbox.stop()
 
 
-def _table_rows(sandbox: MariaDBSandbox) -> int | None:
+def _table_rows(sandbox: MariaDBSandbox, db: str = DB) -> int | None:
     with sandbox.primary.connect() as c, c.cursor() as cur:
         cur.execute("SELECT TABLE_ROWS AS n FROM information_schema.TABLES WHERE TABLE_SCHEMA=%s AND TABLE_NAME=%s",
-                    (DB, TABLE))
+                    (db, TABLE))
         row = cur.fetchone()
         return None if row is None else int(row["n"] or 0)
 
@@ -67,7 +80,9 @@ def plan_data(sandbox: MariaDBSandbox, store_url: str, user: str, speed: float =
         "change": {"table": TABLE, "index": INDEX, "columns": ["customer_id", "created_at"],
                    # the workload's read, with literal values: EXPLAINed before and after (never run)
                    "sample_queries": ["SELECT id, total FROM orders WHERE customer_id = 4242 AND created_at >= "
-                                      "'2026-03-01' ORDER BY created_at LIMIT 20"]},
+                                      "'2026-03-01' ORDER BY created_at LIMIT 20"],
+                   # another tenant's orders, same reads, not altered: the latency verdict's control
+                   "control_schemas": [CONTROL_DB]},
         "people": [{"name": "You", "roles": ["canary_lead", "dba", "sre", "developer"], "unix_user": user},
                    # A second person for what one person may not do alone (approve their own
                    # rollback): `canary-console run canary.toml --as teammate` in another terminal.
@@ -212,6 +227,11 @@ class Prepared:
         else:
             step(StepProgress("data", title, rows, whole,
                               f"reusing {DB}.{TABLE} (~{have:,} rows); --reset to start over"))
+        want = control_rows(rows)
+        have_control = _table_rows(self.sandbox, CONTROL_DB)
+        if have_control is None or abs(have_control - want) > want * 0.25:
+            step(StepProgress("data", title, rows, whole, f"loading the control tenant {CONTROL_DB}.{TABLE}"))
+            load_orders(self.sandbox.primary, CONTROL_DB, want, table=TABLE)
         with self.sandbox.primary.connect(DB) as c, c.cursor() as cur:
             cur.execute(f"ALTER TABLE {qualified(DB, TABLE)} DROP INDEX IF EXISTS {quote(INDEX, 'index')}")
         step(StepProgress("data", title, rows * 1.05, whole, "waiting for the replica to catch up"))
@@ -221,14 +241,17 @@ class Prepared:
     def _workload(self) -> Rehearsal:
         profile = self.sandbox.primary.profile(DB)
         t = qualified(DB, TABLE)
-        reads = Workload(profile, f"SELECT /* rehearsal-read */ id, total FROM {t} WHERE customer_id = %s "  # noqa: S608
-                         "AND created_at >= %s ORDER BY created_at LIMIT 20",
-                         lambda r: (r.randint(0, 49_999), "2026-03-01"), rate_per_s=20, name="rehearsal-reads")
+        reads = Workload(profile, READ, lambda r: (r.randint(0, 49_999), "2026-03-01"), rate_per_s=20,
+                         name="rehearsal-reads")
+        control = Workload(self.sandbox.primary.profile(CONTROL_DB), READ,
+                           lambda r: (r.randint(0, 49_999), "2026-03-01"), rate_per_s=20, name="rehearsal-control")
         writes = Workload(profile, f"UPDATE /* rehearsal-write */ {t} SET total = total + 0.01 WHERE id = %s",  # noqa: S608
                           lambda r: (r.randint(1, self.rows),), rate_per_s=20, name="rehearsal-writes")
         reads.start()
         writes.start()
-        self.drill = Rehearsal(self.sandbox, self.plan_path, self.store_url, reads, writes, self.resumed_run)
+        control.start()
+        self.drill = Rehearsal(self.sandbox, self.plan_path, self.store_url, reads, writes, self.resumed_run,
+                               control)
         return self.drill
 
     def stop(self) -> None:

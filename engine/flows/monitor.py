@@ -44,7 +44,8 @@ def sources_for(plan: Any, backend: Any, clock: Clock | None = None) -> list[Sou
     from engine.adapters.collectors import KillSwitchSource, MySQLSource, ReplicaSource
 
     sources: list[Source] = [MySQLSource(plan.connection, plan.schema, plan.change.table, plan.change.query_digests,
-                                         statement_error_rate=not plan.prometheus_url, clock=clock)]
+                                         statement_error_rate=not plan.prometheus_url, clock=clock,
+                                         control_schemas=plan.change.control_schemas)]
     if plan.replica is not None:
         sources.append(ReplicaSource(plan.replica, clock))
     if plan.prometheus_url:
