@@ -144,6 +144,7 @@ class CanaryApp(KeysAnswer, App):
         super().__init__()
         self.plan = plan
         self.dry_run = dry_run  # `run --dry-run`: read-only, the SQL shown (docs/dry-run.md)
+        self.presampler: Any = None  # engine/flows/presample.py: the baseline from the run's creation on
         self.profile = plan.profile()  # built and validated once: the view polls use it twice a second
         self.store = store
         self.identity = identity or current_identity()
@@ -269,6 +270,8 @@ class CanaryApp(KeysAnswer, App):
         self._stop.set()
         self._progress_on.clear()
         self.count_cancel.set()
+        if self.presampler is not None:
+            self.presampler.cancel()  # a daemon thread: it ends at its next tick, never holds the exit
 
     # --- the frame ---------------------------------------------------------------------------
 
@@ -736,9 +739,27 @@ class CanaryApp(KeysAnswer, App):
             return
         self.run_id = run.id
         self._mark_present(run.id)
+        self._start_presampling(run.id)
         self._sync_view()
         self.call_from_thread(self.notify, f"run {run.id[:8]} scheduled: the prechecks begin (at least 15 "
                               "minutes, runbook 5.4)", title="Prechecks")
+
+    def _start_presampling(self, run_id: str) -> None:
+        """The baseline from the run's creation on (engine/flows/presample.py): this console samples
+        the plan's sources into the run until the execution's monitor takes over."""
+        from engine.flows.presample import PreSampler
+
+        if self.dry_run or self.presampler is not None:
+            return
+        self.presampler = PreSampler(
+            self.plan, self.store, self.backend, run_id, self.actor, self.clock,
+            on_error=lambda why: self.call_from_thread(self.notify, why, title="Baseline", severity="warning",
+                                                       timeout=12)).start()
+
+    def _stop_presampling(self) -> None:
+        sampler, self.presampler = self.presampler, None
+        if sampler is not None:
+            sampler.stop()
         self.call_from_thread(self.action_goto, "prechecks")
 
     # --- step 2: the prechecks ---------------------------------------------------------------------
@@ -1061,6 +1082,7 @@ class CanaryApp(KeysAnswer, App):
                 return
             self.call_from_thread(self._exec_event, name, data)
 
+        self._stop_presampling()  # the execution's monitor samples from here on
         clock = StoppableClock(self.clock, self._stop)
         ex = Executor(self.plan, self.store, self.backend, self.target, self.actor, self.worker_name,
                       clock=clock, on_event=on_event)

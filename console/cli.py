@@ -506,8 +506,13 @@ def _rehearse_headless(args: argparse.Namespace, prepared: Any, cases: list[str]
             f"{speed:g}× (rehearsal only): about {(plan.executor.baseline_window_seconds + plan.executor.cooldown_seconds + 3600) / speed / 60:.1f} real minutes")
     if run.status == "scheduled":  # the checks the console runs, and what blocks the run (docs/prechecks.md)
         from engine.flows.prechecks import headless_gate
+        from engine.flows.presample import presampling
 
-        blockers = headless_gate(plan, store, backend, Target(plan.connection), run.id, ident.actor, out.say)
+        # The baseline from the run's creation on: sampled while the prechecks take their time.
+        with presampling(plan, store, backend, run.id, ident.actor, clock, ex.monitor.interval) as sampler:
+            blockers = headless_gate(plan, store, backend, Target(plan.connection), run.id, ident.actor, out.say)
+        out.say(f"baseline: sampled through the prechecks ({sampler.ticks} ticks)" if not sampler.error
+                else sampler.error)
         if blockers:
             for b in blockers:
                 out.say(f"BLOCKED: {b}")

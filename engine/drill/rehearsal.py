@@ -27,6 +27,7 @@ DB, TABLE, INDEX = "shop", "orders", "idx_orders_customer_created"
 CONTROL_DB = "shop_tenant_b"
 READ = ("SELECT /* rehearsal-read */ id, total FROM orders WHERE customer_id = %s AND created_at >= %s "
         "ORDER BY created_at LIMIT 20")  # unqualified: the same digest in both tenants' schemas
+WRITE = "UPDATE /* rehearsal-write */ orders SET total = total + 0.01 WHERE id = %s"
 
 
 def control_rows(rows: int) -> int:
@@ -47,13 +48,13 @@ class Rehearsal:
     reads: Workload
     writes: Workload
     resumed_run: str | None = None  # the drill's run a killed rehearsal left unfinished
-    control_reads: Workload | None = None  # the same reads on the control tenant's schema
+    control: tuple[Workload, ...] = ()  # the same reads and writes on the control tenant's schema
 
     def stop(self) -> None:
         self.reads.stop()
         self.writes.stop()
-        if self.control_reads is not None:
-            self.control_reads.stop()
+        for workload in self.control:
+            workload.stop()
         self.sandbox.stop()
 
 
@@ -240,18 +241,21 @@ class Prepared:
 
     def _workload(self) -> Rehearsal:
         profile = self.sandbox.primary.profile(DB)
-        t = qualified(DB, TABLE)
         reads = Workload(profile, READ, lambda r: (r.randint(0, 49_999), "2026-03-01"), rate_per_s=20,
                          name="rehearsal-reads")
         control = Workload(self.sandbox.primary.profile(CONTROL_DB), READ,
                            lambda r: (r.randint(0, 49_999), "2026-03-01"), rate_per_s=20, name="rehearsal-control")
-        writes = Workload(profile, f"UPDATE /* rehearsal-write */ {t} SET total = total + 0.01 WHERE id = %s",  # noqa: S608
-                          lambda r: (r.randint(1, self.rows),), rate_per_s=20, name="rehearsal-writes")
+        # the control tenant's writes too: its statement mix is the canary's (p50 is the writes' latency)
+        control_writes = Workload(self.sandbox.primary.profile(CONTROL_DB), WRITE,
+                                  lambda r: (r.randint(1, control_rows(self.rows)),), rate_per_s=20,
+                                  name="rehearsal-control-writes")
+        writes = Workload(profile, WRITE, lambda r: (r.randint(1, self.rows),), rate_per_s=20, name="rehearsal-writes")
         reads.start()
         writes.start()
         control.start()
+        control_writes.start()
         self.drill = Rehearsal(self.sandbox, self.plan_path, self.store_url, reads, writes, self.resumed_run,
-                               control)
+                               (control, control_writes))
         return self.drill
 
     def stop(self) -> None:

@@ -123,6 +123,7 @@ class RunFacts:
     rollback_failed: bool = False
     people: tuple[PersonFacts, ...] = ()
     pause_approvers: tuple[str, ...] = PAUSE_APPROVERS_DEFAULT
+    control_schemas: tuple[str, ...] = ()  # the plan's control tenants (docs/verdict.md#the-control)
 
     def report_facts(self) -> ReportFacts:
         """Enough of the report's facts for the warning and critical templates (runbook 7.4)."""
@@ -380,6 +381,7 @@ def load_dashboard(store: Store, plan: Plan, run_id: str, now: datetime,
         rollback_failed=any(r.rollback_status == "failed" for r in store.rollback_records(tenant, run_id)),
         people=tuple(PersonFacts(p.name, tuple(p.roles), p.contact) for p in plan.people),
         pause_approvers=tuple(sorted(PAUSE_APPROVERS)),
+        control_schemas=tuple(plan.change.control_schemas),
     )
     return advance(previous, plan.profile(), facts, rows, now, max_ticks)
 
@@ -679,6 +681,8 @@ class DashboardView:
     events: tuple[str, ...] = ()  # the latest window events, newest last
     not_measured: tuple[str, ...] = ()  # docs/thresholds.md metrics with no source in this run
     verdict: str | None = None  # the recorded verdict, once there is one
+    baseline: str = ""  # how long the latency baseline is, its n and effective n, the control
+    baseline_short: bool = False  # too short to judge the latency thresholds: said, and shown as a warning
 
     @property
     def announcement(self) -> AnnouncementText | None:
@@ -716,10 +720,37 @@ def dashboard_view(profile: Profile, data: DashboardData, now: datetime) -> Dash
         run_id=f.run_id, progress=progress, tiles=tiles, charts=charts, concurrent=concurrent, pause=pause,
         checkpoints=checkpoints, current_checkpoint=current, checklist=_checklist(profile, data, progress),
         escalation=escalation, announcements=_announcements(profile, data, tiles, facts), events=events,
-        not_measured=tuple(r.label for r in profile.rules if r.key not in data.configured), verdict=verdict)
+        not_measured=tuple(r.label for r in profile.rules if r.key not in data.configured), verdict=verdict,
+        **_baseline_words(profile, data))
 
 
 # --- pieces of the view -------------------------------------------------------------------------------
+
+
+def _baseline_words(profile: Profile, data: DashboardData) -> dict[str, Any]:
+    """The latency baseline in one line (docs/verdict.md): how many minutes it spans (from the run's
+    creation on, where a console sampled the prechecks), its n and — once the window judges it —
+    its effective n; the control; and a warning when it is too short to judge the thresholds."""
+    key = "latency_p50"
+    if key not in data.configured or data.facts.alter_started_at is None:
+        return {}
+    times = [r.sampled_at for r in data.pre_rows
+             if r.metric == key and r.value is not None and r.sampled_at < data.facts.alter_started_at]
+    n = len(times)
+    span = (times[-1] - times[0]).total_seconds() / 60 if n > 1 else 0.0
+    judge = data.window.ev.judges.get(key) if data.window is not None else None
+    degenerate = judge.degenerate if judge is not None else None
+    n_eff = ""
+    if judge is not None and judge.tracker is not None and not degenerate:
+        n_eff = f", effective {float(judge.tracker.noise.n_eff[0]):.0f}"
+    control = ("control: " + ", ".join(data.facts.control_schemas)) if data.facts.control_schemas else "no control"
+    short = n < 3 or span < profile.baseline_minutes or degenerate is not None
+    text = f"Baseline {span:.1f} min before the ALTER (p50 n={n}{n_eff}), {control}"
+    if short:
+        text = "⚠ " + text + (f" — too short: {degenerate}" if degenerate else
+                              f" — shorter than the {profile.baseline_minutes:g} min the latency verdict needs: "
+                              "it may end INCONCLUSIVE")
+    return {"baseline": text, "baseline_short": short}
 
 
 def t_label(profile: Profile, t_s: float) -> str:
