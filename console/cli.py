@@ -392,7 +392,7 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
             args.headless = True
     out = Output(json_lines=args.json)
     prepared = rehearsal.prepare(args.rows, args.reset, ident.user, out.say, speed=args.speed,
-                                 performance_schema=not args.performance_schema_off)
+                                 performance_schema=not args.performance_schema_off, control=args.control)
     cases = [c.strip().upper() for c in args.self_test_cases.split(",")] if args.self_test_cases else None
     self_test = not args.skip_self_test and not prepared.resumed_run
     if not args.headless:
@@ -875,6 +875,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--rows", type=int, default=1_000_000, help="rows in shop.orders (default 1,000,000)")
     r.add_argument("--reset", action="store_true", help="wipe the previous rehearsal's servers and store")
     r.add_argument("--skip-self-test", action="store_true", help="do not run TC-01…TC-10 first")
+    r.add_argument("--control", action="store_true",
+                   help="add a control tenant (shop_tenant_b: the same table and statements, not altered) that the "
+                        "latency verdict is judged against (docs/verdict.md#the-control)")
     r.add_argument("--performance-schema-off", action="store_true",
                    help="start the drill's servers as MariaDB ships them (performance_schema=OFF): the prechecks "
                         "name the fix and no canary starts (with --reset when servers are left running)")

@@ -67,7 +67,8 @@ def _table_rows(sandbox: MariaDBSandbox, db: str = DB) -> int | None:
 
 
 def plan_data(sandbox: MariaDBSandbox, store_url: str, user: str, speed: float = 1.0,
-              origin: datetime | None = None, window: dict[str, Any] | None = None) -> dict[str, Any]:
+              origin: datetime | None = None, window: dict[str, Any] | None = None,
+              control: bool = False) -> dict[str, Any]:
     assert sandbox.replica is not None
 
     def conn(server: Any, conn_id: str) -> dict[str, Any]:
@@ -82,8 +83,9 @@ def plan_data(sandbox: MariaDBSandbox, store_url: str, user: str, speed: float =
                    # the workload's read, with literal values: EXPLAINed before and after (never run)
                    "sample_queries": ["SELECT id, total FROM orders WHERE customer_id = 4242 AND created_at >= "
                                       "'2026-03-01' ORDER BY created_at LIMIT 20"],
-                   # another tenant's orders, same reads, not altered: the latency verdict's control
-                   "control_schemas": [CONTROL_DB]},
+                   # `--control`: another tenant's orders, same statements, not altered — the
+                   # latency verdict's control (docs/verdict.md#the-control)
+                   **({"control_schemas": [CONTROL_DB]} if control else {})},
         "people": [{"name": "You", "roles": ["canary_lead", "dba", "sre", "developer"], "unix_user": user},
                    # A second person for what one person may not do alone (approve their own
                    # rollback): `canary-console run canary.toml --as teammate` in another terminal.
@@ -96,7 +98,7 @@ def plan_data(sandbox: MariaDBSandbox, store_url: str, user: str, speed: float =
         "window": window or window_covering(utcnow(), hours=23),  # compressed: room for hours of it
         # The lease in compressed seconds: at least ten real seconds, so a slow tick under a fast
         # clock never looks like a dead driver to a teammate's console.
-        "executor": {"mode": "canary", "baseline_window_seconds": 1200, "cooldown_seconds": 120,
+        "executor": {"mode": "canary", "baseline_window_seconds": 1800, "cooldown_seconds": 120,
                      "lease_seconds": min(600.0, max(30.0, 10.0 * speed))},
     }
 
@@ -173,6 +175,7 @@ class Prepared:
     resumed_run: str | None
     adopted: tuple[str, ...]
     drill: Rehearsal | None = None
+    control: bool = False  # a control tenant: its table loaded, its workload run (`--control`)
 
     def bring_up(self, step: Callable[[StepProgress], None]) -> Rehearsal:
         """Start (or take up) the servers, load the table, start the workload; each step said
@@ -229,7 +232,7 @@ class Prepared:
             step(StepProgress("data", title, rows, whole,
                               f"reusing {DB}.{TABLE} (~{have:,} rows); --reset to start over"))
         want = control_rows(rows)
-        have_control = _table_rows(self.sandbox, CONTROL_DB)
+        have_control = _table_rows(self.sandbox, CONTROL_DB) if self.control else want
         if have_control is None or abs(have_control - want) > want * 0.25:
             step(StepProgress("data", title, rows, whole, f"loading the control tenant {CONTROL_DB}.{TABLE}"))
             load_orders(self.sandbox.primary, CONTROL_DB, want, table=TABLE)
@@ -243,19 +246,19 @@ class Prepared:
         profile = self.sandbox.primary.profile(DB)
         reads = Workload(profile, READ, lambda r: (r.randint(0, 49_999), "2026-03-01"), rate_per_s=20,
                          name="rehearsal-reads")
-        control = Workload(self.sandbox.primary.profile(CONTROL_DB), READ,
-                           lambda r: (r.randint(0, 49_999), "2026-03-01"), rate_per_s=20, name="rehearsal-control")
-        # the control tenant's writes too: its statement mix is the canary's (p50 is the writes' latency)
-        control_writes = Workload(self.sandbox.primary.profile(CONTROL_DB), WRITE,
-                                  lambda r: (r.randint(1, control_rows(self.rows)),), rate_per_s=20,
-                                  name="rehearsal-control-writes")
+        control = (Workload(self.sandbox.primary.profile(CONTROL_DB), READ,
+                            lambda r: (r.randint(0, 49_999), "2026-03-01"), rate_per_s=20, name="rehearsal-control"),
+                   # the control tenant's writes too: its statement mix is the canary's (p50 is the writes')
+                   Workload(self.sandbox.primary.profile(CONTROL_DB), WRITE,
+                            lambda r: (r.randint(1, control_rows(self.rows)),), rate_per_s=20,
+                            name="rehearsal-control-writes")) if self.control else ()
         writes = Workload(profile, WRITE, lambda r: (r.randint(1, self.rows),), rate_per_s=20, name="rehearsal-writes")
         reads.start()
         writes.start()
-        control.start()
-        control_writes.start()
+        for workload in control:
+            workload.start()
         self.drill = Rehearsal(self.sandbox, self.plan_path, self.store_url, reads, writes, self.resumed_run,
-                               (control, control_writes))
+                               control)
         return self.drill
 
     def stop(self) -> None:
@@ -315,7 +318,7 @@ def stored_self_test(store: Any, tenant: str, why: str, step: Callable[[StepProg
 
 
 def prepare(rows: int, reset: bool, user: str, progress: Callable[[str], None], speed: float = 1.0,
-            performance_schema: bool = True) -> Prepared:
+            performance_schema: bool = True, control: bool = False) -> Prepared:
     """The quick half of the start: a reset done, a killed drill's unfinished run found, the
     servers' ports chosen (or read off the servers a killed drill left running), the plan
     written. Nothing here waits for a server to start or a table to load."""
@@ -337,18 +340,19 @@ def prepare(rows: int, reset: bool, user: str, progress: Callable[[str], None], 
         progress(f"resuming run {run_id[:8]} of the previous drill (its console was closed or killed): same "
                  "table, same clock; the console takes the run over once its lease runs out (--reset starts over)")
         speed, origin, window = old.time_speed, old.time_origin, old.raw.get("window")
+        control = bool(old.change.control_schemas)  # the resumed run keeps its control
     else:
         run_id, origin, window = None, None, None
         _archive_store(base, progress)
     plan_path.write_text("# Written by `canary-console rehearse` for the private sandbox (a rehearsal only).\n"
-                         + toml_dump(plan_data(sandbox, store_url, user, speed, origin, window)))
-    return Prepared(sandbox, plan_path, store_url, rows, run_id, adopted)
+                         + toml_dump(plan_data(sandbox, store_url, user, speed, origin, window, control)))
+    return Prepared(sandbox, plan_path, store_url, rows, run_id, adopted, control=control)
 
 
 def start(rows: int, reset: bool, user: str, progress: Callable[[str], None], speed: float = 1.0,
-          performance_schema: bool = True) -> Rehearsal:
+          performance_schema: bool = True, control: bool = False) -> Rehearsal:
     """Start (or, after a crash, resume) the drill. A drill whose run was left unfinished — the
     console killed mid-ALTER or mid-window — takes up the same servers if they are still up
     (an ALTER may still be running on them), the same table, the same clock and the same run."""
-    prepared = prepare(rows, reset, user, progress, speed, performance_schema)
+    prepared = prepare(rows, reset, user, progress, speed, performance_schema, control)
     return prepared.bring_up(lambda p: progress(p.text))
