@@ -929,3 +929,29 @@ def test_the_checkpoint_countdown_counts_minutes_then_the_last_minutes_seconds()
     from screens.monitoring import countdown
 
     assert [countdown(x) for x in (840, 839, 781, 60, 59, 0)] == ["14 min", "14 min", "14 min", "1 min", "0:59", "0:00"]
+
+
+def test_the_baseline_line_says_its_length_n_and_control_and_warns_only_when_too_short():
+    """docs/verdict.md: the monitoring screen says how long the latency baseline is; a warning only
+    when the window cannot judge it (effective n below min_samples), or, before the window, when it
+    is shorter than the profile's baseline_minutes."""
+    from dataclasses import replace as dc_replace
+
+    from engine.domain.thresholds import Profile
+    from engine.views.dashboard import _baseline_words
+
+    profile = Profile()
+    alter = datetime(2026, 11, 24, 16, 0, tzinfo=UTC)
+    rows = tuple(SampleRow(alter - timedelta(seconds=5 * i), "latency_p50", 0.001 * (1 + 0.1 * (i % 7)))
+                 for i in range(400, 0, -1))
+    facts = RunFacts(run_id="r", tenant="t", status="running", fail_reason=None, schema="shop", table="orders",
+                     index="i", connection_id="c", alter_started_at=alter)
+    data = DashboardData(facts, profile, alter, pre_rows=rows, configured=frozenset({"latency_p50"}))
+    words = _baseline_words(profile, data)
+    assert words["baseline"].startswith("Baseline 33.2 min before the ALTER: p50 n=400; no control")
+    assert words["baseline_short"] is False
+    short = _baseline_words(profile, dc_replace(data, pre_rows=rows[-60:]))
+    assert short["baseline_short"] and "under the profile's 30 min" in short["baseline"]
+    ctl = _baseline_words(profile, dc_replace(data, facts=dc_replace(facts, control_schemas=("shop_b",))))
+    assert "control: shop_b" in ctl["baseline"]
+    assert _baseline_words(profile, dc_replace(data, facts=dc_replace(facts, alter_started_at=None))) == {}

@@ -742,14 +742,15 @@ def _baseline_words(profile: Profile, data: DashboardData) -> dict[str, Any]:
     degenerate = judge.degenerate if judge is not None else None
     n_eff = ""
     if judge is not None and judge.tracker is not None and not degenerate:
-        n_eff = f", effective {float(judge.tracker.noise.n_eff[0]):.0f}"
+        n_eff = f" (effective {float(judge.tracker.noise.n_eff[0]):.0f})"
     control = ("control: " + ", ".join(data.facts.control_schemas)) if data.facts.control_schemas else "no control"
-    short = n < 3 or span < profile.baseline_minutes or degenerate is not None
-    text = f"Baseline {span:.1f} min before the ALTER (p50 n={n}{n_eff}), {control}"
+    # Once the window judges it, the effective n decides; before, the profile's baseline length.
+    short = degenerate is not None if judge is not None else (n < 3 or span < profile.baseline_minutes)
+    text = f"Baseline {span:.1f} min before the ALTER: p50 n={n}{n_eff}; {control}"
     if short:
         text = "⚠ " + text + (f" — too short: {degenerate}" if degenerate else
-                              f" — shorter than the {profile.baseline_minutes:g} min the latency verdict needs: "
-                              "it may end INCONCLUSIVE")
+                              f" — under the profile's {profile.baseline_minutes:g} min: the latency verdict "
+                              "may be INCONCLUSIVE")
     return {"baseline": text, "baseline_short": short}
 
 
