@@ -37,7 +37,7 @@ from engine.flows.rollback import RETRYABLE, IndexRollback
 
 DECISION_KIND = "rollback_decision"  # Approval.kind of the decision (R1)
 APPROVAL_KIND = "rollback"  # Approval.kind of each approval (6.3)
-EXECUTE_ROLES = ("dba",)  # runbook 6.1: "DBA executes DROP INDEX"; R1 names the DBA
+EXECUTE_ROLES = tuple(r for r in ROLES if r in needed("rollback_drop"))  # runbook 6.1: "DBA executes DROP INDEX"
 _DECISION_MARK = "decision_approval"  # the key that marks the decision's RollbackRecord
 
 

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from engine.domain.cases import PRIORITY
+from engine.domain.roles import ROLES, needed
 from engine.flows import selftest_gate
 from engine.flows.prechecks import BY_ID, REQUIRED_PRESENT
 
@@ -22,11 +23,12 @@ if TYPE_CHECKING:  # the store's models: not imported to draw the first screen (
 STEPS = ("plan", "prechecks", "size_gate", "execution", "monitoring", "decision", "rollback", "report")
 TITLES = {"plan": "1 Plan", "prechecks": "2 Prechecks", "size_gate": "3 Size gate", "execution": "4 Execution",
           "monitoring": "5 Monitoring", "decision": "6 Decision", "rollback": "7 Rollback", "report": "8 Report"}
-SIGNOFF_ROLES = ("canary_lead", "dba", "sre")
+# From the one action → roles table (engine/domain/roles.py), never a copy of it.
+SIGNOFF_ROLES = tuple(r for r in ROLES if r in needed("sign_off"))  # in the table's order
 MIN_PRECHECK = timedelta(minutes=15)  # runbook 5.4: at least 15 minutes of pre-execution checks
-START_ROLES = frozenset({"canary_lead"})  # who begins the prechecks (creates the run)
-EXECUTE_ROLES = frozenset({"canary_lead", "dba"})  # who presses "execute" (runbook step 4)
-KILL_TEST_ROLES = frozenset({"canary_lead", "dba"})  # the test turns the switch off again
+START_ROLES = needed("begin_prechecks")  # who begins the prechecks (creates the run)
+EXECUTE_ROLES = needed("execute")  # who presses "execute" (runbook step 4)
+KILL_TEST_ROLES = needed("kill_switch_test")  # the test turns the switch off again
 
 
 @dataclass(frozen=True)
