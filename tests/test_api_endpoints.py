@@ -661,3 +661,47 @@ def test_tls_serves_https(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+def test_refuse_then_retrigger_then_refuse_and_keep_the_index(store, client):
+    """The rollback flow's later steps over the API, by the flow's own functions and rules."""
+    rid = finished_run(client, store)
+    early = client.post(f"/api/rollback/{rid}/refuse", json={"reason": "not yet"}, headers=auth("t-lead"))
+    assert early.status_code == 409 and "no rollback has been decided" in early.json()["detail"]
+    assert client.post(f"/api/rollback/{rid}/trigger", json={"trigger": "lock_wait", "reason": "7 s"},
+                       headers=auth("t-dba")).status_code == 201
+    blank = client.post(f"/api/rollback/{rid}/refuse", json={"reason": "  "}, headers=auth("t-lead"))
+    assert blank.status_code == 422 and blank.json()["field"] == "reason"
+    assert client.post(f"/api/rollback/{rid}/refuse", json={}, headers=auth("t-lead")).json()["field"] == "reason"
+    dev = client.post(f"/api/rollback/{rid}/refuse", json={"reason": "no"}, headers=auth("t-dev"))
+    requester = client.post(f"/api/rollback/{rid}/refuse", json={"reason": "no"}, headers=auth("t-dba"))
+    assert dev.status_code == 403 and requester.status_code == 403, (dev.text, requester.text)
+    refused = client.post(f"/api/rollback/{rid}/refuse", json={"reason": "the waits are the batch job's"},
+                          headers=auth("t-lead"))
+    assert refused.status_code == 200 and refused.json()["result"] == "done", refused.text
+    assert refused.json()["approvals"]["refused"] == [{"role": "canary_lead", "actor": "somchai"}]
+    # The way forward is the canary lead's: a DBA may neither retrigger nor keep the index.
+    for step in ("retrigger", "keep-index"):
+        r = client.post(f"/api/rollback/{rid}/{step}", json={"reason": "x"}, headers=auth("t-dba"))
+        assert r.status_code == 403 and "canary lead" in r.json()["detail"], (step, r.text)
+    assert len(store.audit_entries(TENANT, rid, "rollback_retrigger_refused")) == 1
+    assert len(store.audit_entries(TENANT, rid, "rollback_keep_refused")) == 1
+    again = client.post(f"/api/rollback/{rid}/retrigger", json={"reason": "the trigger was the wrong one"},
+                        headers=auth("t-lead"))
+    assert again.status_code == 200 and "closed" in again.json()["message"], again.text
+    assert store.audit_entries(TENANT, rid, "rollback_retriggered")[-1].actor == "somchai"
+    nothing = client.post(f"/api/rollback/{rid}/keep-index", json={"reason": "x"}, headers=auth("t-lead"))
+    assert nothing.status_code == 409, nothing.text  # nothing is decided any more
+    assert client.post(f"/api/rollback/{rid}/trigger", json={"trigger": "lock_wait", "reason": "8 s"},
+                       headers=auth("t-dba")).status_code == 201
+    assert client.post(f"/api/rollback/{rid}/refuse", json={"reason": "still the batch job"},
+                       headers=auth("t-lead2")).status_code == 200
+    kept = client.post(f"/api/rollback/{rid}/keep-index", json={"reason": "the refusal stands"},
+                       headers=auth("t-lead"))
+    assert kept.status_code == 200 and "kept by somchai" in kept.json()["message"], kept.text
+    [entry] = store.audit_entries(TENANT, rid, "rollback_index_kept")
+    assert entry.details["reason"] == "the refusal stands"
+    view = flow.rollback_view(store, _plan_like(), rid)  # the console's view of the same store
+    assert "KEPT" in view.status
+    twice = client.post(f"/api/rollback/{rid}/keep-index", json={"reason": "again"}, headers=auth("t-lead"))
+    assert twice.status_code == 409
