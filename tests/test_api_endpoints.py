@@ -16,6 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from typing import Any
+
 import httpx
 import pytest
 
@@ -705,3 +707,49 @@ def test_refuse_then_retrigger_then_refuse_and_keep_the_index(store, client):
     assert "KEPT" in view.status
     twice = client.post(f"/api/rollback/{rid}/keep-index", json={"reason": "again"}, headers=auth("t-lead"))
     assert twice.status_code == 409
+
+
+# --- the role table decides the API's refusals: every (role, action) pair the API exposes ---------
+
+
+def _api_actions(rid: str, sched: str) -> dict[str, tuple[str, str, dict[str, Any] | None]]:
+    """engine/roles.py action → the API call that does it."""
+    return {
+        "execution_create": ("POST", "/api/executions", dict(RUN_BODY, table_name="matrix")),
+        "execution_claim": ("POST", f"/api/executions/{sched}/claim", {}),
+        "execution_status": ("PATCH", f"/api/executions/{sched}/status", {"status": "scheduled"}),
+        "execute": ("POST", f"/api/executions/{sched}/execute", None),
+        "rollback_record": ("POST", "/api/rollbacks", {"execution_run_id": rid, "status": "failed"}),
+        "rollback_retrigger": ("POST", f"/api/rollback/{rid}/retrigger", {"reason": "wrong trigger"}),
+        "rollback_keep_index": ("POST", f"/api/rollback/{rid}/keep-index", {"reason": "refusal stands"}),
+        "kill_switch_activate": ("PUT", f"/api/kill-switch/connection/{CONN}", {"is_active": True, "reason": "x"}),
+        "kill_switch_global": ("PUT", "/api/kill-switch/global", {"is_active": True, "reason": "x"}),
+        "kill_switch_deactivate": ("PUT", f"/api/kill-switch/connection/{CONN}",
+                                   {"is_active": False, "reason": "safe again"}),
+        "audit_read": ("GET", "/api/audit", None),
+        "audit_report": ("POST", "/api/audit", {"action": "probe"}),
+    }
+
+
+def test_the_api_refuses_exactly_the_role_action_pairs_the_role_table_refuses(store, client):
+    from engine.roles import ACTION_ROLES, ROLES, may
+
+    rid = finished_run(client, store)
+    sched = create(client, dict(RUN_BODY, table_name="sched")).json()["id"]
+    calls = _api_actions(rid, sched)
+    assert set(calls) <= set(ACTION_ROLES), "an action the role table does not name"
+    token_of = {role: next(t for t, (_a, r) in TOKENS.items() if r == role) for role in ROLES}
+    wrong = []
+    for action, (method, path, body) in calls.items():
+        for role in ROLES:
+            r = client.request(method, path, json=body, headers=auth(token_of[role]))
+            assert r.status_code < 500, (action, role, r.text)
+            refused_for_role = r.status_code == 403
+            if refused_for_role == may(action, {role}):
+                wrong.append(f"{action} by {role}: {r.status_code} {r.text[:120]}")
+            if refused_for_role:  # said so and audited, as every refusal
+                assert TOKENS[token_of[role]][0] in r.json()["detail"], (action, role, r.text)
+    assert not wrong, "\n".join(wrong)
+    refused = {e.action for e in store.audit_entries(TENANT) if e.action.endswith("_refused")}
+    assert {"execution_create_refused", "rollback_retrigger_refused", "rollback_keep_refused",
+            "kill_switch_deactivation_refused"} <= refused
