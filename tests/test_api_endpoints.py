@@ -712,7 +712,7 @@ def test_refuse_then_retrigger_then_refuse_and_keep_the_index(store, client):
 
 
 def _api_actions(rid: str, sched: str) -> dict[str, tuple[str, str, dict[str, Any] | None]]:
-    """engine/roles.py action → the API call that does it."""
+    """engine/domain/roles.py action → the API call that does it."""
     return {
         "execution_create": ("POST", "/api/executions", dict(RUN_BODY, table_name="matrix")),
         "execution_claim": ("POST", f"/api/executions/{sched}/claim", {}),
@@ -731,7 +731,7 @@ def _api_actions(rid: str, sched: str) -> dict[str, tuple[str, str, dict[str, An
 
 
 def test_the_api_refuses_exactly_the_role_action_pairs_the_role_table_refuses(store, client):
-    from engine.roles import ACTION_ROLES, ROLES, may
+    from engine.domain.roles import ACTION_ROLES, ROLES, may
 
     rid = finished_run(client, store)
     sched = create(client, dict(RUN_BODY, table_name="sched")).json()["id"]

@@ -112,7 +112,7 @@ def refuse(request: Request, who: Caller, run: RunDep, body: RollbackRefuse) -> 
 
 
 def _lead_step(request: Request, who: Principal, run: ExecutionRun, action: str, step: Any, reason: str) -> Any:
-    """Retrigger or keep the index: the flow checks the role (engine/roles.py) and the state and
+    """Retrigger or keep the index: the flow checks the role (engine/domain/roles.py) and the state and
     audits a refusal; 403 when the token's role may not, 409 when the state does not allow it."""
     with request.app.state.flow_lock:
         out = step(request.app.state.store, _roster(request, run.tenant_id), run, who.actor, {who.role}, reason)
