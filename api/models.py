@@ -213,6 +213,17 @@ class RollbackApprove(Body):
     note: FreeText = None
 
 
+class RollbackRefuse(Body):
+    role: Literal[ROLES] | None = Field(None, description="the role refusing; default: the token's")  # type: ignore[valid-type]
+    reason: Annotated[str, Field(min_length=1, max_length=REASON_LIMIT), AfterValidator(_nonblank)] = Field(
+        description="why the rollback must not go ahead (every console shows it; audited)")
+
+
+class RollbackReason(Body):
+    reason: Annotated[str, Field(min_length=1, max_length=REASON_LIMIT), AfterValidator(_nonblank)] = Field(
+        description="why (kept on the rollback record and in the audit trail)")
+
+
 class RoleActor(BaseModel):
     role: str
     actor: str

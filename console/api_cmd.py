@@ -237,6 +237,10 @@ def cmd_api(args: argparse.Namespace) -> int:
     except StoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    # The interpreter hands its lock to a waiting thread after this long: the kill switch's write
+    # thread waits at most ~1 ms, not 5, each time it gives the lock up for a store call while the
+    # event loop is busy with polls (bench/api_load.py, docs/api.md). This process serves the API only.
+    sys.setswitchinterval(0.001)
     try:
         server = serve_in_thread(create_app(store, tenant, tokens.tokens), host, port,
                                  tls_cert=args.tls_cert, tls_key=args.tls_key)

@@ -3,9 +3,11 @@ SELECTs. Setting it goes through ``engine.flows.killswitch_actions`` (the consol
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import bindparam
 from sqlmodel import select
 
 from engine.adapters.store import KillSwitchState, Store
@@ -28,29 +30,40 @@ class SwitchOutcome:
 
 _READ_COLUMNS = (KillSwitchState.scope, KillSwitchState.connection_profile_id, KillSwitchState.is_active,
                  KillSwitchState.updated_by, KillSwitchState.reason)
+# Built once: building the statement cost as much as running it.
+_READ_ROWS = select(KillSwitchState.tenant_id, *_READ_COLUMNS).where(
+    KillSwitchState.tenant_id.in_(bindparam("tenants", expanding=True)))  # type: ignore[attr-defined]
 
 
-def switch_state(store: Store, tenant: str, connection_id: str = "") -> dict[str, Any]:
-    """Every scope that counts for ``connection_id`` of ``tenant``: flags, who set them, why.
+def switch_rows(store: Store, tenants: Iterable[str]) -> list[tuple[Any, ...]]:
+    """The kill-switch rows of ``tenants`` and the global row, in one plain SELECT of five columns
+    (no ORM objects): the executors' poll is the API's hottest read (bench/api_load.py), and the
+    API reads the switches of every poll waiting at one moment with one call (api/switch_reads.py).
+    Each row: (tenant, scope, connection id, active, updated by, reason)."""
+    with store.engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(_READ_ROWS, {"tenants": sorted({GLOBAL_TENANT, *tenants})}).all()]
 
-    One plain SELECT of five columns, no ORM objects: the executors' poll is the API's hottest
-    read (bench/api_load.py), five times cheaper this way than through ``Store.kill_switch_rows``.
-    """
+
+def state_of(rows: Iterable[tuple[Any, ...]], tenant: str, connection_id: str = "") -> dict[str, Any]:
+    """``switch_state`` from rows ``switch_rows`` read (they may hold other tenants' rows too)."""
     flags = {"global": False, "tenant": False, "connection": False}
     by: dict[str, str] = {}
     reasons: dict[str, str] = {}
-    query = select(*_READ_COLUMNS).where(
-        KillSwitchState.tenant_id.in_([GLOBAL_TENANT, tenant]))  # type: ignore[attr-defined]
-    with store.engine.connect() as conn:
-        rows = conn.execute(query).all()
-    for scope, conn_id, active, updated_by, reason in rows:
-        if scope not in flags or (scope == "connection" and (not connection_id or conn_id != connection_id)):
+    for row_tenant, scope, conn_id, active, updated_by, reason in rows:
+        if scope not in flags or row_tenant != (GLOBAL_TENANT if scope == "global" else tenant):
+            continue
+        if scope == "connection" and (not connection_id or conn_id != connection_id):
             continue
         flags[scope] = bool(active)
         by[scope] = updated_by
         reasons[scope] = reason
     return {"global_active": flags["global"], "connection_active": flags["connection"],
             "tenant_active": flags["tenant"], "updated_by": by, "reasons": reasons}
+
+
+def switch_state(store: Store, tenant: str, connection_id: str = "") -> dict[str, Any]:
+    """Every scope that counts for ``connection_id`` of ``tenant``: flags, who set them, why."""
+    return state_of(switch_rows(store, [tenant]), tenant, connection_id)
 
 
 def tenant_switches(store: Store, tenant: str) -> dict[str, Any]:
