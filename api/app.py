@@ -23,9 +23,10 @@ from api.auth import Authenticator, principal_of
 from api.guard import MAX_BODY, MAX_DEPTH, Guard
 from api.problems import ApiProblem, SafeJSONResponse
 from api.routers import audit, executions, killswitch, rollback, system
-from engine.identifiers import check_slug
-from engine.store import Store
-from engine.switch_flow import switch_state
+from api.switch_reads import SwitchReader
+from engine.adapters.store import Store
+from engine.domain.identifiers import check_slug
+from engine.flows.switch_flow import switch_state
 
 API_VERSION = "2.0"
 
@@ -117,6 +118,8 @@ def create_app(store: Store, tenant_id: str, tokens: Mapping[str, Any]) -> FastA
     # The kill switch's writes have their own threads (docs/api.md): a flood of reads in the shared
     # threadpool never delays an activation.
     app.state.switch_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kill-switch")
+    # The executors' polls: coalesced onto one thread of their own (api/switch_reads.py).
+    app.state.switch_reader = SwitchReader(store)
     problems.install(app)
     app.include_router(system.router)
     for module in (killswitch, executions, rollback, audit):

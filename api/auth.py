@@ -25,10 +25,10 @@ from fastapi.security import HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from api.problems import ApiProblem
-from engine.execution_flow import check_role, run_anywhere
-from engine.identifiers import check_slug
-from engine.roles import ROLES
-from engine.store import ExecutionRun, Store
+from engine.adapters.store import ExecutionRun, Store
+from engine.domain.identifiers import check_slug
+from engine.domain.roles import ROLES
+from engine.flows.execution_flow import check_role, run_anywhere
 
 ALL_TENANTS = "*"
 AUTH_AUDIT_PER_MINUTE = 5
@@ -145,7 +145,7 @@ Caller = Annotated[Principal, Depends(current_principal)]
 
 
 def role_gate(action: str, what: str) -> Any:
-    """A dependency that refuses a role the table (engine/roles.py) does not give ``action``: 403
+    """A dependency that refuses a role the table (engine/domain/roles.py) does not give ``action``: 403
     and ``<action>_refused`` in the audit trail, before the body is looked at. Declared after the
     tenant's or the run's dependency, it runs after it: another tenant's object is refused as such."""
     def gate(request: Request, principal: Caller) -> None:

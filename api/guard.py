@@ -19,6 +19,7 @@ from typing import Any
 import anyio
 
 from api.problems import problem
+from api.switch_reads import READ_PATH, fast_read
 
 MAX_BODY = 64 * 1024
 MAX_DEPTH = 32
@@ -106,6 +107,7 @@ class Guard:
         path = scope.get("path", "")
         method = scope.get("method", "GET")
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        principal = None
         if path not in PUBLIC:
             auth = scope["app"].state.authenticator if "app" in scope else self._authenticator(scope)
             principal = auth.identify(headers.get("authorization", ""))
@@ -121,6 +123,9 @@ class Guard:
             scope.setdefault("state", {})["principal"] = principal
         if method in ("GET", "HEAD", "OPTIONS") and "content-length" not in headers \
                 and "transfer-encoding" not in headers:
+            if principal is not None and method == "GET" and path == READ_PATH \
+                    and await fast_read(scope, receive, send, principal):
+                return  # the executors' poll in its ordinary form (api/switch_reads.py)
             await self.app(scope, receive, send)
             return
         declared = headers.get("content-length", "")

@@ -16,11 +16,11 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from engine import rollback_flow as flow
-from engine.identifiers import check_identifier, check_slug
-from engine.roles import ROLES
-from engine.store.models import FAIL_REASONS, RUN_STATUSES
-from engine.text import REASON_LIMIT
+from engine.adapters.store.models import FAIL_REASONS, RUN_STATUSES
+from engine.domain.identifiers import check_identifier, check_slug
+from engine.domain.roles import ROLES
+from engine.domain.text import REASON_LIMIT
+from engine.flows import rollback_flow as flow
 
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 IDENT_PATTERN = r"^(?![0-9]+$)[A-Za-z0-9_$]{1,64}$"
@@ -53,7 +53,7 @@ def _aware(value: str, info: ValidationInfo) -> str:
 
 Ident = Annotated[str, Field(max_length=64, json_schema_extra={"pattern": IDENT_PATTERN}), AfterValidator(_ident)]
 Slug = Annotated[str, Field(max_length=63, json_schema_extra={"pattern": SLUG_PATTERN}), AfterValidator(_slug)]
-# A free-text reason: any JSON value is taken and cleaned (engine/text.py), never refused for what
+# A free-text reason: any JSON value is taken and cleaned (engine/domain/text.py), never refused for what
 # it contains (lone surrogates, control characters, length): a kill switch must go on.
 FreeText = Annotated[Any, WithJsonSchema({"type": "string", "description": "free text; cleaned, cut to "
                                                                           f"{REASON_LIMIT} characters"})]
@@ -211,6 +211,17 @@ class RollbackApprove(Body):
     role: Literal[ROLES] | None = Field(None, description="the role approving; default: the token's")  # type: ignore[valid-type]
     decision: Literal["approve", "refuse"] | None = "approve"
     note: FreeText = None
+
+
+class RollbackRefuse(Body):
+    role: Literal[ROLES] | None = Field(None, description="the role refusing; default: the token's")  # type: ignore[valid-type]
+    reason: Annotated[str, Field(min_length=1, max_length=REASON_LIMIT), AfterValidator(_nonblank)] = Field(
+        description="why the rollback must not go ahead (every console shows it; audited)")
+
+
+class RollbackReason(Body):
+    reason: Annotated[str, Field(min_length=1, max_length=REASON_LIMIT), AfterValidator(_nonblank)] = Field(
+        description="why (kept on the rollback record and in the audit trail)")
 
 
 class RoleActor(BaseModel):

@@ -4,7 +4,7 @@ The members: ``type`` (``about:blank``: the status says it), ``title`` (the stat
 ``status``, ``detail`` (one line naming the problem and the way out), ``instance`` (the path), and
 the extensions ``field`` (the body or query field at fault, when there is one), ``errors`` (every
 field problem of a 422) and ``error`` (= ``detail``, for clients written against the API's first
-``{"error": …}`` answers, e.g. ``engine.killswitch.RemoteKillSwitch``). See docs/api.md.
+``{"error": …}`` answers, e.g. ``engine.adapters.killswitch.RemoteKillSwitch``). See docs/api.md.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from engine.execution_flow import Refused
-from engine.store import StoreError
-from engine.text import clean_text
+from engine.adapters.store import StoreError
+from engine.domain.text import clean_text
+from engine.flows.execution_flow import Refused
 
 PROBLEM = "application/problem+json"
 REFUSAL_STATUS = {"forbidden": 403, "conflict": 409, "invalid": 422, "not_found": 404}

@@ -17,10 +17,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.collectors import CollectorLoop, MySQLSource, ReplicaSource  # noqa: E402
-from engine.sandbox import MariaDBSandbox  # noqa: E402
-from engine.selftest import Lab  # noqa: E402
-from engine.workload import Workload  # noqa: E402
+from engine.adapters.collectors import CollectorLoop, MySQLSource, ReplicaSource  # noqa: E402
+from engine.drill.sandbox import MariaDBSandbox  # noqa: E402
+from engine.drill.selftest import Lab  # noqa: E402
+from engine.drill.workload import Workload  # noqa: E402
 
 SERVER_TIME = """
 SELECT COALESCE(SUM(s.SUM_TIMER_WAIT), 0) AS ps, COALESCE(SUM(s.COUNT_STAR), 0) AS n

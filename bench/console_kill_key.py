@@ -24,13 +24,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from console.app import CanaryApp  # noqa: E402
-from engine.clock import utcnow  # noqa: E402
-from engine.identity import Identity  # noqa: E402
-from engine.killswitch import EmbeddedKillSwitch  # noqa: E402
-from engine.plan import plan_from_dict, window_covering  # noqa: E402
-from engine.sandbox import MariaDBSandbox  # noqa: E402
-from engine.store import Store  # noqa: E402
-from engine.target import Target  # noqa: E402
+from engine.adapters.identity import Identity  # noqa: E402
+from engine.adapters.killswitch import EmbeddedKillSwitch  # noqa: E402
+from engine.adapters.store import Store  # noqa: E402
+from engine.adapters.target import Target  # noqa: E402
+from engine.domain.clock import utcnow  # noqa: E402
+from engine.domain.plan import plan_from_dict, window_covering  # noqa: E402
+from engine.drill.sandbox import MariaDBSandbox  # noqa: E402
 
 
 class TimedKillSwitch(EmbeddedKillSwitch):

@@ -112,8 +112,8 @@ def rehearse_trial(state: Path, tmux_socket: str, rows: int) -> tuple[float, flo
 
 async def in_process_trial(plan_path: Path, store_url: str) -> float:
     from console.app import CanaryApp
-    from engine.plan import load_plan
-    from engine.store import Store
+    from engine.adapters.store import Store
+    from engine.domain.plan import load_plan
     from screens.plan import PlanScreen
 
     started = time.perf_counter()

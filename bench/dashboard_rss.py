@@ -43,9 +43,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine.plan import load_plan, plan_from_dict, toml_dump, window_covering  # noqa: E402
+from engine.domain.plan import load_plan, plan_from_dict, toml_dump, window_covering  # noqa: E402
 
-# (engine.collectors is imported by the driver only: the console's process loads what it loads.)
+# (engine.adapters.collectors is imported by the driver only: the console's process loads what it loads.)
 # The 16 metrics of the profile a full installation samples (the kill-switch's response aside), by
 # the source that gives them, at the levels of a calm server.
 SOURCES = {
@@ -72,7 +72,7 @@ class CalmSource:
         self.rng = random.Random(seed)
 
     def collect(self) -> list[Any]:
-        from engine.collectors import Sample
+        from engine.adapters.collectors import Sample
 
         out = []
         for m in self.metrics:
@@ -96,7 +96,7 @@ def sources() -> list[CalmSource]:
 def write_plan(path: Path, user: str, speed: float | None) -> Path:
     """A plan whose target nobody listens on (port 9): a console that joins a running run never
     polls the target. ``speed``: a rehearsal plan with a compressed clock anchored now."""
-    from engine.clock import utcnow
+    from engine.domain.clock import utcnow
 
     data: dict = {
         "tenant": "bench",
@@ -122,9 +122,9 @@ def feed(plan_path: str, store_url: str, window_minutes: float, baseline_minutes
     """The run, its baseline and ALTER (and ``backfill_minutes`` of window already stored: a
     console that joins late), written at once; then — after a ``go`` line on stdin when asked — the
     window fed tick by tick by a CollectorLoop on the plan's clock. Says ``ready RUN`` and ``done N``."""
-    from engine.clock import clock_for
-    from engine.collectors import CollectorLoop
-    from engine.store import ExecutionRun, Store
+    from engine.adapters.collectors import CollectorLoop
+    from engine.adapters.store import ExecutionRun, Store
+    from engine.domain.clock import clock_for
 
     plan = load_plan(plan_path)
     clock = clock_for(plan)
@@ -254,9 +254,9 @@ def fit(points: list[tuple[float, float]]) -> float:
 async def watch(plan_path: Path, store_url: str, feeder: Feeder, every_s: float, window_minutes: float,
                 idle_s: float) -> dict:
     from console.app import CanaryApp
-    from engine.clock import clock_for
-    from engine.identity import Identity
-    from engine.store import Store
+    from engine.adapters.identity import Identity
+    from engine.adapters.store import Store
+    from engine.domain.clock import clock_for
     from screens.monitoring import MonitoringScreen
 
     plan = load_plan(plan_path)

@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from textual.app import App  # noqa: E402
 
-from engine.dashboard import RunFacts, SampleRow, advance, dashboard_view  # noqa: E402
-from engine.report import PersonFacts  # noqa: E402
-from engine.thresholds import Profile  # noqa: E402
+from engine.domain.thresholds import Profile  # noqa: E402
+from engine.views.dashboard import RunFacts, SampleRow, advance, dashboard_view  # noqa: E402
+from engine.views.report import PersonFacts  # noqa: E402
 from screens.monitoring import MetricChart, MonitoringScreen  # noqa: E402
 
 PROFILE = Profile()

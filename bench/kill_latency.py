@@ -1,6 +1,6 @@
 """Kill-switch latency with an ADD INDEX in flight on a 2M-row table (sandbox MariaDB).
 
-Both series activate through ``engine.killswitch_actions.activate`` (what F9 and ``kill`` run).
+Both series activate through ``engine.flows.killswitch_actions.activate`` (what F9 and ``kill`` run).
 Series "local": the switch is activated in this process while the executor's ALTER runs; we time
 activation → ALTER aborted + run ``cancelled`` + index verified absent (the executor returns only
 after all three). Series "remote": the switch is activated by another process on the same store;
@@ -25,17 +25,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.killswitch import EmbeddedKillSwitch  # noqa: E402
-from engine.killswitch_actions import activate as activate_switch  # noqa: E402
-from engine.sandbox import MariaDBSandbox  # noqa: E402
-from engine.selftest import Lab, wait_for  # noqa: E402
-from engine.target import Target  # noqa: E402
+from engine.adapters.killswitch import EmbeddedKillSwitch  # noqa: E402
+from engine.adapters.target import Target  # noqa: E402
+from engine.drill.sandbox import MariaDBSandbox  # noqa: E402
+from engine.drill.selftest import Lab, wait_for  # noqa: E402
+from engine.flows.killswitch_actions import activate as activate_switch  # noqa: E402
 
 ACTIVATE_ELSEWHERE = """
 import sys, time
-from engine.killswitch import EmbeddedKillSwitch
-from engine.killswitch_actions import activate
-from engine.store import Store
+from engine.adapters.killswitch import EmbeddedKillSwitch
+from engine.flows.killswitch_actions import activate
+from engine.adapters.store import Store
 s = Store(sys.argv[1])
 sys.stdout.write("ready\\n"); sys.stdout.flush()
 sys.stdin.readline()

@@ -62,8 +62,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine.killswitch import EmbeddedKillSwitch, RemoteKillSwitch  # noqa: E402
-from engine.store import Store  # noqa: E402
+from engine.adapters.killswitch import EmbeddedKillSwitch, RemoteKillSwitch  # noqa: E402
+from engine.adapters.store import Store  # noqa: E402
 
 TENANT = "acme"
 CONN = "orders-primary"

@@ -27,16 +27,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.collectors import (  # noqa: E402
+from engine.adapters.collectors import (  # noqa: E402
     PERCENTILE_BUDGET,
     PERCENTILE_EVERY_S,
     CollectorLoop,
     MySQLSource,
     ReplicaSource,
 )
-from engine.sandbox import MariaDBSandbox  # noqa: E402
-from engine.selftest import Lab  # noqa: E402
-from engine.workload import Workload  # noqa: E402
+from engine.drill.sandbox import MariaDBSandbox  # noqa: E402
+from engine.drill.selftest import Lab  # noqa: E402
+from engine.drill.workload import Workload  # noqa: E402
 
 THREAD_TOTAL = """
 SELECT /* bench:server-load */ COALESCE(SUM(s.SUM_TIMER_WAIT), 0) AS ps, COALESCE(SUM(s.COUNT_STAR), 0) AS n
@@ -53,7 +53,7 @@ SELECT /* bench:server-load */ EVENT_ID AS id, TIMER_WAIT AS ps, SQL_TEXT AS tex
 FROM performance_schema.events_statements_history_long
 WHERE THREAD_ID = %s AND EVENT_ID > %s AND TIMER_WAIT IS NOT NULL
 """
-# Which of our statements a SQL text is (engine/collectors.py's constants, by what they read).
+# Which of our statements a SQL text is (engine/adapters/collectors.py's constants, by what they read).
 KINDS = (("events_statements_summary_by_digest", "tick (+ counters every 5 s)"),
          ("max_connections", "max_connections"),
          ("events_statements_history_long", "history_long percentiles"),

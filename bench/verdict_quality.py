@@ -26,9 +26,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.decision import checkpoint_offsets_s  # noqa: E402
-from engine.thresholds import Profile  # noqa: E402
-from engine.verdict import LatencyTracker, settings_of, verdict_codes  # noqa: E402
+from engine.domain.decision import checkpoint_offsets_s  # noqa: E402
+from engine.domain.thresholds import Profile  # noqa: E402
+from engine.domain.verdict import LatencyTracker, settings_of, verdict_codes  # noqa: E402
 
 BASE_MIN, GAP_MIN, WINDOW_MIN = 30.0, 15.0, 60.0
 

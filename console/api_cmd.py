@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.identifiers import IdentifierError, check_slug
-from engine.plan import ROLES
+from engine.domain.identifiers import IdentifierError, check_slug
+from engine.domain.plan import ROLES
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DEFAULT_LISTEN = "127.0.0.1:3000"  # the runbook's curl lines use port 3000
@@ -205,7 +205,7 @@ def add_api_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def cmd_api(args: argparse.Namespace) -> int:
     from api import create_app, serve_in_thread
-    from engine.store import Store, StoreError, redact_url
+    from engine.adapters.store import Store, StoreError, redact_url
 
     try:
         host, port = parse_listen(args.listen)
@@ -237,6 +237,10 @@ def cmd_api(args: argparse.Namespace) -> int:
     except StoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    # The interpreter hands its lock to a waiting thread after this long: the kill switch's write
+    # thread waits at most ~1 ms, not 5, each time it gives the lock up for a store call while the
+    # event loop is busy with polls (bench/api_load.py, docs/api.md). This process serves the API only.
+    sys.setswitchinterval(0.001)
     try:
         server = serve_in_thread(create_app(store, tenant, tokens.tokens), host, port,
                                  tls_cert=args.tls_cert, tls_key=args.tls_key)

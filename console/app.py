@@ -25,15 +25,18 @@ from textual.app import App
 from textual.binding import Binding
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from engine import prechecks, sql
-from engine.cases import PRIORITY
-from engine.clock import Clock, SystemClock
-from engine.identity import Identity, current_identity, worker_id
-from engine.killswitch import KillSwitchBackend, KillSwitchReading, backend_for
-from engine.paths import state_dir
-from engine.plan import Plan
-from engine.roles import role_words
-from engine.runbook import (
+from engine.adapters import sql
+from engine.adapters.identity import Identity, current_identity, worker_id
+from engine.adapters.killswitch import KillSwitchBackend, KillSwitchReading, backend_for
+from engine.adapters.paths import state_dir
+from engine.domain.cases import PRIORITY
+from engine.domain.clock import Clock, SystemClock
+from engine.domain.plan import Plan
+from engine.domain.roles import role_words
+from engine.domain.runstate import ACTIVE
+from engine.domain.sizegate import gate, sampling_interval
+from engine.flows import prechecks
+from engine.flows.runbook import (
     EXECUTE_ROLES,
     KILL_TEST_ROLES,
     SIGNOFF_ROLES,
@@ -47,8 +50,6 @@ from engine.runbook import (
     missing_for,
     step_of_run,
 )
-from engine.runstate import ACTIVE
-from engine.sizegate import gate, sampling_interval
 from screens.audit import AuditScreen
 from screens.base import KeysAnswer, RunbookScreen, StepShown, drawable
 from screens.deactivate import DeactivateKillSwitch, DeactivationRequest
@@ -60,9 +61,9 @@ from screens.prechecks import PrechecksScreen
 from screens.sizegate import SizeGateScreen, TableSize
 
 if TYPE_CHECKING:  # loaded on a worker after the first screen is drawn (SQLAlchemy is slow to import)
-    from engine.report import ReportFacts
-    from engine.store import ExecutionRun, Store
-    from engine.target import Target
+    from engine.adapters.store import ExecutionRun, Store
+    from engine.adapters.target import Target
+    from engine.views.report import ReportFacts
     from screens.report import ReportCopy, ReportExport, ReportPost, ReportScreen
     from screens.rollback import (
         RollbackApprove,
@@ -143,6 +144,7 @@ class CanaryApp(KeysAnswer, App):
         super().__init__()
         self.plan = plan
         self.dry_run = dry_run  # `run --dry-run`: read-only, the SQL shown (docs/dry-run.md)
+        self.presampler: Any = None  # engine/flows/presample.py: the baseline from the run's creation on
         self.profile = plan.profile()  # built and validated once: the view polls use it twice a second
         self.store = store
         self.identity = identity or current_identity()
@@ -175,10 +177,10 @@ class CanaryApp(KeysAnswer, App):
         }  # + "rollback" and "report", installed once the store and what they need are loaded
         self._rollback_busy = threading.Lock()
         self._sign_lock = threading.Lock()
-        self._dash: Any = None  # engine.dashboard.DashboardData, only ever touched by its worker
+        self._dash: Any = None  # engine.views.dashboard.DashboardData, only ever touched by its worker
         self._dash_busy = threading.Lock()
         self._facts_for: tuple[Any, ...] | None = None
-        self._faults: Any = None  # engine.faults.FaultBox, a drill's only (made on first use)
+        self._faults: Any = None  # engine.drill.faults.FaultBox, a drill's only (made on first use)
         self._pending_goto: str | None = None  # a step asked for before its screen was loaded
         self._land_on_run = False  # a run found on opening: show the step it is in (once)
         self._faults_lock = threading.Lock()
@@ -186,7 +188,7 @@ class CanaryApp(KeysAnswer, App):
     @property
     def target(self) -> Target:
         if self._target is None:
-            from engine.target import Target
+            from engine.adapters.target import Target
 
             self._target = Target(self.plan.connection)
         return self._target
@@ -233,8 +235,8 @@ class CanaryApp(KeysAnswer, App):
             except Exception as exc:  # noqa: BLE001 - StoreError and friends: said, not shown as a traceback
                 self.call_from_thread(self.exit, return_code=1, message=f"error: {exc}")
                 return
-        import engine.enforce  # noqa: F401 - warm for the first F9
-        import engine.killswitch_actions  # noqa: F401
+        import engine.flows.enforce  # noqa: F401 - warm for the first F9
+        import engine.flows.killswitch_actions  # noqa: F401
         from screens.decision import DecisionScreen
         from screens.monitoring import MonitoringScreen
         from screens.report import ReportScreen
@@ -268,6 +270,8 @@ class CanaryApp(KeysAnswer, App):
         self._stop.set()
         self._progress_on.clear()
         self.count_cancel.set()
+        if self.presampler is not None:
+            self.presampler.cancel()  # a daemon thread: it ends at its next tick, never holds the exit
 
     # --- the frame ---------------------------------------------------------------------------
 
@@ -382,7 +386,7 @@ class CanaryApp(KeysAnswer, App):
             facts, announcement = None, ""
             step = getattr(screen, "step", "")
             if self.run_id and step in ("execution", "report") and self._facts_for != (step, view.signature()):
-                from engine.report import announce_start, report_facts
+                from engine.views.report import announce_start, report_facts
 
                 facts = report_facts(self.store, self.plan, self.run_id)
                 announcement = announce_start(facts)
@@ -400,7 +404,7 @@ class CanaryApp(KeysAnswer, App):
         self.call_from_thread(self._show_view, view, None)
 
     def _mark_present(self, run_id: str) -> None:
-        from engine.store import Approval
+        from engine.adapters.store import Approval
 
         have = {(a.role, a.actor) for a in self.store.approvals(self.plan.tenant, run_id, "presence")}
         for role in self.roles:
@@ -479,7 +483,7 @@ class CanaryApp(KeysAnswer, App):
     def check_health(self) -> None:
         """A ping of the target, unless another console drives the run (joined consoles do not
         poll the target a second time)."""
-        from engine.target import TargetError
+        from engine.adapters.target import TargetError
 
         run = self.view.run
         if run is not None and run.status == "running" and not self.driving:
@@ -517,9 +521,9 @@ class CanaryApp(KeysAnswer, App):
 
     @work(thread=True, group="kill-switch", exit_on_error=False)
     def activate_kill_switch(self) -> None:
-        """engine.killswitch_actions.activate: set (retried while another process holds the
+        """engine.flows.killswitch_actions.activate: set (retried while another process holds the
         store's lock, the ALTER killed directly meanwhile), enforce, audit; said when not all done."""
-        from engine.killswitch_actions import activate
+        from engine.flows.killswitch_actions import activate
 
         run = self.view.run
         result = activate(self.store, self.backend, self.plan.tenant, "global", self.actor, self.roles,
@@ -569,7 +573,7 @@ class CanaryApp(KeysAnswer, App):
 
     @work(thread=True, group="kill-switch", exit_on_error=False)
     def add_kill_reason(self, reason: str) -> None:
-        from engine.killswitch_actions import activate
+        from engine.flows.killswitch_actions import activate
 
         reading = self.backend.read(self.plan.tenant, self.plan.connection.id)
         for scope in reading.active_scopes() or ["global"]:
@@ -605,7 +609,7 @@ class CanaryApp(KeysAnswer, App):
 
     @work(thread=True, group="dry-run", exit_on_error=False)
     def walk_dry_run(self) -> None:
-        from engine.dryrun import dry_run, lines
+        from engine.flows.dryrun import dry_run, lines
 
         wait = getattr(self.store, "wait_open", None)
         try:
@@ -638,7 +642,7 @@ class CanaryApp(KeysAnswer, App):
             self.push_screen(FaultsDialog(self._fault_rows()))
 
     def _fault_rows(self) -> tuple[Any, ...]:
-        from engine.faults import FaultTarget, catalogue
+        from engine.drill.faults import FaultTarget, catalogue
         from screens.faults import FaultRow
 
         faults = self._faults.faults if self._faults is not None else catalogue(FaultTarget.of_plan(self.plan))
@@ -650,7 +654,7 @@ class CanaryApp(KeysAnswer, App):
 
     @work(thread=True, group="faults", exit_on_error=False)
     def toggle_fault(self, key: str) -> None:
-        from engine.faults import FaultBox, FaultError
+        from engine.drill.faults import FaultBox, FaultError
         from screens.faults import FaultsDialog
 
         with self._faults_lock:
@@ -681,7 +685,7 @@ class CanaryApp(KeysAnswer, App):
 
     @work(thread=True, group="kill-switch", exit_on_error=False)
     def deactivate_kill_switch(self, request: DeactivationRequest) -> None:
-        from engine.killswitch_actions import deactivate
+        from engine.flows.killswitch_actions import deactivate
 
         result = deactivate(self.store, self.backend, self.plan.tenant, request.scopes, self.actor, self.roles,
                             request.reason, self.plan.connection.id, via="console")
@@ -726,8 +730,8 @@ class CanaryApp(KeysAnswer, App):
 
     @work(thread=True, group="store-write", exit_on_error=False)
     def begin_prechecks(self) -> None:
-        from engine.executor import Executor
-        from engine.store import ScopeLockError
+        from engine.adapters.store import ScopeLockError
+        from engine.flows.executor import Executor
 
         ex = Executor(self.plan, self.store, self.backend, self.target, self.actor, self.worker_name,
                       clock=self.clock)
@@ -738,9 +742,27 @@ class CanaryApp(KeysAnswer, App):
             return
         self.run_id = run.id
         self._mark_present(run.id)
+        self._start_presampling(run.id)
         self._sync_view()
         self.call_from_thread(self.notify, f"run {run.id[:8]} scheduled: the prechecks begin (at least 15 "
                               "minutes, runbook 5.4)", title="Prechecks")
+
+    def _start_presampling(self, run_id: str) -> None:
+        """The baseline from the run's creation on (engine/flows/presample.py): this console samples
+        the plan's sources into the run until the execution's monitor takes over."""
+        from engine.flows.presample import PreSampler
+
+        if self.dry_run or self.presampler is not None:
+            return
+        self.presampler = PreSampler(
+            self.plan, self.store, self.backend, run_id, self.actor, self.clock,
+            on_error=lambda why: self.call_from_thread(self.notify, why, title="Baseline", severity="warning",
+                                                       timeout=12)).start()
+
+    def _stop_presampling(self) -> None:
+        sampler, self.presampler = self.presampler, None
+        if sampler is not None:
+            sampler.stop()
         self.call_from_thread(self.action_goto, "prechecks")
 
     # --- step 2: the prechecks ---------------------------------------------------------------------
@@ -790,7 +812,7 @@ class CanaryApp(KeysAnswer, App):
 
     @work(thread=True, group="self-test", exclusive=True, exit_on_error=False)
     def self_test(self) -> None:
-        from engine import selftest
+        from engine.drill import selftest
 
         def report(result: Any) -> None:
             selftest.record(self.store, self.plan.tenant, result, self.actor)
@@ -829,8 +851,8 @@ class CanaryApp(KeysAnswer, App):
 
     @work(thread=True, group="store-write", exit_on_error=False)
     def record_test(self, case: str, status: str, reference: str) -> None:
-        from engine.cases import NAMES
-        from engine.store import PrecheckResult
+        from engine.adapters.store import PrecheckResult
+        from engine.domain.cases import NAMES
 
         self.store.save_precheck(PrecheckResult(
             tenant_id=self.plan.tenant, check_id=case, priority=PRIORITY[case], status=status,
@@ -840,9 +862,9 @@ class CanaryApp(KeysAnswer, App):
 
     def action_acknowledge_case(self) -> None:
         """Runbook 2.1: a failed P1 self-test case, acknowledged with a reason by the canary lead and
-        by the DBA (engine/selftest_gate.py)."""
-        from engine import selftest_gate
-        from engine.roles import needed
+        by the DBA (engine/flows/selftest_gate.py)."""
+        from engine.domain.roles import needed
+        from engine.flows import selftest_gate
 
         if not self._need_run() or self.refuse("acknowledge_self_test", needed("acknowledge_self_test"),
                                                "acknowledging a failed P1 self-test case"):
@@ -867,7 +889,7 @@ class CanaryApp(KeysAnswer, App):
 
     @work(thread=True, group="store-write", exit_on_error=False)
     def acknowledge_case(self, run_id: str, case: str, reason: str) -> None:
-        from engine import selftest_gate
+        from engine.flows import selftest_gate
 
         try:
             ack = selftest_gate.acknowledge(self.store, self.plan.tenant, run_id, case, reason, self.actor,
@@ -907,7 +929,7 @@ class CanaryApp(KeysAnswer, App):
     def sign_off(self, run_id: str) -> None:
         """The first of your roles not signed yet, decided against the store (not the last poll), one
         sign-off at a time: a quick second press signs the next role, never the same one twice."""
-        from engine.store import Approval
+        from engine.adapters.store import Approval
 
         with self._sign_lock:
             signed = {a.role: a.actor for a in self.store.approvals(self.plan.tenant, run_id, "signoff")}
@@ -925,7 +947,7 @@ class CanaryApp(KeysAnswer, App):
 
     @work(thread=True, group="store-write", exit_on_error=False)
     def approve(self, kind: str, role: str, note: str) -> None:
-        from engine.store import Approval
+        from engine.adapters.store import Approval
 
         self.store.add_approval(Approval(tenant_id=self.plan.tenant, execution_run_id=self.run_id, kind=kind,
                                          role=role, actor=self.actor, note=note, created_at=self.clock.now()))
@@ -949,7 +971,7 @@ class CanaryApp(KeysAnswer, App):
 
     @work(thread=True, group="gate", exclusive=True, exit_on_error=False)
     def check_size(self, run_id: str) -> None:
-        from engine.target import TargetError
+        from engine.adapters.target import TargetError
 
         screen: SizeGateScreen = self.steps["size_gate"]  # type: ignore[assignment]
         schema, table = self.plan.schema, self.plan.change.table
@@ -986,7 +1008,7 @@ class CanaryApp(KeysAnswer, App):
                                   message=f"size gate BLOCK: {decision.rule}")
             told = "every console shows it"
             if self.plan.webhook_url:
-                from engine.report import post_webhook
+                from engine.views.report import post_webhook
 
                 posted = post_webhook(self.plan.webhook_url, f"🛑 [SIZE GATE BLOCK] {self.plan.schema}."
                                       f"{self.plan.change.table}: {decision.rule}. No DDL; run {run_id[:8]} "
@@ -1047,8 +1069,8 @@ class CanaryApp(KeysAnswer, App):
 
     @work(thread=True, group="executor", exit_on_error=False)
     def execute(self, run_id: str, interval: float, take_over: bool = False) -> None:
-        from engine.executor import Executor
-        from engine.monitor import Monitor, sources_for
+        from engine.flows.executor import Executor
+        from engine.flows.monitor import Monitor, sources_for
 
         me = get_current_worker()
 
@@ -1063,6 +1085,7 @@ class CanaryApp(KeysAnswer, App):
                 return
             self.call_from_thread(self._exec_event, name, data)
 
+        self._stop_presampling()  # the execution's monitor samples from here on
         clock = StoppableClock(self.clock, self._stop)
         ex = Executor(self.plan, self.store, self.backend, self.target, self.actor, self.worker_name,
                       clock=clock, on_event=on_event)
@@ -1100,7 +1123,7 @@ class CanaryApp(KeysAnswer, App):
     def watch_alter(self, run_id: str, thread_id: int) -> None:
         """The ALTER's progress and the metadata-lock guard, once a second, on a connection of its
         own (the ALTER's connection is busy; the kill switch has another)."""
-        from engine.target import TargetError, alter_stage
+        from engine.adapters.target import TargetError, alter_stage
 
         screen: ExecutionScreen = self.steps["execution"]  # type: ignore[assignment]
         schema, table = self.plan.schema, self.plan.change.table
@@ -1131,7 +1154,7 @@ class CanaryApp(KeysAnswer, App):
         """OSC 52 to the terminal (over SSH too; inside tmux it needs ``set -g set-clipboard on``,
         which the hint says)."""
         self.copy_to_clipboard(text)
-        from engine.report import copy_hint, in_tmux
+        from engine.views.report import copy_hint, in_tmux
 
         return copy_hint(in_tmux())
 
@@ -1153,7 +1176,7 @@ class CanaryApp(KeysAnswer, App):
 
     @work(thread=True, group="webhook", exit_on_error=False)
     def post_text(self, text: str, action: str) -> None:
-        from engine.report import post_webhook
+        from engine.views.report import post_webhook
 
         result = post_webhook(self.plan.webhook_url or "", text)
         self.store.audit(self.plan.tenant, self.actor, action if result.ok else f"{action}_failed", self.run_id,
@@ -1172,7 +1195,7 @@ class CanaryApp(KeysAnswer, App):
         run_id = self.run_id
         if step not in ("monitoring", "decision") or run_id is None or self._dash_busy.locked():
             return
-        from engine.dashboard import dashboard_view, decision_view, load_dashboard
+        from engine.views.dashboard import dashboard_view, decision_view, load_dashboard
 
         with self._dash_busy:
             if self._dash is not None and self._dash.facts.run_id != run_id:
@@ -1198,7 +1221,7 @@ class CanaryApp(KeysAnswer, App):
 
     @work(thread=True, group="store-write", exit_on_error=False)
     def record_checkpoint(self, label: str, note: str, ok: bool) -> None:
-        from engine.store import Checkpoint
+        from engine.adapters.store import Checkpoint
 
         if self.run_id is None:
             return
@@ -1220,14 +1243,14 @@ class CanaryApp(KeysAnswer, App):
         self.post_text(message.text, "announcement_posted")
 
     def on_pause_decision(self, message: Any) -> None:
-        from engine.monitor import PAUSE_APPROVERS
+        from engine.flows.monitor import PAUSE_APPROVERS
 
         if not self.refuse("auto_pause_approval", PAUSE_APPROVERS, "lifting the AUTO-PAUSE"):
             self.pause_decision(message.decision, message.note)
 
     @work(thread=True, group="store-write", exit_on_error=False)
     def pause_decision(self, decision: str, note: str) -> None:
-        from engine.monitor import approve_pause
+        from engine.flows.monitor import approve_pause
 
         try:
             approve_pause(self.store, self.plan.tenant, self.run_id or "", decision, self.actor, set(self.roles), note)
@@ -1243,7 +1266,7 @@ class CanaryApp(KeysAnswer, App):
 
     @work(thread=True, group="store-write", exit_on_error=False)
     def team_decision(self, decision: str, note: str) -> None:
-        from engine.monitor import record_team_decision
+        from engine.flows.monitor import record_team_decision
 
         try:
             record_team_decision(self.store, self.plan.tenant, self.run_id or "", decision, self.actor,
@@ -1275,7 +1298,7 @@ class CanaryApp(KeysAnswer, App):
 
     @work(thread=True, group="rollback-read", exclusive=True, exit_on_error=False)
     def refresh_rollback(self, run_id: str) -> None:
-        from engine.rollback_flow import refresh
+        from engine.flows.rollback_flow import refresh
 
         view, inspection = refresh(self.store, self.plan, self._rollback_target(), run_id, self.clock)
         if get_current_worker().is_cancelled:
@@ -1301,7 +1324,7 @@ class CanaryApp(KeysAnswer, App):
 
     @work(thread=True, group="rollback", exit_on_error=False)
     def rollback_act(self, what: str, **data: Any) -> None:
-        from engine import rollback_flow as flow
+        from engine.flows import rollback_flow as flow
 
         if not self._rollback_busy.acquire(blocking=False):
             self.call_from_thread(self.notify, "A rollback step is already running: wait for it.", severity="warning")
@@ -1345,7 +1368,7 @@ class CanaryApp(KeysAnswer, App):
     @work(thread=True, group="observe", exclusive=True, exit_on_error=False)
     def observe_after_rollback(self, run_id: str) -> None:
         """R4: 30 minutes of post-rollback observation, watched like the window."""
-        from engine.monitor import Monitor, observe, sources_for
+        from engine.flows.monitor import Monitor, observe, sources_for
 
         run = self.store.get_run(self.plan.tenant, run_id)
         if run is None or run.alter_started_at is None:
@@ -1379,7 +1402,7 @@ class CanaryApp(KeysAnswer, App):
 
     @work(thread=True, group="report", exit_on_error=False)
     def export_report(self, text: str, view: str) -> None:
-        from engine.report import ExportError, export_markdown
+        from engine.views.report import ExportError, export_markdown
 
         screen: ReportScreen = self.steps["report"]  # type: ignore[assignment]
         directory = state_dir() / "reports"
@@ -1394,7 +1417,7 @@ class CanaryApp(KeysAnswer, App):
 
     @work(thread=True, group="webhook", exit_on_error=False)
     def post_report(self, text: str, view: str) -> None:
-        from engine.report import post_webhook
+        from engine.views.report import post_webhook
 
         screen: ReportScreen = self.steps["report"]  # type: ignore[assignment]
         result = post_webhook(self.plan.webhook_url or "", text)

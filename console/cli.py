@@ -17,11 +17,11 @@ from dataclasses import replace
 from typing import Any
 
 from console.api_cmd import add_api_parser
-from engine.identity import current_identity, worker_id
-from engine.paths import state_dir
-from engine.plan import Plan, PlanError, load_plan
-from engine.tenancy import GLOBAL_TENANT
-from engine.text import for_terminal
+from engine.adapters.identity import current_identity, worker_id
+from engine.adapters.paths import state_dir
+from engine.domain.plan import Plan, PlanError, load_plan
+from engine.domain.tenancy import GLOBAL_TENANT
+from engine.domain.text import for_terminal
 
 # The store (sqlmodel, SQLAlchemy) is imported where it is used: ``run`` opens it on a thread while
 # the console draws its first screen.
@@ -52,8 +52,8 @@ def _store_url(args: argparse.Namespace, plan: Plan | None) -> str | None:
 
 
 def _store(args: argparse.Namespace, plan: Plan | None) -> Any:
-    from engine.clock import clock_for
-    from engine.store import Store
+    from engine.adapters.store import Store
+    from engine.domain.clock import clock_for
 
     return Store(_store_url(args, plan), clock=clock_for(plan) if plan is not None else None)
 
@@ -66,7 +66,7 @@ def _tenant(args: argparse.Namespace, plan: Plan | None, required: bool) -> str:
 
 
 def _backend(plan: Plan | None, store: Any) -> Any:
-    from engine.killswitch import EmbeddedKillSwitch, backend_for
+    from engine.adapters.killswitch import EmbeddedKillSwitch, backend_for
 
     return backend_for(plan, store) if plan else EmbeddedKillSwitch(store)
 
@@ -79,8 +79,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     FAIL-CLOSED — the switch counts as active — and said so, with why (exit 1); never "ok".
     Everything from the store is shown through ``for_terminal``: no escape sequence a user typed
     into a reason reaches this terminal."""
-    from engine.killswitch import KillSwitchReading
-    from engine.store import StoreError, redact_url
+    from engine.adapters.killswitch import KillSwitchReading
+    from engine.adapters.store import StoreError, redact_url
 
     plan = _plan(args.plan)
     tenant = _tenant(args, plan, required=False)
@@ -157,7 +157,7 @@ def _kill_plan(path: str | None) -> tuple[Any, str | None]:
     import tomllib
     from types import SimpleNamespace
 
-    from engine.plan import _env_name, _slug, _store_url, _url
+    from engine.domain.plan import _env_name, _slug, _store_url, _url
 
     if not path:
         return None, None
@@ -187,7 +187,7 @@ def _kill_plan(path: str | None) -> tuple[Any, str | None]:
 
 def cmd_kill(args: argparse.Namespace) -> int:
     """Activation: instant, no confirmation; then the ALTERs in flight are killed (docs/kill-switch.md)."""
-    from engine.killswitch_actions import KillTargetError, activate, check_target, known_ids
+    from engine.flows.killswitch_actions import KillTargetError, activate, check_target, known_ids
 
     plan, plan_problem = _kill_plan(args.plan)
     if plan_problem:
@@ -221,8 +221,8 @@ def cmd_kill(args: argparse.Namespace) -> int:
 
 def _store_for_kill(args: argparse.Namespace, plan: Any) -> Any:
     """The store; with a remote kill switch a kill goes on without it (it is only the local audit)."""
-    from engine.clock import clock_for
-    from engine.store import Store, StoreError
+    from engine.adapters.store import Store, StoreError
+    from engine.domain.clock import clock_for
 
     try:
         return Store(_store_url(args, plan), clock=clock_for(plan) if isinstance(plan, Plan) else None)
@@ -233,7 +233,7 @@ def _store_for_kill(args: argparse.Namespace, plan: Any) -> Any:
 
 
 def cmd_unkill(args: argparse.Namespace) -> int:
-    from engine.killswitch_actions import KillTargetError, check_target, deactivate, known_ids
+    from engine.flows.killswitch_actions import KillTargetError, check_target, deactivate, known_ids
 
     plan = _plan(args.plan)
     store = _store(args, plan)
@@ -259,8 +259,8 @@ def cmd_unkill(args: argparse.Namespace) -> int:
 
 
 def cmd_self_test(args: argparse.Namespace) -> int:
-    from engine import selftest
-    from engine.store import redact_url
+    from engine.adapters.store import redact_url
+    from engine.drill import selftest
 
     plan = _plan(args.plan)
     store = _store(args, plan)
@@ -289,9 +289,9 @@ def cmd_self_test(args: argparse.Namespace) -> int:
 
 def cmd_execute(args: argparse.Namespace) -> int:
     """Run the executor headless on a plan (a worker without the console)."""
-    from engine.executor import Executor
-    from engine.monitor import Monitor, sources_for
-    from engine.target import Target
+    from engine.adapters.target import Target
+    from engine.flows.executor import Executor
+    from engine.flows.monitor import Monitor, sources_for
 
     if not 1 <= args.interval <= 60:
         raise CliError("--interval must be between 1 and 60 seconds (the runbook samples every 5 s, 2.5 s "
@@ -320,7 +320,7 @@ def cmd_dry_run(args: argparse.Namespace) -> int:
     """Walk the canary read-only against the real target and print the SQL each step would send
     (docs/dry-run.md). Exit 0 when the walk was made (failed checks are printed, they are findings),
     1 when it could not be (the store), 2 for a bad plan, 3 for a person the plan does not name."""
-    from engine.dryrun import DryRunRefused, dry_run, lines
+    from engine.flows.dryrun import DryRunRefused, dry_run, lines
 
     plan = load_plan(args.plan)
     store = _store(args, plan)
@@ -344,8 +344,8 @@ def cmd_dry_run(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     """Open the console on a plan (``--dry-run``: read-only, docs/dry-run.md)."""
     from console.app import CanaryApp
-    from engine.clock import clock_for
-    from engine.opening import OpeningStore
+    from engine.adapters.opening import OpeningStore
+    from engine.domain.clock import clock_for
 
     plan = load_plan(args.plan)
     identity = current_identity()
@@ -372,7 +372,7 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
     The console opens first (the plan is written before anything slow starts) and brings the
     sandbox up behind a screen of progress bars; headless, each step and event is a line."""
     from console.headless import Output, console_possible
-    from engine import rehearsal, selftest
+    from engine.drill import rehearsal, selftest
 
     ident = current_identity()
     if not 1_000 <= args.rows <= 20_000_000:
@@ -392,7 +392,7 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
             args.headless = True
     out = Output(json_lines=args.json)
     prepared = rehearsal.prepare(args.rows, args.reset, ident.user, out.say, speed=args.speed,
-                                 performance_schema=not args.performance_schema_off)
+                                 performance_schema=not args.performance_schema_off, control=args.control)
     cases = [c.strip().upper() for c in args.self_test_cases.split(",")] if args.self_test_cases else None
     self_test = not args.skip_self_test and not prepared.resumed_run
     if not args.headless:
@@ -409,8 +409,8 @@ def _rehearse_console(args: argparse.Namespace, prepared: Any, cases: list[str] 
                       out: Any) -> int:
     """The console at once, the drill prepared behind it (console/rehearse_app.py)."""
     from console.rehearse_app import RehearsalApp
-    from engine.clock import clock_for
-    from engine.opening import OpeningStore
+    from engine.adapters.opening import OpeningStore
+    from engine.domain.clock import clock_for
 
     plan = load_plan(prepared.plan_path)
     clock = clock_for(plan)
@@ -438,13 +438,13 @@ def _rehearse_console(args: argparse.Namespace, prepared: Any, cases: list[str] 
 
 def _rehearse_headless(args: argparse.Namespace, prepared: Any, cases: list[str] | None, self_test: bool,
                        out: Any, ident: Any) -> int:
-    from engine import rehearsal
-    from engine.clock import clock_for
-    from engine.executor import Executor
-    from engine.monitor import Monitor, sources_for
-    from engine.sizegate import gate, sampling_interval
-    from engine.store import Store, redact_url
-    from engine.target import Target
+    from engine.adapters.store import Store, redact_url
+    from engine.adapters.target import Target
+    from engine.domain.clock import clock_for
+    from engine.domain.sizegate import gate, sampling_interval
+    from engine.drill import rehearsal
+    from engine.flows.executor import Executor
+    from engine.flows.monitor import Monitor, sources_for
 
     drill = prepared.drill
     plan = load_plan(drill.plan_path)
@@ -505,9 +505,14 @@ def _rehearse_headless(args: argparse.Namespace, prepared: Any, cases: list[str]
             f"{plan.executor.cooldown_seconds / 60:g} min, 60-minute monitoring window — TIME COMPRESSED "
             f"{speed:g}× (rehearsal only): about {(plan.executor.baseline_window_seconds + plan.executor.cooldown_seconds + 3600) / speed / 60:.1f} real minutes")
     if run.status == "scheduled":  # the checks the console runs, and what blocks the run (docs/prechecks.md)
-        from engine.prechecks import headless_gate
+        from engine.flows.prechecks import headless_gate
+        from engine.flows.presample import presampling
 
-        blockers = headless_gate(plan, store, backend, Target(plan.connection), run.id, ident.actor, out.say)
+        # The baseline from the run's creation on: sampled while the prechecks take their time.
+        with presampling(plan, store, backend, run.id, ident.actor, clock, ex.monitor.interval) as sampler:
+            blockers = headless_gate(plan, store, backend, Target(plan.connection), run.id, ident.actor, out.say)
+        out.say(f"baseline: sampled through the prechecks ({sampler.ticks} ticks)" if not sampler.error
+                else sampler.error)
         if blockers:
             for b in blockers:
                 out.say(f"BLOCKED: {b}")
@@ -527,7 +532,7 @@ def _rehearse_headless(args: argparse.Namespace, prepared: Any, cases: list[str]
                           c)
     for d in store.decisions(plan.tenant, run.id)[-1:]:
         check = (d.evidence or {}).get("verification") or {}
-        if check:  # engine/digest_check.py: the digests and the sample queries
+        if check:  # engine/flows/digest_check.py: the digests and the sample queries
             out.say(f"  verification: {check.get('summary')}; {check.get('index_note')}")
             for w in check.get("warnings") or []:
                 out.say(f"  verification warning: {w}")
@@ -548,7 +553,7 @@ def _on_run(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
 
 def cmd_approve(args: argparse.Namespace) -> int:
     """Lift an AUTO-PAUSE (≥ 5 concurrent warnings): resume, or roll back. Canary lead only."""
-    from engine.monitor import approve_pause
+    from engine.flows.monitor import approve_pause
 
     plan, store, ident, _run = _on_run(args)
     try:
@@ -563,8 +568,8 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     """The manual rollback's people steps (docs/rollback.md), by the same engine functions as the
     console and the API: where the flow is and what may follow, decide, approve, refuse, a new
     trigger, keep the index. The rungs (ignore, DROP) are the DBA's, in the console."""
-    from engine import rollback_flow as flow
-    from engine.text import for_terminal
+    from engine.domain.text import for_terminal
+    from engine.flows import rollback_flow as flow
 
     plan, store, ident, run = _on_run(args)
     roles = set(plan.roles_of(ident.user))
@@ -609,7 +614,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 def cmd_acknowledge(args: argparse.Namespace) -> int:
     """Runbook 2.1: acknowledge a failed P1 self-test case with a reason (canary lead and DBA, each)."""
-    from engine import selftest_gate
+    from engine.flows import selftest_gate
 
     plan, store, ident, _run = _on_run(args)
     try:
@@ -630,8 +635,8 @@ def _replay_samples(args: argparse.Namespace, profile: Any) -> int:
     """``replay --samples FILE``: judge exported samples, no store, no server."""
     from datetime import UTC, datetime
 
-    from engine.samples_file import SamplesError, judge_samples, parse_samples
-    from engine.text import for_terminal
+    from engine.domain.text import for_terminal
+    from engine.flows.samples_file import SamplesError, judge_samples, parse_samples
 
     change_at = None
     if args.change_at:
@@ -675,8 +680,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     """Re-evaluate a finished run's stored samples under another threshold profile."""
     import tomllib
 
-    from engine.monitor import replay
-    from engine.thresholds import Profile, ProfileError, profile_from_overrides
+    from engine.domain.thresholds import Profile, ProfileError, profile_from_overrides
+    from engine.flows.monitor import replay
 
     plan = _plan(args.plan)
     profile = Profile()
@@ -724,8 +729,8 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
 
-    from engine.audit_chain import render
-    from engine.store import Store, StoreError, default_store_url, redact_url
+    from engine.adapters.store import Store, StoreError, default_store_url, redact_url
+    from engine.domain.audit_chain import render
 
     expect = (args.expect_head or "").strip().lower() or None
     if expect is not None and not re.fullmatch(r"[0-9a-f]{64}", expect):
@@ -767,7 +772,7 @@ def _looks_like_a_store(url: str, sqlite_file: str | None) -> None:
     import sqlite3
     from pathlib import Path
 
-    from engine.store import redact_url
+    from engine.adapters.store import redact_url
 
     where = for_terminal(redact_url(url))
     if sqlite_file and sqlite_file != ":memory:":
@@ -794,7 +799,7 @@ def _looks_like_a_store(url: str, sqlite_file: str | None) -> None:
     try:
         from sqlalchemy import inspect
 
-        from engine.store.store import make_engine
+        from engine.adapters.store.store import make_engine
 
         engine = make_engine(url)
         try:
@@ -870,6 +875,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--rows", type=int, default=1_000_000, help="rows in shop.orders (default 1,000,000)")
     r.add_argument("--reset", action="store_true", help="wipe the previous rehearsal's servers and store")
     r.add_argument("--skip-self-test", action="store_true", help="do not run TC-01…TC-10 first")
+    r.add_argument("--control", action="store_true",
+                   help="add a control tenant (shop_tenant_b: the same table and statements, not altered) that the "
+                        "latency verdict is judged against (docs/verdict.md#the-control)")
     r.add_argument("--performance-schema-off", action="store_true",
                    help="start the drill's servers as MariaDB ships them (performance_schema=OFF): the prechecks "
                         "name the fix and no canary starts (with --reset when servers are left running)")
@@ -947,14 +955,14 @@ def _expected(exc: BaseException) -> tuple[str, int] | None:
     """An error the engine raises on purpose — a refusal, a state that does not allow the action,
     a target or store that is down — as the message a person reads and its exit code; None for a
     bug (written to cli.log)."""
-    from engine.faults import FaultError
-    from engine.identifiers import IdentifierError
-    from engine.killswitch import KillSwitchApiError
-    from engine.prometheus import PrometheusError
-    from engine.runstate import TransitionError
-    from engine.sandbox import SandboxUnavailable
-    from engine.store import ClaimConflict, ScopeLockError, StoreError
-    from engine.target import TargetError
+    from engine.adapters.killswitch import KillSwitchApiError
+    from engine.adapters.prometheus import PrometheusError
+    from engine.adapters.store import ClaimConflict, ScopeLockError, StoreError
+    from engine.adapters.target import TargetError
+    from engine.domain.identifiers import IdentifierError
+    from engine.domain.runstate import TransitionError
+    from engine.drill.faults import FaultError
+    from engine.drill.sandbox import SandboxUnavailable
 
     said = for_terminal(str(exc))
     if isinstance(exc, ScopeLockError):

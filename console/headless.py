@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from engine.rehearsal import StepProgress
+from engine.drill.rehearsal import StepProgress
 
 BAR_CELLS = 20
 
@@ -56,7 +56,7 @@ def _yes(value: Any) -> str:
     return "yes" if value else "no"
 
 
-# One readable line per executor event (engine/executor.py ``_event``); an event not listed here
+# One readable line per executor event (engine/flows/executor.py ``_event``); an event not listed here
 # still gets a line of its own, its fields as ``key value`` pairs.
 EVENT_LINES: dict[str, Callable[[dict[str, Any]], str]] = {
     "lease_wait": lambda d: f"waiting for {d.get('holder')}'s lease to run out ({_num(d.get('left_s'))} s left)",

@@ -17,9 +17,9 @@ from textual import on
 from textual.message import Message
 
 from console.app import CanaryApp
-from engine import rehearsal
-from engine.paths import state_dir
-from engine.rehearsal import PreparationCancelled, Prepared, StepProgress
+from engine.adapters.paths import state_dir
+from engine.drill import rehearsal
+from engine.drill.rehearsal import PreparationCancelled, Prepared, StepProgress
 from screens.preparing import PreparingScreen
 
 

@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING
 from textual.app import ComposeResult
 from textual.widgets import DataTable, Footer, Input
 
-from engine.text import for_terminal
+from engine.domain.text import for_terminal
 from screens.base import RunbookScreen, drawable, plain
 
 if TYPE_CHECKING:
-    from engine.store import AuditLog
+    from engine.adapters.store import AuditLog
 
 
 def audit_row(e: AuditLog) -> tuple[str, str, str, str, str]:

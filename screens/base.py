@@ -15,8 +15,8 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Input, Static
 
-from engine.runbook import RunView
-from engine.text import for_terminal
+from engine.domain.text import for_terminal
+from engine.flows.runbook import RunView
 from screens.frame import BANNER_CSS, FrameBar, FramePart, FrameState, KillBanner, RunFrame, StepBar
 
 
@@ -102,7 +102,7 @@ class RunbookScreen(Screen):
     """A runbook step: the frame on top, the step's body below (``compose_body``)."""
 
     DEFAULT_CSS = BANNER_CSS
-    step = ""  # the runbook step this screen is (engine.runbook.STEPS)
+    step = ""  # the runbook step this screen is (engine.flows.runbook.STEPS)
     # The long screens scroll by the page whatever has the focus: a table with a cursor would
     # otherwise take PageUp/PageDown/Home/End for itself and the screen would not move.
     BINDINGS = [

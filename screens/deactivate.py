@@ -13,8 +13,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
-from engine.killswitch import KillSwitchReading
-from engine.text import for_terminal
+from engine.adapters.killswitch import KillSwitchReading
+from engine.domain.text import for_terminal
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,9 @@ from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.widgets import Footer, Static
 
-from engine.dashboard import DecisionView
-from engine.plan import Plan
-from engine.roles import needed, role_words
+from engine.domain.plan import Plan
+from engine.domain.roles import needed, role_words
+from engine.views.dashboard import DecisionView
 from screens.base import RunbookScreen, drawable
 from screens.note import Note, NoteDialog
 
@@ -47,7 +47,7 @@ class OpenRollback(Message):
     """Open the rollback decision flow, pre-filled with the metrics at decision time."""
 
     metrics: dict[str, Any] = field(default_factory=dict)
-    trigger: str = ""  # engine.rollback_flow trigger the failing criteria point to
+    trigger: str = ""  # engine.flows.rollback_flow trigger the failing criteria point to
 
 
 class DecisionScreen(RunbookScreen):

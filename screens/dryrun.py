@@ -1,4 +1,4 @@
-"""The dry run (docs/dry-run.md): what ``engine.dryrun`` found and the SQL each step would send,
+"""The dry run (docs/dry-run.md): what ``engine.flows.dryrun`` found and the SQL each step would send,
 shown under the frame (which says DRY RUN). Nothing here acts: `g` asks the App, which refuses."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import Footer, Static
 
-from engine.text import for_terminal
+from engine.domain.text import for_terminal
 from screens.base import RunbookScreen
 
 
@@ -33,7 +33,7 @@ class DryRunScreen(RunbookScreen):
         yield Footer()
 
     def show_lines(self, lines: Sequence[str]) -> None:
-        """The engine's lines (``engine.dryrun.lines``); text from the server is never markup."""
+        """The engine's lines (``engine.flows.dryrun.lines``); text from the server is never markup."""
         head, *rest = list(lines) or [""]
         self.query_one("#dry-run-head", Static).update(for_terminal(head))
         self.query_one("#dry-run-body", Static).update("\n".join(for_terminal(line) for line in rest))

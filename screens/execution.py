@@ -20,13 +20,13 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Footer, Log, ProgressBar, Static
 
-from engine.plan import Plan
-from engine.runbook import RunView
-from engine.text import for_terminal
+from engine.domain.plan import Plan
+from engine.domain.text import for_terminal
+from engine.flows.runbook import RunView
 from screens.base import RunbookScreen, drawable, plain
 
 if TYPE_CHECKING:
-    from engine.store import AuditLog
+    from engine.adapters.store import AuditLog
 
 # (step, title, the audit action that starts it, the one that ends it)
 STEPS = (

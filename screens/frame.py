@@ -15,9 +15,9 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import Button, Static
 
-from engine.killswitch import KillSwitchReading
-from engine.runbook import STEPS, TITLES
-from engine.text import for_terminal
+from engine.adapters.killswitch import KillSwitchReading
+from engine.domain.text import for_terminal
+from engine.flows.runbook import STEPS, TITLES
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static
 
-from engine.runbook import Missing
-from engine.text import for_terminal
+from engine.domain.text import for_terminal
+from engine.flows.runbook import Missing
 
 
 def missing_text(missing: Sequence[Missing]) -> str:

@@ -28,9 +28,9 @@ from textual.widget import Widget
 from textual.widgets import DataTable, Footer, ProgressBar, Static
 from textual_plotext import PlotextPlot
 
-from engine.dashboard import ChartSeries, CheckItem, DashboardView, Tile
-from engine.plan import Plan
-from engine.roles import needed, role_words
+from engine.domain.plan import Plan
+from engine.domain.roles import needed, role_words
+from engine.views.dashboard import ChartSeries, CheckItem, DashboardView, Tile
 from screens.base import RunbookScreen, drawable, plain, update_text
 from screens.note import Note, NoteDialog
 
@@ -312,6 +312,8 @@ class MonitoringScreen(RunbookScreen):
     MonitoringScreen #window-bar { width: 34; height: 1; }
     MonitoringScreen #window-bar Bar { width: 32; }
     MonitoringScreen #window-text { width: 1fr; height: auto; }
+    MonitoringScreen #baseline-line { height: auto; margin: 0 1; color: $text-muted; display: none; }
+    MonitoringScreen #baseline-line.-short { color: $warning; text-style: bold; }
     MonitoringScreen #window.-paused #window-text { color: $error; text-style: bold; }
     MonitoringScreen #pause-banner { display: none; height: auto; margin: 1 1 0 1; padding: 0 1;
                                      background: red; color: white; text-style: bold; }
@@ -358,6 +360,7 @@ class MonitoringScreen(RunbookScreen):
             with Horizontal(id="window"):
                 yield ProgressBar(id="window-bar", total=100, show_eta=False, show_percentage=False)
                 yield Static("Window T+15 → T+75: waiting for the run", id="window-text", markup=False)
+            yield Static("", id="baseline-line", markup=False)
             yield Static("", id="pause-banner", markup=False)
             with Horizontal(id="status"):
                 yield Static("Concurrent warnings —", id="concurrent", markup=False)
@@ -429,6 +432,11 @@ class MonitoringScreen(RunbookScreen):
             self.query_one("#window-bar", ProgressBar).update(progress=round(p.fraction * 100, 1))
             update_text(self.query_one("#window-text", Static), p.text)
             self.query_one("#window").set_class(p.phase == "paused", "-paused")
+        if self._changed("baseline", (v.baseline, v.baseline_short)):
+            line = self.query_one("#baseline-line", Static)
+            line.display = bool(v.baseline)
+            line.set_class(v.baseline_short, "-short")
+            update_text(line, v.baseline)
         if self._changed("pause", v.pause):
             banner = self.query_one("#pause-banner", Static)
             banner.set_class(v.pause.paused, "-on")

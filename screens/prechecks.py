@@ -17,16 +17,17 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Footer, Static
 
-from engine import selftest_gate, sql
-from engine.cases import NAMES, PRIORITY
-from engine.plan import Plan
-from engine.prechecks import CHECKS
-from engine.runbook import SIGNOFF_ROLES, RunView, precheck_missing
+from engine.adapters import sql
+from engine.domain.cases import NAMES, PRIORITY
+from engine.domain.plan import Plan
+from engine.flows import selftest_gate
+from engine.flows.prechecks import CHECKS
+from engine.flows.runbook import SIGNOFF_ROLES, RunView, precheck_missing
 from screens.base import RunbookScreen, drawable, plain
 from screens.locked import missing_text
 
 if TYPE_CHECKING:
-    from engine.store import PrecheckResult
+    from engine.adapters.store import PrecheckResult
 
 MARK = {"pass": "✓ pass", "fail": "✗ FAIL", "warn": "! warn", "skip": "– skip"}
 

@@ -11,7 +11,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Footer, ProgressBar, Static
 
-from engine.rehearsal import STEP_TITLES, StepProgress
+from engine.drill.rehearsal import STEP_TITLES, StepProgress
 from screens.base import RunbookScreen, drawable, update_text
 
 MARK = {"waiting": "·", "running": "…", "done": "✓", "skipped": "–", "failed": "✗"}

@@ -2,7 +2,7 @@
 approvals matrix, the rollback ladder with its SQL, the conflicts against the rollback point, the
 records with every attempt, and the status line R1…R5 (docs/runbook.md#7-rollback, docs/rollback.md).
 
-The screen never reads the store or the server: the App runs ``engine.rollback_flow`` in thread
+The screen never reads the store or the server: the App runs ``engine.flows.rollback_flow`` in thread
 workers and calls ``show(view, inspection)``. Keys post the messages below, which the App handles.
 Every execution passes a confirmation dialog (rung 2 wants the index name typed), whatever the
 screen last saw — the engine checks approvals and the target again before it sends anything. The
@@ -33,11 +33,11 @@ from textual.widgets import (
     Static,
 )
 
-from engine.plan import Plan
-from engine.roles import may
-from engine.rollback_flow import TRIGGERS, Inspection, RollbackView, role_rows
-from engine.runbook import RunView
-from engine.text import for_terminal
+from engine.domain.plan import Plan
+from engine.domain.roles import may
+from engine.domain.text import for_terminal
+from engine.flows.rollback_flow import TRIGGERS, Inspection, RollbackView, role_rows
+from engine.flows.runbook import RunView
 from screens.base import RunbookScreen, drawable, plain
 
 # --- what the screen asks the App to do ----------------------------------------------------------

@@ -15,9 +15,9 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Footer, ProgressBar, Static
 
-from engine.plan import Plan
-from engine.runbook import RunView
-from engine.sizegate import BLOCK_ABOVE, NEAR, WARN_ABOVE, sampling_interval
+from engine.domain.plan import Plan
+from engine.domain.sizegate import BLOCK_ABOVE, NEAR, WARN_ABOVE, sampling_interval
+from engine.flows.runbook import RunView
 from screens.base import RunbookScreen, drawable, plain
 
 BAND_CLASS = {"pass": "-pass", "warn": "-warn", "fail": "-block"}

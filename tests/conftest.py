@@ -1,11 +1,11 @@
 """Shared fixtures. The MariaDB the integration tests use is a private sandbox the suite starts
-itself (engine.sandbox) on a temporary datadir, socket and free port — never the machine's server."""
+itself (engine.drill.sandbox) on a temporary datadir, socket and free port — never the machine's server."""
 
 from __future__ import annotations
 
 import pytest
 
-from engine.sandbox import MariaDBSandbox, SandboxUnavailable
+from engine.drill.sandbox import MariaDBSandbox, SandboxUnavailable
 
 
 @pytest.fixture(scope="session")
@@ -20,7 +20,7 @@ def sandbox():
 
 @pytest.fixture(scope="session")
 def lab(sandbox, tmp_path_factory):
-    from engine.selftest import Lab
+    from engine.drill.selftest import Lab
 
     return Lab(sandbox, tmp_path_factory.mktemp("lab"))
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from engine.net import free_port
+from engine.adapters.net import free_port
 
 INSTALL = "apt-get install -y prometheus prometheus-node-exporter"
 

@@ -1,7 +1,7 @@
 """The engine's HTTP API end to end: a real uvicorn server on loopback over a real SQLite store.
 
 Every endpoint's happy path; every role gate (403, a message naming the role, an audit entry);
-rollback approvals by the console's own rules (engine.rollback_flow: the wrong role, twice, the
+rollback approvals by the console's own rules (engine.flows.rollback_flow: the wrong role, twice, the
 requester alone); executions create → claim → status; audit paging; the OpenAPI document against
 the routes; the console's remote kill-switch backend against the served API, failing closed when
 it is down; the token file and the ``api`` command.
@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -22,11 +23,11 @@ import pytest
 from api import create_app, serve_in_thread
 from console import api_cmd
 from console.api_cmd import TokenFileError, load_tokens
-from engine import rollback_flow as flow
-from engine.collectors import Sample
-from engine.killswitch import EmbeddedKillSwitch, KillSwitchApiError, RemoteKillSwitch
-from engine.plan import ConnectionProfile
-from engine.store import Store
+from engine.adapters.collectors import Sample
+from engine.adapters.killswitch import EmbeddedKillSwitch, KillSwitchApiError, RemoteKillSwitch
+from engine.adapters.store import Store
+from engine.domain.plan import ConnectionProfile
+from engine.flows import rollback_flow as flow
 
 ROOT = Path(__file__).resolve().parent.parent
 TENANT = "acme"
@@ -213,7 +214,7 @@ def test_runs_are_read_by_tenant_and_unknown_ones_are_404(client):
 
 
 @pytest.mark.parametrize("method, path, body, token, needed, action", [
-    # engine/roles.py: execution_create is the canary lead's or the DBA's
+    # engine/domain/roles.py: execution_create is the canary lead's or the DBA's
     ("POST", "/api/executions", RUN_BODY, "t-sre", "canary_lead or dba", "execution_create_refused"),
     ("POST", "/api/executions", RUN_BODY, "t-dev", "canary_lead or dba", "execution_create_refused"),
     ("POST", "/api/executions/{rid}/claim", {}, "t-sre", "canary_lead or dba", "execution_claim_refused"),
@@ -237,7 +238,7 @@ def test_each_gate_refuses_other_roles_with_403_and_an_audit_entry(store, client
     assert r.status_code == 403, r.text
     actor, role = TOKENS[token]
     detail = r.json()["detail"]
-    if action == "kill_switch_deactivation_refused":  # engine.killswitch_actions' words, as the CLI's unkill
+    if action == "kill_switch_deactivation_refused":  # engine.flows.killswitch_actions' words, as the CLI's unkill
         assert "needs the canary lead or DBA role" in detail and f"{actor} holds {role}" in detail, detail
     else:
         assert detail.endswith(f"needs the {needed} role; {actor} is {role}")
@@ -260,7 +261,7 @@ def test_the_gate_comes_before_the_body_and_after_the_token(store, client):
     assert [e.action for e in store.audit_entries(TENANT)] == ["execution_create_refused", "auth_failed"]
 
 
-# --- rollback: the console's rules (engine.rollback_flow) ----------------------------------------------
+# --- rollback: the console's rules (engine.flows.rollback_flow) ----------------------------------------------
 
 
 def test_rollback_decided_by_its_role_and_approved_once_by_the_other(store, client):
@@ -321,7 +322,7 @@ def test_the_console_and_the_api_read_the_same_approval_state(store, client):
 
 
 def _plan_like():
-    from engine.plan import plan_from_dict
+    from engine.domain.plan import plan_from_dict
 
     return plan_from_dict({"tenant": TENANT, "connection": {"id": CONN, "host": "127.0.0.1", "database": "shop"},
                            "change": {"table": "orders", "index": "idx_orders_customer", "columns": ["customer_id"]}})
@@ -661,3 +662,93 @@ def test_tls_serves_https(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+def test_refuse_then_retrigger_then_refuse_and_keep_the_index(store, client):
+    """The rollback flow's later steps over the API, by the flow's own functions and rules."""
+    rid = finished_run(client, store)
+    early = client.post(f"/api/rollback/{rid}/refuse", json={"reason": "not yet"}, headers=auth("t-lead"))
+    assert early.status_code == 409 and "no rollback has been decided" in early.json()["detail"]
+    assert client.post(f"/api/rollback/{rid}/trigger", json={"trigger": "lock_wait", "reason": "7 s"},
+                       headers=auth("t-dba")).status_code == 201
+    blank = client.post(f"/api/rollback/{rid}/refuse", json={"reason": "  "}, headers=auth("t-lead"))
+    assert blank.status_code == 422 and blank.json()["field"] == "reason"
+    assert client.post(f"/api/rollback/{rid}/refuse", json={}, headers=auth("t-lead")).json()["field"] == "reason"
+    dev = client.post(f"/api/rollback/{rid}/refuse", json={"reason": "no"}, headers=auth("t-dev"))
+    requester = client.post(f"/api/rollback/{rid}/refuse", json={"reason": "no"}, headers=auth("t-dba"))
+    assert dev.status_code == 403 and requester.status_code == 403, (dev.text, requester.text)
+    refused = client.post(f"/api/rollback/{rid}/refuse", json={"reason": "the waits are the batch job's"},
+                          headers=auth("t-lead"))
+    assert refused.status_code == 200 and refused.json()["result"] == "done", refused.text
+    assert refused.json()["approvals"]["refused"] == [{"role": "canary_lead", "actor": "somchai"}]
+    # The way forward is the canary lead's: a DBA may neither retrigger nor keep the index.
+    for step in ("retrigger", "keep-index"):
+        r = client.post(f"/api/rollback/{rid}/{step}", json={"reason": "x"}, headers=auth("t-dba"))
+        assert r.status_code == 403 and "canary lead" in r.json()["detail"], (step, r.text)
+    assert len(store.audit_entries(TENANT, rid, "rollback_retrigger_refused")) == 1
+    assert len(store.audit_entries(TENANT, rid, "rollback_keep_refused")) == 1
+    again = client.post(f"/api/rollback/{rid}/retrigger", json={"reason": "the trigger was the wrong one"},
+                        headers=auth("t-lead"))
+    assert again.status_code == 200 and "closed" in again.json()["message"], again.text
+    assert store.audit_entries(TENANT, rid, "rollback_retriggered")[-1].actor == "somchai"
+    nothing = client.post(f"/api/rollback/{rid}/keep-index", json={"reason": "x"}, headers=auth("t-lead"))
+    assert nothing.status_code == 409, nothing.text  # nothing is decided any more
+    assert client.post(f"/api/rollback/{rid}/trigger", json={"trigger": "lock_wait", "reason": "8 s"},
+                       headers=auth("t-dba")).status_code == 201
+    assert client.post(f"/api/rollback/{rid}/refuse", json={"reason": "still the batch job"},
+                       headers=auth("t-lead2")).status_code == 200
+    kept = client.post(f"/api/rollback/{rid}/keep-index", json={"reason": "the refusal stands"},
+                       headers=auth("t-lead"))
+    assert kept.status_code == 200 and "kept by somchai" in kept.json()["message"], kept.text
+    [entry] = store.audit_entries(TENANT, rid, "rollback_index_kept")
+    assert entry.details["reason"] == "the refusal stands"
+    view = flow.rollback_view(store, _plan_like(), rid)  # the console's view of the same store
+    assert "KEPT" in view.status
+    twice = client.post(f"/api/rollback/{rid}/keep-index", json={"reason": "again"}, headers=auth("t-lead"))
+    assert twice.status_code == 409
+
+
+# --- the role table decides the API's refusals: every (role, action) pair the API exposes ---------
+
+
+def _api_actions(rid: str, sched: str) -> dict[str, tuple[str, str, dict[str, Any] | None]]:
+    """engine/domain/roles.py action → the API call that does it."""
+    return {
+        "execution_create": ("POST", "/api/executions", dict(RUN_BODY, table_name="matrix")),
+        "execution_claim": ("POST", f"/api/executions/{sched}/claim", {}),
+        "execution_status": ("PATCH", f"/api/executions/{sched}/status", {"status": "scheduled"}),
+        "execute": ("POST", f"/api/executions/{sched}/execute", None),
+        "rollback_record": ("POST", "/api/rollbacks", {"execution_run_id": rid, "status": "failed"}),
+        "rollback_retrigger": ("POST", f"/api/rollback/{rid}/retrigger", {"reason": "wrong trigger"}),
+        "rollback_keep_index": ("POST", f"/api/rollback/{rid}/keep-index", {"reason": "refusal stands"}),
+        "kill_switch_activate": ("PUT", f"/api/kill-switch/connection/{CONN}", {"is_active": True, "reason": "x"}),
+        "kill_switch_global": ("PUT", "/api/kill-switch/global", {"is_active": True, "reason": "x"}),
+        "kill_switch_deactivate": ("PUT", f"/api/kill-switch/connection/{CONN}",
+                                   {"is_active": False, "reason": "safe again"}),
+        "audit_read": ("GET", "/api/audit", None),
+        "audit_report": ("POST", "/api/audit", {"action": "probe"}),
+    }
+
+
+def test_the_api_refuses_exactly_the_role_action_pairs_the_role_table_refuses(store, client):
+    from engine.domain.roles import ACTION_ROLES, ROLES, may
+
+    rid = finished_run(client, store)
+    sched = create(client, dict(RUN_BODY, table_name="sched")).json()["id"]
+    calls = _api_actions(rid, sched)
+    assert set(calls) <= set(ACTION_ROLES), "an action the role table does not name"
+    token_of = {role: next(t for t, (_a, r) in TOKENS.items() if r == role) for role in ROLES}
+    wrong = []
+    for action, (method, path, body) in calls.items():
+        for role in ROLES:
+            r = client.request(method, path, json=body, headers=auth(token_of[role]))
+            assert r.status_code < 500, (action, role, r.text)
+            refused_for_role = r.status_code == 403
+            if refused_for_role == may(action, {role}):
+                wrong.append(f"{action} by {role}: {r.status_code} {r.text[:120]}")
+            if refused_for_role:  # said so and audited, as every refusal
+                assert TOKENS[token_of[role]][0] in r.json()["detail"], (action, role, r.text)
+    assert not wrong, "\n".join(wrong)
+    refused = {e.action for e in store.audit_entries(TENANT) if e.action.endswith("_refused")}
+    assert {"execution_create_refused", "rollback_retrigger_refused", "rollback_keep_refused",
+            "kill_switch_deactivation_refused"} <= refused

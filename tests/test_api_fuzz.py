@@ -18,8 +18,8 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from api import create_app
 from api.auth import RUN_ID_PATTERN
-from engine.plan import ROLES
-from engine.store import ExecutionRun, Store
+from engine.adapters.store import ExecutionRun, Store
+from engine.domain.plan import ROLES
 
 pytestmark = pytest.mark.long  # minutes: CI's second step (scripts/test --long)
 

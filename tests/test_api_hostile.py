@@ -16,7 +16,7 @@ import pytest
 from api import create_app, serve_in_thread
 from api.auth import Authenticator
 from api.guard import MAX_BODY, MAX_DEPTH, check_json, nesting_depth
-from engine.store import Store
+from engine.adapters.store import Store
 
 TENANT = "acme"
 TOKEN = "lead-token-0123456789abcdef"

@@ -2,7 +2,7 @@
 switch. A token bound to acme that reads or writes globex's switch, runs, rollbacks or audit gets
 403, the refusal is in globex's audit trail, and nothing of globex changed; its own tenant's
 requests are never refused for the tenant; a "*" token may act on both; the global switch goes by
-the role table (engine/roles.py)."""
+the role table (engine/domain/roles.py)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from api import create_app, serve_in_thread
-from engine.roles import may
-from engine.store import ExecutionRun, Store
+from engine.adapters.store import ExecutionRun, Store
+from engine.domain.roles import may
 
 TOKENS = {
     "dev-acme-token-0123456789": ("dev", "developer", ("acme",)),
@@ -74,6 +74,12 @@ def _routes(runs: dict[str, str]) -> dict[str, Callable[[str], tuple[str, str, d
         "rollback trigger": lambda t: ("POST", f"/api/rollback/{runs[t]}/trigger",
                                        {"json": {"trigger": "latency", "reason": "p99 doubled"}}),
         "rollback approve": lambda t: ("POST", f"/api/rollback/{runs[t]}/approve", {}),
+        "rollback refuse": lambda t: ("POST", f"/api/rollback/{runs[t]}/refuse",
+                                      {"json": {"reason": "the latency is the batch job's"}}),
+        "rollback retrigger": lambda t: ("POST", f"/api/rollback/{runs[t]}/retrigger",
+                                         {"json": {"reason": "the trigger was wrong"}}),
+        "rollback keep index": lambda t: ("POST", f"/api/rollback/{runs[t]}/keep-index",
+                                          {"json": {"reason": "the refusal stands"}}),
         "rollback history": lambda t: ("GET", f"/api/rollback/history/{runs[t]}", {}),
         "record rollback": lambda t: ("POST", "/api/rollbacks", {"json": {"execution_run_id": runs[t], "status": "failed"}}),
         "read audit": lambda t: ("GET", "/api/audit", {"params": {"tenant_id": t}}),

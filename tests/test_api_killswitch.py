@@ -15,8 +15,8 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
 from api import ApiServer, create_app, serve_in_thread
-from engine.killswitch import EmbeddedKillSwitch, KillSwitchApiError, RemoteKillSwitch
-from engine.store import Store
+from engine.adapters.killswitch import EmbeddedKillSwitch, KillSwitchApiError, RemoteKillSwitch
+from engine.adapters.store import Store
 
 TENANT = "acme"
 CONN = "orders-primary"
@@ -419,3 +419,103 @@ def test_create_app_refuses_bad_configuration(store):
         create_app(store, TENANT, {"": ("someone", "dba")})
     with pytest.raises(ValueError, match="tenant_id"):
         create_app(store, "Not A Slug", TOKENS)
+
+
+# --- the executors' poll: the fast path answers as the route does; concurrent polls coalesce ----
+
+
+def test_the_fast_poll_answers_exactly_what_the_route_answers(store, api, client, monkeypatch):
+    import api.guard as guard
+
+    EmbeddedKillSwitch(store).set("other", "tenant", True, "x", "not acme's", "")
+    EmbeddedKillSwitch(store).set(TENANT, "connection", True, "nok", "slow ALTER", CONN)
+    asks = [{"connection_id": CONN}, {}, {"tenant_id": TENANT, "connection_id": "other-conn"},
+            {"connection_id": CONN, "tenant_id": "other"}]
+    taken: list[bool] = []
+    original = guard.fast_read
+
+    async def counted(*args):
+        taken.append(await original(*args))
+        return taken[-1]
+
+    monkeypatch.setattr(guard, "fast_read", counted)
+    fast = [client.get("/api/kill-switch", params=p, headers=auth("t-lead")) for p in asks]
+    assert taken == [True] * len(asks)
+    monkeypatch.setattr(guard, "READ_PATH", "/no-fast-path")  # every poll through FastAPI's route
+    routed = [client.get("/api/kill-switch", params=p, headers=auth("t-lead")) for p in asks]
+    for f, r in zip(fast, routed, strict=True):
+        assert f.status_code == r.status_code == 200
+        assert f.content == r.content and f.headers["content-type"] == r.headers["content-type"]
+    assert fast[0].json()["connection_active"] and not fast[2].json()["connection_active"]
+    assert fast[3].json()["tenant_active"] and not fast[0].json()["tenant_active"]
+
+
+def test_polls_the_fast_path_does_not_take_go_to_the_route(store, client):
+    # Each of these is the route's to answer: a refusal (audited), an unknown or repeated
+    # parameter, a malformed one.
+    dev_other = client.get("/api/kill-switch", params={"tenant_id": "other"}, headers=auth("t-dev"))
+    assert dev_other.status_code == 403
+    assert any(e.action == "tenant_access_refused" for e in store.audit_entries("other", None, None, limit=10))
+    typo = client.get("/api/kill-switch?conection_id=orders-primary", headers=auth("t-dev"))
+    assert typo.status_code == 422 and typo.json()["field"] == "conection_id"
+    twice = client.get(f"/api/kill-switch?connection_id={CONN}&connection_id=x", headers=auth("t-dev"))
+    assert twice.status_code == 422
+    bad = client.get("/api/kill-switch?connection_id=Orders%20Primary", headers=auth("t-dev"))
+    assert bad.status_code == 422 and "application/problem+json" in bad.headers["content-type"]
+
+
+def test_concurrent_polls_share_reads_and_none_misses_an_activation(store, api):
+    reader = api.server.config.app.state.switch_reader
+    before = reader.reads
+
+    async def poll_many(n: int) -> list[httpx.Response]:
+        limits = httpx.Limits(max_connections=n)
+        async with httpx.AsyncClient(base_url=api.url, timeout=20, limits=limits, headers=auth("t-dev")) as c:
+            return await asyncio.gather(*[c.get("/api/kill-switch", params={"connection_id": CONN})
+                                          for _ in range(n)])
+
+    answers = asyncio.run(poll_many(60))
+    assert all(r.status_code == 200 and r.json()["global_active"] is False for r in answers)
+    assert 1 <= reader.reads - before <= 60
+    with httpx.Client(base_url=api.url, timeout=10, headers=auth("t-lead")) as lead:
+        assert lead.put("/api/kill-switch/global", json={"is_active": True, "reason": "drill"}).status_code == 200
+    # Every poll that starts after the activation answered sees it (none is answered by a read
+    # that began before it arrived).
+    answers = asyncio.run(poll_many(60))
+    assert all(r.status_code == 200 and r.json()["global_active"] is True for r in answers)
+
+
+def test_a_poll_waits_for_a_read_that_began_after_it_arrived(store):
+    import threading
+
+    from api.switch_reads import SwitchReader
+    from engine.flows.switch_flow import switch_rows
+
+    gate, started = threading.Event(), threading.Event()
+    calls: list[list[str]] = []
+
+    def gated(st, tenants):
+        calls.append(tenants)
+        rows = switch_rows(st, tenants)  # the real read, on the real store
+        if len(calls) == 1:
+            started.set()
+            assert gate.wait(10)
+        return rows
+
+    reader = SwitchReader(store, read=gated)
+
+    async def scenario():
+        first = asyncio.ensure_future(reader.state(TENANT, CONN))
+        assert await asyncio.to_thread(started.wait, 10)
+        # The first read is in flight; the switch goes on; the polls that arrive now must see it.
+        EmbeddedKillSwitch(store).set(TENANT, "global", True, "nok", "drill", "")
+        later = [asyncio.ensure_future(reader.state(t, CONN)) for t in (TENANT, "other", TENANT)]
+        await asyncio.sleep(0.05)
+        gate.set()
+        return await first, await asyncio.gather(*later)
+
+    first, later = asyncio.run(scenario())
+    reader.close()
+    assert first["global_active"] is False  # read before the activation
+    assert all(s["global_active"] for s in later)
+    assert calls == [[TENANT], [TENANT, "other"]]  # the three later polls shared one read

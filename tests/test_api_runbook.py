@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from api import create_app, serve_in_thread
-from engine.plan import ConnectionProfile
-from engine.store import Store
+from engine.adapters.store import Store
+from engine.domain.plan import ConnectionProfile
 
 FIXTURE = Path(__file__).parent / "fixtures" / "runbook_calls.txt"
 TENANT, CONN = "acme", "orders-primary"

@@ -26,10 +26,10 @@ import pytest
 from sqlalchemy import inspect, text
 
 from console.cli import main as cli_main
-from engine import audit_chain
-from engine.audit_chain import GENESIS, ChainRow, verify
-from engine.clock import FrozenClock
-from engine.store import SCHEMA_VERSION, ExecutionRun, Store, StoreError
+from engine.adapters.store import SCHEMA_VERSION, ExecutionRun, Store, StoreError
+from engine.domain import audit_chain
+from engine.domain.audit_chain import GENESIS, ChainRow, verify
+from engine.domain.clock import FrozenClock
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=5"

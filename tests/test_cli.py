@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.store import Store
+from engine.adapters.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -113,7 +113,7 @@ def test_self_test_subset_stores_results_for_the_prechecks_screen(tmp_path, stor
 
 
 def test_playing_a_teammate_is_for_rehearsal_plans_only(tmp_path):
-    from engine.plan import load_plan
+    from engine.domain.plan import load_plan
 
     real = write_plan(tmp_path, "dba")
     done = cli("run", str(real), "--as", "nok", "--store", f"sqlite:///{tmp_path / 's.db'}")

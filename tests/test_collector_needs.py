@@ -9,14 +9,15 @@ import dataclasses
 
 import pytest
 
-from engine import collector_needs, prechecks
-from engine.collectors import CollectorLoop, MySQLSource, ReplicaSource
-from engine.executor import Executor
-from engine.killswitch import EmbeddedKillSwitch
-from engine.monitor import Monitor, sources_for
-from engine.sandbox import MariaDBSandbox
-from engine.selftest import Lab
-from engine.target import Target
+from engine.adapters import collector_needs
+from engine.adapters.collectors import CollectorLoop, MySQLSource, ReplicaSource
+from engine.adapters.killswitch import EmbeddedKillSwitch
+from engine.adapters.target import Target
+from engine.drill.sandbox import MariaDBSandbox
+from engine.drill.selftest import Lab
+from engine.flows import prechecks
+from engine.flows.executor import Executor
+from engine.flows.monitor import Monitor, sources_for
 
 pytestmark = [pytest.mark.mariadb]
 PASSWORD_ENV = "CC_TEST_MONITOR_PASSWORD"
@@ -80,7 +81,7 @@ def test_no_canary_starts_without_a_latency_source(ps_off):
 
 def test_prometheus_latency_queries_are_another_latency_source():
     facts = collector_needs.CollectorFacts("mariadb", "'mon'@'%'", False, None)
-    from engine.plan import plan_from_dict
+    from engine.domain.plan import plan_from_dict
 
     base = {"tenant": "t", "connection": {"id": "c", "host": "h", "user": "mon", "database": "shop"},
             "change": {"table": "orders", "index": "idx", "columns": ["a"]}}

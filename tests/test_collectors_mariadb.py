@@ -9,8 +9,7 @@ import time
 
 import pytest
 
-from engine.clock import FrozenClock
-from engine.collectors import (
+from engine.adapters.collectors import (
     CollectorLoop,
     KillSwitchSource,
     MySQLSource,
@@ -19,10 +18,11 @@ from engine.collectors import (
     percentiles_from_buckets,
     replica_lag,
 )
-from engine.killswitch import EmbeddedKillSwitch
-from engine.sandbox import MariaDBSandbox
-from engine.selftest import Lab
-from engine.workload import Workload
+from engine.adapters.killswitch import EmbeddedKillSwitch
+from engine.domain.clock import FrozenClock
+from engine.drill.sandbox import MariaDBSandbox
+from engine.drill.selftest import Lab
+from engine.drill.workload import Workload
 
 pytestmark = pytest.mark.mariadb
 
@@ -240,7 +240,7 @@ def test_a_failing_source_is_stale_then_retried_and_recovers(pair):
 
 
 def test_samples_are_stored_with_time_and_source(pair, tmp_path):
-    from engine.store import Store
+    from engine.adapters.store import Store
 
     sb, lab, db = pair
     store = Store(f"sqlite:///{tmp_path / 's.db'}")
@@ -272,3 +272,45 @@ def test_percentiles_from_histogram_bucket_deltas():
     assert n == 150 and p50 == 5.0 and p99 == 5.0
     (p50, _), _ = percentiles_from_buckets({}, {0: (1.0, 60), 1: (2.0, 40)})
     assert p50 == 1.0
+
+
+def test_the_control_tenants_same_reads_give_the_control_series_at_the_same_moments(pair):
+    """docs/verdict.md#the-control: the same query shape in another tenant's schema (not altered)
+    is read in the same statement as the canary's; the index the canary gets speeds up the
+    canary's reads only, so the canary moves and the control does not."""
+    sb, lab, db = pair
+    ctl = lab.database("mon_ctl")
+    lab.load_orders(ctl, 20_000)
+    profile = sb.primary.profile(db)
+    source = MySQLSource(profile, db, "orders", percentile_every=0, percentile_budget=0, control_schemas=(ctl,))
+    assert "control:latency_p50" in source.metrics
+    loop = CollectorLoop([source])
+    read = "SELECT id, total FROM orders WHERE customer_id = %s"
+    with (Workload(profile, read, lambda r: (r.randint(0, 49_999),), rate_per_s=30),
+          Workload(sb.primary.profile(ctl), read, lambda r: (r.randint(0, 49_999),), rate_per_s=30)):
+        before = ticks(loop, 3)[-1]
+        with lab.admin(db) as c, c.cursor() as cur:
+            cur.execute("ALTER TABLE orders ADD INDEX idx_mon_ctl (customer_id), ALGORITHM=INPLACE, LOCK=NONE")
+        ticks(loop, 1)
+        after = ticks(loop, 2)[-1]
+    with lab.admin(db) as c, c.cursor() as cur:
+        cur.execute("ALTER TABLE orders DROP INDEX idx_mon_ctl")
+    source.close()
+    for tick in (before, after):
+        c50, c99 = tick["control:latency_p50"], tick["control:latency_p99"]
+        assert c50.value is not None and c99.value >= c50.value, c50
+        assert c50.n and ctl in c50.how and "control" in c50.how
+    assert before["latency_p50"].n and before["control:latency_p50"].n
+    # the canary's reads got the index (a 60k-row scan → a lookup); the control's did not
+    assert after["latency_p50"].value < before["latency_p50"].value / 3
+    assert after["control:latency_p50"].value > after["latency_p50"].value * 3
+
+
+def test_a_control_schema_without_the_canarys_statements_says_so():
+    from engine.adapters.collectors import CONTROL
+
+    source = MySQLSource.__new__(MySQLSource)
+    source.control_schemas, source.name = ("quiet_tenant",), "mysql"
+    empty = source._pair(CONTROL, [], "")
+    assert [s.metric for s in empty] == ["control:latency_p50", "control:latency_p99"]
+    assert all(s.value is None and "quiet_tenant" in s.error for s in empty)

@@ -9,11 +9,11 @@ from datetime import timedelta
 import pytest
 from test_console_flow import make_app, make_plan, until
 
-from engine.clock import FrozenClock, utcnow
-from engine.executor import Executor
-from engine.killswitch import EmbeddedKillSwitch
-from engine.store import Store
-from engine.target import Target
+from engine.adapters.killswitch import EmbeddedKillSwitch
+from engine.adapters.store import Store
+from engine.adapters.target import Target
+from engine.domain.clock import FrozenClock, utcnow
+from engine.flows.executor import Executor
 
 pytestmark = [pytest.mark.mariadb]
 

@@ -13,14 +13,14 @@ from datetime import UTC, datetime
 import pytest
 
 from console.app import CanaryApp
-from engine.clock import FrozenClock, utcnow
-from engine.identifiers import qualified
-from engine.identity import Identity
-from engine.killswitch import EmbeddedKillSwitch
-from engine.plan import plan_from_dict, window_covering
-from engine.selftest import PRIORITY
-from engine.store import PrecheckResult, Store
-from engine.target import Target
+from engine.adapters.identity import Identity
+from engine.adapters.killswitch import EmbeddedKillSwitch
+from engine.adapters.store import PrecheckResult, Store
+from engine.adapters.target import Target
+from engine.domain.clock import FrozenClock, utcnow
+from engine.domain.identifiers import qualified
+from engine.domain.plan import plan_from_dict, window_covering
+from engine.drill.selftest import PRIORITY
 from screens.confirm import ConfirmStatement
 from screens.execution import ExecutionScreen
 from screens.locked import StepLocked

@@ -10,11 +10,11 @@ import pytest
 from plans import ACME, people
 
 from console.app import CanaryApp
-from engine.clock import FrozenClock
-from engine.identity import Identity
-from engine.killswitch import EmbeddedKillSwitch
-from engine.plan import parse_plan
-from engine.store import Store
+from engine.adapters.identity import Identity
+from engine.adapters.killswitch import EmbeddedKillSwitch
+from engine.adapters.store import Store
+from engine.domain.clock import FrozenClock
+from engine.domain.plan import parse_plan
 from screens.audit import AuditScreen
 from screens.frame import KillBanner, RunFrame
 from screens.plan import PlanScreen

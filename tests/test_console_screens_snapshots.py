@@ -11,12 +11,12 @@ from datetime import UTC, datetime, timedelta
 from test_console_pilot import PLAN, SteadyKillSwitch
 
 from console.app import CanaryApp
-from engine import prechecks
-from engine.clock import FrozenClock
-from engine.identity import Identity
-from engine.plan import parse_plan
-from engine.runbook import STEPS, missing_for
-from engine.store import Approval, ExecutionRun, PrecheckResult, Store
+from engine.adapters.identity import Identity
+from engine.adapters.store import Approval, ExecutionRun, PrecheckResult, Store
+from engine.domain.clock import FrozenClock
+from engine.domain.plan import parse_plan
+from engine.flows import prechecks
+from engine.flows.runbook import STEPS, missing_for
 from screens.execution import AlterProgress
 from screens.locked import StepLocked
 from screens.sizegate import TableSize
@@ -194,7 +194,7 @@ def test_execution_with_the_alter_in_progress_and_a_session_queued(snap_compare,
 
 def test_every_step_is_locked_until_its_time(tmp_path):
     clock, store, plan, run = world(tmp_path, minutes_in=6)
-    from engine.runbook import load_view
+    from engine.flows.runbook import load_view
     view = load_view(store, "acme", run.id)
     locked = {s for s in STEPS if missing_for(s, view, clock.now())}
     assert locked == {"size_gate", "execution", "monitoring", "decision", "rollback"}

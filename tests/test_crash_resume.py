@@ -24,11 +24,11 @@ from pathlib import Path
 
 import pytest
 
-from engine.clock import clock_for, utcnow
-from engine.plan import load_plan, toml_dump, window_covering
-from engine.store import Store
-from engine.target import Target
-from engine.workload import Workload
+from engine.adapters.store import Store
+from engine.adapters.target import Target
+from engine.domain.clock import clock_for, utcnow
+from engine.domain.plan import load_plan, toml_dump, window_covering
+from engine.drill.workload import Workload
 
 pytestmark = [pytest.mark.long, pytest.mark.mariadb, pytest.mark.slow,
               pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is needed to run the real console")]

@@ -31,11 +31,11 @@ from pathlib import Path
 
 import pytest
 
-from engine.clock import clock_for, utcnow
-from engine.plan import load_plan, toml_dump, window_covering
-from engine.store import Store
-from engine.target import Target
-from engine.workload import Workload
+from engine.adapters.store import Store
+from engine.adapters.target import Target
+from engine.domain.clock import clock_for, utcnow
+from engine.domain.plan import load_plan, toml_dump, window_covering
+from engine.drill.workload import Workload
 
 pytestmark = [pytest.mark.long, pytest.mark.mariadb, pytest.mark.slow,
               pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is needed to run the real console")]
@@ -145,7 +145,7 @@ def errors_on(screen: str) -> list[str]:
 
 
 def test_a_run_survives_its_console_killed_at_five_points(drill, lab):
-    from engine import rollback_flow as flow
+    from engine.flows import rollback_flow as flow
 
     plan_path, store_url, db, tmux_socket, env = drill
     plan = load_plan(plan_path)

@@ -1,7 +1,7 @@
 """The live monitoring dashboard and the decision screen (docs/runbook.md#5-monitoring, docs/thresholds.md; runbook 5–7, 7.2).
 
 Pure tests of ``dashboard_view`` / ``decision_view`` on hand-built windows; ``load_dashboard``
-against a real SQLite store, equal to ``engine.monitor.replay`` for the same samples; Pilot tests
+against a real SQLite store, equal to ``engine.flows.monitor.replay`` for the same samples; Pilot tests
 hosting each screen in a tiny App (data in through ``show_dashboard`` / ``show_decision``, messages
 out); SVG snapshots at 160×50 and one at 80×24. Deterministic: fixed datetimes, fixed data."""
 
@@ -14,9 +14,14 @@ import pytest
 from plans import ACME, people
 from textual.app import App
 
-from engine.clock import FrozenClock
-from engine.collectors import Sample
-from engine.dashboard import (
+from engine.adapters.collectors import Sample
+from engine.adapters.killswitch import KillSwitchReading
+from engine.adapters.store import Approval, Checkpoint, Decision, ExecutionRun, Store
+from engine.domain.clock import FrozenClock
+from engine.domain.plan import parse_plan
+from engine.domain.thresholds import Profile
+from engine.flows.monitor import AUTO_PAUSE, replay
+from engine.views.dashboard import (
     CHART_BUCKETS,
     ApprovalFact,
     CheckpointFact,
@@ -29,12 +34,7 @@ from engine.dashboard import (
     decision_view,
     load_dashboard,
 )
-from engine.killswitch import KillSwitchReading
-from engine.monitor import AUTO_PAUSE, replay
-from engine.plan import parse_plan
-from engine.report import PersonFacts
-from engine.store import Approval, Checkpoint, Decision, ExecutionRun, Store
-from engine.thresholds import Profile
+from engine.views.report import PersonFacts
 from screens.decision import DecisionScreen, OpenRollback, TeamDecision
 from screens.frame import FrameState
 from screens.monitoring import (
@@ -422,7 +422,7 @@ def decided(d: Drill, stopped_early: bool = False, team: dict | None = None) -> 
     data = d.data()
     verdict = data.window.ev.finish(True)
     evidence = verdict.as_dict() | {"profile": "default", "stopped_early": stopped_early} | (team or {})
-    if stopped_early:  # as engine.monitor records a stop on a harm limit
+    if stopped_early:  # as engine.flows.monitor records a stop on a harm limit
         state = data.window.ev.state
         evidence |= {"stop_cause": "failure_condition", "stopped_at_s": state.elapsed_s,
                      "stop_reason": state.stop_reason}
@@ -600,7 +600,7 @@ def test_load_dashboard_incrementally_equals_replay(stored):
 
 
 def test_load_dashboard_reads_only_the_new_samples(stored, monkeypatch):
-    import engine.dashboard as dash
+    import engine.views.dashboard as dash
 
     clock, store, run = stored
     for i in range(60):
@@ -892,7 +892,7 @@ def test_snapshot_decision_inconclusive(snap_compare):
 async def test_a_chart_is_redrawn_only_when_a_dot_it_draws_moves():
     """A bucket's new minimum a hair below the old one lands on the same braille dot: no redraw
     (a redraw costs ~15 ms, five charts a second at a 1 s interval); a point a dot away redraws."""
-    from engine.dashboard import ChartSeries
+    from engine.views.dashboard import ChartSeries
 
     class One(App):
         def compose(self):
@@ -929,3 +929,29 @@ def test_the_checkpoint_countdown_counts_minutes_then_the_last_minutes_seconds()
     from screens.monitoring import countdown
 
     assert [countdown(x) for x in (840, 839, 781, 60, 59, 0)] == ["14 min", "14 min", "14 min", "1 min", "0:59", "0:00"]
+
+
+def test_the_baseline_line_says_its_length_n_and_control_and_warns_only_when_too_short():
+    """docs/verdict.md: the monitoring screen says how long the latency baseline is; a warning only
+    when the window cannot judge it (effective n below min_samples), or, before the window, when it
+    is shorter than the profile's baseline_minutes."""
+    from dataclasses import replace as dc_replace
+
+    from engine.domain.thresholds import Profile
+    from engine.views.dashboard import _baseline_words
+
+    profile = Profile()
+    alter = datetime(2026, 11, 24, 16, 0, tzinfo=UTC)
+    rows = tuple(SampleRow(alter - timedelta(seconds=5 * i), "latency_p50", 0.001 * (1 + 0.1 * (i % 7)))
+                 for i in range(400, 0, -1))
+    facts = RunFacts(run_id="r", tenant="t", status="running", fail_reason=None, schema="shop", table="orders",
+                     index="i", connection_id="c", alter_started_at=alter)
+    data = DashboardData(facts, profile, alter, pre_rows=rows, configured=frozenset({"latency_p50"}))
+    words = _baseline_words(profile, data)
+    assert words["baseline"].startswith("Baseline 33.2 min before the ALTER: p50 n=400; no control")
+    assert words["baseline_short"] is False
+    short = _baseline_words(profile, dc_replace(data, pre_rows=rows[-60:]))
+    assert short["baseline_short"] and "under the profile's 30 min" in short["baseline"]
+    ctl = _baseline_words(profile, dc_replace(data, facts=dc_replace(facts, control_schemas=("shop_b",))))
+    assert "control: shop_b" in ctl["baseline"]
+    assert _baseline_words(profile, dc_replace(data, facts=dc_replace(facts, alter_started_at=None))) == {}

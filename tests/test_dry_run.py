@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.net import free_port
-from engine.store import Store
+from engine.adapters.net import free_port
+from engine.adapters.store import Store
 
 pytestmark = [pytest.mark.mariadb]
 ROOT = Path(__file__).resolve().parent.parent
@@ -135,9 +135,9 @@ def test_a_person_the_plan_does_not_name_is_refused(tmp_path):
 
 async def test_console_dry_run_says_so_and_refuses_to_execute(sandbox, lab, tmp_path):
     from console.app import CanaryApp
-    from engine.identity import Identity
-    from engine.killswitch import EmbeddedKillSwitch
-    from engine.plan import load_plan
+    from engine.adapters.identity import Identity
+    from engine.adapters.killswitch import EmbeddedKillSwitch
+    from engine.domain.plan import load_plan
     from screens.dryrun import DryRunScreen
     from screens.frame import RunFrame
 
@@ -177,10 +177,10 @@ async def test_console_dry_run_says_so_and_refuses_to_execute(sandbox, lab, tmp_
 def test_a_write_a_check_would_try_is_withheld_not_sent(sandbox, lab, tmp_path):
     """The prechecks turn on the metadata-lock instrument when it is off; a dry run lists that
     UPDATE as withheld and the instrument stays off. The read-only session refuses any write."""
-    from engine.dryrun import ReadOnlyTarget, dry_run
-    from engine.killswitch import EmbeddedKillSwitch
-    from engine.plan import load_plan
-    from engine.target import TargetError
+    from engine.adapters.killswitch import EmbeddedKillSwitch
+    from engine.adapters.target import TargetError
+    from engine.domain.plan import load_plan
+    from engine.flows.dryrun import ReadOnlyTarget, dry_run
 
     db = lab.database("dryrun_withheld")
     lab.load_orders(db, 300)
@@ -226,9 +226,9 @@ def test_an_unreachable_target_is_an_error_with_the_sql_still_shown(tmp_path):
 def test_the_statements_are_the_builders_own_for_each_server():
     """Pure: the ladder follows the server (MySQL: INVISIBLE; no rung 1 where the server has no
     IGNORED), and every statement is one the shared builders make."""
-    from engine import sql
-    from engine.dryrun import statements
-    from engine.plan import plan_from_dict
+    from engine.adapters import sql
+    from engine.domain.plan import plan_from_dict
+    from engine.flows.dryrun import statements
 
     plan = plan_from_dict({"tenant": "t", "connection": {"id": "c", "host": "h", "user": "u", "database": "shop"},
                            "change": {"table": "orders", "index": "idx_a", "columns": ["a", {"name": "b", "prefix": 8}]}})
@@ -250,11 +250,11 @@ async def test_a_dry_run_console_never_takes_a_run_over(tmp_path):
     import time
 
     from console.app import CanaryApp
-    from engine.executor import Executor
-    from engine.identity import Identity
-    from engine.killswitch import EmbeddedKillSwitch
-    from engine.plan import load_plan
-    from engine.target import Target
+    from engine.adapters.identity import Identity
+    from engine.adapters.killswitch import EmbeddedKillSwitch
+    from engine.adapters.target import Target
+    from engine.domain.plan import load_plan
+    from engine.flows.executor import Executor
 
     plan = load_plan(write_plan(tmp_path, free_port(), "shop"))
     store = Store(f"sqlite:///{tmp_path / 'store.db'}")

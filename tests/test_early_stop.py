@@ -17,17 +17,17 @@ from datetime import datetime
 import pytest
 from plans import ACME, people
 
-from engine.clock import CompressedClock
-from engine.collectors import Sample
-from engine.dashboard import dashboard_view, decision_view, load_dashboard
-from engine.executor import Abort, Executor
-from engine.killswitch import EmbeddedKillSwitch
-from engine.monitor import Monitor
-from engine.plan import parse_plan
-from engine.report import render_report, report_facts
-from engine.stops import fail_reason_for, stop_words
-from engine.store import ExecutionRun, Store
-from engine.target import Target
+from engine.adapters.collectors import Sample
+from engine.adapters.killswitch import EmbeddedKillSwitch
+from engine.adapters.store import ExecutionRun, Store
+from engine.adapters.target import Target
+from engine.domain.clock import CompressedClock
+from engine.domain.plan import parse_plan
+from engine.domain.stops import fail_reason_for, stop_words
+from engine.flows.executor import Abort, Executor
+from engine.flows.monitor import Monitor
+from engine.views.dashboard import dashboard_view, decision_view, load_dashboard
+from engine.views.report import render_report, report_facts
 
 PLAN = parse_plan(ACME + people(("Somchai", "canary_lead", "somchai", "@somchai"), ("Nok", "dba", "nok", "@nok")),
                   "canary.toml")
@@ -69,7 +69,7 @@ class ScriptedSource:
 
 def _unreachable_target() -> Target:
     """A target that refuses at once (a local port nobody listens on): the window reads the table's
-    digests at its start and end (engine/digest_check.py), and here they are unreadable — audited,
+    digests at its start and end (engine/flows/digest_check.py), and here they are unreadable — audited,
     and the verification says so; the stop under test does not depend on them."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

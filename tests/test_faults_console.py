@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 from test_console_flow import make_app, make_plan, until
 
-from engine.plan import plan_from_dict
-from engine.store import Store
+from engine.adapters.store import Store
+from engine.domain.plan import plan_from_dict
 from screens.faults import FaultsDialog
 
 pytestmark = [pytest.mark.mariadb]

@@ -15,16 +15,16 @@ from dataclasses import replace
 import pytest
 from netfault import FaultyProxy
 
-from engine.clock import CompressedClock
-from engine.collectors import MySQLSource, ReplicaSource
-from engine.executor import Executor
-from engine.killswitch import EmbeddedKillSwitch
-from engine.monitor import Monitor
-from engine.sandbox import MariaDBSandbox
-from engine.selftest import Lab
-from engine.target import Target
-from engine.thresholds import profile_from_overrides
-from engine.workload import Workload
+from engine.adapters.collectors import MySQLSource, ReplicaSource
+from engine.adapters.killswitch import EmbeddedKillSwitch
+from engine.adapters.target import Target
+from engine.domain.clock import CompressedClock
+from engine.domain.thresholds import profile_from_overrides
+from engine.drill.sandbox import MariaDBSandbox
+from engine.drill.selftest import Lab
+from engine.drill.workload import Workload
+from engine.flows.executor import Executor
+from engine.flows.monitor import Monitor
 
 pytestmark = [pytest.mark.long, pytest.mark.mariadb]
 SPEED = 120.0

@@ -1,6 +1,6 @@
-"""Fault injection for the rehearsal (engine/faults.py) against a sandbox primary + replica with the
+"""Fault injection for the rehearsal (engine/drill/faults.py) against a sandbox primary + replica with the
 rehearsal's workload, measured by the real collectors on a running CollectorLoop: each fault moves
-its metric into a warning or critical band (computed with engine.thresholds as the dashboard does)
+its metric into a warning or critical band (computed with engine.domain.thresholds as the dashboard does)
 or clearly away from its calm value within two samples, and the metric recovers after stop."""
 
 from __future__ import annotations
@@ -12,10 +12,15 @@ from dataclasses import replace
 
 import pytest
 
-from engine import sql
-from engine.clock import utcnow
-from engine.collectors import CollectorLoop, MySQLSource, ReplicaSource, Sample
-from engine.faults import (
+from engine.adapters import sql
+from engine.adapters.collectors import CollectorLoop, MySQLSource, ReplicaSource, Sample
+from engine.adapters.store import Store
+from engine.adapters.target import TargetError, TargetSession
+from engine.domain.clock import utcnow
+from engine.domain.identifiers import qualified
+from engine.domain.plan import plan_from_dict
+from engine.domain.thresholds import Profile, evaluate_band
+from engine.drill.faults import (
     ErrorBurst,
     FaultBox,
     FaultError,
@@ -26,14 +31,9 @@ from engine.faults import (
     LongTransaction,
     ReplicationLag,
 )
-from engine.identifiers import qualified
-from engine.plan import plan_from_dict
-from engine.rehearsal import DB, TABLE, plan_data
-from engine.sandbox import MariaDBSandbox, SandboxUnavailable, load_orders
-from engine.store import Store
-from engine.target import TargetError, TargetSession
-from engine.thresholds import Profile, evaluate_band
-from engine.workload import Workload
+from engine.drill.rehearsal import DB, TABLE, plan_data
+from engine.drill.sandbox import MariaDBSandbox, SandboxUnavailable, load_orders
+from engine.drill.workload import Workload
 
 pytestmark = [pytest.mark.mariadb]
 ROWS = 60_000
@@ -95,7 +95,7 @@ def drill(tmp_path_factory):
         sb.wait_replica_caught_up(60)
         profile = sb.primary.profile(DB)
         t = qualified(DB, TABLE)
-        # The rehearsal's own statements (engine/rehearsal.py): reads by customer, writes by id. There
+        # The rehearsal's own statements (engine/drill/rehearsal.py): reads by customer, writes by id. There
         # a read scans a million rows and the reads fall behind their 20/s, so most statements are
         # writes and p50 is a write's latency; 10 reads a second keep that mix on this small table.
         reads = Workload(profile, f"SELECT /* rehearsal-read */ id, total FROM {t} WHERE customer_id = %s "  # noqa: S608

@@ -26,9 +26,9 @@ from sqlalchemy import event, text
 from test_console_pilot import make_app
 
 from console.cli import main as cli_main
-from engine.killswitch import EmbeddedKillSwitch
-from engine.store import ExecutionRun, Store, StoreError
-from engine.store.store import StoreFull, StoreLocked
+from engine.adapters.killswitch import EmbeddedKillSwitch
+from engine.adapters.store import ExecutionRun, Store, StoreError
+from engine.adapters.store.store import StoreFull, StoreLocked
 
 HOLDER = r"""
 import select, sqlite3, sys
@@ -365,8 +365,8 @@ async def test_f9_with_the_store_locked_kills_the_alter_at_once_and_the_run_ends
     from test_console_flow import make_app as console_app
     from test_console_flow import make_plan, until
 
-    from engine.executor import Executor
-    from engine.target import Target
+    from engine.adapters.target import Target
+    from engine.flows.executor import Executor
 
     db = lab.database("cc_f9_locked")
     lab.load_orders(db, 5_000)

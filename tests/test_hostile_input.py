@@ -32,8 +32,8 @@ from hypothesis import strategies as st
 from plans import ACME
 
 from console import cli
-from engine.identifiers import IdentifierError, check_identifier, qualified, quote
-from engine.plan import PlanError, parse_plan, plan_from_dict, printable, window_covering
+from engine.domain.identifiers import IdentifierError, check_identifier, qualified, quote
+from engine.domain.plan import PlanError, parse_plan, plan_from_dict, printable, window_covering
 
 # A plan with every section and every kind of value, as a dict to break one place at a time.
 FULL = """
@@ -325,7 +325,7 @@ def test_a_source_path_with_a_newline_stays_on_its_line():
     assert "bad\\nname\\x1b.toml" in caught.value.render()
 
 
-# --- what the fixes in engine/plan.py refuse, one by one ----------------------------------------
+# --- what the fixes in engine/domain/plan.py refuse, one by one ----------------------------------------
 
 
 @pytest.mark.parametrize("edit, needle", [
@@ -607,12 +607,14 @@ def _workload(lab: Any, n: Names) -> None:
 def _drive(lab: Any, n: Names, tmp: Path) -> list[str]:
     """The engine's whole normal work on the plan, as the console and the CLI do it; returns the
     statements the server received from the engine's account."""
-    from engine import prechecks
-    from engine.clock import utcnow
-    from engine.collectors import MySQLSource
-    from engine.executor import DigestObserver, Executor
-    from engine.killswitch import EmbeddedKillSwitch
-    from engine.rollback_flow import (
+    from engine.adapters.collectors import MySQLSource
+    from engine.adapters.killswitch import EmbeddedKillSwitch
+    from engine.adapters.store import Store
+    from engine.adapters.target import Target
+    from engine.domain.clock import utcnow
+    from engine.flows import prechecks
+    from engine.flows.executor import DigestObserver, Executor
+    from engine.flows.rollback_flow import (
         approve_rollback,
         decide_rollback,
         execute_drop,
@@ -620,8 +622,6 @@ def _drive(lab: Any, n: Names, tmp: Path) -> list[str]:
         inspect,
         undo_ignore,
     )
-    from engine.store import Store
-    from engine.target import Target
 
     _setup(lab, n)
     plan = plan_from_dict({
@@ -770,8 +770,8 @@ def test_reserved_words_and_number_like_names_run_end_to_end(vocabulary, general
 def test_a_profile_the_client_cannot_use_is_a_target_error_not_a_crash(profile, needle):
     """Plans refuse these; a profile built another way (the store's copy, a test) still gets a
     TargetError saying what to fix — never the client library's own exception."""
-    from engine.plan import TLS, ConnectionProfile
-    from engine.target import TargetError, TargetSession
+    from engine.adapters.target import TargetError, TargetSession
+    from engine.domain.plan import TLS, ConnectionProfile
 
     tls = TLS(ca=profile.pop("tls_ca")) if "tls_ca" in profile else None
     with pytest.raises(TargetError) as caught:

@@ -10,8 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine import sql
-from engine.identifiers import IdentifierError, check_identifier, check_slug, qualified, quote
+from engine.adapters import sql
+from engine.domain.identifiers import (
+    IdentifierError,
+    check_identifier,
+    check_slug,
+    qualified,
+    quote,
+)
 
 RUN = "0f8e2a1c-5b7d-4c3e-9a10-2b3c4d5e6f70"
 

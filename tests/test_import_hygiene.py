@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_engine_imports_no_ui():
     modules = sorted(m.name for m in pkgutil.walk_packages(engine.__path__, "engine."))
-    assert "engine.executor" in modules
+    assert "engine.flows.executor" in modules
     code = (
         "import importlib, sys\n"
         f"for name in {modules!r}:\n"
@@ -46,10 +46,59 @@ def test_the_first_screen_path_imports_no_heavy_library():
     after the first frame (bench/console_start.py measures the time)."""
     code = (
         "import sys\n"
-        "import console.cli, console.app, engine.opening, engine.clock\n"
+        "import console.cli, console.app, engine.adapters.opening, engine.domain.clock\n"
         "heavy = ('sqlalchemy', 'sqlmodel', 'pymysql', 'httpx', 'plotext')\n"
         "print(','.join(sorted({m.split('.')[0] for m in sys.modules if m.split('.')[0] in heavy})))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "", f"the first screen's path imports {out.stdout.strip()}"
+
+
+LAYERS = ("domain", "adapters", "flows", "views", "drill")
+# What each folder of the engine may import of ours (docs/architecture.md): domain nothing outside
+# itself; adapters the domain; flows the domain and the adapters; views also the flows' reads;
+# the drill everything.
+MAY_IMPORT = {
+    "domain": {"domain"},
+    "adapters": {"domain", "adapters"},
+    "flows": {"domain", "adapters", "flows"},
+    "views": {"domain", "adapters", "flows", "views"},
+    "drill": set(LAYERS),
+}
+
+
+def _engine_imports(path: Path) -> list[tuple[int, str]]:
+    """Every ``engine.…`` module a source file imports, at any depth (inside functions and
+    ``TYPE_CHECKING`` blocks too)."""
+    import ast
+
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names if a.name.split(".")[0] == "engine"]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == "engine":
+            if node.module == "engine":
+                found += [(node.lineno, f"engine.{a.name}") for a in node.names]
+            else:
+                found.append((node.lineno, node.module))
+    return found
+
+
+def test_every_engine_module_lives_in_a_layer():
+    flat = sorted(p.name for p in (ROOT / "engine").glob("*.py") if p.name != "__init__.py")
+    assert flat == [], f"modules outside engine/domain, adapters, flows, views, drill: {flat}"
+    assert sorted(p.name for p in (ROOT / "engine").iterdir() if p.is_dir() and p.name != "__pycache__") == sorted(LAYERS)
+
+
+def test_each_engine_layer_imports_only_what_it_may():
+    """The domain imports no adapter, flow, view or drill module; adapters no flow; and so on."""
+    offenders = []
+    for layer in LAYERS:
+        for path in sorted((ROOT / "engine" / layer).rglob("*.py")):
+            for line, module in _engine_imports(path):
+                parts = module.split(".")
+                target = parts[1] if len(parts) > 1 else ""
+                if target not in MAY_IMPORT[layer]:
+                    offenders.append(f"{path.relative_to(ROOT)}:{line} imports {module}")
+    assert offenders == []

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.store import ExecutionRun, Store
+from engine.adapters.store import ExecutionRun, Store
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -109,7 +109,7 @@ def test_a_kill_of_an_unknown_or_malformed_tenant_is_refused_naming_the_known_on
     with store.session() as s:
         from sqlmodel import select
 
-        from engine.store import KillSwitchState
+        from engine.adapters.store import KillSwitchState
         tenants = {r.tenant_id for r in s.exec(select(KillSwitchState)).all()}
     assert tenants <= {"*", "acme"}
 
@@ -238,9 +238,9 @@ def test_with_the_api_down_the_kill_still_stops_the_alter_on_the_target(lab):
     CLI says exactly the one that did — the index on the table decides."""
     import time
 
-    from engine.plan import toml_dump
-    from engine.selftest import spawn_worker, wait_for
-    from engine.target import Target
+    from engine.adapters.target import Target
+    from engine.domain.plan import toml_dump
+    from engine.drill.selftest import spawn_worker, wait_for
 
     db = lab.big_table(1_000_000)
     plan = lab.plan(db, "idx_kill_api_down", ["note", "status", "total"], lease_seconds=2.0)
@@ -304,11 +304,11 @@ def test_a_kill_says_what_the_server_shows_after_it_killed_or_finished_before(la
     tagged SLEEP stands for the ALTER: found by its tag, killed, ended, the index absent)."""
     import threading
 
-    from engine import sql
-    from engine.killswitch import EmbeddedKillSwitch, RemoteKillSwitch
-    from engine.killswitch_actions import activate
-    from engine.selftest import wait_for
-    from engine.target import Target, TargetError
+    from engine.adapters import sql
+    from engine.adapters.killswitch import EmbeddedKillSwitch, RemoteKillSwitch
+    from engine.adapters.target import Target, TargetError
+    from engine.drill.selftest import wait_for
+    from engine.flows.killswitch_actions import activate
 
     db = lab.database("kill_outcome")
     lab.load_orders(db, 500)

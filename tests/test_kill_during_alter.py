@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from engine.selftest import spawn_worker, wait_for, write_plan
-from engine.target import Target
+from engine.adapters.target import Target
+from engine.drill.selftest import spawn_worker, wait_for, write_plan
 
 pytestmark = [pytest.mark.mariadb, pytest.mark.slow]
 ROWS = 1_000_000

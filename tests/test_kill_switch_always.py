@@ -9,7 +9,7 @@ import pytest
 from test_console_pilot import _wait_active, _wait_off, make_app
 from textual.widgets import Input
 
-from engine.killswitch import KillSwitchReading, ScopeState
+from engine.adapters.killswitch import KillSwitchReading, ScopeState
 from screens.audit import AuditScreen, audit_row
 from screens.deactivate import DeactivateKillSwitch
 from screens.faults import FaultsDialog
@@ -141,7 +141,7 @@ def test_text_from_the_store_is_shown_escaped_in_the_banner_the_dialog_and_the_a
     Entry.details = {"error": f"boom{evil}"}
     line = audit_line(Entry())
     assert "\x1b" not in line and "\\x1b[2J" in line  # the Execution screen's log
-    from engine.runbook import Missing
+    from engine.flows.runbook import Missing
     from screens.locked import missing_text
 
     locked = missing_text([Missing(f"sign-off by mallory{evil}", "the SRE")])
@@ -168,7 +168,7 @@ async def test_f9_with_the_remote_api_down_says_what_was_not_set_and_audits_loca
     frame red (the reading fails closed), audits locally and says which part failed and what to do."""
     import socket
 
-    from engine.killswitch import RemoteKillSwitch
+    from engine.adapters.killswitch import RemoteKillSwitch
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

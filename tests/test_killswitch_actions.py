@@ -1,4 +1,4 @@
-"""engine.killswitch_actions without a terminal: the one function each for turning the kill switch
+"""engine.flows.killswitch_actions without a terminal: the one function each for turning the kill switch
 on and off (the console, the CLI and the API call them), and the id check."""
 
 from __future__ import annotations
@@ -7,8 +7,9 @@ import socket
 
 import pytest
 
-from engine.killswitch import EmbeddedKillSwitch, RemoteKillSwitch
-from engine.killswitch_actions import (
+from engine.adapters.killswitch import EmbeddedKillSwitch, RemoteKillSwitch
+from engine.adapters.store import Store
+from engine.flows.killswitch_actions import (
     KillTargetError,
     KnownIds,
     activate,
@@ -16,7 +17,6 @@ from engine.killswitch_actions import (
     deactivate,
     known_ids,
 )
-from engine.store import Store
 
 
 @pytest.fixture
@@ -99,13 +99,13 @@ def test_known_ids_are_the_plans_and_the_stores(store):
     (812, True, None, "unconfirmed"),  # ended, but the index could not be read
 ])
 def test_the_outcome_of_a_kill_is_what_the_server_shows_after_it(thread, ended, index_present, outcome):
-    from engine.enforce import kill_outcome
+    from engine.flows.enforce import kill_outcome
 
     assert kill_outcome(thread, ended, index_present) == outcome
 
 
 def test_an_alter_that_finished_before_the_kill_is_said_plainly_and_is_not_ok():
-    from engine.killswitch_actions import KillResult
+    from engine.flows.killswitch_actions import KillResult
 
     result = KillResult("activate", ("tenant",), "acme", "", "nok", "cli", switch_set=True,
                         finished_before=[("r-1", "idx_x on shop.orders")])
@@ -128,7 +128,7 @@ def test_an_alter_that_finished_before_the_kill_is_said_plainly_and_is_not_ok():
 def test_a_switch_set_in_this_process_wakes_its_alter_watchers_at_once(store):
     """The executor watching its ALTER waits on ``watching()`` between polls: an activation in the
     same process (F9 in the driving console) wakes it, so its KILL needs no poll interval."""
-    from engine.killswitch import _WATCHERS, watch_of, watching
+    from engine.adapters.killswitch import _WATCHERS, watch_of, watching
 
     with watching("r-1") as first, watching("r-2") as second:
         assert watch_of("r-1") is first and watch_of("r-3") is None
@@ -147,8 +147,8 @@ def test_the_kill_of_an_alter_this_process_drives_awaits_its_executor_s_reading(
     import threading
     from types import SimpleNamespace
 
-    from engine.enforce import AlterKill, stop_run_alter
-    from engine.killswitch import watching
+    from engine.adapters.killswitch import watching
+    from engine.flows.enforce import AlterKill, stop_run_alter
 
     def no_connection(_run):
         raise AssertionError("a second connection was opened")

@@ -12,8 +12,8 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
 from api import create_app, serve_in_thread
-from engine.killswitch import EmbeddedKillSwitch, RemoteKillSwitch
-from engine.store import Store
+from engine.adapters.killswitch import EmbeddedKillSwitch, RemoteKillSwitch
+from engine.adapters.store import Store
 
 # The lead reads other tenants too (its token is bound to every tenant, "*"); dev only "acme".
 TOKENS = {"lead": ("somchai", "canary_lead", "*"), "dev": ("dev", "developer")}
@@ -121,9 +121,9 @@ def test_embedded_fails_closed_when_the_store_is_unreadable(tmp_path):
 
 def test_a_critically_slow_api_aborts_before_execution(store):
     """Runbook 4.4: API response ≥ 2000 ms is critical — abort if before execution."""
-    from engine.executor import Executor
-    from engine.plan import plan_from_dict
-    from engine.target import Target
+    from engine.adapters.target import Target
+    from engine.domain.plan import plan_from_dict
+    from engine.flows.executor import Executor
 
     async def slow_but_off(_request):
         await asyncio.sleep(2.05)

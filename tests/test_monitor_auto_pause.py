@@ -11,11 +11,11 @@ import time
 
 import pytest
 
-from engine.clock import CompressedClock, utcnow
-from engine.collectors import Sample
-from engine.monitor import Monitor, approve_pause, replay
-from engine.store import ExecutionRun, Store
-from engine.thresholds import Profile
+from engine.adapters.collectors import Sample
+from engine.adapters.store import ExecutionRun, Store
+from engine.domain.clock import CompressedClock, utcnow
+from engine.domain.thresholds import Profile
+from engine.flows.monitor import Monitor, approve_pause, replay
 
 WARN = {"connections": 80.0, "threads_running": 50.0, "cpu": 70.0, "memory": 80.0, "disk_read": 100.0}
 CALM = {"connections": 10.0, "threads_running": 5.0, "cpu": 20.0, "memory": 40.0, "disk_read": 5.0}

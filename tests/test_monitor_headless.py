@@ -13,16 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from engine.clock import CompressedClock
-from engine.collectors import KillSwitchSource, MySQLSource, ReplicaSource
-from engine.executor import Executor
-from engine.killswitch import EmbeddedKillSwitch
-from engine.monitor import Monitor, replay
-from engine.sandbox import MariaDBSandbox
-from engine.selftest import Lab
-from engine.target import Target
-from engine.thresholds import Profile, profile_from_overrides
-from engine.workload import Workload
+from engine.adapters.collectors import KillSwitchSource, MySQLSource, ReplicaSource
+from engine.adapters.killswitch import EmbeddedKillSwitch
+from engine.adapters.target import Target
+from engine.domain.clock import CompressedClock
+from engine.domain.thresholds import Profile, profile_from_overrides
+from engine.drill.sandbox import MariaDBSandbox
+from engine.drill.selftest import Lab
+from engine.drill.workload import Workload
+from engine.flows.executor import Executor
+from engine.flows.monitor import Monitor, replay
 
 pytestmark = [pytest.mark.long, pytest.mark.mariadb, pytest.mark.slow]
 SPEED = 120.0
@@ -142,9 +142,9 @@ def test_an_injected_lock_wait_stops_the_window_with_fail(drill):
 
 
 def test_post_success_observation_and_the_team_decision_on_inconclusive(drill, tmp_path):
-    from engine.clock import utcnow
-    from engine.monitor import observe, record_team_decision
-    from engine.store import Decision, ExecutionRun, Store
+    from engine.adapters.store import Decision, ExecutionRun, Store
+    from engine.domain.clock import utcnow
+    from engine.flows.monitor import observe, record_team_decision
 
     sb, lab, db = drill
     store = Store(f"sqlite:///{tmp_path / 'obs.db'}")

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.plan import (
+from engine.domain.plan import (
     ROLES,
     TLS,
     IndexColumn,
@@ -675,3 +675,19 @@ columns = ["a"]
     with pytest.raises(PlanError) as caught:
         parse_plan(text)
     return caught.value.problems
+
+
+def test_control_schemas_name_other_tenants_schemas_once_and_never_the_canarys_own():
+    from tests.plans import ACME
+
+    plan = parse_plan(ACME + 'control_schemas = ["shop_b", "shop_c"]\n')
+    assert plan.change.control_schemas == ("shop_b", "shop_c")
+    assert parse_plan(ACME).change.control_schemas == ()
+    for bad, words in (('"shop_b"', "must be a list of schema names"),
+                       ('["shop`; DROP"]', "change.control_schemas[0]"),
+                       ('["shop_b", "SHOP_B"]', "names a schema twice"),
+                       ('["shop"]', "the canary's own schema 'shop'"),
+                       (str([f"t{i}" for i in range(17)]).replace("'", '"'), "more than 16")):
+        with pytest.raises(PlanError) as caught:
+            parse_plan(ACME + f"control_schemas = {bad}\n")
+        assert words in str(caught.value), (bad, str(caught.value))

@@ -8,8 +8,8 @@ import time
 import pytest
 from promstack import PromStack
 
-from engine.collectors import CollectorLoop
-from engine.prometheus import PrometheusSource
+from engine.adapters.collectors import CollectorLoop
+from engine.adapters.prometheus import PrometheusSource
 
 
 @pytest.fixture(scope="module")
@@ -82,10 +82,10 @@ def test_prometheus_down_is_stale_with_the_error_and_retried(prom):
 
 
 def test_the_plan_wires_prometheus_and_its_queries(prom, tmp_path):
-    from engine.killswitch import EmbeddedKillSwitch
-    from engine.monitor import sources_for
-    from engine.plan import plan_from_dict
-    from engine.store import Store
+    from engine.adapters.killswitch import EmbeddedKillSwitch
+    from engine.adapters.store import Store
+    from engine.domain.plan import plan_from_dict
+    from engine.flows.monitor import sources_for
 
     plan = plan_from_dict({
         "tenant": "acme", "connection": {"database": "shop"},

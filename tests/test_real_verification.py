@@ -6,18 +6,18 @@ from __future__ import annotations
 
 import pytest
 
-from engine.clock import CompressedClock
-from engine.dashboard import decision_view, load_dashboard
-from engine.decision import PASS, PASS_WITH_WARNING, Verdict
-from engine.digest_check import NOT_CHECKED, QueryPlan, judge, with_check
-from engine.executor import Executor
-from engine.killswitch import EmbeddedKillSwitch
-from engine.monitor import Monitor, sources_for
-from engine.plan import PlanError, plan_from_dict
-from engine.selftest import Lab
-from engine.target import Target
-from engine.verification import DigestStats
-from engine.workload import Workload
+from engine.adapters.killswitch import EmbeddedKillSwitch
+from engine.adapters.target import Target
+from engine.domain.clock import CompressedClock
+from engine.domain.decision import PASS, PASS_WITH_WARNING, Verdict
+from engine.domain.plan import PlanError, plan_from_dict
+from engine.domain.verification import DigestStats
+from engine.drill.selftest import Lab
+from engine.drill.workload import Workload
+from engine.flows.digest_check import NOT_CHECKED, QueryPlan, judge, with_check
+from engine.flows.executor import Executor
+from engine.flows.monitor import Monitor, sources_for
+from engine.views.dashboard import decision_view, load_dashboard
 
 SPEED = 900.0
 SAMPLE = "SELECT id, total FROM orders WHERE customer_id = 4242 AND created_at >= '2026-03-01' ORDER BY created_at LIMIT 20"

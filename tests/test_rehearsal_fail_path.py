@@ -12,17 +12,17 @@ import time
 
 import pytest
 
-from engine import rehearsal
-from engine.clock import clock_for
-from engine.executor import Executor
-from engine.faults import FaultBox
-from engine.killswitch import EmbeddedKillSwitch
-from engine.monitor import Monitor, sources_for
-from engine.plan import load_plan
-from engine.rollback_flow import approve_rollback, decide_rollback, execute_drop
-from engine.sizegate import sampling_interval
-from engine.store import Store
-from engine.target import Target
+from engine.adapters.killswitch import EmbeddedKillSwitch
+from engine.adapters.store import Store
+from engine.adapters.target import Target
+from engine.domain.clock import clock_for
+from engine.domain.plan import load_plan
+from engine.domain.sizegate import sampling_interval
+from engine.drill import rehearsal
+from engine.drill.faults import FaultBox
+from engine.flows.executor import Executor
+from engine.flows.monitor import Monitor, sources_for
+from engine.flows.rollback_flow import approve_rollback, decide_rollback, execute_drop
 
 pytestmark = [pytest.mark.long, pytest.mark.mariadb, pytest.mark.slow]
 SPEED = 120.0

@@ -1,11 +1,11 @@
 """A drill that does not run the self-test (resumed after a kill, or ``--skip-self-test``) still
-says which cases passed: the stored results, a line each, then a summary (engine/rehearsal.py)."""
+says which cases passed: the stored results, a line each, then a summary (engine/drill/rehearsal.py)."""
 
 from __future__ import annotations
 
-from engine import rehearsal, selftest
-from engine.rehearsal import StepProgress
-from engine.store import Store
+from engine.adapters.store import Store
+from engine.drill import rehearsal, selftest
+from engine.drill.rehearsal import StepProgress
 
 
 def _said(store: Store, tenant: str) -> list[StepProgress]:

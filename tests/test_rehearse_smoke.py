@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.store import Store
+from engine.adapters.store import Store
 
 pytestmark = [pytest.mark.long, pytest.mark.mariadb, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from console.headless import EVENT_LINES, Output, bar, console_possible, event_line
-from engine.rehearsal import STEP_TITLES, StepProgress
+from engine.drill.rehearsal import STEP_TITLES, StepProgress
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,10 +27,10 @@ async def test_the_rehearse_console_is_on_screen_before_the_sandbox_is_ready(tmp
     """The real preparation (servers, data load) on a real sandbox; the test holds it at its first
     step to look at the screen then, before any server has started."""
     from console.rehearse_app import RehearsalApp
-    from engine import rehearsal
-    from engine.clock import clock_for
-    from engine.opening import OpeningStore
-    from engine.plan import load_plan
+    from engine.adapters.opening import OpeningStore
+    from engine.domain.clock import clock_for
+    from engine.domain.plan import load_plan
+    from engine.drill import rehearsal
     from screens.plan import PlanScreen
     from screens.preparing import PreparingScreen
 
@@ -92,10 +92,10 @@ async def test_the_rehearse_console_is_on_screen_before_the_sandbox_is_ready(tmp
 @pytest.mark.mariadb
 async def test_closing_the_console_while_preparing_stops_what_was_started(tmp_path, monkeypatch):
     from console.rehearse_app import RehearsalApp
-    from engine import rehearsal
-    from engine.clock import clock_for
-    from engine.opening import OpeningStore
-    from engine.plan import load_plan
+    from engine.adapters.opening import OpeningStore
+    from engine.domain.clock import clock_for
+    from engine.domain.plan import load_plan
+    from engine.drill import rehearsal
 
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
     prepared = rehearsal.prepare(2_000, False, "you", lambda line: None, speed=30)

@@ -15,13 +15,14 @@ import pytest
 from plans import ACME, people
 from textual.app import App
 
-from engine.clock import FrozenClock
-from engine.collectors import Sample
-from engine.decision import Criterion, Verdict
-from engine.jsonable import jsonable
-from engine.net import free_port
-from engine.plan import parse_plan
-from engine.report import (
+from engine.adapters.collectors import Sample
+from engine.adapters.net import free_port
+from engine.adapters.store import Checkpoint, Decision, ExecutionRun, RollbackRecord, Store
+from engine.domain.clock import FrozenClock
+from engine.domain.decision import Criterion, Verdict
+from engine.domain.jsonable import jsonable
+from engine.domain.plan import parse_plan
+from engine.views.report import (
     CheckpointFacts,
     CriterionFacts,
     ExportError,
@@ -49,7 +50,6 @@ from engine.report import (
     render_report,
     report_facts,
 )
-from engine.store import Checkpoint, Decision, ExecutionRun, RollbackRecord, Store
 from screens.frame import FrameState
 from screens.report import ReportCopy, ReportExport, ReportPost, ReportScreen
 
@@ -665,8 +665,8 @@ def test_report_screen_rollback_announcement(snap_compare):
 async def test_the_first_frame_says_what_is_known_while_the_report_is_built():
     """The report is built on a worker (it reads the whole run); the screen's first frame is not
     blank meanwhile: the run's row says the run, the table, the status and the verdict so far."""
-    from engine.runbook import RunView
-    from engine.store import ExecutionRun
+    from engine.adapters.store import ExecutionRun
+    from engine.flows.runbook import RunView
 
     run = ExecutionRun(id=RUN_ID, tenant_id="acme", connection_profile_id="orders-primary", schema_name="shop",
                        table_name="orders", index_name="idx_orders_customer_created", status="completed",

@@ -10,13 +10,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from plans import ACME, people
 
-from engine.clock import FrozenClock
-from engine.collectors import Sample
-from engine.dashboard import dashboard_view, decision_view, load_dashboard
-from engine.monitor import replay
-from engine.plan import parse_plan
-from engine.store import Decision, ExecutionRun, Store
-from engine.thresholds import Profile
+from engine.adapters.collectors import Sample
+from engine.adapters.store import Decision, ExecutionRun, Store
+from engine.domain.clock import FrozenClock
+from engine.domain.plan import parse_plan
+from engine.domain.thresholds import Profile
+from engine.flows.monitor import replay
+from engine.views.dashboard import dashboard_view, decision_view, load_dashboard
 
 T0 = datetime(2026, 11, 22, 15, 40, tzinfo=UTC)
 RUN = "3f2a9c1e-0000-4000-8000-0000000000aa"
@@ -111,8 +111,8 @@ JOINER_PLAN = parse_plan(ACME.replace('host = "10.0.0.12"', 'host = "127.0.0.1"\
 
 def _console(store, clock, user="nok"):
     from console.app import CanaryApp
-    from engine.identity import Identity
-    from engine.killswitch import EmbeddedKillSwitch
+    from engine.adapters.identity import Identity
+    from engine.adapters.killswitch import EmbeddedKillSwitch
 
     app = CanaryApp(JOINER_PLAN, store, Identity(user, "10.0.0.9", "jump"), clock, EmbeddedKillSwitch(store))
     said: list[str] = []
@@ -174,7 +174,7 @@ async def test_a_console_opened_on_a_resumed_window_lands_on_the_dashboard_with_
 
 
 def _view(status, *, alter=False, window=False, verdicts=(), index=False, rollbacks=()):
-    from engine.runbook import RunView
+    from engine.flows.runbook import RunView
 
     run = ExecutionRun(id=RUN, tenant_id="acme", connection_profile_id="orders-primary", schema_name="shop",
                        table_name="orders", index_name="idx_orders_customer_created", status=status,
@@ -200,7 +200,7 @@ def _view(status, *, alter=False, window=False, verdicts=(), index=False, rollba
     (_view("failed"), "report"),  # the kill switch before the ALTER: nothing to roll back
 ])
 def test_the_step_a_run_is_in(view, step):
-    from engine.runbook import step_of_run
+    from engine.flows.runbook import step_of_run
 
     assert step_of_run(view, T0 + timedelta(hours=1)) == step
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from test_cli import cli, write_plan
 
-from engine.executor import Executor
-from engine.killswitch import EmbeddedKillSwitch
-from engine.plan import load_plan
-from engine.store import Store
-from engine.target import Target
+from engine.adapters.killswitch import EmbeddedKillSwitch
+from engine.adapters.store import Store
+from engine.adapters.target import Target
+from engine.domain.plan import load_plan
+from engine.flows.executor import Executor
 
 
 def test_lifting_an_auto_pause_is_the_canary_leads_alone(tmp_path):

@@ -9,10 +9,10 @@ from datetime import timedelta
 import pytest
 from netfault import FaultyProxy
 
-from engine.clock import FrozenClock, utcnow
-from engine.rollback import IndexRollback
-from engine.selftest import _regression_workload
-from engine.target import Target
+from engine.adapters.target import Target
+from engine.domain.clock import FrozenClock, utcnow
+from engine.drill.selftest import _regression_workload
+from engine.flows.rollback import IndexRollback
 
 pytestmark = pytest.mark.mariadb
 

@@ -16,8 +16,8 @@ from test_rollback_flow import AWAITING_INSPECTION, awaiting_view
 from textual.app import App
 from textual.widgets import Button, Input, Static
 
-from engine.plan import parse_plan
-from engine.rollback_flow import approval_state, next_line, next_steps, role_rows
+from engine.domain.plan import parse_plan
+from engine.flows.rollback_flow import approval_state, next_line, next_steps, role_rows
 from screens.rollback import (
     ApproveDialog,
     ReasonDialog,
@@ -243,7 +243,7 @@ async def test_the_real_console_refused_then_kept(lab, tmp_path):
     keeps the index: final, said on both consoles, every step audited."""
     from test_console_flow import make_app, make_plan, until
 
-    from engine.store import ExecutionRun, Store
+    from engine.adapters.store import ExecutionRun, Store
 
     db = lab.database("cc_rbjam")
     lab.load_orders(db, 2_000)

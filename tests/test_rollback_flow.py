@@ -14,9 +14,11 @@ from plans import ACME, people
 from textual.app import App
 from textual.widgets import DataTable, Input, RadioSet, Static
 
-from engine.clock import FrozenClock
-from engine.plan import Person, parse_plan
-from engine.rollback_flow import (
+from engine.adapters.store import ExecutionRun, RollbackRecord, Store
+from engine.adapters.target import Target
+from engine.domain.clock import FrozenClock
+from engine.domain.plan import Person, parse_plan
+from engine.flows.rollback_flow import (
     TRIGGERS,
     ApprovalState,
     AttemptRow,
@@ -41,8 +43,6 @@ from engine.rollback_flow import (
     suggest_trigger,
     undo_ignore,
 )
-from engine.store import ExecutionRun, RollbackRecord, Store
-from engine.target import Target
 from screens.rollback import (
     ApproveDialog,
     ConfirmRung,

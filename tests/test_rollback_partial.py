@@ -19,8 +19,8 @@ import pytest
 from netfault import FaultyProxy
 from test_rollback_and_scope import _completed_run
 
-from engine.rollback import IndexRollback
-from engine.target import Target
+from engine.adapters.target import Target
+from engine.flows.rollback import IndexRollback
 
 pytestmark = pytest.mark.mariadb
 

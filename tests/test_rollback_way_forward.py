@@ -14,10 +14,12 @@ from datetime import UTC, datetime
 import pytest
 from plans import ACME, people
 
-from engine import rollback_flow as flow
-from engine.clock import FrozenClock
-from engine.plan import ROLES, parse_plan
-from engine.rollback_flow import (
+from engine.adapters.store import ExecutionRun, RollbackRecord, Store
+from engine.adapters.target import Target
+from engine.domain.clock import FrozenClock
+from engine.domain.plan import ROLES, parse_plan
+from engine.flows import rollback_flow as flow
+from engine.flows.rollback_flow import (
     FINAL_PHASES,
     PHASES,
     approval_state,
@@ -34,8 +36,6 @@ from engine.rollback_flow import (
     role_rows,
     rollback_view,
 )
-from engine.store import ExecutionRun, RollbackRecord, Store
-from engine.target import Target
 
 T0 = datetime(2026, 11, 22, 16, 0, tzinfo=UTC)
 SCREEN_KEYS = {"d", "a", "n", "k", "i", "u", "x"}  # the Rollback screen's keys (tests/test_rollback_dialogs.py)
@@ -326,7 +326,7 @@ def test_a_refused_rollback_is_completed_after_a_new_trigger_on_the_sandbox(lab)
 
 
 def test_the_report_of_a_kept_index_says_who_kept_it_and_why(tmp_path):
-    from engine.report import render_report, report_facts
+    from engine.views.report import render_report, report_facts
 
     plan, store, run = _run(tmp_path)
     assert decide_rollback(store, plan, run, "lock_wait", "nok", {"dba"}, "lock wait 7 s").ok
@@ -349,7 +349,7 @@ def test_the_report_of_a_kept_index_says_who_kept_it_and_why(tmp_path):
 def test_a_run_is_open_while_the_war_room_may_still_act_on_it(status, index, kept, is_open_):
     from types import SimpleNamespace
 
-    from engine.runbook import is_open
+    from engine.flows.runbook import is_open
 
     assert is_open(SimpleNamespace(status=status, index_created_by_run=index), kept) is is_open_
 
@@ -360,7 +360,7 @@ def test_a_kept_index_closes_the_run_for_good_and_a_console_says_it_is_final(tmp
     it, on the Rollback step, saying the state is final."""
     from datetime import timedelta
 
-    from engine.runbook import attach_run, open_run
+    from engine.flows.runbook import attach_run, open_run
 
     plan, store, run = _run(tmp_path)
     assert decide_rollback(store, plan, run, "lock_wait", "nok", {"dba"}, "lock wait 7 s").ok

@@ -7,9 +7,9 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from engine.clock import FrozenClock
-from engine.runbook import RunView, clock_origin, load_view
-from engine.store import ExecutionRun, Store
+from engine.adapters.store import ExecutionRun, Store
+from engine.domain.clock import FrozenClock
+from engine.flows.runbook import RunView, clock_origin, load_view
 from screens.frame import FrameState
 
 T0 = datetime(2026, 11, 23, 4, 0, 0, tzinfo=UTC)

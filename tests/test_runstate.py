@@ -7,9 +7,15 @@ import itertools
 
 import pytest
 
-from engine.runstate import ACTIVE, FAIL_REASONS, TRANSITIONS, TransitionError, check_transition
-from engine.store.models import FAIL_REASONS as MODEL_FAIL_REASONS
-from engine.store.models import RUN_STATUSES
+from engine.adapters.store.models import FAIL_REASONS as MODEL_FAIL_REASONS
+from engine.adapters.store.models import RUN_STATUSES
+from engine.domain.runstate import (
+    ACTIVE,
+    FAIL_REASONS,
+    TRANSITIONS,
+    TransitionError,
+    check_transition,
+)
 
 STATUSES = sorted(TRANSITIONS)
 ALLOWED = [(old, new) for old in STATUSES for new in sorted(TRANSITIONS[old])]

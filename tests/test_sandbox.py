@@ -1,4 +1,4 @@
-"""engine.sandbox.MariaDBSandbox: a primary and a replica that replicates, performance_schema as the
+"""engine.drill.sandbox.MariaDBSandbox: a primary and a replica that replicates, performance_schema as the
 console needs it, a clean stop (processes gone, directory removed, ports free), two sandboxes side
 by side, the machine's own server untouched, and the install hint when the binaries are missing."""
 
@@ -10,9 +10,9 @@ from pathlib import Path
 import pymysql
 import pytest
 
-from engine import sandbox as sandbox_mod
-from engine.sandbox import INSTALL_HINT, MariaDBSandbox, SandboxUnavailable
-from engine.selftest import wait_for
+from engine.drill import sandbox as sandbox_mod
+from engine.drill.sandbox import INSTALL_HINT, MariaDBSandbox, SandboxUnavailable
+from engine.drill.selftest import wait_for
 
 pytestmark = pytest.mark.mariadb
 

@@ -20,16 +20,16 @@ from typing import Any
 import pytest
 
 from console import cli
-from engine import prechecks
-from engine.clock import FrozenClock, utcnow
-from engine.executor import DigestObserver, Executor
-from engine.identity import Identity
-from engine.killswitch import EmbeddedKillSwitch
-from engine.plan import PlanError, load_plan, toml_dump
-from engine.report import announcements, render_report, report_facts
-from engine.rollback_flow import approve_rollback, decide_rollback, execute_drop
-from engine.store import Store
-from engine.target import Target, TargetError, TargetSession
+from engine.adapters.identity import Identity
+from engine.adapters.killswitch import EmbeddedKillSwitch
+from engine.adapters.store import Store
+from engine.adapters.target import Target, TargetError, TargetSession
+from engine.domain.clock import FrozenClock, utcnow
+from engine.domain.plan import PlanError, load_plan, toml_dump
+from engine.flows import prechecks
+from engine.flows.executor import DigestObserver, Executor
+from engine.flows.rollback_flow import approve_rollback, decide_rollback, execute_drop
+from engine.views.report import announcements, render_report, report_facts
 
 pytestmark = [pytest.mark.mariadb]
 
@@ -66,7 +66,7 @@ def account(lab):
 
 def plan_file(lab: Any, tmp: Path, source: str, index: str, option_file: Path | None = None) -> Path:
     """A plan on disk whose password comes from ``source``: 'env' or 'option_file'."""
-    from engine.plan import window_covering
+    from engine.domain.plan import window_covering
 
     how = f'password_env = "{ENV}"' if source == "env" else f'option_file = "{option_file}"'
     window = window_covering(utcnow())
@@ -373,7 +373,7 @@ def test_no_snapshot_or_test_artefact_holds_the_password():
 
 
 def test_the_profile_holds_where_the_password_comes_from_never_the_password(monkeypatch):
-    from engine.plan import ConnectionProfile
+    from engine.domain.plan import ConnectionProfile
 
     monkeypatch.setenv(ENV, SECRET)
     profile = ConnectionProfile(id="x", user=USER, database=DB, password_env=ENV)
@@ -384,7 +384,7 @@ def test_the_profile_holds_where_the_password_comes_from_never_the_password(monk
 
 @pytest.mark.parametrize("token", ["s3cret-token-0123456789\n", "s3cret-tøken-0123456789", "s3cret\x00token-0123456789"])
 def test_a_kill_switch_api_token_that_cannot_be_sent_is_never_quoted(token):
-    from engine.killswitch import KillSwitchApiError, RemoteKillSwitch
+    from engine.adapters.killswitch import KillSwitchApiError, RemoteKillSwitch
 
     backend = RemoteKillSwitch("http://127.0.0.1:9", token)  # nothing listens on port 9
     reading = backend.read("acme", "orders-primary")

@@ -9,13 +9,13 @@ from datetime import timedelta
 import pytest
 from test_cli import cli, write_plan
 
-from engine import selftest_gate
-from engine.executor import Executor
-from engine.killswitch import EmbeddedKillSwitch
-from engine.plan import load_plan
-from engine.runbook import load_view, precheck_missing
-from engine.store import PrecheckResult, Store
-from engine.target import Target
+from engine.adapters.killswitch import EmbeddedKillSwitch
+from engine.adapters.store import PrecheckResult, Store
+from engine.adapters.target import Target
+from engine.domain.plan import load_plan
+from engine.flows import selftest_gate
+from engine.flows.executor import Executor
+from engine.flows.runbook import load_view, precheck_missing
 
 
 def _store_with_run(tmp_path, role="canary_lead"):
@@ -116,7 +116,7 @@ async def test_the_prechecks_screen_key_acknowledges_the_failed_case(lab, tmp_pa
 
 @pytest.mark.mariadb
 def test_the_headless_drill_stops_on_an_unacknowledged_p1_until_both_acknowledge(lab, tmp_path):
-    from engine.prechecks import headless_gate
+    from engine.flows.prechecks import headless_gate
 
     db = lab.database("cc_ack_headless")
     lab.load_orders(db, 2000)

@@ -17,10 +17,8 @@ import pytest
 from sqlalchemy import func, or_, select
 from sqlmodel import SQLModel
 
-import engine.store.store as store_module
-from engine.clock import FrozenClock
-from engine.runstate import TransitionError
-from engine.store import (
+import engine.adapters.store.store as store_module
+from engine.adapters.store import (
     GLOBAL_TENANT,
     Approval,
     AuditLog,
@@ -36,6 +34,8 @@ from engine.store import (
     Store,
     StoreError,
 )
+from engine.domain.clock import FrozenClock
+from engine.domain.runstate import TransitionError
 
 PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=5"
 T0 = datetime(2026, 11, 22, 16, 0, 0, tzinfo=UTC)

@@ -1,4 +1,4 @@
-"""engine.target.TargetSession against the suite's sandbox MariaDB: version detection, catalogue
+"""engine.adapters.target.TargetSession against the suite's sandbox MariaDB: version detection, catalogue
 reads, the chunked exact count, pending DDL, long transactions and metadata-lock waiters, KILL QUERY,
 error classes, and digest snapshots. Every test works in a database of its own."""
 
@@ -13,12 +13,12 @@ from typing import Any
 import pymysql
 import pytest
 
-from engine import digests
-from engine.identifiers import IdentifierError
-from engine.net import free_port
-from engine.selftest import wait_for
-from engine.target import TargetError, TargetSession, classify, describe, parse_version
-from engine.verification import Totals, window
+from engine.adapters import digests
+from engine.adapters.net import free_port
+from engine.adapters.target import TargetError, TargetSession, classify, describe, parse_version
+from engine.domain.identifiers import IdentifierError
+from engine.domain.verification import Totals, window
+from engine.drill.selftest import wait_for
 
 pytestmark = pytest.mark.mariadb
 

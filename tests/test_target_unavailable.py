@@ -8,17 +8,17 @@ import re
 
 import pytest
 
-from engine.availability import UNREACHABLE_TOLERANCE_S, AvailabilityWatch
-from engine.clock import CompressedClock
-from engine.decision import FAIL, WindowEvaluator
-from engine.executor import Executor
-from engine.identifiers import qualified
-from engine.killswitch import EmbeddedKillSwitch
-from engine.monitor import Monitor, sources_for
-from engine.sandbox import MariaDBSandbox
-from engine.selftest import Lab
-from engine.target import Target
-from engine.thresholds import Profile
+from engine.adapters.killswitch import EmbeddedKillSwitch
+from engine.adapters.target import Target
+from engine.domain.availability import UNREACHABLE_TOLERANCE_S, AvailabilityWatch
+from engine.domain.clock import CompressedClock
+from engine.domain.decision import FAIL, WindowEvaluator
+from engine.domain.identifiers import qualified
+from engine.domain.thresholds import Profile
+from engine.drill.sandbox import MariaDBSandbox
+from engine.drill.selftest import Lab
+from engine.flows.executor import Executor
+from engine.flows.monitor import Monitor, sources_for
 
 SPEED = 600.0
 UP = {"target_reachable": (1.0, None, None), "table_present": (1.0, None, None), "index_present": (1.0, None, None)}

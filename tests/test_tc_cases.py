@@ -1,6 +1,6 @@
 """The runbook's integration cases TC-01…TC-10 against the real sandbox MariaDB.
 
-Each case is the same code ``canary-console self-test`` runs (engine.selftest); here we also look
+Each case is the same code ``canary-console self-test`` runs (engine.drill.selftest); here we also look
 at what it left in the store and on the server.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine import selftest
+from engine.drill import selftest
 
 pytestmark = pytest.mark.mariadb
 

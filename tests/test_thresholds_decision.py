@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.decision import (
+from engine.domain.decision import (
     FAIL,
     INCONCLUSIVE,
     PASS,
@@ -24,8 +24,8 @@ from engine.decision import (
     resume,
     step,
 )
-from engine.evidence import hodges_lehmann
-from engine.thresholds import (
+from engine.domain.evidence import hodges_lehmann
+from engine.domain.thresholds import (
     DEFAULT_RULES,
     LEVEL_RANK,
     Profile,
@@ -355,7 +355,7 @@ def test_points_read_back_exactly_what_was_appended(given_points):
     (12_500_001, False, "BLOCK", False),
 ])
 def test_size_gate(rows, exact, band, needs):
-    from engine.sizegate import gate
+    from engine.domain.sizegate import gate
 
     g = gate(rows, exact)
     assert (g.band, g.needs_exact_count) == (band, needs), g.rule

@@ -1,4 +1,4 @@
-"""The latency verdict under noise (engine/verdict.py, docs/verdict.md): intervals that cover on
+"""The latency verdict under noise (engine/domain/verdict.py, docs/verdict.md): intervals that cover on
 correlated noise, degenerate inputs, the control's arithmetic, the sequential boundary, the harm
 limits, and ``replay --samples``. The 1,000-window error rates live in bench/verdict_quality.py."""
 
@@ -14,10 +14,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.decision import CONTROL, FAIL, INCONCLUSIVE, PASS, PASS_WITH_WARNING, evaluate_window
-from engine.samples_file import SamplesError, judge_samples, parse_samples
-from engine.thresholds import Profile
-from engine.verdict import (
+from engine.domain.decision import (
+    CONTROL,
+    FAIL,
+    INCONCLUSIVE,
+    PASS,
+    PASS_WITH_WARNING,
+    evaluate_window,
+)
+from engine.domain.thresholds import Profile
+from engine.domain.verdict import (
     LatencyTracker,
     Settings,
     ar1_var_factor,
@@ -27,6 +33,7 @@ from engine.verdict import (
     pct,
     t_quantile,
 )
+from engine.flows.samples_file import SamplesError, judge_samples, parse_samples
 
 PROFILE = Profile()
 
@@ -132,7 +139,7 @@ def _window(change=1.0, control=False, server_shift_at=None, burst=None, seed=3,
         if control:
             tick[CONTROL + "latency_p50"] = (value("k", t), None, 20)
         ticks.append((t, tick))
-    from engine.decision import WindowEvaluator
+    from engine.domain.decision import WindowEvaluator
 
     ev = WindowEvaluator(PROFILE, base, ["latency_p50"], times)
     for t, tick in ticks:

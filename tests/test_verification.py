@@ -11,7 +11,7 @@ import math
 
 import pytest
 
-from engine.verification import (
+from engine.domain.verification import (
     LATENCY_LIMIT_PCT,
     MIN_SAMPLES,
     ROWS_EXAMINED_LIMIT_PCT,

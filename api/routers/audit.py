@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 from api.auth import Caller, Tenant, refuse_tenant
 from api.models import AuditPage, AuditReport, AuditReported
 from api.problems import ApiProblem
-from engine.execution_flow import report_audit, run_anywhere
+from engine.flows.execution_flow import report_audit, run_anywhere
 
 router = APIRouter(prefix="/api/audit", tags=["audit"])
 

@@ -9,15 +9,15 @@ from fastapi import APIRouter, Body, Query, Request, Response
 from api.auth import Caller, Run, Tenant, refuse_tenant, role_gate
 from api.models import Claim, ExecuteAnswer, ExecutionCreate, RunList, StatusChange
 from api.models import Run as RunOut
-from engine.execution_flow import (
+from engine.adapters.store import ExecutionRun
+from engine.adapters.store.models import RUN_STATUSES
+from engine.flows.execution_flow import (
     NewExecution,
     claim_execution,
     create_execution,
     request_execution,
     set_execution_status,
 )
-from engine.store import ExecutionRun
-from engine.store.models import RUN_STATUSES
 
 router = APIRouter(prefix="/api/executions", tags=["executions"])
 _ONE = "(" + "|".join(RUN_STATUSES) + ")"

@@ -18,9 +18,9 @@ from api.models import (
     ScopeStatus,
 )
 from api.problems import ApiProblem
-from engine.killswitch import EmbeddedKillSwitch
-from engine.killswitch_actions import activate, deactivate
-from engine.switch_flow import switch_state, tenant_switches
+from engine.adapters.killswitch import EmbeddedKillSwitch
+from engine.flows.killswitch_actions import activate, deactivate
+from engine.flows.switch_flow import switch_state, tenant_switches
 
 router = APIRouter(prefix="/api/kill-switch", tags=["kill-switch"])
 SlugQuery = Annotated[str | None, Query(pattern=SLUG_PATTERN, max_length=63,
@@ -76,10 +76,9 @@ def _set_now(request: Request, who: Principal, tenant: str, scope: str, body: Ki
 
 @router.get("", response_model=KillSwitchState, summary="the executor's read: every scope for one connection")
 async def read(request: Request, tenant: Tenant, connection_id: SlugQuery = None) -> KillSwitchState:
-    # The executors' poll, the hottest route: async, with one thread hop for the store's read (a sync
-    # endpoint costs two: the call and the answer's validation).
-    state = await run_in_threadpool(switch_state, request.app.state.store, tenant, connection_id or "")
-    return KillSwitchState(**state)
+    # The executors' poll, the hottest route: its ordinary form is answered before routing
+    # (api/switch_reads.py fast_read); both read through the coalescing reader, never the threadpool.
+    return KillSwitchState(**await request.app.state.switch_reader.state(tenant, connection_id or ""))
 
 
 @router.get("/status", response_model=KillSwitchStatus, summary="the tenant's switches")

@@ -1,4 +1,4 @@
-"""Rollbacks by the console's own rules (engine/rollback_flow.py): decide, approve, history; and the
+"""Rollbacks by the console's own rules (engine/flows/rollback_flow.py): decide, approve, history; and the
 record of a rollback an outside executor ran (docs/api.md)."""
 
 from __future__ import annotations
@@ -13,14 +13,18 @@ from api.models import (
     FlowResult,
     RollbackApprove,
     RollbackHistory,
+    RollbackReason,
+    RollbackRefuse,
     RollbackReport,
     RollbackReported,
     RollbackTrigger,
 )
 from api.problems import ApiProblem
-from engine import rollback_flow as flow
-from engine.execution_flow import record_rollback, run_anywhere
-from engine.rollback_remote import (
+from engine.adapters.store import ExecutionRun
+from engine.domain.roles import may
+from engine.flows import rollback_flow as flow
+from engine.flows.execution_flow import record_rollback, run_anywhere
+from engine.flows.rollback_remote import (
     approval_refusal_kind,
     decision_refusal_kind,
     history_json,
@@ -28,7 +32,6 @@ from engine.rollback_remote import (
     roster_of,
     state_json,
 )
-from engine.store import ExecutionRun
 
 router = APIRouter(tags=["rollback"])
 STATUS = {"forbidden": 403, "conflict": 409}
@@ -86,8 +89,62 @@ def approve(request: Request, who: Caller, run: RunDep,
             "approvals": _approvals(request, run)}
 
 
+@router.post("/api/rollback/{run_id}/refuse", response_model=FlowResult,
+             summary="refuse the decided rollback for one role, with a reason",
+             description="The rollback flow's refusal (as the console's and the CLI's 'refuse'): only someone who "
+                         "may still give the role refuses, never the requester; the reason is required (422 "
+                         "naming \"reason\"). A refusal of the refusal is 403 (the person) or 409 (the state), "
+                         "audited as 'rollback_approval_refused'. What may follow: another holder of the role "
+                         "approves, the canary lead retriggers or keeps the index.")
+def refuse(request: Request, who: Caller, run: RunDep, body: RollbackRefuse) -> Any:
+    store = request.app.state.store
+    role = body.role or who.role
+    roster = _roster(request, run.tenant_id)
+    with request.app.state.flow_lock:
+        before = flow.rollback_view(store, roster, run.id).state
+        out = flow.refuse_rollback(store, roster, run, role, who.actor, {who.role}, body.reason)
+    if not out.ok:  # the flow wrote rollback_approval_refused
+        fresh = store.get_run(run.tenant_id, run.id) or run
+        raise ApiProblem(STATUS[approval_refusal_kind(before, fresh, role, who.actor, {who.role}, "refuse")],
+                         out.message)
+    return {"result": out.status, "message": out.message, "record_id": out.record_id,
+            "approvals": _approvals(request, run)}
+
+
+def _lead_step(request: Request, who: Principal, run: ExecutionRun, action: str, step: Any, reason: str) -> Any:
+    """Retrigger or keep the index: the flow checks the role (engine/domain/roles.py) and the state and
+    audits a refusal; 403 when the token's role may not, 409 when the state does not allow it."""
+    with request.app.state.flow_lock:
+        out = step(request.app.state.store, _roster(request, run.tenant_id), run, who.actor, {who.role}, reason)
+    if not out.ok:
+        raise ApiProblem(409 if may(action, {who.role}) else 403, out.message)
+    return {"result": out.status, "message": out.message, "record_id": out.record_id,
+            "approvals": _approvals(request, run)}
+
+
+@router.post("/api/rollback/{run_id}/retrigger", response_model=FlowResult,
+             summary="close the decision in force so a new trigger can be decided",
+             description="Role: 'rollback_retrigger' (the canary lead). As the console's and the CLI's "
+                         "'retrigger': the flow is back at AWAITING DECISION; approvals and refusals given so far "
+                         "stay on the record but do not count. 403 for another role, 409 when nothing is decided, "
+                         "rung 1 is applied or a DROP is in progress; both audited as "
+                         "'rollback_retrigger_refused'.")
+def retrigger(request: Request, who: Caller, run: RunDep, body: RollbackReason) -> Any:
+    return _lead_step(request, who, run, "rollback_retrigger", flow.retrigger_rollback, body.reason)
+
+
+@router.post("/api/rollback/{run_id}/keep-index", response_model=FlowResult,
+             summary="accept a refusal and keep the index: the rollback flow ends (KEPT)",
+             description="Role: 'rollback_keep_index' (the canary lead). As the console's and the CLI's "
+                         "'keep-index': only while a refusal stands, before any rung. 403 for another role, 409 "
+                         "otherwise (no refusal stands, already kept or rolled back); both audited as "
+                         "'rollback_keep_refused'.")
+def keep(request: Request, who: Caller, run: RunDep, body: RollbackReason) -> Any:
+    return _lead_step(request, who, run, "rollback_keep_index", flow.keep_index, body.reason)
+
+
 def flow_note(note: Any) -> str:
-    from engine.text import clean_text
+    from engine.domain.text import clean_text
 
     return clean_text(note).text
 

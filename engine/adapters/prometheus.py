@@ -1,0 +1,86 @@
+"""Prometheus over httpx (docs/metrics.md; runbook appendix B): host and application metrics.
+
+One instant query per metric, each with the PromQL of the runbook's appendix B or the plan's own.
+A query that fails makes the source raise (the collector loop marks it stale and retries); a query
+that returns no series gives a stale sample naming the query, never a zero.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from engine.adapters.collectors import Sample
+
+DEFAULT_QUERIES: dict[str, str] = {
+    # Runbook appendix B
+    "cpu": '100 - (avg(irate(node_cpu_seconds_total{mode="idle"}[5m])) * 100)',
+    "error_rate": '100 * sum(rate(http_requests_total{status=~"5.."}[5m])) / sum(rate(http_requests_total[5m]))',
+    "query_latency_p50_prom": "1000 * histogram_quantile(0.5, sum(rate(mysql_query_duration_seconds_bucket[5m])) by (le))",
+    "query_latency_p99_prom": "1000 * histogram_quantile(0.99, sum(rate(mysql_query_duration_seconds_bucket[5m])) by (le))",
+    # and the rest of docs/metrics.md
+    "memory": "100 * (1 - sum(node_memory_MemAvailable_bytes) / sum(node_memory_MemTotal_bytes))",
+    "disk_read": "sum(rate(node_disk_read_bytes_total[1m])) / 1048576",
+    "disk_write": "sum(rate(node_disk_written_bytes_total[1m])) / 1048576",
+    "network_latency": "1000 * avg(probe_duration_seconds)",
+    "request_latency_p50": "1000 * histogram_quantile(0.5, sum(rate(http_request_duration_seconds_bucket[5m])) by (le))",
+    "request_latency_p99": "1000 * histogram_quantile(0.99, sum(rate(http_request_duration_seconds_bucket[5m])) by (le))",
+    "throughput": "sum(rate(http_requests_total[5m]))",
+}
+
+
+class PrometheusError(RuntimeError):
+    pass
+
+
+class PrometheusSource:
+    name = "prometheus"
+
+    def __init__(self, base_url: str, queries: Mapping[str, str] | None = None, timeout: float = 5.0,
+                 transport: httpx.BaseTransport | None = None):
+        self.queries = dict(DEFAULT_QUERIES)
+        self.queries.update(queries or {})
+        self.metrics = tuple(self.queries)
+        self.client = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout, transport=transport)
+        self.round_trips = 0
+
+    def query(self, promql: str) -> list[dict[str, Any]]:
+        self.round_trips += 1
+        try:
+            resp = self.client.get("/api/v1/query", params={"query": promql})
+        except httpx.HTTPError as exc:
+            raise PrometheusError(f"Prometheus unreachable: {exc.__class__.__name__}: {exc}") from None
+        try:
+            body = resp.json()
+        except ValueError:
+            raise PrometheusError(f"Prometheus answered HTTP {resp.status_code} without JSON") from None
+        if resp.status_code != 200 or body.get("status") != "success":
+            raise PrometheusError(f"Prometheus refused the query ({resp.status_code}): {body.get('error', '?')}")
+        data = body.get("data") or {}
+        if data.get("resultType") == "scalar":
+            return [{"metric": {}, "value": data["result"]}]
+        return list(data.get("result") or [])
+
+    def collect(self) -> list[Sample]:
+        out = []
+        for metric, promql in self.queries.items():
+            result = self.query(promql)
+            values = []
+            for series in result:
+                try:
+                    values.append(float(series["value"][1]))
+                except (KeyError, IndexError, TypeError, ValueError):
+                    continue
+            values = [v for v in values if math.isfinite(v)]
+            if not values:
+                out.append(Sample(metric, None, self.name, f"no data for {promql}", n=0, how=promql))
+            else:
+                out.append(Sample(metric, values[0] if len(values) == 1 else sum(values) / len(values), self.name,
+                                  n=len(values), how=promql))
+        return out
+
+    def close(self) -> None:
+        self.client.close()

@@ -1,0 +1,385 @@
+"""The monitoring window, headless (runbook steps 5–7): sample, evaluate, record, decide.
+
+``Monitor.baseline`` samples before the ALTER; ``Monitor.window`` samples the 60-minute window
+(T+15 → T+75), evaluating each tick, recording the checkpoints, stopping early on a failure
+condition, and stores the verdict with its evidence. ``replay`` re-evaluates a finished run's stored
+samples under any profile — the same code path, so the same profile gives the same verdict.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from engine.adapters.collectors import CollectorLoop, Sample, Source
+from engine.adapters.store import Approval, Checkpoint, Decision, MetricSample, Store
+from engine.domain.clock import Clock, SystemClock
+from engine.domain.decision import Verdict, WindowEvaluator, WindowState, window_complete
+from engine.domain.jsonable import jsonable
+from engine.domain.stops import AUTO_PAUSE_ROLLBACK, FAILURE_CONDITION, t_label
+from engine.domain.thresholds import Profile
+from engine.flows.digest_check import with_check
+
+Tick = dict[str, tuple[float | None, str | None, int | None]]
+AUTO_PAUSE = "auto_pause"  # the approval kind that lifts an AUTO-PAUSE
+PAUSE_APPROVERS = {"canary_lead"}  # runbook "Decision Rules" §3: the tech lead reviews
+
+
+@dataclass
+class MonitorResult:
+    verdict: Verdict
+    state: WindowState
+    window_started_at: datetime
+    ticks: int
+    stopped_early: bool
+    stop_cause: str | None = None  # engine.domain.stops: why the window stopped early
+
+
+def sources_for(plan: Any, backend: Any, clock: Clock | None = None) -> list[Source]:
+    """Every source the plan can feed (docs/metrics.md): the primary, the replica if given, Prometheus if
+    configured (with the plan's queries), and the kill-switch backend."""
+    from engine.adapters.collectors import KillSwitchSource, MySQLSource, ReplicaSource
+
+    sources: list[Source] = [MySQLSource(plan.connection, plan.schema, plan.change.table, plan.change.query_digests,
+                                         statement_error_rate=not plan.prometheus_url, clock=clock,
+                                         control_schemas=plan.change.control_schemas)]
+    if plan.replica is not None:
+        sources.append(ReplicaSource(plan.replica, clock))
+    if plan.prometheus_url:
+        from engine.adapters.prometheus import PrometheusSource
+
+        sources.append(PrometheusSource(plan.prometheus_url, plan.prometheus_queries))
+    sources.append(KillSwitchSource(backend, plan.tenant, plan.connection.id))
+    # runbook 5.3 #8: whether the table, the index and the target are there (engine/domain/availability.py)
+    from engine.adapters.presence import PresenceSource
+
+    sources.append(PresenceSource(plan.connection, plan.schema, plan.change.table, plan.change.index, clock))
+    return sources
+
+
+def warm_up(sources: Sequence[Source]) -> None:
+    """Open the sources' connections before the baseline's clock starts: a connection takes a few
+    hundred milliseconds on a loaded server, which a compressed clock multiplies (at ×120, minutes
+    of the baseline went to the first tick's connections)."""
+    for source in sources:
+        connect = getattr(source, "warm_up", None)
+        if connect is not None:
+            connect()
+
+
+def _tick_of(samples: Sequence[Sample]) -> Tick:
+    return {s.metric: (s.value, s.error, s.n) for s in samples}
+
+
+class Monitor:
+    def __init__(self, store: Store, tenant_id: str, run_id: str, sources: Sequence[Source], profile: Profile,
+                 actor: str, clock: Clock | None = None, interval: float = 5.0):
+        self.store, self.tenant_id, self.run_id = store, tenant_id, run_id
+        self.sources = list(sources)
+        self.profile = profile
+        self.actor = actor
+        self.clock = clock or SystemClock()
+        self.interval = interval
+        self.loop = CollectorLoop(self.sources, interval, self.clock, store=store, tenant_id=tenant_id,
+                                  run_id=run_id)
+        # Set by the executor: the digests and the sample queries judged at the window's end
+        # (engine/flows/digest_check.py); its warnings join the verdict.
+        self.verify_digests: Callable[[], Any] | None = None
+
+    @property
+    def configured(self) -> set[str]:
+        return {m for s in self.sources for m in s.metrics}
+
+    def _sleep_until(self, deadline: float) -> None:
+        left = deadline - self.clock.monotonic()
+        if left > 0:
+            self.clock.sleep(left)
+
+    def baseline(self, seconds: float, on_tick: Callable[[], None] | None = None) -> None:
+        """Sample before the ALTER; these are the baseline's per-interval values. ``on_tick`` runs
+        after every tick (the executor watches the kill switch and renews its lease there)."""
+        self.store.audit(self.tenant_id, self.actor, "baseline_sampling", self.run_id,
+                         {"seconds": seconds, "interval": self.interval})
+        warm_up(self.sources)
+        end = self.clock.monotonic() + seconds
+        while self.clock.monotonic() < end:
+            started = self.clock.monotonic()
+            self.loop.tick()
+            if on_tick:
+                on_tick()
+            self._sleep_until(started + self.interval)
+
+    def baselines(self, before: datetime) -> dict[str, list[float]]:
+        rows = [r for r in self.store.samples(self.tenant_id, self.run_id) if r.sampled_at < before]
+        return baselines_of(rows)
+
+    def evaluator(self, before: datetime, profile: Profile | None = None,
+                  reference: datetime | None = None) -> WindowEvaluator:
+        """A window evaluator on this run's baseline (every sample before ``before``, from the
+        run's creation on), each value with its time relative to the window's start (now, or the
+        start a window already recorded): the trend and the correlation need the times."""
+        rows = [r for r in self.store.samples(self.tenant_id, self.run_id) if r.sampled_at < before]
+        started = self.store.audit_entries(self.tenant_id, self.run_id, "monitoring_started")
+        ref = reference or (datetime.fromisoformat(started[-1].details["at"]) if started else self.clock.now())
+        return WindowEvaluator(profile or self.profile, baselines_of(rows), self.configured,
+                               baseline_times_of(rows, ref))
+
+    def window(self, alter_started_at: datetime, index_created: bool,
+               on_tick: Callable[[WindowEvaluator, Tick], None] | None = None,
+               speed: float = 1.0) -> MonitorResult:
+        ev = self.evaluator(alter_started_at)
+        resumed = self._resume(ev)
+        if resumed is None:
+            started_at = self.clock.now()
+            self.store.audit(self.tenant_id, self.actor, "monitoring_started", self.run_id,
+                             {"at": started_at.isoformat(), "interval": self.interval, "profile": self.profile.name,
+                              "window_minutes": self.profile.window_minutes, "time_compression": speed})
+            first_at: datetime | None = None
+            used: set[str] = set()
+        else:
+            started_at, first_at, used = resumed
+        recorded = {c.label for c in self.store.checkpoints(self.tenant_id, self.run_id)
+                    if c.recorded_by.startswith("engine (")}
+        ticks = 0
+        stopped = False
+        cause: str | None = None
+        announced = ev.state.paused  # a pause the dead driver announced is not announced twice
+        while True:
+            tick_started = self.clock.monotonic()
+            samples = self.loop.tick()
+            ticks += 1
+            # Seconds into the window from the stored sample times, exactly as replay computes them.
+            first_at = first_at or self.loop.last_at
+            t_s = (self.loop.last_at - first_at).total_seconds()
+            tick = _tick_of(samples)
+            ev.add(t_s, tick)
+            if ev.state.paused:
+                if not announced:
+                    self.store.audit(self.tenant_id, self.actor, "auto_pause", self.run_id,
+                                     {"reason": ev.state.pause_reason})
+                    announced = True
+                decision = self._lift_pause(ev, used)
+                if decision == "rollback":
+                    stopped, cause = True, AUTO_PAUSE_ROLLBACK
+                    break
+            else:
+                announced = False
+            for cp in ev.checkpoints:
+                if cp.label not in recorded:
+                    self.store.save_checkpoint(Checkpoint(
+                        tenant_id=self.tenant_id, execution_run_id=self.run_id, label=cp.label,
+                        metrics_ok=cp.metrics_ok, recorded_by=f"engine ({self.actor})",
+                        notes=f"{cp.warnings} warning(s), {cp.alerts} alert(s), {cp.stale} stale source(s), "
+                              f"{cp.concurrent} concurrent"))
+                    recorded.add(cp.label)
+            if on_tick:
+                on_tick(ev, tick)
+            if ev.state.stop_reason:
+                stopped, cause = True, FAILURE_CONDITION
+                break
+            if window_complete(self.profile, t_s) and not ev.state.paused:
+                break  # an AUTO-PAUSE holds the decision back until someone lifts it
+            self._sleep_until(tick_started + self.interval)
+        check = self.verify_digests() if self.verify_digests is not None else None
+        verdict = with_check(ev.finish(index_created), check)
+        end = t_label(self.profile.checkpoints[0], ev.state.elapsed_s)
+        for cp in (c for c in ev.checkpoints if c.label not in recorded):
+            # Due exactly at the last tick: evaluated on the window's data up to there, and said so.
+            self.store.save_checkpoint(Checkpoint(
+                tenant_id=self.tenant_id, execution_run_id=self.run_id, label=cp.label, metrics_ok=cp.metrics_ok,
+                recorded_by=f"engine ({self.actor})", notes=f"{cp.warnings} warning(s), {cp.alerts} alert(s); "
+                f"evaluated at the window's {'stop' if stopped else 'end'} ({end}) on the data up to then"))
+        stop = {"stopped_early": stopped, "stop_cause": cause, "stopped_at_s": round(ev.state.elapsed_s, 1),
+                "stop_reason": ev.state.stop_reason} if stopped else {"stopped_early": False}
+        self.store.save_decision(Decision(
+            tenant_id=self.tenant_id, execution_run_id=self.run_id, verdict=verdict.verdict,
+            evidence=jsonable(verdict.as_dict() | {"profile": self.profile.name,
+                                                   "verification": check.as_dict() if check else None} | stop),
+            decided_by=f"engine ({self.actor})"))
+        return MonitorResult(verdict, ev.state, started_at, ticks, stopped, cause)
+
+    def _resume(self, ev: WindowEvaluator) -> tuple[datetime, datetime | None, set[str]] | None:
+        """A window this run already started (its driver died; we took the run over): feed ``ev``
+        the stored ticks — exactly as ``replay`` does, approvals included — and carry on from there.
+        The time nobody sampled stays a gap: the window's clock counts from its first sample, so it
+        cannot be lengthened or shortened by a crash. Returns the window's start, its first sample's
+        time and the approvals already used; None for a window not yet started."""
+        started = self.store.audit_entries(self.tenant_id, self.run_id, "monitoring_started")
+        if not started:
+            return None
+        window_start = datetime.fromisoformat(started[-1].details["at"])
+        rows = [r for r in self.store.samples(self.tenant_id, self.run_id) if r.sampled_at >= window_start]
+        approvals = sorted(self.store.approvals(self.tenant_id, self.run_id, AUTO_PAUSE), key=lambda a: a.created_at)
+        used: set[str] = set()
+        first_at: datetime | None = None
+        last_at: datetime | None = None
+        for t_s, tick in ticks_of(rows, window_start):
+            at = window_start + timedelta(seconds=t_s)
+            first_at = first_at or at
+            last_at = at
+            ev.add((at - first_at).total_seconds(), tick)
+            while ev.state.paused and approvals and approvals[0].created_at <= at:
+                if approvals[0].decision == "rollback":
+                    break  # left for the first live tick, which stops the window on it
+                a = approvals.pop(0)
+                used.add(a.id)
+                ev.approve(f"{a.actor} ({a.role})", a.decision)
+        now = self.clock.now()
+        self.store.audit(self.tenant_id, self.actor, "monitoring_resumed", self.run_id, {
+            "window_started_at": window_start.isoformat(), "ticks_restored": len({r.sampled_at for r in rows}),
+            "last_sample_at": last_at.isoformat() if last_at else None,
+            "gap_s": round((now - last_at).total_seconds(), 1) if last_at else None,
+            "elapsed_s": round((now - first_at).total_seconds(), 1) if first_at else 0.0})
+        return window_start, first_at, used
+
+    def _lift_pause(self, ev: WindowEvaluator, used: set[str]) -> str | None:
+        """An AUTO-PAUSE lifts only on an explicit approval recorded in the store (any console,
+        the CLI's ``approve``): resume, or roll back."""
+        for a in self.store.approvals(self.tenant_id, self.run_id, AUTO_PAUSE):
+            if a.id in used:
+                continue
+            used.add(a.id)
+            ev.approve(f"{a.actor} ({a.role})", a.decision)
+            self.store.audit(self.tenant_id, self.actor, "auto_pause_lifted", self.run_id,
+                             {"decision": a.decision, "approved_by": a.actor, "role": a.role})
+            return a.decision
+        return None
+
+    def close(self) -> None:
+        for s in self.sources:
+            s.close()
+
+
+def baselines_of(rows: Sequence[MetricSample]) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = defaultdict(list)
+    for r in rows:
+        if r.value is not None:
+            out[r.metric].append(r.value)
+    return dict(out)
+
+
+def baseline_times_of(rows: Sequence[MetricSample], reference: datetime) -> dict[str, list[float]]:
+    """The times of ``baselines_of``'s values, in seconds relative to ``reference`` (the window's
+    start: negative)."""
+    out: dict[str, list[float]] = defaultdict(list)
+    for r in rows:
+        if r.value is not None:
+            out[r.metric].append((r.sampled_at - reference).total_seconds())
+    return dict(out)
+
+
+def ticks_of(rows: Sequence[MetricSample], window_start: datetime) -> list[tuple[float, Tick]]:
+    """Stored samples, grouped back into ticks, as seconds into the window."""
+    grouped: dict[datetime, Tick] = defaultdict(dict)
+    for r in rows:
+        if r.sampled_at >= window_start:
+            grouped[r.sampled_at][r.metric] = (r.value, r.error, (r.meta or {}).get("n"))
+    return [((at - window_start).total_seconds(), tick) for at, tick in sorted(grouped.items())]
+
+
+def replay(store: Store, tenant_id: str, run_id: str, profile: Profile) -> tuple[Verdict, WindowEvaluator]:
+    """Re-evaluate a finished run's stored samples under ``profile``."""
+    run = store.get_run(tenant_id, run_id)
+    if run is None:
+        raise LookupError(f"run {run_id} not found for tenant {tenant_id}")
+    started = store.audit_entries(tenant_id, run_id, "monitoring_started")
+    if not started or run.alter_started_at is None:
+        raise LookupError(f"run {run_id} has no monitoring window to replay")
+    window_start = datetime.fromisoformat(started[-1].details["at"])
+    rows = store.samples(tenant_id, run_id)
+    before = [r for r in rows if r.sampled_at < run.alter_started_at]
+    ev = WindowEvaluator(profile, baselines_of(before), {r.metric for r in rows},
+                         baseline_times_of(before, window_start))
+    approvals = sorted(store.approvals(tenant_id, run_id, AUTO_PAUSE), key=lambda a: a.created_at)
+    first = None
+    for t_s, tick in ticks_of(rows, window_start):
+        first = t_s if first is None else first
+        ev.add(t_s - first, tick)
+        at = window_start + timedelta(seconds=t_s)
+        while ev.state.paused and approvals and approvals[0].created_at <= at:
+            a = approvals.pop(0)
+            ev.approve(f"{a.actor} ({a.role})", a.decision)
+            if a.decision == "rollback":
+                return ev.finish(run.index_created_by_run), ev
+    return ev.finish(run.index_created_by_run), ev
+
+
+@dataclass
+class Observation:
+    kind: str  # post_success | post_rollback
+    minutes: float
+    ok: bool
+    alerts: list[str]
+    warnings: list[str]
+    ticks: int
+
+
+def observe(monitor: Monitor, kind: str, alter_started_at: datetime) -> Observation:
+    """Runbook 5.4: 15 minutes after a success, 30 after a rollback, watched like the window (the
+    same bands against the same baseline); OK when no alert fired and no failure condition tripped."""
+    from dataclasses import replace as _replace
+
+    minutes = {"post_success": monitor.profile.post_success_minutes,
+               "post_rollback": monitor.profile.post_rollback_minutes}[kind]
+    profile = _replace(monitor.profile, window_minutes=minutes, checkpoints=(0,))
+    monitor.store.audit(monitor.tenant_id, monitor.actor, f"{kind}_observation_started", monitor.run_id,
+                        {"minutes": minutes})
+    ev = monitor.evaluator(alter_started_at, profile, monitor.clock.now())
+    first_at: datetime | None = None
+    ticks = 0
+    while True:
+        started = monitor.clock.monotonic()
+        samples = monitor.loop.tick()
+        ticks += 1
+        first_at = first_at or monitor.loop.last_at
+        t_s = (monitor.loop.last_at - first_at).total_seconds()
+        ev.add(t_s, _tick_of(samples))
+        if window_complete(profile, t_s):
+            break
+        monitor._sleep_until(started + monitor.interval)
+    result = Observation(kind, minutes, not ev.state.alerts and ev.state.stop_reason is None,
+                         [e.detail for e in ev.state.alerts], [e.detail for e in ev.state.warnings], ticks)
+    monitor.store.audit(monitor.tenant_id, monitor.actor, f"{kind}_observation_completed", monitor.run_id,
+                        {"ok": result.ok, "alerts": result.alerts[:5], "warnings": len(result.warnings)})
+    return result
+
+
+TEAM_DECISIONS = ("keep", "remove")
+
+
+def record_team_decision(store: Store, tenant_id: str, run_id: str, decision: str, actor: str,
+                         roles: set[str], note: str = "") -> Decision:
+    """An INCONCLUSIVE verdict is settled by the team (runbook 6.1), recorded by the canary lead.
+    It stays INCONCLUSIVE — the record says what the team chose and who recorded it; it never turns
+    into a PASS."""
+    if decision not in TEAM_DECISIONS:
+        raise ValueError(f"the team decides 'keep' or 'remove', not {decision!r}")
+    if "canary_lead" not in roles:
+        store.audit(tenant_id, actor, "team_decision_refused", run_id, {"roles": sorted(roles)})
+        raise PermissionError("the canary lead records the team's decision")
+    latest = store.decisions(tenant_id, run_id)
+    if not latest or latest[-1].verdict != "INCONCLUSIVE":
+        raise ValueError("only an INCONCLUSIVE verdict is settled by a team decision")
+    return store.save_decision(Decision(
+        tenant_id=tenant_id, execution_run_id=run_id, verdict="INCONCLUSIVE",
+        evidence=jsonable({**(latest[-1].evidence or {}), "team_decision": decision, "note": note,
+                           "recorded_by": actor}),
+        decided_by=actor))
+
+
+def approve_pause(store: Store, tenant_id: str, run_id: str, decision: str, actor: str, roles: set[str],
+                  note: str = "") -> Approval:
+    """Record the approval that lifts an AUTO-PAUSE: 'resume' or 'rollback', by the canary lead."""
+    if decision not in ("resume", "rollback"):
+        raise ValueError(f"an AUTO-PAUSE is lifted by 'resume' or 'rollback', not {decision!r}")
+    allowed = roles & PAUSE_APPROVERS
+    if not allowed:
+        store.audit(tenant_id, actor, "auto_pause_approval_refused", run_id,
+                    {"decision": decision, "roles": sorted(roles)})
+        raise PermissionError(f"lifting an AUTO-PAUSE needs the canary_lead role; {actor} has "
+                              f"{', '.join(sorted(roles)) or 'none'}")
+    return store.add_approval(Approval(tenant_id=tenant_id, execution_run_id=run_id, kind=AUTO_PAUSE,
+                                       role=sorted(allowed)[0], actor=actor, decision=decision, note=note))

@@ -1,0 +1,157 @@
+"""Judge exported metrics from a file, without a store or a server (``canary-console replay
+--samples FILE``; docs/verdict.md).
+
+The file is JSON Lines, one sample a line::
+
+    {"ts": "2026-12-03T08:00:05Z", "metric": "latency_p50", "value": 0.0042, "group": "canary"}
+
+``group`` is ``canary`` (the default) or ``control`` (the same metric on tenants the change did
+not touch, measured at the same moments). Metric names are the threshold profile's
+(``latency_p50``, ``latency_p99``, ``lock_wait``, ``replication_lag``, ``error_rate``, …). Samples
+before the change are the baseline; the rest is the window, judged by the same evaluator as a live
+run (``engine.domain.decision.WindowEvaluator``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from engine.domain.decision import CONTROL, Verdict, WindowEvaluator
+from engine.domain.thresholds import Profile
+
+
+class SamplesError(ValueError):
+    """A file that cannot be judged: the message names the line and the way out."""
+
+
+@dataclass(frozen=True)
+class FileSample:
+    at: datetime
+    metric: str
+    value: float | None
+    group: str  # canary | control
+    line: int
+
+
+def _parse_ts(raw: Any, line: int) -> datetime:
+    if not isinstance(raw, str):
+        raise SamplesError(f"line {line}: 'ts' must be an ISO-8601 time such as \"2026-12-03T08:00:05Z\"")
+    try:
+        at = datetime.fromisoformat(raw.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise SamplesError(f"line {line}: 'ts' {raw[:40]!r} is not an ISO-8601 time "
+                           "(e.g. \"2026-12-03T08:00:05Z\")") from None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def parse_samples(text: str, profile: Profile) -> list[FileSample]:
+    """Every sample of a JSON Lines text; the first bad line raises ``SamplesError`` naming it.
+    Blank lines are skipped."""
+    keys = set(profile.keys)
+    out: list[FileSample] = []
+    for i, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise SamplesError(f"line {i}: not JSON ({exc.msg}); one object a line, e.g. "
+                               '{"ts": "…", "metric": "latency_p50", "value": 0.004}') from None
+        if not isinstance(obj, dict):
+            raise SamplesError(f"line {i}: a sample is a JSON object with ts, metric and value")
+        for field in ("ts", "metric", "value"):
+            if field not in obj:
+                raise SamplesError(f"line {i}: no '{field}' (a sample has ts, metric, value and optionally group)")
+        metric = obj["metric"]
+        if not isinstance(metric, str) or metric not in keys:
+            shown = str(metric)[:40]
+            raise SamplesError(f"line {i}: unknown metric {shown!r}; the profile's metrics are "
+                               f"{', '.join(sorted(keys))}")
+        value = obj["value"]
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not math.isfinite(float(value))):
+            raise SamplesError(f"line {i}: 'value' must be a finite number or null (a source down), not "
+                               f"{str(value)[:40]!r}")
+        group = obj.get("group", "canary")
+        if group not in ("canary", "control"):
+            raise SamplesError(f"line {i}: 'group' is \"canary\" or \"control\", not {str(group)[:20]!r}")
+        out.append(FileSample(_parse_ts(obj["ts"], i), metric, None if value is None else float(value), group, i))
+    if not out:
+        raise SamplesError("the file has no sample: one JSON object a line with ts, metric and value")
+    return out
+
+
+@dataclass
+class FileJudgement:
+    verdict: Verdict
+    evaluator: WindowEvaluator
+    change_at: datetime
+    baseline_samples: int
+    window_samples: int
+    stopped_at: datetime | None
+
+    def as_json(self) -> dict[str, Any]:
+        bands = self.evaluator.state.last_bands
+        by_label = {self.evaluator.profile.rule(k).label: k for k in self.evaluator.configured}
+        criteria = []
+        for c in self.verdict.criteria:
+            key = by_label.get(c.name)
+            band = bands.get(key) if key else None
+            criteria.append({
+                "name": c.name, "met": c.met, "value": c.value, "interval": c.interval, "n": c.n,
+                "n_eff": c.n_eff, "band": band.level if band else None, "rule": c.rule,
+                "applicable": c.applicable, "evidence": c.evidence})
+        out: dict[str, Any] = {
+            "verdict": self.verdict.verdict.replace(" ", "_"), "criteria": criteria,
+            "reasons": list(self.verdict.reasons), "warnings": list(self.verdict.warnings),
+            "change_at": self.change_at.isoformat(), "baseline_samples": self.baseline_samples,
+            "window_samples": self.window_samples}
+        if self.stopped_at is not None:
+            out["stopped_at"] = self.stopped_at.isoformat()
+        return out
+
+
+def judge_samples(samples: list[FileSample], profile: Profile, change_at: datetime | None = None) -> FileJudgement:
+    """The verdict of a file's samples: before ``change_at`` the baseline (default: the first
+    sample's time + the profile's ``baseline_minutes``), from it the window, a tick per
+    timestamp, stopped where a live window would have stopped."""
+    first = min(s.at for s in samples)
+    change = change_at or first + timedelta(minutes=profile.baseline_minutes)
+    if change.tzinfo is None:
+        change = change.replace(tzinfo=UTC)
+    baselines: dict[str, list[float | None]] = defaultdict(list)
+    times: dict[str, list[float]] = defaultdict(list)
+    ticks: dict[datetime, dict[str, tuple[float | None, str | None, int | None]]] = defaultdict(dict)
+    nb = nw = 0
+    for s in sorted(samples, key=lambda x: (x.at, x.line)):
+        key = s.metric if s.group == "canary" else CONTROL + s.metric
+        if s.at < change:
+            nb += 1
+            baselines[key].append(s.value)
+            times[key].append((s.at - change).total_seconds())
+        else:
+            nw += 1
+            ticks[s.at][key] = (s.value, None if s.value is not None else "no value in the file", None)
+    configured = {s.metric for s in samples if s.group == "canary"}
+    if not ticks:
+        raise SamplesError(f"no sample at or after the change ({change.isoformat()}): nothing to judge; "
+                           "pass --change-at inside the file's time span")
+    ev = WindowEvaluator(profile, baselines, configured, times)
+    stopped: datetime | None = None
+    for at in sorted(ticks):
+        ev.add((at - change).total_seconds(), ticks[at])
+        if ev.state.stop_reason:
+            stopped = at
+            break
+    verdict = ev.finish(index_created=True)
+    # A file says nothing about the index: that criterion is shown, not counted.
+    criteria = tuple(replace(c, met=None, value="not in the file", applicable=False,
+                             rule="a samples file does not say; not counted")
+                     if c.name == "Index created successfully" else c for c in verdict.criteria)
+    verdict = replace(verdict, criteria=criteria)
+    return FileJudgement(verdict, ev, change, nb, nw, stopped)
