@@ -5,7 +5,8 @@ in the audit trail. A real plan has no fault keys at all."""
 from __future__ import annotations
 
 import pytest
-from test_console_flow import make_app, make_plan, until
+from test_console_flow import make_app, make_plan
+from waits import until
 
 from engine.plan import plan_from_dict
 from engine.store import Store

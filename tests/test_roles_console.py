@@ -7,7 +7,8 @@ same actions the bindings do."""
 from __future__ import annotations
 
 import pytest
-from test_console_flow import make_app, make_plan, until
+from test_console_flow import make_app, make_plan
+from waits import until
 
 from engine.executor import Executor
 from engine.killswitch import EmbeddedKillSwitch
