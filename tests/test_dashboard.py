@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from plans import ACME, people
 from textual.app import App
+from waits import until
 
 from engine.clock import FrozenClock
 from engine.collectors import Sample
@@ -740,7 +741,7 @@ async def test_the_dashboard_follows_the_recorded_run_step_by_step_and_its_keys_
         assert isinstance(dialog, NoteDialog) and "T+15" in dialog.title_text
         await pilot.press(*"lag from a batch job")
         dialog.query_one("#choice-1").press()
-        await pilot.pause()
+        await until(pilot, lambda: app.seen[-1] != PauseDecision("resume", "batch job ended"), 5)
         assert app.seen[-1] == CheckpointNote("T+15", "lag from a batch job", False)
 
 
