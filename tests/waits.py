@@ -11,8 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from engine.selftest import wait_for  # the drill's own poll from a plain thread, shared with it
-
 __all__ = ["until", "wait_for"]
 
 
@@ -26,3 +24,11 @@ async def until(pilot: Any, predicate: Callable[[], Any], seconds: float = 20.0,
             return True
     return False
 
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, step: float = 0.02) -> Any:
+    """The drill's own poll (engine.selftest.wait_for), imported when first used: a pure test file
+    that imports this module does not pay for the engine's executor and store."""
+    from engine.selftest import wait_for as poll
+
+    return poll(predicate, timeout, step)
