@@ -177,9 +177,10 @@ async def test_f9_works_on_every_screen_and_in_every_dialog(tmp_path):
 
     app = make_app(tmp_path)
     async with app.run_test(size=(140, 40)) as pilot:
-        await pilot.pause()
+        # the steps' screens are installed as the app starts: iterate once they all are
+        assert await until(pilot, lambda: "report" in app.steps)
         places = []
-        for name in app.steps:
+        for name in list(app.steps):
             app.switch_screen(name)
             await pilot.pause(0.05)
             places.append(name)
