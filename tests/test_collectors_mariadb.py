@@ -8,6 +8,7 @@ import threading
 import time
 
 import pytest
+from waits import wait_for
 
 from engine.adapters.collectors import (
     CollectorLoop,
@@ -168,15 +169,19 @@ def test_an_injected_row_lock_wait_shows_in_lock_wait(pair):
 
     t = threading.Thread(target=wait, daemon=True)
     t.start()
-    time.sleep(2.2)
-    seen = by_metric(loop.tick())
+
+    def waited_a_second():
+        got = by_metric(loop.tick())
+        return got if got["lock_wait"].value is not None and got["lock_wait"].value >= 1.0 else None
+
+    seen = wait_for(waited_a_second, 10, 0.2) or by_metric(loop.tick())
     holder.rollback()
     t.join(10)
     holder.close()
     waiter.close()
     assert seen["lock_wait"].value >= 1.0 and seen["lock_wait"].n >= 1, seen["lock_wait"]
-    time.sleep(0.3)  # InnoDB's information_schema lock tables are a cache refreshed every 0.1 s
-    assert by_metric(loop.tick())["lock_wait"].value == 0
+    # InnoDB's information_schema lock tables are a cache refreshed every 0.1 s
+    assert wait_for(lambda: by_metric(loop.tick())["lock_wait"].value == 0, 5, 0.1)
     source.close()
 
 
@@ -233,8 +238,9 @@ def test_a_failing_source_is_stale_then_retried_and_recovers(pair):
         assert retrying["threads_running"].error.startswith("retrying")
         other.primary.port = port
         other.primary.start(other.server_bin)
-        time.sleep(1.1)
-        back = by_metric(loop.tick())
+        # the next try waits out the backoff (at most 1 s): tick until one reads the server again
+        back = wait_for(lambda: (got := by_metric(loop.tick()))["threads_running"].value is not None and got,
+                        10, 0.2) or by_metric(loop.tick())
         assert back["threads_running"].value >= 1 and loop.health["mysql"].failures == 0
         source.close()
 
@@ -247,7 +253,7 @@ def test_samples_are_stored_with_time_and_source(pair, tmp_path):
     sources = [MySQLSource(sb.primary.profile(db), db, "orders"), ReplicaSource(sb.replica.profile(db)),
                KillSwitchSource(EmbeddedKillSwitch(store), "acme", "c")]
     loop = CollectorLoop(sources, interval=0.3, store=store, tenant_id="acme", run_id="run-1").start()
-    time.sleep(1.2)
+    wait_for(lambda: len({r.sampled_at for r in store.samples("acme", "run-1")}) >= 3, 10, 0.1)
     loop.stop()
     rows = store.samples("acme", "run-1")
     assert {r.source for r in rows} == {"mysql", "replica", "killswitch"}

@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from waits import until
 
 from console.app import CanaryApp
 from engine.adapters.identity import Identity
@@ -62,14 +63,6 @@ def make_app(plan, store, user="lead", clock=None, poll=True, role=None):
     clock = clock or FrozenClock(utcnow().replace(microsecond=0))
     return CanaryApp(plan, store, Identity(user, "10.0.0.5", "jump"), clock, EmbeddedKillSwitch(store),
                      poll=poll, role=role)
-
-
-async def until(pilot, predicate, seconds=20.0, step=0.05):
-    for _ in range(int(seconds / step)):
-        await pilot.pause(step)
-        if predicate():
-            return True
-    return False
 
 
 def set_estimate(lab, db, rows):

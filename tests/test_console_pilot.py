@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 from plans import ACME, people
+from waits import until
 
 from console.app import CanaryApp
 from engine.adapters.identity import Identity
@@ -38,12 +39,8 @@ def make_app(tmp_path, user="somchai", poll=False, steady=False):
     return CanaryApp(plan, store, Identity(user, "10.0.0.5", "jump"), clock, backend, poll=poll)
 
 
-async def _wait_active(app, pilot):
-    for _ in range(250):  # up to 5 s: a loaded CI machine, two apps in one loop
-        await pilot.pause(0.02)
-        if app.frame.kill and app.frame.kill.active:
-            return True
-    return False
+async def _wait_active(app, pilot):  # up to 5 s: a loaded CI machine, two apps in one loop
+    return await until(pilot, lambda: app.frame.kill and app.frame.kill.active, 5, 0.02)
 
 
 async def test_f9_on_the_plan_screen_turns_the_frame_red_at_once_and_records_it(tmp_path):
@@ -168,11 +165,8 @@ async def test_deactivation_by_someone_without_the_role_is_refused_and_audited(t
 
 async def _wait_off(app, pilot):
     app.read_kill_switch()
-    for _ in range(250):
-        await pilot.pause(0.02)
-        if app.frame.kill and not app.frame.kill.active and not app.frame.kill_pending:
-            return True
-    return False
+    return await until(pilot, lambda: app.frame.kill and not app.frame.kill.active and not app.frame.kill_pending,
+                       5, 0.02)
 
 
 async def test_f9_works_on_every_screen_and_in_every_dialog(tmp_path):
@@ -183,9 +177,10 @@ async def test_f9_works_on_every_screen_and_in_every_dialog(tmp_path):
 
     app = make_app(tmp_path)
     async with app.run_test(size=(140, 40)) as pilot:
-        await pilot.pause()
+        # the steps' screens are installed as the app starts: iterate once they all are
+        assert await until(pilot, lambda: "report" in app.steps)
         places = []
-        for name in app.steps:
+        for name in list(app.steps):
             app.switch_screen(name)
             await pilot.pause(0.05)
             places.append(name)

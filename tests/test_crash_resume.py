@@ -19,10 +19,10 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
+import waits
 
 from engine.adapters.store import Store
 from engine.adapters.target import Target
@@ -40,13 +40,10 @@ INDEX = "idx_resume_cust_note"
 
 
 def wait_for(what: str, check, timeout: float, every: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = check()
-        if got:
-            return got
-        time.sleep(every)
-    raise AssertionError(f"gave up after {timeout:.0f} s waiting for {what}")
+    got = waits.wait_for(check, timeout, every)
+    if not got:
+        raise AssertionError(f"gave up after {timeout:.0f} s waiting for {what}")
+    return got
 
 
 def console_pids(plan_path: Path) -> list[int]:

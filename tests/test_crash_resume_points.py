@@ -26,10 +26,10 @@ import shutil
 import signal
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 import pytest
+import waits
 
 from engine.adapters.store import Store
 from engine.adapters.target import Target
@@ -49,13 +49,10 @@ MATE = "mate"  # the second person of the rollback (nobody approves their own): 
 
 
 def wait_for(what: str, check, timeout: float, every: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = check()
-        if got:
-            return got
-        time.sleep(every)
-    raise AssertionError(f"gave up after {timeout:.0f} s waiting for {what}")
+    got = waits.wait_for(check, timeout, every)
+    if not got:
+        raise AssertionError(f"gave up after {timeout:.0f} s waiting for {what}")
+    return got
 
 
 def console_pids(plan_path: Path) -> list[int]:

@@ -5,7 +5,8 @@ in the audit trail. A real plan has no fault keys at all."""
 from __future__ import annotations
 
 import pytest
-from test_console_flow import make_app, make_plan, until
+from test_console_flow import make_app, make_plan
+from waits import until
 
 from engine.adapters.store import Store
 from engine.domain.plan import plan_from_dict
@@ -32,7 +33,7 @@ async def test_f6_turns_a_fault_on_and_off_in_a_drill(lab, faults_db, tmp_path):
         assert [r.key for r in app.screen.rows] == ["l", "L", "s", "e", "m"], "no replica: no lag fault"
         await pilot.press("m")
         assert await until(pilot, lambda: app.frame.faults == ("long transaction (mdl)",), 15)
-        assert any(r.key == "m" and r.active_since for r in app.screen.rows)
+        assert await until(pilot, lambda: any(r.key == "m" and r.active_since for r in app.screen.rows), 5)
         await pilot.press("m")
         assert await until(pilot, lambda: app.frame.faults == (), 15)
         await pilot.press("escape")

@@ -14,6 +14,7 @@ from dataclasses import replace
 
 import pytest
 from netfault import FaultyProxy
+from waits import wait_for
 
 from engine.adapters.collectors import MySQLSource, ReplicaSource
 from engine.adapters.killswitch import EmbeddedKillSwitch
@@ -73,10 +74,7 @@ def _window(lab, db, name, sources, during):
 
 
 def wait_ticks(ticks, n, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while ticks() < n and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert ticks() >= n, f"only {ticks()} ticks"
+    assert wait_for(lambda: ticks() >= n, timeout, 0.05), f"only {ticks()} ticks"
 
 
 def test_the_targets_connection_cut_mid_window_is_stale_then_back_and_never_fails_the_run(pair):

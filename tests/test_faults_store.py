@@ -363,7 +363,8 @@ async def test_f9_with_the_store_locked_kills_the_alter_at_once_and_the_run_ends
     cannot record F9 yet kills the ALTER on the target itself; the worker that drives the run
     waits for the switch to land and records the run as the kill switch's (not as an error)."""
     from test_console_flow import make_app as console_app
-    from test_console_flow import make_plan, until
+    from test_console_flow import make_plan
+    from waits import until
 
     from engine.adapters.target import Target
     from engine.flows.executor import Executor

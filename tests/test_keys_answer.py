@@ -23,6 +23,7 @@ from textual.app import App
 from textual.command import CommandPalette
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable
+from waits import until
 
 from screens.base import KeysAnswer
 from screens.confirm import ConfirmStatement
@@ -36,7 +37,19 @@ class AnsweringHost(KeysAnswer, Host):
 
 
 def said(app: App) -> list[str]:
-    return [n.message for n in app._notifications]
+    """Every notification raised since the first look, in order. Textual drops each one after its
+    timeout (5 s): on a loaded machine a count of the live ones shrinks between two looks."""
+    heard = getattr(app, "_heard", None)
+    if heard is None:
+        heard = app._heard = [n.message for n in app._notifications]
+        add = app._notifications.add
+
+        def record(notification):  # noqa: ANN001, ANN202
+            heard.append(notification.message)
+            return add(notification)
+
+        app._notifications.add = record
+    return list(heard)
 
 
 async def press_says(app: App, pilot, key: str, *words: str) -> str:
@@ -44,7 +57,7 @@ async def press_says(app: App, pilot, key: str, *words: str) -> str:
     before = len(said(app))
     screen = app.screen
     await pilot.press(key)
-    await pilot.pause()
+    await until(pilot, lambda: len(said(app)) > before, 5)  # the answer may come from a worker
     new = said(app)[before:]
     assert new, f"{key!r} on {type(screen).__name__} did nothing and said nothing"
     assert app.screen is screen, f"{key!r} opened {type(app.screen).__name__} though it cannot act"

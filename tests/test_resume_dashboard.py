@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from plans import ACME, people
+from waits import until
 
 from engine.adapters.collectors import Sample
 from engine.adapters.store import Decision, ExecutionRun, Store
@@ -126,14 +127,6 @@ def _console(store, clock, user="nok"):
     return app, said
 
 
-async def _until(pilot, predicate, seconds: float = 20.0) -> bool:
-    for _ in range(int(seconds / 0.05)):
-        await pilot.pause(0.05)
-        if predicate():
-            return True
-    return False
-
-
 async def test_a_console_opened_on_a_resumed_window_lands_on_the_dashboard_with_the_gap(resumed, monkeypatch):
     """The run was taken over (``monitoring_resumed``) and is driven by another console: a console
     opened now shows the Monitoring step (not the Plan screen), the dashboard drawn with the gap,
@@ -144,16 +137,16 @@ async def test_a_console_opened_on_a_resumed_window_lands_on_the_dashboard_with_
     store.transition("acme", RUN, "running", "somchai@10.0.0.5")
     app, said = _console(store, clock)
     async with app.run_test(size=(160, 50)) as pilot:
-        assert await _until(pilot, lambda: app.screen is app.steps.get("monitoring")), (
+        assert await until(pilot, lambda: app.screen is app.steps.get("monitoring")), (
             f"the console stayed on {type(app.screen).__name__}")
         screen = app.steps["monitoring"]
         from screens.frame import KillBanner, RunFrame
 
         # The whole frame on the step it landed on (it was switched to before it was composed).
-        assert await _until(pilot, lambda: screen.query_one(RunFrame).state.user == app.actor
+        assert await until(pilot, lambda: screen.query_one(RunFrame).state.user == app.actor
                             and screen.query_one(RunFrame).state.kill is not None
                             and screen.query_one(KillBanner).state.user == app.actor)
-        assert await _until(pilot, lambda: screen.view is not None and "no samples" in screen.view.progress.text)
+        assert await until(pilot, lambda: screen.view is not None and "no samples" in screen.view.progress.text)
         assert "no samples T+24.9→T+32" in screen.view.progress.text
         drawn = str(screen.query_one("#window-text").render())
         assert "the driving console was down" in drawn
@@ -165,7 +158,7 @@ async def test_a_console_opened_on_a_resumed_window_lands_on_the_dashboard_with_
                                      decided_by=DRIVER))
         await pilot.press("6")
         decision = app.steps["decision"]
-        assert await _until(pilot, lambda: app.screen is decision and decision.view is not None
+        assert await until(pilot, lambda: app.screen is decision and decision.view is not None
                             and decision.view.verdict == verdict.verdict)
         assert not [s for s in said if "failed" in s], said
 

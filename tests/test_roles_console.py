@@ -7,7 +7,8 @@ same actions the bindings do."""
 from __future__ import annotations
 
 import pytest
-from test_console_flow import make_app, make_plan, until
+from test_console_flow import make_app, make_plan
+from waits import until
 
 from engine.adapters.killswitch import EmbeddedKillSwitch
 from engine.adapters.store import Store

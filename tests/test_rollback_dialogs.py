@@ -241,7 +241,8 @@ def test_rollback_screen_refused(snap_compare):
 async def test_the_real_console_refused_then_kept(lab, tmp_path):
     """The lead decides, the DBA refuses from their console (Tab Tab Enter first: nothing), the lead
     keeps the index: final, said on both consoles, every step audited."""
-    from test_console_flow import make_app, make_plan, until
+    from test_console_flow import make_app, make_plan
+    from waits import until
 
     from engine.adapters.store import ExecutionRun, Store
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from waits import until
 
 from console import cli
 from engine.adapters.identity import Identity
@@ -313,14 +314,6 @@ def test_a_plan_with_the_password_in_it_is_refused_without_repeating_it(tmp_path
 # --- the console, under Pilot ------------------------------------------------------------------
 
 
-async def _until(pilot: Any, predicate: Any, seconds: float = 20.0) -> bool:
-    for _ in range(int(seconds / 0.05)):
-        await pilot.pause(0.05)
-        if predicate():
-            return True
-    return False
-
-
 async def test_the_console_draws_and_logs_no_password(account, tmp_path, monkeypatch):
     """The console connects with the password (its checks pass), then the option file breaks under
     it: the screen, the notifications, console.log and the store say so without the password."""
@@ -344,15 +337,15 @@ async def test_the_console_draws_and_logs_no_password(account, tmp_path, monkeyp
     screens: list[str] = []
     async with app.run_test(size=(160, 50)) as pilot:
         await pilot.press("b")
-        assert await _until(pilot, lambda: app.view.run is not None), told
+        assert await until(pilot, lambda: app.view.run is not None), told
         await pilot.press("r")
-        assert await _until(pilot, lambda: "env.target" in app.view.prechecks
+        assert await until(pilot, lambda: "env.target" in app.view.prechecks
                             and "db.lock_none" in app.view.prechecks)
         assert app.view.prechecks["env.target"].status == "pass", app.view.prechecks["env.target"].detail
         screens.append(app.export_screenshot())
         cnf.write_text(f"password = {SECRET}\n")  # the group header lost in an edit
         await pilot.press("r")
-        assert await _until(pilot, lambda: app.view.prechecks["env.target"].status == "fail")
+        assert await until(pilot, lambda: app.view.prechecks["env.target"].status == "fail")
         assert SECRET not in app.view.prechecks["env.target"].detail
         assert "cannot be read as a MySQL option file (line 1)" in app.view.prechecks["env.target"].detail
         await pilot.pause(0.2)

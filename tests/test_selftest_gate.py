@@ -93,7 +93,8 @@ def test_the_cli_acknowledges_once_per_role(tmp_path):
 
 @pytest.mark.mariadb
 async def test_the_prechecks_screen_key_acknowledges_the_failed_case(lab, tmp_path):
-    from test_console_flow import make_app, make_plan, until
+    from test_console_flow import make_app, make_plan
+    from waits import until
 
     db = lab.database("cc_ack")
     lab.load_orders(db, 2000)
