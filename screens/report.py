@@ -217,7 +217,9 @@ class ReportScreen(RunbookScreen):
     def _select(self, key: str) -> None:
         self.view = key
         tabs = self.query_one(Tabs)
-        if tabs.active != f"view-{key}":
+        # The tabs mount after the screen's first update: selecting one before it exists would
+        # raise; the switcher below shows the view meanwhile, and the next update selects the tab.
+        if tabs.active != f"view-{key}" and tabs.query(f"#tabs-list > #view-{key}"):
             tabs.active = f"view-{key}"
         switcher = self.query_one(ContentSwitcher)
         if key == "report":

@@ -27,8 +27,8 @@ async def until(pilot: Any, predicate: Callable[[], Any], seconds: float = 20.0,
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, step: float = 0.02) -> Any:
-    """The drill's own poll (engine.selftest.wait_for), imported when first used: a pure test file
+    """The drill's own poll (engine.drill.selftest.wait_for), imported when first used: a pure test file
     that imports this module does not pay for the engine's executor and store."""
-    from engine.selftest import wait_for as poll
+    from engine.drill.selftest import wait_for as poll
 
     return poll(predicate, timeout, step)

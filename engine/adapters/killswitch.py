@@ -43,7 +43,7 @@ class AlterWatch:
     run_id: str
     wake: threading.Event = field(default_factory=threading.Event)  # read the switch now
     settled: threading.Event = field(default_factory=threading.Event)  # the ALTER ended (outcome set) or the watch ended
-    outcome: Any = None  # engine.enforce.AlterKill, once the ALTER ended and its index was read
+    outcome: Any = None  # engine.flows.enforce.AlterKill, once the ALTER ended and its index was read
 
     def publish(self, outcome: Any) -> None:
         self.outcome = outcome
