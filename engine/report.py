@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from engine.clock import utcnow
+from engine.clock import drill_mark, utcnow, wall, zone_label
 from engine.plan import Plan
 
 if TYPE_CHECKING:  # the store (SQLAlchemy) and httpx load lazily: not needed to draw a screen
@@ -363,20 +363,16 @@ def escalation_contacts(esc: Escalation, facts: ReportFacts) -> str:
 # --- formatting -----------------------------------------------------------------------------------
 
 
-def _offset_label(offset: timedelta) -> str:
-    sign = "+" if offset >= timedelta(0) else "-"
-    minutes = abs(int(offset.total_seconds())) // 60
-    return f"UTC{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+_offset_label = zone_label  # engine.clock: one way to say a time zone
 
 
 def fmt_when(dt: datetime | None, offset: timedelta = timedelta(0)) -> str:
-    if dt is None:
-        return UNKNOWN
-    return f"{dt + offset:%Y-%m-%d %H:%M:%S} {_offset_label(offset)}"
+    """Wall time in the plan's time zone, with its date and zone (engine.clock.wall)."""
+    return UNKNOWN if dt is None else wall(dt, offset, date=True)
 
 
 def fmt_clock(dt: datetime | None, offset: timedelta = timedelta(0)) -> str:
-    return UNKNOWN if dt is None else f"{dt + offset:%H:%M:%S}"
+    return UNKNOWN if dt is None else wall(dt, offset, zone=False)
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -812,7 +808,7 @@ def render_report(facts: ReportFacts) -> str:
         ("Escalation reached", f"{esc.level} — {esc.condition}" if esc else "none"),
     ]
     if f.time_compression:
-        details.append(("Clock", f"compressed ×{f.time_compression:g} (rehearsal)"))
+        details.append(("Clock", f"{drill_mark(f.time_compression)} (rehearsal): T+ and the times here are the drill's"))
     out = [f"# Canary Run Report - {f.name} ({f.tenant})", "", "## Summary", "", "| Field | Value |",
            "|-------|-------|"]
     out += [f"| {k} | {_cell(v)} |" for k, v in summary]

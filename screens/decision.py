@@ -23,6 +23,7 @@ from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.widgets import Footer, Static
 
+from engine.clock import wall
 from engine.dashboard import DecisionView
 from engine.plan import Plan
 from engine.roles import needed, role_words
@@ -134,7 +135,7 @@ class DecisionScreen(RunbookScreen):
         decided = []
         if v.decided_by:
             decided.append(f"decided by {v.decided_by}"
-                           + (f" at {v.decided_at:%Y-%m-%d %H:%M:%S}" if v.decided_at else ""))
+                           + (f" at {wall(v.decided_at, self.plan.off_peak.utc_offset, date=True)}" if v.decided_at else ""))
         if v.profile:
             decided.append(f"profile {v.profile}")
         if v.stop_text and v.verdict:

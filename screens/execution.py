@@ -20,6 +20,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Footer, Log, ProgressBar, Static
 
+from engine.clock import wall
 from engine.plan import Plan
 from engine.runbook import RunView
 from engine.text import for_terminal
@@ -80,7 +81,7 @@ def audit_line(e: AuditLog) -> str:
     details = ", ".join(f"{k}={d[k]}" for k in keep if d.get(k) not in (None, "", [], {}))
     status = f" {e.old_status or ''}→{e.new_status}" if e.new_status else ""
     # Actors and details were typed by people (a reason, an error): shown, never interpreted.
-    return for_terminal(f"{e.created_at:%H:%M:%S} {e.actor.split('@')[0]:<16} {e.action}{status} {details}"[:400])
+    return for_terminal(f"{wall(e.created_at, zone=False)} {e.actor.split('@')[0]:<16} {e.action}{status} {details}"[:400])
 
 
 def mmss(seconds: float) -> str:
@@ -198,11 +199,11 @@ class ExecutionScreen(RunbookScreen):
         run = self.view.run
         if p is None or (not p.stage and p.fraction is None and not p.waiters and not p.blockers):
             if run is not None and run.alter_started_at and run.alter_finished_at:
-                label.update(f"done: index {self.plan.change.index} added at {run.alter_finished_at:%H:%M:%S}"
-                             if run.index_created_by_run else f"ended at {run.alter_finished_at:%H:%M:%S}")
+                label.update(f"done: index {self.plan.change.index} added at {wall(run.alter_finished_at, zone=False)}"
+                             if run.index_created_by_run else f"ended at {wall(run.alter_finished_at, zone=False)}")
                 bar.update(progress=100 if run.index_created_by_run else bar.progress)
             elif run is not None and run.alter_started_at:
-                label.update(f"running since {run.alter_started_at:%H:%M:%S} (thread {run.alter_thread_id}); "
+                label.update(f"running since {wall(run.alter_started_at, zone=False)} (thread {run.alter_thread_id}); "
                              "progress is shown on the console that drives the run")
             else:
                 label.update("not started")

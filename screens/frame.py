@@ -5,7 +5,7 @@ and, when the switch is on, the banner saying which scopes and who set them."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from rich.markup import escape
 from rich.text import Text
@@ -15,6 +15,7 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import Button, Static
 
+from engine.clock import run_clock
 from engine.killswitch import KillSwitchReading
 from engine.runbook import STEPS, TITLES
 from engine.text import for_terminal
@@ -28,8 +29,9 @@ class FrameState:
     roles: tuple[str, ...] = ()
     target: str = ""
     target_health: str = "○ not checked"  # ● ok | ✗ down: <why> | ○ not checked
-    t0: datetime | None = None
+    t0: datetime | None = None  # T+0 of the run's one clock (engine.clock): known once the window opens
     now: datetime | None = None
+    utc_offset: timedelta = timedelta(0)  # the plan's time zone: wall times before T+ exists
     kill: KillSwitchReading | None = None
     kill_pending: bool = False  # pressed; the store has not confirmed yet
     step: str = "plan"
@@ -43,12 +45,14 @@ class FrameState:
 
     @property
     def clock(self) -> str:
-        if self.t0 is None or self.now is None:
+        return self.clock_text()
+
+    def clock_text(self, short: bool = False) -> str:
+        """The run's one clock (engine.clock.run_clock), the drill's compression marked."""
+        if self.now is None:
             return "T —"
-        seconds = int(((self.t_end or self.now) - self.t0).total_seconds())
-        sign = "+" if seconds >= 0 else "-"
-        seconds = abs(seconds)
-        return f"T{sign}{seconds // 60:02d}:{seconds % 60:02d}"
+        return run_clock(self.t0, self.now, end=self.t_end if self.t0 is not None else None, speed=self.speed,
+                         offset=self.utc_offset, short=short)
 
     @property
     def kill_active(self) -> bool:
@@ -130,7 +134,7 @@ class RunFrame(FramePart):
     def render(self) -> Text:
         s = self.state
         role = "/".join(SHORT_ROLE.get(r, r) for r in s.roles) if s.roles else "no role"
-        clock = s.clock if s.speed == 1 else f"{s.clock} ⏩ TIME ×{s.speed:g} (rehearsal)"
+        clock = s.clock_text(short=self.size.width < 110)
         text = Text(" ")
         if s.dry_run:  # first: whoever looks must know that nothing here changes the target
             text.append("DRY RUN · read-only", style="bold black on cyan")
