@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from rich.cells import cell_len
 from rich.markup import escape
 from rich.text import Text
 from textual.app import ComposeResult
@@ -135,16 +136,33 @@ class RunFrame(FramePart):
         s = self.state
         role = "/".join(SHORT_ROLE.get(r, r) for r in s.roles) if s.roles else "no role"
         clock = s.clock_text(short=self.size.width < 110)
-        text = Text(" ")
+        parts: list[tuple[str, str]] = []
         if s.dry_run:  # first: whoever looks must know that nothing here changes the target
-            text.append("DRY RUN · read-only", style="bold black on cyan")
-            text.append(" │ ")
-        text.append(f"{clock} │ ")
+            parts.append(("DRY RUN · read-only", "bold black on cyan"))
+        parts.append((clock, ""))
         if s.faults:  # next to the clock: the first thing anyone reading the dashboard must know
-            text.append(f"⚡ FAULT: {', '.join(s.faults)}", style="bold black on yellow")
-            text.append(" │ ")
-        text.append(f"{s.kill_text()} │ {s.user} ({role}) │ {s.target} {s.target_health}")
-        return text
+            parts.append((f"⚡ FAULT: {', '.join(s.faults)}", "bold black on yellow"))
+        parts += [(s.kill_text(), ""), (f"{s.user} ({role})", ""), (f"{s.target} {s.target_health}", "")]
+        return fit_parts(parts, self.size.width)
+
+
+def fit_parts(parts: list[tuple[str, str]], width: int, sep: str = " │ ") -> Text:
+    """The frame's parts on as few lines as the width allows, a line broken only between two parts —
+    never inside a name (an 80-column jump-host terminal gets two or three lines, not a name cut in
+    half). A part longer than a whole line wraps at its own spaces."""
+    text = Text(" ")
+    used = 1
+    for i, (part, style) in enumerate(parts):
+        if i:
+            if width and used + len(sep) + cell_len(part) > width - 1:
+                text.append("\n ")
+                used = 1
+            else:
+                text.append(sep)
+                used += len(sep)
+        text.append(part, style=style or None)
+        used += cell_len(part)
+    return text
 
 
 class KillBanner(FramePart):
