@@ -926,3 +926,18 @@ def test_the_checkpoint_countdown_counts_minutes_then_the_last_minutes_seconds()
     from screens.monitoring import countdown
 
     assert [countdown(x) for x in (840, 839, 781, 60, 59, 0)] == ["14 min", "14 min", "14 min", "1 min", "0:59", "0:00"]
+
+
+def test_the_n_beside_a_criterion_is_the_n_its_evidence_states():
+    """The n in the matrix's column and the n in the criterion's evidence line (the interval's, with
+    its effective n) are one number, whatever the verdict — there is no separate confidence tier
+    with a threshold of its own that could contradict it."""
+    import re
+
+    for data in (pass_data(), warning_data(), fail_data(), inconclusive_data()):
+        v = decision_view(data)
+        for row in v.rows:
+            if row.evidence:
+                stated = re.search(r"\bn=(\d+)", row.evidence)
+                assert stated and stated.group(1) == row.n, (row.name, row.n, row.evidence)
+                assert "low confidence" not in row.evidence
