@@ -939,7 +939,14 @@ def announce_start(facts: ReportFacts, dashboard: str | None = None, war_room: s
         "",
         f"👥 To confirm: {team}",
         "All team members please confirm availability in thread.",
-    ])
+    ]) + _drill_note(f)
+
+
+def _drill_note(f: ReportFacts) -> str:
+    """A drill's compressed clock, marked in every announcement it posts (engine.clock)."""
+    if not f.time_compression or f.time_compression <= 1:
+        return ""
+    return f"\n{drill_mark(f.time_compression)} (rehearsal): its times and durations are the drill's"
 
 
 _RESULT_EMOJI = {"PASS": "✅", "WARNING": "⚠️", "INCONCLUSIVE": "⚠️", "FAIL": "❌", "CANCELLED": "🛑",
@@ -1122,16 +1129,18 @@ class Announcement:
 
 def announcements(facts: ReportFacts) -> list[Announcement]:
     """The announcements that apply to this run, in the order they are posted."""
-    out = [Announcement("start", "Start", announce_start(facts))]
+    out = [Announcement("start", "Start", announce_start(facts))]  # marks a drill itself
+    note = _drill_note(facts)
     if facts.finished:
-        out.append(Announcement("completion", "Completion", announce_completion(facts)))
+        out.append(Announcement("completion", "Completion", announce_completion(facts) + note))
     r = facts.rollback
     if r is not None and r.drops_index:
-        out.append(Announcement("rollback_initiated", "Rollback initiated", announce_rollback_initiated(facts)))
+        out.append(Announcement("rollback_initiated", "Rollback initiated",
+                                announce_rollback_initiated(facts) + note))
         if r.status == "failed":
-            out.append(Announcement("rollback_outcome", "Rollback FAILED (L4)", announce_rollback_failed(facts)))
+            out.append(Announcement("rollback_outcome", "Rollback FAILED (L4)", announce_rollback_failed(facts) + note))
         elif facts.rolled_back:
-            out.append(Announcement("rollback_outcome", "Rollback complete", announce_rollback_complete(facts)))
+            out.append(Announcement("rollback_outcome", "Rollback complete", announce_rollback_complete(facts) + note))
     return out
 
 

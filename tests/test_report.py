@@ -403,6 +403,8 @@ def test_report_facts_from_a_real_store_pass(tmp_path, monkeypatch):
     assert "| Latency P99 | 8.00 ms | 12.0 ms | +50.0% | 10 / 11 |" in md
     assert "| Error Rate | 0.10% | 1.82% | +1.72 pp | 10 / 11 |" in md
     assert "| Clock | ⏩ drill clock ×30 (rehearsal): T+ and the times here are the drill's |" in md
+    assert all(a.text.endswith("⏩ drill clock ×30 (rehearsal): its times and durations are the drill's")
+               for a in announcements(f)), "a drill's clock is marked in every announcement"
     assert "**warning**: Query latency p50 change ≥ +10%" in md
     assert "| Date | 2026-11-22 23:00:00 UTC+07:00 |" in md
     for text in [md] + [a.text for a in announcements(f)]:
