@@ -108,6 +108,9 @@ class ExecutionScreen(RunbookScreen):
     ExecutionScreen #cooldown { margin: 0 1; height: auto; }
     ExecutionScreen #outcome { margin: 1 1 0 1; height: auto; text-style: bold; }
     ExecutionScreen Log { margin: 0 1; height: 12; border: round $panel; }
+    ExecutionScreen #announce-note { margin: 0 1; height: auto; color: $text-muted; display: none; }
+    ExecutionScreen.-narrow #announce-box { display: none; }
+    ExecutionScreen.-narrow #announce-note { display: block; }
     """
 
     def __init__(self, plan: Plan):
@@ -129,6 +132,8 @@ class ExecutionScreen(RunbookScreen):
                     yield Static("Step 0 — announcement (c: copy over SSH, w: post to the webhook)",
                                  classes="section")
                     yield Static(self.announcement, id="announcement", markup=False)
+            yield Static("Step 0 — the start announcement is not shown below 130 columns (it would squeeze the "
+                         "steps): c copies it, w posts it, ^p lists both.", id="announce-note", markup=False)
             yield Static("ALTER progress (performance_schema stage events)", classes="section")
             yield Static("not started", id="alter", markup=False)
             yield ProgressBar(id="alter-progress", total=100, show_eta=False)
@@ -146,6 +151,10 @@ class ExecutionScreen(RunbookScreen):
         self.query_one("#mdl", DataTable).add_columns("Thread", "Kind", "Time s", "State / statement")
         self._draw_steps()
         self._draw_progress(None)
+
+    def on_resize(self) -> None:
+        # A jump host's 80 or 100 columns: the steps and the ALTER's progress get the width.
+        self.set_class(self.size.width < 130, "-narrow")
 
     def show_announcement(self, text: str) -> None:
         self.announcement = text

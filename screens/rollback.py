@@ -518,7 +518,8 @@ class RollbackScreen(RunbookScreen):
         live = self.query_one("#live", Static)
         live.display = progress is not None
         if progress is not None:
-            live.update(for_terminal("\n".join(rung_lines(progress, self.plan.schema, self.plan.change.table))))
+            live.update("\n".join(for_terminal(line) for line in
+                                  rung_lines(progress, self.plan.schema, self.plan.change.table)))
 
     # --- drawing ---------------------------------------------------------------------------------
 
