@@ -118,8 +118,16 @@ class StepBar(FramePart):
                 parts.append(f"[dim]{title} ⊘[/dim]")
             else:
                 parts.append(f" {title} ")
-        tail = escape(for_terminal(" │ ".join(x for x in (s.run, s.driver) if x)))
-        return " ".join(parts) + (f"  [dim]│ {tail}[/dim]" if tail else "")
+        steps = " ".join(parts)
+        # The run and who drives, as many as fit whole on the one line (never a name cut in half).
+        room = self.size.width - Text.from_markup(steps).cell_len - 4 if self.size.width else 10_000
+        shown = []
+        for part in (s.run, s.driver):
+            part = for_terminal(part)
+            if part and cell_len(" │ ".join([*shown, part])) <= room:
+                shown.append(part)
+        tail = escape(" │ ".join(shown))
+        return steps + (f"  [dim]│ {tail}[/dim]" if tail else "")
 
 
 class KillSwitchPressed(Message):
