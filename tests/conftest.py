@@ -7,7 +7,7 @@ import pytest
 
 from engine.sandbox import MariaDBSandbox, SandboxUnavailable
 
-# The terminal sizes every screen's snapshot is taken at (docs/console.md#small-terminals): a jump
+# The terminal sizes every screen's snapshot is taken at (docs/runbook.md#small-terminals): a jump
 # host's 80×24 and 100×30, and a roomy 160×50.
 SCREEN_SIZES = ((80, 24), (100, 30), (160, 50))
 
