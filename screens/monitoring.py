@@ -499,7 +499,7 @@ class MonitoringScreen(RunbookScreen):
                 ok = {"due": "… due now", "next": f"next, in {countdown(row.due_in_s)}", "upcoming": "",
                       "not_reached": "— not reached"}.get(row.status, "")
             label = f"▶ {row.label}" if row.label == v.current_checkpoint else f"  {row.label}"
-            due = f"{wall(row.due_at, zone=False)}" if row.due_at else "—"
+            due = wall(row.due_at, self.plan.off_peak.utc_offset, zone=False) if row.due_at else "—"
             rows.append((label, due, ok, row.who, row.notes[:48]))
         table = self.query_one("#checkpoints", TickingTable)
         before = self._checkpoint_rows
