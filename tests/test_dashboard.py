@@ -641,6 +641,9 @@ class Host(App):
         self.seen: list = []
 
     async def on_mount(self) -> None:
+        from engine.clock import set_display_zone
+
+        set_display_zone(PLAN.off_peak.utc_offset)  # as the console does from its plan (wall times)
         await self.push_screen(self.hosted)
         self.hosted.apply_frame(self.frame)
         if self.first is not None:
