@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gc
 import threading
+import time
 import traceback
 from collections.abc import Iterable
 from dataclasses import replace
@@ -30,7 +31,7 @@ from engine.adapters.identity import Identity, current_identity, worker_id
 from engine.adapters.killswitch import KillSwitchBackend, KillSwitchReading, backend_for
 from engine.adapters.paths import state_dir
 from engine.domain.cases import PRIORITY
-from engine.domain.clock import Clock, SystemClock
+from engine.domain.clock import Clock, SystemClock, set_display_zone
 from engine.domain.plan import Plan
 from engine.domain.roles import role_words
 from engine.domain.runstate import ACTIVE
@@ -123,6 +124,29 @@ def step_actions_provider() -> type[Any]:
     return StepActions
 
 
+TRIM_S = 30.0  # how often the console hands freed heap back to the system (``trim_heap``)
+
+
+def trim_heap() -> None:
+    """Give the memory the console freed back to the system (glibc ``malloc_trim``; elsewhere
+    nothing). Its polls run on short-lived worker threads — a store read twice a second, the kill
+    switch five times — and glibc keeps what they freed in its per-thread arenas: with no data at
+    all, the console's RSS crept up by ~0.2–0.3 MB a real minute while its Python objects stayed
+    flat (bench/dashboard_rss.py; tracemalloc showed no growing structure)."""
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            import ctypes
+
+            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
+
+
+_malloc_trim: Any = None
+
 class CanaryApp(KeysAnswer, App):
     TITLE = "Canary Console"
     COMMANDS = App.COMMANDS | {step_actions_provider}
@@ -165,12 +189,15 @@ class CanaryApp(KeysAnswer, App):
         self._view_busy = False
         self._kill_shown: tuple | None = None  # what the frame was last told of the kill switch
         self._progress_on = threading.Event()
+        self._rung_on = threading.Event()  # a rollback rung runs: its progress is watched (watch_rung)
         self._stop = threading.Event()  # set when the console closes: long workers end
         self.frame = FrameState(user=self.identity.actor, roles=self.roles,
                                 target=f"{plan.schema}.{plan.change.table}@{plan.connection.socket or plan.connection.host}"
                                        f"{'' if plan.connection.socket else ':' + str(plan.connection.port)}",
                                 now=self.clock.now(), locked=frozenset(STEPS[1:]),
-                                speed=float(getattr(self.clock, "speed", 1.0)), dry_run=dry_run)
+                                speed=float(getattr(self.clock, "speed", 1.0)), dry_run=dry_run,
+                                utc_offset=plan.off_peak.utc_offset)
+        set_display_zone(plan.off_peak.utc_offset)  # every wall time shown: the plan's time zone
         self.steps: dict[str, RunbookScreen] = {
             "plan": PlanScreen(plan, self.identity.user), "prechecks": PrechecksScreen(plan),
             "size_gate": SizeGateScreen(plan), "execution": ExecutionScreen(plan),
@@ -184,6 +211,8 @@ class CanaryApp(KeysAnswer, App):
         self._pending_goto: str | None = None  # a step asked for before its screen was loaded
         self._land_on_run = False  # a run found on opening: show the step it is in (once)
         self._faults_lock = threading.Lock()
+        self._fault_seq = 0  # the audit trail read so far for a drill's faults (``_drill_faults``)
+        self._faults_on: dict[str, str] = {}
 
     @property
     def target(self) -> Target:
@@ -222,6 +251,7 @@ class CanaryApp(KeysAnswer, App):
             self.set_interval(HEALTH_S, self.check_health)
             self.set_interval(1.0, self.tick)
             self.set_interval(1.0, self.refresh_dashboard)
+            self.set_interval(TRIM_S, trim_heap)
             self.check_health()
 
     @work(thread=True, group="store-open", exit_on_error=False)
@@ -383,6 +413,7 @@ class CanaryApp(KeysAnswer, App):
                 fresh = self.store.audit_entries(self.plan.tenant, since_seq=screen.last_seq, limit=500)
                 if fresh:
                     self.call_from_thread(screen.append, fresh)
+            faults = self._drill_faults() if self.plan.rehearsal else None
             facts, announcement = None, ""
             step = getattr(screen, "step", "")
             if self.run_id and step in ("execution", "report") and self._facts_for != (step, view.signature()):
@@ -397,6 +428,24 @@ class CanaryApp(KeysAnswer, App):
         finally:
             self._view_busy = False
         self.call_from_thread(self._show_view, view, entries, facts, announcement)
+        if faults is not None and faults != self.frame.faults:
+            self.call_from_thread(self.set_frame, faults=faults)
+
+    def _drill_faults(self) -> tuple[str, ...]:
+        """A drill's injected faults that are on, as the audit trail says (``fault_started`` /
+        ``fault_stopped``, engine.drill.faults): every console on the drill — the teammate's too, not
+        only the one that pressed F6 — shows the FAULT marker. Read incrementally (from a worker)."""
+        while True:
+            fresh = self.store.audit_entries(self.plan.tenant, since_seq=self._fault_seq, limit=500)
+            for e in fresh:
+                self._fault_seq = e.seq
+                d = e.details or {}
+                if e.action == "fault_started":
+                    self._faults_on[str(d.get("key"))] = str(d.get("fault") or d.get("key")).lower()
+                elif e.action == "fault_stopped":  # a stop that failed leaves it on
+                    self._faults_on.pop(str(d.get("key")), None)
+            if len(fresh) < 500:
+                return tuple(self._faults_on.values())
 
     def _sync_view(self) -> None:
         """From a worker, after a write: read the run now and show it (not at the next poll)."""
@@ -1349,12 +1398,15 @@ class CanaryApp(KeysAnswer, App):
                 out = flow.keep_index(self.store, self.plan, run, self.actor, roles, data["reason"])
             else:
                 execute = {"ignore": flow.execute_ignore, "drop": flow.execute_drop}.get(what)
+                self._rung_on.set()
+                self.call_from_thread(self.watch_rung, what)
                 if execute is not None:
                     out = execute(self.store, self.plan, self.target, run, self.actor, roles,
                                   data.get("acknowledged", ()), self.clock)
                 else:
                     out = flow.undo_ignore(self.store, self.plan, self.target, run, self.actor, roles, self.clock)
         finally:
+            self._rung_on.clear()
             self._rollback_busy.release()
         label = {"approve": data.get("decision", "approve"), "keep": "keep the index", "retrigger": "new trigger"}
         self.call_from_thread(self.notify, out.message, title=f"Rollback: {label.get(what, what)}",
@@ -1364,6 +1416,30 @@ class CanaryApp(KeysAnswer, App):
         self.call_from_thread(self.refresh_rollback, run.id)
         if what == "drop" and out.status == "done":
             self.call_from_thread(self.observe_after_rollback, run.id)
+
+    @work(thread=True, group="rung-progress", exclusive=True, exit_on_error=False)
+    def watch_rung(self, rung: str) -> None:
+        """A rung while it runs, once a second, on a connection of its own (the rung's is busy):
+        its statement's progress and the metadata-lock queue on the table (engine.flows.rollback_flow
+        ``rung_progress``, the execution step's MDL guard) — on the Rollback screen."""
+        from engine.adapters.target import TargetError
+        from engine.flows.rollback_flow import RungProgress, rung_progress
+
+        screen = self.steps["rollback"]
+        started = time.monotonic()
+        try:
+            with self.target.session("rollback-progress", read_timeout=5) as s:
+                while self._rung_on.is_set() and not self._stop.is_set():
+                    progress = rung_progress(s, self.plan.schema, self.plan.change.table, rung,
+                                             time.monotonic() - started)
+                    self.call_from_thread(screen.show_rung, progress)  # type: ignore[attr-defined]
+                    self._stop.wait(1.0)
+        except TargetError as exc:
+            self.call_from_thread(screen.show_rung,  # type: ignore[attr-defined]
+                                  RungProgress(rung, time.monotonic() - started, note=f"progress unavailable: {exc}"))
+            while self._rung_on.is_set() and not self._stop.wait(0.5):
+                pass
+        self.call_from_thread(screen.show_rung, None)  # type: ignore[attr-defined]
 
     @work(thread=True, group="observe", exclusive=True, exit_on_error=False)
     def observe_after_rollback(self, run_id: str) -> None:

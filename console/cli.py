@@ -440,7 +440,7 @@ def _rehearse_headless(args: argparse.Namespace, prepared: Any, cases: list[str]
                        out: Any, ident: Any) -> int:
     from engine.adapters.store import Store, redact_url
     from engine.adapters.target import Target
-    from engine.domain.clock import clock_for
+    from engine.domain.clock import clock_for, drill_mark, t_in_window
     from engine.domain.sizegate import gate, sampling_interval
     from engine.drill import rehearsal
     from engine.flows.executor import Executor
@@ -468,14 +468,16 @@ def _rehearse_headless(args: argparse.Namespace, prepared: Any, cases: list[str]
                                    else "--skip-self-test: the stored results are used", out.step)
 
     said: set[int] = set()  # the five-minute marks of the window already said
+    first = plan.profile().checkpoints[0]
 
     def on_event(name: str, data: dict[str, Any]) -> None:
         if name == "monitor_tick":
             mark = int(data["elapsed_s"] // 300)  # once per five (drill-clock) minutes, however fast the ticks
             if mark not in said:
                 said.add(mark)
-                # The runbook's clock: the window opens at T+15 and its checkpoints are T+30…T+75.
-                out.tick(f"monitoring T+{15 + 5 * mark} min (window {5 * mark}/60 min, drill clock ×{speed:g}), "
+                # The run's one clock (engine.domain.clock): the window opens at T+15, checkpoints T+15…T+75.
+                out.tick(f"monitoring {t_in_window(first, 300 * mark)} (window {5 * mark}/60 min"
+                         f"{', ' + drill_mark(speed) if speed > 1 else ''}), "
                          f"{data['concurrent']} concurrent warning(s)", elapsed_s=data["elapsed_s"],
                          concurrent=data["concurrent"])
         elif name not in QUIET_EVENTS:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from textual.app import ComposeResult
 from textual.widgets import DataTable, Footer, Input
 
+from engine.domain.clock import wall
 from engine.domain.text import for_terminal
 from screens.base import RunbookScreen, drawable, plain
 
@@ -19,7 +20,7 @@ def audit_row(e: AuditLog) -> tuple[str, str, str, str, str]:
     details = ", ".join(f"{k}={v}" for k, v in (e.details or {}).items() if v not in (None, "", [], {}))
     status = f"{e.old_status or ''}→{e.new_status}" if e.new_status else ""
     # Actors, reasons and ids were typed by people: shown, never interpreted by the terminal.
-    return (f"{e.created_at:%H:%M:%S}", for_terminal(e.actor), for_terminal(e.action), for_terminal(status),
+    return (f"{wall(e.created_at, zone=False)}", for_terminal(e.actor), for_terminal(e.action), for_terminal(status),
             for_terminal(details[:160]))
 
 

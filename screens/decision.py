@@ -23,6 +23,7 @@ from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.widgets import Footer, Static
 
+from engine.domain.clock import wall
 from engine.domain.plan import Plan
 from engine.domain.roles import needed, role_words
 from engine.views.dashboard import DecisionView
@@ -31,6 +32,7 @@ from screens.note import Note, NoteDialog
 
 VERDICT_MARK = {"pass": "✅", "warning": "⚠️", "fail": "❌", "inconclusive": "❔", "pending": "…"}
 STATUS_STYLE = {"met": "green", "not met": "bold red", "inconclusive": "yellow", "n.a.": "dim"}
+NARROW = 130  # below this width the decision matrix is a list, not an eight-column table
 STATUS_MARK = {"met": "✓ met", "not met": "✗ not met", "inconclusive": "? inconclusive", "n.a.": "– n.a."}
 
 
@@ -119,7 +121,7 @@ class DecisionScreen(RunbookScreen):
         for action in ("rollback", "team_decision"):
             nxt.set_class(v.action == action, f"-{action}")
         nxt.update(f"Next step: {v.action_text}")
-        self.query_one("#matrix", Static).update(self._matrix(v))
+        self.query_one("#matrix", Static).update(self._matrix(v, self.size.width))
         # Per latency criterion, its evidence in one line (docs/verdict.md: how to read it).
         lines = [f"≈ {r.name.replace(' change', '')}: {r.evidence}" for r in v.rows if r.evidence]
         lines += [f"• {r}" for r in v.reasons]
@@ -134,7 +136,7 @@ class DecisionScreen(RunbookScreen):
         decided = []
         if v.decided_by:
             decided.append(f"decided by {v.decided_by}"
-                           + (f" at {v.decided_at:%Y-%m-%d %H:%M:%S}" if v.decided_at else ""))
+                           + (f" at {wall(v.decided_at, self.plan.off_peak.utc_offset, date=True)}" if v.decided_at else ""))
         if v.profile:
             decided.append(f"profile {v.profile}")
         if v.stop_text and v.verdict:
@@ -147,10 +149,29 @@ class DecisionScreen(RunbookScreen):
             self._bindings_shown = bindings
             self.refresh_bindings()
 
+    def on_resize(self) -> None:
+        if self.view is not None:  # the matrix's layout follows the width (a table, or a list)
+            self.query_one("#matrix", Static).update(self._matrix(self.view, self.size.width))
+
     @staticmethod
-    def _matrix(v: DecisionView) -> Table | Text:
+    def _matrix(v: DecisionView, width: int = 0) -> Table | Text:
         if not v.rows:
             return Text(v.action_text if v.verdict is None else "no criteria recorded", style="dim")
+        if width and width < NARROW:
+            # A jump host's 80 or 100 columns: eight columns would cut every value; each criterion
+            # is a line (status, name, value against threshold, n, interval) and its rule below.
+            out = Text()
+            for i, r in enumerate(v.rows, 1):
+                out.append(f"{i:>2} ")
+                out.append(STATUS_MARK.get(r.status, r.status), style=STATUS_STYLE.get(r.status, ""))
+                facts = [f"{r.value} (threshold {r.threshold})"]
+                if r.n not in ("", "—"):
+                    facts.append(f"n={r.n}")
+                if r.interval not in ("", "—"):
+                    facts.append(r.interval)
+                out.append(f"  {r.name}: " + ", ".join(facts) + "\n")
+                out.append(f"     rule: {r.rule}\n", style="dim")
+            return out
         table = Table(expand=True, show_lines=False, header_style="bold", pad_edge=False)
         table.add_column("#", width=2, justify="right")
         table.add_column("Criterion", ratio=3)

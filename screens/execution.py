@@ -20,6 +20,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Footer, Log, ProgressBar, Static
 
+from engine.domain.clock import wall
 from engine.domain.plan import Plan
 from engine.domain.text import for_terminal
 from engine.flows.runbook import RunView
@@ -80,7 +81,7 @@ def audit_line(e: AuditLog) -> str:
     details = ", ".join(f"{k}={d[k]}" for k in keep if d.get(k) not in (None, "", [], {}))
     status = f" {e.old_status or ''}→{e.new_status}" if e.new_status else ""
     # Actors and details were typed by people (a reason, an error): shown, never interpreted.
-    return for_terminal(f"{e.created_at:%H:%M:%S} {e.actor.split('@')[0]:<16} {e.action}{status} {details}"[:400])
+    return for_terminal(f"{wall(e.created_at, zone=False)} {e.actor.split('@')[0]:<16} {e.action}{status} {details}"[:400])
 
 
 def mmss(seconds: float) -> str:
@@ -107,6 +108,9 @@ class ExecutionScreen(RunbookScreen):
     ExecutionScreen #cooldown { margin: 0 1; height: auto; }
     ExecutionScreen #outcome { margin: 1 1 0 1; height: auto; text-style: bold; }
     ExecutionScreen Log { margin: 0 1; height: 12; border: round $panel; }
+    ExecutionScreen #announce-note { margin: 0 1; height: auto; color: $text-muted; display: none; }
+    ExecutionScreen.-narrow #announce-box { display: none; }
+    ExecutionScreen.-narrow #announce-note { display: block; }
     """
 
     def __init__(self, plan: Plan):
@@ -128,6 +132,8 @@ class ExecutionScreen(RunbookScreen):
                     yield Static("Step 0 — announcement (c: copy over SSH, w: post to the webhook)",
                                  classes="section")
                     yield Static(self.announcement, id="announcement", markup=False)
+            yield Static("Step 0 — the start announcement is not shown below 130 columns (it would squeeze the "
+                         "steps): c copies it, w posts it, ^p lists both.", id="announce-note", markup=False)
             yield Static("ALTER progress (performance_schema stage events)", classes="section")
             yield Static("not started", id="alter", markup=False)
             yield ProgressBar(id="alter-progress", total=100, show_eta=False)
@@ -145,6 +151,10 @@ class ExecutionScreen(RunbookScreen):
         self.query_one("#mdl", DataTable).add_columns("Thread", "Kind", "Time s", "State / statement")
         self._draw_steps()
         self._draw_progress(None)
+
+    def on_resize(self) -> None:
+        # A jump host's 80 or 100 columns: the steps and the ALTER's progress get the width.
+        self.set_class(self.size.width < 130, "-narrow")
 
     def show_announcement(self, text: str) -> None:
         self.announcement = text
@@ -198,11 +208,11 @@ class ExecutionScreen(RunbookScreen):
         run = self.view.run
         if p is None or (not p.stage and p.fraction is None and not p.waiters and not p.blockers):
             if run is not None and run.alter_started_at and run.alter_finished_at:
-                label.update(f"done: index {self.plan.change.index} added at {run.alter_finished_at:%H:%M:%S}"
-                             if run.index_created_by_run else f"ended at {run.alter_finished_at:%H:%M:%S}")
+                label.update(f"done: index {self.plan.change.index} added at {wall(run.alter_finished_at, zone=False)}"
+                             if run.index_created_by_run else f"ended at {wall(run.alter_finished_at, zone=False)}")
                 bar.update(progress=100 if run.index_created_by_run else bar.progress)
             elif run is not None and run.alter_started_at:
-                label.update(f"running since {run.alter_started_at:%H:%M:%S} (thread {run.alter_thread_id}); "
+                label.update(f"running since {wall(run.alter_started_at, zone=False)} (thread {run.alter_thread_id}); "
                              "progress is shown on the console that drives the run")
             else:
                 label.update("not started")

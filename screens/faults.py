@@ -16,6 +16,8 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Label, Static
 
+from engine.domain.clock import wall
+
 
 @dataclass(frozen=True)
 class FaultRow:
@@ -71,7 +73,7 @@ class FaultsDialog(ModalScreen[None]):
         table = self.query_one(DataTable)
         table.clear()
         for r in rows:
-            state = (Text(f"ON since {r.active_since:%H:%M:%S}", style="bold black on yellow")
+            state = (Text(f"ON since {wall(r.active_since, zone=False)}", style="bold black on yellow")
                      if r.active_since else Text("off", style="dim"))
             table.add_row(Text(r.key, style="bold"), r.name, state, r.description, r.shows + (
                 f" — error: {r.error}" if r.error else ""), height=None)

@@ -5,8 +5,9 @@ and, when the switch is on, the banner saying which scopes and who set them."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from rich.cells import cell_len
 from rich.markup import escape
 from rich.text import Text
 from textual.app import ComposeResult
@@ -16,6 +17,7 @@ from textual.reactive import reactive
 from textual.widgets import Button, Static
 
 from engine.adapters.killswitch import KillSwitchReading
+from engine.domain.clock import run_clock
 from engine.domain.text import for_terminal
 from engine.flows.runbook import STEPS, TITLES
 
@@ -28,8 +30,9 @@ class FrameState:
     roles: tuple[str, ...] = ()
     target: str = ""
     target_health: str = "○ not checked"  # ● ok | ✗ down: <why> | ○ not checked
-    t0: datetime | None = None
+    t0: datetime | None = None  # T+0 of the run's one clock (engine.domain.clock): known once the window opens
     now: datetime | None = None
+    utc_offset: timedelta = timedelta(0)  # the plan's time zone: wall times before T+ exists
     kill: KillSwitchReading | None = None
     kill_pending: bool = False  # pressed; the store has not confirmed yet
     step: str = "plan"
@@ -43,12 +46,14 @@ class FrameState:
 
     @property
     def clock(self) -> str:
-        if self.t0 is None or self.now is None:
+        return self.clock_text()
+
+    def clock_text(self, short: bool = False) -> str:
+        """The run's one clock (engine.domain.clock.run_clock), the drill's compression marked."""
+        if self.now is None:
             return "T —"
-        seconds = int(((self.t_end or self.now) - self.t0).total_seconds())
-        sign = "+" if seconds >= 0 else "-"
-        seconds = abs(seconds)
-        return f"T{sign}{seconds // 60:02d}:{seconds % 60:02d}"
+        return run_clock(self.t0, self.now, end=self.t_end if self.t0 is not None else None, speed=self.speed,
+                         offset=self.utc_offset, short=short)
 
     @property
     def kill_active(self) -> bool:
@@ -113,8 +118,16 @@ class StepBar(FramePart):
                 parts.append(f"[dim]{title} ⊘[/dim]")
             else:
                 parts.append(f" {title} ")
-        tail = escape(for_terminal(" │ ".join(x for x in (s.run, s.driver) if x)))
-        return " ".join(parts) + (f"  [dim]│ {tail}[/dim]" if tail else "")
+        steps = " ".join(parts)
+        # The run and who drives, as many as fit whole on the one line (never a name cut in half).
+        room = self.size.width - Text.from_markup(steps).cell_len - 4 if self.size.width else 10_000
+        shown = []
+        for part in (s.run, s.driver):
+            part = for_terminal(part)
+            if part and cell_len(" │ ".join([*shown, part])) <= room:
+                shown.append(part)
+        tail = escape(" │ ".join(shown))
+        return steps + (f"  [dim]│ {tail}[/dim]" if tail else "")
 
 
 class KillSwitchPressed(Message):
@@ -130,17 +143,34 @@ class RunFrame(FramePart):
     def render(self) -> Text:
         s = self.state
         role = "/".join(SHORT_ROLE.get(r, r) for r in s.roles) if s.roles else "no role"
-        clock = s.clock if s.speed == 1 else f"{s.clock} ⏩ TIME ×{s.speed:g} (rehearsal)"
-        text = Text(" ")
+        clock = s.clock_text(short=self.size.width < 110)
+        parts: list[tuple[str, str]] = []
         if s.dry_run:  # first: whoever looks must know that nothing here changes the target
-            text.append("DRY RUN · read-only", style="bold black on cyan")
-            text.append(" │ ")
-        text.append(f"{clock} │ ")
+            parts.append(("DRY RUN · read-only", "bold black on cyan"))
+        parts.append((clock, ""))
         if s.faults:  # next to the clock: the first thing anyone reading the dashboard must know
-            text.append(f"⚡ FAULT: {', '.join(s.faults)}", style="bold black on yellow")
-            text.append(" │ ")
-        text.append(f"{s.kill_text()} │ {s.user} ({role}) │ {s.target} {s.target_health}")
-        return text
+            parts.append((f"⚡ FAULT: {', '.join(s.faults)}", "bold black on yellow"))
+        parts += [(s.kill_text(), ""), (f"{s.user} ({role})", ""), (f"{s.target} {s.target_health}", "")]
+        return fit_parts(parts, self.size.width)
+
+
+def fit_parts(parts: list[tuple[str, str]], width: int, sep: str = " │ ") -> Text:
+    """The frame's parts on as few lines as the width allows, a line broken only between two parts —
+    never inside a name (an 80-column jump-host terminal gets two or three lines, not a name cut in
+    half). A part longer than a whole line wraps at its own spaces."""
+    text = Text(" ")
+    used = 1
+    for i, (part, style) in enumerate(parts):
+        if i:
+            if width and used + len(sep) + cell_len(part) > width - 1:
+                text.append("\n ")
+                used = 1
+            else:
+                text.append(sep)
+                used += len(sep)
+        text.append(part, style=style or None)
+        used += cell_len(part)
+    return text
 
 
 class KillBanner(FramePart):

@@ -28,6 +28,7 @@ from textual.widget import Widget
 from textual.widgets import DataTable, Footer, ProgressBar, Static
 from textual_plotext import PlotextPlot
 
+from engine.domain.clock import wall
 from engine.domain.plan import Plan
 from engine.domain.roles import needed, role_words
 from engine.views.dashboard import ChartSeries, CheckItem, DashboardView, Tile
@@ -506,7 +507,7 @@ class MonitoringScreen(RunbookScreen):
                 ok = {"due": "… due now", "next": f"next, in {countdown(row.due_in_s)}", "upcoming": "",
                       "not_reached": "— not reached"}.get(row.status, "")
             label = f"▶ {row.label}" if row.label == v.current_checkpoint else f"  {row.label}"
-            due = f"{row.due_at:%H:%M:%S}" if row.due_at else "—"
+            due = wall(row.due_at, self.plan.off_peak.utc_offset, zone=False) if row.due_at else "—"
             rows.append((label, due, ok, row.who, row.notes[:48]))
         table = self.query_one("#checkpoints", TickingTable)
         before = self._checkpoint_rows

@@ -81,10 +81,11 @@ class PlanScreen(RunbookScreen):
             you = "← you" if (p.unix_user or p.name) == self.user else ""
             people.add_row(*plain(p.name, ", ".join(p.roles), p.unix_user or "—", p.contact or "—", you))
         timeline = self.query_one("#timeline", DataTable)
-        timeline.add_columns("Phase", "Minutes", "Starts at")
+        # Minutes from the start of the prechecks, not T+ (the run's one clock starts at the window).
+        timeline.add_columns("Phase", "Minutes", "From the start")
         at = 0
         for phase, minutes in TIMELINE:
-            timeline.add_row(phase, str(minutes), f"T+{at}")
+            timeline.add_row(phase, str(minutes), f"+{at} min")
             at += minutes
 
     def show_scope(self, facts: ScopeFacts) -> None:

@@ -19,6 +19,7 @@ from textual.widgets import DataTable, Footer, Static
 
 from engine.adapters import sql
 from engine.domain.cases import NAMES, PRIORITY
+from engine.domain.clock import wall
 from engine.domain.plan import Plan
 from engine.flows import selftest_gate
 from engine.flows.prechecks import CHECKS
@@ -33,7 +34,7 @@ MARK = {"pass": "✓ pass", "fail": "✗ FAIL", "warn": "! warn", "skip": "– s
 
 
 def when(r: PrecheckResult | None) -> str:
-    return f"{r.recorded_by.split('@')[0]} {r.recorded_at:%H:%M:%S}" if r else ""
+    return f"{r.recorded_by.split('@')[0]} {wall(r.recorded_at, zone=False)}" if r else ""
 
 
 def rollback_statements(plan: Plan) -> str:
@@ -129,7 +130,7 @@ class PrechecksScreen(RunbookScreen):
             if c.id == "rb.prepared":
                 status = "✓ confirmed" if confirmed else "○ DBA to confirm"
                 found = f"by {confirmed[-1].actor}" if confirmed else "press p (DBA)"
-                by = f"{confirmed[-1].actor.split('@')[0]} {confirmed[-1].created_at:%H:%M:%S}" if confirmed else ""
+                by = f"{confirmed[-1].actor.split('@')[0]} {wall(confirmed[-1].created_at, zone=False)}" if confirmed else ""
             checks.add_row(*plain(c.section.split(" (")[0], c.label, status, found[:64], by,
                                   (r.query or "")[:48] if r else ""))
         signoffs = self.query_one("#signoffs", DataTable)
@@ -137,7 +138,7 @@ class PrechecksScreen(RunbookScreen):
         signed = {a.role: a for a in view.approvals_of("signoff")}
         for role in SIGNOFF_ROLES:
             a = signed.get(role)
-            signoffs.add_row(role.replace("_", " "), a.actor if a else "○ not yet", f"{a.created_at:%H:%M:%S}" if a else "")
+            signoffs.add_row(role.replace("_", " "), a.actor if a else "○ not yet", f"{wall(a.created_at, zone=False)}" if a else "")
         self._draw_missing(now)
 
     def tick(self, view: RunView, now: datetime) -> None:

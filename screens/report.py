@@ -9,7 +9,7 @@ stay the App's (they jump between the runbook's steps)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -18,6 +18,7 @@ from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.widgets import ContentSwitcher, Footer, Markdown, Static, Tab, Tabs
 
+from engine.domain.clock import wall
 from engine.domain.plan import Plan
 from engine.domain.text import for_terminal
 from engine.flows.runbook import RunView
@@ -58,8 +59,9 @@ class ReportPost(Message):
     view: str
 
 
-def _at(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value is not None else "—"
+def _at(value: datetime | None, offset: timedelta = timedelta(0)) -> str:
+    """Wall time in the plan's time zone, said as such (engine.domain.clock.wall)."""
+    return wall(value, offset, date=True) if value is not None else "—"
 
 
 def preliminary_title(view: RunView) -> str:
@@ -71,15 +73,15 @@ def preliminary_title(view: RunView) -> str:
                         f"{run.status}{verdict} · building the report…")
 
 
-def preliminary_text(view: RunView) -> str:
+def preliminary_text(view: RunView, offset: timedelta = timedelta(0)) -> str:
     """What the run's row alone says, while the report is being built."""
     run = view.run
     if run is None:
         return "There is no run to report on yet."
     rows = [("Run", run.id), ("Status", run.status + (f" ({run.fail_reason})" if run.fail_reason else "")),
             ("Table", f"{run.schema_name}.{run.table_name}"), ("Index", run.index_name),
-            ("ALTER started", _at(run.alter_started_at)), ("ALTER finished", _at(run.alter_finished_at)),
-            ("Ended", _at(run.completed_at))]
+            ("ALTER started", _at(run.alter_started_at, offset)),
+            ("ALTER finished", _at(run.alter_finished_at, offset)), ("Ended", _at(run.completed_at, offset))]
     if view.verdicts:
         rows.append(("Verdict", view.verdicts[-1]))
     table = "\n".join(f"| {k} | {for_terminal(str(v)).replace('|', '/')} |" for k, v in rows)
@@ -155,7 +157,7 @@ class ReportScreen(RunbookScreen):
         first frame says what is already known of the run, and that the rest is coming."""
         if self.facts is None and drawable(self):
             self.query_one("#report-title", Static).update(Text(preliminary_title(view)))
-            self.query_one("#report-md", Markdown).update(preliminary_text(view))
+            self.query_one("#report-md", Markdown).update(preliminary_text(view, self.plan.off_peak.utc_offset))
 
     def show(self, facts: ReportFacts) -> None:
         """Draw the report and the announcements that apply to this run (nothing is redrawn when

@@ -14,7 +14,7 @@ confirmed with a reason. Under the headline: the way forward, or that the state 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -33,10 +33,18 @@ from textual.widgets import (
     Static,
 )
 
+from engine.domain.clock import wall
 from engine.domain.plan import Plan
 from engine.domain.roles import may
 from engine.domain.text import for_terminal
-from engine.flows.rollback_flow import TRIGGERS, Inspection, RollbackView, role_rows
+from engine.flows.rollback_flow import (
+    TRIGGERS,
+    Inspection,
+    RollbackView,
+    RungProgress,
+    role_rows,
+    rung_lines,
+)
 from engine.flows.runbook import RunView
 from screens.base import RunbookScreen, drawable, plain
 
@@ -366,8 +374,11 @@ class ConfirmRung(ModalScreen[tuple[str, ...] | None]):
 # --- the screen ----------------------------------------------------------------------------------
 
 
-def _at(value: datetime | None, fmt: str = "%H:%M:%S") -> str:
-    return f"{value:{fmt}}" if value is not None else ""
+REFRESH_S = 3.0  # the screen asks for a fresh view this often (real seconds), changed or not
+
+def _at(value: datetime | None, offset: timedelta = timedelta(0), zone: bool = False) -> str:
+    """Wall time in the plan's time zone (engine.domain.clock.wall); ``zone``: said with it."""
+    return wall(value, offset, zone=zone) if value is not None else ""
 
 
 class RollbackScreen(RunbookScreen):
@@ -414,16 +425,19 @@ class RollbackScreen(RunbookScreen):
     RollbackScreen #ladder .rung { padding: 0 1; }
     RollbackScreen #ladder .sql { padding: 0 1 0 3; color: $text-muted; }
     RollbackScreen #unstaffed { color: $error; padding: 0 1; height: auto; }
+    RollbackScreen #live { padding: 0 1; height: auto; background: $warning 15%; }
     """
 
     def __init__(self, plan: Plan, user_roles: tuple[str, ...]):
         super().__init__(name="rollback")
         self.plan = plan
+        self._tz = plan.off_peak.utc_offset  # wall times in the plan's time zone (engine.domain.clock.wall)
         self.user_roles = tuple(user_roles)
         self.view: RollbackView | None = None
         self.inspection: Inspection | None = None
         self.selected: str = TRIGGERS[0].key
         self._picked_by_user = False
+        self._last_refresh: datetime | None = None
 
     def compose_body(self) -> ComposeResult:
         with VerticalScroll():
@@ -431,6 +445,7 @@ class RollbackScreen(RunbookScreen):
             yield Static("reading the store…", id="status", markup=False)
             yield Static("", id="next", markup=False)
             yield Static("", id="steps", markup=False)
+            yield Static("", id="live", markup=False)
             yield Static("", id="escalation", markup=False)
             with Horizontal(classes="row"):
                 with Vertical(id="flow"):
@@ -464,6 +479,7 @@ class RollbackScreen(RunbookScreen):
         self.query_one("#approvals", DataTable).add_columns("Role", "Part", "Status", "Who", "At")
         self.query_one("#records", DataTable).add_columns("What", "Status", "Done", "Attempts")
         self.query_one("#escalation", Static).display = False
+        self.query_one("#live", Static).display = False
         self.query_one("#triggers", RadioSet).focus()
         self._draw()
 
@@ -482,7 +498,28 @@ class RollbackScreen(RunbookScreen):
     def show_view(self, view: RunView, now: datetime) -> None:
         """The run changed in the store (another console approved, the run moved on): ask for a
         fresh rollback view, so every console sees it within a second."""
+        self._last_refresh = now
         self.post_message(RollbackRefresh())
+
+    def tick(self, view: RunView, now: datetime) -> None:
+        """The screen refreshes itself: a fresh view (and the driver's inspection of the target)
+        every few seconds, whether or not the run's row changed — the R4 countdown, the target's
+        state, a rung's record."""
+        if self._last_refresh is None or (now - self._last_refresh).total_seconds() >= REFRESH_S * self._speed():
+            self._last_refresh = now
+            self.post_message(RollbackRefresh())
+
+    def _speed(self) -> float:
+        return float(getattr(getattr(self.app, "clock", None), "speed", 1.0))
+
+    def show_rung(self, progress: RungProgress | None) -> None:
+        """A rung while it runs (the App's worker reads it once a second): its statement, its
+        progress and the metadata-lock queue on the table; None when it is over."""
+        live = self.query_one("#live", Static)
+        live.display = progress is not None
+        if progress is not None:
+            live.update("\n".join(for_terminal(line) for line in
+                                  rung_lines(progress, self.plan.schema, self.plan.change.table)))
 
     # --- drawing ---------------------------------------------------------------------------------
 
@@ -534,7 +571,7 @@ class RollbackScreen(RunbookScreen):
                 who = ""
             else:
                 who = f"({', '.join(r.people)})" if r.people else "nobody in the plan"
-            table.add_row(*plain(r.role, r.part, r.status, who, _at(r.at, "%H:%M")))
+            table.add_row(*plain(r.role, r.part, r.status, who, _at(r.at, self._tz)))
         unstaffed = [r.role for r in rows if r.part != "—" and not r.people]
         note = self.query_one("#unstaffed", Static)
         note.display = bool(unstaffed)
@@ -543,7 +580,7 @@ class RollbackScreen(RunbookScreen):
         decision = self.query_one("#decision", Static)
         if v is not None and v.decided_by:
             metrics = ", ".join(f"{k} {val}" for k, val in v.metrics) or "none recorded"
-            decision.update(for_terminal(f"Decided by {v.decided_by[1]} ({v.decided_by[0]}) at {_at(v.decided_at)} UTC: "
+            decision.update(for_terminal(f"Decided by {v.decided_by[1]} ({v.decided_by[0]}) at {_at(v.decided_at, self._tz, True)}: "
                                          f"{v.reason}") + f"\nMetrics at decision: {for_terminal(metrics)}")
         else:
             decision.update("No decision yet: pick the trigger (t, or arrows) and decide (d).")
@@ -569,13 +606,13 @@ class RollbackScreen(RunbookScreen):
             self.query_one("#rung0-title", Static).display = True
         observation = self.query_one("#observation", Static)
         observation.display = v.observation_until is not None
-        observation.update(f"Post-rollback observation (R4) until {v.observation_until:%H:%M} UTC"
+        observation.update(f"Post-rollback observation (R4) until {_at(v.observation_until, self._tz, True)}"
                            if v.observation_until else "")
 
     def _draw_inspection(self) -> None:
         v, i = self.view, self.inspection
         assert v is not None
-        point = f"the rollback point ({_at(v.point_captured_at)} UTC)" if v.point_captured_at else \
+        point = f"the rollback point ({_at(v.point_captured_at, self._tz, True)})" if v.point_captured_at else \
             "the rollback point (none stored)"
         if i is None:
             text = ("Not inspected from this console (the driving console reads the target); executing "
@@ -585,7 +622,7 @@ class RollbackScreen(RunbookScreen):
         else:
             cols = ", ".join(c + (f"({p})" if p else "") for c, p in i.index_columns)
             ignored = {True: "yes", False: "no", None: "n/a"}[i.ignored]
-            lines = [f"{i.server}, inspected {_at(i.inspected_at)} UTC"]
+            lines = [f"{i.server}, inspected {_at(i.inspected_at, self._tz, True)}"]
             if i.index_exists:
                 lines += [f"index present ({cols})", f"this run's: {'✓' if i.ours else '✗'} · ignored: {ignored}"]
             else:
@@ -610,7 +647,7 @@ class RollbackScreen(RunbookScreen):
                 for a in r.attempts)
             if r.error:
                 attempts = f"{attempts} {r.error[:40]}".strip()
-            table.add_row(*plain(r.what, r.status, _at(r.completed_at), attempts))
+            table.add_row(*plain(r.what, r.status, _at(r.completed_at, self._tz), attempts))
 
     # --- keys ------------------------------------------------------------------------------------
 
@@ -708,7 +745,7 @@ class RollbackScreen(RunbookScreen):
             return ("nothing read yet: refresh (r) first",)
         out: list[str] = []
         if v.state is None or not v.state.complete:
-            out.append(f"as of {_at(v.as_of)} UTC the rollback is not approved: {v.status}")
+            out.append(f"as of {_at(v.as_of, self._tz, True)} the rollback is not approved: {v.status}")
         if i is not None:
             out += list(i.blockers)
             if i.error:

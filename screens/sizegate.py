@@ -15,6 +15,7 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Footer, ProgressBar, Static
 
+from engine.domain.clock import wall
 from engine.domain.plan import Plan
 from engine.domain.sizegate import BLOCK_ABOVE, NEAR, WARN_ABOVE, sampling_interval
 from engine.flows.runbook import RunView
@@ -130,11 +131,11 @@ class SizeGateScreen(RunbookScreen):
             approval.update("")
             return
         box.add_class(BAND_CLASS.get(gate.status, ""))
-        who = f"decided by {gate.recorded_by} at {gate.recorded_at:%H:%M:%S}"
+        who = f"decided by {gate.recorded_by} at {wall(gate.recorded_at, zone=False)}"
         box.update(f"{band_name}: {gate.detail}\n{who}")
         approvals = self.view.approvals_of("size_gate")
         if gate.status == "warn":
-            approval.update(f"✓ approved by the DBA {approvals[-1].actor} at {approvals[-1].created_at:%H:%M:%S}"
+            approval.update(f"✓ approved by the DBA {approvals[-1].actor} at {wall(approvals[-1].created_at, zone=False)}"
                             if approvals else "○ the DBA must approve (a) before execution; monitoring will sample "
                             "every 2.5 s with the thresholds shown tighter")
         elif gate.status == "fail":

@@ -7,6 +7,16 @@ import pytest
 
 from engine.drill.sandbox import MariaDBSandbox, SandboxUnavailable
 
+# The terminal sizes every screen's snapshot is taken at (docs/runbook.md#small-terminals): a jump
+# host's 80×24 and 100×30, and a roomy 160×50.
+SCREEN_SIZES = ((80, 24), (100, 30), (160, 50))
+
+
+@pytest.fixture(params=SCREEN_SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def term(request):
+    """A snapshot's terminal size: each snapshot test runs at the three sizes."""
+    return request.param
+
 
 @pytest.fixture(scope="session")
 def sandbox():

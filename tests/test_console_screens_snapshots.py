@@ -98,7 +98,7 @@ def settle(app, step, then=None):
     return run_before
 
 
-def test_prechecks_in_progress(snap_compare, tmp_path):
+def test_prechecks_in_progress(snap_compare, term, tmp_path):
     clock, store, plan, run = world(tmp_path, minutes_in=6)
     record(store, plan, run, "env.store", "pass", "sqlite store answers")
     record(store, plan, run, "env.kill_switch_api", "pass", "embedded answered in 2 ms")
@@ -108,25 +108,25 @@ def test_prechecks_in_progress(snap_compare, tmp_path):
            "ALTER's metadata lock")
     approve(store, run, "signoff", "canary_lead", "somchai@10.0.0.5", clock)
     app = app_for(clock, store, plan)
-    assert snap_compare(app, terminal_size=(150, 60), run_before=settle(app, "prechecks"))
+    assert snap_compare(app, terminal_size=term, run_before=settle(app, "prechecks"))
 
 
-def test_prechecks_done_and_signed(snap_compare, tmp_path):
+def test_prechecks_done_and_signed(snap_compare, term, tmp_path):
     clock, store, plan, run = world(tmp_path)
     all_checks_pass(store, plan, run, clock)
     for role, actor in (("canary_lead", "somchai@10.0.0.5"), ("dba", "nok@10.0.0.9"), ("sre", "arun@10.0.0.7")):
         approve(store, run, "signoff", role, actor, clock)
     app = app_for(clock, store, plan)
-    assert snap_compare(app, terminal_size=(150, 60), run_before=settle(app, "prechecks"))
+    assert snap_compare(app, terminal_size=term, run_before=settle(app, "prechecks"))
 
 
-def test_a_locked_step_says_what_is_missing_and_who_provides_it(snap_compare, tmp_path):
+def test_a_locked_step_says_what_is_missing_and_who_provides_it(snap_compare, term, tmp_path):
     clock, store, plan, run = world(tmp_path, minutes_in=6)
     app = app_for(clock, store, plan, user="arun")
 
     def locked(app):
         app.push_screen(StepLocked("3 Size gate", missing_for("size_gate", app.view, clock.now())))
-    assert snap_compare(app, terminal_size=(120, 40), run_before=settle(app, "prechecks", locked))
+    assert snap_compare(app, terminal_size=term, run_before=settle(app, "prechecks", locked))
 
 
 def _gate(tmp_path, status, detail, approved=False):
@@ -146,19 +146,19 @@ def _gate(tmp_path, status, detail, approved=False):
     return app, settle(app, "size_gate", size)
 
 
-def test_size_gate_warning_waits_for_the_dba(snap_compare, tmp_path):
+def test_size_gate_warning_waits_for_the_dba(snap_compare, term, tmp_path):
     app, before = _gate(tmp_path, "warn", "7,012,554 rows (estimated) > 5,000,000: the DBA must approve; "
                         "monitoring doubled")
-    assert snap_compare(app, terminal_size=(130, 40), run_before=before)
+    assert snap_compare(app, terminal_size=term, run_before=before)
 
 
-def test_size_gate_block_cancels_the_run(snap_compare, tmp_path):
+def test_size_gate_block_cancels_the_run(snap_compare, term, tmp_path):
     app, before = _gate(tmp_path, "fail", "23,400,120 rows (estimated) > 10,000,000: no DDL in this phase; "
                         "run cancelled for this table")
-    assert snap_compare(app, terminal_size=(130, 40), run_before=before)
+    assert snap_compare(app, terminal_size=term, run_before=before)
 
 
-def test_execution_with_the_alter_in_progress_and_a_session_queued(snap_compare, tmp_path):
+def test_execution_with_the_alter_in_progress_and_a_session_queued(snap_compare, term, tmp_path):
     clock, store, plan, run = world(tmp_path)
     all_checks_pass(store, plan, run, clock)
     store.claim("acme", run.id, "somchai@jump:4242", 30)
@@ -189,7 +189,7 @@ def test_execution_with_the_alter_in_progress_and_a_session_queued(snap_compare,
                 break
         progress(app)
         await quiet(app, pilot)
-    assert snap_compare(app, terminal_size=(150, 60), run_before=run_before)
+    assert snap_compare(app, terminal_size=term, run_before=run_before)
 
 
 def test_every_step_is_locked_until_its_time(tmp_path):
@@ -207,7 +207,7 @@ def test_every_step_is_locked_until_its_time(tmp_path):
     assert missing_for("execution", view, clock.now())[0].what.startswith("the table-size gate")
 
 
-def test_audit_log_filtered(snap_compare, tmp_path):
+def test_audit_log_filtered(snap_compare, term, tmp_path):
     clock, store, plan, run = world(tmp_path)
     all_checks_pass(store, plan, run, clock)
     store.set_kill_switch("acme", "global", True, "nok@10.0.0.9", "p99 doubling")
@@ -219,10 +219,10 @@ def test_audit_log_filtered(snap_compare, tmp_path):
         await quiet(app, pilot)
         await pilot.press(*"kill")
         await quiet(app, pilot)
-    assert snap_compare(app, terminal_size=(130, 30), run_before=run_before)
+    assert snap_compare(app, terminal_size=term, run_before=run_before)
 
 
-def test_deactivation_dialog_names_the_scopes_and_asks_for_a_reason(snap_compare, tmp_path):
+def test_deactivation_dialog_names_the_scopes_and_asks_for_a_reason(snap_compare, term, tmp_path):
     clock, store, plan, run = world(tmp_path)
     store.set_kill_switch("acme", "global", True, "nok@10.0.0.9", "p99 doubling")
     app = app_for(clock, store, plan)
@@ -231,4 +231,4 @@ def test_deactivation_dialog_names_the_scopes_and_asks_for_a_reason(snap_compare
         await settle(app, "prechecks")(pilot)
         await pilot.press("f8")
         await quiet(app, pilot)
-    assert snap_compare(app, terminal_size=(120, 34), run_before=run_before)
+    assert snap_compare(app, terminal_size=term, run_before=run_before)

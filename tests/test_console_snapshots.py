@@ -15,17 +15,13 @@ def _settle(app):
     return run_before
 
 
-def test_plan_screen(snap_compare, tmp_path):
+def test_plan_screen(snap_compare, term, tmp_path):
     app = make_app(tmp_path, steady=True)
-    assert snap_compare(app, terminal_size=(130, 36), run_before=_settle(app))
+    assert snap_compare(app, terminal_size=term, run_before=_settle(app))
 
 
-def test_plan_screen_with_the_kill_switch_active(snap_compare, tmp_path):
+def test_plan_screen_with_the_kill_switch_active(snap_compare, term, tmp_path):
     app = make_app(tmp_path, steady=True)
     app.store.set_kill_switch("acme", "global", True, "nok@10.0.0.9", "p99 doubling")
-    assert snap_compare(app, terminal_size=(130, 36), run_before=_settle(app))
+    assert snap_compare(app, terminal_size=term, run_before=_settle(app))
 
-
-def test_plan_screen_at_80x24(snap_compare, tmp_path):
-    app = make_app(tmp_path, steady=True)
-    assert snap_compare(app, terminal_size=(80, 24), run_before=_settle(app))

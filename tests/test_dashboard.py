@@ -286,7 +286,7 @@ def test_compressed_time_is_said_and_the_window_progresses_with_the_clock():
     d.minutes(34)
     data = d.data()
     v = dashboard_view(PROFILE, data, d.at + timedelta(seconds=20))
-    assert "TIME ×30 (compressed: 60 min in 2.0 real min)" in v.progress.text
+    assert "⏩ drill clock ×30 (60 min in 2.0 real min)" in v.progress.text
     assert v.progress.compression == 30.0 and round(v.progress.elapsed_min, 1) == 34.3
     assert checks(v)["Monitoring window"].text == "window 34/60 min"
 
@@ -319,7 +319,7 @@ def test_charts_span_the_window_with_thresholds_markers_and_min_max_downsampling
     assert [ln.level for ln in p50.lines] == ["note", "warning", "critical"]
     assert p50.lines[1].y == pytest.approx(1.20 * 1.10, rel=0.02) and p50.median_y, "the judged median"
     kinds = [(m.kind, m.label) for m in p50.markers]
-    assert kinds[0] == ("alter_end", "ALTER ended T+14.6") and p50.markers[0].x == -0.4  # the cool-down
+    assert kinds[0] == ("alter_end", "ALTER ended T+14:36") and p50.markers[0].x == -0.4  # the cool-down
     assert [lbl for k, lbl in kinds[1:]] == ["T+15", "T+30", "T+45", "T+60", "T+75"]
     assert p50.x_range == (-0.4, 60.0)
 
@@ -340,7 +340,7 @@ def test_a_gap_nobody_sampled_breaks_the_charts_lines_and_is_said():
     assert after - before >= 7, (before, after)
     p50 = next(c for c in view.charts if c.key == "latency_p50")
     assert p50.breaks and p50.median_breaks
-    assert "no samples T+29.9→T+38" in view.progress.text and "gap in the charts" in view.progress.text
+    assert "no samples T+29:55→T+38:00" in view.progress.text and "gap in the charts" in view.progress.text
     calm = Drill()
     calm.minutes(20)
     assert not any(c.breaks for c in calm.view().charts), "no gap, no break"
@@ -657,6 +657,9 @@ class Host(App):
         self.seen: list = []
 
     async def on_mount(self) -> None:
+        from engine.domain.clock import set_display_zone
+
+        set_display_zone(PLAN.off_peak.utc_offset)  # as the console does from its plan (wall times)
         await self.push_screen(self.hosted)
         self.hosted.apply_frame(self.frame)
         if self.first is not None:
@@ -860,48 +863,45 @@ def paused_view():
     return dashboard_view(PROFILE, d.data(pauses=((d.at - timedelta(seconds=55), "5 concurrent warnings"),)), d.at), d
 
 
-def test_snapshot_dashboard_green(snap_compare):
-    assert snap_compare(_dashboard(green_view()), terminal_size=(160, 50), run_before=_settle())
+def test_snapshot_dashboard_green(snap_compare, term):
+    assert snap_compare(_dashboard(green_view()), terminal_size=term, run_before=_settle())
 
 
-def test_snapshot_dashboard_with_warnings(snap_compare):
-    assert snap_compare(_dashboard(warnings_view()), terminal_size=(160, 50), run_before=_settle())
+def test_snapshot_dashboard_with_warnings(snap_compare, term):
+    assert snap_compare(_dashboard(warnings_view()), terminal_size=term, run_before=_settle())
 
 
-def test_snapshot_dashboard_critical(snap_compare):
-    assert snap_compare(_dashboard(critical_view()), terminal_size=(160, 50), run_before=_settle())
+def test_snapshot_dashboard_critical(snap_compare, term):
+    assert snap_compare(_dashboard(critical_view()), terminal_size=term, run_before=_settle())
 
 
-def test_snapshot_dashboard_with_a_stale_source(snap_compare):
-    assert snap_compare(_dashboard(stale_view()), terminal_size=(160, 50), run_before=_settle())
+def test_snapshot_dashboard_with_a_stale_source(snap_compare, term):
+    assert snap_compare(_dashboard(stale_view()), terminal_size=term, run_before=_settle())
 
 
-def test_snapshot_dashboard_auto_paused(snap_compare):
-    assert snap_compare(_dashboard(paused_view()), terminal_size=(160, 50), run_before=_settle())
+def test_snapshot_dashboard_auto_paused(snap_compare, term):
+    assert snap_compare(_dashboard(paused_view()), terminal_size=term, run_before=_settle())
 
-
-def test_snapshot_dashboard_at_80x24(snap_compare):
-    assert snap_compare(_dashboard(warnings_view()), terminal_size=(80, 24), run_before=_settle())
 
 
 def _decision(view):
     return Host(DecisionScreen(PLAN), replace(FRAME, step="decision", run="run 3f2a9c1e completed"), view)
 
 
-def test_snapshot_decision_pass(snap_compare):
-    assert snap_compare(_decision(decision_view(pass_data())), terminal_size=(160, 50), run_before=_settle())
+def test_snapshot_decision_pass(snap_compare, term):
+    assert snap_compare(_decision(decision_view(pass_data())), terminal_size=term, run_before=_settle())
 
 
-def test_snapshot_decision_pass_with_warning(snap_compare):
-    assert snap_compare(_decision(decision_view(warning_data())), terminal_size=(160, 50), run_before=_settle())
+def test_snapshot_decision_pass_with_warning(snap_compare, term):
+    assert snap_compare(_decision(decision_view(warning_data())), terminal_size=term, run_before=_settle())
 
 
-def test_snapshot_decision_fail(snap_compare):
-    assert snap_compare(_decision(decision_view(fail_data())), terminal_size=(160, 50), run_before=_settle())
+def test_snapshot_decision_fail(snap_compare, term):
+    assert snap_compare(_decision(decision_view(fail_data())), terminal_size=term, run_before=_settle())
 
 
-def test_snapshot_decision_inconclusive(snap_compare):
-    assert snap_compare(_decision(decision_view(inconclusive_data())), terminal_size=(160, 50),
+def test_snapshot_decision_inconclusive(snap_compare, term):
+    assert snap_compare(_decision(decision_view(inconclusive_data())), terminal_size=term,
                         run_before=_settle())
 
 
@@ -971,3 +971,18 @@ def test_the_baseline_line_says_its_length_n_and_control_and_warns_only_when_too
     ctl = _baseline_words(profile, dc_replace(data, facts=dc_replace(facts, control_schemas=("shop_b",))))
     assert "control: shop_b" in ctl["baseline"]
     assert _baseline_words(profile, dc_replace(data, facts=dc_replace(facts, alter_started_at=None))) == {}
+
+
+def test_the_n_beside_a_criterion_is_the_n_its_evidence_states():
+    """The n in the matrix's column and the n in the criterion's evidence line (the interval's, with
+    its effective n) are one number, whatever the verdict — there is no separate confidence tier
+    with a threshold of its own that could contradict it."""
+    import re
+
+    for data in (pass_data(), warning_data(), fail_data(), inconclusive_data()):
+        v = decision_view(data)
+        for row in v.rows:
+            if row.evidence:
+                stated = re.search(r"\bn=(\d+)", row.evidence)
+                assert stated and stated.group(1) == row.n, (row.name, row.n, row.evidence)
+                assert "low confidence" not in row.evidence

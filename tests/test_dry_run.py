@@ -276,3 +276,44 @@ async def test_a_dry_run_console_never_takes_a_run_over(tmp_path):
         assert not app.driving
     assert store.audit_entries(plan.tenant, run.id, "take_over") == []
     assert store.get_run(plan.tenant, run.id).claimed_by == "worker-gone"
+
+
+DRY_LINES = [
+    "DRY RUN 5e1f0c2a — shop.orders@10.0.0.12:3306 (orders-primary)", "server: MariaDB 10.11.6",
+    "nothing that writes is sent; ✓ ran now (read-only), → would run", "",
+    "Checks (read-only, run now)",
+    "  PASS  db.reachable: connected in 4 ms",
+    "  PASS  db.row_count: ~1,204,311 rows (TABLE_ROWS estimate), data 182.4 MB, indexes 61.0 MB",
+    "      SELECT TABLE_ROWS, DATA_LENGTH, INDEX_LENGTH FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'shop'",
+    "  WARN  db.long_transactions: 1 transaction open for 42 s (trx 4711, user report)",
+    "  size gate: PASS — under 5,000,000 rows and 1 GB", "",
+    "Execution",
+    "  → the ALTER [writes: not sent]",
+    "      ALTER TABLE `shop`.`orders` ADD INDEX `idx_orders_customer_created` (`customer_id`, `created_at`), "
+    "ALGORITHM=INPLACE, LOCK=NONE",
+    "  → the kill switch's KILL",
+    "      KILL /* canary-console:kill-switch */ QUERY <the ALTER's thread id>", "",
+    "Rollback",
+    "  → drop the index [writes: not sent]",
+    "      ALTER TABLE `shop`.`orders` DROP INDEX `idx_orders_customer_created`, ALGORITHM=INPLACE, LOCK=NONE", "",
+    "0 check(s) would block the canary",
+]
+
+
+def test_dry_run_screen_snapshot(snap_compare, term):
+    """What `run --dry-run` shows, at each terminal size (the SQL wraps, the frame says DRY RUN)."""
+    from dataclasses import replace
+
+    from test_dashboard import FRAME, Host
+
+    from screens.dryrun import DryRunScreen
+
+    screen = DryRunScreen()
+
+    async def run_before(pilot):
+        screen.show_lines(DRY_LINES)
+        for _ in range(3):
+            await pilot.pause(0.05)
+
+    app = Host(screen, replace(FRAME, step="plan", dry_run=True, run="", driver="", t0=None))
+    assert snap_compare(app, terminal_size=term, run_before=run_before)

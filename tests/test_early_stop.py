@@ -180,9 +180,9 @@ def test_the_kill_switch_during_the_window_leaves_no_verdict_and_says_so(world):
 
 @pytest.mark.parametrize(("evidence", "reason", "words"), [
     ({"stopped_early": True, "stop_cause": "failure_condition", "stopped_at_s": 1230.0,
-      "stop_reason": "Lock wait time 6.2 s ≥ 5 s"}, "harm_limit", "stopped early at T+35.5: Lock wait time"),
+      "stop_reason": "Lock wait time 6.2 s ≥ 5 s"}, "harm_limit", "stopped early at T+35:30: Lock wait time"),
     ({"stopped_early": True, "stop_cause": "auto_pause_rollback", "stopped_at_s": 600.0}, "manual_rollback",
-     "stopped early at T+25: a rollback was approved during the AUTO-PAUSE"),
+     "stopped early at T+25:00: a rollback was approved during the AUTO-PAUSE"),
     ({"stopped_early": False}, "verification_failed", ""),
     ({"stopped_early": True}, "verification_failed", "the window stopped early"),  # evidence from before the cause
 ])

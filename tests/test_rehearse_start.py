@@ -257,6 +257,5 @@ def _settle():
     return run_before
 
 
-@pytest.mark.parametrize("size", [(80, 24), (100, 30)])
-def test_preparing_screen_snapshot(snap_compare, size):
-    assert snap_compare(_preparing_host(), terminal_size=size, run_before=_settle())
+def test_preparing_screen_snapshot(snap_compare, term):
+    assert snap_compare(_preparing_host(), terminal_size=term, run_before=_settle())

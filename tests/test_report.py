@@ -402,7 +402,9 @@ def test_report_facts_from_a_real_store_pass(tmp_path, monkeypatch):
     assert "| Latency P50 | 1.00 ms | 1.10 ms | +10.0% | 10 / 11 |" in md
     assert "| Latency P99 | 8.00 ms | 12.0 ms | +50.0% | 10 / 11 |" in md
     assert "| Error Rate | 0.10% | 1.82% | +1.72 pp | 10 / 11 |" in md
-    assert "| Clock | compressed ×30 (rehearsal) |" in md
+    assert "| Clock | ⏩ drill clock ×30 (rehearsal): T+ and the times here are the drill's |" in md
+    assert all(a.text.endswith("⏩ drill clock ×30 (rehearsal): its times and durations are the drill's")
+               for a in announcements(f)), "a drill's clock is marked in every announcement"
     assert "**warning**: Query latency p50 change ≥ +10%" in md
     assert "| Date | 2026-11-22 23:00:00 UTC+07:00 |" in md
     for text in [md] + [a.text for a in announcements(f)]:
@@ -648,18 +650,18 @@ def _settle():
     return run_before
 
 
-def test_report_screen_pass(snap_compare):
-    assert snap_compare(ReportHost(pass_facts()), terminal_size=(120, 40), run_before=_settle())
+def test_report_screen_pass(snap_compare, term):
+    assert snap_compare(ReportHost(pass_facts()), terminal_size=term, run_before=_settle())
 
 
-def test_report_screen_rolled_back(snap_compare):
+def test_report_screen_rolled_back(snap_compare, term):
     app = ReportHost(rolled_back_facts(), webhook="https://hooks.slack.com" + SECRET_PATH)
-    assert snap_compare(app, terminal_size=(120, 40), run_before=_settle())
+    assert snap_compare(app, terminal_size=term, run_before=_settle())
 
 
-def test_report_screen_rollback_announcement(snap_compare):
+def test_report_screen_rollback_announcement(snap_compare, term):
     app = ReportHost(rolled_back_facts(), webhook="https://hooks.slack.com" + SECRET_PATH)
-    assert snap_compare(app, press=["v", "v", "v"], terminal_size=(120, 40), run_before=_settle())
+    assert snap_compare(app, press=["v", "v", "v"], terminal_size=term, run_before=_settle())
 
 
 async def test_the_first_frame_says_what_is_known_while_the_report_is_built():
@@ -682,7 +684,7 @@ async def test_the_first_frame_says_what_is_known_while_the_report_is_built():
         assert "run 3f2a9c1e" in title and "shop.orders" in title and "PASS" in title
         assert "building the report" in title
         body = screen.query_one("#report-md").source
-        assert "Building the report from the store" in body and "2026-11-22 16:05:00 UTC" in body
+        assert "Building the report from the store" in body and "2026-11-22 23:05:00 UTC+07:00" in body
         screen.show(pass_facts())  # the built report replaces the first frame
         await pilot.pause()
         assert "building" not in str(screen.query_one("#report-title").render())

@@ -79,7 +79,7 @@ def test_a_resumed_window_loads_with_its_gap_and_no_verdict_yet(resumed):
     assert data.facts.gaps == ((last, resumed_at),)
     assert data.facts.decision is None, "no verdict was stored: none is shown"
     view = dashboard_view(PLAN.profile(), data, clock.now())
-    assert "no samples T+24.9→T+32" in view.progress.text and "gap in the charts" in view.progress.text
+    assert "no samples T+24:55→T+32:00" in view.progress.text and "gap in the charts" in view.progress.text
     chart = next(c for c in view.charts if c.key == "threads_running")
     assert len(chart.breaks) == 1, "the line is not drawn across the time nobody sampled"
     assert decision_view(data).action == "wait"
@@ -147,7 +147,7 @@ async def test_a_console_opened_on_a_resumed_window_lands_on_the_dashboard_with_
                             and screen.query_one(RunFrame).state.kill is not None
                             and screen.query_one(KillBanner).state.user == app.actor)
         assert await until(pilot, lambda: screen.view is not None and "no samples" in screen.view.progress.text)
-        assert "no samples T+24.9→T+32" in screen.view.progress.text
+        assert "no samples T+24:55→T+32:00" in screen.view.progress.text
         drawn = str(screen.query_one("#window-text").render())
         assert "the driving console was down" in drawn
         assert not [s for s in said if "failed" in s], said

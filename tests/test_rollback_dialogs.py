@@ -221,7 +221,7 @@ async def test_the_screen_says_the_way_forward_or_that_the_state_is_final():
         assert "final" in app.said[-1]
 
 
-def test_rollback_screen_refused(snap_compare):
+def test_rollback_screen_refused(snap_compare, term):
     app = Host(roles=("canary_lead",))
     view = refused_view()
 
@@ -230,7 +230,7 @@ def test_rollback_screen_refused(snap_compare):
         app.screen.show(view, AWAITING_INSPECTION)
         await pilot.pause()
 
-    assert snap_compare(app, terminal_size=(120, 40), run_before=run_before)
+    assert snap_compare(app, terminal_size=term, run_before=run_before)
 
 
 # --- the real App, two consoles, one store ------------------------------------------------------

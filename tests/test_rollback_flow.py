@@ -26,6 +26,7 @@ from engine.flows.rollback_flow import (
     Inspection,
     RecordRow,
     RollbackView,
+    RungProgress,
     RungRow,
     Step,
     approval_state,
@@ -675,14 +676,52 @@ def _snap_app(view, inspection):
     return app, run_before
 
 
-def test_rollback_screen_awaiting_approvals(snap_compare):
+def test_rollback_screen_awaiting_approvals(snap_compare, term):
     app, run_before = _snap_app(awaiting_view(), AWAITING_INSPECTION)
-    assert snap_compare(app, terminal_size=(120, 40), run_before=run_before)
+    assert snap_compare(app, terminal_size=term, run_before=run_before)
 
 
-def test_rollback_screen_after_a_completed_rollback(snap_compare):
+def test_rollback_screen_after_a_completed_rollback(snap_compare, term):
     app, run_before = _snap_app(completed_view(), COMPLETED_INSPECTION)
-    assert snap_compare(app, terminal_size=(120, 40), run_before=run_before)
+    assert snap_compare(app, terminal_size=term, run_before=run_before)
+
+
+RUNG = RungProgress(
+    "drop", 14.0, thread_id=57, statement_s=12.0, stage="alter table (read PK and internal sort)", fraction=0.4,
+    holders=({"thread_id": 42, "lock_type": "SHARED_READ", "lock_duration": "TRANSACTION", "time": 95,
+              "info": "SELECT /* report */ SUM(total) FROM orders"},),
+    waiters=({"thread_id": 57, "lock_type": "EXCLUSIVE", "lock_duration": "TRANSACTION", "time": 12,
+              "info": "ALTER /* canary-console:rollback */ TABLE `shop`.`orders` DROP INDEX …"},
+             {"thread_id": 61, "lock_type": "SHARED_WRITE", "lock_duration": "TRANSACTION", "time": 9,
+              "info": "UPDATE orders SET status = 'paid' WHERE id = 1042"}))
+
+
+def test_rollback_screen_while_a_rung_runs(snap_compare, term):
+    """The rung's progress and the metadata-lock queue on the table, live (refreshed once a second)."""
+    app, first = _snap_app(awaiting_view(), AWAITING_INSPECTION)
+
+    async def run_before(pilot):
+        await first(pilot)
+        app.screen.show_rung(RUNG)
+        await pilot.pause()
+    assert snap_compare(app, terminal_size=term, run_before=run_before)
+
+
+async def test_the_rung_panel_comes_and_goes():
+    app = Host(roles=("dba",))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        app.screen.show(awaiting_view(), AWAITING_INSPECTION)
+        live = app.screen.query_one("#live", Static)
+        assert not live.display
+        app.screen.show_rung(RUNG)
+        await pilot.pause()
+        text = str(live.render())
+        assert live.display and "rung 2: DROP INDEX — running 14 s; server thread 57" in text and "40%" in text
+        assert "1 hold, 2 wait (longest 12 s)" in text and "holds thread 42" in text and "waits thread 61" in text
+        app.screen.show_rung(None)
+        await pilot.pause()
+        assert not live.display
 
 
 def test_flow_outcome_ok():

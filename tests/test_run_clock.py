@@ -1,6 +1,7 @@
-"""The run's T+ clock on every screen (docs/runbook.md): T+0 is the run's start (runbook step 1) until the
-monitoring window opens, and from then on the window starts at T+15, where the runbook, the
-checkpoints and the dashboard's axis put it."""
+"""The run's one T+ clock on every screen (docs/runbook.md#the-t-clock): the window's opening is
+T+15, where the runbook, the checkpoints and the dashboard's axis put it; before it there is no T+
+(the frame shows the wall time in the plan's time zone), so the clock never jumps; a drill's
+compressed clock is marked."""
 
 from __future__ import annotations
 
@@ -25,10 +26,34 @@ def shown(view: RunView, now: datetime) -> str:
     return FrameState(t0=clock_origin(view, 15), now=now).clock
 
 
-def test_before_the_window_the_clock_counts_from_the_runs_start():
+def test_before_the_window_there_is_no_t_plus_but_the_wall_time_in_the_plans_zone():
     view = RunView(run=run(started_at=T0))
-    assert shown(view, T0 + timedelta(minutes=8, seconds=14)) == "T+08:14"
-    assert shown(RunView(), T0) == "T —"
+    at = T0 + timedelta(minutes=8, seconds=14)
+    assert shown(view, at) == "04:08:14 UTC+00:00 (T+ at the window)"
+    seven = FrameState(t0=clock_origin(view, 15), now=at, utc_offset=timedelta(hours=7))
+    assert seven.clock == "11:08:14 UTC+07:00 (T+ at the window)"
+    assert FrameState(now=None).clock == "T —"
+
+
+def test_the_clock_never_runs_backwards_however_long_the_alter_took():
+    """The old clock counted from the run's start and moved to T+15 when the window opened: after a
+    40-minute ALTER it went back from T+40 to T+15. Now T+ starts at the window and only grows."""
+    view = RunView(run=run(started_at=T0), window_started_at=T0 + timedelta(minutes=40))
+    seconds = []
+    for minute in range(40, 110, 5):
+        text = shown(view, T0 + timedelta(minutes=minute))
+        assert text.startswith("T+"), text
+        mm, ss = text.removeprefix("T+").split(":")
+        seconds.append(int(mm) * 60 + int(ss))
+    assert seconds == sorted(seconds) and seconds[0] == 15 * 60
+    assert all(b - a == 300 for a, b in zip(seconds, seconds[1:], strict=False)), "it moves by the elapsed time"
+
+
+def test_a_compressed_drill_clock_is_marked():
+    view = RunView(run=run(started_at=T0), window_started_at=T0)
+    state = FrameState(t0=clock_origin(view, 15), now=T0 + timedelta(minutes=5), speed=40)
+    assert state.clock == "T+20:00 ⏩ drill clock ×40"
+    assert state.clock_text(short=True) == "T+20:00 ⏩×40 drill"
 
 
 def test_from_the_windows_start_the_window_opens_at_t_plus_15_whatever_came_before():

@@ -287,7 +287,7 @@ class Walk:
     def frame_bg(self) -> tuple[tuple[int, int, int] | None, tuple[int, int, int] | None]:
         """(frame, banner) backgrounds: the cell of the T clock, and of the banner's first letter."""
         lines = self.tmux.capture(escapes=True).splitlines()
-        frame = next((background_at(ln, "TIME ×") for ln in lines[:4] if "TIME" in ln), None)
+        frame = next((background_at(ln, "drill") for ln in lines[:4] if "drill" in ln), None)
         banner = next((background_at(ln, "KILL SWITCH ACTIVE —") for ln in lines[:8]
                        if "KILL SWITCH ACTIVE —" in ln), None)
         return frame, banner
@@ -338,9 +338,9 @@ def main_walk(w: Walk, captures: dict[str, str]) -> None:
                     lambda s: "Scope lock (runbook 1.2–1.3)" in s and "Begin prechecks" in s, 240)
     w.wait_text("plan", r"Kill switch & rollback\s+✓\s+verified \(TC P0\)\s+TC-02 pass, TC-03 pass, TC-09 pass", 10)
     captures["1-plan"] = w.last
-    if "TIME ×60 (rehearsal)" not in screen and "TIME ×" not in screen:
+    if "⏩ drill clock ×" not in screen and "⏩×" not in screen:
         raise WalkFailure("plan", "the frame does not say the clock is compressed", screen)
-    w.step("plan screen", "scope lock, P0 self-tests pass, frame says TIME ×")
+    w.step("plan screen", "scope lock, P0 self-tests pass, frame marks the drill clock (⏩)")
     t_plan = time.monotonic()
 
     # --- 2 Prechecks ---------------------------------------------------------------------------

@@ -25,8 +25,10 @@ WINDOW_FAIL = "verification_failed"  # the full window's verdict was FAIL (no ea
 
 
 def t_label(first_checkpoint_min: float, elapsed_s: float) -> str:
-    """Seconds into the window as the runbook's clock (the window opens at T+15): "T+31.5"."""
-    return f"T+{first_checkpoint_min + elapsed_s / 60:.1f}".removesuffix(".0")
+    """Seconds into the window as the run's one clock (engine.domain.clock; the window opens at T+15): "T+31:30"."""
+    from engine.domain.clock import t_in_window
+
+    return t_in_window(first_checkpoint_min, elapsed_s)
 
 
 def fail_reason_for(evidence: Mapping[str, Any]) -> str:

@@ -28,7 +28,7 @@ from engine.adapters import sql
 from engine.adapters.retry import retrying
 from engine.adapters.store import Approval, ExecutionRun, RollbackPoint, RollbackRecord, Store
 from engine.adapters.target import IndexInfo, Target, TargetError
-from engine.domain.clock import Clock, SystemClock
+from engine.domain.clock import Clock, SystemClock, wall
 from engine.domain.jsonable import jsonable
 from engine.domain.plan import ROLES, Plan
 from engine.domain.roles import may, needed, role_words
@@ -1081,7 +1081,7 @@ def execute_drop(store: Store, plan: Plan, target: Target, run: ExecutionRun, ac
         rung1.rollback_details = dict(rung1.rollback_details or {}, superseded_by=out.record_id)
         store.save_rollback_record(rung1, actor, "rollback_ignore_superseded")
     return FlowOutcome("done", f"index {run.index_name} dropped and verified gone ({out.message}); run "
-                       f"rolled_back; post-rollback observation until {until:%H:%M} UTC", out.record_id)
+                       f"rolled_back; post-rollback observation until {wall(until, plan.off_peak.utc_offset)}", out.record_id)
 
 
 # --- the view the screen draws -------------------------------------------------------------------
@@ -1326,7 +1326,7 @@ def rollback_view(store: Store, plan: Plan, run_id: str) -> RollbackView:
             status, level = (f"ROLLED BACK — post-rollback observation {'OK' if ok else 'raised alerts'}",
                              "ok" if ok else "error")
         else:
-            status, level = (f"ROLLED BACK — index dropped; observing until {until:%H:%M} UTC (R4)" if until
+            status, level = (f"ROLLED BACK — index dropped; observing until {wall(until, plan.off_peak.utc_offset)} (R4)" if until
                              else "ROLLED BACK — index dropped", "ok")
     elif kept is not None:
         status, level = (f"KEPT — index {run.index_name} kept by {kept.get('by')}: {kept.get('reason')}", "warning")
@@ -1359,16 +1359,16 @@ def rollback_view(store: Store, plan: Plan, run_id: str) -> RollbackView:
     decided_at = _dt(d.get("decided_at"))
     steps = (
         Step("R1", "decided", decision is not None,
-             f"{trigger} · {d.get('decided_by')} ({d.get('decided_role')}) {decided_at:%H:%M}"
+             f"{trigger} · {d.get('decided_by')} ({d.get('decided_role')}) {wall(decided_at, plan.off_peak.utc_offset, zone=False)[:5]}"
              if decision is not None and decided_at else "awaiting the decision"),
         Step("R2", "DROP + verify", done is not None,
-             f"{done.rollback_completed_at:%H:%M:%S}" if done and done.rollback_completed_at else
+             f"{wall(done.rollback_completed_at, plan.off_peak.utc_offset, zone=False)}" if done and done.rollback_completed_at else
              ("approved" if state and state.complete else "awaiting approvals")),
         Step("R3", "rolled_back", run.status == "rolled_back",
              "" if run.status == "rolled_back" else f"run is {run.status}"),
         Step("R4", f"{plan.profile().post_rollback_minutes:.0f}-min observation", bool(observed),
              ("ok" if (observed[-1].details or {}).get("ok") else "alerts") if observed else
-             (f"until {until:%H:%M}" if until else "after R3")),
+             (f"until {wall(until, plan.off_peak.utc_offset, zone=False)[:5]}" if until else "after R3")),
         Step("R5", "announced", bool(announced), "" if announced else "after R4"),
     )
     return RollbackView(
@@ -1404,3 +1404,71 @@ def refresh(store: Store, plan: Plan, target: Target | None, run_id: str,
     run = store.get_run(plan.tenant, run_id)
     assert run is not None
     return view, inspect(target, run, store.rollback_point(plan.tenant, run_id), clock)
+
+
+# --- a rung while it runs: its statement and the table's metadata-lock queue ------------------------
+
+ROLLBACK_STATEMENT_TAG = "/* canary-console:rollback */"  # what the rungs' ALTERs carry (engine.adapters.sql)
+RUNG_WORDS = {"ignore": "rung 1: IGNORE the index", "undo": "rung 1 undone: the index back in use",
+              "drop": "rung 2: DROP INDEX"}
+
+
+@dataclass(frozen=True)
+class RungProgress:
+    """One look at a running rung (the Rollback screen shows it once a second): its statement on the
+    server, and the metadata-lock queue on the table — who holds, who waits, for how long — from
+    the same guard the execution step uses (``TargetSession.metadata_locks``)."""
+
+    rung: str
+    elapsed_s: float
+    thread_id: int | None = None  # the rung's statement in the processlist (None: not seen there)
+    statement_s: float | None = None
+    stage: str = ""
+    fraction: float | None = None
+    holders: tuple[dict[str, Any], ...] = ()
+    waiters: tuple[dict[str, Any], ...] = ()
+    note: str = ""
+
+
+def rung_progress(session: Any, schema: str, table: str, rung: str, elapsed_s: float) -> RungProgress:
+    """Read the running rung's statement, its stage and the table's metadata locks (on a session of
+    the caller's own: a worker's, never the rung's)."""
+    from engine.adapters.target import alter_stage
+
+    mine = next((r for r in session.active_statements() if ROLLBACK_STATEMENT_TAG in (r.get("info") or "")), None)
+    thread_id = int(mine["id"]) if mine else None
+    stage = alter_stage(session, thread_id) if thread_id is not None else None
+    mdl = session.metadata_locks(schema, table)
+    return RungProgress(rung, elapsed_s, thread_id, float(mine["time"] or 0) if mine else None,
+                        stage.stage if stage else "", stage.fraction if stage else None,
+                        tuple(mdl.holders), tuple(mdl.waiters), mdl.note)
+
+
+def _lock_row(kind: str, r: dict[str, Any]) -> str:
+    what = " ".join(str(r.get(k) or "") for k in ("lock_type", "lock_duration")).strip()
+    info = clean_text(r.get("info") or r.get("state") or "", 60).text
+    return (f"  {kind:<5} thread {r.get('thread_id')}" + (f"  {what}" if what else "")
+            + f"  {int(r.get('time') or 0)} s" + (f"  {info}" if info else ""))
+
+
+def rung_lines(p: RungProgress, schema: str, table: str, most: int = 4) -> list[str]:
+    """The running rung as lines for the screen: what runs, for how long, how far; then the queue."""
+    head = f"▶ {RUNG_WORDS.get(p.rung, p.rung)} — running {p.elapsed_s:.0f} s"
+    if p.thread_id is not None:
+        head += f"; server thread {p.thread_id}, {p.statement_s or 0:.0f} s"
+        if p.stage:
+            head += f", {p.stage}" + (f" {p.fraction:.0%}" if p.fraction is not None else "")
+    elif p.elapsed_s >= 1:
+        head += "; its statement is not in the processlist (done, or verifying)"
+    lines = [head]
+    queue = f"metadata locks on {schema}.{table}: {len(p.holders)} hold, {len(p.waiters)} wait"
+    if p.waiters:
+        longest = max(int(w.get("time") or 0) for w in p.waiters)
+        queue += f" (longest {longest} s)"
+    lines.append(queue + (f" — {p.note}" if p.note else ""))
+    lines += [_lock_row("holds", r) for r in p.holders[:most]]
+    lines += [_lock_row("waits", r) for r in p.waiters[:most]]
+    hidden = max(0, len(p.holders) - most) + max(0, len(p.waiters) - most)
+    if hidden:
+        lines.append(f"  … {hidden} more")
+    return lines

@@ -101,17 +101,15 @@ def _at(raw: Any) -> datetime | None:
 
 
 def clock_origin(view: RunView, window_opens_at_min: int) -> datetime | None:
-    """T+0 of the run's clock (docs/runbook.md: every screen shows it). Runbook step 1 is T+0, so before
-    the monitoring window the clock counts from the run's start. The runbook puts the window at
-    T+15 → T+75 and names its checkpoints after that; from the window's start the clock counts
-    from the moment that puts the start at T+15, so the clock, the checkpoints and the charts'
-    axis agree, however long the baseline, the ALTER and the cool-down took (the clock moves once,
-    when the window opens)."""
+    """T+0 of the run's one clock (engine.domain.clock, docs/runbook.md#the-t-clock): the window's opening
+    is T+15, so the clock, the checkpoints and the charts' axis agree however long the baseline, the
+    ALTER and the cool-down took. None before the window opens: there is no T+ yet (the frame shows
+    the wall time), so the clock never jumps."""
+    from engine.domain.clock import window_origin
+
     if view.run is None:
         return None
-    if view.window_started_at is not None:
-        return view.window_started_at - timedelta(minutes=window_opens_at_min)
-    return view.run.started_at
+    return window_origin(view.window_started_at, window_opens_at_min)
 
 
 def precheck_missing(view: RunView, now: datetime) -> list[Missing]:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from engine.domain.clock import drill_mark, t_in_window, wall
 from engine.domain.decision import Band, Points, WindowEvaluator, WindowState, checkpoint_offsets_s
 from engine.domain.stops import ended_without_verdict, stop_words
 from engine.domain.thresholds import MetricRule, Profile, evaluate_band
@@ -755,15 +756,15 @@ def _baseline_words(profile: Profile, data: DashboardData) -> dict[str, Any]:
 
 
 def t_label(profile: Profile, t_s: float) -> str:
-    """Seconds into the window as the runbook's clock: T+15 opens the window."""
-    return f"T+{profile.checkpoints[0] + t_s / 60:.1f}".removesuffix(".0")
+    """Seconds into the window as the run's one clock (engine.domain.clock): T+15:00 opens the window."""
+    return t_in_window(profile.checkpoints[0], t_s)
 
 
 def _progress(profile: Profile, data: DashboardData, now: datetime) -> WindowProgress:
     f = data.facts
     total = profile.window_minutes
     speed = f.time_compression
-    compressed = f" · TIME ×{speed:g} (compressed: {total:g} min in {total / speed:.1f} real min)" if speed else ""
+    compressed = f" · {drill_mark(speed)} ({total:g} min in {total / speed:.1f} real min)" if speed and speed > 1 else ""
     start = data.window_started_at
     if start is None:
         why = ("the ALTER is running" if f.alter_started_at and not f.alter_finished_at
@@ -959,7 +960,7 @@ def _pause(data: DashboardData) -> PauseView:
     last_lift = ""
     if f.lifts:
         at, decision, by = f.lifts[-1]
-        last_lift = f"{decision} approved by {by} at {at:%H:%M:%S}"
+        last_lift = f"{decision} approved by {by} at {wall(at, zone=False)}"
     elif state.of_kind("resumed"):
         last_lift = state.of_kind("resumed")[-1].detail
     if not state.paused:

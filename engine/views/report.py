@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from engine.domain.clock import utcnow
+from engine.domain.clock import drill_mark, utcnow, wall, zone_label
 from engine.domain.plan import Plan
 
 if TYPE_CHECKING:  # the store (SQLAlchemy) and httpx load lazily: not needed to draw a screen
@@ -363,20 +363,16 @@ def escalation_contacts(esc: Escalation, facts: ReportFacts) -> str:
 # --- formatting -----------------------------------------------------------------------------------
 
 
-def _offset_label(offset: timedelta) -> str:
-    sign = "+" if offset >= timedelta(0) else "-"
-    minutes = abs(int(offset.total_seconds())) // 60
-    return f"UTC{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+_offset_label = zone_label  # engine.domain.clock: one way to say a time zone
 
 
 def fmt_when(dt: datetime | None, offset: timedelta = timedelta(0)) -> str:
-    if dt is None:
-        return UNKNOWN
-    return f"{dt + offset:%Y-%m-%d %H:%M:%S} {_offset_label(offset)}"
+    """Wall time in the plan's time zone, with its date and zone (engine.domain.clock.wall)."""
+    return UNKNOWN if dt is None else wall(dt, offset, date=True)
 
 
 def fmt_clock(dt: datetime | None, offset: timedelta = timedelta(0)) -> str:
-    return UNKNOWN if dt is None else f"{dt + offset:%H:%M:%S}"
+    return UNKNOWN if dt is None else wall(dt, offset, zone=False)
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -812,7 +808,7 @@ def render_report(facts: ReportFacts) -> str:
         ("Escalation reached", f"{esc.level} — {esc.condition}" if esc else "none"),
     ]
     if f.time_compression:
-        details.append(("Clock", f"compressed ×{f.time_compression:g} (rehearsal)"))
+        details.append(("Clock", f"{drill_mark(f.time_compression)} (rehearsal): T+ and the times here are the drill's"))
     out = [f"# Canary Run Report - {f.name} ({f.tenant})", "", "## Summary", "", "| Field | Value |",
            "|-------|-------|"]
     out += [f"| {k} | {_cell(v)} |" for k, v in summary]
@@ -943,7 +939,14 @@ def announce_start(facts: ReportFacts, dashboard: str | None = None, war_room: s
         "",
         f"👥 To confirm: {team}",
         "All team members please confirm availability in thread.",
-    ])
+    ]) + _drill_note(f)
+
+
+def _drill_note(f: ReportFacts) -> str:
+    """A drill's compressed clock, marked in every announcement it posts (engine.domain.clock)."""
+    if not f.time_compression or f.time_compression <= 1:
+        return ""
+    return f"\n{drill_mark(f.time_compression)} (rehearsal): its times and durations are the drill's"
 
 
 _RESULT_EMOJI = {"PASS": "✅", "WARNING": "⚠️", "INCONCLUSIVE": "⚠️", "FAIL": "❌", "CANCELLED": "🛑",
@@ -1126,16 +1129,18 @@ class Announcement:
 
 def announcements(facts: ReportFacts) -> list[Announcement]:
     """The announcements that apply to this run, in the order they are posted."""
-    out = [Announcement("start", "Start", announce_start(facts))]
+    out = [Announcement("start", "Start", announce_start(facts))]  # marks a drill itself
+    note = _drill_note(facts)
     if facts.finished:
-        out.append(Announcement("completion", "Completion", announce_completion(facts)))
+        out.append(Announcement("completion", "Completion", announce_completion(facts) + note))
     r = facts.rollback
     if r is not None and r.drops_index:
-        out.append(Announcement("rollback_initiated", "Rollback initiated", announce_rollback_initiated(facts)))
+        out.append(Announcement("rollback_initiated", "Rollback initiated",
+                                announce_rollback_initiated(facts) + note))
         if r.status == "failed":
-            out.append(Announcement("rollback_outcome", "Rollback FAILED (L4)", announce_rollback_failed(facts)))
+            out.append(Announcement("rollback_outcome", "Rollback FAILED (L4)", announce_rollback_failed(facts) + note))
         elif facts.rolled_back:
-            out.append(Announcement("rollback_outcome", "Rollback complete", announce_rollback_complete(facts)))
+            out.append(Announcement("rollback_outcome", "Rollback complete", announce_rollback_complete(facts) + note))
     return out
 
 
