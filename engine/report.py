@@ -510,10 +510,16 @@ def _comparisons(rows: Sequence[MetricSample], alter_started: datetime | None, w
         a, na = _median_recent(of(window, key), END_WINDOW_S)
         p, np_ = _median_recent(of(post, key), END_WINDOW_S)
         out.append(MetricComparison(key, label, "ms", b, a, p, nb, na, np_, "median of per-interval values"))
-    if any(r.metric == "error_rate" for r in rows):
-        b, nb = _median_recent(of(baseline, "error_rate"), None)
-        a, na = _median_recent(of(window, "error_rate"), END_WINDOW_S)
-        p, np_ = _median_recent(of(post, "error_rate"), END_WINDOW_S)
+    # Credit only the source that measured it: the application's error rate comes from Prometheus
+    # when the plan configures one; without it the primary's stand-in (the share of the table's
+    # statements that failed, also stored as error_rate) is named as what it is.
+    if any(r.metric == "error_rate" and r.source == "prometheus" for r in rows):
+        def app(period: Sequence[MetricSample]) -> list[MetricSample]:
+            return [r for r in of(period, "error_rate") if r.source == "prometheus"]
+
+        b, nb = _median_recent(app(baseline), None)
+        a, na = _median_recent(app(window), END_WINDOW_S)
+        p, np_ = _median_recent(app(post), END_WINDOW_S)
         out.append(MetricComparison("error_rate", "Error Rate", "%", b, a, p, nb, na, np_, "application (Prometheus)"))
     else:
         b, nb = _statement_error_rate(baseline, None)

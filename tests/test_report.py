@@ -313,13 +313,15 @@ def test_osc52_plain_and_through_tmux():
 # --- report_facts on a real store ----------------------------------------------------------------
 
 
-def _tick(store, run_id, at, p50, p99, count=100, errors=0):
+def _tick(store, run_id, at, p50, p99, count=100, errors=0, error_rate_from=None):
+    extra = [] if error_rate_from is None else [Sample("error_rate", 100 * errors / count, error_rate_from, n=count)]
     store.add_samples("acme", run_id, at, [
         Sample("latency_p50", p50, "primary", n=count, how="history_long"),
         Sample("latency_p99", p99, "primary", n=count, how="history_long"),
         Sample("digest_count", count, "primary", n=count),
         Sample("digest_errors", errors, "primary", n=count),
         Sample("replication_lag", None, "replica", "replica unreachable"),
+        *extra,
     ])
 
 
@@ -427,6 +429,28 @@ def test_report_facts_from_a_real_store_rolled_back(tmp_path):
     done = announce_rollback_complete(f)
     assert "- Latency P99: 8.20 ms (baseline: 8.00 ms)" in done
     assert "⏱️ Rollback Duration: 2 s" in done
+
+
+@pytest.mark.parametrize("source, credited", [
+    ("mysql", "statements on the table (performance_schema digests)"),
+    ("prometheus", "application (Prometheus)"),
+])
+def test_report_credits_only_the_source_that_measured_the_error_rate(tmp_path, source, credited):
+    """Without Prometheus the primary stores its statement error rate as error_rate too: the report
+    must not credit Prometheus for it."""
+    store = Store(f"sqlite:///{tmp_path / 's.db'}", FrozenClock(T0))
+    run = store.create_run(ExecutionRun(
+        tenant_id="acme", connection_profile_id="orders-primary", schema_name="shop", table_name="orders",
+        index_name="idx_orders_customer_created", columns=[["customer_id", None]]), "somchai@10.0.0.5")
+    for i in range(4):
+        _tick(store, run.id, T0 + timedelta(seconds=30 * i), 1.0, 8.0, errors=1, error_rate_from=source)
+    f = report_facts(store, _plan(), run.id)
+    err = f.metric("error_rate")
+    assert err.source == credited and err.baseline == pytest.approx(1.0)
+    md = render_report(f)
+    assert f"Error Rate: {credited}" in md
+    if source == "mysql":
+        assert "Prometheus" not in md
 
 
 def test_report_facts_for_an_unknown_run(tmp_path):
