@@ -79,7 +79,8 @@ POLL_S = 0.5  # a second console sees a change within one second (docs/kill-swit
 KILL_POLL_S = 0.2
 HEALTH_S = 5.0
 GATE_ROLES = frozenset({"canary_lead", "dba"})
-QUIET = {"alter_progress", "wait_tick", "baseline_tick"}
+QUIET = {"alter_progress", "wait_tick", "baseline_tick", "observation_tick"}
+DRIVEN = ("running", "observing")  # a driver holds the run's lease (docs/states.md)
 
 
 class DriverStopped(Exception):
@@ -419,7 +420,7 @@ class CanaryApp(KeysAnswer, App):
         locked = self._locked(view)
         label = f"run {run.id[:8]} {run.status}" if run else ""
         driver = ""
-        if run is not None and run.status == "running":
+        if run is not None and run.status in DRIVEN:
             driver = "you drive" if self.driving else f"joined: {run.claimed_by or '?'} drives"
             if not self.driving and self._driver_gone(run, now):
                 driver = f"{run.claimed_by or 'the driver'} is gone (lease expired)"
@@ -482,7 +483,7 @@ class CanaryApp(KeysAnswer, App):
         from engine.target import TargetError
 
         run = self.view.run
-        if run is not None and run.status == "running" and not self.driving:
+        if run is not None and run.status in DRIVEN and not self.driving:
             self.call_from_thread(self.set_frame, target_health="● (driver's connection)")
             return
         try:
@@ -1091,6 +1092,9 @@ class CanaryApp(KeysAnswer, App):
         elif name == "monitoring":
             self.notify("The monitoring window is running: 5 shows the live dashboard.", title="Execution",
                         timeout=8)
+        elif name == "observing":
+            self.notify(f"{data.get('verdict')}: the {float(data.get('minutes', 15)):g}-minute post-success observation "
+                        "runs before the run is declared complete (runbook 5.4).", title="Observation", timeout=10)
         self.refresh_view()
 
     @work(thread=True, group="progress", exclusive=True, exit_on_error=False)
@@ -1262,7 +1266,7 @@ class CanaryApp(KeysAnswer, App):
     def _rollback_target(self) -> Target | None:
         """The driver, or a console when nobody drives, inspects the target; joined consoles do not."""
         run = self.view.run
-        if run is not None and run.status == "running" and not self.driving:
+        if run is not None and run.status in DRIVEN and not self.driving:
             return None
         return self.target
 
