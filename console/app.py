@@ -49,6 +49,7 @@ from engine.runbook import (
 )
 from engine.runstate import ACTIVE
 from engine.sizegate import gate, sampling_interval
+from engine.text import for_terminal
 from screens.audit import AuditScreen
 from screens.base import KeysAnswer, RunbookScreen, StepShown, drawable
 from screens.deactivate import DeactivateKillSwitch, DeactivationRequest
@@ -1095,6 +1096,14 @@ class CanaryApp(KeysAnswer, App):
         elif name == "observing":
             self.notify(f"{data.get('verdict')}: the {float(data.get('minutes', 15)):g}-minute post-success observation "
                         "runs before the run is declared complete (runbook 5.4).", title="Observation", timeout=10)
+        elif name == "webhook_failed":
+            # Pushed, not only shown: a post that failed is said on screen; the runbook goes on.
+            self.notify(f"{data.get('kind')} not posted after {data.get('attempts')} attempt(s): "
+                        f"{for_terminal(str(data.get('message', '')))}", title="Webhook", severity="warning",
+                        timeout=15, markup=False)
+            return
+        elif name == "webhook_posted":
+            return
         self.refresh_view()
 
     @work(thread=True, group="progress", exclusive=True, exit_on_error=False)

@@ -27,7 +27,7 @@ from engine.text import for_terminal
 # the console draws its first screen.
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED = 0, 1, 2, 3
-QUIET_EVENTS = {"alter_progress", "wait_tick", "baseline_tick"}  # many a second: not for a log
+QUIET_EVENTS = {"alter_progress", "wait_tick", "baseline_tick", "observation_tick"}  # many a second: not for a log
 
 
 class CliError(Exception):
@@ -467,7 +467,7 @@ def _rehearse_headless(args: argparse.Namespace, prepared: Any, cases: list[str]
         rehearsal.stored_self_test(store, plan.tenant, "the resumed run is past the prechecks" if drill.resumed_run
                                    else "--skip-self-test: the stored results are used", out.step)
 
-    said: set[int] = set()  # the five-minute marks of the window already said
+    said: set[Any] = set()  # the five-minute marks of the window (and the observation) already said
 
     def on_event(name: str, data: dict[str, Any]) -> None:
         if name == "monitor_tick":
@@ -478,6 +478,12 @@ def _rehearse_headless(args: argparse.Namespace, prepared: Any, cases: list[str]
                 out.tick(f"monitoring T+{15 + 5 * mark} min (window {5 * mark}/60 min, drill clock ×{speed:g}), "
                          f"{data['concurrent']} concurrent warning(s)", elapsed_s=data["elapsed_s"],
                          concurrent=data["concurrent"])
+        elif name == "observation_tick":
+            mark = int(data["elapsed_s"] // 300)
+            if ("observation", mark) not in said:
+                said.add(("observation", mark))
+                out.tick(f"post-success observation {5 * mark} min (drill clock ×{speed:g})",
+                         elapsed_s=data["elapsed_s"], phase="observation")
         elif name not in QUIET_EVENTS:
             out.event(name, data)
 

@@ -119,6 +119,7 @@ class Executor:
                                                    self.opts.verify_window_seconds)
         self.on_event = on_event or (lambda _name, _data: None)
         self.monitor = monitor  # engine.monitor.Monitor: the 60-minute window decides
+        self.notifier: Any = None  # engine.notify.Notifier: the run's events pushed to the plan's webhooks
         self.tenant = plan.tenant
         self.conn_id = plan.connection.id
         self._last_renew = 0.0
@@ -137,10 +138,30 @@ class Executor:
         return self.store.create_run(run, self.actor)
 
     def execute(self, run_id: str) -> Outcome:
+        self._notifier_for(run_id)
         try:
             return self._execute(run_id)
         except Abort as stop:
             return stop.outcome
+        finally:
+            if self.notifier is not None:
+                # The last posts (the verdict, the completion) before the driver goes; bounded, so
+                # a webhook that is down never holds the run's end (docs/runbook.md#pushed-to-the-webhooks).
+                self.notifier.flush()
+
+    def _notifier_for(self, run_id: str) -> None:
+        """Push the run's events to the plan's webhooks (engine/notify.py), if it names any; a post
+        that failed is told as a ``webhook_failed`` event (the screen, the headless output)."""
+        if self.notifier is not None or not self.plan.webhooks:
+            return
+        from engine.notify import Notifier
+
+        def told(out: Any) -> None:
+            self.on_event("webhook_posted" if out.ok else "webhook_failed",
+                          {"kind": out.kind, "to": out.where, "attempts": out.attempts, "message": out.message})
+
+        self.notifier = Notifier(self.store, self.plan, run_id, self.actor,
+                                 profile=self.monitor.profile if self.monitor is not None else None, on_result=told)
 
     def take_over(self, run_id: str) -> Outcome:
         """Drive a run whose driver may be gone (a console killed mid-run): wait — reading the
@@ -476,6 +497,8 @@ class Executor:
 
         self._event("monitoring", window_minutes=self.monitor.profile.window_minutes)
         self.monitor.verify_digests = self._digest_check_at_end(run)
+        if self.notifier is not None and self.notifier.on_monitor_event not in self.monitor.listeners:
+            self.monitor.listeners.append(self.notifier.on_monitor_event)
         result = self.monitor.window(run.alter_started_at or self.clock.now(), True, on_tick,
                                      speed=float(getattr(self.clock, "speed", 1.0)))
         self._audit(run, "monitoring_completed", {"verdict": result.verdict.verdict, "ticks": result.ticks,
@@ -523,6 +546,8 @@ class Executor:
             self._renew(run)
             self._event("observation_tick", elapsed_s=ev.state.elapsed_s)
 
+        if self.notifier is not None and self.notifier.on_monitor_event not in self.monitor.listeners:
+            self.monitor.listeners.append(self.notifier.on_monitor_event)
         minutes = self.monitor.profile.post_success_minutes
         self._event("observing", minutes=minutes, verdict=verdict)
         result = observe(self.monitor, "post_success", run.alter_started_at or self.clock.now(), on_tick)
@@ -737,6 +762,8 @@ class Executor:
         self.store.audit(self.tenant, self.actor, action, run.id, details)
 
     def _event(self, name: str, **data: Any) -> None:
+        if self.notifier is not None:
+            self.notifier.on_executor_event(name, data)
         self.on_event(name, data)
 
     def _get(self, run_id: str) -> ExecutionRun:

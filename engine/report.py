@@ -35,7 +35,7 @@ UNKNOWN = "—"
 RULE = "━━━━━━━━━━━━━━━━━━━━━━━━━━━━━"
 ROLE_LABELS = {"canary_lead": "Canary Lead", "dba": "DBA", "sre": "SRE", "developer": "Developer"}
 END_WINDOW_S = 300.0  # "after" = the last five minutes of the window (runbook step 6; docs/thresholds.md)
-ACTIVE_STATUSES = ("scheduled", "running")
+ACTIVE_STATUSES = ("scheduled", "running", "observing")
 APPROVAL_KINDS = ("signoff", "size_gate", "rollback", "auto_pause", "resume")
 
 
@@ -1193,6 +1193,9 @@ class WebhookResult:
     status: int | None  # the HTTP status, None when there was no answer
     error: str | None  # what went wrong and what to do, with no secret in it
     where: str  # scheme://host
+    # Worth another try: nothing was delivered (no connection) or the receiver said "later" (429,
+    # 5xx). A timeout after the request went out is not: the message may have been posted.
+    retryable: bool = False
 
     @property
     def message(self) -> str:
@@ -1226,7 +1229,7 @@ def post_webhook(url: str, text: str, timeout: float = 5.0) -> WebhookResult:
             resp = client.post(url, json={"text": text}, headers={"User-Agent": "canary-console"})
     except httpx.ConnectTimeout:
         return WebhookResult(False, None, f"could not connect to {where} within {timeout:g} s: nothing was posted. "
-                             f"Check the network or proxy from this host, or {by_hand}.", where)
+                             f"Check the network or proxy from this host, or {by_hand}.", where, retryable=True)
     except httpx.TimeoutException:
         return WebhookResult(False, None, f"{where} did not answer within {timeout:g} s: the message may or may "
                              "not have been posted. Look in the channel before posting again.", where)
@@ -1236,7 +1239,7 @@ def post_webhook(url: str, text: str, timeout: float = 5.0) -> WebhookResult:
     except httpx.ConnectError as exc:
         why = _scrub(str(exc), url) or exc.__class__.__name__
         return WebhookResult(False, None, f"could not reach {where} ({why}): nothing was posted. Check the network "
-                             f"or proxy from this host and {fix}, or {by_hand}.", where)
+                             f"or proxy from this host and {fix}, or {by_hand}.", where, retryable=True)
     except httpx.HTTPError as exc:
         why = _scrub(str(exc), url) or exc.__class__.__name__
         return WebhookResult(False, None, f"posting to {where} failed ({exc.__class__.__name__}: {why}); {by_hand}.",
@@ -1255,11 +1258,11 @@ def post_webhook(url: str, text: str, timeout: float = 5.0) -> WebhookResult:
     if status in (401, 403, 404, 410):
         return WebhookResult(False, status, f"{where} refused the message (HTTP {status}{said}): the webhook is "
                              f"wrong or revoked; {fix}, or {by_hand}.", where)
-    if 400 <= status < 500:
+    if 400 <= status < 500 and status != 429:
         return WebhookResult(False, status, f"{where} rejected the message (HTTP {status}{said}); {by_hand}.",
                              where)
     return WebhookResult(False, status, f"{where} failed to take the message (HTTP {status}{said}): try again in "
-                         f"a minute, or {by_hand}.", where)
+                         f"a minute, or {by_hand}.", where, retryable=True)
 
 
 # --- export -----------------------------------------------------------------------------------------
