@@ -26,12 +26,14 @@ from typing import TYPE_CHECKING, Any
 from engine.decision import Band, Points, WindowEvaluator, WindowState, checkpoint_offsets_s
 from engine.report import (
     ESCALATION_MATRIX,
+    ObservationFacts,
     PersonFacts,
     ReportFacts,
     announce_critical,
     announce_warning,
     escalation_contacts,
     escalation_level,
+    observations_of,
 )
 from engine.stops import ended_without_verdict, stop_words
 from engine.thresholds import MetricRule, Profile, evaluate_band
@@ -123,6 +125,7 @@ class RunFacts:
     rollback_failed: bool = False
     people: tuple[PersonFacts, ...] = ()
     pause_approvers: tuple[str, ...] = PAUSE_APPROVERS_DEFAULT
+    observation: ObservationFacts | None = None  # runbook 5.4: the post-success observation, once begun
 
     def report_facts(self) -> ReportFacts:
         """Enough of the report's facts for the warning and critical templates (runbook 7.4)."""
@@ -380,6 +383,8 @@ def load_dashboard(store: Store, plan: Plan, run_id: str, now: datetime,
         rollback_failed=any(r.rollback_status == "failed" for r in store.rollback_records(tenant, run_id)),
         people=tuple(PersonFacts(p.name, tuple(p.roles), p.contact) for p in plan.people),
         pause_approvers=tuple(sorted(PAUSE_APPROVERS)),
+        observation=next(iter(observations_of(entries("post_success_observation_started")
+                                            + entries("post_success_observation_completed"))), None),
     )
     return advance(previous, plan.profile(), facts, rows, now, max_ticks)
 
@@ -543,7 +548,7 @@ def _median(values: Sequence[float]) -> float | None:
 
 @dataclass(frozen=True)
 class WindowProgress:
-    phase: str  # waiting | running | paused | complete | stopped
+    phase: str  # waiting | running | paused | complete | stopped | observing (runbook 5.4, after the verdict)
     elapsed_min: float
     total_min: float
     text: str
@@ -738,8 +743,19 @@ def _progress(profile: Profile, data: DashboardData, now: datetime) -> WindowPro
                else "after the ALTER and its cool-down" if f.alter_finished_at else "after the ALTER")
         return WindowProgress("waiting", 0.0, total, f"Window T+15 → T+75: not open yet ({why}){compressed}", speed)
     state = data.state
+    obs = f.observation
+    if obs is not None and obs.ok is None and f.status == "observing" and obs.started_at is not None:
+        # Runbook 5.4: the verdict is in; 15 more minutes are watched before success is declared.
+        took = max(0.0, (now - obs.started_at).total_seconds() / 60)
+        shown_obs = min(took, obs.minutes)
+        ends = "; the run completes when it ends" if took < obs.minutes else "; ending with the next tick"
+        return WindowProgress("observing", shown_obs, obs.minutes,
+                              f"Post-success observation  {shown_obs:.1f} / {obs.minutes:g} min — the verdict "
+                              f"({f.decision.verdict if f.decision else '—'}) is observed before success is "
+                              f"declared (runbook 5.4){ends}"
+                              + (f" · TIME ×{speed:g}" if speed else ""), speed)
     decided = f.decision is not None and f.verdict_at is not None
-    if decided or f.status not in ("scheduled", "running"):
+    if decided or f.status not in ("scheduled", "running", "observing"):
         elapsed = state.elapsed_s / 60
         stopped = (f.decision is not None and bool(f.decision.evidence.get("stopped_early"))) or elapsed < total
         phase = "stopped" if stopped else "complete"
@@ -764,6 +780,8 @@ def _progress(profile: Profile, data: DashboardData, now: datetime) -> WindowPro
         words += "; " + ", ".join(
             f"no samples {t_label(profile, (a - start).total_seconds())}→{t_label(profile, (b - start).total_seconds())}"
             for a, b in f.gaps) + " (the driving console was down: a gap in the charts)"
+    if obs is not None and obs.ok is not None:
+        words += f"; {obs.text}"
     text = f"Window T+15 → T+75  {shown:.1f} / {total:g} min — {words}{compressed}"
     return WindowProgress(phase, shown, total, text, speed)
 

@@ -160,6 +160,41 @@ class PrecheckFacts:
 
 
 @dataclass(frozen=True)
+class ObservationFacts:
+    """Runbook 5.4: an observation after the window (post_success) or after a rollback."""
+
+    kind: str  # post_success | post_rollback
+    minutes: float
+    started_at: datetime | None
+    ok: bool | None  # None: still under way (or its driver died)
+    alerts: tuple[str, ...] = ()
+    warnings: int = 0
+    elapsed_s: float | None = None
+
+    @property
+    def text(self) -> str:
+        what = "post-success" if self.kind == "post_success" else "post-rollback"
+        if self.ok is None:
+            return f"{what} observation of {self.minutes:g} min: under way"
+        took = "" if self.elapsed_s is None or self.elapsed_s >= self.minutes * 60 else \
+            f" (stopped at {self.elapsed_s / 60:.1f} min)"
+        verdict = "OK — no alert fired" if self.ok else "NOT OK — " + "; ".join(self.alerts[:3])
+        return f"{what} observation of {self.minutes:g} min: {verdict}{took}; {self.warnings} warning(s)"
+
+
+@dataclass(frozen=True)
+class LessonFacts:
+    """Runbook 8.3: one row of the lessons-learned table."""
+
+    what: str
+    impact: str
+    cause: str
+    action: str
+    by: str = ""
+    at: datetime | None = None
+
+
+@dataclass(frozen=True)
 class ReportFacts:
     run_id: str
     tenant: str
@@ -199,6 +234,8 @@ class ReportFacts:
     plan_source: str = ""
     time_compression: float | None = None  # a rehearsal's compressed clock, when there was one
     generated_at: datetime | None = None
+    observations: tuple[ObservationFacts, ...] = ()  # runbook 5.4: post-success, post-rollback
+    lessons: tuple[LessonFacts, ...] = ()  # runbook 8.3, written on the report screen (l)
 
     # --- derived -------------------------------------------------------------------------------
 
@@ -678,6 +715,7 @@ def report_facts(store: Store, plan: Plan, run_id: str) -> ReportFacts:
         if p.execution_run_id == run_id or (p.execution_run_id is None and (_aware(p.recorded_at) or cutoff) <= cutoff)
     )
 
+    observations = observations_of(entries)
     return ReportFacts(
         run_id=run.id, tenant=tenant, connection_id=run.connection_profile_id, schema=run.schema_name,
         table=run.table_name, index=run.index_name, columns=_columns(run.columns), status=run.status,
@@ -697,8 +735,30 @@ def report_facts(store: Store, plan: Plan, run_id: str) -> ReportFacts:
         people=tuple(PersonFacts(p.name, tuple(p.roles), p.contact) for p in plan.people),
         issues=tuple(issues), approvals=tuple(approvals), prechecks=prechecks,
         utc_offset=plan.off_peak.utc_offset, plan_source=plan.source, time_compression=compression,
-        generated_at=store.now(),
+        generated_at=store.now(), observations=observations,
     )
+
+
+def observations_of(entries: Sequence[AuditLog]) -> tuple[ObservationFacts, ...]:
+    """The observations of runbook 5.4 from the audit trail: each ``<kind>_observation_started``
+    with the ``…_completed`` that followed it, if any."""
+    out: list[ObservationFacts] = []
+    for kind in ("post_success", "post_rollback"):
+        started = [e for e in entries if e.action == f"{kind}_observation_started"]
+        done = [e for e in entries if e.action == f"{kind}_observation_completed"]
+        if not started:
+            continue
+        begun = started[-1]
+        d = begun.details or {}
+        end = next((e for e in reversed(done) if _aware(e.created_at) >= _aware(begun.created_at)), None)
+        e = (end.details or {}) if end is not None else {}
+        minutes = d.get("minutes")
+        out.append(ObservationFacts(
+            kind, float(minutes) if isinstance(minutes, (int, float)) else 0.0, _aware(begun.created_at),
+            bool(e["ok"]) if end is not None and "ok" in e else None,
+            tuple(str(a) for a in e.get("alerts") or []), int(e.get("warnings") or 0),
+            float(e["elapsed_s"]) if isinstance(e.get("elapsed_s"), (int, float)) else None))
+    return tuple(out)
 
 
 def _stop_facts(store: Store, plan: Plan, run_id: str, ev: Mapping[str, Any]) -> dict[str, Any]:
@@ -819,6 +879,8 @@ def render_report(facts: ReportFacts) -> str:
     ]
     if f.time_compression:
         details.append(("Clock", f"compressed ×{f.time_compression:g} (rehearsal)"))
+    for o in f.observations:  # runbook 5.4
+        details.append(("Observation", o.text))
     out = [f"# Canary Run Report - {f.name} ({f.tenant})", "", "## Summary", "", "| Field | Value |",
            "|-------|-------|"]
     out += [f"| {k} | {_cell(v)} |" for k, v in summary]

@@ -313,6 +313,7 @@ class MonitoringScreen(RunbookScreen):
     MonitoringScreen #window-bar Bar { width: 32; }
     MonitoringScreen #window-text { width: 1fr; height: auto; }
     MonitoringScreen #window.-paused #window-text { color: $error; text-style: bold; }
+    MonitoringScreen #window.-observing #window-text { color: $accent; text-style: bold; }
     MonitoringScreen #pause-banner { display: none; height: auto; margin: 1 1 0 1; padding: 0 1;
                                      background: red; color: white; text-style: bold; }
     MonitoringScreen #pause-banner.-on { display: block; }
@@ -429,6 +430,7 @@ class MonitoringScreen(RunbookScreen):
             self.query_one("#window-bar", ProgressBar).update(progress=round(p.fraction * 100, 1))
             update_text(self.query_one("#window-text", Static), p.text)
             self.query_one("#window").set_class(p.phase == "paused", "-paused")
+            self.query_one("#window").set_class(p.phase == "observing", "-observing")
         if self._changed("pause", v.pause):
             banner = self.query_one("#pause-banner", Static)
             banner.set_class(v.pause.paused, "-on")

@@ -14,6 +14,7 @@ from scripted_window import ScriptedSource, world
 
 from engine.monitor import observation_profile
 from engine.plan import parse_plan
+from engine.report import render_report, report_facts
 from engine.thresholds import Profile
 
 PLAN = parse_plan(ACME + people(("Somchai", "canary_lead", "somchai", "@somchai"), ("Nok", "dba", "nok", "@nok")),
@@ -55,6 +56,8 @@ def test_a_pass_is_observed_for_15_minutes_before_the_run_is_completed(tmp_path)
     assert done.details["ok"] is True and done.details["elapsed_s"] >= 15 * 60
     # The compressed clock: 15 minutes of drill time, seconds of real time.
     assert time.monotonic() - started < 60
+    md = render_report(report_facts(store, PLAN, run.id))
+    assert "| Observation | post-success observation of 15 min: OK — no alert fired; 0 warning(s) |" in md
 
 
 def test_a_success_limit_crossed_while_observing_fails_the_run_with_the_rollback_prepared(tmp_path):
@@ -73,3 +76,48 @@ def test_a_success_limit_crossed_while_observing_fails_the_run_with_the_rollback
     [done] = store.audit_entries("acme", run.id, "post_success_observation_completed")
     assert done.details["ok"] is False and done.details["stopped_early"] is True
     assert done.details["elapsed_s"] < 15 * 60, "stopped at the first alert, not after 15 minutes"
+    md = render_report(report_facts(store, PLAN, run.id))
+    assert "| Observation | post-success observation of 15 min: NOT OK — Lock wait time" in md
+    assert "| Status | failed (observation_failed) |" in md
+
+
+async def test_the_monitoring_screen_shows_the_observation_while_it_runs_and_its_outcome_after(tmp_path):
+    """Pilot: the dashboard drawn from the store while the run is observing (5 minutes in), and
+    after it completed."""
+    from dataclasses import replace
+
+    from test_dashboard import FRAME, Host
+
+    from engine.dashboard import dashboard_view, load_dashboard
+    from screens.monitoring import MonitoringScreen
+
+    events: list = []
+    store, ex, run = world(tmp_path, PLAN, ScriptedSource(), events)
+    seen = {}
+
+    def on_event(name, data):
+        if name == "observation_tick" and data["elapsed_s"] >= 300 and "during" not in seen:
+            now = ex.clock.now()
+            seen["during"] = dashboard_view(PLAN.profile(), load_dashboard(store, PLAN, run.id, now), now)
+
+    ex.on_event = on_event
+    assert ex._monitoring_window(run).status == "completed"
+    during = seen["during"]
+    assert during.progress.phase == "observing" and 5 <= during.progress.elapsed_min < 8
+    now = ex.clock.now()
+    after = dashboard_view(PLAN.profile(), load_dashboard(store, PLAN, run.id, now), now)
+    assert after.progress.phase == "complete"
+
+    screen = MonitoringScreen(PLAN)
+    app = Host(screen, replace(FRAME, run=f"run {run.id[:8]} observing"))
+    async with app.run_test(size=(160, 50)) as pilot:
+        screen.show_dashboard(during)
+        await pilot.pause()
+        text = str(screen.query_one("#window-text").render())
+        assert "Post-success observation" in text and "/ 15 min" in text and "(PASS)" in text
+        assert screen.query_one("#window").has_class("-observing")
+        screen.show_dashboard(after)
+        await pilot.pause()
+        text = str(screen.query_one("#window-text").render())
+        assert "post-success observation of 15 min: OK" in text
+        assert not screen.query_one("#window").has_class("-observing")
