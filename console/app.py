@@ -64,7 +64,7 @@ if TYPE_CHECKING:  # loaded on a worker after the first screen is drawn (SQLAlch
     from engine.report import ReportFacts
     from engine.store import ExecutionRun, Store
     from engine.target import Target
-    from screens.report import ReportCopy, ReportExport, ReportPost, ReportScreen
+    from screens.report import ReportCopy, ReportExport, ReportLesson, ReportPost, ReportScreen
     from screens.rollback import (
         RollbackApprove,
         RollbackDecide,
@@ -1386,6 +1386,28 @@ class CanaryApp(KeysAnswer, App):
 
     def on_report_post(self, message: ReportPost) -> None:
         self.post_report(message.text, message.view)
+
+    def on_report_lesson(self, message: ReportLesson) -> None:
+        self.record_lesson(message.what, message.impact, message.cause, message.action)
+
+    @work(thread=True, group="report", exit_on_error=False)
+    def record_lesson(self, what: str, impact: str, cause: str, action: str) -> None:
+        """Runbook 8.3: the same engine function as ``canary-console lesson``; the report is rebuilt
+        with the new row."""
+        from engine.report import record_lesson, report_facts
+
+        screen: ReportScreen = self.steps["report"]  # type: ignore[assignment]
+        if self.run_id is None:
+            return
+        try:
+            record_lesson(self.store, self.plan, self.run_id, self.actor, self.roles, what, impact, cause, action)
+        except (PermissionError, ValueError) as exc:
+            self.call_from_thread(screen.show_result, str(exc), False)
+            return
+        facts = report_facts(self.store, self.plan, self.run_id)
+        self.call_from_thread(screen.show, facts)
+        self.call_from_thread(screen.show_result, f"lesson recorded: {for_terminal(what)[:80]} (in the report's "
+                              "Lessons Learned; e exports it)", True)
 
     @work(thread=True, group="report", exit_on_error=False)
     def export_report(self, text: str, view: str) -> None:

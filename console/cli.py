@@ -632,6 +632,22 @@ def cmd_acknowledge(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_lesson(args: argparse.Namespace) -> int:
+    """Runbook 8.3: add a row to the run's lessons-learned table (exported with the report)."""
+    from engine.report import record_lesson
+
+    plan, store, ident, _run = _on_run(args)
+    try:
+        lesson = record_lesson(store, plan, args.run, ident.actor, plan.roles_of(ident.user), args.what,
+                               args.impact, args.cause, args.action)
+    except PermissionError as exc:
+        raise CliError(f"refused: {exc}", EXIT_REFUSED) from None
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    print(for_terminal(f"lesson recorded by {ident.actor}: {lesson.what}"))
+    return EXIT_OK
+
+
 def _replay_samples(args: argparse.Namespace, profile: Any) -> int:
     """``replay --samples FILE``: judge exported samples, no store, no server."""
     from datetime import UTC, datetime
@@ -917,6 +933,16 @@ def build_parser() -> argparse.ArgumentParser:
     ak.add_argument("--case", required=True, help="the failed P1 case, e.g. TC-06")
     ak.add_argument("--reason", required=True, help="why the canary may go with it failed (audited)")
     ak.set_defaults(func=cmd_acknowledge)
+
+    ls = sub.add_parser("lesson", help="add a row to a run's lessons-learned table (runbook 8.3; in the report)")
+    ls.add_argument("run", metavar="RUN")
+    ls.add_argument("--plan", metavar="PLAN.toml", required=True)
+    ls.add_argument("--store", metavar="URL")
+    ls.add_argument("--what", required=True, help="what happened")
+    ls.add_argument("--impact", default="", help="its impact")
+    ls.add_argument("--cause", default="", help="the root cause")
+    ls.add_argument("--action", default="", help="the action item")
+    ls.set_defaults(func=cmd_lesson)
 
     rp = sub.add_parser("replay", help="re-evaluate a finished run's stored samples under another profile, "
                                        "or judge exported samples (--samples FILE)")

@@ -119,7 +119,7 @@ def announce_checkpoint(f: Facts, label: str, metrics_ok: bool, notes: str, elap
 def announce_auto_pause(f: Facts, reason: str, plan_source: str) -> str:
     """Runbook "Decision Rules" §3: ≥ 5 concurrent warnings hold the run for the tech lead."""
     esc = ESCALATION_MATRIX["L2"]
-    approve = (f"canary-console approve {f.short_id} --plan {plan_source} --decision resume|rollback"
+    approve = (f"canary-console approve {f.run_id} --plan {plan_source} --decision resume|rollback"
                if plan_source else "the console's Monitoring step")
     return "\n".join([
         f"⏸️ [AUTO-PAUSE] {f.name} Canary ({f.tenant}) - Tech Lead review required",

@@ -716,6 +716,7 @@ def report_facts(store: Store, plan: Plan, run_id: str) -> ReportFacts:
     )
 
     observations = observations_of(entries)
+    lessons = lessons_of(entries)
     return ReportFacts(
         run_id=run.id, tenant=tenant, connection_id=run.connection_profile_id, schema=run.schema_name,
         table=run.table_name, index=run.index_name, columns=_columns(run.columns), status=run.status,
@@ -735,8 +736,47 @@ def report_facts(store: Store, plan: Plan, run_id: str) -> ReportFacts:
         people=tuple(PersonFacts(p.name, tuple(p.roles), p.contact) for p in plan.people),
         issues=tuple(issues), approvals=tuple(approvals), prechecks=prechecks,
         utc_offset=plan.off_peak.utc_offset, plan_source=plan.source, time_compression=compression,
-        generated_at=store.now(), observations=observations,
+        generated_at=store.now(), observations=observations, lessons=lessons,
     )
+
+
+# --- lessons learned (runbook 8.3) ----------------------------------------------------------------
+
+LESSON = "lesson_recorded"  # the audit entry a lesson is stored as (hash-chained, with who and when)
+LESSON_FIELDS = ("what", "impact", "cause", "action")
+
+
+def lessons_of(entries: Sequence[AuditLog]) -> tuple[LessonFacts, ...]:
+    out = []
+    for e in entries:
+        if e.action != LESSON:
+            continue
+        d = e.details or {}
+        out.append(LessonFacts(*(str(d.get(k) or "") for k in LESSON_FIELDS), by=e.actor, at=_aware(e.created_at)))
+    return tuple(out)
+
+
+def record_lesson(store: Store, plan: Plan, run_id: str, actor: str, roles: Iterable[str], what: object,
+                  impact: object = "", cause: object = "", action: object = "") -> LessonFacts:
+    """Add one row to the run's lessons-learned table (runbook 8.3): what happened (required),
+    its impact, the root cause and the action item, each one line of plain text. Anyone the plan
+    names may add one; it is stored as an audit entry (who, when, hash-chained) and exported with
+    the report. ``PermissionError`` for someone the plan does not name; ``ValueError`` for an
+    empty "what happened" or a run of another tenant."""
+    from engine.roles import may
+    from engine.text import clean_text
+
+    held = sorted(set(roles))
+    if not may("lesson_record", held):
+        store.audit(plan.tenant, actor, "lesson_record_refused", run_id, {"roles": held})
+        raise PermissionError(f"recording a lesson needs a role in the plan; {actor} has none")
+    if store.get_run(plan.tenant, run_id) is None:
+        raise ValueError(f"run {run_id} not found for tenant {plan.tenant}; `canary-console status` lists the runs")
+    values = {k: clean_text(v, 500).text for k, v in zip(LESSON_FIELDS, (what, impact, cause, action), strict=True)}
+    if not values["what"]:
+        raise ValueError("a lesson needs what happened (the first field); impact, root cause and action item may follow")
+    store.audit(plan.tenant, actor, LESSON, run_id, values)
+    return LessonFacts(**values, by=actor, at=store.now())
 
 
 def observations_of(entries: Sequence[AuditLog]) -> tuple[ObservationFacts, ...]:
@@ -955,6 +995,15 @@ def render_report(facts: ReportFacts) -> str:
 
     out += ["", "## Recommendations", ""] + [f"- {r}" for r in _recommendations(f)]
     out += ["", "## Next Steps", ""] + [f"- {s}" for s in _next_steps(f)]
+
+    out += ["", "## Lessons Learned", ""]  # runbook 8.3
+    if f.lessons:
+        out += ["| # | What Happened | Impact | Root Cause | Action Item | By |", "|---|---|---|---|---|---|"]
+        out += [f"| {n} | {_cell(x.what)} | {_cell(x.impact or UNKNOWN)} | {_cell(x.cause or UNKNOWN)} | "
+                f"{_cell(x.action or UNKNOWN)} | {_cell(x.by)} {fmt_clock(x.at, off)} |"
+                for n, x in enumerate(f.lessons, 1)]
+    else:
+        out.append("None recorded yet: press l on the console's Report step (or `canary-console lesson`) to add one.")
 
     out += ["", "## Team", ""]
     if f.people:

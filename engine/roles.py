@@ -39,6 +39,7 @@ ACTION_ROLES: dict[str, frozenset[str]] = {
     "rollback_retrigger": frozenset({"canary_lead"}),       # close the decision; a new trigger is decided
     "rollback_keep_index": frozenset({"canary_lead"}),      # a refused rollback ends: the index stays
     "audit_report": EVERYONE,                               # an external tool's entry, kept as reported.*
+    "lesson_record": EVERYONE,                              # a row of the lessons-learned table (runbook 8.3)
 }
 
 # Actions nobody is refused, whatever roles they hold — a person the plan does not name included:

@@ -215,7 +215,7 @@ def test_auto_pause_is_pushed_at_l2_and_the_rollback_it_ends_in_at_l3(tmp_path):
     heads = [t.splitlines()[0] for t in texts]
     pause = next(t for t in texts if t.startswith("⏸️ [AUTO-PAUSE]"))
     assert "5 concurrent warnings" in pause and "@somchai - decision needed" in pause
-    assert f"canary-console approve {run.id[:8]} --plan canary.toml" in pause
+    assert f"canary-console approve {run.id} --plan canary.toml --decision resume|rollback" in pause
     levels = [h.split("]")[0].split("[")[1] for h in heads if h.startswith("📣")]
     assert levels == ["ESCALATION L1", "ESCALATION L2", "ESCALATION L3"], heads
     assert heads.index(next(h for h in heads if "AUTO-PAUSE" in h)) < heads.index(next(h for h in heads if "L2" in h))

@@ -592,6 +592,58 @@ class ReportHost(App):
     def on_report_post(self, message: ReportPost) -> None:
         self.seen.append(message)
 
+    def on_report_lesson(self, message) -> None:
+        self.seen.append(message)
+
+
+async def test_l_asks_for_a_lesson_learned_row_and_posts_it():
+    """Runbook 8.3 prompted on the report screen: l opens the four fields; what happened is
+    required; the row goes to the App (which records it with the same function as the CLI)."""
+    from screens.note import LessonDialog
+    from screens.report import ReportLesson
+
+    app = ReportHost(pass_facts())
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        await pilot.press("l")
+        await pilot.pause()
+        dialog = app.screen
+        assert isinstance(dialog, LessonDialog)
+        dialog.query_one("#record").press()
+        await pilot.pause()
+        assert app.screen is dialog and "required" in str(dialog.query_one("#why").render())
+        await pilot.press(*"p99 rose for 8 min", "enter", *"none for users", "enter", *"cold index", "enter",
+                          *"warm it first", "enter")
+        await pilot.pause()
+        assert app.seen[-1] == ReportLesson("p99 rose for 8 min", "none for users", "cold index", "warm it first")
+        await pilot.press("l", "escape")
+        await pilot.pause()
+        assert sum(isinstance(m, ReportLesson) for m in app.seen) == 1, "Esc records nothing"
+
+
+def test_lessons_are_stored_and_exported_with_the_report(tmp_path):
+    from engine.report import record_lesson
+
+    store, run_id = _filled_store(tmp_path, rollback=False)
+    plan = _plan()
+    assert "None recorded yet: press l" in render_report(report_facts(store, plan, run_id))
+    record_lesson(store, plan, run_id, "nok@10.0.0.9", {"dba"}, "p99 +12% for 8 min\x1b[31m", "none for users",
+                  "cold index pages", "warm the index before the next canary")
+    with pytest.raises(ValueError, match="what happened"):
+        record_lesson(store, plan, run_id, "nok@10.0.0.9", {"dba"}, "  ")
+    with pytest.raises(PermissionError):
+        record_lesson(store, plan, run_id, "stranger", set(), "x")
+    assert store.audit_entries("acme", run_id, "lesson_record_refused")
+    f = report_facts(store, plan, run_id)
+    [lesson] = f.lessons
+    assert lesson.what == "p99 +12% for 8 min[31m" and lesson.by == "nok@10.0.0.9"
+    path = export_markdown(f, tmp_path / "out")
+    md = path.read_text()
+    assert "## Lessons Learned" in md
+    assert ("| 1 | p99 +12% for 8 min[31m | none for users | cold index pages | warm the index before the next "
+            "canary | nok@10.0.0.9") in md
+    assert "\x1b" not in md
+
 
 async def test_keys_post_the_messages_with_the_text_on_screen():
     facts = rolled_back_facts()
