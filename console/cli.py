@@ -391,8 +391,11 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
                   "for the console", file=sys.stderr, flush=True)
             args.headless = True
     out = Output(json_lines=args.json)
+    webhook = args.webhook
+    if webhook is not None and not webhook.startswith(("http://", "https://")):
+        raise CliError("--webhook must be an http:// or https:// URL (a Slack-compatible test channel)")
     prepared = rehearsal.prepare(args.rows, args.reset, ident.user, out.say, speed=args.speed,
-                                 performance_schema=not args.performance_schema_off)
+                                 performance_schema=not args.performance_schema_off, webhook=webhook)
     cases = [c.strip().upper() for c in args.self_test_cases.split(",")] if args.self_test_cases else None
     self_test = not args.skip_self_test and not prepared.resumed_run
     if not args.headless:
@@ -895,6 +898,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--performance-schema-off", action="store_true",
                    help="start the drill's servers as MariaDB ships them (performance_schema=OFF): the prechecks "
                         "name the fix and no canary starts (with --reset when servers are left running)")
+    r.add_argument("--webhook", metavar="URL", help="a Slack-compatible webhook (a test channel) the drill "
+                   "pushes its events to, as [integrations] webhook_url does for a real run")
     r.add_argument("--self-test-cases", metavar="TC-02,TC-03,…",
                    help="run only these cases first (the P0 ones gate the prechecks: TC-02,TC-03,TC-09)")
     r.add_argument("--headless", action="store_true",
