@@ -111,9 +111,19 @@ def announce_checkpoint(f: Facts, label: str, metrics_ok: bool, notes: str, elap
         *(lines or [f"- {UNKNOWN}"]),
         "",
         f"⏱️ Monitoring window: {elapsed_min:.0f} / {window_min:g} min",
-        f"👤 Monitoring: {f.handles_with('sre')}, {f.handles_with('dba')}",
+        f"👤 Monitoring: {_people(f, 'sre', 'dba')}",
         f"Next update: {next_label} checkpoint." if next_label else "Next update: the verdict.",
     ])
+
+
+def _people(f: Facts, *roles: str) -> str:
+    """The handles of the plan's people in ``roles``, each once (one person may hold several)."""
+    seen: list[str] = []
+    for role in roles:
+        for p in f.people_with(role):
+            if p.handle not in seen:
+                seen.append(p.handle)
+    return ", ".join(seen) or UNKNOWN
 
 
 def announce_auto_pause(f: Facts, reason: str, plan_source: str) -> str:

@@ -150,6 +150,7 @@ def test_warnings_escalation_checkpoints_verdict_observation_and_completion_are_
     assert "👤 Monitoring: @ploy, @nok" in warning and "Escalation L1: Canary Lead @somchai" in warning
     checkpoint = texts[kinds.index("CHECKPOINT T+30")]
     assert "📊 Metrics OK:" in checkpoint and "Replication lag" in checkpoint and "Next update: T+45" in checkpoint
+    assert "👤 Monitoring: @ploy, @nok\n" in checkpoint, "each person once"
     assert "PASS WITH WARNING" in texts[kinds.index("VERDICT")]
     assert "Post-success observation of 15 minutes: no alert fired" in texts[kinds.index("OBSERVATION OK")]
     assert "📋 Result: PASS WITH WARNING" in texts[-1]
