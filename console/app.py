@@ -51,6 +51,9 @@ from engine.flows.runbook import (
     missing_for,
     step_of_run,
 )
+from engine.domain.runstate import ACTIVE
+from engine.domain.sizegate import gate, sampling_interval
+from engine.domain.text import for_terminal
 from screens.audit import AuditScreen
 from screens.base import KeysAnswer, RunbookScreen, StepShown, drawable
 from screens.deactivate import DeactivateKillSwitch, DeactivationRequest
@@ -66,6 +69,10 @@ if TYPE_CHECKING:  # loaded on a worker after the first screen is drawn (SQLAlch
     from engine.adapters.target import Target
     from engine.views.report import ReportFacts
     from screens.report import ReportCopy, ReportExport, ReportPost, ReportScreen
+    from engine.views.report import ReportFacts
+    from engine.adapters.store import ExecutionRun, Store
+    from engine.adapters.target import Target
+    from screens.report import ReportCopy, ReportExport, ReportLesson, ReportPost, ReportScreen
     from screens.rollback import (
         RollbackApprove,
         RollbackDecide,
@@ -81,7 +88,8 @@ POLL_S = 0.5  # a second console sees a change within one second (docs/kill-swit
 KILL_POLL_S = 0.2
 HEALTH_S = 5.0
 GATE_ROLES = frozenset({"canary_lead", "dba"})
-QUIET = {"alter_progress", "wait_tick", "baseline_tick"}
+QUIET = {"alter_progress", "wait_tick", "baseline_tick", "observation_tick"}
+DRIVEN = ("running", "observing")  # a driver holds the run's lease (docs/states.md)
 
 
 class DriverStopped(Exception):
@@ -472,7 +480,7 @@ class CanaryApp(KeysAnswer, App):
         locked = self._locked(view)
         label = f"run {run.id[:8]} {run.status}" if run else ""
         driver = ""
-        if run is not None and run.status == "running":
+        if run is not None and run.status in DRIVEN:
             driver = "you drive" if self.driving else f"joined: {run.claimed_by or '?'} drives"
             if not self.driving and self._driver_gone(run, now):
                 driver = f"{run.claimed_by or 'the driver'} is gone (lease expired)"
@@ -535,7 +543,7 @@ class CanaryApp(KeysAnswer, App):
         from engine.adapters.target import TargetError
 
         run = self.view.run
-        if run is not None and run.status == "running" and not self.driving:
+        if run is not None and run.status in DRIVEN and not self.driving:
             self.call_from_thread(self.set_frame, target_health="● (driver's connection)")
             return
         try:
@@ -1166,6 +1174,17 @@ class CanaryApp(KeysAnswer, App):
         elif name == "monitoring":
             self.notify("The monitoring window is running: 5 shows the live dashboard.", title="Execution",
                         timeout=8)
+        elif name == "observing":
+            self.notify(f"{data.get('verdict')}: the {float(data.get('minutes', 15)):g}-minute post-success observation "
+                        "runs before the run is declared complete (runbook 5.4).", title="Observation", timeout=10)
+        elif name == "webhook_failed":
+            # Pushed, not only shown: a post that failed is said on screen; the runbook goes on.
+            self.notify(f"{data.get('kind')} not posted after {data.get('attempts')} attempt(s): "
+                        f"{for_terminal(str(data.get('message', '')))}", title="Webhook", severity="warning",
+                        timeout=15, markup=False)
+            return
+        elif name == "webhook_posted":
+            return
         self.refresh_view()
 
     @work(thread=True, group="progress", exclusive=True, exit_on_error=False)
@@ -1337,7 +1356,7 @@ class CanaryApp(KeysAnswer, App):
     def _rollback_target(self) -> Target | None:
         """The driver, or a console when nobody drives, inspects the target; joined consoles do not."""
         run = self.view.run
-        if run is not None and run.status == "running" and not self.driving:
+        if run is not None and run.status in DRIVEN and not self.driving:
             return None
         return self.target
 
@@ -1475,6 +1494,28 @@ class CanaryApp(KeysAnswer, App):
 
     def on_report_post(self, message: ReportPost) -> None:
         self.post_report(message.text, message.view)
+
+    def on_report_lesson(self, message: ReportLesson) -> None:
+        self.record_lesson(message.what, message.impact, message.cause, message.action)
+
+    @work(thread=True, group="report", exit_on_error=False)
+    def record_lesson(self, what: str, impact: str, cause: str, action: str) -> None:
+        """Runbook 8.3: the same engine function as ``canary-console lesson``; the report is rebuilt
+        with the new row."""
+        from engine.views.report import record_lesson, report_facts
+
+        screen: ReportScreen = self.steps["report"]  # type: ignore[assignment]
+        if self.run_id is None:
+            return
+        try:
+            record_lesson(self.store, self.plan, self.run_id, self.actor, self.roles, what, impact, cause, action)
+        except (PermissionError, ValueError) as exc:
+            self.call_from_thread(screen.show_result, str(exc), False)
+            return
+        facts = report_facts(self.store, self.plan, self.run_id)
+        self.call_from_thread(screen.show, facts)
+        self.call_from_thread(screen.show_result, f"lesson recorded: {for_terminal(what)[:80]} (in the report's "
+                              "Lessons Learned; e exports it)", True)
 
     @work(thread=True, group="report", exit_on_error=False)
     def export_report(self, text: str, view: str) -> None:

@@ -27,7 +27,7 @@ from engine.domain.text import for_terminal
 # the console draws its first screen.
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED = 0, 1, 2, 3
-QUIET_EVENTS = {"alter_progress", "wait_tick", "baseline_tick"}  # many a second: not for a log
+QUIET_EVENTS = {"alter_progress", "wait_tick", "baseline_tick", "observation_tick"}  # many a second: not for a log
 
 
 class CliError(Exception):
@@ -391,8 +391,12 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
                   "for the console", file=sys.stderr, flush=True)
             args.headless = True
     out = Output(json_lines=args.json)
+    webhook = args.webhook
+    if webhook is not None and not webhook.startswith(("http://", "https://")):
+        raise CliError("--webhook must be an http:// or https:// URL (a Slack-compatible test channel)")
     prepared = rehearsal.prepare(args.rows, args.reset, ident.user, out.say, speed=args.speed,
-                                 performance_schema=not args.performance_schema_off, control=args.control)
+                                 performance_schema=not args.performance_schema_off, control=args.control,
+                                 webhook=webhook)
     cases = [c.strip().upper() for c in args.self_test_cases.split(",")] if args.self_test_cases else None
     self_test = not args.skip_self_test and not prepared.resumed_run
     if not args.headless:
@@ -467,7 +471,7 @@ def _rehearse_headless(args: argparse.Namespace, prepared: Any, cases: list[str]
         rehearsal.stored_self_test(store, plan.tenant, "the resumed run is past the prechecks" if drill.resumed_run
                                    else "--skip-self-test: the stored results are used", out.step)
 
-    said: set[int] = set()  # the five-minute marks of the window already said
+    said: set[Any] = set()  # the five-minute marks of the window (and the observation) already said
     first = plan.profile().checkpoints[0]
 
     def on_event(name: str, data: dict[str, Any]) -> None:
@@ -480,6 +484,12 @@ def _rehearse_headless(args: argparse.Namespace, prepared: Any, cases: list[str]
                          f"{', ' + drill_mark(speed) if speed > 1 else ''}), "
                          f"{data['concurrent']} concurrent warning(s)", elapsed_s=data["elapsed_s"],
                          concurrent=data["concurrent"])
+        elif name == "observation_tick":
+            mark = int(data["elapsed_s"] // 300)
+            if ("observation", mark) not in said:
+                said.add(("observation", mark))
+                out.tick(f"post-success observation {5 * mark} min (drill clock ×{speed:g})",
+                         elapsed_s=data["elapsed_s"], phase="observation")
         elif name not in QUIET_EVENTS:
             out.event(name, data)
 
@@ -630,6 +640,22 @@ def cmd_acknowledge(args: argparse.Namespace) -> int:
             if r not in selftest_gate.acknowledged_by(store.approvals(plan.tenant, args.run, ack.kind), args.case.upper())]
     print(f"{args.case.upper()} acknowledged as {ack.role} by {ident.actor}"
           + (f"; still to acknowledge: {', '.join(left)}" if left else "; acknowledged by the canary lead and the DBA"))
+    return EXIT_OK
+
+
+def cmd_lesson(args: argparse.Namespace) -> int:
+    """Runbook 8.3: add a row to the run's lessons-learned table (exported with the report)."""
+    from engine.views.report import record_lesson
+
+    plan, store, ident, _run = _on_run(args)
+    try:
+        lesson = record_lesson(store, plan, args.run, ident.actor, plan.roles_of(ident.user), args.what,
+                               args.impact, args.cause, args.action)
+    except PermissionError as exc:
+        raise CliError(f"refused: {exc}", EXIT_REFUSED) from None
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    print(for_terminal(f"lesson recorded by {ident.actor}: {lesson.what}"))
     return EXIT_OK
 
 
@@ -883,6 +909,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--performance-schema-off", action="store_true",
                    help="start the drill's servers as MariaDB ships them (performance_schema=OFF): the prechecks "
                         "name the fix and no canary starts (with --reset when servers are left running)")
+    r.add_argument("--webhook", metavar="URL", help="a Slack-compatible webhook (a test channel) the drill "
+                   "pushes its events to, as [integrations] webhook_url does for a real run")
     r.add_argument("--self-test-cases", metavar="TC-02,TC-03,…",
                    help="run only these cases first (the P0 ones gate the prechecks: TC-02,TC-03,TC-09)")
     r.add_argument("--headless", action="store_true",
@@ -921,6 +949,16 @@ def build_parser() -> argparse.ArgumentParser:
     ak.add_argument("--case", required=True, help="the failed P1 case, e.g. TC-06")
     ak.add_argument("--reason", required=True, help="why the canary may go with it failed (audited)")
     ak.set_defaults(func=cmd_acknowledge)
+
+    ls = sub.add_parser("lesson", help="add a row to a run's lessons-learned table (runbook 8.3; in the report)")
+    ls.add_argument("run", metavar="RUN")
+    ls.add_argument("--plan", metavar="PLAN.toml", required=True)
+    ls.add_argument("--store", metavar="URL")
+    ls.add_argument("--what", required=True, help="what happened")
+    ls.add_argument("--impact", default="", help="its impact")
+    ls.add_argument("--cause", default="", help="the root cause")
+    ls.add_argument("--action", default="", help="the action item")
+    ls.set_defaults(func=cmd_lesson)
 
     rp = sub.add_parser("replay", help="re-evaluate a finished run's stored samples under another profile, "
                                        "or judge exported samples (--samples FILE)")

@@ -73,6 +73,13 @@ EVENT_LINES: dict[str, Callable[[dict[str, Any]], str]] = {
     "lease_renewal_delayed": lambda d: f"lease renewal delayed: {d.get('error')}",
     "lease_lost": lambda d: f"lease lost to {d.get('holder')}: this drill stops driving the run",
     "failed": lambda d: f"run failed ({d.get('fail_reason')}): {d.get('message')}",
+    "observing": lambda d: (f"{d.get('verdict')}: post-success observation, {_num(d.get('minutes'))} minutes before "
+                            "the run is declared complete (runbook 5.4)"),
+    "completed": lambda d: f"run completed: {d.get('verdict')}",
+    "webhook_posted": lambda d: (f"posted {d.get('kind')} to {d.get('to')}"
+                                 + (f" ({d.get('attempts')} attempts)" if d.get("attempts") != 1 else "")),
+    "webhook_failed": lambda d: (f"WEBHOOK: {d.get('kind')} not posted after {d.get('attempts')} attempt(s): "
+                                 f"{d.get('message')} (the runbook goes on)"),
 }
 
 

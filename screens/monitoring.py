@@ -316,6 +316,7 @@ class MonitoringScreen(RunbookScreen):
     MonitoringScreen #baseline-line { height: auto; margin: 0 1; color: $text-muted; display: none; }
     MonitoringScreen #baseline-line.-short { color: $warning; text-style: bold; }
     MonitoringScreen #window.-paused #window-text { color: $error; text-style: bold; }
+    MonitoringScreen #window.-observing #window-text { color: $accent; text-style: bold; }
     MonitoringScreen #pause-banner { display: none; height: auto; margin: 1 1 0 1; padding: 0 1;
                                      background: red; color: white; text-style: bold; }
     MonitoringScreen #pause-banner.-on { display: block; }
@@ -433,6 +434,7 @@ class MonitoringScreen(RunbookScreen):
             self.query_one("#window-bar", ProgressBar).update(progress=round(p.fraction * 100, 1))
             update_text(self.query_one("#window-text", Static), p.text)
             self.query_one("#window").set_class(p.phase == "paused", "-paused")
+            self.query_one("#window").set_class(p.phase == "observing", "-observing")
         if self._changed("baseline", (v.baseline, v.baseline_short)):
             line = self.query_one("#baseline-line", Static)
             line.display = bool(v.baseline)

@@ -65,3 +65,73 @@ class NoteDialog(ModalScreen[Note | None]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+@dataclass(frozen=True)
+class Lesson:
+    what: str
+    impact: str
+    cause: str
+    action: str
+
+
+class LessonDialog(ModalScreen[Lesson | None]):
+    """Runbook 8.3: one row of the lessons-learned table. What happened is required; impact, root
+    cause and action item may follow. Tab moves between the fields; Enter in the last one records."""
+
+    BINDINGS = [("escape", "cancel", "Cancel")]
+    FIELDS = (("what", "What happened", "e.g. p99 rose 12 % for 8 minutes after the ALTER"),
+              ("impact", "Impact", "e.g. none for users; PASS WITH WARNING"),
+              ("cause", "Root cause", "e.g. the buffer pool warmed the new index"),
+              ("action", "Action item", "e.g. run the next canary after the nightly batch"))
+    DEFAULT_CSS = """
+    LessonDialog { align: center middle; }
+    LessonDialog > Vertical { width: 90; max-width: 95%; height: auto; border: thick $accent; background: $surface;
+                              padding: 1 2; }
+    LessonDialog Label.field { margin-top: 1; }
+    LessonDialog #why { color: $error; height: auto; }
+    LessonDialog Horizontal { height: auto; margin-top: 1; }
+    LessonDialog Button { margin-right: 2; }
+    """
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label("Lessons learned (runbook 8.3)", id="title", markup=False)
+            yield Static("One row of the table, recorded with your name and the time and exported with the report.",
+                         id="explain", markup=False)
+            for key, label, placeholder in self.FIELDS:
+                yield Label(label, classes="field", markup=False)
+                yield Input(placeholder=placeholder, id=f"lesson-{key}")
+            yield Static("", id="why", markup=False)
+            with Horizontal():
+                yield Button("Record", id="record", variant="primary")
+                yield Button("Cancel", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#lesson-what", Input).focus()
+
+    def _values(self) -> dict[str, str]:
+        return {key: self.query_one(f"#lesson-{key}", Input).value.strip() for key, _, _ in self.FIELDS}
+
+    def _record(self) -> None:
+        values = self._values()
+        if not values["what"]:
+            self.query_one("#why", Static).update("What happened is required.")
+            self.query_one("#lesson-what", Input).focus()
+            return
+        self.dismiss(Lesson(**values))
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "cancel":
+            self.dismiss(None)
+        else:
+            self._record()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "lesson-action":
+            self._record()
+        else:
+            self.focus_next()
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

@@ -52,6 +52,16 @@ class ReportCopy(Message):
 
 
 @dataclass
+class ReportLesson(Message):
+    """Record one row of the lessons-learned table (runbook 8.3)."""
+
+    what: str
+    impact: str
+    cause: str
+    action: str
+
+
+@dataclass
 class ReportPost(Message):
     """Post ``text`` to the plan's webhook."""
 
@@ -94,6 +104,7 @@ class ReportScreen(RunbookScreen):
         Binding("e", "export", "Export Markdown", id="report-export"),
         Binding("c", "copy", "Copy (OSC 52)", id="report-copy"),
         Binding("w", "post", "Post to webhook", id="report-post"),
+        Binding("l", "lesson", "Lessons learned", id="report-lesson"),
         Binding("v", "cycle(1)", "Next text", id="report-next-view"),
         Binding("shift+v", "cycle(-1)", "Previous text", show=False, id="report-previous-view"),
     ]
@@ -259,6 +270,8 @@ class ReportScreen(RunbookScreen):
         return super().check_action(action, parameters)
 
     def why_not(self, action: str, parameters: tuple[object, ...]) -> str | None:
+        if action == "lesson" and self.facts is None:
+            return "The report is still being built from the store: lessons can be added in a moment."
         if action in ("export", "copy", "post") and self.facts is None:
             return "The report is still being built from the store: it can be exported, copied or posted in a moment."
         if action == "post" and self.webhook_reason:
@@ -277,6 +290,20 @@ class ReportScreen(RunbookScreen):
         self.busy.add("export")
         self._status("Exporting…")
         self.post_message(ReportExport(self.current_text, self.view))
+
+    def action_lesson(self) -> None:
+        """Runbook 8.3: a row of the lessons-learned table; the App records it and redraws."""
+        if self.facts is None:
+            self._status("The report is still being built: lessons can be added in a moment.")
+            return
+        from screens.note import Lesson, LessonDialog
+
+        def done(lesson: Lesson | None) -> None:
+            if lesson is not None:
+                self._status("Recording the lesson…")
+                self.post_message(ReportLesson(lesson.what, lesson.impact, lesson.cause, lesson.action))
+
+        self.app.push_screen(LessonDialog(), done)
 
     def action_copy(self) -> None:
         self._status("Copying…")

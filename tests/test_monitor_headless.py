@@ -72,7 +72,13 @@ def test_a_good_index_passes_the_window_and_replay_agrees(drill, tmp_path):
     assert out.status == "completed", out.message
     [decision] = store.decisions(plan.tenant, run.id)
     assert decision.verdict in ("PASS", "PASS WITH WARNING"), decision.evidence["reasons"]
-    assert real_s < 90, f"a {SPEED:g}× compressed window took {real_s:.0f} s"
+    # The window and the 15-minute post-success observation after it (7.5 s at 120×).
+    assert real_s < 100, f"a {SPEED:g}× compressed window and observation took {real_s:.0f} s"
+    # Runbook 5.4: observed 15 more minutes (the compressed clock's) before it was completed.
+    [observed] = store.audit_entries(plan.tenant, run.id, "post_success_observation_completed")
+    assert observed.details["ok"] is True and observed.details["elapsed_s"] >= 15 * 60
+    changes = [(e.old_status, e.new_status) for e in store.audit_entries(plan.tenant, run.id, "status_change")]
+    assert changes[-2:] == [("running", "observing"), ("observing", "completed")]
 
     metrics = {r.metric for r in store.samples(plan.tenant, run.id) if r.value is not None}
     for m in ("latency_p50", "latency_p99", "lock_wait", "replication_lag", "connections", "threads_running",

@@ -313,13 +313,15 @@ def test_osc52_plain_and_through_tmux():
 # --- report_facts on a real store ----------------------------------------------------------------
 
 
-def _tick(store, run_id, at, p50, p99, count=100, errors=0):
+def _tick(store, run_id, at, p50, p99, count=100, errors=0, error_rate_from=None):
+    extra = [] if error_rate_from is None else [Sample("error_rate", 100 * errors / count, error_rate_from, n=count)]
     store.add_samples("acme", run_id, at, [
         Sample("latency_p50", p50, "primary", n=count, how="history_long"),
         Sample("latency_p99", p99, "primary", n=count, how="history_long"),
         Sample("digest_count", count, "primary", n=count),
         Sample("digest_errors", errors, "primary", n=count),
         Sample("replication_lag", None, "replica", "replica unreachable"),
+        *extra,
     ])
 
 
@@ -429,6 +431,28 @@ def test_report_facts_from_a_real_store_rolled_back(tmp_path):
     done = announce_rollback_complete(f)
     assert "- Latency P99: 8.20 ms (baseline: 8.00 ms)" in done
     assert "⏱️ Rollback Duration: 2 s" in done
+
+
+@pytest.mark.parametrize("source, credited", [
+    ("mysql", "statements on the table (performance_schema digests)"),
+    ("prometheus", "application (Prometheus)"),
+])
+def test_report_credits_only_the_source_that_measured_the_error_rate(tmp_path, source, credited):
+    """Without Prometheus the primary stores its statement error rate as error_rate too: the report
+    must not credit Prometheus for it."""
+    store = Store(f"sqlite:///{tmp_path / 's.db'}", FrozenClock(T0))
+    run = store.create_run(ExecutionRun(
+        tenant_id="acme", connection_profile_id="orders-primary", schema_name="shop", table_name="orders",
+        index_name="idx_orders_customer_created", columns=[["customer_id", None]]), "somchai@10.0.0.5")
+    for i in range(4):
+        _tick(store, run.id, T0 + timedelta(seconds=30 * i), 1.0, 8.0, errors=1, error_rate_from=source)
+    f = report_facts(store, _plan(), run.id)
+    err = f.metric("error_rate")
+    assert err.source == credited and err.baseline == pytest.approx(1.0)
+    md = render_report(f)
+    assert f"Error Rate: {credited}" in md
+    if source == "mysql":
+        assert "Prometheus" not in md
 
 
 def test_report_facts_for_an_unknown_run(tmp_path):
@@ -569,6 +593,58 @@ class ReportHost(App):
 
     def on_report_post(self, message: ReportPost) -> None:
         self.seen.append(message)
+
+    def on_report_lesson(self, message) -> None:
+        self.seen.append(message)
+
+
+async def test_l_asks_for_a_lesson_learned_row_and_posts_it():
+    """Runbook 8.3 prompted on the report screen: l opens the four fields; what happened is
+    required; the row goes to the App (which records it with the same function as the CLI)."""
+    from screens.note import LessonDialog
+    from screens.report import ReportLesson
+
+    app = ReportHost(pass_facts())
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        await pilot.press("l")
+        await pilot.pause()
+        dialog = app.screen
+        assert isinstance(dialog, LessonDialog)
+        dialog.query_one("#record").press()
+        await pilot.pause()
+        assert app.screen is dialog and "required" in str(dialog.query_one("#why").render())
+        await pilot.press(*"p99 rose for 8 min", "enter", *"none for users", "enter", *"cold index", "enter",
+                          *"warm it first", "enter")
+        await pilot.pause()
+        assert app.seen[-1] == ReportLesson("p99 rose for 8 min", "none for users", "cold index", "warm it first")
+        await pilot.press("l", "escape")
+        await pilot.pause()
+        assert sum(isinstance(m, ReportLesson) for m in app.seen) == 1, "Esc records nothing"
+
+
+def test_lessons_are_stored_and_exported_with_the_report(tmp_path):
+    from engine.views.report import record_lesson
+
+    store, run_id = _filled_store(tmp_path, rollback=False)
+    plan = _plan()
+    assert "None recorded yet: press l" in render_report(report_facts(store, plan, run_id))
+    record_lesson(store, plan, run_id, "nok@10.0.0.9", {"dba"}, "p99 +12% for 8 min\x1b[31m", "none for users",
+                  "cold index pages", "warm the index before the next canary")
+    with pytest.raises(ValueError, match="what happened"):
+        record_lesson(store, plan, run_id, "nok@10.0.0.9", {"dba"}, "  ")
+    with pytest.raises(PermissionError):
+        record_lesson(store, plan, run_id, "stranger", set(), "x")
+    assert store.audit_entries("acme", run_id, "lesson_record_refused")
+    f = report_facts(store, plan, run_id)
+    [lesson] = f.lessons
+    assert lesson.what == "p99 +12% for 8 min[31m" and lesson.by == "nok@10.0.0.9"
+    path = export_markdown(f, tmp_path / "out")
+    md = path.read_text()
+    assert "## Lessons Learned" in md
+    assert ("| 1 | p99 +12% for 8 min[31m | none for users | cold index pages | warm the index before the next "
+            "canary | nok@10.0.0.9") in md
+    assert "\x1b" not in md
 
 
 async def test_keys_post_the_messages_with_the_text_on_screen():

@@ -27,18 +27,20 @@ def _reason(new: str) -> str | None:
 
 
 def test_the_state_machine_is_the_specs():
-    """scheduled → running → completed | failed | cancelled | rolled_back (docs/states.md); a run that
+    """scheduled → running → (observing →) completed | failed | cancelled | rolled_back
+    (docs/states.md): a PASS is observed 15 minutes before it is declared complete; a run that
     ended with the index in place may still be rolled back by hand; rolled_back is final."""
     assert set(STATUSES) == set(RUN_STATUSES)
     assert TRANSITIONS["scheduled"] == {"running", "failed", "cancelled"}
-    assert TRANSITIONS["running"] == {"completed", "failed", "cancelled", "rolled_back"}
+    assert TRANSITIONS["running"] == {"observing", "completed", "failed", "cancelled", "rolled_back"}
+    assert TRANSITIONS["observing"] == {"completed", "failed", "cancelled", "rolled_back"}
     assert TRANSITIONS["completed"] == TRANSITIONS["failed"] == TRANSITIONS["cancelled"] == {"rolled_back"}
     assert TRANSITIONS["rolled_back"] == set()
-    assert ACTIVE == {"scheduled", "running"}
+    assert ACTIVE == {"scheduled", "running", "observing"}
     assert FAIL_REASONS == {"out_of_scope", "kill_switch", "claim_failed", "execution_error",
-                            "verification_failed", "manual_rollback", "harm_limit"}
+                            "verification_failed", "manual_rollback", "harm_limit", "observation_failed"}
     assert set(MODEL_FAIL_REASONS) == FAIL_REASONS
-    assert len(ALLOWED) == 10 and len(ALLOWED) + len(FORBIDDEN) == 36
+    assert len(ALLOWED) == 15 and len(ALLOWED) + len(FORBIDDEN) == 49
 
 
 @pytest.mark.parametrize("old, new", ALLOWED)

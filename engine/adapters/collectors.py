@@ -143,7 +143,7 @@ TICK_COUNTERS_MYSQL = TICK + _TICK_STATUS.format(table="performance_schema.globa
 COUNTERS_EVERY_S = 5.0
 
 HISTORY_LONG = """
-SELECT /* canary-console:monitor */ TIMER_WAIT AS t, TIMER_END AS e, CURRENT_SCHEMA AS s
+SELECT /* canary-console:monitor */ TIMER_WAIT AS t, TIMER_END AS e, CURRENT_SCHEMA AS s, MYSQL_ERRNO AS err
 FROM performance_schema.events_statements_history_long
 WHERE CURRENT_SCHEMA IN ({schemas}) AND TIMER_END > %s AND DIGEST IN ({placeholders})
   AND (SQL_TEXT IS NULL OR SQL_TEXT NOT LIKE %s)
@@ -154,6 +154,12 @@ CONTROL = "control:"
 # The console's own statements on the table (a drill's faults, the size gate's count) are not the
 # application's: they carry /* canary-console:… */ and the percentiles leave them out.
 OWN_STATEMENTS = "%/* canary-console:%"
+# A query timeout (runbook "single query timeout"; docs/metrics.md#query-timeouts): a statement on the
+# table that ended with MariaDB's ER_STATEMENT_TIMEOUT (max_statement_time) or MySQL's
+# ER_QUERY_TIMEOUT (max_execution_time), counted from the same rows as the percentiles.
+QUERY_TIMEOUT_ERRNOS = frozenset({1969, 3024})
+QUERY_TIMEOUTS_HOW = ("statements on the table that ended with a query timeout (error 1969 max_statement_time / "
+                      "3024 max_execution_time), from events_statements_history_long")
 
 # MySQL ≥ 8.0.19: per-digest latency histograms; per-interval percentiles from bucket deltas.
 HISTOGRAM_BY_DIGEST = """
@@ -212,7 +218,8 @@ LOCK_WAITS_MYSQL = _LOCK_WAITS.format(parts=_MDL_WAITS + _ROW_WAITS_MYSQL)  # no
 
 MYSQL_METRICS = ("latency_p50", "latency_p99", "digest_count", "digest_mean_latency_ms", "rows_examined_per_stmt",
                  "no_index_used", "digest_errors", "connections", "threads_running", "buffer_pool_hit",
-                 "table_locks_waited", "row_lock_time_ms", "row_lock_waits", "lock_wait", "mdl_waiters")
+                 "table_locks_waited", "row_lock_time_ms", "row_lock_waits", "lock_wait", "mdl_waiters",
+                 "query_timeouts")
 
 
 STATEMENT_ERROR_RATE = "statements on the table that failed (performance_schema digests; no Prometheus)"
@@ -433,8 +440,11 @@ class MySQLSource:
         if first:
             return []  # the first read only sets where the next interval starts
         during = f" in the last {span_s:.0f} s" if span_s is not None else ""
-        canary = sorted(int(r["t"]) / 1e9 for r in rows if r["s"] == self.schema)
+        mine = [r for r in rows if r["s"] == self.schema]
+        canary = sorted(int(r["t"]) / 1e9 for r in mine)
+        timeouts = sum(1 for r in mine if r.get("err") is not None and int(r["err"]) in QUERY_TIMEOUT_ERRNOS)
         out = self._pair("", canary, f"from events_statements_history_long, {len(canary)} statements{during}")
+        out.append(Sample("query_timeouts", timeouts, self.name, n=len(mine), how=QUERY_TIMEOUTS_HOW))
         if self.control_schemas:
             control = sorted(int(r["t"]) / 1e9 for r in rows if r["s"] != self.schema)
             out += self._pair(CONTROL, control, f"the same digests in {', '.join(self.control_schemas)} (the "

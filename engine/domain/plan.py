@@ -177,6 +177,8 @@ class Plan:
     kill_switch_api_url: str | None = None
     kill_switch_api_token_env: str | None = None
     webhook_url: str | None = None
+    # More Slack-compatible webhooks the run's events are pushed to as well (docs/runbook.md#pushed-to-the-webhooks)
+    webhook_urls: tuple[str, ...] = ()
     store_url: str | None = None
     thresholds: dict[str, Any] = field(default_factory=dict)
     executor: ExecutorOptions = field(default_factory=ExecutorOptions)
@@ -195,6 +197,12 @@ class Plan:
     @property
     def schema(self) -> str:
         return self.connection.database
+
+    @property
+    def webhooks(self) -> tuple[str, ...]:
+        """Every webhook the run's events are pushed to: ``webhook_url`` first, then ``webhook_urls``."""
+        out: list[str] = [self.webhook_url] if self.webhook_url else []
+        return tuple(out + [u for u in self.webhook_urls if u not in out])
 
     def profile(self) -> Profile:
         """The threshold profile: docs/thresholds.md's, with this plan's [thresholds] applied (validated at load)."""
@@ -258,12 +266,23 @@ def plan_from_dict(data: dict[str, Any], source: str = "<memory>") -> Plan:
     )
     integ = _table(data.get("integrations", {}), "integrations", problems)
     for key in integ:
-        if key not in {"prometheus_url", "kill_switch_api_url", "kill_switch_api_token_env", "webhook_url"}:
+        if key not in {"prometheus_url", "kill_switch_api_url", "kill_switch_api_token_env", "webhook_url",
+                       "webhook_urls"}:
             problems.append(
                 f"unknown key 'integrations.{key}': allowed are prometheus_url, kill_switch_api_url, "
-                "kill_switch_api_token_env, webhook_url"
+                "kill_switch_api_token_env, webhook_url, webhook_urls"
             )
     urls = {k: _url(integ, k, problems) for k in ("prometheus_url", "kill_switch_api_url", "webhook_url")}
+    more_hooks = integ.get("webhook_urls", [])
+    webhook_urls: list[str] = []
+    if not isinstance(more_hooks, list):
+        problems.append("'integrations.webhook_urls' must be a list of http:// or https:// URLs, "
+                        'e.g. ["https://hooks.slack.com/services/…"]')
+    else:
+        for i, hook in enumerate(more_hooks):
+            url = _url({f"webhook_urls[{i}]": hook}, f"webhook_urls[{i}]", problems)
+            if url is not None:
+                webhook_urls.append(url)
     token_env = _env_name(integ, "kill_switch_api_token_env", "integrations", problems)
     store_url = _store_url(data.get("store_url"), problems)
     thresholds = _table(data.get("thresholds", {}), "thresholds", problems)
@@ -295,7 +314,7 @@ def plan_from_dict(data: dict[str, Any], source: str = "<memory>") -> Plan:
         tenant=tenant, connection=connection, change=change, people=tuple(people), replica=replica,
         off_peak=off_peak, prometheus_url=urls["prometheus_url"],
         kill_switch_api_url=urls["kill_switch_api_url"], kill_switch_api_token_env=token_env,
-        webhook_url=urls["webhook_url"], store_url=store_url, thresholds=dict(thresholds),
+        webhook_url=urls["webhook_url"], webhook_urls=tuple(webhook_urls), store_url=store_url, thresholds=dict(thresholds),
         executor=executor, prometheus_queries=dict(prom_queries), source=source, raw=copy.deepcopy(data),
         rehearsal=rehearsal, time_speed=time_speed, time_origin=time_origin,
     )

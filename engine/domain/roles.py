@@ -40,11 +40,14 @@ ACTION_ROLES: dict[str, frozenset[str]] = {
     "rollback_keep_index": frozenset({"canary_lead"}),      # a refused rollback ends: the index stays
     "rollback_drop": frozenset({"dba"}),                    # runbook 6.1: the DBA runs the ladder (and its undo)
     "audit_report": EVERYONE,                               # an external tool's entry, kept as reported.*
+    "lesson_record": EVERYONE,                              # a row of the lessons-learned table (runbook 8.3)
 }
 
 # Actions nobody is refused, whatever roles they hold — a person the plan does not name included:
 # activating the kill switch is the war room's stop button (docs/kill-switch.md).
 OPEN_ACTIONS = frozenset({"kill_switch_activate", "kill_switch_global"})
+
+AUTO_PAUSE = "auto_pause"  # the approval kind that lifts an AUTO-PAUSE ("auto_pause_approval" above)
 
 _WORDS = {"canary_lead": "canary lead", "dba": "DBA", "sre": "SRE", "developer": "developer"}
 

@@ -1,24 +1,27 @@
 """The execution run's state machine (docs/states.md), as data and one pure function.
 
-scheduled → running → completed | failed | cancelled | rolled_back. A run that ended with the
-index still in place (completed, failed after a verification, cancelled after the ALTER) can still
-be rolled back by hand, so those three may move on to ``rolled_back``.
+scheduled → running → completed | failed | cancelled | rolled_back, with ``observing`` between a
+PASS (or PASS WITH WARNING) and ``completed``: the 15-minute post-success observation of runbook
+5.4 runs before success is declared. A run that ended with the index still in place (completed,
+failed after a verification, cancelled after the ALTER) can still be rolled back by hand, so those
+three may move on to ``rolled_back``.
 """
 
 from __future__ import annotations
 
 TRANSITIONS: dict[str, frozenset[str]] = {
     "scheduled": frozenset({"running", "failed", "cancelled"}),
-    "running": frozenset({"completed", "failed", "cancelled", "rolled_back"}),
+    "running": frozenset({"observing", "completed", "failed", "cancelled", "rolled_back"}),
+    "observing": frozenset({"completed", "failed", "cancelled", "rolled_back"}),
     "completed": frozenset({"rolled_back"}),
     "failed": frozenset({"rolled_back"}),
     "cancelled": frozenset({"rolled_back"}),
     "rolled_back": frozenset(),
 }
-ACTIVE = frozenset({"scheduled", "running"})
+ACTIVE = frozenset({"scheduled", "running", "observing"})
 FAIL_REASONS = frozenset(
     {"out_of_scope", "kill_switch", "claim_failed", "execution_error", "verification_failed", "manual_rollback",
-     "harm_limit"}
+     "harm_limit", "observation_failed"}
 )
 
 

@@ -41,6 +41,8 @@ class MetricRule:
 
     def describe_threshold(self, level: str) -> str:
         limit = {"warning": self.warning, "critical": self.critical, "note": self.note}[level]
+        if limit is not None and not math.isfinite(limit):
+            return "none (a warning only)"
         sign = "≤" if self.lower_is_worse else "≥"
         plus = "+" if self.mode == "change_pct" and limit is not None and limit > 0 else ""
         return f"{sign} {plus}{limit:g}{self.unit}"
@@ -73,6 +75,10 @@ DEFAULT_RULES: tuple[MetricRule, ...] = (
                source="prometheus"),
     MetricRule("killswitch_response", "Kill-switch API response time", "ms", "absolute", 500, 2000,
                source="killswitch"),
+    # Runbook 5.2 #4 "single query timeout: investigate, continue if isolated": a warning from the
+    # first statement on the table that timed out in an interval, never an alert; timeouts that go
+    # on through the 2× extended observation escalate like any warning zone (not isolated).
+    MetricRule("query_timeouts", "Query timeouts on the table", "", "absolute", 1, math.inf),
 )
 
 

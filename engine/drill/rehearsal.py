@@ -68,7 +68,7 @@ def _table_rows(sandbox: MariaDBSandbox, db: str = DB) -> int | None:
 
 def plan_data(sandbox: MariaDBSandbox, store_url: str, user: str, speed: float = 1.0,
               origin: datetime | None = None, window: dict[str, Any] | None = None,
-              control: bool = False) -> dict[str, Any]:
+              control: bool = False, webhook: str | None = None) -> dict[str, Any]:
     assert sandbox.replica is not None
 
     def conn(server: Any, conn_id: str) -> dict[str, Any]:
@@ -100,6 +100,8 @@ def plan_data(sandbox: MariaDBSandbox, store_url: str, user: str, speed: float =
         # clock never looks like a dead driver to a teammate's console.
         "executor": {"mode": "canary", "baseline_window_seconds": 1800, "cooldown_seconds": 120,
                      "lease_seconds": min(600.0, max(30.0, 10.0 * speed))},
+        # A drill may push to a test channel as a real run would (docs/runbook.md#pushed-to-the-webhooks).
+        **({"integrations": {"webhook_url": webhook}} if webhook else {}),
     }
 
 
@@ -318,7 +320,7 @@ def stored_self_test(store: Any, tenant: str, why: str, step: Callable[[StepProg
 
 
 def prepare(rows: int, reset: bool, user: str, progress: Callable[[str], None], speed: float = 1.0,
-            performance_schema: bool = True, control: bool = False) -> Prepared:
+            performance_schema: bool = True, control: bool = False, webhook: str | None = None) -> Prepared:
     """The quick half of the start: a reset done, a killed drill's unfinished run found, the
     servers' ports chosen (or read off the servers a killed drill left running), the plan
     written. Nothing here waits for a server to start or a table to load."""
@@ -345,7 +347,7 @@ def prepare(rows: int, reset: bool, user: str, progress: Callable[[str], None], 
         run_id, origin, window = None, None, None
         _archive_store(base, progress)
     plan_path.write_text("# Written by `canary-console rehearse` for the private sandbox (a rehearsal only).\n"
-                         + toml_dump(plan_data(sandbox, store_url, user, speed, origin, window, control)))
+                         + toml_dump(plan_data(sandbox, store_url, user, speed, origin, window, control, webhook)))
     return Prepared(sandbox, plan_path, store_url, rows, run_id, adopted, control=control)
 
 

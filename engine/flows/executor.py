@@ -119,6 +119,7 @@ class Executor:
                                                    self.opts.verify_window_seconds)
         self.on_event = on_event or (lambda _name, _data: None)
         self.monitor = monitor  # engine.flows.monitor.Monitor: the 60-minute window decides
+        self.notifier: Any = None  # engine.flows.notify.Notifier: the run's events pushed to the plan's webhooks
         self.tenant = plan.tenant
         self.conn_id = plan.connection.id
         self._last_renew = 0.0
@@ -137,10 +138,30 @@ class Executor:
         return self.store.create_run(run, self.actor)
 
     def execute(self, run_id: str) -> Outcome:
+        self._notifier_for(run_id)
         try:
             return self._execute(run_id)
         except Abort as stop:
             return stop.outcome
+        finally:
+            if self.notifier is not None:
+                # The last posts (the verdict, the completion) before the driver goes; bounded, so
+                # a webhook that is down never holds the run's end (docs/runbook.md#pushed-to-the-webhooks).
+                self.notifier.flush()
+
+    def _notifier_for(self, run_id: str) -> None:
+        """Push the run's events to the plan's webhooks (engine/flows/notify.py), if it names any; a post
+        that failed is told as a ``webhook_failed`` event (the screen, the headless output)."""
+        if self.notifier is not None or not self.plan.webhooks:
+            return
+        from engine.flows.notify import Notifier
+
+        def told(out: Any) -> None:
+            self.on_event("webhook_posted" if out.ok else "webhook_failed",
+                          {"kind": out.kind, "to": out.where, "attempts": out.attempts, "message": out.message})
+
+        self.notifier = Notifier(self.store, self.plan, run_id, self.actor,
+                                 profile=self.monitor.profile if self.monitor is not None else None, on_result=told)
 
     def take_over(self, run_id: str) -> Outcome:
         """Drive a run whose driver may be gone (a console killed mid-run): wait — reading the
@@ -175,6 +196,11 @@ class Executor:
         self._last_renew = self.clock.monotonic()
         self._event("claimed", lease_s=self.opts.lease_seconds)
 
+        if run.status == "observing":  # taken over after the verdict: observe again, then declare
+            decided = self.store.decisions(self.tenant, run.id)
+            verdict = decided[-1].verdict if decided else "PASS"
+            self._audit(run, "observation_restarted", {"worker": self.worker})
+            return self._observe_success(run, verdict, run.error_message or verdict)
         if run.status == "running":
             return self._recover(run)
         run = self.store.transition(self.tenant, run_id, "running", self.actor,
@@ -494,6 +520,8 @@ class Executor:
 
         self._event("monitoring", window_minutes=self.monitor.profile.window_minutes)
         self.monitor.verify_digests = self._digest_check_at_end(run)
+        if self.notifier is not None and self.notifier.on_monitor_event not in self.monitor.listeners:
+            self.monitor.listeners.append(self.notifier.on_monitor_event)
         result = self.monitor.window(run.alter_started_at or self.clock.now(), True, on_tick,
                                      speed=float(getattr(self.clock, "speed", 1.0)))
         self._audit(run, "monitoring_completed", {"verdict": result.verdict.verdict, "ticks": result.ticks,
@@ -505,9 +533,11 @@ class Executor:
     def _conclude(self, run: ExecutionRun, verdict: str, evidence: dict[str, Any]) -> Outcome:
         """The window's verdict decides the run's end (runbook 5.5, 6.2)."""
         summary = f"{verdict}: " + ("; ".join(evidence.get("reasons") or []) or str(evidence.get("next_step", "")))
+        if verdict in ("PASS", "PASS WITH WARNING") and self.monitor is not None:
+            self.store.transition(self.tenant, run.id, "observing", self.actor, message=summary[:2000])
+            return self._observe_success(self._get(run.id), verdict, summary)
         if verdict in ("PASS", "PASS WITH WARNING", "INCONCLUSIVE"):
-            self.store.transition(self.tenant, run.id, "completed", self.actor, message=summary[:2000])
-            return Outcome(run.id, "completed", None, summary, details={"verdict": verdict})
+            return self._complete(run, verdict, summary)
         # Why the window failed names the run's fail_reason: a harm limit crossed (the window
         # stopped), a rollback approved during an AUTO-PAUSE, or the full window's verdict.
         from engine.domain.stops import fail_reason_for
@@ -515,6 +545,44 @@ class Executor:
         reason = fail_reason_for(evidence)
         self._would_roll_back(run, summary, {"metrics_at_decision": evidence}, reason)
         return Outcome(run.id, "failed", reason, summary, details={"verdict": verdict, "would_roll_back": True})
+
+    def _complete(self, run: ExecutionRun, verdict: str, summary: str) -> Outcome:
+        self.store.transition(self.tenant, run.id, "completed", self.actor, message=summary[:2000])
+        self._event("completed", verdict=verdict)
+        return Outcome(run.id, "completed", None, summary, details={"verdict": verdict})
+
+    def _observe_success(self, run: ExecutionRun, verdict: str, summary: str) -> Outcome:
+        """Runbook 5.4: the 15-minute post-success observation before success is declared
+        (engine/flows/monitor.py ``observe``), the kill switch watched on every tick as in the window. A
+        run taken over while observing observes again from the start: an observation is never
+        shortened by a crash. Not OK → ``failed`` (``observation_failed``) with the manual rollback
+        prepared, as a FAIL verdict would."""
+        assert self.monitor is not None
+        from engine.flows.monitor import observe
+
+        def on_tick(ev: Any, _tick: Any) -> None:
+            reading = self.kill_switch.read(self.tenant, self.conn_id)
+            if reading.active:
+                self._audit(run, "observation_stopped", {"cause": "kill_switch",
+                                                         "stopped_at_s": round(ev.state.elapsed_s, 1)})
+                self._cancel_after_alter(run, reading)
+            self._renew(run)
+            self._event("observation_tick", elapsed_s=ev.state.elapsed_s)
+
+        if self.notifier is not None and self.notifier.on_monitor_event not in self.monitor.listeners:
+            self.monitor.listeners.append(self.notifier.on_monitor_event)
+        minutes = self.monitor.profile.post_success_minutes
+        self._event("observing", minutes=minutes, verdict=verdict)
+        result = observe(self.monitor, "post_success", run.alter_started_at or self.clock.now(), on_tick)
+        if result.ok:
+            return self._complete(run, verdict, f"{summary} — post-success observation OK ({minutes:g} min)")
+        why = "; ".join(result.alerts[:3]) or "a failure condition tripped"
+        message = f"post-success observation NOT OK after a {verdict}: {why}"
+        self._would_roll_back(run, message, {"metrics_at_decision": {"observation": {
+            "kind": "post_success", "minutes": minutes, "alerts": result.alerts[:5],
+            "warnings": result.warnings[:5], "verdict": verdict}}}, "observation_failed")
+        return Outcome(run.id, "failed", "observation_failed", message,
+                       details={"verdict": verdict, "would_roll_back": True})
 
     # --- verification in a monitored run (engine/flows/digest_check.py) -------------------------
 
@@ -717,6 +785,8 @@ class Executor:
         self.store.audit(self.tenant, self.actor, action, run.id, details)
 
     def _event(self, name: str, **data: Any) -> None:
+        if self.notifier is not None:
+            self.notifier.on_executor_event(name, data)
         self.on_event(name, data)
 
     def _get(self, run_id: str) -> ExecutionRun:

@@ -19,13 +19,15 @@ from engine.adapters.store import Approval, Checkpoint, Decision, MetricSample, 
 from engine.domain.clock import Clock, SystemClock
 from engine.domain.decision import Verdict, WindowEvaluator, WindowState, window_complete
 from engine.domain.jsonable import jsonable
+from engine.domain.roles import AUTO_PAUSE, needed
 from engine.domain.stops import AUTO_PAUSE_ROLLBACK, FAILURE_CONDITION, t_label
 from engine.domain.thresholds import Profile
 from engine.flows.digest_check import with_check
 
 Tick = dict[str, tuple[float | None, str | None, int | None]]
-AUTO_PAUSE = "auto_pause"  # the approval kind that lifts an AUTO-PAUSE
-PAUSE_APPROVERS = {"canary_lead"}  # runbook "Decision Rules" §3: the tech lead reviews
+# The approval kind that lifts an AUTO-PAUSE, and who may give it (runbook "Decision Rules" §3: the
+# tech lead reviews) — from the one table.
+PAUSE_APPROVERS = set(needed("auto_pause_approval"))
 
 
 @dataclass
@@ -88,6 +90,37 @@ class Monitor:
         # Set by the executor: the digests and the sample queries judged at the window's end
         # (engine/flows/digest_check.py); its warnings join the verdict.
         self.verify_digests: Callable[[], Any] | None = None
+        # Who hears the window's events as they happen (engine/flows/notify.py pushes them to the
+        # webhooks): window_event, checkpoint, verdict, observation_started, observation_completed.
+        self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
+
+    def _emit(self, name: str, data: dict[str, Any]) -> None:
+        for listener in list(self.listeners):
+            try:
+                listener(name, data)
+            except Exception:  # noqa: BLE001, S112 - a listener never stops the window
+                continue
+
+    def _emit_events(self, ev: WindowEvaluator, seen: int, profile: Profile | None = None) -> int:
+        """The window events since ``seen`` (an index into ``ev.state.events``), each with its band."""
+        profile = profile or self.profile
+        events = ev.state.events
+        for e in events[seen:]:
+            rule = next((r for r in profile.rules if r.key == e.metric), None)
+            self._emit("window_event", {"event": e, "band": ev.state.last_bands.get(e.metric or ""),
+                                        "rule": rule, "at": t_label(profile.checkpoints[0], e.t_s),
+                                        "concurrent": ev.state.concurrent})
+        return len(events)
+
+    def _emit_checkpoint(self, ev: WindowEvaluator, cp: Any) -> None:
+        labels = [f"T+{m}" for m in self.profile.checkpoints]
+        at = labels.index(cp.label) if cp.label in labels else len(labels)
+        self._emit("checkpoint", {"label": cp.label, "metrics_ok": cp.metrics_ok,
+                                  "notes": f"{cp.warnings} warning(s), {cp.alerts} alert(s), {cp.stale} stale "
+                                           f"source(s), {cp.concurrent} concurrent",
+                                  "bands": dict(ev.state.last_bands), "elapsed_min": ev.state.elapsed_s / 60,
+                                  "window_min": self.profile.window_minutes,
+                                  "next": labels[at + 1] if at + 1 < len(labels) else None})
 
     @property
     def configured(self) -> set[str]:
@@ -147,6 +180,7 @@ class Monitor:
         stopped = False
         cause: str | None = None
         announced = ev.state.paused  # a pause the dead driver announced is not announced twice
+        seen = len(ev.state.events)  # a resumed window's restored events were pushed by the dead driver
         while True:
             tick_started = self.clock.monotonic()
             samples = self.loop.tick()
@@ -175,6 +209,8 @@ class Monitor:
                         notes=f"{cp.warnings} warning(s), {cp.alerts} alert(s), {cp.stale} stale source(s), "
                               f"{cp.concurrent} concurrent"))
                     recorded.add(cp.label)
+                    self._emit_checkpoint(ev, cp)
+            seen = self._emit_events(ev, seen)
             if on_tick:
                 on_tick(ev, tick)
             if ev.state.stop_reason:
@@ -192,6 +228,8 @@ class Monitor:
                 tenant_id=self.tenant_id, execution_run_id=self.run_id, label=cp.label, metrics_ok=cp.metrics_ok,
                 recorded_by=f"engine ({self.actor})", notes=f"{cp.warnings} warning(s), {cp.alerts} alert(s); "
                 f"evaluated at the window's {'stop' if stopped else 'end'} ({end}) on the data up to then"))
+            self._emit_checkpoint(ev, cp)
+        self._emit_events(ev, seen)
         stop = {"stopped_early": stopped, "stop_cause": cause, "stopped_at_s": round(ev.state.elapsed_s, 1),
                 "stop_reason": ev.state.stop_reason} if stopped else {"stopped_early": False}
         self.store.save_decision(Decision(
@@ -199,6 +237,9 @@ class Monitor:
             evidence=jsonable(verdict.as_dict() | {"profile": self.profile.name,
                                                    "verification": check.as_dict() if check else None} | stop),
             decided_by=f"engine ({self.actor})"))
+        self._emit("verdict", {"verdict": verdict.verdict, "reasons": list(verdict.reasons),
+                               "warnings": list(verdict.warnings), "next_step": verdict.next_step,
+                               "stopped_early": stopped, "stop_cause": cause})
         return MonitorResult(verdict, ev.state, started_at, ticks, stopped, cause)
 
     def _resume(self, ev: WindowEvaluator) -> tuple[datetime, datetime | None, set[str]] | None:
@@ -315,35 +356,80 @@ class Observation:
     alerts: list[str]
     warnings: list[str]
     ticks: int
+    stopped_early: bool = False  # post-success: a success limit crossed ends the observation at once
 
 
-def observe(monitor: Monitor, kind: str, alter_started_at: datetime) -> Observation:
-    """Runbook 5.4: 15 minutes after a success, 30 after a rollback, watched like the window (the
-    same bands against the same baseline); OK when no alert fired and no failure condition tripped."""
+def observation_profile(profile: Profile, kind: str) -> Profile:
+    """Runbook 5.4's observations as profiles (docs/thresholds.md#observations).
+
+    ``post_rollback``: 30 minutes under the window's own bands. ``post_success``: 15 minutes
+    "before declaring success", held to the success criteria of runbook 5.1 — a metric that has a
+    PASS limit measured as the bands measure it (p50 < +10 %, p99 < +20 %, lock wait < 1 s, lag
+    < 30 s) is critical at that limit, and its warning no later — so the index that passed is still
+    passing when success is declared. Other metrics (and the error rate, whose PASS limit is an increase
+    over the baseline) keep their bands."""
     from dataclasses import replace as _replace
 
-    minutes = {"post_success": monitor.profile.post_success_minutes,
-               "post_rollback": monitor.profile.post_rollback_minutes}[kind]
-    profile = _replace(monitor.profile, window_minutes=minutes, checkpoints=(0,))
+    if kind == "post_rollback":
+        return _replace(profile, window_minutes=profile.post_rollback_minutes, checkpoints=(0,),
+                        name=f"{profile.name} · post-rollback observation")
+    if kind != "post_success":
+        raise ValueError(f"an observation is post_success or post_rollback, not {kind!r}")
+    rules = []
+    for r in profile.rules:
+        if r.pass_below is not None and r.pass_mode == "measure":
+            warning = min(r.warning, r.pass_below) if not r.lower_is_worse else max(r.warning, r.pass_below)
+            note = r.note if r.note is None or r.worse_or_equal(warning, r.note) else None
+            r = _replace(r, warning=warning, critical=r.pass_below, note=note)
+        # The error rate's PASS limit is an increase over the baseline, not a level the bands can
+        # compare: it keeps its bands (and an alert at 1 % still ends the observation).
+        rules.append(r)
+    return _replace(profile, rules=tuple(rules), window_minutes=profile.post_success_minutes, checkpoints=(0,),
+                    name=f"{profile.name} · post-success observation")
+
+
+def observe(monitor: Monitor, kind: str, alter_started_at: datetime,
+            on_tick: Callable[[WindowEvaluator, Tick], None] | None = None) -> Observation:
+    """Runbook 5.4: 15 minutes after a success (``post_success``), 30 after a rollback
+    (``post_rollback``), against the same baseline, each under its own profile
+    (``observation_profile``); OK when no alert fired and no failure condition tripped. A
+    post-success observation stops at its first alert: success is not declared. ``on_tick`` runs
+    after every tick (the executor watches the kill switch and renews its lease there). The clock
+    is the monitor's: a drill's compressed clock shortens it alike."""
+    profile = observation_profile(monitor.profile, kind)
+    minutes = profile.window_minutes
     monitor.store.audit(monitor.tenant_id, monitor.actor, f"{kind}_observation_started", monitor.run_id,
-                        {"minutes": minutes})
+                        {"minutes": minutes, "at": monitor.clock.now().isoformat(), "profile": profile.name})
+    monitor._emit("observation_started", {"kind": kind, "minutes": minutes})
     ev = monitor.evaluator(alter_started_at, profile, monitor.clock.now())
     first_at: datetime | None = None
     ticks = 0
+    seen = 0
+    stopped = False
     while True:
         started = monitor.clock.monotonic()
         samples = monitor.loop.tick()
         ticks += 1
         first_at = first_at or monitor.loop.last_at
         t_s = (monitor.loop.last_at - first_at).total_seconds()
-        ev.add(t_s, _tick_of(samples))
+        tick = _tick_of(samples)
+        ev.add(t_s, tick)
+        seen = monitor._emit_events(ev, seen, profile)
+        if on_tick:
+            on_tick(ev, tick)
+        if kind == "post_success" and (ev.state.alerts or ev.state.stop_reason):
+            stopped = True
+            break
         if window_complete(profile, t_s):
             break
         monitor._sleep_until(started + monitor.interval)
     result = Observation(kind, minutes, not ev.state.alerts and ev.state.stop_reason is None,
-                         [e.detail for e in ev.state.alerts], [e.detail for e in ev.state.warnings], ticks)
+                         [e.detail for e in ev.state.alerts], [e.detail for e in ev.state.warnings], ticks, stopped)
     monitor.store.audit(monitor.tenant_id, monitor.actor, f"{kind}_observation_completed", monitor.run_id,
-                        {"ok": result.ok, "alerts": result.alerts[:5], "warnings": len(result.warnings)})
+                        {"ok": result.ok, "alerts": result.alerts[:5], "warnings": len(result.warnings),
+                         "ticks": ticks, "stopped_early": stopped, "elapsed_s": round(ev.state.elapsed_s, 1)})
+    monitor._emit("observation_completed", {"kind": kind, "minutes": minutes, "ok": result.ok,
+                                            "alerts": result.alerts, "warnings": len(result.warnings)})
     return result
 
 

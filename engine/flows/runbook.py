@@ -258,7 +258,9 @@ def step_of_run(view: RunView, now: datetime) -> str:
         if precheck_missing(view, now):
             return "prechecks"
         return "execution" if view.gate() is not None and not gate_missing(view) else "size_gate"
-    if run.status == "running":
+    if run.status == "observing":  # the post-success observation: the verdict stands, the dashboard watches
+        step = "monitoring"
+    elif run.status == "running":
         if view.verdicts:
             step = "decision"
         elif view.window_started_at is not None:

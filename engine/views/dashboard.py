@@ -25,16 +25,19 @@ from typing import TYPE_CHECKING, Any
 
 from engine.domain.clock import drill_mark, t_in_window, wall
 from engine.domain.decision import Band, Points, WindowEvaluator, WindowState, checkpoint_offsets_s
+from engine.domain.roles import AUTO_PAUSE, ROLES, needed
 from engine.domain.stops import ended_without_verdict, stop_words
 from engine.domain.thresholds import MetricRule, Profile, evaluate_band
 from engine.views.report import (
     ESCALATION_MATRIX,
+    ObservationFacts,
     PersonFacts,
     ReportFacts,
     announce_critical,
     announce_warning,
     escalation_contacts,
     escalation_level,
+    observations_of,
 )
 
 if TYPE_CHECKING:  # the store (SQLAlchemy) loads lazily: a screen can import this module cheaply
@@ -52,7 +55,7 @@ SHORT_NAMES = {"latency_p50": "p50", "latency_p99": "p99", "replication_lag": "l
                "error_rate": "error rate"}
 EVENT_KINDS = ("warning", "alert", "escalated", "concurrent_escalate", "auto_pause", "resumed", "stop",
                "stale", "extension_unconfirmed")
-PAUSE_APPROVERS_DEFAULT = ("canary_lead",)  # engine.flows.monitor.PAUSE_APPROVERS, without importing the store
+PAUSE_APPROVERS_DEFAULT = tuple(r for r in ROLES if r in needed("auto_pause_approval"))
 TEAM_DECIDERS = ("canary_lead",)  # engine.flows.monitor.record_team_decision: the canary lead records it
 
 
@@ -125,6 +128,7 @@ class RunFacts:
     people: tuple[PersonFacts, ...] = ()
     pause_approvers: tuple[str, ...] = PAUSE_APPROVERS_DEFAULT
     control_schemas: tuple[str, ...] = ()  # the plan's control tenants (docs/verdict.md#the-control)
+    observation: ObservationFacts | None = None  # runbook 5.4: the post-success observation, once begun
 
     def report_facts(self) -> ReportFacts:
         """Enough of the report's facts for the warning and critical templates (runbook 7.4)."""
@@ -336,8 +340,6 @@ def load_dashboard(store: Store, plan: Plan, run_id: str, now: datetime,
     queries): call it from a worker. With ``previous`` (the last result for the same run) only the
     samples stored since its last load are read. ``max_ticks`` bounds the ticks evaluated in one
     call (a late joiner catches up in steps: ``catching_up`` says there is more)."""
-    from engine.flows.monitor import AUTO_PAUSE, PAUSE_APPROVERS
-
     tenant = plan.tenant
     if previous is not None and previous.facts.run_id != run_id:
         previous = None
@@ -381,8 +383,10 @@ def load_dashboard(store: Store, plan: Plan, run_id: str, now: datetime,
         decision=DecisionFact(last.verdict, dict(last.evidence or {}), last.decided_by, last.created_at) if last else None,
         rollback_failed=any(r.rollback_status == "failed" for r in store.rollback_records(tenant, run_id)),
         people=tuple(PersonFacts(p.name, tuple(p.roles), p.contact) for p in plan.people),
-        pause_approvers=tuple(sorted(PAUSE_APPROVERS)),
+        pause_approvers=PAUSE_APPROVERS_DEFAULT,
         control_schemas=tuple(plan.change.control_schemas),
+        observation=next(iter(observations_of(entries("post_success_observation_started")
+                                            + entries("post_success_observation_completed"))), None),
     )
     return advance(previous, plan.profile(), facts, rows, now, max_ticks)
 
@@ -546,7 +550,7 @@ def _median(values: Sequence[float]) -> float | None:
 
 @dataclass(frozen=True)
 class WindowProgress:
-    phase: str  # waiting | running | paused | complete | stopped
+    phase: str  # waiting | running | paused | complete | stopped | observing (runbook 5.4, after the verdict)
     elapsed_min: float
     total_min: float
     text: str
@@ -771,8 +775,19 @@ def _progress(profile: Profile, data: DashboardData, now: datetime) -> WindowPro
                else "after the ALTER and its cool-down" if f.alter_finished_at else "after the ALTER")
         return WindowProgress("waiting", 0.0, total, f"Window T+15 → T+75: not open yet ({why}){compressed}", speed)
     state = data.state
+    obs = f.observation
+    if obs is not None and obs.ok is None and f.status == "observing" and obs.started_at is not None:
+        # Runbook 5.4: the verdict is in; 15 more minutes are watched before success is declared.
+        took = max(0.0, (now - obs.started_at).total_seconds() / 60)
+        shown_obs = min(took, obs.minutes)
+        ends = "; the run completes when it ends" if took < obs.minutes else "; ending with the next tick"
+        return WindowProgress("observing", shown_obs, obs.minutes,
+                              f"Post-success observation  {shown_obs:.1f} / {obs.minutes:g} min — the verdict "
+                              f"({f.decision.verdict if f.decision else '—'}) is observed before success is "
+                              f"declared (runbook 5.4){ends}"
+                              + (f" · TIME ×{speed:g}" if speed else ""), speed)
     decided = f.decision is not None and f.verdict_at is not None
-    if decided or f.status not in ("scheduled", "running"):
+    if decided or f.status not in ("scheduled", "running", "observing"):
         elapsed = state.elapsed_s / 60
         stopped = (f.decision is not None and bool(f.decision.evidence.get("stopped_early"))) or elapsed < total
         phase = "stopped" if stopped else "complete"
@@ -797,6 +812,8 @@ def _progress(profile: Profile, data: DashboardData, now: datetime) -> WindowPro
         words += "; " + ", ".join(
             f"no samples {t_label(profile, (a - start).total_seconds())}→{t_label(profile, (b - start).total_seconds())}"
             for a, b in f.gaps) + " (the driving console was down: a gap in the charts)"
+    if obs is not None and obs.ok is not None:
+        words += f"; {obs.text}"
     text = f"Window T+15 → T+75  {shown:.1f} / {total:g} min — {words}{compressed}"
     return WindowProgress(phase, shown, total, text, speed)
 

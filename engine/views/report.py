@@ -35,7 +35,7 @@ UNKNOWN = "—"
 RULE = "━━━━━━━━━━━━━━━━━━━━━━━━━━━━━"
 ROLE_LABELS = {"canary_lead": "Canary Lead", "dba": "DBA", "sre": "SRE", "developer": "Developer"}
 END_WINDOW_S = 300.0  # "after" = the last five minutes of the window (runbook step 6; docs/thresholds.md)
-ACTIVE_STATUSES = ("scheduled", "running")
+ACTIVE_STATUSES = ("scheduled", "running", "observing")
 APPROVAL_KINDS = ("signoff", "size_gate", "rollback", "auto_pause", "resume")
 
 
@@ -160,6 +160,41 @@ class PrecheckFacts:
 
 
 @dataclass(frozen=True)
+class ObservationFacts:
+    """Runbook 5.4: an observation after the window (post_success) or after a rollback."""
+
+    kind: str  # post_success | post_rollback
+    minutes: float
+    started_at: datetime | None
+    ok: bool | None  # None: still under way (or its driver died)
+    alerts: tuple[str, ...] = ()
+    warnings: int = 0
+    elapsed_s: float | None = None
+
+    @property
+    def text(self) -> str:
+        what = "post-success" if self.kind == "post_success" else "post-rollback"
+        if self.ok is None:
+            return f"{what} observation of {self.minutes:g} min: under way"
+        took = "" if self.elapsed_s is None or self.elapsed_s >= self.minutes * 60 else \
+            f" (stopped at {self.elapsed_s / 60:.1f} min)"
+        verdict = "OK — no alert fired" if self.ok else "NOT OK — " + "; ".join(self.alerts[:3])
+        return f"{what} observation of {self.minutes:g} min: {verdict}{took}; {self.warnings} warning(s)"
+
+
+@dataclass(frozen=True)
+class LessonFacts:
+    """Runbook 8.3: one row of the lessons-learned table."""
+
+    what: str
+    impact: str
+    cause: str
+    action: str
+    by: str = ""
+    at: datetime | None = None
+
+
+@dataclass(frozen=True)
 class ReportFacts:
     run_id: str
     tenant: str
@@ -199,6 +234,8 @@ class ReportFacts:
     plan_source: str = ""
     time_compression: float | None = None  # a rehearsal's compressed clock, when there was one
     generated_at: datetime | None = None
+    observations: tuple[ObservationFacts, ...] = ()  # runbook 5.4: post-success, post-rollback
+    lessons: tuple[LessonFacts, ...] = ()  # runbook 8.3, written on the report screen (l)
 
     # --- derived -------------------------------------------------------------------------------
 
@@ -506,10 +543,16 @@ def _comparisons(rows: Sequence[MetricSample], alter_started: datetime | None, w
         a, na = _median_recent(of(window, key), END_WINDOW_S)
         p, np_ = _median_recent(of(post, key), END_WINDOW_S)
         out.append(MetricComparison(key, label, "ms", b, a, p, nb, na, np_, "median of per-interval values"))
-    if any(r.metric == "error_rate" for r in rows):
-        b, nb = _median_recent(of(baseline, "error_rate"), None)
-        a, na = _median_recent(of(window, "error_rate"), END_WINDOW_S)
-        p, np_ = _median_recent(of(post, "error_rate"), END_WINDOW_S)
+    # Credit only the source that measured it: the application's error rate comes from Prometheus
+    # when the plan configures one; without it the primary's stand-in (the share of the table's
+    # statements that failed, also stored as error_rate) is named as what it is.
+    if any(r.metric == "error_rate" and r.source == "prometheus" for r in rows):
+        def app(period: Sequence[MetricSample]) -> list[MetricSample]:
+            return [r for r in of(period, "error_rate") if r.source == "prometheus"]
+
+        b, nb = _median_recent(app(baseline), None)
+        a, na = _median_recent(app(window), END_WINDOW_S)
+        p, np_ = _median_recent(app(post), END_WINDOW_S)
         out.append(MetricComparison("error_rate", "Error Rate", "%", b, a, p, nb, na, np_, "application (Prometheus)"))
     else:
         b, nb = _statement_error_rate(baseline, None)
@@ -668,6 +711,8 @@ def report_facts(store: Store, plan: Plan, run_id: str) -> ReportFacts:
         if p.execution_run_id == run_id or (p.execution_run_id is None and (_aware(p.recorded_at) or cutoff) <= cutoff)
     )
 
+    observations = observations_of(entries)
+    lessons = lessons_of(entries)
     return ReportFacts(
         run_id=run.id, tenant=tenant, connection_id=run.connection_profile_id, schema=run.schema_name,
         table=run.table_name, index=run.index_name, columns=_columns(run.columns), status=run.status,
@@ -687,8 +732,69 @@ def report_facts(store: Store, plan: Plan, run_id: str) -> ReportFacts:
         people=tuple(PersonFacts(p.name, tuple(p.roles), p.contact) for p in plan.people),
         issues=tuple(issues), approvals=tuple(approvals), prechecks=prechecks,
         utc_offset=plan.off_peak.utc_offset, plan_source=plan.source, time_compression=compression,
-        generated_at=store.now(),
+        generated_at=store.now(), observations=observations, lessons=lessons,
     )
+
+
+# --- lessons learned (runbook 8.3) ----------------------------------------------------------------
+
+LESSON = "lesson_recorded"  # the audit entry a lesson is stored as (hash-chained, with who and when)
+LESSON_FIELDS = ("what", "impact", "cause", "action")
+
+
+def lessons_of(entries: Sequence[AuditLog]) -> tuple[LessonFacts, ...]:
+    out = []
+    for e in entries:
+        if e.action != LESSON:
+            continue
+        d = e.details or {}
+        out.append(LessonFacts(*(str(d.get(k) or "") for k in LESSON_FIELDS), by=e.actor, at=_aware(e.created_at)))
+    return tuple(out)
+
+
+def record_lesson(store: Store, plan: Plan, run_id: str, actor: str, roles: Iterable[str], what: object,
+                  impact: object = "", cause: object = "", action: object = "") -> LessonFacts:
+    """Add one row to the run's lessons-learned table (runbook 8.3): what happened (required),
+    its impact, the root cause and the action item, each one line of plain text. Anyone the plan
+    names may add one; it is stored as an audit entry (who, when, hash-chained) and exported with
+    the report. ``PermissionError`` for someone the plan does not name; ``ValueError`` for an
+    empty "what happened" or a run of another tenant."""
+    from engine.domain.roles import may
+    from engine.domain.text import clean_text
+
+    held = sorted(set(roles))
+    if not may("lesson_record", held):
+        store.audit(plan.tenant, actor, "lesson_record_refused", run_id, {"roles": held})
+        raise PermissionError(f"recording a lesson needs a role in the plan; {actor} has none")
+    if store.get_run(plan.tenant, run_id) is None:
+        raise ValueError(f"run {run_id} not found for tenant {plan.tenant}; `canary-console status` lists the runs")
+    values = {k: clean_text(v, 500).text for k, v in zip(LESSON_FIELDS, (what, impact, cause, action), strict=True)}
+    if not values["what"]:
+        raise ValueError("a lesson needs what happened (the first field); impact, root cause and action item may follow")
+    store.audit(plan.tenant, actor, LESSON, run_id, values)
+    return LessonFacts(**values, by=actor, at=store.now())
+
+
+def observations_of(entries: Sequence[AuditLog]) -> tuple[ObservationFacts, ...]:
+    """The observations of runbook 5.4 from the audit trail: each ``<kind>_observation_started``
+    with the ``…_completed`` that followed it, if any."""
+    out: list[ObservationFacts] = []
+    for kind in ("post_success", "post_rollback"):
+        started = [e for e in entries if e.action == f"{kind}_observation_started"]
+        done = [e for e in entries if e.action == f"{kind}_observation_completed"]
+        if not started:
+            continue
+        begun = started[-1]
+        d = begun.details or {}
+        end = next((e for e in reversed(done) if _aware(e.created_at) >= _aware(begun.created_at)), None)
+        e = (end.details or {}) if end is not None else {}
+        minutes = d.get("minutes")
+        out.append(ObservationFacts(
+            kind, float(minutes) if isinstance(minutes, (int, float)) else 0.0, _aware(begun.created_at),
+            bool(e["ok"]) if end is not None and "ok" in e else None,
+            tuple(str(a) for a in e.get("alerts") or []), int(e.get("warnings") or 0),
+            float(e["elapsed_s"]) if isinstance(e.get("elapsed_s"), (int, float)) else None))
+    return tuple(out)
 
 
 def _stop_facts(store: Store, plan: Plan, run_id: str, ev: Mapping[str, Any]) -> dict[str, Any]:
@@ -809,6 +915,8 @@ def render_report(facts: ReportFacts) -> str:
     ]
     if f.time_compression:
         details.append(("Clock", f"{drill_mark(f.time_compression)} (rehearsal): T+ and the times here are the drill's"))
+    for o in f.observations:  # runbook 5.4
+        details.append(("Observation", o.text))
     out = [f"# Canary Run Report - {f.name} ({f.tenant})", "", "## Summary", "", "| Field | Value |",
            "|-------|-------|"]
     out += [f"| {k} | {_cell(v)} |" for k, v in summary]
@@ -883,6 +991,15 @@ def render_report(facts: ReportFacts) -> str:
 
     out += ["", "## Recommendations", ""] + [f"- {r}" for r in _recommendations(f)]
     out += ["", "## Next Steps", ""] + [f"- {s}" for s in _next_steps(f)]
+
+    out += ["", "## Lessons Learned", ""]  # runbook 8.3
+    if f.lessons:
+        out += ["| # | What Happened | Impact | Root Cause | Action Item | By |", "|---|---|---|---|---|---|"]
+        out += [f"| {n} | {_cell(x.what)} | {_cell(x.impact or UNKNOWN)} | {_cell(x.cause or UNKNOWN)} | "
+                f"{_cell(x.action or UNKNOWN)} | {_cell(x.by)} {fmt_clock(x.at, off)} |"
+                for n, x in enumerate(f.lessons, 1)]
+    else:
+        out.append("None recorded yet: press l on the console's Report step (or `canary-console lesson`) to add one.")
 
     out += ["", "## Team", ""]
     if f.people:
@@ -1192,6 +1309,9 @@ class WebhookResult:
     status: int | None  # the HTTP status, None when there was no answer
     error: str | None  # what went wrong and what to do, with no secret in it
     where: str  # scheme://host
+    # Worth another try: nothing was delivered (no connection) or the receiver said "later" (429,
+    # 5xx). A timeout after the request went out is not: the message may have been posted.
+    retryable: bool = False
 
     @property
     def message(self) -> str:
@@ -1225,7 +1345,7 @@ def post_webhook(url: str, text: str, timeout: float = 5.0) -> WebhookResult:
             resp = client.post(url, json={"text": text}, headers={"User-Agent": "canary-console"})
     except httpx.ConnectTimeout:
         return WebhookResult(False, None, f"could not connect to {where} within {timeout:g} s: nothing was posted. "
-                             f"Check the network or proxy from this host, or {by_hand}.", where)
+                             f"Check the network or proxy from this host, or {by_hand}.", where, retryable=True)
     except httpx.TimeoutException:
         return WebhookResult(False, None, f"{where} did not answer within {timeout:g} s: the message may or may "
                              "not have been posted. Look in the channel before posting again.", where)
@@ -1235,7 +1355,7 @@ def post_webhook(url: str, text: str, timeout: float = 5.0) -> WebhookResult:
     except httpx.ConnectError as exc:
         why = _scrub(str(exc), url) or exc.__class__.__name__
         return WebhookResult(False, None, f"could not reach {where} ({why}): nothing was posted. Check the network "
-                             f"or proxy from this host and {fix}, or {by_hand}.", where)
+                             f"or proxy from this host and {fix}, or {by_hand}.", where, retryable=True)
     except httpx.HTTPError as exc:
         why = _scrub(str(exc), url) or exc.__class__.__name__
         return WebhookResult(False, None, f"posting to {where} failed ({exc.__class__.__name__}: {why}); {by_hand}.",
@@ -1254,11 +1374,11 @@ def post_webhook(url: str, text: str, timeout: float = 5.0) -> WebhookResult:
     if status in (401, 403, 404, 410):
         return WebhookResult(False, status, f"{where} refused the message (HTTP {status}{said}): the webhook is "
                              f"wrong or revoked; {fix}, or {by_hand}.", where)
-    if 400 <= status < 500:
+    if 400 <= status < 500 and status != 429:
         return WebhookResult(False, status, f"{where} rejected the message (HTTP {status}{said}); {by_hand}.",
                              where)
     return WebhookResult(False, status, f"{where} failed to take the message (HTTP {status}{said}): try again in "
-                         f"a minute, or {by_hand}.", where)
+                         f"a minute, or {by_hand}.", where, retryable=True)
 
 
 # --- export -----------------------------------------------------------------------------------------

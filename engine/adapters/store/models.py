@@ -23,11 +23,11 @@ from engine.domain.tenancy import GLOBAL_TENANT  # noqa: F401 - part of the stor
 # (audit_logs.prev_hash/row_hash, audit_chain_head), the samples' (tenant, run, time) index.
 SCHEMA_VERSION = 2
 
-RUN_STATUSES = ("scheduled", "running", "completed", "failed", "cancelled", "rolled_back")
-ACTIVE_STATUSES = ("scheduled", "running")
+RUN_STATUSES = ("scheduled", "running", "observing", "completed", "failed", "cancelled", "rolled_back")
+ACTIVE_STATUSES = ("scheduled", "running", "observing")
 FAIL_REASONS = (
     "out_of_scope", "kill_switch", "claim_failed", "execution_error", "verification_failed",
-    "manual_rollback", "harm_limit",
+    "manual_rollback", "harm_limit", "observation_failed",
 )
 
 
