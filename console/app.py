@@ -774,7 +774,7 @@ class CanaryApp(KeysAnswer, App):
 
     @work(thread=True, group="kill-switch", exit_on_error=False)
     def kill_switch_test(self, run_id: str) -> None:
-        for finding in prechecks.kill_switch_test(self.plan, self.backend, self.actor):
+        for finding in prechecks.kill_switch_test(self.plan, self.backend, self.actor, self.store, run_id):
             prechecks.record(self.store, self.plan, run_id, finding, self.actor)
         self._sync_view()
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine import selftest_gate
 from engine.cases import PRIORITY
-from engine.prechecks import BY_ID, REQUIRED_PRESENT
+from engine.prechecks import BY_ID, KILL_TEST, REQUIRED_PRESENT
 
 if TYPE_CHECKING:  # the store's models: not imported to draw the first screen (SQLAlchemy is slow to load)
     from engine.store import Approval, ExecutionRun, PrecheckResult, Store
@@ -126,8 +126,8 @@ def precheck_missing(view: RunView, now: datetime) -> list[Missing]:
             continue
         r = view.prechecks.get(cid)
         if r is None:
-            out.append(Missing(f"{check.label}: not checked", "run the checks (r)" if not cid.startswith("ks.a")
-                               and not cid.startswith("ks.d") else "the kill-switch test (k): canary lead or DBA"))
+            out.append(Missing(f"{check.label}: not checked", "run the checks (r)" if cid not in KILL_TEST
+                               else "the kill-switch test (k): canary lead or DBA"))
         elif r.status not in ("pass", "skip"):
             out.append(Missing(f"{check.label}: {r.status} — {r.detail}", "fix it, then re-run the checks"))
     if not view.approvals_of("rollback_prepared"):

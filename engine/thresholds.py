@@ -73,6 +73,11 @@ DEFAULT_RULES: tuple[MetricRule, ...] = (
                source="prometheus"),
     MetricRule("killswitch_response", "Kill-switch API response time", "ms", "absolute", 500, 2000,
                source="killswitch"),
+    # Runbook 4.4: the share of the switch's reads that answered since the run's sampling began;
+    # below 99 % the window stops (abort and investigate). A read that fails is also fail-closed:
+    # the switch counts as active, which stops the run on its own (docs/kill-switch.md).
+    MetricRule("killswitch_availability", "Kill-switch API availability", "%", "absolute", 99.9, 99,
+               lower_is_worse=True, severity="major", source="killswitch", stop_at_critical=True),
 )
 
 
