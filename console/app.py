@@ -972,10 +972,7 @@ class CanaryApp(KeysAnswer, App):
         except TargetError as exc:
             self.call_from_thread(self.notify, f"size gate: {exc}", severity="error", timeout=15)
             return
-        status = {"PASS": "pass", "WARNING": "warn", "BLOCK": "fail"}[decision.band]
-        prechecks.record(self.store, self.plan, run_id, prechecks.Finding(
-            "gate.size", status, decision.rule, prechecks.one_line(sql.TABLE_INFO)),
-            self.actor)
+        prechecks.record_gate(self.store, self.plan, run_id, decision, self.actor)
         if decision.band == "BLOCK":
             self.store.audit(self.plan.tenant, self.actor, "size_gate_block", run_id,
                              {"rule": decision.rule, "notify": ["canary_lead", "dba"]})
@@ -1063,8 +1060,10 @@ class CanaryApp(KeysAnswer, App):
         clock = StoppableClock(self.clock, self._stop)
         ex = Executor(self.plan, self.store, self.backend, self.target, self.actor, self.worker_name,
                       clock=clock, on_event=on_event)
+        # A WARNING-band table is watched with the tightened profile (docs/thresholds.md).
         ex.monitor = Monitor(self.store, self.plan.tenant, run_id, sources_for(self.plan, self.backend, clock),
-                             self.profile, self.actor, clock, interval=interval)
+                             prechecks.run_profile(self.plan, self.store, run_id, self.profile), self.actor, clock,
+                             interval=interval)
         try:
             outcome = ex.take_over(run_id) if take_over else ex.execute(run_id)
         except DriverStopped:
@@ -1180,7 +1179,7 @@ class CanaryApp(KeysAnswer, App):
                 self._dash = load_dashboard(self.store, self.plan, run_id, now, self._dash, max_ticks=300)
                 loads += 1
                 if step == "monitoring":
-                    self.call_from_thread(screen.show_dashboard, dashboard_view(self.profile, self._dash, now))
+                    self.call_from_thread(screen.show_dashboard, dashboard_view(self._dash.profile, self._dash, now))
                 else:
                     self.call_from_thread(screen.show_decision, decision_view(self._dash))
                 if not self._dash.catching_up or self._stop.is_set():

@@ -291,6 +291,7 @@ def cmd_execute(args: argparse.Namespace) -> int:
     """Run the executor headless on a plan (a worker without the console)."""
     from engine.executor import Executor
     from engine.monitor import Monitor, sources_for
+    from engine.prechecks import run_profile
     from engine.target import Target
 
     if not 1 <= args.interval <= 60:
@@ -306,8 +307,8 @@ def cmd_execute(args: argparse.Namespace) -> int:
     run_id = args.run or ex.create_run().id
     print(f"run {run_id}", flush=True)
     # The same 60-minute window as the console's (a run taken over resumes it from the store).
-    ex.monitor = Monitor(store, plan.tenant, run_id, sources_for(plan, backend, store.clock), plan.profile(),
-                         ident.actor, store.clock, interval=args.interval)
+    ex.monitor = Monitor(store, plan.tenant, run_id, sources_for(plan, backend, store.clock),
+                         run_profile(plan, store, run_id), ident.actor, store.clock, interval=args.interval)
     try:
         out = ex.take_over(run_id) if args.run else ex.execute(run_id)  # a given run may need taking over
     finally:
@@ -442,9 +443,11 @@ def _rehearse_headless(args: argparse.Namespace, prepared: Any, cases: list[str]
     from engine.clock import clock_for
     from engine.executor import Executor
     from engine.monitor import Monitor, sources_for
+    from engine.prechecks import record_gate, run_profile
     from engine.sizegate import gate, sampling_interval
     from engine.store import Store, redact_url
     from engine.target import Target
+    from engine.thresholds import tightened_note
 
     drill = prepared.drill
     plan = load_plan(drill.plan_path)
@@ -498,7 +501,11 @@ def _rehearse_headless(args: argparse.Namespace, prepared: Any, cases: list[str]
     ex = Executor(plan, store, backend, Target(plan.connection), ident.actor, worker_id(ident),
                   on_event=on_event, clock=clock)
     run = store.get_run(plan.tenant, drill.resumed_run) if drill.resumed_run else ex.create_run()
-    ex.monitor = Monitor(store, plan.tenant, run.id, sources_for(plan, backend, clock), plan.profile(),
+    record_gate(store, plan, run.id, decision, ident.actor, source="headless")
+    profile = run_profile(plan, store, run.id)
+    if profile.tightened_rows is not None:
+        out.say(tightened_note(profile))
+    ex.monitor = Monitor(store, plan.tenant, run.id, sources_for(plan, backend, clock), profile,
                          ident.actor, clock,
                          interval=sampling_interval(decision.band, speed))
     out.say(f"run {run.id}: baseline {plan.executor.baseline_window_seconds / 60:g} min, ALTER, cool-down "
@@ -697,6 +704,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
         raise CliError("replay needs a RUN id (with --plan or --store) or --samples FILE")
     store = _store(args, plan)
     tenant = _tenant(args, plan, required=True)
+    if not args.profile:  # the run's own lines: tightened after a WARNING size gate (docs/thresholds.md)
+        from engine.prechecks import run_gate
+        from engine.sizegate import profile_for
+
+        gate = run_gate(store, tenant, args.run)
+        profile = profile_for(profile, *gate) if gate else profile
     try:
         verdict, ev = replay(store, tenant, args.run, profile)
     except LookupError as exc:

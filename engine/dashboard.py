@@ -34,7 +34,7 @@ from engine.report import (
     escalation_level,
 )
 from engine.stops import ended_without_verdict, stop_words
-from engine.thresholds import MetricRule, Profile, evaluate_band
+from engine.thresholds import MetricRule, Profile, evaluate_band, tightened_note
 
 if TYPE_CHECKING:  # the store (SQLAlchemy) loads lazily: a screen can import this module cheaply
     from engine.plan import Plan
@@ -381,7 +381,11 @@ def load_dashboard(store: Store, plan: Plan, run_id: str, now: datetime,
         people=tuple(PersonFacts(p.name, tuple(p.roles), p.contact) for p in plan.people),
         pause_approvers=tuple(sorted(PAUSE_APPROVERS)),
     )
-    return advance(previous, plan.profile(), facts, rows, now, max_ticks)
+    # The profile the run is watched with: tightened after a WARNING size gate (docs/thresholds.md).
+    from engine.prechecks import run_profile
+
+    profile = previous.profile if previous is not None else run_profile(plan, store, run_id)
+    return advance(previous, profile, facts, rows, now, max_ticks)
 
 
 def _gaps(resumed: Iterable[Any]) -> tuple[tuple[datetime, datetime], ...]:
@@ -679,6 +683,7 @@ class DashboardView:
     events: tuple[str, ...] = ()  # the latest window events, newest last
     not_measured: tuple[str, ...] = ()  # docs/thresholds.md metrics with no source in this run
     verdict: str | None = None  # the recorded verdict, once there is one
+    profile_note: str = ""  # "tightened: the table has N rows …" after a WARNING size gate
 
     @property
     def announcement(self) -> AnnouncementText | None:
@@ -716,7 +721,8 @@ def dashboard_view(profile: Profile, data: DashboardData, now: datetime) -> Dash
         run_id=f.run_id, progress=progress, tiles=tiles, charts=charts, concurrent=concurrent, pause=pause,
         checkpoints=checkpoints, current_checkpoint=current, checklist=_checklist(profile, data, progress),
         escalation=escalation, announcements=_announcements(profile, data, tiles, facts), events=events,
-        not_measured=tuple(r.label for r in profile.rules if r.key not in data.configured), verdict=verdict)
+        not_measured=tuple(r.label for r in profile.rules if r.key not in data.configured), verdict=verdict,
+        profile_note=tightened_note(profile))
 
 
 # --- pieces of the view -------------------------------------------------------------------------------

@@ -426,6 +426,38 @@ def record(store: Store, plan: Plan, run_id: str, finding: Finding, actor: str, 
     ))
 
 
+GATE_DECIDED = "size_gate_decided"  # the audit entry that carries the gate's band and rows
+
+
+def record_gate(store: Store, plan: Plan, run_id: str, decision: Any, actor: str, source: str = "console") -> None:
+    """The size gate's decision on the run (``engine.sizegate.GateDecision``): its precheck row and
+    an audit entry with the band and the rows, which pick the run's sampling interval and threshold
+    profile for every console, the CLI and a replay (``run_profile``)."""
+    status = {"PASS": "pass", "WARNING": "warn", "BLOCK": "fail"}[decision.band]
+    record(store, plan, run_id, Finding("gate.size", status, decision.rule, one_line(sql.TABLE_INFO)), actor, source)
+    store.audit(plan.tenant, actor, GATE_DECIDED, run_id,
+                {"band": decision.band, "rows": decision.rows, "exact": decision.exact, "rule": decision.rule})
+
+
+def run_gate(store: Store, tenant: str, run_id: str) -> tuple[str, int] | None:
+    """The band and the rows of the run's latest size-gate decision (None before the gate)."""
+    entries = store.audit_entries(tenant, run_id, GATE_DECIDED, limit=1, latest=True)
+    if not entries:
+        return None
+    d = entries[-1].details or {}
+    band, rows = d.get("band"), d.get("rows")
+    return (band, rows) if isinstance(band, str) and isinstance(rows, int) else None
+
+
+def run_profile(plan: Plan, store: Store, run_id: str | None, base: Any = None) -> Any:
+    """The threshold profile the run is watched with: the plan's, tightened after a WARNING gate."""
+    from engine.sizegate import profile_for
+
+    profile = base if base is not None else plan.profile()
+    gate = run_gate(store, plan.tenant, run_id) if run_id else None
+    return profile_for(profile, *gate) if gate else profile
+
+
 def headless_gate(plan: Plan, store: Store, backend: KillSwitchBackend, target: Target, run_id: str, actor: str,
                   say: Callable[[str], None]) -> list[str]:
     """The prechecks a headless drill walks before it executes (no person at a console): the checks
