@@ -144,6 +144,7 @@ class CanaryApp(KeysAnswer, App):
         self.plan = plan
         self.dry_run = dry_run  # `run --dry-run`: read-only, the SQL shown (docs/dry-run.md)
         self.profile = plan.profile()  # built and validated once: the view polls use it twice a second
+        self.unstaffed = tuple(plan.unstaffed())  # runbook 2.5.1: shown as missing, blocks the sign-off
         self.store = store
         self.identity = identity or current_identity()
         self.clock = clock or SystemClock()
@@ -371,7 +372,7 @@ class CanaryApp(KeysAnswer, App):
                     self.run_id = found.id
                     self._land_on_run = True
                     self._mark_present(found.id)
-            view = load_view(self.store, self.plan.tenant, self.run_id, self.view)
+            view = load_view(self.store, self.plan.tenant, self.run_id, self.view, self.unstaffed)
             screen = self._top
             entries = (self.store.audit_entries(self.plan.tenant, run_id=self.run_id, limit=2000)
                        if self.run_id and isinstance(screen, ExecutionScreen) else None)
@@ -396,7 +397,7 @@ class CanaryApp(KeysAnswer, App):
 
     def _sync_view(self) -> None:
         """From a worker, after a write: read the run now and show it (not at the next poll)."""
-        view = load_view(self.store, self.plan.tenant, self.run_id, self.view)
+        view = load_view(self.store, self.plan.tenant, self.run_id, self.view, self.unstaffed)
         self.call_from_thread(self._show_view, view, None)
 
     def _mark_present(self, run_id: str) -> None:
@@ -805,8 +806,8 @@ class CanaryApp(KeysAnswer, App):
 
     @work(thread=True, group="prechecks", exit_on_error=False)
     def scratch_test(self, run_id: str) -> None:
-        prechecks.record(self.store, self.plan, run_id, prechecks.scratch_rollback_test(self.plan, self.target, run_id),
-                         self.actor)
+        prechecks.record(self.store, self.plan, run_id, prechecks.scratch_rollback_test(
+            self.plan, self.target, run_id, self.store, self.actor), self.actor)
         self._sync_view()
 
     def action_record_test(self) -> None:
@@ -904,21 +905,16 @@ class CanaryApp(KeysAnswer, App):
     def sign_off(self, run_id: str) -> None:
         """The first of your roles not signed yet, decided against the store (not the last poll), one
         sign-off at a time: a quick second press signs the next role, never the same one twice."""
-        from engine.store import Approval
+        from engine.runbook import sign_off
 
         with self._sign_lock:
-            signed = {a.role: a.actor for a in self.store.approvals(self.plan.tenant, run_id, "signoff")}
-            mine = [r for r in SIGNOFF_ROLES if r in self.roles and r not in signed]
-            if mine:
-                self.store.add_approval(Approval(tenant_id=self.plan.tenant, execution_run_id=run_id, kind="signoff",
-                                                 role=mine[0], actor=self.actor, created_at=self.clock.now(),
-                                                 note="pre-checks reviewed (runbook 2.6)"))
-        if not mine:
-            self.call_from_thread(self.notify, "Your sign-off roles are already signed: " + ", ".join(
-                f"{r} by {signed[r]}" for r in SIGNOFF_ROLES if r in self.roles), timeout=6)
+            ok, message = sign_off(self.store, self.plan, run_id, self.actor, self.roles, self.clock.now())
+        if not ok:
+            self.call_from_thread(self.notify, message, title="Sign-off", severity="warning", timeout=12,
+                                  markup=False)
             return
         self._sync_view()
-        self.call_from_thread(self.notify, f"signed off as {mine[0]} by {self.actor}", timeout=4)
+        self.call_from_thread(self.notify, message, timeout=4)
 
     @work(thread=True, group="store-write", exit_on_error=False)
     def approve(self, kind: str, role: str, note: str) -> None:

@@ -392,28 +392,47 @@ def scratch_table(run_id: str) -> str:
     return f"_canary_scratch_{run_id.replace('-', '')[:8]}"
 
 
-def scratch_rollback_test(plan: Plan, target: Target, run_id: str) -> Finding:
+def scratch_rollback_test(plan: Plan, target: Target, run_id: str, store: Store | None = None,
+                          actor: str = "") -> Finding:
     """Runbook 2.4.1 on an empty copy of the table (``CREATE TABLE … LIKE``): add the index with
-    LOCK=NONE, see it, drop it, see it gone, drop the copy. Proves the statements on this server."""
+    LOCK=NONE, see it, set it IGNORED / INVISIBLE and back (where the server has it), drop it, see it
+    gone, drop the copy. Proves the statements on this server and times the rollback's two rungs:
+    with ``store`` the timings are audited (``rollback_timings``), for the rollback's ETA
+    (engine/rollback_eta.py)."""
     scratch = scratch_table(run_id)
     schema, index = plan.schema, plan.change.index
     cols = [(c.name, c.prefix) for c in plan.change.columns]
+    timings: dict[str, float] = {}
+
+    def timed(key: str, statement: str, s: Any) -> None:
+        started = time.perf_counter()
+        s.execute(statement)
+        timings[key] = round((time.perf_counter() - started) * 1000, 1)
 
     def run() -> tuple[str, str]:
         with target.session("precheck") as s:
+            server = s.server_info()
             s.execute(sql.create_table_like(schema, scratch, plan.change.table))
             try:
-                s.execute(sql.add_index(schema, scratch, index, cols, run_id))
+                timed("add_ms", sql.add_index(schema, scratch, index, cols, run_id), s)
                 added = s.index_exists(schema, scratch, index)
-                s.execute(sql.drop_index(schema, scratch, index))
+                if server.supports_ignored_index:
+                    timed("ignore_ms", sql.ignore_index(schema, scratch, index, server.flavour), s)
+                    s.execute(sql.ignore_index(schema, scratch, index, server.flavour, undo=True))
+                timed("drop_ms", sql.drop_index(schema, scratch, index), s)
                 gone = not s.index_exists(schema, scratch, index)
             finally:
                 s.execute(sql.drop_table(schema, scratch))
+        took = ", ".join(f"{k[:-3].upper()} {v:.0f} ms" for k, v in timings.items())
         if added and gone:
-            return "pass", f"on {schema}.{scratch}: ADD INDEX … LOCK=NONE ok, 1 row, DROP ok, 0 rows; copy dropped"
+            return "pass", (f"on {schema}.{scratch}: ADD INDEX … LOCK=NONE ok, 1 row, DROP ok, 0 rows; copy dropped "
+                            f"({took})")
         return "fail", f"on {schema}.{scratch}: added={added} gone={gone}"
-    return _timed("rb.scratch", "CREATE TABLE … LIKE; ALTER … ADD INDEX; SHOW INDEX; ALTER … DROP INDEX; "
-                  "SHOW INDEX; DROP TABLE", run)
+    finding = _timed("rb.scratch", "CREATE TABLE … LIKE; ALTER … ADD INDEX; SHOW INDEX; ALTER INDEX … IGNORED "
+                     "(and back); ALTER … DROP INDEX; SHOW INDEX; DROP TABLE", run)
+    if store is not None and finding.status == "pass":
+        store.audit(plan.tenant, actor, "rollback_timings", run_id, {"scratch": scratch, **timings})
+    return finding
 
 
 def record(store: Store, plan: Plan, run_id: str, finding: Finding, actor: str, source: str = "console") -> PrecheckResult:

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 from engine.clock import utcnow
 from engine.plan import Plan
+from engine.rollback_eta import eta_for_run
 
 if TYPE_CHECKING:  # the store (SQLAlchemy) and httpx load lazily: not needed to draw a screen
     from engine.store import AuditLog, MetricSample, Store
@@ -52,7 +53,7 @@ class PersonFacts:
     def handle(self) -> str:
         """How to reach them in the channel: their @handle, else their name (and contact)."""
         if self.contact.startswith("@"):
-            return self.contact
+            return self.contact.split(",")[0].strip()
         return f"{self.name} ({self.contact})" if self.contact else self.name
 
 
@@ -198,6 +199,10 @@ class ReportFacts:
     utc_offset: timedelta = timedelta(0)  # the plan's war-room time zone (its off-peak window's)
     plan_source: str = ""
     time_compression: float | None = None  # a rehearsal's compressed clock, when there was one
+    dashboard: str = ""  # the plan's [war_room] links (runbook 2.5.2, step 0)
+    war_room: str = ""
+    chat: str = ""
+    rollback_eta: str = ""  # R1's ETA (engine/rollback_eta.py), once the index exists
     generated_at: datetime | None = None
 
     # --- derived -------------------------------------------------------------------------------
@@ -688,8 +693,10 @@ def report_facts(store: Store, plan: Plan, run_id: str) -> ReportFacts:
         metrics=_comparisons(store.samples(tenant, run_id), alter_started, window_start, rollback),
         checkpoints=tuple(CheckpointFacts(c.label, _aware(c.recorded_at), c.metrics_ok, c.notes or "", c.recorded_by)
                           for c in store.checkpoints(tenant, run_id)),
-        people=tuple(PersonFacts(p.name, tuple(p.roles), p.contact) for p in plan.people),
+        people=tuple(PersonFacts(p.name, tuple(p.roles), p.reach) for p in plan.people),
         issues=tuple(issues), approvals=tuple(approvals), prechecks=prechecks,
+        dashboard=plan.war_room.dashboard, war_room=plan.war_room.room, chat=plan.war_room.chat,
+        rollback_eta=eta_for_run(store, plan, run_id).short() if run.index_created_by_run else "",
         utc_offset=plan.off_peak.utc_offset, plan_source=plan.source, time_compression=compression,
         generated_at=store.now(),
     )
@@ -925,8 +932,8 @@ def announce_start(facts: ReportFacts, dashboard: str | None = None, war_room: s
                    expected_duration: str = "~2 hours") -> str:
     """Step 0, T−5 minutes, by the Canary Lead."""
     f = facts
-    dash = dashboard or (f"Canary Console (canary-console run {f.plan_source})" if f.plan_source
-                         else "Canary Console")
+    dash = dashboard or f.dashboard or (f"Canary Console (canary-console run {f.plan_source})" if f.plan_source
+                                        else "Canary Console")
     team = ", ".join(f"{ROLE_LABELS[r]} {f.handles_with(r)}" for r in ("dba", "sre", "developer"))
     return "\n".join([
         f"🚀 [CANARY START] {f.name} Canary Run ({f.tenant})",
@@ -939,7 +946,7 @@ def announce_start(facts: ReportFacts, dashboard: str | None = None, war_room: s
         f"🆔 Run: {f.short_id}",
         "",
         f"📊 Monitoring Dashboard: {dash}",
-        f"📞 War Room: {war_room or UNKNOWN}",
+        f"📞 War Room: {war_room or f.war_room or UNKNOWN}",
         "",
         f"👥 To confirm: {team}",
         "All team members please confirm availability in thread.",
@@ -1011,7 +1018,7 @@ def announce_rollback_initiated(facts: ReportFacts, reason: str | None = None,
         "",
         f"🎯 Action: Manual DROP INDEX {f.index} on {f.target}",
         f"👤 DBA: {dba_name or f.handles_with('dba')}",
-        f"⏰ ETA: {eta or UNKNOWN}",
+        f"⏰ ETA: {eta or f.rollback_eta or UNKNOWN}",
         "",
         "All team standby.",
     ])
