@@ -488,7 +488,11 @@ def headless_gate(plan: Plan, store: Store, backend: KillSwitchBackend, target: 
 
     blockers = []
     # The checks the console runs, and the kill-switch test of runbook 2.3.1 (global and connection).
-    for finding in [*auto_checks(plan, store, backend, target), *kill_switch_test(plan, backend, actor, store, run_id)]:
+    # A drill also walks the scratch-table rollback test (runbook 2.4.1): it proves the rungs on the
+    # sandbox and times them for the rollback's ETA (docs/rollback.md#the-eta).
+    extra = [scratch_rollback_test(plan, target, run_id, store, actor)] if plan.rehearsal else []
+    for finding in [*auto_checks(plan, store, backend, target), *kill_switch_test(plan, backend, actor, store, run_id),
+                    *extra]:
         record(store, plan, run_id, finding, actor, source="headless")
         if finding.status != "pass":
             say(f"  precheck {finding.check_id} {finding.status}: {finding.detail}")
