@@ -323,7 +323,8 @@ async def test_two_consoles_on_one_store_see_each_others_sign_offs_within_a_seco
     plan = make_plan(lab, small_db, "idx_console_two", people=[
         {"name": "Lead", "roles": ["canary_lead"], "unix_user": "lead"},
         {"name": "Nok", "roles": ["dba"], "unix_user": "nok"},
-        {"name": "Dao", "roles": ["developer"], "unix_user": "dao"}])  # required personnel (runbook 2.5.1)
+        {"name": "Arun", "roles": ["sre"], "unix_user": "arun"},  # required personnel (runbook 2.5.1)
+        {"name": "Dao", "roles": ["developer"], "unix_user": "dao"}])
     store = Store(f"sqlite:///{tmp_path / 'store.db'}")
     lead, dba = make_app(plan, store), make_app(plan, store, user="nok")
     async with lead.run_test(size=(140, 40)) as p1:
