@@ -67,7 +67,10 @@ def rollback_eta(index_mb: float | None, drop_ms: float | None, ignore_ms: float
 def eta_for_run(store: object, plan: object, run_id: str, flavour_ignores: bool | None = None) -> RollbackEta:
     """The ETA for ``run_id`` from what the store recorded (blocking: a few audit reads)."""
     tenant = plan.tenant  # type: ignore[attr-defined]
-    opts = plan.executor  # type: ignore[attr-defined]
+    # The API passes a roster (people, no executor options): the plan's defaults then.
+    from engine.plan import ExecutorOptions
+
+    opts = getattr(plan, "executor", None) or ExecutorOptions()
 
     def latest(action: str) -> dict:
         rows = store.audit_entries(tenant, run_id, action, limit=1, latest=True)  # type: ignore[attr-defined]
