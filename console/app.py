@@ -36,6 +36,7 @@ from engine.domain.plan import Plan
 from engine.domain.roles import role_words
 from engine.domain.runstate import ACTIVE
 from engine.domain.sizegate import gate, sampling_interval
+from engine.domain.text import for_terminal
 from engine.flows import prechecks
 from engine.flows.runbook import (
     EXECUTE_ROLES,
@@ -51,9 +52,6 @@ from engine.flows.runbook import (
     missing_for,
     step_of_run,
 )
-from engine.domain.runstate import ACTIVE
-from engine.domain.sizegate import gate, sampling_interval
-from engine.domain.text import for_terminal
 from screens.audit import AuditScreen
 from screens.base import KeysAnswer, RunbookScreen, StepShown, drawable
 from screens.deactivate import DeactivateKillSwitch, DeactivationRequest
@@ -68,10 +66,6 @@ if TYPE_CHECKING:  # loaded on a worker after the first screen is drawn (SQLAlch
     from engine.adapters.store import ExecutionRun, Store
     from engine.adapters.target import Target
     from engine.views.report import ReportFacts
-    from screens.report import ReportCopy, ReportExport, ReportPost, ReportScreen
-    from engine.views.report import ReportFacts
-    from engine.adapters.store import ExecutionRun, Store
-    from engine.adapters.target import Target
     from screens.report import ReportCopy, ReportExport, ReportLesson, ReportPost, ReportScreen
     from screens.rollback import (
         RollbackApprove,
@@ -178,6 +172,7 @@ class CanaryApp(KeysAnswer, App):
         self.dry_run = dry_run  # `run --dry-run`: read-only, the SQL shown (docs/dry-run.md)
         self.presampler: Any = None  # engine/flows/presample.py: the baseline from the run's creation on
         self.profile = plan.profile()  # built and validated once: the view polls use it twice a second
+        self.unstaffed = tuple(plan.unstaffed())  # runbook 2.5.1: shown as missing, blocks the sign-off
         self.store = store
         self.identity = identity or current_identity()
         self.clock = clock or SystemClock()
@@ -413,7 +408,7 @@ class CanaryApp(KeysAnswer, App):
                     self.run_id = found.id
                     self._land_on_run = True
                     self._mark_present(found.id)
-            view = load_view(self.store, self.plan.tenant, self.run_id, self.view)
+            view = load_view(self.store, self.plan.tenant, self.run_id, self.view, self.unstaffed)
             screen = self._top
             entries = (self.store.audit_entries(self.plan.tenant, run_id=self.run_id, limit=2000)
                        if self.run_id and isinstance(screen, ExecutionScreen) else None)
@@ -457,7 +452,7 @@ class CanaryApp(KeysAnswer, App):
 
     def _sync_view(self) -> None:
         """From a worker, after a write: read the run now and show it (not at the next poll)."""
-        view = load_view(self.store, self.plan.tenant, self.run_id, self.view)
+        view = load_view(self.store, self.plan.tenant, self.run_id, self.view, self.unstaffed)
         self.call_from_thread(self._show_view, view, None)
 
     def _mark_present(self, run_id: str) -> None:
@@ -856,7 +851,7 @@ class CanaryApp(KeysAnswer, App):
 
     @work(thread=True, group="kill-switch", exit_on_error=False)
     def kill_switch_test(self, run_id: str) -> None:
-        for finding in prechecks.kill_switch_test(self.plan, self.backend, self.actor):
+        for finding in prechecks.kill_switch_test(self.plan, self.backend, self.actor, self.store, run_id):
             prechecks.record(self.store, self.plan, run_id, finding, self.actor)
         self._sync_view()
 
@@ -887,8 +882,8 @@ class CanaryApp(KeysAnswer, App):
 
     @work(thread=True, group="prechecks", exit_on_error=False)
     def scratch_test(self, run_id: str) -> None:
-        prechecks.record(self.store, self.plan, run_id, prechecks.scratch_rollback_test(self.plan, self.target, run_id),
-                         self.actor)
+        prechecks.record(self.store, self.plan, run_id, prechecks.scratch_rollback_test(
+            self.plan, self.target, run_id, self.store, self.actor), self.actor)
         self._sync_view()
 
     def action_record_test(self) -> None:
@@ -986,21 +981,16 @@ class CanaryApp(KeysAnswer, App):
     def sign_off(self, run_id: str) -> None:
         """The first of your roles not signed yet, decided against the store (not the last poll), one
         sign-off at a time: a quick second press signs the next role, never the same one twice."""
-        from engine.adapters.store import Approval
+        from engine.flows.runbook import sign_off
 
         with self._sign_lock:
-            signed = {a.role: a.actor for a in self.store.approvals(self.plan.tenant, run_id, "signoff")}
-            mine = [r for r in SIGNOFF_ROLES if r in self.roles and r not in signed]
-            if mine:
-                self.store.add_approval(Approval(tenant_id=self.plan.tenant, execution_run_id=run_id, kind="signoff",
-                                                 role=mine[0], actor=self.actor, created_at=self.clock.now(),
-                                                 note="pre-checks reviewed (runbook 2.6)"))
-        if not mine:
-            self.call_from_thread(self.notify, "Your sign-off roles are already signed: " + ", ".join(
-                f"{r} by {signed[r]}" for r in SIGNOFF_ROLES if r in self.roles), timeout=6)
+            ok, message = sign_off(self.store, self.plan, run_id, self.actor, self.roles, self.clock.now())
+        if not ok:
+            self.call_from_thread(self.notify, message, title="Sign-off", severity="warning", timeout=12,
+                                  markup=False)
             return
         self._sync_view()
-        self.call_from_thread(self.notify, f"signed off as {mine[0]} by {self.actor}", timeout=4)
+        self.call_from_thread(self.notify, message, timeout=4)
 
     @work(thread=True, group="store-write", exit_on_error=False)
     def approve(self, kind: str, role: str, note: str) -> None:
@@ -1054,10 +1044,7 @@ class CanaryApp(KeysAnswer, App):
         except TargetError as exc:
             self.call_from_thread(self.notify, f"size gate: {exc}", severity="error", timeout=15)
             return
-        status = {"PASS": "pass", "WARNING": "warn", "BLOCK": "fail"}[decision.band]
-        prechecks.record(self.store, self.plan, run_id, prechecks.Finding(
-            "gate.size", status, decision.rule, prechecks.one_line(sql.TABLE_INFO)),
-            self.actor)
+        prechecks.record_gate(self.store, self.plan, run_id, decision, self.actor)
         if decision.band == "BLOCK":
             self.store.audit(self.plan.tenant, self.actor, "size_gate_block", run_id,
                              {"rule": decision.rule, "notify": ["canary_lead", "dba"]})
@@ -1146,8 +1133,10 @@ class CanaryApp(KeysAnswer, App):
         clock = StoppableClock(self.clock, self._stop)
         ex = Executor(self.plan, self.store, self.backend, self.target, self.actor, self.worker_name,
                       clock=clock, on_event=on_event)
+        # A WARNING-band table is watched with the tightened profile (docs/thresholds.md).
         ex.monitor = Monitor(self.store, self.plan.tenant, run_id, sources_for(self.plan, self.backend, clock),
-                             self.profile, self.actor, clock, interval=interval)
+                             prechecks.run_profile(self.plan, self.store, run_id, self.profile), self.actor, clock,
+                             interval=interval)
         try:
             outcome = ex.take_over(run_id) if take_over else ex.execute(run_id)
         except DriverStopped:
@@ -1274,7 +1263,7 @@ class CanaryApp(KeysAnswer, App):
                 self._dash = load_dashboard(self.store, self.plan, run_id, now, self._dash, max_ticks=300)
                 loads += 1
                 if step == "monitoring":
-                    self.call_from_thread(screen.show_dashboard, dashboard_view(self.profile, self._dash, now))
+                    self.call_from_thread(screen.show_dashboard, dashboard_view(self._dash.profile, self._dash, now))
                 else:
                     self.call_from_thread(screen.show_decision, decision_view(self._dash))
                 if not self._dash.catching_up or self._stop.is_set():

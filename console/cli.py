@@ -292,6 +292,7 @@ def cmd_execute(args: argparse.Namespace) -> int:
     from engine.adapters.target import Target
     from engine.flows.executor import Executor
     from engine.flows.monitor import Monitor, sources_for
+    from engine.flows.prechecks import run_profile
 
     if not 1 <= args.interval <= 60:
         raise CliError("--interval must be between 1 and 60 seconds (the runbook samples every 5 s, 2.5 s "
@@ -306,8 +307,8 @@ def cmd_execute(args: argparse.Namespace) -> int:
     run_id = args.run or ex.create_run().id
     print(f"run {run_id}", flush=True)
     # The same 60-minute window as the console's (a run taken over resumes it from the store).
-    ex.monitor = Monitor(store, plan.tenant, run_id, sources_for(plan, backend, store.clock), plan.profile(),
-                         ident.actor, store.clock, interval=args.interval)
+    ex.monitor = Monitor(store, plan.tenant, run_id, sources_for(plan, backend, store.clock),
+                         run_profile(plan, store, run_id), ident.actor, store.clock, interval=args.interval)
     try:
         out = ex.take_over(run_id) if args.run else ex.execute(run_id)  # a given run may need taking over
     finally:
@@ -446,9 +447,11 @@ def _rehearse_headless(args: argparse.Namespace, prepared: Any, cases: list[str]
     from engine.adapters.target import Target
     from engine.domain.clock import clock_for, drill_mark, t_in_window
     from engine.domain.sizegate import gate, sampling_interval
+    from engine.domain.thresholds import tightened_note
     from engine.drill import rehearsal
     from engine.flows.executor import Executor
     from engine.flows.monitor import Monitor, sources_for
+    from engine.flows.prechecks import record_gate, run_profile
 
     drill = prepared.drill
     plan = load_plan(drill.plan_path)
@@ -510,7 +513,11 @@ def _rehearse_headless(args: argparse.Namespace, prepared: Any, cases: list[str]
     ex = Executor(plan, store, backend, Target(plan.connection), ident.actor, worker_id(ident),
                   on_event=on_event, clock=clock)
     run = store.get_run(plan.tenant, drill.resumed_run) if drill.resumed_run else ex.create_run()
-    ex.monitor = Monitor(store, plan.tenant, run.id, sources_for(plan, backend, clock), plan.profile(),
+    record_gate(store, plan, run.id, decision, ident.actor, source="headless")
+    profile = run_profile(plan, store, run.id)
+    if profile.tightened_rows is not None:
+        out.say(tightened_note(profile))
+    ex.monitor = Monitor(store, plan.tenant, run.id, sources_for(plan, backend, clock), profile,
                          ident.actor, clock,
                          interval=sampling_interval(decision.band, speed))
     out.say(f"run {run.id}: baseline {plan.executor.baseline_window_seconds / 60:g} min, ALTER, cool-down "
@@ -730,6 +737,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
         raise CliError("replay needs a RUN id (with --plan or --store) or --samples FILE")
     store = _store(args, plan)
     tenant = _tenant(args, plan, required=True)
+    if not args.profile:  # the run's own lines: tightened after a WARNING size gate (docs/thresholds.md)
+        from engine.domain.sizegate import profile_for
+        from engine.flows.prechecks import run_gate
+
+        gate = run_gate(store, tenant, args.run)
+        profile = profile_for(profile, *gate) if gate else profile
     try:
         verdict, ev = replay(store, tenant, args.run, profile)
     except LookupError as exc:

@@ -333,6 +333,8 @@ class MonitoringScreen(RunbookScreen):
     MonitoringScreen #tiles { layout: grid; grid-size: 5; grid-rows: 3; grid-gutter: 1 1; height: auto;
                               margin: 1 1 0 1; }
     MonitoringScreen #not-measured { height: auto; margin: 0 1; color: $text-muted; }
+    MonitoringScreen #profile-note { display: none; height: auto; margin: 0 1; padding: 0 1;
+        background: $warning 20%; text-style: bold; }
     MonitoringScreen #charts { layout: grid; grid-size: 5; grid-rows: 12; grid-gutter: 0 1; height: auto;
                                margin: 1 1 0 1; }
     MonitoringScreen #legend { height: auto; margin: 0 1; color: $text-muted; }
@@ -364,6 +366,7 @@ class MonitoringScreen(RunbookScreen):
                 yield Static("Window T+15 → T+75: waiting for the run", id="window-text", markup=False)
             yield Static("", id="baseline-line", markup=False)
             yield Static("", id="pause-banner", markup=False)
+            yield Static("", id="profile-note", markup=False)
             with Horizontal(id="status"):
                 yield Static("Concurrent warnings —", id="concurrent", markup=False)
                 yield Static("Escalation: none", id="escalation", markup=False)
@@ -458,6 +461,10 @@ class MonitoringScreen(RunbookScreen):
             update_text(box, f"Escalation (runbook 7.2): {v.escalation.text}")
         if self._changed("tiles", v.tiles):
             self._draw_tiles(v.tiles)
+        if self._changed("profile_note", v.profile_note):
+            note = self.query_one("#profile-note", Static)
+            note.update(v.profile_note)
+            note.display = bool(v.profile_note)
         if self._changed("not_measured", v.not_measured):
             box = self.query_one("#not-measured", Static)
             box.update(f"Not measured in this run (no source): {', '.join(v.not_measured)}")

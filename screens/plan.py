@@ -8,7 +8,8 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Footer, Static
 
-from engine.domain.plan import Plan
+from engine.domain.plan import ROLE_WORDS, Plan
+from engine.views import warroom
 from screens.base import RunbookScreen, drawable, plain
 
 TIMELINE = (("Pre-check verification", 30), ("Team readiness check", 15), ("Execute ADD_INDEX", 15),
@@ -52,6 +53,7 @@ class PlanScreen(RunbookScreen):
     DEFAULT_CSS = RunbookScreen.DEFAULT_CSS + """
     PlanScreen .section { margin: 1 1 0 1; text-style: bold; }
     PlanScreen DataTable { margin: 0 1; height: auto; }
+    PlanScreen #unstaffed { margin: 0 1; padding: 0 1; background: $error 40%; text-style: bold; }
     """
 
     def __init__(self, plan: Plan, user: str):
@@ -65,8 +67,14 @@ class PlanScreen(RunbookScreen):
             yield Static(f"Plan — {self.plan.source}", classes="section")
             yield Static("Scope lock (runbook 1.2–1.3)", classes="section")
             yield DataTable(id="scope", cursor_type="row", zebra_stripes=True)
-            yield Static("People and roles", classes="section")
+            yield Static("People and roles (runbook 2.5.1: Canary Lead, DBA, SRE, Developer required)",
+                         classes="section")
             yield DataTable(id="people", cursor_type="row")
+            yield Static("", id="unstaffed", markup=False)
+            yield Static("War room (runbook 2.5.2)", classes="section")
+            yield DataTable(id="links", cursor_type="none", show_header=False)
+            yield Static("Escalation (runbook 7.2)", classes="section")
+            yield DataTable(id="escalation", cursor_type="none")
             yield Static("Timeline (runbook 1.4)", classes="section")
             yield DataTable(id="timeline", cursor_type="none")
         yield Footer()
@@ -76,10 +84,24 @@ class PlanScreen(RunbookScreen):
         scope.add_columns("Dimension", "", "Constraint", "This run")
         self._draw_scope()
         people = self.query_one("#people", DataTable)
-        people.add_columns("Name", "Roles", "Unix user", "Contact", "")
-        for p in self.plan.people:
-            you = "← you" if (p.unix_user or p.name) == self.user else ""
-            people.add_row(*plain(p.name, ", ".join(p.roles), p.unix_user or "—", p.contact or "—", you))
+        people.add_columns("Role", "Name", "Phone", "Handle / contact", "Backup", "Unix user", "")
+        for r in warroom.people_rows(self.plan):
+            you = "← you" if r.unix_user == self.user or (r.unix_user == "—" and r.name == self.user) else ""
+            name = f"✗ {r.name}: add to the plan" if r.name == warroom.MISSING else r.name
+            people.add_row(*plain(r.role, name, r.phone, r.handle, r.backup, r.unix_user, you))
+        unstaffed = self.plan.unstaffed()
+        box = self.query_one("#unstaffed", Static)
+        box.update("Sign-off is blocked until the plan names: " + ", ".join(ROLE_WORDS[r] for r in unstaffed)
+                   if unstaffed else "")
+        box.display = bool(unstaffed)
+        links = self.query_one("#links", DataTable)
+        links.add_columns("Channel", "Where")
+        for label, where in warroom.links(self.plan):
+            links.add_row(*plain(label, where))
+        esc = self.query_one("#escalation", DataTable)
+        esc.add_columns("Level", "Condition", "Who", "Response")
+        for e in warroom.escalation_rows(self.plan):
+            esc.add_row(*plain(e.level, e.condition, e.who, e.response))
         timeline = self.query_one("#timeline", DataTable)
         # Minutes from the start of the prechecks, not T+ (the run's one clock starts at the window).
         timeline.add_columns("Phase", "Minutes", "From the start")

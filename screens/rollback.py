@@ -461,6 +461,7 @@ class RollbackScreen(RunbookScreen):
                     yield Static("", id="decision", classes="body", markup=False)
             with Vertical(id="ladder"):
                 yield Static("Rollback ladder (docs/rollback.md)", classes="section")
+                yield Static("", id="eta", classes="rung", markup=False)
                 for n in range(2):
                     yield Static("", id=f"rung{n}-title", classes="rung", markup=False)
                     for part in ("sql", "undo", "verify"):
@@ -588,6 +589,7 @@ class RollbackScreen(RunbookScreen):
     def _draw_ladder(self) -> None:
         v = self.view
         assert v is not None
+        self.query_one("#eta", Static).update(f"⏰ ETA (R1): {v.eta}" if v.eta else "")
         keys = {"ignore": "i", "drop": "x"}
         for n in range(2):
             rung = v.ladder[n] if n < len(v.ladder) else None

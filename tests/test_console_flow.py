@@ -176,7 +176,8 @@ async def test_gate_warning_needs_the_dba_and_block_cancels_the_run(lab, small_d
     lab.drop_index_if_present(small_db, "orders", index)
     plan = make_plan(lab, small_db, index, people=[
         {"name": "Lead", "roles": ["canary_lead", "sre"], "unix_user": "lead"},
-        {"name": "Nok", "roles": ["dba"], "unix_user": "nok"}])
+        {"name": "Nok", "roles": ["dba"], "unix_user": "nok"},
+        {"name": "Dao", "roles": ["developer"], "unix_user": "dao"}])  # required personnel (runbook 2.5.1)
     store = Store(f"sqlite:///{tmp_path / 'store.db'}")
     passed_self_test(store, plan.tenant)
     clock = FrozenClock(utcnow().replace(microsecond=0))
@@ -314,7 +315,9 @@ def test_a_role_you_do_not_hold_is_refused_at_start(lab, small_db, tmp_path):
 async def test_two_consoles_on_one_store_see_each_others_sign_offs_within_a_second(lab, small_db, tmp_path):
     plan = make_plan(lab, small_db, "idx_console_two", people=[
         {"name": "Lead", "roles": ["canary_lead"], "unix_user": "lead"},
-        {"name": "Nok", "roles": ["dba"], "unix_user": "nok"}])
+        {"name": "Nok", "roles": ["dba"], "unix_user": "nok"},
+        {"name": "Arun", "roles": ["sre"], "unix_user": "arun"},  # required personnel (runbook 2.5.1)
+        {"name": "Dao", "roles": ["developer"], "unix_user": "dao"}])
     store = Store(f"sqlite:///{tmp_path / 'store.db'}")
     lead, dba = make_app(plan, store), make_app(plan, store, user="nok")
     async with lead.run_test(size=(140, 40)) as p1:

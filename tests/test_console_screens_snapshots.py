@@ -27,6 +27,11 @@ PEOPLE = """
 name = "Arun"
 role = "sre"
 unix_user = "arun"
+[[people]]
+name = "Dao"
+role = "developer"
+unix_user = "dao"
+handle = "@dao"
 """
 
 

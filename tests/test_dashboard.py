@@ -59,7 +59,8 @@ PEOPLE = tuple(PersonFacts(p.name, tuple(p.roles), p.contact) for p in PLAN.peop
 
 # What the sandbox's sources give (MySQL, replica, kill-switch API), and Prometheus on top.
 CALM = {"latency_p50": 1.20, "latency_p99": 6.0, "lock_wait": 0.0, "replication_lag": 1.0, "connections": 22.0,
-        "threads_running": 4.0, "buffer_pool_hit": 99.6, "killswitch_response": 3.0, "digest_count": 240.0}
+        "threads_running": 4.0, "buffer_pool_hit": 99.6, "killswitch_response": 3.0, "killswitch_availability": 100.0,
+        "digest_count": 240.0}
 PROMETHEUS = {"error_rate": 0.02, "cpu": 35.0, "memory": 55.0, "disk_read": 12.0, "disk_write": 6.0,
               "network_latency": 2.0, "request_latency_p50": 40.0, "request_latency_p99": 180.0,
               "throughput": 1200.0}
@@ -74,6 +75,8 @@ def jitter(i: int, key: str) -> float:
     pseudo-random sequence, so every run of the tests sees the same numbers). Latencies step by
     the golden ratio of the cycle: no slow sawtooth, which the verdict would rightly read as
     correlated noise that five minutes of baseline cannot judge (docs/verdict.md)."""
+    if key == "killswitch_availability":
+        return 1.0  # a share of reads that answered: 100 % while every read answers
     step = 616 if key.startswith("latency") else 7919
     return 1 + 0.08 * (((i * step + len(key) * 104729) % 997) / 997 - 0.5)
 
@@ -159,7 +162,8 @@ def test_a_calm_window_is_green_with_baseline_now_and_delta():
     d.minutes(20)
     v = d.view()
     assert [t.key for t in v.tiles] == ["latency_p50", "latency_p99", "lock_wait", "replication_lag", "connections",
-                                        "threads_running", "buffer_pool_hit", "killswitch_response"]
+                                        "threads_running", "buffer_pool_hit", "killswitch_response",
+                                        "killswitch_availability"]
     assert {t.level for t in v.tiles} == {"ok"}
     p50 = tiles(v)["latency_p50"]
     assert p50.baseline == "1.20 ms" and p50.unit == "ms" and p50.delta.startswith(("+0.", "-0.", "+1.", "-1."))

@@ -18,6 +18,7 @@ from engine.adapters.store import ExecutionRun, RollbackRecord, Store
 from engine.adapters.target import Target
 from engine.domain.clock import FrozenClock
 from engine.domain.plan import Person, parse_plan
+from engine.domain.rollback_eta import rollback_eta
 from engine.flows.rollback_flow import (
     TRIGGERS,
     ApprovalState,
@@ -509,7 +510,10 @@ def awaiting_view() -> RollbackView:
     at = datetime(2026, 11, 22, 16, 2, 10, tzinfo=UTC)
     state = approval_state("replication_lag", ("dba", "nok@10.0.0.9"),
                            [("canary_lead", "somchai@10.0.0.5", "approve", "agreed on the bridge", at)])
+    # R1's ETA as engine.domain.rollback_eta words it (the scratch test measured both rungs; a 512 MB index)
+    eta = rollback_eta(512.0, 31.0, 9.0, ignore_available=True, lock_wait_timeout_s=5, attempts=5, backoff_s=0.5)
     return RollbackView(
+        eta=eta.text,
         run_id=RUN_ID, table="shop.orders", index="idx_orders_customer_created", columns="customer_id, created_at",
         run_status="failed", fail_reason="verification_failed", index_created_by_run=True,
         as_of=datetime(2026, 11, 22, 16, 3, tzinfo=UTC),

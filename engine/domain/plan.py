@@ -21,11 +21,17 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from engine.domain.identifiers import IdentifierError, check_identifier, check_slug
-from engine.domain.roles import (
-    ROLES,  # the plan's people hold these (one list: engine/domain/roles.py)
+from engine.domain.roles import (  # the plan's people hold these (one list: engine/domain/roles.py)
+    ROLES,
+    TITLES,
 )
 from engine.domain.thresholds import Profile, ProfileError, profile_from_overrides
 
+# Runbook 2.5.1: the required personnel. A plan that names nobody in one of these roles loads, but
+# the prechecks cannot be signed off until it does (engine.flows.runbook.sign_off names the role).
+REQUIRED_PERSONNEL = ("canary_lead", "dba", "sre", "developer")
+ROLE_WORDS = TITLES
+_PHONE = re.compile(r"\+?[0-9][0-9 ()./-]{2,39}")
 DEFAULT_OFF_PEAK = "22:00-06:00"
 DEFAULT_UTC_OFFSET = "+07:00"
 _SECRET_KEYS = {"password", "passwd", "pass", "secret", "token"}
@@ -126,7 +132,25 @@ class Person:
     name: str
     roles: tuple[str, ...]
     unix_user: str | None = None
-    contact: str = ""
+    contact: str = ""  # free text (older plans): a handle, an e-mail or a phone
+    phone: str = ""
+    handle: str = ""  # in the team's chat, e.g. "@somchai"
+    backup: str = ""  # who stands in (runbook 2.5.1's Backup column)
+
+    @property
+    def reach(self) -> str:
+        """How to reach them: handle, phone, then the free-text contact ("" when the plan says nothing)."""
+        return ", ".join(dict.fromkeys(x for x in (self.handle, self.phone, self.contact) if x))
+
+
+@dataclass(frozen=True)
+class WarRoom:
+    """Runbook 2.5.2 and step 0: where the team talks and looks (text or links, shown and announced)."""
+
+    dashboard: str = ""  # the monitoring dashboard (Grafana …); the console itself when empty
+    chat: str = ""  # the channel, e.g. "#canary-executor-v1" or its link
+    room: str = ""  # the war room: a call link or a place
+    pager: str = ""  # the alert escalation (PagerDuty service …)
 
 
 @dataclass(frozen=True)
@@ -170,6 +194,7 @@ class Plan:
     change: Change
     people: tuple[Person, ...] = ()
     replica: ConnectionProfile | None = None
+    war_room: WarRoom = field(default_factory=WarRoom)
     off_peak: OffPeakWindow = field(
         default_factory=lambda: _parse_window(DEFAULT_OFF_PEAK, DEFAULT_UTC_OFFSET, [])
     )
@@ -214,6 +239,11 @@ class Plan:
     def roles_of(self, unix_user: str) -> set[str]:
         return {r for p in self.people_for_user(unix_user) for r in p.roles}
 
+    def unstaffed(self) -> list[str]:
+        """The required roles (runbook 2.5.1) nobody in the plan holds."""
+        held = {r for p in self.people for r in p.roles}
+        return [r for r in REQUIRED_PERSONNEL if r not in held]
+
 
 # --- loading --------------------------------------------------------------------------------
 
@@ -242,7 +272,7 @@ def plan_from_dict(data: dict[str, Any], source: str = "<memory>") -> Plan:
     _reject_secrets(data, "", problems)
     data = _without_secrets(data)  # each secret is reported once, above, not again as an unknown key
     known = {
-        "tenant", "connection", "replica", "change", "people", "window", "integrations",
+        "tenant", "connection", "replica", "change", "people", "war_room", "window", "integrations",
         "store_url", "thresholds", "executor", "prometheus_queries", "rehearsal",
         "time_compression",
     }
@@ -255,6 +285,7 @@ def plan_from_dict(data: dict[str, Any], source: str = "<memory>") -> Plan:
     replica = _connection(data.get("replica"), "replica", problems, required=False)
     change = _change(data.get("change"), problems)
     people = _people(data.get("people", []), problems)
+    war_room = _war_room(data.get("war_room", {}), problems)
     window_tbl = _table(data.get("window", {}), "window", problems)
     for key in window_tbl:
         if key not in ("off_peak", "utc_offset"):
@@ -311,7 +342,7 @@ def plan_from_dict(data: dict[str, Any], source: str = "<memory>") -> Plan:
         raise PlanError(problems, source)
     assert tenant and connection and change  # guaranteed when there are no problems
     return Plan(
-        tenant=tenant, connection=connection, change=change, people=tuple(people), replica=replica,
+        tenant=tenant, connection=connection, change=change, people=tuple(people), replica=replica, war_room=war_room,
         off_peak=off_peak, prometheus_url=urls["prometheus_url"],
         kill_switch_api_url=urls["kill_switch_api_url"], kill_switch_api_token_env=token_env,
         webhook_url=urls["webhook_url"], webhook_urls=tuple(webhook_urls), store_url=store_url, thresholds=dict(thresholds),
@@ -682,9 +713,27 @@ def _sample_queries(value: Any, problems: list[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _war_room(value: Any, problems: list[str]) -> WarRoom:
+    """``[war_room]``: dashboard, chat, room, pager — each a link or a short text."""
+    tbl = _table(value, "war_room", problems)
+    out = {}
+    for key, v in tbl.items():
+        if key not in ("dashboard", "chat", "room", "pager"):
+            problems.append(f"unknown key 'war_room.{key}': allowed are chat, dashboard, pager, room")
+        elif not isinstance(v, str) or len(v) > 300 or _has_control(v):
+            problems.append(f"'war_room.{key}' must be text of at most 300 characters (a link, a channel or a place), "
+                            "e.g. chat = \"#canary-executor-v1\"")
+        else:
+            out[key] = v.strip()
+    return WarRoom(**out)
+
+
+_PERSON_KEYS = ("backup", "contact", "handle", "name", "phone", "role", "roles", "unix_user")
+
+
 def _people(value: Any, problems: list[str]) -> list[Person]:
     if not isinstance(value, list):
-        problems.append("'people' must be a list of tables ([[people]] with name, role, unix_user, contact)")
+        problems.append("'people' must be a list of tables ([[people]] with name, role, unix_user, phone, handle)")
         return []
     people = []
     for i, row in enumerate(value):
@@ -693,8 +742,8 @@ def _people(value: Any, problems: list[str]) -> list[Person]:
             problems.append(f"'{where}' must be a table with name, role, unix_user, contact")
             continue
         for key in row:
-            if key not in ("name", "role", "roles", "unix_user", "contact"):
-                problems.append(f"unknown key '{where}.{key}': allowed are contact, name, role, roles, unix_user")
+            if key not in _PERSON_KEYS:
+                problems.append(f"unknown key '{where}.{key}': allowed are {', '.join(_PERSON_KEYS)}")
         name = row.get("name")
         if not isinstance(name, str) or not name.strip():
             problems.append(f"'{where}.name' is missing")
@@ -720,7 +769,18 @@ def _people(value: Any, problems: list[str]) -> list[Person]:
         if not isinstance(contact, str) or len(contact) > 200 or _has_control(contact):
             problems.append(f"'{where}.contact' must be text of at most 200 characters (a handle, e-mail or phone)")
             continue
-        people.append(Person(name=name.strip(), roles=tuple(roles), unix_user=unix_user, contact=contact))
+        phone, handle, backup = row.get("phone", ""), row.get("handle", ""), row.get("backup", "")
+        if not isinstance(phone, str) or (phone and not _PHONE.fullmatch(phone.strip())):
+            problems.append(f"'{where}.phone' must be a phone number such as \"+66 81 234 5678\"")
+            continue
+        if not isinstance(handle, str) or len(handle) > 100 or _has_control(handle) or " " in handle.strip():
+            problems.append(f"'{where}.handle' must be a chat handle without spaces, such as \"@somchai\"")
+            continue
+        if not isinstance(backup, str) or len(backup) > 200 or _has_control(backup):
+            problems.append(f"'{where}.backup' must be a name of at most 200 characters")
+            continue
+        people.append(Person(name=name.strip(), roles=tuple(roles), unix_user=unix_user, contact=contact,
+                             phone=phone.strip(), handle=handle.strip(), backup=backup.strip()))
     return people
 
 

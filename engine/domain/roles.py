@@ -50,6 +50,7 @@ OPEN_ACTIONS = frozenset({"kill_switch_activate", "kill_switch_global"})
 AUTO_PAUSE = "auto_pause"  # the approval kind that lifts an AUTO-PAUSE ("auto_pause_approval" above)
 
 _WORDS = {"canary_lead": "canary lead", "dba": "DBA", "sre": "SRE", "developer": "developer"}
+TITLES = {"canary_lead": "Canary Lead", "dba": "DBA", "sre": "SRE", "developer": "Developer"}  # as a heading reads
 
 
 def needed(action: str) -> frozenset[str]:

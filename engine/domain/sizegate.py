@@ -8,6 +8,10 @@ rows are counted exactly before deciding.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from engine.domain.thresholds import Profile
 
 WARN_ABOVE = 5_000_000
 BLOCK_ABOVE = 10_000_000
@@ -44,6 +48,14 @@ def gate(rows: int, exact: bool = False) -> GateDecision:
     if needs:
         rule += f"; within {NEAR:.0%} of a boundary: count exactly before deciding"
     return GateDecision(band, rows, exact, needs, rule)
+
+
+def profile_for(profile: Profile, band: str | None, rows: int | None) -> Profile:
+    """The threshold profile a run is watched with: ``profile`` (the plan's), tightened for a
+    WARNING-band table (docs/thresholds.md#a-warning-band-table)."""
+    from engine.domain.thresholds import tightened
+
+    return tightened(profile, rows or 0) if band == "WARNING" else profile
 
 
 def sampling_interval(band: str, speed: float = 1.0) -> float:

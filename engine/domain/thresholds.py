@@ -35,6 +35,9 @@ class MetricRule:
     # Runbook 5.3: reaching critical is a failure condition that stops the run now.
     stop_at_critical: bool = False
     latency: bool = False  # compared by a Hodges–Lehmann shift ratio with a confidence interval
+    # The value with nothing wrong: a tightened profile measures its lines' distance from here
+    # (0 for a change or a load; 100 % for a hit rate or an availability).
+    best: float = 0.0
 
     def worse_or_equal(self, measure: float, limit: float) -> bool:
         return measure <= limit if self.lower_is_worse else measure >= limit
@@ -61,7 +64,8 @@ DEFAULT_RULES: tuple[MetricRule, ...] = (
                severity="major", source="prometheus", stop_at_critical=True),
     MetricRule("connections", "Active connections / max_connections", "%", "absolute", 80, 90),
     MetricRule("threads_running", "Threads running", "", "absolute", 50, 100),
-    MetricRule("buffer_pool_hit", "InnoDB buffer pool hit rate", "%", "absolute", 95, 90, lower_is_worse=True),
+    MetricRule("buffer_pool_hit", "InnoDB buffer pool hit rate", "%", "absolute", 95, 90, lower_is_worse=True,
+               best=100),
     MetricRule("cpu", "CPU", "%", "absolute", 70, 85, source="prometheus"),
     MetricRule("memory", "Memory", "%", "absolute", 80, 90, source="prometheus"),
     MetricRule("disk_read", "Disk read", "MB/s", "absolute", 100, 200, source="prometheus"),
@@ -79,6 +83,11 @@ DEFAULT_RULES: tuple[MetricRule, ...] = (
     # first statement on the table that timed out in an interval, never an alert; timeouts that go
     # on through the 2× extended observation escalate like any warning zone (not isolated).
     MetricRule("query_timeouts", "Query timeouts on the table", "", "absolute", 1, math.inf),
+    # Runbook 4.4: the share of the switch's reads that answered since the run's sampling began;
+    # below 99 % the window stops (abort and investigate). A read that fails is also fail-closed:
+    # the switch counts as active, which stops the run on its own (docs/kill-switch.md).
+    MetricRule("killswitch_availability", "Kill-switch API availability", "%", "absolute", 99.9, 99,
+               lower_is_worse=True, severity="major", source="killswitch", stop_at_critical=True, best=100),
 )
 
 
@@ -107,6 +116,8 @@ class Profile:
     confirmation_minutes: float = 2.0
     baseline_minutes: float = 30.0  # the baseline a file replay assumes; shorter ones are flagged on screen
     name: str = "default"
+    # Set on a tightened profile (a WARNING-band table, runbook 2.3): the rows the size gate counted.
+    tightened_rows: int | None = None
 
     def rule(self, key: str) -> MetricRule:
         for r in self.rules:
@@ -182,6 +193,35 @@ def profile_from_overrides(overrides: dict[str, Any], base: Profile | None = Non
     if problems:
         raise ProfileError(problems)
     return replace(base, rules=tuple(rules[r.key] for r in base.rules), name=name, **settings)
+
+
+# --- the tightened profile (a WARNING-band table) ----------------------------------------------
+
+# Runbook 2.3: a table of 5M–10M rows gets extra monitoring. Its warning (and note) lines sit at
+# three quarters of their distance from the metric's ``best`` value; the critical lines (the
+# runbook's failure conditions and alerts) and the PASS-at-end limits stay as written.
+TIGHTEN_FACTOR = 0.75
+
+
+def tightened(profile: Profile, rows: int, factor: float = TIGHTEN_FACTOR) -> Profile:
+    """``profile`` with every warning and note line moved to ``factor`` of its distance from the
+    metric's best value: latency p50 warning +10 % → +7.5 %, lock wait 1 s → 0.75 s, buffer pool
+    hit ≤ 95 % → ≤ 96.25 %. Pure; the same for the console, the CLI and a replay."""
+
+    def closer(limit: float, best: float) -> float:
+        return round(best + (limit - best) * factor, 6)
+
+    rules = tuple(replace(r, warning=closer(r.warning, r.best),
+                          note=None if r.note is None else closer(r.note, r.best)) for r in profile.rules)
+    return replace(profile, rules=rules, name=f"{profile.name}, tightened ×{factor:g}", tightened_rows=rows)
+
+
+def tightened_note(profile: Profile) -> str:
+    """What the dashboard says about a tightened profile ("" for any other)."""
+    if profile.tightened_rows is None:
+        return ""
+    return (f"tightened: the table has {profile.tightened_rows:,} rows (size gate WARNING) — warning lines at "
+            f"{TIGHTEN_FACTOR:.0%} of their usual distance, critical lines as written")
 
 
 # --- the band of one value ------------------------------------------------------------------

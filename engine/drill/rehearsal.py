@@ -86,11 +86,17 @@ def plan_data(sandbox: MariaDBSandbox, store_url: str, user: str, speed: float =
                    # `--control`: another tenant's orders, same statements, not altered — the
                    # latency verdict's control (docs/verdict.md#the-control)
                    **({"control_schemas": [CONTROL_DB]} if control else {})},
-        "people": [{"name": "You", "roles": ["canary_lead", "dba", "sre", "developer"], "unix_user": user},
+        # Every required role of runbook 2.5.1 staffed, each with a way to reach them (a drill's
+        # made-up numbers), so the war room, the sign-off and the announcements show what a real
+        # plan gives them.
+        "people": [{"name": "You", "roles": ["canary_lead", "dba", "sre", "developer"], "unix_user": user,
+                    "handle": f"@{user}", "phone": "+66 2 000 0001", "backup": "Teammate"},
                    # A second person for what one person may not do alone (approve their own
                    # rollback): `canary-console run canary.toml --as teammate` in another terminal.
                    {"name": "Teammate", "roles": ["canary_lead", "dba", "sre", "developer"],
-                    "unix_user": "teammate"}],
+                    "unix_user": "teammate", "handle": "@teammate", "phone": "+66 2 000 0002", "backup": "You"}],
+        "war_room": {"dashboard": "this console (5 Monitoring)", "chat": "#canary-rehearsal",
+                     "room": "the terminal next to you (a drill)"},
         "rehearsal": True,
         # The drill's clock: every console on this plan, and a restarted one, reads the same time.
         **({"time_compression": {"speed": speed, "origin": (origin or utcnow()).isoformat()}} if speed > 1 else {}),

@@ -288,15 +288,18 @@ def statements(plan: Plan, run_id: str, facts: dict[str, Any], backend: Any = No
     add("Monitoring", "each tick (the status counters every 5 s)", render(tick, collectors.tick_params(schema, table)),
         False, ran="tick" in facts, result=facts.get("tick", ""), note="run once now without the counters")
     if flavour == "mariadb":
-        add("Monitoring", "latency percentiles (every 5-30 s)",
-            render(collectors.HISTORY_LONG.format(placeholders="%s"),
-                   (schema, Placeholder("<end of the last read>"), DIGESTS, collectors.OWN_STATEMENTS)), False)
+        schemas = (schema, *plan.change.control_schemas)  # the control's read rides along (docs/verdict.md)
+        add("Monitoring", "latency percentiles (every 5-30 s)" + (", the control's too" if len(schemas) > 1 else ""),
+            render(collectors.HISTORY_LONG.format(schemas=", ".join(["%s"] * len(schemas)), placeholders="%s"),
+                   (*schemas, Placeholder("<end of the last read>"), DIGESTS, collectors.OWN_STATEMENTS)), False)
         add("Monitoring", "the history_long consumer", prechecks.one_line(collectors.HISTORY_LONG_CONSUMER), False)
         add("Monitoring", "turn the consumer on (if off)", prechecks.one_line(collectors.ENABLE_HISTORY_LONG), True)
         lock_waits = render(collectors.LOCK_WAITS_MARIADB, (schema, table, sql.qualified(schema, table)))
     else:
-        add("Monitoring", "latency percentiles", render(collectors.HISTOGRAM_BY_DIGEST.format(placeholders="%s"),
-                                                        (schema, DIGESTS)), False)
+        schemas = (schema, *plan.change.control_schemas)
+        add("Monitoring", "latency percentiles", render(
+            collectors.HISTOGRAM_BY_DIGEST.format(schemas=", ".join(["%s"] * len(schemas)), placeholders="%s"),
+            (schema, *schemas, DIGESTS, schema)), False)
         lock_waits = render(collectors.LOCK_WAITS_MYSQL, (schema, table, schema, table))
     add("Monitoring", "lock waits (when a session waits or runs ≥ 1 s)", lock_waits, False)
     add("Monitoring", "max connections (every 60 s)", prechecks.one_line(collectors.MAX_CONNECTIONS), False)

@@ -423,7 +423,8 @@ class Executor:
         if not exists:
             self._fail(run, "execution_error", "the ALTER returned but the index is not there")
         run = self.store.update_run(self.tenant, run.id, alter_finished_at=now, index_created_by_run=True)
-        self._audit(run, "index_added", {"sql": run.alter_sql, "thread_id": run.alter_thread_id})
+        self._audit(run, "index_added", {"sql": run.alter_sql, "thread_id": run.alter_thread_id,
+                                         **self._index_size(run)})
         self._event("index_added")
         if killed is not None:
             # Our KILL met the ALTER in its commit phase: it finished anyway. Said, next to the
@@ -432,6 +433,20 @@ class Executor:
                                                             "index_present": True})
             self._cancel_after_alter(run, killed)
         return run
+
+    def _index_size(self, run: ExecutionRun) -> dict[str, float]:
+        """The new index's size: the table's index bytes now less those the target check recorded
+        before the ALTER (an estimate from the table's statistics; the rollback's ETA uses it)."""
+        before = self.store.audit_entries(self.tenant, run.id, "target_checked", limit=1, latest=True)
+        was = (before[-1].details or {}).get("index_mb") if before else None
+        try:
+            with self.target.session("precheck") as s:
+                info = s.table_info(run.schema_name, run.table_name)
+        except TargetError:
+            return {}
+        if info is None or not isinstance(was, (int, float)):
+            return {}
+        return {"index_mb": round(max(info.index_mb - was, 0.0), 2), "table_index_mb": info.index_mb}
 
     def _switch_within(self, run: ExecutionRun, seconds: float) -> KillSwitchReading | None:
         """The kill switch, if it reads active within ``seconds`` (real seconds: a locked store

@@ -18,6 +18,10 @@ from engine.adapters import collector_needs, sql
 from engine.domain.findings import Finding
 from engine.domain.plan import Plan
 
+# the audit entry that carries the gate's band and rows, and the profile it picks (the CLI and the App
+# import them from here)
+from engine.views.profile import GATE_DECIDED, run_gate, run_profile  # noqa: F401
+
 if TYPE_CHECKING:  # pymysql (via engine.adapters.target) loads when a check runs, not when a screen draws
     from engine.adapters.killswitch import KillSwitchBackend
     from engine.adapters.store import PrecheckResult, Store
@@ -51,9 +55,14 @@ CHECKS: tuple[Check, ...] = (
     Check("db.lock_none", SECTIONS[1], "ADD INDEX … LOCK=NONE supported", "InnoDB, plain columns"),
     Check("ks.global_off", SECTIONS[2], "Global kill switch OFF", "is_active = false"),
     Check("ks.connection_off", SECTIONS[2], "Connection kill switch OFF", "is_active = false"),
+    # Runbook 2.3.1 rows 3–4 (the global switch), and the same on this plan's connection (the
+    # kill-switch test, `k`: it leaves every switch as it found it).
+    Check("ks.global_activate", SECTIONS[2], "Can activate global", "active when read back"),
+    Check("ks.global_deactivate", SECTIONS[2], "Can deactivate global", "off when read back"),
     Check("ks.activate", SECTIONS[2], "Can activate (connection scope)", "active when read back"),
     Check("ks.deactivate", SECTIONS[2], "Can deactivate (connection scope)", "off when read back"),
-    Check("ks.response_time", SECTIONS[2], "Kill-switch response time", "< 500 ms"),
+    Check("ks.response_time", SECTIONS[2], "Kill-switch response time", "< 500 ms (slowest of the reads)"),
+    Check("ks.availability", SECTIONS[2], "Kill-switch API availability", "≥ 99.9 % of reads answered"),
     Check("rb.prepared", SECTIONS[3], "Rollback statement prepared, DBA confirmed", "the DBA confirms"),
     Check("rb.scratch", SECTIONS[3], "Create/verify/drop/verify on a scratch table", "optional", blocking=False),
     Check("team.present", SECTIONS[4], "Required people present", "canary lead, DBA, SRE joined"),
@@ -67,8 +76,9 @@ CHECKS: tuple[Check, ...] = (
 )
 BY_ID = {c.id: c for c in CHECKS}
 AUTO = tuple(c.id for c in CHECKS if c.id.split(".")[0] in ("env", "db", "mon") or c.id in
-             ("ks.global_off", "ks.connection_off", "ks.response_time"))
-KILL_TEST = ("ks.activate", "ks.deactivate")
+             ("ks.global_off", "ks.connection_off", "ks.response_time", "ks.availability"))
+KILL_TEST = ("ks.global_activate", "ks.global_deactivate", "ks.activate", "ks.deactivate")
+PROBE_READS = 10  # the reads the precheck times: the slowest decides the response time (runbook 2.3.1 #5)
 REQUIRED_PRESENT = ("canary_lead", "dba", "sre")
 EXPECTED_DURATION = timedelta(hours=2)  # runbook 2.5.3
 
@@ -126,8 +136,11 @@ def auto_checks(plan: Plan, store: Store, backend: KillSwitchBackend, target: Ta
         return "pass", f"{store.engine.dialect.name} store answers"
     yield _timed("env.store", None, store_ok)
 
-    reading = backend.read(plan.tenant, plan.connection.id)
-    level = {"ok": "pass", "warning": "warn", "critical": "fail"}[reading.latency_level]
+    readings = probe(backend, plan.tenant, plan.connection.id)
+    reading = readings[0]
+    answered = [r for r in readings if not r.fail_closed]
+    slowest = max(readings, key=lambda r: r.response_ms)
+    level = {"ok": "pass", "warning": "warn", "critical": "fail"}[slowest.latency_level]
     if reading.fail_closed:
         yield Finding("env.kill_switch_api", "fail", f"{reading.source}: {reading.error}", None, reading.response_ms)
     else:
@@ -140,8 +153,11 @@ def auto_checks(plan: Plan, store: Store, backend: KillSwitchBackend, target: Ta
     conn_active = bool(scopes.get("connection") and scopes["connection"].active)
     yield Finding("ks.connection_off", "fail" if reading.fail_closed or conn_active else "pass",
                   f"connection {plan.connection.id}: {'ACTIVE' if conn_active else 'off'}")
-    yield Finding("ks.response_time", level, f"{reading.response_ms:.0f} ms ({reading.latency_level})",
-                  None, round(reading.response_ms, 1))
+    times = sorted(r.response_ms for r in readings)
+    yield Finding("ks.response_time", level, f"slowest of {len(readings)} reads {slowest.response_ms:.0f} ms "
+                  f"({slowest.latency_level}), median {times[len(times) // 2]:.0f} ms", None,
+                  round(slowest.response_ms, 1))
+    yield availability_finding(len(answered), len(readings), next((r.error for r in readings if r.fail_closed), None))
 
     try:
         session = target.session("precheck")
@@ -265,25 +281,103 @@ def _http_check(check_id: str, url: str | None, path: str | None, timeout: float
     return _timed(check_id, None, probe)
 
 
-def kill_switch_test(plan: Plan, backend: KillSwitchBackend, actor: str) -> list[Finding]:
-    """Runbook 2.3.1 rows 3–4, on this plan's connection scope (so no other run is touched): activate,
-    read it back, deactivate, read it back, each timed. Only before the ALTER (the caller checks)."""
+def probe(backend: KillSwitchBackend, tenant: str, connection_id: str, n: int = PROBE_READS) -> list[Any]:
+    """``n`` reads of the switch, back to back: the response time and the availability of runbook
+    2.3.1 #5 and 4.4 from more than one answer. Blocking I/O."""
+    return [backend.read(tenant, connection_id) for _ in range(n)]
+
+
+def availability_finding(answered: int, reads: int, error: str | None = None) -> Finding:
+    """Runbook 4.4: availability < 99.9 % is a warning, < 99 % critical (abort before execution).
+    The same lines as the dashboard's ``killswitch_availability`` (engine/domain/thresholds.py)."""
+    from engine.domain.thresholds import DEFAULT_RULES, evaluate_band
+
+    rule = next(r for r in DEFAULT_RULES if r.key == "killswitch_availability")
+    pct = 100.0 * answered / reads if reads else 0.0
+    band = evaluate_band(rule, pct)
+    status = {"critical": "fail", "warning": "warn"}.get(band.level, "pass")
+    detail = f"{answered}/{reads} reads answered ({pct:.1f} %)"
+    if error:
+        detail += f"; a failed read: {error}"
+    return Finding("ks.availability", status, detail)
+
+
+def kill_switch_test(plan: Plan, backend: KillSwitchBackend, actor: str, store: Store | None = None,
+                     run_id: str | None = None) -> list[Finding]:
+    """Runbook 2.3.1 rows 3–4: activate the **global** switch, read it back, deactivate it, read it
+    back; then the same on this plan's connection scope — each timed (< 500 ms). Only before the
+    ALTER (the caller checks the run is scheduled). Blocking I/O.
+
+    It leaves every switch as it found it: a scope already active is not touched (its row says
+    so), and whatever happens half-way, each scope the test turned on is turned off again. The
+    global scope stops every run the switch reaches: with ``store``, it is tested only while this
+    run holds the store's one canary lock (no other run can be stopped by it). With ``store`` the
+    test is audited (``kill_switch_test``: each row, the states before and after)."""
     tenant, conn = plan.tenant, plan.connection.id
-    out = []
-    started = time.perf_counter()
-    backend.set(tenant, "connection", True, actor, "precheck: can activate (runbook 2.3.1)", conn)
-    on = backend.read(tenant, conn)
-    ms = (time.perf_counter() - started) * 1000
-    out.append(Finding("ks.activate", "pass" if on.active and not on.fail_closed else "fail",
-                       f"set + read back in {ms:.0f} ms: {on.describe()}", None, round(ms, 1)))
-    started = time.perf_counter()
-    backend.set(tenant, "connection", False, actor, "precheck: can deactivate (runbook 2.3.1)", conn)
-    off = backend.read(tenant, conn)
-    ms = (time.perf_counter() - started) * 1000
-    conn_on = bool(off.scopes.get("connection") and off.scopes["connection"].active)
-    out.append(Finding("ks.deactivate", "fail" if conn_on or off.fail_closed else "pass",
-                       f"set + read back in {ms:.0f} ms: connection {'ACTIVE' if conn_on else 'off'}", None,
-                       round(ms, 1)))
+    before = backend.read(tenant, conn)
+    was = {s: bool(before.scopes.get(s) and before.scopes[s].active) for s in ("global", "connection")}
+    out: list[Finding] = []
+    turned_on: list[str] = []
+
+    def timed_set(scope: str, active: bool, check_id: str, word: str) -> None:
+        started = time.perf_counter()
+        try:
+            if active:
+                turned_on.append(scope)
+            backend.set(tenant, scope, active, actor, f"precheck: can {word} {scope} (runbook 2.3.1)", conn)
+            if not active:
+                turned_on.remove(scope)
+        except Exception as exc:  # noqa: BLE001 - a refusal or an outage is the finding
+            ms = (time.perf_counter() - started) * 1000
+            out.append(Finding(check_id, "fail", f"could not {word} {scope}: {str(exc).splitlines()[0][:200]}",
+                               None, round(ms, 1)))
+            return
+        reading = backend.read(tenant, conn)
+        ms = (time.perf_counter() - started) * 1000
+        now_on = bool(reading.scopes.get(scope) and reading.scopes[scope].active)
+        ok = not reading.fail_closed and now_on == active
+        slow = ms >= 500
+        status = "fail" if not ok else ("warn" if slow else "pass")
+        shown = reading.describe() if active else f"{scope} {'ACTIVE' if now_on else 'off'}"
+        out.append(Finding(check_id, status, f"set + read back in {ms:.0f} ms"
+                           + (" (≥ 500 ms)" if slow else "") + f": {shown}", None, round(ms, 1)))
+
+    for scope, on_id, off_id in (("global", "ks.global_activate", "ks.global_deactivate"),
+                                 ("connection", "ks.activate", "ks.deactivate")):
+        why_not = None
+        if before.fail_closed:
+            why_not = f"the switch cannot be read ({before.error}): nothing tested"
+        elif was[scope]:
+            st = before.scopes[scope]
+            why_not = (f"{scope} is already ACTIVE (by {st.set_by or '?'}{': ' + st.reason if st.reason else ''}): "
+                       "the test never turns off a switch it did not turn on — deactivate it (F8) first")
+        elif scope == "global" and store is not None:
+            holder = store.lock_holder()
+            if holder is not None and holder.execution_run_id != run_id:
+                why_not = (f"another run ({holder.execution_run_id[:8]} of tenant {holder.holder_tenant_id}) holds "
+                           "the store's canary lock: the global switch would stop it")
+        if why_not is not None:
+            out += [Finding(on_id, "fail", why_not), Finding(off_id, "fail", why_not)]
+            continue
+        try:
+            timed_set(scope, True, on_id, "activate")
+        finally:
+            if scope in turned_on:  # on, or perhaps on: put it back off, whatever happened
+                timed_set(scope, False, off_id, "deactivate")
+            elif not any(f.check_id == off_id for f in out):
+                out.append(Finding(off_id, "fail", f"not tried: {scope} could not be activated"))
+    after = backend.read(tenant, conn)
+    left = {s: bool(after.scopes.get(s) and after.scopes[s].active) for s in ("global", "connection")}
+    if store is not None:
+        store.audit(tenant, actor, "kill_switch_test", run_id, {
+            "before": was, "after": left, "source": before.source,
+            "rows": {f.check_id: {"status": f.status, "ms": f.duration_ms, "detail": f.detail} for f in out}})
+    changed = [s for s in left if left[s] != was[s]]
+    if changed and not after.fail_closed:
+        out.append(Finding("ks.global_deactivate" if "global" in changed else "ks.deactivate", "fail",
+                           "the switches are not as the test found them: " + ", ".join(
+                               f"{s} {'ACTIVE' if left[s] else 'off'} (was {'ACTIVE' if was[s] else 'off'})"
+                               for s in changed) + " — check them (F8 / F9) now"))
     return out
 
 
@@ -292,28 +386,47 @@ def scratch_table(run_id: str) -> str:
     return f"_canary_scratch_{run_id.replace('-', '')[:8]}"
 
 
-def scratch_rollback_test(plan: Plan, target: Target, run_id: str) -> Finding:
+def scratch_rollback_test(plan: Plan, target: Target, run_id: str, store: Store | None = None,
+                          actor: str = "") -> Finding:
     """Runbook 2.4.1 on an empty copy of the table (``CREATE TABLE … LIKE``): add the index with
-    LOCK=NONE, see it, drop it, see it gone, drop the copy. Proves the statements on this server."""
+    LOCK=NONE, see it, set it IGNORED / INVISIBLE and back (where the server has it), drop it, see it
+    gone, drop the copy. Proves the statements on this server and times the rollback's two rungs:
+    with ``store`` the timings are audited (``rollback_timings``), for the rollback's ETA
+    (engine/domain/rollback_eta.py)."""
     scratch = scratch_table(run_id)
     schema, index = plan.schema, plan.change.index
     cols = [(c.name, c.prefix) for c in plan.change.columns]
+    timings: dict[str, float] = {}
+
+    def timed(key: str, statement: str, s: Any) -> None:
+        started = time.perf_counter()
+        s.execute(statement)
+        timings[key] = round((time.perf_counter() - started) * 1000, 1)
 
     def run() -> tuple[str, str]:
         with target.session("precheck") as s:
+            server = s.server_info()
             s.execute(sql.create_table_like(schema, scratch, plan.change.table))
             try:
-                s.execute(sql.add_index(schema, scratch, index, cols, run_id))
+                timed("add_ms", sql.add_index(schema, scratch, index, cols, run_id), s)
                 added = s.index_exists(schema, scratch, index)
-                s.execute(sql.drop_index(schema, scratch, index))
+                if server.supports_ignored_index:
+                    timed("ignore_ms", sql.ignore_index(schema, scratch, index, server.flavour), s)
+                    s.execute(sql.ignore_index(schema, scratch, index, server.flavour, undo=True))
+                timed("drop_ms", sql.drop_index(schema, scratch, index), s)
                 gone = not s.index_exists(schema, scratch, index)
             finally:
                 s.execute(sql.drop_table(schema, scratch))
+        took = ", ".join(f"{k[:-3].upper()} {v:.0f} ms" for k, v in timings.items())
         if added and gone:
-            return "pass", f"on {schema}.{scratch}: ADD INDEX … LOCK=NONE ok, 1 row, DROP ok, 0 rows; copy dropped"
+            return "pass", (f"on {schema}.{scratch}: ADD INDEX … LOCK=NONE ok, 1 row, DROP ok, 0 rows; copy dropped "
+                            f"({took})")
         return "fail", f"on {schema}.{scratch}: added={added} gone={gone}"
-    return _timed("rb.scratch", "CREATE TABLE … LIKE; ALTER … ADD INDEX; SHOW INDEX; ALTER … DROP INDEX; "
-                  "SHOW INDEX; DROP TABLE", run)
+    finding = _timed("rb.scratch", "CREATE TABLE … LIKE; ALTER … ADD INDEX; SHOW INDEX; ALTER INDEX … IGNORED "
+                     "(and back); ALTER … DROP INDEX; SHOW INDEX; DROP TABLE", run)
+    if store is not None and finding.status == "pass":
+        store.audit(plan.tenant, actor, "rollback_timings", run_id, {"scratch": scratch, **timings})
+    return finding
 
 
 def record(store: Store, plan: Plan, run_id: str, finding: Finding, actor: str, source: str = "console") -> PrecheckResult:
@@ -326,21 +439,39 @@ def record(store: Store, plan: Plan, run_id: str, finding: Finding, actor: str, 
     ))
 
 
+
+
+def record_gate(store: Store, plan: Plan, run_id: str, decision: Any, actor: str, source: str = "console") -> None:
+    """The size gate's decision on the run (``engine.domain.sizegate.GateDecision``): its precheck row and
+    an audit entry with the band and the rows, which pick the run's sampling interval and threshold
+    profile for every console, the CLI and a replay (``run_profile``)."""
+    status = {"PASS": "pass", "WARNING": "warn", "BLOCK": "fail"}[decision.band]
+    record(store, plan, run_id, Finding("gate.size", status, decision.rule, one_line(sql.TABLE_INFO)), actor, source)
+    store.audit(plan.tenant, actor, GATE_DECIDED, run_id,
+                {"band": decision.band, "rows": decision.rows, "exact": decision.exact, "rule": decision.rule})
+
+
 def headless_gate(plan: Plan, store: Store, backend: KillSwitchBackend, target: Target, run_id: str, actor: str,
                   say: Callable[[str], None]) -> list[str]:
     """The prechecks a headless drill walks before it executes (no person at a console): the checks
-    the console runs, recorded and printed, and what blocks the run — a failed monitoring-source
-    check, a failed P0 case, a failed P1 case not acknowledged by the canary lead and the DBA.
+    the console runs and the kill-switch test, recorded and printed, and what blocks the run — a
+    failed monitoring-source or kill-switch check, a failed P0 case, a failed P1 case not acknowledged by the canary lead and the DBA.
     Blocking I/O."""
     from engine.domain.cases import PRIORITY
     from engine.flows import selftest_gate
 
     blockers = []
-    for finding in auto_checks(plan, store, backend, target):
+    # The checks the console runs, and the kill-switch test of runbook 2.3.1 (global and connection).
+    # A drill also walks the scratch-table rollback test (runbook 2.4.1): it proves the rungs on the
+    # sandbox and times them for the rollback's ETA (docs/rollback.md#the-eta).
+    extra = [scratch_rollback_test(plan, target, run_id, store, actor)] if plan.rehearsal else []
+    for finding in [*auto_checks(plan, store, backend, target), *kill_switch_test(plan, backend, actor, store, run_id),
+                    *extra]:
         record(store, plan, run_id, finding, actor, source="headless")
         if finding.status != "pass":
             say(f"  precheck {finding.check_id} {finding.status}: {finding.detail}")
-        if finding.check_id.startswith("mon.") and BY_ID[finding.check_id].blocking and finding.status == "fail":
+        if finding.check_id.split(".")[0] in ("mon", "ks") and BY_ID[finding.check_id].blocking \
+                and finding.status == "fail":
             blockers.append(f"{BY_ID[finding.check_id].label}: {finding.detail}")
     tests = store.latest_prechecks(plan.tenant, "TC-")
     blockers += [f"{c} (P0) failed: {tests[c].detail}" for c, p in sorted(PRIORITY.items())

@@ -32,6 +32,7 @@ from engine.domain.clock import Clock, SystemClock, wall
 from engine.domain.jsonable import jsonable
 from engine.domain.plan import ROLES, Plan
 from engine.domain.roles import may, needed, role_words
+from engine.domain.rollback_eta import eta_for_run
 from engine.domain.text import clean_text
 from engine.flows.rollback import RETRYABLE, IndexRollback
 
@@ -1175,6 +1176,7 @@ class RollbackView:
     next_steps: tuple[NextStep, ...] = ()
     next_line: str = ""  # "Next: …" or "Final: …"
     kept: dict[str, Any] | None = None  # the canary lead's keep: by, role, at, reason
+    eta: str = ""  # R1's ETA, computed from the index's size and the measured timings (engine/domain/rollback_eta.py)
 
     @property
     def final(self) -> bool:
@@ -1383,7 +1385,8 @@ def rollback_view(store: Store, plan: Plan, run_id: str) -> RollbackView:
         records=tuple(_record_row(r) for r in records), steps=steps, escalation=escalation,
         observation_until=until, ignored=rung1 is not None,
         drop_sql=next((r.sql for r in ladder if r.rung == "drop"), ""),
-        phase=phase, next_steps=steps_forward, next_line=next_line(phase, steps_forward), kept=kept)
+        phase=phase, next_steps=steps_forward, next_line=next_line(phase, steps_forward), kept=kept,
+        eta=eta_for_run(store, plan, run.id).text)
 
 
 def rollback_candidate(store: Store, plan: Plan) -> ExecutionRun | None:

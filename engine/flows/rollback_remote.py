@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import time, timedelta
 from typing import Any
 
 from engine.adapters.store import ExecutionRun, Store
-from engine.domain.plan import Person
+from engine.domain.plan import OffPeakWindow, Person
 from engine.domain.thresholds import Profile
 from engine.flows import rollback_flow as flow
 
@@ -28,6 +29,8 @@ class Roster:
 
     tenant: str
     people: tuple[Person, ...]
+    # Without a plan there is no time zone to show: times read in UTC, and say so.
+    off_peak: OffPeakWindow = OffPeakWindow(time(22), time(6), timedelta(0))
 
     def profile(self) -> Profile:
         return Profile()

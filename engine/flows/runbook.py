@@ -7,7 +7,7 @@ one second (docs/kill-switch.md, docs/roles.md).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from engine.domain.cases import PRIORITY
 from engine.domain.roles import ROLES, needed
 from engine.flows import selftest_gate
-from engine.flows.prechecks import BY_ID, REQUIRED_PRESENT
+from engine.flows.prechecks import BY_ID, KILL_TEST, REQUIRED_PRESENT
 
 if TYPE_CHECKING:  # the store's models: not imported to draw the first screen (SQLAlchemy is slow to load)
     from engine.adapters.store import Approval, ExecutionRun, PrecheckResult, Store
@@ -51,6 +51,7 @@ class RunView:
     verdicts: Sequence[str] = ()
     rollback_statuses: Sequence[str] = ()
     window_started_at: datetime | None = None  # when the monitoring window began (its T+15)
+    unstaffed: tuple[str, ...] = ()  # required roles (runbook 2.5.1) nobody in the plan holds
 
     def signature(self) -> tuple[Any, ...]:
         """Changes when anything shown changes (consoles redraw only then)."""
@@ -74,11 +75,12 @@ class RunView:
         return self.prechecks.get("gate.size")
 
 
-def load_view(store: Store, tenant: str, run_id: str | None, known: RunView | None = None) -> RunView:
+def load_view(store: Store, tenant: str, run_id: str | None, known: RunView | None = None,
+              unstaffed: Sequence[str] = ()) -> RunView:
     """``known``: the view this console read last; its window start, once known, is not read again."""
     self_test = store.latest_prechecks(tenant, "TC-")
     if run_id is None:
-        return RunView(self_test=self_test)
+        return RunView(self_test=self_test, unstaffed=tuple(unstaffed))
     run = store.get_run(tenant, run_id)
     window = known.window_started_at if known is not None and known.run is not None and known.run.id == run_id else None
     if window is None and run is not None and run.alter_started_at is not None:
@@ -89,7 +91,7 @@ def load_view(store: Store, tenant: str, run_id: str | None, known: RunView | No
         approvals=tuple(store.run_approvals(tenant, run_id)),
         verdicts=tuple(d.verdict for d in store.decisions(tenant, run_id)),
         rollback_statuses=tuple(r.rollback_status for r in store.rollback_records(tenant, run_id)),
-        window_started_at=window,
+        window_started_at=window, unstaffed=tuple(unstaffed),
     )
 
 
@@ -126,12 +128,13 @@ def precheck_missing(view: RunView, now: datetime) -> list[Missing]:
             continue
         r = view.prechecks.get(cid)
         if r is None:
-            out.append(Missing(f"{check.label}: not checked", "run the checks (r)" if not cid.startswith("ks.a")
-                               and not cid.startswith("ks.d") else "the kill-switch test (k): canary lead or DBA"))
+            out.append(Missing(f"{check.label}: not checked", "run the checks (r)" if cid not in KILL_TEST
+                               else "the kill-switch test (k): canary lead or DBA"))
         elif r.status not in ("pass", "skip"):
             out.append(Missing(f"{check.label}: {r.status} — {r.detail}", "fix it, then re-run the checks"))
     if not view.approvals_of("rollback_prepared"):
         out.append(Missing("prepared rollback statement not confirmed", "the DBA confirms it (p)"))
+    out += [Missing(what, how) for what, how in staffing_missing(view.unstaffed)]
     present = view.present_roles()
     absent = [r for r in REQUIRED_PRESENT if r not in present]
     if absent:
@@ -150,6 +153,40 @@ def precheck_missing(view: RunView, now: datetime) -> list[Missing]:
             out.append(Missing(f"minimum 15 minutes of prechecks: {int(left.total_seconds() // 60)} min "
                                f"{int(left.total_seconds() % 60)} s left", "wait (runbook 5.4)"))
     return out
+
+
+def staffing_missing(unstaffed: Iterable[str]) -> list[tuple[str, str]]:
+    """Runbook 2.5.1: each required role nobody in the plan holds, with the way out."""
+    from engine.domain.plan import ROLE_WORDS
+
+    return [(f"the plan names no {ROLE_WORDS[r]} (required personnel, runbook 2.5.1)",
+             f"add a [[people]] entry with role = \"{r}\", a name, and a phone or handle; then reopen the plan")
+            for r in unstaffed]
+
+
+def sign_off(store: Store, plan: Any, run_id: str, actor: str, roles: Iterable[str], now: datetime) -> tuple[bool, str]:
+    """Runbook 2.6: sign the prechecks off for the first of your roles not signed yet. Refused —
+    and audited (``sign_off_refused``) — while a required role (2.5.1) has nobody in the plan, naming
+    the role. Blocking (store)."""
+    from engine.adapters.store import Approval
+    from engine.domain.plan import ROLE_WORDS
+
+    held = set(roles)
+    unstaffed = plan.unstaffed()
+    if unstaffed:
+        words = ", ".join(ROLE_WORDS[r] for r in unstaffed)
+        store.audit(plan.tenant, actor, "sign_off_refused", run_id, {"reason": "required personnel missing",
+                                                                      "roles": unstaffed})
+        return False, (f"sign-off refused: the plan names no {words} (required personnel, runbook 2.5.1). Add "
+                       f"them to the plan's [[people]] with a phone or handle, then reopen the plan.")
+    signed = {a.role: a.actor for a in store.approvals(plan.tenant, run_id, "signoff")}
+    mine = [r for r in SIGNOFF_ROLES if r in held and r not in signed]
+    if not mine:
+        return False, "Your sign-off roles are already signed: " + ", ".join(
+            f"{r} by {signed[r]}" for r in SIGNOFF_ROLES if r in held)
+    store.add_approval(Approval(tenant_id=plan.tenant, execution_run_id=run_id, kind="signoff", role=mine[0],
+                                actor=actor, created_at=now, note="pre-checks reviewed (runbook 2.6)"))
+    return True, f"signed off as {mine[0]} by {actor}"
 
 
 def gate_missing(view: RunView) -> list[Missing]:

@@ -27,7 +27,7 @@ from engine.domain.clock import drill_mark, t_in_window, wall
 from engine.domain.decision import Band, Points, WindowEvaluator, WindowState, checkpoint_offsets_s
 from engine.domain.roles import AUTO_PAUSE, ROLES, needed
 from engine.domain.stops import ended_without_verdict, stop_words
-from engine.domain.thresholds import MetricRule, Profile, evaluate_band
+from engine.domain.thresholds import MetricRule, Profile, evaluate_band, tightened_note
 from engine.views.report import (
     ESCALATION_MATRIX,
     ObservationFacts,
@@ -388,7 +388,11 @@ def load_dashboard(store: Store, plan: Plan, run_id: str, now: datetime,
         observation=next(iter(observations_of(entries("post_success_observation_started")
                                             + entries("post_success_observation_completed"))), None),
     )
-    return advance(previous, plan.profile(), facts, rows, now, max_ticks)
+    # The profile the run is watched with: tightened after a WARNING size gate (docs/thresholds.md).
+    from engine.views.profile import run_profile
+
+    profile = previous.profile if previous is not None else run_profile(plan, store, run_id)
+    return advance(previous, profile, facts, rows, now, max_ticks)
 
 
 def _gaps(resumed: Iterable[Any]) -> tuple[tuple[datetime, datetime], ...]:
@@ -688,6 +692,7 @@ class DashboardView:
     verdict: str | None = None  # the recorded verdict, once there is one
     baseline: str = ""  # how long the latency baseline is, its n and effective n, the control
     baseline_short: bool = False  # too short to judge the latency thresholds: said, and shown as a warning
+    profile_note: str = ""  # "tightened: the table has N rows …" after a WARNING size gate
 
     @property
     def announcement(self) -> AnnouncementText | None:
@@ -726,7 +731,7 @@ def dashboard_view(profile: Profile, data: DashboardData, now: datetime) -> Dash
         checkpoints=checkpoints, current_checkpoint=current, checklist=_checklist(profile, data, progress),
         escalation=escalation, announcements=_announcements(profile, data, tiles, facts), events=events,
         not_measured=tuple(r.label for r in profile.rules if r.key not in data.configured), verdict=verdict,
-        **_baseline_words(profile, data))
+        profile_note=tightened_note(profile), **_baseline_words(profile, data))
 
 
 # --- pieces of the view -------------------------------------------------------------------------------

@@ -27,13 +27,15 @@ from urllib.parse import urlsplit
 
 from engine.domain.clock import drill_mark, utcnow, wall, zone_label
 from engine.domain.plan import Plan
+from engine.domain.roles import TITLES
+from engine.domain.rollback_eta import eta_for_run
 
 if TYPE_CHECKING:  # the store (SQLAlchemy) and httpx load lazily: not needed to draw a screen
     from engine.adapters.store import AuditLog, MetricSample, Store
 
 UNKNOWN = "—"
 RULE = "━━━━━━━━━━━━━━━━━━━━━━━━━━━━━"
-ROLE_LABELS = {"canary_lead": "Canary Lead", "dba": "DBA", "sre": "SRE", "developer": "Developer"}
+ROLE_LABELS = TITLES  # engine/domain/roles.py
 END_WINDOW_S = 300.0  # "after" = the last five minutes of the window (runbook step 6; docs/thresholds.md)
 ACTIVE_STATUSES = ("scheduled", "running", "observing")
 APPROVAL_KINDS = ("signoff", "size_gate", "rollback", "auto_pause", "resume")
@@ -52,7 +54,7 @@ class PersonFacts:
     def handle(self) -> str:
         """How to reach them in the channel: their @handle, else their name (and contact)."""
         if self.contact.startswith("@"):
-            return self.contact
+            return self.contact.split(",")[0].strip()
         return f"{self.name} ({self.contact})" if self.contact else self.name
 
 
@@ -233,6 +235,10 @@ class ReportFacts:
     utc_offset: timedelta = timedelta(0)  # the plan's war-room time zone (its off-peak window's)
     plan_source: str = ""
     time_compression: float | None = None  # a rehearsal's compressed clock, when there was one
+    dashboard: str = ""  # the plan's [war_room] links (runbook 2.5.2, step 0)
+    war_room: str = ""
+    chat: str = ""
+    rollback_eta: str = ""  # R1's ETA (engine/domain/rollback_eta.py), once the index exists
     generated_at: datetime | None = None
     observations: tuple[ObservationFacts, ...] = ()  # runbook 5.4: post-success, post-rollback
     lessons: tuple[LessonFacts, ...] = ()  # runbook 8.3, written on the report screen (l)
@@ -729,8 +735,10 @@ def report_facts(store: Store, plan: Plan, run_id: str) -> ReportFacts:
         metrics=_comparisons(store.samples(tenant, run_id), alter_started, window_start, rollback),
         checkpoints=tuple(CheckpointFacts(c.label, _aware(c.recorded_at), c.metrics_ok, c.notes or "", c.recorded_by)
                           for c in store.checkpoints(tenant, run_id)),
-        people=tuple(PersonFacts(p.name, tuple(p.roles), p.contact) for p in plan.people),
+        people=tuple(PersonFacts(p.name, tuple(p.roles), p.reach) for p in plan.people),
         issues=tuple(issues), approvals=tuple(approvals), prechecks=prechecks,
+        dashboard=plan.war_room.dashboard, war_room=plan.war_room.room, chat=plan.war_room.chat,
+        rollback_eta=eta_for_run(store, plan, run_id).short() if run.index_created_by_run else "",
         utc_offset=plan.off_peak.utc_offset, plan_source=plan.source, time_compression=compression,
         generated_at=store.now(), observations=observations, lessons=lessons,
     )
@@ -1038,8 +1046,8 @@ def announce_start(facts: ReportFacts, dashboard: str | None = None, war_room: s
                    expected_duration: str = "~2 hours") -> str:
     """Step 0, T−5 minutes, by the Canary Lead."""
     f = facts
-    dash = dashboard or (f"Canary Console (canary-console run {f.plan_source})" if f.plan_source
-                         else "Canary Console")
+    dash = dashboard or f.dashboard or (f"Canary Console (canary-console run {f.plan_source})" if f.plan_source
+                                        else "Canary Console")
     team = ", ".join(f"{ROLE_LABELS[r]} {f.handles_with(r)}" for r in ("dba", "sre", "developer"))
     return "\n".join([
         f"🚀 [CANARY START] {f.name} Canary Run ({f.tenant})",
@@ -1052,7 +1060,7 @@ def announce_start(facts: ReportFacts, dashboard: str | None = None, war_room: s
         f"🆔 Run: {f.short_id}",
         "",
         f"📊 Monitoring Dashboard: {dash}",
-        f"📞 War Room: {war_room or UNKNOWN}",
+        f"📞 War Room: {war_room or f.war_room or UNKNOWN}",
         "",
         f"👥 To confirm: {team}",
         "All team members please confirm availability in thread.",
@@ -1131,7 +1139,7 @@ def announce_rollback_initiated(facts: ReportFacts, reason: str | None = None,
         "",
         f"🎯 Action: Manual DROP INDEX {f.index} on {f.target}",
         f"👤 DBA: {dba_name or f.handles_with('dba')}",
-        f"⏰ ETA: {eta or UNKNOWN}",
+        f"⏰ ETA: {eta or f.rollback_eta or UNKNOWN}",
         "",
         "All team standby.",
     ])
