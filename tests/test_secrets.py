@@ -340,7 +340,7 @@ async def test_the_console_draws_and_logs_no_password(account, tmp_path, monkeyp
         assert await until(pilot, lambda: app.view.run is not None), told
         await pilot.press("r")
         assert await until(pilot, lambda: "env.target" in app.view.prechecks
-                            and "db.lock_none" in app.view.prechecks)
+                            and "db.lock_none" in app.view.prechecks, 60), told
         assert app.view.prechecks["env.target"].status == "pass", app.view.prechecks["env.target"].detail
         screens.append(app.export_screenshot())
         cnf.write_text(f"password = {SECRET}\n")  # the group header lost in an edit
