@@ -798,6 +798,7 @@ class CanaryApp(KeysAnswer, App):
         self._sync_view()
         self.call_from_thread(self.notify, f"run {run.id[:8]} scheduled: the prechecks begin (at least 15 "
                               "minutes, runbook 5.4)", title="Prechecks")
+        self.call_from_thread(self.action_goto, "prechecks")
 
     def _start_presampling(self, run_id: str) -> None:
         """The baseline from the run's creation on (engine/flows/presample.py): this console samples
@@ -815,7 +816,6 @@ class CanaryApp(KeysAnswer, App):
         sampler, self.presampler = self.presampler, None
         if sampler is not None:
             sampler.stop()
-        self.call_from_thread(self.action_goto, "prechecks")
 
     # --- step 2: the prechecks ---------------------------------------------------------------------
 

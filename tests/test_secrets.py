@@ -337,7 +337,10 @@ async def test_the_console_draws_and_logs_no_password(account, tmp_path, monkeyp
     screens: list[str] = []
     async with app.run_test(size=(160, 50)) as pilot:
         await pilot.press("b")
-        assert await until(pilot, lambda: app.view.run is not None), told
+        from screens.prechecks import PrechecksScreen
+
+        # the run, then its step: `r` belongs to the Prechecks screen
+        assert await until(pilot, lambda: app.view.run is not None and isinstance(app.screen, PrechecksScreen)), (told, app.screen_stack, app.view.run)
         await pilot.press("r")
         assert await until(pilot, lambda: "env.target" in app.view.prechecks
                             and "db.lock_none" in app.view.prechecks, 60), told
