@@ -21,9 +21,10 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from textual import work
+from textual import on, work
 from textual.app import App
 from textual.binding import Binding
+from textual.message import Message
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from engine.adapters import sql
@@ -84,6 +85,16 @@ HEALTH_S = 5.0
 GATE_ROLES = frozenset({"canary_lead", "dba"})
 QUIET = {"alter_progress", "wait_tick", "baseline_tick", "observation_tick"}
 DRIVEN = ("running", "observing")  # a driver holds the run's lease (docs/states.md)
+
+
+class KillSwitchSaid(Message):
+    """What the kill switch's worker has to say (a retry, a failure). Posted, not called: a
+    ``post_message`` from the worker never waits for the screen, so a busy or blocked UI cannot
+    hold back the switch's next write."""
+
+    def __init__(self, severity: str, text: str) -> None:
+        super().__init__()
+        self.severity, self.text = severity, text
 
 
 class DriverStopped(Exception):
@@ -567,9 +578,13 @@ class CanaryApp(KeysAnswer, App):
         self.action_kill_switch()
 
     def _kill_said(self, severity: str, text: str) -> None:
-        self.call_from_thread(self.notify, text, title="Kill switch", markup=False,
-                              severity=severity,  # type: ignore[arg-type]
-                              timeout=60 if severity == "error" else 20)
+        self.post_message(KillSwitchSaid(severity, text))  # thread-safe, never waits for the screen
+
+    @on(KillSwitchSaid)
+    def _show_kill_said(self, said: KillSwitchSaid) -> None:
+        self.notify(said.text, title="Kill switch", markup=False,
+                    severity=said.severity,  # type: ignore[arg-type]
+                    timeout=60 if said.severity == "error" else 20)
 
     @work(thread=True, group="kill-switch", exit_on_error=False)
     def activate_kill_switch(self) -> None:

@@ -401,7 +401,7 @@ async def test_f9_with_the_store_locked_kills_the_alter_at_once_and_the_run_ends
                     gone = time.monotonic()
                     assert s.find_alter(run.id) is None, "the ALTER is killed while the store is still locked"
                     assert holder.released_at is None and gone - pressed < 8.0
-            driving.join(40)
+            driving.join(40)  # blocks the event loop on purpose: the switch must land without the screen
     finally:
         blocker.close()
     out = outcome["out"]
