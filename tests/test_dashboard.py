@@ -490,7 +490,7 @@ def test_decision_view_pass():
     p50 = next(r for r in v.rows if r.name == "Query latency p50 change")
     assert "98% CI" in p50.interval and p50.n == "721" and "estimate below +10%" in p50.rule
     # the one-line evidence: estimate, interval, n and effective n, the control, the method
-    assert "n=721 (effective" in p50.evidence and "no control" in p50.evidence and "AR(1) ρ" in p50.evidence
+    assert "n=721 (effective" in p50.evidence and "no control" in p50.evidence and "long-run ρ" in p50.evidence
     assert "baseline 5 min" in p50.evidence
     assert "post-success observation" in v.action_text and not v.rollback_trigger
     assert v.summary == "7 met, 1 n.a."

@@ -40,7 +40,8 @@ class PrometheusSource:
     name = "prometheus"
 
     def __init__(self, base_url: str, queries: Mapping[str, str] | None = None, timeout: float = 5.0,
-                 transport: httpx.BaseTransport | None = None):
+                 transport: httpx.BaseTransport | None = None, history_days: int = 0):
+        self.history_days = history_days  # the same hours of this many previous days (engine/flows/history.py)
         self.queries = dict(DEFAULT_QUERIES)
         self.queries.update(queries or {})
         self.metrics = tuple(self.queries)
@@ -63,6 +64,32 @@ class PrometheusSource:
         if data.get("resultType") == "scalar":
             return [{"metric": {}, "value": data["result"]}]
         return list(data.get("result") or [])
+
+    def query_range(self, promql: str, start: float, end: float, step_s: float) -> list[tuple[float, float]]:
+        """``/api/v1/query_range`` from ``start`` to ``end`` (Unix seconds) every ``step_s``: the
+        (time, value) points, the mean over the series where several answer; non-numbers dropped."""
+        self.round_trips += 1
+        try:
+            resp = self.client.get("/api/v1/query_range", params={"query": promql, "start": f"{start:.3f}",
+                                                                  "end": f"{end:.3f}", "step": f"{step_s:g}s"})
+        except httpx.HTTPError as exc:
+            raise PrometheusError(f"Prometheus unreachable: {exc.__class__.__name__}: {exc}") from None
+        try:
+            body = resp.json()
+        except ValueError:
+            raise PrometheusError(f"Prometheus answered HTTP {resp.status_code} without JSON") from None
+        if resp.status_code != 200 or body.get("status") != "success":
+            raise PrometheusError(f"Prometheus refused the range query ({resp.status_code}): {body.get('error', '?')}")
+        sums: dict[float, list[float]] = {}
+        for series in (body.get("data") or {}).get("result") or []:
+            for point in series.get("values") or []:
+                try:
+                    at, value = float(point[0]), float(point[1])
+                except (IndexError, TypeError, ValueError):
+                    continue
+                if math.isfinite(at) and math.isfinite(value):
+                    sums.setdefault(at, []).append(value)
+        return [(at, sum(vs) / len(vs)) for at, vs in sorted(sums.items())]
 
     def collect(self) -> list[Sample]:
         out = []

@@ -26,6 +26,7 @@ from engine.domain.thresholds import Band, MetricRule, Profile, evaluate_band, n
 from engine.domain.verdict import LatencyJudge, pct, settings_of
 
 CONTROL = "control:"  # a control's metric in a tick or a baseline: "control:latency_p50"
+HISTORY = "history:"  # the same hours of a previous day, from Prometheus: "history:latency_p50"
 
 PASS, PASS_WITH_WARNING, FAIL, INCONCLUSIVE = "PASS", "PASS WITH WARNING", "FAIL", "INCONCLUSIVE"
 
@@ -289,7 +290,8 @@ def _regular_times(n: int, interval: float = 5.0) -> list[float]:
 
 def latency_judge(profile: Profile, rule: MetricRule, baseline: Sequence[Any],
                   baseline_times: Sequence[float] | None = None, control_baseline: Sequence[Any] = (),
-                  control_times: Sequence[float] | None = None) -> LatencyJudge:
+                  control_times: Sequence[float] | None = None,
+                  history: Sequence[tuple[float, Any]] = ()) -> LatencyJudge:
     """The judge of one latency metric over one window (engine.domain.verdict; docs/verdict.md). Without
     times, the baseline's values are taken as consecutive 5-s intervals ending at the window."""
     times = list(baseline_times) if baseline_times is not None and len(baseline_times) == len(baseline) \
@@ -300,7 +302,7 @@ def latency_judge(profile: Profile, rule: MetricRule, baseline: Sequence[Any],
             else _regular_times(len(control_baseline))
         ctl = list(zip(ctimes, control_baseline, strict=True))
     return LatencyJudge(settings_of(profile, rule, looks_s(profile)), list(zip(times, baseline, strict=True)), ctl,
-                        profile.confidence)
+                        profile.confidence, list(history))
 
 
 def latency_criterion(rule: MetricRule, series: Series | None, profile: Profile) -> tuple[Criterion, ShiftEstimate | None]:
@@ -513,7 +515,10 @@ class WindowEvaluator:
                 ctimes = self.baseline_times.get(CONTROL + key)
                 if ctimes is not None and len(ctimes) == len(raw.get(CONTROL + key, [])):
                     ctimes = [t for t, v in zip(ctimes, raw[CONTROL + key], strict=True) if v is not None]
-                self.judges[key] = latency_judge(profile, rule, vals, times, cvals, ctimes)
+                hvals, htimes = raw.get(HISTORY + key, []), self.baseline_times.get(HISTORY + key, [])
+                history = [(t, v) for t, v in zip(htimes, hvals, strict=False) if v is not None] \
+                    if len(htimes) == len(hvals) else []
+                self.judges[key] = latency_judge(profile, rule, vals, times, cvals, ctimes, history)
         self.control_points: dict[str, Points] = {k: Points() for k in self.judges if self.judges[k].control}
 
     def _due_checkpoints(self, t_s: float, inclusive: bool) -> None:

@@ -199,6 +199,9 @@ class Plan:
         default_factory=lambda: _parse_window(DEFAULT_OFF_PEAK, DEFAULT_UTC_OFFSET, [])
     )
     prometheus_url: str | None = None
+    # The same hours of this many previous days, read from Prometheus, teach the verdict how slowly
+    # the latency wanders (docs/verdict.md#previous-days); 0: not read.
+    prometheus_history_days: int = 3
     kill_switch_api_url: str | None = None
     kill_switch_api_token_env: str | None = None
     webhook_url: str | None = None
@@ -267,6 +270,9 @@ def parse_plan(text: str, source: str = "<memory>") -> Plan:
     return plan_from_dict(data, source)
 
 
+DEFAULT_HISTORY_DAYS = 3
+
+
 def plan_from_dict(data: dict[str, Any], source: str = "<memory>") -> Plan:
     problems: list[str] = []
     _reject_secrets(data, "", problems)
@@ -297,12 +303,17 @@ def plan_from_dict(data: dict[str, Any], source: str = "<memory>") -> Plan:
     )
     integ = _table(data.get("integrations", {}), "integrations", problems)
     for key in integ:
-        if key not in {"prometheus_url", "kill_switch_api_url", "kill_switch_api_token_env", "webhook_url",
-                       "webhook_urls"}:
+        if key not in {"prometheus_url", "prometheus_history_days", "kill_switch_api_url",
+                       "kill_switch_api_token_env", "webhook_url", "webhook_urls"}:
             problems.append(
-                f"unknown key 'integrations.{key}': allowed are prometheus_url, kill_switch_api_url, "
-                "kill_switch_api_token_env, webhook_url, webhook_urls"
+                f"unknown key 'integrations.{key}': allowed are prometheus_url, prometheus_history_days, "
+                "kill_switch_api_url, kill_switch_api_token_env, webhook_url, webhook_urls"
             )
+    history_days = integ.get("prometheus_history_days", DEFAULT_HISTORY_DAYS)
+    if isinstance(history_days, bool) or not isinstance(history_days, int) or not 0 <= history_days <= 14:
+        problems.append("'integrations.prometheus_history_days' must be a whole number of days from 0 to 14 "
+                        f"(the same hours of that many previous days, from Prometheus; default {DEFAULT_HISTORY_DAYS})")
+        history_days = DEFAULT_HISTORY_DAYS
     urls = {k: _url(integ, k, problems) for k in ("prometheus_url", "kill_switch_api_url", "webhook_url")}
     more_hooks = integ.get("webhook_urls", [])
     webhook_urls: list[str] = []
@@ -343,7 +354,7 @@ def plan_from_dict(data: dict[str, Any], source: str = "<memory>") -> Plan:
     assert tenant and connection and change  # guaranteed when there are no problems
     return Plan(
         tenant=tenant, connection=connection, change=change, people=tuple(people), replica=replica, war_room=war_room,
-        off_peak=off_peak, prometheus_url=urls["prometheus_url"],
+        off_peak=off_peak, prometheus_url=urls["prometheus_url"], prometheus_history_days=history_days,
         kill_switch_api_url=urls["kill_switch_api_url"], kill_switch_api_token_env=token_env,
         webhook_url=urls["webhook_url"], webhook_urls=tuple(webhook_urls), store_url=store_url, thresholds=dict(thresholds),
         executor=executor, prometheus_queries=dict(prom_queries), source=source, raw=copy.deepcopy(data),

@@ -27,7 +27,7 @@ benchmark (bench/verdict_quality.py) with thousands — the same code. It decide
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from statistics import NormalDist
 from typing import Any
@@ -135,34 +135,68 @@ class Noise:
     trend: np.ndarray  # bool
     constant: np.ndarray  # bool: the baseline does not vary
     base_var: np.ndarray  # Var(level) (the baseline's own uncertainty, median)
+    resid: np.ndarray | None = None  # (W, n) the baseline's residuals (about its level or trend)
 
 
-def _lag1(r: np.ndarray) -> np.ndarray:
+def _lag1(r: np.ndarray, upper: bool = True) -> np.ndarray:
     den = (r * r).sum(axis=1)
     num = (r[:, 1:] * r[:, :-1]).sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         rho = np.where(den > 0, num / den, 0.0)
     n = r.shape[1]
     rho = np.clip(rho + (1 + 4 * rho) / max(n, 1), 0.0, RHO_MAX)  # Kendall's small-sample bias correction
+    if not upper:
+        return rho
     # ρ's one-sided 95 % upper bound, not its point estimate: a baseline that happens to look less
     # correlated than it is would otherwise be exactly the one whose intervals are too narrow.
     return np.clip(rho + 1.645 * np.sqrt((1 - rho * rho) / max(n, 1)), 0.0, RHO_MAX)
 
 
-def _long_run_ratio(r: np.ndarray, sigma2: np.ndarray) -> np.ndarray:
-    """(long-run variance) / σ²: the larger of AR(1)'s (1+ρ)/(1−ρ) and the batch-means estimate
-    (10 batches), so slow correlation that one lag does not see still widens the interval."""
+SCALES = (1, 6, 12, 36, 72)  # intervals aggregated: 5 s, 30 s, 1 min, 3 min, 6 min at a 5-s tick
+MIN_BLOCKS = 16  # an AR(1) fitted on fewer aggregated values than this says too little to use
+
+
+def _long_run_ratio(r: np.ndarray, sigma2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(long-run variance) / σ² — the largest of what several time scales say — and the degrees of
+    freedom that estimate rests on.
+
+    One lag at the sampling interval sees fast correlation only; a component that wanders over
+    minutes (the whole server's load) looks like white noise plus a little ρ there, and an interval
+    built on it is far too narrow. So the residuals are also averaged over blocks of 30 s, 1 min,
+    3 min and 6 min (where at least MIN_BLOCKS blocks fit), an AR(1) is fitted at each scale (its ρ
+    bias-corrected), and each scale's long-run variance ``block · Var(block means) · (1+ρ)/(1−ρ)``
+    is compared; a batch-means estimate (10 batches) joins them. The largest wins, and its degrees
+    of freedom are those of the scale that gave it (the effective number of blocks there): a
+    baseline too short to show how slow its noise is gets wide intervals and a small df, not
+    confident ones."""
+    w, n = r.shape
     rho = _lag1(r)
     ratio = (1 + rho) / (1 - rho)
-    n = r.shape[1]
-    if n >= 20:
-        b = 10
-        m = n // b
-        bm = r[:, n - b * m:].reshape(r.shape[0], b, m).mean(axis=2)
-        lrv = m * bm.var(axis=1, ddof=1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.maximum(ratio, np.where(sigma2 > 0, lrv / sigma2, 1.0))
-    return np.clip(ratio, 1.0, (1 + RHO_MAX) / (1 - RHO_MAX))
+    df = n / ratio
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for a in SCALES[1:]:
+            m = n // a
+            if m < MIN_BLOCKS:
+                break
+            bm = r[:, n - a * m:].reshape(w, m, a).mean(axis=2)
+            bm = bm - bm.mean(axis=1, keepdims=True)
+            rho_a = _lag1(bm, upper=False)
+            lrv = a * bm.var(axis=1, ddof=1) * (1 + rho_a) / (1 - rho_a)
+            cand = np.where(sigma2 > 0, lrv / sigma2, 1.0)
+            wins = cand > ratio
+            ratio = np.where(wins, cand, ratio)
+            df = np.where(wins, m * (1 - rho_a) / (1 + rho_a), df)
+        if n >= 20:
+            b = 10
+            m = n // b
+            bm = r[:, n - b * m:].reshape(w, b, m).mean(axis=2)
+            lrv = m * bm.var(axis=1, ddof=1)
+            cand = np.where(sigma2 > 0, lrv / sigma2, 1.0)
+            wins = cand > ratio
+            ratio = np.where(wins, cand, ratio)
+            df = np.where(wins, float(b - 1), df)
+    top = (1 + RHO_MAX) / (1 - RHO_MAX)
+    return np.clip(ratio, 1.0, top), np.maximum(df, 1.0)
 
 
 def fit_noise(y: np.ndarray, t: np.ndarray, trend_alpha: float = 0.01) -> Noise:
@@ -185,10 +219,10 @@ def fit_noise(y: np.ndarray, t: np.ndarray, trend_alpha: float = 0.01) -> Noise:
     r1 = r0 - slope[:, None] * tc
     s2_0 = np.maximum((r0 * r0).sum(axis=1) / (n - 1), 0.0)
     s2_1 = np.maximum((r1 * r1).sum(axis=1) / max(n - 2, 1), 0.0)
-    ratio1 = _long_run_ratio(r1, s2_1)
-    ratio0 = _long_run_ratio(r0, s2_0)
+    ratio1, lrv_df1 = _long_run_ratio(r1, s2_1)
+    ratio0, lrv_df0 = _long_run_ratio(r0, s2_0)
     rho1 = (ratio1 - 1) / (ratio1 + 1)
-    df1 = effective_n(n, rho1) - 2
+    df1 = np.minimum(effective_n(n, rho1) - 2, lrv_df1)
     slope_var1 = s2_1 * ratio1 / sxx
     with np.errstate(divide="ignore", invalid="ignore"):
         zs = np.where(slope_var1 > 0, np.abs(slope) / np.sqrt(slope_var1), 0.0)
@@ -204,7 +238,48 @@ def fit_noise(y: np.ndarray, t: np.ndarray, trend_alpha: float = 0.01) -> Noise:
     base_var = MEDIAN_EFFICIENCY * sigma2 * ar1_var_factor(n, rho)
     return Noise(np.full(w, n), level, np.full(w, tm), np.where(trend, slope, 0.0),
                  np.where(trend, slope_var1, 0.0), sigma2, rho, n_eff,
-                 np.maximum(n_eff - 1 - trend, 1.0), trend, constant, base_var)
+                 np.maximum(np.minimum(n_eff - 1 - trend, np.where(trend, lrv_df1, lrv_df0)), 1.0), trend,
+                 constant, base_var,
+                 np.where(trend[:, None], r1, r0))
+
+
+@dataclass(frozen=True)
+class HistoryNoise:
+    """What the same hours of previous days say about how slowly the latency wanders."""
+
+    ratio: float  # long-run variance / per-interval variance (1: no slow component seen)
+    days: int  # days with enough points to say anything
+    n: int  # their points
+
+
+MIN_DAY_POINTS = 60
+
+
+def history_noise(points: list[tuple[float, Any]]) -> HistoryNoise:
+    """``points``: ``[(t_s, value)]`` of previous days (t relative to today's window, so about −86,400 s
+    per day back). Each day is taken on its own, about its own level (days differ in level; only
+    their wandering is learnt), on the log scale; a day with fewer than MIN_DAY_POINTS usable
+    points is left out. The answer is the long-run ratio of the days' residuals together."""
+    by_day: dict[int, list[tuple[float, float]]] = {}
+    for t, v in points:
+        u = usable(v)
+        if u is None or not math.isfinite(t):
+            continue
+        by_day.setdefault(round(t / 86400.0), []).append((t, math.log(u)))
+    resid: list[np.ndarray] = []
+    for day in by_day.values():
+        if len(day) < MIN_DAY_POINTS:
+            continue
+        day.sort()
+        y = np.array([v for _, v in day])
+        resid.append(y - y.mean())
+    if not resid:
+        return HistoryNoise(1.0, 0, 0)
+    r = np.concatenate(resid)[None, :]
+    dof = max(r.shape[1] - len(resid), 1)
+    s2 = np.array([max(float((r * r).sum()) / dof, SIGMA_FLOOR ** 2)])
+    ratio, _ = _long_run_ratio(r, s2)
+    return HistoryNoise(float(ratio[0]), len(resid), int(r.shape[1]))
 
 
 # --- following one metric through the window --------------------------------------------------
@@ -227,6 +302,7 @@ class Settings:
     rolling_s: float = 300.0
     confirmation_s: float = 120.0
     judge_every_s: float = 30.0  # the window so far (warnings, a later level change) is re-judged this often
+    refresh_every_s: float = 120.0  # the noise is learnt again from the baseline and the window this often
 
 
 @dataclass
@@ -248,6 +324,7 @@ class Outcome:
     incidents: np.ndarray  # count of incidents (short harm episodes, late level changes)
     late_at: np.ndarray  # first time a late level change was seen (NaN: never)
     look_z: list[np.ndarray] = field(default_factory=list)
+    noise: Noise | None = None  # the noise the outcome was judged on (baseline and window)
 
 
 def _med(a: np.ndarray) -> np.ndarray:
@@ -275,9 +352,12 @@ class LatencyTracker:
     no usable value). ``ctl_shift`` is only for display."""
 
     def __init__(self, base: np.ndarray, base_t: np.ndarray, s: Settings, capacity: int = 1024,
-                 control: bool = False, control_base: np.ndarray | None = None):
+                 control: bool = False, control_base: np.ndarray | None = None, history_ratio: float = 1.0):
         self.s = s
-        self.noise = fit_noise(base, base_t)
+        # How slowly the latency wanders on previous days (``history_noise``): a floor under the
+        # long-run variance learnt today, never a ceiling.
+        self.history_ratio = float(history_ratio) if math.isfinite(history_ratio) else 1.0
+        self.noise = self._floored(fit_noise(base, base_t))
         w = self.noise.n.shape[0]
         self.w = w
         self.control = control
@@ -285,9 +365,6 @@ class LatencyTracker:
         self.t = np.empty(capacity)
         self.y = np.empty((w, capacity))
         self.k = 0
-        self.z_warn = t_quantile(s.warning_confidence, self.noise.df)
-        self.z_harm = t_quantile(s.harm_confidence, self.noise.df)
-        self.z_late = t_quantile(s.late_confidence, self.noise.df)
         fr = tuple(min(1.0, x / s.window_s) for x in s.looks_s)
         self.bounds = obf_boundaries(s.fail_alpha, fr)
         self.look_i = 0
@@ -314,10 +391,12 @@ class LatencyTracker:
         self.ended_incident = np.zeros(w, dtype=bool)  # this tick: a short harm episode ended
         self.new_late = np.zeros(w, dtype=bool)  # this tick: a late level change first seen
         self.looked: list[tuple[float, np.ndarray]] = []  # (look time, crossed)
-        self.base_ok = (self.noise.n >= 3) & ~self.noise.constant & (self.noise.n_eff >= s.min_samples)
+        self._use(self.noise)
+        self.base0_ok, self.z_late0 = self.base_ok, self.z_late
         self.control_base = control_base
         self.any_trend = bool(self.noise.trend.any())
         self.judged_at = -math.inf  # the window so far is re-judged every ``judge_every_s``
+        self.refreshed_at = -math.inf  # the noise is learnt again every ``refresh_every_s``
 
     # the reference: the baseline's level, carried forward along its trend where it has one
     def _detrend(self, y: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -326,7 +405,7 @@ class LatencyTracker:
         return y - self.noise.slope[:, None] * (t[None, :] - self.noise.t_ref[:, None])
 
     def _ref_var(self, tbar: float | np.ndarray) -> np.ndarray:
-        return self.noise.base_var + (tbar - self.noise.t_ref) ** 2 * self.noise.slope_var
+        return self.cur.base_var + (tbar - self.cur.t_ref) ** 2 * self.cur.slope_var
 
     def _span(self, since: float, until: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         t = self.t[:self.k]
@@ -337,7 +416,7 @@ class LatencyTracker:
     def _shift(self, since: float, until: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Estimate, its variance, n and n_eff of the shift over (since, until]."""
         t, y = self._span(since, until)
-        nz = self.noise
+        nz = self.cur
         if t.size == 0:
             nan = np.full(self.w, np.nan)
             return nan, nan, np.zeros(self.w), np.zeros(self.w)
@@ -350,7 +429,7 @@ class LatencyTracker:
         return est, var, n, n_eff
 
     def add(self, t: float, y: np.ndarray) -> None:
-        s, nz = self.s, self.noise
+        s = self.s
         if self.k == self.t.shape[0]:
             cap = self.t.shape[0] * 2
             self.t = np.resize(self.t, cap)
@@ -387,6 +466,14 @@ class LatencyTracker:
             self.level = np.where(confirmed | (self.stop_kind == 1) & ~active, 3, np.where(self.level == 2, 2, 0))
             return
         self.judged_at = t
+        if t - self.refreshed_at >= s.refresh_every_s:
+            # Not from the span the harm limit is judging now: a regression that starts mid-window
+            # would otherwise widen its own interval before it could be confirmed.
+            self._refresh(t - s.rolling_s - s.confirmation_s)
+            self.refreshed_at = t
+        # A level change within the window is judged on the baseline's noise alone: the pooled
+        # noise has that very change in it.
+        nz = self.noise
         if t > self.first_end + s.rolling_s:
             if self.first_med is None:
                 ft, fy = self._span(-math.inf, self.first_end)
@@ -396,7 +483,7 @@ class LatencyTracker:
             rn = _count(ry)
             diff = _med(self._detrend(ry, rt)) - self.first_med
             dvar = MEDIAN_EFFICIENCY * nz.sigma2 * (ar1_var_factor(rn, nz.rho) + ar1_var_factor(self.first_n, nz.rho))
-            late = self.base_ok & (diff - self.z_late * np.sqrt(dvar) > 0) & \
+            late = self.base0_ok & (diff - self.z_late0 * np.sqrt(dvar) > 0) & \
                 ((self.first_med - nz.level) < pass_line) & active
             self.new_late = late & np.isnan(self.late_at)
             self.late_at = np.where(self.new_late, t, self.late_at)
@@ -412,15 +499,67 @@ class LatencyTracker:
             self._look(self.look_i, s.looks_s[self.look_i])
             self.look_i += 1
 
+    def _refresh(self, until: float | None = None) -> None:
+        """Learn the noise again from the baseline AND the window so far.
+
+        Under the change's model (a step at the change), the window's values about their own level
+        are noise as much as the baseline's are: pooling them doubles or triples what the
+        correlation is learnt from, which matters most for slow noise (a 30-minute baseline cannot
+        tell a component that wanders over ten minutes from a level). A change that is not a step
+        (a ramp, a burst) only widens the intervals. Done at every re-judgement (``judge_every_s``),
+        at each look and at the end; the ticks in between use the latest."""
+        nz = self.noise
+        if nz.resid is None:
+            return
+        t, y = self._span(-math.inf, until)
+        if t.size < 2:
+            return
+        d = self._detrend(y, t)
+        ok = ~np.isnan(d)
+        cnt = ok.sum(axis=1)
+        mean = np.where(ok, d, 0.0).sum(axis=1) / np.maximum(cnt, 1)
+        rw = np.where(ok, d - mean[:, None], 0.0)
+        r = np.concatenate([nz.resid, rw], axis=1)
+        dof = np.maximum((nz.n - 1 - nz.trend) + np.maximum(cnt - 1, 0), 1)
+        s2 = np.maximum((r * r).sum(axis=1) / dof, SIGMA_FLOOR ** 2)
+        ratio, lrv_df = _long_run_ratio(r, s2)
+        rho = (ratio - 1) / (ratio + 1)
+        df = np.maximum(np.minimum(effective_n(nz.n + cnt, rho) - 2 - nz.trend, lrv_df), 1.0)
+        self._use(replace(nz, sigma2=s2, rho=rho, n_eff=effective_n(nz.n, rho), df=df,
+                          base_var=MEDIAN_EFFICIENCY * s2 * ar1_var_factor(nz.n, rho)))
+
+    def _floored(self, nz: Noise) -> Noise:
+        """``nz`` with its long-run variance at least the previous days' (``history_ratio``)."""
+        if self.history_ratio <= 1.0:
+            return nz
+        ratio = (1 + nz.rho) / (1 - nz.rho)
+        floor = min(self.history_ratio, (1 + RHO_MAX) / (1 - RHO_MAX))
+        if bool((ratio >= floor).all()):
+            return nz
+        rho = np.where(ratio >= floor, nz.rho, (floor - 1) / (floor + 1))
+        n_eff = effective_n(nz.n, rho)
+        return replace(nz, rho=rho, n_eff=n_eff, df=np.minimum(nz.df, np.maximum(n_eff - 1 - nz.trend, 1.0)),
+                       base_var=MEDIAN_EFFICIENCY * nz.sigma2 * ar1_var_factor(nz.n, rho))
+
+    def _use(self, cur: Noise) -> None:
+        s = self.s
+        cur = self._floored(cur)
+        self.cur = cur
+        self.z_warn = t_quantile(s.warning_confidence, cur.df)
+        self.z_harm = t_quantile(s.harm_confidence, cur.df)
+        self.z_late = t_quantile(s.late_confidence, cur.df)
+        self.base_ok = (cur.n >= 3) & ~cur.constant & (cur.n_eff >= s.min_samples)
+
     def _look(self, i: int, at: float) -> None:
         s = self.s
+        self._refresh(at)
         est, var, _, n_eff = self._shift(-math.inf, at)
         pass_line = self.lines[2]
         with np.errstate(divide="ignore", invalid="ignore"):
             z = (est - pass_line) / np.sqrt(var)
         # z boundary → the nominal one-sided level of this look → a t quantile on the df
         p = 1 - _N.cdf(self.bounds[i])
-        crit = t_quantile(1 - p, self.noise.df)
+        crit = t_quantile(1 - p, self.cur.df)
         crossed = self.base_ok & (n_eff >= s.min_samples) & (z >= crit) & np.isnan(self.late_at) & \
             np.isnan(self.stopped_at)
         self.look_z.append(np.where(np.isfinite(z), z, np.nan))
@@ -431,15 +570,22 @@ class LatencyTracker:
     def finish(self, confidence: float = 0.98) -> Outcome:
         """The criterion over the whole window (or up to its stop)."""
         s = self.s
+        # Judged on the noise learnt from everything so far; the tracker's own state is left as it
+        # was (a dashboard asks for the window so far at every poll, and the ticks after must go
+        # on exactly as a replay's would).
+        kept = (self.cur, self.z_warn, self.z_harm, self.z_late, self.base_ok)
+        self._refresh()
         est, var, n, n_eff = self._shift(-math.inf)
+        cur = self.cur
+        self.cur, self.z_warn, self.z_harm, self.z_late, self.base_ok = kept
         sd = np.sqrt(var)
-        zc = t_quantile(1 - (1 - confidence) / 2, self.noise.df)
+        zc = t_quantile(1 - (1 - confidence) / 2, cur.df)
         low, high = est - zc * sd, est + zc * sd
         pass_line = self.lines[2]
         met = np.full(self.w, 1, dtype=int)
         reason = np.zeros(self.w, dtype=int)
         failed = self.stop_kind > 0
-        small_base = self.noise.n_eff < s.min_samples
+        small_base = cur.n_eff < s.min_samples
         reason = np.where(~failed & (est >= pass_line), 5, reason)
         reason = np.where(~failed & ~np.isnan(self.late_at) & (est >= self.lines[0]), 4, reason)
         reason = np.where(~failed & (n_eff < s.min_samples), 3, reason)
@@ -451,7 +597,7 @@ class LatencyTracker:
         ctl = np.full(self.w, np.nan)
         return Outcome(met, reason, self.stopped_at.copy(), self.stop_kind.copy(), ~np.isnan(self.warned_at),
                        self.warned_at.copy(), est, low, high, n, n_eff, ctl, self.incidents.copy(),
-                       self.late_at.copy(), list(self.look_z))
+                       self.late_at.copy(), list(self.look_z), cur)
 
 
 def settings_of(profile: Any, rule: Any, looks_s: tuple[float, ...]) -> Settings:
@@ -531,7 +677,8 @@ class LatencyJudge:
     negative); ``control_baseline`` likewise for the control (paired by time), or None."""
 
     def __init__(self, settings: Settings, baseline: list[tuple[float, Any]],
-                 control_baseline: list[tuple[float, Any]] | None = None, confidence: float = 0.98):
+                 control_baseline: list[tuple[float, Any]] | None = None, confidence: float = 0.98,
+                 history: list[tuple[float, Any]] | None = None):
         self.s = settings
         self.confidence = confidence
         self.control = bool(control_baseline)
@@ -557,10 +704,14 @@ class LatencyJudge:
         self.base_span_s = (pts[-1][0] - pts[0][0]) if len(pts) > 1 else 0.0
         self.base_n = len(pts)
         self.base_logs = [y for _, y in pts]
+        # Previous days' wandering widens a canary-only judgement; with a control the server-wide
+        # part cancels, so the raw latency's history says nothing about the difference judged.
+        self.history = history_noise(history) if history and not self.control else None
         self.tracker: LatencyTracker | None = None
         if len(pts) >= 3:
             self.tracker = LatencyTracker(np.array([[y for _, y in pts]]), np.array([t for t, _ in pts]), settings,
-                                          capacity=256, control=self.control)
+                                          capacity=256, control=self.control,
+                                          history_ratio=self.history.ratio if self.history else 1.0)
         self.window_n = 0
         self.window_bad: list[Any] = []
         self.ctl_window_logs: list[float] = []
@@ -569,6 +720,9 @@ class LatencyJudge:
     @property
     def degenerate(self) -> str | None:
         """Why this metric cannot be judged at all (None: it can)."""
+        return self._degenerate(self.tracker.cur if self.tracker is not None else None)
+
+    def _degenerate(self, nz: Noise | None) -> str | None:
         s = self.s
         if self.base_n == 0:
             what = f"none of the {self.base_raw_n} baseline values is usable ({self.base_bad})" if self.base_raw_n \
@@ -577,12 +731,11 @@ class LatencyJudge:
         if self.base_n < 3:
             return (f"only {self.base_n} usable baseline interval{'s' if self.base_n > 1 else ''}"
                     + (f" ({self.base_bad})" if self.base_bad else "") + ": its noise cannot be estimated")
-        assert self.tracker is not None
-        nz = self.tracker.noise
+        assert nz is not None  # learnt from the baseline and, once it runs, the window too
         if bool(nz.constant[0]):
             return f"the baseline's {self.base_n} intervals are all the same value: its noise cannot be estimated"
         if float(nz.n_eff[0]) < s.min_samples:
-            return (f"the baseline's effective n is {float(nz.n_eff[0]):.1f} (n={self.base_n}, AR(1) ρ "
+            return (f"the baseline's effective n is {float(nz.n_eff[0]):.1f} (n={self.base_n}, long-run ρ "
                     f"{float(nz.rho[0]):.2f}), below {s.min_samples}: too short to judge")
         return None
 
@@ -635,20 +788,20 @@ class LatencyJudge:
                                "stopped_at": None}
         if self.control and self.ctl_base_logs and self.ctl_window_logs:
             out["control_pct"] = (float(np.median(self.ctl_window_logs)) - float(np.median(self.ctl_base_logs)))
-        deg = self.degenerate
         tr = self.tracker
         if tr is None:
-            out["reason"] = deg or "no baseline"
+            out["reason"] = self.degenerate or "no baseline"
             out["method"] = "not judged"
             return out
         o = tr.finish(self.confidence)
-        nz = tr.noise
+        nz = o.noise if o.noise is not None else tr.cur
+        deg = self._degenerate(nz)
         out.update(estimate=_finite(o.estimate[0]), low=_finite(o.low[0]), high=_finite(o.high[0]),
                    n_eff=round(float(o.n_eff[0]), 1), stopped_at=_finite(o.stopped_at[0]))
         trend = (f"baseline trend {math.expm1(float(nz.slope[0]) * 3600) * 100:+.1f}%/h carried forward"
                  if bool(nz.trend[0]) else "baseline level")
         out["method"] = (f"median of per-interval log({'canary/control' if self.control else 'latency'}) vs "
-                         f"{trend}; noise AR(1) ρ {float(nz.rho[0]):.2f}; baseline {self.base_span_s / 60:.0f} min, n={self.base_n} "
+                         f"{trend}; noise (baseline and window) long-run ρ {float(nz.rho[0]):.2f}; baseline {self.base_span_s / 60:.0f} min, n={self.base_n} "
                          f"(effective {float(nz.n_eff[0]):.1f})")
         kind = int(o.stop_kind[0])
         if kind == 1:

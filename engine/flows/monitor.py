@@ -53,7 +53,8 @@ def sources_for(plan: Any, backend: Any, clock: Clock | None = None) -> list[Sou
     if plan.prometheus_url:
         from engine.adapters.prometheus import PrometheusSource
 
-        sources.append(PrometheusSource(plan.prometheus_url, plan.prometheus_queries))
+        sources.append(PrometheusSource(plan.prometheus_url, plan.prometheus_queries,
+                                        history_days=plan.prometheus_history_days))
     sources.append(KillSwitchSource(backend, plan.tenant, plan.connection.id))
     # runbook 5.3 #8: whether the table, the index and the target are there (engine/domain/availability.py)
     from engine.adapters.presence import PresenceSource
@@ -93,6 +94,7 @@ class Monitor:
         # Who hears the window's events as they happen (engine/flows/notify.py pushes them to the
         # webhooks): window_event, checkpoint, verdict, observation_started, observation_completed.
         self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
+        self.history: Any = None  # engine.flows.history.HistoryFetch, once the baseline read it
 
     def _emit(self, name: str, data: dict[str, Any]) -> None:
         for listener in list(self.listeners):
@@ -136,6 +138,7 @@ class Monitor:
         after every tick (the executor watches the kill switch and renews its lease there)."""
         self.store.audit(self.tenant_id, self.actor, "baseline_sampling", self.run_id,
                          {"seconds": seconds, "interval": self.interval})
+        self.history = self.previous_days(seconds)
         warm_up(self.sources)
         end = self.clock.monotonic() + seconds
         while self.clock.monotonic() < end:
@@ -144,6 +147,19 @@ class Monitor:
             if on_tick:
                 on_tick()
             self._sleep_until(started + self.interval)
+
+    def previous_days(self, seconds: float) -> Any:
+        """The same hours of previous days from Prometheus, where the plan configures it
+        (engine/flows/history.py): read once per run, before the baseline's clock starts."""
+        from engine.flows.history import record_previous_days
+
+        for source in self.sources:
+            if getattr(source, "history_days", 0) and hasattr(source, "query_range"):
+                return record_previous_days(
+                    self.store, self.tenant_id, self.run_id, source, self.actor,
+                    before_s=max(seconds, 3600.0), after_s=(self.profile.window_minutes + 30) * 60,
+                    step_s=self.interval)
+        return None
 
     def baselines(self, before: datetime) -> dict[str, list[float]]:
         rows = [r for r in self.store.samples(self.tenant_id, self.run_id) if r.sampled_at < before]

@@ -752,8 +752,12 @@ def _baseline_words(profile: Profile, data: DashboardData) -> dict[str, Any]:
     degenerate = judge.degenerate if judge is not None else None
     n_eff = ""
     if judge is not None and judge.tracker is not None and not degenerate:
-        n_eff = f" (effective {float(judge.tracker.noise.n_eff[0]):.0f})"
+        n_eff = f" (effective {float(judge.tracker.cur.n_eff[0]):.0f})"
     control = ("control: " + ", ".join(data.facts.control_schemas)) if data.facts.control_schemas else "no control"
+    history = judge.history if judge is not None else None
+    if history is not None and history.days:
+        control += (f"; previous {history.days} day{'s' if history.days > 1 else ''} (Prometheus, n={history.n}): "
+                    f"long-run ×{history.ratio:.0f}")
     # Once the window judges it, the effective n decides; before, the profile's baseline length.
     short = degenerate is not None if judge is not None else (n < 3 or span < profile.baseline_minutes)
     text = f"Baseline {span:.1f} min before the ALTER: p50 n={n}{n_eff}; {control}"

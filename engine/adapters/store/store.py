@@ -743,6 +743,15 @@ class Store:
             s.add_all(rows)
             s.commit()
 
+    def add_points(self, tenant_id: str, run_id: str, source: str,
+                   points: Sequence[tuple[datetime, str, float]], meta: dict[str, Any] | None = None) -> None:
+        """Points taken at their own times (a range query's answer), in one transaction."""
+        rows = [MetricSample(tenant_id=tenant_id, execution_run_id=run_id, sampled_at=at, source=source,
+                             metric=metric, value=value, meta=meta) for at, metric, value in points]
+        with self.session() as s:
+            s.add_all(rows)
+            s.commit()
+
     def samples(self, tenant_id: str, run_id: str, metric: str | None = None,
                 since: datetime | None = None) -> list[MetricSample]:
         """Oldest first. ``since``: only samples taken after it (a dashboard's next poll; the
