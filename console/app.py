@@ -217,6 +217,7 @@ class CanaryApp(KeysAnswer, App):
             "size_gate": SizeGateScreen(plan), "execution": ExecutionScreen(plan),
         }  # + "rollback" and "report", installed once the store and what they need are loaded
         self._rollback_busy = threading.Lock()
+        self._rb_notifier: Any = None  # engine.flows.notify.Notifier of this console's rollback steps
         self._sign_lock = threading.Lock()
         self._dash: Any = None  # engine.views.dashboard.DashboardData, only ever touched by its worker
         self._dash_busy = threading.Lock()
@@ -1406,9 +1407,11 @@ class CanaryApp(KeysAnswer, App):
             if run is None:
                 return
             roles = set(self.roles)
+            notifier = self._rollback_notifier(run.id)
+            told = (notifier.on_rollback_event,) if notifier is not None else ()
             if what == "decide":
                 out = flow.decide_rollback(self.store, self.plan, run, data["trigger"], self.actor, roles,
-                                           data["reason"], metrics_at_decision(self.store, run))
+                                           data["reason"], metrics_at_decision(self.store, run), listeners=told)
             elif what == "approve" and data["decision"] == "refuse":
                 out = flow.refuse_rollback(self.store, self.plan, run, data["role"], self.actor, roles,
                                            data["note"])
@@ -1423,7 +1426,10 @@ class CanaryApp(KeysAnswer, App):
                 execute = {"ignore": flow.execute_ignore, "drop": flow.execute_drop}.get(what)
                 self._rung_on.set()
                 self.call_from_thread(self.watch_rung, what)
-                if execute is not None:
+                if what == "drop":
+                    out = flow.execute_drop(self.store, self.plan, self.target, run, self.actor, roles,
+                                            data.get("acknowledged", ()), self.clock, listeners=told)
+                elif execute is not None:
                     out = execute(self.store, self.plan, self.target, run, self.actor, roles,
                                   data.get("acknowledged", ()), self.clock)
                 else:
@@ -1464,23 +1470,46 @@ class CanaryApp(KeysAnswer, App):
                 pass
         self.call_from_thread(screen.show_rung, None)  # type: ignore[attr-defined]
 
+    def _rollback_notifier(self, run_id: str) -> Any:
+        """The notifier of this console's rollback steps (engine/flows/notify.py), one per run; None
+        when the plan names no webhook. Only this console's own steps reach it: a console watching
+        the same run posts nothing of them."""
+        if not self.plan.webhooks:
+            return None
+        from engine.flows.notify import Notifier
+
+        current = self._rb_notifier
+        if current is not None and current.run_id == run_id:
+            return current
+
+        def told(out: Any) -> None:
+            if not out.ok:
+                self.call_from_thread(self._exec_event, "webhook_failed",
+                                      {"kind": out.kind, "to": out.where, "attempts": out.attempts,
+                                       "message": out.message})
+
+        self._rb_notifier = Notifier(self.store, self.plan, run_id, self.actor, profile=self.profile,
+                                     on_result=told)
+        return self._rb_notifier
+
     @work(thread=True, group="observe", exclusive=True, exit_on_error=False)
     def observe_after_rollback(self, run_id: str) -> None:
-        """R4: 30 minutes of post-rollback observation, watched like the window."""
-        from engine.flows.monitor import Monitor, observe, sources_for
+        """R4: 30 minutes of post-rollback observation, watched like the window; its start, its
+        result and R5 pushed to the webhooks (engine/flows/rollback_flow.py ``observe_after_rollback``)."""
+        from engine.flows.monitor import sources_for
+        from engine.flows.rollback_flow import observe_after_rollback
 
-        run = self.store.get_run(self.plan.tenant, run_id)
-        if run is None or run.alter_started_at is None:
-            return
         clock = StoppableClock(self.clock, self._stop)
-        monitor = Monitor(self.store, self.plan.tenant, run_id, sources_for(self.plan, self.backend, clock),
-                          self.profile, self.actor, clock)
+        notifier = self._rollback_notifier(run_id)
         try:
-            result = observe(monitor, "post_rollback", run.alter_started_at)
+            result = observe_after_rollback(
+                self.store, self.plan, run_id, sources_for(self.plan, self.backend, clock), self.actor, clock,
+                self.profile, listeners=(notifier.on_rollback_event,) if notifier is not None else (),
+                monitor_listeners=(notifier.on_monitor_event,) if notifier is not None else ())
         except DriverStopped:
             return
-        finally:
-            monitor.close()
+        if result is None:
+            return
         self.call_from_thread(self.notify, f"post-rollback observation: {'OK' if result.ok else 'NOT OK'} "
                               f"({result.ticks} samples, {len(result.alerts)} alert(s))", title="Rollback R4",
                               timeout=20)

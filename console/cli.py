@@ -615,8 +615,19 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         return EXIT_OK
     role = next(iter(roles), "")
     if args.action == "decide":
+        # R1 is pushed to the plan's webhooks by the process that decides (engine/flows/notify.py).
+        from engine.flows.notify import Notifier
+
+        def told(o: Any) -> None:
+            if not o.ok:
+                print(f"WEBHOOK: {o.kind} not posted after {o.attempts} attempt(s): {for_terminal(o.message)}",
+                      file=sys.stderr)
+
+        notifier = Notifier(store, plan, run.id, ident.actor, on_result=told)
         out = flow.decide_rollback(store, plan, run, args.trigger, ident.actor, roles, args.reason,
-                                   role=args.role)
+                                   role=args.role, listeners=(notifier.on_rollback_event,))
+        if notifier.enabled and not notifier.flush():
+            print("WEBHOOK: the rollback announcement is still being posted; see the audit trail", file=sys.stderr)
     elif args.action == "approve":
         out = flow.approve_rollback(store, plan, run, role, ident.actor, roles, args.reason)
     elif args.action == "refuse":

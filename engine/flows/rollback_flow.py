@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
@@ -40,6 +40,20 @@ DECISION_KIND = "rollback_decision"  # Approval.kind of the decision (R1)
 APPROVAL_KIND = "rollback"  # Approval.kind of each approval (6.3)
 EXECUTE_ROLES = tuple(r for r in ROLES if r in needed("rollback_drop"))  # runbook 6.1: "DBA executes DROP INDEX"
 _DECISION_MARK = "decision_approval"  # the key that marks the decision's RollbackRecord
+
+# The flow's records as events, for whoever listens (engine/flows/notify.py ``Notifier.on_rollback_event``
+# pushes them to the plan's webhooks): ``decided`` (R1), ``dropped`` / ``drop_failed`` (R2–R3, L4) and
+# ``completed`` (R5, after the post-rollback observation). Only the process that performs a step
+# emits it, so a second console watching the same run never posts it again.
+Listener = Callable[[str, Mapping[str, Any]], None]
+
+
+def _emit(listeners: Iterable[Listener], name: str, data: Mapping[str, Any]) -> None:
+    for listen in listeners:
+        try:
+            listen(name, data)
+        except Exception:  # noqa: BLE001, S110 - a listener never stops the rollback; the audit has the step
+            pass
 
 
 # --- the approvals matrix (runbook 6.3, docs/rollback.md) -------------------------------------------------
@@ -596,7 +610,7 @@ def _fresh(store: Store, run: ExecutionRun) -> ExecutionRun:
 
 def decide_rollback(store: Store, plan: Plan, run: ExecutionRun, trigger: str, actor: str,
                     roles: Iterable[str], reason: str, metrics_at_decision: dict[str, Any] | None = None,
-                    role: str | None = None) -> FlowOutcome:
+                    role: str | None = None, listeners: Iterable[Listener] = ()) -> FlowOutcome:
     """R1: record the decision (an Approval of kind ``rollback_decision``) and the rollback record in
     ``pending`` with the metrics at decision time — reusing the record the executor prepared
     ('would roll back', or pending after a kill switch) when there is one."""
@@ -654,6 +668,9 @@ def decide_rollback(store: Store, plan: Plan, run: ExecutionRun, trigger: str, a
             rollback_sql=sql.drop_index(run.schema_name, run.table_name, run.index_name),
             rollback_details=details, created_by=actor, created_at=now)
     record = store.save_rollback_record(record, actor, "rollback_decided")
+    _emit(listeners, "decided", {"trigger": t.key, "condition": t.condition, "decided_by": actor,
+                                 "decided_role": role, "reason": reason, "record_id": record.id,
+                                 "metrics_at_decision": dict(details["metrics_at_decision"])})
     return FlowOutcome("done", f"rollback decided ({t.condition}) by {actor} as {role}; approvals needed: "
                        f"{_who(plan, t.required(role))}", record.id)
 
@@ -1019,7 +1036,7 @@ def _alter_index(store: Store, plan: Plan, target: Target, run: ExecutionRun, ac
 
 def execute_drop(store: Store, plan: Plan, target: Target, run: ExecutionRun, actor: str,
                  roles: Iterable[str], acknowledged: Iterable[str] = (),
-                 clock: Clock | None = None) -> FlowOutcome:
+                 clock: Clock | None = None, listeners: Iterable[Listener] = ()) -> FlowOutcome:
     """Rung 2: ``DROP INDEX`` through ``IndexRollback`` (guarded, retried, never twice), then R2 the
     verification, R3 ``rolled_back`` (IndexRollback's transition), R4 the 30-minute observation's
     start and end recorded on the record (the App runs the observation itself)."""
@@ -1056,6 +1073,7 @@ def execute_drop(store: Store, plan: Plan, target: Target, run: ExecutionRun, ac
     if out.status == "refused":
         return FlowOutcome("refused", out.message, out.record_id)
     if out.status == "failed":
+        _emit(listeners, "drop_failed", {"message": out.message, "record_id": out.record_id})
         return FlowOutcome("failed", f"ROLLBACK FAILED — escalation L4: {out.message}. The index is still there; "
                            "retry (x) once the cause is found, or the DBA intervenes by hand", out.record_id)
     # R2: the verification query, on a connection of its own.
@@ -1081,8 +1099,33 @@ def execute_drop(store: Store, plan: Plan, target: Target, run: ExecutionRun, ac
     if rung1 is not None:
         rung1.rollback_details = dict(rung1.rollback_details or {}, superseded_by=out.record_id)
         store.save_rollback_record(rung1, actor, "rollback_ignore_superseded")
+    _emit(listeners, "dropped", {"record_id": out.record_id, "minutes": minutes, "until": until.isoformat(),
+                                 "verified_absent": gone})
     return FlowOutcome("done", f"index {run.index_name} dropped and verified gone ({out.message}); run "
                        f"rolled_back; post-rollback observation until {wall(until, plan.off_peak.utc_offset)}", out.record_id)
+
+
+def observe_after_rollback(store: Store, plan: Plan, run_id: str, sources: Sequence[Any], actor: str,
+                           clock: Clock, profile: Any = None, listeners: Iterable[Listener] = (),
+                           monitor_listeners: Iterable[Callable[[str, dict[str, Any]], None]] = ()) -> Any:
+    """R4 and R5: the post-rollback observation (``engine.flows.monitor.observe``, 30 minutes under
+    its own profile) on the process that dropped the index, then ``completed`` for the rollback's
+    closing announcement. ``monitor_listeners`` hear the observation's start and end (the notifier
+    posts them); None when the run is not rolled back. A stopped clock's exception passes through."""
+    from engine.flows.monitor import Monitor, observe
+
+    run = store.get_run(plan.tenant, run_id)
+    if run is None or run.alter_started_at is None or run.status != "rolled_back":
+        return None
+    monitor = Monitor(store, plan.tenant, run_id, sources, profile or plan.profile(), actor, clock)
+    monitor.listeners.extend(monitor_listeners)
+    try:
+        result = observe(monitor, "post_rollback", run.alter_started_at)
+    finally:
+        monitor.close()
+    _emit(listeners, "completed", {"ok": result.ok, "alerts": list(result.alerts),
+                                   "warnings": len(result.warnings), "ticks": result.ticks})
+    return result
 
 
 # --- the view the screen draws -------------------------------------------------------------------
@@ -1311,7 +1354,9 @@ def rollback_view(store: Store, plan: Plan, run_id: str) -> RollbackView:
     obs = (done.rollback_details or {}).get("observation", {}) if done else {}
     until = _dt(obs.get("until"))
     observed = store.audit_entries(run.tenant_id, run.id, "post_rollback_observation_completed")
-    announced = store.audit_entries(run.tenant_id, run.id, "rollback_announced")
+    announced = store.audit_entries(run.tenant_id, run.id, "rollback_announced") + [
+        e for e in store.audit_entries(run.tenant_id, run.id, "webhook_posted")
+        if (e.details or {}).get("kind") == "rollback_complete"]  # R5 pushed (engine/flows/notify.py)
     escalation = (f"L4 — rollback failed: {failed.rollback_error or 'see the attempts'}; the index is still "
                   "there" if failed else None)
     t = TRIGGER_BY_KEY.get(trigger or suggested or "")
