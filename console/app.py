@@ -67,6 +67,7 @@ if TYPE_CHECKING:  # loaded on a worker after the first screen is drawn (SQLAlch
     from engine.adapters.store import ExecutionRun, Store
     from engine.adapters.target import Target
     from engine.views.report import ReportFacts
+    from screens.decision import OpenRollback
     from screens.report import ReportCopy, ReportExport, ReportLesson, ReportPost, ReportScreen
     from screens.rollback import (
         RollbackApprove,
@@ -1068,7 +1069,7 @@ class CanaryApp(KeysAnswer, App):
                                   message=f"size gate BLOCK: {decision.rule}")
             told = "every console shows it"
             if self.plan.webhook_url:
-                from engine.views.report import post_webhook
+                from engine.adapters.webhook import post_webhook
 
                 posted = post_webhook(self.plan.webhook_url, f"🛑 [SIZE GATE BLOCK] {self.plan.schema}."
                                       f"{self.plan.change.table}: {decision.rule}. No DDL; run {run_id[:8]} "
@@ -1249,7 +1250,7 @@ class CanaryApp(KeysAnswer, App):
 
     @work(thread=True, group="webhook", exit_on_error=False)
     def post_text(self, text: str, action: str) -> None:
-        from engine.views.report import post_webhook
+        from engine.adapters.webhook import post_webhook
 
         result = post_webhook(self.plan.webhook_url or "", text)
         self.store.audit(self.plan.tenant, self.actor, action if result.ok else f"{action}_failed", self.run_id,
@@ -1353,7 +1354,10 @@ class CanaryApp(KeysAnswer, App):
         if decision == "remove":
             self.call_from_thread(self.action_goto, "rollback")
 
-    def on_open_rollback(self, message: Any) -> None:
+    def on_open_rollback(self, message: OpenRollback) -> None:
+        """The Decision step's FAIL: the Rollback step opens on the trigger its failing criteria point
+        to, with the metrics it showed (they go into R1's record)."""
+        self.steps["rollback"].preselect(message.trigger, dict(message.metrics))  # type: ignore[attr-defined]
         self.action_goto("rollback")
 
     # --- step 7: manual rollback (docs/rollback.md) ---------------------------------------------------------
@@ -1379,7 +1383,7 @@ class CanaryApp(KeysAnswer, App):
         self.call_from_thread(self.steps["rollback"].show, view, inspection)  # type: ignore[attr-defined]
 
     def on_rollback_decide(self, message: RollbackDecide) -> None:
-        self.rollback_act("decide", trigger=message.trigger, reason=message.reason)
+        self.rollback_act("decide", trigger=message.trigger, reason=message.reason, metrics=dict(message.metrics))
 
     def on_rollback_approve(self, message: RollbackApprove) -> None:
         self.rollback_act("approve", role=message.role, note=message.note, decision=message.decision)
@@ -1411,7 +1415,8 @@ class CanaryApp(KeysAnswer, App):
             told = (notifier.on_rollback_event,) if notifier is not None else ()
             if what == "decide":
                 out = flow.decide_rollback(self.store, self.plan, run, data["trigger"], self.actor, roles,
-                                           data["reason"], metrics_at_decision(self.store, run), listeners=told)
+                                           data["reason"], data.get("metrics") or metrics_at_decision(self.store, run),
+                                           listeners=told)
             elif what == "approve" and data["decision"] == "refuse":
                 out = flow.refuse_rollback(self.store, self.plan, run, data["role"], self.actor, roles,
                                            data["note"])
@@ -1452,7 +1457,8 @@ class CanaryApp(KeysAnswer, App):
         its statement's progress and the metadata-lock queue on the table (engine.flows.rollback_flow
         ``rung_progress``, the execution step's MDL guard) — on the Rollback screen."""
         from engine.adapters.target import TargetError
-        from engine.flows.rollback_flow import RungProgress, rung_progress
+        from engine.flows.rollback_flow import rung_progress
+        from engine.views.rollback import RungProgress
 
         screen = self.steps["rollback"]
         started = time.monotonic()
@@ -1535,7 +1541,8 @@ class CanaryApp(KeysAnswer, App):
     def record_lesson(self, what: str, impact: str, cause: str, action: str) -> None:
         """Runbook 8.3: the same engine function as ``canary-console lesson``; the report is rebuilt
         with the new row."""
-        from engine.views.report import record_lesson, report_facts
+        from engine.flows.lessons import record_lesson
+        from engine.views.report import report_facts
 
         screen: ReportScreen = self.steps["report"]  # type: ignore[assignment]
         if self.run_id is None:
@@ -1567,7 +1574,7 @@ class CanaryApp(KeysAnswer, App):
 
     @work(thread=True, group="webhook", exit_on_error=False)
     def post_report(self, text: str, view: str) -> None:
-        from engine.views.report import post_webhook
+        from engine.adapters.webhook import post_webhook
 
         screen: ReportScreen = self.steps["report"]  # type: ignore[assignment]
         result = post_webhook(self.plan.webhook_url or "", text)

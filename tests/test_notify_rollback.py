@@ -28,8 +28,8 @@ from engine.flows.rollback_flow import (
     decide_rollback,
     execute_drop,
     observe_after_rollback,
-    rollback_view,
 )
+from engine.views.rollback import rollback_view
 
 PEOPLE = (Person("Somchai", ("canary_lead",), "somchai", handle="@somchai"),
           Person("Nok", ("dba",), "nok", handle="@nok"))

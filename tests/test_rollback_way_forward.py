@@ -16,26 +16,28 @@ from plans import ACME, people
 
 from engine.adapters.store import ExecutionRun, RollbackRecord, Store
 from engine.adapters.target import Target
+from engine.domain import rollback_rules as rules
 from engine.domain.clock import FrozenClock
 from engine.domain.plan import ROLES, parse_plan
-from engine.flows import rollback_flow as flow
-from engine.flows.rollback_flow import (
+from engine.domain.rollback_rules import (
     FINAL_PHASES,
     PHASES,
     approval_state,
-    approve_rollback,
     check_approval,
-    decide_rollback,
-    execute_drop,
     flow_phase,
-    keep_index,
     next_line,
     next_steps,
+)
+from engine.flows import rollback_flow as flow
+from engine.flows.rollback_flow import (
+    approve_rollback,
+    decide_rollback,
+    execute_drop,
+    keep_index,
     refuse_rollback,
     retrigger_rollback,
-    role_rows,
-    rollback_view,
 )
+from engine.views.rollback import role_rows, rollback_view
 
 T0 = datetime(2026, 11, 22, 16, 0, tzinfo=UTC)
 SCREEN_KEYS = {"d", "a", "n", "k", "i", "u", "x"}  # the Rollback screen's keys (tests/test_rollback_dialogs.py)
@@ -367,7 +369,7 @@ def test_a_kept_index_closes_the_run_for_good_and_a_console_says_it_is_final(tmp
     assert refuse_rollback(store, plan, run, "canary_lead", "somchai", {"canary_lead"}, "the batch job").ok
     assert open_run(store, plan).id == run.id  # refused, not kept: still the war room's (a, n, k)
     assert keep_index(store, plan, run, "lek", {"canary_lead"}, "the batch job caused it").ok
-    assert flow.index_kept(store.rollback_records("acme", run.id))["by"] == "lek"
+    assert rules.index_kept(store.rollback_records("acme", run.id))["by"] == "lek"
     assert open_run(store, plan) is None
     assert attach_run(store, plan, T0 + timedelta(hours=1)).id == run.id  # shown, as history
     assert attach_run(store, plan, T0 + timedelta(hours=13)) is None

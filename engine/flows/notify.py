@@ -23,12 +23,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from engine.adapters.webhook import WebhookResult, post_webhook, redact_webhook
 from engine.domain.thresholds import Band, MetricRule, Profile
 from engine.views.report import (
     ESCALATION_MATRIX,
     RULE,
     UNKNOWN,
-    WebhookResult,
     announce_completion,
     announce_critical,
     announce_rollback_complete,
@@ -37,8 +37,6 @@ from engine.views.report import (
     announce_start,
     announce_warning,
     escalation_contacts,
-    post_webhook,
-    redact_webhook,
     report_facts,
 )
 from engine.views.report import ReportFacts as Facts
@@ -295,6 +293,13 @@ class Notifier:
 
         shown: dict[str, str] = {}
         for key, value in metrics.items():
+            if isinstance(value, Mapping):  # the Decision step's record: label, value, unit, baseline …
+                if value.get("value") is None:
+                    continue
+                label = DECISION_LABELS.get(key, str(value.get("label") or key))
+                shown[label] = fmt(float(value["value"]), str(value.get("unit") or "")) \
+                    if isinstance(value["value"], (int, float)) else str(value["value"])
+                continue
             try:
                 rule: MetricRule | None = self.profile.rule(key)
             except KeyError:
