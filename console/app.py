@@ -1402,6 +1402,7 @@ class CanaryApp(KeysAnswer, App):
     @work(thread=True, group="rollback", exit_on_error=False)
     def rollback_act(self, what: str, **data: Any) -> None:
         from engine.flows import rollback_flow as flow
+        from engine.flows import rollback_rungs as rungs
 
         if not self._rollback_busy.acquire(blocking=False):
             self.call_from_thread(self.notify, "A rollback step is already running: wait for it.", severity="warning")
@@ -1428,17 +1429,17 @@ class CanaryApp(KeysAnswer, App):
             elif what == "keep":
                 out = flow.keep_index(self.store, self.plan, run, self.actor, roles, data["reason"])
             else:
-                execute = {"ignore": flow.execute_ignore, "drop": flow.execute_drop}.get(what)
+                execute = {"ignore": rungs.execute_ignore, "drop": rungs.execute_drop}.get(what)
                 self._rung_on.set()
                 self.call_from_thread(self.watch_rung, what)
                 if what == "drop":
-                    out = flow.execute_drop(self.store, self.plan, self.target, run, self.actor, roles,
-                                            data.get("acknowledged", ()), self.clock, listeners=told)
+                    out = rungs.execute_drop(self.store, self.plan, self.target, run, self.actor, roles,
+                                             data.get("acknowledged", ()), self.clock, listeners=told)
                 elif execute is not None:
                     out = execute(self.store, self.plan, self.target, run, self.actor, roles,
                                   data.get("acknowledged", ()), self.clock)
                 else:
-                    out = flow.undo_ignore(self.store, self.plan, self.target, run, self.actor, roles, self.clock)
+                    out = rungs.undo_ignore(self.store, self.plan, self.target, run, self.actor, roles, self.clock)
         finally:
             self._rung_on.clear()
             self._rollback_busy.release()
@@ -1454,10 +1455,10 @@ class CanaryApp(KeysAnswer, App):
     @work(thread=True, group="rung-progress", exclusive=True, exit_on_error=False)
     def watch_rung(self, rung: str) -> None:
         """A rung while it runs, once a second, on a connection of its own (the rung's is busy):
-        its statement's progress and the metadata-lock queue on the table (engine.flows.rollback_flow
+        its statement's progress and the metadata-lock queue on the table (engine.flows.rollback_rungs
         ``rung_progress``, the execution step's MDL guard) — on the Rollback screen."""
         from engine.adapters.target import TargetError
-        from engine.flows.rollback_flow import rung_progress
+        from engine.flows.rollback_rungs import rung_progress
         from engine.views.rollback import RungProgress
 
         screen = self.steps["rollback"]
@@ -1501,9 +1502,9 @@ class CanaryApp(KeysAnswer, App):
     @work(thread=True, group="observe", exclusive=True, exit_on_error=False)
     def observe_after_rollback(self, run_id: str) -> None:
         """R4: 30 minutes of post-rollback observation, watched like the window; its start, its
-        result and R5 pushed to the webhooks (engine/flows/rollback_flow.py ``observe_after_rollback``)."""
+        result and R5 pushed to the webhooks (engine/flows/rollback_rungs.py ``observe_after_rollback``)."""
         from engine.flows.monitor import sources_for
-        from engine.flows.rollback_flow import observe_after_rollback
+        from engine.flows.rollback_rungs import observe_after_rollback
 
         clock = StoppableClock(self.clock, self._stop)
         notifier = self._rollback_notifier(run_id)

@@ -23,12 +23,8 @@ from engine.domain.clock import CompressedClock
 from engine.domain.plan import Person, parse_plan
 from engine.flows.monitor import sources_for
 from engine.flows.notify import Notifier
-from engine.flows.rollback_flow import (
-    approve_rollback,
-    decide_rollback,
-    execute_drop,
-    observe_after_rollback,
-)
+from engine.flows.rollback_flow import approve_rollback, decide_rollback
+from engine.flows.rollback_rungs import execute_drop, observe_after_rollback
 from engine.views.rollback import rollback_view
 
 PEOPLE = (Person("Somchai", ("canary_lead",), "somchai", handle="@somchai"),

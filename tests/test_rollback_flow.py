@@ -30,15 +30,8 @@ from engine.domain.rollback_rules import (
     diff_against_point,
     suggest_trigger,
 )
-from engine.flows.rollback_flow import (
-    approve_rollback,
-    decide_rollback,
-    execute_drop,
-    execute_ignore,
-    inspect,
-    rollback_candidate,
-    undo_ignore,
-)
+from engine.flows.rollback_flow import approve_rollback, decide_rollback, rollback_candidate
+from engine.flows.rollback_rungs import execute_drop, execute_ignore, inspect, undo_ignore
 from engine.views.rollback import (
     AttemptRow,
     RecordRow,

@@ -9,7 +9,7 @@ import threading
 import time
 
 from engine.adapters.target import Target
-from engine.flows.rollback_flow import ROLLBACK_STATEMENT_TAG, rung_progress
+from engine.flows.rollback_rungs import ROLLBACK_STATEMENT_TAG, rung_progress
 from engine.views.rollback import rung_lines
 
 

@@ -5,7 +5,7 @@ runbook 6.3 as data (``TRIGGERS``), ``approval_state``, ``check_decision``, ``ch
 rollback records say (the decision in force, a kept index, rung 1 applied).
 
 Plain functions over frozen data and the store's records read as plain data; the actions that
-write them are in engine/flows/rollback_flow.py, the screen's data in engine/views/rollback.py.
+write them are in engine/flows/rollback_flow.py and rollback_rungs.py, the screen's data in engine/views/rollback.py.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ checkpoint's status update, the verdict, the post-success observation and the co
 announcement. A ``Notifier`` is subscribed to the monitor's events by the executor, so the console,
 ``run --headless`` and the rehearsal all push alike. The manual rollback's records (R1 initiated,
 L4 failed, the post-rollback observation, R5 complete) reach it the same way from
-engine/flows/rollback_flow.py, in the process that performed the step.
+engine/flows/rollback_flow.py and rollback_rungs.py, in the process that performed the step.
 
 Posting never blocks the runbook: messages queue for one thread of their own, each post retried with
 backoff (tenacity) when nothing was delivered or the receiver said "later", and audited

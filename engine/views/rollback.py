@@ -1,7 +1,8 @@
 """The Rollback screen's data (runbook section 6; docs/rollback.md): ``rollback_view`` reads a run's
 rollback from the store into plain frozen data — the headline, the matrix's rows, the ladder, the
 records and their attempts, R1–R5 — and ``rung_lines`` writes a running rung as the screen's lines.
-The rules are engine/domain/rollback_rules.py; the actions engine/flows/rollback_flow.py.
+The rules are engine/domain/rollback_rules.py; the actions engine/flows/rollback_flow.py
+and engine/flows/rollback_rungs.py.
 """
 
 from __future__ import annotations
