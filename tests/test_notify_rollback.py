@@ -175,3 +175,21 @@ def test_a_drop_that_fails_is_posted_as_the_l4_escalation(lab):
     assert "📣 Escalation L4" in texts[-1] and "🔁 Attempts: 2" in texts[-1]
     assert n.level == 4
     assert not any("ROLLBACK COMPLETE" in h for h in _heads(texts))
+
+
+def test_the_cli_s_decision_is_posted_by_the_cli(tmp_path):
+    """``canary-console rollback decide`` is the process that decides: it posts R1 before it exits."""
+    from test_cli import cli, write_plan
+
+    store, run = _store_run(tmp_path)
+    with Receiver() as hook:
+        plan = write_plan(tmp_path, "dba")
+        plan.write_text(plan.read_text().replace("[[people]]", f'[integrations]\nwebhook_url = "{hook.url}"\n\n[[people]]'))
+        done = cli("rollback", "decide", run.id, "--plan", str(plan), "--store", f"sqlite:///{tmp_path / 'store.db'}",
+                   "--trigger", "lock_wait", "--reason", "lock wait 7 s on orders")
+        texts = hook.texts()
+    assert done.returncode == 0, done.stderr
+    assert _heads(texts) == ["🔴 [ROLLBACK INITIATED] shop.orders ADD INDEX Canary (acme)"]
+    assert "(trigger lock_wait) — decided by" in texts[0] and "(dba): lock wait 7 s on orders" in texts[0]
+    [posted] = Store(f"sqlite:///{tmp_path / 'store.db'}").audit_entries("acme", run.id, "webhook_posted")
+    assert posted.details["kind"] == "rollback_initiated"
