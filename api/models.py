@@ -17,10 +17,10 @@ from pydantic import (
 )
 
 from engine.adapters.store.models import FAIL_REASONS, RUN_STATUSES
+from engine.domain import rollback_rules as rules
 from engine.domain.identifiers import check_identifier, check_slug
 from engine.domain.roles import ROLES
 from engine.domain.text import REASON_LIMIT
-from engine.flows import rollback_flow as flow
 
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 IDENT_PATTERN = r"^(?![0-9]+$)[A-Za-z0-9_$]{1,64}$"
@@ -194,7 +194,7 @@ class ExecuteAnswer(BaseModel):
 
 # --- rollback ---------------------------------------------------------------------------------------
 
-TRIGGERS = tuple(t.key for t in flow.TRIGGERS)
+TRIGGERS = tuple(t.key for t in rules.TRIGGERS)
 
 
 class RollbackTrigger(Body):

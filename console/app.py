@@ -67,6 +67,7 @@ if TYPE_CHECKING:  # loaded on a worker after the first screen is drawn (SQLAlch
     from engine.adapters.store import ExecutionRun, Store
     from engine.adapters.target import Target
     from engine.views.report import ReportFacts
+    from screens.decision import OpenRollback
     from screens.report import ReportCopy, ReportExport, ReportLesson, ReportPost, ReportScreen
     from screens.rollback import (
         RollbackApprove,
@@ -217,6 +218,7 @@ class CanaryApp(KeysAnswer, App):
             "size_gate": SizeGateScreen(plan), "execution": ExecutionScreen(plan),
         }  # + "rollback" and "report", installed once the store and what they need are loaded
         self._rollback_busy = threading.Lock()
+        self._rb_notifier: Any = None  # engine.flows.notify.Notifier of this console's rollback steps
         self._sign_lock = threading.Lock()
         self._dash: Any = None  # engine.views.dashboard.DashboardData, only ever touched by its worker
         self._dash_busy = threading.Lock()
@@ -1067,7 +1069,7 @@ class CanaryApp(KeysAnswer, App):
                                   message=f"size gate BLOCK: {decision.rule}")
             told = "every console shows it"
             if self.plan.webhook_url:
-                from engine.views.report import post_webhook
+                from engine.adapters.webhook import post_webhook
 
                 posted = post_webhook(self.plan.webhook_url, f"🛑 [SIZE GATE BLOCK] {self.plan.schema}."
                                       f"{self.plan.change.table}: {decision.rule}. No DDL; run {run_id[:8]} "
@@ -1248,7 +1250,7 @@ class CanaryApp(KeysAnswer, App):
 
     @work(thread=True, group="webhook", exit_on_error=False)
     def post_text(self, text: str, action: str) -> None:
-        from engine.views.report import post_webhook
+        from engine.adapters.webhook import post_webhook
 
         result = post_webhook(self.plan.webhook_url or "", text)
         self.store.audit(self.plan.tenant, self.actor, action if result.ok else f"{action}_failed", self.run_id,
@@ -1352,7 +1354,10 @@ class CanaryApp(KeysAnswer, App):
         if decision == "remove":
             self.call_from_thread(self.action_goto, "rollback")
 
-    def on_open_rollback(self, message: Any) -> None:
+    def on_open_rollback(self, message: OpenRollback) -> None:
+        """The Decision step's FAIL: the Rollback step opens on the trigger its failing criteria point
+        to, with the metrics it showed (they go into R1's record)."""
+        self.steps["rollback"].preselect(message.trigger, dict(message.metrics))  # type: ignore[attr-defined]
         self.action_goto("rollback")
 
     # --- step 7: manual rollback (docs/rollback.md) ---------------------------------------------------------
@@ -1378,7 +1383,7 @@ class CanaryApp(KeysAnswer, App):
         self.call_from_thread(self.steps["rollback"].show, view, inspection)  # type: ignore[attr-defined]
 
     def on_rollback_decide(self, message: RollbackDecide) -> None:
-        self.rollback_act("decide", trigger=message.trigger, reason=message.reason)
+        self.rollback_act("decide", trigger=message.trigger, reason=message.reason, metrics=dict(message.metrics))
 
     def on_rollback_approve(self, message: RollbackApprove) -> None:
         self.rollback_act("approve", role=message.role, note=message.note, decision=message.decision)
@@ -1397,6 +1402,7 @@ class CanaryApp(KeysAnswer, App):
     @work(thread=True, group="rollback", exit_on_error=False)
     def rollback_act(self, what: str, **data: Any) -> None:
         from engine.flows import rollback_flow as flow
+        from engine.flows import rollback_rungs as rungs
 
         if not self._rollback_busy.acquire(blocking=False):
             self.call_from_thread(self.notify, "A rollback step is already running: wait for it.", severity="warning")
@@ -1406,9 +1412,12 @@ class CanaryApp(KeysAnswer, App):
             if run is None:
                 return
             roles = set(self.roles)
+            notifier = self._rollback_notifier(run.id)
+            told = (notifier.on_rollback_event,) if notifier is not None else ()
             if what == "decide":
                 out = flow.decide_rollback(self.store, self.plan, run, data["trigger"], self.actor, roles,
-                                           data["reason"], metrics_at_decision(self.store, run))
+                                           data["reason"], data.get("metrics") or metrics_at_decision(self.store, run),
+                                           listeners=told)
             elif what == "approve" and data["decision"] == "refuse":
                 out = flow.refuse_rollback(self.store, self.plan, run, data["role"], self.actor, roles,
                                            data["note"])
@@ -1420,14 +1429,17 @@ class CanaryApp(KeysAnswer, App):
             elif what == "keep":
                 out = flow.keep_index(self.store, self.plan, run, self.actor, roles, data["reason"])
             else:
-                execute = {"ignore": flow.execute_ignore, "drop": flow.execute_drop}.get(what)
+                execute = {"ignore": rungs.execute_ignore, "drop": rungs.execute_drop}.get(what)
                 self._rung_on.set()
                 self.call_from_thread(self.watch_rung, what)
-                if execute is not None:
+                if what == "drop":
+                    out = rungs.execute_drop(self.store, self.plan, self.target, run, self.actor, roles,
+                                             data.get("acknowledged", ()), self.clock, listeners=told)
+                elif execute is not None:
                     out = execute(self.store, self.plan, self.target, run, self.actor, roles,
                                   data.get("acknowledged", ()), self.clock)
                 else:
-                    out = flow.undo_ignore(self.store, self.plan, self.target, run, self.actor, roles, self.clock)
+                    out = rungs.undo_ignore(self.store, self.plan, self.target, run, self.actor, roles, self.clock)
         finally:
             self._rung_on.clear()
             self._rollback_busy.release()
@@ -1443,10 +1455,11 @@ class CanaryApp(KeysAnswer, App):
     @work(thread=True, group="rung-progress", exclusive=True, exit_on_error=False)
     def watch_rung(self, rung: str) -> None:
         """A rung while it runs, once a second, on a connection of its own (the rung's is busy):
-        its statement's progress and the metadata-lock queue on the table (engine.flows.rollback_flow
+        its statement's progress and the metadata-lock queue on the table (engine.flows.rollback_rungs
         ``rung_progress``, the execution step's MDL guard) — on the Rollback screen."""
         from engine.adapters.target import TargetError
-        from engine.flows.rollback_flow import RungProgress, rung_progress
+        from engine.flows.rollback_rungs import rung_progress
+        from engine.views.rollback import RungProgress
 
         screen = self.steps["rollback"]
         started = time.monotonic()
@@ -1464,23 +1477,46 @@ class CanaryApp(KeysAnswer, App):
                 pass
         self.call_from_thread(screen.show_rung, None)  # type: ignore[attr-defined]
 
+    def _rollback_notifier(self, run_id: str) -> Any:
+        """The notifier of this console's rollback steps (engine/flows/notify.py), one per run; None
+        when the plan names no webhook. Only this console's own steps reach it: a console watching
+        the same run posts nothing of them."""
+        if not self.plan.webhooks:
+            return None
+        from engine.flows.notify import Notifier
+
+        current = self._rb_notifier
+        if current is not None and current.run_id == run_id:
+            return current
+
+        def told(out: Any) -> None:
+            if not out.ok:
+                self.call_from_thread(self._exec_event, "webhook_failed",
+                                      {"kind": out.kind, "to": out.where, "attempts": out.attempts,
+                                       "message": out.message})
+
+        self._rb_notifier = Notifier(self.store, self.plan, run_id, self.actor, profile=self.profile,
+                                     on_result=told)
+        return self._rb_notifier
+
     @work(thread=True, group="observe", exclusive=True, exit_on_error=False)
     def observe_after_rollback(self, run_id: str) -> None:
-        """R4: 30 minutes of post-rollback observation, watched like the window."""
-        from engine.flows.monitor import Monitor, observe, sources_for
+        """R4: 30 minutes of post-rollback observation, watched like the window; its start, its
+        result and R5 pushed to the webhooks (engine/flows/rollback_rungs.py ``observe_after_rollback``)."""
+        from engine.flows.monitor import sources_for
+        from engine.flows.rollback_rungs import observe_after_rollback
 
-        run = self.store.get_run(self.plan.tenant, run_id)
-        if run is None or run.alter_started_at is None:
-            return
         clock = StoppableClock(self.clock, self._stop)
-        monitor = Monitor(self.store, self.plan.tenant, run_id, sources_for(self.plan, self.backend, clock),
-                          self.profile, self.actor, clock)
+        notifier = self._rollback_notifier(run_id)
         try:
-            result = observe(monitor, "post_rollback", run.alter_started_at)
+            result = observe_after_rollback(
+                self.store, self.plan, run_id, sources_for(self.plan, self.backend, clock), self.actor, clock,
+                self.profile, listeners=(notifier.on_rollback_event,) if notifier is not None else (),
+                monitor_listeners=(notifier.on_monitor_event,) if notifier is not None else ())
         except DriverStopped:
             return
-        finally:
-            monitor.close()
+        if result is None:
+            return
         self.call_from_thread(self.notify, f"post-rollback observation: {'OK' if result.ok else 'NOT OK'} "
                               f"({result.ticks} samples, {len(result.alerts)} alert(s))", title="Rollback R4",
                               timeout=20)
@@ -1506,7 +1542,8 @@ class CanaryApp(KeysAnswer, App):
     def record_lesson(self, what: str, impact: str, cause: str, action: str) -> None:
         """Runbook 8.3: the same engine function as ``canary-console lesson``; the report is rebuilt
         with the new row."""
-        from engine.views.report import record_lesson, report_facts
+        from engine.flows.lessons import record_lesson
+        from engine.views.report import report_facts
 
         screen: ReportScreen = self.steps["report"]  # type: ignore[assignment]
         if self.run_id is None:
@@ -1538,7 +1575,7 @@ class CanaryApp(KeysAnswer, App):
 
     @work(thread=True, group="webhook", exit_on_error=False)
     def post_report(self, text: str, view: str) -> None:
-        from engine.views.report import post_webhook
+        from engine.adapters.webhook import post_webhook
 
         screen: ReportScreen = self.steps["report"]  # type: ignore[assignment]
         result = post_webhook(self.plan.webhook_url or "", text)

@@ -587,8 +587,10 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     """The manual rollback's people steps (docs/rollback.md), by the same engine functions as the
     console and the API: where the flow is and what may follow, decide, approve, refuse, a new
     trigger, keep the index. The rungs (ignore, DROP) are the DBA's, in the console."""
+    from engine.domain import rollback_rules as rules
     from engine.domain.text import for_terminal
     from engine.flows import rollback_flow as flow
+    from engine.views import rollback as rollback_views
 
     plan, store, ident, run = _on_run(args)
     roles = set(plan.roles_of(ident.user))
@@ -604,9 +606,9 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         raise CliError(f"say which of your roles you {args.action} for: --role "
                        f"{'|'.join(sorted(roles)) or 'ROLE'}")
     if args.action == "decide" and not args.trigger:
-        raise CliError(f"rollback decide needs --trigger: one of {', '.join(flow.TRIGGER_BY_KEY)}")
+        raise CliError(f"rollback decide needs --trigger: one of {', '.join(rules.TRIGGER_BY_KEY)}")
     if args.action == "status":
-        view = flow.rollback_view(store, plan, run.id)
+        view = rollback_views.rollback_view(store, plan, run.id)
         print(for_terminal(view.status))
         print(for_terminal(view.next_line))
         for step in view.steps:
@@ -615,8 +617,19 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         return EXIT_OK
     role = next(iter(roles), "")
     if args.action == "decide":
+        # R1 is pushed to the plan's webhooks by the process that decides (engine/flows/notify.py).
+        from engine.flows.notify import Notifier
+
+        def told(o: Any) -> None:
+            if not o.ok:
+                print(f"WEBHOOK: {o.kind} not posted after {o.attempts} attempt(s): {for_terminal(o.message)}",
+                      file=sys.stderr)
+
+        notifier = Notifier(store, plan, run.id, ident.actor, on_result=told)
         out = flow.decide_rollback(store, plan, run, args.trigger, ident.actor, roles, args.reason,
-                                   role=args.role)
+                                   role=args.role, listeners=(notifier.on_rollback_event,))
+        if notifier.enabled and not notifier.flush():
+            print("WEBHOOK: the rollback announcement is still being posted; see the audit trail", file=sys.stderr)
     elif args.action == "approve":
         out = flow.approve_rollback(store, plan, run, role, ident.actor, roles, args.reason)
     elif args.action == "refuse":
@@ -652,7 +665,7 @@ def cmd_acknowledge(args: argparse.Namespace) -> int:
 
 def cmd_lesson(args: argparse.Namespace) -> int:
     """Runbook 8.3: add a row to the run's lessons-learned table (exported with the report)."""
-    from engine.views.report import record_lesson
+    from engine.flows.lessons import record_lesson
 
     plan, store, ident, _run = _on_run(args)
     try:

@@ -49,7 +49,7 @@ class OpenRollback(Message):
     """Open the rollback decision flow, pre-filled with the metrics at decision time."""
 
     metrics: dict[str, Any] = field(default_factory=dict)
-    trigger: str = ""  # engine.flows.rollback_flow trigger the failing criteria point to
+    trigger: str = ""  # engine.domain.rollback_rules trigger the failing criteria point to
 
 
 class DecisionScreen(RunbookScreen):

@@ -18,11 +18,12 @@ from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.widgets import ContentSwitcher, Footer, Markdown, Static, Tab, Tabs
 
+from engine.adapters.webhook import redact_webhook
 from engine.domain.clock import wall
 from engine.domain.plan import Plan
 from engine.domain.text import for_terminal
 from engine.flows.runbook import RunView
-from engine.views.report import ReportFacts, announcements, redact_webhook, render_report
+from engine.views.report import ReportFacts, announcements, render_report
 from screens.base import RunbookScreen, drawable, shown
 
 # The views, in the order of the tabs; v and shift+v step through them (the digits belong to the

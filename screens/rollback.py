@@ -3,7 +3,7 @@ approvals matrix, the rollback ladder with its SQL, the conflicts against the ro
 records with every attempt, and the status line R1…R5 (docs/runbook.md#7-rollback, docs/rollback.md).
 
 The screen never reads the store or the server: the App runs ``engine.flows.rollback_flow`` in thread
-workers and calls ``show(view, inspection)``. Keys post the messages below, which the App handles.
+workers and calls ``show(view, inspection)`` (``engine.views.rollback``). Keys post the messages below, which the App handles.
 Every execution passes a confirmation dialog (rung 2 wants the index name typed), whatever the
 screen last saw — the engine checks approvals and the target again before it sends anything. The
 approval dialog opens on Cancel; a refusal, a new trigger (n) and keeping the index (k) are each
@@ -13,8 +13,9 @@ confirmed with a reason. Under the headline: the way forward, or that the state 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -36,16 +37,10 @@ from textual.widgets import (
 from engine.domain.clock import wall
 from engine.domain.plan import Plan
 from engine.domain.roles import may
+from engine.domain.rollback_rules import TRIGGERS, Inspection
 from engine.domain.text import for_terminal
-from engine.flows.rollback_flow import (
-    TRIGGERS,
-    Inspection,
-    RollbackView,
-    RungProgress,
-    role_rows,
-    rung_lines,
-)
 from engine.flows.runbook import RunView
+from engine.views.rollback import RollbackView, RungProgress, role_rows, rung_lines
 from screens.base import RunbookScreen, drawable, plain
 
 # --- what the screen asks the App to do ----------------------------------------------------------
@@ -53,10 +48,12 @@ from screens.base import RunbookScreen, drawable, plain
 
 @dataclass
 class RollbackDecide(Message):
-    """R1: decide to roll back for this trigger (the engine checks the deciding role)."""
+    """R1: decide to roll back for this trigger (the engine checks the deciding role); ``metrics``:
+    the metrics at decision time the Decision step handed over (empty: the App reads the latest)."""
 
     trigger: str
     reason: str
+    metrics: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -376,6 +373,19 @@ class ConfirmRung(ModalScreen[tuple[str, ...] | None]):
 
 REFRESH_S = 3.0  # the screen asks for a fresh view this often (real seconds), changed or not
 
+def _preset_words(metrics: dict[str, Any]) -> str:
+    """The Decision step's metrics (engine/views/dashboard.py: label, value, unit per metric) in a line."""
+    parts = []
+    for key, m in metrics.items():
+        if isinstance(m, dict):
+            value = m.get("value")
+            shown = "—" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+            parts.append(f"{m.get('label') or key} {shown}{(' ' + m['unit']) if m.get('unit') and value is not None else ''}")
+        else:
+            parts.append(f"{key} {m}")
+    return ", ".join(parts) or "none"
+
+
 def _at(value: datetime | None, offset: timedelta = timedelta(0), zone: bool = False) -> str:
     """Wall time in the plan's time zone (engine.domain.clock.wall); ``zone``: said with it."""
     return wall(value, offset, zone=zone) if value is not None else ""
@@ -437,6 +447,8 @@ class RollbackScreen(RunbookScreen):
         self.inspection: Inspection | None = None
         self.selected: str = TRIGGERS[0].key
         self._picked_by_user = False
+        # The metrics the Decision step handed over with its trigger (``preselect``): R1 records them.
+        self.preset_metrics: dict[str, Any] = {}
         self._last_refresh: datetime | None = None
 
     def compose_body(self) -> ComposeResult:
@@ -493,6 +505,16 @@ class RollbackScreen(RunbookScreen):
         trigger = view.trigger or (None if self._picked_by_user else view.suggested_trigger)
         if trigger:
             self.selected = trigger
+        if drawable(self):
+            self._draw()
+
+    def preselect(self, trigger: str, metrics: dict[str, Any]) -> None:
+        """Open on the trigger the Decision step's failing criteria point to, with the metrics it
+        showed: the decision (d) records those metrics. A decision in force keeps its own trigger."""
+        if trigger in {t.key for t in TRIGGERS}:
+            self.selected = trigger
+            self._picked_by_user = True
+        self.preset_metrics = dict(metrics)
         if drawable(self):
             self._draw()
 
@@ -583,6 +605,9 @@ class RollbackScreen(RunbookScreen):
             metrics = ", ".join(f"{k} {val}" for k, val in v.metrics) or "none recorded"
             decision.update(for_terminal(f"Decided by {v.decided_by[1]} ({v.decided_by[0]}) at {_at(v.decided_at, self._tz, True)}: "
                                          f"{v.reason}") + f"\nMetrics at decision: {for_terminal(metrics)}")
+        elif self.preset_metrics:
+            decision.update("No decision yet: pick the trigger (t, or arrows) and decide (d).\nMetrics at decision "
+                            f"(from the Decision step): {for_terminal(_preset_words(self.preset_metrics))}")
         else:
             decision.update("No decision yet: pick the trigger (t, or arrows) and decide (d).")
 
@@ -681,7 +706,7 @@ class RollbackScreen(RunbookScreen):
     def action_decide(self) -> None:
         def chosen(result: tuple[str, str] | None) -> None:
             if result is not None:
-                self.post_message(RollbackDecide(*result))
+                self.post_message(RollbackDecide(*result, metrics=dict(self.preset_metrics)))
 
         self.app.push_screen(DecideDialog(self.selected, self.user_roles), chosen)
 

@@ -27,7 +27,7 @@ from engine.adapters.collectors import Sample
 from engine.adapters.killswitch import EmbeddedKillSwitch, KillSwitchApiError, RemoteKillSwitch
 from engine.adapters.store import Store
 from engine.domain.plan import ConnectionProfile
-from engine.flows import rollback_flow as flow
+from engine.views import rollback as rollback_views
 
 ROOT = Path(__file__).resolve().parent.parent
 TENANT = "acme"
@@ -314,7 +314,7 @@ def test_the_console_and_the_api_read_the_same_approval_state(store, client):
     client.post(f"/api/rollback/{rid}/trigger", json={"trigger": "replication_lag", "reason": "lag 75 s"},
                 headers=auth("t-dba"))
     client.post(f"/api/rollback/{rid}/approve", headers=auth("t-sre"))
-    view = flow.rollback_view(store, _plan_like(), rid)
+    view = rollback_views.rollback_view(store, _plan_like(), rid)
     assert view.state.decision_by == ("dba", "nok")
     assert view.state.approved == (("sre", "pim"),) and view.state.missing == ("canary_lead",)
     api_state = client.get(f"/api/rollback/history/{rid}", headers=auth("t-sre")).json()["approvals"]
@@ -702,7 +702,7 @@ def test_refuse_then_retrigger_then_refuse_and_keep_the_index(store, client):
     assert kept.status_code == 200 and "kept by somchai" in kept.json()["message"], kept.text
     [entry] = store.audit_entries(TENANT, rid, "rollback_index_kept")
     assert entry.details["reason"] == "the refusal stands"
-    view = flow.rollback_view(store, _plan_like(), rid)  # the console's view of the same store
+    view = rollback_views.rollback_view(store, _plan_like(), rid)  # the console's view of the same store
     assert "KEPT" in view.status
     twice = client.post(f"/api/rollback/{rid}/keep-index", json={"reason": "again"}, headers=auth("t-lead"))
     assert twice.status_code == 409

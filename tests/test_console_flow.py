@@ -23,6 +23,7 @@ from engine.domain.identifiers import qualified
 from engine.domain.plan import plan_from_dict, window_covering
 from engine.drill.selftest import PRIORITY
 from screens.confirm import ConfirmStatement
+from screens.decision import OpenRollback
 from screens.execution import ExecutionScreen
 from screens.locked import StepLocked
 from screens.monitoring import MonitoringScreen
@@ -354,10 +355,17 @@ async def test_kill_switch_after_the_alter_then_a_manual_rollback_with_approvals
         await pilot.press("7")
         assert await until(pilot, lambda: isinstance(lead.screen, RollbackScreen) and lead.screen.view is not None)
         assert lead.screen.selected == "kill_switch", "the trigger is suggested from the kill switch's record"
+        # What the Decision step's g posts (screens/decision.py): the App hands trigger and metrics over.
+        seen = {"lock_wait": {"label": "Lock wait time", "value": 0.2, "unit": "s", "baseline": 0.0}}
+        lead.post_message(OpenRollback(seen, "kill_switch"))
+        assert await until(pilot, lambda: lead.steps["rollback"].preset_metrics == seen)
         await pilot.press("d")
         await pilot.pause(0.1)
         await pilot.press(*"killed-after-the-ALTER", "enter")
         assert await until(pilot, lambda: store.audit_entries(plan.tenant, lead.run_id, "rollback_decided"))
+        [decided] = [r for r in store.rollback_records(plan.tenant, lead.run_id)
+                     if "decision_approval" in (r.rollback_details or {})]
+        assert decided.rollback_details["metrics_at_decision"] == seen, "R1 records the Decision step's metrics"
         await pilot.press("x")  # before the DBA approved: refused, and the index stays
         await pilot.pause(0.1)
         await pilot.press(*index, "enter")

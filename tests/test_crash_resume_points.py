@@ -143,6 +143,7 @@ def errors_on(screen: str) -> list[str]:
 
 def test_a_run_survives_its_console_killed_at_five_points(drill, lab):
     from engine.flows import rollback_flow as flow
+    from engine.flows import rollback_rungs as rungs
 
     plan_path, store_url, db, tmux_socket, env = drill
     plan = load_plan(plan_path)
@@ -261,7 +262,7 @@ def test_a_run_survives_its_console_killed_at_five_points(drill, lab):
         approved = flow.approve_rollback(store, plan, store.get_run(TENANT, run_id), "canary_lead", f"{MATE}@test",
                                          {"canary_lead", "dba"}, "seen the lock wait")
         assert approved.ok, approved.message
-        dropped = flow.execute_drop(store, plan, Target(plan.connection), store.get_run(TENANT, run_id), me,
+        dropped = rungs.execute_drop(store, plan, Target(plan.connection), store.get_run(TENANT, run_id), me,
                                     {"dba", "canary_lead", "sre"}, (), clock)
         assert dropped.status == "done", dropped.message
         assert store.get_run(TENANT, run_id).status == "rolled_back"

@@ -614,14 +614,8 @@ def _drive(lab: Any, n: Names, tmp: Path) -> list[str]:
     from engine.domain.clock import utcnow
     from engine.flows import prechecks
     from engine.flows.executor import DigestObserver, Executor
-    from engine.flows.rollback_flow import (
-        approve_rollback,
-        decide_rollback,
-        execute_drop,
-        execute_ignore,
-        inspect,
-        undo_ignore,
-    )
+    from engine.flows.rollback_flow import approve_rollback, decide_rollback
+    from engine.flows.rollback_rungs import execute_drop, execute_ignore, inspect, undo_ignore
 
     _setup(lab, n)
     plan = plan_from_dict({

@@ -22,7 +22,8 @@ from engine.drill import rehearsal
 from engine.drill.faults import FaultBox
 from engine.flows.executor import Executor
 from engine.flows.monitor import Monitor, sources_for
-from engine.flows.rollback_flow import approve_rollback, decide_rollback, execute_drop
+from engine.flows.rollback_flow import approve_rollback, decide_rollback
+from engine.flows.rollback_rungs import execute_drop
 
 pytestmark = [pytest.mark.long, pytest.mark.mariadb, pytest.mark.slow]
 SPEED = 120.0

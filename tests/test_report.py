@@ -18,6 +18,7 @@ from textual.app import App
 from engine.adapters.collectors import Sample
 from engine.adapters.net import free_port
 from engine.adapters.store import Checkpoint, Decision, ExecutionRun, RollbackRecord, Store
+from engine.adapters.webhook import post_webhook, redact_webhook
 from engine.domain.clock import FrozenClock
 from engine.domain.decision import Criterion, Verdict
 from engine.domain.jsonable import jsonable
@@ -45,8 +46,6 @@ from engine.views.report import (
     export_markdown,
     in_tmux,
     osc52,
-    post_webhook,
-    redact_webhook,
     render_report,
     report_facts,
 )
@@ -624,7 +623,7 @@ async def test_l_asks_for_a_lesson_learned_row_and_posts_it():
 
 
 def test_lessons_are_stored_and_exported_with_the_report(tmp_path):
-    from engine.views.report import record_lesson
+    from engine.flows.lessons import record_lesson
 
     store, run_id = _filled_store(tmp_path, rollback=False)
     plan = _plan()

@@ -17,7 +17,8 @@ from textual.app import App
 from textual.widgets import Button, Input, Static
 
 from engine.domain.plan import parse_plan
-from engine.flows.rollback_flow import approval_state, next_line, next_steps, role_rows
+from engine.domain.rollback_rules import approval_state, next_line, next_steps
+from engine.views.rollback import role_rows
 from screens.rollback import (
     ApproveDialog,
     ReasonDialog,

@@ -19,31 +19,28 @@ from engine.adapters.target import Target
 from engine.domain.clock import FrozenClock
 from engine.domain.plan import Person, parse_plan
 from engine.domain.rollback_eta import rollback_eta
-from engine.flows.rollback_flow import (
+from engine.domain.rollback_rules import (
     TRIGGERS,
     ApprovalState,
-    AttemptRow,
     FlowOutcome,
     Inspection,
+    approval_state,
+    check_approval,
+    check_decision,
+    diff_against_point,
+    suggest_trigger,
+)
+from engine.flows.rollback_flow import approve_rollback, decide_rollback, rollback_candidate
+from engine.flows.rollback_rungs import execute_drop, execute_ignore, inspect, undo_ignore
+from engine.views.rollback import (
+    AttemptRow,
     RecordRow,
     RollbackView,
     RungProgress,
     RungRow,
     Step,
-    approval_state,
-    approve_rollback,
-    check_approval,
-    check_decision,
-    decide_rollback,
-    diff_against_point,
-    execute_drop,
-    execute_ignore,
-    inspect,
     role_rows,
-    rollback_candidate,
     rollback_view,
-    suggest_trigger,
-    undo_ignore,
 )
 from screens.rollback import (
     ApproveDialog,
@@ -745,3 +742,26 @@ def test_the_requester_is_one_person_from_any_session_or_the_api():
     twice = check_approval("replication_lag", "sre", "lek", {"canary_lead", "sre"}, state)
     assert twice and "already approved" in twice
     assert check_approval("replication_lag", "sre", "tee@10.0.0.8", {"sre"}, state) is None
+
+
+async def test_the_decision_step_s_trigger_and_metrics_are_preselected_and_recorded_by_the_decision():
+    """screens/decision.py posts ``OpenRollback(metrics, trigger)``: the Rollback screen opens on that
+    trigger, shows those metrics, and the decision (d) carries them to the engine (R1's record)."""
+    metrics = {"replication_lag": {"label": "Replication lag", "value": 75.0, "unit": "s", "baseline": 1.0}}
+    app = Host(roles=("dba",))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        screen.preselect("replication_lag", metrics)
+        await pilot.pause()
+        assert screen.selected == "replication_lag"
+        assert "Replication lag 75 s" in str(screen.query_one("#decision", Static).render())
+        screen.show(replace(awaiting_view(), trigger=None, state=None, decided_by=None, suggested_trigger="lock_wait"),
+                    AWAITING_INSPECTION)
+        await pilot.pause()
+        assert screen.selected == "replication_lag", "a suggestion does not override the Decision step's trigger"
+        await pilot.press("d")
+        assert isinstance(app.screen, DecideDialog) and app.screen.trigger.key == "replication_lag"
+        await pilot.press(*"lag 75 s", "enter")
+        await pilot.pause()
+        assert app.posted[-1] == RollbackDecide("replication_lag", "lag 75 s", metrics)

@@ -9,7 +9,8 @@ import threading
 import time
 
 from engine.adapters.target import Target
-from engine.flows.rollback_flow import ROLLBACK_STATEMENT_TAG, rung_lines, rung_progress
+from engine.flows.rollback_rungs import ROLLBACK_STATEMENT_TAG, rung_progress
+from engine.views.rollback import rung_lines
 
 
 def wait_for(what, check, timeout=20.0, every=0.1):

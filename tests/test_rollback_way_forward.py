@@ -16,26 +16,29 @@ from plans import ACME, people
 
 from engine.adapters.store import ExecutionRun, RollbackRecord, Store
 from engine.adapters.target import Target
+from engine.domain import rollback_rules as rules
 from engine.domain.clock import FrozenClock
 from engine.domain.plan import ROLES, parse_plan
-from engine.flows import rollback_flow as flow
-from engine.flows.rollback_flow import (
+from engine.domain.rollback_rules import (
     FINAL_PHASES,
     PHASES,
     approval_state,
-    approve_rollback,
     check_approval,
-    decide_rollback,
-    execute_drop,
     flow_phase,
-    keep_index,
     next_line,
     next_steps,
+)
+from engine.flows import rollback_flow as flow
+from engine.flows import rollback_rungs as rungs
+from engine.flows.rollback_flow import (
+    approve_rollback,
+    decide_rollback,
+    keep_index,
     refuse_rollback,
     retrigger_rollback,
-    role_rows,
-    rollback_view,
 )
+from engine.flows.rollback_rungs import execute_drop
+from engine.views.rollback import role_rows, rollback_view
 
 T0 = datetime(2026, 11, 22, 16, 0, tzinfo=UTC)
 SCREEN_KEYS = {"d", "a", "n", "k", "i", "u", "x"}  # the Rollback screen's keys (tests/test_rollback_dialogs.py)
@@ -90,7 +93,8 @@ def test_every_state_has_a_way_forward_or_is_final_by_design_and_says_so(phase):
     for s in steps:
         assert s.key in SCREEN_KEYS and s.text and s.text in line
         assert s.roles and set(s.roles) <= set(ROLES), f"{phase}: {s} names no one who can take it"
-        assert callable(getattr(flow, s.action)), f"{phase}: {s.action} is not an engine function"
+        assert callable(getattr(flow, s.action, None) or getattr(rungs, s.action, None)), \
+            f"{phase}: {s.action} is not an engine function"
 
 
 def test_a_refused_rollback_names_the_three_ways_forward_and_who_takes_each():
@@ -367,7 +371,7 @@ def test_a_kept_index_closes_the_run_for_good_and_a_console_says_it_is_final(tmp
     assert refuse_rollback(store, plan, run, "canary_lead", "somchai", {"canary_lead"}, "the batch job").ok
     assert open_run(store, plan).id == run.id  # refused, not kept: still the war room's (a, n, k)
     assert keep_index(store, plan, run, "lek", {"canary_lead"}, "the batch job caused it").ok
-    assert flow.index_kept(store.rollback_records("acme", run.id))["by"] == "lek"
+    assert rules.index_kept(store.rollback_records("acme", run.id))["by"] == "lek"
     assert open_run(store, plan) is None
     assert attach_run(store, plan, T0 + timedelta(hours=1)).id == run.id  # shown, as history
     assert attach_run(store, plan, T0 + timedelta(hours=13)) is None

@@ -29,7 +29,8 @@ from engine.domain.clock import FrozenClock, utcnow
 from engine.domain.plan import PlanError, load_plan, toml_dump
 from engine.flows import prechecks
 from engine.flows.executor import DigestObserver, Executor
-from engine.flows.rollback_flow import approve_rollback, decide_rollback, execute_drop
+from engine.flows.rollback_flow import approve_rollback, decide_rollback
+from engine.flows.rollback_rungs import execute_drop
 from engine.views.report import announcements, render_report, report_facts
 
 pytestmark = [pytest.mark.mariadb]

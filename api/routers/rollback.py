@@ -21,6 +21,7 @@ from api.models import (
 )
 from api.problems import ApiProblem
 from engine.adapters.store import ExecutionRun
+from engine.domain import rollback_rules as rules
 from engine.domain.roles import may
 from engine.flows import rollback_flow as flow
 from engine.flows.execution_flow import record_rollback, run_anywhere
@@ -32,11 +33,12 @@ from engine.flows.rollback_remote import (
     roster_of,
     state_json,
 )
+from engine.views import rollback as rollback_views
 
 router = APIRouter(tags=["rollback"])
 STATUS = {"forbidden": 403, "conflict": 409}
 RULES = ("Decided and approved by the rules of the rollback flow (runbook 6.3), as in the console: "
-         + "; ".join(f"{t.key} — {t.who()}" for t in flow.TRIGGERS)
+         + "; ".join(f"{t.key} — {t.who()}" for t in rules.TRIGGERS)
          + ". Nobody approves for a role they lack or twice; the requester is never the only approver. A refusal "
            "is 403 (the person) or 409 (the state), audited as 'rollback_decision_refused' / "
            "'rollback_approval_refused'.")
@@ -47,7 +49,7 @@ def _roster(request: Request, tenant: str) -> Any:
 
 
 def _approvals(request: Request, run: ExecutionRun) -> Any:
-    return state_json(flow.rollback_view(request.app.state.store, _roster(request, run.tenant_id), run.id).state)
+    return state_json(rollback_views.rollback_view(request.app.state.store, _roster(request, run.tenant_id), run.id).state)
 
 
 @router.post("/api/rollback/{run_id}/trigger", response_model=FlowResult, status_code=201,
@@ -55,10 +57,10 @@ def _approvals(request: Request, run: ExecutionRun) -> Any:
 def trigger(request: Request, who: Caller, run: RunDep, body: RollbackTrigger) -> Any:
     store = request.app.state.store
     role = body.role or who.role
-    trigger = body.trigger or flow.suggest_trigger(body.reason)
+    trigger = body.trigger or rules.suggest_trigger(body.reason)
     if trigger is None:
         raise ApiProblem(422, '"trigger" is required: the reason names no runbook 6.3 condition; give one of '
-                              + ", ".join(t.key for t in flow.TRIGGERS), field="trigger")
+                              + ", ".join(t.key for t in rules.TRIGGERS), field="trigger")
     with request.app.state.flow_lock:
         out = flow.decide_rollback(store, _roster(request, run.tenant_id), run, trigger, who.actor, {who.role},
                                    body.reason, latest_metrics(store, run), role=role)
@@ -78,7 +80,7 @@ def approve(request: Request, who: Caller, run: RunDep,
     decision = body.decision or "approve"
     roster = _roster(request, run.tenant_id)
     with request.app.state.flow_lock:
-        before = flow.rollback_view(store, roster, run.id).state
+        before = rollback_views.rollback_view(store, roster, run.id).state
         out = flow.approve_rollback(store, roster, run, role, who.actor, {who.role},
                                     flow_note(body.note), decision)
     if not out.ok:  # the flow wrote rollback_approval_refused
@@ -101,7 +103,7 @@ def refuse(request: Request, who: Caller, run: RunDep, body: RollbackRefuse) -> 
     role = body.role or who.role
     roster = _roster(request, run.tenant_id)
     with request.app.state.flow_lock:
-        before = flow.rollback_view(store, roster, run.id).state
+        before = rollback_views.rollback_view(store, roster, run.id).state
         out = flow.refuse_rollback(store, roster, run, role, who.actor, {who.role}, body.reason)
     if not out.ok:  # the flow wrote rollback_approval_refused
         fresh = store.get_run(run.tenant_id, run.id) or run

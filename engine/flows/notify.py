@@ -4,7 +4,9 @@ The run's events go to the plan's Slack-compatible webhook(s) as they happen: th
 announcement, every warning, AUTO-PAUSE and critical alert, each escalation level reached, each
 checkpoint's status update, the verdict, the post-success observation and the completion
 announcement. A ``Notifier`` is subscribed to the monitor's events by the executor, so the console,
-``run --headless`` and the rehearsal all push alike.
+``run --headless`` and the rehearsal all push alike. The manual rollback's records (R1 initiated,
+L4 failed, the post-rollback observation, R5 complete) reach it the same way from
+engine/flows/rollback_flow.py and rollback_rungs.py, in the process that performed the step.
 
 Posting never blocks the runbook: messages queue for one thread of their own, each post retried with
 backoff (tenacity) when nothing was delivered or the receiver said "later", and audited
@@ -21,19 +23,20 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from engine.adapters.webhook import WebhookResult, post_webhook, redact_webhook
 from engine.domain.thresholds import Band, MetricRule, Profile
 from engine.views.report import (
     ESCALATION_MATRIX,
     RULE,
     UNKNOWN,
-    WebhookResult,
     announce_completion,
     announce_critical,
+    announce_rollback_complete,
+    announce_rollback_failed,
+    announce_rollback_initiated,
     announce_start,
     announce_warning,
     escalation_contacts,
-    post_webhook,
-    redact_webhook,
     report_facts,
 )
 from engine.views.report import ReportFacts as Facts
@@ -47,6 +50,9 @@ FLUSH_S = 15.0  # at the run's end, how long the driver waits for the last posts
 LEVEL_OF_EVENT = {"warning": "L1", "concurrent_escalate": "L2", "auto_pause": "L2", "alert": "L3",
                   "stop": "L3", "escalated": "L3"}
 SUMMARY_METRICS = ("latency_p50", "latency_p99", "replication_lag", "lock_wait", "error_rate")
+# R1's template names these three by its own labels (engine/views/report.py ``_at_decision``): the
+# values recorded at decision time take their place rather than adding a second line.
+DECISION_LABELS = {"latency_p50": "Latency P50", "latency_p99": "Latency P99", "error_rate": "Error rate"}
 
 
 # --- one post, retried ---------------------------------------------------------------------------
@@ -265,6 +271,44 @@ class Notifier:
             self.push(name, lambda f: announce_observation(
                 f, str(data["kind"]), float(data["minutes"]), data.get("ok"), list(data.get("alerts") or []),
                 int(data.get("warnings") or 0), started))
+
+    def on_rollback_event(self, name: str, data: Mapping[str, Any]) -> None:
+        """The manual rollback's records (engine/flows/rollback_flow.py ``Listener``), posted with the
+        runbook's templates (6.4 R1 and R5; 7.2 L4). Only the process that performed the step hears
+        it: a console watching the same run does not post it again."""
+        if name == "decided":
+            why = (f"{data.get('condition') or data.get('trigger')} (trigger {data.get('trigger')}) — decided by "
+                   f"{data.get('decided_by')} ({data.get('decided_role')}): {data.get('reason') or UNKNOWN}")
+            shown = self._decision_metrics(data.get("metrics_at_decision") or {})
+            self.push("rollback_initiated", lambda f: announce_rollback_initiated(f, why, shown or None))
+        elif name == "drop_failed":
+            self.level = max(self.level, 4)  # L4 is the rollback-failed announcement itself
+            self.push("rollback_failed", announce_rollback_failed)
+        elif name == "completed":
+            self.push("rollback_complete", announce_rollback_complete)
+
+    def _decision_metrics(self, metrics: Mapping[str, Any]) -> dict[str, str]:
+        """label → value, as the dashboard writes it, for the metrics recorded at decision time."""
+        from engine.views.dashboard import fmt, value_unit
+
+        shown: dict[str, str] = {}
+        for key, value in metrics.items():
+            if isinstance(value, Mapping):  # the Decision step's record: label, value, unit, baseline …
+                if value.get("value") is None:
+                    continue
+                label = DECISION_LABELS.get(key, str(value.get("label") or key))
+                shown[label] = fmt(float(value["value"]), str(value.get("unit") or "")) \
+                    if isinstance(value["value"], (int, float)) else str(value["value"])
+                continue
+            try:
+                rule: MetricRule | None = self.profile.rule(key)
+            except KeyError:
+                rule = None
+            if rule is not None and isinstance(value, (int, float)):
+                shown[DECISION_LABELS.get(key, rule.label)] = fmt(float(value), value_unit(rule))
+            else:
+                shown[key] = str(value)
+        return shown
 
     def _window_event(self, data: Mapping[str, Any]) -> None:
         event = data["event"]

@@ -14,9 +14,10 @@ from datetime import time, timedelta
 from typing import Any
 
 from engine.adapters.store import ExecutionRun, Store
+from engine.domain import rollback_rules as rules
 from engine.domain.plan import OffPeakWindow, Person
 from engine.domain.thresholds import Profile
-from engine.flows import rollback_flow as flow
+from engine.views import rollback as rollback_views
 
 # The metrics a rollback trigger names, recorded at decision time (runbook 6.5).
 ROLLBACK_METRICS = ("latency_p50", "latency_p99", "error_rate", "lock_wait", "replication_lag")
@@ -55,7 +56,7 @@ def latest_metrics(store: Store, run: ExecutionRun) -> dict[str, Any]:
     return latest
 
 
-def state_json(state: flow.ApprovalState | None) -> dict[str, Any] | None:
+def state_json(state: rules.ApprovalState | None) -> dict[str, Any] | None:
     if state is None:
         return None
     return {
@@ -70,11 +71,11 @@ def state_json(state: flow.ApprovalState | None) -> dict[str, Any] | None:
 
 
 def decision_refusal_kind(trigger: str, role: str, own_role: str) -> str:
-    t = flow.trigger_of(trigger)
+    t = rules.trigger_of(trigger)
     return "forbidden" if role != own_role or role not in t.deciders else "conflict"
 
 
-def approval_refusal_kind(state: flow.ApprovalState | None, run: ExecutionRun, role: str, actor: str,
+def approval_refusal_kind(state: rules.ApprovalState | None, run: ExecutionRun, role: str, actor: str,
                           held: set[str], decision: str) -> str:
     if state is None or run.status == "rolled_back":
         return "conflict"
@@ -91,7 +92,7 @@ def approval_refusal_kind(state: flow.ApprovalState | None, run: ExecutionRun, r
 
 def history_json(store: Store, plan: Any, run: ExecutionRun, dump: Any) -> dict[str, Any]:
     """The rollback view of a run, as plain data (``dump`` turns a stored row into JSON)."""
-    view = flow.rollback_view(store, plan, run.id)
+    view = rollback_views.rollback_view(store, plan, run.id)
     return {
         "run_id": run.id, "tenant_id": run.tenant_id, "run_status": run.status, "fail_reason": run.fail_reason,
         "index_created_by_run": run.index_created_by_run, "headline": view.status, "level": view.level,

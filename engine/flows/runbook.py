@@ -249,7 +249,7 @@ def open_run(store: Any, plan: Any) -> Any | None:
     """The run a console (or a restarted drill) attaches to: the one ``is_open``. Anything else —
     a run that ended, rolled back, or whose index was kept after a refusal — is history: the
     runbook begins anew (a console opened within hours still shows it: ``attach_run``)."""
-    from engine.flows.rollback_flow import index_kept
+    from engine.domain.rollback_rules import index_kept
 
     for run in store.find_runs(plan.tenant, limit=20):
         if not is_plan_run(plan, run):

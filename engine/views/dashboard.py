@@ -1206,7 +1206,7 @@ class DecisionView:
     action: str  # close | document_warnings | rollback | team_decision | team_decided | wait | ended (no verdict, ever)
     action_text: str  # what a person does now, with the keys
     rollback_metrics: Mapping[str, Any] = field(default_factory=dict)  # metrics at decision time
-    rollback_trigger: str = ""  # engine.flows.rollback_flow trigger the failing criteria point to
+    rollback_trigger: str = ""  # engine.domain.rollback_rules trigger the failing criteria point to
     team_decision: str | None = None
     team_note: str = ""
     team_recorded_by: str = ""
