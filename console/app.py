@@ -1398,20 +1398,13 @@ class CanaryApp(KeysAnswer, App):
     @work(thread=True, group="observe", exclusive=True, exit_on_error=False)
     def observe_after_rollback(self, run_id: str) -> None:
         """R4: 30 minutes of post-rollback observation, watched like the window."""
-        from engine.flows.monitor import Monitor, observe, sources_for
-
-        run = self.store.get_run(self.plan.tenant, run_id)
-        if run is None or run.alter_started_at is None:
-            return
-        clock = StoppableClock(self.clock, self._stop)
-        monitor = Monitor(self.store, self.plan.tenant, run_id, sources_for(self.plan, self.backend, clock),
-                          self.profile, self.actor, clock)
         try:
-            result = observe(monitor, "post_rollback", run.alter_started_at)
+            result = step_actions.observe_after_rollback(self.plan, self.store, self.backend, run_id, self.actor,
+                                                         StoppableClock(self.clock, self._stop), self.profile)
         except DriverStopped:
             return
-        finally:
-            monitor.close()
+        if result is None:
+            return
         self.call_from_thread(self.notify, f"post-rollback observation: {'OK' if result.ok else 'NOT OK'} "
                               f"({result.ticks} samples, {len(result.alerts)} alert(s))", title="Rollback R4",
                               timeout=20)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from engine.domain.roles import may, needed, role_words
+from engine.domain.roles import ROLES, may, needed, role_words
 
 # What each action is, as a refusal says it ("<what> needs the DBA role; …"): one sentence whichever
 # front end asked. A row for every action of the table (tests/test_one_command_layer.py).
@@ -58,8 +58,8 @@ def refusal_text(action: str, actor: str, roles: Iterable[str]) -> str | None:
     held = sorted(set(roles))
     if may(action, held):
         return None
-    return (f"{WHAT[action]} needs the {role_words(needed(action))} role; {actor} is "
-            f"{role_words(held) if held else 'without a role in this plan'}")
+    mine = " and ".join(role_words([r]) for r in ROLES if r in held) or "without a role in this plan"
+    return f"{WHAT[action]} needs the {role_words(needed(action))} role; {actor} is {mine}"
 
 
 def refused_as(action: str) -> str:

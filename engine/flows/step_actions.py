@@ -197,6 +197,22 @@ def executor_for(plan: Plan, store: Store, backend: Any, target: Any, run_id: st
     return ex
 
 
+def observe_after_rollback(plan: Plan, store: Store, backend: Any, run_id: str, actor: str, clock: Any,
+                           profile: Any) -> Any:
+    """R4 (docs/rollback.md): 30 minutes of post-rollback observation, watched like the window. None
+    when the run never started its ALTER. Blocking; ``clock.sleep`` may raise to stop it."""
+    from engine.flows.monitor import Monitor, observe, sources_for
+
+    run = store.get_run(plan.tenant, run_id)
+    if run is None or run.alter_started_at is None:
+        return None
+    monitor = Monitor(store, plan.tenant, run_id, sources_for(plan, backend, clock), profile, actor, clock)
+    try:
+        return observe(monitor, "post_rollback", run.alter_started_at)
+    finally:
+        monitor.close()
+
+
 # --- steps 4–8: announcements, checkpoints, the report -----------------------------------------------
 
 def post_text(store: Store, plan: Plan, run_id: str | None, actor: str, text: str, action: str,
