@@ -1430,13 +1430,14 @@ class CanaryApp(KeysAnswer, App):
     def record_lesson(self, what: str, impact: str, cause: str, action: str) -> None:
         """Runbook 8.3: the same engine function as ``canary-console lesson``; the report is rebuilt
         with the new row."""
-        from engine.views.report import record_lesson, report_facts
+        from engine.views.report import report_facts
 
         screen: ReportScreen = self.steps["report"]  # type: ignore[assignment]
         if self.run_id is None:
             return
         try:
-            record_lesson(self.store, self.plan, self.run_id, self.actor, self.roles, what, impact, cause, action)
+            step_actions.record_lesson(self.store, self.plan, self.run_id, self.actor, self.roles, what, impact, cause,
+                                       action)
         except (PermissionError, ValueError) as exc:
             self.call_from_thread(screen.show_result, str(exc), False)
             return

@@ -654,7 +654,7 @@ def cmd_acknowledge(args: argparse.Namespace) -> int:
 
 def cmd_lesson(args: argparse.Namespace) -> int:
     """Runbook 8.3: add a row to the run's lessons-learned table (exported with the report)."""
-    from engine.views.report import record_lesson
+    from engine.flows.step_actions import record_lesson
 
     plan, store, ident, _run = _on_run(args)
     try:

@@ -251,3 +251,14 @@ def post_report(store: Store, plan: Plan, run_id: str | None, actor: str, text: 
     store.audit(plan.tenant, actor, "report_posted" if result.ok else "report_post_failed", run_id,
                 {"view": view, "webhook": result.message})
     return result
+
+
+def record_lesson(store: Store, plan: Plan, run_id: str, actor: str, roles: Iterable[str], what: object,
+                  impact: object = "", cause: object = "", action: object = "") -> Any:
+    """Runbook 8.3: a row of the run's lessons-learned table (``engine.views.report.record_lesson``
+    stores it), for anyone the plan names."""
+    from engine.views.report import record_lesson as store_lesson
+
+    roles = tuple(roles)
+    guard.check(store, plan.tenant, actor, roles, "lesson_record", run_id)
+    return store_lesson(store, plan, run_id, actor, roles, what, impact, cause, action)
