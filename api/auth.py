@@ -28,6 +28,7 @@ from api.problems import ApiProblem
 from engine.adapters.store import ExecutionRun, Store
 from engine.domain.identifiers import check_slug
 from engine.domain.roles import ROLES
+from engine.flows import guard
 from engine.flows.execution_flow import check_role, run_anywhere
 
 ALL_TENANTS = "*"
@@ -127,7 +128,7 @@ class Authenticator:
                    "why": "unknown bearer token" if token_sent else "no bearer token", "via": "api"}
         if skipped:
             details["left_out_before"] = skipped
-        self.store.audit(self.default_tenant, "anonymous", "auth_failed", None, details)
+        guard.auth_failed(self.store, self.default_tenant, details)
 
 
 bearer = HTTPBearer(auto_error=False, scheme_name="bearer", description="a token from the API's token file (docs/api.md)")
@@ -144,13 +145,13 @@ async def current_principal(request: Request, _credentials: Annotated[Any, Depen
 Caller = Annotated[Principal, Depends(current_principal)]
 
 
-def role_gate(action: str, what: str) -> Any:
+def role_gate(action: str) -> Any:
     """A dependency that refuses a role the table (engine/domain/roles.py) does not give ``action``: 403
     and ``<action>_refused`` in the audit trail, before the body is looked at. Declared after the
     tenant's or the run's dependency, it runs after it: another tenant's object is refused as such."""
     def gate(request: Request, principal: Caller) -> None:
         check_role(request.app.state.store, principal.home or request.app.state.default_tenant, principal.actor,
-                   {principal.role}, action, what, request.path_params.get("run_id"), via="api",
+                   {principal.role}, action, request.path_params.get("run_id"), via="api",
                    request=f"{request.method} {request.url.path}"[:300])
     return Depends(gate)
 
@@ -158,9 +159,9 @@ def role_gate(action: str, what: str) -> Any:
 def refuse_tenant(request: Request, principal: Principal, tenant: str, run_id: str | None = None) -> ApiProblem:
     """403 for another tenant's object, audited in that tenant's trail (its people see the attempt)."""
     state = request.app.state
-    state.store.audit(tenant, principal.actor, "tenant_access_refused", run_id,
-                      {"role": principal.role, "token_tenants": sorted(principal.tenants),
-                       "request": f"{request.method} {request.url.path}"[:300], "via": "api"})
+    guard.tenant_refused(state.store, tenant, principal.actor, run_id,
+                         {"role": principal.role, "token_tenants": sorted(principal.tenants),
+                          "request": f"{request.method} {request.url.path}"[:300], "via": "api"})
     return ApiProblem(403, f"{principal.actor}'s token is for {principal.describe_tenants()}, not tenant {tenant}",
                       field="tenant_id")
 

@@ -16,7 +16,6 @@ import gc
 import threading
 import time
 import traceback
-from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -34,16 +33,12 @@ from engine.adapters.paths import state_dir
 from engine.domain.cases import PRIORITY
 from engine.domain.clock import Clock, SystemClock, set_display_zone
 from engine.domain.plan import Plan
-from engine.domain.roles import role_words
+from engine.domain.roles import may
 from engine.domain.runstate import ACTIVE
-from engine.domain.sizegate import gate, sampling_interval
+from engine.domain.sizegate import sampling_interval
 from engine.domain.text import for_terminal
-from engine.flows import prechecks
+from engine.flows import guard, step_actions
 from engine.flows.runbook import (
-    EXECUTE_ROLES,
-    KILL_TEST_ROLES,
-    SIGNOFF_ROLES,
-    START_ROLES,
     STEPS,
     TITLES,
     RunView,
@@ -83,7 +78,6 @@ POLL_S = 0.5  # a second console sees a change within one second (docs/kill-swit
 # load target; one read is ~2 ms on SQLite or PostgreSQL, bench/killswitch_load.py).
 KILL_POLL_S = 0.2
 HEALTH_S = 5.0
-GATE_ROLES = frozenset({"canary_lead", "dba"})
 QUIET = {"alter_progress", "wait_tick", "baseline_tick", "observation_tick"}
 DRIVEN = ("running", "observing")  # a driver holds the run's lease (docs/states.md)
 
@@ -373,20 +367,26 @@ class CanaryApp(KeysAnswer, App):
         if isinstance(screen, RunbookScreen) and drawable(screen):
             screen.tick(self.view, self.clock.now())
 
-    def refuse(self, action: str, needed: Iterable[str], what: str) -> bool:
-        """True (and audited, and said) when this console's roles do not allow ``action``."""
-        needed = set(needed)
-        if set(self.roles) & needed:
+    def refuse(self, action: str) -> bool:
+        """True (and said now, and audited on a worker) when the one table (engine/domain/roles.py)
+        does not give this console's roles ``action``: the words and the audit entry are the flow
+        layer's (engine/flows/guard.py), as the CLI's and the API's."""
+        text = guard.refusal_text(action, self.actor, self.roles)
+        if text is None:
             return False
-        self.audit_in_worker(f"{action}_refused", {"needed": sorted(needed), "roles": list(self.roles)})
-        self.notify(f"Refused: {what} needs the {role_words(needed)}; you are "
-                    f"{'/'.join(self.roles) or 'without a role in this plan'}. Ask them; the attempt is in the "
-                    "audit log.", title="Not your role", severity="error", timeout=12)
+        self.refusal_in_worker(action)
+        self.notify(f"Refused: {text}. Ask them; the attempt is in the audit log.", title="Not your role",
+                    severity="error", timeout=12, markup=False)
         return True
 
     @work(thread=True, group="store-write", exit_on_error=False)
+    def refusal_in_worker(self, action: str) -> None:
+        guard.refusal(self.store, self.plan.tenant, self.actor, self.roles, action, self.run_id)
+
+    @work(thread=True, group="store-write", exit_on_error=False)
     def audit_in_worker(self, action: str, details: dict[str, Any]) -> None:
-        self.store.audit(self.plan.tenant, self.actor, action, self.run_id, details)
+        """A console note (engine/flows/step_actions.py ``CONSOLE_NOTES``): looked at, copied."""
+        step_actions.note(self.store, self.plan.tenant, self.actor, action, self.run_id, details)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """No traceback reaches a user: a worker that failed says what failed, in one line, and
@@ -420,7 +420,8 @@ class CanaryApp(KeysAnswer, App):
                 if found is not None:
                     self.run_id = found.id
                     self._land_on_run = True
-                    self._mark_present(found.id)
+                    step_actions.mark_present(self.store, self.plan.tenant, found.id, self.actor, self.roles,
+                                              self.clock.now())
             view = load_view(self.store, self.plan.tenant, self.run_id, self.view, self.unstaffed)
             screen = self._top
             entries = (self.store.audit_entries(self.plan.tenant, run_id=self.run_id, limit=2000)
@@ -468,17 +469,6 @@ class CanaryApp(KeysAnswer, App):
         view = load_view(self.store, self.plan.tenant, self.run_id, self.view, self.unstaffed)
         self.call_from_thread(self._show_view, view, None)
 
-    def _mark_present(self, run_id: str) -> None:
-        from engine.adapters.store import Approval
-
-        have = {(a.role, a.actor) for a in self.store.approvals(self.plan.tenant, run_id, "presence")}
-        for role in self.roles:
-            if (role, self.actor) not in have:
-                self.store.add_approval(Approval(tenant_id=self.plan.tenant, execution_run_id=run_id,
-                                                 kind="presence", role=role, actor=self.actor,
-                                                 note="opened the console on this run",
-                                                 created_at=self.clock.now()))
-
     def _show_view(self, view: RunView, entries: list[Any] | None, facts: ReportFacts | None = None,
                    announcement: str = "") -> None:
         changed = view.signature() != self.view.signature()
@@ -494,7 +484,7 @@ class CanaryApp(KeysAnswer, App):
                 driver = f"{run.claimed_by or 'the driver'} is gone (lease expired)"
                 if self.dry_run:
                     driver += ": a canary lead or DBA console (not a dry run) takes it over"
-                elif set(self.roles) & EXECUTE_ROLES:
+                elif may("execute", self.roles):
                     driver += ": taking the run over"
                     self._take_over(run)
                 else:
@@ -789,7 +779,7 @@ class CanaryApp(KeysAnswer, App):
     def action_begin_prechecks(self) -> None:
         if self.dry_refused("beginning the prechecks (creating a run)"):
             return
-        if self.refuse("begin_prechecks", START_ROLES, "beginning the prechecks (creating the run)"):
+        if self.refuse("begin_prechecks"):
             return
         run = self.view.run
         if run is not None and run.status in ACTIVE:
@@ -800,17 +790,15 @@ class CanaryApp(KeysAnswer, App):
     @work(thread=True, group="store-write", exit_on_error=False)
     def begin_prechecks(self) -> None:
         from engine.adapters.store import ScopeLockError
-        from engine.flows.executor import Executor
 
-        ex = Executor(self.plan, self.store, self.backend, self.target, self.actor, self.worker_name,
-                      clock=self.clock)
         try:
-            run = ex.create_run()
-        except ScopeLockError as exc:
-            self.call_from_thread(self.notify, str(exc), title="Scope lock", severity="error", timeout=20)
+            run = step_actions.begin_prechecks(self.plan, self.store, self.backend, self.target, self.actor,
+                                               self.roles, self.worker_name, self.clock)
+        except (ScopeLockError, guard.RoleRefused) as exc:
+            self.call_from_thread(self.notify, str(exc), title="Scope lock" if isinstance(exc, ScopeLockError) else
+                                  "Not your role", severity="error", timeout=20)
             return
         self.run_id = run.id
-        self._mark_present(run.id)
         self._start_presampling(run.id)
         self._sync_view()
         self.call_from_thread(self.notify, f"run {run.id[:8]} scheduled: the prechecks begin (at least 15 "
@@ -851,29 +839,23 @@ class CanaryApp(KeysAnswer, App):
 
     @work(thread=True, group="prechecks", exclusive=True, exit_on_error=False)
     def run_prechecks(self, run_id: str) -> None:
-        for finding in prechecks.auto_checks(self.plan, self.store, self.backend, self.target):
-            prechecks.record(self.store, self.plan, run_id, finding, self.actor)
-        now = self.clock.now()
-        present = {a.role for a in self.store.approvals(self.plan.tenant, run_id, "presence")}
-        for finding in (prechecks.off_peak_finding(self.plan, now), prechecks.present_finding(present)):
-            prechecks.record(self.store, self.plan, run_id, finding, self.actor)
+        step_actions.run_prechecks(self.plan, self.store, self.backend, self.target, run_id, self.actor,
+                                   self.clock.now())
         self._sync_view()
 
     def action_kill_switch_test(self) -> None:
         if self.dry_refused("the kill-switch test"):
             return
-        if self._need_run() and not self.refuse("kill_switch_test", KILL_TEST_ROLES,
-                                                "the kill-switch test (it turns the switch off again)"):
+        if self._need_run() and not self.refuse("kill_switch_test"):
             self.kill_switch_test(self.run_id)
 
     @work(thread=True, group="kill-switch", exit_on_error=False)
     def kill_switch_test(self, run_id: str) -> None:
-        for finding in prechecks.kill_switch_test(self.plan, self.backend, self.actor, self.store, run_id):
-            prechecks.record(self.store, self.plan, run_id, finding, self.actor)
+        step_actions.kill_switch_test(self.plan, self.store, self.backend, run_id, self.actor, self.roles)
         self._sync_view()
 
     def action_self_test(self) -> None:
-        if self.refuse("self_test", {"canary_lead", "dba", "sre", "developer"}, "the self-test"):
+        if self.refuse("self_test"):
             return
         self.notify("self-test TC-01…TC-10 against a private sandbox MariaDB: a few minutes; rows fill in as "
                     "cases finish", title="Self-test", timeout=8)
@@ -894,18 +876,17 @@ class CanaryApp(KeysAnswer, App):
     def action_scratch_test(self) -> None:
         if self.dry_refused("the scratch-table test"):
             return
-        if self._need_run() and not self.refuse("scratch_test", {"dba"}, "the scratch-table rollback test"):
+        if self._need_run() and not self.refuse("scratch_test"):
             self.scratch_test(self.run_id)
 
     @work(thread=True, group="prechecks", exit_on_error=False)
     def scratch_test(self, run_id: str) -> None:
-        prechecks.record(self.store, self.plan, run_id, prechecks.scratch_rollback_test(
-            self.plan, self.target, run_id, self.store, self.actor), self.actor)
+        step_actions.scratch_test(self.plan, self.store, self.target, run_id, self.actor, self.roles)
         self._sync_view()
 
     def action_record_test(self) -> None:
         """Runbook 2.1: a TC row filled by a person (a result from elsewhere, with its reference)."""
-        if self.refuse("record_test", {"canary_lead", "dba"}, "recording a test result by hand"):
+        if self.refuse("record_test"):
             return
         screen = self.screen
         case = screen.selected_case() if isinstance(screen, PrechecksScreen) else None
@@ -920,23 +901,16 @@ class CanaryApp(KeysAnswer, App):
 
     @work(thread=True, group="store-write", exit_on_error=False)
     def record_test(self, case: str, status: str, reference: str) -> None:
-        from engine.adapters.store import PrecheckResult
-        from engine.domain.cases import NAMES
-
-        self.store.save_precheck(PrecheckResult(
-            tenant_id=self.plan.tenant, check_id=case, priority=PRIORITY[case], status=status,
-            detail=f"{NAMES[case]}: recorded by hand — {reference}"[:2000], source="person",
-            recorded_by=self.actor, recorded_at=self.clock.now()))
+        step_actions.record_test(self.store, self.plan, case, status, reference, self.actor, self.roles,
+                                 self.clock.now())
         self._sync_view()
 
     def action_acknowledge_case(self) -> None:
         """Runbook 2.1: a failed P1 self-test case, acknowledged with a reason by the canary lead and
         by the DBA (engine/flows/selftest_gate.py)."""
-        from engine.domain.roles import needed
         from engine.flows import selftest_gate
 
-        if not self._need_run() or self.refuse("acknowledge_self_test", needed("acknowledge_self_test"),
-                                               "acknowledging a failed P1 self-test case"):
+        if not self._need_run() or self.refuse("acknowledge_self_test"):
             return
         failed = selftest_gate.failed_p1(self.view.self_test)
         screen = self.screen
@@ -970,8 +944,7 @@ class CanaryApp(KeysAnswer, App):
         self.call_from_thread(self.notify, f"{case} acknowledged as {ack.role} by {self.actor}", timeout=5)
 
     def action_confirm_rollback(self) -> None:
-        if self._need_run() and not self.refuse("confirm_rollback", {"dba"},
-                                                "confirming the prepared rollback statement"):
+        if self._need_run() and not self.refuse("confirm_rollback"):
             done = self.view.approvals_of("rollback_prepared")
             if done:
                 self.notify(f"The prepared rollback is already confirmed (by {done[-1].actor}).", timeout=6)
@@ -981,7 +954,7 @@ class CanaryApp(KeysAnswer, App):
 
             def confirmed(yes: bool | None) -> None:
                 if yes:
-                    self.approve("rollback_prepared", "dba", "DROP INDEX and its verification query reviewed")
+                    self.approve("rollback_prepared", step_actions.confirm_rollback)
 
             self.push_screen(ConfirmStatement(
                 "Confirm the prepared rollback (runbook 2.4.2) — DBA",
@@ -990,7 +963,7 @@ class CanaryApp(KeysAnswer, App):
                 rollback_statements(self.plan), "Confirm (DBA)"), confirmed)
 
     def action_sign_off(self) -> None:
-        if not self._need_run() or self.refuse("sign_off", SIGNOFF_ROLES, "a pre-check sign-off"):
+        if not self._need_run() or self.refuse("sign_off"):
             return
         self.sign_off(self.run_id)
 
@@ -1010,18 +983,20 @@ class CanaryApp(KeysAnswer, App):
         self.call_from_thread(self.notify, message, timeout=4)
 
     @work(thread=True, group="store-write", exit_on_error=False)
-    def approve(self, kind: str, role: str, note: str) -> None:
-        from engine.adapters.store import Approval
-
-        self.store.add_approval(Approval(tenant_id=self.plan.tenant, execution_run_id=self.run_id, kind=kind,
-                                         role=role, actor=self.actor, note=note, created_at=self.clock.now()))
+    def approve(self, kind: str, action: Any, *args: Any) -> None:
+        """``action``: the step's flow function (engine/flows/step_actions.py), which checks the role."""
+        try:
+            action(self.store, self.plan, self.run_id or "", *args, self.actor, self.roles, self.clock.now())
+        except guard.RoleRefused as exc:
+            self.call_from_thread(self.notify, f"Refused: {exc}", severity="error", timeout=12, markup=False)
+            return
         self._sync_view()
-        self.call_from_thread(self.notify, f"{kind.replace('_', ' ')} recorded as {role} by {self.actor}", timeout=4)
+        self.call_from_thread(self.notify, f"{kind.replace('_', ' ')} recorded as dba by {self.actor}", timeout=4)
 
     # --- step 3: the table-size gate -------------------------------------------------------------
 
     def action_check_size(self) -> None:
-        if not self._need_run() or self.refuse("size_gate_check", GATE_ROLES, "the size gate"):
+        if not self._need_run() or self.refuse("size_gate_check"):
             return
         self.count_cancel.clear()
         self.check_size(self.run_id)
@@ -1038,56 +1013,30 @@ class CanaryApp(KeysAnswer, App):
         from engine.adapters.target import TargetError
 
         screen: SizeGateScreen = self.steps["size_gate"]  # type: ignore[assignment]
-        schema, table = self.plan.schema, self.plan.change.table
         try:
-            with self.target.session("size-gate") as s:
-                info = s.table_info(schema, table)
-                if info is None:
-                    self.call_from_thread(self.notify, f"{schema}.{table} does not exist", severity="error")
-                    return
-                self.call_from_thread(screen.show_size, TableSize(info.estimated_rows, info.data_mb, info.index_mb))
-                decision = gate(info.estimated_rows)
-                if decision.needs_exact_count:
-                    self.call_from_thread(screen.show_count, f"{decision.rule}: counting…", 0.0)
-                    rows = s.exact_count(schema, table, progress=lambda f: self.call_from_thread(
-                        screen.show_count, f"counting exactly… {f:.0%}", f), cancel=self.count_cancel)
-                    if rows is None:
-                        self.store.audit(self.plan.tenant, self.actor, "size_gate_count_cancelled", run_id, {})
-                        self.call_from_thread(screen.show_count, "exact count cancelled: no decision (c to count "
-                                              "again)", None)
-                        return
-                    decision = gate(rows, exact=True)
-                    self.call_from_thread(screen.show_count, f"exactly {rows:,} rows", None)
-        except TargetError as exc:
+            out = step_actions.check_size(
+                self.plan, self.store, self.target, run_id, self.actor, self.roles, cancel=self.count_cancel,
+                on_size=lambda i: self.call_from_thread(screen.show_size, TableSize(i.estimated_rows, i.data_mb,
+                                                                                    i.index_mb)),
+                on_count=lambda text, f: self.call_from_thread(screen.show_count, text, f))
+        except (TargetError, guard.RoleRefused) as exc:
             self.call_from_thread(self.notify, f"size gate: {exc}", severity="error", timeout=15)
             return
-        prechecks.record_gate(self.store, self.plan, run_id, decision, self.actor)
-        if decision.band == "BLOCK":
-            self.store.audit(self.plan.tenant, self.actor, "size_gate_block", run_id,
-                             {"rule": decision.rule, "notify": ["canary_lead", "dba"]})
-            self.store.transition(self.plan.tenant, run_id, "cancelled", self.actor, fail_reason="out_of_scope",
-                                  message=f"size gate BLOCK: {decision.rule}")
-            told = "every console shows it"
-            if self.plan.webhook_url:
-                from engine.adapters.webhook import post_webhook
-
-                posted = post_webhook(self.plan.webhook_url, f"🛑 [SIZE GATE BLOCK] {self.plan.schema}."
-                                      f"{self.plan.change.table}: {decision.rule}. No DDL; run {run_id[:8]} "
-                                      "cancelled. @canary-lead @dba")
-                told += f"; webhook: {posted.message}"
-            self.call_from_thread(self.notify, f"BLOCK: {decision.rule}. The run is cancelled for this table; "
-                                  f"the canary lead and the DBA are notified ({told}).", title="Size gate",
-                                  severity="error", timeout=30)
-        self._sync_view()
+        if out.decision is None and out.said:
+            self.call_from_thread(self.notify, out.said, severity="error")
+        elif out.said:
+            self.call_from_thread(self.notify, out.said, title="Size gate", severity="error", timeout=30)
+        if out.decision is not None:
+            self._sync_view()
 
     def action_approve_gate(self) -> None:
-        if not self._need_run() or self.refuse("size_gate_approval", {"dba"}, "approving a WARNING-band table"):
+        if not self._need_run() or self.refuse("size_gate_approval"):
             return
         g = self.view.gate()
         if g is None or g.status != "warn":
             self.notify("Nothing to approve: the gate is " + ("undecided" if g is None else g.status), timeout=5)
             return
-        self.approve("size_gate", "dba", f"WARNING approved: {g.detail}")
+        self.approve("size_gate", step_actions.approve_gate, g.detail)
 
     # --- step 4: execution -----------------------------------------------------------------------
 
@@ -1111,7 +1060,7 @@ class CanaryApp(KeysAnswer, App):
     def action_execute(self) -> None:
         if self.dry_refused("executing the ALTER"):
             return
-        if self.refuse("execute", EXECUTE_ROLES, "executing the ALTER"):
+        if self.refuse("execute"):
             return
         if not self._need_run():
             return
@@ -1130,9 +1079,6 @@ class CanaryApp(KeysAnswer, App):
 
     @work(thread=True, group="executor", exit_on_error=False)
     def execute(self, run_id: str, interval: float, take_over: bool = False) -> None:
-        from engine.flows.executor import Executor
-        from engine.flows.monitor import Monitor, sources_for
-
         me = get_current_worker()
 
         def on_event(name: str, data: dict[str, Any]) -> None:
@@ -1147,13 +1093,9 @@ class CanaryApp(KeysAnswer, App):
             self.call_from_thread(self._exec_event, name, data)
 
         self._stop_presampling()  # the execution's monitor samples from here on
-        clock = StoppableClock(self.clock, self._stop)
-        ex = Executor(self.plan, self.store, self.backend, self.target, self.actor, self.worker_name,
-                      clock=clock, on_event=on_event)
-        # A WARNING-band table is watched with the tightened profile (docs/thresholds.md).
-        ex.monitor = Monitor(self.store, self.plan.tenant, run_id, sources_for(self.plan, self.backend, clock),
-                             prechecks.run_profile(self.plan, self.store, run_id, self.profile), self.actor, clock,
-                             interval=interval)
+        ex = step_actions.executor_for(self.plan, self.store, self.backend, self.target, run_id, self.actor,
+                                       self.worker_name, StoppableClock(self.clock, self._stop), interval, on_event,
+                                       self.profile)
         try:
             outcome = ex.take_over(run_id) if take_over else ex.execute(run_id)
         except DriverStopped:
@@ -1250,11 +1192,7 @@ class CanaryApp(KeysAnswer, App):
 
     @work(thread=True, group="webhook", exit_on_error=False)
     def post_text(self, text: str, action: str) -> None:
-        from engine.adapters.webhook import post_webhook
-
-        result = post_webhook(self.plan.webhook_url or "", text)
-        self.store.audit(self.plan.tenant, self.actor, action if result.ok else f"{action}_failed", self.run_id,
-                         {"webhook": result.message})
+        result = step_actions.post_text(self.store, self.plan, self.run_id, self.actor, text, action)
         self.call_from_thread(self.notify, result.message, severity="information" if result.ok else "error")
         self._sync_view()
 
@@ -1295,13 +1233,9 @@ class CanaryApp(KeysAnswer, App):
 
     @work(thread=True, group="store-write", exit_on_error=False)
     def record_checkpoint(self, label: str, note: str, ok: bool) -> None:
-        from engine.adapters.store import Checkpoint
-
         if self.run_id is None:
             return
-        self.store.save_checkpoint(Checkpoint(tenant_id=self.plan.tenant, execution_run_id=self.run_id, label=label,
-                                              metrics_ok=ok, notes=note, recorded_by=self.actor,
-                                              recorded_at=self.clock.now()))
+        step_actions.record_checkpoint(self.store, self.plan, self.run_id, label, note, ok, self.actor, self.clock.now())
         self.call_from_thread(self.notify, f"checkpoint {label} recorded by {self.actor}", timeout=4)
 
     def on_copy_text(self, message: Any) -> None:
@@ -1317,9 +1251,7 @@ class CanaryApp(KeysAnswer, App):
         self.post_text(message.text, "announcement_posted")
 
     def on_pause_decision(self, message: Any) -> None:
-        from engine.flows.monitor import PAUSE_APPROVERS
-
-        if not self.refuse("auto_pause_approval", PAUSE_APPROVERS, "lifting the AUTO-PAUSE"):
+        if not self.refuse("auto_pause_approval"):
             self.pause_decision(message.decision, message.note)
 
     @work(thread=True, group="store-write", exit_on_error=False)
@@ -1345,9 +1277,7 @@ class CanaryApp(KeysAnswer, App):
         try:
             record_team_decision(self.store, self.plan.tenant, self.run_id or "", decision, self.actor,
                                  set(self.roles), note)
-        except (PermissionError, ValueError) as exc:
-            self.store.audit(self.plan.tenant, self.actor, "team_decision_refused", self.run_id,
-                             {"decision": decision, "why": str(exc)})
+        except (PermissionError, ValueError) as exc:  # audited by the flow
             self.call_from_thread(self.notify, f"Refused: {exc}", severity="error", timeout=12)
             return
         self._sync_view()
@@ -1403,6 +1333,7 @@ class CanaryApp(KeysAnswer, App):
     def rollback_act(self, what: str, **data: Any) -> None:
         from engine.flows import rollback_flow as flow
         from engine.flows import rollback_rungs as rungs
+        from engine.flows.rollback_remote import latest_metrics
 
         if not self._rollback_busy.acquire(blocking=False):
             self.call_from_thread(self.notify, "A rollback step is already running: wait for it.", severity="warning")
@@ -1416,7 +1347,7 @@ class CanaryApp(KeysAnswer, App):
             told = (notifier.on_rollback_event,) if notifier is not None else ()
             if what == "decide":
                 out = flow.decide_rollback(self.store, self.plan, run, data["trigger"], self.actor, roles,
-                                           data["reason"], data.get("metrics") or metrics_at_decision(self.store, run),
+                                           data["reason"], data.get("metrics") or latest_metrics(self.store, run),
                                            listeners=told)
             elif what == "approve" and data["decision"] == "refuse":
                 out = flow.refuse_rollback(self.store, self.plan, run, data["role"], self.actor, roles,
@@ -1542,14 +1473,14 @@ class CanaryApp(KeysAnswer, App):
     def record_lesson(self, what: str, impact: str, cause: str, action: str) -> None:
         """Runbook 8.3: the same engine function as ``canary-console lesson``; the report is rebuilt
         with the new row."""
-        from engine.flows.lessons import record_lesson
         from engine.views.report import report_facts
 
         screen: ReportScreen = self.steps["report"]  # type: ignore[assignment]
         if self.run_id is None:
             return
         try:
-            record_lesson(self.store, self.plan, self.run_id, self.actor, self.roles, what, impact, cause, action)
+            step_actions.record_lesson(self.store, self.plan, self.run_id, self.actor, self.roles, what, impact, cause,
+                                       action)
         except (PermissionError, ValueError) as exc:
             self.call_from_thread(screen.show_result, str(exc), False)
             return
@@ -1560,27 +1491,21 @@ class CanaryApp(KeysAnswer, App):
 
     @work(thread=True, group="report", exit_on_error=False)
     def export_report(self, text: str, view: str) -> None:
-        from engine.views.report import ExportError, export_markdown
+        from engine.views.report import ExportError
 
         screen: ReportScreen = self.steps["report"]  # type: ignore[assignment]
-        directory = state_dir() / "reports"
         try:
-            path = export_markdown(screen.facts, directory, text=text, now=self.clock.now())
+            path = step_actions.export_report(self.store, self.plan, self.run_id, self.actor, screen.facts, text, view,
+                                              state_dir() / "reports", self.clock.now())
         except ExportError as exc:
             self.call_from_thread(screen.show_result, str(exc), False, "export")
             return
-        self.store.audit(self.plan.tenant, self.actor, "report_exported", self.run_id,
-                         {"view": view, "path": str(path)})
         self.call_from_thread(screen.show_result, f"written to {path}", True, "export")
 
     @work(thread=True, group="webhook", exit_on_error=False)
     def post_report(self, text: str, view: str) -> None:
-        from engine.adapters.webhook import post_webhook
-
         screen: ReportScreen = self.steps["report"]  # type: ignore[assignment]
-        result = post_webhook(self.plan.webhook_url or "", text)
-        self.store.audit(self.plan.tenant, self.actor, "report_posted" if result.ok else "report_post_failed",
-                         self.run_id, {"view": view, "webhook": result.message})
+        result = step_actions.post_report(self.store, self.plan, self.run_id, self.actor, text, view)
         self.call_from_thread(screen.show_result, result.message, result.ok, "post")
 
     # --- the audit log ---------------------------------------------------------------------------
@@ -1600,14 +1525,3 @@ class CanaryApp(KeysAnswer, App):
         if isinstance(self._top, AuditScreen):
             self._top.show(entries)
 
-
-ROLLBACK_METRICS = ("latency_p50", "latency_p99", "error_rate", "lock_wait", "replication_lag")
-
-
-def metrics_at_decision(store: Store, run: ExecutionRun) -> dict[str, Any]:
-    """The latest value of each metric a rollback trigger names (runbook 6.5's record)."""
-    latest: dict[str, Any] = {}
-    for row in store.samples(run.tenant_id, run.id):
-        if row.metric in ROLLBACK_METRICS and row.value is not None:
-            latest[row.metric] = row.value
-    return latest

@@ -20,6 +20,7 @@ from console.api_cmd import add_api_parser
 from engine.adapters.identity import current_identity, worker_id
 from engine.adapters.paths import state_dir
 from engine.domain.plan import Plan, PlanError, load_plan
+from engine.domain.roles import ROLES
 from engine.domain.tenancy import GLOBAL_TENANT
 from engine.domain.text import for_terminal
 
@@ -291,8 +292,7 @@ def cmd_execute(args: argparse.Namespace) -> int:
     """Run the executor headless on a plan (a worker without the console)."""
     from engine.adapters.target import Target
     from engine.flows.executor import Executor
-    from engine.flows.monitor import Monitor, sources_for
-    from engine.flows.prechecks import run_profile
+    from engine.flows.step_actions import executor_for
 
     if not 1 <= args.interval <= 60:
         raise CliError("--interval must be between 1 and 60 seconds (the runbook samples every 5 s, 2.5 s "
@@ -301,14 +301,14 @@ def cmd_execute(args: argparse.Namespace) -> int:
     store = _store(args, plan)
     ident = current_identity()
     backend = _backend(plan, store)
-    ex = Executor(plan, store, backend, Target(plan.connection), ident.actor, worker_id(ident),
-                  on_event=lambda name, data: None if name in QUIET_EVENTS | {"monitor_tick"} else
-                  print(f"{name} {json.dumps(data, default=str)}", flush=True), clock=store.clock)
-    run_id = args.run or ex.create_run().id
+    target = Target(plan.connection)
+    run_id = args.run or Executor(plan, store, backend, target, ident.actor, worker_id(ident),
+                                  clock=store.clock).create_run().id
     print(f"run {run_id}", flush=True)
     # The same 60-minute window as the console's (a run taken over resumes it from the store).
-    ex.monitor = Monitor(store, plan.tenant, run_id, sources_for(plan, backend, store.clock),
-                         run_profile(plan, store, run_id), ident.actor, store.clock, interval=args.interval)
+    ex = executor_for(plan, store, backend, target, run_id, ident.actor, worker_id(ident), store.clock, args.interval,
+                      lambda name, data: None if name in QUIET_EVENTS | {"monitor_tick"} else
+                      print(f"{name} {json.dumps(data, default=str)}", flush=True))
     try:
         out = ex.take_over(run_id) if args.run else ex.execute(run_id)  # a given run may need taking over
     finally:
@@ -505,7 +505,9 @@ def _rehearse_headless(args: argparse.Namespace, prepared: Any, cases: list[str]
     out.say(f"size gate {decision.band}: {decision.rule}; sampling every {sampling_interval(decision.band, speed):g} s"
             + (f" (data {info.data_mb} MB, index {info.index_mb} MB)" if info else ""))
     if decision.band == "BLOCK":
-        store.audit(plan.tenant, ident.actor, "size_gate_block", None, {"rule": decision.rule})
+        from engine.flows.step_actions import size_gate_blocked
+
+        size_gate_blocked(store, plan, None, decision, ident.actor)
         out.say("BLOCK: no DDL on this table in this phase; the drill stops here")
         return EXIT_FAILED
 
@@ -665,7 +667,7 @@ def cmd_acknowledge(args: argparse.Namespace) -> int:
 
 def cmd_lesson(args: argparse.Namespace) -> int:
     """Runbook 8.3: add a row to the run's lessons-learned table (exported with the report)."""
-    from engine.flows.lessons import record_lesson
+    from engine.flows.step_actions import record_lesson
 
     plan, store, ident, _run = _on_run(args)
     try:
@@ -884,7 +886,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     u = sub.add_parser("run", help="open the console on a plan (F9: kill switch, F2: audit log)")
     common(u, plan_required=True)
-    u.add_argument("--role", choices=("canary_lead", "dba", "sre", "developer"),
+    u.add_argument("--role", choices=ROLES,
                    help="act in this one of your roles (when the plan gives you more than one)")
     u.add_argument("--as", dest="as_user", metavar="USER",
                    help="rehearsal plans only: play another person of the plan (e.g. teammate)")
@@ -963,7 +965,7 @@ def build_parser() -> argparse.ArgumentParser:
     rb.add_argument("--plan", metavar="PLAN.toml", required=True)
     rb.add_argument("--store", metavar="URL")
     rb.add_argument("--trigger", help="decide: the trigger (runbook 6.3), e.g. lock_wait, kill_switch")
-    rb.add_argument("--role", choices=("canary_lead", "dba", "sre", "developer"),
+    rb.add_argument("--role", choices=ROLES,
                     help="act in this one of your roles (approve/refuse: the role you give or hold back)")
     rb.add_argument("--reason", default="", help="why (required for decide, refuse, retrigger, keep; approve: a note)")
     rb.set_defaults(func=cmd_rollback)

@@ -27,6 +27,7 @@ from engine.adapters.collectors import Sample
 from engine.adapters.killswitch import EmbeddedKillSwitch, KillSwitchApiError, RemoteKillSwitch
 from engine.adapters.store import Store
 from engine.domain.plan import ConnectionProfile
+from engine.domain.roles import role_words
 from engine.views import rollback as rollback_views
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -241,7 +242,8 @@ def test_each_gate_refuses_other_roles_with_403_and_an_audit_entry(store, client
     if action == "kill_switch_deactivation_refused":  # engine.flows.killswitch_actions' words, as the CLI's unkill
         assert "needs the canary lead or DBA role" in detail and f"{actor} holds {role}" in detail, detail
     else:
-        assert detail.endswith(f"needs the {needed} role; {actor} is {role}")
+        # engine/flows/guard.py's words, the same from the console and the CLI
+        assert detail.endswith(f"needs the {role_words(needed.split(' or '))} role; {actor} is {role_words([role])}")
     [entry] = store.audit_entries(TENANT, action=action)
     assert entry.actor == actor
     assert role in (entry.details.get("roles") or [entry.details.get("role")])

@@ -65,7 +65,7 @@ def test_acknowledging_is_refused_without_the_role_a_reason_or_a_failed_p1(tmp_p
     _result(store, plan.tenant, "TC-06", "fail")
     with pytest.raises(PermissionError, match="canary lead or DBA"):
         selftest_gate.acknowledge(store, plan.tenant, run.id, "TC-06", "because", "sre@jump", {"sre"})
-    assert store.audit_entries(plan.tenant, run.id, "self_test_ack_refused")
+    assert store.audit_entries(plan.tenant, run.id, "acknowledge_self_test_refused")
     with pytest.raises(ValueError, match="reason"):
         selftest_gate.acknowledge(store, plan.tenant, run.id, "TC-06", " \x1b ", "lead@jump", {"canary_lead"})
     with pytest.raises(ValueError, match="not a P1"):

@@ -43,7 +43,7 @@ def list_runs(request: Request, tenant: Tenant,
                          "'execution_refused'), or without schema_name when the connection has no stored "
                          "profile. 409 while another run holds the store's scope lock.")
 def create(request: Request, response: Response, who: Caller, tenant: Tenant, body: ExecutionCreate,
-           _gate: Annotated[None, role_gate("execution_create", "creating an execution run")]) -> Any:
+           _gate: Annotated[None, role_gate("execution_create")]) -> Any:
     if body.tenant_id and body.tenant_id != tenant:
         if not who.may_act_on(body.tenant_id):
             raise refuse_tenant(request, who, body.tenant_id)
@@ -66,7 +66,7 @@ def show(run: Run) -> Any:
              description="Role: 'execution_claim'. Atomic: a second claim while the lease is held is 409, "
                          "whoever asks (the same token too). A claimed scheduled run moves to running.")
 def claim(request: Request, who: Caller, run: Run,
-          _gate: Annotated[None, role_gate("execution_claim", "claiming a run")],
+          _gate: Annotated[None, role_gate("execution_claim")],
           body: Annotated[Claim | None, Body()] = None) -> Any:
     body = body or Claim()
     owner = f"{who.actor}:{body.worker}" if body.worker else who.actor
@@ -78,7 +78,7 @@ def claim(request: Request, who: Caller, run: Run,
                           "without a fail_reason) and for rolled_back before the rollback flow set it, audited "
                           "as 'execution_status_refused'. The run's current status again is a no-op (200).")
 def set_status(request: Request, who: Caller, run: Run, body: StatusChange,
-               _gate: Annotated[None, role_gate("execution_status", "changing a run's status")]) -> Any:
+               _gate: Annotated[None, role_gate("execution_status")]) -> Any:
     return dump(set_execution_status(request.app.state.store, run, body.status, who.actor, {who.role},
                                      body.fail_reason, body.message))
 
@@ -89,7 +89,7 @@ def set_status(request: Request, who: Caller, run: Run, body: StatusChange,
                          "(canary-console execute PLAN --run ID claims it). 409 unless the run is scheduled "
                          "and unclaimed.")
 def execute(request: Request, who: Caller, run: Run,
-            _gate: Annotated[None, role_gate("execute", "executing a run")]) -> Any:
+            _gate: Annotated[None, role_gate("execute")]) -> Any:
     run = request_execution(request.app.state.store, run, who.actor, {who.role})
     return {"id": run.id, "status": run.status, "requested": True,
             "next": f"a worker claims it: canary-console execute PLAN --run {run.id}"}

@@ -164,7 +164,7 @@ def history(request: Request, run: RunDep) -> Any:
                          "in reported_status): never taken as proof that the index is gone — the rollback flow "
                          "verifies that itself. rollback_sql, when given, must be the run's own DROP INDEX (422).")
 def report_rollback(request: Request, who: Caller, body: RollbackReport,
-                    _gate: Annotated[None, role_gate("rollback_record", "recording a rollback")]) -> Any:
+                    _gate: Annotated[None, role_gate("rollback_record")]) -> Any:
     run = _run_of(request, who, body.execution_run_id)
     rec = record_rollback(request.app.state.store, run, who.actor, {who.role}, body.rollback_type, body.status,
                           body.trigger_reason, body.rollback_sql)

@@ -24,8 +24,8 @@ from engine.adapters.store import (
     Store,
     StoreError,
 )
-from engine.domain.roles import may, needed
 from engine.domain.text import clean_text
+from engine.flows.guard import refusal
 
 REPORTED_PREFIX = "reported."  # an external tool's audit entry: never mistaken for the engine's own
 # The statuses a worker may report. ``rolled_back`` is the rollback flow's to set once the index is
@@ -42,16 +42,13 @@ class Refused(Exception):
         self.field = field
 
 
-def check_role(store: Store, tenant: str, actor: str, roles: Iterable[str], action: str, what: str,
+def check_role(store: Store, tenant: str, actor: str, roles: Iterable[str], action: str,
                run_id: str | None = None, **details: Any) -> None:
-    """Refuse (audited as ``<action>_refused``) unless one of ``roles`` may do ``action``."""
-    held = sorted(set(roles))
-    if may(action, held):
-        return
-    wanted = " or ".join(sorted(needed(action)))
-    store.audit(tenant, actor, f"{action}_refused", run_id,
-                dict(details, needed=sorted(needed(action)), roles=held))
-    raise Refused("forbidden", f"{what} needs the {wanted} role; {actor} is {' or '.join(held) or 'no role'}")
+    """Refuse (audited as ``<action>_refused``, engine/flows/guard.py) unless one of ``roles`` may do
+    ``action``."""
+    text = refusal(store, tenant, actor, roles, action, run_id, **details)
+    if text is not None:
+        raise Refused("forbidden", text)
 
 
 def run_anywhere(store: Store, run_id: str) -> ExecutionRun | None:
@@ -76,7 +73,7 @@ class NewExecution:
 def create_execution(store: Store, new: NewExecution, actor: str, roles: Iterable[str],
                      via: str = "api") -> ExecutionRun:
     """A ``scheduled`` ADD_INDEX run; takes the store's scope lock (one canary at a time)."""
-    check_role(store, new.tenant, actor, roles, "execution_create", "creating an execution run", via=via)
+    check_role(store, new.tenant, actor, roles, "execution_create", via=via)
     if new.action != "ADD_INDEX":
         store.audit(new.tenant, actor, "execution_refused", None,
                     {"fail_reason": "out_of_scope", "action": new.action, "table": new.table_name, "via": via})
@@ -107,7 +104,7 @@ def claim_execution(store: Store, run: ExecutionRun, owner: str, actor: str, rol
     """Take the run's lease: a second claim while it is held is a conflict, whoever asks (the
     holder renews with its worker's lease, not with a claim). A claimed ``scheduled`` run moves to
     ``running``, so the worker's ``completed`` is accepted."""
-    check_role(store, run.tenant_id, actor, roles, "execution_claim", "claiming a run", run.id)
+    check_role(store, run.tenant_id, actor, roles, "execution_claim", run.id)
     try:
         claimed = store.claim(run.tenant_id, run.id, owner, lease_seconds, exclusive=True)
     except ClaimConflict as exc:  # Store.claim wrote the claim_failed entry
@@ -125,7 +122,7 @@ def set_execution_status(store: Store, run: ExecutionRun, new: str, actor: str, 
                          via: str = "api") -> ExecutionRun:
     """Move the run along its state machine (engine/domain/runstate.py). The same status again is a no-op
     (a retried report); ``rolled_back`` is refused unless the rollback flow already set it."""
-    check_role(store, run.tenant_id, actor, roles, "execution_status", "changing a run's status", run.id,
+    check_role(store, run.tenant_id, actor, roles, "execution_status", run.id,
                status=new)
     note = clean_text(message).text or None if message is not None else None
     if new == run.status:
@@ -156,7 +153,7 @@ def request_execution(store: Store, run: ExecutionRun, actor: str, roles: Iterab
                       via: str = "api") -> ExecutionRun:
     """The runbook's manual trigger: record that the run should be executed now. The ALTER is a
     worker's (it holds the target's credentials): ``canary-console execute PLAN --run ID`` claims it."""
-    check_role(store, run.tenant_id, actor, roles, "execute", "executing a run", run.id)
+    check_role(store, run.tenant_id, actor, roles, "execute", run.id)
     if run.status != "scheduled":
         store.audit(run.tenant_id, actor, "execute_refused", run.id, {"status": run.status, "via": via})
         raise Refused("conflict", f"run {run.id} is {run.status}: only a scheduled run can be executed")
@@ -171,7 +168,7 @@ def record_rollback(store: Store, run: ExecutionRun, actor: str, roles: Iterable
                     via: str = "api") -> RollbackRecord:
     """A rollback an outside executor says it ran, kept as ``reported``: never taken as proof that
     the index is gone (the rollback flow verifies that itself) and never a second DROP's guard."""
-    check_role(store, run.tenant_id, actor, roles, "rollback_record", "recording a rollback", run.id)
+    check_role(store, run.tenant_id, actor, roles, "rollback_record", run.id)
     if rollback_sql is not None:
         text = " ".join(rollback_sql.split())
         if not re.search(r"\bDROP\s+INDEX\b", text, re.I) or run.index_name not in text or run.table_name not in text:
@@ -191,8 +188,7 @@ def record_rollback(store: Store, run: ExecutionRun, actor: str, roles: Iterable
 def report_audit(store: Store, tenant: str, run: ExecutionRun | None, actor: str, roles: Iterable[str],
                  action: str, details: dict[str, Any] | None, via: str = "api") -> str:
     """An outside tool's audit entry, written as ``reported.<action>`` by the token's actor."""
-    check_role(store, tenant, actor, roles, "audit_report", "reporting an audit entry",
-               run.id if run else None)
+    check_role(store, tenant, actor, roles, "audit_report", run.id if run else None)
     name = (REPORTED_PREFIX + action)[:64]
     store.audit(tenant, actor, name, run.id if run else None, dict(storable(details or {}), via=via))
     return name

@@ -22,6 +22,7 @@ from engine.domain.jsonable import jsonable
 from engine.domain.roles import AUTO_PAUSE, needed
 from engine.domain.stops import AUTO_PAUSE_ROLLBACK, FAILURE_CONDITION, t_label
 from engine.domain.thresholds import Profile
+from engine.flows import guard
 from engine.flows.digest_check import with_check
 
 Tick = dict[str, tuple[float | None, str | None, int | None]]
@@ -459,12 +460,14 @@ def record_team_decision(store: Store, tenant_id: str, run_id: str, decision: st
     into a PASS."""
     if decision not in TEAM_DECISIONS:
         raise ValueError(f"the team decides 'keep' or 'remove', not {decision!r}")
-    if "canary_lead" not in roles:
-        store.audit(tenant_id, actor, "team_decision_refused", run_id, {"roles": sorted(roles)})
-        raise PermissionError("the canary lead records the team's decision")
+    text = guard.refusal_text("inconclusive_decision", actor, roles)
     latest = store.decisions(tenant_id, run_id)
-    if not latest or latest[-1].verdict != "INCONCLUSIVE":
-        raise ValueError("only an INCONCLUSIVE verdict is settled by a team decision")
+    why = text or ("" if latest and latest[-1].verdict == "INCONCLUSIVE" else
+                   "only an INCONCLUSIVE verdict is settled by a team decision")
+    if why:  # one audit entry for either refusal (the console used to write a second one)
+        store.audit(tenant_id, actor, "team_decision_refused", run_id,
+                    {"decision": decision, "why": why, "roles": sorted(roles)})
+        raise PermissionError(why) if text else ValueError(why)
     return store.save_decision(Decision(
         tenant_id=tenant_id, execution_run_id=run_id, verdict="INCONCLUSIVE",
         evidence=jsonable({**(latest[-1].evidence or {}), "team_decision": decision, "note": note,
@@ -477,11 +480,7 @@ def approve_pause(store: Store, tenant_id: str, run_id: str, decision: str, acto
     """Record the approval that lifts an AUTO-PAUSE: 'resume' or 'rollback', by the canary lead."""
     if decision not in ("resume", "rollback"):
         raise ValueError(f"an AUTO-PAUSE is lifted by 'resume' or 'rollback', not {decision!r}")
-    allowed = roles & PAUSE_APPROVERS
-    if not allowed:
-        store.audit(tenant_id, actor, "auto_pause_approval_refused", run_id,
-                    {"decision": decision, "roles": sorted(roles)})
-        raise PermissionError(f"lifting an AUTO-PAUSE needs the canary_lead role; {actor} has "
-                              f"{', '.join(sorted(roles)) or 'none'}")
+    guard.check(store, tenant_id, actor, roles, "auto_pause_approval", run_id, decision=decision)
+    allowed = set(roles) & PAUSE_APPROVERS
     return store.add_approval(Approval(tenant_id=tenant_id, execution_run_id=run_id, kind=AUTO_PAUSE,
                                        role=sorted(allowed)[0], actor=actor, decision=decision, note=note))

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.domain.cases import PRIORITY
 from engine.domain.roles import ROLES, needed
-from engine.flows import selftest_gate
+from engine.flows import guard, selftest_gate
 from engine.flows.prechecks import BY_ID, KILL_TEST, REQUIRED_PRESENT
 
 if TYPE_CHECKING:  # the store's models: not imported to draw the first screen (SQLAlchemy is slow to load)
@@ -26,9 +26,7 @@ TITLES = {"plan": "1 Plan", "prechecks": "2 Prechecks", "size_gate": "3 Size gat
 # From the one action → roles table (engine/domain/roles.py), never a copy of it.
 SIGNOFF_ROLES = tuple(r for r in ROLES if r in needed("sign_off"))  # in the table's order
 MIN_PRECHECK = timedelta(minutes=15)  # runbook 5.4: at least 15 minutes of pre-execution checks
-START_ROLES = needed("begin_prechecks")  # who begins the prechecks (creates the run)
 EXECUTE_ROLES = needed("execute")  # who presses "execute" (runbook step 4)
-KILL_TEST_ROLES = needed("kill_switch_test")  # the test turns the switch off again
 
 
 @dataclass(frozen=True)
@@ -172,6 +170,9 @@ def sign_off(store: Store, plan: Any, run_id: str, actor: str, roles: Iterable[s
     from engine.domain.plan import ROLE_WORDS
 
     held = set(roles)
+    refused = guard.refusal(store, plan.tenant, actor, held, "sign_off", run_id)
+    if refused is not None:
+        return False, f"Refused: {refused}"
     unstaffed = plan.unstaffed()
     if unstaffed:
         words = ", ".join(ROLE_WORDS[r] for r in unstaffed)

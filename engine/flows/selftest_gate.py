@@ -12,8 +12,9 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from engine.domain.cases import NAMES, PRIORITY
-from engine.domain.roles import may, needed, role_words
+from engine.domain.roles import role_words
 from engine.domain.text import clean_text
+from engine.flows import guard
 
 if TYPE_CHECKING:
     from engine.adapters.store import Approval, Store
@@ -57,10 +58,7 @@ def acknowledge(store: Store, tenant: str, run_id: str, case: str, reason: objec
     from engine.adapters.store import Approval
 
     case = str(case).strip().upper()
-    if not may("acknowledge_self_test", roles):
-        store.audit(tenant, actor, "self_test_ack_refused", run_id, {"case": case, "roles": sorted(roles)})
-        raise PermissionError(f"acknowledging a failed self-test case needs the {role_words(needed('acknowledge_self_test'))} "
-                              f"role; {actor} has {role_words(roles) if roles else 'none'}")
+    guard.check(store, tenant, actor, roles, "acknowledge_self_test", run_id, case=case)
     if PRIORITY.get(case) != "P1":
         raise ValueError(f"{case or 'the case'} is not a P1 case: acknowledge one of "
                          f"{', '.join(c for c, p in sorted(PRIORITY.items()) if p == 'P1')} (P0 cases must pass)")
