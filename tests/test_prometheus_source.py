@@ -103,3 +103,19 @@ def test_the_plan_wires_prometheus_and_its_queries(prom, tmp_path):
     assert rows["cpu"].source == "prometheus" and rows["cpu"].value is not None
     assert "[15s]" in rows["cpu"].meta["how"]
     promsource.close()
+
+
+def test_a_range_query_reads_the_real_prometheus_history(prom):
+    source = PrometheusSource(prom.url)
+    now = time.time()
+    promql = "1000 * histogram_quantile(0.5, sum(rate(http_request_duration_seconds_bucket[15s])) by (le))"
+    deadline = time.monotonic() + 30
+    points: list[tuple[float, float]] = []
+    while time.monotonic() < deadline and len(points) < 3:
+        points = source.query_range(promql, now - 120, time.time(), 5)
+        time.sleep(1)
+    assert len(points) >= 3 and all(v > 0 for _, v in points)
+    assert [t for t, _ in points] == sorted(t for t, _ in points)
+    with pytest.raises(Exception, match="refused the range query"):
+        source.query_range("rate((", now - 60, now, 5)
+    source.close()
