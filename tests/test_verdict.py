@@ -304,3 +304,33 @@ def test_cli_replay_samples(tmp_path, capsys):
     assert "line" in err and "not JSON" in err and "Traceback" not in err
     assert main(["replay", "--samples", str(good), "--change-at", "2026-12-03T07:45:00Z", "--json"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["change_at"].startswith("2026-12-03T07:45")
+
+
+def test_replay_takes_previous_days_as_history():
+    """``group: history`` samples (previous days, before the baseline) are learnt from, not judged,
+    and never move the default change time; one after the change is named by its line."""
+    rng = random.Random(7)
+    hist = []
+    for day in (1, 2):
+        level = 0.0
+        for i in range(1080):
+            level = 0.99 * level + rng.gauss(0, 0.03)  # wanders over minutes
+            at = datetime(2026, 12, 3, 7, 0, tzinfo=UTC) - timedelta(days=day) + timedelta(seconds=5 * i)
+            hist.append(json.dumps({"ts": at.isoformat(), "metric": "latency_p50", "group": "history",
+                                    "value": 0.004 * math.exp(level)}))
+    text = "\n".join(hist) + "\n" + _lines()
+    with_history = judge_samples(parse_samples(text, PROFILE), PROFILE)
+    plain = judge_samples(parse_samples(_lines(), PROFILE), PROFILE)
+    assert with_history.change_at == plain.change_at == datetime(2026, 12, 3, 7, 30, tzinfo=UTC)
+    assert with_history.window_samples == plain.window_samples
+    judge = with_history.evaluator.judges["latency_p50"]
+    assert judge.history is not None and judge.history.days == 2
+    width = {}
+    for name, j in (("with", with_history), ("plain", plain)):
+        c = next(c for c in j.as_json()["criteria"] if c["name"].startswith("Query latency p50"))
+        width[name] = c["n_eff"]
+    assert width["with"] < width["plain"]  # the days' wandering leaves fewer effective intervals
+    late = _lines() + json.dumps({"ts": "2026-12-03T08:00:00Z", "metric": "latency_p50", "value": 0.004,
+                                  "group": "history"}) + "\n"
+    with pytest.raises(SamplesError, match=r"line \d+: a history sample"):
+        judge_samples(parse_samples(late, PROFILE), PROFILE)

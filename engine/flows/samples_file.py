@@ -5,8 +5,9 @@ The file is JSON Lines, one sample a line::
 
     {"ts": "2026-12-03T08:00:05Z", "metric": "latency_p50", "value": 0.0042, "group": "canary"}
 
-``group`` is ``canary`` (the default) or ``control`` (the same metric on tenants the change did
-not touch, measured at the same moments). Metric names are the threshold profile's
+``group`` is ``canary`` (the default), ``control`` (the same metric on tenants the change did
+not touch, measured at the same moments) or ``history`` (the same metric on previous days, before
+the baseline: the verdict learns from it how slowly the latency wanders, docs/verdict.md#previous-days). Metric names are the threshold profile's
 (``latency_p50``, ``latency_p99``, ``lock_wait``, ``replication_lag``, ``error_rate``, …). Samples
 before the change are the baseline; the rest is the window, judged by the same evaluator as a live
 run (``engine.domain.decision.WindowEvaluator``).
@@ -21,7 +22,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from engine.domain.decision import CONTROL, Verdict, WindowEvaluator
+from engine.domain.decision import CONTROL, HISTORY, Verdict, WindowEvaluator
 from engine.domain.thresholds import Profile
 
 
@@ -34,7 +35,7 @@ class FileSample:
     at: datetime
     metric: str
     value: float | None
-    group: str  # canary | control
+    group: str  # canary | control | history
     line: int
 
 
@@ -78,8 +79,9 @@ def parse_samples(text: str, profile: Profile) -> list[FileSample]:
             raise SamplesError(f"line {i}: 'value' must be a finite number or null (a source down), not "
                                f"{str(value)[:40]!r}")
         group = obj.get("group", "canary")
-        if group not in ("canary", "control"):
-            raise SamplesError(f"line {i}: 'group' is \"canary\" or \"control\", not {str(group)[:20]!r}")
+        if group not in ("canary", "control", "history"):
+            raise SamplesError(f"line {i}: 'group' is \"canary\", \"control\" or \"history\", "
+                               f"not {str(group)[:20]!r}")
         out.append(FileSample(_parse_ts(obj["ts"], i), metric, None if value is None else float(value), group, i))
     if not out:
         raise SamplesError("the file has no sample: one JSON object a line with ts, metric and value")
@@ -120,7 +122,7 @@ def judge_samples(samples: list[FileSample], profile: Profile, change_at: dateti
     """The verdict of a file's samples: before ``change_at`` the baseline (default: the first
     sample's time + the profile's ``baseline_minutes``), from it the window, a tick per
     timestamp, stopped where a live window would have stopped."""
-    first = min(s.at for s in samples)
+    first = min((s.at for s in samples if s.group != "history"), default=min(s.at for s in samples))
     change = change_at or first + timedelta(minutes=profile.baseline_minutes)
     if change.tzinfo is None:
         change = change.replace(tzinfo=UTC)
@@ -129,7 +131,10 @@ def judge_samples(samples: list[FileSample], profile: Profile, change_at: dateti
     ticks: dict[datetime, dict[str, tuple[float | None, str | None, int | None]]] = defaultdict(dict)
     nb = nw = 0
     for s in sorted(samples, key=lambda x: (x.at, x.line)):
-        key = s.metric if s.group == "canary" else CONTROL + s.metric
+        key = {"canary": s.metric, "control": CONTROL + s.metric, "history": HISTORY + s.metric}[s.group]
+        if s.group == "history" and s.at >= change:
+            raise SamplesError(f"line {s.line}: a history sample at {s.at.isoformat()} is not before the change "
+                               f"({change.isoformat()}): previous days' samples come before the baseline")
         if s.at < change:
             nb += 1
             baselines[key].append(s.value)
