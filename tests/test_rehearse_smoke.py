@@ -48,7 +48,11 @@ def test_rehearse_headless_passes_records_the_runbook_and_cleans_up(tmp_path):
     met = {c["name"]: c["met"] for c in decision.evidence["criteria"] if c["applicable"]}
     assert all(met.values()), met
     actions = [e.action for e in store.audit_entries("rehearsal", run.id)]
-    positions = [actions.index(a) for a in PASS_PATH]
+    # The baseline is sampled from the run's creation (the presampler's "baseline_sampling" comes
+    # first) and again right before the ALTER: the order is the executor's, after its claim.
+    claimed = actions.index("claimed")
+    assert actions.index("baseline_sampling") < claimed
+    positions = [actions.index(a, claimed if a == "baseline_sampling" else 0) for a in PASS_PATH]
     assert positions == sorted(positions), f"out of the runbook's order: {actions}"
     started = store.audit_entries("rehearsal", run.id, "monitoring_started")[0]
     assert started.details["time_compression"] == 120, "the store records the compressed clock"
