@@ -11,7 +11,11 @@ from engine.adapters.killswitch import EmbeddedKillSwitch
 from engine.adapters.store import ExecutionRun, Store
 from engine.adapters.store.store import StoreError
 from engine.domain.clock import SystemClock
-from engine.flows.executor import CANCEL_DURING, record_cancel_after_alter, record_cancel_during_alter
+from engine.flows.executor import (
+    CANCEL_DURING,
+    record_cancel_after_alter,
+    record_cancel_during_alter,
+)
 
 
 def _running(store: Store) -> ExecutionRun:
