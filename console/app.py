@@ -593,6 +593,8 @@ class CanaryApp(KeysAnswer, App):
                               sev, text + (" The frame stays red until it lands." if sev == "warning" else "")))
         if not result.ok:
             self._kill_said("error", "\n".join(result.lines(plan=self.plan.source)))
+        elif result.already_on:  # a re-press: the first reason and who set it stay, said so
+            self._kill_said("warning", "\n".join(result.lines(plan=self.plan.source)))
         try:
             reading = self.backend.read(self.plan.tenant, self.plan.connection.id)
         except Exception as exc:  # noqa: BLE001 - the frame stays red; say what failed
@@ -637,7 +639,7 @@ class CanaryApp(KeysAnswer, App):
         reading = self.backend.read(self.plan.tenant, self.plan.connection.id)
         for scope in reading.active_scopes() or ["global"]:
             result = activate(self.store, self.backend, self.plan.tenant, scope, self.actor, self.roles, reason,
-                              self.plan.connection.id, via="console", enforce=False)
+                              self.plan.connection.id, via="console", enforce=False, add_reason=True)
             if not result.ok or result.cleaned:
                 self._kill_said("error" if not result.ok else "warning", "\n".join(result.lines()))
         self.call_from_thread(self.set_frame, kill=self.backend.read(self.plan.tenant, self.plan.connection.id))

@@ -175,7 +175,9 @@ def fit_parts(parts: list[tuple[str, str]], width: int, sep: str = " │ ") -> T
 
 class KillBanner(FramePart):
     def on_mount(self) -> None:
-        self.display = False
+        # As the state says, not hidden outright: Textual runs this after a subclass's on_mount, and
+        # a dialog's banner mounted while the switch is already on has its state set by then.
+        self.display = self.state.kill_active
 
     def state_changed(self, state: FrameState) -> None:
         self.display = state.kill_active

@@ -149,3 +149,37 @@ def test_kill_reaches_the_alter_of_a_dead_console(lab):
         assert "alter_killed" in actions
     with Target(plan.connection).session("observer") as s:
         assert s.find_alter(run.id) is None
+
+
+def test_a_switch_set_elsewhere_is_seen_within_milliseconds_not_at_the_next_poll(lab):
+    """Another process's switch: the watcher looks at the store's commit probe every 10 ms and
+    reads the switch when someone committed, so the KILL does not wait for the poll (1 s here)."""
+    from engine.adapters.store import Store
+
+    db = _table(lab, "held", "cc_kill_probe")
+    plan = lab.plan(db, "idx_kill_probe", ["note", "status", "total"], kill_poll_seconds=1.0, **_waits("held"))
+    lab.drop_index_if_present(db, "orders", plan.change.index)
+    store = lab.store("kill-probe")
+    other = Store(store.url)  # its own connections: to the watcher, a commit like another process's
+    marks: dict[str, float] = {}
+
+    def set_switch() -> None:
+        other.set_kill_switch(plan.tenant, "global", True, "elsewhere", "kill from another console")
+        marks["set"] = time.perf_counter()
+
+    def on_event(name, data):
+        if name == "alter_progress" and "asked" not in marks:  # just after a poll: the next is 1 s away
+            marks["asked"] = time.perf_counter()
+            threading.Thread(target=set_switch, daemon=True).start()
+        elif name == "alter_progress" and data.get("killed") and "killed" not in marks:
+            marks["killed"] = time.perf_counter()
+
+    ex = lab.executor(plan, store, on_event=on_event)
+    run = ex.create_run()
+    with _held(lab, db, "held"):
+        out = ex.execute(run.id)
+    other.close()
+    assert (out.status, out.fail_reason) == ("cancelled", "kill_switch"), out.message
+    assert not lab.index_exists(plan)
+    waited = marks["killed"] - marks["set"]
+    assert waited < 0.5, f"the KILL came {waited * 1000:.0f} ms after the switch was set (the poll is 1 s)"

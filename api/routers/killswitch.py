@@ -70,7 +70,8 @@ def _set_now(request: Request, who: Principal, tenant: str, scope: str, body: Ki
     if not out.switch_set:
         raise ApiProblem(503, "; ".join(out.lines()))
     return KillSwitchSetAnswer(**switch_state(store, tenant, connection_id), scope=scope, is_active=body.is_active,
-                               tenant_id=tenant, actor=who.actor, reason=out.reason,
+                               tenant_id=tenant, actor=who.actor,
+                               reason=out.on_reason if out.already_on else out.reason,  # as stored: the first
                                reason_cleaned=bool(out.cleaned), reason_changes=list(out.cleaned))
 
 

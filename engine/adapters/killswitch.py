@@ -167,6 +167,10 @@ class EmbeddedKillSwitch:
             connection_id: str = "") -> None:
         self.store.set_kill_switch(tenant_id, scope, active, actor, reason, connection_id)
 
+    def commit_probe(self) -> Any:
+        """``Store.commit_probe``: a cheap "did anyone commit" for the ALTER's watcher (a context)."""
+        return self.store.commit_probe()
+
 
 class KillSwitchApiError(RuntimeError):
     pass

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -30,6 +31,7 @@ from engine.domain.runstate import ACTIVE
 from engine.domain.verification import DigestStats, VerificationResult, verify, window
 from engine.flows.rollback import IndexRollback
 
+PROBE_S = 0.01  # while an ALTER runs: how often the store's commit probe is looked at (docs/kill-switch.md)
 KILLED_ALTER_GRACE_S = 15.0  # an ALTER killed from outside: how long its kill switch may take to land
 
 
@@ -358,13 +360,41 @@ class Executor:
     def _watch_alter(self, run: ExecutionRun, done: threading.Event, wake: threading.Event,
                      killer: TargetSession, alter: TargetSession) -> KillSwitchReading | None:
         """Read the switch every poll (or at once when this process sets it) while the ALTER runs;
-        KILL it from the connection opened beforehand when the switch is active."""
+        KILL it from the connection opened beforehand when the switch is active. A store-backed
+        switch is also read as soon as another process commits to the store (its commit probe is
+        looked at every PROBE_S), so a switch set elsewhere is not left waiting for the poll."""
+        opener = getattr(self.kill_switch, "commit_probe", None)
+        with (opener() if opener is not None else nullcontext()) as probe:
+            return self._watch_alter_with(run, done, wake, killer, alter, probe)
+
+    def _watch_alter_with(self, run: ExecutionRun, done: threading.Event, wake: threading.Event,
+                          killer: TargetSession, alter: TargetSession,
+                          probe: Callable[[], Any] | None) -> KillSwitchReading | None:
+        import time
+
         killed: KillSwitchReading | None = None
+        poll = self.opts.kill_poll_seconds
+        try:
+            seen = probe() if probe is not None else None
+        except Exception:  # noqa: BLE001 - the probe is a shortcut: without it, the poll
+            probe = seen = None
+        next_read = time.monotonic() + poll
         while not done.is_set():
-            wake.wait(self.opts.kill_poll_seconds)
+            woke = wake.wait(min(poll, PROBE_S) if probe is not None else poll)
             wake.clear()
             if done.is_set():
                 break
+            if probe is not None and not woke and time.monotonic() < next_read:
+                if killed is not None:
+                    continue  # the KILL is out: the ALTER's end is what is awaited now
+                try:
+                    now_seen = probe()
+                except Exception:  # noqa: BLE001 - the probe is a shortcut; the poll still reads
+                    now_seen = None
+                if now_seen == seen:
+                    continue
+                seen = now_seen
+            next_read = time.monotonic() + poll
             reading = self.kill_switch.read(self.tenant, self.conn_id)
             if reading.active and killed is None:
                 killed = reading
@@ -817,10 +847,10 @@ CANCEL_AFTER = "kill switch after the ALTER: index left in place; manual rollbac
 
 def record_cancel_during_alter(store: Store, run: ExecutionRun, reading: KillSwitchReading, actor: str,
                                clock: Clock) -> None:
-    """The ALTER was killed and the index is verified absent: rollback record, run cancelled (two
-    transactions: the ALTER's end is recorded with the cancellation, the kill's last step)."""
+    """The ALTER was killed and the index is verified absent: rollback record and run cancelled, in
+    one transaction (the ALTER's end is recorded with the cancellation, the kill's last step)."""
     now = clock.now()
-    store.save_rollback_record(RollbackRecord(
+    store.transition_with_record(run.tenant_id, run.id, "cancelled", actor, RollbackRecord(
         tenant_id=run.tenant_id, execution_run_id=run.id, connection_profile_id=run.connection_profile_id,
         rollback_status="completed", rollback_type="none",
         trigger_reason=f"kill switch during the ALTER: {reading.describe()}",
@@ -828,21 +858,19 @@ def record_cancel_during_alter(store: Store, run: ExecutionRun, reading: KillSwi
         rollback_details={"alter_killed": True, "thread_id": run.alter_thread_id, "index_absent": True,
                           "scopes": reading.active_scopes()},
         created_by=actor,
-    ), actor, "rollback_recorded")
-    store.transition(run.tenant_id, run.id, "cancelled", actor, fail_reason="kill_switch", message=CANCEL_DURING,
-                     alter_finished_at=now)
+    ), "rollback_recorded", fail_reason="kill_switch", message=CANCEL_DURING, alter_finished_at=now)
 
 
 def record_cancel_after_alter(store: Store, run: ExecutionRun, reading: KillSwitchReading, actor: str) -> None:
-    store.save_rollback_record(RollbackRecord(
+    """The index is on the table: the manual rollback prepared and the run cancelled, in one transaction."""
+    store.transition_with_record(run.tenant_id, run.id, "cancelled", actor, RollbackRecord(
         tenant_id=run.tenant_id, execution_run_id=run.id, connection_profile_id=run.connection_profile_id,
         rollback_status="pending", rollback_type="manual",
         trigger_reason=f"kill switch after the ALTER: {reading.describe()}",
         rollback_sql=sql.drop_index(run.schema_name, run.table_name, run.index_name),
         rollback_details={"index_left_in_place": True, "scopes": reading.active_scopes()},
         created_by=actor,
-    ), actor, "rollback_prepared")
-    store.transition(run.tenant_id, run.id, "cancelled", actor, fail_reason="kill_switch", message=CANCEL_AFTER)
+    ), "rollback_prepared", fail_reason="kill_switch", message=CANCEL_AFTER)
 
 
 def reading_details(reading: KillSwitchReading, when: str) -> dict[str, Any]:

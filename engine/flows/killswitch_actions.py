@@ -19,6 +19,7 @@ import difflib
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from engine.adapters.killswitch import SCOPES, KillSwitchBackend, wake_watchers
@@ -60,6 +61,12 @@ class KillResult:
     alter_errors: list[str] = field(default_factory=list)  # an ALTER that could not be killed
     audit_error: str | None = None  # the local audit could not be written
     remote: bool = False  # the switch lives behind the kill-switch API
+    # A re-press: the scope was already on. Its row is left as it was (the first reason, who set it,
+    # since when); this press is audited as ``kill_switch_repressed``.
+    already_on: bool = False
+    on_by: str = ""  # who turned it on (cleaned)
+    on_reason: str = ""  # why, as first recorded (cleaned)
+    on_since: datetime | None = None  # when (None: the backend does not say)
     # (tenant, run id, action, details): the direct kills, audited once the switch is settled
     _killed_directly: list[tuple[str, str, str, dict[str, Any]]] = field(default_factory=list, repr=False)
 
@@ -81,6 +88,10 @@ class KillResult:
                 parts.append(scope)
         return ", ".join(parts)
 
+    def already_line(self) -> str:
+        return (f"kill switch was already ON ({self.where()}) {already_words(self.on_by, self.on_since, self.on_reason)}; "
+                f"it stays on with that reason, and this press by {self.actor} is in the audit trail")
+
     def lines(self, plan: str | None = None) -> list[str]:
         """The outcome as a person reads it: first what was done, then what was not and what to do.
         ``plan``: the plan file, for the rollback command a finished ALTER calls for."""
@@ -88,7 +99,9 @@ class KillResult:
         if self.refused is not None:
             return [f"refused: {self.refused}"]
         what = "ACTIVE" if self.action == "activate" else "deactivated"
-        if self.switch_set:
+        if self.already_on:
+            out.append(self.already_line())
+        elif self.switch_set:
             out.append(f"kill switch {what} ({self.where()}) by {self.actor}"
                        + (f": {self.reason}" if self.reason and self.action == "deactivate" else ""))
         else:
@@ -120,6 +133,12 @@ class KillResult:
         elif not self.switch_set:
             out.append("what to do: the switch is still on; try again" + (" once the API answers" if self.remote else ""))
         return out
+
+
+def already_words(by: str, since: datetime | None, reason: str) -> str:
+    """"since 14:05 UTC by nok@10.0.0.9 (p99 doubling)": who turned the switch on, when and why."""
+    when = f"since {since.astimezone(UTC):%H:%M} UTC " if since is not None else ""
+    return f"{when}by {by or '?'}" + (f" ({reason})" if reason else "")
 
 
 def finished_before_line(run_id: str, index: str, switch_set: bool, plan: str | None = None) -> str:
@@ -266,7 +285,7 @@ def activate(store: Any, backend: KillSwitchBackend, tenant_id: str, scope: str,
              via: str = "cli", worker: str = "", target_for: Callable[[Any], Any] | None = None,
              runs: Sequence[Any] | None = None, take_over: bool = False, clock: Any = None,
              retry_for: float = 0.0, on_progress: Callable[[str, str], None] | None = None,
-             enforce: bool = True) -> KillResult:
+             enforce: bool = True, add_reason: bool = False) -> KillResult:
     """Turn the kill switch on for ``scope`` and stop the ALTER in flight.
 
     ``tenant_id`` / ``connection_id`` are those of the switch (``check_target`` them first when
@@ -275,6 +294,12 @@ def activate(store: Any, backend: KillSwitchBackend, tenant_id: str, scope: str,
     passes the one it shows). ``retry_for``: seconds to keep retrying a store that another
     process holds locked (the ALTER is killed directly at the first failure, without waiting);
     ``on_progress(severity, text)`` hears of the retries. Never raises.
+
+    A scope already on is a re-press: its row keeps the first reason and who set it (the switch is
+    not set again), the press is audited as ``kill_switch_repressed``, and the ALTER in flight is
+    still stopped. ``add_reason`` (F7: "why is it on") sets the row's reason instead. A remote
+    backend is not read first (an API that hangs must not delay the kill): the API's own
+    ``activate`` decides on its store.
     """
     from engine.adapters.killswitch import RemoteKillSwitch
 
@@ -293,6 +318,23 @@ def activate(store: Any, backend: KillSwitchBackend, tenant_id: str, scope: str,
         result.refused, result.refused_usage = (f"scope {clean_text(scope, 40).text!r} needs "
                                                 f"{'a connection id' if scope == 'connection' else 'a tenant'}"
                                                 if scope in SCOPES else f"unknown scope: use {', '.join(SCOPES)}"), True
+        return result
+
+    earlier = None if add_reason or result.remote else _already_on(backend, tenant_id, scope, conn)
+    if earlier is not None:
+        result.switch_set = result.already_on = True
+        result.on_by = clean_text(earlier.set_by, ACTOR_LIMIT).text
+        result.on_reason, result.on_since = clean_text(earlier.reason).text, earlier.updated_at
+        wake_watchers()  # the ALTER in flight is stopped all the same
+        _audit(store, result, audit_tenant, "kill_switch_repressed",
+               {"scope": scope, "connection_id": conn or None, "reason": result.reason, "via": via,
+                "set_by": earlier.set_by, "on_since": earlier.updated_at.isoformat() if earlier.updated_at else None,
+                "kept_reason": earlier.reason})
+        if result.cleaned:
+            _audit(store, result, audit_tenant, "kill_switch_reason_cleaned",
+                   {"scope": scope, "connection_id": conn or None, "changes": list(result.cleaned), "via": via})
+        if enforce and tenant_id and tenant_id != GLOBAL_TENANT:
+            _enforce(store, backend, result, tenant_id, worker, target_for, take_over, clock)
         return result
 
     started = time.monotonic()
@@ -340,6 +382,19 @@ def activate(store: Any, backend: KillSwitchBackend, tenant_id: str, scope: str,
                 "alters_finished_before": [r for r, _ in result.finished_before] or None,
                 "alter_errors": result.alter_errors or None})
     return result
+
+
+def _already_on(backend: KillSwitchBackend, tenant_id: str, scope: str, conn: str) -> Any:
+    """The scope's state when the backend reads it ON (a ``ScopeState``); None when it is off or
+    cannot be read (a fail-closed reading says nothing about who set it: the switch is set)."""
+    try:
+        reading = backend.read(tenant_id or GLOBAL_TENANT, conn)
+    except Exception:  # noqa: BLE001 - unknown: set it
+        return None
+    if reading.error is not None:
+        return None
+    state = reading.scopes.get(scope)
+    return state if state is not None and state.active else None
 
 
 def _is_store_locked(exc: BaseException) -> bool:

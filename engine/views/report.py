@@ -595,6 +595,7 @@ _ISSUE_ACTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "auto_pause_lifted": ("auto_pause", ("decision", "approved_by", "role")),
     "kill_switch_activated": ("kill_switch", ("scope", "connection_id", "reason")),
     "kill_switch_deactivated": ("kill_switch", ("scope", "connection_id", "reason")),
+    "kill_switch_repressed": ("kill_switch", ("scope", "set_by", "on_since")),
     "alter_killed": ("kill_switch", ("thread_id", "scopes", "reason")),
     "alter_kill_failed": ("execution", ("thread_id", "error")),
     "alter_connection_lost": ("execution", ("thread_id", "error")),
@@ -607,7 +608,8 @@ _ISSUE_ACTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "auto_pause_approval_refused": ("refused", ("decision", "roles")),
     "kill_switch_deactivation_refused": ("refused", ("scopes", "roles")),
 }
-_RUNLESS_ACTIONS = ("kill_switch_activated", "kill_switch_deactivated", "kill_switch_deactivation_refused")
+_RUNLESS_ACTIONS = ("kill_switch_activated", "kill_switch_repressed", "kill_switch_deactivated",
+                   "kill_switch_deactivation_refused")
 
 
 def _issue_of(e: AuditLog) -> Issue | None:

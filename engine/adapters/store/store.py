@@ -7,7 +7,7 @@ without its audit row cannot exist. Every read filters on ``tenant_id``.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -268,6 +268,36 @@ class Store:
         self.engine.dispose()
 
     @contextmanager
+    def commit_probe(self) -> Iterator[Callable[[], Any] | None]:
+        """A probe whose value changes when another connection commits to the store (SQLite's
+        ``PRAGMA data_version``: microseconds, no table read), on its own connection for the length
+        of the block; None for other backends. The ALTER's watcher looks at it every 10 ms and reads
+        the switch when it changed, so a switch set by another process is seen within ~10 ms
+        rather than a whole poll interval (docs/kill-switch.md)."""
+        if self.engine.dialect.name != "sqlite":
+            yield None
+            return
+        try:
+            raw = self.engine.raw_connection()
+        except Exception:  # noqa: BLE001 - the store cannot be opened now: no shortcut, the poll reads
+            yield None
+            return
+        try:
+            cur = raw.cursor()
+
+            def probe() -> Any:
+                return cur.execute("PRAGMA data_version").fetchone()[0]
+
+            try:
+                probe()
+            except Exception:  # noqa: BLE001 - as above
+                yield None
+            else:
+                yield probe
+        finally:
+            raw.close()
+
+    @contextmanager
     def _faults_said(self) -> Iterator[None]:
         """A locked store or a full disk leaves as ``StoreLocked`` / ``StoreFull`` with the way out."""
         try:
@@ -485,46 +515,68 @@ class Store:
         run cannot both win: the loser gets a ``StoreError`` naming the status it found.
         """
         with self.session() as s:
-            run = s.get(ExecutionRun, run_id)
-            if run is None or run.tenant_id != tenant_id:
-                raise StoreError(f"run {run_id} not found for tenant {tenant_id}")
-            old = run.status
-            try:
-                check_transition(old, new_status, fail_reason)
-            except TransitionError as exc:
-                raise InvalidTransition(str(exc)) from None
-            now = self.now()
-            values: dict[str, Any] = dict(fields, status=new_status, updated_at=now)
-            if fail_reason is not None:
-                values["fail_reason"] = fail_reason
-            if message is not None:
-                values["error_message"] = message
-            if new_status == "running":
-                values.setdefault("started_at", now)
-            if new_status not in ACTIVE:
-                values.setdefault("completed_at", now)
-            result = s.exec(  # type: ignore[call-overload]
-                update(ExecutionRun)
-                .where(ExecutionRun.id == run_id, ExecutionRun.tenant_id == tenant_id,
-                       ExecutionRun.status == old)
-                .values(**values)
-            )
-            if result.rowcount != 1:
-                s.rollback()
-                current = self.get_run(tenant_id, run_id)
-                raise StoreError(f"run {run_id} changed under us: it is now {current.status if current else 'gone'}")
-            audit = dict(details or {})
-            if fail_reason:
-                audit["fail_reason"] = fail_reason
-            if message:
-                audit["message"] = message
-            if new_status not in ACTIVE:
-                lock = s.get(RunLock, (GLOBAL_TENANT, CANARY_LOCK))
-                if lock is not None and lock.execution_run_id == run_id:
-                    s.delete(lock)
-            self._commit_audited(s, self._audit_row(tenant_id, actor, "status_change", run_id, audit, old,
-                                                    new_status))
+            entry = self._transition_in(s, tenant_id, run_id, new_status, actor, fail_reason, message, details,
+                                        fields)
+            self._commit_audited(s, entry)
         return self.get_run(tenant_id, run_id)  # type: ignore[return-value]
+
+    def transition_with_record(self, tenant_id: str, run_id: str, new_status: str, actor: str,
+                               record: RollbackRecord, record_action: str, fail_reason: str | None = None,
+                               message: str | None = None, **fields: Any) -> None:
+        """``save_rollback_record`` then ``transition``, in one transaction (one commit, the two
+        audit entries chained in that order): the kill switch's last step, on its latency path
+        (docs/kill-switch.md). The record is new (inserted, not merged). Either both are written or
+        neither is; a lost race leaves neither and raises as ``transition`` does."""
+        record.updated_at = self.now()
+        with self.session() as s:
+            s.add(record)
+            s.flush()  # the record before the run's change, as the two calls did
+            recorded = self._record_audit_row(record, actor, record_action)
+            entry = self._transition_in(s, tenant_id, run_id, new_status, actor, fail_reason, message, None, fields)
+            self._commit_audited(s, recorded, entry)
+
+    def _transition_in(self, s: Session, tenant_id: str, run_id: str, new_status: str, actor: str,
+                       fail_reason: str | None, message: str | None, details: dict[str, Any] | None,
+                       fields: dict[str, Any]) -> dict[str, Any]:
+        """The run's conditional update in ``s`` (not committed); its audit entry, to commit."""
+        run = s.get(ExecutionRun, run_id)
+        if run is None or run.tenant_id != tenant_id:
+            raise StoreError(f"run {run_id} not found for tenant {tenant_id}")
+        old = run.status
+        try:
+            check_transition(old, new_status, fail_reason)
+        except TransitionError as exc:
+            raise InvalidTransition(str(exc)) from None
+        now = self.now()
+        values: dict[str, Any] = dict(fields, status=new_status, updated_at=now)
+        if fail_reason is not None:
+            values["fail_reason"] = fail_reason
+        if message is not None:
+            values["error_message"] = message
+        if new_status == "running":
+            values.setdefault("started_at", now)
+        if new_status not in ACTIVE:
+            values.setdefault("completed_at", now)
+        result = s.exec(  # type: ignore[call-overload]
+            update(ExecutionRun)
+            .where(ExecutionRun.id == run_id, ExecutionRun.tenant_id == tenant_id,
+                   ExecutionRun.status == old)
+            .values(**values)
+        )
+        if result.rowcount != 1:
+            s.rollback()
+            current = self.get_run(tenant_id, run_id)
+            raise StoreError(f"run {run_id} changed under us: it is now {current.status if current else 'gone'}")
+        audit = dict(details or {})
+        if fail_reason:
+            audit["fail_reason"] = fail_reason
+        if message:
+            audit["message"] = message
+        if new_status not in ACTIVE:
+            lock = s.get(RunLock, (GLOBAL_TENANT, CANARY_LOCK))
+            if lock is not None and lock.execution_run_id == run_id:
+                s.delete(lock)
+        return self._audit_row(tenant_id, actor, "status_change", run_id, audit, old, new_status)
 
     # --- claim with a lease (docs/runbook.md#4-execution, TC-01, TC-10) -----------------------------------
 
@@ -643,12 +695,15 @@ class Store:
         record.updated_at = self.now()
         with self.session() as s:
             merged = s.merge(record)
-            self._commit_audited(s, self._audit_row(
-                record.tenant_id, actor, action, record.execution_run_id,
-                {"rollback_status": record.rollback_status, "rollback_type": record.rollback_type,
-                 "reason": record.trigger_reason, "error": record.rollback_error,
-                 "attempts": len(record.attempts or []), "sql": record.rollback_sql}))
+            self._commit_audited(s, self._record_audit_row(record, actor, action))
             return merged
+
+    def _record_audit_row(self, record: RollbackRecord, actor: str, action: str) -> dict[str, Any]:
+        return self._audit_row(
+            record.tenant_id, actor, action, record.execution_run_id,
+            {"rollback_status": record.rollback_status, "rollback_type": record.rollback_type,
+             "reason": record.trigger_reason, "error": record.rollback_error,
+             "attempts": len(record.attempts or []), "sql": record.rollback_sql})
 
     def rollback_records(self, tenant_id: str, run_id: str) -> list[RollbackRecord]:
         with self.session() as s:
