@@ -6,11 +6,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
-from textual.widgets import DataTable, Footer, Input
+from textual.widgets import DataTable, Input
 
 from engine.domain.clock import wall
 from engine.domain.text import for_terminal
-from screens.base import RunbookScreen, drawable, plain
+from screens.base import RunbookScreen, StepFooter, drawable, plain
 
 if TYPE_CHECKING:
     from engine.adapters.store import AuditLog
@@ -38,7 +38,7 @@ class AuditScreen(RunbookScreen):
     def compose_body(self) -> ComposeResult:
         yield Input(placeholder="filter: actor, action, run, text…", id="audit-filter")
         yield DataTable(id="audit", cursor_type="row", zebra_stripes=True)
-        yield Footer()
+        yield StepFooter()
 
     def on_mount(self) -> None:
         self.query_one("#audit", DataTable).add_columns("Time", "Actor", "Action", "Status", "Details")

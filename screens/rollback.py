@@ -25,7 +25,6 @@ from textual.widgets import (
     Button,
     Checkbox,
     DataTable,
-    Footer,
     Input,
     Label,
     RadioButton,
@@ -46,7 +45,7 @@ from engine.flows.rollback_flow import (
     rung_lines,
 )
 from engine.flows.runbook import RunView
-from screens.base import RunbookScreen, drawable, plain
+from screens.base import RunbookScreen, StepFooter, drawable, plain
 
 # --- what the screen asks the App to do ----------------------------------------------------------
 
@@ -474,7 +473,7 @@ class RollbackScreen(RunbookScreen):
                 with Vertical(id="history"):
                     yield Static("Records and attempts", classes="section")
                     yield DataTable(id="records", cursor_type="row", zebra_stripes=True)
-        yield Footer()
+        yield StepFooter()
 
     def on_mount(self) -> None:
         self.query_one("#approvals", DataTable).add_columns("Role", "Part", "Status", "Who", "At")
