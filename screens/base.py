@@ -114,7 +114,8 @@ class StepFooter(Footer):
     never a key cut off at the edge (docs/runbook.md#small-terminals)."""
 
     DEFAULT_CSS = """
-    StepFooter.-two-rows { height: 2; layout: grid; grid-rows: 1; grid-columns: auto; grid-gutter: 0 1; }
+    StepFooter.-two-rows { height: 2; layout: grid; grid-rows: 1; grid-gutter: 0 1; }
+    StepFooter.-two-rows FooterKey { margin: 0; }
     """
 
     def on_resize(self) -> None:
@@ -137,11 +138,16 @@ class StepFooter(Footer):
                     key.tooltip = key.tooltip or key.description
                     key.description = short
         # Each key: its key, a space, its words, a gap; the palette key docks at the right (12).
-        need = sum(len(k.key_display) + 1 + len(k.description) + (1 if narrow else 3) for k in plain_keys) + 12
-        two_rows = need > width and len(plain_keys) > 1
+        gap = 1 if narrow else 3
+        sizes = [cell_len(k.key_display) + 1 + cell_len(k.description) + gap for k in plain_keys]
+        two_rows = sum(sizes) + 12 > width and len(plain_keys) > 1
         self.set_class(two_rows, "-two-rows")
         if two_rows:
-            self.styles.grid_size_columns = -(-len(plain_keys) // 2)
+            # Row-major in the grid: a column as wide as the wider of its two keys (never cut).
+            columns = -(-len(plain_keys) // 2)
+            self.styles.grid_size_columns = columns
+            self.styles.grid_columns = " ".join(
+                str(max(sizes[j::columns]) - 1) for j in range(columns))
         yield from keys
 
 

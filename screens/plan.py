@@ -53,11 +53,11 @@ SCOPE_COLUMNS = ("Dimension", "", "Constraint", "This run")
 
 def scope_widths(rows: list[tuple[str, str, str, str]], room: int) -> tuple[int, ...]:
     """Each column as wide as its longest cell while the four fit in ``room`` columns; when they do
-    not, "This run" gives way first (down to 45), then the dimension and the constraint (down to
+    not, "This run" gives way first (down to 41), then the dimension and the constraint (down to
     12 and 14), then "This run" again: nothing is cut, a cell wraps at its spaces (the ALTER's
     index name stays whole at 80 columns)."""
     widths = [max(cell_len(r[i]) for r in [SCOPE_COLUMNS, *rows]) for i in range(4)]
-    for column, least in ((3, 45), (0, 12), (2, 14), (3, 12)):
+    for column, least in ((3, 41), (0, 12), (2, 14), (3, 12)):
         over = sum(widths) - room
         if over <= 0:
             break
