@@ -110,12 +110,12 @@ NARROW = 110  # columns: below this, the frame and the footer take their short f
 
 class StepFooter(Footer):
     """The footer of a runbook screen on any terminal: under 110 columns its keys take their short
-    words and the compact style, and when they still do not fit on one line they take two rows —
-    never a key cut off at the edge (docs/runbook.md#small-terminals)."""
+    words and the compact style, and when they still do not fit on one line they take two rows (or
+    three) — never a key cut off at the edge (docs/runbook.md#small-terminals)."""
 
     DEFAULT_CSS = """
-    StepFooter.-two-rows { height: 2; layout: grid; grid-rows: 1; grid-gutter: 0 1; }
-    StepFooter.-two-rows FooterKey { margin: 0; }
+    StepFooter.-rows { layout: grid; grid-rows: 1; grid-gutter: 0 1; }
+    StepFooter.-rows FooterKey { margin: 0; }
     """
 
     def on_resize(self) -> None:
@@ -140,14 +140,21 @@ class StepFooter(Footer):
         # Each key: its key, a space, its words, a gap; the palette key docks at the right (12).
         gap = 1 if narrow else 3
         sizes = [cell_len(k.key_display) + 1 + cell_len(k.description) + gap for k in plain_keys]
-        two_rows = sum(sizes) + 12 > width and len(plain_keys) > 1
-        self.set_class(two_rows, "-two-rows")
-        if two_rows:
-            # Row-major in the grid: a column as wide as the wider of its two keys (never cut).
-            columns = -(-len(plain_keys) // 2)
+        rows = 1
+        if sum(sizes) + 12 > width:
+            # Row-major in a grid of as few rows as fit beside the palette key: a column as wide as
+            # the widest of its keys (never cut), a gap of one between columns.
+            for rows in range(2, 5):
+                columns = -(-len(plain_keys) // rows)
+                widths = [max(sizes[j::columns]) - gap for j in range(columns)]
+                if sum(widths) + columns - 1 <= width - 12:
+                    break
             self.styles.grid_size_columns = columns
-            self.styles.grid_columns = " ".join(
-                str(max(sizes[j::columns]) - 1) for j in range(columns))
+            self.styles.grid_columns = " ".join(str(w) for w in widths)
+            self.styles.height = rows
+        else:
+            self.styles.height = 1
+        self.set_class(rows > 1, "-rows")
         yield from keys
 
 

@@ -307,7 +307,25 @@ class Walk:
 
     def wait_gone(self, step: str, pattern: str, timeout: float) -> str:
         rx = re.compile(pattern)
-        return self.wait(step, f"/{pattern}/ to go away", lambda s: rx.search(s) is None, timeout)
+        if self.size >= (160, 50):
+            return self.wait(step, f"/{pattern}/ to go away", lambda s: rx.search(s) is None, timeout)
+        # A smaller terminal: a line scrolled off is not gone. Back to the top (Home) before each look,
+        # and gone only when two looks half a second apart agree (a dialog closing lets Home through).
+        absent: list[float] = []
+
+        def gone(screen: str) -> bool:
+            if rx.search(screen) is not None:
+                absent.clear()
+                self.tmux.keys("Home")
+                return False
+            absent.append(time.monotonic())
+            if absent[-1] - absent[0] >= 0.5:
+                return True
+            self.tmux.keys("Home")
+            time.sleep(0.3)
+            return False
+
+        return self.wait(step, f"/{pattern}/ to go away", gone, timeout)
 
     def frame_bg(self) -> tuple[tuple[int, int, int] | None, tuple[int, int, int] | None]:
         """(frame, banner) backgrounds: the cell of the T clock, and of the banner's first letter."""
@@ -783,7 +801,7 @@ def resume_with_the_dashboard_open(w: Walk, captures: dict[str, str], short: str
     gap = w.wait_text("resume", r"no samples T\+[\d.:]+→T\+[\d.:]+", 30).group(0)
     w.wait_text("resume", r"the\s+driving\s+console\s+was\s+down", 5)
     w.wait_text("resume", r"kill switch: off │ \S+ \(lead/dba", 10)  # the frame whole: switch state, who you are
-    w.wait_text("resume", r"▶ T\+(15|30)\s+\S+\s+✓ yes", 15)  # the checkpoint recorded before the kill, kept
+    w.wait_text("resume", r"T\+(15|30)\s+\S+\s+✓ yes", 15)  # the checkpoint recorded before the kill, kept (▶ moves on: the current one)
     toasts = toast_text(w.grab())
     if "failed" in toasts or "Error" in toasts:
         raise WalkFailure("resume", f"an error toast after the take-over: {toasts[:300]}", w.last)
