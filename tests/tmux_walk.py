@@ -289,8 +289,13 @@ class Walk:
                 raise WalkFailure(step, f"waited {timeout:g} s for {what} (pane {size})", screen)
             time.sleep(0.2)
 
+    def wrapped(self, pattern: str) -> str:
+        """On a terminal smaller than 160x50 a sentence may wrap at any of its spaces (the next
+        line indented): each space of the pattern matches a run of white space there."""
+        return pattern if self.size >= (160, 50) else re.sub(r"(?<!\\) ", r"\\s+", pattern)
+
     def wait_text(self, step: str, pattern: str, timeout: float, toast: bool = False) -> re.Match[str]:
-        rx = re.compile(pattern)
+        rx = re.compile(self.wrapped(pattern))
         found: list[re.Match[str]] = []
         patient = time.monotonic() + min(3.0, timeout / 3)  # what a key brings up takes a moment to draw
 
@@ -306,7 +311,7 @@ class Walk:
         return found[-1]
 
     def wait_gone(self, step: str, pattern: str, timeout: float) -> str:
-        rx = re.compile(pattern)
+        rx = re.compile(self.wrapped(pattern))
         if self.size >= (160, 50):
             return self.wait(step, f"/{pattern}/ to go away", lambda s: rx.search(s) is None, timeout)
         # A smaller terminal: a line scrolled off is not gone. Back to the top (Home) before each look,
