@@ -6,11 +6,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
-from textual.widgets import DataTable, Footer, Input
+from textual.widgets import DataTable, Input
 
 from engine.domain.clock import wall
 from engine.domain.text import for_terminal
-from screens.base import RunbookScreen, drawable, plain
+from screens.base import NARROW, RunbookScreen, StepFooter, drawable, plain
 
 if TYPE_CHECKING:
     from engine.adapters.store import AuditLog
@@ -34,16 +34,42 @@ class AuditScreen(RunbookScreen):
     def __init__(self) -> None:
         super().__init__(name="audit")
         self.entries: list[AuditLog] = []
+        self._wide = 0
 
     def compose_body(self) -> ComposeResult:
         yield Input(placeholder="filter: actor, action, run, text…", id="audit-filter")
         yield DataTable(id="audit", cursor_type="row", zebra_stripes=True)
-        yield Footer()
+        yield StepFooter()
+
+    narrow: bool | None = None  # under 110 columns: the action, its status and details in one wrapped cell
 
     def on_mount(self) -> None:
-        self.query_one("#audit", DataTable).add_columns("Time", "Actor", "Action", "Status", "Details")
+        self._columns()
         self.query_one("#audit-filter", Input).focus()
         self._show_filtered("")
+
+    def on_resize(self) -> None:
+        if self._columns():
+            self._show_filtered(self.query_one("#audit-filter", Input).value)
+
+    def _columns(self) -> bool:
+        """The table's columns for the width; True when they changed. On a jump host's terminal
+        (80, 100 columns) the details would run past the edge: the action, its status and its
+        details share the last column, wrapped at its width, a row as tall as it needs."""
+        narrow = self.size.width < NARROW
+        width = max(30, self.size.width - 2 - 2 - 6 - 8 - 16)  # margins, scroll bar, padding, time, actor
+        if narrow == self.narrow and (not narrow or width == self._wide):
+            return False
+        self.narrow, self._wide = narrow, width
+        table = self.query_one("#audit", DataTable)
+        table.clear(columns=True)
+        if narrow:
+            table.add_column("Time", width=8)
+            table.add_column("Actor", width=16)
+            table.add_column("Action · status · details", width=width)
+        else:
+            table.add_columns("Time", "Actor", "Action", "Status", "Details")
+        return True
 
     @property
     def last_seq(self) -> int | None:
@@ -80,6 +106,16 @@ class AuditScreen(RunbookScreen):
         for e in entries:
             row = audit_row(e)
             if not needle or needle in " ".join(row).lower() or needle in (e.execution_run_id or ""):
-                table.add_row(*plain(*row))
+                if self.narrow:
+                    time_, actor, action, status, details = plain(*row)
+                    cell = action.copy()
+                    cell.stylize("bold")
+                    for extra in (status, details):
+                        if extra.plain:
+                            cell.append("  ")
+                            cell.append_text(extra)
+                    table.add_row(time_, actor, cell, height=None)
+                else:
+                    table.add_row(*plain(*row))
         if at_end and table.row_count:
             table.move_cursor(row=table.row_count - 1)  # follow the newest, unless you scrolled up

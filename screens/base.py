@@ -12,8 +12,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.message import Message
+from textual.reactive import reactive
 from textual.screen import Screen
-from textual.widgets import Input, Static
+from textual.widgets import Footer, Input, Static
+from textual.widgets._footer import FooterKey
 
 from engine.domain.text import for_terminal
 from engine.flows.runbook import RunView
@@ -90,6 +92,72 @@ class KeysAnswer:
         return await super().run_action(action, default_namespace, namespaces)
 
 
+# What a key says in the footer of a terminal under 110 columns (an 80×24 jump host): the words that
+# still say what it does; the palette (^p) and the tooltip keep the whole description.
+SHORT_KEYS = {
+    "Begin prechecks (canary lead)": "Begin prechecks", "Checkpoint note": "Note", "Copy announcement": "Copy",
+    "Post announcement": "Post", "Resume (lead)": "Resume", "Roll back (lead)": "Roll back",
+    "Confirm rollback": "Confirm rb", "Scratch test": "Scratch", "Record TC": "Record",
+    "Cancel exact count": "Cancel count", "DBA: approve WARNING": "Approve", "Execute (lead/DBA)": "Execute",
+    "Team: keep (lead)": "Keep", "Team: remove (lead)": "Remove", "Rollback flow": "Rollback",
+    "Export Markdown": "Export", "Copy (OSC 52)": "Copy", "Post to webhook": "Post", "Lessons learned": "Lesson",
+    "Next text": "Next", "Rung 1 ignore": "Ignore", "Undo rung 1": "Undo", "Rung 2 DROP": "DROP",
+    "New trigger": "Retrigger", "Keep index": "Keep", "KILL SWITCH": "KILL", "Audit log": "Audit",
+    "Kill switch off": "KS off", "Faults (drill)": "Faults", "Execute (refused: dry run)": "Execute",
+}
+NARROW = 110  # columns: below this, the frame and the footer take their short forms
+
+
+class StepFooter(Footer):
+    """The footer of a runbook screen on any terminal: under 110 columns its keys take their short
+    words and the compact style, and when they still do not fit on one line they take two rows (or
+    three) — never a key cut off at the edge (docs/runbook.md#small-terminals)."""
+
+    DEFAULT_CSS = """
+    StepFooter.-rows { layout: grid; grid-rows: 1; grid-gutter: 0 1; }
+    StepFooter.-rows FooterKey { margin: 0; }
+    """
+
+    def on_resize(self) -> None:
+        narrow = 0 < self.size.width < NARROW
+        if narrow != self.compact:
+            self.compact = narrow
+            self.call_after_refresh(self.recompose)
+
+    def compose(self) -> ComposeResult:
+        keys = list(super().compose())
+        # The step's own keys first, the App's next; "PgDn More" last, beside the palette.
+        keys.sort(key=lambda k: isinstance(k, FooterKey) and k.action == "page(1)")
+        width = self.size.width or self.app.size.width
+        narrow = width < NARROW
+        plain_keys = [k for k in keys if isinstance(k, FooterKey) and not k.has_class("-command-palette")]
+        if narrow:
+            for key in plain_keys:
+                short = SHORT_KEYS.get(key.description)
+                if short:
+                    key.tooltip = key.tooltip or key.description
+                    key.description = short
+        # Each key: its key, a space, its words, a gap; the palette key docks at the right (12).
+        gap = 1 if narrow else 3
+        sizes = [cell_len(k.key_display) + 1 + cell_len(k.description) + gap for k in plain_keys]
+        rows = 1
+        if sum(sizes) + 12 > width:
+            # Row-major in a grid of as few rows as fit beside the palette key: a column as wide as
+            # the widest of its keys (never cut), a gap of one between columns.
+            for rows in range(2, 5):
+                columns = -(-len(plain_keys) // rows)
+                widths = [max(sizes[j::columns]) - gap for j in range(columns)]
+                if sum(widths) + columns - 1 <= width - 12:
+                    break
+            self.styles.grid_size_columns = columns
+            self.styles.grid_columns = " ".join(str(w) for w in widths)
+            self.styles.height = rows
+        else:
+            self.styles.height = 1
+        self.set_class(rows > 1, "-rows")
+        yield from keys
+
+
 class StepShown(Message):
     """A runbook screen came to the top: the App draws its frame and its view at once."""
 
@@ -107,11 +175,14 @@ class RunbookScreen(Screen):
     # otherwise take PageUp/PageDown/Home/End for itself and the screen would not move.
     BINDINGS = [
         Binding("pageup", "page(-1)", "Page up", show=False, priority=True, id="page-up"),
-        Binding("pagedown", "page(1)", "Page down", show=False, priority=True, id="page-down"),
+        # Shown (as "PgDn More") only while the step's body runs past the bottom of the terminal.
+        Binding("pagedown", "page(1)", "More", key_display="PgDn", priority=True, id="page-down"),
         Binding("home", "page_end(-1)", "Top", show=False, priority=True, id="page-top"),
         Binding("end", "page_end(1)", "Bottom", show=False, priority=True, id="page-bottom"),
     ]
     _frame_parts: tuple[FramePart, ...] = ()  # the frame's widgets, found on the first apply_frame
+    # The body runs past the terminal's bottom: the footer says PgDn (an 80×24 jump host).
+    overflows: reactive[bool] = reactive(False, bindings=True)
 
     def compose(self) -> ComposeResult:
         yield FrameBar()
@@ -133,6 +204,8 @@ class RunbookScreen(Screen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("page", "page_end") and isinstance(self.focused, Input):
             return False  # Home/End move the cursor in a text field (the audit filter)
+        if action == "page" and parameters == (1,) and not self.overflows:
+            return False  # nothing below: PgDn is not shown
         return None if self.why_not(action, parameters) else True
 
     def _said_why_not(self, action: str, *parameters: object) -> str | None:
@@ -154,6 +227,18 @@ class RunbookScreen(Screen):
         body = self._body()
         if body is not None:
             (body.scroll_end if direction > 0 else body.scroll_home)(animate=False)
+
+    def on_mount(self) -> None:
+        body = self._body()
+        if body is not None:
+            self.watch(body, "virtual_size", self._measure_overflow, init=False)
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self._measure_overflow)
+
+    def _measure_overflow(self, *_: object) -> None:
+        body = self._body()
+        self.overflows = body is not None and body.max_scroll_y > 0
 
     def on_screen_resume(self) -> None:
         self.post_message(StepShown(self))

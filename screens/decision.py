@@ -21,13 +21,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.message import Message
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from engine.domain.clock import wall
 from engine.domain.plan import Plan
 from engine.domain.roles import needed, role_words
 from engine.views.dashboard import DecisionView
-from screens.base import RunbookScreen, drawable
+from screens.base import RunbookScreen, StepFooter, drawable
 from screens.note import Note, NoteDialog
 
 VERDICT_MARK = {"pass": "✅", "warning": "⚠️", "fail": "❌", "inconclusive": "❔", "pending": "…"}
@@ -92,7 +92,7 @@ class DecisionScreen(RunbookScreen):
             yield Static("Why", classes="section", id="reasons-title")
             yield Static("", id="reasons", markup=False)
             yield Static("", id="decided", markup=False)
-        yield Footer()
+        yield StepFooter()
 
     def on_mount(self) -> None:
         if self.view is not None:

@@ -8,10 +8,10 @@ from collections.abc import Sequence
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from engine.domain.text import for_terminal
-from screens.base import RunbookScreen
+from screens.base import RunbookScreen, StepFooter
 
 
 class DryRunScreen(RunbookScreen):
@@ -30,7 +30,7 @@ class DryRunScreen(RunbookScreen):
         yield Static("DRY RUN — walking the checks against the target, read-only…", id="dry-run-head", markup=False)
         with VerticalScroll(id="dry-run-scroll"):
             yield Static("", id="dry-run-body", markup=False)
-        yield Footer()
+        yield StepFooter()
 
     def show_lines(self, lines: Sequence[str]) -> None:
         """The engine's lines (``engine.flows.dryrun.lines``); text from the server is never markup."""

@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import DataTable, Footer, Log, ProgressBar, Static
+from textual.widgets import DataTable, Log, ProgressBar, Static
 
 from engine.domain.clock import wall
 from engine.domain.plan import Plan
 from engine.domain.text import for_terminal
 from engine.flows.runbook import RunView
-from screens.base import RunbookScreen, drawable, plain
+from screens.base import RunbookScreen, StepFooter, drawable, plain
 
 if TYPE_CHECKING:
     from engine.adapters.store import AuditLog
@@ -144,7 +144,7 @@ class ExecutionScreen(RunbookScreen):
             yield Static("", id="outcome", markup=False)
             yield Static("Log (the run's audit trail, shared by every console)", classes="section")
             yield Log(id="log", highlight=False)
-        yield Footer()
+        yield StepFooter()
 
     def on_mount(self) -> None:
         self.query_one("#steps", DataTable).add_columns("Step", "", "What")

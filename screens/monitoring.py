@@ -25,14 +25,14 @@ from textual.containers import Container, Horizontal, Vertical, VerticalScroll
 from textual.coordinate import Coordinate
 from textual.message import Message
 from textual.widget import Widget
-from textual.widgets import DataTable, Footer, ProgressBar, Static
+from textual.widgets import DataTable, ProgressBar, Static
 from textual_plotext import PlotextPlot
 
 from engine.domain.clock import wall
 from engine.domain.plan import Plan
 from engine.domain.roles import needed, role_words
 from engine.views.dashboard import ChartSeries, CheckItem, DashboardView, Tile
-from screens.base import RunbookScreen, drawable, plain, update_text
+from screens.base import RunbookScreen, StepFooter, drawable, plain, update_text
 from screens.note import Note, NoteDialog
 
 
@@ -66,6 +66,14 @@ LEGEND = Text.assemble(
     "each interval")
 TILE_WIDTH = 30  # columns per tile, gutter included: five across at 160 columns, two at 80
 CHART_WIDTH = 30  # the narrowest a chart gets before the charts stack
+SHORT_HEIGHT = 40  # rows: below this, a line per metric instead of the tiles (80×24, 100×30)
+# A metric's name where a line has no room for the whole of it (the tile and the tooltip keep it).
+SHORT_NAMES = {"connections": "Connections / max", "buffer_pool_hit": "Buffer pool hit rate",
+               "killswitch_response": "Kill-switch API time", "killswitch_availability": "Kill-switch API avail.",
+               "request_latency_p50": "Request p50", "request_latency_p99": "Request p99",
+               "query_timeouts": "Query timeouts"}
+NARROW_BAND_WIDTH = 36  # two columns of name, value now and band (no change) at 80 columns
+BAND_WIDTH = 46  # the narrowest a metric's line gets before the lines stack in one column
 
 
 @dataclass
@@ -157,6 +165,60 @@ class TileWidget(Widget):
         for line in (body, last):
             line.truncate(width, overflow="ellipsis")
         return Text("\n").join((head, body, last))
+
+
+class BandLine(Widget):
+    """One metric on one line — its name, the value now and its change, its band — for a short
+    terminal (80×24, 100×30): every metric's band on screen at once, where the tiles would scroll.
+    Coloured by its band as a tile is (screens/monitoring.tcss); the whole rule is the tooltip."""
+
+    COMPONENT_CLASSES = {"band-line--mark"}
+    VALUE_WIDTH = 17  # "7.80 ms Δ+29.9%", "1217 req/s Δ+1.9%": the value's share of the line
+    NAME_WIDTH = 26  # at most: the value follows the name closely on a wide line
+
+    def __init__(self, tile: Tile):
+        super().__init__(classes=f"band-{tile.key}")
+        self.tile = tile
+        self._classes_for(tile)
+
+    def show(self, tile: Tile) -> None:
+        if tile == self.tile:
+            return
+        old, self.tile = self.tile, tile
+        if old.level != tile.level:
+            self._classes_for(tile)
+        self.refresh()
+
+    def _classes_for(self, tile: Tile) -> None:
+        for level in LEVEL_TAG:
+            self.set_class(tile.level == level and level != "ok", f"-{level}")
+
+    def on_enter(self) -> None:
+        t = self.tile
+        self.tooltip = f"{t.rule}\n{t.detail}" if t.detail else t.rule
+
+    def render(self) -> Text:
+        t = self.tile
+        width = max(20, self.content_size.width)
+        tag = LEVEL_TAG.get(t.level, t.level.upper())
+        # Narrow (two columns at 80): the value now without its change, which the tiles show.
+        value_width = self.VALUE_WIDTH if width >= 2 + 18 + 1 + self.VALUE_WIDTH + 1 + 5 else 10
+        room = max(8, min(self.NAME_WIDTH, width - 2 - 1 - value_width - 1 - 5))
+        if t.level == "stale":
+            value = Text(t.short or short_error(t.error or "no value"))
+        else:
+            value = Text(t.now, style="bold")
+            if value_width == self.VALUE_WIDTH:
+                value += Text(f" Δ{t.delta}")
+        value.truncate(max(4, width - 2 - room - 1 - 1 - 5), overflow="ellipsis")
+        name = Text(SHORT_NAMES.get(t.key, t.name.replace(" change", "")), style="bold")
+        name.truncate(room, overflow="ellipsis")
+        line = Text("█ ", style=self.get_component_rich_style("band-line--mark"))
+        line += name + Text(" " * (room - name.cell_len + 1)) + value
+        line.append(" " * max(1, 2 + room + 1 + value_width + 1 - line.cell_len))
+        line.append(f"{tag:>5}" if len(tag) < 5 else tag,
+                    style="bold reverse" if t.level in ("warning", "critical") else "bold")
+        return line
 
 
 def short_error(error: str) -> str:
@@ -306,46 +368,7 @@ class MonitoringScreen(RunbookScreen):
         Binding("r", "pause_decision('resume')", "Resume (lead)", id="monitoring-resume"),
         Binding("x", "pause_decision('rollback')", "Roll back (lead)", id="monitoring-rollback"),
     ]
-    DEFAULT_CSS = RunbookScreen.DEFAULT_CSS + """
-    MonitoringScreen #body { height: 1fr; }
-    MonitoringScreen .section { margin: 0; text-style: bold; height: 1; }
-    MonitoringScreen #window { height: auto; margin: 1 1 0 1; }
-    MonitoringScreen #window-bar { width: 34; height: 1; }
-    MonitoringScreen #window-bar Bar { width: 32; }
-    MonitoringScreen #window-text { width: 1fr; height: auto; }
-    MonitoringScreen #baseline-line { height: auto; margin: 0 1; color: $text-muted; display: none; }
-    MonitoringScreen #baseline-line.-short { color: $warning; text-style: bold; }
-    MonitoringScreen #window.-paused #window-text { color: $error; text-style: bold; }
-    MonitoringScreen #window.-observing #window-text { color: $accent; text-style: bold; }
-    MonitoringScreen #pause-banner { display: none; height: auto; margin: 1 1 0 1; padding: 0 1;
-                                     background: red; color: white; text-style: bold; }
-    MonitoringScreen #pause-banner.-on { display: block; }
-    MonitoringScreen #status { height: auto; margin: 1 1 0 1; }
-    MonitoringScreen #concurrent, MonitoringScreen #escalation { width: 1fr; height: auto; padding: 0 1;
-                                                                 background: $boost; }
-    MonitoringScreen #escalation { margin-left: 1; }
-    MonitoringScreen #concurrent.-extend { background: $warning 20%; }
-    MonitoringScreen #concurrent.-escalate { background: $warning 45%; text-style: bold; }
-    MonitoringScreen #concurrent.-auto_pause { background: $error 60%; text-style: bold; }
-    MonitoringScreen #escalation.-L1 { background: $warning 20%; }
-    MonitoringScreen #escalation.-L2 { background: $warning 45%; text-style: bold; }
-    MonitoringScreen #escalation.-L3, MonitoringScreen #escalation.-L4 { background: $error 60%; text-style: bold; }
-    MonitoringScreen #tiles { layout: grid; grid-size: 5; grid-rows: 3; grid-gutter: 1 1; height: auto;
-                              margin: 1 1 0 1; }
-    MonitoringScreen #not-measured { height: auto; margin: 0 1; color: $text-muted; }
-    MonitoringScreen #profile-note { display: none; height: auto; margin: 0 1; padding: 0 1;
-        background: $warning 20%; text-style: bold; }
-    MonitoringScreen #charts { layout: grid; grid-size: 5; grid-rows: 12; grid-gutter: 0 1; height: auto;
-                               margin: 1 1 0 1; }
-    MonitoringScreen #legend { height: auto; margin: 0 1; color: $text-muted; }
-    MonitoringScreen #bottom { layout: grid; grid-size: 3; grid-columns: 4fr 2fr 3fr; grid-rows: auto;
-                               grid-gutter: 0 2; height: auto; margin: 1 1; }
-    MonitoringScreen #bottom > Vertical { height: auto; }
-    MonitoringScreen #checkpoints { height: auto; overflow-x: hidden; }
-    MonitoringScreen #checklist, MonitoringScreen #events { height: auto; }
-    MonitoringScreen #announcement { height: auto; padding: 0 1; background: $boost; }
-    MonitoringScreen #events { color: $text-muted; }
-    """
+    CSS_PATH = "monitoring.tcss"
 
     def __init__(self, plan: Plan | None = None):
         super().__init__(name="monitoring")
@@ -354,6 +377,7 @@ class MonitoringScreen(RunbookScreen):
         self._shown: dict[str, object] = {}  # what each part last drew: redraw only what changed
         self.narrow = False
         self.tiles: dict[str, TileWidget] = {}  # by metric, in order (no DOM query on every update)
+        self.bands: dict[str, BandLine] = {}  # the same metrics, a line each (a short terminal)
         self.charts: dict[str, MetricChart] = {}
         self._checkpoint_rows: list[tuple[str, ...]] = []  # the table's cells as drawn
 
@@ -366,6 +390,7 @@ class MonitoringScreen(RunbookScreen):
                 yield Static("Window T+15 → T+75: waiting for the run", id="window-text", markup=False)
             yield Static("", id="baseline-line", markup=False)
             yield Static("", id="pause-banner", markup=False)
+            yield Container(id="bands")
             yield Static("", id="profile-note", markup=False)
             with Horizontal(id="status"):
                 yield Static("Concurrent warnings —", id="concurrent", markup=False)
@@ -387,20 +412,27 @@ class MonitoringScreen(RunbookScreen):
                                  markup=False)
                     yield Static("Events", classes="section")
                     yield Static("", id="events", markup=False)
-        yield Footer()
+        yield StepFooter()
 
     def on_mount(self) -> None:
         self.query_one("#checkpoints", DataTable).add_columns("", "Due", "OK?", "By", "Notes")
-        self._fit(self.size.width)
+        self._fit(self.size.width, self.size.height)
         if self.view is not None:
             self._draw(self.view)
 
     def on_resize(self) -> None:
-        self._fit(self.size.width)
+        self._fit(self.size.width, self.size.height)
 
-    def _fit(self, width: int) -> None:
-        """Tiles wrap and charts stack as the terminal narrows (80×24 over a jump host)."""
+    def _fit(self, width: int, height: int = 0) -> None:
+        """Tiles wrap and charts stack as the terminal narrows; on a short terminal (80×24, 100×30
+        over a jump host) a line per metric replaces the tiles, near the top: every band is on
+        screen without scrolling, the rest scrolls below it (PgDn, said in the footer)."""
         inner = max(20, width - 4)
+        self.set_class(0 < height < SHORT_HEIGHT, "-short")
+        # Two columns when they fit whole, or when one would not fit the screen's height (many metrics).
+        many = len(self.bands) > max(8, height - 13)
+        self.query_one("#bands").styles.grid_size_columns = (
+            2 if inner >= 2 * BAND_WIDTH + 2 or (many and inner >= 2 * NARROW_BAND_WIDTH + 2) else 1)
         self.query_one("#tiles").styles.grid_size_columns = max(1, inner // TILE_WIDTH)
         charts = len(self.charts) or 5
         self.query_one("#charts").styles.grid_size_columns = max(1, min(charts, inner // CHART_WIDTH))
@@ -487,13 +519,17 @@ class MonitoringScreen(RunbookScreen):
 
     def _draw_tiles(self, tiles: tuple[Tile, ...]) -> None:
         if list(self.tiles) != [t.key for t in tiles]:  # the metrics of the run changed: rebuild the grid
-            box = self.query_one("#tiles")
-            box.remove_children()
             self.tiles = {t.key: TileWidget(t) for t in tiles}
-            box.mount_all(self.tiles.values())
+            self.bands = {t.key: BandLine(t) for t in tiles}
+            for box_id, widgets in (("#tiles", self.tiles), ("#bands", self.bands)):
+                box = self.query_one(box_id)
+                box.remove_children()
+                box.mount_all(widgets.values())
+            self._fit(self.size.width, self.size.height)  # one column or two: by how many metrics
             return
         for t in tiles:
             self.tiles[t.key].show(t)
+            self.bands[t.key].show(t)
 
     def _draw_charts(self, charts: tuple[ChartSeries, ...]) -> None:
         if list(self.charts) != [c.key for c in charts]:
@@ -503,7 +539,7 @@ class MonitoringScreen(RunbookScreen):
             box.mount_all(self.charts.values())
             for c in charts:
                 self.charts[c.key].show(c)
-            self._fit(self.size.width)
+            self._fit(self.size.width, self.size.height)
             return
         for c in charts:
             self.charts[c.key].show(c)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rich.cells import cell_len
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from engine.domain.plan import ROLE_WORDS, Plan
 from engine.views import warroom
-from screens.base import RunbookScreen, drawable, plain
+from screens.base import RunbookScreen, StepFooter, drawable, plain
 
 TIMELINE = (("Pre-check verification", 30), ("Team readiness check", 15), ("Execute ADD_INDEX", 15),
             ("Monitoring window (cannot be shortened)", 60), ("Result analysis", 30), ("Documentation", 15))
@@ -47,20 +48,34 @@ def scope_rows(plan: Plan, facts: ScopeFacts | None) -> list[tuple[str, str, str
     ]
 
 
+SCOPE_COLUMNS = ("Dimension", "", "Constraint", "This run")
+
+
+def scope_widths(rows: list[tuple[str, str, str, str]], room: int) -> tuple[int, ...]:
+    """Each column as wide as its longest cell while the four fit in ``room`` columns; when they do
+    not, "This run" gives way first (down to 41), then the dimension and the constraint (down to
+    12 and 14), then "This run" again: nothing is cut, a cell wraps at its spaces (the ALTER's
+    index name stays whole at 80 columns)."""
+    widths = [max(cell_len(r[i]) for r in [SCOPE_COLUMNS, *rows]) for i in range(4)]
+    for column, least in ((3, 41), (0, 12), (2, 14), (3, 12)):
+        over = sum(widths) - room
+        if over <= 0:
+            break
+        widths[column] = max(least, widths[column] - over)
+    return tuple(widths)
+
+
 class PlanScreen(RunbookScreen):
     step = "plan"
     BINDINGS = [("b", "app.begin_prechecks", "Begin prechecks (canary lead)")]
-    DEFAULT_CSS = RunbookScreen.DEFAULT_CSS + """
-    PlanScreen .section { margin: 1 1 0 1; text-style: bold; }
-    PlanScreen DataTable { margin: 0 1; height: auto; }
-    PlanScreen #unstaffed { margin: 0 1; padding: 0 1; background: $error 40%; text-style: bold; }
-    """
+    CSS_PATH = "plan.tcss"
 
     def __init__(self, plan: Plan, user: str):
         super().__init__(name="plan")
         self.plan = plan
         self.user = user
         self.facts: ScopeFacts | None = None
+        self._scope_widths: tuple[int, ...] = ()
 
     def compose_body(self) -> ComposeResult:
         with VerticalScroll():
@@ -77,11 +92,9 @@ class PlanScreen(RunbookScreen):
             yield DataTable(id="escalation", cursor_type="none")
             yield Static("Timeline (runbook 1.4)", classes="section")
             yield DataTable(id="timeline", cursor_type="none")
-        yield Footer()
+        yield StepFooter()
 
     def on_mount(self) -> None:
-        scope = self.query_one("#scope", DataTable)
-        scope.add_columns("Dimension", "", "Constraint", "This run")
         self._draw_scope()
         people = self.query_one("#people", DataTable)
         people.add_columns("Role", "Name", "Phone", "Handle / contact", "Backup", "Unix user", "")
@@ -116,8 +129,26 @@ class PlanScreen(RunbookScreen):
         if drawable(self):
             self._draw_scope()
 
+    def on_resize(self) -> None:
+        if self._scope_widths != scope_widths(scope_rows(self.plan, self.facts), self._scope_room()):
+            self._draw_scope()
+
+    def _scope_room(self) -> int:
+        # The table's margins (2), the scroll bar (2) and a cell's padding either side (2 × 4 columns).
+        return max(40, self.size.width - 2 - 2 - 8)
+
     def _draw_scope(self) -> None:
+        """The scope lock in the terminal's width: a long value (the ALTER, the connection) wraps
+        at its spaces in its cell, a row as tall as it needs, rather than running off the edge."""
+        rows = scope_rows(self.plan, self.facts)
+        widths = scope_widths(rows, self._scope_room())
         scope = self.query_one("#scope", DataTable)
-        scope.clear()
-        for row in scope_rows(self.plan, self.facts):
-            scope.add_row(*plain(*row))
+        if widths != self._scope_widths:
+            self._scope_widths = widths
+            scope.clear(columns=True)
+            for label, width in zip(SCOPE_COLUMNS, widths, strict=True):
+                scope.add_column(label, width=width)
+        else:
+            scope.clear()
+        for row in rows:
+            scope.add_row(*plain(*row), height=None)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from engine.adapters import sql
 from engine.domain.cases import NAMES, PRIORITY
@@ -24,7 +24,7 @@ from engine.domain.plan import Plan
 from engine.flows import selftest_gate
 from engine.flows.prechecks import CHECKS
 from engine.flows.runbook import SIGNOFF_ROLES, RunView, precheck_missing
-from screens.base import RunbookScreen, drawable, plain
+from screens.base import RunbookScreen, StepFooter, drawable, plain
 from screens.locked import missing_text
 
 if TYPE_CHECKING:
@@ -87,7 +87,7 @@ class PrechecksScreen(RunbookScreen):
             yield Static("Sign-off (2.6): canary lead, DBA and SRE, each from their own session",
                          classes="section")
             yield DataTable(id="signoffs", cursor_type="none")
-        yield Footer()
+        yield StepFooter()
 
     def on_mount(self) -> None:
         self.query_one("#tests", DataTable).add_columns("Test", "Name", "Priority", "Status", "Result", "By")

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
-from textual.widgets import Footer, ProgressBar, Static
+from textual.widgets import ProgressBar, Static
 
 from engine.drill.rehearsal import STEP_TITLES, StepProgress
-from screens.base import RunbookScreen, drawable, update_text
+from screens.base import RunbookScreen, StepFooter, drawable, update_text
 
 MARK = {"waiting": "·", "running": "…", "done": "✓", "skipped": "–", "failed": "✗"}
 
@@ -54,7 +54,7 @@ class PreparingScreen(RunbookScreen):
                     yield ProgressBar(total=1, show_eta=False, id=f"bar-{key}")
                 yield Static("waiting", id=f"text-{key}", classes="prep-text", markup=False)
             yield Static("", id="prep-outcome", markup=False)
-        yield Footer()
+        yield StepFooter()
 
     def on_mount(self) -> None:
         for progress in self.latest.values():

@@ -16,7 +16,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.message import Message
-from textual.widgets import ContentSwitcher, Footer, Markdown, Static, Tab, Tabs
+from textual.widgets import ContentSwitcher, Markdown, Static, Tab, Tabs
 
 from engine.adapters.webhook import redact_webhook
 from engine.domain.clock import wall
@@ -24,7 +24,7 @@ from engine.domain.plan import Plan
 from engine.domain.text import for_terminal
 from engine.flows.runbook import RunView
 from engine.views.report import ReportFacts, announcements, render_report
-from screens.base import RunbookScreen, drawable, shown
+from screens.base import RunbookScreen, StepFooter, drawable, shown
 
 # The views, in the order of the tabs; v and shift+v step through them (the digits belong to the
 # App: they jump between the runbook's steps).
@@ -144,7 +144,7 @@ class ReportScreen(RunbookScreen):
             with VerticalScroll(id="announcement-view"):
                 yield Static("", id="announcement-text", markup=False)
         yield Static(self._idle_status(), id="report-status", markup=False)
-        yield Footer()
+        yield StepFooter()
 
     def on_mount(self) -> None:
         self.query_one("#report-view").focus()

@@ -26,7 +26,6 @@ from textual.widgets import (
     Button,
     Checkbox,
     DataTable,
-    Footer,
     Input,
     Label,
     RadioButton,
@@ -41,7 +40,7 @@ from engine.domain.rollback_rules import TRIGGERS, Inspection
 from engine.domain.text import for_terminal
 from engine.flows.runbook import RunView
 from engine.views.rollback import RollbackView, RungProgress, role_rows, rung_lines
-from screens.base import RunbookScreen, drawable, plain
+from screens.base import RunbookScreen, StepFooter, drawable, plain
 
 # --- what the screen asks the App to do ----------------------------------------------------------
 
@@ -486,7 +485,7 @@ class RollbackScreen(RunbookScreen):
                 with Vertical(id="history"):
                     yield Static("Records and attempts", classes="section")
                     yield DataTable(id="records", cursor_type="row", zebra_stripes=True)
-        yield Footer()
+        yield StepFooter()
 
     def on_mount(self) -> None:
         self.query_one("#approvals", DataTable).add_columns("Role", "Part", "Status", "Who", "At")

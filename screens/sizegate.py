@@ -13,13 +13,13 @@ from datetime import datetime
 
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
-from textual.widgets import DataTable, Footer, ProgressBar, Static
+from textual.widgets import DataTable, ProgressBar, Static
 
 from engine.domain.clock import wall
 from engine.domain.plan import Plan
 from engine.domain.sizegate import BLOCK_ABOVE, NEAR, WARN_ABOVE, sampling_interval
 from engine.flows.runbook import RunView
-from screens.base import RunbookScreen, drawable, plain
+from screens.base import RunbookScreen, StepFooter, drawable, plain
 
 BAND_CLASS = {"pass": "-pass", "warn": "-warn", "fail": "-block"}
 BAND_NAME = {"pass": "PASS", "warn": "WARNING", "fail": "BLOCK"}
@@ -72,7 +72,7 @@ class SizeGateScreen(RunbookScreen):
             yield Static("", id="approval", markup=False)
             yield Static("Rules (runbook 2.3)", classes="section")
             yield DataTable(id="rules", cursor_type="none")
-        yield Footer()
+        yield StepFooter()
 
     def on_mount(self) -> None:
         self.query_one("#size", DataTable).add_columns("Rows (estimate)", "Data MB", "Index MB", "Sampling")

@@ -1,6 +1,7 @@
 """Walk the REAL console in tmux against the rehearsal's sandbox MariaDB and check what a person sees.
 
-``canary-console rehearse --rows 20000 --speed 60`` runs in a detached tmux session of 160x50 on a
+``canary-console rehearse --rows 20000 --speed 60`` runs in a detached tmux session of 160x50 (``--size
+100x30``: a jump host's) on a
 private tmux socket (``-L``, never the user's tmux server) with a private ``XDG_STATE_HOME`` (a temp
 dir). The script presses the keys a person presses and reads the screen with ``tmux capture-pane``:
 
@@ -21,7 +22,7 @@ notes: things a person would find odd that do not stop the walk). The tmux sessi
 dir are removed at the end, also on failure. ``--small`` also looks at 80x24 in a second session
 (Plan, Prechecks, Execution) and prints what it sees.
 
-    .venv/bin/python tests/tmux_walk.py [--small] [--keep-captures DIR]
+    .venv/bin/python tests/tmux_walk.py [--size 100x30] [--small] [--keep-captures DIR]
 """
 
 from __future__ import annotations
@@ -201,6 +202,7 @@ class Walk:
     notes: list[str] = field(default_factory=list)
     last: str = ""
     our_pids: set[int] = field(default_factory=set)
+    size: tuple[int, int] = (160, 50)  # the terminal's columns and rows (--size)
     say: Callable[[str], None] = print
     command: str = ""  # what the session runs (the rehearsal), to start it again after a kill -9
     history: str = ""  # the pane's output before that restart (a respawned pane starts a new one)
@@ -248,6 +250,26 @@ class Walk:
                     break
                 p, seen = parents.get(p, 0), seen + 1
 
+    def scan(self, rx: re.Pattern[str], screen: str) -> re.Match[str] | None:
+        """On a terminal smaller than 160x50, what is looked for may be below the fold: when the
+        footer says "PgDn More", page down as a person would (up to 8 pages) looking for it, and
+        back to the top (Home) when it is not there. The screen stays where it was found."""
+        if self.size >= (160, 50) or "PgDn More" not in "\n".join(screen.splitlines()[-2:]):
+            return None
+        for _ in range(8):
+            self.tmux.keys("PageDown")
+            time.sleep(0.25)
+            page = self.grab()
+            m = rx.search(page)
+            if m:
+                return m
+            if "PgDn More" not in "\n".join(page.splitlines()[-2:]):
+                break
+        self.tmux.keys("Home")
+        time.sleep(0.25)
+        self.grab()
+        return None
+
     def wait(self, step: str, what: str, ok: Callable[[str], bool], timeout: float) -> str:
         deadline = time.monotonic() + timeout
         while True:
@@ -267,12 +289,20 @@ class Walk:
                 raise WalkFailure(step, f"waited {timeout:g} s for {what} (pane {size})", screen)
             time.sleep(0.2)
 
+    def wrapped(self, pattern: str) -> str:
+        """On a terminal smaller than 160x50 a sentence may wrap at any of its spaces (the next
+        line indented): each space of the pattern matches a run of white space there."""
+        return pattern if self.size >= (160, 50) else re.sub(r"(?<!\\) ", r"\\s+", pattern)
+
     def wait_text(self, step: str, pattern: str, timeout: float, toast: bool = False) -> re.Match[str]:
-        rx = re.compile(pattern)
+        rx = re.compile(self.wrapped(pattern))
         found: list[re.Match[str]] = []
+        patient = time.monotonic() + min(3.0, timeout / 3)  # what a key brings up takes a moment to draw
 
         def ok(screen: str) -> bool:
             m = rx.search(toast_text(screen) if toast else screen)
+            if m is None and not toast and time.monotonic() > patient:
+                m = self.scan(rx, screen)
             if m:
                 found.append(m)
             return m is not None
@@ -281,8 +311,26 @@ class Walk:
         return found[-1]
 
     def wait_gone(self, step: str, pattern: str, timeout: float) -> str:
-        rx = re.compile(pattern)
-        return self.wait(step, f"/{pattern}/ to go away", lambda s: rx.search(s) is None, timeout)
+        rx = re.compile(self.wrapped(pattern))
+        if self.size >= (160, 50):
+            return self.wait(step, f"/{pattern}/ to go away", lambda s: rx.search(s) is None, timeout)
+        # A smaller terminal: a line scrolled off is not gone. Back to the top (Home) before each look,
+        # and gone only when two looks half a second apart agree (a dialog closing lets Home through).
+        absent: list[float] = []
+
+        def gone(screen: str) -> bool:
+            if rx.search(screen) is not None:
+                absent.clear()
+                self.tmux.keys("Home")
+                return False
+            absent.append(time.monotonic())
+            if absent[-1] - absent[0] >= 0.5:
+                return True
+            self.tmux.keys("Home")
+            time.sleep(0.3)
+            return False
+
+        return self.wait(step, f"/{pattern}/ to go away", gone, timeout)
 
     def frame_bg(self) -> tuple[tuple[int, int, int] | None, tuple[int, int, int] | None]:
         """(frame, banner) backgrounds: the cell of the T clock, and of the banner's first letter."""
@@ -294,7 +342,7 @@ class Walk:
 
 
 def walk(keep_captures: Path | None = None, small: bool = False, speed: int = 60, rows: int = 20000,
-         say: Callable[[str], None] = print) -> dict[str, object]:
+         say: Callable[[str], None] = print, size: tuple[int, int] = (160, 50)) -> dict[str, object]:
     """The walk; returns the timings and notes; raises WalkFailure. Cleans up in every case."""
     if shutil.which("tmux") is None:
         raise WalkFailure("setup", "tmux is not installed")
@@ -305,14 +353,15 @@ def walk(keep_captures: Path | None = None, small: bool = False, speed: int = 60
     tmp = Path(tempfile.mkdtemp(prefix="ccwalk-", dir="/tmp"))  # short: unix socket paths stay < 108 bytes
     tmux = Tmux(f"ccwalk-{os.getpid()}", "walk")
     w = Walk(tmux, tmp, say=say)
+    w.size = size
     captures: dict[str, str] = {}
     try:
         command = (f"bash -c '{cli} rehearse --rows {rows} --speed {speed} "
                    f"--self-test-cases {','.join(SELF_TEST_CASES)}; "
                    "echo \"[tmux-walk] exit=$?\"'")
-        tmux.start(160, 50, command, {"XDG_STATE_HOME": str(tmp)}, ROOT)
+        tmux.start(*size, command, {"XDG_STATE_HOME": str(tmp)}, ROOT)
         w.command = command
-        w.step("tmux session started", f"160x50, socket -L {tmux.socket}, XDG_STATE_HOME={tmp}")
+        w.step("tmux session started", f"{size[0]}x{size[1]}, socket -L {tmux.socket}, XDG_STATE_HOME={tmp}")
         main_walk(w, captures)
         if small:
             small_look(w, cli, captures, rows, speed)
@@ -355,7 +404,7 @@ def main_walk(w: Walk, captures: dict[str, str]) -> None:
     screen = w.grab()
     if "minimum 15 minutes of prechecks" not in screen or "Back (Esc)" not in screen:
         shown = len(re.findall(r"█  • ", screen))
-        w.note(f"3 pressed right after b at 160x50: the 'not open yet' dialog lists every unchecked check on "
+        w.note(f"3 pressed right after b at {w.size[0]}x{w.size[1]}: the 'not open yet' dialog lists every unchecked check on "
                f"its own (2 lines each); only {shown} items fit, the rest — the sign-offs, the 15-minute "
                "minimum — and the 'Back (Esc)' button are cut off, without a scrollbar")
         captures["2a-locked-dialog-overflow"] = screen
@@ -408,8 +457,8 @@ def main_walk(w: Walk, captures: dict[str, str]) -> None:
     if presses > 3:
         w.note(f"s pressed 3 times quickly signed fewer than 3 roles: {presses} presses were needed")
     w.step("s s s: canary lead, DBA and SRE signed", f"{presses} presses")
-    if "f2 Audit log" not in footer(screen):
-        w.note("Prechecks at 160x50: the footer is cut off before 'f8 Kill switch off'/'f2 Audit log': "
+    if "f2 Audit" not in footer(screen):
+        w.note(f"Prechecks at {w.size[0]}x{w.size[1]}: the footer is cut off before 'f8 Kill switch off'/'f2 Audit log': "
                + footer(screen).strip()[-60:])
     w.wait_text("prechecks", r"All prechecks done and signed: the size gate is open \(3\)", 60)
     captures["2-prechecks"] = w.last
@@ -467,7 +516,7 @@ def main_walk(w: Walk, captures: dict[str, str]) -> None:
            f"{w.timings['f9_to_frame_ms']} ms to the frame, {w.timings['f9_to_cancelled_s']} s to 'cancelled'")
     first = next((ln for ln in w.last.splitlines()[:4] if "KILL SWITCH: ACTIVE" in ln), "")
     if first and "● ok" not in first:
-        w.note("160x50, kill switch on: the frame's status text no longer fits on one line; '● ok' wraps "
+        w.note(f"{w.size[0]}x{w.size[1]}, kill switch on: the frame's status text no longer fits on one line; '● ok' wraps "
                "under it, next to the button")
 
     # --- F8 ------------------------------------------------------------------------------------
@@ -545,7 +594,9 @@ def main_walk(w: Walk, captures: dict[str, str]) -> None:
     t.type(" drill")
     t.keys("Enter")
     w.wait_text("7 d", r"AWAITING APPROVALS — still needed: dba", 15)
-    w.wait_text("7 d", r"Decided by \S+ \(canary_lead\) at [\d:]+ UTC[+\-\d:]*: walk: kill switch drill", 10)
+    # (two checks: at 100x30 the sentence wraps in the right-hand column, beside the left one's lines)
+    w.wait_text("7 d", r"Decided by \S+ \(canary_lead\) at [\d:]+", 10)
+    w.wait_text("7 d", r"UTC[+\-\d:]*: walk: kill switch drill", 10)
     w.step("7 d: rollback decided", "awaiting the DBA's approval")
     t.keys("a")
     w.wait_text("7 a", r"Approve the rollback", 10)
@@ -618,11 +669,13 @@ def refused_then_completed(w: Walk, captures: dict[str, str]) -> None:
     cli = ROOT / ".venv" / "bin" / "canary-console"
     plan = w.tmp / "canary-console" / "rehearsal" / "canary.toml"
     mate = Tmux(you.socket, "mate")
-    mate.start(160, 50, f"bash -c '{cli} run {plan} --as teammate; echo \"[tmux-walk] exit=$?\"'",
+    mate.start(*w.size, f"bash -c '{cli} run {plan} --as teammate; echo \"[tmux-walk] exit=$?\"'",
                {"XDG_STATE_HOME": str(w.tmp)}, ROOT)
     try:
         w.tmux = mate
-        w.wait("mate", "the teammate's console", lambda s: "1 Plan" in s and "7 Rollback" in s, 60)
+        # (under 110 columns the step bar names the current step only: "1" stands for "1 Plan")
+        w.wait("mate", "the teammate's console",
+               lambda s: "7 Rollback" in s and ("1 Plan" in s or w.size[0] < 110), 60)
         mate.keys("7")
         w.wait_text("mate 7", r"AWAITING APPROVALS — still needed: dba", 20)
         mate.keys("a")
@@ -757,7 +810,7 @@ def resume_with_the_dashboard_open(w: Walk, captures: dict[str, str], short: str
     gap = w.wait_text("resume", r"no samples T\+[\d.:]+→T\+[\d.:]+", 30).group(0)
     w.wait_text("resume", r"the\s+driving\s+console\s+was\s+down", 5)
     w.wait_text("resume", r"kill switch: off │ \S+ \(lead/dba", 10)  # the frame whole: switch state, who you are
-    w.wait_text("resume", r"▶ T\+(15|30)\s+\S+\s+✓ yes", 15)  # the checkpoint recorded before the kill, kept
+    w.wait_text("resume", r"T\+(15|30)\s+\S+\s+✓ yes", 15)  # the checkpoint recorded before the kill, kept (▶ moves on: the current one)
     toasts = toast_text(w.grab())
     if "failed" in toasts or "Error" in toasts:
         raise WalkFailure("resume", f"an error toast after the take-over: {toasts[:300]}", w.last)
@@ -926,11 +979,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep-captures", type=Path, metavar="DIR", help="write every checked screen to DIR")
     ap.add_argument("--speed", type=int, default=60)
     ap.add_argument("--rows", type=int, default=20000)
+    ap.add_argument("--size", default="160x50", metavar="WxH",
+                    help="the terminal the walk runs in (160x50; 100x30 is a jump host's)")
     args = ap.parse_args(argv)
+    width, height = (int(n) for n in args.size.lower().split("x"))
     t0 = time.monotonic()
     try:
         result = walk(args.keep_captures, args.small, args.speed, args.rows,
-                      say=lambda s: print(s, flush=True))
+                      say=lambda s: print(s, flush=True), size=(width, height))
     except WalkFailure as exc:
         print(f"FAILED at {exc.step}: {exc.message}", flush=True)
         if exc.capture:
