@@ -103,7 +103,8 @@ async def test_the_monitoring_screen_shows_the_observation_while_it_runs_and_its
     ex.on_event = on_event
     assert ex._monitoring_window(run).status == "completed"
     during = seen["during"]
-    assert during.progress.phase == "observing" and 5 <= during.progress.elapsed_min < 8
+    # ×600: a loaded machine may draw it a few compressed minutes late, never after the end
+    assert during.progress.phase == "observing" and 5 <= during.progress.elapsed_min < during.progress.total_min
     now = ex.clock.now()
     after = dashboard_view(PLAN.profile(), load_dashboard(store, PLAN, run.id, now), now)
     assert after.progress.phase == "complete"
