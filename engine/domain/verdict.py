@@ -70,10 +70,10 @@ def ar1_var_factor(n: Any, rho: Any) -> Any:
     """Var(mean of n consecutive AR(1) values) / σ², exactly (not the large-n approximation, which
     overstates the variance of a short span)."""
     n = np.maximum(np.asarray(n, dtype=float), 1.0)
-    r = np.clip(np.asarray(rho, dtype=float), 0.0, RHO_MAX)
+    r = np.minimum(np.maximum(np.asarray(rho, dtype=float), 0.0), RHO_MAX)  # np.clip's numbers, less overhead
     with np.errstate(divide="ignore", invalid="ignore"):
         f = ((1 + r) / (1 - r) - 2 * r * (1 - r ** n) / (n * (1 - r) ** 2)) / n
-    return np.clip(np.where(r <= 0, 1.0 / n, f), 1.0 / n, 1.0)
+    return np.minimum(np.maximum(np.where(r <= 0, 1.0 / n, f), 1.0 / n), 1.0)
 
 
 def effective_n(n: Any, rho: Any) -> Any:
