@@ -158,6 +158,7 @@ def test_the_kill_switch_during_the_observation_is_what_the_report_and_the_dashb
                             "the window's verdict: PASS")
     md = render_report(facts)
     assert "the window's verdict: PASS" in md and "| Result | PASS |" not in md
+    assert "| Observation | post-success observation of 15 min: not finished (cancelled) |" in md, md
 
     now = ex.clock.now()
     view = dashboard_view(PLAN.profile(), load_dashboard(store, PLAN, run.id, now), now)

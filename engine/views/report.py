@@ -927,8 +927,9 @@ def render_report(facts: ReportFacts) -> str:
     ]
     if f.time_compression:
         details.append(("Clock", f"{drill_mark(f.time_compression)} (rehearsal): T+ and the times here are the drill's"))
-    for o in f.observations:  # runbook 5.4
-        details.append(("Observation", o.text))
+    for o in f.observations:  # runbook 5.4; one the run's end cut short is not "under way"
+        cut = f.finished and o.ok is None and o.kind == "post_success"
+        details.append(("Observation", o.text.replace("under way", f"not finished ({f.status})") if cut else o.text))
     out = [f"# Canary Run Report - {f.name} ({f.tenant})", "", "## Summary", "", "| Field | Value |",
            "|-------|-------|"]
     out += [f"| {k} | {_cell(v)} |" for k, v in summary]
