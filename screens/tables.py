@@ -16,17 +16,22 @@ LEAST = 6  # below this a column is no longer read, wrapped or not
 
 def fit_widths(headers: Sequence[str], rows: Sequence[Sequence[str]], room: int) -> tuple[int, ...]:
     """Each column as wide as its longest cell while they all fit in ``room`` cells; when they do
-    not, the widest column gives way a cell at a time, down to its longest word (so a word is not
-    cut in two), and only when that is still too wide, further down to ``LEAST``."""
-    table = [list(headers), *(list(r) for r in rows)]
-    widths = [max(cell_len(r[i]) for r in table) for i in range(len(headers))]
-    words = [max((cell_len(w) for r in table for w in r[i].split()), default=1) for i in range(len(headers))]
-    for floor in (words, [LEAST] * len(headers)):
+    not, a column gives way a cell at a time — the one where the fewest cells would wrap (a long
+    finding in one row, not a "by" in every row), the widest of those — down to its longest word
+    (a word is not cut in two), and only when that is still too wide, further down to ``LEAST``."""
+    n = len(headers)
+    lengths = [[cell_len(r[i]) for r in rows] for i in range(n)]
+    widths = [max([cell_len(headers[i]), *lengths[i]]) for i in range(n)]
+    words = [max((cell_len(w) for c in [headers[i], *(r[i] for r in rows)] for w in c.split()), default=1)
+             for i in range(n)]
+    for floor in (words, [LEAST] * n):
         while sum(widths) > room:
-            slack = [i for i, w in enumerate(widths) if w > floor[i]]
+            slack = [i for i in range(n) if widths[i] > floor[i]]
             if not slack:
                 break
-            widths[max(slack, key=lambda i: widths[i])] -= 1
+            # The cells that would not fit on one line any more (or already do not).
+            cost = {i: sum(1 for length in lengths[i] if length >= widths[i]) for i in slack}
+            widths[min(slack, key=lambda i: (cost[i], -widths[i]))] -= 1
     return tuple(widths)
 
 
