@@ -220,6 +220,8 @@ class CanaryApp(KeysAnswer, App):
         self._faults: Any = None  # engine.drill.faults.FaultBox, a drill's only (made on first use)
         self._pending_goto: str | None = None  # a step asked for before its screen was loaded
         self._land_on_run = False  # a run found on opening: show the step it is in (once)
+        # The window opened (the executor's "monitoring" event): said once step 5 opens, not before.
+        self._say_monitoring = False
         self._faults_lock = threading.Lock()
         self._fault_seq = 0  # the audit trail read so far for a drill's faults (``_drill_faults``)
         self._faults_on: dict[str, str] = {}
@@ -492,6 +494,10 @@ class CanaryApp(KeysAnswer, App):
         t0 = clock_origin(view, self.profile.checkpoints[0])
         t_end = run.completed_at if run is not None and run.status not in ACTIVE else None
         self.set_frame(locked=locked, run=label, driver=driver, t0=t0, t_end=t_end)
+        if self._say_monitoring and "monitoring" not in locked:
+            self._say_monitoring = False
+            self.notify("The monitoring window is running: 5 shows the live dashboard.", title="Execution",
+                        timeout=8)
         if self._land_on_run and run is not None:
             self._land_on_run = False
             self._land(step_of_run(view, now))
@@ -1122,8 +1128,9 @@ class CanaryApp(KeysAnswer, App):
         elif name == "cooldown":
             screen.start_cooldown(self.clock.now() + timedelta(seconds=float(data["seconds"])))
         elif name == "monitoring":
-            self.notify("The monitoring window is running: 5 shows the live dashboard.", title="Execution",
-                        timeout=8)
+            # Said by _show_view once step 5 can open: the view read before the event (and a
+            # Monitoring screen still loading) keeps it locked for a moment, "the ALTER has not run".
+            self._say_monitoring = True
         elif name == "observing":
             self.notify(f"{data.get('verdict')}: the {float(data.get('minutes', 15)):g}-minute post-success observation "
                         "runs before the run is declared complete (runbook 5.4).", title="Observation", timeout=10)

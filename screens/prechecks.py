@@ -26,15 +26,23 @@ from engine.flows.prechecks import CHECKS
 from engine.flows.runbook import SIGNOFF_ROLES, RunView, precheck_missing
 from screens.base import RunbookScreen, StepFooter, drawable, plain
 from screens.locked import missing_text
+from screens.tables import fill_wrapped, table_room
 
 if TYPE_CHECKING:
     from engine.adapters.store import PrecheckResult
 
+TESTS_COLUMNS = ("Test", "Name", "Priority", "Status", "Result", "By")
+CHECKS_COLUMNS = ("Section", "Check", "Status", "Found", "By", "Query")
 MARK = {"pass": "✓ pass", "fail": "✗ FAIL", "warn": "! warn", "skip": "– skip"}
 
 
 def when(r: PrecheckResult | None) -> str:
     return f"{r.recorded_by.split('@')[0]} {wall(r.recorded_at, zone=False)}" if r else ""
+
+
+def clip(text: str, most: int = 160) -> str:
+    """A cell's text whole when it is short enough to read in a table, else marked as cut."""
+    return text if len(text) <= most else text[:most - 1] + "…"
 
 
 def rollback_statements(plan: Plan) -> str:
@@ -72,6 +80,7 @@ class PrechecksScreen(RunbookScreen):
         super().__init__(name="prechecks")
         self.plan = plan
         self.view = RunView()
+        self._widths: dict[str, tuple[int, ...]] = {}  # per table: the column widths drawn
 
     def compose_body(self) -> ComposeResult:
         with VerticalScroll():
@@ -90,10 +99,21 @@ class PrechecksScreen(RunbookScreen):
         yield StepFooter()
 
     def on_mount(self) -> None:
-        self.query_one("#tests", DataTable).add_columns("Test", "Name", "Priority", "Status", "Result", "By")
-        self.query_one("#checks", DataTable).add_columns("Section", "Check", "Status", "Found", "By", "Query")
         self.query_one("#signoffs", DataTable).add_columns("Role", "Signed by", "When")
         self._draw(datetime.now().astimezone())
+
+    def on_resize(self) -> None:
+        if drawable(self):
+            self._draw(datetime.now().astimezone())
+
+    def _fill(self, name: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+        """A table in the terminal's width: a long result or finding wraps in its cell (100×30 cut
+        them at the right edge)."""
+        self._widths[name] = fill_wrapped(self.query_one(f"#{name}", DataTable), columns, rows,
+                                          # 6: the margins, the body's scroll bar and the table's own (a
+                                          # table taller than the screen scrolls in itself: max-height 100%)
+                                          table_room(self.size.width or self.app.size.width, len(columns), 6),
+                                          self._widths.get(name, ()))
 
     def selected_case(self) -> str | None:
         """The TC row under the cursor of the tests table (for recording it by hand)."""
@@ -109,8 +129,7 @@ class PrechecksScreen(RunbookScreen):
 
     def _draw(self, now: datetime) -> None:
         view = self.view
-        tests = self.query_one("#tests", DataTable)
-        tests.clear()
+        tests: list[tuple[str, ...]] = []
         failed = selftest_gate.failed_p1(view.self_test)
         for case in sorted(PRIORITY):
             r = view.self_test.get(case)
@@ -118,10 +137,10 @@ class PrechecksScreen(RunbookScreen):
             if case in failed:  # runbook 2.1: the canary lead and the DBA each acknowledge it (a)
                 acked = selftest_gate.acknowledged_by(view.approvals, case)
                 status += f" ack {len(acked)}/{len(selftest_gate.ACK_ROLES)}"
-            tests.add_row(*plain(case, NAMES[case], PRIORITY[case], status,
-                          (r.detail.split(": ", 1)[-1][:70] if r else ""), when(r)))
-        checks = self.query_one("#checks", DataTable)
-        checks.clear()
+            tests.append((case, NAMES[case], PRIORITY[case], status, clip(r.detail.split(": ", 1)[-1]) if r else "",
+                          when(r)))
+        self._fill("tests", TESTS_COLUMNS, tests)
+        checks: list[tuple[str, ...]] = []
         confirmed = view.approvals_of("rollback_prepared")
         for c in CHECKS:
             r = view.prechecks.get(c.id)
@@ -131,14 +150,15 @@ class PrechecksScreen(RunbookScreen):
                 status = "✓ confirmed" if confirmed else "○ DBA to confirm"
                 found = f"by {confirmed[-1].actor}" if confirmed else "press p (DBA)"
                 by = f"{confirmed[-1].actor.split('@')[0]} {wall(confirmed[-1].created_at, zone=False)}" if confirmed else ""
-            checks.add_row(*plain(c.section.split(" (")[0], c.label, status, found[:64], by,
-                                  (r.query or "")[:48] if r else ""))
+            checks.append((c.section.split(" (")[0], c.label, status, clip(found), by, clip(r.query or "", 48) if r else ""))
+        self._fill("checks", CHECKS_COLUMNS, checks)
         signoffs = self.query_one("#signoffs", DataTable)
         signoffs.clear()
         signed = {a.role: a for a in view.approvals_of("signoff")}
         for role in SIGNOFF_ROLES:
             a = signed.get(role)
-            signoffs.add_row(role.replace("_", " "), a.actor if a else "○ not yet", f"{wall(a.created_at, zone=False)}" if a else "")
+            signoffs.add_row(*plain(role.replace("_", " "), a.actor if a else "○ not yet",
+                                    f"{wall(a.created_at, zone=False)}" if a else ""))
         self._draw_missing(now)
 
     def tick(self, view: RunView, now: datetime) -> None:

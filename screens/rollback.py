@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from rich.cells import cell_len
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -41,6 +42,7 @@ from engine.domain.text import for_terminal
 from engine.flows.runbook import RunView
 from engine.views.rollback import RollbackView, RungProgress, role_rows, rung_lines
 from screens.base import RunbookScreen, StepFooter, drawable, plain
+from screens.tables import fill_wrapped, table_room
 
 # --- what the screen asks the App to do ----------------------------------------------------------
 
@@ -370,6 +372,8 @@ class ConfirmRung(ModalScreen[tuple[str, ...] | None]):
 # --- the screen ----------------------------------------------------------------------------------
 
 
+APPROVAL_COLUMNS = ("Role", "Part", "Status", "Who", "At")
+WIDE = 100  # from this width the decision flow (46 columns) and the approvals stand side by side
 REFRESH_S = 3.0  # the screen asks for a fresh view this often (real seconds), changed or not
 
 def _preset_words(metrics: dict[str, Any]) -> str:
@@ -393,7 +397,7 @@ def _at(value: datetime | None, offset: timedelta = timedelta(0), zone: bool = F
 class RollbackScreen(RunbookScreen):
     step = "rollback"
     # Below 100 columns the two side-by-side rows stack (an SSH session on a laptop: 80×24).
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (WIDE, "-wide")]
     BINDINGS = [
         Binding("t", "next_trigger", "Trigger", id="rollback-trigger"),
         Binding("d", "decide", "Decide", id="rollback-decide"),
@@ -417,7 +421,7 @@ class RollbackScreen(RunbookScreen):
     RollbackScreen #escalation { background: red; color: white; text-style: bold; padding: 0 1; }
     RollbackScreen .row { height: auto; }
     RollbackScreen .row > Vertical { height: auto; }
-    RollbackScreen #flow { width: 50; }
+    RollbackScreen #flow { width: 46; }
     RollbackScreen #matrix { width: 1fr; }
     RollbackScreen #target { width: 50; }
     RollbackScreen #history { width: 1fr; }
@@ -426,7 +430,7 @@ class RollbackScreen(RunbookScreen):
     RollbackScreen.-narrow #history { width: 100%; }
     RollbackScreen .section { margin: 0 1; text-style: bold; color: $accent; }
     RollbackScreen .row, RollbackScreen #ladder { margin-top: 1; }
-    RollbackScreen RadioSet { margin: 0 1; width: 48; }
+    RollbackScreen RadioSet { margin: 0 1; width: 44; }
     RollbackScreen #trigger-who { margin-top: 1; }
     RollbackScreen DataTable { margin: 0 1; height: auto; max-height: 10; }
     RollbackScreen .body { padding: 0 1; height: auto; }
@@ -449,6 +453,7 @@ class RollbackScreen(RunbookScreen):
         # The metrics the Decision step handed over with its trigger (``preselect``): R1 records them.
         self.preset_metrics: dict[str, Any] = {}
         self._last_refresh: datetime | None = None
+        self._approvals: tuple[list[tuple[str, ...]], tuple[int, ...]] = ([], ())  # rows, widths drawn
 
     def compose_body(self) -> ComposeResult:
         with VerticalScroll():
@@ -488,12 +493,29 @@ class RollbackScreen(RunbookScreen):
         yield StepFooter()
 
     def on_mount(self) -> None:
-        self.query_one("#approvals", DataTable).add_columns("Role", "Part", "Status", "Who", "At")
         self.query_one("#records", DataTable).add_columns("What", "Status", "Done", "Attempts")
         self.query_one("#escalation", Static).display = False
         self.query_one("#live", Static).display = False
         self.query_one("#triggers", RadioSet).focus()
         self._draw()
+
+    def on_resize(self) -> None:
+        if drawable(self) and self._approvals[0]:
+            self._draw_approvals(self._approvals[0])
+
+    def _draw_approvals(self, cells: list[tuple[str, ...]]) -> None:
+        """The approvals in the matrix's width (beside the decision flow from 100 columns, under it
+        below): a cell wraps at its spaces rather than being cut; short of room an approver is named
+        without the host (the decision's line and the audit trail keep it)."""
+        width = self.size.width or self.app.size.width
+        outside = 2 + 2 + (46 if width >= WIDE else 0)  # scroll bar, margins, the decision flow
+        room = table_room(width, len(APPROVAL_COLUMNS), outside)
+        shown = cells
+        if sum(max(cell_len(c[i]) for c in [APPROVAL_COLUMNS, *cells]) for i in range(5)) > room:
+            shown = [(*c[:3], c[3].split("@")[0], c[4]) for c in cells]  # the host: in the audit, the decision
+        widths = fill_wrapped(self.query_one("#approvals", DataTable), APPROVAL_COLUMNS, shown, room,
+                              self._approvals[1])
+        self._approvals = (cells, widths)
 
     # --- data in ---------------------------------------------------------------------------------
 
@@ -584,8 +606,7 @@ class RollbackScreen(RunbookScreen):
         state = v.state if v is not None and v.trigger == self.selected else None
         rows = v.roles if v is not None and v.roles and (v.trigger or v.suggested_trigger) == self.selected \
             else role_rows(self.plan, self.selected, state)
-        table = self.query_one("#approvals", DataTable)
-        table.clear()
+        cells = []
         for r in rows:
             if r.actor:
                 who = r.actor
@@ -593,7 +614,8 @@ class RollbackScreen(RunbookScreen):
                 who = ""
             else:
                 who = f"({', '.join(r.people)})" if r.people else "nobody in the plan"
-            table.add_row(*plain(r.role, r.part, r.status, who, _at(r.at, self._tz)))
+            cells.append((r.role.replace("_", " "), r.part, r.status, who, _at(r.at, self._tz)))
+        self._draw_approvals(cells)
         unstaffed = [r.role for r in rows if r.part != "—" and not r.people]
         note = self.query_one("#unstaffed", Static)
         note.display = bool(unstaffed)

@@ -20,9 +20,17 @@ from engine.domain.plan import Plan
 from engine.domain.sizegate import BLOCK_ABOVE, NEAR, WARN_ABOVE, sampling_interval
 from engine.flows.runbook import RunView
 from screens.base import RunbookScreen, StepFooter, drawable, plain
+from screens.tables import fill_wrapped, table_room
 
 BAND_CLASS = {"pass": "-pass", "warn": "-warn", "fail": "-block"}
 BAND_NAME = {"pass": "PASS", "warn": "WARNING", "fail": "BLOCK"}
+RULES_COLUMNS = ("Rows", "Band", "Action")
+RULES = (
+    (f"≤ {WARN_ABOVE:,}", "PASS", "go on"),
+    (f"> {WARN_ABOVE:,} and ≤ {BLOCK_ABOVE:,}", "WARNING",
+     "the DBA approves; sampling every 2.5 s; thresholds shown tighter"),
+    (f"> {BLOCK_ABOVE:,}", "BLOCK", "no DDL; reason recorded; lead and DBA notified; run cancelled for this table"),
+)
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,7 @@ class SizeGateScreen(RunbookScreen):
         self.view = RunView()
         self.table_size: TableSize | None = None
         self.counting = False  # an exact count runs (x cancels it)
+        self._rules_widths: tuple[int, ...] = ()
 
     def compose_body(self) -> ComposeResult:
         with VerticalScroll():
@@ -76,15 +85,19 @@ class SizeGateScreen(RunbookScreen):
 
     def on_mount(self) -> None:
         self.query_one("#size", DataTable).add_columns("Rows (estimate)", "Data MB", "Index MB", "Sampling")
-        rules = self.query_one("#rules", DataTable)
-        rules.add_columns("Rows", "Band", "Action")
-        rules.add_row(*plain(f"≤ {WARN_ABOVE:,}", "PASS", "go on"))
-        rules.add_row(*plain(f"> {WARN_ABOVE:,} and ≤ {BLOCK_ABOVE:,}", "WARNING",
-                             "the DBA approves; sampling every 2.5 s; thresholds shown tighter"))
-        rules.add_row(*plain(f"> {BLOCK_ABOVE:,}", "BLOCK", "no DDL; reason recorded; lead and DBA notified; "
-                             "run cancelled for this table"))
+        self._draw_rules()
         self.query_one("#count-progress", ProgressBar).display = False
         self._draw()
+
+    def on_resize(self) -> None:
+        if drawable(self):
+            self._draw_rules()
+
+    def _draw_rules(self) -> None:
+        """The rules in the terminal's width: an action wraps in its cell rather than being cut."""
+        room = table_room(self.size.width or self.app.size.width, len(RULES_COLUMNS))
+        self._rules_widths = fill_wrapped(self.query_one("#rules", DataTable), RULES_COLUMNS, RULES, room,
+                                          self._rules_widths)
 
     def show_size(self, size: TableSize) -> None:
         self.table_size = size

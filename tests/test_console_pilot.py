@@ -252,3 +252,39 @@ def test_a_played_teammate_is_named_as_played_in_the_audit_trail():
     me = Identity("teammate", None, "jump", played_by="somchai")
     assert me.actor == "teammate@jump (played by somchai)"
     assert Identity("somchai", "10.0.0.5", "jump").actor == "somchai@10.0.0.5"
+
+
+async def test_the_monitoring_toast_waits_until_step_5_can_open(tmp_path):
+    """Issue 18: on the Execution step a toast said "5 shows the live dashboard" while step 5 was
+    still locked ("the ALTER has not run": the view read before the executor's event). It comes only
+    once the Monitoring step can open."""
+    from engine.adapters.store import ExecutionRun
+
+    app = make_app(tmp_path)
+    said = "The monitoring window is running"
+    async with app.run_test(size=(140, 40)) as pilot:
+        store = app.store
+        run = store.create_run(ExecutionRun(tenant_id="acme", connection_profile_id="orders-primary", schema_name="shop",
+                                            table_name="orders", index_name="idx_orders_customer_created",
+                                            columns=[["customer_id", None], ["created_at", None]]), "somchai@10.0.0.5")
+        store.claim("acme", run.id, "worker-1", 3600)
+        store.transition("acme", run.id, "running", "somchai@10.0.0.5")
+        app.refresh_view()
+        assert await until(pilot, lambda: app.view.run is not None and {"execution", "monitoring"} <= set(app.steps),
+                           10, 0.02)
+        app._exec_event("monitoring", {})
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert "monitoring" in app.frame.locked, "the ALTER has not run as far as this view knows"
+        assert not [n for n in app._notifications if said in n.message], "no toast while step 5 is locked"
+
+        now = app.clock.now()
+        store.update_run("acme", run.id, alter_started_at=now, alter_finished_at=now, index_created_by_run=True)
+        app.refresh_view()
+        assert await until(pilot, lambda: "monitoring" not in app.frame.locked, 10, 0.02)
+        await pilot.pause()
+        assert len([n for n in app._notifications if said in n.message]) == 1
+        app.refresh_view()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert len([n for n in app._notifications if said in n.message]) == 1, "said once"

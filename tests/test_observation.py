@@ -122,3 +122,47 @@ async def test_the_monitoring_screen_shows_the_observation_while_it_runs_and_its
         text = str(screen.query_one("#window-text").render())
         assert "post-success observation of 15 min: OK" in text
         assert not screen.query_one("#window").has_class("-observing")
+
+
+def test_the_kill_switch_during_the_observation_is_what_the_report_and_the_dashboard_say(tmp_path):
+    """F9 while the run observes a PASS: the run is cancelled, and the report's header and the
+    Monitoring screen's window line say so first — the PASS is labelled as the window's, never shown
+    as the run's result (issue 18: "PASS WITH WARNING" and "60.0 / 60 min — complete" with no word
+    of the cancellation)."""
+    from engine.adapters.killswitch import EmbeddedKillSwitch
+    from engine.flows.executor import Abort
+    from engine.views.dashboard import dashboard_view, load_dashboard
+
+    events: list = []
+    store, ex, run = world(tmp_path, PLAN, ScriptedSource(), events)
+
+    fired: list = []
+
+    def on_event(name, data):
+        if name == "observation_tick" and data["elapsed_s"] >= 120 and not fired:
+            fired.append(data["elapsed_s"])
+            EmbeddedKillSwitch(store).set("acme", "global", True, "nok@10.0.0.9", "drill: F9 while observing", "")
+
+    ex.on_event = on_event
+    try:
+        out = ex._monitoring_window(run)
+    except Abort as stop:
+        out = stop.outcome
+    assert (out.status, out.fail_reason) == ("cancelled", "kill_switch"), out.message
+    assert store.get_run("acme", run.id).status == "cancelled"
+    [decision] = store.decisions("acme", run.id)
+    assert decision.verdict == "PASS", "the window's verdict stays on the record"
+
+    facts = report_facts(store, PLAN, run.id)
+    assert facts.outcome == "CANCELLED"
+    assert facts.result == ("CANCELLED — run cancelled by the kill switch during the post-success observation; "
+                            "the window's verdict: PASS")
+    md = render_report(facts)
+    assert "the window's verdict: PASS" in md and "| Result | PASS |" not in md
+    assert "| Observation | post-success observation of 15 min: not finished (cancelled) |" in md, md
+
+    now = ex.clock.now()
+    view = dashboard_view(PLAN.profile(), load_dashboard(store, PLAN, run.id, now), now)
+    text = view.progress.text
+    assert "60 / 60 min — complete" in text.replace("60.0 /", "60 /"), text
+    assert "RUN CANCELLED by the kill switch during the post-success observation" in text, text

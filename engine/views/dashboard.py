@@ -35,6 +35,7 @@ from engine.views.report import (
     ReportFacts,
     announce_critical,
     announce_warning,
+    cancel_words,
     escalation_contacts,
     escalation_level,
     observations_of,
@@ -823,6 +824,9 @@ def _progress(profile: Profile, data: DashboardData, now: datetime) -> WindowPro
             for a, b in f.gaps) + " (the driving console was down: a gap in the charts)"
     if obs is not None and obs.ok is not None:
         words += f"; {obs.text}"
+    if f.status == "cancelled" and (cancelled := cancel_words(f.status, f.fail_reason, obs)) \
+            and "kill switch" not in words:  # a window the kill switch stopped says so already
+        words += " · RUN CANCELLED" + cancelled.removeprefix("run cancelled")
     text = f"Window T+15 → T+75  {shown:.1f} / {total:g} min — {words}{compressed}"
     return WindowProgress(phase, shown, total, text, speed)
 

@@ -183,6 +183,17 @@ class ObservationFacts:
         return f"{what} observation of {self.minutes:g} min: {verdict}{took}; {self.warnings} warning(s)"
 
 
+def cancel_words(status: str, fail_reason: str | None, observation: ObservationFacts | None) -> str:
+    """A cancelled run's cancellation in words, for a header beside the window's verdict ("" when
+    the run is not cancelled): who or what cancelled it, and in which phase."""
+    if status != "cancelled":
+        return ""
+    by = "by the kill switch" if fail_reason == "kill_switch" else f"({fail_reason})" if fail_reason else ""
+    # Begun and cancelled: it cannot have ended (an observation that ends completes or fails the run).
+    during = " during the post-success observation" if observation is not None else ""
+    return " ".join(w for w in ("run cancelled", by) if w) + during
+
+
 @dataclass(frozen=True)
 class LessonFacts:
     """Runbook 8.3: one row of the lessons-learned table."""
@@ -272,11 +283,16 @@ class ReportFacts:
 
     @property
     def result(self) -> str:
-        """The verdict, or what the run's status says when there is none."""
+        """The verdict, or what the run's status says when there is none. A run cancelled or failed
+        after a passing window says so first: the verdict then is the window's, not the run's."""
         if self.verdict:
-            if self.team_decision:
-                return f"{self.verdict} (team decided: {self.team_decision})"
-            return self.verdict
+            verdict = f"{self.verdict} (team decided: {self.team_decision})" if self.team_decision else self.verdict
+            if self.status == "cancelled":
+                return f"CANCELLED — {cancel_words(self.status, self.fail_reason, self.observation)}; " \
+                       f"the window's verdict: {verdict}"
+            if self.status == "failed" and self.verdict.upper() in ("PASS", "PASS WITH WARNING"):
+                return f"FAIL ({self.fail_reason or 'failed'}) — the window's verdict: {verdict}"
+            return verdict
         if self.status in ACTIVE_STATUSES:
             return "IN PROGRESS"
         base = {"completed": "COMPLETED (no verdict recorded)", "failed": "FAIL", "cancelled": "CANCELLED",
@@ -284,9 +300,19 @@ class ReportFacts:
         return f"{base} ({self.fail_reason})" if self.fail_reason else base
 
     @property
+    def observation(self) -> ObservationFacts | None:
+        """The post-success observation, once begun."""
+        return next((o for o in self.observations if o.kind == "post_success"), None)
+
+    @property
     def outcome(self) -> str:
-        """PASS | WARNING | FAIL | INCONCLUSIVE | CANCELLED | IN PROGRESS: what the emoji follow."""
+        """PASS | WARNING | FAIL | INCONCLUSIVE | CANCELLED | IN PROGRESS: what the emoji follow.
+        The run's end first: a run cancelled or failed after a passing window did not pass."""
+        if self.status == "cancelled":
+            return "CANCELLED"
         v = (self.verdict or "").upper()
+        if self.status == "failed" and v in ("PASS", "PASS WITH WARNING"):
+            return "FAIL"
         if v == "PASS":
             return "PASS"
         if v == "PASS WITH WARNING":
@@ -901,8 +927,9 @@ def render_report(facts: ReportFacts) -> str:
     ]
     if f.time_compression:
         details.append(("Clock", f"{drill_mark(f.time_compression)} (rehearsal): T+ and the times here are the drill's"))
-    for o in f.observations:  # runbook 5.4
-        details.append(("Observation", o.text))
+    for o in f.observations:  # runbook 5.4; one the run's end cut short is not "under way"
+        cut = f.finished and o.ok is None and o.kind == "post_success"
+        details.append(("Observation", o.text.replace("under way", f"not finished ({f.status})") if cut else o.text))
     out = [f"# Canary Run Report - {f.name} ({f.tenant})", "", "## Summary", "", "| Field | Value |",
            "|-------|-------|"]
     out += [f"| {k} | {_cell(v)} |" for k, v in summary]

@@ -1,0 +1,57 @@
+"""Tables that fit the terminal's width: a column too wide gives way and its cells wrap at their
+spaces, a row as tall as it needs, rather than running off the right edge (the way the Plan
+screen's scope table does it, screens/plan.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.cells import cell_len
+from textual.widgets import DataTable
+
+from screens.base import plain
+
+LEAST = 6  # below this a column is no longer read, wrapped or not
+
+
+def fit_widths(headers: Sequence[str], rows: Sequence[Sequence[str]], room: int) -> tuple[int, ...]:
+    """Each column as wide as its longest cell while they all fit in ``room`` cells; when they do
+    not, a column gives way a cell at a time — the one where the fewest cells would wrap (a long
+    finding in one row, not a "by" in every row), the widest of those — down to its longest word
+    (a word is not cut in two), and only when that is still too wide, further down to ``LEAST``."""
+    n = len(headers)
+    lengths = [[cell_len(r[i]) for r in rows] for i in range(n)]
+    widths = [max([cell_len(headers[i]), *lengths[i]]) for i in range(n)]
+    words = [max((cell_len(w) for c in [headers[i], *(r[i] for r in rows)] for w in c.split()), default=1)
+             for i in range(n)]
+    for floor in (words, [LEAST] * n):
+        while sum(widths) > room:
+            slack = [i for i in range(n) if widths[i] > floor[i]]
+            if not slack:
+                break
+            # The cells that would not fit on one line any more (or already do not).
+            cost = {i: sum(1 for length in lengths[i] if length >= widths[i]) for i in slack}
+            widths[min(slack, key=lambda i: (cost[i], -widths[i]))] -= 1
+    return tuple(widths)
+
+
+def table_room(width: int, columns: int, outside: int = 4) -> int:
+    """The cells' share of ``width`` columns: minus what lies outside the table (its margins and
+    the scroll bar: 4 on a screen's body) and a cell's padding either side."""
+    return max(columns * LEAST, width - outside - 2 * columns)
+
+
+def fill_wrapped(table: DataTable, headers: Sequence[str], rows: Sequence[Sequence[str]], room: int,
+                 drawn: tuple[int, ...] = ()) -> tuple[int, ...]:
+    """Refill ``table`` with ``rows`` in columns fitted to ``room``; the columns are re-added only
+    when their widths change. Returns the widths drawn (pass them back as ``drawn`` next time)."""
+    widths = fit_widths(headers, rows, room)
+    if widths != drawn or len(table.columns) != len(headers):
+        table.clear(columns=True)
+        for label, width in zip(headers, widths, strict=True):
+            table.add_column(label, width=width)
+    else:
+        table.clear()
+    for row in rows:
+        table.add_row(*plain(*row), height=None)
+    return widths
