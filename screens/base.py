@@ -146,7 +146,8 @@ class StepFooter(Footer):
             # the widest of its keys (never cut), a gap of one between columns.
             for rows in range(2, 5):
                 columns = -(-len(plain_keys) // rows)
-                widths = [max(sizes[j::columns]) - gap for j in range(columns)]
+                # A key's own padding when not compact: one each side of the key, one after its words.
+                widths = [max(sizes[j::columns]) - gap + (0 if narrow else 2) for j in range(columns)]
                 if sum(widths) + columns - 1 <= width - 12:
                     break
             self.styles.grid_size_columns = columns
