@@ -167,3 +167,28 @@ def test_the_plan_names_how_many_previous_days():
     for bad in (-1, 15, "3", True, 2.5):
         with pytest.raises(PlanError, match="prometheus_history_days"):
             plan_from_dict(dict(base, integrations={"prometheus_history_days": bad}))
+
+
+def test_the_executor_is_heard_between_queries_and_a_budget_bounds_them(fake_prom, tmp_path):
+    """The executor watches the kill switch and renews its claim between the queries; a slow or
+    hanging Prometheus cannot hold the run past the budget."""
+    store = Store(f"sqlite:///{tmp_path / 's.db'}")
+    source = PrometheusSource(fake_prom, history_days=2)
+    ticks: list[int] = []
+    got = record_previous_days(store, "acme", "r1", source, "lead", before_s=600, after_s=600, step_s=5, now=NOW,
+                               between=lambda: ticks.append(1))
+    assert len(ticks) == 4 and got.problems == []
+
+    class Stop(Exception):
+        pass
+
+    def kill_switch_on() -> None:
+        raise Stop("kill switch before the ALTER")
+
+    with pytest.raises(Stop):
+        record_previous_days(store, "acme", "r2", source, "lead", before_s=600, after_s=600, step_s=5, now=NOW,
+                             between=kill_switch_on)
+    none = record_previous_days(store, "acme", "r3", source, "lead", before_s=600, after_s=600, step_s=5, now=NOW,
+                                budget_s=0)
+    assert sum(none.points.values()) == 0 and all("budget" in p for p in none.problems) and len(none.problems) == 4
+    source.close()

@@ -14,6 +14,8 @@ audited with what it found and why not, and the baseline is today's alone.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +28,7 @@ from engine.domain.text import clean_text
 # which judged latency.
 HISTORY_QUERIES = {"latency_p50": "query_latency_p50_prom", "latency_p99": "query_latency_p99_prom"}
 MAX_POINTS = 10_000  # Prometheus answers at most 11,000 points a series
+BUDGET_S = 20.0  # all the previous days' queries together (each has the source's own timeout)
 
 
 @dataclass
@@ -46,10 +49,14 @@ class HistoryFetch:
 
 
 def record_previous_days(store: Any, tenant_id: str, run_id: str, source: Any, actor: str, *,
-                         before_s: float, after_s: float, step_s: float, now: datetime | None = None) -> HistoryFetch:
+                         before_s: float, after_s: float, step_s: float, now: datetime | None = None,
+                         between: Callable[[], None] | None = None, budget_s: float = BUDGET_S) -> HistoryFetch:
     """Read and store the history of each judged latency for ``source.history_days`` previous days,
     from ``before_s`` before ``now`` (real wall time) to ``after_s`` after it, every ``step_s``.
-    Audited (``baseline_history``); never raises for Prometheus's sake."""
+    ``between`` runs after every query (the executor watches the kill switch and renews its lease
+    there: a slow Prometheus must not let the run's claim lapse); the queries stop once
+    ``budget_s`` has gone by. Audited (``baseline_history``); never raises for Prometheus's sake
+    (``between`` may: a kill switch stops the run)."""
     days = int(getattr(source, "history_days", 0) or 0)
     out = HistoryFetch(days)
     if days <= 0:
@@ -61,6 +68,7 @@ def record_previous_days(store: Any, tenant_id: str, run_id: str, source: Any, a
     span = before_s + after_s
     step = max(step_s, span / MAX_POINTS, 1.0)
     points: list[tuple[datetime, str, float]] = []
+    deadline = time.monotonic() + budget_s
     for metric, name in HISTORY_QUERIES.items():
         promql = source.queries.get(name)
         out.points[metric] = 0
@@ -68,6 +76,9 @@ def record_previous_days(store: Any, tenant_id: str, run_id: str, source: Any, a
             out.problems.append(f"no query named {name}")
             continue
         for d in range(1, days + 1):
+            if time.monotonic() >= deadline:
+                out.problems.append(f"day -{d} {metric}: not asked, the {budget_s:g}-s budget for previous days ran out")
+                continue
             centre = now.timestamp() - d * 86400
             try:
                 got = source.query_range(promql, centre - before_s, centre + after_s, step)
@@ -77,6 +88,9 @@ def record_previous_days(store: Any, tenant_id: str, run_id: str, source: Any, a
             except Exception as exc:  # noqa: BLE001 - the history is a help, never a reason to stop
                 out.problems.append(clean_text(f"day -{d} {metric}: {exc.__class__.__name__}: {exc}", 300).text)
                 continue
+            finally:
+                if between is not None:
+                    between()
             usable = [(datetime.fromtimestamp(at, UTC), HISTORY + metric, v) for at, v in got if v > 0]
             points.extend(usable)
             out.points[metric] += len(usable)

@@ -139,7 +139,7 @@ class Monitor:
         after every tick (the executor watches the kill switch and renews its lease there)."""
         self.store.audit(self.tenant_id, self.actor, "baseline_sampling", self.run_id,
                          {"seconds": seconds, "interval": self.interval})
-        self.history = self.previous_days(seconds)
+        self.history = self.previous_days(seconds, on_tick)
         warm_up(self.sources)
         end = self.clock.monotonic() + seconds
         while self.clock.monotonic() < end:
@@ -149,9 +149,10 @@ class Monitor:
                 on_tick()
             self._sleep_until(started + self.interval)
 
-    def previous_days(self, seconds: float) -> Any:
+    def previous_days(self, seconds: float, between: Callable[[], None] | None = None) -> Any:
         """The same hours of previous days from Prometheus, where the plan configures it
-        (engine/flows/history.py): read once per run, before the baseline's clock starts."""
+        (engine/flows/history.py): read once per run, before the baseline's clock starts;
+        ``between`` runs after each query (the executor's kill-switch watch and lease)."""
         from engine.flows.history import record_previous_days
 
         for source in self.sources:
@@ -159,7 +160,7 @@ class Monitor:
                 return record_previous_days(
                     self.store, self.tenant_id, self.run_id, source, self.actor,
                     before_s=max(seconds, 3600.0), after_s=(self.profile.window_minutes + 30) * 60,
-                    step_s=self.interval)
+                    step_s=self.interval, between=between)
         return None
 
     def baselines(self, before: datetime) -> dict[str, list[float]]:
