@@ -139,8 +139,10 @@ def test_warnings_escalation_checkpoints_verdict_observation_and_completion_are_
     assert out.status == "completed", out.message
     heads = [t.splitlines()[0] for t in texts]
     kinds = [h.split("]")[0].split("[")[1] for h in heads]
-    assert kinds[:2] == ["CHECKPOINT T+15", "WARNING"], heads
-    assert "ESCALATION L1" in kinds and kinds.index("ESCALATION L1") == 2
+    # Posts go out in order from one thread; a post retried on a loaded machine may land after the
+    # next checkpoint's, so the order asked for is the events' own.
+    assert kinds[0] == "CHECKPOINT T+15" and "WARNING" in kinds, heads
+    assert "ESCALATION L1" in kinds and kinds.index("WARNING") < kinds.index("ESCALATION L1")
     assert [k for k in kinds if k.startswith("CHECKPOINT")] == [f"CHECKPOINT T+{m}" for m in (15, 30, 45, 60, 75)]
     assert kinds[-4:] == ["VERDICT", "OBSERVATION", "OBSERVATION OK", "CANARY COMPLETE"], heads
 
