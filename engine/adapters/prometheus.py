@@ -48,10 +48,11 @@ class PrometheusSource:
         self.client = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout, transport=transport)
         self.round_trips = 0
 
-    def query(self, promql: str) -> list[dict[str, Any]]:
+    def _get(self, path: str, params: dict[str, str], what: str) -> dict[str, Any]:
+        """One API call: its ``data``, or PrometheusError saying why (unreachable, not JSON, refused)."""
         self.round_trips += 1
         try:
-            resp = self.client.get("/api/v1/query", params={"query": promql})
+            resp = self.client.get(path, params=params)
         except httpx.HTTPError as exc:
             raise PrometheusError(f"Prometheus unreachable: {exc.__class__.__name__}: {exc}") from None
         try:
@@ -59,8 +60,11 @@ class PrometheusSource:
         except ValueError:
             raise PrometheusError(f"Prometheus answered HTTP {resp.status_code} without JSON") from None
         if resp.status_code != 200 or body.get("status") != "success":
-            raise PrometheusError(f"Prometheus refused the query ({resp.status_code}): {body.get('error', '?')}")
-        data = body.get("data") or {}
+            raise PrometheusError(f"Prometheus refused the {what} ({resp.status_code}): {body.get('error', '?')}")
+        return body.get("data") or {}
+
+    def query(self, promql: str) -> list[dict[str, Any]]:
+        data = self._get("/api/v1/query", {"query": promql}, "query")
         if data.get("resultType") == "scalar":
             return [{"metric": {}, "value": data["result"]}]
         return list(data.get("result") or [])
@@ -68,20 +72,10 @@ class PrometheusSource:
     def query_range(self, promql: str, start: float, end: float, step_s: float) -> list[tuple[float, float]]:
         """``/api/v1/query_range`` from ``start`` to ``end`` (Unix seconds) every ``step_s``: the
         (time, value) points, the mean over the series where several answer; non-numbers dropped."""
-        self.round_trips += 1
-        try:
-            resp = self.client.get("/api/v1/query_range", params={"query": promql, "start": f"{start:.3f}",
-                                                                  "end": f"{end:.3f}", "step": f"{step_s:g}s"})
-        except httpx.HTTPError as exc:
-            raise PrometheusError(f"Prometheus unreachable: {exc.__class__.__name__}: {exc}") from None
-        try:
-            body = resp.json()
-        except ValueError:
-            raise PrometheusError(f"Prometheus answered HTTP {resp.status_code} without JSON") from None
-        if resp.status_code != 200 or body.get("status") != "success":
-            raise PrometheusError(f"Prometheus refused the range query ({resp.status_code}): {body.get('error', '?')}")
+        data = self._get("/api/v1/query_range", {"query": promql, "start": f"{start:.3f}", "end": f"{end:.3f}",
+                                                 "step": f"{step_s:g}s"}, "range query")
         sums: dict[float, list[float]] = {}
-        for series in (body.get("data") or {}).get("result") or []:
+        for series in data.get("result") or []:
             for point in series.get("values") or []:
                 try:
                     at, value = float(point[0]), float(point[1])
