@@ -86,7 +86,7 @@ def band_value(rule: MetricRule | None, band: Band | None) -> str:
     """A band's value as the announcements show it: a change with the value and its baseline."""
     if band is None or band.value is None:
         return UNKNOWN
-    from engine.views.dashboard import fmt, value_unit
+    from engine.views.dashboard_tiles import fmt, value_unit
 
     unit = value_unit(rule) if rule is not None else ""
     if rule is not None and rule.mode == "change_pct" and band.measure is not None:
@@ -289,7 +289,7 @@ class Notifier:
 
     def _decision_metrics(self, metrics: Mapping[str, Any]) -> dict[str, str]:
         """label → value, as the dashboard writes it, for the metrics recorded at decision time."""
-        from engine.views.dashboard import fmt, value_unit
+        from engine.views.dashboard_tiles import fmt, value_unit
 
         shown: dict[str, str] = {}
         for key, value in metrics.items():
