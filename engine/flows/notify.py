@@ -25,10 +25,7 @@ from typing import Any
 
 from engine.adapters.webhook import WebhookResult, post_webhook, redact_webhook
 from engine.domain.thresholds import Band, MetricRule, Profile
-from engine.views.report import (
-    ESCALATION_MATRIX,
-    RULE,
-    UNKNOWN,
+from engine.views.announcements import (
     announce_completion,
     announce_critical,
     announce_rollback_complete,
@@ -36,10 +33,10 @@ from engine.views.report import (
     announce_rollback_initiated,
     announce_start,
     announce_warning,
-    escalation_contacts,
-    report_facts,
 )
-from engine.views.report import ReportFacts as Facts
+from engine.views.report_facts import report_facts
+from engine.views.report_model import ESCALATION_MATRIX, RULE, UNKNOWN, escalation_contacts
+from engine.views.report_model import ReportFacts as Facts
 
 ATTEMPTS = 3  # one post and two retries
 FIRST_WAIT_S = 1.0  # then 2 s, 4 s … (exponential), at most MAX_WAIT_S
@@ -50,7 +47,7 @@ FLUSH_S = 15.0  # at the run's end, how long the driver waits for the last posts
 LEVEL_OF_EVENT = {"warning": "L1", "concurrent_escalate": "L2", "auto_pause": "L2", "alert": "L3",
                   "stop": "L3", "escalated": "L3"}
 SUMMARY_METRICS = ("latency_p50", "latency_p99", "replication_lag", "lock_wait", "error_rate")
-# R1's template names these three by its own labels (engine/views/report.py ``_at_decision``): the
+# R1's template names these three by its own labels (engine/views/announcements.py ``_at_decision``): the
 # values recorded at decision time take their place rather than adding a second line.
 DECISION_LABELS = {"latency_p50": "Latency P50", "latency_p99": "Latency P99", "error_rate": "Error rate"}
 

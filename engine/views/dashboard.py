@@ -50,7 +50,8 @@ from engine.views.dashboard_window import (
     advance,
 )
 from engine.views.decision_view import DecisionView, MatrixRow, decision_view
-from engine.views.report import ESCALATION_MATRIX, PersonFacts, observations_of
+from engine.views.report_facts import observations_of
+from engine.views.report_model import ESCALATION_MATRIX, PersonFacts
 
 if TYPE_CHECKING:  # the store (SQLAlchemy) loads lazily: a screen can import this module cheaply
     from engine.adapters.store import Store

@@ -16,7 +16,7 @@ from engine.domain.decision import Band
 from engine.domain.stops import stop_words
 from engine.domain.thresholds import MetricRule, Profile, evaluate_band
 from engine.views.dashboard_window import DashboardData
-from engine.views.report import cancel_words
+from engine.views.report_model import cancel_words
 
 # What the values of a change metric are measured in (a rule's unit is that of its *measure*, %).
 VALUE_UNITS = {"latency_p50": "ms", "latency_p99": "ms", "request_latency_p50": "ms",

@@ -19,6 +19,7 @@ from typing import Any
 from engine.domain.clock import wall
 from engine.domain.decision import WindowState, checkpoint_offsets_s
 from engine.domain.thresholds import MetricRule, Profile, tightened_note
+from engine.views.announcements import announce_critical, announce_warning
 from engine.views.dashboard_charts import CHART_METRICS, ChartSeries, _chart
 from engine.views.dashboard_tiles import (
     SHORT_NAMES,
@@ -33,13 +34,7 @@ from engine.views.dashboard_tiles import (
     value_unit,
 )
 from engine.views.dashboard_window import DashboardData
-from engine.views.report import (
-    ReportFacts,
-    announce_critical,
-    announce_warning,
-    escalation_contacts,
-    escalation_level,
-)
+from engine.views.report_model import ReportFacts, escalation_contacts, escalation_level
 
 PASS_CRITERIA = ("latency_p50", "latency_p99", "replication_lag", "error_rate", "lock_wait")
 EVENT_KINDS = ("warning", "alert", "escalated", "concurrent_escalate", "auto_pause", "resumed", "stop",
@@ -325,7 +320,7 @@ def _event_line(profile: Profile, e: Any) -> str:
 
 def _announcements(profile: Profile, data: DashboardData, tiles: Sequence[Tile],
                    facts: ReportFacts) -> tuple[AnnouncementText, ...]:
-    """Runbook 7.4's templates (engine.views.report) with the metrics in their zone now: one critical
+    """Runbook 7.4's templates (engine.views.announcements) with the metrics in their zone now: one critical
     alert listing every metric at or past its critical threshold, one warning listing those in
     their warning zone."""
     out: list[AnnouncementText] = []

@@ -19,7 +19,7 @@ from typing import Any
 from engine.domain.decision import Points, WindowEvaluator, WindowState
 from engine.domain.roles import ROLES, needed
 from engine.domain.thresholds import Profile
-from engine.views.report import ObservationFacts, PersonFacts, ReportFacts
+from engine.views.report_model import ObservationFacts, PersonFacts, ReportFacts
 
 CHART_BUCKETS = 120  # time buckets per chart; each keeps its min and max: ≤ 240 points a series
 PAUSE_APPROVERS_DEFAULT = tuple(r for r in ROLES if r in needed("auto_pause_approval"))
