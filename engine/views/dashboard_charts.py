@@ -55,7 +55,6 @@ class ChartSeries:
         return (self.key, self.revision, self.lines, self.markers, self.x_range, self.y_range, self.level, self.note)
 
 
-
 def _chart(profile: Profile, data: DashboardData, key: str) -> ChartSeries:
     rule = profile.rule(key)
     unit = value_unit(rule)

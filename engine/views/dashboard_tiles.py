@@ -54,7 +54,6 @@ class Tile:
     short: str = ""  # the one fact that matters most now, in a few words (zone, outage, too few intervals)
 
 
-
 def _baseline_words(profile: Profile, data: DashboardData) -> dict[str, Any]:
     """The latency baseline in one line (docs/verdict.md): how many minutes it spans (from the run's
     creation on, where a console sampled the prechecks), its n and — once the window judges it —
