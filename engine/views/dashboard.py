@@ -160,7 +160,6 @@ def _parse_at(raw: Any) -> datetime | None:
         return None
 
 
-
 __all__ = [
     "AnnouncementText", "ChartLine", "ChartMarker", "ChartSeries", "CheckItem", "CheckpointRow", "Concurrent",
     "DashboardData", "DashboardView", "DecisionView", "EscalationView", "MatrixRow", "PauseView", "RunFacts",
