@@ -11,7 +11,7 @@ from collections.abc import Callable
 from engine.adapters import sql
 from engine.adapters.killswitch import KillSwitchReading
 from engine.adapters.store import ExecutionRun
-from engine.adapters.store.store import StoreLocked
+from engine.adapters.store.backend import StoreLocked
 from engine.domain.runstate import ACTIVE
 from engine.domain.verification import DigestStats
 from engine.flows.executor_base import Abort, ExecutorBase, Outcome, reading_details
