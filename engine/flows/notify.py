@@ -26,6 +26,7 @@ from typing import Any
 from engine.adapters.webhook import WebhookResult, post_webhook, redact_webhook
 from engine.domain.thresholds import Band, MetricRule, Profile
 from engine.views.announcements import (
+    DECISION_LABELS,
     announce_completion,
     announce_critical,
     announce_rollback_complete,
@@ -47,9 +48,6 @@ FLUSH_S = 15.0  # at the run's end, how long the driver waits for the last posts
 LEVEL_OF_EVENT = {"warning": "L1", "concurrent_escalate": "L2", "auto_pause": "L2", "alert": "L3",
                   "stop": "L3", "escalated": "L3"}
 SUMMARY_METRICS = ("latency_p50", "latency_p99", "replication_lag", "lock_wait", "error_rate")
-# R1's template names these three by its own labels (engine/views/announcements.py ``_at_decision``): the
-# values recorded at decision time take their place rather than adding a second line.
-DECISION_LABELS = {"latency_p50": "Latency P50", "latency_p99": "Latency P99", "error_rate": "Error rate"}
 
 
 # --- one post, retried ---------------------------------------------------------------------------
@@ -285,7 +283,9 @@ class Notifier:
             self.push("rollback_complete", announce_rollback_complete)
 
     def _decision_metrics(self, metrics: Mapping[str, Any]) -> dict[str, str]:
-        """label → value, as the dashboard writes it, for the metrics recorded at decision time."""
+        """label → value, as the dashboard writes it, for the metrics recorded at decision time. R1's
+        template names three of them by its own labels (DECISION_LABELS): these values take their
+        place rather than adding a second line."""
         from engine.views.dashboard_tiles import fmt, value_unit
 
         shown: dict[str, str] = {}

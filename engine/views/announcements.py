@@ -102,9 +102,14 @@ def announce_completion(facts: ReportFacts, report_link: str | None = None) -> s
     ])
 
 
+# R1's "Metrics at decision time", by the template's own labels (engine/flows/notify.py puts the
+# values recorded at decision time in their place).
+DECISION_LABELS = {"latency_p50": "Latency P50", "latency_p99": "Latency P99", "error_rate": "Error rate"}
+
+
 def _at_decision(f: ReportFacts) -> dict[str, str]:
     out = {}
-    for key, label in (("latency_p50", "Latency P50"), ("latency_p99", "Latency P99"), ("error_rate", "Error rate")):
+    for key, label in DECISION_LABELS.items():
         m = f.metric(key)
         if m is None or m.after is None:
             out[label] = UNKNOWN

@@ -15,7 +15,7 @@ from engine.domain.clock import drill_mark, t_in_window
 from engine.domain.decision import Band
 from engine.domain.stops import stop_words
 from engine.domain.thresholds import MetricRule, Profile, evaluate_band
-from engine.views.dashboard_window import DashboardData
+from engine.views.dashboard_window import DashboardData, baseline_rows
 from engine.views.report_model import cancel_words
 
 # What the values of a change metric are measured in (a rule's unit is that of its *measure*, %).
@@ -61,8 +61,7 @@ def _baseline_words(profile: Profile, data: DashboardData) -> dict[str, Any]:
     key = "latency_p50"
     if key not in data.configured or data.facts.alter_started_at is None:
         return {}
-    times = [r.sampled_at for r in data.pre_rows
-             if r.metric == key and r.value is not None and r.sampled_at < data.facts.alter_started_at]
+    times = [r.sampled_at for r in baseline_rows(data.pre_rows, data.facts.alter_started_at) if r.metric == key]
     n = len(times)
     span = (times[-1] - times[0]).total_seconds() / 60 if n > 1 else 0.0
     judge = data.window.ev.judges.get(key) if data.window is not None else None

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from engine.domain.clock import wall
-from engine.domain.decision import WindowState, checkpoint_offsets_s
+from engine.domain.decision import PASS_CRITERIA, WindowState, checkpoint_offsets_s
 from engine.domain.thresholds import MetricRule, Profile, tightened_note
 from engine.views.announcements import announce_critical, announce_warning
 from engine.views.dashboard_charts import CHART_METRICS, ChartSeries, _chart
@@ -36,7 +36,6 @@ from engine.views.dashboard_tiles import (
 from engine.views.dashboard_window import DashboardData
 from engine.views.report_model import ReportFacts, escalation_contacts, escalation_level
 
-PASS_CRITERIA = ("latency_p50", "latency_p99", "replication_lag", "error_rate", "lock_wait")
 EVENT_KINDS = ("warning", "alert", "escalated", "concurrent_escalate", "auto_pause", "resumed", "stop",
                "stale", "extension_unconfirmed")
 

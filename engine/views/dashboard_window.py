@@ -365,13 +365,17 @@ def advance(previous: DashboardData | None, profile: Profile, facts: RunFacts, r
         backlog=left)
 
 
+def baseline_rows(rows: Sequence[SampleRow], alter_started_at: datetime | None) -> list[SampleRow]:
+    """The baseline's samples: those with a value taken before the ALTER (none before it started)."""
+    if alter_started_at is None:
+        return []
+    return [r for r in rows if r.sampled_at < alter_started_at and r.value is not None]
+
+
 def _baselines(rows: Sequence[SampleRow], alter_started_at: datetime | None) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {}
-    if alter_started_at is None:
-        return out
-    for r in rows:
-        if r.sampled_at < alter_started_at and r.value is not None:
-            out.setdefault(r.metric, []).append(r.value)
+    for r in baseline_rows(rows, alter_started_at):
+        out.setdefault(r.metric, []).append(r.value)  # type: ignore[arg-type]
     return out
 
 
@@ -379,11 +383,8 @@ def _baseline_times(rows: Sequence[SampleRow], alter_started_at: datetime | None
                     window_start: datetime) -> dict[str, list[float]]:
     """The times of ``_baselines``' values, seconds relative to the window's start."""
     out: dict[str, list[float]] = {}
-    if alter_started_at is None:
-        return out
-    for r in rows:
-        if r.sampled_at < alter_started_at and r.value is not None:
-            out.setdefault(r.metric, []).append((r.sampled_at - window_start).total_seconds())
+    for r in baseline_rows(rows, alter_started_at):
+        out.setdefault(r.metric, []).append((r.sampled_at - window_start).total_seconds())
     return out
 
 

@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from engine.domain.rollback_rules import ROLLBACK_METRICS
 from engine.domain.stops import ended_without_verdict, stop_words
 from engine.views.dashboard_tiles import t_label, value_unit
 from engine.views.dashboard_window import DashboardData
 
-ROLLBACK_METRICS = ("latency_p50", "latency_p99", "error_rate", "lock_wait", "replication_lag")
 TEAM_DECIDERS = ("canary_lead",)  # engine.flows.monitor.record_team_decision: the canary lead records it
 
 
@@ -57,8 +57,6 @@ class DecisionView:
 
 
 VERDICT_LEVEL = {"PASS": "pass", "PASS WITH WARNING": "warning", "FAIL": "fail", "INCONCLUSIVE": "inconclusive"}
-TRIGGER_FOR = (("p50", "latency"), ("p99", "latency"), ("lock wait", "lock_wait"),
-               ("replication lag", "replication_lag"), ("error rate", "error_rate"))
 
 
 def decision_view(data: DashboardData) -> DecisionView:

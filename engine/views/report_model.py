@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from engine.domain.clock import wall, zone_label
+from engine.domain.clock import wall
 from engine.domain.roles import TITLES
 
 UNKNOWN = "—"
@@ -411,9 +411,6 @@ def escalation_contacts(esc: Escalation, facts: ReportFacts) -> str:
 
 
 # --- formatting -----------------------------------------------------------------------------------
-
-
-_offset_label = zone_label  # engine.domain.clock: one way to say a time zone
 
 
 def fmt_when(dt: datetime | None, offset: timedelta = timedelta(0)) -> str:
