@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import configparser
 import re
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -50,28 +51,27 @@ def _table(value: Any, where: str, problems: list[str]) -> dict[str, Any]:
     return {}
 
 
-def _slug(data: dict[str, Any], key: str, where: str, problems: list[str], required: bool) -> str | None:
-    value = data.get(key)
+def _checked(value: Any, where: str, problems: list[str], check: Callable[[Any, str], str],
+             required: bool = True) -> str | None:
+    """``value`` through an identifier check (engine/domain/identifiers.py); a missing or refused
+    value is one problem (a missing optional one none) and None."""
     if value is None:
         if required:
             problems.append(f"'{where}' is missing")
         return None
     try:
-        return check_slug(value, f"'{where}'")
+        return check(value, f"'{where}'")
     except IdentifierError as exc:
         problems.append(str(exc))
         return None
+
+
+def _slug(data: dict[str, Any], key: str, where: str, problems: list[str], required: bool) -> str | None:
+    return _checked(data.get(key), where, problems, check_slug, required)
 
 
 def _ident(value: Any, where: str, problems: list[str]) -> str | None:
-    if value is None:
-        problems.append(f"'{where}' is missing")
-        return None
-    try:
-        return check_identifier(value, f"'{where}'")
-    except IdentifierError as exc:
-        problems.append(str(exc))
-        return None
+    return _checked(value, where, problems, check_identifier)
 
 
 def _env_name(tbl: dict[str, Any], key: str, where: str, problems: list[str]) -> str | None:
