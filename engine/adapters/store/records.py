@@ -77,13 +77,9 @@ class RunRecords(AuditTrail):
     # --- rollback -------------------------------------------------------------------------
 
     def save_rollback_point(self, point: RollbackPoint, actor: str) -> RollbackPoint:
-        with self.session() as s:
-            s.add(point)
-            self._commit_audited(s, self._audit_row(
-                point.tenant_id, actor, "rollback_point_captured", point.execution_run_id,
-                {"indexes": [i.get("name") for i in point.indexes or []],
-                 "ladder": [r.get("rung") for r in point.ladder or []]}))
-        return point
+        return self._add_audited(point, actor, "rollback_point_captured",
+                                 {"indexes": [i.get("name") for i in point.indexes or []],
+                                  "ladder": [r.get("rung") for r in point.ladder or []]})
 
     def rollback_point(self, tenant_id: str, run_id: str) -> RollbackPoint | None:
         with self.session() as s:
@@ -106,20 +102,13 @@ class RunRecords(AuditTrail):
              "attempts": len(record.attempts or []), "sql": record.rollback_sql})
 
     def rollback_records(self, tenant_id: str, run_id: str) -> list[RollbackRecord]:
-        with self.session() as s:
-            return list(s.exec(select(RollbackRecord).where(
-                RollbackRecord.tenant_id == tenant_id, RollbackRecord.execution_run_id == run_id
-            ).order_by(RollbackRecord.created_at)).all())
+        return self._of_run(RollbackRecord, tenant_id, run_id, RollbackRecord.created_at)
 
     # --- prechecks and approvals ----------------------------------------------------------
 
     def save_precheck(self, result: PrecheckResult) -> PrecheckResult:
-        with self.session() as s:
-            s.add(result)
-            self._commit_audited(s, self._audit_row(
-                result.tenant_id, result.recorded_by or result.source, "precheck_recorded",
-                result.execution_run_id, {"check": result.check_id, "status": result.status}))
-        return result
+        return self._add_audited(result, result.recorded_by or result.source, "precheck_recorded",
+                                 {"check": result.check_id, "status": result.status})
 
     def latest_prechecks(self, tenant_id: str, prefix: str = "") -> dict[str, PrecheckResult]:
         with self.session() as s:
@@ -129,57 +118,47 @@ class RunRecords(AuditTrail):
 
     def run_prechecks(self, tenant_id: str, run_id: str) -> dict[str, PrecheckResult]:
         """The latest result of each check recorded for one run (re-runs replace earlier ones)."""
-        with self.session() as s:
-            rows = s.exec(select(PrecheckResult).where(PrecheckResult.tenant_id == tenant_id,
-                                                       PrecheckResult.execution_run_id == run_id)
-                          .order_by(PrecheckResult.recorded_at)).all()
+        rows = self._of_run(PrecheckResult, tenant_id, run_id, PrecheckResult.recorded_at)
         return {r.check_id: r for r in rows}
 
     def run_approvals(self, tenant_id: str, run_id: str) -> list[Approval]:
         """Every sign-off, presence, gate and rollback approval of one run, oldest first."""
-        with self.session() as s:
-            return list(s.exec(select(Approval).where(
-                Approval.tenant_id == tenant_id, Approval.execution_run_id == run_id
-            ).order_by(Approval.created_at)).all())
+        return self._of_run(Approval, tenant_id, run_id, Approval.created_at)
 
     def add_approval(self, approval: Approval) -> Approval:
-        with self.session() as s:
-            s.add(approval)
-            self._commit_audited(s, self._audit_row(
-                approval.tenant_id, approval.actor, f"{approval.kind}_{approval.decision}",
-                approval.execution_run_id, {"role": approval.role, "note": approval.note}))
-        return approval
+        return self._add_audited(approval, approval.actor, f"{approval.kind}_{approval.decision}",
+                                 {"role": approval.role, "note": approval.note})
 
     def approvals(self, tenant_id: str, run_id: str | None, kind: str) -> list[Approval]:
-        with self.session() as s:
-            return list(s.exec(select(Approval).where(
-                Approval.tenant_id == tenant_id, Approval.execution_run_id == run_id, Approval.kind == kind
-            ).order_by(Approval.created_at)).all())
+        return self._of_run(Approval, tenant_id, run_id, Approval.created_at, Approval.kind == kind)
 
     def save_checkpoint(self, checkpoint: Checkpoint) -> Checkpoint:
-        with self.session() as s:
-            s.add(checkpoint)
-            self._commit_audited(s, self._audit_row(
-                checkpoint.tenant_id, checkpoint.recorded_by, "checkpoint_recorded", checkpoint.execution_run_id,
-                {"label": checkpoint.label, "metrics_ok": checkpoint.metrics_ok, "notes": checkpoint.notes}))
-        return checkpoint
+        return self._add_audited(checkpoint, checkpoint.recorded_by, "checkpoint_recorded",
+                                 {"label": checkpoint.label, "metrics_ok": checkpoint.metrics_ok,
+                                  "notes": checkpoint.notes})
 
     def checkpoints(self, tenant_id: str, run_id: str) -> list[Checkpoint]:
-        with self.session() as s:
-            return list(s.exec(select(Checkpoint).where(
-                Checkpoint.tenant_id == tenant_id, Checkpoint.execution_run_id == run_id
-            ).order_by(Checkpoint.recorded_at)).all())
+        return self._of_run(Checkpoint, tenant_id, run_id, Checkpoint.recorded_at)
 
     def save_decision(self, decision: Decision) -> Decision:
         decision.created_at = self.now()  # the store's clock, as its audit entry (a drill's is compressed)
-        with self.session() as s:
-            s.add(decision)
-            self._commit_audited(s, self._audit_row(decision.tenant_id, decision.decided_by, "verdict",
-                                                    decision.execution_run_id, {"verdict": decision.verdict}))
-        return decision
+        return self._add_audited(decision, decision.decided_by, "verdict", {"verdict": decision.verdict})
 
     def decisions(self, tenant_id: str, run_id: str) -> list[Decision]:
+        return self._of_run(Decision, tenant_id, run_id, Decision.created_at)
+
+    # --- the two shapes every row here is written and read in ------------------------------
+
+    def _add_audited(self, row: Any, actor: str, action: str, details: dict[str, Any]) -> Any:
+        """Insert ``row`` with its audit entry, in one transaction."""
         with self.session() as s:
-            return list(s.exec(select(Decision).where(
-                Decision.tenant_id == tenant_id, Decision.execution_run_id == run_id
-            ).order_by(Decision.created_at)).all())
+            s.add(row)
+            self._commit_audited(s, self._audit_row(row.tenant_id, actor, action, row.execution_run_id, details))
+        return row
+
+    def _of_run(self, model: Any, tenant_id: str, run_id: str | None, order: Any, *where: Any) -> list[Any]:
+        """One run's rows of ``model`` (and ``where``), in ``order``: filtered on the tenant, as every read is."""
+        with self.session() as s:
+            return list(s.exec(select(model).where(
+                model.tenant_id == tenant_id, model.execution_run_id == run_id, *where
+            ).order_by(order)).all())
