@@ -158,7 +158,7 @@ def _kill_plan(path: str | None) -> tuple[Any, str | None]:
     import tomllib
     from types import SimpleNamespace
 
-    from engine.domain.plan import _env_name, _slug, _store_url, _url
+    from engine.domain.plan_fields import _env_name, _slug, _store_url, _url
 
     if not path:
         return None, None

@@ -151,7 +151,8 @@ class EmbeddedKillSwitch:
         try:
             rows = self.store.kill_switch_rows(tenant_id, connection_id)
         except Exception as exc:  # noqa: BLE001 - any failure to read means "active"
-            from engine.adapters.store.store import StoreError  # loaded already: the store is open
+            # Loaded already: the store is open.
+            from engine.adapters.store.backend import StoreError
 
             said = (str(exc).splitlines() or [""])[0]
             # A StoreError is written for the reader (the cause and the way out): said whole.

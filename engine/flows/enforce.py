@@ -26,11 +26,8 @@ from engine.adapters.store import ClaimConflict, ConnectionProfileRow, Execution
 from engine.adapters.target import Target, TargetError
 from engine.domain.clock import Clock, SystemClock
 from engine.domain.plan import ConnectionProfile
-from engine.flows.executor import (
-    reading_details,
-    record_cancel_after_alter,
-    record_cancel_during_alter,
-)
+from engine.flows.executor_alter import record_cancel_after_alter, record_cancel_during_alter
+from engine.flows.executor_base import reading_details
 
 KILL_CONFIRM_S = 10.0  # how long a killed ALTER may take to leave the processlist (a rollback of the build)
 KILLED = "killed"  # the ALTER ended and the index is absent: the kill stopped it

@@ -8,41 +8,38 @@ kill-switch check after → cool-down → verification → completed | failed | 
 Every transition goes through ``Store.transition``, which writes its audit entry with the actor.
 The executor never drops an index in canary mode: there it records "would roll back" and leaves
 the DROP to the manual flow.
+
+The steps are mixed in by role: the ALTER, watched and cancelled (engine/flows/executor_alter.py),
+after the ALTER — the window, the verdict, the observation (engine/flows/executor_window.py) —
+and the lease, the take-over and crash recovery (engine/flows/executor_lease.py); what they share
+is engine/flows/executor_base.py. Here: the run created, claimed and driven step by step up to the
+ALTER. Callers import ``Executor``, ``Outcome``, ``Abort`` and the cancellation records from here.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
-from contextlib import nullcontext
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from engine.adapters import digests, sql
-from engine.adapters.killswitch import AlterWatch, KillSwitchBackend, KillSwitchReading, watching
-from engine.adapters.store import ClaimConflict, ExecutionRun, RollbackPoint, RollbackRecord, Store
-from engine.adapters.store.store import StoreLocked
-from engine.adapters.target import Target, TargetError, TargetSession
+from engine.adapters.killswitch import KillSwitchBackend, KillSwitchReading
+from engine.adapters.store import ClaimConflict, ExecutionRun, RollbackPoint, Store
+from engine.adapters.target import Target, TargetError
 from engine.domain.clock import Clock, SystemClock
 from engine.domain.identifiers import IdentifierError, check_identifier
 from engine.domain.jsonable import jsonable
 from engine.domain.plan import Plan
-from engine.domain.runstate import ACTIVE
-from engine.domain.verification import DigestStats, VerificationResult, verify, window
-from engine.flows.rollback import IndexRollback
-
-PROBE_S = 0.01  # while an ALTER runs: how often the store's commit probe is looked at (docs/kill-switch.md)
-KILLED_ALTER_GRACE_S = 15.0  # an ALTER killed from outside: how long its kill switch may take to land
-
-
-@dataclass
-class Outcome:
-    run_id: str
-    status: str
-    fail_reason: str | None = None
-    message: str = ""
-    verification: VerificationResult | None = None
-    details: dict[str, Any] = field(default_factory=dict)
+from engine.domain.verification import DigestStats, window
+from engine.flows.executor_alter import (
+    CANCEL_AFTER,
+    CANCEL_DURING,
+    AlterSteps,
+    record_cancel_after_alter,
+    record_cancel_during_alter,
+)
+from engine.flows.executor_base import Abort, Outcome, reading_details
+from engine.flows.executor_lease import LeaseSteps
+from engine.flows.executor_window import AfterAlterSteps
 
 
 class Observer(Protocol):
@@ -77,14 +74,6 @@ class DigestObserver:
         return self._window(run, self.after_seconds, wait)
 
 
-class Abort(Exception):
-    """Ends the flow early with an outcome already recorded."""
-
-    def __init__(self, outcome: Outcome):
-        super().__init__(outcome.message)
-        self.outcome = outcome
-
-
 def columns_of(plan: Plan) -> list[list[Any]]:
     return [[c.name, c.prefix] for c in plan.change.columns]
 
@@ -105,7 +94,7 @@ def scope_problems(plan: Plan, now: Any) -> list[str]:
     return problems
 
 
-class Executor:
+class Executor(AlterSteps, AfterAlterSteps, LeaseSteps):
     def __init__(self, plan: Plan, store: Store, kill_switch: KillSwitchBackend, target: Target,
                  actor: str, worker: str, clock: Clock | None = None, observer: Observer | None = None,
                  on_event: Callable[[str, dict[str, Any]], None] | None = None, monitor: Any = None):
@@ -164,23 +153,6 @@ class Executor:
 
         self.notifier = Notifier(self.store, self.plan, run_id, self.actor,
                                  profile=self.monitor.profile if self.monitor is not None else None, on_result=told)
-
-    def take_over(self, run_id: str) -> Outcome:
-        """Drive a run whose driver may be gone (a console killed mid-run): wait — reading the
-        store, not claiming — until its lease has run out or the run has ended, then claim it and
-        recover (``_recover`` inspects the target before doing anything). A live driver renews
-        its lease, so this waits for as long as that driver lives."""
-        while True:
-            run = self._get(run_id)
-            if run.status not in ACTIVE:
-                return Outcome(run.id, run.status, run.fail_reason, f"run {run.id[:8]} already ended: {run.status}")
-            now = self.clock.now()
-            expires = run.lease_expires_at
-            if run.claimed_by in (None, self.worker) or expires is None or expires < now:
-                return self.execute(run_id)
-            left = (expires - now).total_seconds()
-            self._event("lease_wait", holder=run.claimed_by, left_s=round(left, 1))
-            self.clock.sleep(min(left + 0.05, max(self.opts.kill_poll_seconds, 1.0)))
 
     def _execute(self, run_id: str) -> Outcome:
         run = self._get(run_id)
@@ -315,565 +287,9 @@ class Executor:
             self._audit(run, "kill_switch_checked", reading_details(reading, "before"))
             self._fail(run, "kill_switch", f"kill switch {reading.describe()} before the ALTER: aborted")
 
-    def _alter(self, run: ExecutionRun) -> ExecutionRun:
-        statement = sql.add_index(run.schema_name, run.table_name, run.index_name,
-                                  [(c[0], c[1]) for c in run.columns or []], run.id)
-        killer: TargetSession | None = None
-        try:
-            # Opened before the ALTER starts, so a kill needs no connect time.
-            killer = self.target.session("kill-switch")
-            alter = self.target.session("alter", read_timeout=None)
-            alter.execute(sql.SET_LOCK_WAIT_TIMEOUT, (self.opts.lock_wait_timeout,))
-        except TargetError as exc:
-            if killer is not None:
-                killer.close()
-            self._fail(run, "execution_error", f"cannot open the ALTER's connections: {exc}")
-        assert killer is not None
-        run = self.store.update_run(self.tenant, run.id, alter_sql=statement, alter_thread_id=alter.thread_id,
-                                    alter_started_at=self.clock.now())
-        self._audit(run, "alter_started", {"sql": statement, "thread_id": alter.thread_id,
-                                           "lock_wait_timeout": self.opts.lock_wait_timeout})
-        self._event("alter_started", thread_id=alter.thread_id, sql=statement)
-        result: dict[str, Any] = {}
-        with watching(run.id) as watch:  # a switch set in this process wakes the watch at once
-            def work() -> None:
-                try:
-                    alter.execute(statement)
-                    result["ok"] = True
-                except TargetError as exc:
-                    result["error"] = exc
-                finally:
-                    done.set()
-                    watch.wake.set()
 
-            done = threading.Event()
-            worker = threading.Thread(target=work, name=f"alter-{run.id[:8]}", daemon=True)
-            worker.start()
-            killed = self._watch_alter(run, done, watch.wake, killer, alter)
-            worker.join()
-            alter.close()
-            try:
-                return self._settle_alter(run, result, killed, killer, watch)
-            finally:
-                killer.close()
-
-    def _watch_alter(self, run: ExecutionRun, done: threading.Event, wake: threading.Event,
-                     killer: TargetSession, alter: TargetSession) -> KillSwitchReading | None:
-        """Read the switch every poll (or at once when this process sets it) while the ALTER runs;
-        KILL it from the connection opened beforehand when the switch is active. A store-backed
-        switch is also read as soon as another process commits to the store (its commit probe is
-        looked at every PROBE_S), so a switch set elsewhere is not left waiting for the poll."""
-        opener = getattr(self.kill_switch, "commit_probe", None)
-        with (opener() if opener is not None else nullcontext()) as probe:
-            return self._watch_alter_with(run, done, wake, killer, alter, probe)
-
-    def _watch_alter_with(self, run: ExecutionRun, done: threading.Event, wake: threading.Event,
-                          killer: TargetSession, alter: TargetSession,
-                          probe: Callable[[], Any] | None) -> KillSwitchReading | None:
-        import time
-
-        killed: KillSwitchReading | None = None
-        poll = self.opts.kill_poll_seconds
-        try:
-            seen = probe() if probe is not None else None
-        except Exception:  # noqa: BLE001 - the probe is a shortcut: without it, the poll
-            probe = seen = None
-        next_read = time.monotonic() + poll
-        while not done.is_set():
-            woke = wake.wait(min(poll, PROBE_S) if probe is not None else poll)
-            wake.clear()
-            if done.is_set():
-                break
-            if probe is not None and not woke and time.monotonic() < next_read:
-                if killed is not None:
-                    continue  # the KILL is out: the ALTER's end is what is awaited now
-                try:
-                    now_seen = probe()
-                except Exception:  # noqa: BLE001 - the probe is a shortcut; the poll still reads
-                    now_seen = None
-                if now_seen == seen:
-                    continue
-                seen = now_seen
-            next_read = time.monotonic() + poll
-            reading = self.kill_switch.read(self.tenant, self.conn_id)
-            if reading.active and killed is None:
-                killed = reading
-                try:
-                    killer.kill_query(alter.thread_id)
-                    self._audit(run, "alter_killed", dict(reading_details(reading, "during"),
-                                                          thread_id=alter.thread_id))
-                except TargetError as exc:
-                    self._audit(run, "alter_kill_failed", {"error": str(exc), "thread_id": alter.thread_id})
-                    killed = None  # try again on the next poll
-            self._renew(run)
-            self._event("alter_progress", killed=killed is not None)
-        return killed
-
-    def _settle_alter(self, run: ExecutionRun, result: dict[str, Any], killed: KillSwitchReading | None,
-                      killer: TargetSession, watch: AlterWatch | None = None) -> ExecutionRun:
-        error: TargetError | None = result.get("error")
-        try:
-            exists = killer.index_exists(run.schema_name, run.table_name, run.index_name)
-        except TargetError:
-            with self.target.session("verify") as s:
-                exists = s.index_exists(run.schema_name, run.table_name, run.index_name)
-        if watch is not None:  # an activation in this process reports what its kill came to
-            from engine.flows.enforce import AlterKill
-
-            stopped = killed is not None or (error is not None and error.kind == "interrupted")
-            watch.publish(AlterKill(run.id, run.alter_thread_id if stopped else None, True, exists,
-                                    f"{run.index_name} on {run.schema_name}.{run.table_name}"))
-        now = self.clock.now()
-        if killed is None and error is not None and error.kind == "interrupted" and not exists:
-            # Killed from outside: a console's F9 kills the ALTER at once even when the store is
-            # too busy to record the switch yet. Give the switch time to land before calling it
-            # anything but the kill switch.
-            killed = self._switch_within(run, KILLED_ALTER_GRACE_S)
-        if killed is not None and not exists:
-            self._cancel_killed_alter(run, killed, exists)
-        if error is not None and error.kind == "lost_connection" and not exists:
-            # Our client lost the ALTER's connection; the server may still be building the index.
-            with self.target.session("recovery") as s:
-                orphan = s.find_alter(run.id)
-            if orphan is not None:
-                self._audit(run, "alter_connection_lost", {"thread_id": orphan["id"], "error": str(error)})
-                exists = self._await_orphan_alter(run, int(orphan["id"]))
-                error = None if exists else error
-        if error is not None and not exists:
-            kind, msg = error.kind, str(error)
-            if kind == "lock_none_refused":
-                msg = f"the server refused ALTER … LOCK=NONE for this table ({error}); no locking fallback is attempted"
-            elif kind == "lock_wait_timeout":
-                msg = (f"the ALTER waited {self.opts.lock_wait_timeout} s for the table's metadata lock and gave up "
-                       f"({error}); a long transaction holds the table{self._holders(run)}")
-            elif kind == "duplicate_key_name":
-                msg = f"index {run.index_name} appeared while we ran ({error}); not ours, never dropped"
-            self.store.update_run(self.tenant, run.id, alter_finished_at=now)
-            self._fail(run, "execution_error", msg, details={"error_kind": kind, "code": error.code})
-        if not exists:
-            self._fail(run, "execution_error", "the ALTER returned but the index is not there")
-        run = self.store.update_run(self.tenant, run.id, alter_finished_at=now, index_created_by_run=True)
-        self._audit(run, "index_added", {"sql": run.alter_sql, "thread_id": run.alter_thread_id,
-                                         **self._index_size(run)})
-        self._event("index_added")
-        if killed is not None:
-            # Our KILL met the ALTER in its commit phase: it finished anyway. Said, next to the
-            # alter_killed entry written when the KILL was sent.
-            self._audit(run, "alter_finished_before_kill", {"thread_id": run.alter_thread_id, "outcome": "finished_before",
-                                                            "index_present": True})
-            self._cancel_after_alter(run, killed)
-        return run
-
-    def _index_size(self, run: ExecutionRun) -> dict[str, float]:
-        """The new index's size: the table's index bytes now less those the target check recorded
-        before the ALTER (an estimate from the table's statistics; the rollback's ETA uses it)."""
-        before = self.store.audit_entries(self.tenant, run.id, "target_checked", limit=1, latest=True)
-        was = (before[-1].details or {}).get("index_mb") if before else None
-        try:
-            with self.target.session("precheck") as s:
-                info = s.table_info(run.schema_name, run.table_name)
-        except TargetError:
-            return {}
-        if info is None or not isinstance(was, (int, float)):
-            return {}
-        return {"index_mb": round(max(info.index_mb - was, 0.0), 2), "table_index_mb": info.index_mb}
-
-    def _switch_within(self, run: ExecutionRun, seconds: float) -> KillSwitchReading | None:
-        """The kill switch, if it reads active within ``seconds`` (real seconds: a locked store
-        clears in real time)."""
-        import time
-
-        deadline = time.monotonic() + seconds
-        while True:
-            reading = self.kill_switch.read(self.tenant, self.conn_id)
-            if reading.active:
-                self._audit(run, "kill_switch_checked", reading_details(reading, "during"))
-                return reading
-            if time.monotonic() >= deadline:
-                return None
-            time.sleep(0.2)
-
-    def _holders(self, run: ExecutionRun) -> str:
-        """Who holds the table, for the message: the sessions a DBA would look at first."""
-        try:
-            with self.target.session("mdl") as s:
-                trx = s.long_transactions_on_table(run.schema_name, run.table_name, older_than_s=0)
-        except TargetError:
-            return ""
-        if not trx:
-            return ""
-        shown = ", ".join(f"thread {t['thread_id']} ({t.get('user') or '?'}, open {t.get('age_s') or 0} s)"
-                          for t in trx[:5])
-        return f": {shown}"
-
-    def _cancel_killed_alter(self, run: ExecutionRun, reading: KillSwitchReading, exists: bool) -> None:
-        record_cancel_during_alter(self.store, run, reading, self.actor, self.clock)
-        self._event("cancelled", where="during")
-        raise Abort(Outcome(run.id, "cancelled", "kill_switch", CANCEL_DURING))
-
-    def _cancel_after_alter(self, run: ExecutionRun, reading: KillSwitchReading) -> None:
-        """docs/kill-switch.md: after the ALTER, stop, leave the index, and pre-fill the manual rollback."""
-        record_cancel_after_alter(self.store, run, reading, self.actor)
-        self._event("cancelled", where="after")
-        raise Abort(Outcome(run.id, "cancelled", "kill_switch", CANCEL_AFTER))
-
-    def _after_alter(self, run: ExecutionRun, baseline: list[DigestStats]) -> Outcome:
-        reading = self.kill_switch.read(self.tenant, self.conn_id)
-        self._audit(run, "kill_switch_checked", reading_details(reading, "after"))
-        if reading.active:
-            self._cancel_after_alter(run, reading)
-        watch = self._wait_watching_after_alter(run)
-        cooldown = self._cooldown_left(run)
-        if cooldown > 0:
-            self._event("cooldown", seconds=cooldown)
-            watch(cooldown)
-        if self.monitor is not None:
-            decided = self.store.decisions(self.tenant, run.id)
-            if decided:  # the window ended before its driver died: its verdict stands
-                return self._conclude(run, decided[0].verdict, decided[0].evidence or {})
-            return self._monitoring_window(run)
-        after = self.observer.after(run, watch)
-        result = verify(baseline, after)
-        run = self.store.update_run(self.tenant, run.id, verification=jsonable(result.as_dict()))
-        self._audit(run, "verification_completed", {"status": result.status, "rule": result.rule,
-                                                    "message": result.message, "n": result.sample_count})
-        if result.status == "success":
-            self.store.transition(self.tenant, run.id, "completed", self.actor, message=result.message)
-            return Outcome(run.id, "completed", None, result.message, result)
-        if result.status == "inconclusive":
-            # Seed 001: never an automatic rollback on too few samples; the team decides.
-            self.store.transition(self.tenant, run.id, "completed", self.actor,
-                                  message=f"INCONCLUSIVE: {result.message}")
-            return Outcome(run.id, "completed", None, f"INCONCLUSIVE: {result.message}", result)
-        return self._verification_failed(run, result)
-
-    def _monitoring_window(self, run: ExecutionRun) -> Outcome:
-        assert self.monitor is not None
-
-        def on_tick(_ev: Any, _tick: Any) -> None:
-            reading = self.kill_switch.read(self.tenant, self.conn_id)
-            if reading.active:
-                from engine.domain.stops import t_label
-
-                elapsed = _ev.state.elapsed_s
-                self._audit(run, "monitoring_stopped", {
-                    "cause": "kill_switch", "stopped_at_s": round(elapsed, 1),
-                    "stopped_at": t_label(self.monitor.profile.checkpoints[0], elapsed), "verdict": None})
-                self._cancel_after_alter(run, reading)
-            self._renew(run)
-            self._event("monitor_tick", elapsed_s=_ev.state.elapsed_s, concurrent=_ev.state.concurrent)
-
-        self._event("monitoring", window_minutes=self.monitor.profile.window_minutes)
-        self.monitor.verify_digests = self._digest_check_at_end(run)
-        if self.notifier is not None and self.notifier.on_monitor_event not in self.monitor.listeners:
-            self.monitor.listeners.append(self.notifier.on_monitor_event)
-        result = self.monitor.window(run.alter_started_at or self.clock.now(), True, on_tick,
-                                     speed=float(getattr(self.clock, "speed", 1.0)))
-        self._audit(run, "monitoring_completed", {"verdict": result.verdict.verdict, "ticks": result.ticks,
-                                                  "stopped_early": result.stopped_early,
-                                                  "stop_cause": result.stop_cause})
-        return self._conclude(run, result.verdict.verdict, jsonable(
-            result.verdict.as_dict() | {"stopped_early": result.stopped_early, "stop_cause": result.stop_cause}))
-
-    def _conclude(self, run: ExecutionRun, verdict: str, evidence: dict[str, Any]) -> Outcome:
-        """The window's verdict decides the run's end (runbook 5.5, 6.2)."""
-        summary = f"{verdict}: " + ("; ".join(evidence.get("reasons") or []) or str(evidence.get("next_step", "")))
-        if verdict in ("PASS", "PASS WITH WARNING") and self.monitor is not None:
-            self.store.transition(self.tenant, run.id, "observing", self.actor, message=summary[:2000])
-            return self._observe_success(self._get(run.id), verdict, summary)
-        if verdict in ("PASS", "PASS WITH WARNING", "INCONCLUSIVE"):
-            return self._complete(run, verdict, summary)
-        # Why the window failed names the run's fail_reason: a harm limit crossed (the window
-        # stopped), a rollback approved during an AUTO-PAUSE, or the full window's verdict.
-        from engine.domain.stops import fail_reason_for
-
-        reason = fail_reason_for(evidence)
-        self._would_roll_back(run, summary, {"metrics_at_decision": evidence}, reason)
-        return Outcome(run.id, "failed", reason, summary, details={"verdict": verdict, "would_roll_back": True})
-
-    def _complete(self, run: ExecutionRun, verdict: str, summary: str) -> Outcome:
-        self.store.transition(self.tenant, run.id, "completed", self.actor, message=summary[:2000])
-        self._event("completed", verdict=verdict)
-        return Outcome(run.id, "completed", None, summary, details={"verdict": verdict})
-
-    def _observe_success(self, run: ExecutionRun, verdict: str, summary: str) -> Outcome:
-        """Runbook 5.4: the 15-minute post-success observation before success is declared
-        (engine/flows/monitor.py ``observe``), the kill switch watched on every tick as in the window. A
-        run taken over while observing observes again from the start: an observation is never
-        shortened by a crash. Not OK → ``failed`` (``observation_failed``) with the manual rollback
-        prepared, as a FAIL verdict would."""
-        assert self.monitor is not None
-        from engine.flows.monitor import observe
-
-        def on_tick(ev: Any, _tick: Any) -> None:
-            reading = self.kill_switch.read(self.tenant, self.conn_id)
-            if reading.active:
-                self._audit(run, "observation_stopped", {"cause": "kill_switch",
-                                                         "stopped_at_s": round(ev.state.elapsed_s, 1)})
-                self._cancel_after_alter(run, reading)
-            self._renew(run)
-            self._event("observation_tick", elapsed_s=ev.state.elapsed_s)
-
-        if self.notifier is not None and self.notifier.on_monitor_event not in self.monitor.listeners:
-            self.monitor.listeners.append(self.notifier.on_monitor_event)
-        minutes = self.monitor.profile.post_success_minutes
-        self._event("observing", minutes=minutes, verdict=verdict)
-        result = observe(self.monitor, "post_success", run.alter_started_at or self.clock.now(), on_tick)
-        if result.ok:
-            return self._complete(run, verdict, f"{summary} — post-success observation OK ({minutes:g} min)")
-        why = "; ".join(result.alerts[:3]) or "a failure condition tripped"
-        message = f"post-success observation NOT OK after a {verdict}: {why}"
-        self._would_roll_back(run, message, {"metrics_at_decision": {"observation": {
-            "kind": "post_success", "minutes": minutes, "alerts": result.alerts[:5],
-            "warnings": result.warnings[:5], "verdict": verdict}}}, "observation_failed")
-        return Outcome(run.id, "failed", "observation_failed", message,
-                       details={"verdict": verdict, "would_roll_back": True})
-
-    # --- verification in a monitored run (engine/flows/digest_check.py) -------------------------
-
-    def _digest_snapshot(self, run: ExecutionRun) -> list[DigestStats] | None:
-        try:
-            with self.target.session("digests") as s:
-                return digests.snapshot(s, run.schema_name, run.table_name, run.query_digests or ())
-        except TargetError as exc:
-            self._audit(run, "digests_unreadable", {"error": str(exc)[:500]})
-            return None
-
-    def _explain(self, run: ExecutionRun) -> list[Any]:
-        from engine.flows.digest_check import explain
-
-        if not self.plan.change.sample_queries:
-            return []
-        try:
-            with self.target.session("explain") as s:
-                return explain(s, run.table_name, self.plan.change.sample_queries)
-        except TargetError as exc:
-            self._audit(run, "explain_failed", {"error": str(exc)[:500]})
-            return []
-
-    def _digest_check_at_end(self, run: ExecutionRun) -> Callable[[], Any]:
-        """The window's start snapshot now (kept on the run, so a driver that takes the run over
-        judges from the same start), and the check the monitor runs when the window ends."""
-        from engine.flows.digest_check import DigestCheck, QueryPlan, judge
-
-        stored = dict(self._get(run.id).baseline or {})
-        if "window_start" not in stored:
-            start = self._digest_snapshot(run)
-            stored["window_start"] = None if start is None else [d.__dict__ for d in start]
-            self.store.update_run(self.tenant, run.id, baseline=jsonable(stored))
-
-        def check() -> DigestCheck:
-            before = [DigestStats.from_dict(d) for d in stored.get("digests") or []]
-            start = stored.get("window_start")
-            end = self._digest_snapshot(run)
-            if start is None or end is None:
-                return DigestCheck("inconclusive", (), "the table's digests could not be read (see the audit "
-                                   "trail): rows examined and full scans not judged")
-            return judge(before, window([DigestStats.from_dict(d) for d in start], end), run.index_name,
-                         self.plan.change.sample_queries,
-                         tuple(QueryPlan(**p) for p in stored.get("explain_before") or []), tuple(self._explain(run)))
-        return check
-
-    def _cooldown_left(self, run: ExecutionRun) -> float:
-        """The cool-down runs from the ALTER's end; a driver that takes the run over waits only what
-        is left of it, and not at all once the window has started."""
-        if not self.opts.cooldown_seconds:
-            return 0.0
-        if self.store.audit_entries(self.tenant, run.id, "monitoring_started", limit=1):
-            return 0.0
-        if run.alter_finished_at is None:
-            return float(self.opts.cooldown_seconds)
-        done = (self.clock.now() - run.alter_finished_at).total_seconds()
-        return max(0.0, min(float(self.opts.cooldown_seconds), self.opts.cooldown_seconds - done))
-
-    def _would_roll_back(self, run: ExecutionRun, reason: str, details: dict[str, Any],
-                         fail_reason: str = "verification_failed") -> None:
-        """Runbook 6.2: in a canary, automatic rollback is logging only — record the DROP it would
-        run, fail the run, and leave the DROP to the manual flow."""
-        self.store.save_rollback_record(RollbackRecord(
-            tenant_id=self.tenant, execution_run_id=run.id, connection_profile_id=run.connection_profile_id,
-            rollback_status="would_roll_back", rollback_type="manual", trigger_reason=reason[:2000],
-            rollback_sql=sql.drop_index(run.schema_name, run.table_name, run.index_name),
-            rollback_details={"canary": run.mode == "canary", **details}, created_by=self.actor,
-        ), self.actor, "auto_rollback_would_run")
-        self.store.transition(self.tenant, run.id, "failed", self.actor, fail_reason=fail_reason,
-                              message=(reason + " (would roll back: the DROP is left to the manual flow)")[:2000])
-
-    def _verification_failed(self, run: ExecutionRun, result: VerificationResult) -> Outcome:
-        message = f"verification failed: {result.message}"
-        if not run.auto_rollback:
-            self._would_roll_back(run, message, {"rule": result.rule,
-                                                 "metrics_at_decision": jsonable(result.as_dict())})
-            return Outcome(run.id, "failed", "verification_failed", message, result, {"would_roll_back": True})
-        rollback = IndexRollback(self.store, self.target, self.actor, self.clock,
-                                 max_attempts=self.opts.rollback_attempts,
-                                 backoff_s=self.opts.rollback_backoff_seconds,
-                                 lock_wait_timeout=self.opts.lock_wait_timeout)
-        done = rollback.drop(self._get(run.id), message, rollback_type="auto", fail_reason="verification_failed",
-                             details={"metrics_at_decision": jsonable(result.as_dict())})
-        if done.status == "completed":
-            return Outcome(run.id, "rolled_back", "verification_failed", message, result,
-                           {"rollback": done.message})
-        self.store.transition(self.tenant, run.id, "failed", self.actor, fail_reason="verification_failed",
-                              message=f"{message}; rollback {done.status}: {done.message}")
-        return Outcome(run.id, "failed", "verification_failed", message, result,
-                       {"rollback": done.status, "rollback_error": done.message, "escalation": "L4"})
-
-    # --- crash recovery (TC-10) ----------------------------------------------------------
-
-    def _recover(self, run: ExecutionRun) -> Outcome:
-        """We hold an expired lease's run: look at the target before doing anything."""
-        with self.target.session("recovery") as s:
-            alter = s.find_alter(run.id)
-            exists = s.index_exists(run.schema_name, run.table_name, run.index_name)
-        findings = {"alter_in_processlist": alter is not None, "alter_thread": alter and alter["id"],
-                    "index_exists": exists, "alter_started_at": str(run.alter_started_at)}
-        self._audit(run, "recovery_inspected", findings)
-        self._event("recovery", **findings)
-        if alter is not None:
-            exists = self._await_orphan_alter(run, int(alter["id"]))
-        if exists and run.alter_started_at is not None:
-            point = self.store.rollback_point(self.tenant, run.id)
-            before = {i["name"] for i in (point.indexes if point else []) or []}
-            if run.index_name in before:
-                self._fail(run, "execution_error", f"index {run.index_name} existed before this run; never dropped")
-            run = self.store.update_run(self.tenant, run.id, index_created_by_run=True,
-                                        alter_finished_at=run.alter_finished_at or self.clock.now())
-            self._audit(run, "index_added", {"recovered": True})
-            baseline = [DigestStats.from_dict(d) for d in (run.baseline or {}).get("digests", [])]
-            return self._after_alter(run, baseline)
-        if exists:
-            self._fail(run, "execution_error", f"index {run.index_name} exists but this run never started its "
-                       "ALTER: not ours, never dropped")
-        # The ALTER never completed and is not running: carry on from the kill-switch check.
-        return self._from_kill_check(run)
-
-    def _await_orphan_alter(self, run: ExecutionRun, thread_id: int) -> bool:
-        """Watch a dead worker's ALTER to its end, killing it if the kill switch says so."""
-        killed = False
-        with self.target.session("recovery") as s:
-            while True:
-                row = s.thread(thread_id)
-                if row is None or sql.alter_tag(run.id) not in (row.get("info") or ""):
-                    break
-                reading = self.kill_switch.read(self.tenant, self.conn_id)
-                if reading.active and not killed:
-                    s.kill_query(thread_id)
-                    killed = True
-                    self._audit(run, "alter_killed", dict(reading_details(reading, "during"), thread_id=thread_id,
-                                                          orphan=True))
-                self._renew(run)
-                self.clock.sleep(self.opts.kill_poll_seconds)
-            exists = s.index_exists(run.schema_name, run.table_name, run.index_name)
-        if killed and not exists:
-            self._cancel_killed_alter(run, self.kill_switch.read(self.tenant, self.conn_id), exists)
-        return exists
-
-    # --- helpers -------------------------------------------------------------------------
-
-    def _wait_watching_before_alter(self, run: ExecutionRun) -> Callable[[float], KillSwitchReading | None]:
-        def wait(seconds: float) -> KillSwitchReading | None:
-            reading = self._sleep_watching(run, seconds)
-            if reading is not None:
-                self._audit(run, "kill_switch_checked", reading_details(reading, "before"))
-                self._fail(run, "kill_switch", f"kill switch {reading.describe()} before the ALTER: aborted")
-            return reading
-        return wait
-
-    def _wait_watching_after_alter(self, run: ExecutionRun) -> Callable[[float], KillSwitchReading | None]:
-        def wait(seconds: float) -> KillSwitchReading | None:
-            reading = self._sleep_watching(run, seconds)
-            if reading is not None:
-                self._cancel_after_alter(run, reading)
-            return reading
-        return wait
-
-    def _sleep_watching(self, run: ExecutionRun, seconds: float) -> KillSwitchReading | None:
-        end = self.clock.monotonic() + seconds
-        while True:
-            reading = self.kill_switch.read(self.tenant, self.conn_id)
-            if reading.active:
-                return reading
-            self._renew(run)
-            left = end - self.clock.monotonic()
-            if left <= 0:
-                return None
-            self._event("wait_tick", left_s=left)
-            self.clock.sleep(min(left, max(self.opts.kill_poll_seconds, 0.1)))
-
-    def _renew(self, run: ExecutionRun) -> None:
-        if self.clock.monotonic() - self._last_renew >= self.opts.lease_seconds / 3:
-            try:
-                renewed = self.store.renew_lease(self.tenant, run.id, self.worker, self.opts.lease_seconds)
-            except StoreLocked as exc:
-                # Another process holds the store's lock: the run goes on (the lease is there for
-                # exactly this); it is renewed on the next look, and lost only if the lock outlasts it.
-                self._event("lease_renewal_delayed", error=str(exc)[:200])
-                return
-            if not renewed:
-                # Another worker took the run over (ours ran out): two drivers must never act on
-                # one run, so this one stops here and leaves everything to the new driver.
-                holder = self._get(run.id).claimed_by
-                self._audit(run, "lease_lost", {"worker": self.worker, "now_held_by": holder})
-                self._event("lease_lost", holder=holder)
-                raise Abort(Outcome(run.id, "running", "lease_lost",
-                                    f"{holder or 'another worker'} took the run over; this worker stopped"))
-            self._last_renew = self.clock.monotonic()
-
-    def _fail(self, run: ExecutionRun, reason: str, message: str, details: dict[str, Any] | None = None) -> None:
-        self.store.transition(self.tenant, run.id, "failed", self.actor, fail_reason=reason, message=message,
-                              details=details)
-        self._event("failed", fail_reason=reason, message=message)
-        raise Abort(Outcome(run.id, "failed", reason, message, details=details or {}))
-
-    def _audit(self, run: ExecutionRun, action: str, details: dict[str, Any]) -> None:
-        self.store.audit(self.tenant, self.actor, action, run.id, details)
-
-    def _event(self, name: str, **data: Any) -> None:
-        if self.notifier is not None:
-            self.notifier.on_executor_event(name, data)
-        self.on_event(name, data)
-
-    def _get(self, run_id: str) -> ExecutionRun:
-        run = self.store.get_run(self.tenant, run_id)
-        if run is None:
-            raise Abort(Outcome(run_id, "missing", None, f"run {run_id} not found for tenant {self.tenant}"))
-        return run
-
-
-CANCEL_DURING = "kill switch during the ALTER: ALTER killed, index verified absent"
-CANCEL_AFTER = "kill switch after the ALTER: index left in place; manual rollback prepared"
-
-
-def record_cancel_during_alter(store: Store, run: ExecutionRun, reading: KillSwitchReading, actor: str,
-                               clock: Clock) -> None:
-    """The ALTER was killed and the index is verified absent: rollback record and run cancelled, in
-    one transaction (the ALTER's end is recorded with the cancellation, the kill's last step)."""
-    now = clock.now()
-    store.transition_with_record(run.tenant_id, run.id, "cancelled", actor, RollbackRecord(
-        tenant_id=run.tenant_id, execution_run_id=run.id, connection_profile_id=run.connection_profile_id,
-        rollback_status="completed", rollback_type="none",
-        trigger_reason=f"kill switch during the ALTER: {reading.describe()}",
-        rollback_started_at=now, rollback_completed_at=now,
-        rollback_details={"alter_killed": True, "thread_id": run.alter_thread_id, "index_absent": True,
-                          "scopes": reading.active_scopes()},
-        created_by=actor,
-    ), "rollback_recorded", fail_reason="kill_switch", message=CANCEL_DURING, alter_finished_at=now)
-
-
-def record_cancel_after_alter(store: Store, run: ExecutionRun, reading: KillSwitchReading, actor: str) -> None:
-    """The index is on the table: the manual rollback prepared and the run cancelled, in one transaction."""
-    store.transition_with_record(run.tenant_id, run.id, "cancelled", actor, RollbackRecord(
-        tenant_id=run.tenant_id, execution_run_id=run.id, connection_profile_id=run.connection_profile_id,
-        rollback_status="pending", rollback_type="manual",
-        trigger_reason=f"kill switch after the ALTER: {reading.describe()}",
-        rollback_sql=sql.drop_index(run.schema_name, run.table_name, run.index_name),
-        rollback_details={"index_left_in_place": True, "scopes": reading.active_scopes()},
-        created_by=actor,
-    ), "rollback_prepared", fail_reason="kill_switch", message=CANCEL_AFTER)
-
-
-def reading_details(reading: KillSwitchReading, when: str) -> dict[str, Any]:
-    return {"when": when, "active": reading.active, "scopes": reading.active_scopes(),
-            "source": reading.source, "response_ms": round(reading.response_ms, 1),
-            "latency_level": reading.latency_level, "error": reading.error}
+__all__ = [
+    "CANCEL_AFTER", "CANCEL_DURING", "Abort", "DigestObserver", "Executor", "Observer", "Outcome",
+    "columns_of", "record_cancel_after_alter", "record_cancel_during_alter", "reading_details",
+    "scope_problems",
+]

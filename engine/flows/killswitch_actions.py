@@ -160,7 +160,7 @@ def _said(exc: BaseException) -> str:
     from engine.adapters.killswitch import KillSwitchApiError
 
     try:
-        from engine.adapters.store.store import StoreError
+        from engine.adapters.store.backend import StoreError
     except Exception:  # noqa: BLE001 - the store's modules failed to import: said as the exception
         StoreError = ()  # type: ignore[assignment]  # noqa: N806
     if isinstance(exc, KillSwitchApiError) or (StoreError and isinstance(exc, StoreError)):
@@ -399,7 +399,7 @@ def _already_on(backend: KillSwitchBackend, tenant_id: str, scope: str, conn: st
 
 def _is_store_locked(exc: BaseException) -> bool:
     try:
-        from engine.adapters.store.store import StoreLocked
+        from engine.adapters.store.backend import StoreLocked
     except Exception:  # noqa: BLE001
         return False
     return isinstance(exc, StoreLocked)

@@ -1,6 +1,6 @@
 """Runbook 8.3, lessons learned: one row added to a run's table by anyone the plan names — the same
 function for the console's Report step (l) and ``canary-console lesson``. Stored as an audit entry
-(who, when, hash-chained); engine/views/report.py reads them back into the report.
+(who, when, hash-chained); engine/views/report_facts.py reads them back into the report.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from engine.adapters.store import Store
 from engine.domain.plan import Plan
 from engine.domain.roles import may
 from engine.domain.text import clean_text
-from engine.views.report import LESSON, LESSON_FIELDS, LessonFacts
+from engine.views.report_facts import LESSON, LESSON_FIELDS
+from engine.views.report_model import LessonFacts
 
 
 def record_lesson(store: Store, plan: Plan, run_id: str, actor: str, roles: Iterable[str], what: object,

@@ -129,6 +129,16 @@ class Monitor:
     def configured(self) -> set[str]:
         return {m for s in self.sources for m in s.metrics}
 
+    def _tick(self, ev: WindowEvaluator, first_at: datetime | None) -> tuple[datetime, float, Tick]:
+        """One tick sampled and evaluated: (the window's first sample time, seconds into the window,
+        the tick). The seconds come from the stored sample times, exactly as replay computes them."""
+        samples = self.loop.tick()
+        first_at = first_at or self.loop.last_at
+        t_s = (self.loop.last_at - first_at).total_seconds()
+        tick = _tick_of(samples)
+        ev.add(t_s, tick)
+        return first_at, t_s, tick
+
     def _sleep_until(self, deadline: float) -> None:
         left = deadline - self.clock.monotonic()
         if left > 0:
@@ -201,13 +211,8 @@ class Monitor:
         seen = len(ev.state.events)  # a resumed window's restored events were pushed by the dead driver
         while True:
             tick_started = self.clock.monotonic()
-            samples = self.loop.tick()
+            first_at, t_s, tick = self._tick(ev, first_at)
             ticks += 1
-            # Seconds into the window from the stored sample times, exactly as replay computes them.
-            first_at = first_at or self.loop.last_at
-            t_s = (self.loop.last_at - first_at).total_seconds()
-            tick = _tick_of(samples)
-            ev.add(t_s, tick)
             if ev.state.paused:
                 if not announced:
                     self.store.audit(self.tenant_id, self.actor, "auto_pause", self.run_id,
@@ -426,12 +431,8 @@ def observe(monitor: Monitor, kind: str, alter_started_at: datetime,
     stopped = False
     while True:
         started = monitor.clock.monotonic()
-        samples = monitor.loop.tick()
+        first_at, t_s, tick = monitor._tick(ev, first_at)
         ticks += 1
-        first_at = first_at or monitor.loop.last_at
-        t_s = (monitor.loop.last_at - first_at).total_seconds()
-        tick = _tick_of(samples)
-        ev.add(t_s, tick)
         seen = monitor._emit_events(ev, seen, profile)
         if on_tick:
             on_tick(ev, tick)

@@ -25,10 +25,8 @@ from typing import Any
 
 from engine.adapters.webhook import WebhookResult, post_webhook, redact_webhook
 from engine.domain.thresholds import Band, MetricRule, Profile
-from engine.views.report import (
-    ESCALATION_MATRIX,
-    RULE,
-    UNKNOWN,
+from engine.views.announcements import (
+    DECISION_LABELS,
     announce_completion,
     announce_critical,
     announce_rollback_complete,
@@ -36,10 +34,10 @@ from engine.views.report import (
     announce_rollback_initiated,
     announce_start,
     announce_warning,
-    escalation_contacts,
-    report_facts,
 )
-from engine.views.report import ReportFacts as Facts
+from engine.views.report_facts import report_facts
+from engine.views.report_model import ESCALATION_MATRIX, RULE, UNKNOWN, escalation_contacts
+from engine.views.report_model import ReportFacts as Facts
 
 ATTEMPTS = 3  # one post and two retries
 FIRST_WAIT_S = 1.0  # then 2 s, 4 s … (exponential), at most MAX_WAIT_S
@@ -50,9 +48,6 @@ FLUSH_S = 15.0  # at the run's end, how long the driver waits for the last posts
 LEVEL_OF_EVENT = {"warning": "L1", "concurrent_escalate": "L2", "auto_pause": "L2", "alert": "L3",
                   "stop": "L3", "escalated": "L3"}
 SUMMARY_METRICS = ("latency_p50", "latency_p99", "replication_lag", "lock_wait", "error_rate")
-# R1's template names these three by its own labels (engine/views/report.py ``_at_decision``): the
-# values recorded at decision time take their place rather than adding a second line.
-DECISION_LABELS = {"latency_p50": "Latency P50", "latency_p99": "Latency P99", "error_rate": "Error rate"}
 
 
 # --- one post, retried ---------------------------------------------------------------------------
@@ -86,7 +81,7 @@ def band_value(rule: MetricRule | None, band: Band | None) -> str:
     """A band's value as the announcements show it: a change with the value and its baseline."""
     if band is None or band.value is None:
         return UNKNOWN
-    from engine.views.dashboard import fmt, value_unit
+    from engine.views.dashboard_tiles import fmt, value_unit
 
     unit = value_unit(rule) if rule is not None else ""
     if rule is not None and rule.mode == "change_pct" and band.measure is not None:
@@ -288,8 +283,10 @@ class Notifier:
             self.push("rollback_complete", announce_rollback_complete)
 
     def _decision_metrics(self, metrics: Mapping[str, Any]) -> dict[str, str]:
-        """label → value, as the dashboard writes it, for the metrics recorded at decision time."""
-        from engine.views.dashboard import fmt, value_unit
+        """label → value, as the dashboard writes it, for the metrics recorded at decision time. R1's
+        template names three of them by its own labels (DECISION_LABELS): these values take their
+        place rather than adding a second line."""
+        from engine.views.dashboard_tiles import fmt, value_unit
 
         shown: dict[str, str] = {}
         for key, value in metrics.items():

@@ -167,14 +167,9 @@ def approve_rollback(store: Store, plan: Plan, run: ExecutionRun, role: str, act
     held = set(roles)
     records = store.rollback_records(run.tenant_id, run.id)
     record, state = rollback_state(store, run, records)
-    if run.status == "rolled_back":
-        refusal: str | None = f"run {run.id[:8]} is already rolled back: there is nothing left to approve"
-    elif kept_of(record) is not None:
-        refusal = _kept_message(run, kept_of(record))  # type: ignore[arg-type]
-    elif record is None or state is None:
-        refusal = "no rollback has been decided yet: the deciding role decides first (d); approvals follow it"
-    else:
-        refusal = check_approval(state.trigger, role, actor, held, state, decision)
+    refusal = _vote_refusal(run, record, state, role, actor, held, decision, "approve",
+                            "no rollback has been decided yet: the deciding role decides first (d); approvals "
+                            "follow it")
     if refusal is not None:
         return _refuse(store, run, actor, "rollback_approval_refused", refusal, role=role, roles=sorted(held),
                        decision=decision)
@@ -195,6 +190,20 @@ def approve_rollback(store: Store, plan: Plan, run: ExecutionRun, role: str, act
     return FlowOutcome("done", f"{actor} approved as {role}{also}; still needed: {still}", record.id)
 
 
+def _vote_refusal(run: ExecutionRun, record: RollbackRecord | None, state: ApprovalState | None, role: str,
+                  actor: str, held: set[str], decision: str, verb: str, undecided: str) -> str | None:
+    """Why a vote on the decided rollback (an approval or a refusal) is not taken: the run is rolled
+    back already, the index was kept, nothing is decided (``undecided``), or the approvals matrix
+    says no (``check_approval``); None when it is taken."""
+    if run.status == "rolled_back":
+        return f"run {run.id[:8]} is already rolled back: there is nothing left to {verb}"
+    if kept_of(record) is not None:
+        return _kept_message(run, kept_of(record))  # type: ignore[arg-type]
+    if record is None or state is None:
+        return undecided
+    return check_approval(state.trigger, role, actor, held, state, decision)
+
+
 def refuse_rollback(store: Store, plan: Plan, run: ExecutionRun, role: str, actor: str,
                     roles: Iterable[str], reason: str) -> FlowOutcome:
     """Refuse the decided rollback for one role, with a reason (required, audited). The matrix
@@ -207,17 +216,11 @@ def refuse_rollback(store: Store, plan: Plan, run: ExecutionRun, role: str, acto
     records = store.rollback_records(run.tenant_id, run.id)
     record, state = rollback_state(store, run, records)
     cleaned = clean_text(reason)
-    if run.status == "rolled_back":
-        refusal: str | None = f"run {run.id[:8]} is already rolled back: there is nothing left to refuse"
-    elif kept_of(record) is not None:
-        refusal = _kept_message(run, kept_of(record))  # type: ignore[arg-type]
-    elif record is None or state is None:
-        refusal = "no rollback has been decided yet: there is nothing to refuse"
-    else:
-        refusal = check_approval(state.trigger, role, actor, held, state, "refuse")
-        if refusal is None and not cleaned.text:
-            refusal = ("a refusal needs its reason: say why the rollback must not go ahead — every console "
-                       "shows it and the audit trail keeps it")
+    refusal = _vote_refusal(run, record, state, role, actor, held, "refuse", "refuse",
+                            "no rollback has been decided yet: there is nothing to refuse")
+    if refusal is None and not cleaned.text:
+        refusal = ("a refusal needs its reason: say why the rollback must not go ahead — every console "
+                   "shows it and the audit trail keeps it")
     if refusal is not None:
         return _refuse(store, run, actor, "rollback_approval_refused", refusal, role=role, roles=sorted(held),
                        decision="refuse")

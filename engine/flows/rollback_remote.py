@@ -19,9 +19,6 @@ from engine.domain.plan import OffPeakWindow, Person
 from engine.domain.thresholds import Profile
 from engine.views import rollback as rollback_views
 
-# The metrics a rollback trigger names, recorded at decision time (runbook 6.5).
-ROLLBACK_METRICS = ("latency_p50", "latency_p99", "error_rate", "lock_wait", "replication_lag")
-
 
 @dataclass(frozen=True)
 class Roster:
@@ -51,7 +48,7 @@ def latest_metrics(store: Store, run: ExecutionRun) -> dict[str, Any]:
     """The last stored value of each rollback metric: what the decision records."""
     latest: dict[str, Any] = {}
     for row in store.samples(run.tenant_id, run.id):
-        if row.metric in ROLLBACK_METRICS and row.value is not None:
+        if row.metric in rules.ROLLBACK_METRICS and row.value is not None:
             latest[row.metric] = row.value
     return latest
 

@@ -121,6 +121,21 @@ def _preflight(insp: Inspection, acknowledged: Iterable[str]) -> tuple[str, str]
     return None
 
 
+def _stopped(store: Store, run: ExecutionRun, actor: str, rung: str, stop: tuple[str, str] | None,
+             insp: Inspection) -> FlowOutcome | None:
+    """How a rung ends when its inspection stops it: failed (audited) when the target could not be
+    read, refused otherwise. None to go on, once the acknowledged conflicts are audited."""
+    if stop is not None:
+        if stop[0] == "failed":
+            store.audit(run.tenant_id, actor, "rollback_execution_failed", run.id, {"rung": rung, "error": stop[1]})
+            return FlowOutcome("failed", stop[1])
+        return _refuse(store, run, actor, "rollback_execution_refused", stop[1], rung=rung)
+    if insp.conflicts:
+        store.audit(run.tenant_id, actor, "rollback_conflicts_acknowledged", run.id,
+                    {"rung": rung, "conflicts": list(insp.conflicts)})
+    return None
+
+
 def _rung(point: RollbackPoint | None, name: str) -> dict[str, Any] | None:
     return next((r for r in (point.ladder if point else None) or [] if r.get("rung") == name), None)
 
@@ -150,14 +165,9 @@ def execute_ignore(store: Store, plan: Plan, target: Target, run: ExecutionRun, 
                 "rung 2 (x) records the rollback")
     if stop is None and insp.ignored and active_ignore(store.rollback_records(run.tenant_id, run.id)):
         stop = ("refused", "rung 1 is already applied: observe, then drop (x) or undo (u)")
-    if stop is not None:
-        if stop[0] == "failed":
-            store.audit(run.tenant_id, actor, "rollback_execution_failed", run.id, {"rung": "ignore", "error": stop[1]})
-            return FlowOutcome("failed", stop[1])
-        return _refuse(store, run, actor, "rollback_execution_refused", stop[1], rung="ignore")
-    if insp.conflicts:
-        store.audit(run.tenant_id, actor, "rollback_conflicts_acknowledged", run.id,
-                    {"rung": "ignore", "conflicts": list(insp.conflicts)})
+    ended = _stopped(store, run, actor, "ignore", stop, insp)
+    if ended is not None:
+        return ended
     verify_sql = sql.ignored_index_query(run.schema_name, run.table_name, run.index_name, insp.flavour)
     record = store.save_rollback_record(RollbackRecord(
         tenant_id=run.tenant_id, execution_run_id=run.id, connection_profile_id=run.connection_profile_id,
@@ -277,14 +287,9 @@ def execute_drop(store: Store, plan: Plan, target: Target, run: ExecutionRun, ac
     point = store.rollback_point(run.tenant_id, run.id)
     insp = inspect(target, run, point, clock)
     stop = _preflight(insp, acknowledged)
-    if stop is not None:
-        if stop[0] == "failed":
-            store.audit(run.tenant_id, actor, "rollback_execution_failed", run.id, {"rung": "drop", "error": stop[1]})
-            return FlowOutcome("failed", stop[1])
-        return _refuse(store, run, actor, "rollback_execution_refused", stop[1], rung="drop")
-    if insp.conflicts:
-        store.audit(run.tenant_id, actor, "rollback_conflicts_acknowledged", run.id,
-                    {"rung": "drop", "conflicts": list(insp.conflicts)})
+    ended = _stopped(store, run, actor, "drop", stop, insp)
+    if ended is not None:
+        return ended
     d = decision.rollback_details or {}
     records = store.rollback_records(run.tenant_id, run.id)
     rung1 = active_ignore(records)

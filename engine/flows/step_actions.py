@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from engine.adapters.store import ExecutionRun, Store
     from engine.adapters.webhook import WebhookResult
     from engine.domain.plan import Plan
-    from engine.views.report import ReportFacts
+    from engine.views.report_model import ReportFacts
 
 # What a console writes to the audit trail that is neither a flow's work nor a refusal: a person
 # looked at or copied something (docs/audit.md). ``note`` refuses any other name.
@@ -240,7 +240,7 @@ def post_report(store: Store, plan: Plan, run_id: str | None, actor: str, text: 
 
 def record_lesson(store: Store, plan: Plan, run_id: str, actor: str, roles: Iterable[str], what: object,
                   impact: object = "", cause: object = "", action: object = "") -> Any:
-    """Runbook 8.3: a row of the run's lessons-learned table (``engine.views.report.record_lesson``
+    """Runbook 8.3: a row of the run's lessons-learned table (``engine.flows.lessons.record_lesson``
     stores it), for anyone the plan names."""
     from engine.flows.lessons import record_lesson as store_lesson
 

@@ -59,7 +59,7 @@ def _handles(plan: Plan, role: str) -> str:
 
 def escalation_rows(plan: Plan) -> tuple[EscalationRow, ...]:
     """Runbook 7.2 with the plan's people: L1 … L4, whom each calls and within what time."""
-    from engine.views.report import ESCALATION_MATRIX
+    from engine.views.report_model import ESCALATION_MATRIX
 
     lead, dba = _handles(plan, "canary_lead"), _handles(plan, "dba")
     team = ", ".join(p.handle or p.name for p in plan.people) or MISSING
