@@ -25,13 +25,7 @@ class DeactivationRequest:
 
 class DeactivateKillSwitch(ModalScreen[DeactivationRequest | None]):
     BINDINGS = [("escape", "cancel", "Cancel")]
-    DEFAULT_CSS = """
-    DeactivateKillSwitch { align: center middle; }
-    DeactivateKillSwitch > Vertical { width: 72; height: auto; border: thick $error; background: $surface; padding: 1 2; }
-    DeactivateKillSwitch #why { color: $error; height: auto; }
-    DeactivateKillSwitch Horizontal { height: auto; margin-top: 1; }
-    DeactivateKillSwitch Button { margin-right: 2; }
-    """
+    CSS_PATH = "deactivate.tcss"
 
     def __init__(self, reading: KillSwitchReading | None, roles: tuple[str, ...]):
         super().__init__()

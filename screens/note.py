@@ -19,14 +19,7 @@ class Note:
 
 class NoteDialog(ModalScreen[Note | None]):
     BINDINGS = [("escape", "cancel", "Cancel")]
-    DEFAULT_CSS = """
-    NoteDialog { align: center middle; }
-    NoteDialog > Vertical { width: 80; max-width: 95%; height: auto; border: thick $accent; background: $surface;
-                            padding: 1 2; }
-    NoteDialog #why { color: $error; height: auto; }
-    NoteDialog Horizontal { height: auto; margin-top: 1; }
-    NoteDialog Button { margin-right: 2; }
-    """
+    CSS_PATH = "note.tcss"
 
     def __init__(self, title: str, explain: str, placeholder: str, choices: tuple[str, ...]):
         super().__init__()
@@ -84,15 +77,7 @@ class LessonDialog(ModalScreen[Lesson | None]):
               ("impact", "Impact", "e.g. none for users; PASS WITH WARNING"),
               ("cause", "Root cause", "e.g. the buffer pool warmed the new index"),
               ("action", "Action item", "e.g. run the next canary after the nightly batch"))
-    DEFAULT_CSS = """
-    LessonDialog { align: center middle; }
-    LessonDialog > Vertical { width: 90; max-width: 95%; height: auto; border: thick $accent; background: $surface;
-                              padding: 1 2; }
-    LessonDialog Label.field { margin-top: 1; }
-    LessonDialog #why { color: $error; height: auto; }
-    LessonDialog Horizontal { height: auto; margin-top: 1; }
-    LessonDialog Button { margin-right: 2; }
-    """
+    CSS_PATH = "note.tcss"
 
     def compose(self) -> ComposeResult:
         with Vertical():

@@ -129,36 +129,7 @@ class RollbackScreen(RunbookScreen):
         # The screen refreshes itself on every change in the store; r stays for the impatient.
         Binding("r", "refresh", "Refresh", id="rollback-refresh", show=False),
     ]
-    DEFAULT_CSS = RunbookScreen.DEFAULT_CSS + """
-    RollbackScreen #title { padding: 0 1; text-style: bold; }
-    RollbackScreen #status { padding: 0 1; text-style: bold; }
-    RollbackScreen #status.-ok { background: $success 30%; }
-    RollbackScreen #status.-warning { background: $warning 30%; }
-    RollbackScreen #status.-error { background: $error 50%; }
-    RollbackScreen #next { padding: 0 1; text-style: bold; }
-    RollbackScreen #steps { padding: 0 1; color: $text-muted; }
-    RollbackScreen #escalation { background: red; color: white; text-style: bold; padding: 0 1; }
-    RollbackScreen .row { height: auto; }
-    RollbackScreen .row > Vertical { height: auto; }
-    RollbackScreen #flow { width: 46; }
-    RollbackScreen #matrix { width: 1fr; }
-    RollbackScreen #target { width: 50; }
-    RollbackScreen #history { width: 1fr; }
-    RollbackScreen.-narrow .row { layout: vertical; }
-    RollbackScreen.-narrow #flow, RollbackScreen.-narrow #matrix, RollbackScreen.-narrow #target,
-    RollbackScreen.-narrow #history { width: 100%; }
-    RollbackScreen .section { margin: 0 1; text-style: bold; color: $accent; }
-    RollbackScreen .row, RollbackScreen #ladder { margin-top: 1; }
-    RollbackScreen RadioSet { margin: 0 1; width: 44; }
-    RollbackScreen #trigger-who { margin-top: 1; }
-    RollbackScreen DataTable { margin: 0 1; height: auto; max-height: 10; }
-    RollbackScreen .body { padding: 0 1; height: auto; }
-    RollbackScreen #ladder { height: auto; }
-    RollbackScreen #ladder .rung { padding: 0 1; }
-    RollbackScreen #ladder .sql { padding: 0 1 0 3; color: $text-muted; }
-    RollbackScreen #unstaffed { color: $error; padding: 0 1; height: auto; }
-    RollbackScreen #live { padding: 0 1; height: auto; background: $warning 15%; }
-    """
+    CSS_PATH = "rollback.tcss"
 
     def __init__(self, plan: Plan, user_roles: tuple[str, ...]):
         super().__init__(name="rollback")

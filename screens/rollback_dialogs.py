@@ -12,23 +12,12 @@ from textual.widgets import Button, Checkbox, Input, Label, RadioButton, RadioSe
 
 from engine.domain.rollback_rules import TRIGGERS
 
-DIALOG_CSS = """
-{name} {{ align: center middle; }}
-{name} > VerticalScroll {{ width: 96; max-width: 100%; height: auto; max-height: 90%; border: thick $warning; background: $surface; padding: 1 2; }}
-{name} .title {{ text-style: bold; }}
-{name} .sql {{ background: $panel; padding: 0 1; margin: 1 0; }}
-{name} .why {{ color: $error; height: auto; }}
-{name} .warn {{ color: $warning; height: auto; }}
-{name} Horizontal {{ height: auto; margin-top: 1; }}
-{name} Button {{ margin-right: 2; }}
-"""
-
 
 class DecideDialog(ModalScreen[tuple[str, str] | None]):
     """R1: the decision, with the reason that goes into the record and the announcement."""
 
     BINDINGS = [("escape", "cancel", "Cancel")]
-    DEFAULT_CSS = DIALOG_CSS.format(name="DecideDialog")
+    CSS_PATH = "rollback_dialogs.tcss"
 
     def __init__(self, trigger: str, roles: tuple[str, ...]):
         super().__init__()
@@ -78,7 +67,7 @@ class ApproveDialog(ModalScreen[tuple[str, str, str] | None]):
     Refuse…, which only opens ``RefuseDialog`` — a refusal is confirmed there, with its reason."""
 
     BINDINGS = [("escape", "cancel", "Cancel")]
-    DEFAULT_CSS = DIALOG_CSS.format(name="ApproveDialog")
+    CSS_PATH = "rollback_dialogs.tcss"
 
     def __init__(self, roles: tuple[str, ...], missing: tuple[str, ...]):
         super().__init__()
@@ -144,7 +133,7 @@ class ReasonDialog(ModalScreen[str | None]):
     trail. Focus starts in the reason; the step's button does nothing until a reason is typed."""
 
     BINDINGS = [("escape", "cancel", "Cancel")]
-    DEFAULT_CSS = DIALOG_CSS.format(name="ReasonDialog")  # RefuseDialog matches it too
+    CSS_PATH = "rollback_dialogs.tcss"  # RefuseDialog matches its rules too
 
     def __init__(self, title: str, lines: tuple[str, ...], confirm: str, reason: str = "",
                  placeholder: str = "reason (required)"):
@@ -223,7 +212,7 @@ class ConfirmRung(ModalScreen[tuple[str, ...] | None]):
     index name typed by hand. Returns the acknowledged conflicts, or None when cancelled."""
 
     BINDINGS = [("escape", "cancel", "Cancel")]
-    DEFAULT_CSS = DIALOG_CSS.format(name="ConfirmRung")
+    CSS_PATH = "rollback_dialogs.tcss"
 
     def __init__(self, rung: str, statement: str, index: str, conflicts: tuple[str, ...],
                  warnings: tuple[str, ...]):
