@@ -107,7 +107,45 @@ class PauseDecision(Message):
     note: str = ""
 
 
-class TileWidget(Widget):
+def band_tag(level: str, width: int = 0) -> Text:
+    """A metric's band as its tile and its line both end on it ("OK", "WARN", "CRIT" …), right-aligned
+    in ``width`` columns; reversed when warning or critical."""
+    tag = LEVEL_TAG.get(level, level.upper())
+    return Text(tag.rjust(width), style="bold reverse" if level in ("warning", "critical") else "bold")
+
+
+class MetricWidget(Widget):
+    """A metric drawn from its ``Tile`` (engine/views/dashboard.py), with a class for its band
+    (``-note`` … ``-stale``, none when ok) that colours it; the whole rule is the tooltip."""
+
+    def __init__(self, tile: Tile, classes: str):
+        super().__init__(classes=classes)  # no id: a rebuilt grid may briefly hold both
+        self.tile = tile
+        self._classes_for(tile)
+
+    def show(self, tile: Tile) -> bool:
+        """Draw ``tile``; False when it is what is drawn already."""
+        if tile == self.tile:
+            return False
+        old, self.tile = self.tile, tile
+        if old.level != tile.level:
+            self._classes_for(tile)
+        self.refresh()
+        return True
+
+    def _classes_for(self, tile: Tile) -> None:
+        for level in LEVEL_TAG:
+            self.set_class(tile.level == level and level != "ok", f"-{level}")
+
+    def _tip(self) -> None:
+        t = self.tile
+        self.tooltip = f"{t.rule}\n{t.detail}" if t.detail else t.rule
+
+    def on_enter(self) -> None:
+        self._tip()
+
+
+class TileWidget(MetricWidget):
     """One metric in three lines: its name and band; the value now, its change, the baseline; the
     one fact that matters most (the source's error when stale, the warning zone, too few
     intervals — else the thresholds). The whole rule is the tooltip."""
@@ -121,40 +159,23 @@ class TileWidget(Widget):
     """
 
     def __init__(self, tile: Tile):
-        super().__init__(classes=f"tile-{tile.key}")  # no id: a rebuilt grid may briefly hold both
-        self.tile = tile
-        self._classes_for(tile)
+        super().__init__(tile, f"tile-{tile.key}")
 
-    def show(self, tile: Tile) -> None:
-        if tile == self.tile:
-            return
-        old, self.tile = self.tile, tile
-        if old.level != tile.level:
-            self._classes_for(tile)
+    def show(self, tile: Tile) -> bool:
+        # The tooltip follows while the mouse is over the tile: the rule's sentence moves with every sample.
+        if not super().show(tile):
+            return False
         if self.mouse_hover:
             self._tip()
-        self.refresh()
-
-    def _classes_for(self, tile: Tile) -> None:
-        for level in LEVEL_TAG:
-            self.set_class(tile.level == level and level != "ok", f"-{level}")
-
-    def _tip(self) -> None:
-        # Set while the mouse is over the tile only: the rule's sentence moves with every sample.
-        t = self.tile
-        self.tooltip = f"{t.rule}\n{t.detail}" if t.detail else t.rule
-
-    def on_enter(self) -> None:
-        self._tip()
+        return True
 
     def render(self) -> Text:
         t = self.tile
         width = max(8, self.content_size.width)
-        tag = LEVEL_TAG.get(t.level, t.level.upper())
+        tag = band_tag(t.level)
         name = Text(t.name.replace(" change", ""), style="bold")
-        name.truncate(max(1, width - len(tag) - 1), overflow="ellipsis")
-        head = name + Text(" " * max(1, width - name.cell_len - len(tag)))
-        head.append(tag, style="bold reverse" if t.level in ("warning", "critical") else "bold")
+        name.truncate(max(1, width - tag.cell_len - 1), overflow="ellipsis")
+        head = name + Text(" " * max(1, width - name.cell_len - tag.cell_len)) + tag
         base = t.baseline.removesuffix(f" {t.unit}") if t.unit and t.unit != "%" else t.baseline
         if t.level == "stale":
             body = Text(f"{t.short or 'no value'} · base {base}")
@@ -167,7 +188,7 @@ class TileWidget(Widget):
         return Text("\n").join((head, body, last))
 
 
-class BandLine(Widget):
+class BandLine(MetricWidget):
     """One metric on one line — its name, the value now and its change, its band — for a short
     terminal (80×24, 100×30): every metric's band on screen at once, where the tiles would scroll.
     Coloured by its band as a tile is (screens/monitoring.tcss); the whole rule is the tooltip."""
@@ -177,30 +198,11 @@ class BandLine(Widget):
     NAME_WIDTH = 26  # at most: the value follows the name closely on a wide line
 
     def __init__(self, tile: Tile):
-        super().__init__(classes=f"band-{tile.key}")
-        self.tile = tile
-        self._classes_for(tile)
-
-    def show(self, tile: Tile) -> None:
-        if tile == self.tile:
-            return
-        old, self.tile = self.tile, tile
-        if old.level != tile.level:
-            self._classes_for(tile)
-        self.refresh()
-
-    def _classes_for(self, tile: Tile) -> None:
-        for level in LEVEL_TAG:
-            self.set_class(tile.level == level and level != "ok", f"-{level}")
-
-    def on_enter(self) -> None:
-        t = self.tile
-        self.tooltip = f"{t.rule}\n{t.detail}" if t.detail else t.rule
+        super().__init__(tile, f"band-{tile.key}")
 
     def render(self) -> Text:
         t = self.tile
         width = max(20, self.content_size.width)
-        tag = LEVEL_TAG.get(t.level, t.level.upper())
         # Narrow (two columns at 80): the value now without its change, which the tiles show.
         value_width = self.VALUE_WIDTH if width >= 2 + 18 + 1 + self.VALUE_WIDTH + 1 + 5 else 10
         room = max(8, min(self.NAME_WIDTH, width - 2 - 1 - value_width - 1 - 5))
@@ -216,9 +218,7 @@ class BandLine(Widget):
         line = Text("█ ", style=self.get_component_rich_style("band-line--mark"))
         line += name + Text(" " * (room - name.cell_len + 1)) + value
         line.append(" " * max(1, 2 + room + 1 + value_width + 1 - line.cell_len))
-        line.append(f"{tag:>5}" if len(tag) < 5 else tag,
-                    style="bold reverse" if t.level in ("warning", "critical") else "bold")
-        return line
+        return line + band_tag(t.level, 5)
 
 
 def short_error(error: str) -> str:
