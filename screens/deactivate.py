@@ -15,6 +15,7 @@ from textual.widgets import Button, Input, Label, Static
 
 from engine.adapters.killswitch import KillSwitchReading
 from engine.domain.text import for_terminal
+from screens.base import required_text
 
 
 @dataclass(frozen=True)
@@ -54,10 +55,8 @@ class DeactivateKillSwitch(ModalScreen[DeactivationRequest | None]):
         if event.button.id == "cancel":
             self.dismiss(None)
             return
-        reason = self.query_one("#reason", Input).value.strip()
-        if not reason:
-            self.query_one("#why", Static).update("A reason is required: it goes to the audit trail.")
-            self.query_one("#reason", Input).focus()
+        reason = required_text(self, "reason", "A reason is required: it goes to the audit trail.")
+        if reason is None:
             return
         scopes = tuple(self.reading.active_scopes()) if self.reading else ()
         self.dismiss(DeactivationRequest(scopes, reason))

@@ -10,6 +10,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
+from screens.base import required_text
+
 
 @dataclass(frozen=True)
 class Note:
@@ -46,10 +48,8 @@ class NoteDialog(ModalScreen[Note | None]):
         if event.button.id == "cancel":
             self.dismiss(None)
             return
-        text = self.query_one("#text", Input).value.strip()
-        if not text:
-            self.query_one("#why", Static).update("A text is required: it goes to the audit trail.")
-            self.query_one("#text", Input).focus()
+        text = required_text(self, "text", "A text is required: it goes to the audit trail.")
+        if text is None:
             return
         self.dismiss(Note(self.choices[int((event.button.id or "choice-0").split("-")[1])], text))
 
@@ -99,12 +99,9 @@ class LessonDialog(ModalScreen[Lesson | None]):
         return {key: self.query_one(f"#lesson-{key}", Input).value.strip() for key, _, _ in self.FIELDS}
 
     def _record(self) -> None:
-        values = self._values()
-        if not values["what"]:
-            self.query_one("#why", Static).update("What happened is required.")
-            self.query_one("#lesson-what", Input).focus()
+        if required_text(self, "lesson-what", "What happened is required.") is None:
             return
-        self.dismiss(Lesson(**values))
+        self.dismiss(Lesson(**self._values()))
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "cancel":

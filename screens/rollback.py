@@ -15,6 +15,7 @@ Its dialogs are screens/rollback_dialogs.py; the text it draws, screens/rollback
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -381,32 +382,28 @@ class RollbackScreen(RunbookScreen):
         self.notify(f"{what}: {why}", title=what, severity="warning", timeout=10)
         return True
 
-    def action_retrigger(self) -> None:
+    def _reason_step(self, action: str, what: str, message: type[RollbackRetrigger | RollbackKeepIndex],
+                     dialog: Callable[[], ReasonDialog]) -> None:
+        """The canary lead's steps after a refusal (docs/rollback.md), each confirmed with its reason."""
         def chosen(reason: str | None) -> None:
             if reason is not None:
-                self.post_message(RollbackRetrigger(reason))
+                self.post_message(message(reason))
 
-        if self._cannot("rollback_retrigger", "New trigger"):
+        if self._cannot(action, what):
             return
-        if not may("rollback_retrigger", self.user_roles):
-            self.post_message(RollbackRetrigger(""))  # refused by the engine: who may, in the audit trail
+        if not may(action, self.user_roles):
+            self.post_message(message(""))  # refused by the engine: who may, in the audit trail
             return
-        self.app.push_screen(ReasonDialog("New trigger: close the decision in force", RETRIGGER_LINES,
-                                          "Close the decision"), chosen)
+        self.app.push_screen(dialog(), chosen)
+
+    def action_retrigger(self) -> None:
+        self._reason_step("rollback_retrigger", "New trigger", RollbackRetrigger, lambda: ReasonDialog(
+            "New trigger: close the decision in force", RETRIGGER_LINES, "Close the decision"))
 
     def action_keep_index(self) -> None:
-        def chosen(reason: str | None) -> None:
-            if reason is not None:
-                self.post_message(RollbackKeepIndex(reason))
-
-        if self._cannot("rollback_keep_index", "Keep the index"):
-            return
-        if not may("rollback_keep_index", self.user_roles):
-            self.post_message(RollbackKeepIndex(""))  # refused by the engine: who may, in the audit trail
-            return
         index = self.view.index if self.view is not None else "the index"
-        self.app.push_screen(ReasonDialog(f"Keep {index}: end the rollback flow", KEEP_LINES, "Keep the index"),
-                             chosen)
+        self._reason_step("rollback_keep_index", "Keep the index", RollbackKeepIndex, lambda: ReasonDialog(
+            f"Keep {index}: end the rollback flow", KEEP_LINES, "Keep the index"))
 
     def _warnings(self) -> tuple[str, ...]:
         v, i = self.view, self.inspection

@@ -11,6 +11,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, RadioButton, RadioSet, Static
 
 from engine.domain.rollback_rules import TRIGGERS
+from screens.base import required_text
 
 
 class DecideDialog(ModalScreen[tuple[str, str] | None]):
@@ -46,10 +47,8 @@ class DecideDialog(ModalScreen[tuple[str, str] | None]):
         if event.button.id == "cancel":
             self.dismiss(None)
             return
-        reason = self.query_one("#reason", Input).value.strip()
-        if not reason:
-            self.query_one("#why", Static).update("A reason is required: it goes into the rollback record (R1).")
-            self.query_one("#reason", Input).focus()
+        reason = required_text(self, "reason", "A reason is required: it goes into the rollback record (R1).")
+        if reason is None:
             return
         self.dismiss((self.trigger.key, reason))
 
@@ -171,13 +170,10 @@ class ReasonDialog(ModalScreen[str | None]):
         self._submit(event.value)
 
     def _submit(self, value: str) -> None:
-        reason = value.strip()
-        if not reason:
-            self.query_one("#why", Static).update("A reason is required: it goes into the audit trail and every "
-                                                  "console shows it. Type it, or Cancel (Esc).")
-            self.query_one("#reason", Input).focus()
-            return
-        self.dismiss(reason)
+        reason = required_text(self, "reason", "A reason is required: it goes into the audit trail and every "
+                               "console shows it. Type it, or Cancel (Esc).", value)
+        if reason is not None:
+            self.dismiss(reason)
 
     def action_cancel(self) -> None:
         self.dismiss(None)
