@@ -12,13 +12,14 @@ from textual.widgets import Button, Checkbox, Input, Label, RadioButton, RadioSe
 
 from engine.domain.rollback_rules import TRIGGERS
 from screens.base import required_text
+from screens.dialog import ReasonModal
 
 
-class DecideDialog(ModalScreen[tuple[str, str] | None]):
+class DecideDialog(ReasonModal[tuple[str, str]]):
     """R1: the decision, with the reason that goes into the record and the announcement."""
 
-    BINDINGS = [("escape", "cancel", "Cancel")]
     CSS_PATH = "rollback_dialogs.tcss"
+    WHY = "A reason is required: it goes into the rollback record (R1)."
 
     def __init__(self, trigger: str, roles: tuple[str, ...]):
         super().__init__()
@@ -40,23 +41,8 @@ class DecideDialog(ModalScreen[tuple[str, str] | None]):
                 yield Button("Decide rollback", id="confirm", variant="error")
                 yield Button("Cancel", id="cancel")
 
-    def on_mount(self) -> None:
-        self.query_one("#reason", Input).focus()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "cancel":
-            self.dismiss(None)
-            return
-        reason = required_text(self, "reason", "A reason is required: it goes into the rollback record (R1).")
-        if reason is None:
-            return
-        self.dismiss((self.trigger.key, reason))
-
-    def on_input_submitted(self, _event: Input.Submitted) -> None:
-        self.query_one("#confirm", Button).press()
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
+    def result(self, reason: str) -> tuple[str, str]:
+        return (self.trigger.key, reason)
 
 
 class ApproveDialog(ModalScreen[tuple[str, str, str] | None]):
