@@ -28,7 +28,8 @@ from textual.app import App  # noqa: E402
 from engine.domain.thresholds import Profile  # noqa: E402
 from engine.views.dashboard import RunFacts, SampleRow, advance, dashboard_view  # noqa: E402
 from engine.views.report import PersonFacts  # noqa: E402
-from screens.monitoring import MetricChart, MonitoringScreen  # noqa: E402
+from screens.monitoring import MonitoringScreen  # noqa: E402
+from screens.monitoring_widgets import MetricChart  # noqa: E402
 
 PROFILE = Profile()
 METRICS = [r.key for r in PROFILE.rules if r.source != "killswitch"]  # 16

@@ -26,10 +26,7 @@ def audit_row(e: AuditLog) -> tuple[str, str, str, str, str]:
 
 class AuditScreen(RunbookScreen):
     BINDINGS = [("escape", "app.pop_screen", "Back")]
-    DEFAULT_CSS = RunbookScreen.DEFAULT_CSS + """
-    AuditScreen Input { margin: 1 1 0 1; }
-    AuditScreen DataTable { margin: 0 1; }
-    """
+    CSS_PATH = "audit.tcss"
 
     def __init__(self) -> None:
         super().__init__(name="audit")

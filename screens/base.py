@@ -56,6 +56,18 @@ def update_text(widget: Static, content: str | Text) -> None:
             widget.refresh(layout=True)
 
 
+def required_text(dialog: Screen, field: str, why: str, value: str | None = None) -> str | None:
+    """What a person typed in a dialog's ``#field`` that it cannot close without (a reason, a
+    note), stripped — ``value`` when given (the input's as it was at Enter). Empty: None, with
+    ``why`` said in the dialog's ``#why`` and the focus back in the field."""
+    text = (dialog.query_one(f"#{field}", Input).value if value is None else value).strip()
+    if not text:
+        dialog.query_one("#why", Static).update(why)
+        dialog.query_one(f"#{field}", Input).focus()
+        return None
+    return text
+
+
 def drawable(screen: Screen) -> bool:
     """The screen's widgets are there to draw on: composed, and not being torn down (an app that
     exits prunes a screen's children while the screen still counts as mounted, and a timer may

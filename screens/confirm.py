@@ -11,15 +11,7 @@ from textual.widgets import Button, Label, Static
 
 class ConfirmStatement(ModalScreen[bool]):
     BINDINGS = [("escape", "cancel", "Cancel")]
-    DEFAULT_CSS = """
-    ConfirmStatement { align: center middle; }
-    ConfirmStatement > Vertical { width: 100; max-width: 95%; height: auto; max-height: 95%;
-                                  border: thick $warning; background: $surface; padding: 1 2; }
-    ConfirmStatement #statement { height: auto; max-height: 14; margin: 1 0; background: $boost; }
-    ConfirmStatement #statement Static { padding: 0 1; }
-    ConfirmStatement Horizontal { height: auto; }
-    ConfirmStatement Button { margin-right: 2; }
-    """
+    CSS_PATH = "confirm.tcss"
 
     def __init__(self, title: str, explain: str, statement: str, confirm: str):
         super().__init__()

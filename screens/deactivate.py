@@ -10,11 +10,11 @@ from dataclasses import dataclass
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
 from engine.adapters.killswitch import KillSwitchReading
 from engine.domain.text import for_terminal
+from screens.dialog import ReasonModal
 
 
 @dataclass(frozen=True)
@@ -23,15 +23,9 @@ class DeactivationRequest:
     reason: str
 
 
-class DeactivateKillSwitch(ModalScreen[DeactivationRequest | None]):
-    BINDINGS = [("escape", "cancel", "Cancel")]
-    DEFAULT_CSS = """
-    DeactivateKillSwitch { align: center middle; }
-    DeactivateKillSwitch > Vertical { width: 72; height: auto; border: thick $error; background: $surface; padding: 1 2; }
-    DeactivateKillSwitch #why { color: $error; height: auto; }
-    DeactivateKillSwitch Horizontal { height: auto; margin-top: 1; }
-    DeactivateKillSwitch Button { margin-right: 2; }
-    """
+class DeactivateKillSwitch(ReasonModal[DeactivationRequest]):
+    CSS_PATH = "deactivate.tcss"
+    WHY = "A reason is required: it goes to the audit trail."
 
     def __init__(self, reading: KillSwitchReading | None, roles: tuple[str, ...]):
         super().__init__()
@@ -53,23 +47,5 @@ class DeactivateKillSwitch(ModalScreen[DeactivationRequest | None]):
                              disabled=not active)
                 yield Button("Cancel", id="cancel")
 
-    def on_mount(self) -> None:
-        self.query_one("#reason", Input).focus()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "cancel":
-            self.dismiss(None)
-            return
-        reason = self.query_one("#reason", Input).value.strip()
-        if not reason:
-            self.query_one("#why", Static).update("A reason is required: it goes to the audit trail.")
-            self.query_one("#reason", Input).focus()
-            return
-        scopes = tuple(self.reading.active_scopes()) if self.reading else ()
-        self.dismiss(DeactivationRequest(scopes, reason))
-
-    def on_input_submitted(self, _event: Input.Submitted) -> None:
-        self.query_one("#confirm", Button).press()
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
+    def result(self, reason: str) -> DeactivationRequest:
+        return DeactivationRequest(tuple(self.reading.active_scopes()) if self.reading else (), reason)

@@ -59,21 +59,7 @@ class DecisionScreen(RunbookScreen):
         Binding("d", "team('remove')", "Team: remove (lead)", id="decision-remove"),
         Binding("g", "rollback", "Rollback flow", id="decision-rollback"),
     ]
-    DEFAULT_CSS = RunbookScreen.DEFAULT_CSS + """
-    DecisionScreen #verdict { height: 5; margin: 1 1 0 1; content-align: center middle; text-style: bold;
-                              background: $panel; border: tall $panel-lighten-2; }
-    DecisionScreen #verdict.-pass { background: $success 40%; border: tall $success; }
-    DecisionScreen #verdict.-warning { background: $warning 40%; border: tall $warning; }
-    DecisionScreen #verdict.-fail { background: $error 55%; border: tall $error; }
-    DecisionScreen #verdict.-inconclusive { background: $secondary 40%; border: tall $secondary; }
-    DecisionScreen #next { height: auto; margin: 1 1 0 1; padding: 0 1; background: $boost; }
-    DecisionScreen #next.-rollback { background: $error 30%; text-style: bold; }
-    DecisionScreen #next.-team_decision { background: $warning 30%; text-style: bold; }
-    DecisionScreen .section { margin: 1 1 0 1; text-style: bold; height: auto; }
-    DecisionScreen #matrix { height: auto; margin: 0 1; }
-    DecisionScreen #reasons { height: auto; margin: 0 1; }
-    DecisionScreen #decided { height: auto; margin: 1 1; color: $text-muted; }
-    """
+    CSS_PATH = "decision.tcss"
 
     def __init__(self, plan: Plan | None = None):
         super().__init__(name="decision")

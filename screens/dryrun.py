@@ -20,11 +20,7 @@ class DryRunScreen(RunbookScreen):
         Binding("g", "app.execute", "Execute (refused: dry run)", id="dry-run-execute"),
         Binding("escape", "app.goto('plan')", "Plan", id="dry-run-back"),
     ]
-    DEFAULT_CSS = RunbookScreen.DEFAULT_CSS + """
-    DryRunScreen #dry-run-head { margin: 0 1; text-style: bold; height: auto; }
-    DryRunScreen #dry-run-scroll { height: 1fr; margin: 0 1; }
-    DryRunScreen #dry-run-body { height: auto; }
-    """
+    CSS_PATH = "dryrun.tcss"
 
     def compose_body(self) -> ComposeResult:
         yield Static("DRY RUN — walking the checks against the target, read-only…", id="dry-run-head", markup=False)

@@ -96,22 +96,7 @@ class ExecutionScreen(RunbookScreen):
         ("c", "app.copy_announcement", "Copy announcement"),
         ("w", "app.post_announcement", "Post announcement"),
     ]
-    DEFAULT_CSS = RunbookScreen.DEFAULT_CSS + """
-    ExecutionScreen .section { margin: 1 1 0 1; text-style: bold; }
-    ExecutionScreen #top { height: auto; }
-    ExecutionScreen #top > Vertical { height: auto; width: 1fr; }
-    ExecutionScreen #steps { width: 1fr; height: auto; margin: 0 1; }
-    ExecutionScreen #announcement { width: 1fr; height: auto; margin: 0 1; padding: 0 1; background: $boost; }
-    ExecutionScreen #alter { margin: 0 1; height: auto; }
-    ExecutionScreen ProgressBar { margin: 0 1; }
-    ExecutionScreen #mdl { margin: 0 1; height: auto; max-height: 8; }
-    ExecutionScreen #cooldown { margin: 0 1; height: auto; }
-    ExecutionScreen #outcome { margin: 1 1 0 1; height: auto; text-style: bold; }
-    ExecutionScreen Log { margin: 0 1; height: 12; border: round $panel; }
-    ExecutionScreen #announce-note { margin: 0 1; height: auto; color: $text-muted; display: none; }
-    ExecutionScreen.-narrow #announce-box { display: none; }
-    ExecutionScreen.-narrow #announce-note { display: block; }
-    """
+    CSS_PATH = "execution.tcss"
 
     def __init__(self, plan: Plan):
         super().__init__(name="execution")

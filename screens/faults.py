@@ -41,14 +41,7 @@ class FaultsDialog(ModalScreen[None]):
                 *(Binding(k, f"toggle('{k}')", name) for k, name in (
                     ("l", "Lock contention"), ("L", "Lock contention, severe"), ("g", "Replication lag"), ("s", "Latency regression"),
                     ("e", "Error burst"), ("m", "Long transaction (MDL)")))]
-    DEFAULT_CSS = """
-    FaultsDialog { align: center middle; }
-    FaultsDialog > Vertical { width: 120; height: auto; max-height: 90%; border: thick $warning;
-                              background: $surface; padding: 1 2; }
-    FaultsDialog DataTable { height: auto; max-height: 14; }
-    FaultsDialog #note { color: $text-muted; height: auto; margin-top: 1; }
-    FaultsDialog #status { height: auto; margin-top: 1; }
-    """
+    CSS_PATH = "faults.tcss"
 
     def __init__(self, rows: tuple[FaultRow, ...]):
         super().__init__()

@@ -27,15 +27,7 @@ def missing_text(missing: Sequence[Missing]) -> str:
 
 class StepLocked(ModalScreen[None]):
     BINDINGS = [("escape", "dismiss", "Back"), ("enter", "dismiss", "Back")]
-    DEFAULT_CSS = """
-    StepLocked { align: center middle; }
-    StepLocked > Vertical { width: 90; max-width: 95%; height: auto; max-height: 90%; border: thick $warning;
-                            background: $surface; padding: 1 2; }
-    StepLocked #title { text-style: bold; margin-bottom: 1; }
-    StepLocked VerticalScroll { height: auto; max-height: 30; }
-    StepLocked #missing { height: auto; }
-    StepLocked Button { margin-top: 1; }
-    """
+    CSS_PATH = "locked.tcss"
 
     def __init__(self, title: str, missing: Sequence[Missing]):
         super().__init__()

@@ -10,6 +10,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
+from screens.base import required_text
+
 
 @dataclass(frozen=True)
 class Note:
@@ -19,14 +21,7 @@ class Note:
 
 class NoteDialog(ModalScreen[Note | None]):
     BINDINGS = [("escape", "cancel", "Cancel")]
-    DEFAULT_CSS = """
-    NoteDialog { align: center middle; }
-    NoteDialog > Vertical { width: 80; max-width: 95%; height: auto; border: thick $accent; background: $surface;
-                            padding: 1 2; }
-    NoteDialog #why { color: $error; height: auto; }
-    NoteDialog Horizontal { height: auto; margin-top: 1; }
-    NoteDialog Button { margin-right: 2; }
-    """
+    CSS_PATH = "note.tcss"
 
     def __init__(self, title: str, explain: str, placeholder: str, choices: tuple[str, ...]):
         super().__init__()
@@ -53,10 +48,8 @@ class NoteDialog(ModalScreen[Note | None]):
         if event.button.id == "cancel":
             self.dismiss(None)
             return
-        text = self.query_one("#text", Input).value.strip()
-        if not text:
-            self.query_one("#why", Static).update("A text is required: it goes to the audit trail.")
-            self.query_one("#text", Input).focus()
+        text = required_text(self, "text", "A text is required: it goes to the audit trail.")
+        if text is None:
             return
         self.dismiss(Note(self.choices[int((event.button.id or "choice-0").split("-")[1])], text))
 
@@ -84,15 +77,7 @@ class LessonDialog(ModalScreen[Lesson | None]):
               ("impact", "Impact", "e.g. none for users; PASS WITH WARNING"),
               ("cause", "Root cause", "e.g. the buffer pool warmed the new index"),
               ("action", "Action item", "e.g. run the next canary after the nightly batch"))
-    DEFAULT_CSS = """
-    LessonDialog { align: center middle; }
-    LessonDialog > Vertical { width: 90; max-width: 95%; height: auto; border: thick $accent; background: $surface;
-                              padding: 1 2; }
-    LessonDialog Label.field { margin-top: 1; }
-    LessonDialog #why { color: $error; height: auto; }
-    LessonDialog Horizontal { height: auto; margin-top: 1; }
-    LessonDialog Button { margin-right: 2; }
-    """
+    CSS_PATH = "note.tcss"
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -114,12 +99,9 @@ class LessonDialog(ModalScreen[Lesson | None]):
         return {key: self.query_one(f"#lesson-{key}", Input).value.strip() for key, _, _ in self.FIELDS}
 
     def _record(self) -> None:
-        values = self._values()
-        if not values["what"]:
-            self.query_one("#why", Static).update("What happened is required.")
-            self.query_one("#lesson-what", Input).focus()
+        if required_text(self, "lesson-what", "What happened is required.") is None:
             return
-        self.dismiss(Lesson(**values))
+        self.dismiss(Lesson(**self._values()))
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "cancel":

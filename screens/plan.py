@@ -12,6 +12,7 @@ from textual.widgets import DataTable, Static
 from engine.domain.plan import ROLE_WORDS, Plan
 from engine.views import warroom
 from screens.base import RunbookScreen, StepFooter, drawable, plain
+from screens.tables import fill_wrapped, table_room
 
 TIMELINE = (("Pre-check verification", 30), ("Team readiness check", 15), ("Execute ADD_INDEX", 15),
             ("Monitoring window (cannot be shortened)", 60), ("Result analysis", 30), ("Documentation", 15))
@@ -134,21 +135,13 @@ class PlanScreen(RunbookScreen):
             self._draw_scope()
 
     def _scope_room(self) -> int:
-        # The table's margins (2), the scroll bar (2) and a cell's padding either side (2 × 4 columns).
-        return max(40, self.size.width - 2 - 2 - 8)
+        # The table's margins and the scroll bar, a cell's padding either side; never under 40.
+        return max(40, table_room(self.size.width, len(SCOPE_COLUMNS)))
 
     def _draw_scope(self) -> None:
         """The scope lock in the terminal's width: a long value (the ALTER, the connection) wraps
         at its spaces in its cell, a row as tall as it needs, rather than running off the edge."""
         rows = scope_rows(self.plan, self.facts)
-        widths = scope_widths(rows, self._scope_room())
-        scope = self.query_one("#scope", DataTable)
-        if widths != self._scope_widths:
-            self._scope_widths = widths
-            scope.clear(columns=True)
-            for label, width in zip(SCOPE_COLUMNS, widths, strict=True):
-                scope.add_column(label, width=width)
-        else:
-            scope.clear()
-        for row in rows:
-            scope.add_row(*plain(*row), height=None)
+        room = self._scope_room()
+        self._scope_widths = fill_wrapped(self.query_one("#scope", DataTable), SCOPE_COLUMNS, rows, room,
+                                          self._scope_widths, scope_widths(rows, room))

@@ -68,13 +68,7 @@ class PrechecksScreen(RunbookScreen):
         ("m", "app.record_test", "Record TC"),
         ("a", "app.acknowledge_case", "Ack P1"),
     ]
-    DEFAULT_CSS = RunbookScreen.DEFAULT_CSS + """
-    PrechecksScreen .section { margin: 1 1 0 1; text-style: bold; }
-    PrechecksScreen DataTable { margin: 0 1; height: auto; }
-    PrechecksScreen #rollback-sql { margin: 0 1; padding: 0 1; background: $boost; }
-    PrechecksScreen #missing { margin: 0 1; color: $warning; }
-    PrechecksScreen #missing.-ready { color: $success; }
-    """
+    CSS_PATH = "prechecks.tcss"
 
     def __init__(self, plan: Plan):
         super().__init__(name="prechecks")

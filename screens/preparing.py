@@ -20,16 +20,7 @@ MARK = {"waiting": "·", "running": "…", "done": "✓", "skipped": "–", "fai
 class PreparingScreen(RunbookScreen):
     """One row per step: its mark and title, a bar, what happens now."""
 
-    DEFAULT_CSS = RunbookScreen.DEFAULT_CSS + """
-    PreparingScreen #prep-title { margin: 1 1 0 1; text-style: bold; }
-    PreparingScreen #prep-intro { margin: 0 1 1 1; color: $text-muted; }
-    PreparingScreen .prep-row { height: 1; margin: 0 1; }
-    PreparingScreen .prep-name { width: 30; }
-    PreparingScreen .prep-row ProgressBar { width: 40; }
-    PreparingScreen .prep-text { margin: 0 1 1 4; height: auto; }
-    PreparingScreen #prep-outcome { margin: 1 1; height: auto; }
-    PreparingScreen #prep-outcome.-failed { color: $error; text-style: bold; }
-    """
+    CSS_PATH = "preparing.tcss"
 
     def __init__(self, plan_path: str, steps: tuple[str, ...] = tuple(STEP_TITLES)):
         super().__init__(name="preparing")

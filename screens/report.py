@@ -110,19 +110,7 @@ class ReportScreen(RunbookScreen):
         Binding("shift+v", "cycle(-1)", "Previous text", show=False, id="report-previous-view"),
     ]
     step = "report"
-    DEFAULT_CSS = RunbookScreen.DEFAULT_CSS + """
-    ReportScreen #report-title { margin: 0 1; padding-top: 1; text-style: bold; height: auto; }
-    ReportScreen #report-title.-pass { color: $success; }
-    ReportScreen #report-title.-warning { color: $warning; }
-    ReportScreen #report-title.-fail { color: $error; }
-    ReportScreen Tabs { margin: 0 1; }
-    ReportScreen ContentSwitcher { height: 1fr; margin: 0 1; }
-    ReportScreen VerticalScroll { height: 1fr; }
-    ReportScreen #announcement-text { padding: 1 2; }
-    ReportScreen #report-status { height: auto; padding: 0 1; background: $panel; }
-    ReportScreen #report-status.-ok { color: $success; }
-    ReportScreen #report-status.-error { color: $error; text-style: bold; }
-    """
+    CSS_PATH = "report.tcss"
 
     def __init__(self, plan: Plan) -> None:
         super().__init__(name="report")

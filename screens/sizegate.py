@@ -49,17 +49,7 @@ class SizeGateScreen(RunbookScreen):
         ("x", "app.cancel_count", "Cancel exact count"),
         ("a", "app.approve_gate", "DBA: approve WARNING"),
     ]
-    DEFAULT_CSS = RunbookScreen.DEFAULT_CSS + """
-    SizeGateScreen .section { margin: 1 1 0 1; text-style: bold; }
-    SizeGateScreen DataTable { margin: 0 1; height: auto; }
-    SizeGateScreen #band { margin: 1 1 0 1; padding: 1 2; height: auto; background: $boost; text-style: bold; }
-    SizeGateScreen #band.-pass { background: $success 40%; }
-    SizeGateScreen #band.-warn { background: $warning 40%; }
-    SizeGateScreen #band.-block { background: $error 50%; }
-    SizeGateScreen #count-row { margin: 0 1; height: auto; }
-    SizeGateScreen ProgressBar { margin: 0 1; }
-    SizeGateScreen #approval { margin: 1 1 0 1; }
-    """
+    CSS_PATH = "sizegate.tcss"
 
     def __init__(self, plan: Plan):
         super().__init__(name="size_gate")

@@ -42,10 +42,11 @@ def table_room(width: int, columns: int, outside: int = 4) -> int:
 
 
 def fill_wrapped(table: DataTable, headers: Sequence[str], rows: Sequence[Sequence[str]], room: int,
-                 drawn: tuple[int, ...] = ()) -> tuple[int, ...]:
-    """Refill ``table`` with ``rows`` in columns fitted to ``room``; the columns are re-added only
-    when their widths change. Returns the widths drawn (pass them back as ``drawn`` next time)."""
-    widths = fit_widths(headers, rows, room)
+                 drawn: tuple[int, ...] = (), widths: tuple[int, ...] | None = None) -> tuple[int, ...]:
+    """Refill ``table`` with ``rows`` in columns fitted to ``room`` (``fit_widths``, or ``widths``
+    for a table with a rule of its own, the Plan's scope); the columns are re-added only when
+    their widths change. Returns the widths drawn (pass them back as ``drawn`` next time)."""
+    widths = widths or fit_widths(headers, rows, room)
     if widths != drawn or len(table.columns) != len(headers):
         table.clear(columns=True)
         for label, width in zip(headers, widths, strict=True):

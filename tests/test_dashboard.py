@@ -42,12 +42,11 @@ from screens.frame import FrameState
 from screens.monitoring import (
     CheckpointNote,
     CopyText,
-    MetricChart,
     MonitoringScreen,
     PauseDecision,
     PostText,
-    TileWidget,
 )
+from screens.monitoring_widgets import MetricChart, TileWidget
 from screens.note import NoteDialog
 
 T0 = datetime(2026, 11, 22, 15, 40, tzinfo=UTC)  # 22:40 at UTC+7: off-peak
@@ -817,7 +816,7 @@ def _settle(pilot_pauses: int = 4):
             await pilot.pause(0.05)
         # The charts drawn once more at their final size: a render during layout (a loaded machine,
         # the suite in parallel) may have been at an intermediate width, with other tick labels.
-        from screens.monitoring import MetricChart
+        from screens.monitoring_widgets import MetricChart
 
         for chart in pilot.app.screen.query(MetricChart):
             chart.refresh()
@@ -934,7 +933,7 @@ async def test_a_chart_is_redrawn_only_when_a_dot_it_draws_moves():
 
 
 def test_a_chart_draws_only_the_lowest_and_highest_point_of_each_column_of_dots():
-    from screens.monitoring import thin
+    from screens.monitoring_widgets import thin
 
     xs = [0.0, 0.1, 0.2, 0.3, 1.0, 1.5, 2.2]
     ys = [5.0, 9.0, 1.0, 4.0, 3.0, 3.0, 7.0]

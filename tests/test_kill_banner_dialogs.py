@@ -11,7 +11,7 @@ from waits import until
 from screens.confirm import ConfirmStatement
 from screens.deactivate import DeactivateKillSwitch
 from screens.note import LessonDialog
-from screens.rollback import ReasonDialog
+from screens.rollback_dialogs import ReasonDialog
 
 ALL = dict(DIALOGS)
 ALL.update({

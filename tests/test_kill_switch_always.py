@@ -16,7 +16,7 @@ from screens.faults import FaultsDialog
 from screens.frame import DialogKillBanner, FrameState, KillBanner
 from screens.locked import StepLocked
 from screens.note import NoteDialog
-from screens.rollback import ApproveDialog, ConfirmRung, DecideDialog
+from screens.rollback_dialogs import ApproveDialog, ConfirmRung, DecideDialog
 
 DIALOGS = {
     "note (checkpoint, kill reason, test by hand)": lambda: NoteDialog("Checkpoint T+15", "explain", "note", ("Save",)),

@@ -77,9 +77,9 @@ def test_no_front_end_holds_a_role_set_of_its_own():
 
 
 def test_every_action_the_console_refuses_is_in_the_table():
-    """``refuse("action", …)`` in the App: the action is a row of ACTION_ROLES (a typo would only
-    fail when the key is pressed)."""
-    source = (ROOT / "console" / "app.py").read_text()
+    """``refuse("action", …)`` in the App (its parts, console/*.py): the action is a row of
+    ACTION_ROLES (a typo would only fail when the key is pressed)."""
+    source = "\n".join(p.read_text() for p in sorted((ROOT / "console").glob("*.py")))
     named = set(re.findall(r'self\.refuse\("([a-z_]+)"', source))
     assert named, "the App refuses nothing?"
     assert named <= set(ACTION_ROLES), named - set(ACTION_ROLES)

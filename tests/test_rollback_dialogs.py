@@ -20,9 +20,6 @@ from engine.domain.plan import parse_plan
 from engine.domain.rollback_rules import approval_state, next_line, next_steps
 from engine.views.rollback import role_rows
 from screens.rollback import (
-    ApproveDialog,
-    ReasonDialog,
-    RefuseDialog,
     RollbackApprove,
     RollbackDecide,
     RollbackExecute,
@@ -31,6 +28,7 @@ from screens.rollback import (
     RollbackRetrigger,
     RollbackScreen,
 )
+from screens.rollback_dialogs import ApproveDialog, ReasonDialog, RefuseDialog
 
 PLAN = ACME + people(("Somchai", "canary_lead", "somchai"), ("Nok", "dba", "nok"), ("Ploy", "sre", "ploy"),
                      ("Dev", "developer", "dev"))

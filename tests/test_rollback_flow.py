@@ -43,15 +43,13 @@ from engine.views.rollback import (
     rollback_view,
 )
 from screens.rollback import (
-    ApproveDialog,
-    ConfirmRung,
-    DecideDialog,
     RollbackApprove,
     RollbackDecide,
     RollbackExecute,
     RollbackRefresh,
     RollbackScreen,
 )
+from screens.rollback_dialogs import ApproveDialog, ConfirmRung, DecideDialog
 
 PEOPLE = (
     Person("Somchai", ("canary_lead",), "somchai"),

@@ -15,7 +15,7 @@ from textual.widgets._footer import FooterKey
 
 from screens.base import RunbookScreen, StepFooter
 from screens.frame import RunFrame
-from screens.monitoring import BandLine, TileWidget
+from screens.monitoring_widgets import BandLine, TileWidget
 from screens.plan import scope_widths
 
 
