@@ -873,11 +873,10 @@ class CanaryApp(KeysAnswer, App):
     def self_test(self) -> None:
         from engine.drill import selftest
 
-        def report(result: Any) -> None:
-            selftest.record(self.store, self.plan.tenant, result, self.actor)
+        def report(_result: Any) -> None:  # stored by the action as each case finishes
             self._sync_view()
-        try:
-            selftest.run_all(report=report)
+        try:  # the self_test action: the role asked again (a refusal audited), then the cases
+            selftest.run_for_prechecks(self.store, self.plan.tenant, self.actor, self.roles, report=report)
         except Exception as exc:  # noqa: BLE001 - e.g. MariaDB binaries missing: say so
             self.call_from_thread(self.notify, f"self-test could not run: {exc}", severity="error", timeout=20)
 
@@ -1101,16 +1100,18 @@ class CanaryApp(KeysAnswer, App):
             self.call_from_thread(self._exec_event, name, data)
 
         self._stop_presampling()  # the execution's monitor samples from here on
-        ex = step_actions.executor_for(self.plan, self.store, self.backend, self.target, run_id, self.actor,
-                                       self.worker_name, StoppableClock(self.clock, self._stop), interval, on_event,
-                                       self.profile)
-        try:
-            outcome = ex.take_over(run_id) if take_over else ex.execute(run_id)
+        try:  # the execute action: its role asked again (and a refusal audited) by the engine
+            outcome = step_actions.execute(self.plan, self.store, self.backend, self.target, run_id, self.actor,
+                                           self.roles, self.worker_name, StoppableClock(self.clock, self._stop),
+                                           interval, on_event, self.profile, take_over=take_over)
         except DriverStopped:
+            return
+        except guard.RoleRefused as exc:
+            self.call_from_thread(self.notify, f"Refused: {exc}", title="Not your role", severity="error",
+                                  timeout=12, markup=False)
             return
         finally:
             self._progress_on.clear()
-            ex.monitor.close()
             self.driving = False
         self.call_from_thread(self.notify, f"run {run_id[:8]}: {outcome.status}"
                               + (f" ({outcome.fail_reason})" if outcome.fail_reason else "")
