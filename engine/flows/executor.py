@@ -420,13 +420,24 @@ class Executor:
         except TargetError:
             with self.target.session("verify") as s:
                 exists = s.index_exists(run.schema_name, run.table_name, run.index_name)
-        if watch is not None:  # an activation in this process reports what its kill came to
-            from engine.flows.enforce import AlterKill
+        if watch is None:
+            return self._settle_read(run, error, exists, killed, None)
+        from engine.flows.enforce import AlterKill
 
-            stopped = killed is not None or (error is not None and error.kind == "interrupted")
-            watch.publish(AlterKill(run.id, run.alter_thread_id if stopped else None, True, exists,
-                                    f"{run.index_name} on {run.schema_name}.{run.table_name}",
-                                    audited_by_owner=killed is not None))
+        stopped = killed is not None or (error is not None and error.kind == "interrupted")
+        outcome = AlterKill(run.id, run.alter_thread_id if stopped else None, True, exists,
+                            f"{run.index_name} on {run.schema_name}.{run.table_name}",
+                            audited_by_owner=killed is not None)
+        try:
+            return self._settle_read(run, error, exists, killed, watch)
+        finally:
+            # An activation in this process reports what its kill came to once the run has it on
+            # record (the cancellation committed): it does nothing of its own meanwhile.
+            watch.publish(outcome)
+
+    def _settle_read(self, run: ExecutionRun, error: TargetError | None, exists: bool,
+                     killed: KillSwitchReading | None, watch: AlterWatch | None) -> ExecutionRun:
+        """The ALTER has ended and its index was read back: record what that means."""
         now = self.clock.now()
         own_kill = killed  # our KILL: its alter_killed entry is ours to write
         if killed is None and error is not None and error.kind == "interrupted" and not exists:
