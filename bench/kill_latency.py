@@ -4,7 +4,9 @@ Both series activate through ``engine.flows.killswitch_actions.activate`` (what 
 Series "local": the switch is activated in this process while the executor's ALTER runs; we time
 activation → ALTER aborted + run ``cancelled`` + index verified absent (the executor returns only
 after all three). Series "remote": the switch is activated by another process on the same store;
-we time the propagation (its commit → our watcher's KILL QUERY) and the same end-to-end figure.
+we time the propagation (its commit → our watcher's KILL QUERY, seen as the executor's first event
+after it) and the same end-to-end figure. ``alter_killed_rows_per_kill``: the audit rows each kill
+left (one, docs/kill-switch.md).
 The other process stays up until the trial is timed, as the console whose F9 it stands for does
 (its interpreter's exit used to share the two cores with the cancellation being timed).
 
