@@ -262,25 +262,34 @@ def cmd_unkill(args: argparse.Namespace) -> int:
 def cmd_self_test(args: argparse.Namespace) -> int:
     from engine.adapters.store import redact_url
     from engine.drill import selftest
+    from engine.flows import guard
 
-    plan = _plan(args.plan)
+    if not args.plan:  # the results gate a plan's prechecks: the plan says who may store them (docs/roles.md)
+        raise CliError("self-test stores its results for a plan's prechecks, and the plan names who may run it "
+                       "(everyone in its [[people]], docs/roles.md): give --plan PLAN.toml")
+    plan = load_plan(args.plan)
+    if args.tenant and args.tenant != plan.tenant:
+        raise CliError(f"--tenant {for_terminal(args.tenant)} is not the plan's tenant ({plan.tenant}): the results "
+                       "are stored for the plan's tenant; leave --tenant out")
     store = _store(args, plan)
-    tenant = _tenant(args, plan, required=False)
-    tenant = "default" if tenant == GLOBAL_TENANT else tenant
+    tenant = plan.tenant
     cases = [c.strip().upper() for c in args.cases.split(",")] if args.cases else None
     unknown = [c for c in cases or [] if c not in selftest.CASES]
     if unknown:
         raise CliError(f"unknown case(s) {', '.join(unknown)}: choose from {', '.join(selftest.CASES)}")
     ident = current_identity()
-    print(f"self-test against a private sandbox MariaDB; results go to {redact_url(store.url)} (tenant {tenant})")
+    roles = sorted(plan.roles_of(ident.user))
+    if guard.refusal_text("self_test", ident.actor, roles) is None:  # the function below asks (and audits)
+        print(f"self-test against a private sandbox MariaDB; results go to {redact_url(store.url)} (tenant {tenant})")
 
     def report(result: Any) -> None:
-        selftest.record(store, tenant, result, ident.actor)
         mark = "PASS" if result.passed else "FAIL"
         print(f"  {result.case} [{selftest.PRIORITY[result.case]}] {mark}  {selftest.NAMES[result.case]}"
               f"  ({result.duration_ms / 1000:.1f} s) {'' if result.passed else result.summary()}", flush=True)
 
-    results = selftest.run_all(cases, report)
+    # The role (everyone the plan names), then the cases, each stored as it finishes; a refusal is
+    # audited and exits 3 before a sandbox starts.
+    results = selftest.run_for_prechecks(store, tenant, ident.actor, roles, cases, report)
     failed = [r.case for r in results if not r.passed]
     p0_failed = [c for c in failed if selftest.PRIORITY[c] == "P0"]
     print(f"{len(results) - len(failed)}/{len(results)} passed" + (f"; P0 failed: {', '.join(p0_failed)} — "
@@ -289,10 +298,10 @@ def cmd_self_test(args: argparse.Namespace) -> int:
 
 
 def cmd_execute(args: argparse.Namespace) -> int:
-    """Run the executor headless on a plan (a worker without the console)."""
+    """Run the executor headless on a plan (a worker without the console): the ``execute`` action,
+    the canary lead or the DBA (``step_actions.execute`` asks; a refusal is audited, exit 3)."""
     from engine.adapters.target import Target
-    from engine.flows.executor import Executor
-    from engine.flows.step_actions import executor_for
+    from engine.flows import step_actions
 
     if not 1 <= args.interval <= 60:
         raise CliError("--interval must be between 1 and 60 seconds (the runbook samples every 5 s, 2.5 s "
@@ -300,19 +309,19 @@ def cmd_execute(args: argparse.Namespace) -> int:
     plan = load_plan(args.plan)
     store = _store(args, plan)
     ident = current_identity()
-    backend = _backend(plan, store)
-    target = Target(plan.connection)
-    run_id = args.run or Executor(plan, store, backend, target, ident.actor, worker_id(ident),
-                                  clock=store.clock).create_run().id
-    print(f"run {run_id}", flush=True)
-    # The same 60-minute window as the console's (a run taken over resumes it from the store).
-    ex = executor_for(plan, store, backend, target, run_id, ident.actor, worker_id(ident), store.clock, args.interval,
-                      lambda name, data: None if name in QUIET_EVENTS | {"monitor_tick"} else
-                      print(f"{name} {json.dumps(data, default=str)}", flush=True))
-    try:
-        out = ex.take_over(run_id) if args.run else ex.execute(run_id)  # a given run may need taking over
-    finally:
-        ex.monitor.close()
+    if args.run:
+        print(f"run {args.run}", flush=True)
+
+    def on_event(name: str, data: dict[str, Any]) -> None:
+        if name == "run_created":  # the run this command created, once the role was granted
+            print(f"run {data['run_id']}", flush=True)
+        elif name not in QUIET_EVENTS | {"monitor_tick"}:
+            print(f"{name} {json.dumps(data, default=str)}", flush=True)
+
+    # The same 60-minute window as the console's (a given run may need taking over: it resumes from the store).
+    out = step_actions.execute(plan, store, _backend(plan, store), Target(plan.connection), args.run, ident.actor,
+                               sorted(plan.roles_of(ident.user)), worker_id(ident), store.clock, args.interval,
+                               on_event, take_over=bool(args.run))
     print(f"outcome {out.status}{' (' + out.fail_reason + ')' if out.fail_reason else ''}: {out.message}")
     return EXIT_OK if out.status == "completed" else EXIT_FAILED
 
@@ -399,7 +408,7 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
                                  performance_schema=not args.performance_schema_off, control=args.control,
                                  webhook=webhook)
     cases = [c.strip().upper() for c in args.self_test_cases.split(",")] if args.self_test_cases else None
-    self_test = not args.skip_self_test and not prepared.resumed_run
+    self_test = not args.skip_self_test and not prepared.past_prechecks
     if not args.headless:
         return _rehearse_console(args, prepared, cases, self_test, out)
     try:
@@ -449,8 +458,8 @@ def _rehearse_headless(args: argparse.Namespace, prepared: Any, cases: list[str]
     from engine.domain.sizegate import gate, sampling_interval
     from engine.domain.thresholds import tightened_note
     from engine.drill import rehearsal
+    from engine.flows import step_actions
     from engine.flows.executor import Executor
-    from engine.flows.monitor import Monitor, sources_for
     from engine.flows.prechecks import record_gate, run_profile
 
     drill = prepared.drill
@@ -469,10 +478,12 @@ def _rehearse_headless(args: argparse.Namespace, prepared: Any, cases: list[str]
     out.say(f"a teammate's console (to approve what you may not approve alone): {_me()} run "
             f"{drill.plan_path} --as teammate")
     if self_test:
-        rehearsal.self_test(store, plan.tenant, ident.actor, cases, out.step)
-    else:  # the stored results, the ones the prechecks use, a line each
-        rehearsal.stored_self_test(store, plan.tenant, "the resumed run is past the prechecks" if drill.resumed_run
-                                   else "--skip-self-test: the stored results are used", out.step)
+        rehearsal.self_test(store, plan.tenant, ident.actor, plan.roles_of(ident.user), cases, out.step)
+    else:  # the stored results, the ones the prechecks use, a line each (a missing P0 pass said at once)
+        past = prepared.past_prechecks
+        rehearsal.stored_self_test(store, plan.tenant, "the resumed run is past the prechecks" if past
+                                   else "--skip-self-test: the stored results are used", out.step,
+                                   None if past else str(drill.plan_path))
 
     said: set[Any] = set()  # the five-minute marks of the window (and the observation) already said
     first = plan.profile().checkpoints[0]
@@ -512,16 +523,13 @@ def _rehearse_headless(args: argparse.Namespace, prepared: Any, cases: list[str]
         return EXIT_FAILED
 
     backend = _backend(plan, store)
-    ex = Executor(plan, store, backend, Target(plan.connection), ident.actor, worker_id(ident),
-                  on_event=on_event, clock=clock)
-    run = store.get_run(plan.tenant, drill.resumed_run) if drill.resumed_run else ex.create_run()
+    run = (store.get_run(plan.tenant, drill.resumed_run) if drill.resumed_run else
+           Executor(plan, store, backend, Target(plan.connection), ident.actor, worker_id(ident), clock=clock).create_run())
     record_gate(store, plan, run.id, decision, ident.actor, source="headless")
     profile = run_profile(plan, store, run.id)
     if profile.tightened_rows is not None:
         out.say(tightened_note(profile))
-    ex.monitor = Monitor(store, plan.tenant, run.id, sources_for(plan, backend, clock), profile,
-                         ident.actor, clock,
-                         interval=sampling_interval(decision.band, speed))
+    interval = sampling_interval(decision.band, speed)
     out.say(f"run {run.id}: baseline {plan.executor.baseline_window_seconds / 60:g} min, ALTER, cool-down "
             f"{plan.executor.cooldown_seconds / 60:g} min, 60-minute monitoring window — TIME COMPRESSED "
             f"{speed:g}× (rehearsal only): about {(plan.executor.baseline_window_seconds + plan.executor.cooldown_seconds + 3600) / speed / 60:.1f} real minutes")
@@ -530,7 +538,7 @@ def _rehearse_headless(args: argparse.Namespace, prepared: Any, cases: list[str]
         from engine.flows.presample import presampling
 
         # The baseline from the run's creation on: sampled while the prechecks take their time.
-        with presampling(plan, store, backend, run.id, ident.actor, clock, ex.monitor.interval) as sampler:
+        with presampling(plan, store, backend, run.id, ident.actor, clock, interval) as sampler:
             blockers = headless_gate(plan, store, backend, Target(plan.connection), run.id, ident.actor, out.say)
         out.say(f"baseline: sampled through the prechecks ({sampler.ticks} ticks)" if not sampler.error
                 else sampler.error)
@@ -543,7 +551,10 @@ def _rehearse_headless(args: argparse.Namespace, prepared: Any, cases: list[str]
             out.say(f"run {run.id} stays scheduled: {ack}fix what is named above, then run the drill again "
                     "(without --reset: it takes this run up)")
             return EXIT_FAILED
-    result = ex.take_over(run.id) if drill.resumed_run else ex.execute(run.id)
+    # The execute action (the drill's person is its canary lead and DBA), as the console's g runs it.
+    result = step_actions.execute(plan, store, backend, Target(plan.connection), run.id, ident.actor,
+                                  plan.roles_of(ident.user), worker_id(ident), clock, interval, on_event,
+                                  take_over=bool(drill.resumed_run))
     out.outcome(f"outcome: {result.status}{' (' + result.fail_reason + ')' if result.fail_reason else ''} — "
                 f"{result.message}", run=run.id, status=result.status, fail_reason=result.fail_reason)
     for d in store.decisions(plan.tenant, run.id):
@@ -921,9 +932,10 @@ def build_parser() -> argparse.ArgumentParser:
                            help="kill the ALTER but leave a dead owner's run for its next worker")
         k.set_defaults(func=func)
 
-    t = sub.add_parser("self-test", help="run TC-01…TC-10 against a private sandbox MariaDB and store the results")
+    t = sub.add_parser("self-test", help="run TC-01…TC-10 against a private sandbox MariaDB and store the results "
+                       "for the plan's prechecks (--plan: everyone the plan names may)")
     common(t)
-    t.add_argument("--tenant")
+    t.add_argument("--tenant", help="the plan's tenant (the results are stored for it; optional)")
     t.add_argument("--cases", help="comma-separated subset, e.g. TC-02,TC-03")
     t.set_defaults(func=cmd_self_test)
 

@@ -89,11 +89,12 @@ class RehearsalApp(CanaryApp):
         try:
             self.prepared.bring_up(self._step)
             if self.self_test:
-                rehearsal.self_test(self.store, self.plan.tenant, self.actor, self.cases, self._step)
+                rehearsal.self_test(self.store, self.plan.tenant, self.actor, self.roles, self.cases, self._step)
             else:
-                why = ("the resumed run is past the prechecks" if self.prepared.resumed_run
-                       else "--skip-self-test: the stored results are used")
-                rehearsal.stored_self_test(self.store, self.plan.tenant, why, self._step)
+                past = self.prepared.past_prechecks
+                why = "the resumed run is past the prechecks" if past else "--skip-self-test: the stored results are used"
+                rehearsal.stored_self_test(self.store, self.plan.tenant, why, self._step,
+                                           None if past else str(self.prepared.plan_path))
         except PreparationCancelled:
             return
         except Exception as exc:  # noqa: BLE001 - said on screen in one line; the details go to the log

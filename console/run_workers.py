@@ -22,7 +22,7 @@ from engine.domain.roles import may
 from engine.domain.runstate import ACTIVE
 from engine.domain.sizegate import sampling_interval
 from engine.domain.text import for_terminal
-from engine.flows import step_actions
+from engine.flows import guard, step_actions
 from engine.flows.runbook import (
     TITLES,
     RunView,
@@ -242,16 +242,18 @@ class RunWorkers(AppPart):
             self.call_from_thread(self._exec_event, name, data)
 
         self._stop_presampling()  # the execution's monitor samples from here on
-        ex = step_actions.executor_for(self.plan, self.store, self.backend, self.target, run_id, self.actor,
-                                       self.worker_name, StoppableClock(self.clock, self._stop), interval, on_event,
-                                       self.profile)
-        try:
-            outcome = ex.take_over(run_id) if take_over else ex.execute(run_id)
+        try:  # the execute action: its role asked again (and a refusal audited) by the engine
+            outcome = step_actions.execute(self.plan, self.store, self.backend, self.target, run_id, self.actor,
+                                           self.roles, self.worker_name, StoppableClock(self.clock, self._stop),
+                                           interval, on_event, self.profile, take_over=take_over)
         except DriverStopped:
+            return
+        except guard.RoleRefused as exc:
+            self.call_from_thread(self.notify, f"Refused: {exc}", title="Not your role", severity="error",
+                                  timeout=12, markup=False)
             return
         finally:
             self._progress_on.clear()
-            ex.monitor.close()
             self.driving = False
         self.call_from_thread(self.notify, f"run {run_id[:8]}: {outcome.status}"
                               + (f" ({outcome.fail_reason})" if outcome.fail_reason else "")

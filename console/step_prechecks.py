@@ -102,11 +102,10 @@ class PrecheckSteps(AppPart):
     def self_test(self) -> None:
         from engine.drill import selftest
 
-        def report(result: Any) -> None:
-            selftest.record(self.store, self.plan.tenant, result, self.actor)
+        def report(_result: Any) -> None:  # stored by the action as each case finishes
             self._sync_view()
-        try:
-            selftest.run_all(report=report)
+        try:  # the self_test action: the role asked again (a refusal audited), then the cases
+            selftest.run_for_prechecks(self.store, self.plan.tenant, self.actor, self.roles, report=report)
         except Exception as exc:  # noqa: BLE001 - e.g. MariaDB binaries missing: say so
             self.call_from_thread(self.notify, f"self-test could not run: {exc}", severity="error", timeout=20)
 

@@ -688,7 +688,7 @@ def test_refuse_then_retrigger_then_refuse_and_keep_the_index(store, client):
         r = client.post(f"/api/rollback/{rid}/{step}", json={"reason": "x"}, headers=auth("t-dba"))
         assert r.status_code == 403 and "canary lead" in r.json()["detail"], (step, r.text)
     assert len(store.audit_entries(TENANT, rid, "rollback_retrigger_refused")) == 1
-    assert len(store.audit_entries(TENANT, rid, "rollback_keep_refused")) == 1
+    assert len(store.audit_entries(TENANT, rid, "rollback_keep_index_refused")) == 1
     again = client.post(f"/api/rollback/{rid}/retrigger", json={"reason": "the trigger was the wrong one"},
                         headers=auth("t-lead"))
     assert again.status_code == 200 and "closed" in again.json()["message"], again.text
@@ -752,5 +752,5 @@ def test_the_api_refuses_exactly_the_role_action_pairs_the_role_table_refuses(st
                 assert TOKENS[token_of[role]][0] in r.json()["detail"], (action, role, r.text)
     assert not wrong, "\n".join(wrong)
     refused = {e.action for e in store.audit_entries(TENANT) if e.action.endswith("_refused")}
-    assert {"execution_create_refused", "rollback_retrigger_refused", "rollback_keep_refused",
+    assert {"execution_create_refused", "rollback_retrigger_refused", "rollback_keep_index_refused",
             "kill_switch_deactivation_refused"} <= refused

@@ -49,6 +49,25 @@ def test_the_cancellation_and_its_record_are_written_together(store):
     assert v.intact, v.problems
 
 
+def test_the_executor_s_own_kill_is_audited_in_the_cancellation_s_transaction(store):
+    """The executor's KILL is audited once, after the server said what it came to: ``alter_killed``
+    chained before the record and the status change, in their commit — and a lost race writes none."""
+    run = _running(store)
+    reading = EmbeddedKillSwitch(store).read("acme", "orders-primary")
+    killed = {"thread_id": 42, "outcome": "killed", "index_present": False, "waited_ms": 12.5}
+    record_cancel_during_alter(store, run, reading, "me", SystemClock(), killed)
+    entries = store.audit_entries("acme", run.id)
+    assert [e.action for e in entries][-3:] == ["alter_killed", "rollback_recorded", "status_change"]
+    assert entries[-3].details == killed and entries[-3].actor == "me"
+    assert store.verify_audit_chain().intact
+
+    lost = _running(store)  # the first run has ended: one canary at a time
+    store.transition("acme", lost.id, "failed", "someone-else", fail_reason="execution_error", message="gone")
+    with pytest.raises(StoreError):
+        record_cancel_during_alter(store, lost, reading, "me", SystemClock(), killed)
+    assert store.audit_entries("acme", lost.id, "alter_killed") == []
+
+
 @pytest.mark.parametrize("record", [record_cancel_during_alter, record_cancel_after_alter])
 def test_a_cancellation_that_loses_the_race_leaves_no_record(store, record):
     run = _running(store)

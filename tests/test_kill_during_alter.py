@@ -102,6 +102,51 @@ def test_kill_during_alter_aborts_it_and_leaves_no_index(lab, how):
         assert s.find_alter(run.id) is None
 
 
+def test_f9_in_the_driving_process_kills_first_and_audits_the_kill_once(lab):
+    """F9 in the console that drives the run (the same process): its executor is woken and sends the
+    KILL on its own connection before the activation does anything else, and the kill is audited
+    once — ``alter_killed`` with what it came to, in the cancellation's transaction — not a second
+    time by the activation that woke it (docs/kill-switch.md)."""
+    from engine.adapters.killswitch import EmbeddedKillSwitch
+    from engine.flows.killswitch_actions import activate
+
+    db = _table(lab, "held", "cc_kill_once")
+    plan = lab.plan(db, "idx_kill_once", ["note", "status", "total"], **_waits("held"))
+    lab.drop_index_if_present(db, "orders", plan.change.index)
+    store = lab.store("kill-once")
+    results = []
+
+    def press_f9() -> None:
+        with Target(plan.connection).session("observer") as s:
+            assert wait_for(lambda: s.find_alter(run.id), 10)
+        results.append(activate(store, EmbeddedKillSwitch(store), plan.tenant, "tenant", "nok@jump", (), "p99",
+                                via="console", target_for=lambda _run: Target(plan.connection)))
+
+    def on_event(name, _data):
+        if name == "alter_started":
+            threading.Thread(target=press_f9, daemon=True).start()
+
+    ex = lab.executor(plan, store, on_event=on_event)
+    run = ex.create_run()
+    with _held(lab, db, "held"):
+        out = ex.execute(run.id)
+    assert wait_for(lambda: results, 10), "the activation never returned"
+    [result] = results
+    assert (out.status, out.fail_reason) == ("cancelled", "kill_switch"), out.message
+    assert not lab.index_exists(plan)
+    assert result.ok and result.killed == [(run.id, store.get_run(plan.tenant, run.id).alter_thread_id)], result.lines()
+    [killed] = store.audit_entries(plan.tenant, run.id, "alter_killed")
+    assert killed.details["outcome"] == "killed" and killed.details["index_present"] is False
+    assert killed.details["thread_id"] == store.get_run(plan.tenant, run.id).alter_thread_id
+    assert killed.details["scopes"] and killed.details["waited_ms"] >= 0
+    actions = [e.action for e in store.audit_entries(plan.tenant, run.id)]
+    # Written after the kill, with the cancellation: one transaction, chained in this order.
+    assert actions[-3:] == ["alter_killed", "rollback_recorded", "status_change"], actions
+    assert not store.audit_entries(plan.tenant, run.id, "alter_finished_before_kill")
+    v = store.verify_audit_chain()
+    assert v.intact, v.problems
+
+
 @pytest.mark.slow
 def test_kill_reaches_the_alter_of_a_dead_console(lab):
     """The server does not stop an ALTER when its client dies; the CLI's kill must. Only while the

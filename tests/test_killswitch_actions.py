@@ -141,6 +141,29 @@ def test_a_switch_set_in_this_process_wakes_its_alter_watchers_at_once(store):
     assert first not in _WATCHERS and second not in _WATCHERS and first.settled.is_set()
 
 
+def test_an_activation_lets_its_woken_watchers_send_their_kill_first_and_waits_no_longer():
+    """``await_watchers``: back as soon as each woken watcher has read the switch (and sent its KILL),
+    or its watch ended; a watcher that does not answer holds the activation ``timeout`` at most."""
+    import threading
+    import time
+
+    from engine.adapters.killswitch import await_watchers, wake_watchers, watching
+
+    with watching("r-1") as quick, watching("r-2") as ended_early:
+        quick.answered.set()
+        woken = wake_watchers()
+        assert set(woken) == {quick, ended_early} and not quick.answered.is_set() and quick.wake.is_set()
+        threading.Timer(0.05, quick.answered.set).start()
+        threading.Timer(0.05, ended_early.settled.set).start()
+        started = time.monotonic()
+        await_watchers(woken, timeout=5)
+        assert time.monotonic() - started < 2
+    with watching("r-3") as silent:
+        started = time.monotonic()
+        await_watchers(wake_watchers(), timeout=0.2)
+        assert 0.15 < time.monotonic() - started < 2 and not silent.answered.is_set()
+
+
 def test_the_kill_of_an_alter_this_process_drives_awaits_its_executor_s_reading():
     """No second connection and no second KILL for the ALTER this process's executor watches: it is
     woken, kills on its own connection, and what it reads back (the index) is the outcome."""
@@ -165,6 +188,7 @@ def test_the_kill_of_an_alter_this_process_drives_awaits_its_executor_s_reading(
             kill = stop_run_alter(no_connection, run)
             t.join(5)
         assert kill.outcome == outcome and kill.thread == 812
+        assert not kill.audited_by_owner  # the executor published it as a kill it did not send
     # No executor of this process watches it (another process's ALTER): the kill goes to the server.
     with pytest.raises(AssertionError, match="second connection"):
         stop_run_alter(no_connection, run, confirm_s=0.1)

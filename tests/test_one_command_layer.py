@@ -191,6 +191,20 @@ def _from_cli(setting, *args: str, refused: str) -> tuple[str, dict]:
     return _said(line, current_identity().actor), entries[-1].details
 
 
+def _from_cli_positional(setting, command: str, *args: str, refused: str) -> tuple[str, dict]:
+    """As ``_from_cli``, for a command that takes the plan as its first argument (``execute``)."""
+    from engine.adapters.identity import current_identity
+
+    before = len(setting.store.audit_entries(setting.plan.tenant, action=refused))
+    done = cli(command, str(setting.path), *args, "--store", setting.url)
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    entries = setting.store.audit_entries(setting.plan.tenant, action=refused)
+    assert len(entries) == before + 1, f"the CLI: no {refused}"
+    line = done.stderr.strip().splitlines()[-1].removeprefix("error: ")
+    return _said(line, current_identity().actor), entries[-1].details
+
+
 def _from_api(setting, method: str, path: str, body: dict, refused: str) -> tuple[str, dict]:
     from api import create_app, serve_in_thread
 
@@ -232,12 +246,46 @@ async def test_acknowledging_a_failed_case_is_refused_alike_by_the_console_and_t
 
 
 @pytest.mark.mariadb
-async def test_executing_is_refused_alike_by_the_console_and_the_api(setting):
+async def test_executing_is_refused_alike_by_the_console_the_cli_and_the_api(setting):
+    """``execute``: the console's g, ``canary-console execute`` (a new run or ``--run``) and the API's
+    manual trigger — one row of the table, asked through the guard before anything is claimed."""
     console, c_details = await _from_console(setting, lambda app: app.action_execute(), "execute_refused")
+    command, k_details = _from_cli_positional(setting, "execute", "--run", setting.run.id, refused="execute_refused")
     api, a_details = _from_api(setting, "POST", "/api/executions/{run}/execute", {}, "execute_refused")
-    assert console == api == "executing the run (its ALTER) needs the canary lead or DBA role; <actor> is developer"
-    assert c_details["needed"] == a_details["needed"] == sorted(ACTION_ROLES["execute"])
-    assert c_details["roles"] == a_details["roles"] == ["developer"]
+    assert console == command == api == ("executing the run (its ALTER) needs the canary lead or DBA role; "
+                                         "<actor> is developer")
+    assert c_details["needed"] == k_details["needed"] == a_details["needed"] == sorted(ACTION_ROLES["execute"])
+    assert c_details["roles"] == k_details["roles"] == a_details["roles"] == ["developer"]
+    run = setting.store.get_run(setting.plan.tenant, setting.run.id)
+    assert (run.status, run.claimed_by) == ("scheduled", None), "a refused execute claims nothing"
+    # Without --run the CLI would create a run: refused before it does.
+    runs = len(setting.store.find_runs(setting.plan.tenant))
+    _from_cli_positional(setting, "execute", refused="execute_refused")
+    assert len(setting.store.find_runs(setting.plan.tenant)) == runs
+
+
+@pytest.mark.mariadb
+async def test_the_self_test_is_refused_alike_by_the_console_and_the_cli_to_a_person_the_plan_does_not_name(
+        setting):
+    """``self_test`` is everyone's the plan names (docs/roles.md): its results gate the plan's
+    prechecks. A person the plan does not name is refused — said alike and audited — before a
+    sandbox starts; the CLI wants the plan (no plan, nobody to ask). The API has no self-test."""
+    from engine.domain.plan import load_plan
+    from engine.flows.guard import refusal_text
+
+    stranger = setting.path.with_name("stranger.toml")
+    stranger.write_text(setting.path.read_text().replace(f'unix_user = "{ME}"', 'unix_user = "somebody-else"'))
+    setting.path, setting.plan = stranger, load_plan(stranger)
+    console, c_details = await _from_console(setting, lambda app: app.action_self_test(), "self_test_refused")
+    command, k_details = _from_cli(setting, "self-test", "--cases", "TC-02", refused="self_test_refused")
+    assert console == command == ("the self-test needs the canary lead, DBA, SRE or developer role; <actor> is "
+                                  "without a role in this plan")
+    assert c_details["roles"] == k_details["roles"] == []
+    assert c_details["needed"] == k_details["needed"] == sorted(ACTION_ROLES["self_test"])
+    assert setting.store.latest_prechecks(setting.plan.tenant, "TC-") == {}, "nothing ran, nothing stored"
+    assert refusal_text("self_test", "me", ["developer"]) is None  # everyone the plan names may
+    no_plan = cli("self-test", "--store", setting.url, "--tenant", setting.plan.tenant)
+    assert no_plan.returncode == 2 and "give --plan PLAN.toml" in no_plan.stderr, no_plan.stderr
 
 
 @pytest.mark.mariadb

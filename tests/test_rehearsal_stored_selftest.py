@@ -38,3 +38,33 @@ def test_no_stored_results_says_the_self_test_was_not_run(tmp_path):
     lines = _said(store, "t1")
     assert [p.state for p in lines] == ["skipped"]
     assert "no stored results" in lines[0].text
+
+
+def test_skipping_the_self_test_without_a_stored_passing_p0_says_the_run_cannot_reach_execution(tmp_path):
+    """``--skip-self-test`` on a store without a passing P0 result: the drill says at once that the
+    prechecks will stop the run (P0 cases must pass, docs/rehearsal.md) and how to get the results."""
+    store = Store(f"sqlite:///{tmp_path}/s.db")
+    selftest.record(store, "t1", selftest.CaseResult("TC-02", checks=[("killed before start", True)]), "lead")
+    selftest.record(store, "t1", selftest.CaseResult("TC-09", checks=[("fail closed", False)]), "lead")
+    lines: list[StepProgress] = []
+    rehearsal.stored_self_test(store, "t1", "--skip-self-test: the stored results are used", lines.append,
+                               "/drill/canary.toml")
+    summary = lines[-1]
+    assert summary.state == "failed"
+    assert ("no stored passing result for TC-03 (P0, not run), TC-09 (P0, fail): the run stops at the prechecks "
+            "and cannot reach execution until they pass") in summary.text
+    assert "`canary-console self-test --plan /drill/canary.toml --cases TC-03,TC-09`" in summary.text
+    assert "without --skip-self-test" in summary.text
+
+    fresh = Store(f"sqlite:///{tmp_path}/fresh.db")  # a fresh store: nothing stored at all
+    lines = []
+    rehearsal.stored_self_test(fresh, "t1", "--skip-self-test: the stored results are used", lines.append,
+                               "/drill/canary.toml")
+    assert [p.state for p in lines] == ["failed"] and "TC-02 (P0, not run)" in lines[0].text
+
+    for case in ("TC-03", "TC-09"):  # every P0 case passed: nothing to say beyond the results
+        selftest.record(store, "t1", selftest.CaseResult(case, checks=[("ok", True)]), "lead")
+    lines = []
+    rehearsal.stored_self_test(store, "t1", "--skip-self-test: the stored results are used", lines.append,
+                               "/drill/canary.toml")
+    assert lines[-1].state == "skipped" and lines[-1].text.endswith("stored results: 3/3 passed")

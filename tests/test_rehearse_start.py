@@ -74,7 +74,10 @@ async def test_the_rehearse_console_is_on_screen_before_the_sandbox_is_ready(tmp
             assert seen_servers_running
             latest = app.preparing_screen.latest
             assert latest["servers"].state == "done" and latest["data"].state == "done"
-            assert latest["self_test"].state == "skipped"
+            # Not run, and nothing stored in a new drill's store: the P0 gate will stop the run at the
+            # prechecks, said at once with how to get the results (docs/rehearsal.md).
+            assert latest["self_test"].state == "failed"
+            assert "cannot reach execution until they pass" in latest["self_test"].text
             assert prepared.sandbox.primary.running and prepared.drill is not None
             assert any("loading shop.orders" in line for line in app.transcript)
             for _ in range(100):  # the target's health is checked again once the servers are up
@@ -203,7 +206,9 @@ def test_stdout_piped_keeps_the_console_when_stdin_and_stderr_are_a_terminal():
 @pytest.mark.long
 def test_rehearse_without_a_terminal_says_why_on_stderr_and_prints_json_lines_when_asked(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT), XDG_STATE_HOME=str(tmp_path))
-    args = [sys.executable, "-m", "console.cli", "rehearse", "--rows", "2000", "--speed", "600", "--skip-self-test"]
+    # The P0 cases, for real (a new drill's store has none, and a drill without them never executes).
+    args = [sys.executable, "-m", "console.cli", "rehearse", "--rows", "2000", "--speed", "600",
+            "--self-test-cases", "TC-02,TC-03,TC-09"]
     done = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True, text=True, cwd=ROOT, env=env,
                           timeout=300)
     assert "stdin and stderr are not a terminal" in done.stderr, done.stderr

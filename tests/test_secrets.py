@@ -12,6 +12,7 @@ after the plan loaded (whose parser would quote the password line) get messages 
 
 from __future__ import annotations
 
+import getpass
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -41,11 +42,16 @@ WRONG = "Wr0ng-pw-Kd83jQ"
 ENV = "CC_SECRET_PW"
 DB = "cc_secrets"
 ROOT = Path(__file__).resolve().parent.parent
-PEOPLE = """
+PEOPLE = f"""
 [[people]]
 name = "Somchai"
 role = "canary_lead"
 unix_user = "somchai"
+
+[[people]]
+name = "Me"
+role = "dba"
+unix_user = "{getpass.getuser()}"
 
 [[people]]
 name = "Nok"

@@ -125,6 +125,8 @@ def test_the_headless_drill_stops_on_an_unacknowledged_p1_until_both_acknowledge
     store = Store(f"sqlite:///{tmp_path / 'store.db'}")
     backend = EmbeddedKillSwitch(store)
     run = Executor(plan, store, backend, Target(plan.connection), "lead@jump", "w").create_run()
+    for case in ("TC-02", "TC-03", "TC-09"):  # the P0 cases passed: only the P1 case is in question here
+        _result(store, plan.tenant, case, "pass")
     _result(store, plan.tenant, "TC-06", "fail")
     said: list[str] = []
     blockers = headless_gate(plan, store, backend, Target(plan.connection), run.id, "lead@jump", said.append)
@@ -133,3 +135,28 @@ def test_the_headless_drill_stops_on_an_unacknowledged_p1_until_both_acknowledge
     for role, who in (("canary_lead", "lead@jump"), ("dba", "nok@jump")):
         selftest_gate.acknowledge(store, plan.tenant, run.id, "TC-06", "known sandbox flake", who, {role})
     assert headless_gate(plan, store, backend, Target(plan.connection), run.id, "lead@jump", said.append) == []
+
+
+@pytest.mark.mariadb
+def test_a_p0_case_without_a_stored_pass_blocks_the_headless_drill_as_it_blocks_the_console(lab, tmp_path):
+    """Not run counts as not passed (``selftest_gate.p0_missing``, one rule for both): a drill started
+    with --skip-self-test on a fresh store never reaches execution, and says how to get the results."""
+    from engine.flows.prechecks import headless_gate
+
+    db = lab.database("cc_p0_headless")
+    lab.load_orders(db, 2000)
+    plan = lab.plan(db, "idx_p0_headless", ["customer_id"])
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    backend = EmbeddedKillSwitch(store)
+    run = Executor(plan, store, backend, Target(plan.connection), "lead@jump", "w").create_run()
+    _result(store, plan.tenant, "TC-02", "pass")
+    _result(store, plan.tenant, "TC-09", "fail")
+    blockers = headless_gate(plan, store, backend, Target(plan.connection), run.id, "lead@jump", [].append)
+    p0 = [b for b in blockers if "(P0)" in b]
+    assert [b.split(" (P0)")[0] for b in p0] == ["TC-03", "TC-09"], blockers
+    assert p0[0].startswith("TC-03 (P0) not run: no stored passing result — run the self-test: ")
+    assert "`canary-console self-test --plan PLAN.toml`" in p0[0] and "without --skip-self-test" in p0[0]
+    assert p0[1].startswith("TC-09 (P0) failed: ")
+    view = load_view(store, plan.tenant, run.id)
+    console = [m.what for m in precheck_missing(view, store.now()) if "(P0)" in m.what]
+    assert console == ["TC-03 (P0) not run", "TC-09 (P0) fail"]  # the same cases block the console

@@ -140,7 +140,7 @@ def retrigger(request: Request, who: Caller, run: RunDep, body: RollbackReason) 
              description="Role: 'rollback_keep_index' (the canary lead). As the console's and the CLI's "
                          "'keep-index': only while a refusal stands, before any rung. 403 for another role, 409 "
                          "otherwise (no refusal stands, already kept or rolled back); both audited as "
-                         "'rollback_keep_refused'.")
+                         "'rollback_keep_index_refused'.")
 def keep(request: Request, who: Caller, run: RunDep, body: RollbackReason) -> Any:
     return _lead_step(request, who, run, "rollback_keep_index", flow.keep_index, body.reason)
 

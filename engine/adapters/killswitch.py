@@ -33,7 +33,9 @@ CRITICAL_MS = 2000.0
 # KILL goes out on the connection it opened before the ALTER, with no poll interval and no connect
 # time, and it publishes what the kill came to (the ALTER ended, the index read back) for the
 # activation to report instead of opening a connection of its own. Other processes still see the
-# switch at their next poll.
+# switch at their next poll. The activation waits (briefly) for its woken watchers to have read the
+# switch and sent their KILL before it does anything else: nothing of its own — looking for other
+# ALTERs, audit rows — competes with the KILL for the store or the interpreter.
 
 
 @dataclass(eq=False)  # hashed by identity: one per watch
@@ -44,6 +46,9 @@ class AlterWatch:
     wake: threading.Event = field(default_factory=threading.Event)  # read the switch now
     settled: threading.Event = field(default_factory=threading.Event)  # the ALTER ended (outcome set) or the watch ended
     outcome: Any = None  # engine.flows.enforce.AlterKill, once the ALTER ended and its index was read
+    # The watcher read the switch after its last wake-up (and sent its KILL if the switch was on).
+    answered: threading.Event = field(default_factory=threading.Event)
+    killed_at: float | None = None  # time.monotonic() when this watcher's KILL QUERY went out
 
     def publish(self, outcome: Any) -> None:
         self.outcome = outcome
@@ -65,14 +70,34 @@ def watching(run_id: str) -> Iterator[AlterWatch]:
     finally:
         with _WATCHERS_LOCK:
             _WATCHERS.discard(watch)
+        watch.answered.set()
         watch.settled.set()
 
 
-def wake_watchers() -> None:
-    """The switch was just set in this process: every watcher reads it now, not at its next poll."""
+def wake_watchers() -> list[AlterWatch]:
+    """The switch was just set in this process: every watcher reads it now, not at its next poll.
+    Returns the watches woken, for ``await_watchers``."""
     with _WATCHERS_LOCK:
-        for watch in _WATCHERS:
-            watch.wake.set()
+        woken = list(_WATCHERS)
+    for watch in woken:
+        watch.answered.clear()
+        watch.wake.set()
+    return woken
+
+
+ANSWER_WAIT_S = 0.5  # how long an activation lets its woken watchers go first (a hung store read: no longer)
+
+
+def await_watchers(watches: list[AlterWatch], timeout: float = ANSWER_WAIT_S) -> None:
+    """Wait until each woken watcher has read the switch (and sent its KILL), or its watch ended,
+    for ``timeout`` seconds at most: the KILL goes out before the activation's other work."""
+    deadline = time.monotonic() + timeout
+    for watch in watches:
+        while not watch.answered.is_set() and not watch.settled.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            watch.answered.wait(min(left, 0.05))  # settled (a watch that just ended) sets no answer
 
 
 def watch_of(run_id: str) -> AlterWatch | None:

@@ -8,7 +8,7 @@ for; the servers and the workload stop when the rehearsal ends.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -111,8 +111,8 @@ def plan_data(sandbox: MariaDBSandbox, store_url: str, user: str, speed: float =
     }
 
 
-def _unfinished(plan_path: Path) -> tuple[Any, str] | None:
-    """The plan of a drill that was killed before its run ended, and that run's id; None when
+def _unfinished(plan_path: Path) -> tuple[Any, str, str] | None:
+    """The plan of a drill that was killed before its run ended, that run's id and status; None when
     there is nothing to resume (no plan, or its run is over)."""
     if not plan_path.exists():
         return None  # a first drill: nothing to resume (and no store to import before the console)
@@ -129,7 +129,7 @@ def _unfinished(plan_path: Path) -> tuple[Any, str] | None:
         run = open_run(store, plan)
     finally:
         store.close()
-    return (plan, run.id) if run is not None else None
+    return (plan, run.id, run.status) if run is not None else None
 
 
 def _archive_store(base: Path, progress: Callable[[str], None]) -> None:
@@ -184,6 +184,12 @@ class Prepared:
     adopted: tuple[str, ...]
     drill: Rehearsal | None = None
     control: bool = False  # a control tenant: its table loaded, its workload run (`--control`)
+    resumed_status: str | None = None  # the resumed run's status when the drill started
+
+    @property
+    def past_prechecks(self) -> bool:
+        """The resumed run has left the prechecks (a scheduled one still has them, and the self-test, ahead)."""
+        return self.resumed_run is not None and self.resumed_status != "scheduled"
 
     def bring_up(self, step: Callable[[StepProgress], None]) -> Rehearsal:
         """Start (or take up) the servers, load the table, start the workload; each step said
@@ -277,10 +283,10 @@ class Prepared:
             self.sandbox.stop()
 
 
-def self_test(store: Any, tenant: str, actor: str, cases: list[str] | None,
+def self_test(store: Any, tenant: str, actor: str, roles: Iterable[str], cases: list[str] | None,
               step: Callable[[StepProgress], None]) -> list[Any]:
     """TC-01…TC-10 (or ``cases``) against a second private sandbox, each result stored for the
-    prechecks as it finishes."""
+    prechecks as it finishes: the ``self_test`` action (``selftest.run_for_prechecks``, the role asked)."""
     from engine.drill import selftest
 
     chosen = cases or list(selftest.CASES)
@@ -289,25 +295,30 @@ def self_test(store: Any, tenant: str, actor: str, cases: list[str] | None,
     step(StepProgress("self_test", title, 0, len(chosen) + 1, "starting a second private sandbox for the cases"))
 
     def recorded(result: Any) -> None:
-        selftest.record(store, tenant, result, actor)
         results.append(result)
         mark = "PASS" if result.passed else "FAIL"
         step(StepProgress("self_test", title, len(results) + 1, len(chosen) + 1,
                           f"{result.case} [{selftest.PRIORITY[result.case]}] {mark} {selftest.NAMES[result.case]} "
                           f"({result.duration_ms / 1000:.1f} s)"))
 
-    selftest.run_all(chosen, report=recorded)
+    selftest.run_for_prechecks(store, tenant, actor, roles, chosen, report=recorded)
     failed = [r.case for r in results if not r.passed]
     step(StepProgress("self_test", title, 1, 1, f"{len(results) - len(failed)}/{len(results)} passed"
                       + (f"; failed: {', '.join(failed)}" if failed else ""), "failed" if failed else "done"))
     return results
 
 
-def stored_self_test(store: Any, tenant: str, why: str, step: Callable[[StepProgress], None]) -> dict[str, Any]:
+def stored_self_test(store: Any, tenant: str, why: str, step: Callable[[StepProgress], None],
+                     plan_path: str | None = None) -> dict[str, Any]:
     """The self-test not run now (a resumed drill, ``--skip-self-test``): the stored result of
     each case — the ones the prechecks use — said a line each, like a case that just ran, so a
-    person still sees which cases passed (a killed drill never printed its own lines)."""
+    person still sees which cases passed (a killed drill never printed its own lines).
+
+    ``plan_path``: the run has still to pass the prechecks (``--skip-self-test``). A P0 case without
+    a stored passing result blocks them (docs/rehearsal.md): said at once, with how to get one, and
+    the step is ``failed``."""
     from engine.drill import selftest
+    from engine.flows.selftest_gate import p0_missing
 
     title = STEP_TITLES["self_test"]
     stored = {c: r for c, r in store.latest_prechecks(tenant, "TC-").items() if c in selftest.CASES}
@@ -321,7 +332,13 @@ def stored_self_test(store: Any, tenant: str, why: str, step: Callable[[StepProg
     passed = sum(1 for r in stored.values() if r.status == "pass")
     summary = (f"{why}; stored results: {passed}/{len(stored)} passed" if stored
                else f"{why}; no stored results: the prechecks show the self-test as not run")
-    step(StepProgress("self_test", title, 1, 1, summary, "skipped"))
+    missing = p0_missing(stored) if plan_path is not None else []
+    if missing:
+        cases = ",".join(c for c, _ in missing)
+        summary += (f"; no stored passing result for {', '.join(f'{c} (P0, {s})' for c, s in missing)}: the run "
+                    "stops at the prechecks and cannot reach execution until they pass — run the drill without "
+                    f"--skip-self-test, or `canary-console self-test --plan {plan_path} --cases {cases}`")
+    step(StepProgress("self_test", title, 1, 1, summary, "failed" if missing else "skipped"))
     return stored
 
 
@@ -344,17 +361,17 @@ def prepare(rows: int, reset: bool, user: str, progress: Callable[[str], None], 
     adopted = tuple(s.name for s in filter(None, (sandbox.primary, sandbox.replica)) if s.adopt())
     store_url = f"sqlite:///{base / 'store.db'}"
     if unfinished is not None:
-        old, run_id = unfinished
+        old, run_id, status = unfinished
         progress(f"resuming run {run_id[:8]} of the previous drill (its console was closed or killed): same "
                  "table, same clock; the console takes the run over once its lease runs out (--reset starts over)")
         speed, origin, window = old.time_speed, old.time_origin, old.raw.get("window")
         control = bool(old.change.control_schemas)  # the resumed run keeps its control
     else:
-        run_id, origin, window = None, None, None
+        run_id, status, origin, window = None, None, None, None
         _archive_store(base, progress)
     plan_path.write_text("# Written by `canary-console rehearse` for the private sandbox (a rehearsal only).\n"
                          + toml_dump(plan_data(sandbox, store_url, user, speed, origin, window, control, webhook)))
-    return Prepared(sandbox, plan_path, store_url, rows, run_id, adopted, control=control)
+    return Prepared(sandbox, plan_path, store_url, rows, run_id, adopted, control=control, resumed_status=status)
 
 
 def start(rows: int, reset: bool, user: str, progress: Callable[[str], None], speed: float = 1.0,

@@ -14,12 +14,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from engine.adapters import sql
+from engine.adapters.identity import current_identity
 from engine.adapters.killswitch import EmbeddedKillSwitch, KillSwitchBackend, RemoteKillSwitch
 from engine.adapters.store import ExecutionRun, PrecheckResult, Store
 from engine.adapters.target import Target
@@ -29,6 +30,7 @@ from engine.domain.identifiers import check_identifier, qualified, quote
 from engine.domain.plan import Plan, plan_from_dict, toml_dump, window_covering
 from engine.drill.sandbox import MariaDBSandbox, load_orders
 from engine.drill.workload import Workload
+from engine.flows import guard
 from engine.flows.executor import DigestObserver, Executor, Outcome
 from engine.flows.rollback import IndexRollback
 
@@ -109,7 +111,10 @@ class Lab:
             "connection": {"id": f"sbx-{db}".replace("_", "-"), "host": "127.0.0.1",
                            "port": self.sandbox.primary.port, "user": "root", "database": db},
             "change": {"table": table, "index": index, "columns": columns},
-            "people": [{"name": "self-test", "role": ["canary_lead", "dba"], "unix_user": "self-test"}],
+            # The person running the cases is the plan's canary lead and DBA: the workers the cases
+            # start (``canary-console execute``) run as them, and executing is theirs (docs/roles.md).
+            "people": [{"name": "self-test", "role": ["canary_lead", "dba"], "unix_user": "self-test"},
+                       {"name": "you", "role": ["canary_lead", "dba"], "unix_user": current_identity().user}],
             "window": window_covering(utcnow()),  # a sandbox: the drill is always "off-peak"
             "executor": opts,
         }
@@ -474,6 +479,23 @@ def record(store: Store, tenant: str, result: CaseResult, actor: str) -> Prechec
         duration_ms=round(result.duration_ms, 1), source="self-test", recorded_by=actor,
         recorded_at=store.now(),  # the store's clock, like its audit entry (a drill's may be compressed)
     ))
+
+
+def run_for_prechecks(store: Store, tenant: str, actor: str, roles: Iterable[str], cases: list[str] | None = None,
+                      report: Callable[[CaseResult], None] | None = None) -> list[CaseResult]:
+    """The ``self_test`` action (docs/roles.md: everyone the plan names): the role from the one table
+    (engine/flows/guard.py; a refusal is audited as ``self_test_refused`` and raises ``RoleRefused``
+    before a sandbox starts), then the cases against a private sandbox, each stored for the tenant's
+    prechecks as it finishes (then ``report(result)``). The console's ``t``, ``canary-console
+    self-test`` and the rehearsal call it."""
+    guard.check(store, tenant, actor, roles, "self_test", cases=cases or list(CASES))
+
+    def recorded(result: CaseResult) -> None:
+        record(store, tenant, result, actor)
+        if report is not None:
+            report(result)
+
+    return run_all(cases, recorded)
 
 
 def run_all(cases: list[str] | None = None, report: Callable[[CaseResult], None] | None = None,

@@ -65,6 +65,9 @@ class AlterKill:
     index: str = ""  # "idx_x on shop.orders", for the words
     waited_ms: float = 0.0  # from KILL QUERY to the ALTER's end
     error: str = ""  # why the index could not be read
+    # The run's executor (in this process) sent the KILL and audits what it came to itself, with
+    # the run's cancellation: the activation that woke it writes no second entry.
+    audited_by_owner: bool = False
 
     @property
     def outcome(self) -> str:
@@ -191,16 +194,17 @@ def enforce_kill_switch(store: Store, backend: KillSwitchBackend, tenant_id: str
             result.errors.append(f"could not kill the ALTER of run {run.id}: {exc}")
             store.audit(tenant_id, actor, "alter_kill_failed", run.id, {"error": str(exc), "enforcer": worker})
             continue
-        # Audited once the server has said what the kill came to (after the KILL, never before it).
+        # Audited once the server has said what the kill came to (after the KILL, never before it);
+        # once per kill: by the executor of this process when it sent it.
         details = dict(reading_details(reading, "during"), **kill.details(), enforcer=worker)
         if kill.outcome == KILLED:
             result.killed_thread = kill.thread
-            store.audit(tenant_id, actor, "alter_killed", run.id, details)
-        elif kill.outcome == FINISHED_BEFORE:
-            store.audit(tenant_id, actor, "alter_finished_before_kill", run.id, details)
         elif kill.problem() is not None:
             result.errors.append(kill.problem() or "")
-            store.audit(tenant_id, actor, "alter_kill_failed", run.id, details)
+        action = {KILLED: "alter_killed", FINISHED_BEFORE: "alter_finished_before_kill"}.get(
+            kill.outcome, "alter_kill_failed" if kill.problem() is not None else None)
+        if action is not None and not kill.audited_by_owner:
+            store.audit(tenant_id, actor, action, run.id, details)
         if not take_over:
             continue
         result.finished = _owner_or_take_over(store, target_for, run, tenant_id, actor, worker, reading, clock,

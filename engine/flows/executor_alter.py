@@ -61,7 +61,7 @@ class AlterSteps(ExecutorBase):
             done = threading.Event()
             worker = threading.Thread(target=work, name=f"alter-{run.id[:8]}", daemon=True)
             worker.start()
-            killed = self._watch_alter(run, done, watch.wake, killer, alter)
+            killed = self._watch_alter(run, done, watch, killer, alter)
             worker.join()
             alter.close()
             try:
@@ -69,7 +69,7 @@ class AlterSteps(ExecutorBase):
             finally:
                 killer.close()
 
-    def _watch_alter(self, run: ExecutionRun, done: threading.Event, wake: threading.Event,
+    def _watch_alter(self, run: ExecutionRun, done: threading.Event, watch: AlterWatch,
                      killer: TargetSession, alter: TargetSession) -> KillSwitchReading | None:
         """Read the switch every poll (or at once when this process sets it) while the ALTER runs;
         KILL it from the connection opened beforehand when the switch is active. A store-backed
@@ -77,14 +77,15 @@ class AlterSteps(ExecutorBase):
         looked at every PROBE_S), so a switch set elsewhere is not left waiting for the poll."""
         opener = getattr(self.kill_switch, "commit_probe", None)
         with (opener() if opener is not None else nullcontext()) as probe:
-            return self._watch_alter_with(run, done, wake, killer, alter, probe)
+            return self._watch_alter_with(run, done, watch, killer, alter, probe)
 
-    def _watch_alter_with(self, run: ExecutionRun, done: threading.Event, wake: threading.Event,
+    def _watch_alter_with(self, run: ExecutionRun, done: threading.Event, watch: AlterWatch,
                           killer: TargetSession, alter: TargetSession,
                           probe: Callable[[], Any] | None) -> KillSwitchReading | None:
         import time
 
         killed: KillSwitchReading | None = None
+        wake = watch.wake
         poll = self.opts.kill_poll_seconds
         try:
             seen = probe() if probe is not None else None
@@ -109,14 +110,16 @@ class AlterSteps(ExecutorBase):
             next_read = time.monotonic() + poll
             reading = self.kill_switch.read(self.tenant, self.conn_id)
             if reading.active and killed is None:
-                killed = reading
                 try:
                     killer.kill_query(alter.thread_id)
-                    self._audit(run, "alter_killed", dict(reading_details(reading, "during"),
-                                                          thread_id=alter.thread_id))
+                    # Nothing is written here: the KILL is the only thing on its path. What it came
+                    # to is audited once the server said (alter_killed with the cancellation, or
+                    # alter_finished_before_kill), docs/kill-switch.md.
+                    killed, watch.killed_at = reading, time.monotonic()
                 except TargetError as exc:
+                    watch.answered.set()
                     self._audit(run, "alter_kill_failed", {"error": str(exc), "thread_id": alter.thread_id})
-                    killed = None  # try again on the next poll
+            watch.answered.set()  # an activation in this process waits for this before its own work
             self._renew(run)
             self._event("alter_progress", killed=killed is not None)
         return killed
@@ -129,20 +132,33 @@ class AlterSteps(ExecutorBase):
         except TargetError:
             with self.target.session("verify") as s:
                 exists = s.index_exists(run.schema_name, run.table_name, run.index_name)
-        if watch is not None:  # an activation in this process reports what its kill came to
-            from engine.flows.enforce import AlterKill
+        if watch is None:
+            return self._settle_read(run, error, exists, killed, None)
+        from engine.flows.enforce import AlterKill
 
-            stopped = killed is not None or (error is not None and error.kind == "interrupted")
-            watch.publish(AlterKill(run.id, run.alter_thread_id if stopped else None, True, exists,
-                                    f"{run.index_name} on {run.schema_name}.{run.table_name}"))
+        stopped = killed is not None or (error is not None and error.kind == "interrupted")
+        outcome = AlterKill(run.id, run.alter_thread_id if stopped else None, True, exists,
+                            f"{run.index_name} on {run.schema_name}.{run.table_name}",
+                            audited_by_owner=killed is not None)
+        try:
+            return self._settle_read(run, error, exists, killed, watch)
+        finally:
+            # An activation in this process reports what its kill came to once the run has it on
+            # record (the cancellation committed): it does nothing of its own meanwhile.
+            watch.publish(outcome)
+
+    def _settle_read(self, run: ExecutionRun, error: TargetError | None, exists: bool,
+                     killed: KillSwitchReading | None, watch: AlterWatch | None) -> ExecutionRun:
+        """The ALTER has ended and its index was read back: record what that means."""
         now = self.clock.now()
+        own_kill = killed  # our KILL: its alter_killed entry is ours to write
         if killed is None and error is not None and error.kind == "interrupted" and not exists:
             # Killed from outside: a console's F9 kills the ALTER at once even when the store is
             # too busy to record the switch yet. Give the switch time to land before calling it
             # anything but the kill switch.
             killed = self._switch_within(run, KILLED_ALTER_GRACE_S)
         if killed is not None and not exists:
-            self._cancel_killed_alter(run, killed, exists)
+            self._cancel_killed_alter(run, killed, exists, self._kill_details(run, own_kill, watch))
         if error is not None and error.kind == "lost_connection" and not exists:
             # Our client lost the ALTER's connection; the server may still be building the index.
             with self.target.session("recovery") as s:
@@ -169,10 +185,10 @@ class AlterSteps(ExecutorBase):
                                          **self._index_size(run)})
         self._event("index_added")
         if killed is not None:
-            # Our KILL met the ALTER in its commit phase: it finished anyway. Said, next to the
-            # alter_killed entry written when the KILL was sent.
-            self._audit(run, "alter_finished_before_kill", {"thread_id": run.alter_thread_id, "outcome": "finished_before",
-                                                            "index_present": True})
+            # Our KILL met the ALTER in its commit phase: it finished anyway, and that is what the
+            # kill came to (no alter_killed: it killed nothing).
+            self._audit(run, "alter_finished_before_kill", dict(self._kill_details(run, killed, watch) or {},
+                                                                outcome="finished_before", index_present=True))
             self._cancel_after_alter(run, killed)
         return run
 
@@ -218,8 +234,22 @@ class AlterSteps(ExecutorBase):
                           for t in trx[:5])
         return f": {shown}"
 
-    def _cancel_killed_alter(self, run: ExecutionRun, reading: KillSwitchReading, exists: bool) -> None:
-        record_cancel_during_alter(self.store, run, reading, self.actor, self.clock)
+    def _kill_details(self, run: ExecutionRun, own_kill: KillSwitchReading | None,
+                      watch: AlterWatch | None) -> dict[str, Any] | None:
+        """Our KILL's audit details (the reading that called for it, the thread, the wait from the
+        KILL to the ALTER's end); None when the KILL was not ours."""
+        import time
+
+        if own_kill is None:
+            return None
+        sent = watch.killed_at if watch is not None else None
+        return dict(reading_details(own_kill, "during"), thread_id=run.alter_thread_id, outcome="killed",
+                    index_present=False, enforcer=self.worker,
+                    **({"waited_ms": round((time.monotonic() - sent) * 1000, 1)} if sent is not None else {}))
+
+    def _cancel_killed_alter(self, run: ExecutionRun, reading: KillSwitchReading, exists: bool,
+                             killed: dict[str, Any] | None = None) -> None:
+        record_cancel_during_alter(self.store, run, reading, self.actor, self.clock, killed)
         self._event("cancelled", where="during")
         raise Abort(Outcome(run.id, "cancelled", "kill_switch", CANCEL_DURING))
 
@@ -235,9 +265,11 @@ CANCEL_AFTER = "kill switch after the ALTER: index left in place; manual rollbac
 
 
 def record_cancel_during_alter(store: Store, run: ExecutionRun, reading: KillSwitchReading, actor: str,
-                               clock: Clock) -> None:
+                               clock: Clock, killed: dict[str, Any] | None = None) -> None:
     """The ALTER was killed and the index is verified absent: rollback record and run cancelled, in
-    one transaction (the ALTER's end is recorded with the cancellation, the kill's last step)."""
+    one transaction (the ALTER's end is recorded with the cancellation, the kill's last step).
+    ``killed``: the details of the executor's own KILL, audited as ``alter_killed`` in the same
+    transaction — the one entry for the kill, written after it, off its path."""
     now = clock.now()
     store.transition_with_record(run.tenant_id, run.id, "cancelled", actor, RollbackRecord(
         tenant_id=run.tenant_id, execution_run_id=run.id, connection_profile_id=run.connection_profile_id,
@@ -247,7 +279,8 @@ def record_cancel_during_alter(store: Store, run: ExecutionRun, reading: KillSwi
         rollback_details={"alter_killed": True, "thread_id": run.alter_thread_id, "index_absent": True,
                           "scopes": reading.active_scopes()},
         created_by=actor,
-    ), "rollback_recorded", fail_reason="kill_switch", message=CANCEL_DURING, alter_finished_at=now)
+    ), "rollback_recorded", fail_reason="kill_switch", message=CANCEL_DURING, alter_finished_at=now,
+        audit_first=(("alter_killed", killed),) if killed is not None else ())
 
 
 def record_cancel_after_alter(store: Store, run: ExecutionRun, reading: KillSwitchReading, actor: str) -> None:

@@ -44,6 +44,14 @@ WHAT = {
 }
 
 
+# The rollback's steps after a refusal say whose step it is, as the rollback's own refusals do
+# (docs/rollback.md): "<SAID> ; <actor> is …" instead of "<WHAT> needs the … role; <actor> is …".
+SAID = {
+    "rollback_retrigger": "a new trigger is the {roles}'s step (docs/rollback.md)",
+    "rollback_keep_index": "keeping the index is the {roles}'s call (docs/rollback.md)",
+}
+
+
 class RoleRefused(PermissionError):
     """A person whose roles the table does not give the action (the CLI: exit 3; the API: 403)."""
 
@@ -52,14 +60,17 @@ class RoleRefused(PermissionError):
         self.action = action
 
 
-def refusal_text(action: str, actor: str, roles: Iterable[str]) -> str | None:
+def refusal_text(action: str, actor: str, roles: Iterable[str], ask: str | None = None) -> str | None:
     """None when ``roles`` may do ``action``; else the sentence every front end says (pure: the
-    console says it at once, before the audit entry is written on a worker)."""
+    console says it at once, before the audit entry is written on a worker). ``ask``: who holds the
+    role, when the caller knows the plan's people ("— ask canary_lead (Somchai)")."""
     held = sorted(set(roles))
     if may(action, held):
         return None
     mine = " and ".join(role_words([r]) for r in ROLES if r in held) or "without a role in this plan"
-    return f"{WHAT[action]} needs the {role_words(needed(action))} role; {actor} is {mine}"
+    head = (SAID[action].format(roles=role_words(needed(action))) if action in SAID
+            else f"{WHAT[action]} needs the {role_words(needed(action))} role")
+    return f"{head}; {actor} is {mine}" + (f" — ask {ask}" if ask else "")
 
 
 def refused_as(action: str) -> str:
@@ -69,11 +80,11 @@ def refused_as(action: str) -> str:
 
 
 def refusal(store: Any, tenant: str, actor: str, roles: Iterable[str], action: str,
-            run_id: str | None = None, **details: Any) -> str | None:
+            run_id: str | None = None, ask: str | None = None, **details: Any) -> str | None:
     """None when ``roles`` may do ``action``; else the refusal, audited as ``<action>_refused`` (with
     the roles needed and held), and its sentence."""
     held = sorted(set(roles))
-    text = refusal_text(action, actor, held)
+    text = refusal_text(action, actor, held, ask)
     if text is not None:
         store.audit(tenant, actor, refused_as(action), run_id,
                     dict(details, needed=sorted(needed(action)), roles=held))

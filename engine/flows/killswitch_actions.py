@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from engine.adapters.killswitch import SCOPES, KillSwitchBackend, wake_watchers
+from engine.adapters.killswitch import SCOPES, KillSwitchBackend, await_watchers, wake_watchers
 from engine.domain.identifiers import IdentifierError, check_slug
 from engine.domain.roles import may, needed, role_words
 from engine.domain.tenancy import GLOBAL_TENANT
@@ -325,7 +325,7 @@ def activate(store: Any, backend: KillSwitchBackend, tenant_id: str, scope: str,
         result.switch_set = result.already_on = True
         result.on_by = clean_text(earlier.set_by, ACTOR_LIMIT).text
         result.on_reason, result.on_since = clean_text(earlier.reason).text, earlier.updated_at
-        wake_watchers()  # the ALTER in flight is stopped all the same
+        await_watchers(wake_watchers())  # the ALTER in flight is stopped all the same, before any audit
         _audit(store, result, audit_tenant, "kill_switch_repressed",
                {"scope": scope, "connection_id": conn or None, "reason": result.reason, "via": via,
                 "set_by": earlier.set_by, "on_since": earlier.updated_at.isoformat() if earlier.updated_at else None,
@@ -344,7 +344,9 @@ def activate(store: Any, backend: KillSwitchBackend, tenant_id: str, scope: str,
             backend.set(tenant_id if scope != "global" else (tenant_id or GLOBAL_TENANT), scope, True, result.actor,
                         result.reason, conn)
             result.switch_set, result.switch_error = True, None
-            wake_watchers()  # this process's own executor kills its ALTER now, not at its next poll
+            # This process's own executor kills its ALTER now, not at its next poll; the rest of
+            # the activation (audit rows, looking for other ALTERs) waits for its KILL to be out.
+            await_watchers(wake_watchers())
             break
         except Exception as exc:  # noqa: BLE001 - whatever failed, the ALTER is stopped below
             result.switch_error = _said(exc)

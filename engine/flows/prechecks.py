@@ -455,9 +455,9 @@ def headless_gate(plan: Plan, store: Store, backend: KillSwitchBackend, target: 
                   say: Callable[[str], None]) -> list[str]:
     """The prechecks a headless drill walks before it executes (no person at a console): the checks
     the console runs and the kill-switch test, recorded and printed, and what blocks the run — a
-    failed monitoring-source or kill-switch check, a failed P0 case, a failed P1 case not acknowledged by the canary lead and the DBA.
+    failed monitoring-source or kill-switch check, a P0 case without a stored passing result (failed or not
+    run), a failed P1 case not acknowledged by the canary lead and the DBA.
     Blocking I/O."""
-    from engine.domain.cases import PRIORITY
     from engine.flows import selftest_gate
 
     blockers = []
@@ -474,8 +474,10 @@ def headless_gate(plan: Plan, store: Store, backend: KillSwitchBackend, target: 
                 and finding.status == "fail":
             blockers.append(f"{BY_ID[finding.check_id].label}: {finding.detail}")
     tests = store.latest_prechecks(plan.tenant, "TC-")
-    blockers += [f"{c} (P0) failed: {tests[c].detail}" for c, p in sorted(PRIORITY.items())
-                 if p == "P0" and c in tests and tests[c].status == "fail"]
+    # A P0 case not run blocks as one that failed (the console's rule: engine/flows/runbook.py).
+    blockers += [f"{c} (P0) failed: {tests[c].detail}" if status == "fail" else
+                 f"{c} (P0) {status}: no stored passing result — {selftest_gate.P0_HOW}"
+                 for c, status in selftest_gate.p0_missing(tests)]
     blockers += [f"{what} — {who}" for what, who in
                  selftest_gate.missing(tests, store.run_approvals(plan.tenant, run_id))]
     return blockers

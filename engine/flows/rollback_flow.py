@@ -22,7 +22,7 @@ from engine.adapters.target import Target
 from engine.domain.clock import Clock
 from engine.domain.jsonable import jsonable
 from engine.domain.plan import Plan
-from engine.domain.roles import may, needed, role_words
+from engine.domain.roles import needed
 from engine.domain.rollback_rules import (
     APPROVAL_KIND,
     DECISION_KIND,
@@ -37,7 +37,6 @@ from engine.domain.rollback_rules import (
     check_decision,
     closed_votes,
     decision_record,
-    held_words,
     kept_of,
     next_steps,
     person,
@@ -46,6 +45,7 @@ from engine.domain.rollback_rules import (
     who_holds,
 )
 from engine.domain.text import clean_text
+from engine.flows import guard
 from engine.views.rollback import (
     RollbackView,
     rollback_state,
@@ -239,11 +239,11 @@ def refuse_rollback(store: Store, plan: Plan, run: ExecutionRun, role: str, acto
 @dataclass(frozen=True)
 class _Closing:
     """The words of one of the canary lead's two steps after a decision: a new trigger, or keeping
-    the index. Both pass the same guard (``_closing_guard``); only what they say differs."""
+    the index. Both pass the same checks (the role through engine/flows/guard.py, then
+    ``_closing_guard``); only what they say differs. Every refusal of the step is audited as
+    ``<action>_refused``."""
 
     action: str  # the roles table's action (engine/domain/roles.py)
-    audit: str  # the audit action of a refusal
-    whose: str  # "a new trigger is the {roles}'s step"
     rolled_back: str  # after "run … is already rolled back: "
     undecided: str  # no decision in force
     rung1: str  # after "the DBA undoes it (u) "
@@ -253,31 +253,36 @@ class _Closing:
 
 
 _RETRIGGER = _Closing(
-    "rollback_retrigger", "rollback_retrigger_refused", "a new trigger is the {}'s step (docs/rollback.md); {} — ",
-    "there is nothing left to trigger",
+    "rollback_retrigger", "there is nothing left to trigger",
     "no rollback is decided: there is no trigger to replace — decide (d) with the trigger that fits",
     "before the trigger can change", "a new trigger needs its reason: say why the decision in force is closed",
     no_drop_in_progress=True)
 _KEEP = _Closing(
-    "rollback_keep_index", "rollback_keep_refused", "keeping the index is the {}'s call (docs/rollback.md); {} — ",
-    "the index is gone", "", "before the index is kept",
+    "rollback_keep_index", "the index is gone", "", "before the index is kept",
     "keeping the index needs its reason: it ends the rollback flow, and the audit trail keeps why",
     needs_refusal=True)
+
+
+def _role_refused(store: Store, plan: Plan, run: ExecutionRun, actor: str, held: set[str],
+                  step: _Closing) -> FlowOutcome | None:
+    """The role, from the one table through engine/flows/guard.py (audited there as
+    ``<action>_refused``), naming who in the plan holds it; None when the person may."""
+    said = guard.refusal(store, run.tenant_id, actor, held, step.action, run.id,
+                         ask=who_holds(plan, sorted(needed(step.action))))
+    return FlowOutcome("refused", said) if said is not None else None
 
 
 def _closing_guard(store: Store, plan: Plan, run: ExecutionRun, actor: str, held: set[str], reason: str,
                    step: _Closing) -> tuple[str | None, list[RollbackRecord], RollbackRecord | None,
                                             ApprovalState | None, Any]:
-    """Why the canary lead's step (a new trigger, or keeping the index) may not be taken, or None;
-    with what it read: the records, the decision in force, its approval state, the cleaned reason."""
+    """Why the state does not let the canary lead's step (a new trigger, or keeping the index) be
+    taken, or None; with what it read: the records, the decision in force, its approval state, the
+    cleaned reason. The role is asked before (``_role_refused``)."""
     records = store.rollback_records(run.tenant_id, run.id)
     record, state = rollback_state(store, run, records)
     cleaned = clean_text(reason)
     refusal: str | None = None
-    if not may(step.action, held):
-        need = needed(step.action)
-        refusal = step.whose.format(role_words(need), held_words(actor, held)) + f"ask {who_holds(plan, sorted(need))}"
-    elif run.status == "rolled_back":
+    if run.status == "rolled_back":
         refusal = f"run {run.id[:8]} is already rolled back: {step.rolled_back}"
     elif kept_of(record) is not None:
         refusal = _kept_message(run, kept_of(record))  # type: ignore[arg-type]
@@ -306,9 +311,12 @@ def retrigger_rollback(store: Store, plan: Plan, run: ExecutionRun, actor: str, 
     Nothing is sent to the server; a rung already applied must be undone (u) first."""
     run = _fresh(store, run)
     held = set(roles)
+    refused = _role_refused(store, plan, run, actor, held, _RETRIGGER)
+    if refused is not None:
+        return refused
     refusal, records, record, state, cleaned = _closing_guard(store, plan, run, actor, held, reason, _RETRIGGER)
     if refusal is not None:
-        return _refuse(store, run, actor, _RETRIGGER.audit, refusal, roles=sorted(held))
+        return _refuse(store, run, actor, guard.refused_as(_RETRIGGER.action), refusal, roles=sorted(held))
     assert record is not None and state is not None
     now = store.now()
     d = dict(record.rollback_details or {})
@@ -334,9 +342,12 @@ def keep_index(store: Store, plan: Plan, run: ExecutionRun, actor: str, roles: I
     (a rollback nobody refused is approved or decided again, not abandoned), before any rung."""
     run = _fresh(store, run)
     held = set(roles)
+    refused = _role_refused(store, plan, run, actor, held, _KEEP)
+    if refused is not None:
+        return refused
     refusal, _records, record, state, cleaned = _closing_guard(store, plan, run, actor, held, reason, _KEEP)
     if refusal is not None:
-        return _refuse(store, run, actor, _KEEP.audit, refusal, roles=sorted(held))
+        return _refuse(store, run, actor, guard.refused_as(_KEEP.action), refusal, roles=sorted(held))
     assert record is not None and state is not None
     now = store.now()
     role = next((r for r in sorted(needed("rollback_keep_index")) if r in held), "")

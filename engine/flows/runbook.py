@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from engine.domain.cases import PRIORITY
 from engine.domain.roles import ROLES, needed
 from engine.flows import guard, selftest_gate
 from engine.flows.prechecks import BY_ID, KILL_TEST, REQUIRED_PRESENT
@@ -115,11 +114,8 @@ def clock_origin(view: RunView, window_opens_at_min: int) -> datetime | None:
 def precheck_missing(view: RunView, now: datetime) -> list[Missing]:
     """Runbook 2.1–2.6: what still stands between the prechecks and the size gate."""
     out: list[Missing] = []
-    for case, prio in sorted(PRIORITY.items()):
-        r = view.self_test.get(case)
-        if prio == "P0" and (r is None or r.status != "pass"):
-            out.append(Missing(f"{case} (P0) {'not run' if r is None else r.status}",
-                               "run the self-test (t), or a DBA records it"))
+    for case, status in selftest_gate.p0_missing(view.self_test):
+        out.append(Missing(f"{case} (P0) {status}", "run the self-test (t), or a DBA records it"))
     out += [Missing(what, who) for what, who in selftest_gate.missing(view.self_test, view.approvals)]
     for cid, check in BY_ID.items():
         if not check.blocking or cid == "rb.prepared" or cid.startswith("team."):

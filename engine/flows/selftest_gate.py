@@ -1,6 +1,7 @@
 """Self-test results gate the run (runbook 2.1; docs/prechecks.md#self-test-gate).
 
-P0 cases must pass. A failed P1 case (TC-01, TC-06) blocks the prechecks until the canary lead
+P0 cases must pass: ``p0_missing`` names each without a stored passing result (not run counts,
+the console's prechecks and the headless drill alike). A failed P1 case (TC-01, TC-06) blocks the prechecks until the canary lead
 and the DBA have each acknowledged it with a reason: two approvals of kind ``selftest_ack:<case>``
 on the run, each audited by the store. ``missing`` is the rule, pure; ``acknowledge`` is the one
 engine function the App and the CLI call (role check, reason, record).
@@ -26,6 +27,17 @@ REASON_LIMIT = 500
 
 def kind_of(case: str) -> str:
     return ACK_KIND + case
+
+
+def p0_missing(self_test: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(case, "not run" or its stored status) for each P0 case without a stored passing result: the
+    run does not reach execution until each has passed (runbook 2.1)."""
+    return [(c, "not run" if c not in self_test else str(self_test[c].status))
+            for c, p in sorted(PRIORITY.items()) if p == "P0" and (c not in self_test or self_test[c].status != "pass")]
+
+
+P0_HOW = ("run the self-test: t on the prechecks screen, `canary-console self-test --plan PLAN.toml`, or a drill "
+          "without --skip-self-test")
 
 
 def failed_p1(self_test: Mapping[str, Any]) -> list[str]:

@@ -198,6 +198,31 @@ def executor_for(plan: Plan, store: Store, backend: Any, target: Any, run_id: st
     return ex
 
 
+def execute(plan: Plan, store: Store, backend: Any, target: Any, run_id: str | None, actor: str,
+            roles: Iterable[str], worker: str, clock: Any, interval: float,
+            on_event: Callable[[str, dict[str, Any]], None] | None = None, base_profile: Any = None, *,
+            take_over: bool = False) -> Any:
+    """Step 4, ``execute`` (the canary lead or the DBA, docs/roles.md): the run's executor and its
+    monitor, from the claim through the window — ``take_over``: a run whose driver's lease ran out
+    (the target looked at first). The role is asked first, before anything is claimed or created:
+    a refusal is audited as ``execute_refused`` and raises ``RoleRefused``. ``run_id`` None (the
+    CLI's ``execute`` without ``--run``): the run is created once the role is granted, and said
+    through ``on_event("run_created", {"run_id": …})``. Blocking: the console calls it on a worker,
+    ``canary-console execute`` in the foreground. Returns the executor's ``Outcome``."""
+    from engine.flows.executor import Executor
+
+    guard.check(store, plan.tenant, actor, tuple(roles), "execute", run_id, take_over=take_over)
+    if run_id is None:
+        run_id = Executor(plan, store, backend, target, actor, worker, clock=clock).create_run().id
+        if on_event is not None:
+            on_event("run_created", {"run_id": run_id})
+    ex = executor_for(plan, store, backend, target, run_id, actor, worker, clock, interval, on_event, base_profile)
+    try:
+        return ex.take_over(run_id) if take_over else ex.execute(run_id)
+    finally:
+        ex.monitor.close()
+
+
 # --- steps 4–8: announcements, checkpoints, the report -----------------------------------------------
 
 def post_text(store: Store, plan: Plan, run_id: str | None, actor: str, text: str, action: str,

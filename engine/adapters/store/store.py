@@ -235,18 +235,22 @@ class Store(RunRecords, Samples):
 
     def transition_with_record(self, tenant_id: str, run_id: str, new_status: str, actor: str,
                                record: RollbackRecord, record_action: str, fail_reason: str | None = None,
-                               message: str | None = None, **fields: Any) -> None:
+                               message: str | None = None,
+                               audit_first: Sequence[tuple[str, dict[str, Any]]] = (), **fields: Any) -> None:
         """``save_rollback_record`` then ``transition``, in one transaction (one commit, the two
         audit entries chained in that order): the kill switch's last step, on its latency path
         (docs/kill-switch.md). The record is new (inserted, not merged). Either both are written or
-        neither is; a lost race leaves neither and raises as ``transition`` does."""
+        neither is; a lost race leaves neither and raises as ``transition`` does. ``audit_first``:
+        (action, details) entries on the run chained before them, in the same commit (the kill's
+        ``alter_killed``)."""
         record.updated_at = self.now()
         with self.session() as s:
             s.add(record)
             s.flush()  # the record before the run's change, as the two calls did
+            first = [self._audit_row(tenant_id, actor, action, run_id, details) for action, details in audit_first]
             recorded = self._record_audit_row(record, actor, record_action)
             entry = self._transition_in(s, tenant_id, run_id, new_status, actor, fail_reason, message, None, fields)
-            self._commit_audited(s, recorded, entry)
+            self._commit_audited(s, *first, recorded, entry)
 
     def _transition_in(self, s: Session, tenant_id: str, run_id: str, new_status: str, actor: str,
                        fail_reason: str | None, message: str | None, details: dict[str, Any] | None,
