@@ -16,6 +16,7 @@ F-keys belong to the App, and letters survive SSH jump hosts.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from rich.cells import cell_len
 from rich.text import Text
@@ -31,6 +32,7 @@ from textual_plotext import PlotextPlot
 from engine.domain.clock import wall
 from engine.domain.plan import Plan
 from engine.domain.roles import needed, role_words
+from engine.flows.runbook import RunView
 from engine.views.dashboard import ChartSeries, CheckItem, DashboardView, Tile
 from screens.base import RunbookScreen, StepFooter, drawable, plain, update_text
 from screens.note import Note, NoteDialog
@@ -72,6 +74,9 @@ SHORT_NAMES = {"connections": "Connections / max", "buffer_pool_hit": "Buffer po
                "killswitch_response": "Kill-switch API time", "killswitch_availability": "Kill-switch API avail.",
                "request_latency_p50": "Request p50", "request_latency_p99": "Request p99",
                "query_timeouts": "Query timeouts"}
+# Shorter still, for the two columns of an 80-column terminal (19 cells for a name): never "Kill-switch API t…".
+NARROW_NAMES = {"buffer_pool_hit": "Buffer pool hit %", "killswitch_response": "Kill-switch time",
+                "killswitch_availability": "Kill-switch avail."}
 NARROW_BAND_WIDTH = 36  # two columns of name, value now and band (no change) at 80 columns
 BAND_WIDTH = 46  # the narrowest a metric's line gets before the lines stack in one column
 
@@ -151,8 +156,13 @@ class TileWidget(Widget):
         t = self.tile
         width = max(8, self.content_size.width)
         tag = LEVEL_TAG.get(t.level, t.level.upper())
-        name = Text(t.name.replace(" change", ""), style="bold")
-        name.truncate(max(1, width - len(tag) - 1), overflow="ellipsis")
+        # A name, a baseline, a fact cut to "…" at 160 columns ("InnoDB buffer pool hit r…", "base 0.…"):
+        # the shorter forms first, the cut last.
+        room = max(1, width - len(tag) - 1)
+        full = t.name.replace(" change", "")
+        name = Text(next((n for n in (full, SHORT_NAMES.get(t.key, full), NARROW_NAMES.get(t.key, full))
+                          if cell_len(n) <= room), full), style="bold")
+        name.truncate(room, overflow="ellipsis")
         head = name + Text(" " * max(1, width - name.cell_len - len(tag)))
         head.append(tag, style="bold reverse" if t.level in ("warning", "critical") else "bold")
         base = t.baseline.removesuffix(f" {t.unit}") if t.unit and t.unit != "%" else t.baseline
@@ -160,7 +170,9 @@ class TileWidget(Widget):
             body = Text(f"{t.short or 'no value'} · base {base}")
             last = Text(short_error(t.error or "no value"))
         else:
-            body = Text(t.now, style="bold") + Text(f" Δ {t.delta}  base {base}")
+            tail = next((x for x in (f" Δ {t.delta}  base {base}", f" Δ{t.delta} base {base}")
+                         if cell_len(t.now + x) <= width), f" Δ{t.delta}")
+            body = Text(t.now, style="bold") + Text(tail)
             last = Text(t.short, style="bold") if t.short else Text(fit_thresholds(t.thresholds, width), style="dim")
         for line in (body, last):
             line.truncate(width, overflow="ellipsis")
@@ -212,6 +224,8 @@ class BandLine(Widget):
                 value += Text(f" Δ{t.delta}")
         value.truncate(max(4, width - 2 - room - 1 - 1 - 5), overflow="ellipsis")
         name = Text(SHORT_NAMES.get(t.key, t.name.replace(" change", "")), style="bold")
+        if name.cell_len > room and t.key in NARROW_NAMES:
+            name = Text(NARROW_NAMES[t.key], style="bold")
         name.truncate(room, overflow="ellipsis")
         line = Text("█ ", style=self.get_component_rich_style("band-line--mark"))
         line += name + Text(" " * (room - name.cell_len + 1)) + value
@@ -384,6 +398,7 @@ class MonitoringScreen(RunbookScreen):
     # --- layout ------------------------------------------------------------------------------
 
     def compose_body(self) -> ComposeResult:
+        yield Static("", id="reading", markup=False)  # shown instead of the body while another run loads
         with VerticalScroll(id="body"):
             with Horizontal(id="window"):
                 yield ProgressBar(id="window-bar", total=100, show_eta=False, show_percentage=False)
@@ -415,6 +430,7 @@ class MonitoringScreen(RunbookScreen):
         yield StepFooter()
 
     def on_mount(self) -> None:
+        self.query_one("#reading").display = False
         self.query_one("#checkpoints", DataTable).add_columns("", "Due", "OK?", "By", "Notes")
         self._fit(self.size.width, self.size.height)
         if self.view is not None:
@@ -451,10 +467,21 @@ class MonitoringScreen(RunbookScreen):
 
     # --- data in ----------------------------------------------------------------------------
 
+    def show_view(self, view: RunView, now: datetime) -> None:
+        """Another run than the one drawn (a new run after a failed one): its dashboard is not
+        loaded yet — the last run's bands and FAIL must not stand for it meanwhile."""
+        run_id = view.run.id if view.run else None
+        if drawable(self) and self.view is not None and run_id != self.view.run_id:
+            self.query_one("#body").display = False
+            self.query_one("#reading", Static).update(f"Reading run {(run_id or '')[:8]}'s samples from the store…")
+            self.query_one("#reading").display = True
+
     def show_dashboard(self, view: DashboardView) -> None:
         """The dashboard as the store has it now (the App calls this from its worker's result)."""
         self.view = view
         if drawable(self):
+            self.query_one("#reading").display = False
+            self.query_one("#body").display = True
             self._draw(view)
 
     def _changed(self, part: str, value: object) -> bool:
