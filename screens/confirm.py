@@ -14,7 +14,7 @@ class ConfirmStatement(ModalScreen[bool]):
     DEFAULT_CSS = """
     ConfirmStatement { align: center middle; }
     ConfirmStatement > Vertical { width: 100; max-width: 95%; height: auto; max-height: 95%;
-                                  border: thick $warning; background: $surface; padding: 1 2; }
+                                  border: thick $warning; background: $surface; padding: 0 2; }
     ConfirmStatement #statement { height: auto; max-height: 14; margin: 1 0; background: $boost; }
     ConfirmStatement #statement Static { padding: 0 1; }
     ConfirmStatement Horizontal { height: auto; }

@@ -86,8 +86,8 @@ class LessonDialog(ModalScreen[Lesson | None]):
               ("action", "Action item", "e.g. run the next canary after the nightly batch"))
     DEFAULT_CSS = """
     LessonDialog { align: center middle; }
-    LessonDialog > Vertical { width: 90; max-width: 95%; height: auto; border: thick $accent; background: $surface;
-                              padding: 1 2; }
+    LessonDialog > Vertical { width: 90; max-width: 95%; height: auto; max-height: 100%; overflow-y: auto;
+                              border: thick $accent; background: $surface; padding: 1 2; }
     LessonDialog Label.field { margin-top: 1; }
     LessonDialog #why { color: $error; height: auto; }
     LessonDialog Horizontal { height: auto; margin-top: 1; }
@@ -108,6 +108,11 @@ class LessonDialog(ModalScreen[Lesson | None]):
                 yield Button("Cancel", id="cancel")
 
     def on_mount(self) -> None:
+        # Four bordered fields and the buttons need 31 rows: on a shorter terminal (an 80×24 jump
+        # host) the fields go compact, one row each, and Record stays on screen.
+        if self.app.size.height < 32:
+            for field in self.query(Input):
+                field.compact = True
         self.query_one("#lesson-what", Input).focus()
 
     def _values(self) -> dict[str, str]:
