@@ -122,6 +122,9 @@ class ReportScreen(RunbookScreen):
     ReportScreen #report-status { height: auto; padding: 0 1; background: $panel; }
     ReportScreen #report-status.-ok { color: $success; }
     ReportScreen #report-status.-error { color: $error; text-style: bold; }
+    /* A word wider than its column (a confidence interval, "successfully") folds onto the next line:
+       Textual's "…" cut the decision matrix's intervals and its "yes" at 80 columns. */
+    ReportScreen MarkdownTableContent > .cell, ReportScreen MarkdownTableContent > .header { text-overflow: fold; }
     """
 
     def __init__(self, plan: Plan) -> None:

@@ -40,7 +40,13 @@ from engine.domain.roles import may
 from engine.domain.rollback_rules import TRIGGERS, Inspection
 from engine.domain.text import for_terminal
 from engine.flows.runbook import RunView
-from engine.views.rollback import RollbackView, RungProgress, role_rows, rung_lines
+from engine.views.rollback import (
+    RollbackView,
+    RungProgress,
+    decision_metrics,
+    role_rows,
+    rung_lines,
+)
 from screens.base import RunbookScreen, StepFooter, drawable, plain
 from screens.tables import fill_wrapped, table_room
 
@@ -378,15 +384,7 @@ REFRESH_S = 3.0  # the screen asks for a fresh view this often (real seconds), c
 
 def _preset_words(metrics: dict[str, Any]) -> str:
     """The Decision step's metrics (engine/views/dashboard.py: label, value, unit per metric) in a line."""
-    parts = []
-    for key, m in metrics.items():
-        if isinstance(m, dict):
-            value = m.get("value")
-            shown = "—" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
-            parts.append(f"{m.get('label') or key} {shown}{(' ' + m['unit']) if m.get('unit') and value is not None else ''}")
-        else:
-            parts.append(f"{key} {m}")
-    return ", ".join(parts) or "none"
+    return ", ".join(f"{label} {value}" for label, value in decision_metrics(metrics)) or "none"
 
 
 def _at(value: datetime | None, offset: timedelta = timedelta(0), zone: bool = False) -> str:
