@@ -1,6 +1,6 @@
 """Console start → first screen (target ≤ 0.8 s), and the rehearsal's first screen (target ≤ 5 s).
 
-Three figures:
+Three figures, and the console's RSS on its first screen (/proc/PID/status VmRSS):
 - "process": ``canary-console run PLAN`` launched in a private tmux server (a real terminal), timed
   from the launch to the Plan screen's scope lock being on screen (capture-pane, polled every 5 ms).
   This is what a person waits for: Python start, imports, the store opened, the first frame drawn.
@@ -25,7 +25,6 @@ import asyncio
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -60,7 +59,46 @@ def p(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
 
 
-def process_trial(plan: Path, store: str, tmux_socket: str) -> float:
+def _status_kb(pid: int, field: str) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def console_pid(tmux_socket: str, session: str) -> int | None:
+    """The console's own process in a tmux pane: the pane's process, or the first of its
+    descendants whose command line names canary-console (a shell may sit in between)."""
+    out = subprocess.run(["tmux", "-L", tmux_socket, "display-message", "-p", "-t", session, "#{pane_pid}"],
+                         capture_output=True, text=True).stdout.strip()
+    if not out.isdigit():
+        return None
+    todo, seen = [int(out)], set()
+    while todo:
+        pid = todo.pop(0)
+        seen.add(pid)
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                if b"canary-console" in fh.read() and _status_kb(pid, "VmRSS"):
+                    return pid
+            with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as fh:
+                todo += [int(c) for c in fh.read().split() if int(c) not in seen]
+        except OSError:
+            continue
+    return None
+
+
+def rss_mb(pid: int | None) -> float | None:
+    kb = _status_kb(pid, "VmRSS") if pid else None
+    return round(kb / 1024, 1) if kb else None
+
+
+def process_trial(plan: Path, store: str, tmux_socket: str) -> tuple[float, float | None]:
+    """(launch → the Plan screen painted, in seconds; the console's RSS then, in MB)."""
     exe = ROOT / ".venv" / "bin" / "canary-console"
     cmd = f"{exe} run {plan} --store {store}"
     started = time.perf_counter()
@@ -71,15 +109,17 @@ def process_trial(plan: Path, store: str, tmux_socket: str) -> float:
             out = subprocess.run(["tmux", "-L", tmux_socket, "capture-pane", "-p", "-t", "start"],
                                  capture_output=True, text=True).stdout
             if "Scope lock" in out and "Tenant" in out:
-                return time.perf_counter() - started
+                elapsed = time.perf_counter() - started
+                return elapsed, rss_mb(console_pid(tmux_socket, "start"))
             time.sleep(0.005)
         raise RuntimeError("the Plan screen never appeared:\n" + out)
     finally:
         subprocess.run(["tmux", "-L", tmux_socket, "kill-server"], capture_output=True)
 
 
-def rehearse_trial(state: Path, tmux_socket: str, rows: int) -> tuple[float, float]:
-    """(launch → the console's first screen, launch → the Plan screen) in seconds."""
+def rehearse_trial(state: Path, tmux_socket: str, rows: int) -> tuple[float, float, float | None]:
+    """(launch → the console's first screen, launch → the Plan screen) in seconds, and the
+    console's RSS on the Plan screen in MB."""
     exe = ROOT / ".venv" / "bin" / "canary-console"
     cmd = f"env XDG_STATE_HOME={state} {exe} rehearse --rows {rows} --skip-self-test"
     started = time.perf_counter()
@@ -95,6 +135,7 @@ def rehearse_trial(state: Path, tmux_socket: str, rows: int) -> tuple[float, flo
                 first = time.perf_counter() - started
             if "Scope lock" in out and "Begin prechecks" in out:
                 plan = time.perf_counter() - started
+                rss = rss_mb(console_pid(tmux_socket, "drill"))
                 break
             time.sleep(0.02)
         else:
@@ -105,7 +146,7 @@ def rehearse_trial(state: Path, tmux_socket: str, rows: int) -> tuple[float, flo
                 ["tmux", "-L", tmux_socket, "has-session", "-t", "drill"], capture_output=True).returncode == 0:
             time.sleep(0.2)
         assert first is not None
-        return first, plan
+        return first, plan, rss
     finally:
         subprocess.run(["tmux", "-L", tmux_socket, "kill-server"], capture_output=True)
 
@@ -141,27 +182,37 @@ def main() -> None:
         plan.write_text(PLAN.format(user=os.environ.get("USER") or "root"))
         store = f"sqlite:///{work / 'store.db'}"
         process_trial(plan, store, f"ccstart{os.getpid()}w")  # warm the OS file cache once
-        process = [process_trial(plan, store, f"ccstart{os.getpid()}n{n}") for n in range(args.trials)]
+        trials = [process_trial(plan, store, f"ccstart{os.getpid()}n{n}") for n in range(args.trials)]
         inproc = [asyncio.run(in_process_trial(plan, store)) for _ in range(args.trials)]
         drills = [rehearse_trial(work / "state", f"ccstart{os.getpid()}r{n}", args.rows)
                   for n in range(args.rehearse_trials)]
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    rows = [("process (tmux, launch → Plan screen)", process), ("in-process (App → Plan screen mounted)", inproc)]
+    process = [t for t, _ in trials]
+    rss = [mb for _, mb in trials if mb is not None]
+    rows = [("run PLAN: launch → Plan screen painted", process),
+            ("run PLAN: in-process (App → Plan mounted)", inproc)]
     if drills:
-        rows += [("rehearse, fresh: launch → console", [drills[0][0]]),
+        rows += [("rehearse, fresh: launch → first screen", [drills[0][0]]),
                  ("rehearse, fresh: launch → Plan screen", [drills[0][1]])]
     if len(drills) > 1:
-        rows += [("rehearse, sandbox there: → console", [d[0] for d in drills[1:]]),
+        rows += [("rehearse, sandbox there: → first screen", [d[0] for d in drills[1:]]),
                  ("rehearse, sandbox there: → Plan screen", [d[1] for d in drills[1:]])]
-    print(f"{'series':<42} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")
+    print(f"{'first screen (tmux, a real terminal)':<42} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")
     for name, vals in rows:
         print(f"{name:<42} {p(vals, .5) * 1000:8.0f} {p(vals, .95) * 1000:8.0f} {max(vals) * 1000:8.0f}")
+    drill_rss = [d[2] for d in drills if d[2] is not None]
+    print(f"RSS on the first screen: run PLAN {p(rss, .5) if rss else '?'} MB (p50 of {len(rss)}), "
+          f"rehearse {max(drill_rss) if drill_rss else '?'} MB (max of {len(drill_rss)}); "
+          f"targets: run PLAN ≤ 800 ms, rehearse ≤ 5,000 ms (load {os.getloadavg()[0]:.1f}: a busy machine "
+          "is slower)")
     print(json.dumps({"bench": "console_start", "trials": args.trials, "target_ms": 800,
+                      "load_1min": round(os.getloadavg()[0], 1),
                       "process_p50_ms": round(p(process, .5) * 1000, 1),
                       "process_p95_ms": round(p(process, .95) * 1000, 1),
                       "process_max_ms": round(max(process) * 1000, 1),
-                      "in_process_p50_ms": round(statistics.median(inproc) * 1000, 1),
+                      "process_rss_mb": p(rss, .5) if rss else None,
+                      "in_process_p50_ms": round(p(inproc, .5) * 1000, 1),
                       "in_process_max_ms": round(max(inproc) * 1000, 1),
                       "rehearse_target_ms": 5000,
                       "rehearse_fresh_first_screen_ms": round(drills[0][0] * 1000) if drills else None,
@@ -169,7 +220,8 @@ def main() -> None:
                       "rehearse_first_screen_ms": (round(p([d[0] for d in drills[1:]], .5) * 1000)
                                                    if len(drills) > 1 else None),
                       "rehearse_plan_screen_ms": (round(p([d[1] for d in drills[1:]], .5) * 1000)
-                                                  if len(drills) > 1 else None)}))
+                                                  if len(drills) > 1 else None),
+                      "rehearse_rss_mb": max(drill_rss) if drill_rss else None}))
 
 
 if __name__ == "__main__":

@@ -253,6 +253,8 @@ def fit(points: list[tuple[float, float]]) -> float:
 
 async def watch(plan_path: Path, store_url: str, feeder: Feeder, every_s: float, window_minutes: float,
                 idle_s: float) -> dict:
+    from rich.cells import cached_cell_len
+
     from console.app import CanaryApp
     from engine.adapters.identity import Identity
     from engine.adapters.store import Store
@@ -277,6 +279,7 @@ async def watch(plan_path: Path, store_url: str, feeder: Feeder, every_s: float,
             await pilot.pause(0.1)
         await pilot.pause(3)  # the dashboard drawn once, the baseline loaded
         start_mb = rss_mb()
+        cache_start = cached_cell_len.cache_info().currsize  # what grew with real time (console/app.py trim_heap)
         print(f"console on the monitoring screen, window not open yet: RSS {start_mb:.1f} MB "
               f"({time.monotonic() - started:.1f} s after start); {idle_s:g} s idle there first")
         # No new data, the dashboard refreshed every second as usual: what grows now grows with
@@ -289,7 +292,9 @@ async def watch(plan_path: Path, store_url: str, feeder: Feeder, every_s: float,
         settled = [(t, mb) for t, mb in idle if t >= min(10.0, idle_s / 3)]  # after the first frames' caches
         idle_slope = fit(settled) if len(settled) > 2 else 0.0  # MB per real second
         idle_mb = rss_mb()
-        print(f"  idle: RSS {start_mb:.1f} → {idle_mb:.1f} MB, {idle_slope * 60:+.2f} MB per real minute")
+        cache_idle = cached_cell_len.cache_info().currsize
+        print(f"  idle: RSS {start_mb:.1f} → {idle_mb:.1f} MB, {idle_slope * 60:+.2f} MB per real minute "
+              f"(Rich's cell-width cache {cache_start} → {cache_idle} of 4,096 entries)")
         feeder.go()
         t0 = time.monotonic()
         fed = 0.0
@@ -324,6 +329,7 @@ async def watch(plan_path: Path, store_url: str, feeder: Feeder, every_s: float,
         "speed": float(getattr(clock, "speed", 1.0)), "real_window_s": round(window_s, 1),
         "evaluated_minutes": round(evaluated_min, 2), "rss_start_mb": round(start_mb, 1),
         "idle_s": idle_s, "idle_mb_per_real_min": round(idle_slope * 60, 2), "rss_window_start_mb": round(idle_mb, 1),
+        "cell_width_cache_idle": [cache_start, cache_idle],
         "rss_max_mb": round(peak, 1), "rss_end_mb": round(series[-1][2], 1),
         "rss_growth_whole_window_mb": round(series[-1][2] - idle_mb, 1),
         "last_half_growth_mb": round(growth, 2),

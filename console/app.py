@@ -19,6 +19,7 @@ import threading
 import traceback
 from typing import TYPE_CHECKING, Any
 
+from rich.cells import cached_cell_len
 from textual import work
 from textual.app import App
 from textual.binding import Binding
@@ -66,9 +67,11 @@ TRIM_S = 30.0  # how often the console hands freed heap back to the system (``tr
 def trim_heap() -> None:
     """Give the memory the console freed back to the system (glibc ``malloc_trim``; elsewhere
     nothing). Its polls run on short-lived worker threads — a store read twice a second, the kill
-    switch five times — and glibc keeps what they freed in its per-thread arenas: with no data at
-    all, the console's RSS crept up by ~0.2–0.3 MB a real minute while its Python objects stayed
-    flat (bench/dashboard_rss.py; tracemalloc showed no growing structure)."""
+    switch five times — and glibc keeps what they freed in its per-thread arenas. And empty Rich's
+    cell-width cache first: Textual measures every text it draws through it (4,096 entries, any
+    length), and a clock that ticks puts new strings in it every second — it was what grew, ~0.2 MB a
+    real minute for the first quarter of an hour (bench/dashboard_rss.py, a tracemalloc diff)."""
+    cached_cell_len.cache_clear()
     global _malloc_trim
     if _malloc_trim is None:
         try:

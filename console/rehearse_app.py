@@ -46,7 +46,9 @@ class RehearsalApp(CanaryApp):
                  cases: list[str] | None = None, **kwargs: Any):
         super().__init__(plan, store, clock=clock, **kwargs)
         self.prepared = prepared
-        self.self_test = self_test
+        # Not ``self_test``: that name is CanaryApp's worker behind the Prechecks screen's `t`, and a
+        # bool there made `t` in a drill end the console with a traceback.
+        self.self_test_first = self_test
         self.cases = cases
         self.preparing = True
         self.failed: str | None = None  # why the preparation stopped, said on screen and after exit
@@ -88,7 +90,7 @@ class RehearsalApp(CanaryApp):
     def _prepare(self) -> None:
         try:
             self.prepared.bring_up(self._step)
-            if self.self_test:
+            if self.self_test_first:
                 rehearsal.self_test(self.store, self.plan.tenant, self.actor, self.roles, self.cases, self._step)
             else:
                 past = self.prepared.past_prechecks

@@ -28,6 +28,7 @@ from engine.flows.runbook import (
     RunView,
     attach_run,
     clock_origin,
+    is_plan_run,
     load_view,
     missing_for,
     step_of_run,
@@ -90,9 +91,16 @@ class RunWorkers(AppPart):
             return  # the previous read is still going: polls never overlap
         self._view_busy = True
         try:
-            if self.run_id is None:
-                found = attach_run(self.store, self.plan, self.clock.now())
+            if self.run_id is None or (self.view.run is not None and self.view.run.status not in ACTIVE):
+                # None yet, or the one shown has ended: a run begun since (on another console) is
+                # followed — a joined console stayed on the last run's FAIL and rollback for good.
+                found = (attach_run(self.store, self.plan, self.clock.now()) if self.run_id is None else
+                         next((r for r in self.store.find_runs(self.plan.tenant, ACTIVE, limit=1)
+                               if r.id != self.run_id and is_plan_run(self.plan, r)), None))
                 if found is not None:
+                    if self.run_id is not None:
+                        self.call_from_thread(self.notify, f"run {found.id[:8]} has begun: this console follows it",
+                                              title="A new run", timeout=8)
                     self.run_id = found.id
                     self._land_on_run = True
                     step_actions.mark_present(self.store, self.plan.tenant, found.id, self.actor, self.roles,

@@ -10,7 +10,7 @@ from textual.widgets import DataTable, Input
 
 from engine.domain.clock import wall
 from engine.domain.text import for_terminal
-from screens.base import NARROW, RunbookScreen, StepFooter, drawable, plain
+from screens.base import NARROW, RunbookScreen, StepFooter, clip, drawable, plain
 
 if TYPE_CHECKING:
     from engine.adapters.store import AuditLog
@@ -21,7 +21,7 @@ def audit_row(e: AuditLog) -> tuple[str, str, str, str, str]:
     status = f"{e.old_status or ''}→{e.new_status}" if e.new_status else ""
     # Actors, reasons and ids were typed by people: shown, never interpreted by the terminal.
     return (f"{wall(e.created_at, zone=False)}", for_terminal(e.actor), for_terminal(e.action), for_terminal(status),
-            for_terminal(details[:160]))
+            clip(for_terminal(details)))
 
 
 class AuditScreen(RunbookScreen):

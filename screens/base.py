@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -27,6 +28,11 @@ def plain(*cells: object) -> tuple[Text, ...]:
     (a ``[`` in a detail or a query would otherwise be a tag, or an error), nor by the terminal
     (an escape sequence a user typed into a reason is shown escaped: ``\\x1b[2J``)."""
     return tuple(Text(for_terminal(c)) for c in cells)
+
+
+def clip(text: str, most: int = 160) -> str:
+    """A cell's text whole when it is short enough to read in a table, else marked as cut."""
+    return text if len(text) <= most else text[:most - 1] + "…"
 
 
 def shown(text: str) -> str:
@@ -194,6 +200,7 @@ class RunbookScreen(Screen):
         Binding("end", "page_end(1)", "Bottom", show=False, priority=True, id="page-bottom"),
     ]
     _frame_parts: tuple[FramePart, ...] = ()  # the frame's widgets, found on the first apply_frame
+    _said_bottom_at = -10.0  # PgDn at the bottom said so then (time.monotonic)
     # The body runs past the terminal's bottom: the footer says PgDn (an 80×24 jump host).
     overflows: reactive[bool] = reactive(False, bindings=True)
 
@@ -233,8 +240,18 @@ class RunbookScreen(Screen):
 
     def action_page(self, direction: int) -> None:
         body = self._body()
-        if body is not None:
-            (body.scroll_page_down if direction > 0 else body.scroll_page_up)(animate=False)
+        if body is None:
+            return
+        if direction > 0 and body.scroll_y >= body.max_scroll_y:
+            # The footer keeps PgDn while the step runs past the terminal (its rows do not change
+            # as you scroll): at the bottom it says so rather than doing nothing — once, not a
+            # toast per press.
+            if time.monotonic() - self._said_bottom_at > 4:
+                self._said_bottom_at = time.monotonic()
+                self.notify("This is the bottom of the step: PgUp or Home go back up.", title="PgDn",
+                            severity="information", timeout=3, markup=False)
+            return
+        (body.scroll_page_down if direction > 0 else body.scroll_page_up)(animate=False)
 
     def action_page_end(self, direction: int) -> None:
         body = self._body()
@@ -242,6 +259,19 @@ class RunbookScreen(Screen):
             (body.scroll_end if direction > 0 else body.scroll_home)(animate=False)
 
     def on_mount(self) -> None:
+        # The frame as the App has it now, before the first paint: a screen installed on the way
+        # (Execution, Prechecks) otherwise painted a blank frame for a moment — "kill switch:
+        # reading…", "(no role)", the steps without names — until its StepShown arrived.
+        frame = getattr(self.app, "frame", None)
+        if isinstance(frame, FrameState):
+            self.apply_frame(frame)
+        # The width's breakpoint class too (Textual sets it at the first Resize, after the first
+        # paint: the Rollback screen showed its wide two-column layout at 80 columns for a moment).
+        breakpoints = self.HORIZONTAL_BREAKPOINTS or []
+        if breakpoints:
+            width = self.app.size.width
+            on = next((name for at, name in sorted(breakpoints, reverse=True) if width >= at), None)
+            self.update_classes({name: name == on for _, name in breakpoints}, animate=False)
         body = self._body()
         if body is not None:
             self.watch(body, "virtual_size", self._measure_overflow, init=False)

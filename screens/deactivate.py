@@ -13,8 +13,19 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Input, Label, Static
 
 from engine.adapters.killswitch import KillSwitchReading
+from engine.domain.roles import may, needed, role_words
 from engine.domain.text import for_terminal
 from screens.dialog import ReasonModal
+
+
+def who_may(roles: tuple[str, ...]) -> str:
+    """Who may turn the switch off, said to the person at the keyboard: a canary lead read "Only the
+    canary lead or the DBA may turn it off; you are canary_lead/dba/…" as a refusal."""
+    allowed = role_words(needed("kill_switch_deactivate"))
+    yours = f"you are the {role_words(roles).replace(' or ', ' and ')}" if roles else "you have no role in this plan"
+    if may("kill_switch_deactivate", roles):
+        return f"You may turn it off (the {allowed} only): {yours}."
+    return f"Only the {allowed} may turn it off; {yours}."
 
 
 @dataclass(frozen=True)
@@ -38,8 +49,7 @@ class DeactivateKillSwitch(ReasonModal[DeactivationRequest]):
             yield Label("Deactivate the kill switch", id="title")
             yield Static(for_terminal(self.reading.describe()) if self.reading else "kill switch state unknown",
                          id="state", markup=False)
-            yield Static("Only the canary lead or the DBA may turn it off; you are "
-                         f"{'/'.join(self.roles) or 'without a role in this plan'}.", id="who")
+            yield Static(who_may(self.roles), id="who")
             yield Input(placeholder="reason (required): what was found, why it is safe to go on", id="reason")
             yield Static("", id="why")
             with Horizontal():

@@ -147,6 +147,12 @@ class ExecutionScreen(RunbookScreen):
             self.query_one("#announcement", Static).update(text)
 
     def show_view(self, view: RunView, now: datetime) -> None:
+        if (view.run.id if view.run else None) != (self.view.run.id if self.view.run else None):
+            # Another run (a new one after a failed or rolled-back one): none of the last run's
+            # steps, ALTER progress, cool-down or log stays — a new run showed "ALTER ✓ 100 %".
+            self.entries, self.progress, self.cooldown_until = [], AlterProgress(), None
+            if drawable(self):
+                self.query_one("#log", Log).clear()
         self.view = view
         if drawable(self):
             self._draw_steps()
@@ -201,6 +207,7 @@ class ExecutionScreen(RunbookScreen):
                              "progress is shown on the console that drives the run")
             else:
                 label.update("not started")
+                bar.update(progress=0)
             self._draw_mdl((), ())
             return
         pct = f"{p.fraction:.0%}" if p.fraction is not None else "—"

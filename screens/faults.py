@@ -17,6 +17,10 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Label, Static
 
 from engine.domain.clock import wall
+from screens.base import NARROW, plain
+from screens.tables import fit_widths, header_in, table_room
+
+FAULT_COLUMNS = ("Key", "Fault", "State", "What it does", "What you see (measured)")
 
 
 @dataclass(frozen=True)
@@ -46,30 +50,52 @@ class FaultsDialog(ModalScreen[None]):
     def __init__(self, rows: tuple[FaultRow, ...]):
         super().__init__()
         self.rows = rows
+        self._widths: tuple[int, ...] = ()
+        self._status = ""
 
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Label("Inject a fault (rehearsal only — into the drill's own sandbox)", id="title")
             yield DataTable(id="faults", cursor_type="none", zebra_stripes=True)
             yield Static("", id="status")
-            yield Static("A key turns a fault on or off; each is audited. Watch the dashboard (5): each shows "
-                         "within two samples. Esc closes; the faults stay as they are. Ctrl+Q stops them all.",
-                         id="note")
+            yield Static("A key turns a fault on or off (audited). Watch the dashboard (5) — for m, the Execution "
+                         "screen (4). Esc closes; the faults stay on. Ctrl+Q stops them all.", id="note")
 
     def on_mount(self) -> None:
-        table = self.query_one(DataTable)
-        table.add_columns("Key", "Fault", "State", "What it does", "Shows on the dashboard")
         self.show(self.rows)
 
+    def on_resize(self) -> None:
+        if self.is_mounted:
+            self.show(self.rows, self._status)
+
     def show(self, rows: tuple[FaultRow, ...], status: str = "") -> None:
-        self.rows = rows
+        """The faults in the dialog's width, a long cell wrapped in its column: at 80 columns what
+        each does and what it shows ran off the right edge. Under 110 columns "what it does" gives
+        way — what you see is what a drill watches for."""
+        self.rows, self._status = rows, status
         table = self.query_one(DataTable)
-        table.clear()
+        width, height = self.app.size
+        # The title, the status, the note and the border keep their rows; the table scrolls in the rest.
+        table.styles.max_height = max(6, height - 9)
+        wide = width >= NARROW
+        headers = FAULT_COLUMNS if wide else tuple(c for c in FAULT_COLUMNS if c != "What it does")
+        cells = []
         for r in rows:
-            state = (Text(f"ON since {wall(r.active_since, zone=False)}", style="bold black on yellow")
-                     if r.active_since else Text("off", style="dim"))
-            table.add_row(Text(r.key, style="bold"), r.name, state, r.description, r.shows + (
-                f" — error: {r.error}" if r.error else ""), height=None)
+            state = f"ON since {wall(r.active_since, zone=False)}" if r.active_since else "off"
+            shows = r.shows + (f" — error: {r.error}" if r.error else "")
+            cells.append((r.key, r.name, state, r.description, shows) if wide else (r.key, r.name, state, shows))
+        # The dialog's border and padding (4) and the table's scroll bar (2) lie outside the cells.
+        widths = fit_widths(headers, cells, table_room(min(130, width), len(headers), 6))
+        if widths != self._widths:
+            self._widths = widths
+            table.clear(columns=True)
+            for label, w in zip(headers, widths, strict=True):
+                table.add_column(header_in(label, w), width=w)
+        else:
+            table.clear()
+        for r, row in zip(rows, cells, strict=True):
+            state = Text(row[2], style="bold black on yellow" if r.active_since else "dim")
+            table.add_row(Text(r.key, style="bold"), *plain(row[1]), state, *plain(*row[3:]), height=None)
         self.query_one("#status", Static).update(status)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:

@@ -218,8 +218,14 @@ class FrameBar(Horizontal):
         yield RunFrame(id="run-frame")
         yield Button("■ KILL SWITCH  F9", id="kill-switch-button")
 
+    def on_mount(self) -> None:
+        self._fit(self.app.size.width)  # before the first paint, not at the first Resize
+
     def on_resize(self) -> None:
-        narrow = self.size.width < 110
+        self._fit(self.size.width)
+
+    def _fit(self, width: int) -> None:
+        narrow = width < 110
         self.set_class(narrow, "-narrow")
         self.query_one("#kill-switch-button", Button).label = "■ KILL  F9" if narrow else "■ KILL SWITCH  F9"
 

@@ -17,6 +17,7 @@ F-keys belong to the App, and letters survive SSH jump hosts.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from rich.cells import cell_len
 from rich.text import Text
@@ -30,6 +31,7 @@ from textual.widgets import DataTable, ProgressBar, Static
 from engine.domain.clock import wall
 from engine.domain.plan import Plan
 from engine.domain.roles import needed, role_words
+from engine.flows.runbook import RunView
 from engine.views.dashboard import ChartSeries, CheckItem, DashboardView, Tile
 from screens.base import RunbookScreen, StepFooter, drawable, plain, update_text
 from screens.monitoring_widgets import LEGEND, BandLine, MetricChart, TileWidget
@@ -125,6 +127,7 @@ class MonitoringScreen(RunbookScreen):
     # --- layout ------------------------------------------------------------------------------
 
     def compose_body(self) -> ComposeResult:
+        yield Static("", id="reading", markup=False)  # shown instead of the body while another run loads
         with VerticalScroll(id="body"):
             with Horizontal(id="window"):
                 yield ProgressBar(id="window-bar", total=100, show_eta=False, show_percentage=False)
@@ -156,6 +159,7 @@ class MonitoringScreen(RunbookScreen):
         yield StepFooter()
 
     def on_mount(self) -> None:
+        self.query_one("#reading").display = False
         self.query_one("#checkpoints", DataTable).add_columns("", "Due", "OK?", "By", "Notes")
         self._fit(self.size.width, self.size.height)
         if self.view is not None:
@@ -192,10 +196,21 @@ class MonitoringScreen(RunbookScreen):
 
     # --- data in ----------------------------------------------------------------------------
 
+    def show_view(self, view: RunView, now: datetime) -> None:
+        """Another run than the one drawn (a new run after a failed one): its dashboard is not
+        loaded yet — the last run's bands and FAIL must not stand for it meanwhile."""
+        run_id = view.run.id if view.run else None
+        if drawable(self) and self.view is not None and run_id != self.view.run_id:
+            self.query_one("#body").display = False
+            self.query_one("#reading", Static).update(f"Reading run {(run_id or '')[:8]}'s samples from the store…")
+            self.query_one("#reading").display = True
+
     def show_dashboard(self, view: DashboardView) -> None:
         """The dashboard as the store has it now (the App calls this from its worker's result)."""
         self.view = view
         if drawable(self):
+            self.query_one("#reading").display = False
+            self.query_one("#body").display = True
             self._draw(view)
 
     def _changed(self, part: str, value: object) -> bool:

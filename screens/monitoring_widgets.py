@@ -4,6 +4,7 @@ the checkpoints. Each draws the ``Tile`` or ``ChartSeries`` it is given (engine/
 
 from __future__ import annotations
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.app import RenderResult
 from textual.widget import Widget
@@ -27,6 +28,9 @@ SHORT_NAMES = {"connections": "Connections / max", "buffer_pool_hit": "Buffer po
                "killswitch_response": "Kill-switch API time", "killswitch_availability": "Kill-switch API avail.",
                "request_latency_p50": "Request p50", "request_latency_p99": "Request p99",
                "query_timeouts": "Query timeouts"}
+# Shorter still, for the two columns of an 80-column terminal (19 cells for a name): never "Kill-switch API t…".
+NARROW_NAMES = {"buffer_pool_hit": "Buffer pool hit %", "killswitch_response": "Kill-switch time",
+                "killswitch_availability": "Kill-switch avail."}
 
 
 def band_tag(level: str, width: int = 0) -> Text:
@@ -95,15 +99,22 @@ class TileWidget(MetricWidget):
         t = self.tile
         width = max(8, self.content_size.width)
         tag = band_tag(t.level)
-        name = Text(t.name.replace(" change", ""), style="bold")
-        name.truncate(max(1, width - tag.cell_len - 1), overflow="ellipsis")
+        # A name, a baseline, a fact cut to "…" at 160 columns ("InnoDB buffer pool hit r…", "base 0.…"):
+        # the shorter forms first, the cut last.
+        room = max(1, width - tag.cell_len - 1)
+        full = t.name.replace(" change", "")
+        name = Text(next((n for n in (full, SHORT_NAMES.get(t.key, full), NARROW_NAMES.get(t.key, full))
+                          if cell_len(n) <= room), full), style="bold")
+        name.truncate(room, overflow="ellipsis")
         head = name + Text(" " * max(1, width - name.cell_len - tag.cell_len)) + tag
         base = t.baseline.removesuffix(f" {t.unit}") if t.unit and t.unit != "%" else t.baseline
         if t.level == "stale":
             body = Text(f"{t.short or 'no value'} · base {base}")
             last = Text(short_error(t.error or "no value"))
         else:
-            body = Text(t.now, style="bold") + Text(f" Δ {t.delta}  base {base}")
+            tail = next((x for x in (f" Δ {t.delta}  base {base}", f" Δ{t.delta} base {base}")
+                         if cell_len(t.now + x) <= width), f" Δ{t.delta}")
+            body = Text(t.now, style="bold") + Text(tail)
             last = Text(t.short, style="bold") if t.short else Text(fit_thresholds(t.thresholds, width), style="dim")
         for line in (body, last):
             line.truncate(width, overflow="ellipsis")
@@ -136,6 +147,8 @@ class BandLine(MetricWidget):
                 value += Text(f" Δ{t.delta}")
         value.truncate(max(4, width - 2 - room - 1 - 1 - 5), overflow="ellipsis")
         name = Text(SHORT_NAMES.get(t.key, t.name.replace(" change", "")), style="bold")
+        if name.cell_len > room and t.key in NARROW_NAMES:
+            name = Text(NARROW_NAMES[t.key], style="bold")
         name.truncate(room, overflow="ellipsis")
         line = Text("█ ", style=self.get_component_rich_style("band-line--mark"))
         line += name + Text(" " * (room - name.cell_len + 1)) + value

@@ -93,6 +93,11 @@ class LessonDialog(ModalScreen[Lesson | None]):
                 yield Button("Cancel", id="cancel")
 
     def on_mount(self) -> None:
+        # Four bordered fields and the buttons need 31 rows: on a shorter terminal (an 80×24 jump
+        # host) the fields go compact, one row each, and Record stays on screen.
+        if self.app.size.height < 32:
+            for field in self.query(Input):
+                field.compact = True
         self.query_one("#lesson-what", Input).focus()
 
     def _values(self) -> dict[str, str]:

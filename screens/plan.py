@@ -50,6 +50,8 @@ def scope_rows(plan: Plan, facts: ScopeFacts | None) -> list[tuple[str, str, str
 
 
 SCOPE_COLUMNS = ("Dimension", "", "Constraint", "This run")
+PEOPLE_COLUMNS = ("Role", "Name", "Phone", "Handle / contact", "Backup", "Unix user", "")
+ESCALATION_COLUMNS = ("Level", "Condition", "Who", "Response")
 
 
 def scope_widths(rows: list[tuple[str, str, str, str]], room: int) -> tuple[int, ...]:
@@ -77,6 +79,7 @@ class PlanScreen(RunbookScreen):
         self.user = user
         self.facts: ScopeFacts | None = None
         self._scope_widths: tuple[int, ...] = ()
+        self._widths: dict[str, tuple[int, ...]] = {}  # the wrapped tables' columns as drawn
 
     def compose_body(self) -> ComposeResult:
         with VerticalScroll():
@@ -97,12 +100,7 @@ class PlanScreen(RunbookScreen):
 
     def on_mount(self) -> None:
         self._draw_scope()
-        people = self.query_one("#people", DataTable)
-        people.add_columns("Role", "Name", "Phone", "Handle / contact", "Backup", "Unix user", "")
-        for r in warroom.people_rows(self.plan):
-            you = "← you" if r.unix_user == self.user or (r.unix_user == "—" and r.name == self.user) else ""
-            name = f"✗ {r.name}: add to the plan" if r.name == warroom.MISSING else r.name
-            people.add_row(*plain(r.role, name, r.phone, r.handle, r.backup, r.unix_user, you))
+        self._draw_wide_tables()
         unstaffed = self.plan.unstaffed()
         box = self.query_one("#unstaffed", Static)
         box.update("Sign-off is blocked until the plan names: " + ", ".join(ROLE_WORDS[r] for r in unstaffed)
@@ -112,10 +110,6 @@ class PlanScreen(RunbookScreen):
         links.add_columns("Channel", "Where")
         for label, where in warroom.links(self.plan):
             links.add_row(*plain(label, where))
-        esc = self.query_one("#escalation", DataTable)
-        esc.add_columns("Level", "Condition", "Who", "Response")
-        for e in warroom.escalation_rows(self.plan):
-            esc.add_row(*plain(e.level, e.condition, e.who, e.response))
         timeline = self.query_one("#timeline", DataTable)
         # Minutes from the start of the prechecks, not T+ (the run's one clock starts at the window).
         timeline.add_columns("Phase", "Minutes", "From the start")
@@ -133,6 +127,24 @@ class PlanScreen(RunbookScreen):
     def on_resize(self) -> None:
         if self._scope_widths != scope_widths(scope_rows(self.plan, self.facts), self._scope_room()):
             self._draw_scope()
+        if drawable(self):
+            self._draw_wide_tables()
+
+    def _draw_wide_tables(self) -> None:
+        """The people and the escalation in the terminal's width: at 80 columns their last columns
+        (the Unix user, who answers and how fast) ran off the right edge; a long cell wraps instead."""
+        people = []
+        for r in warroom.people_rows(self.plan):
+            you = "← you" if r.unix_user == self.user or (r.unix_user == "—" and r.name == self.user) else ""
+            name = f"✗ {r.name}: add to the plan" if r.name == warroom.MISSING else r.name
+            people.append((r.role, name, r.phone, r.handle, r.backup, r.unix_user, you))
+        width = self.size.width or self.app.size.width
+        self._widths["people"] = fill_wrapped(self.query_one("#people", DataTable), PEOPLE_COLUMNS, people,
+                                              table_room(width, len(PEOPLE_COLUMNS)), self._widths.get("people", ()))
+        escalation = [(e.level, e.condition, e.who, e.response) for e in warroom.escalation_rows(self.plan)]
+        self._widths["escalation"] = fill_wrapped(
+            self.query_one("#escalation", DataTable), ESCALATION_COLUMNS, escalation,
+            table_room(width, len(ESCALATION_COLUMNS)), self._widths.get("escalation", ()))
 
     def _scope_room(self) -> int:
         # The table's margins and the scroll bar, a cell's padding either side; never under 40.

@@ -24,7 +24,7 @@ from engine.domain.plan import Plan
 from engine.flows import selftest_gate
 from engine.flows.prechecks import CHECKS
 from engine.flows.runbook import SIGNOFF_ROLES, RunView, precheck_missing
-from screens.base import RunbookScreen, StepFooter, drawable, plain
+from screens.base import RunbookScreen, StepFooter, clip, drawable, plain
 from screens.locked import missing_text
 from screens.tables import fill_wrapped, table_room
 
@@ -38,11 +38,6 @@ MARK = {"pass": "✓ pass", "fail": "✗ FAIL", "warn": "! warn", "skip": "– s
 
 def when(r: PrecheckResult | None) -> str:
     return f"{r.recorded_by.split('@')[0]} {wall(r.recorded_at, zone=False)}" if r else ""
-
-
-def clip(text: str, most: int = 160) -> str:
-    """A cell's text whole when it is short enough to read in a table, else marked as cut."""
-    return text if len(text) <= most else text[:most - 1] + "…"
 
 
 def rollback_statements(plan: Plan) -> str:

@@ -10,7 +10,7 @@ from typing import Any
 from engine.domain.clock import wall
 from engine.domain.rollback_rules import Inspection
 from engine.domain.text import for_terminal
-from engine.views.rollback import RollbackView
+from engine.views.rollback import RollbackView, decision_metrics
 
 APPROVAL_COLUMNS = ("Role", "Part", "Status", "Who", "At")
 UNDECIDED = "No decision yet: pick the trigger (t, or arrows) and decide (d)."
@@ -23,15 +23,7 @@ def at(value: datetime | None, offset: timedelta = timedelta(0), zone: bool = Fa
 
 def preset_words(metrics: dict[str, Any]) -> str:
     """The Decision step's metrics (engine/views/dashboard.py: label, value, unit per metric) in a line."""
-    parts = []
-    for key, m in metrics.items():
-        if isinstance(m, dict):
-            value = m.get("value")
-            shown = "—" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
-            parts.append(f"{m.get('label') or key} {shown}{(' ' + m['unit']) if m.get('unit') and value is not None else ''}")
-        else:
-            parts.append(f"{key} {m}")
-    return ", ".join(parts) or "none"
+    return ", ".join(f"{label} {value}" for label, value in decision_metrics(metrics)) or "none"
 
 
 def title_line(v: RollbackView) -> str:

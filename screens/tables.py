@@ -12,6 +12,18 @@ from textual.widgets import DataTable
 from screens.base import plain
 
 LEAST = 6  # below this a column is no longer read, wrapped or not
+# A header wider than its column (a header does not wrap): its short form, else cut with "…" — never
+# cut silently mid-word ("Priori").
+SHORT_HEADERS = {"Priority": "Prio", "Handle / contact": "Handle", "Unix user": "Unix", "Response": "Resp."}
+
+
+def header_in(label: str, width: int) -> str:
+    if cell_len(label) <= width:
+        return label
+    short = SHORT_HEADERS.get(label, "")
+    if short and cell_len(short) <= width:
+        return short
+    return label[: max(1, width - 1)] + "…"
 
 
 def fit_widths(headers: Sequence[str], rows: Sequence[Sequence[str]], room: int) -> tuple[int, ...]:
@@ -21,7 +33,7 @@ def fit_widths(headers: Sequence[str], rows: Sequence[Sequence[str]], room: int)
     (a word is not cut in two), and only when that is still too wide, further down to ``LEAST``."""
     n = len(headers)
     lengths = [[cell_len(r[i]) for r in rows] for i in range(n)]
-    widths = [max([cell_len(headers[i]), *lengths[i]]) for i in range(n)]
+    widths = [max([1, cell_len(headers[i]), *lengths[i]]) for i in range(n)]  # a 0-wide column renders no line
     words = [max((cell_len(w) for c in [headers[i], *(r[i] for r in rows)] for w in c.split()), default=1)
              for i in range(n)]
     for floor in (words, [LEAST] * n):
@@ -50,7 +62,7 @@ def fill_wrapped(table: DataTable, headers: Sequence[str], rows: Sequence[Sequen
     if widths != drawn or len(table.columns) != len(headers):
         table.clear(columns=True)
         for label, width in zip(headers, widths, strict=True):
-            table.add_column(label, width=width)
+            table.add_column(header_in(label, width), width=width)
     else:
         table.clear()
     for row in rows:

@@ -7,6 +7,8 @@ rendered cells). ``TickingTable`` drops them after an update."""
 
 from __future__ import annotations
 
+from datetime import UTC
+
 from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.coordinate import Coordinate
@@ -57,3 +59,35 @@ async def test_the_cause_a_plain_datatable_keeps_every_ticks_cells():
         for n in range(TICKS):
             await tick(table, pilot, n, ticking=False)
         assert len(table._cell_render_cache) > TICKS, "each tick's cells stay in the cache"
+
+
+# --- what grew with real time: Rich's cell-width cache ----------------------------------------------
+
+
+async def test_a_ticking_clock_fills_the_cell_width_cache_and_trim_heap_empties_it():
+    """Textual measures each text it draws through Rich's ``cached_cell_len`` (4,096 entries, any
+    length): a clock that ticks adds new strings every second, ~0.2 MB a real minute until it is
+    full — the console's growth with no data (bench/dashboard_rss.py). ``trim_heap`` (every 30 s)
+    empties it, so what it holds stays what 30 s of drawing put there."""
+    from datetime import datetime, timedelta
+
+    from rich.cells import cached_cell_len
+
+    from console.app import trim_heap
+    from screens.frame import FrameState, RunFrame
+
+    class Frame(App):
+        def compose(self) -> ComposeResult:
+            yield RunFrame()
+
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    async with Frame().run_test(size=(100, 5)) as pilot:
+        frame = pilot.app.query_one(RunFrame)
+        cached_cell_len.cache_clear()
+        for n in range(TICKS):
+            frame.state = FrameState(user="somchai", t0=start, now=start + timedelta(seconds=n), speed=30)
+            await pilot.pause()
+        grown = cached_cell_len.cache_info().currsize
+        assert grown >= TICKS, f"each tick's clock is a new entry ({grown} after {TICKS} ticks)"
+        trim_heap()
+        assert cached_cell_len.cache_info().currsize == 0

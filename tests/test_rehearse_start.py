@@ -115,6 +115,27 @@ async def test_closing_the_console_while_preparing_stops_what_was_started(tmp_pa
     assert prepared.sandbox.replica is not None and not prepared.sandbox.replica.running
 
 
+def test_the_drill_console_shadows_none_of_the_consoles_actions(tmp_path):
+    """RehearsalApp's own attributes never hide a CanaryApp method: a ``self_test`` flag once hid the
+    Prechecks screen's self-test worker, and `t` in a drill ended the console with a traceback."""
+    from types import SimpleNamespace
+
+    from console.app import CanaryApp
+    from console.rehearse_app import RehearsalApp
+    from engine.adapters.store import Store
+    from engine.domain.plan import plan_from_dict
+
+    plan = plan_from_dict({
+        "tenant": "t1", "rehearsal": True,
+        "connection": {"id": "c1", "host": "127.0.0.1", "port": 9, "user": "u", "database": "shop"},
+        "change": {"table": "orders", "index": "idx_a", "columns": ["customer_id"]},
+    })
+    app = RehearsalApp(plan, Store(f"sqlite:///{tmp_path / 'store.db'}"), SimpleNamespace(plan_path="x"),
+                       clock=None, self_test=True)
+    assert callable(app.self_test)
+    assert [name for name in vars(app) if callable(getattr(CanaryApp, name, None))] == []
+
+
 # --- headless: lines for people, JSON Lines for machines --------------------------------------------
 
 

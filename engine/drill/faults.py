@@ -295,7 +295,8 @@ class LockContention(ThreadedFault):
     key = "l"
     name = "Lock contention"
     description = "sessions hold row locks on hot rows of the table (FOR UPDATE, seconds at a time)"
-    shows = "lock_wait ≥ 1 s (warning) from the second sample; row_lock_waits, write latency"
+    # What each did when measured (README, "Faults"): the F6 list says it in a line.
+    shows = "lock wait 1–3 s, yellow, from the second sample; latency as before; left on: FAIL at the end"
 
     def __init__(self, target: FaultTarget, clock: Clock | None = None, hold_s: float = 3.0, rows: int = 10):
         super().__init__(target, clock)
@@ -369,7 +370,7 @@ class LatencyRegression(ThreadedFault):
     key = "s"
     name = "Latency regression"
     description = "a competing load of CPU-heavy full scans of the table, and commits flushed to disk"
-    shows = "latency_p50 / latency_p99 of the workload's digests up from the second sample; threads_running"
+    shows = "p50 +80…+190 % from the second sample (yellow within minutes), p99 ×25–50: FAIL at the T+30 look"
 
     def __init__(self, target: FaultTarget, clock: Clock | None = None, threads: int | None = None,
                  durable_commits: bool = True):
@@ -425,8 +426,7 @@ class ErrorBurst(ThreadedFault):
     key = "e"
     name = "Error burst"
     description = "failing statements on the table: duplicate-key inserts, a missing column"
-    shows = ("digest_errors at the second sample (statement error rate = errors / statements on the "
-             "table, ≥ 1 % critical)")
+    shows = "error rate (the table's failing statements) ~20 %, red at once: the window stops, FAIL"
 
     def __init__(self, target: FaultTarget, clock: Clock | None = None, rate_per_s: float = 10.0):
         super().__init__(target, clock)
@@ -465,8 +465,8 @@ class ReplicationLag(Fault):
     key = "g"
     name = "Replication lag"
     description = "the replica's SQL thread stops applying (or a MASTER_DELAY holds it back)"
-    shows = ("replication_lag from the first sample after start: a lower bound that grows with the "
-             "monitor's clock (a compressed drill's clock too), marked 'SQL thread is not running'")
+    shows = ("lag grows on the monitor's clock (a drill's too): yellow at 30 s, red at 60 s — the window "
+             "stops, FAIL")
 
     def __init__(self, target: FaultTarget, clock: Clock | None = None, delay_s: int | None = None):
         super().__init__(target, clock)
@@ -527,9 +527,8 @@ class LongTransaction(Fault):
     key = "m"
     name = "Long transaction (MDL)"
     description = "an idle open transaction that read the table: the ALTER's metadata lock waits"
-    shows = ("at once in the execution screen's metadata-lock guard (a holder of the table); in the "
-             "prechecks' long-transaction check after 10 s; once an ALTER queues, mdl_waiters ≥ 1 and "
-             "lock_wait (its wait) from the next sample")
+    shows = ("on before the ALTER: the ALTER waits 5 s for its metadata lock and gives up — the run fails "
+             "(execution_error), the Execution screen names the holder")
 
     def __init__(self, target: FaultTarget, clock: Clock | None = None):
         super().__init__(target, clock)
@@ -566,7 +565,7 @@ class SevereLockContention(LockContention):
     key = "L"
     name = "Lock contention, severe"
     description = "row locks on hot rows held 12 s at a time: waits pass 5 s"
-    shows = "lock_wait ≥ 5 s (critical) once a waiter has waited 5 real seconds; the window stops: FAIL"
+    shows = "lock wait red (≥ 5 s) once a waiter has waited 5 real seconds: the window stops, FAIL"
 
     def __init__(self, target: FaultTarget, clock: Clock | None = None):
         super().__init__(target, clock, hold_s=12.0)

@@ -194,7 +194,7 @@ def _tile(profile: Profile, data: DashboardData, rule: MetricRule) -> Tile:
             detail = f"5-min median; last interval {fmt(value, unit)}"
             if (band.n or 0) < profile.min_samples:
                 detail += f"; {band.n or 0}/{profile.min_samples} intervals: not yet counted"
-                short = f"{band.n or 0}/{profile.min_samples} intervals: not counted yet"
+                short = f"too few intervals: {band.n or 0}/{profile.min_samples}"  # fits a tile (26 cells)
         if track is not None and track.last_how and not rule.latency:
             detail = track.last_how
         episode = data.state.episodes.get(rule.key)

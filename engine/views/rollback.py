@@ -217,10 +217,22 @@ def record_row(r: RollbackRecord) -> RecordRow:
                      r.rollback_completed_at, r.rollback_error or "", attempts)
 
 
-def _metrics(metrics: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+def decision_metrics(metrics: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    """The metrics recorded at a rollback decision as (label, value) a person reads: the Decision
+    step's record (label, value, unit per metric: engine/views/dashboard.py ``_metrics_at_decision``)
+    or a bare value per metric. The value is the metric's last level, so a criterion's label loses
+    its "change" ("Query latency p50 0.381 ms", not "… change 0.3814 ms"); a record of the Decision
+    step was shown as "none recorded" once decided."""
+    from engine.views.dashboard import fmt
+
     out = []
     for k, v in metrics.items():
-        if isinstance(v, float):
+        if isinstance(v, dict):
+            value = v.get("value")
+            label = str(v.get("label") or k).removesuffix(" change")
+            out.append((label, fmt(float(value), str(v.get("unit") or "")) if isinstance(value, (int, float))
+                        else "—" if value is None else str(value)))
+        elif isinstance(v, float):
             out.append((k, f"{v:.4g}"))
         elif isinstance(v, (int, str, bool)) or v is None:
             out.append((k, str(v)))
@@ -335,7 +347,7 @@ def rollback_view(store: Store, plan: Plan, run_id: str) -> RollbackView:
         index_created_by_run=run.index_created_by_run, as_of=now, status=status, level=level,
         suggested_trigger=suggested, trigger=trigger,
         decided_by=state.decision_by if state else None, decided_at=decided_at, reason=d.get("reason", ""),
-        metrics=_metrics(d.get("metrics_at_decision") or {}), state=state,
+        metrics=decision_metrics(d.get("metrics_at_decision") or {}), state=state,
         roles=role_rows(plan, trigger or suggested, state), unstaffed=unstaffed, ladder=tuple(ladder),
         point_captured_at=point.captured_at if point else None,
         records=tuple(record_row(r) for r in records), steps=steps, escalation=escalation,
