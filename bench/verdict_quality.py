@@ -10,6 +10,9 @@ no-change INCONCLUSIVE rate, detection (1.5× judged anything but PASS), FAIL on
 and ends with one JSON line.
 
     .venv/bin/python bench/verdict_quality.py [--windows 1000] [--seed 1] [--models a,b]
+
+bench/verdict_bound.py says what no before/after verdict could reach on the stationary models
+(the noise known exactly); docs/verdict.md has the table and the models that miss, and why.
 """
 
 from __future__ import annotations

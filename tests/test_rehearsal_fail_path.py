@@ -103,3 +103,49 @@ def test_injected_lock_wait_fails_the_window_and_the_manual_rollback_removes_the
     assert refused and refused[0].actor == YOU
     drops = [e for e in store.audit_entries(plan.tenant, run.id) if "DROP INDEX" in str(e.details)]
     assert drops, "the DROP statement is in the audit trail"
+
+
+def test_a_latency_regression_from_the_alter_fails_the_window_on_p99(tmp_path, monkeypatch):
+    """The latency regression (the fault key s: CPU-heavy scans of the table on every core, commits
+    flushed to disk) switched on as the ALTER starts — where a regression the change caused would
+    begin — on the drill's own workload, 120× compressed: the window stops with FAIL at a
+    sequential look, on p99 (three to five times the baseline's). Not on p50: the new index makes
+    the workload's reads five times faster than in the baseline, more than the fault slows them
+    (docs/rehearsal.md#faults-f6)."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    drill = rehearsal.start(20_000, True, "you", lambda line: None, speed=SPEED)
+    box = None
+    try:
+        plan = load_plan(drill.plan_path)
+        clock = clock_for(plan)
+        store = Store(drill.store_url, clock=clock)
+        backend = EmbeddedKillSwitch(store)
+        ex = Executor(plan, store, backend, Target(plan.connection), YOU, "drill-worker", clock=clock)
+        run = ex.create_run()
+        ex.monitor = Monitor(store, plan.tenant, run.id, sources_for(plan, backend, clock), plan.profile(), YOU,
+                             clock, interval=sampling_interval("PASS", SPEED))
+        box = FaultBox.from_plan(plan, store, run.id, YOU, clock)
+
+        def inject() -> None:  # as the ALTER starts
+            deadline = time.monotonic() + 120
+            while not store.audit_entries(plan.tenant, run.id, "alter_started") and time.monotonic() < deadline:
+                time.sleep(0.05)
+            box.start("s")
+
+        side = threading.Thread(target=inject, daemon=True)
+        side.start()
+        out = ex.execute(run.id)
+        side.join(10)
+        box.close()
+    finally:
+        if box is not None:
+            box.close()
+        drill.stop()
+
+    assert out.status == "failed", out.message
+    [decision] = store.decisions(plan.tenant, run.id)
+    assert decision.verdict == "FAIL" and decision.evidence["stopped_early"] is True
+    criteria = {c["name"]: c for c in decision.evidence["criteria"]}
+    p99 = next(c for name, c in criteria.items() if name.startswith("Query latency p99"))
+    assert p99["met"] is False and "sequential look" in p99["rule"], p99
+    assert store.audit_entries(plan.tenant, run.id, "fault_started")

@@ -4,7 +4,7 @@ Before the ALTER, where the plan configures Prometheus, the latency's history ov
 run will span is read for each of the previous ``prometheus_history_days`` days (range queries,
 one per day and metric) and stored with the run as ``history:latency_p50`` / ``history:latency_p99``
 at the times they were measured. The verdict learns from them how slowly the latency wanders on a
-normal day (engine/domain/verdict.py): a short baseline taken on a calm half-hour cannot then make
+normal day (engine/domain/verdict_noise.py): a short baseline taken on a calm half-hour cannot then make
 a slow server's noise look fast. Their levels are never compared with today's (days differ); they
 only widen intervals, never narrow them.
 

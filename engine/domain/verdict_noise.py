@@ -1,0 +1,259 @@
+"""How noisy a latency series is (docs/verdict.md, "The noise model"): its spread, how slowly it
+wanders (the long-run variance, on several time scales) and its trend, learnt from the baseline
+and, once the window runs, from the baseline and the window together; and how slowly it wandered
+on previous days.
+
+Everything works on residuals split into **segments** (the baseline, the window, a previous day):
+each is taken about its own level, and nothing is computed across two segments — a step at the
+change, or a day's different level, never looks like noise. Arrays carry a leading window axis
+(W windows at once: the monitor runs W = 1, the benchmark thousands).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from engine.domain.verdict_intervals import (
+    RHO_MAX,
+    ar1_var_factor,
+    median_effective_n,
+    median_var_factor,
+    t_quantile,
+)
+
+SIGMA_FLOOR = 0.005  # 0.5 % in log terms: the resolution below which latency noise is not real
+SCALES = (1, 6, 12, 36, 72)  # intervals aggregated: 5 s, 30 s, 1 min, 3 min, 6 min at a 5-s tick
+MIN_BLOCKS = 16  # an AR(1) fitted on fewer aggregated values than this says too little to use
+SLOWER_Z = 3.0  # a slower scale counts when it shows this many of its SDs more than the AR(1) predicts
+UPPER_Z = 1.645  # … and is then taken at its ρ's one-sided 95 % upper bound
+TOP_RATIO = (1 + RHO_MAX) / (1 - RHO_MAX)
+
+
+def usable(value: Any) -> float | None:
+    """A latency value that can be logged: a finite positive number (not a bool); else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    v = float(value)
+    return v if math.isfinite(v) and v > 0 else None
+
+
+def block_rho(rho: Any, b: float) -> Any:
+    """The lag-1 correlation of adjacent means of ``b`` consecutive values of an AR(1) with ρ."""
+    r = np.minimum(np.maximum(np.asarray(rho, dtype=float), 0.0), RHO_MAX)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        c = r * ((1 - r ** b) / (1 - r)) ** 2 / b ** 2 / ar1_var_factor(b, r)
+    return np.clip(np.where(r > 0, c, 0.0), 0.0, RHO_MAX)
+
+
+def lrv_cv2(ratio: Any, m: Any) -> Any:
+    """Squared coefficient of variation of a long-run variance learnt by an AR(1) fit on m values
+    whose long-run ratio is ``ratio``: 2/m for the innovations' variance and 4·ratio/m for
+    1/(1−ρ)² (the two are independent; the marginal variance and ρ are not)."""
+    return (2 + 4 * np.asarray(ratio, dtype=float)) / np.maximum(np.asarray(m, dtype=float), 1.0)
+
+
+def _ar_fit(segments: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """An AR(1) over segments (each (W, m_s), about its own level): ρ (Kendall's small-sample bias
+    −(1+4ρ)/m_s corrected per segment), the variance (its loss to each segment's own mean put
+    back: a segment of m_s correlated values about its mean holds m_s(1 − f) of their variance),
+    the number of values and of segments."""
+    ss = sp = 0.0
+    m = s = 0
+    for b in segments:
+        if b.shape[1] < 2:
+            continue
+        d = b - b.mean(axis=1, keepdims=True)
+        ss = ss + (d * d).sum(axis=1)
+        sp = sp + (d[:, 1:] * d[:, :-1]).sum(axis=1)
+        m += b.shape[1]
+        s += 1
+    ss = np.asarray(ss, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(ss > 0, sp / ss, 0.0)
+    r = np.clip(r + s * (1 + 4 * r) / max(m, 1), 0.0, RHO_MAX)
+    dof = sum(b.shape[1] * (1 - ar1_var_factor(b.shape[1], r)) for b in segments if b.shape[1] >= 2)
+    return r, ss / np.maximum(dof, 1.0), m, s
+
+
+def long_run(segments: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(σ², long-run ratio, degrees of freedom) of residual segments, each (W, n_s).
+
+    σ² is the per-interval variance; the long-run ratio is (long-run variance) / σ² — how much
+    more a long mean varies than correlation-free values would; the degrees of freedom are those
+    of the long-run variance (Satterthwaite: 2 / its squared coefficient of variation).
+
+    At the sampling interval an AR(1) is fitted (ρ bias-corrected, its point estimate). A
+    component that wanders over minutes looks like white noise plus a little ρ there, so the
+    residuals are also averaged over blocks of 30 s, 1, 3 and 6 minutes (within segments, where
+    at least MIN_BLOCKS blocks fit) and an AR(1) fitted at each scale. A slower scale replaces the
+    AR(1) only when it shows **significantly** more long-run variance than that AR(1) predicts for
+    blocks of its size (SLOWER_Z of the scale's own sampling SDs, on the log scale): an AR(1)'s
+    coarse scales are only noisier copies of its fine one and must not widen every interval by
+    chance. When a slower scale does count, the noise is slow relative to the data, its long-run
+    variance is taken at its ρ's one-sided 95 % upper bound, and its degrees of freedom (few
+    blocks, few degrees) go with it."""
+    w = segments[0].shape[0]
+    r1, v1, n, s = _ar_fit(segments)
+    sigma2 = np.maximum(v1, SIGMA_FLOOR ** 2)
+    ratio1 = (1 + r1) / (1 - r1)
+    cv2_1 = lrv_cv2(ratio1, n)
+    ratio, cv2 = ratio1, cv2_1
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for a in SCALES[1:]:
+            blocks = [seg[:, seg.shape[1] - a * (seg.shape[1] // a):].reshape(w, seg.shape[1] // a, a).mean(axis=2)
+                      for seg in segments if seg.shape[1] // a >= 2]
+            if sum(b.shape[1] for b in blocks) < MIN_BLOCKS:
+                break
+            ra, va, m, _ = _ar_fit(blocks)
+            cand = a * va * (1 + ra) / (1 - ra) / sigma2
+            rp = block_rho(r1, a)
+            spread = np.sqrt(lrv_cv2((1 + rp) / (1 - rp), m) + cv2_1)
+            slower = np.log(np.maximum(cand, 1e-300) / ratio1) > SLOWER_Z * spread
+            ru = np.clip(ra + UPPER_Z * np.sqrt((1 - ra * ra) / m), 0.0, RHO_MAX)
+            value = a * va * (1 + ru) / (1 - ru) / sigma2
+            wins = slower & (value > ratio)
+            ratio = np.where(wins, value, ratio)
+            cv2 = np.where(wins, lrv_cv2((1 + ra) / (1 - ra), m), cv2)
+    df = np.clip(2.0 / cv2, 1.0, max(n - s, 1))
+    return sigma2, np.clip(ratio, 1.0, TOP_RATIO), df
+
+
+def rho_of(ratio: Any) -> Any:
+    """The AR(1) ρ whose long-run ratio (1+ρ)/(1−ρ) is ``ratio``."""
+    ratio = np.asarray(ratio, dtype=float)
+    return (ratio - 1) / (ratio + 1)
+
+
+# --- the noise of a baseline ---------------------------------------------------------------------
+
+
+@dataclass
+class Noise:
+    """What the baseline (and, once learnt again, the window) says about the noise, per window
+    (arrays of shape (W,))."""
+
+    n: np.ndarray  # usable baseline intervals
+    level: np.ndarray  # median of the (detrended) baseline, log scale
+    t_ref: np.ndarray  # the baseline's mean time (s): the trend's pivot
+    slope: np.ndarray  # per second (0 where no trend is modelled)
+    slope_var: np.ndarray
+    sigma2: np.ndarray  # per-interval variance of the residuals
+    rho: np.ndarray  # the AR(1) ρ equivalent to the long-run variance
+    n_eff: np.ndarray  # the baseline's effective n, for its median
+    df: np.ndarray  # degrees of freedom of the long-run variance
+    trend: np.ndarray  # bool
+    constant: np.ndarray  # bool: the baseline does not vary
+    base_var: np.ndarray  # Var(level) (the baseline's own uncertainty, median)
+    resid: np.ndarray | None = None  # (W, n) the baseline's residuals (about its level or trend)
+
+
+def fit_noise(y: np.ndarray, t: np.ndarray, trend_alpha: float = 0.01) -> Noise:
+    """``y``: (W, n) log values of the baseline (no NaN), ``t``: (n,) seconds (window time, so
+    negative). A trend is modelled where the baseline's slope is significant at ``trend_alpha``
+    (two-sided, on the long-run variance and its degrees of freedom), else the level alone."""
+    y = np.atleast_2d(np.asarray(y, dtype=float))
+    t = np.asarray(t, dtype=float)
+    w, n = y.shape
+    if n < 3:
+        z = np.zeros(w)
+        return Noise(np.full(w, n), np.median(y, axis=1) if n else z, z + (t.mean() if n else 0.0), z, z,
+                     z, z, z + n, z, z.astype(bool), np.ones(w, bool), z + np.inf)
+    tm = t.mean()
+    tc = t - tm
+    sxx = float((tc * tc).sum()) or 1.0
+    ybar = y.mean(axis=1, keepdims=True)
+    r0 = y - ybar
+    slope = (r0 * tc).sum(axis=1) / sxx
+    r1 = r0 - slope[:, None] * tc
+    raw0 = (r0 * r0).sum(axis=1)  # exactly 0 when every value is the same
+    s2_0, ratio0, df0 = long_run([r0])
+    s2_1, ratio1, df1 = long_run([r1])
+    slope_var1 = s2_1 * ratio1 / sxx
+    with np.errstate(divide="ignore", invalid="ignore"):
+        zs = np.where(slope_var1 > 0, np.abs(slope) / np.sqrt(slope_var1), 0.0)
+    trend = zs > t_quantile(1 - trend_alpha / 2, df1)
+    # Carried forward, the line's uncertainty is taken on the larger of the two models' long-run
+    # variances: a line fitted to 30 minutes of noise that wanders over ten absorbs the wandering,
+    # its residuals look calm, and the slope would look certain exactly when it is noise. A real
+    # trend then widens the intervals (INCONCLUSIVE rather than a FAIL blamed on a drift).
+    slope_var1 = np.maximum(s2_1 * ratio1, s2_0 * ratio0) / sxx
+    ratio = np.where(trend, ratio1, ratio0)
+    sigma2 = np.where(trend, s2_1, s2_0)
+    constant = raw0 <= 1e-18 * n  # identical values (up to float rounding)
+    rho = rho_of(ratio)
+    resid = np.where(trend[:, None], y - slope[:, None] * tc, y)
+    level = np.median(resid, axis=1)
+    return Noise(np.full(w, n), level, np.full(w, tm), np.where(trend, slope, 0.0),
+                 np.where(trend, slope_var1, 0.0), sigma2, rho, median_effective_n(n, rho),
+                 np.where(trend, df1, df0), trend, constant, sigma2 * median_var_factor(n, rho),
+                 np.where(trend[:, None], r1, r0))
+
+
+def pooled(nz: Noise, window_resid: np.ndarray) -> Noise:
+    """The noise learnt again from the baseline's residuals and the window's (``window_resid``:
+    (W, k), about the window's own level, 0 where a value was unusable) as two segments: under the
+    change's model (a step at the change) the window's values about their level are noise as much
+    as the baseline's are, and twice or three times the data pin the slow scales down better."""
+    if nz.resid is None or window_resid.shape[1] < 2:
+        return nz
+    sigma2, ratio, df = long_run([nz.resid, window_resid])
+    rho = rho_of(ratio)
+    return replace(nz, sigma2=sigma2, rho=rho, n_eff=median_effective_n(nz.n, rho), df=df,
+                   base_var=sigma2 * median_var_factor(nz.n, rho))
+
+
+def with_floor(nz: Noise, floor_ratio: float) -> Noise:
+    """``nz`` with its long-run ratio at least ``floor_ratio`` (the previous days'), never less."""
+    if floor_ratio <= 1.0:
+        return nz
+    ratio = (1 + nz.rho) / (1 - nz.rho)
+    floor = min(floor_ratio, TOP_RATIO)
+    if bool((ratio >= floor).all()):
+        return nz
+    rho = np.where(ratio >= floor, nz.rho, rho_of(floor))
+    return replace(nz, rho=rho, n_eff=median_effective_n(nz.n, rho),
+                   base_var=nz.sigma2 * median_var_factor(nz.n, rho))
+
+
+# --- previous days ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HistoryNoise:
+    """What the same hours of previous days say about how slowly the latency wanders."""
+
+    ratio: float  # long-run variance / per-interval variance (1: no slow component seen)
+    days: int  # days with enough points to say anything
+    n: int  # their points
+
+
+MIN_DAY_POINTS = 60
+
+
+def history_noise(points: list[tuple[float, Any]]) -> HistoryNoise:
+    """``points``: ``[(t_s, value)]`` of previous days (t relative to today's window, so about −86,400 s
+    per day back). Each day is a segment of its own, about its own level (days differ in level;
+    only their wandering is learnt), on the log scale; a day with fewer than MIN_DAY_POINTS usable
+    points is left out. The answer is the long-run ratio of the days together."""
+    by_day: dict[int, list[tuple[float, float]]] = {}
+    for t, v in points:
+        u = usable(v)
+        if u is None or not math.isfinite(t):
+            continue
+        by_day.setdefault(round(t / 86400.0), []).append((t, math.log(u)))
+    days: list[np.ndarray] = []
+    for day in by_day.values():
+        if len(day) < MIN_DAY_POINTS:
+            continue
+        day.sort()
+        y = np.array([v for _, v in day])
+        days.append((y - y.mean())[None, :])
+    if not days:
+        return HistoryNoise(1.0, 0, 0)
+    _, ratio, _ = long_run(days)
+    return HistoryNoise(float(ratio[0]), len(days), int(sum(d.shape[1] for d in days)))

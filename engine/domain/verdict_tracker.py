@@ -1,0 +1,388 @@
+"""Following one latency metric through the window, a tick at a time (docs/verdict.md, "The
+decisions"), for W windows at once: numpy arrays with a leading window axis. The monitor and the
+replay run it with W = 1, the benchmark (bench/verdict_quality.py) with thousands — the same code.
+
+It decides:
+
+* harm limit (immediate): the lower bound of the last few minutes' shift past the critical line,
+  held for the confirmation period and still past it at its end → FAIL now; one that ends sooner
+  is an incident, not a verdict;
+* warning: the one-sided lower bound of the window's shift so far past the warning line, once the
+  window spans the rolling minutes, held for the confirmation period;
+* FAIL at the looks (15/30/45/60 minutes into the window): a group-sequential test with
+  O'Brien–Fleming spending of the profile's α, that the shift is past the pass line;
+* a level change that appears well after the change (a later quarter of the window above the
+  first) is an incident: it withholds FAIL and warnings, and the verdict says so.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from engine.domain.verdict_intervals import (
+    median_effective_n,
+    median_var_factor,
+    normal_cdf,
+    obf_boundaries,
+    t_quantile,
+)
+from engine.domain.verdict_noise import Noise, fit_noise, pooled, with_floor
+
+# reason codes (one per window) → the sentence the screen and the replay show
+REASONS = {
+    0: "",
+    1: "baseline has fewer usable intervals than needed",
+    2: "baseline does not vary: its noise cannot be estimated",
+    3: "too few effective intervals in the window",
+    4: "a level change appeared well after the change began (an incident, not the change)",
+    5: "shift at or past the pass line, but the evidence does not exclude the line",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The profile's numbers the tracker needs (engine.domain.thresholds.Profile → ``settings_of``)."""
+
+    warning_pct: float
+    critical_pct: float
+    pass_pct: float
+    min_samples: int = 10
+    window_s: float = 3600.0
+    looks_s: tuple[float, ...] = (900.0, 1800.0, 2700.0, 3600.0)
+    fail_alpha: float = 0.005  # this criterion's share of the profile's α
+    warning_confidence: float = 0.995
+    harm_confidence: float = 0.999
+    late_confidence: float = 0.999
+    rolling_s: float = 300.0
+    confirmation_s: float = 120.0
+    judge_every_s: float = 30.0  # the window so far (warnings, a later level change) is re-judged this often
+    refresh_every_s: float = 120.0  # the noise is learnt again from the baseline and the window this often
+
+
+@dataclass
+class Outcome:
+    """One metric's result over the window (arrays of shape (W,))."""
+
+    met: np.ndarray  # 1 met, 0 not met (FAIL), -1 inconclusive
+    reason: np.ndarray  # REASONS code for the inconclusive / failed ones
+    stopped_at: np.ndarray  # seconds into the window of a harm-limit or boundary stop (NaN: none)
+    stop_kind: np.ndarray  # 0 none, 1 harm limit, 2 sequential boundary
+    warned: np.ndarray  # bool: a warning was raised
+    warned_at: np.ndarray
+    estimate: np.ndarray  # log shift over the whole window
+    low: np.ndarray  # two-sided interval at the profile's confidence, log
+    high: np.ndarray
+    n: np.ndarray
+    n_eff: np.ndarray
+    control_shift: np.ndarray  # log shift of the control itself (NaN without a control)
+    incidents: np.ndarray  # count of incidents (short harm episodes, late level changes)
+    late_at: np.ndarray  # first time a late level change was seen (NaN: never)
+    look_z: list[np.ndarray] = field(default_factory=list)
+    noise: Noise | None = None  # the noise the outcome was judged on (baseline and window)
+
+
+def _med(a: np.ndarray) -> np.ndarray:
+    """Each row's median, NaN (no usable value) left out; a row of NaN only has none (NaN).
+
+    With NaN in the span: sort each row (NaN sorts last) and take the middle of its first n values,
+    the same numbers as ``np.nanmedian`` (the mean of the two middle values for an even n) without
+    its masked-array path, which cost milliseconds a call — most of an hour-long window's CPU."""
+    if a.shape[1] == 0:
+        return np.full(a.shape[0], np.nan)
+    nan = np.isnan(a)
+    if not nan.any():
+        return np.median(a, axis=1)
+    s = np.sort(a, axis=1)
+    n = a.shape[1] - nan.sum(axis=1)
+    rows = np.arange(a.shape[0])
+    lo = np.maximum(n - 1, 0) // 2
+    hi = n // 2
+    with np.errstate(all="ignore"):
+        med = (s[rows, lo] + s[rows, np.minimum(hi, a.shape[1] - 1)]) / 2
+    return np.where(n > 0, med, np.nan)
+
+
+def _count(a: np.ndarray) -> np.ndarray:
+    return (~np.isnan(a)).sum(axis=1)
+
+
+class LatencyTracker:
+    """One latency metric through the window, for W windows at once (see the module's text).
+
+    ``base``: (W, nb) log baseline values (canary, or canary − control), ``base_t``: (nb,) seconds
+    relative to the window's start (negative). ``add(t, y)`` one tick: ``y`` (W,) log values (NaN:
+    no usable value). ``ctl_shift`` is only for display."""
+
+    def __init__(self, base: np.ndarray, base_t: np.ndarray, s: Settings, capacity: int = 1024,
+                 control: bool = False, control_base: np.ndarray | None = None, history_ratio: float = 1.0):
+        self.s = s
+        # How slowly the latency wanders on previous days (``history_noise``): a floor under the
+        # long-run variance learnt today, never a ceiling.
+        self.history_ratio = float(history_ratio) if math.isfinite(history_ratio) else 1.0
+        self.noise = self._floored(fit_noise(base, base_t))
+        w = self.noise.n.shape[0]
+        self.w = w
+        self.control = control
+        self.lines = (math.log1p(s.warning_pct / 100), math.log1p(s.critical_pct / 100), math.log1p(s.pass_pct / 100))
+        self.t = np.empty(capacity)
+        self.y = np.empty((w, capacity))
+        self.k = 0
+        fr = tuple(min(1.0, x / s.window_s) for x in s.looks_s)
+        self.bounds = obf_boundaries(s.fail_alpha, fr)
+        self.look_i = 0
+        self.first_end = s.looks_s[0]
+        self.first_med: np.ndarray | None = None
+        self.first_n: np.ndarray | None = None
+        # harm limits
+        self.crit_since = np.full(w, np.nan)
+        self.stopped_at = np.full(w, np.nan)
+        self.stop_kind = np.zeros(w, dtype=int)
+        self.incidents = np.zeros(w, dtype=int)
+        self.warned_at = np.full(w, np.nan)
+        self.warn_since = np.full(w, np.nan)
+        self.late_at = np.full(w, np.nan)
+        self.look_z: list[np.ndarray] = []
+        # the latest tick's evidence, for the band (W,)
+        self.level = np.zeros(w, dtype=int)  # 0 ok, 2 warning, 3 critical (confirmed)
+        self.roll_est = np.full(w, np.nan)
+        self.roll_low = np.full(w, np.nan)
+        self.roll_neff = np.zeros(w)
+        self.cum_est = np.full(w, np.nan)
+        self.cum_low = np.full(w, np.nan)
+        self.cum_neff = np.zeros(w)
+        self.pending_critical = np.zeros(w, dtype=bool)
+        self.ended_incident = np.zeros(w, dtype=bool)  # this tick: a short harm episode ended
+        self.new_late = np.zeros(w, dtype=bool)  # this tick: a late level change first seen
+        self.looked: list[tuple[float, np.ndarray]] = []  # (look time, crossed)
+        self._use(self.noise)
+        self.base0_ok, self.z_late0 = self.base_ok, self.z_late
+        self.control_base = control_base
+        self.any_trend = bool(self.noise.trend.any())
+        self.judged_at = -math.inf  # the window so far is re-judged every ``judge_every_s``
+        self.refreshed_at = -math.inf  # the noise is learnt again every ``refresh_every_s``
+
+    # the reference: the baseline's level, carried forward along its trend where it has one
+    def _detrend(self, y: np.ndarray, t: np.ndarray) -> np.ndarray:
+        if not self.any_trend:
+            return y
+        return y - self.noise.slope[:, None] * (t[None, :] - self.noise.t_ref[:, None])
+
+    def _ref_var(self, tbar: float | np.ndarray) -> np.ndarray:
+        return self.cur.base_var + (tbar - self.cur.t_ref) ** 2 * self.cur.slope_var
+
+    def _span(self, since: float, until: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        t = self.t[:self.k]
+        lo = int(np.searchsorted(t, since, side="right"))
+        hi = self.k if until is None else int(np.searchsorted(t, until, side="right"))
+        return t[lo:hi], self.y[:, lo:hi]
+
+    def _shift(self, since: float, until: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Estimate, its variance, n and n_eff of the shift over (since, until]."""
+        t, y = self._span(since, until)
+        nz = self.cur
+        if t.size == 0:
+            nan = np.full(self.w, np.nan)
+            return nan, nan, np.zeros(self.w), np.zeros(self.w)
+        d = self._detrend(y, t)
+        n = _count(d)
+        est = _med(d) - nz.level
+        var_w = nz.sigma2 * median_var_factor(n, nz.rho)
+        var = var_w + self._ref_var(float(t.mean()))
+        n_eff = median_effective_n(n, nz.rho)
+        return est, var, n, n_eff
+
+    def add(self, t: float, y: np.ndarray) -> None:
+        s = self.s
+        if self.k == self.t.shape[0]:
+            cap = self.t.shape[0] * 2
+            self.t = np.resize(self.t, cap)
+            ny = np.empty((self.w, cap))
+            ny[:, :self.k] = self.y[:, :self.k]
+            self.y = ny
+        self.t[self.k] = t
+        self.y[:, self.k] = y
+        self.k += 1
+        active = np.isnan(self.stopped_at)
+        warn_line, crit_line, pass_line = self.lines
+        # harm limit: the last rolling_s, its lower bound past the critical line, held
+        r_est, r_var, _, r_neff = self._shift(t - s.rolling_s)
+        r_low = r_est - self.z_harm * np.sqrt(r_var)
+        # The confirmation period runs from the first tick whose lower bound is past the line;
+        # the stop also needs the effective n (min_samples) of the span that confirms it, and the
+        # latency still past the line at the period's end (the median of its last half): a rolling
+        # span that still holds a burst which has ended — early in the window the span is short,
+        # and a 90-s burst fills most of it — confirms nothing.
+        crit = self.base_ok & (r_low >= crit_line) & active
+        starting = crit & np.isnan(self.crit_since)
+        self.crit_since = np.where(starting, t, self.crit_since)
+        ended = ~crit & ~np.isnan(self.crit_since)
+        self.ended_incident = ended & active
+        self.incidents += self.ended_incident
+        self.crit_since = np.where(crit, self.crit_since, np.nan)
+        confirmed = crit & (t - self.crit_since >= s.confirmation_s) & (r_neff >= s.min_samples)
+        if confirmed.any():
+            confirmed &= self._latest_past(t, crit_line)
+        self.stopped_at = np.where(confirmed & active, t, self.stopped_at)
+        self.stop_kind = np.where(confirmed & active, 1, self.stop_kind)
+        self.pending_critical = crit & ~confirmed
+        # a later level change: the last rolling_s against the first look's span
+        self.new_late = np.zeros(self.w, dtype=bool)
+        due = t - self.judged_at >= s.judge_every_s or (
+            self.look_i < len(s.looks_s) and t >= s.looks_s[self.look_i])
+        self.roll_est, self.roll_low, self.roll_neff = r_est, r_low, r_neff
+        if not due:
+            self.level = np.where(confirmed | (self.stop_kind == 1) & ~active, 3, np.where(self.level == 2, 2, 0))
+            return
+        self.judged_at = t
+        if t - self.refreshed_at >= s.refresh_every_s:
+            # Not from the span the harm limit is judging now: a regression that starts mid-window
+            # would otherwise widen its own interval before it could be confirmed.
+            self._refresh(t - s.rolling_s - s.confirmation_s)
+            self.refreshed_at = t
+        # A level change within the window is judged on the baseline's noise alone: the pooled
+        # noise has that very change in it.
+        nz = self.noise
+        if t > self.first_end + s.rolling_s:
+            if self.first_med is None:
+                ft, fy = self._span(-math.inf, self.first_end)
+                fd = self._detrend(fy, ft)
+                self.first_med, self.first_n = _med(fd), _count(fd)
+            rt, ry = self._span(t - s.rolling_s)
+            rn = _count(ry)
+            diff = _med(self._detrend(ry, rt)) - self.first_med
+            dvar = nz.sigma2 * (median_var_factor(rn, nz.rho) + median_var_factor(self.first_n, nz.rho))
+            late = self.base0_ok & (diff - self.z_late0 * np.sqrt(dvar) > 0) & \
+                ((self.first_med - nz.level) < pass_line) & active
+            self.new_late = late & np.isnan(self.late_at)
+            self.late_at = np.where(self.new_late, t, self.late_at)
+        # warning: the window so far, its one-sided lower bound past the warning line
+        c_est, c_var, _, c_neff = self._shift(-math.inf)
+        c_low = c_est - self.z_warn * np.sqrt(c_var)
+        # … once the window so far spans the rolling minutes, and held for the confirmation period
+        # as a harm limit is: a window of a minute or two is mostly a burst that falls in it.
+        past = self.base_ok & (c_neff >= s.min_samples) & (c_low >= warn_line) & np.isnan(self.late_at) & \
+            (t >= s.rolling_s)
+        self.warn_since = np.where(past, np.where(np.isnan(self.warn_since), t, self.warn_since), np.nan)
+        warn = past & (t - self.warn_since >= s.confirmation_s)
+        self.warned_at = np.where(warn & np.isnan(self.warned_at) & active, t, self.warned_at)
+        self.level = np.where(confirmed | (self.stop_kind == 1) & ~active, 3, np.where(warn, 2, 0))
+        self.cum_est, self.cum_low, self.cum_neff = c_est, c_low, c_neff
+        # the looks: a group-sequential test that the shift is past the pass line
+        while self.look_i < len(s.looks_s) and t >= s.looks_s[self.look_i]:
+            self._look(self.look_i, s.looks_s[self.look_i])
+            self.look_i += 1
+
+    def _latest_past(self, t: float, line: float) -> np.ndarray:
+        """Whether the latest half of the confirmation period (its median) is past ``line``."""
+        lt, ly = self._span(t - self.s.confirmation_s / 2)
+        return _med(self._detrend(ly, lt)) - self.cur.level >= line
+
+    def _refresh(self, until: float | None = None) -> None:
+        """Learn the noise again from the baseline AND the window so far.
+
+        Under the change's model (a step at the change), the window's values about their own level
+        are noise as much as the baseline's are: pooling them doubles or triples what the
+        correlation is learnt from, which matters most for slow noise (a 30-minute baseline cannot
+        tell a component that wanders over ten minutes from a level). A change that is not a step
+        (a ramp, a burst) only widens the intervals. Done at every re-judgement (``judge_every_s``),
+        at each look and at the end; the ticks in between use the latest."""
+        nz = self.noise
+        if nz.resid is None:
+            return
+        t, y = self._span(-math.inf, until)
+        if t.size < 2:
+            return
+        d = self._detrend(y, t)
+        ok = ~np.isnan(d)
+        cnt = ok.sum(axis=1)
+        mean = np.where(ok, d, 0.0).sum(axis=1) / np.maximum(cnt, 1)
+        self._use(pooled(nz, np.where(ok, d - mean[:, None], 0.0)))
+
+    def _floored(self, nz: Noise) -> Noise:
+        """``nz`` with its long-run variance at least the previous days' (``history_ratio``)."""
+        return with_floor(nz, self.history_ratio)
+
+    def _use(self, cur: Noise) -> None:
+        s = self.s
+        cur = self._floored(cur)
+        self.cur = cur
+        self.z_warn = t_quantile(s.warning_confidence, cur.df)
+        self.z_harm = t_quantile(s.harm_confidence, cur.df)
+        self.z_late = t_quantile(s.late_confidence, cur.df)
+        self.base_ok = (cur.n >= 3) & ~cur.constant & (cur.n_eff >= s.min_samples)
+
+    def _look(self, i: int, at: float) -> None:
+        s = self.s
+        self._refresh(at)
+        est, var, _, n_eff = self._shift(-math.inf, at)
+        pass_line = self.lines[2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = (est - pass_line) / np.sqrt(var)
+        # z boundary → the nominal one-sided level of this look → a t quantile on the df
+        p = 1 - normal_cdf(self.bounds[i])
+        crit = t_quantile(1 - p, self.cur.df)
+        crossed = self.base_ok & (n_eff >= s.min_samples) & (z >= crit) & np.isnan(self.late_at) & \
+            np.isnan(self.stopped_at)
+        self.look_z.append(np.where(np.isfinite(z), z, np.nan))
+        self.stopped_at = np.where(crossed, self.t[self.k - 1], self.stopped_at)
+        self.stop_kind = np.where(crossed, 2, self.stop_kind)
+        self.looked.append((at, crossed))
+
+    def finish(self, confidence: float = 0.98) -> Outcome:
+        """The criterion over the whole window (or up to its stop)."""
+        s = self.s
+        # Judged on the noise learnt from everything so far; the tracker's own state is left as it
+        # was (a dashboard asks for the window so far at every poll, and the ticks after must go
+        # on exactly as a replay's would).
+        kept = (self.cur, self.z_warn, self.z_harm, self.z_late, self.base_ok)
+        self._refresh()
+        est, var, n, n_eff = self._shift(-math.inf)
+        cur = self.cur
+        self.cur, self.z_warn, self.z_harm, self.z_late, self.base_ok = kept
+        sd = np.sqrt(var)
+        zc = t_quantile(1 - (1 - confidence) / 2, cur.df)
+        low, high = est - zc * sd, est + zc * sd
+        pass_line = self.lines[2]
+        met = np.full(self.w, 1, dtype=int)
+        reason = np.zeros(self.w, dtype=int)
+        failed = self.stop_kind > 0
+        small_base = cur.n_eff < s.min_samples
+        reason = np.where(~failed & (est >= pass_line), 5, reason)
+        reason = np.where(~failed & ~np.isnan(self.late_at) & (est >= self.lines[0]), 4, reason)
+        reason = np.where(~failed & (n_eff < s.min_samples), 3, reason)
+        reason = np.where(~failed & small_base, 1, reason)
+        reason = np.where(~failed & (self.noise.n < 3), 1, reason)
+        reason = np.where(~failed & self.noise.constant, 2, reason)
+        met = np.where(reason > 0, -1, met)
+        met = np.where(failed, 0, met)
+        ctl = np.full(self.w, np.nan)
+        return Outcome(met, reason, self.stopped_at.copy(), self.stop_kind.copy(), ~np.isnan(self.warned_at),
+                       self.warned_at.copy(), est, low, high, n, n_eff, ctl, self.incidents.copy(),
+                       self.late_at.copy(), list(self.look_z), cur)
+
+
+def settings_of(profile: Any, rule: Any, looks_s: tuple[float, ...]) -> Settings:
+    """A tracker's settings from a threshold profile and one latency rule."""
+    k = max(1, sum(1 for r in profile.rules if r.latency and r.pass_below is not None))
+    return Settings(
+        warning_pct=rule.warning, critical_pct=rule.critical, pass_pct=rule.pass_below or rule.warning,
+        min_samples=profile.min_samples, window_s=profile.window_minutes * 60, looks_s=looks_s,
+        fail_alpha=profile.fail_alpha / k, warning_confidence=profile.warning_confidence,
+        harm_confidence=profile.harm_confidence, late_confidence=profile.harm_confidence,
+        rolling_s=profile.rolling_minutes * 60, confirmation_s=profile.confirmation_minutes * 60)
+
+
+def verdict_codes(outcomes: list[Outcome]) -> np.ndarray:
+    """The latency criteria together, per window: 3 FAIL, 2 INCONCLUSIVE, 1 PASS WITH WARNING,
+    0 PASS (the order ``engine.domain.decision.final_matrix`` applies to its criteria)."""
+    w = outcomes[0].met.shape[0]
+    code = np.zeros(w, dtype=int)
+    code = np.where(np.any([o.warned for o in outcomes], axis=0), 1, code)
+    code = np.where(np.any([o.met == -1 for o in outcomes], axis=0), 2, code)
+    code = np.where(np.any([o.met == 0 for o in outcomes], axis=0), 3, code)
+    return code
+
