@@ -122,7 +122,7 @@ def feed(plan_path: str, store_url: str, window_minutes: float, baseline_minutes
     """The run, its baseline and ALTER (and ``backfill_minutes`` of window already stored: a
     console that joins late), written at once; then — after a ``go`` line on stdin when asked — the
     window fed tick by tick by a CollectorLoop on the plan's clock. Says ``ready RUN`` and ``done N``."""
-    from engine.adapters.collectors import CollectorLoop
+    from engine.adapters.collector_loop import CollectorLoop
     from engine.adapters.store import ExecutionRun, Store
     from engine.domain.clock import clock_for
 

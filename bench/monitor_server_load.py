@@ -27,13 +27,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.adapters.collectors import (  # noqa: E402
-    PERCENTILE_BUDGET,
-    PERCENTILE_EVERY_S,
-    CollectorLoop,
-    MySQLSource,
-    ReplicaSource,
-)
+from engine.adapters.collector_loop import CollectorLoop  # noqa: E402
+from engine.adapters.collectors import PERCENTILE_BUDGET, PERCENTILE_EVERY_S, MySQLSource  # noqa: E402
+from engine.adapters.replica_source import ReplicaSource  # noqa: E402
 from engine.drill.sandbox import MariaDBSandbox  # noqa: E402
 from engine.drill.selftest import Lab  # noqa: E402
 from engine.drill.workload import Workload  # noqa: E402

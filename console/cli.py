@@ -299,7 +299,8 @@ def cmd_self_test(args: argparse.Namespace) -> int:
 
 def cmd_execute(args: argparse.Namespace) -> int:
     """Run the executor headless on a plan (a worker without the console): the ``execute`` action,
-    the canary lead or the DBA (``step_actions.execute`` asks; a refusal is audited, exit 3)."""
+    the canary lead or the DBA (``step_actions.execute`` asks; a refusal is audited, exit 3), on a
+    run whose prechecks pass the console's step-4 gate (else refused, exit 3, naming what is missing)."""
     from engine.adapters.target import Target
     from engine.flows import step_actions
 
@@ -319,9 +320,19 @@ def cmd_execute(args: argparse.Namespace) -> int:
             print(f"{name} {json.dumps(data, default=str)}", flush=True)
 
     # The same 60-minute window as the console's (a given run may need taking over: it resumes from the store).
-    out = step_actions.execute(plan, store, _backend(plan, store), Target(plan.connection), args.run, ident.actor,
-                               sorted(plan.roles_of(ident.user)), worker_id(ident), store.clock, args.interval,
-                               on_event, take_over=bool(args.run))
+    # Step 4's gate, the console's rule (step_actions.execution_missing), asked after the role: a run
+    # whose prechecks are not walked and signed off is refused (exit 3), saying what is missing.
+    try:
+        out = step_actions.execute(plan, store, _backend(plan, store), Target(plan.connection), args.run,
+                                   ident.actor, sorted(plan.roles_of(ident.user)), worker_id(ident), store.clock,
+                                   args.interval, on_event, take_over=bool(args.run), gated=True)
+    except step_actions.PrechecksMissing as exc:
+        then = (f"canary-console execute {args.plan} --run {args.run}" if args.run else
+                f"canary-console execute {args.plan} --run RUN (the run the canary lead began)")
+        lines = [for_terminal(f"  - {m}") for m in exc.missing]
+        raise CliError("\n".join(["refused: step 4 (execute) is locked until the prechecks are done; still missing:",
+                                   *lines, for_terminal(f"The prechecks are walked in the console (canary-console run "
+                                                        f"{args.plan}); then {then}")]), EXIT_REFUSED) from None
     print(f"outcome {out.status}{' (' + out.fail_reason + ')' if out.fail_reason else ''}: {out.message}")
     return EXIT_OK if out.status == "completed" else EXIT_FAILED
 

@@ -124,3 +124,55 @@ def test_playing_a_teammate_is_for_rehearsal_plans_only(tmp_path):
     drill = tmp_path / "drill.toml"
     drill.write_text("rehearsal = true\n" + real.read_text())
     assert load_plan(drill).rehearsal and not load_plan(real).rehearsal
+
+
+def test_execute_is_refused_where_the_console_s_step_4_is_locked_and_says_what_is_missing(tmp_path, store_url):
+    """``canary-console execute`` asks the console's step-4 gate (runbook.missing_for("execution"))
+    after the role: no run, or a run whose prechecks are not walked, is refused (exit 3) naming each
+    missing thing and how to provide it; nothing is claimed, the refusal is audited as step_locked.
+    No database is listening on the plan's port: the gate stops it before any connection."""
+    from datetime import UTC, datetime
+
+    from engine.adapters.store import Approval, ExecutionRun
+    from engine.domain.plan import load_plan
+    from engine.flows.runbook import load_view, missing_for
+
+    plan = write_plan(tmp_path, "canary_lead")
+    store = Store(store_url)
+    no_run = cli("execute", str(plan), "--store", store_url)
+    assert no_run.returncode == 3, no_run.stderr
+    assert "step 4 (execute) is locked" in no_run.stderr and "no run for this plan yet" in no_run.stderr
+    assert f"canary-console run {plan}" in no_run.stderr and "Traceback" not in no_run.stderr
+    assert store.find_runs("acme") == [], "refused before a run is created"
+
+    run = store.create_run(ExecutionRun(tenant_id="acme", connection_profile_id="orders-primary", schema_name="shop",
+                                        table_name="orders", index_name="idx_orders_customer_created",
+                                        columns=["customer_id", "created_at"]), "somchai")
+    done = cli("execute", str(plan), "--run", run.id, "--store", store_url)
+    assert done.returncode == 3, done.stderr
+    for needle in ("TC-02 (P0)", "run the self-test", "prepared rollback statement not confirmed",
+                   "sign-off by the canary lead", "the plan names no DBA", f"--run {run.id}"):
+        assert needle in done.stderr, needle
+    # One rule: what the CLI lists is what the console's step 4 lists for the same run.
+    [locked] = store.audit_entries("acme", run.id, "step_locked")
+    console = missing_for("execution", load_view(store, "acme", run.id, unstaffed=load_plan(plan).unstaffed()),
+                          datetime.now(UTC))
+    assert locked.details["missing"] == [str(m) for m in console][:10]
+    assert locked.details["step"] == "execution"
+    after = store.get_run("acme", run.id)
+    assert (after.status, after.claimed_by) == ("scheduled", None), "a refused execute claims nothing"
+
+    # The gate reads the store: a sign-off given (at the console) is no longer asked for.
+    store.add_approval(Approval(tenant_id="acme", execution_run_id=run.id, kind="signoff", role="canary_lead",
+                                actor="somchai"))
+    again = cli("execute", str(plan), "--run", run.id, "--store", store_url)
+    assert again.returncode == 3 and "sign-off by the canary lead" not in again.stderr
+    assert "sign-off by the dba" in again.stderr
+
+
+def test_execute_asks_the_role_before_the_prechecks_gate(tmp_path, store_url):
+    plan = write_plan(tmp_path, "developer")
+    done = cli("execute", str(plan), "--store", store_url)
+    assert done.returncode == 3 and "needs the canary lead or DBA role" in done.stderr
+    store = Store(store_url)
+    assert store.audit_entries("acme", action="execute_refused") and not store.audit_entries("acme", action="step_locked")

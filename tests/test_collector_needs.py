@@ -10,8 +10,10 @@ import dataclasses
 import pytest
 
 from engine.adapters import collector_needs
-from engine.adapters.collectors import CollectorLoop, MySQLSource, ReplicaSource
+from engine.adapters.collector_loop import CollectorLoop
+from engine.adapters.collectors import MySQLSource
 from engine.adapters.killswitch import EmbeddedKillSwitch
+from engine.adapters.replica_source import ReplicaSource
 from engine.adapters.target import Target
 from engine.drill.sandbox import MariaDBSandbox
 from engine.drill.selftest import Lab

@@ -10,16 +10,11 @@ import time
 import pytest
 from waits import wait_for
 
-from engine.adapters.collectors import (
-    CollectorLoop,
-    KillSwitchSource,
-    MySQLSource,
-    ReplicaSource,
-    percentile_spacing,
-    percentiles_from_buckets,
-    replica_lag,
-)
+from engine.adapters.collector_loop import CollectorLoop
+from engine.adapters.collectors import MySQLSource, percentile_spacing, percentiles_from_buckets
 from engine.adapters.killswitch import EmbeddedKillSwitch
+from engine.adapters.killswitch_source import KillSwitchSource
+from engine.adapters.replica_source import ReplicaSource, replica_lag
 from engine.domain.clock import FrozenClock
 from engine.drill.sandbox import MariaDBSandbox
 from engine.drill.selftest import Lab

@@ -1,6 +1,6 @@
 """Crash-resume with real processes (issue 5): SIGKILL the driver mid-run and start a console again.
 
-1. A headless worker (``canary-console execute``) starts the run and is SIGKILLed during its
+1. A headless worker (engine/drill/worker.py, the execute action) starts the run and is SIGKILLed during its
    ALTER: the server keeps the ALTER running.
 2. A real console in tmux (``canary-console run``) attaches, waits out the dead worker's lease,
    takes the run over, finds the ALTER by its thread id, waits for it, and starts the monitoring
@@ -19,6 +19,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -154,7 +155,7 @@ def _worker_hangs_with_its_alter_on_the_server(store, plan_path, env, blocker, l
     blocker.autocommit(False)
     with blocker.cursor() as cur:
         cur.execute("SELECT id FROM orders LIMIT 1")
-    worker = subprocess.Popen([CLI, "execute", str(plan_path), "--interval", "18"], stdout=subprocess.PIPE,
+    worker = subprocess.Popen([sys.executable, "-m", "engine.drill.worker", str(plan_path), "", "", "18"], stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True, env={**os.environ, **env}, cwd=ROOT)
     first = worker.stdout.readline()
     assert first.startswith("run "), first

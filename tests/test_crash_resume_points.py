@@ -25,6 +25,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -165,7 +166,7 @@ def test_a_run_survives_its_console_killed_at_five_points(drill, lab):
 
     try:
         # The run begins with a headless worker, killed in its baseline: a console takes it over.
-        worker = subprocess.Popen([CLI, "execute", str(plan_path), "--interval", "18"], stdout=subprocess.PIPE,
+        worker = subprocess.Popen([sys.executable, "-m", "engine.drill.worker", str(plan_path), "", "", "18"], stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT, text=True, env={**os.environ, **env}, cwd=ROOT)
         first = worker.stdout.readline()
         assert first.startswith("run "), first

@@ -16,8 +16,9 @@ import pytest
 from netfault import FaultyProxy
 from waits import wait_for
 
-from engine.adapters.collectors import MySQLSource, ReplicaSource
+from engine.adapters.collectors import MySQLSource
 from engine.adapters.killswitch import EmbeddedKillSwitch
+from engine.adapters.replica_source import ReplicaSource
 from engine.adapters.target import Target
 from engine.domain.clock import CompressedClock
 from engine.domain.thresholds import profile_from_overrides

@@ -13,7 +13,9 @@ from dataclasses import replace
 import pytest
 
 from engine.adapters import sql
-from engine.adapters.collectors import CollectorLoop, MySQLSource, ReplicaSource, Sample
+from engine.adapters.collector_loop import CollectorLoop
+from engine.adapters.collectors import MySQLSource, Sample
+from engine.adapters.replica_source import ReplicaSource
 from engine.adapters.store import Store
 from engine.adapters.target import TargetError, TargetSession
 from engine.domain.clock import utcnow

@@ -214,7 +214,10 @@ def test_execute_with_another_run_active_is_a_refusal_not_an_internal_error(tmp_
     done = cli("execute", str(plan), "--store", url)
     assert done.returncode == 3, err(done)
     assert "internal error" not in err(done) and "ScopeLockError" not in err(done)
-    assert err(done).startswith("refused: another canary run is active")
+    # Without --run there is no run whose prechecks were walked: the console's step-4 gate refuses
+    # before a run is created (tests/test_cli.py); the scope lock is asked when the canary lead begins one.
+    assert err(done).startswith("refused: step 4 (execute) is locked")
+    assert len(Store(url).find_runs("acme")) == 1
 
 
 def test_a_refused_unkill_is_exit_3_and_a_missing_reason_exit_2(tmp_path, url):

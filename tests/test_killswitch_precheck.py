@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 
 from api import create_app, serve_in_thread
-from engine.adapters.collectors import KillSwitchSource
 from engine.adapters.killswitch import EmbeddedKillSwitch, RemoteKillSwitch
+from engine.adapters.killswitch_source import KillSwitchSource
 from engine.adapters.store import ExecutionRun, Store
 from engine.domain.plan import parse_plan
 from engine.domain.thresholds import DEFAULT_RULES, evaluate_band

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from engine.adapters.collectors import KillSwitchSource, MySQLSource, ReplicaSource
+from engine.adapters.collectors import MySQLSource
 from engine.adapters.killswitch import EmbeddedKillSwitch
+from engine.adapters.killswitch_source import KillSwitchSource
+from engine.adapters.replica_source import ReplicaSource
 from engine.adapters.target import Target
 from engine.domain.clock import CompressedClock
 from engine.domain.thresholds import Profile, profile_from_overrides

@@ -8,7 +8,7 @@ import time
 import pytest
 from promstack import PromStack
 
-from engine.adapters.collectors import CollectorLoop
+from engine.adapters.collector_loop import CollectorLoop
 from engine.adapters.prometheus import PrometheusSource
 
 

@@ -28,6 +28,7 @@ from engine.adapters.store import Store
 from engine.adapters.target import Target, TargetError, TargetSession
 from engine.domain.clock import FrozenClock, utcnow
 from engine.domain.plan import PlanError, load_plan, toml_dump
+from engine.drill import worker
 from engine.flows import prechecks
 from engine.flows.executor import DigestObserver, Executor
 from engine.flows.rollback_flow import approve_rollback, decide_rollback
@@ -191,11 +192,12 @@ def test_real_work_with_a_real_password_leaves_it_nowhere(account, source, tmp_p
     seen["audit"] = audit_dump(store, plan.tenant)
     assert "alter_started" in seen["audit"] and "rollback_completed" in seen["audit"]
 
-    # The command line: a headless run that connects and stops at its target check (an index of
-    # that name is there, put by someone else: never ours, never dropped), then the status.
+    # A headless worker (engine/drill/worker.py: ``canary-console execute`` stops at the step-4 gate
+    # before it connects) that connects and stops at its target check (an index of that name is
+    # there, put by someone else: never ours, never dropped), then the status.
     with lab.admin(DB) as c, c.cursor() as cur:
         cur.execute(f"ALTER TABLE orders ADD INDEX {index} (customer_id)")
-    assert cli.main(["execute", str(plan_path), "--store", store_url]) == cli.EXIT_FAILED
+    assert worker.main([str(plan_path), store_url]) == 1
     assert cli.main(["status", "--plan", str(plan_path), "--store", store_url]) == cli.EXIT_OK
     printed = capsys.readouterr()
     assert "already exists" in printed.out and "Traceback" not in printed.out + printed.err
@@ -233,7 +235,7 @@ def test_a_wrong_password_is_reported_without_either_password(account, tmp_path,
                   observer=DigestObserver(target, 0, 0))
     out = ex.execute(ex.create_run().id)
     assert out.status == "failed" and "Access denied" in out.message
-    assert cli.main(["execute", str(plan_path), "--store", store_url]) == cli.EXIT_FAILED
+    assert worker.main([str(plan_path), store_url]) == 1  # a headless worker that connects
     printed = capsys.readouterr()
     assert "Access denied" in printed.out + printed.err and "Traceback" not in printed.out + printed.err
 

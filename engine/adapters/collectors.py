@@ -1,18 +1,18 @@
-"""Metric sources (docs/metrics.md; runbook section 4, appendix B) and the loop that samples them.
+"""Metric sources (docs/metrics.md; runbook section 4, appendix B): the ``Sample``, the ``Source``
+protocol and the MySQL / MariaDB source. The replica's is engine/adapters/replica_source.py, the kill
+switch's engine/adapters/killswitch_source.py; the loop that samples them all,
+engine/adapters/collector_loop.py.
 
 Each source's ``collect()`` makes a few round trips and returns ``Sample``s; per-interval values
 (digest deltas, latency percentiles, status counters) come from the difference with the previous
-call. The ``CollectorLoop`` runs on its own thread — never a UI thread — at a steady interval,
-stores every sample with its time and source, and marks a failing source stale with its error,
-retrying it with backoff. A stale sample has no value: it never counts as OK.
+call. A stale sample has no value: it never counts as OK.
 """
 
 from __future__ import annotations
 
 import math
-import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -530,202 +530,3 @@ class MySQLSource:
         return [Sample("lock_wait", float(row["max_wait_s"] or 0), self.name, n=waiters,
                        how="longest current wait for a lock on the table (metadata or row)"),
                 Sample("mdl_waiters", float(row["mdl_waiters"] or 0), self.name)]
-
-
-# --- replica ------------------------------------------------------------------------------------
-
-
-def replica_lag(status: dict[str, Any] | None) -> tuple[float | None, str | None, dict[str, Any]]:
-    """Lag from a ``SHOW REPLICA STATUS`` / ``SHOW SLAVE STATUS`` row, read by column name:
-    MariaDB keeps ``Seconds_Behind_Master``, MySQL 8 says ``Seconds_Behind_Source``."""
-    if not status:
-        return None, "not a replica (SHOW REPLICA STATUS is empty)", {}
-    def col(*names: str) -> Any:
-        for n in names:
-            if n in status:
-                return status[n]
-        return None
-    io = col("Replica_IO_Running", "Slave_IO_Running")
-    sql_running = col("Replica_SQL_Running", "Slave_SQL_Running")
-    lag = col("Seconds_Behind_Source", "Seconds_Behind_Master")
-    meta = {"io_running": io, "sql_running": sql_running,
-            "sql_delay": col("SQL_Delay"), "last_error": col("Last_SQL_Error", "Last_Error") or ""}
-    if sql_running != "Yes":
-        return None, f"replication SQL thread is not running ({meta['last_error'] or sql_running})", meta
-    if lag is None:
-        return None, f"replica IO thread is {io}: lag unknown", meta
-    return float(lag), None, meta
-
-
-class ReplicaSource:
-    name = "replica"
-    metrics = ("replication_lag",)
-
-    def __init__(self, profile: ConnectionProfile, clock: Clock | None = None):
-        self.profile = profile
-        self.session: TargetSession | None = None
-        self.clock = clock or SystemClock()
-        self._stopped_since: float | None = None
-        self._last_lag = 0.0
-        self.round_trips = 0
-
-    def warm_up(self) -> None:
-        try:
-            if self.session is None:
-                self.session = TargetSession(self.profile, "monitor-replica", read_timeout=10)
-        except TargetError:
-            self.session = None
-
-    def collect(self) -> list[Sample]:
-        try:
-            if self.session is None:
-                self.session = TargetSession(self.profile, "monitor-replica", read_timeout=10)
-            self.round_trips += 1
-            try:
-                rows = self.session.query("SHOW /* canary-console:monitor */ REPLICA STATUS")
-            except TargetError as exc:
-                if exc.kind in ("lost_connection", "access_denied"):
-                    raise
-                rows = self.session.query("SHOW /* canary-console:monitor */ SLAVE STATUS")
-        except TargetError as exc:
-            session, self.session = self.session, None
-            if exc.kind == "access_denied" and session is not None:
-                try:
-                    account = account_of(session.query("SELECT CURRENT_USER() AS u")[0]["u"])
-                except TargetError:
-                    account = f"'{self.profile.user}'"
-                session.close()
-                raise SourceUnreadable(access_words(exc, account, "the replica's status")) from None
-            if session is not None:
-                session.close()
-            raise
-        lag, error, meta = replica_lag(rows[0] if rows else None)
-        if lag is not None:
-            self._stopped_since, self._last_lag = None, lag
-            how = f"SQL_Delay {meta['sql_delay']} s" if meta.get("sql_delay") else ""
-            return [Sample("replication_lag", lag, self.name, how=how, meta=meta)]
-        if meta.get("sql_running") is not None and meta["sql_running"] != "Yes":
-            # A stopped SQL thread is lag that grows, not a missing value: report a lower bound.
-            now = self.clock.monotonic()
-            self._stopped_since = self._stopped_since or now
-            bound = self._last_lag + (now - self._stopped_since)
-            return [Sample("replication_lag", bound, self.name, how=f"lower bound: {error}", meta=meta)]
-        return [Sample("replication_lag", None, self.name, error, meta=meta)]
-
-    def close(self) -> None:
-        if self.session is not None:
-            self.session.close()
-            self.session = None
-
-
-# --- the kill-switch backend ------------------------------------------------------------------
-
-
-class KillSwitchSource:
-    """The switch's response time, whether this read answered, and its availability (runbook 4.4):
-    the share of the reads since this source started (the baseline's first tick) that answered."""
-
-    name = "killswitch"
-    metrics = ("killswitch_response", "killswitch_available", "killswitch_availability")
-
-    def __init__(self, backend: Any, tenant_id: str, connection_id: str):
-        self.backend, self.tenant_id, self.connection_id = backend, tenant_id, connection_id
-        self.reads = 0
-        self.answered = 0
-
-    def collect(self) -> list[Sample]:
-        reading = self.backend.read(self.tenant_id, self.connection_id)
-        self.reads += 1
-        self.answered += 0 if reading.fail_closed else 1
-        return [Sample("killswitch_response", reading.response_ms, self.name, reading.error,
-                       how=f"{reading.source} backend"),
-                Sample("killswitch_available", 0.0 if reading.fail_closed else 1.0, self.name, reading.error),
-                Sample("killswitch_availability", 100.0 * self.answered / self.reads, self.name, None,
-                       n=self.reads, how=f"{self.answered}/{self.reads} reads answered")]
-
-    def close(self) -> None:
-        pass
-
-
-# --- the loop -------------------------------------------------------------------------------------
-
-
-@dataclass
-class SourceHealth:
-    failures: int = 0
-    next_try: float = 0.0
-    last_error: str | None = None
-
-
-class CollectorLoop:
-    """Samples every source each ``interval`` seconds on its own thread; never overlaps two ticks.
-
-    ``on_tick(at, samples)`` gets each tick's samples (stored first when a store is given). A
-    source that raises is marked stale for all its metrics, with the error, and retried after
-    1, 2, 4 … 30 s."""
-
-    def __init__(self, sources: Sequence[Source], interval: float = 5.0, clock: Clock | None = None,
-                 on_tick: Callable[[Any, list[Sample]], None] | None = None, store: Any = None,
-                 tenant_id: str = "", run_id: str = "", max_backoff: float = 30.0):
-        self.sources = list(sources)
-        self.interval = interval
-        self.clock = clock or SystemClock()
-        self.on_tick = on_tick
-        self.store, self.tenant_id, self.run_id = store, tenant_id, run_id
-        self.max_backoff = max_backoff
-        self.health = {s.name: SourceHealth() for s in self.sources}
-        self.ticks = 0
-        self.last_at: Any = None
-        self.tick_seconds: list[float] = []
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def tick(self) -> list[Sample]:
-        now = self.clock.monotonic()
-        samples: list[Sample] = []
-        started = time.perf_counter()
-        for source in self.sources:
-            h = self.health[source.name]
-            if now < h.next_try:
-                samples += [Sample(m, None, source.name, f"retrying: {h.last_error}") for m in source.metrics]
-                continue
-            try:
-                samples += source.collect()
-                h.failures, h.last_error = 0, None
-            except Exception as exc:  # noqa: BLE001 - a failing source is stale, never fatal
-                h.failures += 1
-                h.last_error = failure_words(source.name, exc)
-                h.next_try = now + min(self.max_backoff, 2 ** (h.failures - 1))
-                samples += [Sample(m, None, source.name, h.last_error) for m in source.metrics]
-        self.tick_seconds.append(time.perf_counter() - started)
-        at = self.last_at = self.clock.now()
-        if self.store is not None and self.run_id:
-            self.store.add_samples(self.tenant_id, self.run_id, at, samples)
-        self.ticks += 1
-        if self.on_tick:
-            self.on_tick(at, samples)
-        return samples
-
-    def start(self) -> CollectorLoop:
-        self._thread = threading.Thread(target=self._loop, name="collector", daemon=True)
-        self._thread.start()
-        return self
-
-    def _loop(self) -> None:
-        speed = float(getattr(self.clock, "speed", 1.0))  # a compressed clock runs faster
-        next_at = self.clock.monotonic()
-        while not self._stop.is_set():
-            self.tick()
-            next_at += self.interval
-            delay = next_at - self.clock.monotonic()
-            if delay < 0:  # a slow tick: skip, do not pile up
-                next_at = self.clock.monotonic()
-                delay = 0
-            self._stop.wait(delay / speed)
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(30)
-        for s in self.sources:
-            s.close()

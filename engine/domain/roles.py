@@ -38,7 +38,7 @@ ACTION_ROLES: dict[str, frozenset[str]] = {
     # The rollback's way forward after a refusal (docs/rollback.md): the canary lead owns the run.
     "rollback_retrigger": frozenset({"canary_lead"}),       # close the decision; a new trigger is decided
     "rollback_keep_index": frozenset({"canary_lead"}),      # a refused rollback ends: the index stays
-    "rollback_drop": frozenset({"dba"}),                    # runbook 6.1: the DBA runs the ladder (and its undo)
+    "rollback_execution": frozenset({"dba"}),               # runbook 6.1: the DBA runs the ladder (and its undo)
     "audit_report": EVERYONE,                               # an external tool's entry, kept as reported.*
     "lesson_record": EVERYONE,                              # a row of the lessons-learned table (runbook 8.3)
 }

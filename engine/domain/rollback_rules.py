@@ -21,7 +21,7 @@ from engine.domain.roles import needed, role_words
 
 DECISION_KIND = "rollback_decision"  # Approval.kind of the decision (R1)
 APPROVAL_KIND = "rollback"  # Approval.kind of each approval (6.3)
-EXECUTE_ROLES = tuple(r for r in ROLES if r in needed("rollback_drop"))  # runbook 6.1: "DBA executes DROP INDEX"
+EXECUTE_ROLES = tuple(r for r in ROLES if r in needed("rollback_execution"))  # runbook 6.1: "DBA executes DROP INDEX"
 DECISION_MARK = "decision_approval"  # the key that marks the decision's RollbackRecord
 # The metrics a rollback trigger names, recorded at decision time (runbook 6.5).
 ROLLBACK_METRICS = ("latency_p50", "latency_p99", "error_rate", "lock_wait", "replication_lag")

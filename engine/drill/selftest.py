@@ -112,7 +112,7 @@ class Lab:
                            "port": self.sandbox.primary.port, "user": "root", "database": db},
             "change": {"table": table, "index": index, "columns": columns},
             # The person running the cases is the plan's canary lead and DBA: the workers the cases
-            # start (``canary-console execute``) run as them, and executing is theirs (docs/roles.md).
+            # start (engine/drill/worker.py) run as them, and executing is theirs (docs/roles.md).
             "people": [{"name": "self-test", "role": ["canary_lead", "dba"], "unix_user": "self-test"},
                        {"name": "you", "role": ["canary_lead", "dba"], "unix_user": current_identity().user}],
             "window": window_covering(utcnow()),  # a sandbox: the drill is always "off-peak"
@@ -390,10 +390,10 @@ def tc09_api_down_fail_closed(lab: Lab) -> CaseResult:
 
 
 def spawn_worker(plan_path: Path, store_url: str, run_id: str | None = None) -> subprocess.Popen[str]:
-    """A headless worker in its own process (for crash tests): ``canary-console execute``."""
-    args = [sys.executable, "-m", "console.cli", "execute", str(plan_path), "--store", store_url]
-    if run_id:
-        args += ["--run", run_id]
+    """A headless worker in its own process (for crash tests): engine/drill/worker.py, the ``execute``
+    action on the harness's sandbox run without the console's step-4 gate (``canary-console
+    execute`` asks it: a fixture run has no prechecks walked)."""
+    args = [sys.executable, "-m", "engine.drill.worker", str(plan_path), store_url, run_id or ""]
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 

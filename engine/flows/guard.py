@@ -38,7 +38,7 @@ WHAT = {
     "dry_run": "a dry run",
     "rollback_retrigger": "a new rollback trigger",
     "rollback_keep_index": "keeping the index after a refused rollback",
-    "rollback_drop": "the rollback's rungs",
+    "rollback_execution": "the rollback's rungs",
     "audit_report": "reporting an audit entry",
     "lesson_record": "recording a lesson",
 }
@@ -49,6 +49,7 @@ WHAT = {
 SAID = {
     "rollback_retrigger": "a new trigger is the {roles}'s step (docs/rollback.md)",
     "rollback_keep_index": "keeping the index is the {roles}'s call (docs/rollback.md)",
+    "rollback_execution": "the rollback's rungs (ignore, its undo, DROP INDEX) are the {roles}'s step (runbook 6.1, R2)",
 }
 
 
@@ -82,12 +83,12 @@ def refused_as(action: str) -> str:
 def refusal(store: Any, tenant: str, actor: str, roles: Iterable[str], action: str,
             run_id: str | None = None, ask: str | None = None, **details: Any) -> str | None:
     """None when ``roles`` may do ``action``; else the refusal, audited as ``<action>_refused`` (with
-    the roles needed and held), and its sentence."""
+    the roles needed and held, and the sentence as its ``reason``), and its sentence."""
     held = sorted(set(roles))
     text = refusal_text(action, actor, held, ask)
     if text is not None:
         store.audit(tenant, actor, refused_as(action), run_id,
-                    dict(details, needed=sorted(needed(action)), roles=held))
+                    dict(details, needed=sorted(needed(action)), roles=held, reason=text))
     return text
 
 

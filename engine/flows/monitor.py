@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from engine.adapters.collectors import CollectorLoop, Sample, Source
+from engine.adapters.collector_loop import CollectorLoop
+from engine.adapters.collectors import Sample, Source
 from engine.adapters.store import Approval, Checkpoint, Decision, MetricSample, Store
 from engine.domain.clock import Clock, SystemClock
 from engine.domain.decision import Verdict, WindowEvaluator, WindowState, window_complete
@@ -44,7 +45,9 @@ class MonitorResult:
 def sources_for(plan: Any, backend: Any, clock: Clock | None = None) -> list[Source]:
     """Every source the plan can feed (docs/metrics.md): the primary, the replica if given, Prometheus if
     configured (with the plan's queries), and the kill-switch backend."""
-    from engine.adapters.collectors import KillSwitchSource, MySQLSource, ReplicaSource
+    from engine.adapters.collectors import MySQLSource
+    from engine.adapters.killswitch_source import KillSwitchSource
+    from engine.adapters.replica_source import ReplicaSource
 
     sources: list[Source] = [MySQLSource(plan.connection, plan.schema, plan.change.table, plan.change.query_digests,
                                          statement_error_rate=not plan.prometheus_url, clock=clock,

@@ -60,7 +60,7 @@ class PreSampler:
         return run is not None and run.status == "scheduled"
 
     def _run(self) -> None:
-        from engine.adapters.collectors import CollectorLoop
+        from engine.adapters.collector_loop import CollectorLoop
         from engine.flows.monitor import sources_for, warm_up
 
         sources = sources_for(self.plan, self.backend, self.clock)

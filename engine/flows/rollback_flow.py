@@ -264,11 +264,12 @@ _KEEP = _Closing(
 
 
 def _role_refused(store: Store, plan: Plan, run: ExecutionRun, actor: str, held: set[str],
-                  step: _Closing) -> FlowOutcome | None:
-    """The role, from the one table through engine/flows/guard.py (audited there as
-    ``<action>_refused``), naming who in the plan holds it; None when the person may."""
-    said = guard.refusal(store, run.tenant_id, actor, held, step.action, run.id,
-                         ask=who_holds(plan, sorted(needed(step.action))))
+                  action: str, **details: Any) -> FlowOutcome | None:
+    """The role of ``action``, from the one table through engine/flows/guard.py (audited there as
+    ``<action>_refused``), naming who in the plan holds it; None when the person may. The canary
+    lead's steps here and the DBA's rungs (engine/flows/rollback_rungs.py) ask it first."""
+    said = guard.refusal(store, run.tenant_id, actor, held, action, run.id,
+                         ask=who_holds(plan, sorted(needed(action))), **details)
     return FlowOutcome("refused", said) if said is not None else None
 
 
@@ -311,7 +312,7 @@ def retrigger_rollback(store: Store, plan: Plan, run: ExecutionRun, actor: str, 
     Nothing is sent to the server; a rung already applied must be undone (u) first."""
     run = _fresh(store, run)
     held = set(roles)
-    refused = _role_refused(store, plan, run, actor, held, _RETRIGGER)
+    refused = _role_refused(store, plan, run, actor, held, _RETRIGGER.action)
     if refused is not None:
         return refused
     refusal, records, record, state, cleaned = _closing_guard(store, plan, run, actor, held, reason, _RETRIGGER)
@@ -342,7 +343,7 @@ def keep_index(store: Store, plan: Plan, run: ExecutionRun, actor: str, roles: I
     (a rollback nobody refused is approved or decided again, not abandoned), before any rung."""
     run = _fresh(store, run)
     held = set(roles)
-    refused = _role_refused(store, plan, run, actor, held, _KEEP)
+    refused = _role_refused(store, plan, run, actor, held, _KEEP.action)
     if refused is not None:
         return refused
     refusal, _records, record, state, cleaned = _closing_guard(store, plan, run, actor, held, reason, _KEEP)

@@ -20,7 +20,6 @@ from engine.adapters.target import IndexInfo, Target, TargetError
 from engine.domain.clock import Clock, SystemClock, wall
 from engine.domain.plan import Plan
 from engine.domain.rollback_rules import (
-    EXECUTE_ROLES,
     ApprovalState,
     FlowOutcome,
     Inspection,
@@ -28,13 +27,20 @@ from engine.domain.rollback_rules import (
     columns_text,
     diff_against_point,
     expected_columns,
-    held_words,
     kept_of,
     next_steps,
     who_holds,
 )
+from engine.flows import guard
 from engine.flows.rollback import RETRYABLE, IndexRollback
-from engine.flows.rollback_flow import Listener, _emit, _fresh, _kept_message, _refuse
+from engine.flows.rollback_flow import (
+    Listener,
+    _emit,
+    _fresh,
+    _kept_message,
+    _refuse,
+    _role_refused,
+)
 from engine.views.rollback import RungProgress, rollback_state
 
 
@@ -85,9 +91,17 @@ def inspect(target: Target, run: ExecutionRun, point: RollbackPoint | None,
         ignored=ignored, conflicts=tuple(conflicts), blockers=tuple(blockers))
 
 
-def _gate(store: Store, plan: Plan, run: ExecutionRun, actor: str, roles: set[str],
-          rung: str) -> tuple[str | None, RollbackRecord | None, ApprovalState | None]:
-    """What every rung needs before anything is sent: a decision, every approval, the DBA's hand."""
+# The roles table's row for every rung and its undo (engine/domain/roles.py): the role is asked first,
+# through engine/flows/guard.py; every refusal of a rung, the role's or the state's, is audited as
+# ``rollback_execution_refused``.
+ACTION = "rollback_execution"
+REFUSED = guard.refused_as(ACTION)
+
+
+def _gate(store: Store, plan: Plan,
+          run: ExecutionRun) -> tuple[str | None, RollbackRecord | None, ApprovalState | None]:
+    """What every rung needs before anything is sent, once the DBA's role is granted: a decision and
+    every approval."""
     records = store.rollback_records(run.tenant_id, run.id)
     record, state = rollback_state(store, run, records)
     if run.status == "rolled_back":
@@ -102,9 +116,6 @@ def _gate(store: Store, plan: Plan, run: ExecutionRun, actor: str, roles: set[st
     if not state.complete:
         missing = who_holds(plan, state.missing) if state.missing else "another person than the requester"
         return f"the rollback is not approved yet: still must approve: {missing}", record, state
-    if not roles & set(EXECUTE_ROLES):
-        return (f"executing {rung} is the DBA's step (runbook 6.1, R2); {held_words(actor, roles)} — ask "
-                f"{who_holds(plan, EXECUTE_ROLES)}"), record, state
     return None, record, state
 
 
@@ -129,7 +140,7 @@ def _stopped(store: Store, run: ExecutionRun, actor: str, rung: str, stop: tuple
         if stop[0] == "failed":
             store.audit(run.tenant_id, actor, "rollback_execution_failed", run.id, {"rung": rung, "error": stop[1]})
             return FlowOutcome("failed", stop[1])
-        return _refuse(store, run, actor, "rollback_execution_refused", stop[1], rung=rung)
+        return _refuse(store, run, actor, REFUSED, stop[1], rung=rung)
     if insp.conflicts:
         store.audit(run.tenant_id, actor, "rollback_conflicts_acknowledged", run.id,
                     {"rung": rung, "conflicts": list(insp.conflicts)})
@@ -147,8 +158,10 @@ def execute_ignore(store: Store, plan: Plan, target: Target, run: ExecutionRun, 
     reversible. Recorded as a ``partial`` rollback with every attempt; verified from the catalogue."""
     clock = clock or SystemClock()
     run = _fresh(store, run)
-    held = set(roles)
-    refusal, decision, _state = _gate(store, plan, run, actor, held, "rung 1 (ignore)")
+    refused = _role_refused(store, plan, run, actor, set(roles), ACTION, rung="ignore")
+    if refused is not None:
+        return refused
+    refusal, decision, _state = _gate(store, plan, run)
     point = store.rollback_point(run.tenant_id, run.id)
     rung = _rung(point, "ignore")
     if refusal is None and rung is None:
@@ -156,7 +169,7 @@ def execute_ignore(store: Store, plan: Plan, target: Target, run: ExecutionRun, 
                    "IGNORED / INVISIBLE when the rollback point was captured (MariaDB ≥ 10.6, MySQL 8) — "
                    "use rung 2 (x)")
     if refusal is not None:
-        return _refuse(store, run, actor, "rollback_execution_refused", refusal, rung="ignore")
+        return _refuse(store, run, actor, REFUSED, refusal, rung="ignore")
     assert decision is not None and rung is not None
     insp = inspect(target, run, point, clock)
     stop = _preflight(insp, acknowledged)
@@ -199,17 +212,17 @@ def undo_ignore(store: Store, plan: Plan, target: Target, run: ExecutionRun, act
     before the rollback began, so it needs the DBA's hand but no new approvals."""
     clock = clock or SystemClock()
     run = _fresh(store, run)
-    held = set(roles)
+    refused = _role_refused(store, plan, run, actor, set(roles), ACTION, rung="undo_ignore")
+    if refused is not None:
+        return refused
     record = active_ignore(store.rollback_records(run.tenant_id, run.id))
     refusal = None
     if run.status == "rolled_back":
         refusal = "the index was dropped (rung 2): there is nothing to undo"
     elif record is None:
         refusal = "rung 1 is not applied: there is nothing to undo"
-    elif not held & set(EXECUTE_ROLES):
-        refusal = f"undoing rung 1 is the DBA's step; {held_words(actor, held)} — ask {who_holds(plan, EXECUTE_ROLES)}"
     if refusal is not None:
-        return _refuse(store, run, actor, "rollback_execution_refused", refusal, rung="undo_ignore")
+        return _refuse(store, run, actor, REFUSED, refusal, rung="undo_ignore")
     assert record is not None
     details = record.rollback_details or {}
     flavour = "mariadb" if "IGNORED" in details.get("sql", "") else "mysql"
@@ -279,10 +292,12 @@ def execute_drop(store: Store, plan: Plan, target: Target, run: ExecutionRun, ac
     start and end recorded on the record (the App runs the observation itself)."""
     clock = clock or SystemClock()
     run = _fresh(store, run)
-    held = set(roles)
-    refusal, decision, state = _gate(store, plan, run, actor, held, "rung 2 (DROP INDEX)")
+    refused = _role_refused(store, plan, run, actor, set(roles), ACTION, rung="drop")
+    if refused is not None:
+        return refused
+    refusal, decision, state = _gate(store, plan, run)
     if refusal is not None:
-        return _refuse(store, run, actor, "rollback_execution_refused", refusal, rung="drop")
+        return _refuse(store, run, actor, REFUSED, refusal, rung="drop")
     assert decision is not None and state is not None
     point = store.rollback_point(run.tenant_id, run.id)
     insp = inspect(target, run, point, clock)

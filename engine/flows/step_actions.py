@@ -198,20 +198,49 @@ def executor_for(plan: Plan, store: Store, backend: Any, target: Any, run_id: st
     return ex
 
 
+class PrechecksMissing(PermissionError):
+    """Step 4 is locked: what still stands before the ALTER (the CLI: exit 3), each ``Missing`` with
+    how to provide it — the console's rule (``runbook.missing_for("execution", …)``), read from the store."""
+
+    def __init__(self, missing: Iterable[Any]):
+        self.missing = tuple(missing)
+        super().__init__("step 4 (execute) is locked until the prechecks are done; still missing: "
+                         + "; ".join(str(m) for m in self.missing))
+
+
+def execution_missing(store: Store, plan: Plan, run_id: str | None, now: datetime) -> list[Any]:
+    """What the console's step 4 still waits for (engine/flows/runbook.py ``missing_for("execution")``:
+    the P0 self-test cases, the signed-off prechecks, the prepared rollback, the people present, the
+    size gate), on the store's view of the run; [] when the ALTER may go. None: no run yet."""
+    from engine.flows.runbook import load_view, missing_for
+
+    return missing_for("execution", load_view(store, plan.tenant, run_id, unstaffed=plan.unstaffed()), now)
+
+
 def execute(plan: Plan, store: Store, backend: Any, target: Any, run_id: str | None, actor: str,
             roles: Iterable[str], worker: str, clock: Any, interval: float,
             on_event: Callable[[str, dict[str, Any]], None] | None = None, base_profile: Any = None, *,
-            take_over: bool = False) -> Any:
+            take_over: bool = False,
+            gated: bool = False) -> Any:
     """Step 4, ``execute`` (the canary lead or the DBA, docs/roles.md): the run's executor and its
     monitor, from the claim through the window — ``take_over``: a run whose driver's lease ran out
     (the target looked at first). The role is asked first, before anything is claimed or created:
     a refusal is audited as ``execute_refused`` and raises ``RoleRefused``. ``run_id`` None (the
     CLI's ``execute`` without ``--run``): the run is created once the role is granted, and said
     through ``on_event("run_created", {"run_id": …})``. Blocking: the console calls it on a worker,
-    ``canary-console execute`` in the foreground. Returns the executor's ``Outcome``."""
+    ``canary-console execute`` in the foreground. ``gated``: step 4's gate is asked after the role
+    (``execution_missing``; audited as ``step_locked``, raises ``PrechecksMissing``) — the CLI's
+    execute; the console asks it on its own view before, the headless drill walks ``headless_gate``.
+    Returns the executor's ``Outcome``."""
     from engine.flows.executor import Executor
 
     guard.check(store, plan.tenant, actor, tuple(roles), "execute", run_id, take_over=take_over)
+    if gated:  # a front end without the console's step gate (the CLI): the same rule, asked here
+        missing = execution_missing(store, plan, run_id, clock.now())
+        if missing:
+            store.audit(plan.tenant, actor, "step_locked", run_id,
+                        {"step": "execution", "missing": [str(m) for m in missing][:10], "via": "execute"})
+            raise PrechecksMissing(missing)
     if run_id is None:
         run_id = Executor(plan, store, backend, target, actor, worker, clock=clock).create_run().id
         if on_event is not None:
