@@ -36,18 +36,27 @@ def lab(sandbox, tmp_path_factory):
 
 
 # The files that take longest, first. `--dist loadfile` hands files to the workers in collection
-# order; a slow file handed out last keeps one worker busy for a minute after the others are done.
-# The default run's, as measured (--durations, per-file totals), then the long ones'.
+# order (with `--no-loadscope-reorder`, in pyproject.toml: xdist otherwise reorders them by their
+# number of tests, which sent 217 quick identifier tests first and a 90-s file of seven last); a
+# slow file handed out last keeps one worker busy after the others are done. The default run's
+# files of 12 s or more, as measured (per-file totals of --durations, four workers on two cores),
+# then the long ones'.
 SLOW_FILES_FIRST = (
-    "test_dashboard.py", "test_kill_cli.py", "test_store.py", "test_api_endpoints.py", "test_console_pilot.py",
-    "test_api_killswitch.py", "test_report.py", "test_hostile_input.py", "test_faults_rehearsal.py",
-    "test_console_screens_snapshots.py", "test_dry_run.py", "test_tc_cases.py", "test_thresholds_decision.py",
-    "test_roles_console.py", "test_rollback_flow.py", "test_audit_chain.py", "test_kill_during_alter.py",
-    "test_cli.py", "test_verdict.py", "test_kill_switch_always.py", "test_rollback_way_forward.py",
-    "test_selftest_gate.py", "test_collectors_mariadb.py",
+    "test_console_screens_snapshots.py", "test_kill_cli.py", "test_report.py", "test_keys_answer.py",
+    "test_faults_rehearsal.py", "test_dashboard.py", "test_console_pilot.py", "test_cli.py", "test_notify.py",
+    "test_rollback_dialogs.py", "test_collectors_mariadb.py", "test_selftest_gate.py",
+    "test_real_verification.py", "test_faults_store.py", "test_observation.py", "test_rollback_and_scope.py",
+    "test_sandbox.py", "test_dry_run.py", "test_faults_console.py", "test_notify_rollback.py",
+    "test_rollback_partial.py", "test_secrets.py", "test_kill_repress.py", "test_tc_cases.py", "test_store.py",
+    "test_kill_switch_always.py", "test_api_hostile.py", "test_import_hygiene.py", "test_resume_dashboard.py",
+    "test_small_terminals.py", "test_api_endpoints.py", "test_one_command_layer.py", "test_collector_needs.py",
+    "test_dashboard_memory.py", "test_hostile_input.py", "test_roles_console.py", "test_api_killswitch.py",
+    "test_prometheus_source.py", "test_rollback_flow.py", "test_kill_during_alter.py",
+    "test_console_snapshots.py", "test_kill_banner_dialogs.py", "test_target.py", "test_target_unavailable.py",
+    "test_api_isolation.py", "test_rehearse_start.py",
     "test_console_flow.py", "test_monitor_headless.py", "test_crash_resume.py", "test_tmux_walk.py",
     "test_rehearse_smoke.py", "test_faults_monitoring.py", "test_api_fuzz.py", "test_killswitch_load.py",
-    "test_faults_store.py", "test_crash_resume_points.py",
+    "test_crash_resume_points.py",
 )
 
 

@@ -825,6 +825,11 @@ def _settle(pilot_pauses: int = 4):
     return run_before
 
 
+# The dashboards the snapshots draw, each built once per test process and shared by its three
+# terminal sizes (and tests/test_small_terminals.py): the view is frozen and the drill only read.
+
+
+@functools.cache
 def green_view():
     d = Drill(speed=30.0)
     d.minutes(34)
@@ -837,6 +842,7 @@ def green_view():
     return d.view(), d
 
 
+@functools.cache
 def warnings_view():
     d = Drill()
     d.minutes(26)
@@ -845,6 +851,7 @@ def warnings_view():
     return d.view(), d
 
 
+@functools.cache
 def critical_view():
     d = Drill(prometheus=True)
     d.minutes(40)
@@ -853,6 +860,7 @@ def critical_view():
     return d.view(), d
 
 
+@functools.cache
 def stale_view():
     d = Drill()
     d.minutes(18)
@@ -860,6 +868,7 @@ def stale_view():
     return d.view(), d
 
 
+@functools.cache
 def paused_view():
     d = Drill()
     d.minutes(47)

@@ -15,6 +15,7 @@ from plans import ACME, people
 from test_rollback_flow import AWAITING_INSPECTION, awaiting_view
 from textual.app import App
 from textual.widgets import Button, Input, Static
+from waits import steady, until
 
 from engine.domain.plan import parse_plan
 from engine.domain.rollback_rules import approval_state, next_line, next_steps
@@ -225,9 +226,11 @@ def test_rollback_screen_refused(snap_compare, term):
     view = refused_view()
 
     async def run_before(pilot):
-        await pilot.pause()
+        assert await until(pilot, lambda: isinstance(app.screen, RollbackScreen))
         app.screen.show(view, AWAITING_INSPECTION)
-        await pilot.pause()
+        # The footer recomposes and the records table sizes its columns a few turns of the loop
+        # after show(): the picture is taken once it stops changing (tests/waits.py).
+        assert await steady(pilot)
 
     assert snap_compare(app, terminal_size=term, run_before=run_before)
 
@@ -241,7 +244,6 @@ async def test_the_real_console_refused_then_kept(lab, tmp_path):
     """The lead decides, the DBA refuses from their console (Tab Tab Enter first: nothing), the lead
     keeps the index: final, said on both consoles, every step audited."""
     from test_console_flow import make_app, make_plan
-    from waits import until
 
     from engine.adapters.store import ExecutionRun, Store
 

@@ -13,6 +13,7 @@ import pytest
 from plans import ACME, people
 from textual.app import App
 from textual.widgets import DataTable, Input, RadioSet, Static
+from waits import steady, until
 
 from engine.adapters.store import ExecutionRun, RollbackRecord, Store
 from engine.adapters.target import Target
@@ -669,9 +670,9 @@ def _snap_app(view, inspection):
     app = Host(roles=("dba",))
 
     async def run_before(pilot):
-        await pilot.pause()
+        assert await until(pilot, lambda: isinstance(app.screen, RollbackScreen))
         app.screen.show(view, inspection)
-        await pilot.pause()
+        assert await steady(pilot)  # the picture once it stops changing (tests/waits.py)
     return app, run_before
 
 
@@ -702,7 +703,7 @@ def test_rollback_screen_while_a_rung_runs(snap_compare, term):
     async def run_before(pilot):
         await first(pilot)
         app.screen.show_rung(RUNG)
-        await pilot.pause()
+        assert await steady(pilot)
     assert snap_compare(app, terminal_size=term, run_before=run_before)
 
 

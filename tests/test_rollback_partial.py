@@ -18,6 +18,7 @@ from dataclasses import replace
 import pytest
 from netfault import FaultyProxy
 from test_rollback_and_scope import _completed_run
+from waits import wait_for
 
 from engine.adapters.target import Target
 from engine.flows.rollback import IndexRollback
@@ -55,11 +56,16 @@ class TableHolder:
 
     def release_when(self, predicate, timeout=30.0):
         def watch():
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline and not predicate():
-                time.sleep(0.02)
+            wait_for(predicate, timeout)
             self.release()
         threading.Thread(target=watch, daemon=True).start()
+
+
+def _queued(lab, pattern):
+    """How many statements like ``pattern`` (SQL LIKE) the server is running or holding queued."""
+    with lab.admin() as c, c.cursor() as cur:
+        cur.execute("SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE INFO LIKE %s", (pattern,))
+        return cur.fetchone()["n"]
 
 
 class PartitionProxy(FaultyProxy):
@@ -181,7 +187,9 @@ def test_a_drop_cut_off_while_it_waits_on_a_lock_runs_exactly_once(lab):
     proxy = FaultyProxy(lab.sandbox.primary.port)
     try:
         proxy.cut_after = b"DROP INDEX"
-        holder.release_when(lambda: proxy.cuts == 1 and time.sleep(1.5) is None)
+        # The lock is held until the next attempt has sent its own DROP: by then the cut one has
+        # left the processlist (the attempt waits for that), and ours waits on the lock.
+        holder.release_when(lambda: ("rollback_attempt", 2) in _per_attempt(store, plan.tenant, run.id))
         target = Target(replace(plan.connection, port=proxy.port))
         out = IndexRollback(store, target, "dba@test", backoff_s=0.3, lock_wait_timeout=4).drop(
             run, "lock wait 7 s on orders")
@@ -210,15 +218,10 @@ def test_a_drop_that_finds_the_index_already_dropped_by_someone_else_completes(l
         f"ALTER TABLE orders DROP INDEX {plan.change.index}"), daemon=True)
     try:
         by_hand.start()
-        with lab.admin() as c, c.cursor() as cur:  # the person's DROP is queued before ours
-            for _ in range(100):
-                cur.execute("SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE INFO LIKE %s",
-                            (f"ALTER TABLE orders DROP INDEX {plan.change.index}",))
-                if cur.fetchone()["n"]:
-                    break
-                time.sleep(0.02)
+        # The person's DROP is queued before ours; the lock is released once ours queues behind it.
+        assert wait_for(lambda: _queued(lab, f"ALTER TABLE orders DROP INDEX {plan.change.index}"), 5)
         holder.release_when(lambda: store.audit_entries(plan.tenant, run.id, "rollback_attempt")
-                            and time.sleep(0.5) is None)
+                            and _queued(lab, "ALTER /* canary-console:rollback */ %DROP INDEX%"))
         out = IndexRollback(store, Target(plan.connection), "dba@test", backoff_s=0.3,
                             lock_wait_timeout=4).drop(run, "lock wait 7 s on orders")
     finally:

@@ -1,8 +1,9 @@
 """The one way tests wait: on a condition, never for a fixed time.
 
 ``until`` polls a predicate between Textual Pilot pauses (the app keeps running while the test
-waits); ``wait_for(predicate, timeout)`` polls it from a plain thread and returns its value (None
-once the time is up). Both return as soon as the predicate holds, so a
+waits); ``steady`` waits, the same way, until what the app draws stops changing (before a
+snapshot); ``wait_for(predicate, timeout)`` polls it from a plain thread and returns its value (None
+once the time is up). They return as soon as the condition holds, so a
 quiet machine is fast and a loaded one only slower; a fixed ``sleep`` is either too long or flaky.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["until", "wait_for"]
+__all__ = ["steady", "until", "wait_for"]
 
 
 async def until(pilot: Any, predicate: Callable[[], Any], seconds: float = 20.0, step: float = 0.05) -> bool:
@@ -24,6 +25,24 @@ async def until(pilot: Any, predicate: Callable[[], Any], seconds: float = 20.0,
             return True
     return False
 
+
+async def steady(pilot: Any, seconds: float = 20.0, step: float = 0.02, times: int = 3) -> bool:
+    """Let the app run until what it draws stops changing: the same picture ``times`` pauses
+    running, the workers done (True), or ``seconds`` of pauses (False). For a snapshot: a screen
+    settles over several turns of the loop after its data comes in (the footer recomposes, a
+    table sizes its columns), and Textual's own idle wait compares the process's CPU time with
+    the wall clock, so a starved process looks idle before it is — this wait does not."""
+    app = pilot.app
+    last, same = None, 0
+    for _ in range(max(1, int(seconds / step))):
+        await app.workers.wait_for_complete()
+        await pilot.pause(step)
+        shot = app.export_screenshot()
+        same = same + 1 if shot == last else 0
+        if same >= times - 1:
+            return True
+        last = shot
+    return False
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, step: float = 0.02) -> Any:
