@@ -414,7 +414,9 @@ def main_walk(w: Walk, captures: dict[str, str]) -> None:
     w.step("3 while locked: a dialog says what is missing; Esc closes it")
     t.keys("r")
     w.wait_text("r", r"MySQL target reachable\s+✓ pass", 30)
-    w.wait_text("r", r"ADD INDEX … LOCK=NONE supported\s+✓ pass", 30)
+    # Every check but the kill-switch test's has run and passed: what is still missing says so at the top
+    # (the checks' table, its rows wrapped to the width, runs below the fold at 100×30 and 160×50).
+    w.wait_text("r", r"4 check\(s\) not run yet: Can activate global, Can deactivate global", 30)
     w.step("r: checks pass")
     t.keys("k")
     w.wait_text("k", r"Can deactivate \(connection scope\)\s+✓ pass", 30)
