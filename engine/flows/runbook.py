@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from engine.domain.roles import ROLES, needed
+from engine.domain.runstate import ACTIVE
 from engine.flows import guard, selftest_gate
 from engine.flows.prechecks import BY_ID, KILL_TEST, REQUIRED_PRESENT
 
@@ -48,6 +49,7 @@ class RunView:
     verdicts: Sequence[str] = ()
     rollback_statuses: Sequence[str] = ()
     window_started_at: datetime | None = None  # when the monitoring window began (its T+15)
+    ended_at: datetime | None = None  # when the run first ended (left scheduled/running/observing): the clock stops there
     unstaffed: tuple[str, ...] = ()  # required roles (runbook 2.5.1) nobody in the plan holds
 
     def signature(self) -> tuple[Any, ...]:
@@ -83,13 +85,26 @@ def load_view(store: Store, tenant: str, run_id: str | None, known: RunView | No
     if window is None and run is not None and run.alter_started_at is not None:
         started = store.audit_entries(tenant, run_id, "monitoring_started", limit=1)
         window = _at((started[0].details or {}).get("at")) if started else None
+    ended = known.ended_at if known is not None and known.run is not None and known.run.id == run_id else None
+    if ended is None and run is not None and run.status not in ACTIVE:
+        ended = _ended_at(store, tenant, run_id) or run.completed_at
     return RunView(
         run=run, prechecks=store.run_prechecks(tenant, run_id), self_test=self_test,
         approvals=tuple(store.run_approvals(tenant, run_id)),
         verdicts=tuple(d.verdict for d in store.decisions(tenant, run_id)),
         rollback_statuses=tuple(r.rollback_status for r in store.rollback_records(tenant, run_id)),
-        window_started_at=window, unstaffed=tuple(unstaffed),
+        window_started_at=window, ended_at=ended, unstaffed=tuple(unstaffed),
     )
+
+
+def _ended_at(store: Store, tenant: str, run_id: str) -> datetime | None:
+    """When the run first left the active statuses. Not ``completed_at``: a rollback after the
+    verdict (failed → rolled_back) moves that to the rollback's time, and the run's clock, anchored
+    to the window (docs/runbook.md#the-t-clock), would jump from T+75 to the rollback."""
+    for e in store.audit_entries(tenant, run_id, "status_change", limit=50):
+        if e.new_status is not None and e.new_status not in ACTIVE:
+            return e.created_at
+    return None
 
 
 def _at(raw: Any) -> datetime | None:
