@@ -513,6 +513,27 @@ def test_decision_view_fail_opens_the_rollback_flow_with_the_metrics_at_decision
     assert status["Monitoring window completed"] == "not met"
 
 
+def test_a_criterion_that_stopped_the_window_is_not_met_with_the_value_that_stopped_it():
+    """The walk at 80×24: "Replication lag met, 0 s" beside a run that FAILED on replication lag —
+    the criterion judges the median of the last 5 minutes, calm before the stop. The metric that
+    stopped the window is not met, with its value at the stop; its end median stays in the rule."""
+    d = Drill()
+    d.minutes(20)
+    d.ticks(3, replication_lag=65.0)
+    data = decided(d, stopped_early=True)
+    assert data.facts.decision.evidence["stop_reason"].startswith("Replication lag 65")
+    end = {c["name"]: c for c in data.facts.decision.evidence["criteria"]}["Replication lag"]
+    assert end["met"] is True, "the stored evidence (engine.domain.decision) judged the end median"
+    v = decision_view(data)
+    lag = next(r for r in v.rows if r.name == "Replication lag")
+    assert lag.status == "not met" and lag.value.startswith("65"), lag
+    assert lag.rule.startswith("stopped the window at T+35:") and f"at the end: {end['value']}" in lag.rule
+    assert v.rollback_trigger == "replication_lag" and "not met" in v.summary
+    # the lock-wait stop says the same of lock wait
+    lock = next(r for r in decision_view(fail_data()).rows if r.name == "Lock wait time")
+    assert lock.status == "not met" and lock.value.startswith("6.2"), lock
+
+
 def test_decision_view_inconclusive_asks_the_team_then_shows_what_it_decided():
     v = decision_view(inconclusive_data())
     assert (v.verdict, v.level, v.action) == ("INCONCLUSIVE", "inconclusive", "team_decision")
