@@ -190,6 +190,7 @@ class RunbookScreen(Screen):
 
     DEFAULT_CSS = BANNER_CSS
     step = ""  # the runbook step this screen is (engine.flows.runbook.STEPS)
+    aside = ""  # a screen beside the steps (the audit log): its name in the step bar, no step highlighted
     # The long screens scroll by the page whatever has the focus: a table with a cursor would
     # otherwise take PageUp/PageDown/Home/End for itself and the screen would not move.
     BINDINGS = [
@@ -289,6 +290,8 @@ class RunbookScreen(Screen):
     def apply_frame(self, state: FrameState) -> None:
         if self.step and state.step != self.step:
             state = replace(state, step=self.step)
+        if state.aside != self.aside:
+            state = replace(state, aside=self.aside)
         parts = self._frame_parts
         if not parts:  # found once: five times a second, a query of the whole screen cost
             parts = (*self.query(RunFrame), *self.query(StepBar), *self.query(KillBanner))

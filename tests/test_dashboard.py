@@ -821,6 +821,34 @@ async def test_the_decision_screen_changes_with_the_verdict_and_posts_the_team_d
         assert app.seen[-1] == OpenRollback(dict(fail.rollback_metrics), "lock_wait")
 
 
+async def test_the_decision_of_another_run_opens_at_the_top_not_where_the_last_was_scrolled():
+    """The walk at 80×24: after a new run began, the Decision screen kept the scroll position of the
+    previous run's matrix."""
+    from engine.flows.runbook import RunView
+
+    def run(n: int) -> RunView:
+        return RunView(run=ExecutionRun(id=f"1a2b3c4d-0000-4000-8000-00000000000{n}", tenant_id="acme",
+                                        connection_profile_id="orders-primary", schema_name="shop",
+                                        table_name="orders", index_name="idx", columns=[["customer_id", None]]))
+
+    screen = DecisionScreen(PLAN)
+    app = Host(screen, replace(FRAME, step="decision"))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        screen.show_view(run(1), FRAME.now)
+        screen.show_decision(decision_view(fail_data()))
+        await pilot.pause()
+        body = screen.query_one("#body")
+        assert body.max_scroll_y > 0
+        body.scroll_end(animate=False)
+        assert await until(pilot, lambda: body.scroll_y > 0, 5)
+        screen.show_view(run(1), FRAME.now)  # the same run again: the reader's place is kept
+        await pilot.pause()
+        assert body.scroll_y > 0
+        screen.show_view(run(2), FRAME.now)
+        assert await until(pilot, lambda: body.scroll_y == 0, 5), "another run's decision opens at the top"
+
+
 # --- snapshots -----------------------------------------------------------------------------------------
 
 
