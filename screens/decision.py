@@ -219,7 +219,7 @@ class DecisionScreen(RunbookScreen):
                 self.post_message(TeamDecision(decision, note.text))
 
         self.app.push_screen(NoteDialog(f"INCONCLUSIVE — the team decides: {words}",
-                                        f"Recorded by the {' or '.join(v.team_roles)} for the team; the verdict "
+                                        f"Recorded by the {role_words(v.team_roles)} for the team; the verdict "
                                         "stays INCONCLUSIVE with the team's decision beside it.",
                                         "what the team saw and agreed", (f"Record {decision}",)), done)
 

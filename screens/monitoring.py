@@ -391,5 +391,5 @@ class MonitoringScreen(RunbookScreen):
 
         self.app.push_screen(NoteDialog(f"AUTO-PAUSE: {words[0]}",
                                         f"{self.view.pause.reason}. Only the "
-                                        f"{' or '.join(self.view.pause.approver_roles)} may lift it; say why.",
+                                        f"{role_words(self.view.pause.approver_roles)} may lift it; say why.",
                                         "why (goes to the audit trail)", (words[1],)), done)

@@ -230,7 +230,7 @@ def test_concurrent_warnings_escalate_at_3_and_auto_pause_at_5_naming_who_may_re
     v = d.view()
     assert v.concurrent.state == "auto_pause" and v.pause.paused
     assert v.pause.approver_roles == ("canary_lead",) and v.pause.approvers == "@somchai"
-    assert "canary_lead (@somchai) approves" in v.pause.text and "r resume · x roll back" in v.pause.text
+    assert "canary lead (@somchai) approves" in v.pause.text and "r resume · x roll back" in v.pause.text
     assert v.progress.phase == "paused" and checks(v)["Concurrent warnings"].state == "not_met"
     d.ticks(2)  # calm again: the pause lasts until someone approves
     v = d.view()
@@ -766,7 +766,7 @@ async def test_the_dashboard_follows_the_recorded_run_step_by_step_and_its_keys_
         banner = screen.query_one("#pause-banner")
         assert not banner.has_class("-on")
         await step(2, **WARN)
-        assert banner.has_class("-on") and "canary_lead (@somchai)" in str(banner.render())
+        assert banner.has_class("-on") and "canary lead (@somchai)" in str(banner.render())
         await pilot.press("r")
         await pilot.pause()
         assert isinstance(app.screen, NoteDialog)

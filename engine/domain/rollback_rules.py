@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from engine.domain.plan import ROLES, Plan
-from engine.domain.roles import needed, role_words
+from engine.domain.roles import needed, role_words, roles_and
 
 DECISION_KIND = "rollback_decision"  # Approval.kind of the decision (R1)
 APPROVAL_KIND = "rollback"  # Approval.kind of each approval (6.3)
@@ -156,8 +156,8 @@ def approval_state(trigger: str, decision_by: tuple[str, str] | None,
 
 
 def held_words(actor: str, roles_held: Iterable[str]) -> str:
-    held = sorted(roles_held)
-    return f"{actor} holds {', '.join(held)}" if held else f"{actor} holds no role in this plan"
+    held = set(roles_held)
+    return f"{actor} holds {roles_and(held)}" if held else f"{actor} holds no role in this plan"
 
 
 def check_decision(trigger: str, role: str, actor: str, roles_held: Iterable[str],

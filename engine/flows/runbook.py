@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from engine.domain.roles import ROLES, needed
+from engine.domain.roles import ROLES, needed, role_words, roles_and
 from engine.domain.runstate import ACTIVE
 from engine.flows import guard, selftest_gate
 from engine.flows.prechecks import BY_ID, KILL_TEST, REQUIRED_PRESENT
@@ -147,7 +147,7 @@ def precheck_missing(view: RunView, now: datetime) -> list[Missing]:
     present = view.present_roles()
     absent = [r for r in REQUIRED_PRESENT if r not in present]
     if absent:
-        out.append(Missing(f"not present: {', '.join(absent)}", "they open the console on this plan"))
+        out.append(Missing(f"not present: {roles_and(absent)}", "they open the console on this plan"))
     off_peak = view.prechecks.get("team.off_peak")
     if off_peak is None or off_peak.status == "fail":
         out.append(Missing("off-peak window: " + (off_peak.detail if off_peak else "not checked"),
@@ -155,7 +155,7 @@ def precheck_missing(view: RunView, now: datetime) -> list[Missing]:
     signed = view.signoffs()
     for role in SIGNOFF_ROLES:
         if role not in signed:
-            out.append(Missing(f"sign-off by the {role.replace('_', ' ')}", f"the {role} signs (s) in their console"))
+            out.append(Missing(f"sign-off by the {role_words([role])}", f"the {role_words([role])} signs (s) in their console"))
     if view.run is not None and view.run.created_at is not None:
         left = MIN_PRECHECK - (now - view.run.created_at)
         if left > timedelta(0):

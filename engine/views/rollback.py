@@ -223,7 +223,7 @@ def decision_metrics(metrics: dict[str, Any]) -> tuple[tuple[str, str], ...]:
     or a bare value per metric. The value is the metric's last level, so a criterion's label loses
     its "change" ("Query latency p50 0.381 ms", not "… change 0.3814 ms"); a record of the Decision
     step was shown as "none recorded" once decided."""
-    from engine.views.dashboard import fmt
+    from engine.views.dashboard_tiles import fmt
 
     out = []
     for k, v in metrics.items():
