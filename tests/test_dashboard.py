@@ -849,6 +849,23 @@ async def test_the_decision_of_another_run_opens_at_the_top_not_where_the_last_w
         assert await until(pilot, lambda: body.scroll_y == 0, 5), "another run's decision opens at the top"
 
 
+@pytest.mark.parametrize("size", [(160, 50), (80, 24)])
+async def test_checkpoint_notes_wrap_instead_of_being_cut(size):
+    """The walk at 160×50: "not reached: the window s…" — the notes were cut at 48 characters."""
+    data = fail_data()
+    view = dashboard_view(PROFILE, data, data.last_sampled_at)
+    screen = MonitoringScreen(PLAN)
+    app = Host(screen, FRAME, view)
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause()
+        table = screen.query_one("#checkpoints")
+        notes = [str(table.get_row_at(r)[4]) for r in range(table.row_count)]
+        assert " ".join(notes[2].split()) == "not reached: the window stopped at T+38:05", notes
+        assert all("…" not in n for n in notes)
+        region = table.region
+        assert region.right <= size[0], "the table fits the screen"
+
+
 # --- snapshots -----------------------------------------------------------------------------------------
 
 
