@@ -866,6 +866,28 @@ async def test_checkpoint_notes_wrap_instead_of_being_cut(size):
         assert region.right <= size[0], "the table fits the screen"
 
 
+@pytest.mark.parametrize("size", [(80, 24), (56, 24), (160, 50)])
+async def test_a_toast_stands_above_the_footer_whatever_its_rows(size):
+    """The walk at 80×24: a toast covered the 2–3-row footer's keys for ~8 s."""
+    from textual.widgets._toast import Toast
+
+    from screens.base import StepFooter
+
+    data = fail_data()
+    screen = MonitoringScreen(PLAN)
+    app = Host(screen, FRAME, dashboard_view(PROFILE, data, data.last_sampled_at))
+    async with app.run_test(size=size, notifications=True) as pilot:
+        await pilot.pause()
+        footer = screen.query_one(StepFooter)
+        if size[0] == 56:
+            assert await until(pilot, lambda: footer.region.height >= 2, 5), footer.region
+        app.notify("The monitoring window is running: 5 shows the live dashboard.", title="Execution", timeout=30)
+        assert await until(pilot, lambda: bool(screen.query(Toast)) and screen.query_one(Toast).region.height > 0, 5)
+        await pilot.pause()
+        toast = screen.query_one(Toast).region
+        assert toast.bottom <= footer.region.y, (toast, footer.region)
+
+
 # --- snapshots -----------------------------------------------------------------------------------------
 
 
