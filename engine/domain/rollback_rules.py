@@ -168,10 +168,10 @@ def check_decision(trigger: str, role: str, actor: str, roles_held: Iterable[str
     t = TRIGGER_BY_KEY[trigger]
     held = set(roles_held)
     if role not in t.deciders:
-        return (f"a '{t.condition}' rollback is decided by the {' or the '.join(t.deciders)}, not the "
-                f"{role or 'person without a role'} (runbook 6.3): ask them, or pick the trigger that fits")
+        return (f"a '{t.condition}' rollback is decided by the {role_words(t.deciders)}, not the "
+                f"{role_words([role]) if role else 'person without a role'} (runbook 6.3): ask them, or pick the trigger that fits")
     if role not in held:
-        return (f"{held_words(actor, held)}, not {role}: only a person the plan names as {role} decides "
+        return (f"{held_words(actor, held)}, not {role_words([role])}: only a person the plan names as {role_words([role])} decides "
                 f"this rollback; ask them")
     if existing is not None:
         return (f"this rollback was already decided by {existing[1]} ({existing[0]}); nobody decides "

@@ -198,7 +198,7 @@ def sign_off(store: Store, plan: Any, run_id: str, actor: str, roles: Iterable[s
             f"{r} by {signed[r]}" for r in SIGNOFF_ROLES if r in held)
     store.add_approval(Approval(tenant_id=plan.tenant, execution_run_id=run_id, kind="signoff", role=mine[0],
                                 actor=actor, created_at=now, note="pre-checks reviewed (runbook 2.6)"))
-    return True, f"signed off as {mine[0]} by {actor}"
+    return True, f"signed off as {role_words([mine[0]])} by {actor}"
 
 
 def gate_missing(view: RunView) -> list[Missing]:
