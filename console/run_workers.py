@@ -157,7 +157,7 @@ class RunWorkers(AppPart):
                 else:
                     driver += ": a canary lead or DBA console takes it over"
         t0 = clock_origin(view, self.profile.checkpoints[0])
-        t_end = run.completed_at if run is not None and run.status not in ACTIVE else None
+        t_end = (view.ended_at or run.completed_at) if run is not None and run.status not in ACTIVE else None
         self.set_frame(locked=locked, run=label, driver=driver, t0=t0, t_end=t_end)
         if self._say_monitoring and "monitoring" not in locked:
             self._say_monitoring = False

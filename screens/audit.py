@@ -25,6 +25,7 @@ def audit_row(e: AuditLog) -> tuple[str, str, str, str, str]:
 
 
 class AuditScreen(RunbookScreen):
+    aside = "Audit log"  # not a step: the step bar says so rather than highlight the step it was opened from
     BINDINGS = [("escape", "app.pop_screen", "Back")]
     CSS_PATH = "audit.tcss"
 

@@ -182,6 +182,9 @@ class StepFooter(Footer):
         else:
             self.styles.height = 1
         self.set_class(rows > 1, "-rows")
+        if isinstance(self.parent, RunbookScreen):  # its toasts stand above these rows (RunbookScreen's CSS)
+            for n in (2, 3, 4):
+                self.parent.set_class(rows == n, f"-footer-{n}")
         yield from keys
 
 
@@ -196,8 +199,15 @@ class StepShown(Message):
 class RunbookScreen(Screen):
     """A runbook step: the frame on top, the step's body below (``compose_body``)."""
 
-    DEFAULT_CSS = BANNER_CSS
+    # A toast (Textual docks them at the bottom, one row up) stands above the footer however many
+    # rows its keys take: at 80×24 it covered the keys of a two- or three-row footer for seconds.
+    DEFAULT_CSS = BANNER_CSS + """
+    RunbookScreen.-footer-2 > ToastRack { margin-bottom: 2; }
+    RunbookScreen.-footer-3 > ToastRack { margin-bottom: 3; }
+    RunbookScreen.-footer-4 > ToastRack { margin-bottom: 4; }
+    """
     step = ""  # the runbook step this screen is (engine.flows.runbook.STEPS)
+    aside = ""  # a screen beside the steps (the audit log): its name in the step bar, no step highlighted
     # The long screens scroll by the page whatever has the focus: a table with a cursor would
     # otherwise take PageUp/PageDown/Home/End for itself and the screen would not move.
     BINDINGS = [
@@ -297,6 +307,8 @@ class RunbookScreen(Screen):
     def apply_frame(self, state: FrameState) -> None:
         if self.step and state.step != self.step:
             state = replace(state, step=self.step)
+        if state.aside != self.aside:
+            state = replace(state, aside=self.aside)
         parts = self._frame_parts
         if not parts:  # found once: five times a second, a query of the whole screen cost
             parts = (*self.query(RunFrame), *self.query(StepBar), *self.query(KillBanner))

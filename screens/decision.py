@@ -13,7 +13,8 @@ with messages; the App checks roles and writes the store.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 from rich.text import Text
@@ -29,6 +30,9 @@ from engine.domain.roles import needed, role_words
 from engine.views.dashboard import DecisionView
 from screens.base import RunbookScreen, StepFooter, drawable
 from screens.note import Note, NoteDialog
+
+if TYPE_CHECKING:
+    from engine.flows.runbook import RunView
 
 VERDICT_MARK = {"pass": "✅", "warning": "⚠️", "fail": "❌", "inconclusive": "❔", "pending": "…"}
 STATUS_STYLE = {"met": "green", "not met": "bold red", "inconclusive": "yellow", "n.a.": "dim"}
@@ -67,6 +71,7 @@ class DecisionScreen(RunbookScreen):
         self.view: DecisionView | None = None
         self._drawn: DecisionView | None = None
         self._bindings_shown: tuple[bool, bool] | None = None
+        self._run_id: str | None = None  # the run the body was last scrolled for
 
     def compose_body(self) -> ComposeResult:
         with VerticalScroll(id="body"):
@@ -83,6 +88,15 @@ class DecisionScreen(RunbookScreen):
     def on_mount(self) -> None:
         if self.view is not None:
             self._draw(self.view)
+
+    def show_view(self, view: RunView, now: datetime) -> None:
+        """Another run (a new one begun, a teammate's): its decision from the top, not from where
+        the last run's matrix was scrolled to."""
+        run_id = view.run.id if view.run is not None else None
+        if run_id != self._run_id:
+            self._run_id = run_id
+            if drawable(self):
+                self.query_one("#body", VerticalScroll).scroll_home(animate=False)
 
     def show_decision(self, view: DecisionView) -> None:
         self.view = view
@@ -205,7 +219,7 @@ class DecisionScreen(RunbookScreen):
                 self.post_message(TeamDecision(decision, note.text))
 
         self.app.push_screen(NoteDialog(f"INCONCLUSIVE — the team decides: {words}",
-                                        f"Recorded by the {' or '.join(v.team_roles)} for the team; the verdict "
+                                        f"Recorded by the {role_words(v.team_roles)} for the team; the verdict "
                                         "stays INCONCLUSIVE with the team's decision beside it.",
                                         "what the team saw and agreed", (f"Record {decision}",)), done)
 

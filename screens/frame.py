@@ -36,6 +36,7 @@ class FrameState:
     kill: KillSwitchReading | None = None
     kill_pending: bool = False  # pressed; the store has not confirmed yet
     step: str = "plan"
+    aside: str = ""  # a screen that is no runbook step (the audit log): the bar names it, no step highlighted
     locked: frozenset[str] = frozenset()  # steps that may not be entered yet
     run: str = ""  # "run 1a2b3c4d scheduled", "" before the prechecks begin
     driver: str = ""  # "you drive" | "joined: nok@… drives"
@@ -111,13 +112,16 @@ class StepBar(FramePart):
         parts = []
         narrow = self.size.width < 110  # an SSH laptop terminal: numbers only, the current step in full
         for step in STEPS:
-            title = TITLES[step] if step == s.step or not narrow else TITLES[step].split()[0]
-            if step == s.step:
+            current = step == s.step and not s.aside
+            title = TITLES[step] if current or not narrow else TITLES[step].split()[0]
+            if current:
                 parts.append(f"[reverse] {title} [/reverse]")
             elif step in s.locked:
                 parts.append(f"[dim]{title} ⊘[/dim]")
             else:
                 parts.append(f" {title} ")
+        if s.aside:
+            parts.append(f"[reverse] {escape(s.aside)} [/reverse]")
         steps = " ".join(parts)
         # The run and who drives, as many as fit whole on the one line (never a name cut in half).
         room = self.size.width - Text.from_markup(steps).cell_len - 4 if self.size.width else 10_000

@@ -16,6 +16,7 @@ F-keys belong to the App, and letters survive SSH jump hosts.
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -167,6 +168,8 @@ class MonitoringScreen(RunbookScreen):
 
     def on_resize(self) -> None:
         self._fit(self.size.width, self.size.height)
+        if self.view is not None and drawable(self):
+            self._draw_checkpoints(self.view)  # the notes wrap at the new width
 
     def _fit(self, width: int, height: int = 0) -> None:
         """Tiles wrap and charts stack as the terminal narrows; on a short terminal (80×24, 100×30
@@ -189,7 +192,7 @@ class MonitoringScreen(RunbookScreen):
         bottom = self.query_one("#bottom")
         if width >= 140:
             bottom.styles.grid_size_columns = 3
-            bottom.styles.grid_columns = "4fr 2fr 3fr"
+            bottom.styles.grid_columns = "5fr 2fr 3fr"
         else:
             bottom.styles.grid_size_columns = 1
             bottom.styles.grid_columns = "1fr"
@@ -309,14 +312,23 @@ class MonitoringScreen(RunbookScreen):
                       "not_reached": "— not reached"}.get(row.status, "")
             label = f"▶ {row.label}" if row.label == v.current_checkpoint else f"  {row.label}"
             due = wall(row.due_at, self.plan.off_peak.utc_offset, zone=False) if row.due_at else "—"
-            rows.append((label, due, ok, row.who, row.notes[:48]))
+            rows.append((label, due, ok, row.who, row.notes))
+        # The notes wrap in what the other columns leave of the box (a row as tall as it needs): cut
+        # at 48 characters they read "not reached: the window s…" even at 160 columns.
+        width = self.size.width
+        box = (width - 6) // 2 if width >= 140 else width - 4  # #bottom: 5fr of 10 (_fit), its margins and gutters
+        others = sum(max([cell_len(h), *(cell_len(r[c]) for r in rows)]) + 2
+                     for c, h in enumerate(("", "Due", "OK?", "By")))
+        room = max(16, box - others - 2)
+        rows = [(*r[:4], "\n".join(textwrap.wrap(r[4], room)) or "") for r in rows]
         table = self.query_one("#checkpoints", TickingTable)
         before = self._checkpoint_rows
         self._checkpoint_rows = rows
-        if len(before) != len(rows) or table.row_count != len(rows):
-            table.clear()
-            for cells in rows:
-                table.add_row(*plain(*cells))
+        if len(before) != len(rows) or table.row_count != len(rows) or any(
+                old[:2] + old[3:] != new[:2] + new[3:] for old, new in zip(before, rows, strict=True)):
+            table.clear()  # a note (a row's height) changed: drawn anew; the countdown alone is updated below
+            for cells in rows:  # each line of a note neutralised alone (a newline would be shown as "\\n")
+                table.add_row(*plain(*cells[:4]), Text("\n").join(plain(*cells[4].split("\n"))), height=None)
             return
         # The countdown ticks every second: only the cells that changed (a rebuilt table is
         # measured and drawn whole, a tenth of the console's CPU on the dashboard).
@@ -391,5 +403,5 @@ class MonitoringScreen(RunbookScreen):
 
         self.app.push_screen(NoteDialog(f"AUTO-PAUSE: {words[0]}",
                                         f"{self.view.pause.reason}. Only the "
-                                        f"{' or '.join(self.view.pause.approver_roles)} may lift it; say why.",
+                                        f"{role_words(self.view.pause.approver_roles)} may lift it; say why.",
                                         "why (goes to the audit trail)", (words[1],)), done)

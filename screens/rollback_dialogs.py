@@ -10,6 +10,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, RadioButton, RadioSet, Static
 
+from engine.domain.roles import role_words, roles_and
 from engine.domain.rollback_rules import TRIGGERS
 from screens.base import required_text
 from screens.dialog import ReasonModal
@@ -32,8 +33,8 @@ class DecideDialog(ReasonModal[tuple[str, str]]):
             yield Label(f"Decide: roll back — {t.condition}", classes="title", markup=False)
             yield Static(f"Severity {t.severity} → {t.route}. {t.who()}.", markup=False)
             if not set(t.deciders) & set(self.roles):
-                yield Static(f"You hold {', '.join(self.roles) or 'no role'}; this decision is the "
-                             f"{' or the '.join(t.deciders)}'s — it will be refused and audited.",
+                yield Static(f"You hold {roles_and(self.roles)}; this decision is the "
+                             f"{role_words(t.deciders)}'s — it will be refused and audited.",
                              classes="warn", markup=False)
             yield Input(placeholder="reason (required): what was seen, since when", id="reason")
             yield Static("", classes="why", id="why")

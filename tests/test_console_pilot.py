@@ -288,3 +288,25 @@ async def test_the_monitoring_toast_waits_until_step_5_can_open(tmp_path):
         await app.workers.wait_for_complete()
         await pilot.pause()
         assert len([n for n in app._notifications if said in n.message]) == 1, "said once"
+
+
+async def test_the_audit_log_says_so_in_the_step_bar_rather_than_highlight_a_step(tmp_path):
+    """The walk at 80×24: F2 from the Report highlighted "8 Report" over the audit log."""
+    from screens.frame import StepBar
+
+    app = make_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert await until(pilot, lambda: isinstance(app.screen, PlanScreen), 5)
+        bar = str(app.screen.query_one(StepBar).render())
+        assert "[reverse] 1 Plan [/reverse]" in bar
+        await pilot.press("f2")
+        assert await until(pilot, lambda: isinstance(app.screen, AuditScreen), 5)
+        await pilot.pause()
+        bar = str(app.screen.query_one(StepBar).render())
+        assert bar.count("[reverse]") == 1 and "[reverse] Audit log [/reverse]" in bar, bar
+        assert "1 Plan" not in bar, "no step is shown as the current one"
+        await pilot.press("escape")
+        assert await until(pilot, lambda: isinstance(app.screen, PlanScreen), 5)
+        await pilot.pause()
+        bar = str(app.screen.query_one(StepBar).render())
+        assert "[reverse] 1 Plan [/reverse]" in bar and "Audit" not in bar

@@ -231,7 +231,7 @@ def test_concurrent_warnings_escalate_at_3_and_auto_pause_at_5_naming_who_may_re
     v = d.view()
     assert v.concurrent.state == "auto_pause" and v.pause.paused
     assert v.pause.approver_roles == ("canary_lead",) and v.pause.approvers == "@somchai"
-    assert "canary_lead (@somchai) approves" in v.pause.text and "r resume · x roll back" in v.pause.text
+    assert "canary lead (@somchai) approves" in v.pause.text and "r resume · x roll back" in v.pause.text
     assert v.progress.phase == "paused" and checks(v)["Concurrent warnings"].state == "not_met"
     d.ticks(2)  # calm again: the pause lasts until someone approves
     v = d.view()
@@ -514,6 +514,27 @@ def test_decision_view_fail_opens_the_rollback_flow_with_the_metrics_at_decision
     assert status["Monitoring window completed"] == "not met"
 
 
+def test_a_criterion_that_stopped_the_window_is_not_met_with_the_value_that_stopped_it():
+    """The walk at 80×24: "Replication lag met, 0 s" beside a run that FAILED on replication lag —
+    the criterion judges the median of the last 5 minutes, calm before the stop. The metric that
+    stopped the window is not met, with its value at the stop; its end median stays in the rule."""
+    d = Drill()
+    d.minutes(20)
+    d.ticks(3, replication_lag=65.0)
+    data = decided(d, stopped_early=True)
+    assert data.facts.decision.evidence["stop_reason"].startswith("Replication lag 65")
+    end = {c["name"]: c for c in data.facts.decision.evidence["criteria"]}["Replication lag"]
+    assert end["met"] is True, "the stored evidence (engine.domain.decision) judged the end median"
+    v = decision_view(data)
+    lag = next(r for r in v.rows if r.name == "Replication lag")
+    assert lag.status == "not met" and lag.value.startswith("65"), lag
+    assert lag.rule.startswith("stopped the window at T+35:") and f"at the end: {end['value']}" in lag.rule
+    assert v.rollback_trigger == "replication_lag" and "not met" in v.summary
+    # the lock-wait stop says the same of lock wait
+    lock = next(r for r in decision_view(fail_data()).rows if r.name == "Lock wait time")
+    assert lock.status == "not met" and lock.value.startswith("6.2"), lock
+
+
 def test_decision_view_inconclusive_asks_the_team_then_shows_what_it_decided():
     v = decision_view(inconclusive_data())
     assert (v.verdict, v.level, v.action) == ("INCONCLUSIVE", "inconclusive", "team_decision")
@@ -746,7 +767,7 @@ async def test_the_dashboard_follows_the_recorded_run_step_by_step_and_its_keys_
         banner = screen.query_one("#pause-banner")
         assert not banner.has_class("-on")
         await step(2, **WARN)
-        assert banner.has_class("-on") and "canary_lead (@somchai)" in str(banner.render())
+        assert banner.has_class("-on") and "canary lead (@somchai)" in str(banner.render())
         await pilot.press("r")
         await pilot.pause()
         assert isinstance(app.screen, NoteDialog)
@@ -799,6 +820,73 @@ async def test_the_decision_screen_changes_with_the_verdict_and_posts_the_team_d
         await pilot.press("g")
         await pilot.pause()
         assert app.seen[-1] == OpenRollback(dict(fail.rollback_metrics), "lock_wait")
+
+
+async def test_the_decision_of_another_run_opens_at_the_top_not_where_the_last_was_scrolled():
+    """The walk at 80×24: after a new run began, the Decision screen kept the scroll position of the
+    previous run's matrix."""
+    from engine.flows.runbook import RunView
+
+    def run(n: int) -> RunView:
+        return RunView(run=ExecutionRun(id=f"1a2b3c4d-0000-4000-8000-00000000000{n}", tenant_id="acme",
+                                        connection_profile_id="orders-primary", schema_name="shop",
+                                        table_name="orders", index_name="idx", columns=[["customer_id", None]]))
+
+    screen = DecisionScreen(PLAN)
+    app = Host(screen, replace(FRAME, step="decision"))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        screen.show_view(run(1), FRAME.now)
+        screen.show_decision(decision_view(fail_data()))
+        await pilot.pause()
+        body = screen.query_one("#body")
+        assert body.max_scroll_y > 0
+        body.scroll_end(animate=False)
+        assert await until(pilot, lambda: body.scroll_y > 0, 5)
+        screen.show_view(run(1), FRAME.now)  # the same run again: the reader's place is kept
+        await pilot.pause()
+        assert body.scroll_y > 0
+        screen.show_view(run(2), FRAME.now)
+        assert await until(pilot, lambda: body.scroll_y == 0, 5), "another run's decision opens at the top"
+
+
+@pytest.mark.parametrize("size", [(160, 50), (80, 24)])
+async def test_checkpoint_notes_wrap_instead_of_being_cut(size):
+    """The walk at 160×50: "not reached: the window s…" — the notes were cut at 48 characters."""
+    data = fail_data()
+    view = dashboard_view(PROFILE, data, data.last_sampled_at)
+    screen = MonitoringScreen(PLAN)
+    app = Host(screen, FRAME, view)
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause()
+        table = screen.query_one("#checkpoints")
+        notes = [str(table.get_row_at(r)[4]) for r in range(table.row_count)]
+        assert " ".join(notes[2].split()) == "not reached: the window stopped at T+38:05", notes
+        assert all("…" not in n for n in notes)
+        region = table.region
+        assert region.right <= size[0], "the table fits the screen"
+
+
+@pytest.mark.parametrize("size", [(80, 24), (56, 24), (160, 50)])
+async def test_a_toast_stands_above_the_footer_whatever_its_rows(size):
+    """The walk at 80×24: a toast covered the 2–3-row footer's keys for ~8 s."""
+    from textual.widgets._toast import Toast
+
+    from screens.base import StepFooter
+
+    data = fail_data()
+    screen = MonitoringScreen(PLAN)
+    app = Host(screen, FRAME, dashboard_view(PROFILE, data, data.last_sampled_at))
+    async with app.run_test(size=size, notifications=True) as pilot:
+        await pilot.pause()
+        footer = screen.query_one(StepFooter)
+        if size[0] == 56:
+            assert await until(pilot, lambda: footer.region.height >= 2, 5), footer.region
+        app.notify("The monitoring window is running: 5 shows the live dashboard.", title="Execution", timeout=30)
+        assert await until(pilot, lambda: bool(screen.query(Toast)) and screen.query_one(Toast).region.height > 0, 5)
+        await pilot.pause()
+        toast = screen.query_one(Toast).region
+        assert toast.bottom <= footer.region.y, (toast, footer.region)
 
 
 # --- snapshots -----------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from engine.adapters.store import ExecutionRun, RollbackRecord, Store
 from engine.adapters.target import Target
 from engine.domain.clock import FrozenClock
 from engine.domain.plan import Person, parse_plan
+from engine.domain.roles import role_words
 from engine.domain.rollback_eta import rollback_eta
 from engine.domain.rollback_rules import (
     TRIGGERS,
@@ -139,7 +140,7 @@ def test_only_the_deciding_role_decides(trigger):
     msg = check_decision(trigger, other, ACTOR[other], {other}, None)
     assert msg and "is decided by the" in msg
     msg = check_decision(trigger, decider, "mallory", {"developer"} - {decider}, None)
-    assert msg and f"not {decider}" in msg
+    assert msg and f"not {role_words([decider])}" in msg
     msg = check_decision(trigger, decider, ACTOR[decider], {decider}, (decider, "someone"))
     assert msg and "already decided by someone" in msg
 
@@ -251,7 +252,7 @@ def _actions(store, run):
 def test_decision_and_approvals_are_recorded_and_refusals_audited(tmp_path):
     plan, store, run = _store_run(tmp_path)
     out = decide_rollback(store, plan, run, "replication_lag", "somchai@10.0.0.5", {"canary_lead"}, "lag 75 s")
-    assert out.status == "refused" and "names as dba decides" in out.message and "dba (Nok)" in out.message
+    assert out.status == "refused" and "names as DBA decides" in out.message and "dba (Nok)" in out.message
     out = decide_rollback(store, plan, run, "replication_lag", "nok@10.0.0.9", {"dba"}, "  ")
     assert out.status == "refused" and "reason is required" in out.message
     out = decide_rollback(store, plan, run, "replication_lag", "nok@10.0.0.9", {"dba"}, "lag 75 s for 3 min",

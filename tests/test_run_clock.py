@@ -83,3 +83,30 @@ def test_the_console_reads_the_window_start_from_the_audit_once(tmp_path):
         assert load_view(store, "acme", r.id, known=RunView()).window_started_at == opened
     finally:
         store.close()
+
+
+def test_a_rollback_after_the_verdict_does_not_move_the_clock(tmp_path):
+    """The walk at 80×24: the frame said T+75:00 at the verdict, then T+200 once the rollback was done
+    — the run's completed_at moves to the rollback's time (failed → rolled_back). The clock stops
+    where the run first ended, anchored to the window."""
+    clock = FrozenClock(T0)
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}", clock=clock)
+    try:
+        r = store.create_run(run(), "lead")
+        store.transition("acme", r.id, "running", "lead")
+        opened = T0 + timedelta(minutes=8)
+        store.update_run("acme", r.id, alter_started_at=T0 + timedelta(minutes=5))
+        store.audit("acme", "lead", "monitoring_started", r.id, {"at": opened.isoformat(), "interval": 1})
+        clock.advance(68 * 60)  # the window's 60 minutes: the verdict, FAIL
+        store.transition("acme", r.id, "failed", "engine", fail_reason="verification_failed")
+        ended = load_view(store, "acme", r.id)
+        clock.advance(125 * 60)  # the team takes two hours to roll back
+        store.transition("acme", r.id, "rolled_back", "dba")
+        for known in (None, ended):
+            view = load_view(store, "acme", r.id, known=known)
+            assert view.run.status == "rolled_back" and view.run.completed_at == clock.now()
+            assert view.ended_at == T0 + timedelta(minutes=68)
+            state = FrameState(t0=clock_origin(view, 15), now=clock.now(), t_end=view.ended_at)
+            assert state.clock == "T+75:00", "the clock stays where the window ended"
+    finally:
+        store.close()

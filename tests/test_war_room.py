@@ -112,7 +112,7 @@ def test_a_missing_developer_blocks_the_sign_off_by_name_and_is_audited(tmp_path
 
     staffed = parse_plan(ACME + STAFF + DEV)
     ok, message = sign_off(store, staffed, run.id, "somchai@10.0.0.5", {"canary_lead"}, store.now())
-    assert ok and message == "signed off as canary_lead by somchai@10.0.0.5"
+    assert ok and message == "signed off as canary lead by somchai@10.0.0.5"
     assert [a.role for a in store.approvals("acme", run.id, "signoff")] == ["canary_lead"]
 
 

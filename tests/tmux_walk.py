@@ -428,7 +428,7 @@ def main_walk(w: Walk, captures: dict[str, str]) -> None:
     w.step("p: DBA confirmed the rollback statement")
     t.keys("3")  # still locked: the sign-offs and the 15-minute minimum, each with who provides it
     w.wait_text("3 locked", r"3 Size gate is not open yet\. Missing:", 10)
-    w.wait_text("3 locked", r"sign-off by the sre\s+█.*\n.*→ the sre signs \(s\) in their console", 5)
+    w.wait_text("3 locked", r"sign-off by the SRE\s+█.*\n.*→ the SRE signs \(s\) in their console", 5)
     if not re.search(r"minimum 15 minutes of prechecks: \d+ min \d+ s left", w.last):
         # at ×60 the 15 minutes are 15 s: the checks (ten kill-switch reads, both switches tested) may
         # already have used them up — then the minimum is met and rightly not listed
@@ -436,7 +436,7 @@ def main_walk(w: Walk, captures: dict[str, str]) -> None:
     t.keys("Escape")
     w.wait_gone("3 locked", r"is not open yet\. Missing:", 5)
     w.step("3 while locked: sign-offs and the 15-minute minimum listed with who provides them; Esc closes")
-    unsigned = re.compile(r"sign-off by the (canary lead|dba|sre)")
+    unsigned = re.compile(r"sign-off by the (canary lead|DBA|SRE)")
     presses = 0
     for _ in range(3):  # as a person does it: three quick presses
         t.keys("s")

@@ -64,6 +64,16 @@ def may(action: str, roles: Iterable[str]) -> bool:
     return action in OPEN_ACTIONS or bool(set(roles) & allowed)
 
 
+def roles_and(roles: Iterable[str], none: str = "no role") -> str:
+    """"canary lead, DBA and SRE": every one of these roles (the ones a person holds, the ones
+    present), as a person reads them, in the table's order."""
+    held = set(roles)
+    ordered = [_WORDS.get(r, r) for r in ROLES if r in held] + sorted(r for r in held if r not in ROLES)
+    if len(ordered) <= 1:
+        return "".join(ordered) or none
+    return ", ".join(ordered[:-1]) + " and " + ordered[-1]
+
+
 def role_words(roles: Iterable[str]) -> str:
     """"canary lead or DBA": roles as a person reads them, in the table's order."""
     ordered = [_WORDS.get(r, r) for r in ROLES if r in set(roles)]

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from engine.domain.plan import ROLES, Plan
-from engine.domain.roles import needed, role_words
+from engine.domain.roles import needed, role_words, roles_and
 
 DECISION_KIND = "rollback_decision"  # Approval.kind of the decision (R1)
 APPROVAL_KIND = "rollback"  # Approval.kind of each approval (6.3)
@@ -156,8 +156,8 @@ def approval_state(trigger: str, decision_by: tuple[str, str] | None,
 
 
 def held_words(actor: str, roles_held: Iterable[str]) -> str:
-    held = sorted(roles_held)
-    return f"{actor} holds {', '.join(held)}" if held else f"{actor} holds no role in this plan"
+    held = set(roles_held)
+    return f"{actor} holds {roles_and(held)}" if held else f"{actor} holds no role in this plan"
 
 
 def check_decision(trigger: str, role: str, actor: str, roles_held: Iterable[str],
@@ -168,10 +168,10 @@ def check_decision(trigger: str, role: str, actor: str, roles_held: Iterable[str
     t = TRIGGER_BY_KEY[trigger]
     held = set(roles_held)
     if role not in t.deciders:
-        return (f"a '{t.condition}' rollback is decided by the {' or the '.join(t.deciders)}, not the "
-                f"{role or 'person without a role'} (runbook 6.3): ask them, or pick the trigger that fits")
+        return (f"a '{t.condition}' rollback is decided by the {role_words(t.deciders)}, not the "
+                f"{role_words([role]) if role else 'person without a role'} (runbook 6.3): ask them, or pick the trigger that fits")
     if role not in held:
-        return (f"{held_words(actor, held)}, not {role}: only a person the plan names as {role} decides "
+        return (f"{held_words(actor, held)}, not {role_words([role])}: only a person the plan names as {role_words([role])} decides "
                 f"this rollback; ask them")
     if existing is not None:
         return (f"this rollback was already decided by {existing[1]} ({existing[0]}); nobody decides "

@@ -62,3 +62,30 @@ def ended_without_verdict(status: str, fail_reason: str | None, stopped_at: str 
                 + (" The checkpoints after the stop were not reached." if stopped_at else ""))
     return f"No verdict: the run ended {status}" + (f" ({fail_reason})" if fail_reason else "") + (
         f"{where} before the window's verdict." if stopped_at else " before the monitoring window ended.")
+
+
+def judged_criteria(evidence: Mapping[str, Any], first_checkpoint_min: float) -> list[Mapping[str, Any]]:
+    """The decision's criteria as a person reads them: the one whose metric stopped the window
+    early is not met, with the value that stopped it — not "met" from the median of the minutes
+    before the stop (a window stopped on replication lag at 65 s read "Replication lag met, 0 s").
+    The stored evidence is left as it is; the criterion keeps its end value in its rule."""
+    criteria = [c for c in evidence.get("criteria") or () if isinstance(c, Mapping)]
+    reason = str(evidence.get("stop_reason") or "") if evidence.get("stopped_early") else ""
+    if not reason:
+        return criteria
+    named = [c for c in criteria if c.get("applicable", True) is not False and _names(reason, str(c.get("name") or ""))]
+    if not named:
+        return criteria
+    hit = max(named, key=lambda c: len(str(c.get("name"))))
+    name = str(hit.get("name"))
+    value = reason[len(name):].lstrip(" :")
+    value = value.split(" is ", 1)[0] if " is " in value else str(hit.get("value", ""))
+    at = evidence.get("stopped_at_s")
+    where = f" at {t_label(first_checkpoint_min, float(at))}" if isinstance(at, (int, float)) else ""
+    end = f"at the end: {hit.get('value', '')}" + (f", {hit.get('rule')}" if hit.get("rule") else "")
+    changed = dict(hit, met=False, value=value, rule=f"stopped the window{where}: {reason} ({end})")
+    return [changed if c is hit else c for c in criteria]
+
+
+def _names(reason: str, name: str) -> bool:
+    return bool(name) and reason.startswith(name) and reason[len(name):len(name) + 1] in (" ", ":")

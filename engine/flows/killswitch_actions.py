@@ -24,7 +24,7 @@ from typing import Any
 
 from engine.adapters.killswitch import SCOPES, KillSwitchBackend, await_watchers, wake_watchers
 from engine.domain.identifiers import IdentifierError, check_slug
-from engine.domain.roles import may, needed, role_words
+from engine.domain.roles import may, needed, role_words, roles_and
 from engine.domain.tenancy import GLOBAL_TENANT
 from engine.domain.text import clean_text
 
@@ -483,7 +483,7 @@ def deactivate(store: Any, backend: KillSwitchBackend, tenant_id: str, scopes: S
     audit_tenant = _audit_tenant(tenant_id)
     if not may("kill_switch_deactivate", roles):
         result.refused = (f"deactivating the kill switch needs the {role_words(needed('kill_switch_deactivate'))} "
-                          f"role; {result.actor} holds {', '.join(roles) or 'no role'}. Ask the canary lead or the "
+                          f"role; {result.actor} holds {roles_and(roles)}. Ask the canary lead or the "
                           "DBA; this attempt is in the audit log.")
         _audit(store, result, audit_tenant, "kill_switch_deactivation_refused",
                {"scope": ", ".join(scopes), "connection_id": conn or None, "roles": roles,

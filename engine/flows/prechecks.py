@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from engine.adapters import collector_needs, sql
 from engine.domain.findings import Finding
 from engine.domain.plan import Plan
+from engine.domain.roles import roles_and
 
 # the audit entry that carries the gate's band and rows, and the profile it picks (the CLI and the App
 # import them from here)
@@ -114,9 +115,9 @@ def off_peak_finding(plan: Plan, now: datetime) -> Finding:
 def present_finding(present_roles: set[str]) -> Finding:
     missing = [r for r in REQUIRED_PRESENT if r not in present_roles]
     if missing:
-        return Finding("team.present", "fail", "waiting for " + ", ".join(missing) +
+        return Finding("team.present", "fail", "waiting for " + roles_and(missing) +
                        " to open the console on this plan")
-    return Finding("team.present", "pass", "present: " + ", ".join(sorted(present_roles)))
+    return Finding("team.present", "pass", "present: " + roles_and(present_roles))
 
 
 def auto_checks(plan: Plan, store: Store, backend: KillSwitchBackend, target: Target,

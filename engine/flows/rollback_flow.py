@@ -22,7 +22,7 @@ from engine.adapters.target import Target
 from engine.domain.clock import Clock
 from engine.domain.jsonable import jsonable
 from engine.domain.plan import Plan
-from engine.domain.roles import needed
+from engine.domain.roles import needed, role_words
 from engine.domain.rollback_rules import (
     APPROVAL_KIND,
     DECISION_KIND,
@@ -153,7 +153,7 @@ def decide_rollback(store: Store, plan: Plan, run: ExecutionRun, trigger: str, a
     _emit(listeners, "decided", {"trigger": t.key, "condition": t.condition, "decided_by": actor,
                                  "decided_role": role, "reason": reason, "record_id": record.id,
                                  "metrics_at_decision": dict(details["metrics_at_decision"])})
-    return FlowOutcome("done", f"rollback decided ({t.condition}) by {actor} as {role}; approvals needed: "
+    return FlowOutcome("done", f"rollback decided ({t.condition}) by {actor} as {role_words([role])}; approvals needed: "
                        f"{who_holds(plan, t.required(role))}", record.id)
 
 
@@ -184,10 +184,10 @@ def approve_rollback(store: Store, plan: Plan, run: ExecutionRun, role: str, act
     over = [f"{a}'s refusal ({r}) is overruled" for r, a, by in after.overruled if person(by) == person(actor)]
     also = f" ({'; '.join(over)})" if over else ""
     if after.complete:
-        return FlowOutcome("done", f"{actor} approved as {role}{also}; all approvals are in — the DBA may "
+        return FlowOutcome("done", f"{actor} approved as {role_words([role])}{also}; all approvals are in — the DBA may "
                            "execute rung 1 (i) or rung 2 (x)", record.id)
     still = who_holds(plan, after.missing) if after.missing else "refused by " + ", ".join(a for _, a in after.refused)
-    return FlowOutcome("done", f"{actor} approved as {role}{also}; still needed: {still}", record.id)
+    return FlowOutcome("done", f"{actor} approved as {role_words([role])}{also}; still needed: {still}", record.id)
 
 
 def _vote_refusal(run: ExecutionRun, record: RollbackRecord | None, state: ApprovalState | None, role: str,
@@ -233,7 +233,7 @@ def refuse_rollback(store: Store, plan: Plan, run: ExecutionRun, role: str, acto
     after = approval_state(state.trigger, state.decision_by, votes_of(store, run, records))
     steps = next_steps("refused", state.trigger, after) if after.refused else ()
     then = "; ".join(step.text for step in steps) or "nothing blocks it: the role was given by another person"
-    return FlowOutcome("done", f"{actor} refused as {role}: {cleaned.text}. Next: {then}", record.id)
+    return FlowOutcome("done", f"{actor} refused as {role_words([role])}: {cleaned.text}. Next: {then}", record.id)
 
 
 @dataclass(frozen=True)

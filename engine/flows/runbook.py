@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from engine.domain.roles import ROLES, needed
+from engine.domain.roles import ROLES, needed, role_words, roles_and
+from engine.domain.runstate import ACTIVE
 from engine.flows import guard, selftest_gate
 from engine.flows.prechecks import BY_ID, KILL_TEST, REQUIRED_PRESENT
 
@@ -48,6 +49,7 @@ class RunView:
     verdicts: Sequence[str] = ()
     rollback_statuses: Sequence[str] = ()
     window_started_at: datetime | None = None  # when the monitoring window began (its T+15)
+    ended_at: datetime | None = None  # when the run first ended (left scheduled/running/observing): the clock stops there
     unstaffed: tuple[str, ...] = ()  # required roles (runbook 2.5.1) nobody in the plan holds
 
     def signature(self) -> tuple[Any, ...]:
@@ -83,13 +85,26 @@ def load_view(store: Store, tenant: str, run_id: str | None, known: RunView | No
     if window is None and run is not None and run.alter_started_at is not None:
         started = store.audit_entries(tenant, run_id, "monitoring_started", limit=1)
         window = _at((started[0].details or {}).get("at")) if started else None
+    ended = known.ended_at if known is not None and known.run is not None and known.run.id == run_id else None
+    if ended is None and run is not None and run.status not in ACTIVE:
+        ended = _ended_at(store, tenant, run_id) or run.completed_at
     return RunView(
         run=run, prechecks=store.run_prechecks(tenant, run_id), self_test=self_test,
         approvals=tuple(store.run_approvals(tenant, run_id)),
         verdicts=tuple(d.verdict for d in store.decisions(tenant, run_id)),
         rollback_statuses=tuple(r.rollback_status for r in store.rollback_records(tenant, run_id)),
-        window_started_at=window, unstaffed=tuple(unstaffed),
+        window_started_at=window, ended_at=ended, unstaffed=tuple(unstaffed),
     )
+
+
+def _ended_at(store: Store, tenant: str, run_id: str) -> datetime | None:
+    """When the run first left the active statuses. Not ``completed_at``: a rollback after the
+    verdict (failed → rolled_back) moves that to the rollback's time, and the run's clock, anchored
+    to the window (docs/runbook.md#the-t-clock), would jump from T+75 to the rollback."""
+    for e in store.audit_entries(tenant, run_id, "status_change", limit=50):
+        if e.new_status is not None and e.new_status not in ACTIVE:
+            return e.created_at
+    return None
 
 
 def _at(raw: Any) -> datetime | None:
@@ -132,7 +147,7 @@ def precheck_missing(view: RunView, now: datetime) -> list[Missing]:
     present = view.present_roles()
     absent = [r for r in REQUIRED_PRESENT if r not in present]
     if absent:
-        out.append(Missing(f"not present: {', '.join(absent)}", "they open the console on this plan"))
+        out.append(Missing(f"not present: {roles_and(absent)}", "they open the console on this plan"))
     off_peak = view.prechecks.get("team.off_peak")
     if off_peak is None or off_peak.status == "fail":
         out.append(Missing("off-peak window: " + (off_peak.detail if off_peak else "not checked"),
@@ -140,7 +155,7 @@ def precheck_missing(view: RunView, now: datetime) -> list[Missing]:
     signed = view.signoffs()
     for role in SIGNOFF_ROLES:
         if role not in signed:
-            out.append(Missing(f"sign-off by the {role.replace('_', ' ')}", f"the {role} signs (s) in their console"))
+            out.append(Missing(f"sign-off by the {role_words([role])}", f"the {role_words([role])} signs (s) in their console"))
     if view.run is not None and view.run.created_at is not None:
         left = MIN_PRECHECK - (now - view.run.created_at)
         if left > timedelta(0):
@@ -183,7 +198,7 @@ def sign_off(store: Store, plan: Any, run_id: str, actor: str, roles: Iterable[s
             f"{r} by {signed[r]}" for r in SIGNOFF_ROLES if r in held)
     store.add_approval(Approval(tenant_id=plan.tenant, execution_run_id=run_id, kind="signoff", role=mine[0],
                                 actor=actor, created_at=now, note="pre-checks reviewed (runbook 2.6)"))
-    return True, f"signed off as {mine[0]} by {actor}"
+    return True, f"signed off as {role_words([mine[0]])} by {actor}"
 
 
 def gate_missing(view: RunView) -> list[Missing]:

@@ -18,6 +18,7 @@ from typing import Any
 
 from engine.domain.clock import wall
 from engine.domain.decision import PASS_CRITERIA, WindowState, checkpoint_offsets_s
+from engine.domain.roles import role_words
 from engine.domain.thresholds import MetricRule, Profile, tightened_note
 from engine.views.announcements import announce_critical, announce_warning
 from engine.views.dashboard_charts import CHART_METRICS, ChartSeries, _chart
@@ -185,7 +186,7 @@ def _pause(data: DashboardData) -> PauseView:
     if not state.paused:
         return PauseView(False, approver_roles=roles, approvers=people, last_lift=last_lift)
     since = f.pauses[-1][0] if f.pauses else None
-    who = " or ".join(roles)
+    who = role_words(roles)
     text = (f"AUTO-PAUSE — {state.pause_reason}. The run cannot advance until the {who} ({people}) approves: "
             "r resume · x roll back")
     return PauseView(True, state.pause_reason, since, roles, people, text, last_lift)

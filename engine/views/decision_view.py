@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from engine.domain.rollback_rules import ROLLBACK_METRICS
-from engine.domain.stops import ended_without_verdict, stop_words
+from engine.domain.stops import ended_without_verdict, judged_criteria, stop_words
 from engine.views.dashboard_tiles import t_label, value_unit
 from engine.views.dashboard_window import DashboardData
 
@@ -83,7 +83,7 @@ def decision_view(data: DashboardData) -> DecisionView:
                 "No verdict yet: the monitoring window has not started.")
         return DecisionView(None, "pending", (), (), (), "", "wait", text)
     ev = d.evidence
-    rows = tuple(_matrix_row(c) for c in ev.get("criteria") or () if isinstance(c, Mapping))
+    rows = tuple(_matrix_row(c) for c in judged_criteria(ev, first))
     counts: dict[str, int] = {}
     for r in rows:
         counts[r.status] = counts.get(r.status, 0) + 1
@@ -94,7 +94,7 @@ def decision_view(data: DashboardData) -> DecisionView:
     if verdict == "FAIL":
         action = "rollback"
         metrics = _metrics_at_decision(data)
-        trigger = _trigger(ev)
+        trigger = _trigger(ev, rows)
         text = ("FAIL: execute the rollback decision flow (runbook 6) — g opens it pre-filled with the metrics at "
                 "decision time. In a canary the DROP is never automatic.")
     elif verdict == "INCONCLUSIVE" and team:
@@ -139,9 +139,8 @@ def _matrix_row(c: Mapping[str, Any]) -> MatrixRow:
                      str(c.get("evidence") or ""))
 
 
-def _trigger(evidence: Mapping[str, Any]) -> str:
-    failed = [str(c.get("name", "")).lower() for c in evidence.get("criteria") or ()
-              if isinstance(c, Mapping) and c.get("met") is False]
+def _trigger(evidence: Mapping[str, Any], rows: tuple[MatrixRow, ...]) -> str:
+    failed = [r.name.lower() for r in rows if r.status == "not met"]
     text = " ".join(failed + [str(r).lower() for r in evidence.get("reasons") or ()])
     for word, trigger in (("lock wait", "lock_wait"), ("replication lag", "replication_lag"),
                           ("error rate", "error_rate"), ("latency", "latency")):

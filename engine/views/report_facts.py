@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.domain.plan import Plan
 from engine.domain.rollback_eta import eta_for_run
+from engine.domain.stops import judged_criteria
 from engine.views.report_model import (
     APPROVAL_KINDS,
     END_WINDOW_S,
@@ -211,7 +212,7 @@ def report_facts(store: Store, plan: Plan, run_id: str) -> ReportFacts:
     criteria = tuple(
         CriterionFacts(str(c.get("name", "")), c.get("met"), str(c.get("value", "")), str(c.get("threshold", "")),
                        str(c.get("rule", "")), c.get("n"), c.get("interval"), bool(c.get("applicable", True)))
-        for c in ev.get("criteria") or [] if isinstance(c, dict)
+        for c in judged_criteria(ev, plan.profile().checkpoints[0])
     )
 
     records = store.rollback_records(tenant, run_id)
