@@ -240,7 +240,7 @@ def test_each_gate_refuses_other_roles_with_403_and_an_audit_entry(store, client
     actor, role = TOKENS[token]
     detail = r.json()["detail"]
     if action == "kill_switch_deactivation_refused":  # engine.flows.killswitch_actions' words, as the CLI's unkill
-        assert "needs the canary lead or DBA role" in detail and f"{actor} holds {role}" in detail, detail
+        assert "needs the canary lead or DBA role" in detail and f"{actor} holds {role_words([role])}" in detail, detail
     else:
         # engine/flows/guard.py's words, the same from the console and the CLI
         assert detail.endswith(f"needs the {role_words(needed.split(' or '))} role; {actor} is {role_words([role])}")
@@ -274,7 +274,7 @@ def test_rollback_decided_by_its_role_and_approved_once_by_the_other(store, clie
         r = client.post(f"/api/rollback/{rid}/trigger",
                         json={"trigger": "lock_wait", "reason": "lock wait 7 s on orders", **body}, headers=auth(token))
         assert r.status_code == 403, (token, r.text)
-        assert "dba" in r.json()["detail"]
+        assert "the DBA" in r.json()["detail"]
     assert len(store.audit_entries(TENANT, rid, "rollback_decision_refused")) == 4
 
     decided = client.post(f"/api/rollback/{rid}/trigger", json={"trigger": "lock_wait", "reason": "lock wait 7 s",

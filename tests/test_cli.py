@@ -167,7 +167,7 @@ def test_execute_is_refused_where_the_console_s_step_4_is_locked_and_says_what_i
                                 actor="somchai"))
     again = cli("execute", str(plan), "--run", run.id, "--store", store_url)
     assert again.returncode == 3 and "sign-off by the canary lead" not in again.stderr
-    assert "sign-off by the dba" in again.stderr
+    assert "sign-off by the DBA" in again.stderr
 
 
 def test_execute_asks_the_role_before_the_prechecks_gate(tmp_path, store_url):
