@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import pytest
 
@@ -34,7 +37,10 @@ FAIL_PATH = ("alter_started", "index_added", "monitoring_started", "fault_starte
              "auto_rollback_would_run", "rollback_decided", "rollback_approve", "rollback_completed")
 
 
-def test_injected_lock_wait_fails_the_window_and_the_manual_rollback_removes_the_index(tmp_path, monkeypatch):
+@contextmanager
+def drill_run(tmp_path: Any, monkeypatch: Any) -> Iterator[tuple[Any, Store, Executor, Any, FaultBox]]:
+    """A drill (20,000 rows, compressed), a run created on it with its monitor, and the drill's fault
+    box; the box is closed and the drill stopped however the test ends."""
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
     drill = rehearsal.start(20_000, True, "you", lambda line: None, speed=SPEED)
     box = None
@@ -48,6 +54,15 @@ def test_injected_lock_wait_fails_the_window_and_the_manual_rollback_removes_the
         ex.monitor = Monitor(store, plan.tenant, run.id, sources_for(plan, backend, clock), plan.profile(), YOU,
                              clock, interval=sampling_interval("PASS", SPEED))
         box = FaultBox.from_plan(plan, store, run.id, YOU, clock)
+        yield plan, store, ex, run, box
+    finally:
+        if box is not None:
+            box.close()
+        drill.stop()
+
+
+def test_injected_lock_wait_fails_the_window_and_the_manual_rollback_removes_the_index(tmp_path, monkeypatch):
+    with drill_run(tmp_path, monkeypatch) as (plan, store, ex, run, box):
 
         def inject() -> None:  # a few minutes into the window, as a person at the keyboard would
             deadline = time.monotonic() + 120
@@ -81,16 +96,12 @@ def test_injected_lock_wait_fails_the_window_and_the_manual_rollback_removes_the
         assert decided.ok, decided.message
         alone = approve_rollback(store, plan, run, "canary_lead", YOU, ALL, "me too")
         assert not alone.ok and "requester" in alone.message.lower(), alone.message
-        early = execute_drop(store, plan, Target(plan.connection), run, YOU, ALL, clock=clock)
+        early = execute_drop(store, plan, Target(plan.connection), run, YOU, ALL, clock=ex.clock)
         assert not early.ok, "no DROP before the approval"
         approved = approve_rollback(store, plan, run, "canary_lead", TEAMMATE, ALL, "agreed: drop it")
         assert approved.ok, approved.message
-        dropped = execute_drop(store, plan, Target(plan.connection), run, YOU, ALL, clock=clock)
+        dropped = execute_drop(store, plan, Target(plan.connection), run, YOU, ALL, clock=ex.clock)
         assert dropped.ok, dropped.message
-    finally:
-        if box is not None:
-            box.close()
-        drill.stop()
 
     run = store.get_run(plan.tenant, run.id)
     assert (run.status, run.fail_reason) == ("rolled_back", "manual_rollback")
@@ -112,24 +123,13 @@ def test_a_latency_regression_from_the_alter_fails_the_window_on_p99(tmp_path, m
     sequential look, on p99 (three to five times the baseline's). Not on p50: the new index makes
     the workload's reads five times faster than in the baseline, more than the fault slows them
     (docs/rehearsal.md#faults-f6)."""
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
-    drill = rehearsal.start(20_000, True, "you", lambda line: None, speed=SPEED)
-    box = None
-    try:
-        plan = load_plan(drill.plan_path)
-        clock = clock_for(plan)
-        store = Store(drill.store_url, clock=clock)
-        backend = EmbeddedKillSwitch(store)
-        ex = Executor(plan, store, backend, Target(plan.connection), YOU, "drill-worker", clock=clock)
-        run = ex.create_run()
-        ex.monitor = Monitor(store, plan.tenant, run.id, sources_for(plan, backend, clock), plan.profile(), YOU,
-                             clock, interval=sampling_interval("PASS", SPEED))
-        box = FaultBox.from_plan(plan, store, run.id, YOU, clock)
+    with drill_run(tmp_path, monkeypatch) as (plan, store, ex, run, box):
 
-        def inject() -> None:  # as the ALTER starts
-            deadline = time.monotonic() + 120
-            while not store.audit_entries(plan.tenant, run.id, "alter_started") and time.monotonic() < deadline:
-                time.sleep(0.05)
+        started = threading.Event()  # the executor's own event, as the ALTER starts
+        ex.on_event = lambda name, _data: started.set() if name == "alter_started" else None
+
+        def inject() -> None:
+            started.wait(120)
             box.start("s")
 
         side = threading.Thread(target=inject, daemon=True)
@@ -137,10 +137,6 @@ def test_a_latency_regression_from_the_alter_fails_the_window_on_p99(tmp_path, m
         out = ex.execute(run.id)
         side.join(10)
         box.close()
-    finally:
-        if box is not None:
-            box.close()
-        drill.stop()
 
     assert out.status == "failed", out.message
     [decision] = store.decisions(plan.tenant, run.id)
