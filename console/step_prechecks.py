@@ -12,6 +12,7 @@ from textual import work
 
 from console.part import AppPart
 from engine.domain.cases import PRIORITY
+from engine.domain.roles import role_words
 from engine.domain.runstate import ACTIVE
 from engine.flows import guard, step_actions
 from screens.plan import ScopeFacts
@@ -177,7 +178,7 @@ class PrecheckSteps(AppPart):
             self.call_from_thread(self.notify, str(exc), title="Not acknowledged", severity="error", timeout=12)
             return
         self._sync_view()
-        self.call_from_thread(self.notify, f"{case} acknowledged as {ack.role} by {self.actor}", timeout=5)
+        self.call_from_thread(self.notify, f"{case} acknowledged as {role_words([ack.role])} by {self.actor}", timeout=5)
 
     def action_confirm_rollback(self) -> None:
         if self._need_run() and not self.refuse("confirm_rollback"):

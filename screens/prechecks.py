@@ -95,14 +95,15 @@ class PrechecksScreen(RunbookScreen):
         if drawable(self):
             self._draw(datetime.now().astimezone())
 
-    def _fill(self, name: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    def _fill(self, name: str, columns: tuple[str, ...], rows: list[tuple[str, ...]],
+              optional: tuple[str, ...] = ()) -> None:
         """A table in the terminal's width: a long result or finding wraps in its cell (100×30 cut
-        them at the right edge)."""
+        them at the right edge); on a narrow terminal the ``optional`` columns give way."""
         self._widths[name] = fill_wrapped(self.query_one(f"#{name}", DataTable), columns, rows,
                                           # 6: the margins, the body's scroll bar and the table's own (a
                                           # table taller than the screen scrolls in itself: max-height 100%)
                                           table_room(self.size.width or self.app.size.width, len(columns), 6),
-                                          self._widths.get(name, ()))
+                                          self._widths.get(name, ()), optional=optional)
 
     def selected_case(self) -> str | None:
         """The TC row under the cursor of the tests table (for recording it by hand)."""
@@ -140,7 +141,9 @@ class PrechecksScreen(RunbookScreen):
                 found = f"by {confirmed[-1].actor}" if confirmed else "press p (DBA)"
                 by = f"{confirmed[-1].actor.split('@')[0]} {wall(confirmed[-1].created_at, zone=False)}" if confirmed else ""
             checks.append((c.section.split(" (")[0], c.label, status, clip(found), by, clip(r.query or "", 48) if r else ""))
-        self._fill("checks", CHECKS_COLUMNS, checks)
+        # On a narrow terminal the query and the section give way to what was found (a wider one
+        # shows them again).
+        self._fill("checks", CHECKS_COLUMNS, checks, optional=("Query", "Section"))
         signoffs = self.query_one("#signoffs", DataTable)
         signoffs.clear()
         signed = {a.role: a for a in view.approvals_of("signoff")}

@@ -34,8 +34,7 @@ def fit_widths(headers: Sequence[str], rows: Sequence[Sequence[str]], room: int)
     n = len(headers)
     lengths = [[cell_len(r[i]) for r in rows] for i in range(n)]
     widths = [max([1, cell_len(headers[i]), *lengths[i]]) for i in range(n)]  # a 0-wide column renders no line
-    words = [max((cell_len(w) for c in [headers[i], *(r[i] for r in rows)] for w in c.split()), default=1)
-             for i in range(n)]
+    words = [_words(headers, rows, i) for i in range(n)]
     for floor in (words, [LEAST] * n):
         while sum(widths) > room:
             slack = [i for i in range(n) if widths[i] > floor[i]]
@@ -47,6 +46,25 @@ def fit_widths(headers: Sequence[str], rows: Sequence[Sequence[str]], room: int)
     return tuple(widths)
 
 
+def _words(headers: Sequence[str], rows: Sequence[Sequence[str]], i: int) -> int:
+    return max((cell_len(w) for c in [headers[i], *(r[i] for r in rows)] for w in c.split()), default=1)
+
+
+def narrowed(headers: Sequence[str], rows: Sequence[Sequence[str]], room: int,
+             optional: Sequence[str]) -> tuple[tuple[str, ...], list[tuple[str, ...]], int]:
+    """Drop the ``optional`` columns, in that order, while the columns' longest words do not fit in
+    ``room`` (a column cut inside its words reads worse than a column left out: an 80-column
+    terminal shows the checks without their query). Each column dropped gives its padding (2 cells)
+    back to the room. Returns the headers, rows and room kept."""
+    keep = list(range(len(headers)))
+    for name in optional:
+        if sum(_words(headers, rows, i) for i in keep) <= room or name not in headers:
+            continue
+        keep.remove(headers.index(name))
+        room += 2
+    return (tuple(headers[i] for i in keep), [tuple(r[i] for i in keep) for r in rows], room)
+
+
 def table_room(width: int, columns: int, outside: int = 4) -> int:
     """The cells' share of ``width`` columns: minus what lies outside the table (its margins and
     the scroll bar: 4 on a screen's body) and a cell's padding either side."""
@@ -54,10 +72,14 @@ def table_room(width: int, columns: int, outside: int = 4) -> int:
 
 
 def fill_wrapped(table: DataTable, headers: Sequence[str], rows: Sequence[Sequence[str]], room: int,
-                 drawn: tuple[int, ...] = (), widths: tuple[int, ...] | None = None) -> tuple[int, ...]:
+                 drawn: tuple[int, ...] = (), widths: tuple[int, ...] | None = None,
+                 optional: Sequence[str] = ()) -> tuple[int, ...]:
     """Refill ``table`` with ``rows`` in columns fitted to ``room`` (``fit_widths``, or ``widths``
-    for a table with a rule of its own, the Plan's scope); the columns are re-added only when
-    their widths change. Returns the widths drawn (pass them back as ``drawn`` next time)."""
+    for a table with a rule of its own, the Plan's scope); the ``optional`` columns give way first
+    on a narrow terminal (``narrowed``); the columns are re-added only when their widths change.
+    Returns the widths drawn (pass them back as ``drawn`` next time)."""
+    if optional and widths is None:
+        headers, rows, room = narrowed(headers, rows, room, optional)
     widths = widths or fit_widths(headers, rows, room)
     if widths != drawn or len(table.columns) != len(headers):
         table.clear(columns=True)

@@ -48,6 +48,7 @@ def test_a_failed_p1_case_blocks_until_the_lead_and_the_dba_acknowledge_it(tmp_p
                               "somchai@jump", {"canary_lead"})
     [still] = _blocking(store, plan, run, "TC-06")
     assert "DBA" in still.what and "canary lead" not in still.what
+    assert still.who.startswith("the DBA acknowledges it with a reason")  # one role left: no "each"
 
     ack = selftest_gate.acknowledge(store, plan.tenant, run.id, "tc-06", "verified by hand on staging",
                                     "nok@jump", {"dba"})
@@ -83,7 +84,7 @@ def test_the_cli_acknowledges_once_per_role(tmp_path):
     done = cli("acknowledge", run.id, "--plan", str(path), "--store", url, "--case", "TC-06",
                "--reason", "slow sandbox disk")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "as dba" in done.stdout and "canary_lead" in done.stdout
+    assert "as DBA" in done.stdout and "still to acknowledge: the canary lead" in done.stdout
     again = cli("acknowledge", run.id, "--plan", str(path), "--store", url, "--case", "TC-06", "--reason", "again")
     assert again.returncode == 2 and "already acknowledged" in again.stderr and "Traceback" not in again.stderr
     sre_path = write_plan(tmp_path / "sre", "sre") if (tmp_path / "sre").mkdir() is None else None

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from console.commands import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, CliError, _on_run
+from engine.domain.roles import role_words
 from engine.domain.text import for_terminal
 
 
@@ -99,8 +100,8 @@ def cmd_acknowledge(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     left = [r for r in selftest_gate.ACK_ROLES
             if r not in selftest_gate.acknowledged_by(store.approvals(plan.tenant, args.run, ack.kind), args.case.upper())]
-    print(f"{args.case.upper()} acknowledged as {ack.role} by {ident.actor}"
-          + (f"; still to acknowledge: {', '.join(left)}" if left else "; acknowledged by the canary lead and the DBA"))
+    print(f"{args.case.upper()} acknowledged as {role_words([ack.role])} by {ident.actor}"
+          + (f"; still to acknowledge: the {role_words(left)}" if left else "; acknowledged by the canary lead and the DBA"))
     return EXIT_OK
 
 

@@ -58,7 +58,8 @@ def missing(self_test: Mapping[str, Any], approvals: Sequence[Any]) -> list[tupl
         waiting = [r for r in ACK_ROLES if r not in done]
         if waiting:
             out.append((f"{case} (P1) failed — {NAMES[case]}: not acknowledged by the {role_words(waiting)}",
-                        f"the {' and the '.join(role_words([r]) for r in waiting)} each acknowledge it with a "
+                        f"the {' and the '.join(role_words([r]) for r in waiting)} "
+                        f"{'each acknowledge' if len(waiting) > 1 else 'acknowledges'} it with a "
                         "reason (a on the prechecks screen, or `canary-console acknowledge`)"))
     return out
 
