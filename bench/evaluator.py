@@ -20,7 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.domain.decision import FAIL, WindowEvaluator  # noqa: E402
+from engine.domain.decision_evaluator import WindowEvaluator  # noqa: E402
+from engine.domain.decision_matrix import FAIL  # noqa: E402
 from engine.domain.thresholds import Profile  # noqa: E402
 
 PROFILE = Profile()

@@ -197,7 +197,7 @@ def _expected(exc: BaseException) -> tuple[str, int] | None:
     from engine.adapters.target import TargetError
     from engine.domain.identifiers import IdentifierError
     from engine.domain.runstate import TransitionError
-    from engine.drill.faults import FaultError
+    from engine.drill.fault_base import FaultError
     from engine.drill.sandbox import SandboxUnavailable
 
     said = for_terminal(str(exc))

@@ -68,7 +68,8 @@ class DrillKeys(AppPart):
             self.push_screen(FaultsDialog(self._fault_rows()))
 
     def _fault_rows(self) -> tuple[Any, ...]:
-        from engine.drill.faults import FaultTarget, catalogue
+        from engine.drill.fault_base import FaultTarget
+        from engine.drill.fault_kinds import catalogue
         from screens.faults import FaultRow
 
         faults = self._faults.faults if self._faults is not None else catalogue(FaultTarget.of_plan(self.plan))
@@ -80,7 +81,8 @@ class DrillKeys(AppPart):
 
     @work(thread=True, group="faults", exit_on_error=False)
     def toggle_fault(self, key: str) -> None:
-        from engine.drill.faults import FaultBox, FaultError
+        from engine.drill.fault_base import FaultError
+        from engine.drill.faults import FaultBox
         from screens.faults import FaultsDialog
 
         with self._faults_lock:

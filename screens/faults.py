@@ -40,7 +40,7 @@ class FaultToggle(Message):
 
 
 class FaultsDialog(ModalScreen[None]):
-    # engine.drill.faults' keys; one the drill cannot inject (no replica: no lag) is hidden.
+    # engine.drill.fault_kinds' keys; one the drill cannot inject (no replica: no lag) is hidden.
     BINDINGS = [Binding("escape", "close", "Close"),
                 *(Binding(k, f"toggle('{k}')", name) for k, name in (
                     ("l", "Lock contention"), ("L", "Lock contention, severe"), ("g", "Replication lag"), ("s", "Latency regression"),

@@ -524,7 +524,7 @@ def test_a_criterion_that_stopped_the_window_is_not_met_with_the_value_that_stop
     data = decided(d, stopped_early=True)
     assert data.facts.decision.evidence["stop_reason"].startswith("Replication lag 65")
     end = {c["name"]: c for c in data.facts.decision.evidence["criteria"]}["Replication lag"]
-    assert end["met"] is True, "the stored evidence (engine.domain.decision) judged the end median"
+    assert end["met"] is True, "the stored evidence (engine.domain.decision_matrix) judged the end median"
     v = decision_view(data)
     lag = next(r for r in v.rows if r.name == "Replication lag")
     assert lag.status == "not met" and lag.value.startswith("65"), lag

@@ -1,4 +1,4 @@
-"""Fault injection for the rehearsal (engine/drill/faults.py) against a sandbox primary + replica with the
+"""Fault injection for the rehearsal (engine/drill/faults.py, fault_kinds.py) against a sandbox primary + replica with the
 rehearsal's workload, measured by the real collectors on a running CollectorLoop: each fault moves
 its metric into a warning or critical band (computed with engine.domain.thresholds as the dashboard does)
 or clearly away from its calm value within two samples, and the metric recovers after stop."""
@@ -22,17 +22,15 @@ from engine.domain.clock import utcnow
 from engine.domain.identifiers import qualified
 from engine.domain.plan import plan_from_dict
 from engine.domain.thresholds import Profile, evaluate_band
-from engine.drill.faults import (
+from engine.drill.fault_base import FaultError, FaultTarget
+from engine.drill.fault_kinds import (
     ErrorBurst,
-    FaultBox,
-    FaultError,
-    FaultsRefused,
-    FaultTarget,
     LatencyRegression,
     LockContention,
     LongTransaction,
     ReplicationLag,
 )
+from engine.drill.faults import FaultBox, FaultsRefused
 from engine.drill.rehearsal import DB, TABLE, plan_data
 from engine.drill.sandbox import MariaDBSandbox, SandboxUnavailable, load_orders
 from engine.drill.workload import Workload

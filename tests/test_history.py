@@ -18,7 +18,7 @@ import pytest
 
 from engine.adapters.prometheus import PrometheusSource
 from engine.adapters.store import Store
-from engine.domain.decision import HISTORY, WindowEvaluator
+from engine.domain.decision_evaluator import HISTORY, WindowEvaluator
 from engine.domain.thresholds import Profile
 from engine.domain.verdict import LatencyTracker, history_noise, settings_of
 from engine.flows.history import record_previous_days

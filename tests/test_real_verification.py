@@ -9,7 +9,7 @@ import pytest
 from engine.adapters.killswitch import EmbeddedKillSwitch
 from engine.adapters.target import Target
 from engine.domain.clock import CompressedClock
-from engine.domain.decision import PASS, PASS_WITH_WARNING, Verdict
+from engine.domain.decision_matrix import PASS, PASS_WITH_WARNING, Verdict
 from engine.domain.plan import PlanError, plan_from_dict
 from engine.domain.verification import DigestStats
 from engine.drill.selftest import Lab

@@ -20,7 +20,7 @@ from engine.adapters.net import free_port
 from engine.adapters.store import Checkpoint, Decision, ExecutionRun, RollbackRecord, Store
 from engine.adapters.webhook import post_webhook, redact_webhook
 from engine.domain.clock import FrozenClock
-from engine.domain.decision import Criterion, Verdict
+from engine.domain.decision_matrix import Criterion, Verdict
 from engine.domain.jsonable import jsonable
 from engine.domain.plan import parse_plan
 from engine.views.report import (

@@ -12,7 +12,8 @@ from engine.adapters.killswitch import EmbeddedKillSwitch
 from engine.adapters.target import Target
 from engine.domain.availability import UNREACHABLE_TOLERANCE_S, AvailabilityWatch
 from engine.domain.clock import CompressedClock
-from engine.domain.decision import FAIL, WindowEvaluator
+from engine.domain.decision_evaluator import WindowEvaluator
+from engine.domain.decision_matrix import FAIL
 from engine.domain.identifiers import qualified
 from engine.domain.thresholds import Profile
 from engine.drill.sandbox import MariaDBSandbox

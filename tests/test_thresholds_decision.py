@@ -12,19 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.domain.decision import (
-    FAIL,
-    INCONCLUSIVE,
-    PASS,
-    PASS_WITH_WARNING,
-    Points,
-    RollingMedian,
-    WindowEvaluator,
-    WindowState,
-    evaluate_window,
-    resume,
-    step,
-)
+from engine.domain.decision import WindowState, resume, step
+from engine.domain.decision_evaluator import WindowEvaluator, evaluate_window
+from engine.domain.decision_matrix import FAIL, INCONCLUSIVE, PASS, PASS_WITH_WARNING
+from engine.domain.decision_series import Points, RollingMedian
 from engine.domain.evidence import hodges_lehmann
 from engine.domain.thresholds import (
     DEFAULT_RULES,

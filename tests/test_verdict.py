@@ -14,14 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.domain.decision import (
-    CONTROL,
-    FAIL,
-    INCONCLUSIVE,
-    PASS,
-    PASS_WITH_WARNING,
-    evaluate_window,
-)
+from engine.domain.decision_evaluator import CONTROL, evaluate_window
+from engine.domain.decision_matrix import FAIL, INCONCLUSIVE, PASS, PASS_WITH_WARNING
 from engine.domain.thresholds import Profile
 from engine.domain.verdict import (
     LatencyTracker,
@@ -139,7 +133,7 @@ def _window(change=1.0, control=False, server_shift_at=None, burst=None, seed=3,
         if control:
             tick[CONTROL + "latency_p50"] = (value("k", t), None, 20)
         ticks.append((t, tick))
-    from engine.domain.decision import WindowEvaluator
+    from engine.domain.decision_evaluator import WindowEvaluator
 
     ev = WindowEvaluator(PROFILE, base, ["latency_p50"], times)
     for t, tick in ticks:

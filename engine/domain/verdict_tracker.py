@@ -378,7 +378,7 @@ def settings_of(profile: Any, rule: Any, looks_s: tuple[float, ...]) -> Settings
 
 def verdict_codes(outcomes: list[Outcome]) -> np.ndarray:
     """The latency criteria together, per window: 3 FAIL, 2 INCONCLUSIVE, 1 PASS WITH WARNING,
-    0 PASS (the order ``engine.domain.decision.final_matrix`` applies to its criteria)."""
+    0 PASS (the order ``engine.domain.decision_matrix.final_matrix`` applies to its criteria)."""
     w = outcomes[0].met.shape[0]
     code = np.zeros(w, dtype=int)
     code = np.where(np.any([o.warned for o in outcomes], axis=0), 1, code)

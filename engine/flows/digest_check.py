@@ -26,7 +26,7 @@ from engine.domain.verification import (
 
 if TYPE_CHECKING:
     from engine.adapters.target import TargetSession
-    from engine.domain.decision import Verdict
+    from engine.domain.decision_matrix import Verdict
 
 EXPLAIN_PREFIX = "EXPLAIN /* canary-console:verify */ "
 NOT_CHECKED = "not checked: the plan names no sample queries ([change] sample_queries)"
@@ -128,7 +128,7 @@ def _why(p: QueryPlan) -> str:
 def with_check(verdict: Verdict, check: DigestCheck | None) -> Verdict:
     """The window's verdict with the digest check's warnings: a PASS becomes PASS WITH WARNING; a
     FAIL or INCONCLUSIVE stays what it is (the warnings are listed with it)."""
-    from engine.domain.decision import PASS, PASS_WITH_WARNING
+    from engine.domain.decision_matrix import PASS, PASS_WITH_WARNING
 
     if check is None or not check.warnings:
         return verdict

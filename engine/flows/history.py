@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from engine.adapters.prometheus import PrometheusError
-from engine.domain.decision import HISTORY
+from engine.domain.decision_evaluator import HISTORY
 from engine.domain.text import clean_text
 
 # Which of the Prometheus queries (the plan's, or docs/metrics.md's defaults) is the history of

@@ -18,7 +18,9 @@ from engine.adapters.collector_loop import CollectorLoop
 from engine.adapters.collectors import Sample, Source
 from engine.adapters.store import Approval, Checkpoint, Decision, MetricSample, Store
 from engine.domain.clock import Clock, SystemClock
-from engine.domain.decision import Verdict, WindowEvaluator, WindowState, window_complete
+from engine.domain.decision import WindowState, window_complete
+from engine.domain.decision_evaluator import WindowEvaluator
+from engine.domain.decision_matrix import Verdict
 from engine.domain.jsonable import jsonable
 from engine.domain.roles import AUTO_PAUSE, needed
 from engine.domain.stops import AUTO_PAUSE_ROLLBACK, FAILURE_CONDITION, t_label

@@ -10,7 +10,7 @@ not touch, measured at the same moments) or ``history`` (the same metric on prev
 the baseline: the verdict learns from it how slowly the latency wanders, docs/verdict.md#previous-days). Metric names are the threshold profile's
 (``latency_p50``, ``latency_p99``, ``lock_wait``, ``replication_lag``, ``error_rate``, …). Samples
 before the change are the baseline; the rest is the window, judged by the same evaluator as a live
-run (``engine.domain.decision.WindowEvaluator``).
+run (``engine.domain.decision_evaluator.WindowEvaluator``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from engine.domain.decision import CONTROL, HISTORY, Verdict, WindowEvaluator
+from engine.domain.decision_evaluator import CONTROL, HISTORY, WindowEvaluator
+from engine.domain.decision_matrix import Verdict
 from engine.domain.thresholds import Profile
 
 

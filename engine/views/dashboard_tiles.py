@@ -12,9 +12,8 @@ from datetime import datetime
 from typing import Any
 
 from engine.domain.clock import drill_mark, t_in_window
-from engine.domain.decision import Band
 from engine.domain.stops import stop_words
-from engine.domain.thresholds import MetricRule, Profile, evaluate_band
+from engine.domain.thresholds import Band, MetricRule, Profile, evaluate_band
 from engine.views.dashboard_window import DashboardData, baseline_rows
 from engine.views.report_model import cancel_words
 

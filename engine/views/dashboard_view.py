@@ -17,7 +17,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from engine.domain.clock import wall
-from engine.domain.decision import PASS_CRITERIA, WindowState, checkpoint_offsets_s
+from engine.domain.decision import WindowState, checkpoint_offsets_s
+from engine.domain.decision_matrix import PASS_CRITERIA
 from engine.domain.roles import role_words
 from engine.domain.thresholds import MetricRule, Profile, tightened_note
 from engine.views.announcements import announce_critical, announce_warning

@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from engine.domain.decision import Points, WindowEvaluator, WindowState
+from engine.domain.decision import WindowState
+from engine.domain.decision_evaluator import WindowEvaluator
+from engine.domain.decision_series import Points
 from engine.domain.roles import ROLES, needed
 from engine.domain.thresholds import Profile
 from engine.views.report_model import ObservationFacts, PersonFacts, ReportFacts
