@@ -43,7 +43,9 @@ def lab(sandbox, tmp_path_factory):
 # then the long ones'.
 SLOW_FILES_FIRST = (
     "test_console_screens_snapshots.py", "test_kill_cli.py", "test_report.py", "test_keys_answer.py",
-    "test_faults_rehearsal.py", "test_dashboard.py", "test_console_pilot.py", "test_cli.py", "test_notify.py",
+    "test_faults_rehearsal.py", "test_dashboard_snapshots.py", "test_dashboard_screens.py",
+    "test_dashboard_window.py", "test_dashboard_decision.py", "test_dashboard_charts.py",
+    "test_console_pilot.py", "test_cli.py", "test_notify.py",
     "test_rollback_dialogs.py", "test_collectors_mariadb.py", "test_selftest_gate.py",
     "test_real_verification.py", "test_faults_store.py", "test_observation.py", "test_rollback_and_scope.py",
     "test_sandbox.py", "test_dry_run.py", "test_faults_console.py", "test_notify_rollback.py",

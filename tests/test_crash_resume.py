@@ -109,7 +109,7 @@ def test_a_run_survives_its_driver_hung_during_the_alter_and_its_console_killed_
         assert "you drive" in screen_1
 
         # 3. The console again: it takes over and resumes the window; the run reaches its verdict.
-        tmux = tmux_walk().Tmux(tmux_socket, "second")
+        tmux = tmux_driver().Tmux(tmux_socket, "second")
         tmux.start(160, 50, f"{CLI} run {plan_path}", env, ROOT)
         try:
             wait_for("the second take-over", lambda: len(audit("take_over")) >= 2, 30)
@@ -141,8 +141,8 @@ def test_a_run_survives_its_driver_hung_during_the_alter_and_its_console_killed_
     assert run.id[:8] in screen
 
 
-def tmux_walk():
-    import tmux_walk as module
+def tmux_driver():
+    import tmux_driver as module
 
     return module
 
@@ -172,7 +172,7 @@ def _console_takes_over_and_is_killed(store, tenant, run_id, plan_path, env, tmu
     def audit(action: str):
         return store.audit_entries(tenant, run_id, action)
 
-    tmux = tmux_walk().Tmux(tmux_socket, "first")
+    tmux = tmux_driver().Tmux(tmux_socket, "first")
     tmux.start(160, 50, f"{CLI} run {plan_path}", env, ROOT)
     try:
         wait_for("the console's take-over", lambda: audit("take_over"), 30)

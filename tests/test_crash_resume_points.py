@@ -61,8 +61,8 @@ def console_pids(plan_path: Path) -> list[int]:
     return [int(p) for p in out.stdout.split()]
 
 
-def tmux_walk():
-    import tmux_walk as module
+def tmux_driver():
+    import tmux_driver as module
 
     return module
 
@@ -111,7 +111,7 @@ class Consoles:
 
     def open(self):
         self.n += 1
-        self.tmux = tmux_walk().Tmux(self.socket, f"console{self.n}")
+        self.tmux = tmux_driver().Tmux(self.socket, f"console{self.n}")
         self.tmux.start(160, 50, f"{CLI} run {self.plan_path}", self.env, ROOT)
         return self.tmux
 
@@ -138,7 +138,7 @@ class Consoles:
 def errors_on(screen: str) -> list[str]:
     """A worker's failure as the console says it ("dashboard failed: … Nothing was lost; details in
     …"); a run's own outcome ("run …: failed (harm_limit)") is not an error of the console."""
-    toasts = tmux_walk().toast_text(screen)
+    toasts = tmux_driver().toast_text(screen)
     return [toasts] if "Nothing was lost; details in" in toasts or "Traceback" in toasts else []
 
 

@@ -304,7 +304,7 @@ def test_dry_run_screen_snapshot(snap_compare, term):
     """What `run --dry-run` shows, at each terminal size (the SQL wraps, the frame says DRY RUN)."""
     from dataclasses import replace
 
-    from test_dashboard import FRAME, Host
+    from dashboard_host import FRAME, Host
 
     from screens.dryrun import DryRunScreen
 

@@ -7,24 +7,16 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from dashboard_drill import PLAN, PROFILE, Drill, fail_data, pass_data
+from dashboard_host import FRAME, Host
 from test_console_screens_snapshots import app_for, quiet, world
-from test_dashboard import (
-    FRAME,
-    PLAN,
-    PROFILE,
-    Drill,
-    Host,
-    dashboard_view,
-    decision_view,
-    fail_data,
-    pass_data,
-)
 from textual.app import App
 from textual.command import CommandPalette
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable
 from waits import until
 
+from engine.views.dashboard import dashboard_view, decision_view
 from screens.base import KeysAnswer
 from screens.confirm import ConfirmStatement
 from screens.decision import DecisionScreen

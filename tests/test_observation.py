@@ -86,7 +86,7 @@ async def test_the_monitoring_screen_shows_the_observation_while_it_runs_and_its
     after it completed."""
     from dataclasses import replace
 
-    from test_dashboard import FRAME, Host
+    from dashboard_host import FRAME, Host
 
     from engine.views.dashboard import dashboard_view, load_dashboard
     from screens.monitoring import MonitoringScreen

@@ -7,7 +7,7 @@ name. Pilot tests over the screens as the App hosts them (the dashboard's record
 from __future__ import annotations
 
 import pytest
-from test_dashboard import _dashboard, critical_view, green_view, paused_view
+from dashboard_host import _dashboard, critical_view, green_view, paused_view
 from textual.app import App
 from textual.binding import Binding
 from textual.widgets import DataTable, Static
