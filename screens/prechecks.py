@@ -21,6 +21,7 @@ from engine.adapters import sql
 from engine.domain.cases import NAMES, PRIORITY
 from engine.domain.clock import wall
 from engine.domain.plan import Plan
+from engine.domain.roles import role_words
 from engine.flows import selftest_gate
 from engine.flows.prechecks import CHECKS
 from engine.flows.runbook import SIGNOFF_ROLES, RunView, precheck_missing
@@ -149,7 +150,7 @@ class PrechecksScreen(RunbookScreen):
         signed = {a.role: a for a in view.approvals_of("signoff")}
         for role in SIGNOFF_ROLES:
             a = signed.get(role)
-            signoffs.add_row(*plain(role.replace("_", " "), a.actor if a else "○ not yet",
+            signoffs.add_row(*plain(role_words([role]), a.actor if a else "○ not yet",
                                     f"{wall(a.created_at, zone=False)}" if a else ""))
         self._draw_missing(now)
 

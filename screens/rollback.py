@@ -28,7 +28,7 @@ from textual.message import Message
 from textual.widgets import DataTable, RadioButton, RadioSet, Static
 
 from engine.domain.plan import Plan
-from engine.domain.roles import may
+from engine.domain.roles import in_role, may
 from engine.domain.rollback_rules import TRIGGERS, Inspection
 from engine.domain.text import for_terminal
 from engine.flows.runbook import RunView
@@ -336,7 +336,7 @@ class RollbackScreen(RunbookScreen):
             if v.final:
                 why = f"The rollback flow is final ({v.status.split(' — ')[0]}): the trigger no longer changes."
             else:
-                by = f"{v.decided_by[1]} ({v.decided_by[0]})" if v.decided_by else "the decider"
+                by = in_role(v.decided_by[1], v.decided_by[0]) if v.decided_by else "the decider"
                 why = (f"The trigger is part of the decision by {by}: the canary lead can close it for a new "
                        "trigger (n).")
             self.notify(why, title="Trigger", severity="warning", timeout=8)

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from engine.domain.clock import wall
+from engine.domain.roles import in_role, role_words
 from engine.domain.rollback_rules import Inspection
 from engine.domain.text import for_terminal
 from engine.views.rollback import RollbackView, decision_metrics
@@ -53,7 +54,7 @@ def approval_cells(rows: Any, offset: timedelta) -> list[tuple[str, ...]]:
             who = ""
         else:
             who = f"({', '.join(r.people)})" if r.people else "nobody in the plan"
-        cells.append((r.role.replace("_", " "), r.part, r.status, who, at(r.at, offset)))
+        cells.append((role_words([r.role]), r.part, r.status, who, at(r.at, offset)))
     return cells
 
 
@@ -75,7 +76,7 @@ def decision_text(v: RollbackView | None, preset_metrics: dict[str, Any], offset
     Decision step handed over, which the decision will record)."""
     if v is not None and v.decided_by:
         metrics = ", ".join(f"{k} {val}" for k, val in v.metrics) or "none recorded"
-        return (for_terminal(f"Decided by {v.decided_by[1]} ({v.decided_by[0]}) at {at(v.decided_at, offset, True)}: "
+        return (for_terminal(f"Decided by {in_role(v.decided_by[1], v.decided_by[0])} at {at(v.decided_at, offset, True)}: "
                              f"{v.reason}") + f"\nMetrics at decision: {for_terminal(metrics)}")
     if preset_metrics:
         return (f"{UNDECIDED}\nMetrics at decision "

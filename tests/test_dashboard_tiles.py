@@ -111,7 +111,7 @@ def test_an_approval_lifts_the_pause_as_replay_does():
     d.ticks(3)
     v = dashboard_view(PROFILE, d.data(approvals=(resume,), lifts=((d.at, "resume", "somchai@10.0.0.5"),)), d.at)
     assert not v.pause.paused and v.pause.last_lift.startswith("resume approved by somchai@10.0.0.5")
-    assert any("resumed: resume approved by somchai@10.0.0.5 (canary_lead)" in e for e in v.events)
+    assert any("resumed: resume approved by somchai@10.0.0.5 (canary lead)" in e for e in v.events)
 
 
 def test_checkpoint_rows_due_recorded_next_and_the_current_one():

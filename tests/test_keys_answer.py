@@ -146,21 +146,17 @@ async def test_page_keys_move_the_prechecks_list_with_a_table_focused(tmp_path):
         app.screen.query_one("#tests", DataTable).focus()
         await pilot.pause()
         body = app.screen.query_one(VerticalScroll)
-        await pilot.press("home")
-        await pilot.pause(0.1)
-        assert body.max_scroll_y > 0 and body.scroll_y == 0, "Home: the top of the list"
+        await until(pilot, lambda: body.max_scroll_y > 0)
+        await pilot.press("home")  # a scroll may animate: each wait is for where it lands
+        assert await until(pilot, lambda: body.scroll_y == 0, 5), "Home: the top of the list"
         await pilot.press("pagedown")
-        await pilot.pause(0.1)
-        assert body.scroll_y > 0, "PageDown moves the list"
+        assert await until(pilot, lambda: body.scroll_y > 0, 5), "PageDown moves the list"
         await pilot.press("end")
-        await pilot.pause(0.1)
-        assert body.scroll_y == body.max_scroll_y
+        assert await until(pilot, lambda: body.scroll_y == body.max_scroll_y, 5)
         await pilot.press("pageup")
-        await pilot.pause(0.1)
-        assert 0 < body.scroll_y < body.max_scroll_y
+        assert await until(pilot, lambda: 0 < body.scroll_y < body.max_scroll_y, 5)
         await pilot.press("home")
-        await pilot.pause(0.1)
-        assert body.scroll_y == 0
+        assert await until(pilot, lambda: body.scroll_y == 0, 5)
 
 
 async def test_p_shows_the_prepared_rollback_before_the_dba_confirms_it(tmp_path):

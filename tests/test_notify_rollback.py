@@ -76,7 +76,7 @@ def test_the_decision_is_posted_once_with_the_trigger_who_decided_and_the_metric
         texts = hook.texts()
     assert _heads(texts) == ["🔴 [ROLLBACK INITIATED] shop.orders ADD INDEX Canary (acme)"], "one post, none for a refusal"
     text = texts[0]
-    assert ("⚠️ Reason: Lock wait time > 5 s (trigger lock_wait) — decided by nok@10.0.0.9 (dba): "
+    assert ("⚠️ Reason: Lock wait time > 5 s (trigger lock_wait) — decided by nok@10.0.0.9 (DBA): "
             "lock wait 7 s on orders") in text
     assert "- Lock wait time: 7.10 s" in text and "- Latency P99: 21 ms\n" in text
     assert "Manual DROP INDEX idx_orders_customer_created on shop.orders" in text and "👤 DBA: @nok" in text
@@ -142,7 +142,7 @@ def test_decide_approve_drop_and_the_observation_are_posted(lab):
     ok = "OK" if result.ok else "NOT OK"
     assert [h.split("]")[0].split("[")[1] for h in heads] == [
         "ROLLBACK INITIATED", "OBSERVATION", f"OBSERVATION {ok}", "ROLLBACK COMPLETE"], heads
-    assert "decided by nok (dba)" in texts[0]
+    assert "decided by nok (DBA)" in texts[0]
     assert "Post-rollback observation: 30 minutes" in texts[1]
     assert "Post-rollback observation of 30 minutes" in texts[2]
     assert f"📋 Index idx_nrb_full has been dropped from {plan.schema}.orders" in texts[3]
@@ -190,6 +190,6 @@ def test_the_cli_s_decision_is_posted_by_the_cli(tmp_path):
         texts = hook.texts()
     assert done.returncode == 0, done.stderr
     assert _heads(texts) == ["🔴 [ROLLBACK INITIATED] shop.orders ADD INDEX Canary (acme)"]
-    assert "(trigger lock_wait) — decided by" in texts[0] and "(dba): lock wait 7 s on orders" in texts[0]
+    assert "(trigger lock_wait) — decided by" in texts[0] and "(DBA): lock wait 7 s on orders" in texts[0]
     [posted] = Store(f"sqlite:///{tmp_path / 'store.db'}").audit_entries("acme", run.id, "webhook_posted")
     assert posted.details["kind"] == "rollback_initiated"

@@ -79,7 +79,7 @@ def refused_view():
     return replace(awaiting_view(), state=state, roles=role_rows(parse_plan(PLAN, "canary.toml"), "replication_lag",
                                                                  state),
                    phase="refused", next_steps=steps, next_line=next_line("refused", steps), level="error",
-                   status="BLOCKED — refused by somchai@10.0.0.5 (canary_lead): sale at 22:00")
+                   status="BLOCKED — refused by somchai@10.0.0.5 (canary lead): sale at 22:00")
 
 
 async def _awaiting(pilot, app):
@@ -198,7 +198,7 @@ async def test_t_on_a_decided_rollback_says_why_it_cannot_act_and_who_can():
         await pilot.pause()
         assert app.screen.selected == "replication_lag"
         [said] = app.said
-        assert "part of the decision by nok@10.0.0.9 (dba)" in said and "canary lead" in said and "(n)" in said
+        assert "part of the decision by nok@10.0.0.9 (DBA)" in said and "canary lead" in said and "(n)" in said
         assert "\n" not in said
 
 

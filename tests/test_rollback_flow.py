@@ -252,7 +252,7 @@ def _actions(store, run):
 def test_decision_and_approvals_are_recorded_and_refusals_audited(tmp_path):
     plan, store, run = _store_run(tmp_path)
     out = decide_rollback(store, plan, run, "replication_lag", "somchai@10.0.0.5", {"canary_lead"}, "lag 75 s")
-    assert out.status == "refused" and "names as DBA decides" in out.message and "dba (Nok)" in out.message
+    assert out.status == "refused" and "names as DBA decides" in out.message and "the DBA (Nok)" in out.message
     out = decide_rollback(store, plan, run, "replication_lag", "nok@10.0.0.9", {"dba"}, "  ")
     assert out.status == "refused" and "reason is required" in out.message
     out = decide_rollback(store, plan, run, "replication_lag", "nok@10.0.0.9", {"dba"}, "lag 75 s for 3 min",
@@ -272,7 +272,7 @@ def test_decision_and_approvals_are_recorded_and_refusals_audited(tmp_path):
     twice = approve_rollback(store, plan, run, "canary_lead", "somchai@10.0.0.5", {"canary_lead"})
     assert twice.status == "refused" and "already approved" in twice.message
     view = rollback_view(store, plan, run.id)
-    assert view.status.startswith("AWAITING APPROVALS") and "sre (Ploy)" in view.status
+    assert view.status.startswith("AWAITING APPROVALS") and "the SRE (Ploy)" in view.status
     assert view.state is not None and view.state.missing == ("sre",)
     last = approve_rollback(store, plan, run, "sre", "ploy@10.0.0.7", {"sre"})
     assert last.ok and "all approvals are in" in last.message
@@ -293,12 +293,12 @@ def test_execution_is_refused_until_every_approval_is_in(tmp_path):
     assert out.status == "refused" and "decide first" in out.message
     decide_rollback(store, plan, run, "latency", "somchai", {"canary_lead"}, "p50 +62 % for 6 min")
     out = execute_drop(store, plan, target, run, "nok", {"dba"})
-    assert out.status == "refused" and "still must approve: dba (Nok), sre (Ploy)" in out.message
+    assert out.status == "refused" and "still must approve: the DBA (Nok), the SRE (Ploy)" in out.message
     approve_rollback(store, plan, run, "dba", "nok", {"dba"})
     approve_rollback(store, plan, run, "sre", "ploy", {"sre"}, "the sale starts in 5 min", decision="refuse")
     out = execute_ignore(store, plan, target, run, "nok", {"dba"})
-    assert out.status == "refused" and "refused by ploy (sre)" in out.message
-    assert rollback_view(store, plan, run.id).status.startswith("BLOCKED — refused by ploy (sre): the sale starts")
+    assert out.status == "refused" and "refused by ploy (SRE)" in out.message
+    assert rollback_view(store, plan, run.id).status.startswith("BLOCKED — refused by ploy (SRE): the sale starts")
     approve_rollback(store, plan, run, "sre", "ploy", {"sre"})
     out = execute_drop(store, plan, target, run, "ploy", {"sre"})
     assert out.status == "refused" and "DBA's step" in out.message and "Nok" in out.message
@@ -371,7 +371,7 @@ def test_the_whole_manual_rollback_on_the_sandbox(lab):
     assert decide_rollback(store, plan, run, "lock_wait", "nok", {"dba"}, "lock wait 7 s on orders",
                            {"lock_wait_s": 7.1}).ok
     early = execute_ignore(store, plan, target, run, "nok", {"dba"})
-    assert early.status == "refused" and "canary_lead (Somchai)" in early.message
+    assert early.status == "refused" and "the canary lead (Somchai)" in early.message
     assert execute_drop(store, plan, target, run, "nok", {"dba"}).status == "refused"
     assert lab.index_exists(plan), "nothing may be sent before the approvals are complete"
     assert approve_rollback(store, plan, run, "canary_lead", "somchai", {"canary_lead"}).ok
@@ -522,7 +522,7 @@ def awaiting_view() -> RollbackView:
         point_captured_at=datetime(2026, 11, 22, 15, 40, tzinfo=UTC),
         records=(RecordRow("r1", "decision", "pending", "manual", "replica lag 75 s and rising for 3 min",
                            None, None),),
-        steps=(Step("R1", "decided", True, "replication_lag · nok@10.0.0.9 (dba) 16:01"),
+        steps=(Step("R1", "decided", True, "replication_lag · nok@10.0.0.9 (DBA) 16:01"),
                Step("R2", "DROP + verify", False, "awaiting approvals"),
                Step("R3", "rolled_back", False, "run is failed"),
                Step("R4", "30-min observation", False, "after R3"),
@@ -557,7 +557,7 @@ def completed_view() -> RollbackView:
                       attempts=(AttemptRow(1, "16:06:40", "", True, False, "lost_connection", "(2013) Lost connection"),
                                 AttemptRow(2, "16:06:41", "", False, False, note="index gone"))),
         ),
-        steps=(Step("R1", "decided", True, "replication_lag · nok@10.0.0.9 (dba) 16:01"),
+        steps=(Step("R1", "decided", True, "replication_lag · nok@10.0.0.9 (DBA) 16:01"),
                Step("R2", "DROP + verify", True, "16:06:42"),
                Step("R3", "rolled_back", True),
                Step("R4", "30-min observation", False, "until 16:36"),

@@ -186,7 +186,7 @@ def test_the_drill_s_jam_refused_then_a_new_trigger_then_approved(tmp_path):
     assert out.ok and "Next:" in out.message and "new trigger (n)" in out.message and "keeps the index (k)" in out.message
     view = rollback_view(store, plan, run.id)
     assert view.phase == "refused" and not view.final
-    assert view.status.startswith("BLOCKED — refused by teammate@jump (dba): the index serves the sale")
+    assert view.status.startswith("BLOCKED — refused by teammate@jump (DBA): the index serves the sale")
     assert {s.key for s in view.next_steps} == {"a", "n", "k"} and view.next_line.startswith("Next: ")
     [entry] = _audit(store, run, "rollback_refuse")
     assert entry.details["note"] == "the index serves the sale" and entry.details["role"] == "dba"
@@ -200,7 +200,7 @@ def test_the_drill_s_jam_refused_then_a_new_trigger_then_approved(tmp_path):
     assert view.phase == "awaiting_decision" and view.trigger is None and view.state is None
     [entry] = _audit(store, run, "rollback_retriggered")
     assert entry.details["reason"].startswith("the refusal is about timing")
-    assert entry.details["refused_by"] == ["teammate@jump (dba)"] and entry.details["votes_closed"] == 1
+    assert entry.details["refused_by"] == ["teammate@jump (DBA)"] and entry.details["votes_closed"] == 1
     # The new decision: earlier words do not carry over; the teammate approves this time.
     assert decide_rollback(store, plan, run, "kill_switch", "you@jump", ALL, "sale over: drop it",
                            role="canary_lead").ok
@@ -231,7 +231,7 @@ def test_keep_the_index_ends_the_flow_in_a_final_stated_state(tmp_path):
     assert view.next_line.startswith("Final: ")
     [entry] = _audit(store, run, "rollback_index_kept")
     assert entry.details["reason"] == "the batch job caused it; the index stays"
-    assert entry.details["refused_by"] == ["somchai (canary_lead)"]
+    assert entry.details["refused_by"] == ["somchai (canary lead)"]
     # Final: every action says so, and each refusal is audited.
     target = Target(plan.connection)  # never reached: refused before any I/O
     for out in (decide_rollback(store, plan, run, "latency", "somchai", {"canary_lead"}, "again"),
@@ -250,7 +250,7 @@ def test_another_approver_overrules_a_refusal_on_the_store(tmp_path):
     assert decide_rollback(store, plan, run, "lock_wait", "nok", {"dba"}, "lock wait 7 s").ok
     assert refuse_rollback(store, plan, run, "canary_lead", "somchai", {"canary_lead"}, "sale at 22:00").ok
     out = approve_rollback(store, plan, run, "canary_lead", "lek", {"canary_lead"}, "waits are real")
-    assert out.ok and "somchai's refusal (canary_lead) is overruled" in out.message
+    assert out.ok and "somchai's refusal as canary lead is overruled" in out.message
     view = rollback_view(store, plan, run.id)
     assert view.phase == "approved" and view.state.overruled == (("canary_lead", "somchai", "lek"),)
 

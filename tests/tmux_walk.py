@@ -315,7 +315,7 @@ def main_walk(w: Walk, captures: dict[str, str]) -> None:
            f"banner over the dialog in {w.timings['f9_in_dialog_to_banner_ms']} ms, dialog and text kept")
     t.type(" drill")
     t.keys("Enter")
-    w.wait_text("7 d", r"AWAITING APPROVALS — still needed: dba", 15)
+    w.wait_text("7 d", r"AWAITING APPROVALS — still needed: the DBA", 15)
     # (two checks: at 100x30 the sentence wraps in the right-hand column, beside the left one's lines)
     w.wait_text("7 d", r"Decided by \S+ \(canary_lead\) at [\d:]+", 10)
     w.wait_text("7 d", r"UTC[+\-\d:]*: walk: kill switch drill", 10)
@@ -330,8 +330,8 @@ def main_walk(w: Walk, captures: dict[str, str]) -> None:
     w.wait_text("7 a", r"the\s+requester\s+cannot\s+be\s+the\s+only\s+approver\s+—\s+ask\s+another\s+person", 15,
                 toast=True)
     captures["8-rollback"] = w.last
-    if re.search(r"still needed: dba \(You\)", w.last):
-        w.note("Rollback, single rehearsal user: the status says 'still needed: dba (You)' and the matrix "
+    if re.search(r"still needed: the DBA \(You\)", w.last):
+        w.note("Rollback, single rehearsal user: the status says 'still needed: the DBA (You)' and the matrix "
                "'pending (You)' — reads as 'you can approve', yet your approval is refused")
     w.step("7 a: the dialog opens on Cancel; approval by the same person refused",
            "'the requester cannot be the only approver'")
@@ -399,7 +399,7 @@ def refused_then_completed(w: Walk, captures: dict[str, str]) -> None:
         w.wait("mate", "the teammate's console",
                lambda s: "7 Rollback" in s and ("1 Plan" in s or w.size[0] < 110), 60)
         mate.keys("7")
-        w.wait_text("mate 7", r"AWAITING APPROVALS — still needed: dba", 20)
+        w.wait_text("mate 7", r"AWAITING APPROVALS — still needed: the DBA", 20)
         mate.keys("a")
         w.wait_text("mate a", r"Approve the rollback", 10)
         mate.keys("Tab", "Tab", "Enter")  # in a hurry: this only reaches Refuse…, which asks
@@ -408,7 +408,7 @@ def refused_then_completed(w: Walk, captures: dict[str, str]) -> None:
         mate.keys("Enter")  # no reason yet: nothing happens
         w.wait_text("mate a", r"A reason is required", 5)
         w.tmux = you
-        w.wait_text("you", r"AWAITING APPROVALS — still needed: dba", 5)
+        w.wait_text("you", r"AWAITING APPROVALS — still needed: the DBA", 5)
         w.tmux = mate
         captures["8a-refuse-confirmation"] = w.last
         w.step("teammate: a, Tab, Tab, Enter only opens the refusal's confirmation; no reason, no refusal")
@@ -441,11 +441,11 @@ def refused_then_completed(w: Walk, captures: dict[str, str]) -> None:
         you.type("walk: the kill switch, decided again")
         you.keys("Enter")
         w.wait_gone("you d", r"Decide: roll back — Kill switch after the ALTER", 10)
-        w.wait_text("you d", r"AWAITING APPROVALS — still needed: dba", 15)
+        w.wait_text("you d", r"AWAITING APPROVALS — still needed: the DBA", 15)
         w.step("n: a new trigger closes the refused decision; d: decided again")
 
         w.tmux = mate
-        w.wait_text("mate", r"AWAITING APPROVALS — still needed: dba", 10)
+        w.wait_text("mate", r"AWAITING APPROVALS — still needed: the DBA", 10)
         mate.keys("a")
         w.wait_text("mate a", r"Approve the rollback", 10)
         mate.keys("Tab", "Enter")  # Cancel → Approve

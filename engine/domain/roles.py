@@ -74,6 +74,11 @@ def roles_and(roles: Iterable[str], none: str = "no role") -> str:
     return ", ".join(ordered[:-1]) + " and " + ordered[-1]
 
 
+def in_role(actor: str, role: str) -> str:
+    """"somchai@jump (canary lead)": a person and the role they acted in, as a person reads it."""
+    return f"{actor} ({_WORDS.get(role, role)})"
+
+
 def role_words(roles: Iterable[str]) -> str:
     """"canary lead or DBA": roles as a person reads them, in the table's order."""
     ordered = [_WORDS.get(r, r) for r in ROLES if r in set(roles)]

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from engine.domain.plan import ROLES, Plan
-from engine.domain.roles import needed, role_words, roles_and
+from engine.domain.roles import in_role, needed, role_words, roles_and
 
 DECISION_KIND = "rollback_decision"  # Approval.kind of the decision (R1)
 APPROVAL_KIND = "rollback"  # Approval.kind of each approval (6.3)
@@ -48,11 +48,12 @@ class Trigger:
 
     def who(self) -> str:
         if self.key == "consensus":
-            return "all roles agree · canary_lead records"
+            return "all roles agree · the canary lead records"
         if set(self.deciders) == set(self.approvers):
-            return f"{' or '.join(self.deciders)} decides · the other approves"
+            return f"{role_words(self.deciders)} decides · the other approves"
         approvers = self.required(None)
-        return f"{' or '.join(self.deciders)} decides · {' + '.join(approvers)} approve{'s' if len(approvers) == 1 else ''}"
+        return (f"{role_words(self.deciders)} decides · "
+                f"{' + '.join(role_words([r]) for r in approvers)} approve{'s' if len(approvers) == 1 else ''}")
 
 
 TRIGGERS: tuple[Trigger, ...] = (
@@ -174,7 +175,7 @@ def check_decision(trigger: str, role: str, actor: str, roles_held: Iterable[str
         return (f"{held_words(actor, held)}, not {role_words([role])}: only a person the plan names as {role_words([role])} decides "
                 f"this rollback; ask them")
     if existing is not None:
-        return (f"this rollback was already decided by {existing[1]} ({existing[0]}); nobody decides "
+        return (f"this rollback was already decided by {in_role(existing[1], existing[0])}; nobody decides "
                 "twice — approve it (a) or refuse it")
     return None
 
@@ -208,7 +209,7 @@ def check_approval(trigger: str, role: str, actor: str, roles_held: Iterable[str
             return (f"{actor} decided this rollback: the requester cannot refuse their own rollback — to "
                     "withdraw it, the canary lead makes a new trigger (n) with a reason")
         if latest is not None and latest.decision == "refuse":
-            return f"{actor} already refused (as {latest.role}); approve (a) to withdraw the refusal"
+            return f"{actor} already refused (as {role_words([latest.role])}); approve (a) to withdraw the refusal"
         if latest is not None and latest.role != role:
             return (f"{actor} already approved as {latest.role}: one word per person — a refusal for another "
                     "role would silently take that approval back; refuse for that role instead")
@@ -218,7 +219,7 @@ def check_approval(trigger: str, role: str, actor: str, roles_held: Iterable[str
                     "refuse — talk to them, or the canary lead makes a new trigger (n)")
         return None
     if latest is not None and latest.decision == "approve":
-        return (f"{actor} already approved (as {latest.role}); nobody approves twice, for any role — "
+        return (f"{actor} already approved (as {role_words([latest.role])}); nobody approves twice, for any role — "
                 f"ask another person for {', '.join(existing.missing) or 'the remaining roles'}")
     given = existing.approver_of(role)
     if given is not None and person(given) != me:
@@ -459,7 +460,8 @@ def who_holds(plan: Plan, roles: Iterable[str]) -> str:
     parts = []
     for role in roles:
         names = people_holding(plan, role)
-        parts.append(f"{role} ({', '.join(names)})" if names else f"{role} (nobody in the plan holds it)")
+        word = role_words([role])
+        parts.append(f"the {word} ({', '.join(names)})" if names else f"the {word} (nobody in the plan holds it)")
     return ", ".join(parts)
 
 

@@ -64,7 +64,7 @@ class RoleRefused(PermissionError):
 def refusal_text(action: str, actor: str, roles: Iterable[str], ask: str | None = None) -> str | None:
     """None when ``roles`` may do ``action``; else the sentence every front end says (pure: the
     console says it at once, before the audit entry is written on a worker). ``ask``: who holds the
-    role, when the caller knows the plan's people ("— ask canary_lead (Somchai)")."""
+    role, when the caller knows the plan's people ("— ask the canary lead (Somchai)")."""
     held = sorted(set(roles))
     if may(action, held):
         return None

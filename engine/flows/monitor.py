@@ -22,7 +22,7 @@ from engine.domain.decision import WindowState, window_complete
 from engine.domain.decision_evaluator import WindowEvaluator
 from engine.domain.decision_matrix import Verdict
 from engine.domain.jsonable import jsonable
-from engine.domain.roles import AUTO_PAUSE, needed
+from engine.domain.roles import AUTO_PAUSE, in_role, needed
 from engine.domain.stops import AUTO_PAUSE_ROLLBACK, FAILURE_CONDITION, t_label
 from engine.domain.thresholds import Profile
 from engine.flows import guard
@@ -295,7 +295,7 @@ class Monitor:
                     break  # left for the first live tick, which stops the window on it
                 a = approvals.pop(0)
                 used.add(a.id)
-                ev.approve(f"{a.actor} ({a.role})", a.decision)
+                ev.approve(in_role(a.actor, a.role), a.decision)
         now = self.clock.now()
         self.store.audit(self.tenant_id, self.actor, "monitoring_resumed", self.run_id, {
             "window_started_at": window_start.isoformat(), "ticks_restored": len({r.sampled_at for r in rows}),
@@ -311,7 +311,7 @@ class Monitor:
             if a.id in used:
                 continue
             used.add(a.id)
-            ev.approve(f"{a.actor} ({a.role})", a.decision)
+            ev.approve(in_role(a.actor, a.role), a.decision)
             self.store.audit(self.tenant_id, self.actor, "auto_pause_lifted", self.run_id,
                              {"decision": a.decision, "approved_by": a.actor, "role": a.role})
             return a.decision
@@ -370,7 +370,7 @@ def replay(store: Store, tenant_id: str, run_id: str, profile: Profile) -> tuple
         at = window_start + timedelta(seconds=t_s)
         while ev.state.paused and approvals and approvals[0].created_at <= at:
             a = approvals.pop(0)
-            ev.approve(f"{a.actor} ({a.role})", a.decision)
+            ev.approve(in_role(a.actor, a.role), a.decision)
             if a.decision == "rollback":
                 return ev.finish(run.index_created_by_run), ev
     return ev.finish(run.index_created_by_run), ev

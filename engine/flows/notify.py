@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.adapters.webhook import WebhookResult, post_webhook, redact_webhook
+from engine.domain.roles import in_role
 from engine.domain.thresholds import Band, MetricRule, Profile
 from engine.views.announcements import (
     DECISION_LABELS,
@@ -273,7 +274,7 @@ class Notifier:
         it: a console watching the same run does not post it again."""
         if name == "decided":
             why = (f"{data.get('condition') or data.get('trigger')} (trigger {data.get('trigger')}) — decided by "
-                   f"{data.get('decided_by')} ({data.get('decided_role')}): {data.get('reason') or UNKNOWN}")
+                   f"{in_role(str(data.get('decided_by')), str(data.get('decided_role')))}: {data.get('reason') or UNKNOWN}")
             shown = self._decision_metrics(data.get("metrics_at_decision") or {})
             self.push("rollback_initiated", lambda f: announce_rollback_initiated(f, why, shown or None))
         elif name == "drop_failed":

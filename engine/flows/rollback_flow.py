@@ -22,7 +22,7 @@ from engine.adapters.target import Target
 from engine.domain.clock import Clock
 from engine.domain.jsonable import jsonable
 from engine.domain.plan import Plan
-from engine.domain.roles import needed, role_words
+from engine.domain.roles import in_role, needed, role_words
 from engine.domain.rollback_rules import (
     APPROVAL_KIND,
     DECISION_KIND,
@@ -76,7 +76,7 @@ def _json(value: Any) -> Any:
 
 
 def _kept_message(run: ExecutionRun, kept: dict[str, Any]) -> str:
-    return (f"final: {kept.get('by')} ({kept.get('role')}) kept index {run.index_name} — {kept.get('reason')}; "
+    return (f"final: {in_role(str(kept.get('by')), str(kept.get('role')))} kept index {run.index_name} — {kept.get('reason')}; "
             "the rollback flow of this run is closed (removing the index later is a change of its own)")
 
 
@@ -181,7 +181,7 @@ def approve_rollback(store: Store, plan: Plan, run: ExecutionRun, role: str, act
     if cleaned.changed:
         store.audit(run.tenant_id, actor, "rollback_note_cleaned", run.id, {"changes": list(cleaned.changes)})
     after = approval_state(state.trigger, state.decision_by, votes_of(store, run, records))
-    over = [f"{a}'s refusal ({r}) is overruled" for r, a, by in after.overruled if person(by) == person(actor)]
+    over = [f"{a}'s refusal as {role_words([r])} is overruled" for r, a, by in after.overruled if person(by) == person(actor)]
     also = f" ({'; '.join(over)})" if over else ""
     if after.complete:
         return FlowOutcome("done", f"{actor} approved as {role_words([role])}{also}; all approvals are in — the DBA may "
@@ -328,7 +328,7 @@ def retrigger_rollback(store: Store, plan: Plan, run: ExecutionRun, actor: str, 
     store.save_rollback_record(record, actor, "rollback_decision_superseded")
     store.audit(run.tenant_id, actor, "rollback_retriggered", run.id, _json({
         "reason": cleaned.text, "previous_trigger": d.get("trigger"), "decided_by": d.get("decided_by"),
-        "refused_by": [f"{a} ({r})" for r, a in state.refused], "votes_closed": len(closed),
+        "refused_by": [in_role(a, r) for r, a in state.refused], "votes_closed": len(closed),
         "cleaned": list(cleaned.changes)}))
     t = TRIGGER_BY_KEY[state.trigger]
     return FlowOutcome("done", f"{actor} closed the '{t.condition}' decision: {cleaned.text}. Next: pick the "
@@ -353,7 +353,7 @@ def keep_index(store: Store, plan: Plan, run: ExecutionRun, actor: str, roles: I
     now = store.now()
     role = next((r for r in sorted(needed("rollback_keep_index")) if r in held), "")
     kept = {"by": actor, "role": role, "at": now.isoformat(), "reason": cleaned.text,
-            "refused_by": [f"{a} ({r})" for r, a in state.refused]}
+            "refused_by": [in_role(a, r) for r, a in state.refused]}
     record.rollback_details = {**(record.rollback_details or {}), "kept": kept}
     record.rollback_status = "not_needed"
     record.rollback_completed_at = now

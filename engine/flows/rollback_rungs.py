@@ -19,6 +19,7 @@ from engine.adapters.store import ExecutionRun, RollbackPoint, RollbackRecord, S
 from engine.adapters.target import IndexInfo, Target, TargetError
 from engine.domain.clock import Clock, SystemClock, wall
 from engine.domain.plan import Plan
+from engine.domain.roles import in_role
 from engine.domain.rollback_rules import (
     ApprovalState,
     FlowOutcome,
@@ -111,7 +112,7 @@ def _gate(store: Store, plan: Plan,
     if record is None or state is None:
         return "no rollback has been decided yet: decide first (d), then collect the approvals", None, None
     if state.refused:
-        return ("the rollback was refused by " + ", ".join(f"{a} ({r})" for r, a in state.refused)
+        return ("the rollback was refused by " + ", ".join(in_role(a, r) for r, a in state.refused)
                 + ". Next: " + "; ".join(s.text for s in next_steps("refused", state.trigger, state))), record, state
     if not state.complete:
         missing = who_holds(plan, state.missing) if state.missing else "another person than the requester"
@@ -313,8 +314,8 @@ def execute_drop(store: Store, plan: Plan, target: Target, run: ExecutionRun, ac
                         backoff_s=opts.rollback_backoff_seconds, lock_wait_timeout=opts.lock_wait_timeout).drop(
         run, decision.trigger_reason, rollback_type="full", fail_reason="manual_rollback",
         details={"rung": "drop", "trigger": d.get("trigger"), "decision_record": decision.id,
-                 "decided": f"{d.get('decided_by')} ({d.get('decided_role')})",
-                 "approvals": [f"{a} ({r})" for r, a in state.approved],
+                 "decided": in_role(str(d.get('decided_by')), str(d.get('decided_role'))),
+                 "approvals": [in_role(a, r) for r, a in state.approved],
                  "metrics_at_decision": d.get("metrics_at_decision") or {},
                  "ignored_first": rung1 is not None, "conflicts_acknowledged": list(insp.conflicts)})
     if out.status == "refused":

@@ -19,7 +19,7 @@ from typing import Any
 from engine.domain.decision import WindowState
 from engine.domain.decision_evaluator import WindowEvaluator
 from engine.domain.decision_series import Points
-from engine.domain.roles import ROLES, needed
+from engine.domain.roles import ROLES, in_role, needed
 from engine.domain.thresholds import Profile
 from engine.views.report_model import ObservationFacts, PersonFacts, ReportFacts
 
@@ -263,7 +263,7 @@ class WindowReplay:
             if a.id in self.applied or a.created_at > at:
                 continue
             self.applied.add(a.id)
-            self.ev.approve(f"{a.actor} ({a.role})", a.decision)
+            self.ev.approve(in_role(a.actor, a.role), a.decision)
             if a.decision == "rollback":
                 self.ended_by_rollback = True
                 return

@@ -16,6 +16,7 @@ from engine.adapters import sql
 from engine.adapters.store import ExecutionRun, RollbackRecord, Store
 from engine.domain.clock import wall
 from engine.domain.plan import ROLES, Plan
+from engine.domain.roles import in_role
 from engine.domain.rollback_eta import eta_for_run
 from engine.domain.rollback_rules import (
     APPROVAL_KIND,
@@ -302,7 +303,7 @@ def rollback_view(store: Store, plan: Plan, run_id: str) -> RollbackView:
         status, level = (f"KEPT — index {run.index_name} kept by {kept.get('by')}: {kept.get('reason')}", "warning")
     elif phase == "refused" and state is not None:
         notes = {v.actor: v.note for v in state.votes if v.decision == "refuse"}
-        status, level = ("BLOCKED — refused by " + "; ".join(f"{a} ({r}): {notes.get(a) or 'no reason given'}"
+        status, level = ("BLOCKED — refused by " + "; ".join(f"{in_role(a, r)}: {notes.get(a) or 'no reason given'}"
                                                      for r, a in state.refused), "error")
     elif escalation:
         status, level = f"ROLLBACK FAILED — escalation {escalation}; retry (x) or intervene by hand", "error"
@@ -329,7 +330,7 @@ def rollback_view(store: Store, plan: Plan, run_id: str) -> RollbackView:
     decided_at = _dt(d.get("decided_at"))
     steps = (
         Step("R1", "decided", decision is not None,
-             f"{trigger} · {d.get('decided_by')} ({d.get('decided_role')}) {wall(decided_at, plan.off_peak.utc_offset, zone=False)[:5]}"
+             f"{trigger} · {in_role(str(d.get('decided_by')), str(d.get('decided_role')))} {wall(decided_at, plan.off_peak.utc_offset, zone=False)[:5]}"
              if decision is not None and decided_at else "awaiting the decision"),
         Step("R2", "DROP + verify", done is not None,
              f"{wall(done.rollback_completed_at, plan.off_peak.utc_offset, zone=False)}" if done and done.rollback_completed_at else
