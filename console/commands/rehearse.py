@@ -175,7 +175,7 @@ def _rehearse_headless(args: argparse.Namespace, prepared: Any, cases: list[str]
         # The baseline from the run's creation on: sampled while the prechecks take their time.
         with presampling(plan, store, backend, run.id, ident.actor, clock, interval) as sampler:
             blockers = headless_gate(plan, store, backend, Target(plan.connection), run.id, ident.actor, out.say)
-        out.say(f"baseline: sampled through the prechecks ({sampler.ticks} ticks)" if not sampler.error
+        out.say(f"baseline: sampled through the prechecks ({sampler.ticks} tick{'' if sampler.ticks == 1 else 's'})" if not sampler.error
                 else sampler.error)
         if blockers:
             for b in blockers:
