@@ -169,3 +169,13 @@ def test_a_deep_base_directory_gets_its_sockets_somewhere_short(tmp_path):
         socket_dir = Path(sb.primary.socket).parent
     assert not socket_dir.exists()
     assert deep.exists(), "a base directory the caller gave is theirs to keep"
+
+
+def test_a_drills_buffer_pool_holds_its_table():
+    """A pool smaller than the drill's table turns the workload's reads into disk reads and the
+    buffer-pool hit rate into a critical alert that has nothing to do with the change."""
+    from engine.drill.sandbox import pool_for_rows
+
+    assert pool_for_rows(20_000) == 256 and pool_for_rows(1_000_000) == 256
+    assert pool_for_rows(6_000_000) >= 900  # 6 M rows: ~495 MB of data and the new index
+    assert pool_for_rows(9_999_999) >= pool_for_rows(6_000_000)

@@ -148,7 +148,9 @@ def _rehearse_headless(args: argparse.Namespace, prepared: Any, cases: list[str]
         if decision.needs_exact_count:
             out.say(f"size gate: {decision.rule}")
             decision = gate(s.exact_count(plan.schema, plan.change.table) or 0, exact=True)
-    out.say(f"size gate {decision.band}: {decision.rule}; sampling every {sampling_interval(decision.band, speed):g} s"
+    every, real = sampling_interval(decision.band, speed), sampling_interval(decision.band)
+    out.say(f"size gate {decision.band}: {decision.rule}; sampling every {every:g} s"
+            + (f" ({real:g} s on a real clock; the drill's {speed:g}× clock allows no faster)" if every > real else "")
             + (f" (data {info.data_mb} MB, index {info.index_mb} MB)" if info else ""))
     if decision.band == "BLOCK":
         from engine.flows.step_actions import size_gate_blocked

@@ -19,7 +19,7 @@ from engine.domain.clock import utcnow
 from engine.domain.identifiers import qualified, quote
 from engine.domain.plan import toml_dump, window_covering
 from engine.domain.text import for_terminal
-from engine.drill.sandbox import MariaDBSandbox, load_orders
+from engine.drill.sandbox import MariaDBSandbox, load_orders, pool_for_rows
 from engine.drill.workload import Workload
 
 DB, TABLE, INDEX = "shop", "orders", "idx_orders_customer_created"
@@ -357,7 +357,8 @@ def prepare(rows: int, reset: bool, user: str, progress: Callable[[str], None], 
         shutil.rmtree(base)
     base.mkdir(parents=True, exist_ok=True)
     unfinished = None if reset else _unfinished(plan_path)
-    sandbox = MariaDBSandbox(base_dir=base / "servers", replica=True, performance_schema=performance_schema)
+    sandbox = MariaDBSandbox(base_dir=base / "servers", replica=True, performance_schema=performance_schema,
+                             buffer_pool_mb=pool_for_rows(rows))
     adopted = tuple(s.name for s in filter(None, (sandbox.primary, sandbox.replica)) if s.adopt())
     store_url = f"sqlite:///{base / 'store.db'}"
     if unfinished is not None:

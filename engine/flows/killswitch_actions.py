@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_delay, wait_fixed
+
 from engine.adapters.killswitch import SCOPES, KillSwitchBackend, await_watchers, wake_watchers
 from engine.domain.identifiers import IdentifierError, check_slug
 from engine.domain.roles import may, needed, role_words, roles_and
@@ -339,30 +341,36 @@ def activate(store: Any, backend: KillSwitchBackend, tenant_id: str, scope: str,
 
     started = time.monotonic()
     told = False
-    while True:
+
+    def set_switch() -> None:
         try:
             backend.set(tenant_id if scope != "global" else (tenant_id or GLOBAL_TENANT), scope, True, result.actor,
                         result.reason, conn)
-            result.switch_set, result.switch_error = True, None
-            # This process's own executor kills its ALTER now, not at its next poll; the rest of
-            # the activation (audit rows, looking for other ALTERs) waits for its KILL to be out.
-            await_watchers(wake_watchers())
-            break
         except Exception as exc:  # noqa: BLE001 - whatever failed, the ALTER is stopped below
             result.switch_error = _said(exc)
-            locked = _is_store_locked(exc)
             if not told:
                 _kill_directly(store, result, tenant_id, conn, worker, target_for, runs)  # no waiting for the switch
-            waited = time.monotonic() - started
-            if not locked or waited >= retry_for:
-                if locked:
-                    result.switch_error += f" (retried for {waited:.0f} s)"
-                break
-            if not told and on_progress is not None:
-                on_progress("warning", f"kill switch not recorded yet, retrying for up to {retry_for:.0f} s: "
-                                       f"{result.switch_error}")
-            told = True
-            time.sleep(0.1)
+            raise
+
+    def retrying_says(_state: RetryCallState) -> None:
+        nonlocal told
+        if not told and on_progress is not None:
+            on_progress("warning", f"kill switch not recorded yet, retrying for up to {retry_for:.0f} s: "
+                                   f"{result.switch_error}")
+        told = True
+
+    # A store another process holds locked is tried again every 0.1 s for ``retry_for`` seconds;
+    # any other failure ends at once. The ALTER was killed directly at the first failure.
+    try:
+        Retrying(stop=stop_after_delay(retry_for), wait=wait_fixed(0.1), retry=retry_if_exception(_is_store_locked),
+                 before_sleep=retrying_says, reraise=True)(set_switch)
+        result.switch_set, result.switch_error = True, None
+        # This process's own executor kills its ALTER now, not at its next poll; the rest of the
+        # activation (audit rows, looking for other ALTERs) waits for its KILL to be out.
+        await_watchers(wake_watchers())
+    except Exception as exc:  # noqa: BLE001 - said in the result; the kill went out directly
+        if _is_store_locked(exc):
+            result.switch_error = f"{result.switch_error} (retried for {time.monotonic() - started:.0f} s)"
     for run_tenant, run_id, action, details in result._killed_directly:
         _audit(store, result, run_tenant, action,
                dict(details, enforcer=worker or result.actor, via=via,
