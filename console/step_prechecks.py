@@ -228,7 +228,7 @@ class PrecheckSteps(AppPart):
             self.call_from_thread(self.notify, f"Refused: {exc}", severity="error", timeout=12, markup=False)
             return
         self._sync_view()
-        self.call_from_thread(self.notify, f"{kind.replace('_', ' ')} recorded as dba by {self.actor}", timeout=4)
+        self.call_from_thread(self.notify, f"{kind.replace('_', ' ')} recorded as DBA by {self.actor}", timeout=4)
 
     # --- step 3: the table-size gate -------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 from test_console_pilot import _wait_active, _wait_off, make_app
 from textual.widgets import Input
+from waits import until
 
 from engine.adapters.killswitch import KillSwitchReading, ScopeState
 from screens.audit import AuditScreen, audit_row
@@ -156,7 +157,8 @@ async def test_the_deactivation_dialog_shows_the_reason_escaped(tmp_path):
         app.read_kill_switch()
         assert await _wait_active(app, pilot)
         await pilot.press("f8")
-        await pilot.pause(0.1)
+        assert await until(pilot, lambda: isinstance(app.screen, DeactivateKillSwitch)
+                           and bool(app.screen.query(DialogKillBanner)))
         state = str(app.screen.query_one("#state").render())
         assert "\x1b" not in state and "\\x1b[2J" in state
         banner = str(app.screen.query_one(DialogKillBanner).render())
