@@ -10,6 +10,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from plans import ACME, people
 
 from engine.adapters.collectors import Sample
 from engine.adapters.killswitch import EmbeddedKillSwitch
@@ -21,7 +22,6 @@ from engine.domain.plan import PlanError, parse_plan
 from engine.domain.thresholds import Profile, ProfileError, profile_from_overrides
 from engine.flows.executor import Executor
 from engine.flows.monitor import Monitor
-from plans import ACME, people
 
 DT = 5.0
 

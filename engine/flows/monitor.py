@@ -17,9 +17,9 @@ from typing import Any
 from engine.adapters.collector_loop import CollectorLoop
 from engine.adapters.collectors import Sample, Source
 from engine.adapters.store import Approval, Checkpoint, Decision, MetricSample, Store
+from engine.domain.baseline_ready import Readiness, baseline_readiness
 from engine.domain.clock import Clock, SystemClock
 from engine.domain.decision import WindowState, window_complete
-from engine.domain.baseline_ready import Readiness, baseline_readiness
 from engine.domain.decision_evaluator import CONTROL, HISTORY, WindowEvaluator
 from engine.domain.decision_matrix import Verdict
 from engine.domain.jsonable import jsonable
