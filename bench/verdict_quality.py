@@ -5,11 +5,19 @@ with a 2× one, each a 30-minute baseline, a 15-minute gap (the ALTER and the co
 60-minute window, judged by the engine's own ``LatencyTracker`` (the code the monitor, the
 dashboard and ``replay`` run, here with a leading window axis) and ``verdict_codes``.
 
-Prints a table per model — false FAIL, false warning (PASS WITH WARNING on no change), the
-no-change INCONCLUSIVE rate, detection (1.5× judged anything but PASS), FAIL on 2×, median times —
-and ends with one JSON line.
+The baseline is extended as the executor extends it (docs/verdict.md, "Baseline"): while a
+latency's baseline holds fewer than the profile's ``baseline_effective_n`` effective intervals
+(``engine.domain.baseline_ready.metric_ready``, the same function), one more minute, up to
+``--extend-max`` minutes (60, the plan's default; 0: the planned 30 minutes only). Each window's
+pre-period is simulated that long and the last L minutes before the gap taken; the windows are
+judged in groups of equal L (the tracker needs equal lengths).
 
-    .venv/bin/python bench/verdict_quality.py [--windows 1000] [--seed 1] [--models a,b]
+Prints a table per model — false FAIL, false warning (PASS WITH WARNING on no change), the
+no-change INCONCLUSIVE rate, detection (1.5× judged anything but PASS), FAIL on 2×, median times,
+the baseline length used (median / 95th percentile) — and ends with one JSON line.
+
+    .venv/bin/python bench/verdict_quality.py [--windows 1000] [--seed 1] [--models a,b] [--extend-max 60]
+                                              [--target 20]
 
 bench/verdict_bound.py says what no before/after verdict could reach on the stationary models
 (the noise known exactly); docs/verdict.md has the table and the models that miss, and why.
@@ -18,6 +26,7 @@ bench/verdict_bound.py says what no before/after verdict could reach on the stat
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -29,11 +38,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from engine.domain.baseline_ready import metric_ready  # noqa: E402
 from engine.domain.decision import checkpoint_offsets_s  # noqa: E402
 from engine.domain.thresholds import Profile  # noqa: E402
-from engine.domain.verdict import LatencyTracker, settings_of, verdict_codes  # noqa: E402
+from engine.domain.verdict import LatencyTracker, Outcome, settings_of, verdict_codes  # noqa: E402
 
 BASE_MIN, GAP_MIN, WINDOW_MIN = 30.0, 15.0, 60.0
+EXTEND_MIN = 60.0  # the plan's baseline_extend_max_seconds (3600) in minutes
 
 
 @dataclass(frozen=True)
@@ -99,9 +110,11 @@ def _ar(rng: np.random.Generator, w: int, n: int, rho: float, sigma: float, heav
     return sigma * out
 
 
-def simulate(m: Model, w: int, change: float, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Log values over the baseline and the window: canary p50/p99 and (if any) control."""
-    t = np.arange(-(m.base_min + GAP_MIN) * 60, WINDOW_MIN * 60 + 1e-9, m.dt)
+def simulate(m: Model, w: int, change: float, rng: np.random.Generator, extend_min: float = 0.0,
+             ) -> dict[str, np.ndarray]:
+    """Log values over the baseline (and as long again as it may be extended) and the window:
+    canary p50/p99 and (if any) control."""
+    t = np.arange(-(m.base_min + extend_min + GAP_MIN) * 60, WINDOW_MIN * 60 + 1e-9, m.dt)
     n = t.size
     rho = m.rho ** (m.dt / 5.0)
     server = np.zeros((w, n))
@@ -127,23 +140,78 @@ def simulate(m: Model, w: int, change: float, rng: np.random.Generator) -> dict[
     return out
 
 
-def judge(m: Model, data: dict[str, np.ndarray], profile: Profile) -> tuple[np.ndarray, list]:
-    """Feed the engine's trackers, tick by tick, exactly as the live window does."""
+METRICS = (("latency_p50", "p50"), ("latency_p99", "p99"))
+
+
+def judged(m: Model, data: dict[str, np.ndarray], key: str) -> np.ndarray:
+    y = data[f"canary_{key}"]
+    return y - data[f"control_{key}"] if m.control else y
+
+
+def baseline_minutes(m: Model, data: dict[str, np.ndarray], profile: Profile, extend_min: float) -> np.ndarray:
+    """Each window's baseline length (minutes): the planned one, extended a minute at a time while
+    any latency's baseline is not ready (``metric_ready``, as the executor asks), up to the cap."""
     t = data["t"]
-    is_base = t < -GAP_MIN * 60
+    w = data["canary_p50"].shape[0]
+    length = np.full(w, m.base_min)
+    open_ = np.ones(w, bool)
+    for extra in range(int(extend_min) + 1):
+        ll = m.base_min + extra
+        base = (t < -GAP_MIN * 60) & (t >= -(GAP_MIN + ll) * 60)
+        ready = np.ones(int(open_.sum()), bool)
+        for _, key in METRICS:
+            ok, _, _, _ = metric_ready(judged(m, data, key)[open_][:, base], t[base], profile.baseline_effective_n)
+            ready &= ok
+        idx = np.flatnonzero(open_)
+        length[idx] = ll
+        open_[idx[ready]] = False
+        if not open_.any():
+            break
+    return length
+
+
+def judge(m: Model, data: dict[str, np.ndarray], profile: Profile,
+          extend_min: float = 0.0) -> tuple[np.ndarray, list, np.ndarray]:
+    """Feed the engine's trackers, tick by tick, exactly as the live window does: per group of
+    windows whose baselines are equally long. Returns the codes, the outcomes (their arrays in the
+    windows' order) and each window's baseline minutes."""
+    t = data["t"]
     in_window = t >= 0
     looks = tuple(at for _, at in checkpoint_offsets_s(profile)[1:])
+    length = baseline_minutes(m, data, profile, extend_min)
+    w = length.size
+    groups = [(ll, np.flatnonzero(length == ll)) for ll in np.unique(length)]
     outcomes = []
-    for metric, key in (("latency_p50", "p50"), ("latency_p99", "p99")):
-        y = data[f"canary_{key}"]
-        if m.control:
-            y = y - data[f"control_{key}"]
-        tr = LatencyTracker(y[:, is_base], t[is_base], settings_of(profile, profile.rule(metric), looks),
-                            capacity=int(in_window.sum()) + 1, control=m.control)
-        for i in np.flatnonzero(in_window):
-            tr.add(float(t[i]), y[:, i])
-        outcomes.append(tr.finish(profile.confidence))
-    return verdict_codes(outcomes), outcomes
+    for metric, key in METRICS:
+        y = judged(m, data, key)
+        parts = []
+        for ll, rows in groups:
+            is_base = (t < -GAP_MIN * 60) & (t >= -(GAP_MIN + ll) * 60)
+            tr = LatencyTracker(y[rows][:, is_base], t[is_base], settings_of(profile, profile.rule(metric), looks),
+                                capacity=int(in_window.sum()) + 1, control=m.control)
+            for i in np.flatnonzero(in_window):
+                tr.add(float(t[i]), y[rows, i])
+            parts.append((rows, tr.finish(profile.confidence)))
+        outcomes.append(_merged(parts, w))
+    return verdict_codes(outcomes), outcomes, length
+
+
+def _merged(parts: list, w: int) -> Outcome:
+    """Outcomes of groups of windows put back in the windows' order (their per-window arrays)."""
+    if len(parts) == 1:
+        return parts[0][1]
+    first = parts[0][1]
+    fields = {}
+    for f in dataclasses.fields(first):
+        v = getattr(first, f.name)
+        if isinstance(v, np.ndarray) and v.ndim == 1:
+            out = np.empty(w, dtype=v.dtype)
+            for rows, o in parts:
+                out[rows] = getattr(o, f.name)
+            fields[f.name] = out
+        else:
+            fields[f.name] = None if f.name == "noise" else v if f.name != "look_z" else []
+    return Outcome(**fields)
 
 
 def first_signal(outcomes: list) -> np.ndarray:
@@ -156,24 +224,32 @@ def main() -> int:
     ap.add_argument("--windows", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--models", default="")
+    ap.add_argument("--extend-max", type=float, default=EXTEND_MIN,
+                    help="minutes a baseline may be extended while too short for its noise (0: never)")
+    ap.add_argument("--target", type=float, default=None,
+                    help="effective intervals a baseline must hold (default: the profile's baseline_effective_n)")
     args = ap.parse_args()
-    profile = Profile()
+    profile = Profile() if args.target is None else dataclasses.replace(Profile(), baseline_effective_n=args.target)
+    ext = args.extend_max
     chosen = [m for m in MODELS if not args.models or m.name in args.models.split(",")]
     rng = np.random.default_rng(args.seed)
     summary: dict[str, dict[str, float]] = {}
     started = time.perf_counter()
     print(f"{args.windows} windows per case; baseline {BASE_MIN:g} min, gap {GAP_MIN:g} min, window "
           f"{WINDOW_MIN:g} min; profile α {profile.fail_alpha:g}, warning {profile.warning_confidence:g}, "
-          f"harm {profile.harm_confidence:g}, confirmation {profile.confirmation_minutes:g} min")
+          f"harm {profile.harm_confidence:g}, confirmation {profile.confirmation_minutes:g} min; baseline extended "
+          f"up to {ext:g} min while below {profile.baseline_effective_n:g} effective intervals")
     header = (f"{'model':<20} {'falseFAIL':>9} {'falseWARN':>9} {'A/A inc.':>8} {'detect1.5':>9} "
-              f"{'FAIL2x':>7} {'t_detect1.5':>11} {'t_FAIL2x':>9}  note")
+              f"{'FAIL2x':>7} {'t_detect1.5':>11} {'t_FAIL2x':>9} {'base med/p95':>12}  note")
     print(header)
     print("-" * len(header))
     for m in chosen:
         t0 = time.perf_counter()
-        codes0, out0 = judge(m, simulate(m, args.windows, 1.0, rng), profile)
-        codes15, out15 = judge(m, simulate(m, args.windows, 1.5, rng), profile)
-        codes2, out2 = judge(m, simulate(m, args.windows, 2.0, rng), profile)
+        codes0, out0, len0 = judge(m, simulate(m, args.windows, 1.0, rng, ext), profile, ext)
+        codes15, out15, len15 = judge(m, simulate(m, args.windows, 1.5, rng, ext), profile, ext)
+        codes2, out2, len2 = judge(m, simulate(m, args.windows, 2.0, rng, ext), profile, ext)
+        lengths = np.concatenate([len0, len15, len2])
+        base_med, base_p95 = float(np.median(lengths)), float(np.percentile(lengths, 95))
         ff = 100 * np.mean(codes0 == 3)
         kinds = np.max(np.vstack([o.stop_kind for o in out0]), axis=0)
         by_harm, by_look = int(np.sum(kinds == 1)), int(np.sum(kinds == 2))
@@ -191,6 +267,9 @@ def main() -> int:
                            "inconclusive_pct": round(inc, 2), "detect_pct": round(det, 2),
                            "fail_pct_2x": round(f2, 2), "median_detect_min": round(t_det, 1),
                            "median_fail_2x_min": round(t_f2, 1),
+                           "baseline_median_min": base_med, "baseline_p95_min": base_p95,
+                           "baseline_capped_pct": round(100 * float(np.mean(lengths >= m.base_min + ext)), 2)
+                           if ext else 0.0,
                            "false_fail_by_harm_limit": by_harm, "false_fail_by_looks": by_look}
         miss = []
         if ff > 1:
@@ -202,7 +281,7 @@ def main() -> int:
         if f2 < 95:
             miss.append("FAIL2x")
         print(f"{m.name:<20} {ff:>8.1f}% {fw:>8.1f}% {inc:>7.1f}% {det:>8.1f}% {f2:>6.1f}% "
-              f"{t_det:>9.1f}min {t_f2:>7.1f}min  {m.note}{'  MISSES ' + ','.join(miss) if miss else ''}"
+              f"{t_det:>9.1f}min {t_f2:>7.1f}min {base_med:>5.0f}/{base_p95:<3.0f}min  {m.note}{'  MISSES ' + ','.join(miss) if miss else ''}"
               f"  [{time.perf_counter() - t0:.0f}s]", flush=True)
     print(f"total {time.perf_counter() - started:.0f} s")
     print(json.dumps({"windows": args.windows, "models": summary}))

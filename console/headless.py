@@ -63,6 +63,12 @@ EVENT_LINES: dict[str, Callable[[dict[str, Any]], str]] = {
     "claimed": lambda d: f"run claimed by this drill (lease {_num(d.get('lease_s'))} s)",
     "running": lambda d: "run started: the baseline comes first",
     "baseline": lambda d: f"baseline: {_minutes(d.get('seconds', 0))} of samples before the ALTER",
+    "baseline_extended": lambda d: (f"baseline extended (up to {_minutes(d.get('cap_s', 0))} more): too short for "
+                                    f"its own noise — {'; '.join(d.get('reasons') or [])}"),
+    "baseline_ready": lambda d: f"baseline ready after {_minutes(d.get('extended_s', 0))} more",
+    "baseline_extension_capped": lambda d: (f"baseline still short after {_minutes(d.get('extended_s', 0))} more "
+                                            f"(the cap): {'; '.join(d.get('reasons') or [])}; the verdict may be "
+                                            "INCONCLUSIVE"),
     "alter_started": lambda d: f"ALTER started on server thread {d.get('thread_id')}: {d.get('sql')}",
     "index_added": lambda d: "index added: the ALTER finished",
     "cancelled": lambda d: f"run cancelled by the kill switch ({d.get('where')} the ALTER)",

@@ -56,6 +56,22 @@ def step_marks(actions: Sequence[str], status: str | None) -> list[str]:
     return marks
 
 
+def baseline_note(entries: Sequence[AuditLog]) -> str:
+    """What step 2's title adds when the baseline was extended (docs/verdict.md, "Baseline"), from
+    the audit entries (pure): why while it is extended, how long once it ended; "" otherwise."""
+    started = next((e for e in entries if e.action == "baseline_extended"), None)
+    if started is None:
+        return ""
+    ended = next((e for e in entries if e.action in ("baseline_ready", "baseline_extension_capped")), None)
+    if ended is None:
+        return " — extended: " + "; ".join((started.details or {}).get("reasons") or ["too short for its noise"])
+    d = ended.details or {}
+    minutes = f"{float(d.get('extended_s') or 0) / 60:.0f} min"
+    if ended.action == "baseline_ready":
+        return f" — extended {minutes}"
+    return f" — extended {minutes}, the cap: " + "; ".join(d.get("reasons") or [])
+
+
 @dataclass(frozen=True)
 class AlterProgress:
     """The driver's live view of its ALTER (other consoles see the audit trail only)."""
@@ -77,7 +93,7 @@ class AlterProgress:
 def audit_line(e: AuditLog) -> str:
     d = e.details or {}
     keep = ("by", "sql", "thread_id", "fail_reason", "message", "seconds", "digests", "statements", "when", "scopes",
-            "error", "verdict", "estimated_rows", "server", "lock_wait_timeout")
+            "error", "verdict", "estimated_rows", "server", "lock_wait_timeout", "reasons", "cap_s")
     details = ", ".join(f"{k}={d[k]}" for k in keep if d.get(k) not in (None, "", [], {}))
     status = f" {e.old_status or ''}→{e.new_status}" if e.new_status else ""
     # Actors and details were typed by people (a reason, an error): shown, never interpreted.
@@ -190,8 +206,9 @@ class ExecutionScreen(RunbookScreen):
         if self.view.run is not None:
             actions.append("run_created")
         status = self.view.run.status if self.view.run else None
+        note = baseline_note(self.entries)
         for (n, title, _s, _e), mark in zip(STEPS, step_marks(actions, status), strict=True):
-            table.add_row(*plain(n, mark, title))
+            table.add_row(*plain(n, mark, title + note if n == "2" else title))
 
     def _draw_progress(self, p: AlterProgress | None) -> None:
         label = self.query_one("#alter", Static)

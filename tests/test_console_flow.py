@@ -37,8 +37,8 @@ ALL_ROLES = ["canary_lead", "dba", "sre", "developer"]
 
 
 def make_plan(lab, db, index, people=None, **executor):
-    opts = {"mode": "canary", "cooldown_seconds": 2, "baseline_window_seconds": 10, "lease_seconds": 10,
-            "lock_wait_timeout": 2}
+    opts = {"mode": "canary", "cooldown_seconds": 2, "baseline_window_seconds": 10, "baseline_extend_max_seconds": 0,
+            "lease_seconds": 10, "lock_wait_timeout": 2}
     opts.update(executor)
     return plan_from_dict({
         "tenant": "console",

@@ -84,9 +84,9 @@ def drill(lab, tmp_path):
         "rehearsal": True,
         "time_compression": {"speed": SPEED, "origin": utcnow().isoformat()},
         "window": window_covering(utcnow(), hours=23),
-        # A 10-minute baseline, a one-minute cool-down, a 4-minute lease: 5 s, 0.5 s and 2 s real.
-        "executor": {"mode": "canary", "baseline_window_seconds": 600, "cooldown_seconds": 60,
-                     "lease_seconds": 240, "lock_wait_timeout": 60},
+        # A 10-minute baseline (never extended: a fixed timeline), a one-minute cool-down, a 4-minute lease: 5 s, 0.5 s and 2 s real.
+        "executor": {"mode": "canary", "baseline_window_seconds": 600, "baseline_extend_max_seconds": 0,
+                     "cooldown_seconds": 60, "lease_seconds": 240, "lock_wait_timeout": 60},
     }))
     reads = Workload(lab.sandbox.primary.profile(db), "SELECT id, total FROM orders WHERE customer_id = %s "
                      "AND note >= %s LIMIT 20", lambda r: (r.randint(0, 9_999), "8"), rate_per_s=20,

@@ -169,7 +169,9 @@ def _rehearse_headless(args: argparse.Namespace, prepared: Any, cases: list[str]
     interval = sampling_interval(decision.band, speed)
     out.say(f"run {run.id}: baseline {plan.executor.baseline_window_seconds / 60:g} min, ALTER, cool-down "
             f"{plan.executor.cooldown_seconds / 60:g} min, 60-minute monitoring window — TIME COMPRESSED "
-            f"{speed:g}× (rehearsal only): about {(plan.executor.baseline_window_seconds + plan.executor.cooldown_seconds + 3600) / speed / 60:.1f} real minutes")
+            f"{speed:g}× (rehearsal only): about {(plan.executor.baseline_window_seconds + plan.executor.cooldown_seconds + 3600) / speed / 60:.1f} real minutes"
+            + (f" (up to {plan.executor.baseline_extend_max_seconds / speed / 60:.1f} more if the baseline is too short "
+               "for its noise)" if plan.executor.baseline_extend_max_seconds else ""))
     if run.status == "scheduled":  # the checks the console runs, and what blocks the run (docs/prechecks.md)
         from engine.flows.prechecks import headless_gate
         from engine.flows.presample import presampling

@@ -159,6 +159,9 @@ class ExecutorOptions:
     lock_wait_timeout: int = 5
     lease_seconds: float = 30.0
     baseline_window_seconds: float = 300.0  # runbook step 2: five minutes of baseline
+    # … kept sampling, up to this long, while a latency's baseline is too short for its own noise
+    # (docs/verdict.md, "Baseline"); 0 turns the extension off (a fixed timeline)
+    baseline_extend_max_seconds: float = 3600.0
     verify_window_seconds: float = 300.0
     kill_poll_seconds: float = 0.05
     rollback_attempts: int = 5

@@ -370,7 +370,7 @@ def _executor(value: Any, problems: list[str]) -> ExecutorOptions:
     tbl = _table(value, "executor", problems)
     allowed = {
         "mode", "auto_rollback", "lock_wait_timeout", "lease_seconds", "baseline_window_seconds", "verify_window_seconds",
-        "kill_poll_seconds", "cooldown_seconds", "rollback_attempts", "rollback_backoff_seconds",
+        "baseline_extend_max_seconds", "kill_poll_seconds", "cooldown_seconds", "rollback_attempts", "rollback_backoff_seconds",
     }
     for key in tbl:
         if key not in allowed:
@@ -390,6 +390,8 @@ def _executor(value: Any, problems: list[str]) -> ExecutorOptions:
         lease_seconds=_num(tbl, "lease_seconds", "executor", 30.0, 1.0, 600.0, problems),
         baseline_window_seconds=_num(tbl, "baseline_window_seconds", "executor", 300.0, 0.0, 7200.0, problems),
         verify_window_seconds=_num(tbl, "verify_window_seconds", "executor", 300.0, 0.0, 7200.0, problems),
+        baseline_extend_max_seconds=_num(tbl, "baseline_extend_max_seconds", "executor", 3600.0, 0.0, 7200.0,
+                                         problems),
         kill_poll_seconds=_num(tbl, "kill_poll_seconds", "executor", 0.05, 0.01, 1.0, problems),
         cooldown_seconds=_num(tbl, "cooldown_seconds", "executor", 120.0, 0.0, 3600.0, problems),
         rollback_attempts=_int(tbl, "rollback_attempts", "executor", 5, 1, 20, problems),

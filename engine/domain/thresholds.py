@@ -115,6 +115,10 @@ class Profile:
     harm_confidence: float = 0.999
     confirmation_minutes: float = 2.0
     baseline_minutes: float = 30.0  # the baseline a file replay assumes; shorter ones are flagged on screen
+    # The executor keeps sampling before the ALTER (up to the plan's baseline_extend_max_seconds)
+    # until every latency's baseline holds this many effective intervals (docs/verdict.md,
+    # "Baseline"): twice min_samples, so the learnt effective n, itself uncertain, stays above it.
+    baseline_effective_n: float = 20.0
     name: str = "default"
     # Set on a tightened profile (a WARNING-band table, runbook 2.3): the rows the size gate counted.
     tightened_rows: int | None = None
@@ -143,7 +147,7 @@ _PROFILE_FIELDS = {
     "post_rollback_minutes": float, "post_success_minutes": float, "end_window_minutes": float,
     "rolling_minutes": float,
     "window_minutes": float, "confirmation_minutes": float,
-    "baseline_minutes": float,
+    "baseline_minutes": float, "baseline_effective_n": float,
 }
 
 
@@ -190,6 +194,9 @@ def profile_from_overrides(overrides: dict[str, Any], base: Profile | None = Non
     if settings.get("concurrent_autopause", base.concurrent_autopause) <= settings.get(
             "concurrent_escalate", base.concurrent_escalate):
         problems.append("'thresholds.concurrent_autopause' must be above concurrent_escalate")
+    if settings.get("baseline_effective_n", base.baseline_effective_n) < settings.get("min_samples", base.min_samples):
+        problems.append("'thresholds.baseline_effective_n' must be at least min_samples: a baseline the verdict "
+                        "cannot judge would start the ALTER")
     if problems:
         raise ProfileError(problems)
     return replace(base, rules=tuple(rules[r.key] for r in base.rules), name=name, **settings)

@@ -70,6 +70,31 @@ def pct(log_shift: float) -> str:
 # --- one metric, one window: the facade the monitor, the dashboard and replay use ------------------
 
 
+def judged_points(baseline: list[tuple[float, Any]], control_baseline: list[tuple[float, Any]] | None = None,
+                  ) -> tuple[list[tuple[float, float]], list[float]]:
+    """The series a latency is judged on, from ``[(t_s, value)]``: ``(t, log value)`` of the usable
+    values, or with a control (non-empty ``control_baseline``, paired by time) ``(t, log canary −
+    log control)`` where both are usable; sorted by time. Also the control's logs that were used."""
+    control = bool(control_baseline)
+    ctl = {t: usable(v) for t, v in (control_baseline or [])}
+    pts: list[tuple[float, float]] = []
+    ctl_logs: list[float] = []
+    for t, v in baseline:
+        u = usable(v)
+        if u is None:
+            continue
+        if control:
+            c = ctl.get(t)
+            if c is None:
+                continue
+            pts.append((t, math.log(u) - math.log(c)))
+            ctl_logs.append(math.log(c))
+        else:
+            pts.append((t, math.log(u)))
+    pts.sort()
+    return pts, ctl_logs
+
+
 def _why_unusable(values: list[Any]) -> str:
     zero = sum(1 for v in values if not isinstance(v, bool) and isinstance(v, (int, float))
                and math.isfinite(float(v)) and float(v) <= 0)
@@ -112,22 +137,7 @@ class LatencyJudge:
         raw = [v for _, v in baseline]
         self.base_raw_n = len(raw)
         self.base_bad = _why_unusable(raw)
-        ctl = {t: usable(v) for t, v in (control_baseline or [])}
-        pts: list[tuple[float, float]] = []
-        self.ctl_base_logs: list[float] = []
-        for t, v in baseline:
-            u = usable(v)
-            if u is None:
-                continue
-            if self.control:
-                c = ctl.get(t)
-                if c is None:
-                    continue
-                pts.append((t, math.log(u) - math.log(c)))
-                self.ctl_base_logs.append(math.log(c))
-            else:
-                pts.append((t, math.log(u)))
-        pts.sort()
+        pts, self.ctl_base_logs = judged_points(baseline, control_baseline)
         self.base_span_s = (pts[-1][0] - pts[0][0]) if len(pts) > 1 else 0.0
         self.base_n = len(pts)
         self.base_logs = [y for _, y in pts]

@@ -104,7 +104,10 @@ def plan_data(sandbox: MariaDBSandbox, store_url: str, user: str, speed: float =
         "window": window or window_covering(utcnow(), hours=23),  # compressed: room for hours of it
         # The lease in compressed seconds: at least ten real seconds, so a slow tick under a fast
         # clock never looks like a dead driver to a teammate's console.
-        "executor": {"mode": "canary", "baseline_window_seconds": 1800, "cooldown_seconds": 120,
+        # The baseline may be extended (up to an hour of drill time, two real minutes at 30×) when
+        # the drill's latency is too correlated for 30 minutes of it (docs/verdict.md, "Baseline").
+        "executor": {"mode": "canary", "baseline_window_seconds": 1800, "baseline_extend_max_seconds": 3600,
+                     "cooldown_seconds": 120,
                      "lease_seconds": min(600.0, max(30.0, 10.0 * speed))},
         # A drill may push to a test channel as a real run would (docs/runbook.md#pushed-to-the-webhooks).
         **({"integrations": {"webhook_url": webhook}} if webhook else {}),

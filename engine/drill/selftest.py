@@ -103,8 +103,11 @@ class Lab:
 
     def plan(self, db: str, index: str, columns: list[Any], table: str = "orders",
              **executor: Any) -> Plan:
+        # A fixed timeline: the cases' baselines are seconds long, far too short for the noise, and
+        # must not be extended (docs/verdict.md, "Baseline"); a case that wants it says so.
         opts = {"mode": "canary", "cooldown_seconds": 0, "baseline_window_seconds": 0,
-                "verify_window_seconds": 0, "lease_seconds": 10, "lock_wait_timeout": 2}
+                "baseline_extend_max_seconds": 0, "verify_window_seconds": 0, "lease_seconds": 10,
+                "lock_wait_timeout": 2}
         opts.update(executor)
         data: dict[str, Any] = {
             "tenant": "selftest",

@@ -1,8 +1,9 @@
 """The executor (docs/runbook.md#4-execution flow; docs/kill-switch.md, docs/states.md, docs/rollback.md).
 
 scope validation → create run (scheduled, store-wide lock) → atomic claim with a lease →
-running → kill-switch check → target checks → rollback point → baseline → ALTER … ADD INDEX …
-ALGORITHM=INPLACE, LOCK=NONE on a dedicated connection, the kill switch watched while it runs →
+running → kill-switch check → target checks → rollback point → baseline (extended while too short
+for its noise) → ALTER … ADD INDEX … ALGORITHM=INPLACE, LOCK=NONE on a dedicated connection, the
+kill switch watched while it runs →
 kill-switch check after → cool-down → verification → completed | failed | cancelled | rolled_back.
 
 Every transition goes through ``Store.transition``, which writes its audit entry with the actor.
@@ -11,9 +12,9 @@ the DROP to the manual flow.
 
 The steps are mixed in by role: the ALTER, watched and cancelled (engine/flows/executor_alter.py),
 after the ALTER — the window, the verdict, the observation (engine/flows/executor_window.py) —
-and the lease, the take-over and crash recovery (engine/flows/executor_lease.py); what they share
-is engine/flows/executor_base.py. Here: the run created, claimed and driven step by step up to the
-ALTER. Callers import ``Executor``, ``Outcome``, ``Abort`` and the cancellation records from here.
+the lease, the take-over and crash recovery (engine/flows/executor_lease.py) and the baseline's
+extension (engine/flows/executor_baseline.py); what they share is engine/flows/executor_base.py.
+Here: the run created, claimed and driven step by step up to the ALTER. Callers import ``Executor``, ``Outcome``, ``Abort`` and the cancellation records from here.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from engine.flows.executor_alter import (
     record_cancel_during_alter,
 )
 from engine.flows.executor_base import Abort, Outcome, reading_details
+from engine.flows.executor_baseline import BaselineSteps
 from engine.flows.executor_lease import LeaseSteps
 from engine.flows.executor_window import AfterAlterSteps
 
@@ -94,7 +96,7 @@ def scope_problems(plan: Plan, now: Any) -> list[str]:
     return problems
 
 
-class Executor(AlterSteps, AfterAlterSteps, LeaseSteps):
+class Executor(AlterSteps, AfterAlterSteps, LeaseSteps, BaselineSteps):
     def __init__(self, plan: Plan, store: Store, kill_switch: KillSwitchBackend, target: Target,
                  actor: str, worker: str, clock: Clock | None = None, observer: Observer | None = None,
                  on_event: Callable[[str, dict[str, Any]], None] | None = None, monitor: Any = None):
@@ -210,16 +212,19 @@ class Executor(AlterSteps, AfterAlterSteps, LeaseSteps):
             first = self._digest_snapshot(run)
             explained = self._explain(run)
             self.monitor.baseline(self.opts.baseline_window_seconds, before_alter)
+            extended = self._extend_baseline(run, before_alter)  # too short for its own noise: sample on
             second = self._digest_snapshot(run)
             baseline: list[DigestStats] = window(first, second) if first is not None and second is not None else []
             extra: dict[str, Any] = {"explain_before": jsonable([p.__dict__ for p in explained])}
         else:
             baseline = self.observer.baseline(run, self._wait_watching_before_alter(run))
             extra = {}
+            extended = 0.0
         run = self.store.update_run(self.tenant, run.id, baseline={"digests": [d.__dict__ for d in baseline], **extra})
         if self.monitor is not None:  # the window's collectors sampled it; their samples are the baseline
             self._audit(run, "baseline_captured", {"by": "monitoring collectors", "seconds":
-                                                   self.opts.baseline_window_seconds})
+                                                   self.opts.baseline_window_seconds + extended,
+                                                   "extended_s": extended})
         else:
             self._audit(run, "baseline_captured", {"digests": len(baseline),
                                                    "statements": sum(d.count for d in baseline)})

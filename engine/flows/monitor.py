@@ -17,9 +17,10 @@ from typing import Any
 from engine.adapters.collector_loop import CollectorLoop
 from engine.adapters.collectors import Sample, Source
 from engine.adapters.store import Approval, Checkpoint, Decision, MetricSample, Store
+from engine.domain.baseline_ready import Readiness, baseline_readiness
 from engine.domain.clock import Clock, SystemClock
 from engine.domain.decision import WindowState, window_complete
-from engine.domain.decision_evaluator import WindowEvaluator
+from engine.domain.decision_evaluator import CONTROL, HISTORY, WindowEvaluator
 from engine.domain.decision_matrix import Verdict
 from engine.domain.jsonable import jsonable
 from engine.domain.roles import AUTO_PAUSE, in_role, needed
@@ -156,6 +157,10 @@ class Monitor:
                          {"seconds": seconds, "interval": self.interval})
         self.history = self.previous_days(seconds, on_tick)
         warm_up(self.sources)
+        self.sample(seconds, on_tick)
+
+    def sample(self, seconds: float, on_tick: Callable[[], None] | None = None) -> None:
+        """Tick for ``seconds`` (the baseline, or its extension), ``on_tick`` after every tick."""
         end = self.clock.monotonic() + seconds
         while self.clock.monotonic() < end:
             started = self.clock.monotonic()
@@ -163,6 +168,21 @@ class Monitor:
             if on_tick:
                 on_tick()
             self._sleep_until(started + self.interval)
+
+    def readiness(self) -> Readiness:
+        """Whether the baseline sampled so far (every stored sample of this run) holds enough
+        effective intervals for each latency judged (engine/domain/baseline_ready.py)."""
+        rows = self.store.samples(self.tenant_id, self.run_id)
+        now = self.clock.now()
+        values, times = baselines_of(rows), baseline_times_of(rows, now)
+        latency = {r.key for r in self.profile.rules if r.latency} & self.configured
+
+        def points(key: str) -> list[tuple[float, Any]]:
+            return list(zip(times.get(key, []), values.get(key, []), strict=False))
+
+        return baseline_readiness(self.profile, {k: points(k) for k in latency},
+                                  {k: points(CONTROL + k) for k in latency if values.get(CONTROL + k)},
+                                  {k: points(HISTORY + k) for k in latency if values.get(HISTORY + k)})
 
     def previous_days(self, seconds: float, between: Callable[[], None] | None = None) -> Any:
         """The same hours of previous days from Prometheus, where the plan configures it
