@@ -67,8 +67,8 @@ EVENT_LINES: dict[str, Callable[[dict[str, Any]], str]] = {
                                     f"its own noise — {'; '.join(d.get('reasons') or [])}"),
     "baseline_ready": lambda d: f"baseline ready after {_minutes(d.get('extended_s', 0))} more",
     "baseline_extension_capped": lambda d: (f"baseline still short after {_minutes(d.get('extended_s', 0))} more "
-                                            f"(the cap): {'; '.join(d.get('reasons') or [])}; the verdict may be "
-                                            "INCONCLUSIVE"),
+                                            f"({d.get('stopped') or 'the cap'}): {'; '.join(d.get('reasons') or [])}; "
+                                            "the verdict may be INCONCLUSIVE"),
     "alter_started": lambda d: f"ALTER started on server thread {d.get('thread_id')}: {d.get('sql')}",
     "index_added": lambda d: "index added: the ALTER finished",
     "cancelled": lambda d: f"run cancelled by the kill switch ({d.get('where')} the ALTER)",

@@ -69,7 +69,7 @@ def baseline_note(entries: Sequence[AuditLog]) -> str:
     minutes = f"{float(d.get('extended_s') or 0) / 60:.0f} min"
     if ended.action == "baseline_ready":
         return f" — extended {minutes}"
-    return f" — extended {minutes}, the cap: " + "; ".join(d.get("reasons") or [])
+    return f" — extended {minutes}, {d.get('stopped') or 'the cap'}: " + "; ".join(d.get("reasons") or [])
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from engine.adapters.store import ExecutionRun, Store
 from engine.adapters.target import Target
 from engine.domain.baseline_ready import baseline_readiness
 from engine.domain.clock import CompressedClock
-from engine.domain.plan import PlanError, parse_plan
+from engine.domain.plan import PlanError, parse_plan, window_covering
 from engine.domain.thresholds import Profile, ProfileError, profile_from_overrides
 from engine.flows.executor import Executor
 from engine.flows.monitor import Monitor
@@ -121,9 +121,10 @@ class LatencySource:
         pass
 
 
-def _executor(tmp_path, walk: bool, cap: float):
+def _executor(tmp_path, walk: bool, cap: float, off_peak_hours: int = 3):
     clock = CompressedClock(600)
-    plan = parse_plan(PLAN_TEXT, "canary.toml")
+    window = window_covering(clock.now(), hours=off_peak_hours)  # the extension never leaves it
+    plan = parse_plan(PLAN_TEXT + f'\n[window]\noff_peak = "{window["off_peak"]}"\n', "canary.toml")
     plan = replace(plan, executor=replace(plan.executor, baseline_extend_max_seconds=cap))
     store = Store(f"sqlite:///{tmp_path / 's.db'}", clock=clock)
     run = store.create_run(ExecutionRun(tenant_id="acme", connection_profile_id="orders-primary", schema_name="shop",
@@ -166,6 +167,15 @@ def test_the_extension_stops_at_the_cap(tmp_path):
     assert ex._extend_baseline(run, lambda: None) == 120
     (capped,) = store.audit_entries("acme", run.id, "baseline_extension_capped")
     assert capped.details["reasons"] and capped.details["extended_s"] == 120
+    assert [n for n, _ in events] == ["baseline_extended", "baseline_extension_capped"]
+
+
+def test_the_extension_never_pushes_the_alter_out_of_the_off_peak_window(tmp_path):
+    ex, store, run, events, _ticks, _clock = _executor(tmp_path, walk=True, cap=7200, off_peak_hours=1)
+    added = ex._extend_baseline(run, lambda: None)
+    assert added < 3600  # an hour of off-peak window at most, started somewhere inside it
+    (capped,) = store.audit_entries("acme", run.id, "baseline_extension_capped")
+    assert "off-peak window" in capped.details["stopped"] and capped.details["reasons"]
     assert [n for n, _ in events] == ["baseline_extended", "baseline_extension_capped"]
 
 

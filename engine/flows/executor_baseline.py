@@ -4,7 +4,8 @@ After the planned baseline (``baseline_window_seconds``) the executor asks the m
 every judged latency's baseline holds the profile's ``baseline_effective_n`` effective intervals
 (engine/domain/baseline_ready.py). If not, it keeps sampling — the same ticks, the kill switch
 watched and the lease renewed on each — checking again once a minute, until the baseline is ready
-or ``baseline_extend_max_seconds`` (the plan's ``[executor]``; 0: never) have been added. Audited
+or ``baseline_extend_max_seconds`` (the plan's ``[executor]``; 0: never) have been added, and
+never past the end of the off-peak window (the ALTER must still start inside it). Audited
 once as ``baseline_extended`` (the reasons, the cap) and once as ``baseline_ready`` or
 ``baseline_extension_capped``; each is also an executor event.
 """
@@ -12,6 +13,7 @@ once as ``baseline_extended`` (the reasons, the cap) and once as ``baseline_read
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 
 from engine.adapters.store import ExecutionRun
 from engine.flows.executor_base import ExecutorBase
@@ -33,9 +35,13 @@ class BaselineSteps(ExecutorBase):
         self._audit(run, "baseline_extended", {"reasons": ready.reasons, "cap_s": cap,
                                                "effective_n_needed": ready.target})
         self._event("baseline_extended", reasons=ready.reasons, cap_s=cap)
-        added = 0.0
+        added, stopped = 0.0, ""
         while added < cap and not ready.ready:
             step = min(CHECK_EVERY_S, cap - added)
+            if not self.plan.off_peak.contains(self.clock.now() + timedelta(seconds=step)):
+                stopped = (f"the off-peak window {self.plan.off_peak.describe()} ends: the ALTER starts inside it, "
+                           "on the baseline there is")
+                break
             self.monitor.sample(step, on_tick)
             added += step  # counted as asked, so a clock that does not move cannot hold the run here
             ready = self.monitor.readiness()
@@ -46,6 +52,6 @@ class BaselineSteps(ExecutorBase):
             self._event("baseline_ready", extended_s=added, effective_n=n_eff)
         else:
             self._audit(run, "baseline_extension_capped", {"extended_s": added, "cap_s": cap,
-                                                           "reasons": ready.reasons})
-            self._event("baseline_extension_capped", extended_s=added, reasons=ready.reasons)
+                                                           "reasons": ready.reasons, "stopped": stopped or None})
+            self._event("baseline_extension_capped", extended_s=added, reasons=ready.reasons, stopped=stopped or None)
         return added
