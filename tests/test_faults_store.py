@@ -218,9 +218,11 @@ async def test_f9_against_a_store_locked_past_the_busy_timeout_is_retried_until_
             landed = time.monotonic()
             assert app.frame.kill and app.frame.kill.active, notes
             assert app.frame.kill_active, "red all along"
+    # Not before the lock went (the press itself may take a second on a loaded machine, so the
+    # time since the press is no measure of that), and soon after it.
     assert holder.released_at is not None and landed >= holder.released_at
     delay = landed - pressed
-    assert 6.5 <= delay < 9.5, f"the activation landed {delay:.1f} s after F9 (lock held 7 s)"
+    assert delay < 9.5, f"the activation landed {delay:.1f} s after F9 (lock held 7 s)"
     warning = [m for m, sev in notes if sev == "warning" and m.startswith("kill switch not recorded yet, retrying")]
     assert len(warning) == 1, notes
     assert "retrying for up to 60 s: the store is locked by another process (database is locked: " in warning[0]

@@ -9,6 +9,7 @@ store (no target I/O: none of them sends anything to the server)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -375,6 +376,9 @@ def test_a_kept_index_closes_the_run_for_good_and_a_console_says_it_is_final(tmp
     assert open_run(store, plan) is None
     assert attach_run(store, plan, T0 + timedelta(hours=1)).id == run.id  # shown, as history
     assert attach_run(store, plan, T0 + timedelta(hours=13)) is None
+    drill = replace(plan, time_speed=30.0)  # a drill's clock: twelve real hours are 360 of its hours
+    assert attach_run(store, drill, T0 + timedelta(hours=13)).id == run.id
+    assert attach_run(store, drill, T0 + timedelta(hours=361)) is None
     view = rollback_view(store, plan, run.id)
     assert view.final and view.next_line.startswith("Final: ") and view.status.startswith("KEPT")
     # A new run may begin: the store's canary lock went with the run's end.

@@ -278,7 +278,7 @@ RECENT_HOURS = 12.0  # a run that ended this recently is still the war room's: i
 
 def attach_run(store: Any, plan: Any, now: datetime) -> Any | None:
     """The run a console shows when it opens: the open one (``open_run``); else this plan's latest
-    run if it ended in the last twelve hours — a console restarted after the verdict shows that
+    run if it ended in the last twelve (real) hours — a console restarted after the verdict shows that
     verdict, the team's decision still to record, the report (``b`` on the Plan screen begins a
     new run all the same)."""
     found = open_run(store, plan)
@@ -287,7 +287,10 @@ def attach_run(store: Any, plan: Any, now: datetime) -> Any | None:
     for run in store.find_runs(plan.tenant, limit=20):
         if is_plan_run(plan, run):
             ended = run.completed_at or run.updated_at
-            return run if ended is not None and now - ended <= timedelta(hours=RECENT_HOURS) else None
+            # Twelve real hours: a drill's compressed clock counts them at its speed (at 30× its
+            # run would otherwise be history 24 minutes after it ended, its report out of reach).
+            recent = timedelta(hours=RECENT_HOURS) * max(1.0, float(getattr(plan, "time_speed", 1.0)))
+            return run if ended is not None and now - ended <= recent else None
     return None
 
 
