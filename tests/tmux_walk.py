@@ -317,8 +317,8 @@ def main_walk(w: Walk, captures: dict[str, str]) -> None:
     t.keys("Enter")
     w.wait_text("7 d", r"AWAITING APPROVALS — still needed: the DBA", 15)
     # (two checks: at 100x30 the sentence wraps in the right-hand column, beside the left one's lines)
-    w.wait_text("7 d", r"Decided by \S+ \(canary_lead\) at [\d:]+", 10)
-    w.wait_text("7 d", r"UTC[+\-\d:]*: walk: kill switch drill", 10)
+    w.wait_text("7 d", r"Decided by \S+ \(canary\s+lead\) at [\d:]+", 10)
+    w.wait_text("7 d", r"UTC[+\-\d:]*: walk: kill switch drill", 25)  # under the decision toast for a while
     w.step("7 d: rollback decided", "awaiting the DBA's approval")
     t.keys("a")
     w.wait_text("7 a", r"Approve the rollback", 10)
@@ -414,11 +414,11 @@ def refused_then_completed(w: Walk, captures: dict[str, str]) -> None:
         w.step("teammate: a, Tab, Tab, Enter only opens the refusal's confirmation; no reason, no refusal")
         mate.type("walk: not during the sale")
         mate.keys("Enter")
-        w.wait_text("mate refuse", r"BLOCKED — refused by teammate[^:]*\(dba\): walk: not during the sale", 15)
+        w.wait_text("mate refuse", r"BLOCKED — refused by teammate[^:]*\(DBA\): walk: not during the sale", 15)
         w.step("teammate refused, with a reason")
 
         w.tmux = you
-        w.wait_text("you", r"BLOCKED — refused by teammate[^:]*\(dba\): walk: not during the sale", 10)
+        w.wait_text("you", r"BLOCKED — refused by teammate[^:]*\(DBA\): walk: not during the sale", 10)
         w.wait_text("you", r"(?s)Next: another DBA approves \(a\).*new\s+trigger\s+\(n\).*keeps\s+the\s+index\s+\(k\)", 5)
         captures["8b-refused"] = w.last
         you.keys("a")
