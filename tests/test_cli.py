@@ -1,15 +1,15 @@
-"""The headless CLI, run as a user runs it (a real subprocess), against a real store."""
+"""The headless CLI against a real store: in this process (tests/cli_run.py), and as a process of its
+own where that is the point (the whole kill → status → unkill round, ``run``)."""
 
 from __future__ import annotations
 
 import getpass
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_run import cli_process, run_cli
 
 from engine.adapters.store import Store
 
@@ -17,8 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "console.cli", *args], capture_output=True, text=True,
-                          cwd=ROOT, timeout=300, env=dict(os.environ, PYTHONPATH=str(ROOT), **(env or {})))
+    return run_cli(*args, env=env)
 
 
 def write_plan(tmp_path: Path, role: str) -> Path:
@@ -51,18 +50,18 @@ def store_url(tmp_path):
 
 def test_kill_then_status_then_unkill_by_a_dba(tmp_path, store_url):
     plan = write_plan(tmp_path, "dba")
-    done = cli("kill", "--plan", str(plan), "--store", store_url, "--scope", "tenant", "--reason", "drill")
+    done = cli_process("kill", "--plan", str(plan), "--store", store_url, "--scope", "tenant", "--reason", "drill")
     assert done.returncode == 0, done.stderr
     assert "kill switch ACTIVE (tenant acme)" in done.stdout
 
-    status = cli("status", "--plan", str(plan), "--store", store_url, "--json")
+    status = cli_process("status", "--plan", str(plan), "--store", store_url, "--json")
     data = json.loads(status.stdout)
     assert data["kill_switch"]["active"] is True and data["kill_switch"]["scopes"] == ["tenant"]
 
-    no_reason = cli("unkill", "--plan", str(plan), "--store", store_url, "--scope", "tenant")
+    no_reason = cli_process("unkill", "--plan", str(plan), "--store", store_url, "--scope", "tenant")
     assert no_reason.returncode == 2 and "reason is required" in no_reason.stderr
 
-    off = cli("unkill", "--plan", str(plan), "--store", store_url, "--scope", "tenant", "--reason", "drill over")
+    off = cli_process("unkill", "--plan", str(plan), "--store", store_url, "--scope", "tenant", "--reason", "drill over")
     assert off.returncode == 0, off.stderr
     store = Store(store_url)
     assert not any(r.is_active for r in store.kill_switch_rows("acme"))
@@ -118,7 +117,7 @@ def test_playing_a_teammate_is_for_rehearsal_plans_only(tmp_path):
     from engine.domain.plan import load_plan
 
     real = write_plan(tmp_path, "dba")
-    done = cli("run", str(real), "--as", "nok", "--store", f"sqlite:///{tmp_path / 's.db'}")
+    done = cli_process("run", str(real), "--as", "nok", "--store", f"sqlite:///{tmp_path / 's.db'}")
     assert done.returncode == 3 and "--as is for rehearsal plans only" in done.stderr
     assert "Traceback" not in done.stderr
     drill = tmp_path / "drill.toml"

@@ -4,12 +4,11 @@ the sandbox MariaDB and prints the SQL each step would send; nothing is written 
 from __future__ import annotations
 
 import getpass
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_run import run_cli
 
 from engine.adapters.net import free_port
 from engine.adapters.store import Store
@@ -21,8 +20,7 @@ SAMPLE_QUERIES = 'sample_queries = ["SELECT id FROM orders WHERE customer_id = 4
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "console.cli", *args], capture_output=True, text=True,
-                          cwd=ROOT, timeout=300, env=dict(os.environ, PYTHONPATH=str(ROOT), **(env or {})))
+    return run_cli(*args, env=env)
 
 
 def write_plan(tmp_path: Path, port: int, db: str, user: str = "root", extra: str = "", index: str = "idx_dry") -> Path:

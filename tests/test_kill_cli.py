@@ -1,4 +1,5 @@
-"""Issue 14 items 3-5 on the command line, run as a user runs it (a real subprocess, a real store):
+"""Issue 14 items 3-5 on the command line, against a real store (in this process, tests/cli_run.py;
+a real process where the process is the point: argv bytes, a closed pipe, a console that died):
 a kill never fails because of its reason, never reports success for a switch that covers nothing
 real, still kills with a plan that has an unrelated problem; status is FAIL-CLOSED when it cannot
 read the store and never shows a user's escape sequence; audit verify writes nothing into a file
@@ -15,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_run import cli_process, run_cli
 
 from engine.adapters.store import ExecutionRun, Store
 
@@ -23,8 +25,7 @@ ENV = dict(os.environ, PYTHONPATH=str(ROOT))
 
 
 def cli(*args: str | bytes) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([sys.executable, "-m", "console.cli", *args], capture_output=True, cwd=ROOT,
-                          timeout=120, env=ENV)
+    return run_cli(*args, text=False)
 
 
 def out(done: subprocess.CompletedProcess[bytes]) -> str:
@@ -77,7 +78,8 @@ def test_a_hostile_reason_is_cleaned_the_switch_goes_on_and_the_cleaning_is_note
     # Invalid UTF-8 in argv arrives as lone surrogates; then control characters, a terminal escape
     # (OSC 52 writes the clipboard of whoever reads it), a bidi override and 10 kB of text.
     reason = b"p99 \xed\xa0\x80 doubling\x07\x1b]52;c;cm0gLXJmIH4=\x07\x1b[2J\xe2\x80\xae " + b"x" * 10_000
-    done = cli("kill", "--plan", str(plan), "--store", url, "--scope", "tenant", "--reason", reason)
+    done = cli_process("kill", "--plan", str(plan), "--store", url, "--scope", "tenant", "--reason", reason,
+                       text=False)
     assert done.returncode == 0, err(done)
     assert "Traceback" not in err(done) and "UnicodeEncodeError" not in err(done)
     assert b"\x1b" not in done.stdout + done.stderr

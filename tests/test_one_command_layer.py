@@ -6,7 +6,7 @@ HTTP API call it. Two checks:
   ``store.audit``, ``update_run``, ``set_kill_switch`` …), holds a role set of its own, or names an
   action the table does not know;
 - live: a person without the role is refused with the same words and the same audit action whether
-  they ask from the console (the real App, driven by Pilot), the CLI (a subprocess) or the API (a
+  they ask from the console (the real App, driven by Pilot), the CLI (its main(), tests/cli_run.py) or the API (a
   real HTTP server).
 """
 
