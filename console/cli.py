@@ -37,6 +37,8 @@ def _command(module: str, name: str) -> Callable[[argparse.Namespace], int]:
 
 # --- parser -------------------------------------------------------------------------------------
 
+RUN_HELP = "the run's id, or its start as the screens show it (run 3f2a9c1e)"
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="canary-console", description=__doc__.splitlines()[0] if __doc__ else None)
@@ -119,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=_command("rehearse", "cmd_rehearse"))
 
     ap = sub.add_parser("approve", help="lift a run's AUTO-PAUSE: resume or roll back (canary lead)")
-    ap.add_argument("run", metavar="RUN")
+    ap.add_argument("run", metavar="RUN", help=RUN_HELP)
     ap.add_argument("--plan", metavar="PLAN.toml", required=True)
     ap.add_argument("--store", metavar="URL")
     ap.add_argument("--decision", choices=("resume", "rollback"), required=True)
@@ -129,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     rb = sub.add_parser("rollback", help="the manual rollback's people steps: status, decide, approve, refuse, "
                         "retrigger (a new trigger), keep (the index, after a refusal) — docs/rollback.md")
     rb.add_argument("action", choices=("status", "decide", "approve", "refuse", "retrigger", "keep"))
-    rb.add_argument("run", metavar="RUN", help="the run id")
+    rb.add_argument("run", metavar="RUN", help=RUN_HELP)
     rb.add_argument("--plan", metavar="PLAN.toml", required=True)
     rb.add_argument("--store", metavar="URL")
     rb.add_argument("--trigger", help="decide: the trigger (runbook 6.3), e.g. lock_wait, kill_switch")
@@ -139,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     rb.set_defaults(func=_command("on_run", "cmd_rollback"))
 
     ak = sub.add_parser("acknowledge", help="acknowledge a failed P1 self-test case with a reason (canary lead, DBA)")
-    ak.add_argument("run", metavar="RUN")
+    ak.add_argument("run", metavar="RUN", help=RUN_HELP)
     ak.add_argument("--plan", metavar="PLAN.toml", required=True)
     ak.add_argument("--store", metavar="URL")
     ak.add_argument("--case", required=True, help="the failed P1 case, e.g. TC-06")
@@ -147,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     ak.set_defaults(func=_command("on_run", "cmd_acknowledge"))
 
     ls = sub.add_parser("lesson", help="add a row to a run's lessons-learned table (runbook 8.3; in the report)")
-    ls.add_argument("run", metavar="RUN")
+    ls.add_argument("run", metavar="RUN", help=RUN_HELP)
     ls.add_argument("--plan", metavar="PLAN.toml", required=True)
     ls.add_argument("--store", metavar="URL")
     ls.add_argument("--what", required=True, help="what happened")
@@ -159,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("replay", help="re-evaluate a finished run's stored samples under another profile, "
                                        "or judge exported samples (--samples FILE)")
     common(rp)
-    rp.add_argument("run", metavar="RUN", nargs="?", help="the run id (not with --samples)")
+    rp.add_argument("run", metavar="RUN", nargs="?", help=RUN_HELP + "; not with --samples")
     rp.add_argument("--samples", metavar="FILE", help="JSON Lines of {ts, metric, value, group}: judged without "
                     "a store or a server")
     rp.add_argument("--change-at", metavar="TS", help="with --samples: when the change began (ISO-8601); "
@@ -180,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("execute", help="run the executor headless on a plan")
     common(e, plan_required=True)
-    e.add_argument("--run", help="execute this existing run (e.g. take over after a crash)")
+    e.add_argument("--run", help="execute this existing run (e.g. take over after a crash): " + RUN_HELP)
     e.add_argument("--interval", type=float, default=5.0, help="monitoring sample interval in seconds (default 5)")
     e.set_defaults(func=_command("runbook", "cmd_execute"))
     add_api_parser(sub)

@@ -175,3 +175,42 @@ def test_execute_asks_the_role_before_the_prechecks_gate(tmp_path, store_url):
     assert done.returncode == 3 and "needs the canary lead or DBA role" in done.stderr
     store = Store(store_url)
     assert store.audit_entries("acme", action="execute_refused") and not store.audit_entries("acme", action="step_locked")
+
+
+def test_a_run_is_named_by_the_start_of_its_id_as_the_screens_show_it(tmp_path, store_url):
+    """The screens say "run 3f2a9c1e"; a person types that. One run with that start: it is the run;
+    several: they are listed and more of the id is asked for; too short or none: said, with where
+    the runs are listed."""
+    from engine.adapters.store import ExecutionRun
+    from engine.domain.plan import load_plan
+    from engine.flows.lessons import LESSON
+
+    path = write_plan(tmp_path, "canary_lead")
+    plan = load_plan(path)
+    store = Store(store_url)
+    ids = ("3f2a9c1e-1111-4000-8000-000000000001", "3f2a9c1e-2222-4000-8000-000000000002",
+           "7b10c4d2-0000-4000-8000-000000000003")
+    for run_id in ids:
+        store.create_run(ExecutionRun(id=run_id, tenant_id=plan.tenant, connection_profile_id=plan.connection.id,
+                                      schema_name="shop", table_name="orders", index_name=plan.change.index,
+                                      columns=[["customer_id", None]]), "test")
+        store.transition(plan.tenant, run_id, "cancelled", "test", message="made for the test")
+    lesson = ("lesson", "--plan", str(path), "--store", store_url, "--what", "the drill's clock ran fast")
+
+    done = cli(lesson[0], "7b10c4d2", *lesson[1:])
+    assert done.returncode == 0, done.stderr
+    assert [e.execution_run_id for e in store.audit_entries(plan.tenant, action=LESSON)] == [ids[2]]
+
+    done = cli(lesson[0], "3f2a9c1e", *lesson[1:])
+    assert done.returncode == 1 and "is the start of 2 runs" in done.stderr and "give more of the id" in done.stderr
+    assert ids[0] in done.stderr and ids[1] in done.stderr
+    done = cli(lesson[0], "3F2A9C1E-2", *lesson[1:])
+    assert done.returncode == 0, done.stderr
+
+    done = cli(lesson[0], "7b1", *lesson[1:])
+    assert done.returncode == 1 and "at least 4 characters" in done.stderr
+    done = cli(lesson[0], "ffff0000", *lesson[1:])
+    assert done.returncode == 1 and "not found for tenant acme" in done.stderr and "status --plan" in done.stderr
+    done = cli(lesson[0], "3f2a%", *lesson[1:])  # a LIKE wildcard is not a prefix
+    assert done.returncode == 1 and "not found" in done.stderr
+    assert len(store.audit_entries(plan.tenant, action=LESSON)) == 2

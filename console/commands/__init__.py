@@ -12,6 +12,7 @@ from typing import Any
 from engine.adapters.identity import current_identity
 from engine.domain.plan import Plan, load_plan
 from engine.domain.tenancy import GLOBAL_TENANT
+from engine.domain.text import for_terminal
 
 # The store (sqlmodel, SQLAlchemy) is imported where it is used: ``run`` opens it on a thread while
 # the console draws its first screen.
@@ -62,11 +63,29 @@ def _backend(plan: Plan | None, store: Any) -> Any:
 
 
 def _on_run(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
-    """The plan, its store, who is at the keyboard and the run ``args.run`` names (exit 1 when the
-    store has no such run for the plan's tenant): what every command on one run starts with."""
+    """The plan, its store, who is at the keyboard and the run ``args.run`` names — its whole id or
+    the start of it the screens show (``run 3f2a9c1e``), if only one of the tenant's runs has it
+    (exit 1 when none or several do): what every command on one run starts with. ``args.run`` is
+    set to the whole id."""
     plan = load_plan(args.plan)
     store = _store(args, plan)
+    args.run = resolve_run_id(store, plan.tenant, args.run)
     run = store.get_run(plan.tenant, args.run)
-    if run is None:
-        raise CliError(f"run {args.run} not found for tenant {plan.tenant}", EXIT_FAILED)
     return plan, store, current_identity(), run
+
+
+def resolve_run_id(store: Any, tenant: str, given: str) -> str:
+    """The whole id of the tenant's run ``given`` names (its id, or a prefix of it only one run has)."""
+    if store.get_run(tenant, given) is not None:
+        return given
+    said = for_terminal(given)
+    matches = store.runs_by_prefix(tenant, given) if len(given) >= 4 else []
+    if len(matches) == 1:
+        return matches[0].id
+    if matches:
+        more = "at least " if len(matches) == 5 else ""
+        raise CliError(f"run {said} is the start of {more}{len(matches)} runs of tenant {tenant} "
+                       f"({', '.join(m.id for m in matches)}): give more of the id", EXIT_FAILED)
+    hint = " (give at least 4 characters of the id, e.g. the 8 the screens show)" if len(given) < 4 else ""
+    raise CliError(f"run {said} not found for tenant {tenant}{hint}; `canary-console status --plan PLAN` lists "
+                   "the recent runs", EXIT_FAILED)

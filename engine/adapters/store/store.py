@@ -196,6 +196,17 @@ class Store(RunRecords, Samples):
             run = s.get(ExecutionRun, run_id)
             return run if run is not None and run.tenant_id == tenant_id else None
 
+    def runs_by_prefix(self, tenant_id: str, prefix: str, limit: int = 5) -> list[ExecutionRun]:
+        """The tenant's runs whose id starts with ``prefix`` (what the screens show: the first 8
+        characters), newest first; at most ``limit``. Only hex digits and dashes are looked for."""
+        if not prefix or any(c not in "0123456789abcdef-" for c in prefix.lower()):
+            return []
+        with self.session() as s:
+            q = select(ExecutionRun).where(ExecutionRun.tenant_id == tenant_id,
+                                           ExecutionRun.id.startswith(prefix.lower()))  # type: ignore[attr-defined]
+            q = q.order_by(ExecutionRun.created_at.desc()).limit(limit)  # type: ignore[attr-defined]
+            return list(s.exec(q).all())
+
     def find_runs(self, tenant_id: str, statuses: Sequence[str] | None = None,
                   limit: int = 100) -> list[ExecutionRun]:
         with self.session() as s:
