@@ -9,6 +9,7 @@ from typing import Any
 
 from textual import on, work
 from textual.message import Message
+from textual.notifications import SeverityLevel
 
 from console.part import AppPart
 from engine.adapters.killswitch import KillSwitchReading
@@ -25,7 +26,7 @@ class KillSwitchSaid(Message):
     ``post_message`` from the worker never waits for the screen, so a busy or blocked UI cannot
     hold back the switch's next write."""
 
-    def __init__(self, severity: str, text: str) -> None:
+    def __init__(self, severity: SeverityLevel, text: str) -> None:
         super().__init__()
         self.severity, self.text = severity, text
 
@@ -48,13 +49,13 @@ class KillSwitchKeys(AppPart):
     def on_kill_switch_pressed(self, _message: KillSwitchPressed) -> None:
         self.action_kill_switch()
 
-    def _kill_said(self, severity: str, text: str) -> None:
+    def _kill_said(self, severity: SeverityLevel, text: str) -> None:
         self.post_message(KillSwitchSaid(severity, text))  # thread-safe, never waits for the screen
 
     @on(KillSwitchSaid)
     def _show_kill_said(self, said: KillSwitchSaid) -> None:
         self.notify(said.text, title="Kill switch", markup=False,
-                    severity=said.severity,  # type: ignore[arg-type]
+                    severity=said.severity,
                     timeout=60 if said.severity == "error" else 20)
 
     @work(thread=True, group="kill-switch", exit_on_error=False)

@@ -12,14 +12,20 @@ footer's order). It is a ``MessagePump`` only so that Textual collects its ``@on
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from textual import work
 from textual.message_pump import MessagePump
+from textual.screen import Screen
 
 from engine.flows import guard, step_actions
 
+if TYPE_CHECKING:  # both load on a worker, after the first frame
+    from screens.report import ReportScreen
+    from screens.rollback import RollbackScreen
+
 DRIVEN = ("running", "observing")  # a driver holds the run's lease (docs/states.md)
+S = TypeVar("S", bound=Screen[Any])
 
 
 class AppPart(MessagePump):
@@ -30,6 +36,24 @@ class AppPart(MessagePump):
         """The screen on top, or None while the console starts or closes (timers and workers may
         still call in then)."""
         return self.screen_stack[-1] if self.screen_stack else None
+
+    def step_screen(self, name: str, kind: type[S]) -> S:
+        """The screen of step ``name``, as the class it is (``self.steps`` holds them as
+        ``RunbookScreen``); a screen of another class is a bug, said as one."""
+        screen = self.steps[name]
+        if not isinstance(screen, kind):
+            raise TypeError(f"step {name!r} is a {type(screen).__name__}, not a {kind.__name__}")
+        return screen
+
+    def report_screen(self) -> ReportScreen:
+        from screens.report import ReportScreen
+
+        return self.step_screen("report", ReportScreen)
+
+    def rollback_screen(self) -> RollbackScreen:
+        from screens.rollback import RollbackScreen
+
+        return self.step_screen("rollback", RollbackScreen)
 
     def refuse(self, action: str) -> bool:
         """True (and said now, and audited on a worker) when the one table (engine/domain/roles.py)

@@ -172,9 +172,9 @@ class RunWorkers(AppPart):
         if entries is not None and isinstance(screen, ExecutionScreen) and drawable(screen):
             screen.show_entries(entries)
         if facts is not None:
-            self.steps["execution"].show_announcement(announcement)  # type: ignore[attr-defined]
+            self.step_screen("execution", ExecutionScreen).show_announcement(announcement)
             if "report" in self.steps:
-                self.steps["report"].show(facts)  # type: ignore[attr-defined]
+                self.report_screen().show(facts)
 
     # --- the baseline before the execution ------------------------------------------------------
 
@@ -270,7 +270,7 @@ class RunWorkers(AppPart):
         self._sync_view()
 
     def _exec_event(self, name: str, data: dict[str, Any]) -> None:
-        screen: ExecutionScreen = self.steps["execution"]  # type: ignore[assignment]
+        screen = self.step_screen("execution", ExecutionScreen)
         if name == "alter_started":
             self._progress_on.set()
             self.watch_alter(self.run_id, int(data["thread_id"]))
@@ -301,7 +301,7 @@ class RunWorkers(AppPart):
         own (the ALTER's connection is busy; the kill switch has another)."""
         from engine.adapters.target import TargetError, alter_stage
 
-        screen: ExecutionScreen = self.steps["execution"]  # type: ignore[assignment]
+        screen = self.step_screen("execution", ExecutionScreen)
         schema, table = self.plan.schema, self.plan.change.table
         started = self.clock.monotonic()
         try:

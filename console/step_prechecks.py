@@ -15,7 +15,7 @@ from engine.domain.cases import PRIORITY
 from engine.domain.roles import role_words
 from engine.domain.runstate import ACTIVE
 from engine.flows import guard, step_actions
-from screens.plan import ScopeFacts
+from screens.plan import PlanScreen, ScopeFacts
 from screens.prechecks import PrechecksScreen
 from screens.sizegate import SizeGateScreen, TableSize
 
@@ -37,7 +37,7 @@ class PrecheckSteps(AppPart):
         tcs = self.store.latest_prechecks(self.plan.tenant, "TC-")
         p0 = [f"{c} {tcs[c].status}" for c in sorted(PRIORITY) if PRIORITY[c] == "P0" and c in tcs]
         facts = ScopeFacts(self.plan.off_peak.contains(self.clock.now()), other, ", ".join(p0) or "not run yet")
-        self.call_from_thread(self.steps["plan"].show_scope, facts)  # type: ignore[attr-defined]
+        self.call_from_thread(self.step_screen("plan", PlanScreen).show_scope, facts)
 
     def action_begin_prechecks(self) -> None:
         if self.dry_refused("beginning the prechecks (creating a run)"):
@@ -249,7 +249,7 @@ class PrecheckSteps(AppPart):
     def check_size(self, run_id: str) -> None:
         from engine.adapters.target import TargetError
 
-        screen: SizeGateScreen = self.steps["size_gate"]  # type: ignore[assignment]
+        screen = self.step_screen("size_gate", SizeGateScreen)
         try:
             out = step_actions.check_size(
                 self.plan, self.store, self.target, run_id, self.actor, self.roles, cancel=self.count_cancel,

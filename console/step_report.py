@@ -14,7 +14,7 @@ from engine.flows import step_actions
 from screens.audit import AuditScreen
 
 if TYPE_CHECKING:  # the Report screen loads on a worker, after the first frame
-    from screens.report import ReportCopy, ReportExport, ReportLesson, ReportPost, ReportScreen
+    from screens.report import ReportCopy, ReportExport, ReportLesson, ReportPost
 
 
 class ReportSteps(AppPart):
@@ -23,7 +23,7 @@ class ReportSteps(AppPart):
     def on_report_copy(self, message: ReportCopy) -> None:
         hint = self.copy_text(message.text)
         self.audit_in_worker("report_copied", {"view": message.view})
-        self.steps["report"].show_result(f"copied ({message.view}). {hint}", True, "copy")  # type: ignore[attr-defined]
+        self.report_screen().show_result(f"copied ({message.view}). {hint}", True, "copy")
 
     def on_report_export(self, message: ReportExport) -> None:
         self.export_report(message.text, message.view)
@@ -40,7 +40,7 @@ class ReportSteps(AppPart):
         with the new row."""
         from engine.views.report import report_facts
 
-        screen: ReportScreen = self.steps["report"]  # type: ignore[assignment]
+        screen = self.report_screen()
         if self.run_id is None:
             return
         try:
@@ -58,7 +58,7 @@ class ReportSteps(AppPart):
     def export_report(self, text: str, view: str) -> None:
         from engine.views.report import ExportError
 
-        screen: ReportScreen = self.steps["report"]  # type: ignore[assignment]
+        screen = self.report_screen()
         try:
             path = step_actions.export_report(self.store, self.plan, self.run_id, self.actor, screen.facts, text, view,
                                               state_dir() / "reports", self.clock.now())
@@ -69,7 +69,7 @@ class ReportSteps(AppPart):
 
     @work(thread=True, group="webhook", exit_on_error=False)
     def post_report(self, text: str, view: str) -> None:
-        screen: ReportScreen = self.steps["report"]  # type: ignore[assignment]
+        screen = self.report_screen()
         result = step_actions.post_report(self.store, self.plan, self.run_id, self.actor, text, view)
         self.call_from_thread(screen.show_result, result.message, result.ok, "post")
 

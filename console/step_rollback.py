@@ -47,7 +47,7 @@ class RollbackSteps(AppPart):
         view, inspection = refresh(self.store, self.plan, self._rollback_target(), run_id, self.clock)
         if get_current_worker().is_cancelled:
             return  # a newer read replaced this one: never draw an older state over a newer one
-        self.call_from_thread(self.steps["rollback"].show, view, inspection)  # type: ignore[attr-defined]
+        self.call_from_thread(self.rollback_screen().show, view, inspection)
 
     def on_rollback_decide(self, message: RollbackDecide) -> None:
         self.rollback_act("decide", trigger=message.trigger, reason=message.reason, metrics=dict(message.metrics))
@@ -129,21 +129,21 @@ class RollbackSteps(AppPart):
         from engine.flows.rollback_rungs import rung_progress
         from engine.views.rollback import RungProgress
 
-        screen = self.steps["rollback"]
+        screen = self.rollback_screen()
         started = time.monotonic()
         try:
             with self.target.session("rollback-progress", read_timeout=5) as s:
                 while self._rung_on.is_set() and not self._stop.is_set():
                     progress = rung_progress(s, self.plan.schema, self.plan.change.table, rung,
                                              time.monotonic() - started)
-                    self.call_from_thread(screen.show_rung, progress)  # type: ignore[attr-defined]
+                    self.call_from_thread(screen.show_rung, progress)
                     self._stop.wait(1.0)
         except TargetError as exc:
-            self.call_from_thread(screen.show_rung,  # type: ignore[attr-defined]
+            self.call_from_thread(screen.show_rung,
                                   RungProgress(rung, time.monotonic() - started, note=f"progress unavailable: {exc}"))
             while self._rung_on.is_set() and not self._stop.wait(0.5):
                 pass
-        self.call_from_thread(screen.show_rung, None)  # type: ignore[attr-defined]
+        self.call_from_thread(screen.show_rung, None)
 
     def _rollback_notifier(self, run_id: str) -> Any:
         """The notifier of this console's rollback steps (engine/flows/notify.py), one per run; None

@@ -22,7 +22,7 @@ class WindowSteps(AppPart):
     """The keys and messages of the Execution, Monitoring and Decision screens."""
 
     def _announcement(self) -> str:
-        screen: ExecutionScreen = self.steps["execution"]  # type: ignore[assignment]
+        screen = self.step_screen("execution", ExecutionScreen)
         return screen.announcement
 
     def action_copy_announcement(self) -> None:
@@ -106,5 +106,5 @@ class WindowSteps(AppPart):
     def on_open_rollback(self, message: OpenRollback) -> None:
         """The Decision step's FAIL: the Rollback step opens on the trigger its failing criteria point
         to, with the metrics it showed (they go into R1's record)."""
-        self.steps["rollback"].preselect(message.trigger, dict(message.metrics))  # type: ignore[attr-defined]
+        self.rollback_screen().preselect(message.trigger, dict(message.metrics))
         self.action_goto("rollback")

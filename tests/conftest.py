@@ -27,7 +27,16 @@ def sandbox():
     except SandboxUnavailable as exc:
         pytest.fail(f"the sandbox MariaDB cannot start: {exc}")
     yield sb
+    died = None
+    if not sb.primary.running:  # under the tests: said with its error log, before stop() removes it
+        try:
+            died = "\n".join(sb.primary.error_log.read_text(errors="replace").splitlines()[-40:])
+        except OSError as exc:
+            died = f"(its error log cannot be read: {exc})"
     sb.stop()
+    if died is not None:
+        pytest.fail(f"the sandbox MariaDB died during this worker's tests; its error log ends:\n{died}",
+                    pytrace=False)
 
 
 @pytest.fixture(scope="session")
