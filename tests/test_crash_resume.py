@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 import pytest
-import waits
+from waits import expect
 
 from engine.adapters.store import Store
 from engine.adapters.target import Target
@@ -38,13 +38,6 @@ ROOT = Path(__file__).resolve().parent.parent
 CLI = str(ROOT / ".venv" / "bin" / "canary-console")
 SPEED = 120.0
 INDEX = "idx_resume_cust_note"
-
-
-def wait_for(what: str, check, timeout: float, every: float = 0.2):
-    got = waits.wait_for(check, timeout, every)
-    if not got:
-        raise AssertionError(f"gave up after {timeout:.0f} s waiting for {what}")
-    return got
 
 
 def console_pids(plan_path: Path) -> list[int]:
@@ -112,9 +105,9 @@ def test_a_run_survives_its_driver_hung_during_the_alter_and_its_console_killed_
         tmux = tmux_driver().Tmux(tmux_socket, "second")
         tmux.start(160, 50, f"{CLI} run {plan_path}", env, ROOT)
         try:
-            wait_for("the second take-over", lambda: len(audit("take_over")) >= 2, 30)
-            [resumed] = wait_for("the window resumed", lambda: audit("monitoring_resumed"), 30)
-            wait_for("the verdict", lambda: store.get_run(tenant, run_id).status != "running", 120, every=0.5)
+            expect("the second take-over", lambda: len(audit("take_over")) >= 2, 30)
+            [resumed] = expect("the window resumed", lambda: audit("monitoring_resumed"), 30)
+            expect("the verdict", lambda: store.get_run(tenant, run_id).status != "running", 120, step=0.5)
             screen = tmux.capture()
         finally:
             tmux.cmd("kill-session", "-t", "second", check=False)
@@ -160,10 +153,10 @@ def _worker_hangs_with_its_alter_on_the_server(store, plan_path, env, blocker, l
     first = worker.stdout.readline()
     assert first.startswith("run "), first
     run_id = first.split()[1]
-    wait_for("the worker's ALTER", lambda: store.audit_entries("resume", run_id, "alter_started"), 60)
+    expect("the worker's ALTER", lambda: store.audit_entries("resume", run_id, "alter_started"), 60)
     worker.send_signal(signal.SIGSTOP)
     with Target(lab.plan(db, INDEX, ["customer_id"]).connection).session("observer") as s:
-        assert wait_for("the ALTER on the server", lambda: s.find_alter(run_id), 10)
+        assert expect("the ALTER on the server", lambda: s.find_alter(run_id), 10)
     assert store.get_run("resume", run_id).status == "running"
     return run_id, worker
 
@@ -175,10 +168,10 @@ def _console_takes_over_and_is_killed(store, tenant, run_id, plan_path, env, tmu
     tmux = tmux_driver().Tmux(tmux_socket, "first")
     tmux.start(160, 50, f"{CLI} run {plan_path}", env, ROOT)
     try:
-        wait_for("the console's take-over", lambda: audit("take_over"), 30)
-        wait_for("the console to look at the target", lambda: audit("recovery_inspected"), 30)
+        expect("the console's take-over", lambda: audit("take_over"), 30)
+        expect("the console to look at the target", lambda: audit("recovery_inspected"), 30)
         blocker.rollback()  # the ALTER may go on now
-        wait_for("the monitoring window", lambda: audit("monitoring_started"), 90)
+        expect("the monitoring window", lambda: audit("monitoring_started"), 90)
         worker.kill()  # the hung worker, for good
         worker.wait(10)
         window_start = audit("monitoring_started")[0].created_at
@@ -186,13 +179,13 @@ def _console_takes_over_and_is_killed(store, tenant, run_id, plan_path, env, tmu
         def window_ticks() -> int:
             return len({r.sampled_at for r in store.samples(tenant, run_id) if r.sampled_at >= window_start})
 
-        wait_for("six ticks of the window", lambda: window_ticks() >= 6, 60)
+        expect("six ticks of the window", lambda: window_ticks() >= 6, 60)
         screen = tmux.capture()
         before = {(r.sampled_at, r.metric, r.value) for r in store.samples(tenant, run_id)}
         checkpoints = [c.label for c in store.checkpoints(tenant, run_id)]
         for pid in console_pids(plan_path):  # the console (and the shell tmux started it with)
             os.kill(pid, signal.SIGKILL)
-        wait_for("the console to die", lambda: not console_pids(plan_path), 10)
+        expect("the console to die", lambda: not console_pids(plan_path), 10)
         return screen, before, checkpoints, store.now()
     finally:
         tmux.cmd("kill-session", "-t", "first", check=False)

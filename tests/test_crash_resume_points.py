@@ -30,7 +30,7 @@ import threading
 from pathlib import Path
 
 import pytest
-import waits
+from waits import expect
 
 from engine.adapters.store import Store
 from engine.adapters.target import Target
@@ -47,13 +47,6 @@ SPEED = 120.0
 INDEX = "idx_points_cust_note"
 TENANT = "points"
 MATE = "mate"  # the second person of the rollback (nobody approves their own): played through the engine
-
-
-def wait_for(what: str, check, timeout: float, every: float = 0.2):
-    got = waits.wait_for(check, timeout, every)
-    if not got:
-        raise AssertionError(f"gave up after {timeout:.0f} s waiting for {what}")
-    return got
 
 
 def console_pids(plan_path: Path) -> list[int]:
@@ -123,7 +116,7 @@ class Consoles:
             assert "Traceback (most recent call last)" not in last[0], last[0]
             return ok(last[0])
         try:
-            wait_for(what, look, timeout)
+            expect(what, look, timeout)
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n--- console {self.n} ---\n{last[0]}") from None
         return last[0]
@@ -131,7 +124,7 @@ class Consoles:
     def kill(self) -> None:
         for pid in console_pids(self.plan_path):  # the console (and the shell tmux started it with)
             os.kill(pid, signal.SIGKILL)
-        wait_for("the console to die", lambda: not console_pids(self.plan_path), 10)
+        expect("the console to die", lambda: not console_pids(self.plan_path), 10)
         self.tmux.cmd("kill-session", "-t", self.tmux.session, check=False)
 
 
@@ -171,13 +164,13 @@ def test_a_run_survives_its_console_killed_at_five_points(drill, lab):
         first = worker.stdout.readline()
         assert first.startswith("run "), first
         run_id = first.split()[1]
-        wait_for("the worker's baseline", lambda: audit("baseline_sampling"), 60)
+        expect("the worker's baseline", lambda: audit("baseline_sampling"), 60)
         worker.kill()
         worker.wait(10)
 
         # 1. Before the ALTER: the console that took the run over is killed in its baseline.
         consoles.open()
-        wait_for("console 1's take-over and baseline", lambda: len(audit("baseline_sampling")) >= 2, 60)
+        expect("console 1's take-over and baseline", lambda: len(audit("baseline_sampling")) >= 2, 60)
         blocker.autocommit(False)
         with blocker.cursor() as cur:  # holds the next ALTER on its metadata lock
             cur.execute("SELECT id FROM orders LIMIT 1")
@@ -189,9 +182,9 @@ def test_a_run_survives_its_console_killed_at_five_points(drill, lab):
         #    (held on its metadata lock); killed there.
         consoles.open()
         screen = consoles.screen_until("console 2 on Execution", lambda s: "Steps (runbook 3.2)" in s, 30)
-        wait_for("console 2's ALTER", lambda: audit("alter_started"), 60)
+        expect("console 2's ALTER", lambda: audit("alter_started"), 60)
         with Target(plan.connection).session("observer") as s:
-            assert wait_for("the ALTER on the server", lambda: s.find_alter(run_id), 10)
+            assert expect("the ALTER on the server", lambda: s.find_alter(run_id), 10)
         assert not errors_on(consoles.tmux.capture())
         snapshot("during the ALTER")
         consoles.kill()
@@ -201,10 +194,10 @@ def test_a_run_survives_its_console_killed_at_five_points(drill, lab):
         #    starts the window; killed with the dashboard open after six ticks.
         consoles.open()
         consoles.screen_until("console 3 on Execution", lambda s: "Steps (runbook 3.2)" in s, 30)
-        wait_for("the monitoring window", lambda: audit("monitoring_started"), 120)
+        expect("the monitoring window", lambda: audit("monitoring_started"), 120)
         window_start = audit("monitoring_started")[0].created_at
         consoles.tmux.keys("5")
-        wait_for("six ticks of the window", lambda: len({r.sampled_at for r in store.samples(TENANT, run_id)
+        expect("six ticks of the window", lambda: len({r.sampled_at for r in store.samples(TENANT, run_id)
                                                         if r.sampled_at >= window_start}) >= 6, 60)
         consoles.screen_until("console 3's dashboard", lambda s: "Window T+15 → T+75" in s, 15)
         snapshot("during the monitoring window")
@@ -230,11 +223,11 @@ def test_a_run_survives_its_console_killed_at_five_points(drill, lab):
             consoles.open()
             waiting.start()
             consoles.screen_until("console 4 on the dashboard", lambda s: "Window T+15 → T+75" in s, 30)
-            [resumed] = wait_for("the window resumed", lambda: audit("monitoring_resumed"), 60)
+            [resumed] = expect("the window resumed", lambda: audit("monitoring_resumed"), 60)
             screen = consoles.screen_until("the gap on the dashboard", lambda s: re.search(r"no\s+samples\s+T\+", s)
                                            and re.search(r"the\s+driving\s+console\s+was\s+down", s), 20)
             assert not errors_on(screen), screen
-            wait_for("the verdict", lambda: store.get_run(TENANT, run_id).status != "running", 90, every=0.5)
+            expect("the verdict", lambda: store.get_run(TENANT, run_id).status != "running", 90, step=0.5)
         finally:
             holder.rollback()
             holder.close()

@@ -6,21 +6,12 @@ MariaDB: a long transaction holds the table, the rung's ALTER queues behind it."
 from __future__ import annotations
 
 import threading
-import time
+
+from waits import expect
 
 from engine.adapters.target import Target
 from engine.flows.rollback_rungs import ROLLBACK_STATEMENT_TAG, rung_progress
 from engine.views.rollback import rung_lines
-
-
-def wait_for(what, check, timeout=20.0, every=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"{what}: not within {timeout:g} s")
 
 
 def test_a_running_rung_shows_its_statement_and_the_lock_queue(sandbox, lab):
@@ -43,7 +34,7 @@ def test_a_running_rung_shows_its_statement_and_the_lock_queue(sandbox, lab):
 
         threading.Thread(target=run_rung, daemon=True).start()
         with Target(sandbox.primary.profile(db)).session("rollback-progress") as s:
-            p = wait_for("the rung queued behind the holder", lambda: (
+            p = expect("the rung queued behind the holder", lambda: (
                 lambda r: r if r.thread_id is not None and r.waiters and r.holders else None)(
                 rung_progress(s, db, "orders", "ignore", 3.0)))
             assert p.thread_id == rung.thread_id()
@@ -56,7 +47,7 @@ def test_a_running_rung_shows_its_statement_and_the_lock_queue(sandbox, lab):
             assert any(line.strip().startswith(f"waits thread {rung.thread_id()}") for line in lines)
             assert not done.is_set(), "the rung waits for the holder"
             holder.commit()
-            wait_for("the rung done once the holder commits", done.is_set)
+            expect("the rung done once the holder commits", done.is_set)
             after = rung_progress(s, db, "orders", "ignore", 5.0)
             assert after.thread_id is None and not after.waiters
             assert "not in the processlist" in rung_lines(after, db, "orders")[0]

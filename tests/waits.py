@@ -3,7 +3,8 @@
 ``until`` polls a predicate between Textual Pilot pauses (the app keeps running while the test
 waits); ``steady`` waits, the same way, until what the app draws stops changing (before a
 snapshot); ``wait_for(predicate, timeout)`` polls it from a plain thread and returns its value (None
-once the time is up). They return as soon as the condition holds, so a
+once the time is up); ``expect(what, predicate, timeout)`` is ``wait_for`` that fails the test,
+naming what it waited for, when the time is up. They return as soon as the condition holds, so a
 quiet machine is fast and a loaded one only slower; a fixed ``sleep`` is either too long or flaky.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["steady", "until", "wait_for"]
+__all__ = ["expect", "steady", "until", "wait_for"]
 
 
 async def until(pilot: Any, predicate: Callable[[], Any], seconds: float = 20.0, step: float = 0.05) -> bool:
@@ -51,3 +52,11 @@ def wait_for(predicate: Callable[[], Any], timeout: float, step: float = 0.02) -
     from engine.drill.selftest import wait_for as poll
 
     return poll(predicate, timeout, step)
+
+
+def expect(what: str, predicate: Callable[[], Any], timeout: float = 20.0, step: float = 0.2) -> Any:
+    """``wait_for``, or an AssertionError naming ``what`` once ``timeout`` seconds have passed."""
+    got = wait_for(predicate, timeout, step)
+    if not got:
+        raise AssertionError(f"gave up after {timeout:g} s waiting for {what}")
+    return got
