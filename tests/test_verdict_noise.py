@@ -172,3 +172,47 @@ def test_a_2x_regression_fails_on_strongly_correlated_noise_with_an_hour_of_base
         results[change] = tr.finish(0.98)
     assert (results[2.0].met == 0).mean() > 0.9
     assert not (results[1.0].met == 0).any()
+
+
+def test_a_window_whose_noise_is_its_own_keeps_it_and_the_baseline_keeps_its_own():
+    """Pooling the window's residuals with the baseline's assumes one noise before and after. A
+    window three times as noisy (a new plan for the statements, a competing load) is not the
+    baseline's noise: the baseline keeps its own effective n — a calm baseline is never judged
+    "too short" for the window's sake — and the window its own spread and correlation. Where the
+    noise is the same, one pooled fit, as before, in nearly every window."""
+    from engine.domain.verdict_noise import pooled
+
+    rng = np.random.default_rng(11)
+    w, nb, nw = 300, 360, 480
+    base = _ar1(rng, w, nb, 0.3, 0.15)
+    nz = fit_noise(base, np.arange(-nb, 0) * 5.0)
+
+    def about_level(y: np.ndarray) -> np.ndarray:
+        return y - y.mean(axis=1, keepdims=True)
+
+    same = pooled(nz, about_level(_ar1(rng, w, nw, 0.3, 0.15)))
+    assert same.differs.mean() <= 0.02  # 0.75 % over 2,000 windows
+    noisier = pooled(nz, about_level(_ar1(rng, w, nw, 0.3, 0.45)))
+    assert noisier.differs.mean() > 0.99
+    assert np.allclose(noisier.n_eff[noisier.differs], nz.n_eff[noisier.differs])
+    assert np.allclose(noisier.base_var[noisier.differs], nz.base_var[noisier.differs])
+    assert np.median(noisier.sigma2) > 8 * np.median(nz.sigma2)
+
+
+def test_a_calm_baseline_is_not_judged_too_short_for_a_window_whose_noise_differs():
+    """The drill's no-fault window as measured: about a hundred baseline intervals; the new index
+    makes the reads five times faster, and their latency 2.4 times as noisy in log terms, drifting
+    down a little as the index warms. Pooled with the baseline, the window's noise made the
+    baseline's effective n look tiny and 35 windows in 100 were INCONCLUSIVE ("the baseline's
+    effective n is 1.8"); each side on its own noise: PASS in 9 in 10."""
+    rng = np.random.default_rng(12)
+    w, nb = 200, 100
+    s = Settings(warning_pct=50, critical_pct=100, pass_pct=20)
+    base = _ar1(rng, w, nb, 0.2, 0.25)
+    window = _ar1(rng, w, 721, 0.6, 0.6)
+    tr = _tracker(base, s)
+    for i in range(721):
+        tr.add(i * 5.0, window[:, i] + math.log(0.2) + math.log(0.75) * i / 720)
+    out = tr.finish(0.98)
+    assert (out.met == 1).mean() > 0.9 and not (out.met == 0).any(), np.bincount(out.reason)
+    assert not (out.reason == 1).any(), "the baseline is never the reason"
