@@ -196,7 +196,7 @@ def fit_noise(y: np.ndarray, t: np.ndarray, trend_alpha: float = 0.01) -> Noise:
                  np.where(trend[:, None], r1, r0))
 
 
-def pooled(nz: Noise, window_resid: np.ndarray, window_n: np.ndarray | None = None) -> Noise:
+def pooled(nz: Noise, window_resid: np.ndarray) -> Noise:
     """The noise learnt again from the baseline's residuals and the window's (``window_resid``:
     (W, k), about the window's own level, 0 where a value was unusable) as two segments: under the
     change's model (a step at the change) the window's values about their level are noise as much
@@ -209,9 +209,7 @@ def pooled(nz: Noise, window_resid: np.ndarray, window_n: np.ndarray | None = No
     other: a real drill's calm baseline (effective n 80) was judged "too short" at long-run ρ 0.99
     because its window's noise was another. Each side then keeps its own: the baseline its level,
     variance and effective n; the window its spread and correlation, on the fewer degrees of
-    freedom of the two (``differs`` says where). ``window_n``: the usable values behind each row of
-    ``window_resid`` (an unusable one is a 0 there); a window of fewer than MIN_BLOCKS says nothing
-    about its noise and is pooled."""
+    freedom of the two (``differs`` says where)."""
     if nz.resid is None or window_resid.shape[1] < 2:
         return nz
     sigma2, ratio, df = long_run([nz.resid, window_resid])
@@ -221,7 +219,7 @@ def pooled(nz: Noise, window_resid: np.ndarray, window_n: np.ndarray | None = No
     with np.errstate(divide="ignore", invalid="ignore"):
         gap = np.abs(np.log(s2w * ratio_w / lrv_b))
         differs = (gap > NOISE_DIFFERS_Z * np.sqrt(2 / np.maximum(nz.df, 1.0) + 2 / np.maximum(df_w, 1.0))) & \
-            ((window_resid.shape[1] if window_n is None else np.asarray(window_n)) >= MIN_BLOCKS)
+            (window_resid.shape[1] >= MIN_BLOCKS)
     rho = np.where(differs, rho_of(ratio_w), rho)
     return replace(nz, sigma2=np.where(differs, s2w, sigma2), rho=rho,
                    n_eff=np.where(differs, nz.n_eff, median_effective_n(nz.n, rho)),

@@ -301,7 +301,7 @@ class LatencyTracker:
         ok = ~np.isnan(d)
         cnt = ok.sum(axis=1)
         mean = np.where(ok, d, 0.0).sum(axis=1) / np.maximum(cnt, 1)
-        self._use(pooled(nz, np.where(ok, d - mean[:, None], 0.0), cnt))
+        self._use(pooled(nz, np.where(ok, d - mean[:, None], 0.0)))
 
     def _floored(self, nz: Noise) -> Noise:
         """``nz`` with its long-run variance at least the previous days' (``history_ratio``)."""
