@@ -237,11 +237,8 @@ class LatencyJudge:
                    n_eff=round(float(o.n_eff[0]), 1), stopped_at=_finite(o.stopped_at[0]))
         trend = (f"baseline trend {math.expm1(float(nz.slope[0]) * 3600) * 100:+.1f}%/h carried forward"
                  if bool(nz.trend[0]) else "baseline level")
-        own = nz.differs is not None and bool(nz.differs[0])
-        noise = ("noise: the window's own (not the baseline's)" if own else
-                 "noise (baseline and window)")
         out["method"] = (f"median of per-interval log({'canary/control' if self.control else 'latency'}) vs "
-                         f"{trend}; {noise} long-run ρ {float(nz.rho[0]):.2f}; baseline {self.base_span_s / 60:.0f} min, n={self.base_n} "
+                         f"{trend}; noise (baseline and window) long-run ρ {float(nz.rho[0]):.2f}; baseline {self.base_span_s / 60:.0f} min, n={self.base_n} "
                          f"(effective {float(nz.n_eff[0]):.1f})")
         kind = int(o.stop_kind[0])
         if kind == 1:

@@ -31,7 +31,6 @@ SCALES = (1, 6, 12, 36, 72)  # intervals aggregated: 5 s, 30 s, 1 min, 3 min, 6 
 MIN_BLOCKS = 16  # an AR(1) fitted on fewer aggregated values than this says too little to use
 SLOWER_Z = 3.0  # a slower scale counts when it shows this many of its SDs more than the AR(1) predicts
 UPPER_Z = 1.645  # … and is then taken at its ρ's one-sided 95 % upper bound
-NOISE_DIFFERS_Z = 3.29  # the window's noise is its own past this many joint SDs (two-sided 0.1 %)
 TOP_RATIO = (1 + RHO_MAX) / (1 - RHO_MAX)
 
 
@@ -151,7 +150,6 @@ class Noise:
     constant: np.ndarray  # bool: the baseline does not vary
     base_var: np.ndarray  # Var(level) (the baseline's own uncertainty, median)
     resid: np.ndarray | None = None  # (W, n) the baseline's residuals (about its level or trend)
-    differs: np.ndarray | None = None  # bool (W,): the window's noise is its own (``pooled``)
 
 
 def fit_noise(y: np.ndarray, t: np.ndarray, trend_alpha: float = 0.01) -> Noise:
@@ -200,31 +198,13 @@ def pooled(nz: Noise, window_resid: np.ndarray) -> Noise:
     """The noise learnt again from the baseline's residuals and the window's (``window_resid``:
     (W, k), about the window's own level, 0 where a value was unusable) as two segments: under the
     change's model (a step at the change) the window's values about their level are noise as much
-    as the baseline's are, and twice or three times the data pin the slow scales down better.
-
-    Unless the window's noise is plainly not the baseline's: its long-run variance and the
-    baseline's differ by more than NOISE_DIFFERS_Z of their joint sampling SD (log scale, each on
-    its own degrees of freedom). Then the change changed the noise itself (a new plan for the
-    statements, a competing load), and pooling would make the one look as slow or as wide as the
-    other: a real drill's calm baseline (effective n 80) was judged "too short" at long-run ρ 0.99
-    because its window's noise was another. Each side then keeps its own: the baseline its level,
-    variance and effective n; the window its spread and correlation, on the fewer degrees of
-    freedom of the two (``differs`` says where)."""
+    as the baseline's are, and twice or three times the data pin the slow scales down better."""
     if nz.resid is None or window_resid.shape[1] < 2:
         return nz
     sigma2, ratio, df = long_run([nz.resid, window_resid])
     rho = rho_of(ratio)
-    s2w, ratio_w, df_w = long_run([window_resid])
-    lrv_b = nz.sigma2 * (1 + nz.rho) / (1 - nz.rho)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        gap = np.abs(np.log(s2w * ratio_w / lrv_b))
-        differs = (gap > NOISE_DIFFERS_Z * np.sqrt(2 / np.maximum(nz.df, 1.0) + 2 / np.maximum(df_w, 1.0))) & \
-            (window_resid.shape[1] >= MIN_BLOCKS)
-    rho = np.where(differs, rho_of(ratio_w), rho)
-    return replace(nz, sigma2=np.where(differs, s2w, sigma2), rho=rho,
-                   n_eff=np.where(differs, nz.n_eff, median_effective_n(nz.n, rho)),
-                   df=np.where(differs, np.minimum(nz.df, df_w), df),
-                   base_var=np.where(differs, nz.base_var, sigma2 * median_var_factor(nz.n, rho)), differs=differs)
+    return replace(nz, sigma2=sigma2, rho=rho, n_eff=median_effective_n(nz.n, rho), df=df,
+                   base_var=sigma2 * median_var_factor(nz.n, rho))
 
 
 def with_floor(nz: Noise, floor_ratio: float) -> Noise:
@@ -236,11 +216,8 @@ def with_floor(nz: Noise, floor_ratio: float) -> Noise:
     if bool((ratio >= floor).all()):
         return nz
     rho = np.where(ratio >= floor, nz.rho, rho_of(floor))
-    # Where the window's noise is its own (``pooled``), rho is the window's: the baseline's effective
-    # n and variance are the baseline's fit, floored when it was made.
-    own = nz.differs if nz.differs is not None else np.zeros(np.shape(rho), dtype=bool)
-    return replace(nz, rho=rho, n_eff=np.where(own, nz.n_eff, median_effective_n(nz.n, rho)),
-                   base_var=np.where(own, nz.base_var, nz.sigma2 * median_var_factor(nz.n, rho)))
+    return replace(nz, rho=rho, n_eff=median_effective_n(nz.n, rho),
+                   base_var=nz.sigma2 * median_var_factor(nz.n, rho))
 
 
 # --- previous days ------------------------------------------------------------------------------------

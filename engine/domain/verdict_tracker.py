@@ -287,10 +287,9 @@ class LatencyTracker:
         Under the change's model (a step at the change), the window's values about their own level
         are noise as much as the baseline's are: pooling them doubles or triples what the
         correlation is learnt from, which matters most for slow noise (a 30-minute baseline cannot
-        tell a component that wanders over ten minutes from a level). A window whose noise is
-        plainly not the baseline's — a burst, a noisier or calmer load — keeps its own
-        (``pooled``); a ramp only widens the intervals. Done at every re-judgement (``judge_every_s``), at each look and
-        at the end; the ticks in between use the latest."""
+        tell a component that wanders over ten minutes from a level). A change that is not a step
+        (a ramp, a burst) only widens the intervals. Done at every re-judgement (``judge_every_s``),
+        at each look and at the end; the ticks in between use the latest."""
         nz = self.noise
         if nz.resid is None:
             return
