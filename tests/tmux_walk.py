@@ -203,8 +203,11 @@ def main_walk(w: Walk, captures: dict[str, str]) -> None:
     t_exec = time.monotonic()
     w.wait_text("g", rf"run {short} running │ you drive", 20)
     w.step("g: executing", "baseline, ALTER, cool-down (compressed)")
+    # 30 drill minutes of baseline, up to 60 more where the drill's latency is too correlated for
+    # them (docs/verdict.md, "Baseline"), the ALTER and the cool-down: ~95 s at 60× on a quiet
+    # machine, each extension minute a little more on a loaded one.
     screen = w.wait("g", "the monitoring hand-off",
-                    lambda s: "→ The 60-minute monitoring window is running" in s or "■ cancelled" in s or "✗ failed" in s, 120)
+                    lambda s: "→ The 60-minute monitoring window is running" in s or "■ cancelled" in s or "✗ failed" in s, 300)
     if "→ The 60-minute monitoring window is running" not in screen:
         raise WalkFailure("g", "the run ended before the monitoring window", screen)
     captures["4-execution-handoff"] = w.last
