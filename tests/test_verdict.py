@@ -45,7 +45,7 @@ def _ar1(rng: np.random.Generator, w: int, n: int, rho: float, sigma: float) -> 
 # --- intervals that hold under dependence ----------------------------------------------------------
 
 
-@settings(max_examples=6, deadline=None)
+@settings(max_examples=6, deadline=None, derandomize=True)  # fixed draws: a statistical bound, not a flake
 @given(st.integers(0, 2 ** 31), st.sampled_from([0.0, 0.5, 0.8, 0.9]), st.floats(0.05, 0.5))
 def test_the_interval_covers_the_true_shift_on_ar1_noise(seed, rho, sigma):
     """No change, AR(1) noise: the 98 % interval of the window's shift holds 0 in ≥ 98 % of

@@ -43,7 +43,7 @@ def _slow(rng: np.random.Generator, w: int, n: int) -> np.ndarray:
 # --- the median of correlated values -------------------------------------------------------------
 
 
-@settings(max_examples=8, deadline=None)
+@settings(max_examples=8, deadline=None, derandomize=True)  # fixed draws: a statistical bound, not a flake
 @given(st.sampled_from([0.0, 0.5, 0.8, 0.95]), st.sampled_from([24, 120, 360]), st.integers(0, 2 ** 31))
 def test_the_variance_of_a_median_of_ar1_values(rho, n, seed):
     """σ² · median_var_factor(n, ρ) is the sample median's variance (Monte Carlo, 4,000 series:
@@ -70,7 +70,7 @@ def test_the_effective_n_of_a_median():
 # --- the long-run variance ---------------------------------------------------------------------------
 
 
-@settings(max_examples=6, deadline=None)
+@settings(max_examples=6, deadline=None, derandomize=True)
 @given(st.sampled_from([0.0, 0.5, 0.8, 0.95]), st.integers(0, 2 ** 31))
 def test_the_long_run_variance_of_ar1_noise(rho, seed):
     """AR(1) noise in two segments (a 30-min baseline and a 60-min window): the long-run ratio is
@@ -89,7 +89,7 @@ def test_the_long_run_variance_of_ar1_noise(rho, seed):
     assert float(np.median(df)) == pytest.approx(1080 / (1 + 2 * truth), rel=0.3)
 
 
-@settings(max_examples=4, deadline=None)
+@settings(max_examples=4, deadline=None, derandomize=True)
 @given(st.sampled_from([0.5, 0.8, 0.95]), st.integers(0, 2 ** 31))
 def test_the_interval_of_a_shift_is_calibrated_on_ar1_noise(rho, seed):
     """No change: the one-sided 99 % bound of the window's median minus the baseline's, on the
