@@ -34,8 +34,9 @@ def _environment(env: dict[str, str] | None) -> Iterator[None]:
 
 
 def _stream() -> io.TextIOWrapper:
-    # What a process's stdout is when it is a pipe: UTF-8 text over bytes, with a .buffer.
-    return io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="backslashreplace", write_through=True)
+    # What a process's stdout is when it is a pipe under a UTF-8 locale: UTF-8 text over bytes, with a
+    # .buffer, strict (a lone surrogate printed is the UnicodeEncodeError a real process would raise).
+    return io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="strict", write_through=True)
 
 
 def run_cli(*args: str | bytes, env: dict[str, str] | None = None,
