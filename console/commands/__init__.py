@@ -69,19 +69,20 @@ def _on_run(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
     set to the whole id."""
     plan = load_plan(args.plan)
     store = _store(args, plan)
-    args.run = resolve_run_id(store, plan.tenant, args.run)
-    run = store.get_run(plan.tenant, args.run)
+    run = resolve_run(store, plan.tenant, args.run)
+    args.run = run.id
     return plan, store, current_identity(), run
 
 
-def resolve_run_id(store: Any, tenant: str, given: str) -> str:
-    """The whole id of the tenant's run ``given`` names (its id, or a prefix of it only one run has)."""
-    if store.get_run(tenant, given) is not None:
-        return given
+def resolve_run(store: Any, tenant: str, given: str) -> Any:
+    """The tenant's run ``given`` names: its whole id, or a start of it only one run has."""
+    run = store.get_run(tenant, given)
+    if run is not None:
+        return run
     said = for_terminal(given)
     matches = store.runs_by_prefix(tenant, given) if len(given) >= 4 else []
     if len(matches) == 1:
-        return matches[0].id
+        return matches[0]
     if matches:
         more = "at least " if len(matches) == 5 else ""
         raise CliError(f"run {said} is the start of {more}{len(matches)} runs of tenant {tenant} "

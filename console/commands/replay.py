@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from console.commands import EXIT_FAILED, EXIT_OK, CliError, _plan, _store, _tenant, resolve_run_id
+from console.commands import EXIT_FAILED, EXIT_OK, CliError, _plan, _store, _tenant, resolve_run
 
 
 def _replay_samples(args: argparse.Namespace, profile: Any) -> int:
@@ -80,7 +80,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         raise CliError("replay needs a RUN id (with --plan or --store) or --samples FILE")
     store = _store(args, plan)
     tenant = _tenant(args, plan, required=True)
-    args.run = resolve_run_id(store, tenant, args.run)  # the whole id, or the start of it the screens show
+    args.run = resolve_run(store, tenant, args.run).id  # the whole id, or the start of it the screens show
     if not args.profile:  # the run's own lines: tightened after a WARNING size gate (docs/thresholds.md)
         from engine.domain.sizegate import profile_for
         from engine.flows.prechecks import run_gate

@@ -17,7 +17,7 @@ from console.commands import (
     _backend,
     _store,
     _store_url,
-    resolve_run_id,
+    resolve_run,
 )
 from engine.adapters.identity import current_identity, worker_id
 from engine.domain.plan import load_plan
@@ -76,7 +76,7 @@ def cmd_execute(args: argparse.Namespace) -> int:
     store = _store(args, plan)
     ident = current_identity()
     if args.run:
-        args.run = resolve_run_id(store, plan.tenant, args.run)  # the whole id, or the start the screens show
+        args.run = resolve_run(store, plan.tenant, args.run).id  # the whole id, or the start the screens show
         print(f"run {args.run}", flush=True)
 
     def on_event(name: str, data: dict[str, Any]) -> None:
