@@ -159,7 +159,9 @@ class LatencyJudge:
         """Why this metric cannot be judged at all (None: it can)."""
         return self._degenerate(self.tracker.cur if self.tracker is not None else None)
 
-    def _degenerate(self, nz: Noise | None) -> str | None:
+    def _degenerate(self, nz: Noise | None, effective: bool = True) -> str | None:
+        """Why the baseline cannot be judged (None: it can); ``effective=False`` leaves its
+        effective n out (a PASS whose whole interval lies below the line does not hang on it)."""
         s = self.s
         if self.base_n == 0:
             what = f"none of the {self.base_raw_n} baseline values is usable ({self.base_bad})" if self.base_raw_n \
@@ -171,7 +173,7 @@ class LatencyJudge:
         assert nz is not None  # learnt from the baseline and, once it runs, the window too
         if bool(nz.constant[0]):
             return f"the baseline's {self.base_n} intervals are all the same value: its noise cannot be estimated"
-        if float(nz.n_eff[0]) < s.min_samples:
+        if effective and float(nz.n_eff[0]) < s.min_samples:
             return (f"the baseline's effective n is {float(nz.n_eff[0]):.1f} (n={self.base_n}, long-run ρ "
                     f"{float(nz.rho[0]):.2f}), below {s.min_samples}: too short to judge")
         return None
@@ -232,13 +234,19 @@ class LatencyJudge:
             return out
         o = tr.finish(self.confidence)
         nz = o.noise if o.noise is not None else tr.cur
-        deg = self._degenerate(nz)
+        passed = int(o.met[0]) == 1
+        deg = self._degenerate(nz, effective=not passed)
         out.update(estimate=_finite(o.estimate[0]), low=_finite(o.low[0]), high=_finite(o.high[0]),
                    n_eff=round(float(o.n_eff[0]), 1), stopped_at=_finite(o.stopped_at[0]))
         trend = (f"baseline trend {math.expm1(float(nz.slope[0]) * 3600) * 100:+.1f}%/h carried forward"
                  if bool(nz.trend[0]) else "baseline level")
+        wn = o.window_noise
+        apart = wn is not None and bool(wn.apart[0])
+        noise = (f"noise: baseline long-run ρ {float(nz.rho[0]):.2f}, window its own (long-run SD "
+                 f"×{float(wn.sd_ratio[0]):.2g} the baseline's, ρ {float(wn.rho[0]):.2f})" if apart and wn is not None
+                 else f"noise (baseline and window) long-run ρ {float(nz.rho[0]):.2f}")
         out["method"] = (f"median of per-interval log({'canary/control' if self.control else 'latency'}) vs "
-                         f"{trend}; noise (baseline and window) long-run ρ {float(nz.rho[0]):.2f}; baseline {self.base_span_s / 60:.0f} min, n={self.base_n} "
+                         f"{trend}; {noise}; baseline {self.base_span_s / 60:.0f} min, n={self.base_n} "
                          f"(effective {float(nz.n_eff[0]):.1f})")
         kind = int(o.stop_kind[0])
         if kind == 1:
@@ -254,10 +262,19 @@ class LatencyJudge:
                 3: f"effective n {float(o.n_eff[0]):.1f} in the window, below {s.min_samples}",
                 4: REASONS[4],
                 5: f"estimate at or past +{s.pass_pct:g}% but not distinguishable from it at α {s.fail_alpha:g}",
+                6: (f"the window's latency wanders far more than the baseline's (long-run SD ×"
+                    f"{float(wn.sd_ratio[0]) if wn is not None else math.nan:.2g}"
+                    + (", about the baseline's trend carried forward" if bool(nz.trend[0]) else "") + "): effective n "
+                    f"{float(o.n_eff[0]):.1f} in the window, below {s.min_samples} — the change altered how "
+                    "the latency behaves, its shift cannot be judged"),
             }.get(int(o.reason[0]), REASONS[int(o.reason[0])])
         else:
             out["met"] = True
-            out["reason"] = f"estimate below +{s.pass_pct:g}%"
+            few = min(float(o.n_eff[0]), float(nz.n_eff[0]))
+            out["reason"] = (f"estimate below +{s.pass_pct:g}%" if few >= s.min_samples else
+                             f"the whole interval below +{s.pass_pct:g}% (upper bound {pct(float(o.high[0]))}), "
+                             f"on an effective n of {few:.1f}: few effective intervals, a wide interval, and still "
+                             "below the line")
         if self.window_bad:
             out["reason"] += f"; {len(self.window_bad)} window value(s) ignored ({_why_unusable(self.window_bad)})"
         return out

@@ -26,15 +26,24 @@ def normal_cdf(x: float) -> float:
 
 
 def t_quantile(p: float, df: Any) -> Any:
-    """Student t quantile (Cornish–Fisher expansion, df floored at 3: accurate to ~1 % there and
-    better above). ``df`` may be an array."""
+    """Student t quantile: a Cornish–Fisher expansion from 3 degrees of freedom (accurate to ~1 %
+    there and better above); below 3, the exact quantile of 1 or 2 degrees, the df rounded down
+    (the wider of the two: an interval on so few degrees must not be narrower than it is).
+    ``df`` may be an array (0 < p < 1)."""
     z = _N.inv_cdf(p)
-    v = np.maximum(np.asarray(df, dtype=float), 3.0)
+    d = np.asarray(df, dtype=float)
+    v = np.maximum(d, 3.0)
     g1 = (z ** 3 + z) / 4
     g2 = (5 * z ** 5 + 16 * z ** 3 + 3 * z) / 96
     g3 = (3 * z ** 7 + 19 * z ** 5 + 17 * z ** 3 - 15 * z) / 384
     g4 = (79 * z ** 9 + 776 * z ** 7 + 1482 * z ** 5 - 1920 * z ** 3 - 945 * z) / 92160
-    return z + g1 / v + g2 / v ** 2 + g3 / v ** 3 + g4 / v ** 4
+    cf = z + g1 / v + g2 / v ** 2 + g3 / v ** 3 + g4 / v ** 4
+    if bool(np.all(d >= 3.0)):
+        return cf
+    t1 = math.tan(math.pi * (p - 0.5))  # Cauchy
+    t2 = (2 * p - 1) / math.sqrt(2 * p * (1 - p))
+    out = np.where(d < 2.0, t1, np.where(d < 3.0, t2, cf))
+    return out if out.ndim else float(out)
 
 
 def ar1_var_factor(n: Any, rho: Any) -> Any:

@@ -194,17 +194,62 @@ def fit_noise(y: np.ndarray, t: np.ndarray, trend_alpha: float = 0.01) -> Noise:
                  np.where(trend[:, None], r1, r0))
 
 
-def pooled(nz: Noise, window_resid: np.ndarray) -> Noise:
+APART_Z = 3.29  # the window's long-run variance this many joint SDs from the baseline's: not the same noise
+MIN_APART_N = 2 * MIN_BLOCKS  # usable window values before its noise is told from the baseline's
+
+
+@dataclass
+class WindowNoise:
+    """The noise the window's own values are judged with, per window (arrays of shape (W,)): the
+    pooled noise where the window's noise is the baseline's, its own where it is not (``apart``)."""
+
+    sigma2: np.ndarray
+    rho: np.ndarray
+    df: np.ndarray  # degrees of freedom of the whole comparison (the fewer of the two where apart)
+    apart: np.ndarray  # bool
+    sd_ratio: np.ndarray  # the window's long-run SD / the baseline's (1 where not measured)
+
+
+def same_as(nz: Noise) -> WindowNoise:
+    """The window judged on the baseline's (or the pooled) noise."""
+    w = nz.n.shape[0]
+    return WindowNoise(nz.sigma2, nz.rho, nz.df, np.zeros(w, bool), np.ones(w))
+
+
+def pooled(nz: Noise, window_resid: np.ndarray, usable_n: np.ndarray | None = None) -> tuple[Noise, WindowNoise]:
     """The noise learnt again from the baseline's residuals and the window's (``window_resid``:
     (W, k), about the window's own level, 0 where a value was unusable) as two segments: under the
     change's model (a step at the change) the window's values about their level are noise as much
-    as the baseline's are, and twice or three times the data pin the slow scales down better."""
+    as the baseline's are, and twice or three times the data pin the slow scales down better.
+
+    That model is checked first: where the window's long-run variance is APART_Z joint SDs (on the
+    log scale, each on its own degrees of freedom) from the baseline's, the change altered how the
+    latency behaves, not only its level — a bimodal or wandering window pooled with a calm
+    baseline would make the *baseline* look too short to judge. There the baseline keeps its own
+    noise and the window is judged on its own (a Welch comparison: each side's variance from its
+    own values), on the fewer of the two degrees of freedom. Only a window with MIN_APART_N usable
+    values (``usable_n``, per window; default all) is told apart: a few values say little about
+    their noise, and the unusable ones stand in as zeros."""
     if nz.resid is None or window_resid.shape[1] < 2:
-        return nz
-    sigma2, ratio, df = long_run([nz.resid, window_resid])
-    rho = rho_of(ratio)
-    return replace(nz, sigma2=sigma2, rho=rho, n_eff=median_effective_n(nz.n, rho), df=df,
-                   base_var=sigma2 * median_var_factor(nz.n, rho))
+        return nz, same_as(nz)
+    s2w, ratio_w, df_w = long_run([window_resid])
+    s2p, ratio_p, df_p = long_run([nz.resid, window_resid])
+    rho_p = rho_of(ratio_p)
+    both = replace(nz, sigma2=s2p, rho=rho_p, n_eff=median_effective_n(nz.n, rho_p), df=df_p,
+                   base_var=s2p * median_var_factor(nz.n, rho_p))
+    lrv_b = nz.sigma2 * (1 + nz.rho) / (1 - nz.rho)
+    lrv_w = s2w * ratio_w
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.abs(np.log(lrv_w / lrv_b)) / np.sqrt(2 / np.maximum(nz.df, 1.0) + 2 / np.maximum(df_w, 1.0))
+    enough = window_resid.shape[1] if usable_n is None else np.asarray(usable_n)
+    apart = (np.nan_to_num(z, nan=0.0) > APART_Z) & (enough >= MIN_APART_N)
+    if not apart.any():
+        return both, WindowNoise(s2p, rho_p, df_p, apart, np.sqrt(lrv_w / lrv_b))
+    base = replace(both, **{f: np.where(apart, getattr(nz, f), getattr(both, f))
+                            for f in ("sigma2", "rho", "n_eff", "df", "base_var")})
+    win = WindowNoise(np.where(apart, s2w, s2p), np.where(apart, rho_of(ratio_w), rho_p),
+                      np.where(apart, np.minimum(df_w, nz.df), df_p), apart, np.sqrt(lrv_w / lrv_b))
+    return base, win
 
 
 def with_floor(nz: Noise, floor_ratio: float) -> Noise:

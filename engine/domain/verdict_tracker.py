@@ -30,7 +30,7 @@ from engine.domain.verdict_intervals import (
     obf_boundaries,
     t_quantile,
 )
-from engine.domain.verdict_noise import Noise, fit_noise, pooled, with_floor
+from engine.domain.verdict_noise import Noise, WindowNoise, fit_noise, pooled, same_as, with_floor
 
 # reason codes (one per window) → the sentence the screen and the replay show
 REASONS = {
@@ -40,6 +40,7 @@ REASONS = {
     3: "too few effective intervals in the window",
     4: "a level change appeared well after the change began (an incident, not the change)",
     5: "shift at or past the pass line, but the evidence does not exclude the line",
+    6: "the window's latency wanders far more than the baseline's: too few effective intervals to judge its shift",
 }
 
 
@@ -83,6 +84,7 @@ class Outcome:
     late_at: np.ndarray  # first time a late level change was seen (NaN: never)
     look_z: list[np.ndarray] = field(default_factory=list)
     noise: Noise | None = None  # the noise the outcome was judged on (baseline and window)
+    window_noise: WindowNoise | None = None  # … and the window's own where it differs (``apart``)
 
 
 def _med(a: np.ndarray) -> np.ndarray:
@@ -190,9 +192,10 @@ class LatencyTracker:
         d = self._detrend(y, t)
         n = _count(d)
         est = _med(d) - nz.level
-        var_w = nz.sigma2 * median_var_factor(n, nz.rho)
+        win = self.win
+        var_w = win.sigma2 * median_var_factor(n, win.rho)
         var = var_w + self._ref_var(float(t.mean()))
-        n_eff = median_effective_n(n, nz.rho)
+        n_eff = median_effective_n(n, win.rho)
         return est, var, n, n_eff
 
     def add(self, t: float, y: np.ndarray) -> None:
@@ -300,19 +303,27 @@ class LatencyTracker:
         ok = ~np.isnan(d)
         cnt = ok.sum(axis=1)
         mean = np.where(ok, d, 0.0).sum(axis=1) / np.maximum(cnt, 1)
-        self._use(pooled(nz, np.where(ok, d - mean[:, None], 0.0)))
+        self._use(*pooled(nz, np.where(ok, d - mean[:, None], 0.0), cnt))
 
     def _floored(self, nz: Noise) -> Noise:
         """``nz`` with its long-run variance at least the previous days' (``history_ratio``)."""
         return with_floor(nz, self.history_ratio)
 
-    def _use(self, cur: Noise) -> None:
+    def _use(self, cur: Noise, win: WindowNoise | None = None) -> None:
+        """Judge from now on with ``cur`` (the baseline's side: its level's variance, the gate on
+        its effective n) and ``win`` (the window's values; None: the same noise as ``cur``)."""
         s = self.s
         cur = self._floored(cur)
         self.cur = cur
-        self.z_warn = t_quantile(s.warning_confidence, cur.df)
-        self.z_harm = t_quantile(s.harm_confidence, cur.df)
-        self.z_late = t_quantile(s.late_confidence, cur.df)
+        if win is None:
+            win = same_as(cur)
+        elif not win.apart.all():  # where pooled, the window's noise is cur's, floored with it
+            win = WindowNoise(np.where(win.apart, win.sigma2, cur.sigma2), np.where(win.apart, win.rho, cur.rho),
+                              np.where(win.apart, win.df, cur.df), win.apart, win.sd_ratio)
+        self.win = win
+        self.z_warn = t_quantile(s.warning_confidence, win.df)
+        self.z_harm = t_quantile(s.harm_confidence, win.df)
+        self.z_late = t_quantile(s.late_confidence, win.df)
         self.base_ok = (cur.n >= 3) & ~cur.constant & (cur.n_eff >= s.min_samples)
 
     def _look(self, i: int, at: float) -> None:
@@ -324,7 +335,7 @@ class LatencyTracker:
             z = (est - pass_line) / np.sqrt(var)
         # z boundary → the nominal one-sided level of this look → a t quantile on the df
         p = 1 - normal_cdf(self.bounds[i])
-        crit = t_quantile(1 - p, self.cur.df)
+        crit = t_quantile(1 - p, self.win.df)
         crossed = self.base_ok & (n_eff >= s.min_samples) & (z >= crit) & np.isnan(self.late_at) & \
             np.isnan(self.stopped_at)
         self.look_z.append(np.where(np.isfinite(z), z, np.nan))
@@ -338,13 +349,13 @@ class LatencyTracker:
         # Judged on the noise learnt from everything so far; the tracker's own state is left as it
         # was (a dashboard asks for the window so far at every poll, and the ticks after must go
         # on exactly as a replay's would).
-        kept = (self.cur, self.z_warn, self.z_harm, self.z_late, self.base_ok)
+        kept = (self.cur, self.win, self.z_warn, self.z_harm, self.z_late, self.base_ok)
         self._refresh()
         est, var, n, n_eff = self._shift(-math.inf)
-        cur = self.cur
-        self.cur, self.z_warn, self.z_harm, self.z_late, self.base_ok = kept
+        cur, win = self.cur, self.win
+        self.cur, self.win, self.z_warn, self.z_harm, self.z_late, self.base_ok = kept
         sd = np.sqrt(var)
-        zc = t_quantile(1 - (1 - confidence) / 2, cur.df)
+        zc = t_quantile(1 - (1 - confidence) / 2, win.df)
         low, high = est - zc * sd, est + zc * sd
         pass_line = self.lines[2]
         met = np.full(self.w, 1, dtype=int)
@@ -353,8 +364,13 @@ class LatencyTracker:
         small_base = cur.n_eff < s.min_samples
         reason = np.where(~failed & (est >= pass_line), 5, reason)
         reason = np.where(~failed & ~np.isnan(self.late_at) & (est >= self.lines[0]), 4, reason)
-        reason = np.where(~failed & (n_eff < s.min_samples), 3, reason)
-        reason = np.where(~failed & small_base, 1, reason)
+        # Few effective intervals (in the window or the baseline) make a wide interval; when even
+        # that interval lies wholly below the pass line, the answer does not hang on them: PASS,
+        # given the runbook's min_samples of actual intervals on both sides.
+        decisive = (high < pass_line) & (n >= s.min_samples) & (self.noise.n >= s.min_samples)
+        few = ~failed & (n_eff < s.min_samples) & ~decisive
+        reason = np.where(few, np.where(win.apart & (win.sd_ratio > 1), 6, 3), reason)
+        reason = np.where(~failed & small_base & ~decisive, 1, reason)
         reason = np.where(~failed & (self.noise.n < 3), 1, reason)
         reason = np.where(~failed & self.noise.constant, 2, reason)
         met = np.where(reason > 0, -1, met)
@@ -362,7 +378,7 @@ class LatencyTracker:
         ctl = np.full(self.w, np.nan)
         return Outcome(met, reason, self.stopped_at.copy(), self.stop_kind.copy(), ~np.isnan(self.warned_at),
                        self.warned_at.copy(), est, low, high, n, n_eff, ctl, self.incidents.copy(),
-                       self.late_at.copy(), list(self.look_z), cur)
+                       self.late_at.copy(), list(self.look_z), cur, win)
 
 
 def settings_of(profile: Any, rule: Any, looks_s: tuple[float, ...]) -> Settings:
