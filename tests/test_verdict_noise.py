@@ -205,3 +205,19 @@ def test_a_window_whose_noise_is_not_the_baseline_s_is_judged_on_its_own_noise()
     assert facts["met"] is None and "window's latency wanders far more than the baseline's" in facts["reason"]
     facts, o = out["step"]
     assert not bool(o.window_noise.apart[0]) and facts["met"] is False
+
+
+@pytest.mark.parametrize("rho", [0.0, 0.3])
+def test_two_short_segments_do_not_conjure_slow_noise(rho):
+    """A baseline and a window of about 100 intervals each (a drill's 30 and 60 minutes at 18 and
+    36 s): a slower scale's AR(1) stands on each segment's few blocks less one for each segment's
+    mean. Counted on the blocks alone, 2 in 100 fits of plain AR(1) noise found a slow component
+    that was not there and took its upper bound: a long-run variance 10× and more the true one,
+    which made a clean baseline "too short to judge". Now at most 1 in 200."""
+    rng = np.random.default_rng(3)
+    w = 2000
+    base, win = _ar1(rng, w, 100, rho, 1.0), _ar1(rng, w, 110, rho, 1.0)
+    _, ratio, _ = long_run([base - base.mean(axis=1, keepdims=True), win - win.mean(axis=1, keepdims=True)])
+    true = (1 + rho) / (1 - rho)
+    assert abs(float(np.median(ratio)) / true - 1) < 0.1
+    assert float(np.mean(ratio > 3 * true)) <= 0.005

@@ -174,6 +174,13 @@ class LatencyJudge:
         if bool(nz.constant[0]):
             return f"the baseline's {self.base_n} intervals are all the same value: its noise cannot be estimated"
         if effective and float(nz.n_eff[0]) < s.min_samples:
+            own = self.tracker.noise if self.tracker is not None else None
+            if own is not None and float(own.n_eff[0]) >= s.min_samples:
+                # The baseline alone looked long enough: the slow wandering came with the window.
+                return (f"the noise learnt from the baseline and the window together wanders slowly (long-run ρ "
+                        f"{float(nz.rho[0]):.2f}; the baseline alone showed {float(own.rho[0]):.2f}): on it the "
+                        f"baseline's {self.base_n} intervals are worth {float(nz.n_eff[0]):.1f}, below "
+                        f"{s.min_samples} — too short to judge; a longer baseline or a control would")
             return (f"the baseline's effective n is {float(nz.n_eff[0]):.1f} (n={self.base_n}, long-run ρ "
                     f"{float(nz.rho[0]):.2f}), below {s.min_samples}: too short to judge")
         return None

@@ -28,7 +28,7 @@ from engine.domain.verdict_intervals import (
 
 SIGMA_FLOOR = 0.005  # 0.5 % in log terms: the resolution below which latency noise is not real
 SCALES = (1, 6, 12, 36, 72)  # intervals aggregated: 5 s, 30 s, 1 min, 3 min, 6 min at a 5-s tick
-MIN_BLOCKS = 16  # an AR(1) fitted on fewer aggregated values than this says too little to use
+MIN_BLOCKS = 16  # an AR(1) fitted on fewer degrees of freedom (aggregated values less one a segment) says too little
 SLOWER_Z = 3.0  # a slower scale counts when it shows this many of its SDs more than the AR(1) predicts
 UPPER_Z = 1.645  # … and is then taken at its ρ's one-sided 95 % upper bound
 TOP_RATIO = (1 + RHO_MAX) / (1 - RHO_MAX)
@@ -107,7 +107,7 @@ def long_run(segments: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np
         for a in SCALES[1:]:
             blocks = [seg[:, seg.shape[1] - a * (seg.shape[1] // a):].reshape(w, seg.shape[1] // a, a).mean(axis=2)
                       for seg in segments if seg.shape[1] // a >= 2]
-            if sum(b.shape[1] for b in blocks) < MIN_BLOCKS:
+            if sum(b.shape[1] - 1 for b in blocks) < MIN_BLOCKS:  # each segment's own mean costs one
                 break
             ra, va, m, _ = _ar_fit(blocks)
             cand = a * va * (1 + ra) / (1 - ra) / sigma2
