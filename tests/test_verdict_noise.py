@@ -176,12 +176,15 @@ def test_a_2x_regression_fails_on_strongly_correlated_noise_with_an_hour_of_base
 
 def test_a_window_whose_noise_is_not_the_baseline_s_is_judged_on_its_own_noise():
     """Pooling the window with the baseline assumes the change moved the level only. A window
-    that wanders where the baseline was calm (a competing load coming and going), or climbs all
-    hour, is not the baseline's noise: the baseline keeps its own effective n (pooled, such a
-    window made a clean baseline look like one or two effective intervals), the window is judged
-    on its own noise and the method line says so. A window that climbs all hour holds too few
-    effective intervals of its own: INCONCLUSIVE, and the reason names the window. The baseline's
-    noise shifted by 1.5× is still pooled, and judged past the pass line."""
+    that wanders where the baseline was calm (a competing load coming and going) is not the
+    baseline's noise: the baseline keeps its own effective n (pooled, such a window made a clean
+    baseline look like one or two effective intervals), the window is judged on its own noise, and
+    the method line says so (what it then concludes rests on 100 values of that wandering: the
+    window's own effective n is learnt from them alone). A window that climbs all hour on the
+    baseline's noise is an effect that changes shape, not noise: judged on the baseline's noise,
+    never PASS (a climb from the first minutes to 3× is a later level change, as the first 15
+    minutes are below the pass line). The baseline's noise shifted by 1.5× is still pooled, and
+    judged past the pass line."""
     from engine.domain.verdict import LatencyJudge
 
     rng = np.random.default_rng(11)
@@ -189,7 +192,7 @@ def test_a_window_whose_noise_is_not_the_baseline_s_is_judged_on_its_own_noise()
     base = [(-1800.0 + 18 * i, float(np.exp(0.15 * z))) for i, z in enumerate(rng.standard_normal(100))]
     # sampled every 36 s (the sampler slowed by the load): 5 minutes hold fewer than 10 intervals
     cases = {"wander": np.exp(0.3 + _ar1(rng, 1, 100, 0.97, 0.6)[0] + 0.1 * rng.standard_normal(100)),
-             "climb": np.exp(np.linspace(0.0, math.log(3.0), 100) + 0.1 * rng.standard_normal(100)),
+             "climb": np.exp(np.linspace(0.0, math.log(3.0), 100) + 0.15 * rng.standard_normal(100)),
              "step": 1.5 * np.exp(0.15 * rng.standard_normal(100))}
     out = {}
     for name, values in cases.items():
@@ -197,12 +200,13 @@ def test_a_window_whose_noise_is_not_the_baseline_s_is_judged_on_its_own_noise()
         for i, v in enumerate(values):
             judge.add(36.0 * i, float(v))
         out[name] = (judge.finish(), judge.tracker.finish(0.98))
-    for name in ("wander", "climb"):
-        facts, o = out[name]
-        assert bool(o.window_noise.apart[0]) and o.noise.n_eff[0] >= s.min_samples, name
-        assert "baseline's effective n" not in facts["reason"] and "window its own" in facts["method"], name
+    facts, o = out["wander"]
+    assert bool(o.window_noise.apart[0]) and not bool(o.window_noise.drift[0])
+    assert o.noise.n_eff[0] >= s.min_samples and "window its own" in facts["method"]
+    assert "baseline's effective n" not in facts["reason"]
     facts, o = out["climb"]
-    assert facts["met"] is None and "window's latency wanders far more than the baseline's" in facts["reason"]
+    assert bool(o.window_noise.drift[0]) and "about a line through the window" in facts["method"]
+    assert facts["met"] is not True  # a climb from the change on: FAIL, or a later level change
     facts, o = out["step"]
     assert not bool(o.window_noise.apart[0]) and facts["met"] is False
 

@@ -249,9 +249,15 @@ class LatencyJudge:
                  if bool(nz.trend[0]) else "baseline level")
         wn = o.window_noise
         apart = wn is not None and bool(wn.apart[0])
-        noise = (f"noise: baseline long-run ρ {float(nz.rho[0]):.2f}, window its own (long-run SD "
-                 f"×{float(wn.sd_ratio[0]):.2g} the baseline's, ρ {float(wn.rho[0]):.2f})" if apart and wn is not None
-                 else f"noise (baseline and window) long-run ρ {float(nz.rho[0]):.2f}")
+        drift = apart and wn is not None and wn.drift is not None and bool(wn.drift[0])
+        if drift:
+            noise = (f"noise: the baseline's (long-run ρ {float(nz.rho[0]):.2f}), about a line through the window "
+                     "(the window climbs or sinks; its values about their level are not the baseline's noise)")
+        elif apart and wn is not None:
+            noise = (f"noise: baseline long-run ρ {float(nz.rho[0]):.2f}, window its own (long-run SD "
+                     f"×{float(wn.sd_ratio[0]):.2g} the baseline's, ρ {float(wn.rho[0]):.2f})")
+        else:
+            noise = f"noise (baseline and window) long-run ρ {float(nz.rho[0]):.2f}"
         out["method"] = (f"median of per-interval log({'canary/control' if self.control else 'latency'}) vs "
                          f"{trend}; {noise}; baseline {self.base_span_s / 60:.0f} min, n={self.base_n} "
                          f"(effective {float(nz.n_eff[0]):.1f})")

@@ -208,6 +208,7 @@ class WindowNoise:
     df: np.ndarray  # degrees of freedom of the whole comparison (the fewer of the two where apart)
     apart: np.ndarray  # bool
     sd_ratio: np.ndarray  # the window's long-run SD / the baseline's (1 where not measured)
+    drift: np.ndarray | None = None  # bool: apart only by a line through the window, on the baseline's noise
 
 
 def same_as(nz: Noise) -> WindowNoise:
@@ -216,7 +217,8 @@ def same_as(nz: Noise) -> WindowNoise:
     return WindowNoise(nz.sigma2, nz.rho, nz.df, np.zeros(w, bool), np.ones(w))
 
 
-def pooled(nz: Noise, window_resid: np.ndarray, usable_n: np.ndarray | None = None) -> tuple[Noise, WindowNoise]:
+def pooled(nz: Noise, window_resid: np.ndarray, usable_n: np.ndarray | None = None,
+           window_line_resid: np.ndarray | None = None) -> tuple[Noise, WindowNoise]:
     """The noise learnt again from the baseline's residuals and the window's (``window_resid``:
     (W, k), about the window's own level, 0 where a value was unusable) as two segments: under the
     change's model (a step at the change) the window's values about their level are noise as much
@@ -224,12 +226,17 @@ def pooled(nz: Noise, window_resid: np.ndarray, usable_n: np.ndarray | None = No
 
     That model is checked first: where the window's long-run variance is APART_Z joint SDs (on the
     log scale, each on its own degrees of freedom) from the baseline's, the change altered how the
-    latency behaves, not only its level — a bimodal or wandering window pooled with a calm
-    baseline would make the *baseline* look too short to judge. There the baseline keeps its own
-    noise and the window is judged on its own (a Welch comparison: each side's variance from its
-    own values), on the fewer of the two degrees of freedom. Only a window with MIN_APART_N usable
-    values (``usable_n``, per window; default all) is told apart: a few values say little about
-    their noise, and the unusable ones stand in as zeros."""
+    latency behaves, not only its level, and the two are not pooled: the baseline keeps its own
+    noise. Where the window's values about its own straight line (``window_line_resid``) are the
+    baseline's noise again (within APART_Z), the window climbs or sinks all hour on the baseline's
+    noise (an index whose pages warm up, a load that grows): an effect that changes shape, not
+    noise — taken as noise it stretched the interval of a latency halved by the change past ×10 —
+    and the window is judged on the baseline's noise. Otherwise (a p99 that jumps between two
+    modes, a window that wanders where the baseline was calm) a line does not explain it, and the
+    window is judged on its own noise about its level (a Welch comparison), on the fewer of the
+    two degrees of freedom. Only a window with MIN_APART_N
+    usable values (``usable_n``, per window; default all) is told apart: a few values say little
+    about their noise, and the unusable ones stand in as zeros."""
     if nz.resid is None or window_resid.shape[1] < 2:
         return nz, same_as(nz)
     s2w, ratio_w, df_w = long_run([window_resid])
@@ -238,17 +245,28 @@ def pooled(nz: Noise, window_resid: np.ndarray, usable_n: np.ndarray | None = No
     both = replace(nz, sigma2=s2p, rho=rho_p, n_eff=median_effective_n(nz.n, rho_p), df=df_p,
                    base_var=s2p * median_var_factor(nz.n, rho_p))
     lrv_b = nz.sigma2 * (1 + nz.rho) / (1 - nz.rho)
-    lrv_w = s2w * ratio_w
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.abs(np.log(lrv_w / lrv_b)) / np.sqrt(2 / np.maximum(nz.df, 1.0) + 2 / np.maximum(df_w, 1.0))
+
+    def distance(s2: np.ndarray, ratio: np.ndarray, df: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = np.abs(np.log(s2 * ratio / lrv_b)) / np.sqrt(2 / np.maximum(nz.df, 1.0) + 2 / np.maximum(df, 1.0))
+        return np.nan_to_num(z, nan=0.0)
+
     enough = window_resid.shape[1] if usable_n is None else np.asarray(usable_n)
-    apart = (np.nan_to_num(z, nan=0.0) > APART_Z) & (enough >= MIN_APART_N)
+    sd_ratio = np.sqrt(s2w * ratio_w / lrv_b)
+    apart = (distance(s2w, ratio_w, df_w) > APART_Z) & (enough >= MIN_APART_N)
     if not apart.any():
-        return both, WindowNoise(s2p, rho_p, df_p, apart, np.sqrt(lrv_w / lrv_b))
+        return both, WindowNoise(s2p, rho_p, df_p, apart, sd_ratio)
+    if window_line_resid is not None:
+        s2l, ratio_l, df_l = long_run([window_line_resid])
+    else:
+        s2l, ratio_l, df_l = s2w, ratio_w, df_w
+    drift = apart & (distance(s2l, ratio_l, df_l) <= APART_Z)  # a line on the baseline's noise
+    own = apart & ~drift
     base = replace(both, **{f: np.where(apart, getattr(nz, f), getattr(both, f))
                             for f in ("sigma2", "rho", "n_eff", "df", "base_var")})
-    win = WindowNoise(np.where(apart, s2w, s2p), np.where(apart, rho_of(ratio_w), rho_p),
-                      np.where(apart, np.minimum(df_w, nz.df), df_p), apart, np.sqrt(lrv_w / lrv_b))
+    win = WindowNoise(np.where(own, s2w, np.where(drift, nz.sigma2, s2p)),
+                      np.where(own, rho_of(ratio_w), np.where(drift, nz.rho, rho_p)),
+                      np.where(own, np.minimum(df_w, nz.df), np.where(drift, nz.df, df_p)), apart, sd_ratio, drift)
     return base, win
 
 

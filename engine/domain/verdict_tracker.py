@@ -302,8 +302,14 @@ class LatencyTracker:
         d = self._detrend(y, t)
         ok = ~np.isnan(d)
         cnt = ok.sum(axis=1)
-        mean = np.where(ok, d, 0.0).sum(axis=1) / np.maximum(cnt, 1)
-        self._use(*pooled(nz, np.where(ok, d - mean[:, None], 0.0), cnt))
+        n = np.maximum(cnt, 1)
+        mean = np.where(ok, d, 0.0).sum(axis=1) / n
+        resid = np.where(ok, d - mean[:, None], 0.0)
+        # … and about the window's own straight line (over its usable values)
+        tc = np.where(ok, t[None, :] - (np.where(ok, t[None, :], 0.0).sum(axis=1) / n)[:, None], 0.0)
+        sxx = (tc * tc).sum(axis=1)
+        slope = np.where(sxx > 0, (tc * resid).sum(axis=1) / np.where(sxx > 0, sxx, 1.0), 0.0)
+        self._use(*pooled(nz, resid, cnt, np.where(ok, resid - slope[:, None] * tc, 0.0)))
 
     def _floored(self, nz: Noise) -> Noise:
         """``nz`` with its long-run variance at least the previous days' (``history_ratio``)."""
@@ -319,7 +325,7 @@ class LatencyTracker:
             win = same_as(cur)
         elif not win.apart.all():  # where pooled, the window's noise is cur's, floored with it
             win = WindowNoise(np.where(win.apart, win.sigma2, cur.sigma2), np.where(win.apart, win.rho, cur.rho),
-                              np.where(win.apart, win.df, cur.df), win.apart, win.sd_ratio)
+                              np.where(win.apart, win.df, cur.df), win.apart, win.sd_ratio, win.drift)
         self.win = win
         self.z_warn = t_quantile(s.warning_confidence, win.df)
         self.z_harm = t_quantile(s.harm_confidence, win.df)
@@ -369,7 +375,8 @@ class LatencyTracker:
         # given the runbook's min_samples of actual intervals on both sides.
         decisive = (high < pass_line) & (n >= s.min_samples) & (self.noise.n >= s.min_samples)
         few = ~failed & (n_eff < s.min_samples) & ~decisive
-        reason = np.where(few, np.where(win.apart & (win.sd_ratio > 1), 6, 3), reason)
+        wild = win.apart & (win.sd_ratio > 1) & ~(win.drift if win.drift is not None else False)
+        reason = np.where(few, np.where(wild, 6, 3), reason)
         reason = np.where(~failed & small_base & ~decisive, 1, reason)
         reason = np.where(~failed & (self.noise.n < 3), 1, reason)
         reason = np.where(~failed & self.noise.constant, 2, reason)
