@@ -225,3 +225,26 @@ def test_two_short_segments_do_not_conjure_slow_noise(rho):
     true = (1 + rho) / (1 - rho)
     assert abs(float(np.median(ratio)) / true - 1) < 0.1
     assert float(np.mean(ratio > 3 * true)) <= 0.005
+
+
+def test_a_baseline_trend_the_window_does_not_follow_is_not_the_window_s_own_wandering():
+    """A baseline that climbs (+15 % over its 30 minutes, significant) is carried forward; the
+    window, ten times faster and noisier than the baseline (its noise apart), is flat. Its own noise
+    is learnt from its own values about their own level — measured about the carried-forward
+    trend, the trend it does not follow passed for the window's own wandering (effective n ~2,
+    INCONCLUSIVE on a −90 % latency). It is PASS, and the reason does not blame the window."""
+    from engine.domain.verdict import LatencyJudge
+
+    rng = np.random.default_rng(4)
+    s = Settings(warning_pct=10, critical_pct=50, pass_pct=10)
+    t_base = -2700.0 + 18 * np.arange(100)
+    base = [(float(t), float(np.exp(math.log(1.15) * i / 99 + 0.03 * z)))
+            for i, (t, z) in enumerate(zip(t_base, rng.standard_normal(100), strict=True))]
+    judge = LatencyJudge(s, base)
+    assert bool(judge.tracker.noise.trend[0])
+    for i, z in enumerate(rng.standard_normal(120)):
+        judge.add(30.0 * i, float(0.1 * np.exp(0.08 * z)))
+    facts = judge.finish()
+    o = judge.tracker.finish(0.98)
+    assert bool(o.window_noise.apart[0])
+    assert facts["met"] is True and facts["high"] < math.log(0.5), facts

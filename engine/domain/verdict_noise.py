@@ -218,7 +218,8 @@ def same_as(nz: Noise) -> WindowNoise:
 
 
 def pooled(nz: Noise, window_resid: np.ndarray, usable_n: np.ndarray | None = None,
-           window_line_resid: np.ndarray | None = None) -> tuple[Noise, WindowNoise]:
+           window_line_resid: np.ndarray | None = None, window_raw_resid: np.ndarray | None = None,
+           ) -> tuple[Noise, WindowNoise]:
     """The noise learnt again from the baseline's residuals and the window's (``window_resid``:
     (W, k), about the window's own level, 0 where a value was unusable) as two segments: under the
     change's model (a step at the change) the window's values about their level are noise as much
@@ -234,7 +235,9 @@ def pooled(nz: Noise, window_resid: np.ndarray, usable_n: np.ndarray | None = No
     and the window is judged on the baseline's noise. Otherwise (a p99 that jumps between two
     modes, a window that wanders where the baseline was calm) a line does not explain it, and the
     window is judged on its own noise about its level (a Welch comparison), on the fewer of the
-    two degrees of freedom. Only a window with MIN_APART_N
+    two degrees of freedom — its own values about their own level (``window_raw_resid``), not
+    about a baseline trend carried into it: a trend the window does not follow would otherwise
+    pass for the window's own wandering. Only a window with MIN_APART_N
     usable values (``usable_n``, per window; default all) is told apart: a few values say little
     about their noise, and the unusable ones stand in as zeros."""
     if nz.resid is None or window_resid.shape[1] < 2:
@@ -262,6 +265,9 @@ def pooled(nz: Noise, window_resid: np.ndarray, usable_n: np.ndarray | None = No
         s2l, ratio_l, df_l = s2w, ratio_w, df_w
     drift = apart & (distance(s2l, ratio_l, df_l) <= APART_Z)  # a line on the baseline's noise
     own = apart & ~drift
+    if window_raw_resid is not None and own.any():
+        s2w, ratio_w, df_w = long_run([window_raw_resid])
+        sd_ratio = np.where(own, np.sqrt(s2w * ratio_w / lrv_b), sd_ratio)
     base = replace(both, **{f: np.where(apart, getattr(nz, f), getattr(both, f))
                             for f in ("sigma2", "rho", "n_eff", "df", "base_var")})
     win = WindowNoise(np.where(own, s2w, np.where(drift, nz.sigma2, s2p)),

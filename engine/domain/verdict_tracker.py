@@ -309,7 +309,11 @@ class LatencyTracker:
         tc = np.where(ok, t[None, :] - (np.where(ok, t[None, :], 0.0).sum(axis=1) / n)[:, None], 0.0)
         sxx = (tc * tc).sum(axis=1)
         slope = np.where(sxx > 0, (tc * resid).sum(axis=1) / np.where(sxx > 0, sxx, 1.0), 0.0)
-        self._use(*pooled(nz, resid, cnt, np.where(ok, resid - slope[:, None] * tc, 0.0)))
+        raw = None
+        if self.any_trend:  # the window's own values about their own level, no baseline trend in them
+            raw_mean = np.where(ok, y, 0.0).sum(axis=1) / n
+            raw = np.where(ok, y - raw_mean[:, None], 0.0)
+        self._use(*pooled(nz, resid, cnt, np.where(ok, resid - slope[:, None] * tc, 0.0), raw))
 
     def _floored(self, nz: Noise) -> Noise:
         """``nz`` with its long-run variance at least the previous days' (``history_ratio``)."""
