@@ -119,8 +119,8 @@ def test_injected_lock_wait_fails_the_window_and_the_manual_rollback_removes_the
 def test_a_latency_regression_from_the_alter_fails_the_window_on_p99(tmp_path, monkeypatch):
     """The latency regression (the fault key s: CPU-heavy scans of the table on every core, commits
     flushed to disk) switched on as the ALTER starts — where a regression the change caused would
-    begin — on the drill's own workload, 120× compressed: the window stops with FAIL at a
-    sequential look, on p99 (three to five times the baseline's). Not on p50: the new index makes
+    begin — on the drill's own workload, 120× compressed: the window stops with FAIL on p99 (2.2 to
+    2.4 times the baseline's), at a sequential look or, where it holds past +100 %, by the harm limit. Not on p50: the new index makes
     the workload's reads five times faster than in the baseline, more than the fault slows them
     (docs/rehearsal.md#faults-f6)."""
     with drill_run(tmp_path, monkeypatch) as (plan, store, ex, run, box):
@@ -143,5 +143,6 @@ def test_a_latency_regression_from_the_alter_fails_the_window_on_p99(tmp_path, m
     assert decision.verdict == "FAIL" and decision.evidence["stopped_early"] is True
     criteria = {c["name"]: c for c in decision.evidence["criteria"]}
     p99 = next(c for name, c in criteria.items() if name.startswith("Query latency p99"))
-    assert p99["met"] is False and "sequential look" in p99["rule"], p99
+    # at a look (the T+30 one in 4 drills of 6), or by the harm limit where p99 held past +100 % (1 of 6)
+    assert p99["met"] is False and ("sequential look" in p99["rule"] or "harm limit" in p99["rule"]), p99
     assert store.audit_entries(plan.tenant, run.id, "fault_started")

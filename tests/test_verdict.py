@@ -88,6 +88,12 @@ def test_t_quantile():
     assert t_quantile(0.975, 1e9) == pytest.approx(1.96, abs=1e-3)
     assert t_quantile(0.975, 10) == pytest.approx(2.228, abs=0.01)
     assert t_quantile(0.99, 5) == pytest.approx(3.365, abs=0.03)
+    # below 3 degrees: exact at 1 and 2 (tables: 31.82, 6.965), in between never below the larger df's
+    assert t_quantile(0.99, 1) == pytest.approx(31.82, abs=0.01)
+    assert t_quantile(0.99, 2) == pytest.approx(6.965, abs=0.01)
+    assert t_quantile(0.99, 1.5) > t_quantile(0.99, 2) > t_quantile(0.99, 2.5) > t_quantile(0.99, 3)
+    assert t_quantile(0.99, 0.2) == t_quantile(0.99, 1)
+    assert list(t_quantile(0.99, np.array([1.0, 2.0, 10.0]))) == pytest.approx([31.82, 6.965, 2.764], abs=0.01)
 
 
 # --- the sequential boundary ----------------------------------------------------------------------

@@ -27,23 +27,45 @@ def normal_cdf(x: float) -> float:
 
 def t_quantile(p: float, df: Any) -> Any:
     """Student t quantile: a Cornish–Fisher expansion from 3 degrees of freedom (accurate to ~1 %
-    there and better above); below 3, the exact quantile of 1 or 2 degrees, the df rounded down
-    (the wider of the two: an interval on so few degrees must not be narrower than it is).
-    ``df`` may be an array (0 < p < 1)."""
+    there and better above); below 3, the exact quantiles of 1, 2 and 3 degrees, interpolated in
+    log against 1/df (the t family is smooth in 1/df), df
+    floored at 1. ``df`` may be an array (0 < p < 1)."""
     z = _N.inv_cdf(p)
     d = np.asarray(df, dtype=float)
-    v = np.maximum(d, 3.0)
-    g1 = (z ** 3 + z) / 4
-    g2 = (5 * z ** 5 + 16 * z ** 3 + 3 * z) / 96
-    g3 = (3 * z ** 7 + 19 * z ** 5 + 17 * z ** 3 - 15 * z) / 384
-    g4 = (79 * z ** 9 + 776 * z ** 7 + 1482 * z ** 5 - 1920 * z ** 3 - 945 * z) / 92160
-    cf = z + g1 / v + g2 / v ** 2 + g3 / v ** 3 + g4 / v ** 4
-    if bool(np.all(d >= 3.0)):
+
+    def cornish_fisher(v: Any) -> Any:
+        g1 = (z ** 3 + z) / 4
+        g2 = (5 * z ** 5 + 16 * z ** 3 + 3 * z) / 96
+        g3 = (3 * z ** 7 + 19 * z ** 5 + 17 * z ** 3 - 15 * z) / 384
+        g4 = (79 * z ** 9 + 776 * z ** 7 + 1482 * z ** 5 - 1920 * z ** 3 - 945 * z) / 92160
+        return z + g1 / v + g2 / v ** 2 + g3 / v ** 3 + g4 / v ** 4
+
+    cf = cornish_fisher(np.maximum(d, 3.0))
+    if bool(np.all(d >= 3.0)) or p <= 0.5:
         return cf
     t1 = math.tan(math.pi * (p - 0.5))  # Cauchy
     t2 = (2 * p - 1) / math.sqrt(2 * p * (1 - p))
-    out = np.where(d < 2.0, t1, np.where(d < 3.0, t2, cf))
+    t3 = _t3_quantile(p)
+    v = np.clip(d, 1.0, 3.0)
+    lo = np.where(v < 2.0, t1, t2)
+    hi = np.where(v < 2.0, t2, t3)
+    a, b = np.where(v < 2.0, 1.0, 0.5), np.where(v < 2.0, 0.5, 1 / 3)  # 1/df at the two ends
+    w = (a - 1 / v) / (a - b)
+    small = np.exp(np.log(lo) * (1 - w) + np.log(hi) * w)
+    out = np.where(d < 3.0, small, cf)
     return out if out.ndim else float(out)
+
+
+def _t3_quantile(p: float) -> float:
+    """The exact quantile of Student t with 3 degrees of freedom (bisection on its closed-form CDF)."""
+    def cdf(x: float) -> float:
+        u = x / math.sqrt(3)
+        return 0.5 + (math.atan(u) + u / (1 + u * u)) / math.pi
+    lo, hi = 0.0, 1e6
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if cdf(mid) < p else (lo, mid)
+    return (lo + hi) / 2
 
 
 def ar1_var_factor(n: Any, rho: Any) -> Any:

@@ -228,8 +228,8 @@ def pooled(nz: Noise, window_resid: np.ndarray, usable_n: np.ndarray | None = No
     That model is checked first: where the window's long-run variance is APART_Z joint SDs (on the
     log scale, each on its own degrees of freedom) from the baseline's, the change altered how the
     latency behaves, not only its level, and the two are not pooled: the baseline keeps its own
-    noise. Where the window's values about its own straight line (``window_line_resid``) are the
-    baseline's noise again (within APART_Z), the window climbs or sinks all hour on the baseline's
+    noise. Where the window's values about its own straight line (``window_line_resid``) are no
+    noisier than the baseline's (within APART_Z), the window climbs or sinks all hour on the baseline's
     noise (an index whose pages warm up, a load that grows): an effect that changes shape, not
     noise — taken as noise it stretched the interval of a latency halved by the change past ×10 —
     and the window is judged on the baseline's noise. Otherwise (a p99 that jumps between two
@@ -249,21 +249,23 @@ def pooled(nz: Noise, window_resid: np.ndarray, usable_n: np.ndarray | None = No
                    base_var=s2p * median_var_factor(nz.n, rho_p))
     lrv_b = nz.sigma2 * (1 + nz.rho) / (1 - nz.rho)
 
-    def distance(s2: np.ndarray, ratio: np.ndarray, df: np.ndarray) -> np.ndarray:
+    def signed(s2: np.ndarray, ratio: np.ndarray, df: np.ndarray) -> np.ndarray:
+        """How many joint SDs the long-run variance is above (+) or below (−) the baseline's."""
         with np.errstate(divide="ignore", invalid="ignore"):
-            z = np.abs(np.log(s2 * ratio / lrv_b)) / np.sqrt(2 / np.maximum(nz.df, 1.0) + 2 / np.maximum(df, 1.0))
+            z = np.log(s2 * ratio / lrv_b) / np.sqrt(2 / np.maximum(nz.df, 1.0) + 2 / np.maximum(df, 1.0))
         return np.nan_to_num(z, nan=0.0)
 
-    enough = window_resid.shape[1] if usable_n is None else np.asarray(usable_n)
+    enough = (window_resid.shape[1] if usable_n is None else np.asarray(usable_n)) >= MIN_APART_N
     sd_ratio = np.sqrt(s2w * ratio_w / lrv_b)
-    apart = (distance(s2w, ratio_w, df_w) > APART_Z) & (enough >= MIN_APART_N)
-    if not apart.any():
-        return both, WindowNoise(s2p, rho_p, df_p, apart, sd_ratio)
-    if window_line_resid is not None:
+    apart = (np.abs(signed(s2w, ratio_w, df_w)) > APART_Z) & enough
+    drift = np.zeros_like(apart)  # apart, and a line through the window explains it
+    if window_line_resid is not None and apart.any():
+        # About a line through the window, no noisier than the baseline (one-sided: a window the
+        # change made calmer as well is judged on the baseline's noise, the more cautious of the two).
         s2l, ratio_l, df_l = long_run([window_line_resid])
-    else:
-        s2l, ratio_l, df_l = s2w, ratio_w, df_w
-    drift = apart & (distance(s2l, ratio_l, df_l) <= APART_Z)  # a line on the baseline's noise
+        drift = apart & (signed(s2l, ratio_l, df_l) <= APART_Z)
+    if not apart.any():
+        return both, WindowNoise(s2p, rho_p, df_p, apart, sd_ratio, drift)
     own = apart & ~drift
     if window_raw_resid is not None and own.any():
         s2w, ratio_w, df_w = long_run([window_raw_resid])

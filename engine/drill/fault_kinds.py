@@ -146,13 +146,13 @@ class LatencyRegression(ThreadedFault):
     short statements at once, and the workload's p99 (on the drill's clock, the slowest of a few
     statements an interval) jumped between its old value and several times it — a window whose
     shift could not be told (measured on two cores at 120×: FAIL in 2 of 4 drills, p99 +60–70 %).
-    With three a core every interval has statements that waited: p99 +120–140 %, FAIL at the T+30
-    look in 3 of 3."""
+    With three a core every interval has statements that waited: p99 +120–140 %, FAIL on p99 in 6
+    drills of 6 (at the T+30 look in 4)."""
 
     key = "s"
     name = "Latency regression"
     description = "a competing load of CPU-heavy full scans of the table, and commits flushed to disk"
-    shows = "p50 +50…+90 %, p99 ×15–20 against the indexed level (120×, 20,000 rows, two cores): FAIL at the T+30 look on p99"
+    shows = "p50 +50…+90 %, p99 ×15–20 against the indexed level (120×, 20,000 rows, two cores): FAIL on p99 (mostly at the T+30 look)"
 
     def __init__(self, target: FaultTarget, clock: Clock | None = None, threads: int | None = None,
                  durable_commits: bool = True):
