@@ -276,8 +276,7 @@ class LatencyJudge:
                 4: REASONS[4],
                 5: f"estimate at or past +{s.pass_pct:g}% but not distinguishable from it at α {s.fail_alpha:g}",
                 6: (f"the window's latency wanders far more than the baseline's (long-run SD ×"
-                    f"{float(wn.sd_ratio[0]) if wn is not None else math.nan:.2g}"
-                    + (", about the baseline's trend carried forward" if bool(nz.trend[0]) else "") + "): effective n "
+                    f"{float(wn.sd_ratio[0]) if wn is not None else math.nan:.2g}): effective n "
                     f"{float(o.n_eff[0]):.1f} in the window, below {s.min_samples} — the change altered how "
                     "the latency behaves, its shift cannot be judged"),
             }.get(int(o.reason[0]), REASONS[int(o.reason[0])])
