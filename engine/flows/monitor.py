@@ -216,10 +216,15 @@ class Monitor:
     def window(self, alter_started_at: datetime, index_created: bool,
                on_tick: Callable[[WindowEvaluator, Tick], None] | None = None,
                speed: float = 1.0) -> MonitorResult:
-        ev = self.evaluator(alter_started_at)
+        # A new window's start is taken once: the baseline's times are relative to the very instant the
+        # audit records, as replay reads them (two readings of a 120× clock differ by seconds, and a
+        # trend carried forward, or a borderline choice of noise, then differed between the two).
+        fresh = not self.store.audit_entries(self.tenant_id, self.run_id, "monitoring_started")
+        start = self.clock.now() if fresh else None
+        ev = self.evaluator(alter_started_at, reference=start)
         resumed = self._resume(ev)
         if resumed is None:
-            started_at = self.clock.now()
+            started_at = start or self.clock.now()
             self.store.audit(self.tenant_id, self.actor, "monitoring_started", self.run_id,
                              {"at": started_at.isoformat(), "interval": self.interval, "profile": self.profile.name,
                               "window_minutes": self.profile.window_minutes, "time_compression": speed})
