@@ -249,7 +249,7 @@ class LatencyJudge:
                  if bool(nz.trend[0]) else "baseline level")
         wn = o.window_noise
         apart = wn is not None and bool(wn.apart[0])
-        drift = apart and wn is not None and wn.drift is not None and bool(wn.drift[0])
+        drift = apart and wn is not None and bool(wn.drift[0])
         if drift:
             noise = (f"noise: the baseline's (long-run ρ {float(nz.rho[0]):.2f}), about a line through the window "
                      "(the window climbs or sinks; its values about their level are not the baseline's noise)")

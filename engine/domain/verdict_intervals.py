@@ -28,8 +28,8 @@ def normal_cdf(x: float) -> float:
 def t_quantile(p: float, df: Any) -> Any:
     """Student t quantile: a Cornish–Fisher expansion from 3 degrees of freedom (accurate to ~1 %
     there and better above); below 3, the exact quantiles of 1, 2 and 3 degrees, interpolated in
-    log against 1/df (the t family is smooth in 1/df), df
-    floored at 1. ``df`` may be an array (0 < p < 1)."""
+    log against 1/df (the t family is smooth in 1/df), df floored at 1. ``df`` may be an array
+    (0 < p < 1)."""
     z = _N.inv_cdf(p)
     d = np.asarray(df, dtype=float)
 
@@ -56,6 +56,7 @@ def t_quantile(p: float, df: Any) -> Any:
     return out if out.ndim else float(out)
 
 
+@lru_cache(maxsize=64)
 def _t3_quantile(p: float) -> float:
     """The exact quantile of Student t with 3 degrees of freedom (bisection on its closed-form CDF)."""
     def cdf(x: float) -> float:

@@ -208,13 +208,13 @@ class WindowNoise:
     df: np.ndarray  # degrees of freedom of the whole comparison (the fewer of the two where apart)
     apart: np.ndarray  # bool
     sd_ratio: np.ndarray  # the window's long-run SD / the baseline's (1 where not measured)
-    drift: np.ndarray | None = None  # bool: apart only by a line through the window, on the baseline's noise
+    drift: np.ndarray  # bool: apart, and a line through the window explains it (judged on the baseline's noise)
 
 
 def same_as(nz: Noise) -> WindowNoise:
     """The window judged on the baseline's (or the pooled) noise."""
     w = nz.n.shape[0]
-    return WindowNoise(nz.sigma2, nz.rho, nz.df, np.zeros(w, bool), np.ones(w))
+    return WindowNoise(nz.sigma2, nz.rho, nz.df, np.zeros(w, bool), np.ones(w), np.zeros(w, bool))
 
 
 def pooled(nz: Noise, window_resid: np.ndarray, usable_n: np.ndarray | None = None,
@@ -258,7 +258,7 @@ def pooled(nz: Noise, window_resid: np.ndarray, usable_n: np.ndarray | None = No
     enough = (window_resid.shape[1] if usable_n is None else np.asarray(usable_n)) >= MIN_APART_N
     sd_ratio = np.sqrt(s2w * ratio_w / lrv_b)
     apart = (np.abs(signed(s2w, ratio_w, df_w)) > APART_Z) & enough
-    drift = np.zeros_like(apart)  # apart, and a line through the window explains it
+    drift = np.zeros_like(apart)
     if window_line_resid is not None and apart.any():
         # About a line through the window, no noisier than the baseline (one-sided: a window the
         # change made calmer as well is judged on the baseline's noise, the more cautious of the two).

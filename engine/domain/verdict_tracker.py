@@ -379,7 +379,7 @@ class LatencyTracker:
         # given the runbook's min_samples of actual intervals on both sides.
         decisive = (high < pass_line) & (n >= s.min_samples) & (self.noise.n >= s.min_samples)
         few = ~failed & (n_eff < s.min_samples) & ~decisive
-        wild = win.apart & (win.sd_ratio > 1) & ~(win.drift if win.drift is not None else False)
+        wild = win.apart & (win.sd_ratio > 1) & ~win.drift
         reason = np.where(few, np.where(wild, 6, 3), reason)
         reason = np.where(~failed & small_base & ~decisive, 1, reason)
         reason = np.where(~failed & (self.noise.n < 3), 1, reason)

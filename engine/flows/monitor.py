@@ -219,12 +219,12 @@ class Monitor:
         # A new window's start is taken once: the baseline's times are relative to the very instant the
         # audit records, as replay reads them (two readings of a 120× clock differ by seconds, and a
         # trend carried forward, or a borderline choice of noise, then differed between the two).
-        fresh = not self.store.audit_entries(self.tenant_id, self.run_id, "monitoring_started")
-        start = self.clock.now() if fresh else None
+        started = self.store.audit_entries(self.tenant_id, self.run_id, "monitoring_started")
+        start = datetime.fromisoformat(started[-1].details["at"]) if started else self.clock.now()
         ev = self.evaluator(alter_started_at, reference=start)
-        resumed = self._resume(ev)
+        resumed = self._resume(ev, started)
         if resumed is None:
-            started_at = start or self.clock.now()
+            started_at = start
             self.store.audit(self.tenant_id, self.actor, "monitoring_started", self.run_id,
                              {"at": started_at.isoformat(), "interval": self.interval, "profile": self.profile.name,
                               "window_minutes": self.profile.window_minutes, "time_compression": speed})
@@ -295,13 +295,13 @@ class Monitor:
                                "stopped_early": stopped, "stop_cause": cause})
         return MonitorResult(verdict, ev.state, started_at, ticks, stopped, cause)
 
-    def _resume(self, ev: WindowEvaluator) -> tuple[datetime, datetime | None, set[str]] | None:
+    def _resume(self, ev: WindowEvaluator, started: list[Any]) -> tuple[datetime, datetime | None, set[str]] | None:
         """A window this run already started (its driver died; we took the run over): feed ``ev``
         the stored ticks — exactly as ``replay`` does, approvals included — and carry on from there.
         The time nobody sampled stays a gap: the window's clock counts from its first sample, so it
         cannot be lengthened or shortened by a crash. Returns the window's start, its first sample's
-        time and the approvals already used; None for a window not yet started."""
-        started = self.store.audit_entries(self.tenant_id, self.run_id, "monitoring_started")
+        time and the approvals already used; None for a window not yet started (``started``: the
+        run's ``monitoring_started`` entries, read once by the caller)."""
         if not started:
             return None
         window_start = datetime.fromisoformat(started[-1].details["at"])
