@@ -173,12 +173,21 @@ def test_replication_lag_by_master_delay(drill):
 
 def test_latency_regression_raises_the_workload_percentiles(drill):
     sb, dash, target, _ = drill
+    pool_sql = "SELECT @@GLOBAL.innodb_buffer_pool_size AS pool"
+    with TargetSession(target.primary, "check") as s:
+        pool = s.query(pool_sql)[0]["pool"]
     fault = LatencyRegression(target)
+    fault.MIN_POOL_BYTES = 4 << 20  # this table (~5 MB) is larger than that: the pool shrinks to it
     fault.start()
     try:
+        with TargetSession(target.primary, "check") as s:
+            shrunk = s.query(pool_sql)[0]["pool"]  # 4 MB, or the server's own granularity above it
+        assert 4 << 20 <= shrunk < pool and f"{pool >> 20} MB → {shrunk >> 20} MB" in fault.note, fault.note
         hot = dash.next(2)
     finally:
         fault.stop()
+    with TargetSession(target.primary, "check") as s:  # the buffer pool is put back
+        assert s.query(pool_sql) == [{"pool": pool}]
     bands = {m: dash.band(hot[-1], m) for m in ("latency_p50", "latency_p99")}
     assert bands["latency_p50"].level in HOT and bands["latency_p99"].level in HOT, (dash.baseline, bands)
     calm = dash.next(2)

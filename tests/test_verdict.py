@@ -245,6 +245,20 @@ def test_lock_wait_at_5s_still_stops_the_window_at_once():
     assert state.stop_reason and state.of_kind("stop")[0].t_s == 15.0 and v.verdict == FAIL
 
 
+def test_a_harm_limit_stop_reports_the_span_that_decided_it():
+    """A 4× p50 from the change on: the harm limit stops the window minutes in, and the criterion
+    shows the rolling span's estimate, interval and n at the stop (what decided it), not the few
+    minutes of window so far on the window's own wide noise."""
+    bad = judge_samples(parse_samples(_lines(change=4.0), PROFILE), PROFILE)
+    assert bad.verdict.verdict == FAIL and bad.stopped_at is not None
+    p50 = next(c for c in bad.verdict.criteria if c.name.startswith("Query latency p50"))
+    assert "harm limit" in p50.rule and "the harm limit's span" in (p50.evidence or "")
+    span = int(PROFILE.rolling_minutes * 60 / 5) + 1  # the rolling span's ticks at 5 s
+    assert 10 <= p50.n <= span and p50.n_eff is not None and p50.n_eff <= span
+    low = float(p50.interval.split("CI ")[1].split("%")[0])
+    assert low > PROFILE.rule("latency_p50").critical, p50.interval  # the span's interval is past the line
+
+
 # --- replay --samples ---------------------------------------------------------------------------------
 
 

@@ -248,3 +248,35 @@ def test_a_baseline_trend_the_window_does_not_follow_is_not_the_window_s_own_wan
     o = judge.tracker.finish(0.98)
     assert bool(o.window_noise.apart[0])
     assert facts["met"] is True and facts["high"] < math.log(0.5), facts
+
+
+@pytest.mark.parametrize("seed", [2, 4, 7])
+def test_a_calm_baseline_vetoes_the_slow_noise_of_a_wandering_window_on_the_pass_side_only(seed):
+    """The default drill's p50 with no fault: a baseline of 190 white-ish intervals (25 %, ρ 0.25)
+    and an indexed window well below it (−30 %) whose latency wanders slowly (ρ 0.985 per tick).
+    Pooled, the pair looks slow (long-run ρ 0.94–0.99) and on that noise the baseline's 190 calm
+    intervals are worth two to five: INCONCLUSIVE, on a change that made every statement faster.
+    The baseline's own values reject that noise, so the PASS is judged with each side on its own —
+    and only the PASS: the same wandering window 1.6× above the baseline is never PASS."""
+    from engine.domain.verdict import LatencyJudge
+
+    def ar1(rng: np.random.Generator, n: int, rho: float, sigma: float) -> np.ndarray:
+        return _ar1(rng, 1, n, rho, sigma)[0]
+
+    rng = np.random.default_rng(seed)
+    s = Settings(warning_pct=10, critical_pct=50, pass_pct=10)
+    base = [(-1800.0 + 9.5 * i, float(np.exp(0.25 * z))) for i, z in enumerate(ar1(rng, 190, 0.25, 1.0))]
+    wander = ar1(rng, 140, 0.985, 0.2) + 0.04 * rng.standard_normal(140)
+    for level, passes in ((-0.35, True), (math.log(1.6), False)):
+        judge = LatencyJudge(s, base)
+        for i, v in enumerate(level + wander):
+            judge.add(26.0 * i, float(np.exp(v)))
+        pooled_only = judge.tracker._judge(0.98, False)
+        facts = judge.finish()
+        o = judge.tracker.finish(0.98)
+        if passes:
+            assert int(pooled_only[0][0]) == -1 and float(pooled_only[6][0]) < s.min_samples
+            assert facts["met"] is True, facts
+            assert float(o.noise.n_eff[0]) >= s.min_samples and bool(o.window_noise.apart[0])
+        else:
+            assert facts["met"] is not True, facts

@@ -62,7 +62,8 @@ def pct(log_shift: float) -> str:
     if not math.isfinite(log_shift):
         return "—"
     if log_shift > math.log(100):
-        return f"×{math.exp(min(log_shift, 700)):.3g}"
+        ratio = math.exp(min(log_shift, 700))
+        return f"×{ratio:,.0f}" if ratio < 1e6 else f"×{ratio:.3g}"
     v = math.expm1(log_shift) * 100
     return f"{v:+.3g}%" if abs(v) < 1000 else f"{v:+.0f}%"
 
@@ -263,6 +264,9 @@ class LatencyJudge:
                          f"(effective {float(nz.n_eff[0]):.1f})")
         kind = int(o.stop_kind[0])
         if kind == 1:
+            out["method"] += (f"; estimate, interval and n: the last {s.rolling_s / 60:g} min at the stop "
+                              "(the harm limit's span)")
+            out["n"] = int(o.n[0])
             out["met"], out["reason"] = False, (f"harm limit: lower bound past +{s.critical_pct:g}% for "
                                                 f"{s.confirmation_s / 60:g} min")
         elif kind == 2:

@@ -219,7 +219,7 @@ def same_as(nz: Noise) -> WindowNoise:
 
 def pooled(nz: Noise, window_resid: np.ndarray, usable_n: np.ndarray | None = None,
            window_line_resid: np.ndarray | None = None, window_raw_resid: np.ndarray | None = None,
-           ) -> tuple[Noise, WindowNoise]:
+           baseline_veto: bool = False) -> tuple[Noise, WindowNoise]:
     """The noise learnt again from the baseline's residuals and the window's (``window_resid``:
     (W, k), about the window's own level, 0 where a value was unusable) as two segments: under the
     change's model (a step at the change) the window's values about their level are noise as much
@@ -237,7 +237,15 @@ def pooled(nz: Noise, window_resid: np.ndarray, usable_n: np.ndarray | None = No
     window is judged on its own noise about its level (a Welch comparison), on the fewer of the
     two degrees of freedom — its own values about their own level (``window_raw_resid``), not
     about a baseline trend carried into it: a trend the window does not follow would otherwise
-    pass for the window's own wandering. Only a window with MIN_APART_N
+    pass for the window's own wandering.
+
+    ``baseline_veto`` (the PASS side only, docs/verdict.md): the pooled noise must also be one the
+    baseline's own values allow. A window that wanders where the baseline was calm makes the pair
+    look slow, and on that noise the baseline's many calm intervals are worth two or three; where
+    the baseline alone rejects it (its long-run variance APART_Z of its own SDs below the pooled
+    one), the wandering is the window's, the baseline keeps its own noise and the window is judged
+    on its own. A FAIL is never drawn from this: the looks, the harm limits and the warnings keep
+    the pooled noise, the more cautious of the two. Only a window with MIN_APART_N
     usable values (``usable_n``, per window; default all) is told apart: a few values say little
     about their noise, and the unusable ones stand in as zeros."""
     if nz.resid is None or window_resid.shape[1] < 2:
@@ -257,7 +265,12 @@ def pooled(nz: Noise, window_resid: np.ndarray, usable_n: np.ndarray | None = No
 
     enough = (window_resid.shape[1] if usable_n is None else np.asarray(usable_n)) >= MIN_APART_N
     sd_ratio = np.sqrt(s2w * ratio_w / lrv_b)
-    apart = (np.abs(signed(s2w, ratio_w, df_w)) > APART_Z) & enough
+    apart = np.abs(signed(s2w, ratio_w, df_w)) > APART_Z
+    if baseline_veto:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z_base = np.log(s2p * ratio_p / lrv_b) / np.sqrt(2 / np.maximum(nz.df, 1.0))
+        apart |= np.nan_to_num(z_base, nan=0.0) > APART_Z
+    apart &= enough
     drift = np.zeros_like(apart)
     if window_line_resid is not None and apart.any():
         # About a line through the window, no noisier than the baseline (one-sided: a window the

@@ -18,7 +18,7 @@ It decides:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -74,7 +74,7 @@ class Outcome:
     stop_kind: np.ndarray  # 0 none, 1 harm limit, 2 sequential boundary
     warned: np.ndarray  # bool: a warning was raised
     warned_at: np.ndarray
-    estimate: np.ndarray  # log shift over the whole window
+    estimate: np.ndarray  # log shift over the whole window (a harm-limit stop: over its rolling span at the stop)
     low: np.ndarray  # two-sided interval at the profile's confidence, log
     high: np.ndarray
     n: np.ndarray
@@ -143,6 +143,8 @@ class LatencyTracker:
         self.crit_since = np.full(w, np.nan)
         self.stopped_at = np.full(w, np.nan)
         self.stop_kind = np.zeros(w, dtype=int)
+        # a harm-limit stop's evidence: the rolling span's estimate, variance, n and effective n
+        self.stop_span = tuple(np.full(w, np.nan) for _ in range(4))
         self.incidents = np.zeros(w, dtype=int)
         self.warned_at = np.full(w, np.nan)
         self.warn_since = np.full(w, np.nan)
@@ -212,7 +214,7 @@ class LatencyTracker:
         active = np.isnan(self.stopped_at)
         warn_line, crit_line, pass_line = self.lines
         # harm limit: the last rolling_s, its lower bound past the critical line, held
-        r_est, r_var, _, r_neff = self._shift(t - s.rolling_s)
+        r_est, r_var, r_n, r_neff = self._shift(t - s.rolling_s)
         r_low = r_est - self.z_harm * np.sqrt(r_var)
         # The confirmation period runs from the first tick whose lower bound is past the line;
         # the stop also needs the effective n (min_samples) of the span that confirms it, and the
@@ -229,8 +231,12 @@ class LatencyTracker:
         confirmed = crit & (t - self.crit_since >= s.confirmation_s) & (r_neff >= s.min_samples)
         if confirmed.any():
             confirmed &= self._latest_past(t, crit_line)
-        self.stopped_at = np.where(confirmed & active, t, self.stopped_at)
-        self.stop_kind = np.where(confirmed & active, 1, self.stop_kind)
+        stops = confirmed & active
+        self.stopped_at = np.where(stops, t, self.stopped_at)
+        self.stop_kind = np.where(stops, 1, self.stop_kind)
+        if stops.any():
+            self.stop_span = tuple(np.where(stops, new, old) for new, old in
+                                   zip((r_est, r_var, r_n, r_neff), self.stop_span, strict=True))
         self.pending_critical = crit & ~confirmed
         # a later level change: the last rolling_s against the first look's span
         self.new_late = np.zeros(self.w, dtype=bool)
@@ -284,7 +290,7 @@ class LatencyTracker:
         lt, ly = self._span(t - self.s.confirmation_s / 2)
         return _med(self._detrend(ly, lt)) - self.cur.level >= line
 
-    def _refresh(self, until: float | None = None) -> None:
+    def _refresh(self, until: float | None = None, baseline_veto: bool = False) -> None:
         """Learn the noise again from the baseline AND the window so far.
 
         Under the change's model (a step at the change), the window's values about their own level
@@ -313,7 +319,7 @@ class LatencyTracker:
         if self.any_trend:  # the window's own values about their own level, no baseline trend in them
             raw_mean = np.where(ok, y, 0.0).sum(axis=1) / n
             raw = np.where(ok, y - raw_mean[:, None], 0.0)
-        self._use(*pooled(nz, resid, cnt, np.where(ok, resid - slope[:, None] * tc, 0.0), raw))
+        self._use(*pooled(nz, resid, cnt, np.where(ok, resid - slope[:, None] * tc, 0.0), raw, baseline_veto))
 
     def _floored(self, nz: Noise) -> Noise:
         """``nz`` with its long-run variance at least the previous days' (``history_ratio``)."""
@@ -354,16 +360,43 @@ class LatencyTracker:
         self.looked.append((at, crossed))
 
     def finish(self, confidence: float = 0.98) -> Outcome:
-        """The criterion over the whole window (or up to its stop)."""
+        """The criterion over the whole window (or up to its stop).
+
+        Judged on the noise of the baseline and the window together; where that leaves the window
+        INCONCLUSIVE, judged again with the baseline's veto on that noise (``pooled``) — a PASS on
+        those terms stands (the estimate below the pass line, each side's effective n from the
+        noise its own values show), nothing else is taken from it."""
+        met, reason, est, low, high, n, n_eff, cur, win = self._judge(confidence, False)
+        again = (met == -1) & (self.noise.resid is not None)
+        if again.any():
+            b = self._judge(confidence, True)
+            take = again & (b[0] == 1)
+            if take.any():
+                met, reason, est, low, high, n, n_eff = (np.where(take, new, old) for new, old in
+                                                         zip(b[:7], (met, reason, est, low, high, n, n_eff),
+                                                             strict=True))
+                cur, win = _pick(take, cur, b[7]), _pick(take, win, b[8])
+        ctl = np.full(self.w, np.nan)
+        return Outcome(met, reason, self.stopped_at.copy(), self.stop_kind.copy(), ~np.isnan(self.warned_at),
+                       self.warned_at.copy(), est, low, high, n, n_eff, ctl, self.incidents.copy(),
+                       self.late_at.copy(), list(self.look_z), cur, win)
+
+    def _judge(self, confidence: float, baseline_veto: bool) -> tuple[Any, ...]:
         s = self.s
         # Judged on the noise learnt from everything so far; the tracker's own state is left as it
         # was (a dashboard asks for the window so far at every poll, and the ticks after must go
         # on exactly as a replay's would).
         kept = (self.cur, self.win, self.z_warn, self.z_harm, self.z_late, self.base_ok)
-        self._refresh()
+        self._refresh(baseline_veto=baseline_veto)
         est, var, n, n_eff = self._shift(-math.inf)
         cur, win = self.cur, self.win
         self.cur, self.win, self.z_warn, self.z_harm, self.z_late, self.base_ok = kept
+        # A harm-limit stop is reported on the evidence that decided it: the rolling span at the stop
+        # (a window stopped minutes in holds too little for the window so far to say much).
+        harm = self.stop_kind == 1
+        if harm.any():
+            est, var, n, n_eff = (np.where(harm, span, whole) for span, whole in
+                                  zip(self.stop_span, (est, var, n, n_eff), strict=True))
         sd = np.sqrt(var)
         zc = t_quantile(1 - (1 - confidence) / 2, win.df)
         low, high = est - zc * sd, est + zc * sd
@@ -386,10 +419,17 @@ class LatencyTracker:
         reason = np.where(~failed & self.noise.constant, 2, reason)
         met = np.where(reason > 0, -1, met)
         met = np.where(failed, 0, met)
-        ctl = np.full(self.w, np.nan)
-        return Outcome(met, reason, self.stopped_at.copy(), self.stop_kind.copy(), ~np.isnan(self.warned_at),
-                       self.warned_at.copy(), est, low, high, n, n_eff, ctl, self.incidents.copy(),
-                       self.late_at.copy(), list(self.look_z), cur, win)
+        return met, reason, est, low, high, n, n_eff, cur, win
+
+
+def _pick(mask: np.ndarray, a: Any, b: Any) -> Any:
+    """Per window, ``b``'s arrays where ``mask`` else ``a``'s (two Noise or two WindowNoise)."""
+    out = {}
+    for f in fields(a):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if isinstance(x, np.ndarray) and isinstance(y, np.ndarray) and x.shape == y.shape:
+            out[f.name] = np.where(mask.reshape((-1,) + (1,) * (x.ndim - 1)), y, x)
+    return replace(a, **out)
 
 
 def settings_of(profile: Any, rule: Any, looks_s: tuple[float, ...]) -> Settings:

@@ -29,6 +29,12 @@ WRITE_HOT_ROW = "UPDATE /* canary-console:fault-lock */ {table} SET {pk} = {pk} 
 HEAVY_SCAN = "SELECT /* canary-console:fault-latency */ COUNT(*) AS n FROM {table} WHERE MD5({pk}) LIKE %s"
 READ_COMMIT_SETTINGS = ("SELECT /* canary-console:fault-latency */ @@GLOBAL.innodb_flush_log_at_trx_commit AS flush, "
                         "@@GLOBAL.sync_binlog AS sync")
+# ... and the buffer pool shrunk to a fraction of the table: the working set no longer fits in memory
+# (as when a new index's pages crowd it out), so the table's reads and writes wait for the disk.
+READ_POOL_SIZE = "SELECT /* canary-console:fault-latency */ @@GLOBAL.innodb_buffer_pool_size AS pool"
+TABLE_BYTES = ("SELECT /* canary-console:fault-latency */ DATA_LENGTH + INDEX_LENGTH AS bytes "
+               "FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s")
+SET_POOL_SIZE = "SET /* canary-console:fault-latency */ GLOBAL innodb_buffer_pool_size = %s"
 SET_COMMIT_SETTINGS = ("SET /* canary-console:fault-latency */ GLOBAL innodb_flush_log_at_trx_commit = %s, "
                        "GLOBAL sync_binlog = %s")
 # An error burst: a duplicate primary key (a copy of an existing row: never inserts anything) and

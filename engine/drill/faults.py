@@ -87,7 +87,8 @@ class FaultBox:
                 return False
             try:
                 self._audit("fault_started", {"key": fault.key, "fault": fault.name,
-                                              "description": fault.description, "table": self.target.where()})
+                                              "description": fault.description, "table": self.target.where(),
+                                              **({"note": fault.note} if getattr(fault, "note", "") else {})})
             except Exception:
                 fault.stop()
                 raise
