@@ -129,6 +129,7 @@ class CanaryApp(KeysAnswer, KillSwitchKeys, FrameKeeper, StepNavigation, RunWork
         self.driving = False
         self.count_cancel = threading.Event()
         self._view_busy = False
+        self._run_audit: tuple[str | None, list[Any], int | None] = (None, [], None)  # run_workers._run_entries
         self._kill_shown: tuple | None = None  # what the frame was last told of the kill switch
         self._progress_on = threading.Event()
         self._rung_on = threading.Event()  # a rollback rung runs: its progress is watched (watch_rung)

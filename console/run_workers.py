@@ -107,8 +107,7 @@ class RunWorkers(AppPart):
                                               self.clock.now())
             view = load_view(self.store, self.plan.tenant, self.run_id, self.view, self.unstaffed)
             screen = self._top
-            entries = (self.store.audit_entries(self.plan.tenant, run_id=self.run_id, limit=2000)
-                       if self.run_id and isinstance(screen, ExecutionScreen) else None)
+            entries = self._run_entries(screen) if self.run_id and isinstance(screen, ExecutionScreen) else None
             if isinstance(screen, AuditScreen) and screen.entries:
                 fresh = self.store.audit_entries(self.plan.tenant, since_seq=screen.last_seq, limit=500)
                 if fresh:
@@ -130,6 +129,22 @@ class RunWorkers(AppPart):
         self.call_from_thread(self._show_view, view, entries, facts, announcement)
         if faults is not None and faults != self.frame.faults:
             self.call_from_thread(self.set_frame, faults=faults)
+
+    def _run_entries(self, screen: ExecutionScreen) -> list[Any] | None:
+        """The run's audit entries for the Execution screen, read incrementally (only those written
+        since the last poll: a run's thousands were read again twice a second); None when the
+        screen already shows them all."""
+        run_id, cached, seq = self._run_audit
+        if run_id != self.run_id:
+            run_id, cached, seq = self.run_id, [], None
+        fresh = self.store.audit_entries(self.plan.tenant, run_id=run_id, since_seq=seq, limit=2000)
+        if fresh:
+            cached = cached + fresh
+            seq = fresh[-1].seq
+        self._run_audit = (run_id, cached, seq)
+        if not fresh and len(screen.entries) == len(cached):
+            return None
+        return cached
 
     def _sync_view(self) -> None:
         """From a worker, after a write: read the run now and show it (not at the next poll)."""

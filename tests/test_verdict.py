@@ -245,18 +245,29 @@ def test_lock_wait_at_5s_still_stops_the_window_at_once():
     assert state.stop_reason and state.of_kind("stop")[0].t_s == 15.0 and v.verdict == FAIL
 
 
-def test_a_harm_limit_stop_reports_the_span_that_decided_it():
-    """A 4× p50 from the change on: the harm limit stops the window minutes in, and the criterion
-    shows the rolling span's estimate, interval and n at the stop (what decided it), not the few
-    minutes of window so far on the window's own wide noise."""
-    bad = judge_samples(parse_samples(_lines(change=4.0), PROFILE), PROFILE)
+@pytest.mark.parametrize("step_min", [0, 20])
+def test_a_harm_limit_stop_reports_the_span_that_decided_it(step_min):
+    """A 4× p50 from the change on, or from 20 minutes into the window: the harm limit stops the
+    window minutes after it, and the criterion shows the rolling span's estimate, interval and n at
+    the stop, on the noise it was judged on there (what decided it) — not the window so far, whose
+    noise, learnt again with the step in it, gave the drill's `s` pressed mid-window an interval of
+    −81 % … ×144 next to "harm limit"."""
+    rng = random.Random(5)
+    t0 = datetime(2026, 12, 3, 7, 0, tzinfo=UTC)
+    lines = []
+    for i in range(91 * 12):
+        shift = 4.0 if i * 5 >= (30 + step_min) * 60 else 1.0
+        ts = (t0 + timedelta(seconds=5 * i)).isoformat().replace("+00:00", "Z")
+        lines.append(json.dumps({"ts": ts, "metric": "latency_p50",
+                                 "value": 0.004 * shift * math.exp(rng.gauss(0, 0.15))}))
+    bad = judge_samples(parse_samples("\n".join(lines) + "\n", PROFILE), PROFILE)
     assert bad.verdict.verdict == FAIL and bad.stopped_at is not None
     p50 = next(c for c in bad.verdict.criteria if c.name.startswith("Query latency p50"))
     assert "harm limit" in p50.rule and "the harm limit's span" in (p50.evidence or "")
     span = int(PROFILE.rolling_minutes * 60 / 5) + 1  # the rolling span's ticks at 5 s
     assert 10 <= p50.n <= span and p50.n_eff is not None and p50.n_eff <= span
-    low = float(p50.interval.split("CI ")[1].split("%")[0])
-    assert low > PROFILE.rule("latency_p50").critical, p50.interval  # the span's interval is past the line
+    low, high = (float(x.rstrip("%")) for x in p50.interval.split("CI ")[1].split("…"))
+    assert PROFILE.rule("latency_p50").critical < low < high < 400, p50.interval  # past the line, and narrow
 
 
 # --- replay --samples ---------------------------------------------------------------------------------

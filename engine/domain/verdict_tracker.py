@@ -143,8 +143,9 @@ class LatencyTracker:
         self.crit_since = np.full(w, np.nan)
         self.stopped_at = np.full(w, np.nan)
         self.stop_kind = np.zeros(w, dtype=int)
-        # a harm-limit stop's evidence: the rolling span's estimate, variance, n and effective n
-        self.stop_span = tuple(np.full(w, np.nan) for _ in range(4))
+        # a harm-limit stop's evidence: the rolling span's estimate, variance, n, effective n and
+        # the degrees of freedom of the noise it was judged on
+        self.stop_span = tuple(np.full(w, np.nan) for _ in range(5))
         self.incidents = np.zeros(w, dtype=int)
         self.warned_at = np.full(w, np.nan)
         self.warn_since = np.full(w, np.nan)
@@ -236,7 +237,7 @@ class LatencyTracker:
         self.stop_kind = np.where(stops, 1, self.stop_kind)
         if stops.any():
             self.stop_span = tuple(np.where(stops, new, old) for new, old in
-                                   zip((r_est, r_var, r_n, r_neff), self.stop_span, strict=True))
+                                   zip((r_est, r_var, r_n, r_neff, self.win.df), self.stop_span, strict=True))
         self.pending_critical = crit & ~confirmed
         # a later level change: the last rolling_s against the first look's span
         self.new_late = np.zeros(self.w, dtype=bool)
@@ -394,11 +395,12 @@ class LatencyTracker:
         # A harm-limit stop is reported on the evidence that decided it: the rolling span at the stop
         # (a window stopped minutes in holds too little for the window so far to say much).
         harm = self.stop_kind == 1
+        df = win.df
         if harm.any():
-            est, var, n, n_eff = (np.where(harm, span, whole) for span, whole in
-                                  zip(self.stop_span, (est, var, n, n_eff), strict=True))
+            est, var, n, n_eff, df = (np.where(harm, span, whole) for span, whole in
+                                      zip(self.stop_span, (est, var, n, n_eff, df), strict=True))
         sd = np.sqrt(var)
-        zc = t_quantile(1 - (1 - confidence) / 2, win.df)
+        zc = t_quantile(1 - (1 - confidence) / 2, df)
         low, high = est - zc * sd, est + zc * sd
         pass_line = self.lines[2]
         met = np.full(self.w, 1, dtype=int)
