@@ -280,3 +280,29 @@ def test_a_calm_baseline_vetoes_the_slow_noise_of_a_wandering_window_on_the_pass
             assert float(o.noise.n_eff[0]) >= s.min_samples and bool(o.window_noise.apart[0])
         else:
             assert facts["met"] is not True, facts
+
+
+def test_a_6x_p50_pressed_mid_window_on_the_default_drill_stops_it_by_the_harm_limit():
+    """Recorded (tests/fixtures/drill_s_mid_window.jsonl): the default drill's p50, its baseline
+    wandering ±30 % and its indexed window calm, then the `s` fault pressed 15 minutes in (p50 ×8).
+    Pooled, the calm window and the wandering baseline looked like noise of long-run ρ 0.99, the
+    baseline's 200 intervals were worth 2.4, and the harm limit — gated on that effective n — never
+    judged: the window ran its hour (INCONCLUSIVE on p50). The harm limits are judged with the
+    baseline's veto on the pooled noise (the looks and the warnings keep it): the window stops
+    about five minutes after the key, on the span's interval past +50 %."""
+    from datetime import datetime
+    from pathlib import Path
+
+    from engine.domain.decision_matrix import FAIL
+    from engine.domain.thresholds import Profile
+    from engine.flows.samples_file import judge_samples, parse_samples
+
+    profile = Profile()
+    text = (Path(__file__).parent / "fixtures" / "drill_s_mid_window.jsonl").read_text()
+    window_start = datetime.fromisoformat("2026-12-05T23:52:05.867385+00:00")
+    judged = judge_samples(parse_samples(text, profile), profile, change_at=window_start)
+    assert judged.verdict.verdict == FAIL and judged.stopped_at is not None
+    minutes = (judged.stopped_at - window_start).total_seconds() / 60
+    assert 15 < minutes < 22, minutes  # pressed at 15 minutes
+    p50 = next(c for c in judged.verdict.criteria if c.name.startswith("Query latency p50"))
+    assert "harm limit" in p50.rule and p50.n_eff is not None and p50.n_eff >= profile.min_samples

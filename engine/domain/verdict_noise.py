@@ -220,6 +220,13 @@ def same_as(nz: Noise) -> WindowNoise:
 def pooled(nz: Noise, window_resid: np.ndarray, usable_n: np.ndarray | None = None,
            window_line_resid: np.ndarray | None = None, window_raw_resid: np.ndarray | None = None,
            baseline_veto: bool = False) -> tuple[Noise, WindowNoise]:
+    """``pooled_pair``'s answer without (default) or with the baseline's veto."""
+    return pooled_pair(nz, window_resid, usable_n, window_line_resid, window_raw_resid)[int(baseline_veto)]
+
+
+def pooled_pair(nz: Noise, window_resid: np.ndarray, usable_n: np.ndarray | None = None,
+                window_line_resid: np.ndarray | None = None, window_raw_resid: np.ndarray | None = None,
+                ) -> tuple[tuple[Noise, WindowNoise], tuple[Noise, WindowNoise]]:
     """The noise learnt again from the baseline's residuals and the window's (``window_resid``:
     (W, k), about the window's own level, 0 where a value was unusable) as two segments: under the
     change's model (a step at the change) the window's values about their level are noise as much
@@ -239,17 +246,17 @@ def pooled(nz: Noise, window_resid: np.ndarray, usable_n: np.ndarray | None = No
     about a baseline trend carried into it: a trend the window does not follow would otherwise
     pass for the window's own wandering.
 
-    ``baseline_veto`` (the PASS side only, docs/verdict.md): the pooled noise must also be one the
-    baseline's own values allow. A window that wanders where the baseline was calm makes the pair
+    The second answer adds the **baseline's veto** (docs/verdict.md): the pooled noise must also be
+    one the baseline's own values allow. A window that wanders where the baseline was calm makes the pair
     look slow, and on that noise the baseline's many calm intervals are worth two or three; where
     the baseline alone rejects it (its long-run variance APART_Z of its own SDs below the pooled
     one), the wandering is the window's, the baseline keeps its own noise and the window is judged
-    on its own. A FAIL is never drawn from this: the looks, the harm limits and the warnings keep
-    the pooled noise, the more cautious of the two. Only a window with MIN_APART_N
+    on its own. The tracker judges a PASS and the harm limits with it; the looks and the warnings
+    keep the pooled noise, the more cautious of the two. Only a window with MIN_APART_N
     usable values (``usable_n``, per window; default all) is told apart: a few values say little
     about their noise, and the unusable ones stand in as zeros."""
     if nz.resid is None or window_resid.shape[1] < 2:
-        return nz, same_as(nz)
+        return (nz, same_as(nz)), (nz, same_as(nz))
     s2w, ratio_w, df_w = long_run([window_resid])
     s2p, ratio_p, df_p = long_run([nz.resid, window_resid])
     rho_p = rho_of(ratio_p)
@@ -264,31 +271,43 @@ def pooled(nz: Noise, window_resid: np.ndarray, usable_n: np.ndarray | None = No
         return np.nan_to_num(z, nan=0.0)
 
     enough = (window_resid.shape[1] if usable_n is None else np.asarray(usable_n)) >= MIN_APART_N
-    sd_ratio = np.sqrt(s2w * ratio_w / lrv_b)
-    apart = np.abs(signed(s2w, ratio_w, df_w)) > APART_Z
-    if baseline_veto:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            z_base = np.log(s2p * ratio_p / lrv_b) / np.sqrt(2 / np.maximum(nz.df, 1.0))
-        apart |= np.nan_to_num(z_base, nan=0.0) > APART_Z
-    apart &= enough
-    drift = np.zeros_like(apart)
-    if window_line_resid is not None and apart.any():
-        # About a line through the window, no noisier than the baseline (one-sided: a window the
-        # change made calmer as well is judged on the baseline's noise, the more cautious of the two).
-        s2l, ratio_l, df_l = long_run([window_line_resid])
-        drift = apart & (signed(s2l, ratio_l, df_l) <= APART_Z)
-    if not apart.any():
-        return both, WindowNoise(s2p, rho_p, df_p, apart, sd_ratio, drift)
-    own = apart & ~drift
-    if window_raw_resid is not None and own.any():
-        s2w, ratio_w, df_w = long_run([window_raw_resid])
-        sd_ratio = np.where(own, np.sqrt(s2w * ratio_w / lrv_b), sd_ratio)
-    base = replace(both, **{f: np.where(apart, getattr(nz, f), getattr(both, f))
-                            for f in ("sigma2", "rho", "n_eff", "df", "base_var")})
-    win = WindowNoise(np.where(own, s2w, np.where(drift, nz.sigma2, s2p)),
-                      np.where(own, rho_of(ratio_w), np.where(drift, nz.rho, rho_p)),
-                      np.where(own, np.minimum(df_w, nz.df), np.where(drift, nz.df, df_p)), apart, sd_ratio, drift)
-    return base, win
+    sd_ratio0 = np.sqrt(s2w * ratio_w / lrv_b)
+    apart0 = np.abs(signed(s2w, ratio_w, df_w)) > APART_Z
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z_base = np.log(s2p * ratio_p / lrv_b) / np.sqrt(2 / np.maximum(nz.df, 1.0))
+    vetoed = np.nan_to_num(z_base, nan=0.0) > APART_Z
+    fits: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # each learnt once, for both answers
+
+    def fit(name: str, resid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if name not in fits:
+            fits[name] = long_run([resid])
+        return fits[name]
+
+    def split(apart: np.ndarray) -> tuple[Noise, WindowNoise]:
+        apart = apart & enough
+        sd_ratio = sd_ratio0
+        drift = np.zeros_like(apart)
+        if window_line_resid is not None and apart.any():
+            # About a line through the window, no noisier than the baseline (one-sided: a window the
+            # change made calmer as well is judged on the baseline's noise, the more cautious of the two).
+            drift = apart & (signed(*fit("line", window_line_resid)) <= APART_Z)
+        if not apart.any():
+            return both, WindowNoise(s2p, rho_p, df_p, apart, sd_ratio, drift)
+        own = apart & ~drift
+        s2o, ratio_o, df_o = s2w, ratio_w, df_w
+        if window_raw_resid is not None and own.any():
+            s2o, ratio_o, df_o = fit("raw", window_raw_resid)
+            sd_ratio = np.where(own, np.sqrt(s2o * ratio_o / lrv_b), sd_ratio)
+        base = replace(both, **{f: np.where(apart, getattr(nz, f), getattr(both, f))
+                                for f in ("sigma2", "rho", "n_eff", "df", "base_var")})
+        win = WindowNoise(np.where(own, s2o, np.where(drift, nz.sigma2, s2p)),
+                          np.where(own, rho_of(ratio_o), np.where(drift, nz.rho, rho_p)),
+                          np.where(own, np.minimum(df_o, nz.df), np.where(drift, nz.df, df_p)), apart, sd_ratio,
+                          drift)
+        return base, win
+
+    first = split(apart0)
+    return first, (first if not (vetoed & ~apart0).any() else split(apart0 | vetoed))
 
 
 def with_floor(nz: Noise, floor_ratio: float) -> Noise:

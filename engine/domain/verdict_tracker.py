@@ -30,7 +30,14 @@ from engine.domain.verdict_intervals import (
     obf_boundaries,
     t_quantile,
 )
-from engine.domain.verdict_noise import Noise, WindowNoise, fit_noise, pooled, same_as, with_floor
+from engine.domain.verdict_noise import (
+    Noise,
+    WindowNoise,
+    fit_noise,
+    pooled_pair,
+    same_as,
+    with_floor,
+)
 
 # reason codes (one per window) → the sentence the screen and the replay show
 REASONS = {
@@ -176,8 +183,8 @@ class LatencyTracker:
             return y
         return y - self.noise.slope[:, None] * (t[None, :] - self.noise.t_ref[:, None])
 
-    def _ref_var(self, tbar: float | np.ndarray) -> np.ndarray:
-        return self.cur.base_var + (tbar - self.cur.t_ref) ** 2 * self.cur.slope_var
+    def _ref_var(self, tbar: float | np.ndarray, cur: Noise) -> np.ndarray:
+        return cur.base_var + (tbar - cur.t_ref) ** 2 * cur.slope_var
 
     def _span(self, since: float, until: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         t = self.t[:self.k]
@@ -185,19 +192,20 @@ class LatencyTracker:
         hi = self.k if until is None else int(np.searchsorted(t, until, side="right"))
         return t[lo:hi], self.y[:, lo:hi]
 
-    def _shift(self, since: float, until: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Estimate, its variance, n and n_eff of the shift over (since, until]."""
+    def _shift(self, since: float, until: float | None = None, noise: tuple[Noise, WindowNoise] | None = None,
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Estimate, its variance, n and n_eff of the shift over (since, until], on ``noise``
+        (the baseline's side, the window's; default the tracker's current pair)."""
         t, y = self._span(since, until)
-        nz = self.cur
+        nz, win = noise if noise is not None else (self.cur, self.win)
         if t.size == 0:
             nan = np.full(self.w, np.nan)
             return nan, nan, np.zeros(self.w), np.zeros(self.w)
         d = self._detrend(y, t)
         n = _count(d)
         est = _med(d) - nz.level
-        win = self.win
         var_w = win.sigma2 * median_var_factor(n, win.rho)
-        var = var_w + self._ref_var(float(t.mean()))
+        var = var_w + self._ref_var(float(t.mean()), nz)
         n_eff = median_effective_n(n, win.rho)
         return est, var, n, n_eff
 
@@ -215,14 +223,15 @@ class LatencyTracker:
         active = np.isnan(self.stopped_at)
         warn_line, crit_line, pass_line = self.lines
         # harm limit: the last rolling_s, its lower bound past the critical line, held
-        r_est, r_var, r_n, r_neff = self._shift(t - s.rolling_s)
-        r_low = r_est - self.z_harm * np.sqrt(r_var)
+        h_cur, h_win, z_harm, harm_ok = self.harm
+        r_est, r_var, r_n, r_neff = self._shift(t - s.rolling_s, noise=(h_cur, h_win))
+        r_low = r_est - z_harm * np.sqrt(r_var)
         # The confirmation period runs from the first tick whose lower bound is past the line;
         # the stop also needs the effective n (min_samples) of the span that confirms it, and the
         # latency still past the line at the period's end (the median of its last half): a rolling
         # span that still holds a burst which has ended — early in the window the span is short,
         # and a 90-s burst fills most of it — confirms nothing.
-        crit = self.base_ok & (r_low >= crit_line) & active
+        crit = harm_ok & (r_low >= crit_line) & active
         starting = crit & np.isnan(self.crit_since)
         self.crit_since = np.where(starting, t, self.crit_since)
         ended = ~crit & ~np.isnan(self.crit_since)
@@ -237,7 +246,7 @@ class LatencyTracker:
         self.stop_kind = np.where(stops, 1, self.stop_kind)
         if stops.any():
             self.stop_span = tuple(np.where(stops, new, old) for new, old in
-                                   zip((r_est, r_var, r_n, r_neff, self.win.df), self.stop_span, strict=True))
+                                   zip((r_est, r_var, r_n, r_neff, h_win.df), self.stop_span, strict=True))
         self.pending_critical = crit & ~confirmed
         # a later level change: the last rolling_s against the first look's span
         self.new_late = np.zeros(self.w, dtype=bool)
@@ -320,28 +329,43 @@ class LatencyTracker:
         if self.any_trend:  # the window's own values about their own level, no baseline trend in them
             raw_mean = np.where(ok, y, 0.0).sum(axis=1) / n
             raw = np.where(ok, y - raw_mean[:, None], 0.0)
-        self._use(*pooled(nz, resid, cnt, np.where(ok, resid - slope[:, None] * tc, 0.0), raw, baseline_veto))
+        plain, vetoed = pooled_pair(nz, resid, cnt, np.where(ok, resid - slope[:, None] * tc, 0.0), raw)
+        # The looks and the warnings on the pooled noise; a PASS (``finish``) and the harm limits
+        # with the baseline's veto on it (``pooled_pair``).
+        self._use(*vetoed) if baseline_veto else self._use(*plain, harm=vetoed)
 
     def _floored(self, nz: Noise) -> Noise:
         """``nz`` with its long-run variance at least the previous days' (``history_ratio``)."""
         return with_floor(nz, self.history_ratio)
 
-    def _use(self, cur: Noise, win: WindowNoise | None = None) -> None:
+    def _use(self, cur: Noise, win: WindowNoise | None = None,
+             harm: tuple[Noise, WindowNoise] | None = None) -> None:
         """Judge from now on with ``cur`` (the baseline's side: its level's variance, the gate on
-        its effective n) and ``win`` (the window's values; None: the same noise as ``cur``)."""
+        its effective n) and ``win`` (the window's values; None: the same noise as ``cur``); the
+        harm limits with ``harm`` (default the same pair)."""
         s = self.s
+        self.cur, self.win = self._prepared(cur, win)
+        self.z_warn = t_quantile(s.warning_confidence, self.win.df)
+        self.z_harm = t_quantile(s.harm_confidence, self.win.df)
+        self.z_late = t_quantile(s.late_confidence, self.win.df)
+        self.base_ok = self._base_ok(self.cur)
+        if harm is None:
+            self.harm = (self.cur, self.win, self.z_harm, self.base_ok)
+        else:
+            h_cur, h_win = self._prepared(*harm)
+            self.harm = (h_cur, h_win, t_quantile(s.harm_confidence, h_win.df), self._base_ok(h_cur))
+
+    def _prepared(self, cur: Noise, win: WindowNoise | None) -> tuple[Noise, WindowNoise]:
         cur = self._floored(cur)
-        self.cur = cur
         if win is None:
             win = same_as(cur)
         elif not win.apart.all():  # where pooled, the window's noise is cur's, floored with it
             win = WindowNoise(np.where(win.apart, win.sigma2, cur.sigma2), np.where(win.apart, win.rho, cur.rho),
                               np.where(win.apart, win.df, cur.df), win.apart, win.sd_ratio, win.drift)
-        self.win = win
-        self.z_warn = t_quantile(s.warning_confidence, win.df)
-        self.z_harm = t_quantile(s.harm_confidence, win.df)
-        self.z_late = t_quantile(s.late_confidence, win.df)
-        self.base_ok = (cur.n >= 3) & ~cur.constant & (cur.n_eff >= s.min_samples)
+        return cur, win
+
+    def _base_ok(self, cur: Noise) -> np.ndarray:
+        return (cur.n >= 3) & ~cur.constant & (cur.n_eff >= self.s.min_samples)
 
     def _look(self, i: int, at: float) -> None:
         s = self.s
@@ -387,11 +411,11 @@ class LatencyTracker:
         # Judged on the noise learnt from everything so far; the tracker's own state is left as it
         # was (a dashboard asks for the window so far at every poll, and the ticks after must go
         # on exactly as a replay's would).
-        kept = (self.cur, self.win, self.z_warn, self.z_harm, self.z_late, self.base_ok)
+        kept = (self.cur, self.win, self.z_warn, self.z_harm, self.z_late, self.base_ok, self.harm)
         self._refresh(baseline_veto=baseline_veto)
         est, var, n, n_eff = self._shift(-math.inf)
         cur, win = self.cur, self.win
-        self.cur, self.win, self.z_warn, self.z_harm, self.z_late, self.base_ok = kept
+        self.cur, self.win, self.z_warn, self.z_harm, self.z_late, self.base_ok, self.harm = kept
         # A harm-limit stop is reported on the evidence that decided it: the rolling span at the stop
         # (a window stopped minutes in holds too little for the window so far to say much).
         harm = self.stop_kind == 1
