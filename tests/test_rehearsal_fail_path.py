@@ -38,11 +38,12 @@ FAIL_PATH = ("alter_started", "index_added", "monitoring_started", "fault_starte
 
 
 @contextmanager
-def drill_run(tmp_path: Any, monkeypatch: Any) -> Iterator[tuple[Any, Store, Executor, Any, FaultBox]]:
-    """A drill (20,000 rows, compressed), a run created on it with its monitor, and the drill's fault
-    box; the box is closed and the drill stopped however the test ends."""
+def drill_run(tmp_path: Any, monkeypatch: Any, rows: int = 20_000, speed: float = SPEED,
+              ) -> Iterator[tuple[Any, Store, Executor, Any, FaultBox]]:
+    """A drill (20,000 rows, compressed 120×, unless told), a run created on it with its monitor, and
+    the drill's fault box; the box is closed and the drill stopped however the test ends."""
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
-    drill = rehearsal.start(20_000, True, "you", lambda line: None, speed=SPEED)
+    drill = rehearsal.start(rows, True, "you", lambda line: None, speed=speed)
     box = None
     try:
         plan = load_plan(drill.plan_path)
@@ -52,7 +53,7 @@ def drill_run(tmp_path: Any, monkeypatch: Any) -> Iterator[tuple[Any, Store, Exe
         ex = Executor(plan, store, backend, Target(plan.connection), YOU, "drill-worker", clock=clock)
         run = ex.create_run()
         ex.monitor = Monitor(store, plan.tenant, run.id, sources_for(plan, backend, clock), plan.profile(), YOU,
-                             clock, interval=sampling_interval("PASS", SPEED))
+                             clock, interval=sampling_interval("PASS", speed))
         box = FaultBox.from_plan(plan, store, run.id, YOU, clock)
         yield plan, store, ex, run, box
     finally:
@@ -116,20 +117,21 @@ def test_injected_lock_wait_fails_the_window_and_the_manual_rollback_removes_the
     assert drops, "the DROP statement is in the audit trail"
 
 
-def test_a_latency_regression_from_the_alter_fails_the_window_on_p99(tmp_path, monkeypatch):
-    """The latency regression (the fault key s: CPU-heavy scans of the table on every core, commits
-    flushed to disk) switched on as the ALTER starts — where a regression the change caused would
-    begin — on the drill's own workload, 120× compressed: the window stops with FAIL on p99 (2.2 to
-    2.4 times the baseline's), at a sequential look or, where it holds past +100 %, by the harm limit. Not on p50: the new index makes
-    the workload's reads five times faster than in the baseline, more than the fault slows them
-    (docs/rehearsal.md#faults-f6)."""
-    with drill_run(tmp_path, monkeypatch) as (plan, store, ex, run, box):
+def test_a_latency_regression_from_the_alter_fails_the_default_drill(tmp_path, monkeypatch):
+    """The latency regression (the fault key s: CPU-heavy scans of the table, commits flushed to
+    disk, the buffer pool shrunk to a sixth of the table) switched on as the ALTER starts — where a
+    regression the change caused would begin — on the drill as the README runs it: 1,000,000 rows,
+    30×. The new index makes the workload's reads 200 times faster, but with the working set out of
+    memory every read and write waits for pages: p50 ×4–7, and the window stops with FAIL by the p50
+    harm limit within minutes (docs/rehearsal.md#faults-f6; 4 drills of 4 measured by hand, 4.5–5
+    minutes in). p99 stays far below the pre-index baseline."""
+    with drill_run(tmp_path, monkeypatch, rows=1_000_000, speed=30.0) as (plan, store, ex, run, box):
 
         started = threading.Event()  # the executor's own event, as the ALTER starts
         ex.on_event = lambda name, _data: started.set() if name == "alter_started" else None
 
         def inject() -> None:
-            started.wait(120)
+            started.wait(600)
             box.start("s")
 
         side = threading.Thread(target=inject, daemon=True)
@@ -137,12 +139,12 @@ def test_a_latency_regression_from_the_alter_fails_the_window_on_p99(tmp_path, m
         out = ex.execute(run.id)
         side.join(10)
         box.close()
+        [note] = [e.details.get("note", "") for e in store.audit_entries(plan.tenant, run.id, "fault_started")]
 
+    assert "buffer pool" in note and "→" in note, note
     assert out.status == "failed", out.message
     [decision] = store.decisions(plan.tenant, run.id)
     assert decision.verdict == "FAIL" and decision.evidence["stopped_early"] is True
     criteria = {c["name"]: c for c in decision.evidence["criteria"]}
-    p99 = next(c for name, c in criteria.items() if name.startswith("Query latency p99"))
-    # at a look (the T+30 one in 4 drills of 6), or by the harm limit where p99 held past +100 % (1 of 6)
-    assert p99["met"] is False and ("sequential look" in p99["rule"] or "harm limit" in p99["rule"]), p99
-    assert store.audit_entries(plan.tenant, run.id, "fault_started")
+    p50 = next(c for name, c in criteria.items() if name.startswith("Query latency p50"))
+    assert p50["met"] is False and ("harm limit" in p50["rule"] or "sequential look" in p50["rule"]), p50
