@@ -217,13 +217,6 @@ def same_as(nz: Noise) -> WindowNoise:
     return WindowNoise(nz.sigma2, nz.rho, nz.df, np.zeros(w, bool), np.ones(w), np.zeros(w, bool))
 
 
-def pooled(nz: Noise, window_resid: np.ndarray, usable_n: np.ndarray | None = None,
-           window_line_resid: np.ndarray | None = None, window_raw_resid: np.ndarray | None = None,
-           baseline_veto: bool = False) -> tuple[Noise, WindowNoise]:
-    """``pooled_pair``'s answer without (default) or with the baseline's veto."""
-    return pooled_pair(nz, window_resid, usable_n, window_line_resid, window_raw_resid)[int(baseline_veto)]
-
-
 def pooled_pair(nz: Noise, window_resid: np.ndarray, usable_n: np.ndarray | None = None,
                 window_line_resid: np.ndarray | None = None, window_raw_resid: np.ndarray | None = None,
                 ) -> tuple[tuple[Noise, WindowNoise], tuple[Noise, WindowNoise]]:

@@ -332,7 +332,10 @@ class LatencyTracker:
         plain, vetoed = pooled_pair(nz, resid, cnt, np.where(ok, resid - slope[:, None] * tc, 0.0), raw)
         # The looks and the warnings on the pooled noise; a PASS (``finish``) and the harm limits
         # with the baseline's veto on it (``pooled_pair``).
-        self._use(*vetoed) if baseline_veto else self._use(*plain, harm=vetoed)
+        if baseline_veto:
+            self._use(*vetoed)
+        else:
+            self._use(*plain, harm=vetoed)
 
     def _floored(self, nz: Noise) -> Noise:
         """``nz`` with its long-run variance at least the previous days' (``history_ratio``)."""
@@ -388,7 +391,7 @@ class LatencyTracker:
         """The criterion over the whole window (or up to its stop).
 
         Judged on the noise of the baseline and the window together; where that leaves the window
-        INCONCLUSIVE, judged again with the baseline's veto on that noise (``pooled``) — a PASS on
+        INCONCLUSIVE, judged again with the baseline's veto on that noise (``pooled_pair``) — a PASS on
         those terms stands (the estimate below the pass line, each side's effective n from the
         noise its own values show), nothing else is taken from it."""
         met, reason, est, low, high, n, n_eff, cur, win = self._judge(confidence, False)

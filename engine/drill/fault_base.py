@@ -72,6 +72,7 @@ class Fault:
     name = ""
     description = ""
     shows = ""  # what moves on the dashboard, and when
+    note = ""  # what a start did beyond its description (put in the fault_started audit entry)
 
     def __init__(self, target: FaultTarget, clock: Clock | None = None):
         self.target = target

@@ -56,7 +56,6 @@ from engine.drill.fault_sql import (
     STOP_REPLICA,
     STOP_SQL_THREAD,
     SYNTAX_ERROR,
-    TABLE_BYTES,
     WRITE_HOT_ROW,
     build_statement,
 )
@@ -179,7 +178,6 @@ class LatencyRegression(ThreadedFault):
         self.shrink_pool = shrink_pool
         self._saved: dict[str, Any] | None = None  # the commit settings to put back on stop
         self._saved_pool: int | None = None  # the buffer pool's size to put back on stop
-        self.note = ""  # what happened to the buffer pool (in the fault_started audit entry)
 
     def _specs(self) -> list[LoopSpec]:
         pk = primary_key_of(self.target, integer=False)
@@ -207,11 +205,12 @@ class LatencyRegression(ThreadedFault):
 
     def _shrink_pool(self, s: TargetSession) -> None:
         pool = int(s.query(READ_POOL_SIZE)[0]["pool"])
-        rows = s.query(TABLE_BYTES, (self.target.schema, self.target.table))
-        table = int(rows[0]["bytes"] or 0) if rows else 0
+        info = s.table_info(self.target.schema, self.target.table)
+        table = info.data_bytes + info.index_bytes if info else 0
         want = max(self.MIN_POOL_BYTES, table // self.POOL_SHARE) >> 20 << 20  # whole megabytes
         if want >= pool or table <= self.MIN_POOL_BYTES:
-            self.note = f"buffer pool kept at {pool >> 20} MB (the table, {table >> 20} MB, is small)"
+            self.note = (f"buffer pool kept at {pool >> 20} MB (the table: {table >> 20} MB; a sixth of it, at "
+                         f"least {self.MIN_POOL_BYTES >> 20} MB, is no smaller)")
             return
         try:
             s.execute(SET_POOL_SIZE, (want,))

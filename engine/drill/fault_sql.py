@@ -32,8 +32,6 @@ READ_COMMIT_SETTINGS = ("SELECT /* canary-console:fault-latency */ @@GLOBAL.inno
 # ... and the buffer pool shrunk to a fraction of the table: the working set no longer fits in memory
 # (as when a new index's pages crowd it out), so the table's reads and writes wait for the disk.
 READ_POOL_SIZE = "SELECT /* canary-console:fault-latency */ @@GLOBAL.innodb_buffer_pool_size AS pool"
-TABLE_BYTES = ("SELECT /* canary-console:fault-latency */ DATA_LENGTH + INDEX_LENGTH AS bytes "
-               "FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s")
 SET_POOL_SIZE = "SET /* canary-console:fault-latency */ GLOBAL innodb_buffer_pool_size = %s"
 SET_COMMIT_SETTINGS = ("SET /* canary-console:fault-latency */ GLOBAL innodb_flush_log_at_trx_commit = %s, "
                        "GLOBAL sync_binlog = %s")

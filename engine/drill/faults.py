@@ -88,7 +88,7 @@ class FaultBox:
             try:
                 self._audit("fault_started", {"key": fault.key, "fault": fault.name,
                                               "description": fault.description, "table": self.target.where(),
-                                              **({"note": fault.note} if getattr(fault, "note", "") else {})})
+                                              **({"note": fault.note} if fault.note else {})})
             except Exception:
                 fault.stop()
                 raise
