@@ -283,6 +283,10 @@ class LatencyJudge:
                     f"{float(wn.sd_ratio[0]) if wn is not None else math.nan:.2g}): effective n "
                     f"{float(o.n_eff[0]):.1f} in the window, below {s.min_samples} — the change altered how "
                     "the latency behaves, its shift cannot be judged"),
+                8: (f"estimate below +{s.pass_pct:g}%, but its {100 * self.confidence:g}% interval reaches "
+                    f"{pct(float(o.high[0]))}, past the +{s.critical_pct:g}% harm line: too uncertain to pass"),
+                7: (f"the latency climbs through the baseline and the window alike (a drift of "
+                    f"{_per_hour(o.drift)} an hour, no control): its rise cannot be told from the change"),
             }.get(int(o.reason[0]), REASONS[int(o.reason[0])])
         else:
             out["met"] = True
@@ -294,6 +298,12 @@ class LatencyJudge:
         if self.window_bad:
             out["reason"] += f"; {len(self.window_bad)} window value(s) ignored ({_why_unusable(self.window_bad)})"
         return out
+
+
+def _per_hour(slope: np.ndarray | None) -> str:
+    """A drift's slope (log per second) as a signed percentage an hour."""
+    x = float(slope[0]) if slope is not None else math.nan
+    return pct(x * 3600.0) if math.isfinite(x) else "an unknown rate"
 
 
 def _finite(x: Any) -> float | None:

@@ -12,7 +12,12 @@ It decides:
 * FAIL at the looks (15/30/45/60 minutes into the window): a group-sequential test with
   O'Brien–Fleming spending of the profile's α, that the shift is past the pass line;
 * a level change that appears well after the change (a later quarter of the window above the
-  first) is an incident: it withholds FAIL and warnings, and the verdict says so.
+  first) is an incident: it withholds FAIL and warnings, and the verdict says so;
+* other explanations: a FAIL at a look or a warning also needs the shift past its line where the
+  latency may be drifting through the baseline and the window along one line (the line carried
+  across the gap, as far as the data pin its slope down), and, where the baseline's own trend is
+  carried forward, on the baseline's level alone — a rise a drift explains is not blamed on the
+  change (INCONCLUSIVE, and the verdict says so).
 """
 
 from __future__ import annotations
@@ -48,7 +53,13 @@ REASONS = {
     4: "a level change appeared well after the change began (an incident, not the change)",
     5: "shift at or past the pass line, but the evidence does not exclude the line",
     6: "the window's latency wanders far more than the baseline's: too few effective intervals to judge its shift",
+    7: "the latency climbs through the baseline and the window alike (a drift): its rise cannot be told from the change",
+    8: "estimate below the pass line, but its interval reaches past the harm line: too uncertain to pass",
 }
+
+ALIKE_Z = 3.29  # the baseline's and the window's own slopes within this many joint SDs: one line
+DRIFT_SD = math.log1p(0.15) / 3600  # log per second: how fast a drift plausibly is, before the data say
+EXPLAIN_Z = 1.645  # an other explanation must leave the shift past its line by this many SDs (one-sided 95 %)
 
 
 @dataclass(frozen=True)
@@ -89,6 +100,7 @@ class Outcome:
     control_shift: np.ndarray  # log shift of the control itself (NaN without a control)
     incidents: np.ndarray  # count of incidents (short harm episodes, late level changes)
     late_at: np.ndarray  # first time a late level change was seen (NaN: never)
+    drift: np.ndarray | None = None  # log per second: the common slope where a drift withheld the verdict (NaN: none)
     look_z: list[np.ndarray] = field(default_factory=list)
     noise: Noise | None = None  # the noise the outcome was judged on (baseline and window)
     window_noise: WindowNoise | None = None  # … and the window's own where it differs (``apart``)
@@ -133,6 +145,8 @@ class LatencyTracker:
         # long-run variance learnt today, never a ceiling.
         self.history_ratio = float(history_ratio) if math.isfinite(history_ratio) else 1.0
         self.noise = self._floored(fit_noise(base, base_t))
+        self.base_t = np.asarray(base_t, dtype=float)  # the baseline as measured, for a drift's line (``_drift``)
+        self.base_y = np.atleast_2d(np.asarray(base, dtype=float))
         w = self.noise.n.shape[0]
         self.w = w
         self.control = control
@@ -285,6 +299,8 @@ class LatencyTracker:
         # as a harm limit is: a window of a minute or two is mostly a burst that falls in it.
         past = self.base_ok & (c_neff >= s.min_samples) & (c_low >= warn_line) & np.isnan(self.late_at) & \
             (t >= s.rolling_s)
+        if past.any():  # … and past it still on every other explanation the data allow
+            past &= self._still_past(None, warn_line, self.z_warn)
         self.warn_since = np.where(past, np.where(np.isnan(self.warn_since), t, self.warn_since), np.nan)
         warn = past & (t - self.warn_since >= s.confirmation_s)
         self.warned_at = np.where(warn & np.isnan(self.warned_at) & active, t, self.warned_at)
@@ -370,6 +386,97 @@ class LatencyTracker:
     def _base_ok(self, cur: Noise) -> np.ndarray:
         return (cur.n >= 3) & ~cur.constant & (cur.n_eff >= self.s.min_samples)
 
+    def _still_past(self, until: float | None, line: float, z: Any) -> np.ndarray:
+        """Whether the shift over (−∞, ``until``] stays ``z`` of its SDs past ``line`` on each other
+        explanation of the data that they allow, per window (an intersection of tests: a FAIL or a
+        warning needs them all, and each only takes decisions away):
+
+        * where the baseline's trend is carried forward, the baseline's level alone (no trend): a
+          trend learnt from half an hour that the window does not follow — wandering slower than the
+          baseline is long looks like one — would otherwise pass its own extrapolation off as the
+          change's effect;
+        * where a drift through the baseline and the window is possible (``_drift``), the shift
+          with the drift taken out."""
+        ok = np.ones(self.w, dtype=bool)
+        z = np.minimum(z, EXPLAIN_Z)
+        t, y = self._span(-math.inf, until)
+        if t.size == 0:
+            return ok
+        n = _count(y)
+        win, cur = self.win, self.cur
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if self.any_trend:
+                est = _med(y) - np.median(self.base_y, axis=1)
+                var = win.sigma2 * median_var_factor(n, win.rho) + cur.sigma2 * median_var_factor(
+                    self.base_t.size, cur.rho)
+                ok &= ~self.noise.trend | ((est - line) / np.sqrt(var) >= z)
+            nan = np.full(self.w, np.nan)
+            drift, a_est, a_var, _ = self._drift(until, nan, nan)
+            ok &= ~drift | ((a_est - line) / np.sqrt(a_var) >= z)
+        return ok
+
+    def _drift(self, until: float | None, est: np.ndarray, var: np.ndarray,
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Whether a drift could explain the window's shift over (−∞, ``until``], and the shift
+        judged with it: (drift, estimate, variance, common slope), per window; ``est`` and ``var``
+        are returned as they are where no drift could.
+
+        The change's model is a step: the window's level apart from the baseline's, each segment
+        flat (or along the baseline's own trend, where it has one). A drift is one line through
+        both (a morning's traffic growing, a working set outgrowing its buffer pool): each segment
+        climbs, by the same slope. The common slope is fitted to the values as measured (no trend
+        taken out) within the segments, each about its own mean, so the step itself does not enter
+        it; its variance comes from each segment's long-run variance. A drift is possible where
+        that slope is up, the window climbs, and the two segments' own slopes are within ALIKE_Z
+        joint SDs of each other (a window that climbs steeply while the baseline was flat is a ramp
+        after the change: the change's). The slope is then believed as far as the data pin it
+        down — shrunk towards none by its variance against DRIFT_SD² (a normal prior on how fast
+        latency drifts): on strongly correlated noise a 30-minute baseline's slope is known to
+        ±50 %/h, and taken at face value a chance slope explained away a real 2× step in 1 window
+        in 40 (bench/verdict_quality.py's AR(1) ρ 0.95). The shift with the drift taken out: the
+        window's median less the baseline's, each along that line, its variance widened by the gap
+        between the segments' middles squared times the slope's (shrunk) variance."""
+        nan = np.full(self.w, np.nan)
+        no = np.zeros(self.w, dtype=bool)
+        t, y = self._span(-math.inf, until)
+        tb = self.base_t
+        if t.size < 3 or tb.size < 3:
+            return no, est, var, nan
+        ok = ~np.isnan(y)
+        cnt = ok.sum(axis=1)
+        n = np.maximum(cnt, 1)
+        tw = np.where(ok, t[None, :], 0.0).sum(axis=1) / n
+        tc = np.where(ok, t[None, :] - tw[:, None], 0.0)
+        ym = np.where(ok, y, 0.0).sum(axis=1) / n
+        sxy_w = (tc * np.where(ok, y - ym[:, None], 0.0)).sum(axis=1)
+        sxx_w = (tc * tc).sum(axis=1)
+        tbm = float(tb.mean())
+        tbc = tb - tbm
+        yb = self.base_y
+        sxy_b = ((yb - yb.mean(axis=1, keepdims=True)) * tbc[None, :]).sum(axis=1)
+        sxx_b = float((tbc * tbc).sum())
+        cur, win = self.cur, self.win
+        lrv_b = cur.sigma2 * (1 + cur.rho) / (1 - cur.rho)
+        lrv_w = win.sigma2 * (1 + win.rho) / (1 - win.rho)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            sxx = sxx_b + sxx_w
+            slope = (sxy_b + sxy_w) / sxx
+            slope_var = (lrv_b * sxx_b + lrv_w * sxx_w) / sxx ** 2
+            alike = np.abs(sxy_w / sxx_w - sxy_b / sxx_b) / np.sqrt(lrv_w / sxx_w + lrv_b / sxx_b) < ALIKE_Z
+            drift = (slope > 0) & alike & (sxy_w > 0) & (cnt >= 3)
+        drift = np.nan_to_num(drift, nan=0.0).astype(bool)
+        if not drift.any():
+            return no, est, var, nan
+        gap = tw - tbm
+        # The slope believed as far as the data pin it down: shrunk towards none by its own variance
+        # against DRIFT_SD² (a normal prior) — a slope known to ±50 %/h explains little of a shift.
+        k = DRIFT_SD ** 2 / (DRIFT_SD ** 2 + slope_var)
+        b = np.where(drift, k * slope, 0.0)
+        a_est = _med(y - b[:, None] * (t[None, :] - tbm)) - np.median(yb - b[:, None] * tbc[None, :], axis=1)
+        a_var = (win.sigma2 * median_var_factor(cnt, win.rho) + cur.sigma2 * median_var_factor(tb.size, cur.rho)
+                 + gap * gap * k * slope_var)
+        return drift, np.where(drift, a_est, est), np.where(drift, a_var, var), np.where(drift, slope, np.nan)
+
     def _look(self, i: int, at: float) -> None:
         s = self.s
         self._refresh(at)
@@ -382,6 +489,8 @@ class LatencyTracker:
         crit = t_quantile(1 - p, self.win.df)
         crossed = self.base_ok & (n_eff >= s.min_samples) & (z >= crit) & np.isnan(self.late_at) & \
             np.isnan(self.stopped_at)
+        if crossed.any():  # … and past it still on every other explanation the data allow
+            crossed &= self._still_past(at, pass_line, crit)
         self.look_z.append(np.where(np.isfinite(z), z, np.nan))
         self.stopped_at = np.where(crossed, self.t[self.k - 1], self.stopped_at)
         self.stop_kind = np.where(crossed, 2, self.stop_kind)
@@ -394,20 +503,20 @@ class LatencyTracker:
         INCONCLUSIVE, judged again with the baseline's veto on that noise (``pooled_pair``) — a PASS on
         those terms stands (the estimate below the pass line, each side's effective n from the
         noise its own values show), nothing else is taken from it."""
-        met, reason, est, low, high, n, n_eff, cur, win = self._judge(confidence, False)
+        met, reason, est, low, high, n, n_eff, cur, win, drift = self._judge(confidence, False)
         again = (met == -1) & (self.noise.resid is not None)
         if again.any():
             b = self._judge(confidence, True)
             take = again & (b[0] == 1)
             if take.any():
-                met, reason, est, low, high, n, n_eff = (np.where(take, new, old) for new, old in
-                                                         zip(b[:7], (met, reason, est, low, high, n, n_eff),
-                                                             strict=True))
+                met, reason, est, low, high, n, n_eff, drift = (
+                    np.where(take, new, old) for new, old in
+                    zip(b[:7] + b[9:], (met, reason, est, low, high, n, n_eff, drift), strict=True))
                 cur, win = _pick(take, cur, b[7]), _pick(take, win, b[8])
         ctl = np.full(self.w, np.nan)
         return Outcome(met, reason, self.stopped_at.copy(), self.stop_kind.copy(), ~np.isnan(self.warned_at),
                        self.warned_at.copy(), est, low, high, n, n_eff, ctl, self.incidents.copy(),
-                       self.late_at.copy(), list(self.look_z), cur, win)
+                       self.late_at.copy(), drift, list(self.look_z), cur, win)
 
     def _judge(self, confidence: float, baseline_veto: bool) -> tuple[Any, ...]:
         s = self.s
@@ -418,6 +527,7 @@ class LatencyTracker:
         self._refresh(baseline_veto=baseline_veto)
         est, var, n, n_eff = self._shift(-math.inf)
         cur, win = self.cur, self.win
+        drifting, _, _, slope = self._drift(None, est, var)
         self.cur, self.win, self.z_warn, self.z_harm, self.z_late, self.base_ok, self.harm = kept
         # A harm-limit stop is reported on the evidence that decided it: the rolling span at the stop
         # (a window stopped minutes in holds too little for the window so far to say much).
@@ -435,6 +545,10 @@ class LatencyTracker:
         failed = self.stop_kind > 0
         small_base = cur.n_eff < s.min_samples
         reason = np.where(~failed & (est >= pass_line), 5, reason)
+        reason = np.where(~failed & drifting & (est >= pass_line), 7, reason)
+        # A PASS says the change does no harm: an interval that reaches past the harm line (a trend
+        # carried far forward, a window that wanders) cannot say that, whatever its middle.
+        reason = np.where(~failed & (reason == 0) & (high >= self.lines[1]), 8, reason)
         reason = np.where(~failed & ~np.isnan(self.late_at) & (est >= self.lines[0]), 4, reason)
         # Few effective intervals (in the window or the baseline) make a wide interval; when even
         # that interval lies wholly below the pass line, the answer does not hang on them: PASS,
@@ -444,11 +558,11 @@ class LatencyTracker:
         wild = win.apart & (win.sd_ratio > 1) & ~win.drift
         reason = np.where(few, np.where(wild, 6, 3), reason)
         reason = np.where(~failed & small_base & ~decisive, 1, reason)
-        reason = np.where(~failed & (self.noise.n < 3), 1, reason)
+        reason = np.where(~failed & ((self.noise.n < 3) | ~np.isfinite(self.noise.level)), 1, reason)
         reason = np.where(~failed & self.noise.constant, 2, reason)
         met = np.where(reason > 0, -1, met)
         met = np.where(failed, 0, met)
-        return met, reason, est, low, high, n, n_eff, cur, win
+        return met, reason, est, low, high, n, n_eff, cur, win, np.where(reason == 7, slope, np.nan)
 
 
 def _pick(mask: np.ndarray, a: Any, b: Any) -> Any:

@@ -1,0 +1,176 @@
+"""The latency verdict on noise that bench/verdict_quality.py does not model (docs/verdict.md,
+"Beyond the benchmark's models").
+
+verdict_quality.py holds the models the verdict's targets are set on. A production server has
+others: a cron job every five minutes, two load regimes, a morning's traffic climbing faster than
+10 % an hour, noise slower than the baseline is long, single slow statements, a p50 that moves in
+whole milliseconds, a window whose noise the change tripled, missing intervals, and a regression
+that ramps up after the change instead of stepping. Each is judged here exactly as there (the
+same ``judge``: the engine's ``LatencyTracker``, the baseline extended as the executor extends it)
+with no change, with a 1.5× and with a 2× step, and the table says how often the verdict is wrong:
+a FAIL or a warning with no change, and a 2× step judged PASS — the verdict the war room would
+act on wrongly. The same targets apply (false FAIL ≤ 1 %, false warning ≤ 5 %); a model that
+misses says so. Ends with one JSON line.
+
+    .venv/bin/python bench/verdict_stress.py [--windows 400] [--seed 1] [--models a,b]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from verdict_quality import EXTEND_MIN, GAP_MIN, WINDOW_MIN, Model, _ar, judge  # noqa: E402
+
+from engine.domain.thresholds import Profile  # noqa: E402
+
+DT = 5.0
+BASE_MIN = 30.0
+
+# Each model adds to the canary's log p50 and log p99 (W, n) arrays, given the times t; the noise
+# under it is AR(1) (p50 20 %, p99 30 %, ρ 0.5 per 5 s) unless the model replaces it.
+Shape = Callable[[np.random.Generator, np.ndarray, int], np.ndarray]
+
+
+def _sine(period_s: float, amp: float) -> Shape:
+    def f(rng: np.random.Generator, t: np.ndarray, w: int) -> np.ndarray:
+        return amp * np.sin(2 * np.pi * t[None, :] / period_s + rng.uniform(0, 2 * np.pi, (w, 1)))
+    return f
+
+
+def _regimes(rng: np.random.Generator, t: np.ndarray, w: int) -> np.ndarray:
+    """Two load regimes 25 % apart, switching at random (mean dwell 3 minutes)."""
+    state = rng.integers(0, 2, w)
+    out = np.empty((w, t.size))
+    flips = rng.random((w, t.size)) < DT / 180.0
+    for i in range(t.size):
+        state = np.where(flips[:, i], 1 - state, state)
+        out[:, i] = state
+    return 0.25 * out
+
+
+def _spikes(rng: np.random.Generator, t: np.ndarray, w: int) -> np.ndarray:
+    """One interval in 50 twenty times slower (a single statement's outlier that the percentile caught)."""
+    return np.where(rng.random((w, t.size)) < 0.02, math.log(20), 0.0)
+
+
+def _drift(per_hour: float) -> Shape:
+    def f(rng: np.random.Generator, t: np.ndarray, w: int) -> np.ndarray:
+        return np.broadcast_to(math.log1p(per_hour) * t[None, :] / 3600.0, (w, t.size))
+    return f
+
+
+def _long_memory(rng: np.random.Generator, t: np.ndarray, w: int) -> np.ndarray:
+    """Wandering on every scale at once (30 s, 2, 10 and 40 minutes, 8 % each): the slowest is
+    slower than the baseline is long."""
+    return sum(_ar(rng, w, t.size, math.exp(-DT / tau), 0.08, 0) for tau in (30, 120, 600, 2400))
+
+
+def _ramp(to: float) -> Shape:
+    """No step at the change: the latency climbs from it, reaching ``to`` by the window's end (on
+    top of the step the case adds: judged with no step this is a regression that ramps)."""
+    def f(rng: np.random.Generator, t: np.ndarray, w: int) -> np.ndarray:
+        return np.broadcast_to(np.where(t >= 0, math.log(to) * t / 3600.0, 0.0)[None, :], (w, t.size))
+    return f
+
+
+STRESS: dict[str, tuple[str, Shape | None]] = {
+    "cron_5min": ("a ±30 % swing every 5 minutes (a cron job)", _sine(300, 0.3)),
+    "cycle_20min": ("a ±20 % swing every 20 minutes", _sine(1200, 0.2)),
+    "regimes": ("two load regimes 25 % apart, switching every ~3 min", _regimes),
+    "spikes": ("1 interval in 50 twenty times slower", _spikes),
+    "drift_up_20": ("+20 %/h drift through baseline and window, no control", _drift(0.20)),
+    "drift_up_30": ("+30 %/h drift (a morning's traffic), no control", _drift(0.30)),
+    "long_memory": ("wandering on 30 s … 40 min scales, the slowest longer than the baseline", _long_memory),
+    "quantized": ("p50 and p99 in whole milliseconds (p50 ≈ 4 ms)", None),
+    "noisier_window": ("the window's noise 2.5× the baseline's, no level change", None),
+    "missing": ("30 % of intervals missing, and 10 minutes of the window", None),
+    "ramp_to_1.5x": ("a regression that climbs to 1.5× over the hour (every case: its 'no change' is the ramp)",
+                     _ramp(1.5)),
+}
+REGRESSIONS = {"ramp_to_1.5x"}  # no case is a no-change window: a FAIL is right, only a PASS is wrong
+
+
+def simulate(name: str, w: int, change: float, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    t = np.arange(-(BASE_MIN + EXTEND_MIN + GAP_MIN) * 60, WINDOW_MIN * 60 + 1e-9, DT)
+    n = t.size
+    p50 = math.log(0.004) + _ar(rng, w, n, 0.5, 0.2, 0)
+    p99 = math.log(0.016) + _ar(rng, w, n, 0.5, 0.3, 0)
+    if name == "noisier_window":
+        p50 = np.where(t >= 0, math.log(0.004) + 2.5 * (p50 - math.log(0.004)), p50)
+        p99 = np.where(t >= 0, math.log(0.016) + 2.5 * (p99 - math.log(0.016)), p99)
+    shape = STRESS[name][1]
+    if shape is not None:
+        extra = shape(rng, t, w)
+        p50, p99 = p50 + extra, p99 + extra
+    step = np.where(t >= 0, math.log(change), 0.0)[None, :]
+    p50, p99 = p50 + step, p99 + step
+    if name == "quantized":
+        p50, p99 = (np.log(np.maximum(np.round(np.exp(p) * 1000), 1) / 1000) for p in (p50, p99))
+    if name == "missing":
+        # the window's holes per window (NaN: no usable value that tick); the baseline's are simply
+        # not there, as the engine keeps only a baseline's usable values (the same holes in every
+        # window's baseline: one time axis)
+        gone = ((rng.random((w, n)) < 0.3) | ((t >= 1200) & (t < 1800))[None, :]) & (t >= 0)[None, :]
+        p50, p99 = np.where(gone, np.nan, p50), np.where(gone, np.nan, p99)
+        keep = (t >= 0) | (rng.random(n) >= 0.3)
+        t, p50, p99 = t[keep], p50[:, keep], p99[:, keep]
+    return {"t": t, "canary_p50": p50, "canary_p99": p99}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--windows", type=int, default=400)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--models", default="")
+    args = ap.parse_args()
+    profile = Profile()
+    chosen = [k for k in STRESS if not args.models or k in args.models.split(",")]
+    rng = np.random.default_rng(args.seed)
+    model = Model("stress", base_min=BASE_MIN)
+    summary: dict[str, dict[str, float]] = {}
+    started = time.perf_counter()
+    print(f"{args.windows} windows per case; baseline {BASE_MIN:g} min (extended up to {EXTEND_MIN:g} more), "
+          f"gap {GAP_MIN:g} min, window {WINDOW_MIN:g} min; the verdict of bench/verdict_quality.py")
+    header = (f"{'model':<16} {'falseFAIL':>9} {'falseWARN':>9} {'A/A inc.':>8} {'1.5x notPASS':>12} "
+              f"{'2x FAIL':>7} {'2x PASS':>7}  note")
+    print(header)
+    print("-" * len(header))
+    for name in chosen:
+        t0 = time.perf_counter()
+        c0, _, _ = judge(model, simulate(name, args.windows, 1.0, rng), profile, EXTEND_MIN)
+        c15, _, _ = judge(model, simulate(name, args.windows, 1.5, rng), profile, EXTEND_MIN)
+        c2, _, _ = judge(model, simulate(name, args.windows, 2.0, rng), profile, EXTEND_MIN)
+        row = {"false_fail_pct": round(100 * float(np.mean(c0 == 3)), 2),
+               "false_warn_pct": round(100 * float(np.mean(c0 == 1)), 2),
+               "inconclusive_pct": round(100 * float(np.mean(c0 == 2)), 2),
+               "detect_pct": round(100 * float(np.mean(c15 != 0)), 2),
+               "fail_pct_2x": round(100 * float(np.mean(c2 == 3)), 2),
+               "pass_pct_2x": round(100 * float(np.mean(c2 == 0)), 2)}
+        summary[name] = row
+        if name in REGRESSIONS:
+            miss = ["PASS"] if row["inconclusive_pct"] + row["false_fail_pct"] + row["false_warn_pct"] < 99.5 else []
+        else:
+            miss = [k for k, bad in (("falseFAIL", row["false_fail_pct"] > 1), ("falseWARN", row["false_warn_pct"] > 5),
+                                     ("2x PASS", row["pass_pct_2x"] > 0.5)) if bad]
+        print(f"{name:<16} {row['false_fail_pct']:>8.1f}% {row['false_warn_pct']:>8.1f}% "
+              f"{row['inconclusive_pct']:>7.1f}% {row['detect_pct']:>11.1f}% {row['fail_pct_2x']:>6.1f}% "
+              f"{row['pass_pct_2x']:>6.1f}%  {STRESS[name][0]}{'  MISSES ' + ','.join(miss) if miss else ''}"
+              f"  [{time.perf_counter() - t0:.0f}s]", flush=True)
+    print(f"total {time.perf_counter() - started:.0f} s")
+    print(json.dumps({"windows": args.windows, "models": summary}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
