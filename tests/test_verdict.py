@@ -300,6 +300,22 @@ def test_judge_samples_pass_and_fail():
     assert {"value", "interval", "n", "n_eff", "band"} <= set(p50)
 
 
+def test_a_file_that_covers_the_hour_is_a_whole_window_and_a_shorter_one_is_not_a_fail():
+    """An hour at 5 s exported with its end excluded (07:30:00 … 08:29:55, 720 samples) is the
+    whole window — it was FAIL, "59.9 min (needs 60 min): the window cannot be shortened", on a file
+    with no change in it. A file that ends half-way was not stopped, it holds less: INCONCLUSIVE,
+    and the reason says the file is short."""
+    hour = judge_samples(parse_samples(_lines(minutes_after=60), PROFILE), PROFILE)
+    assert hour.verdict.verdict in (PASS, PASS_WITH_WARNING), hour.verdict.reasons
+    window = next(c for c in hour.verdict.criteria if c.name == "Monitoring window completed")
+    assert window.met is True and window.value == "60.0 min"
+    half = judge_samples(parse_samples(_lines(minutes_after=30), PROFILE), PROFILE)
+    assert half.verdict.verdict == INCONCLUSIVE and half.stopped_at is None
+    assert any("the file's samples end 30.0 min into the window" in r for r in half.verdict.reasons)
+    stopped = judge_samples(parse_samples(_lines(change=3.0, minutes_after=30), PROFILE), PROFILE)
+    assert stopped.verdict.verdict == FAIL and stopped.stopped_at is not None  # a stop still decides
+
+
 @pytest.mark.parametrize("text, words", [
     ('{"ts": "2026-12-03T07:00:00Z", "metric": "latency_p50", "value": 1}\nnot json\n', "line 2: not JSON"),
     ('{"ts": "soon", "metric": "latency_p50", "value": 1}\n', "line 1: 'ts'"),

@@ -189,11 +189,13 @@ class WindowEvaluator:
     def approve(self, approver: str, decision: str) -> None:
         self.state = resume(self.state, approver, decision)
 
-    def finish(self, index_created: bool, kill_switch_activated: bool = False) -> Verdict:
+    def finish(self, index_created: bool, kill_switch_activated: bool = False,
+               covered_s: float | None = None) -> Verdict:
+        """The final matrix (``covered_s``: a replayed file's coverage of the window, ``final_matrix``)."""
         self._due_checkpoints(self.state.elapsed_s, inclusive=True)
         series = {k: Series(self.points.get(k, []), self.baselines.get(k, ()), k in self.configured,
                             self.judges.get(k)) for k in self.profile.keys}
-        return final_matrix(self.profile, self.state, series, index_created, kill_switch_activated)
+        return final_matrix(self.profile, self.state, series, index_created, kill_switch_activated, covered_s)
 
 
 def evaluate_window(profile: Profile, ticks: Iterable[tuple[float, Mapping[str, tuple[float | None, str | None, int | None]]]],

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from engine.domain.decision import WindowState, checkpoint_offsets_s, window_complete
@@ -164,8 +164,20 @@ def end_criterion(rule: MetricRule, series: Series | None, profile: Profile, end
 
 
 def final_matrix(profile: Profile, state: WindowState, series: Mapping[str, Series], index_created: bool,
-                 kill_switch_activated: bool = False) -> Verdict:
-    complete = window_complete(profile, state.elapsed_s)
+                 kill_switch_activated: bool = False, covered_s: float | None = None) -> Verdict:
+    """The runbook's final matrix. ``covered_s``: a replayed file's window, as far as its samples
+    cover it (its last sample plus one sampling interval); None for a live window, which the
+    monitor runs to its end. A file that simply ends before the window does is not a window cut
+    short: nothing was stopped, the file holds less — INCONCLUSIVE, not a FAIL."""
+    complete = window_complete(profile, state.elapsed_s if covered_s is None else covered_s)
+    window = Criterion("Monitoring window completed", complete, f"{state.elapsed_s / 60:.1f} min",
+                       f"{profile.window_minutes:g} min", "runbook 5.4: the window cannot be shortened")
+    if covered_s is not None:
+        window = replace(window, value=f"{covered_s / 60:.1f} min")
+        if not complete and not state.stop_reason:
+            window = replace(window, met=None, rule=(
+                f"the file's samples end {covered_s / 60:.1f} min into the window: a file shorter than the "
+                "window cannot show the whole of it (replay a file that covers the hour)"))
     criteria = [
         Criterion("Index created successfully", index_created, "yes" if index_created else "no", "yes",
                   "the index exists and this run created it"),
@@ -178,8 +190,7 @@ def final_matrix(profile: Profile, state: WindowState, series: Mapping[str, Seri
             criteria.append(latency_criterion(rule, series.get(key), profile)[0])
         else:
             criteria.append(end_criterion(rule, series.get(key), profile, state.elapsed_s))
-    criteria.append(Criterion("Monitoring window completed", complete, f"{state.elapsed_s / 60:.1f} min",
-                              f"{profile.window_minutes:g} min", "runbook 5.4: the window cannot be shortened"))
+    criteria.append(window)
     counted = [c for c in criteria if c.applicable]
     reasons = [f"{c.name}: {c.value} (needs {c.threshold}) — {c.rule}" for c in counted if c.met is False]
     reasons += [e.detail for e in state.escalations]

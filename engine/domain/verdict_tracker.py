@@ -427,7 +427,7 @@ class LatencyTracker:
         climbs, by the same slope. The common slope is fitted to the values as measured (no trend
         taken out) within the segments, each about its own mean, so the step itself does not enter
         it; its variance comes from each segment's long-run variance. A drift is possible where
-        that slope is up, the window climbs, and the two segments' own slopes are within ALIKE_Z
+        that slope is up and the two segments' own slopes are within ALIKE_Z
         joint SDs of each other (a window that climbs steeply while the baseline was flat is a ramp
         after the change: the change's). The slope is then believed as far as the data pin it
         down — shrunk towards none by its variance against DRIFT_SD² (a normal prior on how fast
@@ -463,7 +463,7 @@ class LatencyTracker:
             slope = (sxy_b + sxy_w) / sxx
             slope_var = (lrv_b * sxx_b + lrv_w * sxx_w) / sxx ** 2
             alike = np.abs(sxy_w / sxx_w - sxy_b / sxx_b) / np.sqrt(lrv_w / sxx_w + lrv_b / sxx_b) < ALIKE_Z
-            drift = (slope > 0) & alike & (sxy_w > 0) & (cnt >= 3)
+            drift = (slope > 0) & alike & (cnt >= 3)
         drift = np.nan_to_num(drift, nan=0.0).astype(bool)
         if not drift.any():
             return no, est, var, nan

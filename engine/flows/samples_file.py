@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from collections import defaultdict
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -154,7 +155,12 @@ def judge_samples(samples: list[FileSample], profile: Profile, change_at: dateti
         if ev.state.stop_reason:
             stopped = at
             break
-    verdict = ev.finish(index_created=True)
+    # The samples cover the window up to the last one plus its interval (a 5-s series from 08:30 to
+    # 09:29:55 is the hour); a file that ends sooner holds less than the window, it was not stopped.
+    at = sorted(ticks)
+    steps = [(b - a).total_seconds() for a, b in zip(at, at[1:], strict=False)]
+    step = statistics.median(steps) if steps else 0.0
+    verdict = ev.finish(index_created=True, covered_s=ev.state.elapsed_s + step)
     # A file says nothing about the index: that criterion is shown, not counted.
     criteria = tuple(replace(c, met=None, value="not in the file", applicable=False,
                              rule="a samples file does not say; not counted")
