@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -323,9 +324,15 @@ def test_a_file_that_covers_the_hour_is_a_whole_window_and_a_shorter_one_is_not_
     ('{"ts": "2026-12-03T07:00:00Z", "metric": "latency_p50", "value": "fast"}\n', "line 1: 'value'"),
     ('{"ts": "2026-12-03T07:00:00Z", "metric": "latency_p50", "value": 1, "group": "b"}\n', "'group'"),
     ("\n\n", "no sample"),
+    ('{"ts": "2026-12-03T07:00:00Z", "metric": "latency_p50", "value": 1' + "9" * 5000 + "}\n",
+     "line 1: not JSON (a number too long to read)"),
+    ("[" * 100000 + "]" * 100000 + "\n", "line 1: not JSON (nested too deeply)"),
+    ('{"ts": "2026-12-03T07:00:00Z", "metric": "latency_p50", "value": 1' + "0" * 400 + "}\n",
+     "'value' must be a finite number or null (a source down), not an integer of 401 digits"),
+    ('{"ts": "2026-12-03T07:00:00Z", "metric": 1' + "0" * 400 + ', "value": 1}\n', "unknown metric an integer of"),
 ])
 def test_bad_sample_files_name_the_line(text, words):
-    with pytest.raises(SamplesError, match=words.replace("(", r"\(")):
+    with pytest.raises(SamplesError, match=re.escape(words)):
         parse_samples(text, PROFILE)
 
 
@@ -345,6 +352,16 @@ def test_cli_replay_samples(tmp_path, capsys):
     assert "line" in err and "not JSON" in err and "Traceback" not in err
     assert main(["replay", "--samples", str(good), "--change-at", "2026-12-03T07:45:00Z", "--json"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["change_at"].startswith("2026-12-03T07:45")
+    # a byte-order mark (a Windows export) is read past; bytes that are not UTF-8 say so, no traceback
+    bom = tmp_path / "bom.jsonl"
+    bom.write_bytes(b"\xef\xbb\xbf" + _lines().encode())
+    assert main(["replay", "--samples", str(bom), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["verdict"] in ("PASS", "PASS_WITH_WARNING")
+    binary = tmp_path / "binary.jsonl"
+    binary.write_bytes(b"\xa1\xff\x00garbage")
+    assert main(["replay", "--samples", str(binary)]) != 0
+    err = capsys.readouterr().err
+    assert "not UTF-8 text (byte 0xa1 at offset 0)" in err and "Traceback" not in err
 
 
 def test_replay_takes_previous_days_as_history():

@@ -23,19 +23,23 @@ def _replay_samples(args: argparse.Namespace, profile: Any) -> int:
         except ValueError:
             raise CliError(f"--change-at {args.change_at!r} is not an ISO-8601 time (e.g. 2026-12-03T08:30:00Z)") from None
         change_at = change_at if change_at.tzinfo else change_at.replace(tzinfo=UTC)
+    shown = for_terminal(str(args.samples))
     try:
-        with open(args.samples, encoding="utf-8") as fh:
+        with open(args.samples, encoding="utf-8-sig") as fh:  # a byte-order mark (Windows exports) is skipped
             text = fh.read()
     except FileNotFoundError:
-        raise CliError(f"samples file not found: {args.samples}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CliError(f"cannot read {args.samples}: {exc}") from None
+        raise CliError(f"samples file not found: {shown}") from None
+    except UnicodeDecodeError as exc:
+        raise CliError(f"cannot read {shown}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+                       f"{exc.start}): a samples file is JSON Lines in UTF-8") from None
+    except OSError as exc:
+        raise CliError(f"cannot read {shown}: {exc.strerror or exc}") from None
     try:
         j = judge_samples(parse_samples(text, profile), profile, change_at)
     except SamplesError as exc:
-        raise CliError(f"{args.samples}: {for_terminal(str(exc))}") from None
+        raise CliError(f"{shown}: {for_terminal(str(exc))}") from None
     v = j.verdict
-    print(f"{args.samples} under profile {profile.name}: {v.verdict}")
+    print(f"{shown} under profile {for_terminal(profile.name)}: {v.verdict}")
     print(f"  baseline: {j.baseline_samples} samples before {j.change_at.isoformat()}; window: "
           f"{j.window_samples} samples" + (f"; stopped at {j.stopped_at.isoformat()}" if j.stopped_at else ""))
     for c in v.criteria:

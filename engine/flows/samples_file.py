@@ -52,6 +52,23 @@ def _parse_ts(raw: Any, line: int) -> datetime:
     return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
+def _finite_number(value: Any) -> bool:
+    """A JSON number a latency can be (not a bool; an integer too large for a float is not)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
+def _shown(value: Any, limit: int = 40) -> str:
+    """A field's value as a message quotes it: short, and never an error of its own."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        return f"an integer of {len(str(abs(value))) if value.bit_length() < 14000 else 'thousands of'} digits"
+    return repr(str(value)[:limit])
+
+
 def parse_samples(text: str, profile: Profile) -> list[FileSample]:
     """Every sample of a JSON Lines text; the first bad line raises ``SamplesError`` naming it.
     Blank lines are skipped."""
@@ -62,8 +79,10 @@ def parse_samples(text: str, profile: Profile) -> list[FileSample]:
             continue
         try:
             obj = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise SamplesError(f"line {i}: not JSON ({exc.msg}); one object a line, e.g. "
+        except (ValueError, RecursionError) as exc:  # bad JSON; an integer of thousands of digits; deep nesting
+            why = exc.msg if isinstance(exc, json.JSONDecodeError) else (
+                "nested too deeply" if isinstance(exc, RecursionError) else "a number too long to read")
+            raise SamplesError(f"line {i}: not JSON ({why}); one object a line, e.g. "
                                '{"ts": "…", "metric": "latency_p50", "value": 0.004}') from None
         if not isinstance(obj, dict):
             raise SamplesError(f"line {i}: a sample is a JSON object with ts, metric and value")
@@ -72,18 +91,16 @@ def parse_samples(text: str, profile: Profile) -> list[FileSample]:
                 raise SamplesError(f"line {i}: no '{field}' (a sample has ts, metric, value and optionally group)")
         metric = obj["metric"]
         if not isinstance(metric, str) or metric not in keys:
-            shown = str(metric)[:40]
-            raise SamplesError(f"line {i}: unknown metric {shown!r}; the profile's metrics are "
+            raise SamplesError(f"line {i}: unknown metric {_shown(metric)}; the profile's metrics are "
                                f"{', '.join(sorted(keys))}")
         value = obj["value"]
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                  or not math.isfinite(float(value))):
+        if value is not None and not _finite_number(value):
             raise SamplesError(f"line {i}: 'value' must be a finite number or null (a source down), not "
-                               f"{str(value)[:40]!r}")
+                               f"{_shown(value)}")
         group = obj.get("group", "canary")
         if group not in ("canary", "control", "history"):
             raise SamplesError(f"line {i}: 'group' is \"canary\", \"control\" or \"history\", "
-                               f"not {str(group)[:20]!r}")
+                               f"not {_shown(group, 20)}")
         out.append(FileSample(_parse_ts(obj["ts"], i), metric, None if value is None else float(value), group, i))
     if not out:
         raise SamplesError("the file has no sample: one JSON object a line with ts, metric and value")
