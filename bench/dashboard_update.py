@@ -36,7 +36,7 @@ METRICS = [r.key for r in PROFILE.rules if r.source != "killswitch"]  # 16
 CALM = {"latency_p50": 1.2, "latency_p99": 6.0, "lock_wait": 0.0, "replication_lag": 1.0, "error_rate": 0.02,
         "connections": 22.0, "threads_running": 4.0, "buffer_pool_hit": 99.2, "cpu": 35.0, "memory": 55.0,
         "disk_read": 12.0, "disk_write": 6.0, "network_latency": 2.0, "request_latency_p50": 40.0,
-        "request_latency_p99": 180.0, "throughput": 1200.0}
+        "request_latency_p99": 180.0, "throughput": 1200.0, "query_timeouts": 0.0}
 T0 = datetime(2026, 11, 22, 15, 40, tzinfo=UTC)
 
 

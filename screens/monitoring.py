@@ -311,7 +311,8 @@ class MonitoringScreen(RunbookScreen):
                 ok = {"due": "… due now", "next": f"next, in {countdown(row.due_in_s)}", "upcoming": "",
                       "not_reached": "— not reached"}.get(row.status, "")
             label = f"▶ {row.label}" if row.label == v.current_checkpoint else f"  {row.label}"
-            due = wall(row.due_at, self.plan.off_peak.utc_offset, zone=False) if row.due_at else "—"
+            offset = self.plan.off_peak.utc_offset if self.plan is not None else None  # None: the console's zone
+            due = wall(row.due_at, offset, zone=False) if row.due_at else "—"
             rows.append((label, due, ok, row.who, row.notes))
         # The notes wrap in what the other columns leave of the box (a row as tall as it needs): cut
         # at 48 characters they read "not reached: the window s…" even at 160 columns.
