@@ -395,8 +395,10 @@ class LatencyTracker:
           trend learnt from half an hour that the window does not follow — wandering slower than the
           baseline is long looks like one — would otherwise pass its own extrapolation off as the
           change's effect;
-        * where a drift through the baseline and the window is possible (``_drift``), the shift
-          with the drift taken out."""
+        * without a control, where a drift through the baseline and the window is possible
+          (``_drift``), the shift with the drift taken out. With a control the judged values are
+          the canary's net of it: a drift of the server's cancels, and one left in the difference
+          is the canary's own — the change's to answer for, as a level is."""
         ok = np.ones(self.w, dtype=bool)
         z = np.minimum(z, EXPLAIN_Z)
         t, y = self._span(-math.inf, until)
@@ -410,9 +412,10 @@ class LatencyTracker:
                 var = win.sigma2 * median_var_factor(n, win.rho) + cur.sigma2 * median_var_factor(
                     self.base_t.size, cur.rho)
                 ok &= ~self.noise.trend | ((est - line) / np.sqrt(var) >= z)
-            nan = np.full(self.w, np.nan)
-            drift, a_est, a_var, _ = self._drift(until, nan, nan)
-            ok &= ~drift | ((a_est - line) / np.sqrt(a_var) >= z)
+            if not self.control:  # a control cancels a server-wide drift: what is left is the canary's
+                nan = np.full(self.w, np.nan)
+                drift, a_est, a_var, _ = self._drift(until, nan, nan)
+                ok &= ~drift | ((a_est - line) / np.sqrt(a_var) >= z)
         return ok
 
     def _drift(self, until: float | None, est: np.ndarray, var: np.ndarray,
@@ -527,7 +530,8 @@ class LatencyTracker:
         self._refresh(baseline_veto=baseline_veto)
         est, var, n, n_eff = self._shift(-math.inf)
         cur, win = self.cur, self.win
-        drifting, _, _, slope = self._drift(None, est, var)
+        drifting, _, _, slope = self._drift(None, est, var) if not self.control else (
+            np.zeros(self.w, dtype=bool), est, var, np.full(self.w, np.nan))
         self.cur, self.win, self.z_warn, self.z_harm, self.z_late, self.base_ok, self.harm = kept
         # A harm-limit stop is reported on the evidence that decided it: the rolling span at the stop
         # (a window stopped minutes in holds too little for the window so far to say much).
