@@ -14,7 +14,7 @@ It decides:
 * a level change that appears well after the change (a later quarter of the window above the
   first) is an incident: it withholds FAIL and warnings, and the verdict says so;
 * other explanations: a FAIL at a look or a warning also needs the shift past its line where the
-  latency may be drifting through the baseline and the window along one line (the line carried
+  latency may be drifting (no control) through the baseline and the window along one line (the line carried
   across the gap, as far as the data pin its slope down), and, where the baseline's own trend is
   carried forward, on the baseline's level alone — a rise a drift explains is not blamed on the
   change (INCONCLUSIVE, and the verdict says so).
