@@ -412,17 +412,14 @@ class LatencyTracker:
                 var = win.sigma2 * median_var_factor(n, win.rho) + cur.sigma2 * median_var_factor(
                     self.base_t.size, cur.rho)
                 ok &= ~self.noise.trend | ((est - line) / np.sqrt(var) >= z)
-            if not self.control:  # a control cancels a server-wide drift: what is left is the canary's
-                nan = np.full(self.w, np.nan)
-                drift, a_est, a_var, _ = self._drift(until, nan, nan)
-                ok &= ~drift | ((a_est - line) / np.sqrt(a_var) >= z)
+            drift, a_est, a_var, _ = self._drift(until)
+            ok &= ~drift | ((a_est - line) / np.sqrt(a_var) >= z)
         return ok
 
-    def _drift(self, until: float | None, est: np.ndarray, var: np.ndarray,
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _drift(self, until: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Whether a drift could explain the window's shift over (−∞, ``until``], and the shift
-        judged with it: (drift, estimate, variance, common slope), per window; ``est`` and ``var``
-        are returned as they are where no drift could.
+        judged with it: (drift, estimate, variance, common slope), per window (NaN where no drift
+        could). Never with a control: the values judged are then net of it (``_still_past``).
 
         The change's model is a step: the window's level apart from the baseline's, each segment
         flat (or along the baseline's own trend, where it has one). A drift is one line through
@@ -443,8 +440,8 @@ class LatencyTracker:
         no = np.zeros(self.w, dtype=bool)
         t, y = self._span(-math.inf, until)
         tb = self.base_t
-        if t.size < 3 or tb.size < 3:
-            return no, est, var, nan
+        if self.control or t.size < 3 or tb.size < 3:
+            return no, nan, nan, nan
         ok = ~np.isnan(y)
         cnt = ok.sum(axis=1)
         n = np.maximum(cnt, 1)
@@ -469,7 +466,7 @@ class LatencyTracker:
             drift = (slope > 0) & alike & (cnt >= 3)
         drift = np.nan_to_num(drift, nan=0.0).astype(bool)
         if not drift.any():
-            return no, est, var, nan
+            return no, nan, nan, nan
         gap = tw - tbm
         # The slope believed as far as the data pin it down: shrunk towards none by its own variance
         # against DRIFT_SD² (a normal prior) — a slope known to ±50 %/h explains little of a shift.
@@ -478,7 +475,7 @@ class LatencyTracker:
         a_est = _med(y - b[:, None] * (t[None, :] - tbm)) - np.median(yb - b[:, None] * tbc[None, :], axis=1)
         a_var = (win.sigma2 * median_var_factor(cnt, win.rho) + cur.sigma2 * median_var_factor(tb.size, cur.rho)
                  + gap * gap * k * slope_var)
-        return drift, np.where(drift, a_est, est), np.where(drift, a_var, var), np.where(drift, slope, np.nan)
+        return drift, np.where(drift, a_est, np.nan), np.where(drift, a_var, np.nan), np.where(drift, slope, np.nan)
 
     def _look(self, i: int, at: float) -> None:
         s = self.s
@@ -530,8 +527,7 @@ class LatencyTracker:
         self._refresh(baseline_veto=baseline_veto)
         est, var, n, n_eff = self._shift(-math.inf)
         cur, win = self.cur, self.win
-        drifting, _, _, slope = self._drift(None, est, var) if not self.control else (
-            np.zeros(self.w, dtype=bool), est, var, np.full(self.w, np.nan))
+        drifting, _, _, slope = self._drift(None)
         self.cur, self.win, self.z_warn, self.z_harm, self.z_late, self.base_ok, self.harm = kept
         # A harm-limit stop is reported on the evidence that decided it: the rolling span at the stop
         # (a window stopped minutes in holds too little for the window so far to say much).

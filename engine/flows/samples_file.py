@@ -167,15 +167,15 @@ def judge_samples(samples: list[FileSample], profile: Profile, change_at: dateti
                            "pass --change-at inside the file's time span")
     ev = WindowEvaluator(profile, baselines, configured, times)
     stopped: datetime | None = None
-    for at in sorted(ticks):
+    times = sorted(ticks)
+    for at in times:
         ev.add((at - change).total_seconds(), ticks[at])
         if ev.state.stop_reason:
             stopped = at
             break
     # The samples cover the window up to the last one plus its interval (a 5-s series from 08:30 to
     # 09:29:55 is the hour); a file that ends sooner holds less than the window, it was not stopped.
-    at = sorted(ticks)
-    steps = [(b - a).total_seconds() for a, b in zip(at, at[1:], strict=False)]
+    steps = [(b - a).total_seconds() for a, b in zip(times, times[1:], strict=False)]
     step = statistics.median(steps) if steps else 0.0
     verdict = ev.finish(index_created=True, covered_s=ev.state.elapsed_s + step)
     # A file says nothing about the index: that criterion is shown, not counted.
