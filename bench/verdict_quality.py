@@ -148,9 +148,11 @@ def judged(m: Model, data: dict[str, np.ndarray], key: str) -> np.ndarray:
     return y - data[f"control_{key}"] if m.control else y
 
 
-def baseline_minutes(m: Model, data: dict[str, np.ndarray], profile: Profile, extend_min: float) -> np.ndarray:
+def baseline_minutes(m: Model, data: dict[str, np.ndarray], profile: Profile, extend_min: float,
+                     history: dict[str, np.ndarray] | None = None) -> np.ndarray:
     """Each window's baseline length (minutes): the planned one, extended a minute at a time while
-    any latency's baseline is not ready (``metric_ready``, as the executor asks), up to the cap."""
+    any latency's baseline is not ready (``metric_ready``, as the executor asks, with the previous
+    days' long-run ratio where ``history`` has one per window and latency), up to the cap."""
     t = data["t"]
     w = data["canary_p50"].shape[0]
     length = np.full(w, m.base_min)
@@ -160,7 +162,8 @@ def baseline_minutes(m: Model, data: dict[str, np.ndarray], profile: Profile, ex
         base = (t < -GAP_MIN * 60) & (t >= -(GAP_MIN + ll) * 60)
         ready = np.ones(int(open_.sum()), bool)
         for _, key in METRICS:
-            ok, _, _, _ = metric_ready(judged(m, data, key)[open_][:, base], t[base], profile.baseline_effective_n)
+            ok, _, _, _ = metric_ready(judged(m, data, key)[open_][:, base], t[base], profile.baseline_effective_n,
+                                       history[key][open_] if history else 1.0)
             ready &= ok
         idx = np.flatnonzero(open_)
         length[idx] = ll
@@ -170,15 +173,16 @@ def baseline_minutes(m: Model, data: dict[str, np.ndarray], profile: Profile, ex
     return length
 
 
-def judge(m: Model, data: dict[str, np.ndarray], profile: Profile,
-          extend_min: float = 0.0) -> tuple[np.ndarray, list, np.ndarray]:
+def judge(m: Model, data: dict[str, np.ndarray], profile: Profile, extend_min: float = 0.0,
+          history: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray, list, np.ndarray]:
     """Feed the engine's trackers, tick by tick, exactly as the live window does: per group of
-    windows whose baselines are equally long. Returns the codes, the outcomes (their arrays in the
-    windows' order) and each window's baseline minutes."""
+    windows whose baselines are equally long. ``history``: per latency ("p50", "p99") the previous
+    days' long-run ratio of each window (``history_ratio``), or None. Returns the codes, the
+    outcomes (their arrays in the windows' order) and each window's baseline minutes."""
     t = data["t"]
     in_window = t >= 0
     looks = tuple(at for _, at in checkpoint_offsets_s(profile)[1:])
-    length = baseline_minutes(m, data, profile, extend_min)
+    length = baseline_minutes(m, data, profile, extend_min, history)
     w = length.size
     groups = [(ll, np.flatnonzero(length == ll)) for ll in np.unique(length)]
     outcomes = []
@@ -188,7 +192,8 @@ def judge(m: Model, data: dict[str, np.ndarray], profile: Profile,
         for ll, rows in groups:
             is_base = (t < -GAP_MIN * 60) & (t >= -(GAP_MIN + ll) * 60)
             tr = LatencyTracker(y[rows][:, is_base], t[is_base], settings_of(profile, profile.rule(metric), looks),
-                                capacity=int(in_window.sum()) + 1, control=m.control)
+                                capacity=int(in_window.sum()) + 1, control=m.control,
+                                history_ratio=history[key][rows] if history else 1.0)
             for i in np.flatnonzero(in_window):
                 tr.add(float(t[i]), y[rows, i])
             parts.append((rows, tr.finish(profile.confidence)))

@@ -12,7 +12,11 @@ a FAIL or a warning with no change, and a 2× step judged PASS — the verdict t
 act on wrongly. The same targets apply (false FAIL ≤ 1 %, false warning ≤ 5 %); a model that
 misses says so. Ends with one JSON line.
 
-    .venv/bin/python bench/verdict_stress.py [--windows 400] [--seed 1] [--models a,b]
+    .venv/bin/python bench/verdict_stress.py [--windows 400] [--seed 1] [--models a,b] [--history-days 3]
+
+``--history-days N``: each window's verdict also learns from N previous days of the same model over
+the same hours (no change on them), as the engine does from Prometheus where the plan configures
+it (docs/verdict.md, "Previous days"): their long-run ratio is a floor under the one learnt today.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from verdict_quality import EXTEND_MIN, GAP_MIN, WINDOW_MIN, Model, _ar, judge  # noqa: E402
 
 from engine.domain.thresholds import Profile  # noqa: E402
+from engine.domain.verdict_noise import about_line, long_run  # noqa: E402
 
 DT = 5.0
 BASE_MIN = 30.0
@@ -84,6 +89,41 @@ def _ramp(to: float) -> Shape:
     return f
 
 
+def _rose_before(rng: np.random.Generator, t: np.ndarray, w: int) -> np.ndarray:
+    """The whole server +35 % from a random moment in the hour before the ALTER (at least 3 minutes
+    before it) on: a deploy, a batch job that started. Closer to the ALTER it is the change's own
+    signature as far as a before/after comparison can tell (a rise during the ALTER is FAILed)."""
+    at = rng.uniform(-(GAP_MIN + 60) * 60, -(GAP_MIN + 3) * 60, (w, 1))
+    return np.where(t[None, :] >= at, math.log(1.35), 0.0)
+
+
+def _two_levels(p: float, x: float, dwell_s: float) -> Shape:
+    """A p50 that is ``x`` times slower in a fraction ``p`` of the intervals (two statement kinds, two
+    plans), independently each interval (``dwell_s`` 0) or in spells of ~``dwell_s``."""
+    def f(rng: np.random.Generator, t: np.ndarray, w: int) -> np.ndarray:
+        if not dwell_s:
+            return np.where(rng.random((w, t.size)) < p, math.log(x), 0.0)
+        state = rng.random(w) < p
+        out = np.empty((w, t.size))
+        for i in range(t.size):
+            flip = rng.random(w) < DT / dwell_s
+            state = np.where(flip, rng.random(w) < p, state)
+            out[:, i] = state
+        return math.log(x) * out
+    return f
+
+
+def _volatility(rng: np.random.Generator, t: np.ndarray, w: int) -> np.ndarray:
+    """Calm and turbulent spells (the noise ×1 or ×3, ~5 minutes each), on top of the AR(1)."""
+    state = rng.integers(0, 2, w)
+    out = np.empty((w, t.size))
+    flips = rng.random((w, t.size)) < DT / 300.0
+    for i in range(t.size):
+        state = np.where(flips[:, i], 1 - state, state)
+        out[:, i] = state
+    return 2 * out * _ar(rng, w, t.size, 0.5, 0.2, 0)
+
+
 STRESS: dict[str, tuple[str, Shape | None]] = {
     "cron_5min": ("a ±30 % swing every 5 minutes (a cron job)", _sine(300, 0.3)),
     "cycle_20min": ("a ±20 % swing every 20 minutes", _sine(1200, 0.2)),
@@ -97,19 +137,31 @@ STRESS: dict[str, tuple[str, Shape | None]] = {
     "missing": ("30 % of intervals missing, and 10 minutes of the window", None),
     "ramp_to_1.5x": ("a regression that climbs to 1.5× over the hour (every case: its 'no change' is the ramp)",
                      _ramp(1.5)),
+    "rose_before": ("the server +35 % from a moment in the hour before the ALTER (≥ 3 min before it)", _rose_before),
+    "two_levels": ("p50 ×5 in half the intervals (two statement kinds at one rate)", _two_levels(0.5, 5.0, 0)),
+    "two_levels_30": ("p50 ×5 in 30 % of the intervals", _two_levels(0.3, 5.0, 0)),
+    "two_level_spells": ("p50 ×3 in spells of ~1 min, half the time", _two_levels(0.5, 3.0, 60.0)),
+    "volatility": ("calm and turbulent spells (noise ×1 / ×3, ~5 min each)", _volatility),
+    "cycle_2h": ("a ±20 % swing every 2 hours, no control", _sine(7200, 0.2)),
 }
 REGRESSIONS = {"ramp_to_1.5x"}  # no case is a no-change window: a FAIL is right, only a PASS is wrong
 
 
-def simulate(name: str, w: int, change: float, rng: np.random.Generator) -> dict[str, np.ndarray]:
+def simulate(name: str, w: int, change: float, rng: np.random.Generator, day: bool = False,
+             ) -> dict[str, np.ndarray]:
+    """The model's canary p50 and p99 (log) over the baseline (with its possible extension), the gap
+    and the window; ``day``: the same hours of a previous day, with no change (no step, no ramp, no
+    window noisier than the baseline)."""
     t = np.arange(-(BASE_MIN + EXTEND_MIN + GAP_MIN) * 60, WINDOW_MIN * 60 + 1e-9, DT)
     n = t.size
     p50 = math.log(0.004) + _ar(rng, w, n, 0.5, 0.2, 0)
     p99 = math.log(0.016) + _ar(rng, w, n, 0.5, 0.3, 0)
-    if name == "noisier_window":
+    if day:
+        change = 1.0
+    if name == "noisier_window" and not day:
         p50 = np.where(t >= 0, math.log(0.004) + 2.5 * (p50 - math.log(0.004)), p50)
         p99 = np.where(t >= 0, math.log(0.016) + 2.5 * (p99 - math.log(0.016)), p99)
-    shape = STRESS[name][1]
+    shape = STRESS[name][1] if not (day and name in REGRESSIONS) else None
     if shape is not None:
         extra = shape(rng, t, w)
         p50, p99 = p50 + extra, p99 + extra
@@ -128,11 +180,29 @@ def simulate(name: str, w: int, change: float, rng: np.random.Generator) -> dict
     return {"t": t, "canary_p50": p50, "canary_p99": p99}
 
 
+def previous_days(name: str, w: int, days: int, rng: np.random.Generator) -> dict[str, np.ndarray] | None:
+    """Each window's previous days' long-run ratio per latency, as the engine learns it from
+    Prometheus (``history_noise``: ``long_run`` over the days, each a segment about its own level and
+    course): ``days`` no-change days of the same model over the same hours. None for no days."""
+    if days <= 0:
+        return None
+    segs: dict[str, list[np.ndarray]] = {"p50": [], "p99": []}
+    for _ in range(days):
+        d = simulate(name, w, 1.0, rng, day=True)
+        for key in segs:
+            y = d[f"canary_{key}"]
+            y = np.where(np.isnan(y), np.nanmean(y, axis=1, keepdims=True), y)
+            segs[key].append(about_line(y, d["t"]))
+    return {key: long_run(s)[1] for key, s in segs.items()}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--windows", type=int, default=400)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--models", default="")
+    ap.add_argument("--history-days", type=int, default=0,
+                    help="previous days each window's verdict learns from (as from Prometheus; 0: none)")
     args = ap.parse_args()
     profile = Profile()
     chosen = [k for k in STRESS if not args.models or k in args.models.split(",")]
@@ -141,16 +211,16 @@ def main() -> int:
     summary: dict[str, dict[str, float]] = {}
     started = time.perf_counter()
     print(f"{args.windows} windows per case; baseline {BASE_MIN:g} min (extended up to {EXTEND_MIN:g} more), "
-          f"gap {GAP_MIN:g} min, window {WINDOW_MIN:g} min; the verdict of bench/verdict_quality.py")
+          f"gap {GAP_MIN:g} min, window {WINDOW_MIN:g} min; the verdict of bench/verdict_quality.py; "
+          f"{args.history_days} previous day(s)")
     header = (f"{'model':<16} {'falseFAIL':>9} {'falseWARN':>9} {'A/A inc.':>8} {'1.5x notPASS':>12} "
               f"{'2x FAIL':>7} {'2x PASS':>7}  note")
     print(header)
     print("-" * len(header))
     for name in chosen:
         t0 = time.perf_counter()
-        c0, _, _ = judge(model, simulate(name, args.windows, 1.0, rng), profile, EXTEND_MIN)
-        c15, _, _ = judge(model, simulate(name, args.windows, 1.5, rng), profile, EXTEND_MIN)
-        c2, _, _ = judge(model, simulate(name, args.windows, 2.0, rng), profile, EXTEND_MIN)
+        c0, c15, c2 = (judge(model, simulate(name, args.windows, x, rng), profile, EXTEND_MIN,
+                             previous_days(name, args.windows, args.history_days, rng))[0] for x in (1.0, 1.5, 2.0))
         row = {"false_fail_pct": round(100 * float(np.mean(c0 == 3)), 2),
                "false_warn_pct": round(100 * float(np.mean(c0 == 1)), 2),
                "inconclusive_pct": round(100 * float(np.mean(c0 == 2)), 2),
@@ -168,7 +238,7 @@ def main() -> int:
               f"{row['pass_pct_2x']:>6.1f}%  {STRESS[name][0]}{'  MISSES ' + ','.join(miss) if miss else ''}"
               f"  [{time.perf_counter() - t0:.0f}s]", flush=True)
     print(f"total {time.perf_counter() - started:.0f} s")
-    print(json.dumps({"windows": args.windows, "models": summary}))
+    print(json.dumps({"windows": args.windows, "history_days": args.history_days, "models": summary}))
     return 0
 
 

@@ -124,6 +124,22 @@ def test_history_noise_learns_slow_wandering_and_ignores_day_levels():
     assert history_noise([(-day + i, v) for i, v in enumerate([0, -1, float("nan"), "x", None] * 20)]).days == 0
 
 
+def test_a_day_s_drift_is_not_its_noise():
+    """Previous days whose latency climbed +30 % an hour through the run's hours (a morning's
+    traffic), on fast noise: about each day's level that climb looked like slow wandering (long-run
+    ratio at its ceiling) and every interval today would have been as wide as a random walk's (a 2×
+    regression never FAILed with such days, bench/verdict_stress.py). About each day's own course,
+    the ratio is the fast noise's; a day that wanders slowly still shows it."""
+    day = 86400.0
+    rng = np.random.default_rng(4)
+    climbing = [(-d * day + i * 5.0, 20 * math.exp(math.log(1.3) * i * 5.0 / 3600 + v)) for d in (1, 2, 3)
+                for i, v in enumerate(rng.normal(0, 0.2, 1980))]
+    assert history_noise(climbing).ratio < 3
+    slow = [(-d * day + i * 5.0, 20 * math.exp(math.log(1.3) * i * 5.0 / 3600 + y)) for d in (1, 2, 3)
+            for i, y in enumerate(slow_series(d, 1980))]
+    assert history_noise(slow).ratio > 30
+
+
 def test_a_history_only_ever_widens_the_interval():
     profile = Profile()
     s = settings_of(profile, profile.rule("latency_p50"), (900.0, 1800.0, 2700.0, 3600.0))
@@ -141,6 +157,10 @@ def test_a_history_only_ever_widens_the_interval():
             tr.add(i * 5.0, y)
     a, b = plain.finish(), wide.finish()
     assert (b.high[0] - b.low[0]) > (a.high[0] - a.low[0])
+    # one ratio per window (the benchmark's thousands at once): each window floored by its own
+    both = LatencyTracker(np.vstack([base, base]), t, s, history_ratio=np.array([1.0, 80.0]))
+    assert both.cur.n_eff[0] == narrow.cur.n_eff[0] and both.cur.n_eff[1] < both.cur.n_eff[0]
+    assert both.cur.n_eff[1] == LatencyTracker(base, t, s, history_ratio=80.0).cur.n_eff[0]
 
 
 def test_the_evaluator_takes_history_rows_and_says_so_without_a_control():

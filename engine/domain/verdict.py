@@ -174,6 +174,10 @@ class LatencyJudge:
         assert nz is not None  # learnt from the baseline and, once it runs, the window too
         if bool(nz.constant[0]):
             return f"the baseline's {self.base_n} intervals are all the same value: its noise cannot be estimated"
+        if self.tracker is not None and bool(self.tracker.two_level[0]):
+            return (f"the baseline's latency jumps between two levels (around its median its values are "
+                    f"{math.sqrt(float(self.tracker.spread[0])):.1f}× as spread as normal noise's): its median "
+                    "flips between them and is no measure of a shift")
         if effective and float(nz.n_eff[0]) < s.min_samples:
             own = self.tracker.noise if self.tracker is not None else None
             if own is not None and float(own.n_eff[0]) >= s.min_samples:
@@ -287,6 +291,8 @@ class LatencyJudge:
                     f"{pct(float(o.high[0]))}, past the +{s.critical_pct:g}% harm line: too uncertain to pass"),
                 7: (f"the latency climbs through the baseline and the window alike (a drift of "
                     f"{_per_hour(o.drift)} an hour, no control): its rise cannot be told from the change"),
+                10: (f"the baseline's level rose {_step_words(o)} before the window (not the change; no "
+                     f"control): against the level since, the shift is not past +{s.pass_pct:g}%"),
             }.get(int(o.reason[0]), REASONS[int(o.reason[0])])
         else:
             out["met"] = True
@@ -304,6 +310,15 @@ def _per_hour(slope: np.ndarray | None) -> str:
     """A drift's slope (log per second) as a signed percentage an hour."""
     x = float(slope[0]) if slope is not None else math.nan
     return pct(x * 3600.0) if math.isfinite(x) else "an unknown rate"
+
+
+def _step_words(o: Outcome) -> str:
+    """How much the baseline's level rose and how long before the window (reason 10)."""
+    rise = float(o.base_step[0]) if o.base_step is not None else math.nan
+    at = float(o.base_step_at[0]) if o.base_step_at is not None else math.nan
+    if not (math.isfinite(rise) and math.isfinite(at)):
+        return "within it"
+    return f"{pct(rise)} {-at / 60:.0f} min"
 
 
 def _finite(x: Any) -> float | None:

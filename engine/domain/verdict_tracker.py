@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from engine.domain.verdict_intervals import (
+    ar1_var_factor,
     median_effective_n,
     median_var_factor,
     normal_cdf,
@@ -36,9 +37,11 @@ from engine.domain.verdict_intervals import (
     t_quantile,
 )
 from engine.domain.verdict_noise import (
+    SPREAD_GATE,
     Noise,
     WindowNoise,
     fit_noise,
+    median_spread,
     pooled_pair,
     same_as,
     with_floor,
@@ -55,11 +58,17 @@ REASONS = {
     6: "the window's latency wanders far more than the baseline's: too few effective intervals to judge its shift",
     7: "the latency climbs through the baseline and the window alike (a drift): its rise cannot be told from the change",
     8: "estimate below the pass line, but its interval reaches past the harm line: too uncertain to pass",
+    9: "the baseline's latency jumps between two levels: its median flips between them and is no measure of a shift",
+    10: "the baseline's level rose before the ALTER (not the change): against the level since, the shift is not past the line",
+    11: ("the baseline trends: carried forward, the shift is below the pass line, but against the baseline's level it "
+         "is not — a PASS needs both"),
 }
 
 ALIKE_Z = 3.29  # the baseline's and the window's own slopes within this many joint SDs: one line
 DRIFT_SD = math.log1p(0.15) / 3600  # log per second: how fast a drift plausibly is, before the data say
 EXPLAIN_Z = 1.645  # an other explanation must leave the shift past its line by this many SDs (one-sided 95 %)
+STEP_Z = 3.0  # a rise within the baseline this many SDs (its own noise) past its earlier level: a level change
+STEP_MIN_S = 120.0  # … with at least this long before and after it
 
 
 @dataclass(frozen=True)
@@ -101,6 +110,8 @@ class Outcome:
     incidents: np.ndarray  # count of incidents (short harm episodes, late level changes)
     late_at: np.ndarray  # first time a late level change was seen (NaN: never)
     drift: np.ndarray | None = None  # log per second: the common slope where a drift withheld the verdict (NaN: none)
+    base_step: np.ndarray | None = None  # log rise of the baseline's level before the ALTER where it withheld the verdict
+    base_step_at: np.ndarray | None = None  # … and when (seconds, window time, negative; NaN: none)
     look_z: list[np.ndarray] = field(default_factory=list)
     noise: Noise | None = None  # the noise the outcome was judged on (baseline and window)
     window_noise: WindowNoise | None = None  # … and the window's own where it differs (``apart``)
@@ -139,12 +150,17 @@ class LatencyTracker:
     no usable value). ``ctl_shift`` is only for display."""
 
     def __init__(self, base: np.ndarray, base_t: np.ndarray, s: Settings, capacity: int = 1024,
-                 control: bool = False, control_base: np.ndarray | None = None, history_ratio: float = 1.0):
+                 control: bool = False, control_base: np.ndarray | None = None, history_ratio: Any = 1.0):
         self.s = s
-        # How slowly the latency wanders on previous days (``history_noise``): a floor under the
-        # long-run variance learnt today, never a ceiling.
-        self.history_ratio = float(history_ratio) if math.isfinite(history_ratio) else 1.0
+        # How slowly the latency wanders on previous days (``history_noise``; a number, or one per
+        # window): a floor under the long-run variance learnt today, never a ceiling.
+        self.history_ratio = np.nan_to_num(np.asarray(history_ratio, dtype=float), nan=1.0, posinf=1.0)
         self.noise = self._floored(fit_noise(base, base_t))
+        # A baseline whose values are sparse around their median (two modes, the median between
+        # them: ``median_spread``) leaves the criterion unjudged, whatever the window does.
+        self.spread = (median_spread([self.noise.resid], (1 + self.noise.rho) / (1 - self.noise.rho), raw=True)
+                       if self.noise.resid is not None else np.ones(self.noise.n.shape[0]))
+        self.two_level = self.spread >= SPREAD_GATE
         self.base_t = np.asarray(base_t, dtype=float)  # the baseline as measured, for a drift's line (``_drift``)
         self.base_y = np.atleast_2d(np.asarray(base, dtype=float))
         w = self.noise.n.shape[0]
@@ -188,6 +204,7 @@ class LatencyTracker:
         self.base0_ok, self.z_late0 = self.base_ok, self.z_late
         self.control_base = control_base
         self.any_trend = bool(self.noise.trend.any())
+        self.step_at, self.step_level, self.step_n, self.step_rise = self._base_step()
         self.judged_at = -math.inf  # the window so far is re-judged every ``judge_every_s``
         self.refreshed_at = -math.inf  # the noise is learnt again every ``refresh_every_s``
 
@@ -384,7 +401,56 @@ class LatencyTracker:
         return cur, win
 
     def _base_ok(self, cur: Noise) -> np.ndarray:
-        return (cur.n >= 3) & ~cur.constant & (cur.n_eff >= self.s.min_samples)
+        return (cur.n >= 3) & ~cur.constant & (cur.n_eff >= self.s.min_samples) & ~self.two_level
+
+    def _base_step(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Whether the baseline's level rose within it and stayed up (a deploy, a batch that started,
+        traffic that moved an hour before the ALTER): (when, the level since — the median of the
+        values after it, their count, the rise), per window, NaN where it did not.
+
+        Every minute of the baseline with at least STEP_MIN_S on each side is a candidate; the mean
+        after it less the mean before, in SDs of the baseline's own noise (long-run, each side's
+        effective n) — that noise has the rise in it, so the test is if anything slow to see one.
+        The most significant rise counts where it reaches STEP_Z. A fall is no other explanation of
+        a rise after the change, and is not looked for."""
+        nan = np.full(self.w, np.nan)
+        t, y = self.base_t, self.base_y
+        nb = t.size
+        if nb < 6 or self.control:
+            return nan, nan, np.zeros(self.w), nan
+        grid = np.arange(t[0] + STEP_MIN_S, t[-1] - STEP_MIN_S + 1e-9, 60.0)
+        ks = np.unique(np.searchsorted(t, grid))
+        ks = ks[(ks >= 2) & (ks <= nb - 2)]
+        if ks.size == 0:
+            return nan, nan, np.zeros(self.w), nan
+        cs = np.cumsum(y, axis=1)
+        head = cs[:, ks - 1] / ks
+        tail = (cs[:, -1:] - cs[:, ks - 1]) / (nb - ks)
+        nz = self.noise
+        var = nz.sigma2[:, None] * (ar1_var_factor(ks[None, :], nz.rho[:, None])
+                                    + ar1_var_factor((nb - ks)[None, :], nz.rho[:, None]))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = np.nan_to_num((tail - head) / np.sqrt(var), nan=-np.inf)
+        best = np.argmax(z, axis=1)
+        rows = np.arange(self.w)
+        stepped = (z[rows, best] >= STEP_Z) & ~nz.constant
+        if not stepped.any():
+            return nan, nan, np.zeros(self.w), nan
+        k = ks[best]
+        idx = np.arange(nb)[None, :]
+        level = _med(np.where(idx >= k[:, None], y, np.nan))
+        rise = level - _med(np.where(idx < k[:, None], y, np.nan))
+        return (np.where(stepped, t[k], np.nan), np.where(stepped, level, np.nan), np.where(stepped, nb - k, 0),
+                np.where(stepped, rise, np.nan))
+
+    def _step_shift(self, y: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The shift of the window's values ``y`` (as measured) against the baseline's level since its
+        rise (``_base_step``), and its variance."""
+        win, cur = self.win, self.cur
+        est = _med(y) - self.step_level
+        var = win.sigma2 * median_var_factor(n, win.rho) + cur.sigma2 * median_var_factor(
+            np.maximum(self.step_n, 1), cur.rho)
+        return est, var
 
     def _still_past(self, until: float | None, line: float, z: Any) -> np.ndarray:
         """Whether the shift over (−∞, ``until``] stays ``z`` of its SDs past ``line`` on each other
@@ -414,6 +480,10 @@ class LatencyTracker:
                 ok &= ~self.noise.trend | ((est - line) / np.sqrt(var) >= z)
             drift, a_est, a_var, _ = self._drift(until)
             ok &= ~drift | ((a_est - line) / np.sqrt(a_var) >= z)
+            stepped = ~np.isnan(self.step_at)
+            if stepped.any():
+                s_est, s_var = self._step_shift(y, n)
+                ok &= ~stepped | ((s_est - line) / np.sqrt(s_var) >= z)
         return ok
 
     def _drift(self, until: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -516,7 +586,7 @@ class LatencyTracker:
         ctl = np.full(self.w, np.nan)
         return Outcome(met, reason, self.stopped_at.copy(), self.stop_kind.copy(), ~np.isnan(self.warned_at),
                        self.warned_at.copy(), est, low, high, n, n_eff, ctl, self.incidents.copy(),
-                       self.late_at.copy(), drift, list(self.look_z), cur, win)
+                       self.late_at.copy(), drift, *self._step_fields(reason), list(self.look_z), cur, win)
 
     def _judge(self, confidence: float, baseline_veto: bool) -> tuple[Any, ...]:
         s = self.s
@@ -528,6 +598,17 @@ class LatencyTracker:
         est, var, n, n_eff = self._shift(-math.inf)
         cur, win = self.cur, self.win
         drifting, _, _, slope = self._drift(None)
+        stepped = ~np.isnan(self.step_at)
+        wt, wy = self._span(-math.inf)
+        # Where the baseline's trend is carried forward, a PASS also needs the shift below the pass
+        # line against the baseline's level alone: a trend learnt from half an hour (a level that
+        # rose within it, a slow swing) and carried an hour on would otherwise pass a regression
+        # off as the trend's continuation.
+        level_est = _med(wy) - np.median(self.base_y, axis=1) if self.any_trend and wt.size else np.full(self.w, np.nan)
+        if stepped.any():
+            s_est, s_var = self._step_shift(wy, _count(wy))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                stepped &= ~((s_est - self.lines[2]) / np.sqrt(s_var) >= EXPLAIN_Z)
         self.cur, self.win, self.z_warn, self.z_harm, self.z_late, self.base_ok, self.harm = kept
         # A harm-limit stop is reported on the evidence that decided it: the rolling span at the stop
         # (a window stopped minutes in holds too little for the window so far to say much).
@@ -546,9 +627,11 @@ class LatencyTracker:
         small_base = cur.n_eff < s.min_samples
         reason = np.where(~failed & (est >= pass_line), 5, reason)
         reason = np.where(~failed & drifting & (est >= pass_line), 7, reason)
+        reason = np.where(~failed & stepped & (est >= pass_line), 10, reason)
         # A PASS says the change does no harm: an interval that reaches past the harm line (a trend
         # carried far forward, a window that wanders) cannot say that, whatever its middle.
         reason = np.where(~failed & (reason == 0) & (high >= self.lines[1]), 8, reason)
+        reason = np.where(~failed & (reason == 0) & self.noise.trend & (level_est >= pass_line), 11, reason)
         reason = np.where(~failed & ~np.isnan(self.late_at) & (est >= self.lines[0]), 4, reason)
         # Few effective intervals (in the window or the baseline) make a wide interval; when even
         # that interval lies wholly below the pass line, the answer does not hang on them: PASS,
@@ -559,10 +642,16 @@ class LatencyTracker:
         reason = np.where(few, np.where(wild, 6, 3), reason)
         reason = np.where(~failed & small_base & ~decisive, 1, reason)
         reason = np.where(~failed & ((self.noise.n < 3) | ~np.isfinite(self.noise.level)), 1, reason)
+        reason = np.where(~failed & self.two_level, 9, reason)
         reason = np.where(~failed & self.noise.constant, 2, reason)
         met = np.where(reason > 0, -1, met)
         met = np.where(failed, 0, met)
         return met, reason, est, low, high, n, n_eff, cur, win, np.where(reason == 7, slope, np.nan)
+
+    def _step_fields(self, reason: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The baseline's rise and when, where it withheld the verdict (reason 10), else NaN."""
+        mine = reason == 10
+        return np.where(mine, self.step_rise, np.nan), np.where(mine, self.step_at, np.nan)
 
 
 def _pick(mask: np.ndarray, a: Any, b: Any) -> Any:
