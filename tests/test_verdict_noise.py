@@ -467,10 +467,11 @@ def test_a_p50_that_jumps_between_two_levels_is_not_judged_by_its_median():
     """Half the intervals' p50 ×5 (two statement kinds at about the same rate): the median sits
     between the two levels and flips between them as the mix tips — baseline and window medians
     ×5 apart with no change (FAIL in half such windows, PASS on a 2× in some). Read from the
-    quantile spacing about the median (``median_spread``), the baseline is INCONCLUSIVE with
-    the reason; a p50 where the slow level is a minority (30 %) is judged as before."""
+    quantile spacing about the median (``median_spread``, and ``median_gap`` over the ranks the
+    median may take), the baseline is INCONCLUSIVE with the reason; a p50 where the slow level is a
+    minority (30 %, independently each interval) is judged as before."""
     from engine.domain.verdict import LatencyJudge
-    from engine.domain.verdict_noise import SPREAD_MIN, median_spread
+    from engine.domain.verdict_noise import GAP_GATE, SPREAD_MIN, median_gap, median_spread
 
     rng = np.random.default_rng(12)
     tb, base, tw, win = _drifting(rng, 200, 0.0)
@@ -479,10 +480,24 @@ def test_a_p50_that_jumps_between_two_levels_is_not_judged_by_its_median():
     assert not (o.met == 0).any() and np.mean(o.reason == 9) >= 0.9, np.bincount(o.reason)
     o = _judged(tb, two(base, 0.3), tw, two(win, 0.3))
     assert not (o.met == 0).any() and not (o.reason == 9).any() and np.mean(o.met == 1) >= 0.9
-    # normal noise, even slow, is not read as two levels (its spacing is a normal's)
+    # … nor one that spends ~1-minute spells at either level (a median dense at its own level, the
+    # gap between the two levels within the ranks it may take): 21 % false FAIL before
+    spells = np.zeros(base.shape[0])
+    levels = []
+    for _ in range(base.shape[1] + win.shape[1]):
+        spells = np.where(rng.random(base.shape[0]) < 5 / 60, rng.random(base.shape[0]) < 0.5, spells)
+        levels.append(math.log(3) * spells)
+    lv = np.array(levels).T
+    o = _judged(tb, base + lv[:, :tb.size], tw, win + lv[:, tb.size:])
+    assert np.mean(o.met == 0) <= 0.01 and np.mean(o.reason == 9) >= 0.8, np.bincount(o.reason)
+    # normal noise, even slow, is not read as two levels (its spacing is a normal's, and a slow
+    # wander's path fills in the values between the levels it visits)
     for rho in (0.0, 0.8, 0.95):
-        k = median_spread([_ar1(rng, 400, 360, rho, 0.3)], (1 + rho) / (1 - rho), raw=True)
+        x = _ar1(rng, 400, 360, rho, 0.3)
+        k = median_spread([x], (1 + rho) / (1 - rho), raw=True)
         assert float(np.mean(k >= SPREAD_MIN)) <= 0.01, (rho, np.percentile(k, 99))
+        g = median_gap([x], (1 + rho) / (1 - rho))
+        assert float(np.mean(g >= GAP_GATE)) <= 0.005, (rho, np.percentile(g, 99))
     judge = LatencyJudge(Settings(warning_pct=10, critical_pct=50, pass_pct=10),
                          [(float(t), float(np.exp(v))) for t, v in zip(tb, two(base[:1], 0.5)[0], strict=True)])
     for t, v in zip(tw, two(win[:1], 0.5)[0], strict=True):

@@ -175,8 +175,8 @@ class LatencyJudge:
         if bool(nz.constant[0]):
             return f"the baseline's {self.base_n} intervals are all the same value: its noise cannot be estimated"
         if self.tracker is not None and bool(self.tracker.two_level[0]):
-            return (f"the baseline's latency jumps between two levels (around its median its values are "
-                    f"{math.sqrt(float(self.tracker.spread[0])):.1f}× as spread as normal noise's): its median "
+            return (f"the baseline's latency jumps between two levels (where its median may fall, its values are "
+                    f"{math.sqrt(float(self.tracker.spread[0])):.1f}× as sparse as normal noise's): its median "
                     "flips between them and is no measure of a shift")
         if effective and float(nz.n_eff[0]) < s.min_samples:
             own = self.tracker.noise if self.tracker is not None else None

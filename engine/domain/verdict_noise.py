@@ -53,6 +53,46 @@ SPREAD_MIN = 3.0
 # and 45/55 mixes of two levels) no variance makes the median a measure: it sits in one level or
 # the other as the mix tips, and the criterion is not judged (INCONCLUSIVE, with why).
 SPREAD_GATE = 5.0
+# A gap anywhere in the range the median may take as the mix between two levels tips (its rank
+# ±1.41/√(effective n), at most ±0.3: two SDs of the difference of two samples' fractions below a
+# level) makes the median jump across it, however dense the values are right at it: a p50 that
+# spends minute-long spells at one level or the other has the median in one level in the baseline
+# and the other in the window. Read as the largest squared ratio of the local spacing, Q(q + 0.02) −
+# Q(q − 0.02), to a normal's over that range (``median_gap``): at most 14 in 1,000 normal baselines
+# (AR(1) ρ 0.95, 30 minutes; 99th percentile 7) and 3–7 on the benchmark's other noise — a slow
+# wander's path moves through the values between its levels and fills them in — but 25–150 on two
+# levels, in spells or not. A p50 on a few discrete values (whole milliseconds) has gaps by
+# construction, its steps the resolution: fewer distinct values than a tenth of them are not read.
+GAP_EPS = 0.02
+GAP_WIDTH = 1.41
+GAP_CAP = 0.3
+GAP_GATE = 20.0
+
+
+def median_gap(segments: Sequence[np.ndarray], ratio: Any = 1.0) -> np.ndarray:
+    """The largest squared ratio of the values' local spacing to a normal's over the range of ranks
+    their median may take (see GAP_GATE), per window; 1 where there is nothing to read."""
+    parts = [b - np.median(b, axis=1, keepdims=True) for b in segments if b.shape[1] >= 2]
+    w = segments[0].shape[0]
+    if not parts:
+        return np.ones(w)
+    x = np.sort(np.concatenate(parts, axis=1), axis=1)
+    n = x.shape[1]
+    if n < 1 / GAP_EPS:
+        return np.ones(w)
+    distinct = 1 + (np.diff(x, axis=1) > 0).sum(axis=1)
+    sigma = np.sqrt((x * x).mean(axis=1))
+    width = np.minimum(GAP_CAP, GAP_WIDTH / np.sqrt(n / np.maximum(np.asarray(ratio, dtype=float), 1.0)))
+    out = np.ones(w)
+    rows = np.arange(w)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for j in np.linspace(-1.0, 1.0, 21):
+            q = 0.5 + j * width * np.ones(w)
+            lo, hi = np.clip(q - GAP_EPS, 0.001, 0.999), np.clip(q + GAP_EPS, 0.001, 0.999)
+            spacing = x[rows, np.round(hi * (n - 1)).astype(int)] - x[rows, np.round(lo * (n - 1)).astype(int)]
+            normal = sigma * np.array([_N.inv_cdf(float(a)) - _N.inv_cdf(float(b)) for a, b in zip(hi, lo, strict=True)])
+            out = np.maximum(out, np.nan_to_num((spacing / normal) ** 2, nan=1.0, posinf=1.0))
+    return np.where(distinct >= n / 10, out, 1.0)
 
 
 def usable(value: Any) -> float | None:

@@ -37,10 +37,12 @@ from engine.domain.verdict_intervals import (
     t_quantile,
 )
 from engine.domain.verdict_noise import (
+    GAP_GATE,
     SPREAD_GATE,
     Noise,
     WindowNoise,
     fit_noise,
+    median_gap,
     median_spread,
     pooled_pair,
     same_as,
@@ -158,9 +160,12 @@ class LatencyTracker:
         self.noise = self._floored(fit_noise(base, base_t))
         # A baseline whose values are sparse around their median (two modes, the median between
         # them: ``median_spread``) leaves the criterion unjudged, whatever the window does.
-        self.spread = (median_spread([self.noise.resid], (1 + self.noise.rho) / (1 - self.noise.rho), raw=True)
-                       if self.noise.resid is not None else np.ones(self.noise.n.shape[0]))
-        self.two_level = self.spread >= SPREAD_GATE
+        w0 = self.noise.n.shape[0]
+        ratio0 = (1 + self.noise.rho) / (1 - self.noise.rho)
+        spread = median_spread([self.noise.resid], ratio0, raw=True) if self.noise.resid is not None else np.ones(w0)
+        gap = median_gap([self.noise.resid], ratio0) if self.noise.resid is not None else np.ones(w0)
+        self.two_level = (spread >= SPREAD_GATE) | (gap >= GAP_GATE)
+        self.spread = np.maximum(spread, gap)  # the sparsest spacing read, for the reason
         self.base_t = np.asarray(base_t, dtype=float)  # the baseline as measured, for a drift's line (``_drift``)
         self.base_y = np.atleast_2d(np.asarray(base, dtype=float))
         w = self.noise.n.shape[0]
