@@ -434,7 +434,7 @@ def test_a_level_that_rose_within_the_baseline_is_not_blamed_on_the_change(monke
     rose = o.reason == 10
     assert rose.mean() >= 0.08, np.bincount(o.reason)
     assert np.all(np.abs(o.base_step_at[rose] + 1200) <= 60) and np.all(np.abs(np.expm1(o.base_step[rose]) - 0.35) < 0.2)
-    o2 = _judged(*_stepped_baseline(np.random.default_rng(6), 200, -1200.0, change=2.0))
+    o2 = _judged(*_stepped_baseline(np.random.default_rng(6), 100, -1200.0, change=2.0))
     assert not (o2.met == 1).any()
     # as the monitor and the replay judge it: the reason names the rise and when
     from engine.domain.verdict import LatencyJudge
@@ -450,7 +450,7 @@ def test_a_level_that_rose_within_the_baseline_is_not_blamed_on_the_change(monke
     import engine.domain.verdict_tracker as vt
 
     monkeypatch.setattr(vt, "STEP_Z", math.inf)
-    o3 = _judged(*_stepped_baseline(np.random.default_rng(6), 200, -1200.0, change=2.0))
+    o3 = _judged(*_stepped_baseline(np.random.default_rng(6), 100, -1200.0, change=2.0))
     assert np.mean(o2.met == 0) >= np.mean(o3.met == 0) > 0.2, (np.mean(o2.met == 0), np.mean(o3.met == 0))
 
 

@@ -15,9 +15,13 @@ It decides:
   first) is an incident: it withholds FAIL and warnings, and the verdict says so;
 * other explanations: a FAIL at a look or a warning also needs the shift past its line where the
   latency may be drifting (no control) through the baseline and the window along one line (the line carried
-  across the gap, as far as the data pin its slope down), and, where the baseline's own trend is
-  carried forward, on the baseline's level alone — a rise a drift explains is not blamed on the
-  change (INCONCLUSIVE, and the verdict says so).
+  across the gap, as far as the data pin its slope down); against the level since a rise within
+  the baseline (no control: a deploy, a batch job an hour before the ALTER); and, where the
+  baseline's own trend is carried forward, on the baseline's level alone — which a PASS needs too.
+  A rise another explanation accounts for is not blamed on the change (INCONCLUSIVE, and the
+  verdict says so);
+* a baseline whose values have two levels with the median between them, or a gap in the ranks
+  the median may take (``median_spread``, ``median_gap``), is not judged by its median at all.
 """
 
 from __future__ import annotations
