@@ -504,3 +504,22 @@ def test_a_p50_that_jumps_between_two_levels_is_not_judged_by_its_median():
         judge.add(float(t), float(np.exp(v)))
     facts = judge.finish()
     assert facts["met"] is None and "jumps between two levels" in facts["reason"], facts
+
+
+def test_a_clean_rise_in_the_baseline_is_named_where_it_made_the_baseline_look_too_slow():
+    """A baseline of 45 minutes on 10 % noise whose level rose +35 % ten minutes before its end: learnt
+    across the rise, the noise looks like a random walk's (long-run ρ 0.99, effective n ~5) and the
+    criterion is INCONCLUSIVE, "too short to judge" — true, but the war room needs the why. The rise
+    is found on the noise of the two sides, each about its own level, and named."""
+    from engine.domain.verdict import LatencyJudge
+
+    rng = np.random.default_rng(21)
+    tb = np.arange(-2700.0, 0.0, 5.0)
+    base = [(float(t), float(np.exp((math.log(1.35) if t >= -600 else 0.0) + 0.1 * z)))
+            for t, z in zip(tb, rng.standard_normal(tb.size), strict=True)]
+    judge = LatencyJudge(Settings(warning_pct=10, critical_pct=50, pass_pct=10), base)
+    assert abs(float(judge.tracker.step_at[0]) + 600) <= 60
+    for i, z in enumerate(rng.standard_normal(720)):
+        judge.add(5.0 * i, float(np.exp(math.log(1.35) + 0.1 * z)))
+    facts = judge.finish()
+    assert facts["met"] is None and "its level rose +" in facts["reason"] and "10 min before" in facts["reason"], facts

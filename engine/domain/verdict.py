@@ -186,8 +186,14 @@ class LatencyJudge:
                         f"{float(nz.rho[0]):.2f}; the baseline alone showed {float(own.rho[0]):.2f}): on it the "
                         f"baseline's {self.base_n} intervals are worth {float(nz.n_eff[0]):.1f}, below "
                         f"{s.min_samples} — too short to judge; a longer baseline or a control would")
+            tr = self.tracker
+            rose = ""
+            if tr is not None and math.isfinite(float(tr.step_at[0])):
+                # the rise is what made the baseline's noise look that slow: say so, not only "too short"
+                rose = (f" — its level rose {pct(float(tr.step_rise[0]))} {-float(tr.step_at[0]) / 60:.0f} min before "
+                        "the window and stayed there, which that noise estimate takes for wandering (no control)")
             return (f"the baseline's effective n is {float(nz.n_eff[0]):.1f} (n={self.base_n}, long-run ρ "
-                    f"{float(nz.rho[0]):.2f}), below {s.min_samples}: too short to judge")
+                    f"{float(nz.rho[0]):.2f}), below {s.min_samples}: too short to judge" + rose)
         return None
 
     def add(self, t: float, value: Any, control_value: Any = None) -> TickNews | None:
