@@ -53,15 +53,20 @@ def _sine(period_s: float, amp: float) -> Shape:
     return f
 
 
-def _regimes(rng: np.random.Generator, t: np.ndarray, w: int) -> np.ndarray:
-    """Two load regimes 25 % apart, switching at random (mean dwell 3 minutes)."""
+def _switching(rng: np.random.Generator, t: np.ndarray, w: int, dwell_s: float) -> np.ndarray:
+    """A state, 0 or 1, that flips at random (mean dwell ``dwell_s``), per window and tick."""
     state = rng.integers(0, 2, w)
     out = np.empty((w, t.size))
-    flips = rng.random((w, t.size)) < DT / 180.0
+    flips = rng.random((w, t.size)) < DT / dwell_s
     for i in range(t.size):
         state = np.where(flips[:, i], 1 - state, state)
         out[:, i] = state
-    return 0.25 * out
+    return out
+
+
+def _regimes(rng: np.random.Generator, t: np.ndarray, w: int) -> np.ndarray:
+    """Two load regimes 25 % apart, switching at random (mean dwell 3 minutes)."""
+    return 0.25 * _switching(rng, t, w, 180.0)
 
 
 def _spikes(rng: np.random.Generator, t: np.ndarray, w: int) -> np.ndarray:
@@ -115,13 +120,7 @@ def _two_levels(p: float, x: float, dwell_s: float) -> Shape:
 
 def _volatility(rng: np.random.Generator, t: np.ndarray, w: int) -> np.ndarray:
     """Calm and turbulent spells (the noise ×1 or ×3, ~5 minutes each), on top of the AR(1)."""
-    state = rng.integers(0, 2, w)
-    out = np.empty((w, t.size))
-    flips = rng.random((w, t.size)) < DT / 300.0
-    for i in range(t.size):
-        state = np.where(flips[:, i], 1 - state, state)
-        out[:, i] = state
-    return 2 * out * _ar(rng, w, t.size, 0.5, 0.2, 0)
+    return 2 * _switching(rng, t, w, 300.0) * _ar(rng, w, t.size, 0.5, 0.2, 0)
 
 
 STRESS: dict[str, tuple[str, Shape | None]] = {
