@@ -333,6 +333,18 @@ def _judged(tb: np.ndarray, base: np.ndarray, tw: np.ndarray, win: np.ndarray):
     return tr.finish(0.98)
 
 
+def _facts(tb: np.ndarray, base: np.ndarray, tw: np.ndarray, win: np.ndarray) -> dict:
+    """One window's log values (``base``, ``win``: 1-D) judged as the monitor and the replay judge
+    them (``LatencyJudge``, plain latencies in): its facts, the reason's words among them."""
+    from engine.domain.verdict import LatencyJudge
+
+    judge = LatencyJudge(Settings(warning_pct=10, critical_pct=50, pass_pct=10),
+                         [(float(t), float(np.exp(v))) for t, v in zip(tb, base, strict=True)])
+    for t, v in zip(tw, win, strict=True):
+        judge.add(float(t), float(np.exp(v)))
+    return judge.finish()
+
+
 def test_a_drift_through_the_baseline_and_the_window_is_not_blamed_on_the_change():
     """No change; the latency climbs +30 % an hour through baseline and window (the window ends
     ~50 % above the baseline's middle). Judged as a step, that rise FAILed 62 % of such windows at
@@ -349,14 +361,8 @@ def test_a_drift_through_the_baseline_and_the_window_is_not_blamed_on_the_change
     per_hour = np.expm1(o.drift[drifting] * 3600)
     assert 0.15 < float(np.median(per_hour)) < 0.45, np.median(per_hour)
     # one of them as the monitor and the replay judge it: the reason names the drift and its rate
-    from engine.domain.verdict import LatencyJudge
-
     i = int(np.flatnonzero(drifting)[0])
-    judge = LatencyJudge(Settings(warning_pct=10, critical_pct=50, pass_pct=10),
-                         [(float(t), float(np.exp(v))) for t, v in zip(tb, base[i], strict=True)])
-    for t, v in zip(tw, win[i], strict=True):
-        judge.add(float(t), float(np.exp(v)))
-    facts = judge.finish()
+    facts = _facts(tb, base[i], tw, win[i])
     assert facts["met"] is None and "a drift of +" in facts["reason"] and "an hour" in facts["reason"], facts
 
 
@@ -437,14 +443,8 @@ def test_a_level_that_rose_within_the_baseline_is_not_blamed_on_the_change(monke
     o2 = _judged(*_stepped_baseline(np.random.default_rng(6), 100, -1200.0, change=2.0))
     assert not (o2.met == 1).any()
     # as the monitor and the replay judge it: the reason names the rise and when
-    from engine.domain.verdict import LatencyJudge
-
     i = int(np.flatnonzero(rose)[0])
-    judge = LatencyJudge(Settings(warning_pct=10, critical_pct=50, pass_pct=10),
-                         [(float(t), float(np.exp(v))) for t, v in zip(tb, base[i], strict=True)])
-    for t, v in zip(tw, win[i], strict=True):
-        judge.add(float(t), float(np.exp(v)))
-    facts = judge.finish()
+    facts = _facts(tb, base[i], tw, win[i])
     assert facts["met"] is None and "the baseline's level rose +" in facts["reason"], facts
     assert "20 min before the window" in facts["reason"], facts
     import engine.domain.verdict_tracker as vt
@@ -470,7 +470,6 @@ def test_a_p50_that_jumps_between_two_levels_is_not_judged_by_its_median():
     quantile spacing about the median (``median_spread``, and ``median_gap`` over the ranks the
     median may take), the baseline is INCONCLUSIVE with the reason; a p50 where the slow level is a
     minority (30 %, independently each interval) is judged as before."""
-    from engine.domain.verdict import LatencyJudge
     from engine.domain.verdict_noise import GAP_GATE, SPREAD_MIN, median_gap, median_spread
 
     rng = np.random.default_rng(12)
@@ -498,11 +497,7 @@ def test_a_p50_that_jumps_between_two_levels_is_not_judged_by_its_median():
         assert float(np.mean(k >= SPREAD_MIN)) <= 0.01, (rho, np.percentile(k, 99))
         g = median_gap([x], (1 + rho) / (1 - rho))
         assert float(np.mean(g >= GAP_GATE)) <= 0.005, (rho, np.percentile(g, 99))
-    judge = LatencyJudge(Settings(warning_pct=10, critical_pct=50, pass_pct=10),
-                         [(float(t), float(np.exp(v))) for t, v in zip(tb, two(base[:1], 0.5)[0], strict=True)])
-    for t, v in zip(tw, two(win[:1], 0.5)[0], strict=True):
-        judge.add(float(t), float(np.exp(v)))
-    facts = judge.finish()
+    facts = _facts(tb, two(base[:1], 0.5)[0], tw, two(win[:1], 0.5)[0])
     assert facts["met"] is None and "jumps between two levels" in facts["reason"], facts
 
 

@@ -69,17 +69,24 @@ GAP_CAP = 0.3
 GAP_GATE = 20.0
 
 
+def _about_medians(segments: Sequence[np.ndarray], least: float) -> np.ndarray | None:
+    """The segments' values, each about its own median, side by side and sorted per window (W, n);
+    None with fewer than ``least`` of them."""
+    parts = [b - np.median(b, axis=1, keepdims=True) for b in segments if b.shape[1] >= 2]
+    if not parts:
+        return None
+    x = np.sort(np.concatenate(parts, axis=1), axis=1)
+    return x if x.shape[1] >= least else None
+
+
 def median_gap(segments: Sequence[np.ndarray], ratio: Any = 1.0) -> np.ndarray:
     """The largest squared ratio of the values' local spacing to a normal's over the range of ranks
     their median may take (see GAP_GATE), per window; 1 where there is nothing to read."""
-    parts = [b - np.median(b, axis=1, keepdims=True) for b in segments if b.shape[1] >= 2]
     w = segments[0].shape[0]
-    if not parts:
+    x = _about_medians(segments, 1 / GAP_EPS)
+    if x is None:
         return np.ones(w)
-    x = np.sort(np.concatenate(parts, axis=1), axis=1)
     n = x.shape[1]
-    if n < 1 / GAP_EPS:
-        return np.ones(w)
     distinct = 1 + (np.diff(x, axis=1) > 0).sum(axis=1)
     sigma = np.sqrt((x * x).mean(axis=1))
     width = np.minimum(GAP_CAP, GAP_WIDTH / np.sqrt(n / np.maximum(np.asarray(ratio, dtype=float), 1.0)))
@@ -192,16 +199,12 @@ def median_spread(segments: Sequence[np.ndarray], ratio: Any = 1.0, raw: bool = 
     Each segment about its own median; ``ratio``, their long-run ratio, makes the spacing's δ that
     of their effective n (a p50 that stays minutes in each mode tips its mix far more than
     independent values would)."""
-    parts = [b - np.median(b, axis=1, keepdims=True) for b in segments if b.shape[1] >= 2]
-    if not parts:
+    x = _about_medians(segments, 20)  # fewer say nothing about a density
+    if x is None:
         return np.ones(segments[0].shape[0])
-    x = np.concatenate(parts, axis=1)
-    if x.shape[1] < 20:  # too few to read a density from
-        return np.ones(x.shape[0])
     n_eff = x.shape[1] / np.maximum(np.asarray(ratio, dtype=float), 1.0)
     delta = np.minimum(SPREAD_CAP, SPREAD_WIDTH / np.sqrt(n_eff)) * np.ones(x.shape[0])
-    xs = np.sort(x, axis=1)
-    lo, hi = (np.take_along_axis(xs, np.clip(np.round((0.5 + sign * delta) * (x.shape[1] - 1)), 0, x.shape[1] - 1)
+    lo, hi = (np.take_along_axis(x, np.clip(np.round((0.5 + sign * delta) * (x.shape[1] - 1)), 0, x.shape[1] - 1)
                                  .astype(int)[:, None], axis=1)[:, 0] for sign in (-1, 1))
     var = (x * x).mean(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
