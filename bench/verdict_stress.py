@@ -5,7 +5,8 @@ verdict_quality.py holds the models the verdict's targets are set on. A producti
 others: a cron job every five minutes, two load regimes, a morning's traffic climbing faster than
 10 % an hour, noise slower than the baseline is long, single slow statements, a p50 that moves in
 whole milliseconds, a window whose noise the change tripled, missing intervals, and a regression
-that ramps up after the change instead of stepping. Each is judged here exactly as there (the
+that ramps up after the change instead of stepping; and a control that is a tenant with a life of
+its own (it feels half the server's drift; it runs its own batch). Each is judged here exactly as there (the
 same ``judge``: the engine's ``LatencyTracker``, the baseline extended as the executor extends it)
 with no change, with a 1.5× and with a 2× step, and the table says how often the verdict is wrong:
 a FAIL or a warning with no change, and a 2× step judged PASS — the verdict the war room would
@@ -123,6 +124,28 @@ def _volatility(rng: np.random.Generator, t: np.ndarray, w: int) -> np.ndarray:
     return 2 * _switching(rng, t, w, 300.0) * _ar(rng, w, t.size, 0.5, 0.2, 0)
 
 
+def _drifts_apart(rng: np.random.Generator, t: np.ndarray, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """The server's morning drift, +25 %/h, which the control tenant (its working set in memory)
+    feels only half of: (canary's, control's)."""
+    d = np.broadcast_to(math.log1p(0.25) * t[None, :] / 3600.0, (w, t.size))
+    return d, 0.5 * d
+
+
+def _control_batch(rng: np.random.Generator, t: np.ndarray, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """The control tenant's own batch job (+40 %) for 20–50 minutes, ending within the baseline (at
+    least 3 minutes before its end): (canary's, control's)."""
+    end = rng.uniform(-(GAP_MIN + BASE_MIN) * 60, -(GAP_MIN + 3) * 60, (w, 1))
+    start = end - rng.uniform(20 * 60, 50 * 60, (w, 1))
+    on = (t[None, :] >= start) & (t[None, :] < end)
+    return np.zeros((w, t.size)), np.where(on, math.log(1.4), 0.0)
+
+
+# Models with a control (other tenants' same statements, measured at the same moments, not altered):
+# what each adds to the canary's and to the control's log latencies, on a shared 10-minute wander
+# of the server (10 %) and each group's own AR(1) (p50 15 %, p99 25 %, ρ 0.5).
+ControlShape = Callable[[np.random.Generator, np.ndarray, int], tuple[np.ndarray, np.ndarray]]
+CONTROLLED: dict[str, ControlShape] = {"control_drifts_apart": _drifts_apart, "control_batch": _control_batch}
+
 STRESS: dict[str, tuple[str, Shape | None]] = {
     "cron_5min": ("a ±30 % swing every 5 minutes (a cron job)", _sine(300, 0.3)),
     "cycle_20min": ("a ±20 % swing every 20 minutes", _sine(1200, 0.2)),
@@ -142,6 +165,8 @@ STRESS: dict[str, tuple[str, Shape | None]] = {
     "two_level_spells": ("p50 ×3 in spells of ~1 min, half the time", _two_levels(0.5, 3.0, 60.0)),
     "volatility": ("calm and turbulent spells (noise ×1 / ×3, ~5 min each)", _volatility),
     "cycle_2h": ("a ±20 % swing every 2 hours, no control", _sine(7200, 0.2)),
+    "control_drifts_apart": ("control: the server drifts +25 %/h, the control tenant feels half of it", None),
+    "control_batch": ("control: the control tenant's own +40 % batch, 20–50 min, ends within the baseline", None),
 }
 REGRESSIONS = {"ramp_to_1.5x"}  # no case is a no-change window: a FAIL is right, only a PASS is wrong
 
@@ -153,6 +178,8 @@ def simulate(name: str, w: int, change: float, rng: np.random.Generator, day: bo
     window noisier than the baseline)."""
     t = np.arange(-(BASE_MIN + EXTEND_MIN + GAP_MIN) * 60, WINDOW_MIN * 60 + 1e-9, DT)
     n = t.size
+    if name in CONTROLLED:
+        return _with_control(name, t, w, 1.0 if day else change, rng)
     p50 = math.log(0.004) + _ar(rng, w, n, 0.5, 0.2, 0)
     p99 = math.log(0.016) + _ar(rng, w, n, 0.5, 0.3, 0)
     if day:
@@ -177,6 +204,20 @@ def simulate(name: str, w: int, change: float, rng: np.random.Generator, day: bo
         keep = (t >= 0) | (rng.random(n) >= 0.3)
         t, p50, p99 = t[keep], p50[:, keep], p99[:, keep]
     return {"t": t, "canary_p50": p50, "canary_p99": p99}
+
+
+def _with_control(name: str, t: np.ndarray, w: int, change: float, rng: np.random.Generator,
+                  ) -> dict[str, np.ndarray]:
+    """A CONTROLLED model: the canary's and the control's p50 and p99 (log)."""
+    n = t.size
+    server = _ar(rng, w, n, math.exp(-DT / 600.0), 0.10, 0)
+    canary, control = CONTROLLED[name](rng, t, w)
+    step = np.where(t >= 0, math.log(change), 0.0)[None, :]
+    out = {"t": t}
+    for group, extra in (("canary", canary + step), ("control", control)):
+        out[f"{group}_p50"] = math.log(0.004) + server + extra + _ar(rng, w, n, 0.5, 0.15, 0)
+        out[f"{group}_p99"] = math.log(0.016) + server + extra + _ar(rng, w, n, 0.5, 0.25, 0)
+    return out
 
 
 def previous_days(name: str, w: int, days: int, rng: np.random.Generator) -> dict[str, np.ndarray] | None:
@@ -206,7 +247,7 @@ def main() -> int:
     profile = Profile()
     chosen = [k for k in STRESS if not args.models or k in args.models.split(",")]
     rng = np.random.default_rng(args.seed)
-    model = Model("stress", base_min=BASE_MIN)
+    models = {False: Model("stress", base_min=BASE_MIN), True: Model("stress", base_min=BASE_MIN, control=True)}
     summary: dict[str, dict[str, float]] = {}
     started = time.perf_counter()
     print(f"{args.windows} windows per case; baseline {BASE_MIN:g} min (extended up to {EXTEND_MIN:g} more), "
@@ -218,8 +259,10 @@ def main() -> int:
     print("-" * len(header))
     for name in chosen:
         t0 = time.perf_counter()
+        model = models[name in CONTROLLED]
+        days = args.history_days if name not in CONTROLLED else 0  # with a control previous days are not used
         c0, c15, c2 = (judge(model, simulate(name, args.windows, x, rng), profile, EXTEND_MIN,
-                             previous_days(name, args.windows, args.history_days, rng))[0] for x in (1.0, 1.5, 2.0))
+                             previous_days(name, args.windows, days, rng))[0] for x in (1.0, 1.5, 2.0))
         row = {"false_fail_pct": round(100 * float(np.mean(c0 == 3)), 2),
                "false_warn_pct": round(100 * float(np.mean(c0 == 1)), 2),
                "inconclusive_pct": round(100 * float(np.mean(c0 == 2)), 2),

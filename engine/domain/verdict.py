@@ -191,7 +191,8 @@ class LatencyJudge:
             if tr is not None and math.isfinite(float(tr.step_at[0])):
                 # the rise is what made the baseline's noise look that slow: say so, not only "too short"
                 rose = (f" — its level rose {pct(float(tr.step_rise[0]))} {-float(tr.step_at[0]) / 60:.0f} min before "
-                        "the window and stayed there, which that noise estimate takes for wandering (no control)")
+                        "the window and stayed there, which that noise estimate takes for wandering"
+                        + ("" if self.control else " (no control)"))
             return (f"the baseline's effective n is {float(nz.n_eff[0]):.1f} (n={self.base_n}, long-run ρ "
                     f"{float(nz.rho[0]):.2f}), below {s.min_samples}: too short to judge" + rose)
         return None
@@ -295,10 +296,12 @@ class LatencyJudge:
                     "the latency behaves, its shift cannot be judged"),
                 8: (f"estimate below +{s.pass_pct:g}%, but its {100 * self.confidence:g}% interval reaches "
                     f"{pct(float(o.high[0]))}, past the +{s.critical_pct:g}% harm line: too uncertain to pass"),
-                7: (f"the latency climbs through the baseline and the window alike (a drift of "
-                    f"{_per_hour(o.drift)} an hour, no control): its rise cannot be told from the change"),
-                10: (f"the baseline's level rose {_step_words(o)} before the window (not the change; no "
-                     f"control): against the level since, the shift is not past +{s.pass_pct:g}%"),
+                7: (f"the {'canary against the control' if self.control else 'latency'} climbs through the "
+                    f"baseline and the window alike (a drift of {_per_hour(o.drift)} an hour"
+                    f"{'' if self.control else ', no control'}): its rise cannot be told from the change"),
+                10: (f"the baseline's level{' against the control' if self.control else ''} rose "
+                     f"{_step_words(o)} before the window (not the change{'' if self.control else '; no control'}): "
+                     f"against the level since, the shift is not past +{s.pass_pct:g}%"),
             }.get(int(o.reason[0]), REASONS[int(o.reason[0])])
         else:
             out["met"] = True

@@ -14,10 +14,13 @@ It decides:
 * a level change that appears well after the change (a later quarter of the window above the
   first) is an incident: it withholds FAIL and warnings, and the verdict says so;
 * other explanations: a FAIL at a look or a warning also needs the shift past its line where the
-  latency may be drifting (no control) through the baseline and the window along one line (the line carried
+  latency may be drifting through the baseline and the window along one line (the line carried
   across the gap, as far as the data pin its slope down); against the level since a rise within
-  the baseline (no control: a deploy, a batch job an hour before the ALTER); and, where the
-  baseline's own trend is carried forward, on the baseline's level alone — which a PASS needs too.
+  the baseline (a deploy, a batch job an hour before the ALTER); and, where the baseline's own
+  trend is carried forward, on the baseline's level alone — which a PASS needs too. With a
+  control all of them are read on the canary net of the control: what the server does cancels,
+  and a drift or a rise left in the difference before the ALTER is the canary's own, not the
+  change's (a control tenant's own batch ending within the baseline is such a rise).
   A rise another explanation accounts for is not blamed on the change (INCONCLUSIVE, and the
   verdict says so);
 * a baseline whose values have two levels with the median between them, or a gap in the ranks
@@ -429,7 +432,7 @@ class LatencyTracker:
         nan = np.full(self.w, np.nan)
         t, y = self.base_t, self.base_y
         nb = t.size
-        if nb < 6 or self.control:
+        if nb < 6:
             return nan, nan, np.zeros(self.w), nan
         grid = np.arange(t[0] + STEP_MIN_S, t[-1] - STEP_MIN_S + 1e-9, 60.0)
         ks = np.unique(np.searchsorted(t, grid))
@@ -481,10 +484,15 @@ class LatencyTracker:
           trend learnt from half an hour that the window does not follow — wandering slower than the
           baseline is long looks like one — would otherwise pass its own extrapolation off as the
           change's effect;
-        * without a control, where a drift through the baseline and the window is possible
-          (``_drift``), the shift with the drift taken out. With a control the judged values are
-          the canary's net of it: a drift of the server's cancels, and one left in the difference
-          is the canary's own — the change's to answer for, as a level is."""
+        * where a drift through the baseline and the window is possible (``_drift``), the shift
+          with the drift taken out;
+        * where the baseline's level rose within it (``_base_step``), the shift against the level
+          since.
+
+        With a control the judged values are the canary's net of it: a drift or a rise of the
+        server's cancels; one left in the difference that was there before the ALTER is not the
+        change's either (the control tenant may drift apart on its own, or end a batch of its own
+        within the baseline) and is weighed the same way."""
         ok = np.ones(self.w, dtype=bool)
         z = np.minimum(z, EXPLAIN_Z)
         t, y = self._span(-math.inf, until)
@@ -509,7 +517,7 @@ class LatencyTracker:
     def _drift(self, until: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Whether a drift could explain the window's shift over (−∞, ``until``], and the shift
         judged with it: (drift, estimate, variance, common slope), per window (NaN where no drift
-        could). Never with a control: the values judged are then net of it (``_still_past``).
+        could). With a control, of the values as judged: the canary net of it (``_still_past``).
 
         The change's model is a step: the window's level apart from the baseline's, each segment
         flat (or along the baseline's own trend, where it has one). A drift is one line through
@@ -530,7 +538,7 @@ class LatencyTracker:
         no = np.zeros(self.w, dtype=bool)
         t, y = self._span(-math.inf, until)
         tb = self.base_t
-        if self.control or t.size < 3 or tb.size < 3:
+        if t.size < 3 or tb.size < 3:
             return no, nan, nan, nan
         ok = ~np.isnan(y)
         cnt = ok.sum(axis=1)
