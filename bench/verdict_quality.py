@@ -157,7 +157,8 @@ def baseline_minutes(m: Model, data: dict[str, np.ndarray], profile: Profile, ex
     w = data["canary_p50"].shape[0]
     length = np.full(w, m.base_min)
     open_ = np.ones(w, bool)
-    for extra in range(int(extend_min) + 1):
+    held = math.floor(round(-float(t[0]) / 60 - GAP_MIN - m.base_min, 6))  # minutes before the baseline the data hold
+    for extra in range(int(max(0, min(extend_min, held))) + 1):
         ll = m.base_min + extra
         base = (t < -GAP_MIN * 60) & (t >= -(GAP_MIN + ll) * 60)
         ready = np.ones(int(open_.sum()), bool)
@@ -173,12 +174,14 @@ def baseline_minutes(m: Model, data: dict[str, np.ndarray], profile: Profile, ex
     return length
 
 
-def judge(m: Model, data: dict[str, np.ndarray], profile: Profile, extend_min: float = 0.0,
+def judge(m: Model, data: dict[str, np.ndarray], profile: Profile, extend_min: float = EXTEND_MIN,
           history: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray, list, np.ndarray]:
     """Feed the engine's trackers, tick by tick, exactly as the live window does: per group of
     windows whose baselines are equally long. ``history``: per latency ("p50", "p99") the previous
-    days' long-run ratio of each window (``history_ratio``), or None. Returns the codes, the
-    outcomes (their arrays in the windows' order) and each window's baseline minutes."""
+    days' long-run ratio of each window (``history_ratio``), or None. ``extend_min``: how far the
+    baseline may be extended (the plan's 60 minutes by default; never further back than ``data``
+    reach). Returns the codes, the outcomes (their arrays in the windows' order) and each window's
+    baseline minutes."""
     t = data["t"]
     in_window = t >= 0
     looks = tuple(at for _, at in checkpoint_offsets_s(profile)[1:])
