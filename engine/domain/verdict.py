@@ -190,7 +190,7 @@ class LatencyJudge:
             rose = ""
             if tr is not None and math.isfinite(float(tr.step_at[0])):
                 # the rise is what made the baseline's noise look that slow: say so, not only "too short"
-                rose = (f" — its level rose {pct(float(tr.step_rise[0]))} {-float(tr.step_at[0]) / 60:.0f} min before "
+                rose = (f" — its level rose {_step_words(tr.step_rise, tr.step_at)} before "
                         "the window and stayed there, which that noise estimate takes for wandering"
                         + ("" if self.control else " (no control)"))
             return (f"the baseline's effective n is {float(nz.n_eff[0]):.1f} (n={self.base_n}, long-run ρ "
@@ -300,7 +300,7 @@ class LatencyJudge:
                     f"baseline and the window alike (a drift of {_per_hour(o.drift)} an hour"
                     f"{'' if self.control else ', no control'}): its rise cannot be told from the change"),
                 10: (f"the baseline's level{' against the control' if self.control else ''} rose "
-                     f"{_step_words(o)} before the window (not the change{'' if self.control else '; no control'}): "
+                     f"{_step_words(o.base_step, o.base_step_at)} before the window (not the change{'' if self.control else '; no control'}): "
                      f"against the level since, the shift is not past +{s.pass_pct:g}%"),
             }.get(int(o.reason[0]), REASONS[int(o.reason[0])])
         else:
@@ -321,10 +321,11 @@ def _per_hour(slope: np.ndarray | None) -> str:
     return pct(x * 3600.0) if math.isfinite(x) else "an unknown rate"
 
 
-def _step_words(o: Outcome) -> str:
-    """How much the baseline's level rose and how long before the window (reason 10)."""
-    rise = float(o.base_step[0]) if o.base_step is not None else math.nan
-    at = float(o.base_step_at[0]) if o.base_step_at is not None else math.nan
+def _step_words(rise_of: np.ndarray | None, at_of: np.ndarray | None) -> str:
+    """How much the baseline's level rose and how long before the window (``_base_step``'s rise and
+    when, per window: the first)."""
+    rise = float(rise_of[0]) if rise_of is not None else math.nan
+    at = float(at_of[0]) if at_of is not None else math.nan
     if not (math.isfinite(rise) and math.isfinite(at)):
         return "within it"
     return f"{pct(rise)} {-at / 60:.0f} min"

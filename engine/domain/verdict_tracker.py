@@ -475,6 +475,20 @@ class LatencyTracker:
             np.maximum(self.step_n, 1), cur.rho)
         return est, var
 
+    def _level_shift(self, y: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The shift of the window's values ``y`` against the baseline's level alone (no trend carried
+        forward), and its variance."""
+        win, cur = self.win, self.cur
+        est = _med(y) - np.median(self.base_y, axis=1)
+        var = win.sigma2 * median_var_factor(n, win.rho) + cur.sigma2 * median_var_factor(self.base_t.size, cur.rho)
+        return est, var
+
+    def _past_since_step(self, y: np.ndarray, n: np.ndarray, line: float, z: Any) -> np.ndarray:
+        """Whether the shift against the level since the baseline's rise stays ``z`` SDs past ``line``."""
+        s_est, s_var = self._step_shift(y, n)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return (s_est - line) / np.sqrt(s_var) >= z
+
     def _still_past(self, until: float | None, line: float, z: Any) -> np.ndarray:
         """Whether the shift over (−∞, ``until``] stays ``z`` of its SDs past ``line`` on each other
         explanation of the data that they allow, per window (an intersection of tests: a FAIL or a
@@ -499,19 +513,15 @@ class LatencyTracker:
         if t.size == 0:
             return ok
         n = _count(y)
-        win, cur = self.win, self.cur
         with np.errstate(divide="ignore", invalid="ignore"):
             if self.any_trend:
-                est = _med(y) - np.median(self.base_y, axis=1)
-                var = win.sigma2 * median_var_factor(n, win.rho) + cur.sigma2 * median_var_factor(
-                    self.base_t.size, cur.rho)
+                est, var = self._level_shift(y, n)
                 ok &= ~self.noise.trend | ((est - line) / np.sqrt(var) >= z)
             drift, a_est, a_var, _ = self._drift(until)
             ok &= ~drift | ((a_est - line) / np.sqrt(a_var) >= z)
             stepped = ~np.isnan(self.step_at)
             if stepped.any():
-                s_est, s_var = self._step_shift(y, n)
-                ok &= ~stepped | ((s_est - line) / np.sqrt(s_var) >= z)
+                ok &= ~stepped | self._past_since_step(y, n, line, z)
         return ok
 
     def _drift(self, until: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -632,11 +642,9 @@ class LatencyTracker:
         # line against the baseline's level alone: a trend learnt from half an hour (a level that
         # rose within it, a slow swing) and carried an hour on would otherwise pass a regression
         # off as the trend's continuation.
-        level_est = _med(wy) - np.median(self.base_y, axis=1) if self.any_trend and wt.size else np.full(self.w, np.nan)
+        level_est = self._level_shift(wy, _count(wy))[0] if self.any_trend and wt.size else np.full(self.w, np.nan)
         if stepped.any():
-            s_est, s_var = self._step_shift(wy, _count(wy))
-            with np.errstate(divide="ignore", invalid="ignore"):
-                stepped &= ~((s_est - self.lines[2]) / np.sqrt(s_var) >= EXPLAIN_Z)
+            stepped &= ~self._past_since_step(wy, _count(wy), self.lines[2], EXPLAIN_Z)
         self.cur, self.win, self.z_warn, self.z_harm, self.z_late, self.base_ok, self.harm = kept
         # A harm-limit stop is reported on the evidence that decided it: the rolling span at the stop
         # (a window stopped minutes in holds too little for the window so far to say much).
