@@ -534,6 +534,32 @@ def test_a_trend_carried_forward_does_not_pass_a_regression_off_as_its_continuat
     assert not (o.met == 1).any(), np.bincount(o.reason)
 
 
+def _swing(rng: np.random.Generator, w: int, change: float = 1.0, amp: float = 0.2):
+    """The drift scenario's series with no drift but a slow swing (±``amp`` in log terms, a 2-hour
+    period) whose falling flank is the baseline (it crosses its middle at the baseline's middle)
+    and whose rise, trough to crest, is the window; ``change`` a step at the change."""
+    tb, base, tw, win = _drifting(rng, w, 0.0, change=change)
+
+    def swing(t: np.ndarray) -> np.ndarray:
+        return -amp * np.sin(2 * np.pi * (t + 1800.0) / 7200.0)[None, :]
+
+    return tb, base + swing(tb), tw, win + swing(tw)
+
+
+def test_a_trend_that_is_the_falling_flank_of_a_slow_swing_is_not_carried_into_a_fail():
+    """The baseline falls (−20 % over its 30 minutes, a trend); the window climbs from the swing's
+    trough to its crest, ending ~20 % above the baseline's middle — and far above the baseline's
+    line carried an hour on. Against that line the window FAILed (the level-alone check weighed the
+    shift on the trend's calm residuals; the harm limit had no such check). The level-alone explanation now counts the swing the baseline showed as
+    wandering, and the harm limit needs it too: no FAIL, where the old rules FAILed 9 % of windows
+    (all at the harm limit). A 2× step on the same swing FAILs as often as before (two in three;
+    at the looks now, where it was mostly the harm limit), never PASS."""
+    o = _judged(*_swing(np.random.default_rng(11), 200))
+    assert np.mean(o.met == 0) <= 0.01, (np.mean(o.met == 0), np.bincount(o.stop_kind))
+    o = _judged(*_swing(np.random.default_rng(12), 200, change=2.0))
+    assert np.mean(o.met == 0) >= 0.6 and not (o.met == 1).any(), np.mean(o.met == 0)
+
+
 def test_a_p50_that_jumps_between_two_levels_is_not_judged_by_its_median():
     """Half the intervals' p50 ×5 (two statement kinds at about the same rate): the median sits
     between the two levels and flips between them as the mix tips — baseline and window medians

@@ -277,6 +277,12 @@ class LatencyTracker:
         # span that still holds a burst which has ended — early in the window the span is short,
         # and a 90-s burst fills most of it — confirms nothing.
         crit = harm_ok & (r_low >= crit_line) & active
+        if self.any_trend and crit.any():
+            # … and against the baseline's level alone: a trend learnt from half an hour and carried
+            # an hour on is no measure of harm where the window does not follow it (``_still_past``)
+            _, ry = self._span(t - s.rolling_s)
+            l_est, l_var = self._level_shift(ry, _count(ry), (h_cur, h_win))
+            crit &= ~self.noise.trend | (l_est - z_harm * np.sqrt(l_var) >= crit_line)
         starting = crit & np.isnan(self.crit_since)
         self.crit_since = np.where(starting, t, self.crit_since)
         ended = ~crit & ~np.isnan(self.crit_since)
@@ -475,12 +481,17 @@ class LatencyTracker:
             np.maximum(self.step_n, 1), cur.rho)
         return est, var
 
-    def _level_shift(self, y: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _level_shift(self, y: np.ndarray, n: np.ndarray, noise: tuple[Noise, WindowNoise] | None = None,
+                     ) -> tuple[np.ndarray, np.ndarray]:
         """The shift of the window's values ``y`` against the baseline's level alone (no trend carried
-        forward), and its variance."""
-        win, cur = self.win, self.cur
+        forward), and its variance (on ``noise``, default the tracker's current pair)."""
+        cur, win = noise if noise is not None else (self.cur, self.win)
         est = _med(y) - np.median(self.base_y, axis=1)
-        var = win.sigma2 * median_var_factor(n, win.rho) + cur.sigma2 * median_var_factor(self.base_t.size, cur.rho)
+        # Without the trend, the baseline's course is a stretch of slow wandering: one that moved the
+        # line's spread within the baseline moves as much again by the window (twice its variance).
+        ramp = 2 * self.noise.slope ** 2 * float(np.var(self.base_t))
+        var = (win.sigma2 * median_var_factor(n, win.rho) + cur.sigma2 * median_var_factor(self.base_t.size, cur.rho)
+               + ramp)
         return est, var
 
     def _past_since_step(self, y: np.ndarray, n: np.ndarray, line: float, z: Any) -> np.ndarray:
