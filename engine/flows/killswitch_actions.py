@@ -327,7 +327,9 @@ def activate(store: Any, backend: KillSwitchBackend, tenant_id: str, scope: str,
         result.switch_set = result.already_on = True
         result.on_by = clean_text(earlier.set_by, ACTOR_LIMIT).text
         result.on_reason, result.on_since = clean_text(earlier.reason).text, earlier.updated_at
-        await_watchers(wake_watchers())  # the ALTER in flight is stopped all the same, before any audit
+        woken_at = time.monotonic()
+        woken = wake_watchers()
+        await_watchers(woken)  # the ALTER in flight is stopped all the same, before any audit
         _audit(store, result, audit_tenant, "kill_switch_repressed",
                {"scope": scope, "connection_id": conn or None, "reason": result.reason, "via": via,
                 "set_by": earlier.set_by, "on_since": earlier.updated_at.isoformat() if earlier.updated_at else None,
@@ -337,9 +339,11 @@ def activate(store: Any, backend: KillSwitchBackend, tenant_id: str, scope: str,
                    {"scope": scope, "connection_id": conn or None, "changes": list(result.cleaned), "via": via})
         if enforce and tenant_id and tenant_id != GLOBAL_TENANT:
             _enforce(store, backend, result, tenant_id, worker, target_for, take_over, clock)
+        _credit_watchers(result, woken, woken_at)
         return result
 
     started = time.monotonic()
+    woken: list[Any] = []
     told = False
 
     def set_switch() -> None:
@@ -367,7 +371,8 @@ def activate(store: Any, backend: KillSwitchBackend, tenant_id: str, scope: str,
         result.switch_set, result.switch_error = True, None
         # This process's own executor kills its ALTER now, not at its next poll; the rest of the
         # activation (audit rows, looking for other ALTERs) waits for its KILL to be out.
-        await_watchers(wake_watchers())
+        woken = wake_watchers()
+        await_watchers(woken)
     except Exception as exc:  # noqa: BLE001 - said in the result; the kill went out directly
         if _is_store_locked(exc):
             result.switch_error = f"{result.switch_error} (retried for {time.monotonic() - started:.0f} s)"
@@ -384,6 +389,7 @@ def activate(store: Any, backend: KillSwitchBackend, tenant_id: str, scope: str,
                    {"scope": scope, "connection_id": conn or None, "changes": list(result.cleaned), "via": via})
         if enforce and tenant_id and tenant_id != GLOBAL_TENANT:
             _enforce(store, backend, result, tenant_id, worker, target_for, take_over, clock)
+        _credit_watchers(result, woken, started)
     else:
         _audit(store, result, audit_tenant, "kill_switch_activation_failed",
                {"scope": scope, "connection_id": conn or None, "reason": result.reason,
@@ -432,6 +438,26 @@ def _enforce(store: Any, backend: KillSwitchBackend, result: KillResult, tenant_
     except Exception as exc:  # noqa: BLE001 - the switch is on; the executor stops on its next read
         result.alter_errors.append(f"could not look for the ALTER in flight: {_said(exc)}; the switch is on, so "
                                    "the run's executor stops at its next read of it")
+
+
+def _credit_watchers(result: KillResult, woken: list[Any], since: float) -> None:
+    """What this process's own executors, woken by the activation, killed (their KILL out after
+    ``since``) and the enforcement did not list: on a loaded machine the executor may have settled
+    its run (cancelled) before the enforcement looked for running ones, and the activation must still
+    say what it stopped. Waits for each such ALTER's end as the enforcement would."""
+    from engine.flows.enforce import FINISHED_BEFORE, KILL_CONFIRM_S, KILLED
+
+    listed = {run_id for run_id, _ in result.killed} | {run_id for run_id, _ in result.finished_before}
+    for watch in woken:
+        if watch.run_id in listed or watch.killed_at is None or watch.killed_at < since:
+            continue
+        if not watch.settled.wait(KILL_CONFIRM_S) or watch.outcome is None:
+            continue
+        kill = watch.outcome
+        if kill.outcome == KILLED and kill.thread is not None:
+            result.killed.append((watch.run_id, kill.thread))
+        elif kill.outcome == FINISHED_BEFORE:
+            result.finished_before.append((watch.run_id, kill.index))
 
 
 def _kill_directly(store: Any, result: KillResult, tenant_id: str, conn: str, worker: str,
