@@ -43,6 +43,8 @@ class AlterWatch:
     """One executor watching its run's ALTER in this process."""
 
     run_id: str
+    tenant_id: str = ""  # the run's tenant and connection profile: which switches cover it
+    connection_id: str = ""
     wake: threading.Event = field(default_factory=threading.Event)  # read the switch now
     settled: threading.Event = field(default_factory=threading.Event)  # the ALTER ended (outcome set) or the watch ended
     outcome: Any = None  # engine.flows.enforce.AlterKill, once the ALTER ended and its index was read
@@ -60,9 +62,9 @@ _WATCHERS_LOCK = threading.Lock()
 
 
 @contextmanager
-def watching(run_id: str) -> Iterator[AlterWatch]:
+def watching(run_id: str, tenant_id: str = "", connection_id: str = "") -> Iterator[AlterWatch]:
     """Register an executor's watch of its ALTER for the length of the block."""
-    watch = AlterWatch(run_id)
+    watch = AlterWatch(run_id, tenant_id, connection_id)
     with _WATCHERS_LOCK:
         _WATCHERS.add(watch)
     try:

@@ -47,7 +47,7 @@ class AlterSteps(ExecutorBase):
                                            "lock_wait_timeout": self.opts.lock_wait_timeout})
         self._event("alter_started", thread_id=alter.thread_id, sql=statement)
         result: dict[str, Any] = {}
-        with watching(run.id) as watch:  # a switch set in this process wakes the watch at once
+        with watching(run.id, self.tenant, self.conn_id) as watch:  # a switch set in this process wakes it at once
             def work() -> None:
                 try:
                     alter.execute(statement)

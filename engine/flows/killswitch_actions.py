@@ -442,14 +442,19 @@ def _enforce(store: Any, backend: KillSwitchBackend, result: KillResult, tenant_
 
 def _credit_watchers(result: KillResult, woken: list[Any], since: float) -> None:
     """What this process's own executors, woken by the activation, killed (their KILL out after
-    ``since``) and the enforcement did not list: on a loaded machine the executor may have settled
-    its run (cancelled) before the enforcement looked for running ones, and the activation must still
-    say what it stopped. Waits for each such ALTER's end as the enforcement would."""
+    ``since``) under the switch set (its scope covers their run) and the enforcement did not list:
+    on a loaded machine the executor may have settled its run (cancelled) before the enforcement
+    looked for running ones, and the activation must still say what it stopped. Waits for each such
+    ALTER's end as the enforcement would."""
     from engine.flows.enforce import FINISHED_BEFORE, KILL_CONFIRM_S, KILLED
 
+    scope = result.scopes[0] if result.scopes else ""
     listed = {run_id for run_id, _ in result.killed} | {run_id for run_id, _ in result.finished_before}
     for watch in woken:
         if watch.run_id in listed or watch.killed_at is None or watch.killed_at < since:
+            continue
+        if scope != "global" and (watch.tenant_id != result.tenant_id
+                                  or (scope == "connection" and watch.connection_id != result.connection_id)):
             continue
         if not watch.settled.wait(KILL_CONFIRM_S) or watch.outcome is None:
             continue
