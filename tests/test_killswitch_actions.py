@@ -192,3 +192,33 @@ def test_the_kill_of_an_alter_this_process_drives_awaits_its_executor_s_reading(
     # No executor of this process watches it (another process's ALTER): the kill goes to the server.
     with pytest.raises(AssertionError, match="second connection"):
         stop_run_alter(no_connection, run, confirm_s=0.1)
+
+
+def test_a_woken_executor_s_kill_is_reported_only_by_a_switch_that_covers_its_run():
+    """The activation lists the kill its woken executor sent when the enforcement did not (the run
+    already cancelled) — but only for a switch whose scope covers that run: another tenant's
+    executor, or another connection's, killed under its own switch, not this one."""
+    import time
+
+    from engine.adapters.killswitch import AlterWatch
+    from engine.flows.enforce import AlterKill
+    from engine.flows.killswitch_actions import KillResult, _credit_watchers
+
+    since = time.monotonic()
+
+    def watch(run: str, tenant: str, conn: str) -> AlterWatch:
+        w = AlterWatch(run, tenant, conn)
+        w.killed_at = time.monotonic()
+        w.publish(AlterKill(run, 42, True, False, "idx on shop.orders"))
+        return w
+
+    woken = [watch("r-acme", "acme", "c1"), watch("r-other", "other", "c1"), watch("r-acme-c2", "acme", "c2")]
+    cases = {("tenant", "acme", ""): ["r-acme", "r-acme-c2"], ("connection", "acme", "c1"): ["r-acme"],
+             ("global", "", ""): ["r-acme", "r-other", "r-acme-c2"]}
+    for (scope, tenant, conn), runs in cases.items():
+        result = KillResult("activate", (scope,), tenant, conn, "nok", "console")
+        _credit_watchers(result, woken, since)
+        assert [r for r, _ in result.killed] == runs, scope
+    late = KillResult("activate", ("tenant",), "acme", "", "nok", "console")
+    _credit_watchers(late, woken, time.monotonic())  # killed before this activation: not its doing
+    assert late.killed == []
