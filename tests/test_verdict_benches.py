@@ -1,6 +1,7 @@
 """The verdict's benchmarks still run and end with their one JSON line (docs/verdict.md): a few
-windows of a few models each, as a newcomer would run them — the figures themselves are the
-benchmarks' business, at 400–1,000 windows."""
+windows of a few models each, as a newcomer would run them (marked long) — the figures themselves
+are the benchmarks' business, at 400–1,000 windows; and the stress bench's statement-built
+percentiles are those of real draws."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ def _last_json(*args: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.long  # two benchmark processes (~20 s of CPU): CI's long step runs them
 @pytest.mark.parametrize("args, models", [
     (("bench/verdict_quality.py", "--windows", "12", "--models", "independent,minutes_control"),
      {"independent", "minutes_control"}),
