@@ -50,23 +50,25 @@ def lab(sandbox, tmp_path_factory):
 # order (with `--no-loadscope-reorder`, in pyproject.toml: xdist otherwise reorders them by their
 # number of tests, which sent 217 quick identifier tests first and a 90-s file of seven last); a
 # slow file handed out last keeps one worker busy after the others are done. The default run's
-# files of 12 s or more, as measured (per-file totals of --durations, four workers on two cores),
-# then the long ones'.
+# files of 10 s or more, slowest first, as measured on 2026-12-06 (per-file wall of each test,
+# six workers on two cores: test_verdict_noise, 52 s, had been left out and started last), then
+# the quicker ones named before, then the long ones.
 SLOW_FILES_FIRST = (
-    "test_console_screens_snapshots.py", "test_kill_cli.py", "test_report.py", "test_keys_answer.py",
-    "test_faults_rehearsal.py", "test_dashboard_snapshots.py", "test_dashboard_screens.py",
-    "test_dashboard_window.py", "test_dashboard_decision.py", "test_dashboard_charts.py",
-    "test_console_pilot.py", "test_cli.py", "test_notify.py",
-    "test_rollback_dialogs.py", "test_collectors_mariadb.py", "test_selftest_gate.py",
-    "test_real_verification.py", "test_faults_store.py", "test_observation.py", "test_rollback_and_scope.py",
-    "test_sandbox.py", "test_dry_run.py", "test_faults_console.py", "test_notify_rollback.py",
-    "test_rollback_partial.py", "test_secrets.py", "test_kill_repress.py", "test_tc_cases.py", "test_store.py",
-    "test_kill_switch_always.py", "test_api_hostile.py", "test_import_hygiene.py", "test_resume_dashboard.py",
-    "test_small_terminals.py", "test_api_endpoints.py", "test_one_command_layer.py", "test_collector_needs.py",
-    "test_dashboard_memory.py", "test_hostile_input.py", "test_roles_console.py", "test_api_killswitch.py",
-    "test_prometheus_source.py", "test_rollback_flow.py", "test_kill_during_alter.py",
-    "test_console_snapshots.py", "test_kill_banner_dialogs.py", "test_target.py", "test_target_unavailable.py",
-    "test_api_isolation.py", "test_rehearse_start.py",
+    "test_console_screens_snapshots.py", "test_report.py", "test_faults_rehearsal.py",
+    "test_dashboard_snapshots.py", "test_api_endpoints.py", "test_verdict_noise.py", "test_rollback_flow.py",
+    "test_console_pilot.py", "test_store.py", "test_notify.py", "test_collectors_mariadb.py",
+    "test_api_killswitch.py", "test_observation.py", "test_rollback_dialogs.py", "test_faults_store.py",
+    "test_tc_cases.py", "test_keys_answer.py", "test_hostile_input.py", "test_dashboard_screens.py",
+    "test_kill_switch_always.py", "test_roles_console.py", "test_real_verification.py", "test_kill_cli.py",
+    "test_small_terminals.py", "test_prometheus_source.py", "test_audit_chain.py",
+    "test_rollback_and_scope.py", "test_thresholds_decision.py", "test_verdict.py", "test_collector_needs.py",
+    "test_dashboard_memory.py", "test_kill_during_alter.py", "test_api_isolation.py",
+    "test_dashboard_window.py", "test_one_command_layer.py", "test_rollback_partial.py",
+    "test_kill_banner_dialogs.py", "test_sandbox.py", "test_notify_rollback.py", "test_rehearse_start.py",
+    "test_cli.py", "test_target.py", "test_resume_dashboard.py", "test_plan.py", "test_dashboard_decision.py",
+    "test_history.py", "test_dashboard_charts.py", "test_selftest_gate.py", "test_dry_run.py",
+    "test_faults_console.py", "test_secrets.py", "test_kill_repress.py", "test_api_hostile.py",
+    "test_import_hygiene.py", "test_console_snapshots.py", "test_target_unavailable.py",
     "test_console_flow.py", "test_monitor_headless.py", "test_crash_resume.py", "test_tmux_walk.py",
     "test_rehearse_smoke.py", "test_faults_monitoring.py", "test_api_fuzz.py", "test_killswitch_load.py",
     "test_crash_resume_points.py",
