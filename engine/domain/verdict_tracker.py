@@ -177,6 +177,11 @@ class LatencyTracker:
         self.spread = np.maximum(spread, gap)  # the sparsest spacing read, for the reason
         self.base_t = np.asarray(base_t, dtype=float)  # the baseline as measured, for a drift's line (``_drift``)
         self.base_y = np.atleast_2d(np.asarray(base, dtype=float))
+        # Without its trend, the baseline's course is a stretch of slow wandering: one that moved the
+        # line's spread within the baseline moves as much again by the window (twice its variance),
+        # which the shift against the level alone carries (``_level_shift``); 0 where no trend.
+        self.level_ramp_var = 2 * self.noise.slope ** 2 * float(np.var(self.base_t)) if self.base_t.size else \
+            np.zeros_like(self.noise.slope)
         w = self.noise.n.shape[0]
         self.w = w
         self.control = control
@@ -487,11 +492,8 @@ class LatencyTracker:
         forward), and its variance (on ``noise``, default the tracker's current pair)."""
         cur, win = noise if noise is not None else (self.cur, self.win)
         est = _med(y) - np.median(self.base_y, axis=1)
-        # Without the trend, the baseline's course is a stretch of slow wandering: one that moved the
-        # line's spread within the baseline moves as much again by the window (twice its variance).
-        ramp = 2 * self.noise.slope ** 2 * float(np.var(self.base_t))
         var = (win.sigma2 * median_var_factor(n, win.rho) + cur.sigma2 * median_var_factor(self.base_t.size, cur.rho)
-               + ramp)
+               + self.level_ramp_var)
         return est, var
 
     def _past_since_step(self, y: np.ndarray, n: np.ndarray, line: float, z: Any) -> np.ndarray:
