@@ -106,6 +106,15 @@ def _rose_before(rng: np.random.Generator, t: np.ndarray, w: int) -> np.ndarray:
     return np.where(t[None, :] >= at, math.log(1.35), 0.0)
 
 
+def _burst(minutes: float, x: float) -> Shape:
+    """One burst on the whole server, ``x`` for ``minutes``, at a random moment 10–57 minutes into
+    the window (a backup, a batch job), no control: an incident that goes away again."""
+    def f(rng: np.random.Generator, t: np.ndarray, w: int) -> np.ndarray:
+        start = rng.uniform(600.0, 3420.0 - minutes * 60, (w, 1))
+        return np.where((t[None, :] >= start) & (t[None, :] < start + minutes * 60), math.log(x), 0.0)
+    return f
+
+
 def _two_levels(p: float, x: float, dwell_s: float) -> Shape:
     """A p50 that is ``x`` times slower in a fraction ``p`` of the intervals (two statement kinds, two
     plans), independently each interval (``dwell_s`` 0) or in spells of ~``dwell_s``."""
@@ -250,8 +259,13 @@ STRESS: dict[str, tuple[str, Shape | None]] = {
     "control_partial": ("control: it feels 60 % of the server's 10-min 20 % wander, and 8 % of its own", None),
     "traffic_modes": ("p99 of ~150 statements, 1.2 % 8× slower: two modes weighted by a wandering traffic", None),
     "mix_drifts": ("p50 of two statement kinds, the slow one's share +9 points an hour, crossing half", None),
+    "burst_3min": ("one 3-min 3× burst mid-window, no control (a warning is the answer)", _burst(3, 3.0)),
+    "burst_10min": ("one 10-min 1.5× burst mid-window, no control (a warning is the answer)", _burst(10, 1.5)),
 }
 REGRESSIONS = {"ramp_to_1.5x"}  # no case is a no-change window: a FAIL is right, only a PASS is wrong
+# an incident that went away is set aside with a warning (docs/verdict.md, "An incident set aside"):
+# there a warning is the right answer, and an INCONCLUSIVE the one counted against the verdict
+INCIDENTS = {"burst_3min", "burst_10min"}
 
 
 def simulate(name: str, w: int, change: float, rng: np.random.Generator, day: bool = False,
@@ -359,7 +373,8 @@ def main() -> int:
         if name in REGRESSIONS:
             miss = ["PASS"] if row["inconclusive_pct"] + row["false_fail_pct"] + row["false_warn_pct"] < 99.5 else []
         else:
-            miss = [k for k, bad in (("falseFAIL", row["false_fail_pct"] > 1), ("falseWARN", row["false_warn_pct"] > 5),
+            miss = [k for k, bad in (("falseFAIL", row["false_fail_pct"] > 1),
+                                     ("falseWARN", row["false_warn_pct"] > 5 and name not in INCIDENTS),
                                      ("2x PASS", row["pass_pct_2x"] > 0.5)) if bad]
         print(f"{name:<20} {row['false_fail_pct']:>8.1f}% {row['false_warn_pct']:>8.1f}% "
               f"{row['inconclusive_pct']:>7.1f}% {row['detect_pct']:>11.1f}% {row['fail_pct_2x']:>6.1f}% "

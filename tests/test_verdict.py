@@ -392,3 +392,28 @@ def test_replay_takes_previous_days_as_history():
                                   "group": "history"}) + "\n"
     with pytest.raises(SamplesError, match=r"line \d+: a history sample"):
         judge_samples(parse_samples(late, PROFILE), PROFILE)
+
+
+def test_cli_replay_of_a_window_with_a_burst_that_went_away_passes_with_its_warning(tmp_path, capsys):
+    """A file as an exporter would write it: a 5-minute baseline and an hour's window of p50 at 5 s,
+    independent 12 % noise, one 3-minute 3× burst 25 minutes in. Judged whole the window was
+    INCONCLUSIVE ("wanders far more than the baseline"); ``replay`` now says PASS WITH WARNING, and
+    the JSON's criterion carries the warning and counts only the intervals judged."""
+    from console.cli import main
+
+    rng = random.Random(4)
+    t0 = datetime(2026, 12, 3, 7, 0, tzinfo=UTC)
+    lines = []
+    for i in range(65 * 12):
+        burst = 3.0 if (5 + 25) * 60 <= i * 5 < (5 + 28) * 60 else 1.0
+        ts = (t0 + timedelta(seconds=5 * i)).isoformat().replace("+00:00", "Z")
+        lines.append(json.dumps({"ts": ts, "metric": "latency_p50", "value": 2.0 * burst * math.exp(rng.gauss(0, 0.12))}))
+    f = tmp_path / "burst.jsonl"
+    f.write_text("\n".join(lines) + "\n")
+    assert main(["replay", "--samples", str(f), "--change-at", "2026-12-03T07:05:00Z", "--json"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    last = json.loads(out[-1])
+    assert last["verdict"] == "PASS_WITH_WARNING", last["reasons"]
+    p50 = next(c for c in last["criteria"] if c["name"].startswith("Query latency p50"))
+    assert p50["met"] is True and "set aside" in p50["warning"] and p50["n"] < 720
+    assert any("25–" in w or "set aside" in w for w in last["warnings"])

@@ -32,6 +32,7 @@ class Criterion:
     applicable: bool = True  # False: no source configured for it (shown, not counted)
     n_eff: float | None = None  # the effective n that correlation leaves (latency criteria)
     evidence: str | None = None  # one line: estimate, interval, n, effective n, control, method
+    warning: str | None = None  # a met criterion's warning (an incident it was judged without)
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,7 @@ def latency_criterion(rule: MetricRule, series: Series | None, profile: Profile)
     met = f["met"]
     rule_text = f["reason"] + ("" if met is not None else ": INCONCLUSIVE, never an automatic rollback")
     return Criterion(rule.label, met, value, threshold, rule_text, f["n"], interval, n_eff=n_eff,
-                     evidence=evidence), None
+                     evidence=evidence, warning=f.get("warning")), None
 
 
 def end_criterion(rule: MetricRule, series: Series | None, profile: Profile, end_s: float) -> Criterion:
@@ -199,7 +200,7 @@ def final_matrix(profile: Profile, state: WindowState, series: Mapping[str, Seri
     if state.stop_reason and state.stop_reason not in " ".join(reasons):
         reasons.append(f"failure condition: {state.stop_reason}")
     reasons += [f"during the AUTO-PAUSE, {e.detail}" for e in state.of_kind("resumed") if e.detail.startswith("rollback")]
-    warnings = tuple(e.detail for e in state.warnings)
+    warnings = tuple(e.detail for e in state.warnings) + tuple(f"{c.name}: {c.warning}" for c in counted if c.warning)
     if reasons:
         return Verdict(FAIL, tuple(criteria), tuple(reasons),
                        "execute the rollback decision flow (runbook 6), pre-filled with these metrics", warnings)

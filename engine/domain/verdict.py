@@ -310,9 +310,28 @@ class LatencyJudge:
                              f"the whole interval below +{s.pass_pct:g}% (upper bound {pct(float(o.high[0]))}), "
                              f"on an effective n of {few:.1f}: few effective intervals, a wide interval, and still "
                              "below the line")
+            aside = _aside_span(o)
+            if aside:
+                span, minutes = aside
+                out["n"] = int(o.n[0])  # the intervals judged: the window less those set aside
+                out["reason"] += f" on the window without {minutes} set aside ({span})"
+                out["method"] += f"; without {minutes} set aside ({span})"
+                out["warning"] = (f"an incident {span} — a rise that went away again, not the change's step — set "
+                                  "aside: judged whole, the window was too uncertain to judge; without those "
+                                  f"{minutes}, below +{s.pass_pct:g}%: a PASS with this warning (look at what ran then)")
         if self.window_bad:
             out["reason"] += f"; {len(self.window_bad)} window value(s) ignored ({_why_unusable(self.window_bad)})"
         return out
+
+
+def _aside_span(o: Any) -> tuple[str, str] | None:
+    """The incidents a PASS was judged without (``Outcome.aside_s``): (when, how long) in words;
+    None where none were set aside."""
+    secs = float(o.aside_s[0]) if o.aside_s is not None else math.nan
+    if not math.isfinite(secs):
+        return None
+    lo, hi = float(o.aside_from[0]), float(o.aside_to[0])
+    return f"{max(lo, 0.0) / 60:.0f}–{hi / 60:.0f} min into the window", f"{secs / 60:.1f} min"
 
 
 def _per_hour(slope: np.ndarray | None) -> str:

@@ -80,6 +80,12 @@ DRIFT_SD = math.log1p(0.15) / 3600  # log per second: how fast a drift plausibly
 EXPLAIN_Z = 1.645  # an other explanation must leave the shift past its line by this many SDs (one-sided 95 %)
 STEP_Z = 3.0  # a rise within the baseline this many SDs (its own noise) past its earlier level: a level change
 STEP_MIN_S = 120.0  # … with at least this long before and after it
+# An incident that ended (a harm-limit lower bound past the critical line that went back under it
+# before the confirmation period ended, or a later level change that went away: a burst) is set aside where the window judged whole is INCONCLUSIVE:
+# the span that can hold the burst (the rolling minutes before the crossing, to its end) is left
+# out and the rest judged again; a PASS there stands, with a warning that names it. At most this
+# fraction of the window's intervals: a window that is mostly incidents is judged as it is.
+ASIDE_MAX_FRACTION = 1 / 4
 
 
 @dataclass(frozen=True)
@@ -124,6 +130,11 @@ class Outcome:
     base_step: np.ndarray | None = None  # log rise of the baseline's level before the ALTER where it withheld the verdict
     base_step_at: np.ndarray | None = None  # … and when (seconds, window time, negative; NaN: none)
     look_z: list[np.ndarray] = field(default_factory=list)
+    # seconds of the window set aside as incidents where that turned an INCONCLUSIVE into a PASS
+    # (with a warning), and the span they cover (seconds into the window); NaN: none set aside
+    aside_s: np.ndarray | None = None
+    aside_from: np.ndarray | None = None
+    aside_to: np.ndarray | None = None
     noise: Noise | None = None  # the noise the outcome was judged on (baseline and window)
     window_noise: WindowNoise | None = None  # … and the window's own where it differs (``apart``)
 
@@ -203,9 +214,11 @@ class LatencyTracker:
         # the degrees of freedom of the noise it was judged on
         self.stop_span = tuple(np.full(w, np.nan) for _ in range(5))
         self.incidents = np.zeros(w, dtype=int)
+        self.aside = np.zeros((w, capacity), dtype=bool)  # the intervals an incident may hold (``ASIDE_MAX_FRACTION``)
         self.warned_at = np.full(w, np.nan)
         self.warn_since = np.full(w, np.nan)
         self.late_at = np.full(w, np.nan)
+        self.late_since = np.full(w, np.nan)  # the later level change seen now, since when (NaN: none now)
         self.look_z: list[np.ndarray] = []
         # the latest tick's evidence, for the band (W,)
         self.level = np.zeros(w, dtype=int)  # 0 ok, 2 warning, 3 critical (confirmed)
@@ -267,6 +280,9 @@ class LatencyTracker:
             ny = np.empty((self.w, cap))
             ny[:, :self.k] = self.y[:, :self.k]
             self.y = ny
+            na = np.zeros((self.w, cap), dtype=bool)
+            na[:, :self.k] = self.aside[:, :self.k]
+            self.aside = na
         self.t[self.k] = t
         self.y[:, self.k] = y
         self.k += 1
@@ -293,6 +309,8 @@ class LatencyTracker:
         ended = ~crit & ~np.isnan(self.crit_since)
         self.ended_incident = ended & active
         self.incidents += self.ended_incident
+        if self.ended_incident.any():
+            self._set_aside(np.flatnonzero(self.ended_incident), self.crit_since - s.rolling_s, t)
         self.crit_since = np.where(crit, self.crit_since, np.nan)
         confirmed = crit & (t - self.crit_since >= s.confirmation_s) & (r_neff >= s.min_samples)
         if confirmed.any():
@@ -334,6 +352,12 @@ class LatencyTracker:
                 ((self.first_med - nz.level) < pass_line) & active
             self.new_late = late & np.isnan(self.late_at)
             self.late_at = np.where(self.new_late, t, self.late_at)
+            # … and one that went away again was a burst too: an incident to set aside
+            self.late_since = np.where(late & np.isnan(self.late_since), t, self.late_since)
+            over = ~late & ~np.isnan(self.late_since) & active
+            if over.any():
+                self._set_aside(np.flatnonzero(over), self.late_since - s.rolling_s, t)
+            self.late_since = np.where(late, self.late_since, np.nan)
         # warning: the window so far, its one-sided lower bound past the warning line
         c_est, c_var, _, c_neff = self._shift(-math.inf)
         c_low = c_est - self.z_warn * np.sqrt(c_var)
@@ -353,10 +377,23 @@ class LatencyTracker:
             self._look(self.look_i, s.looks_s[self.look_i])
             self.look_i += 1
 
+    def _set_aside(self, rows: np.ndarray, since: np.ndarray, until: float) -> None:
+        """Mark the intervals of ``rows`` in (``since``, ``until``] as an incident's: the span a
+        burst that has ended can lie in (the rolling minutes before it was first seen, to its end)."""
+        tt = self.t[:self.k]
+        self.aside[rows, :self.k] |= (tt[None, :] > since[rows][:, None]) & (tt[None, :] <= until)
+
     def _latest_past(self, t: float, line: float) -> np.ndarray:
-        """Whether the latest half of the confirmation period (its median) is past ``line``."""
+        """Whether the latest half of the confirmation period (its median) is past ``line`` — where
+        the baseline's trend is carried forward, against the baseline's level too: a burst that has
+        ended is not still past the line because a chance slope, carried 40 minutes on, puts the
+        line that far below it (the harm limit's own check, ``_level_shift``, is on its span, which
+        still holds the burst)."""
         lt, ly = self._span(t - self.s.confirmation_s / 2)
-        return _med(self._detrend(ly, lt)) - self.cur.level >= line
+        past = _med(self._detrend(ly, lt)) - self.cur.level >= line
+        if self.any_trend:
+            past &= ~self.noise.trend | (_med(ly) - np.median(self.base_y, axis=1) >= line)
+        return past
 
     def _refresh(self, until: float | None = None, baseline_veto: bool = False) -> None:
         """Learn the noise again from the baseline AND the window so far.
@@ -634,10 +671,49 @@ class LatencyTracker:
                     np.where(take, new, old) for new, old in
                     zip(b[:7] + b[9:], (met, reason, est, low, high, n, n_eff, drift), strict=True))
                 cur, win = _pick(take, cur, b[7]), _pick(take, win, b[8])
+        warned_at = self.warned_at.copy()
+        aside_s, aside_from, aside_to = (np.full(self.w, np.nan) for _ in range(3))
+        aside = self.aside[:, :self.k]
+        n_aside = aside.sum(axis=1)
+        # … where every incident went away again: none still on at the end (a later level change or
+        # a harm-line crossing that lasts to the window's end is no burst, whatever came before it)
+        gone = np.isnan(self.late_since) & np.isnan(self.crit_since)
+        again = (met == -1) & (n_aside > 0) & (n_aside <= ASIDE_MAX_FRACTION * self.k) & (self.stop_kind == 0) & \
+            gone & (self.noise.resid is not None)
+        if again.any():
+            # The incidents set aside (their intervals unusable, as a missing one is), the rest judged
+            # again on both noises, as above; only a PASS is taken from it, and only where the rest
+            # of the window is no longer apart from the baseline's noise.
+            mask = aside & again[:, None]
+            kept_y = self.y[:, :self.k].copy()
+            self.y[:, :self.k] = np.where(mask, np.nan, kept_y)
+            try:
+                take = np.zeros(self.w, dtype=bool)
+                for veto in (False, True):
+                    b = self._judge(confidence, veto)
+                    # … and the rest of the window is on the baseline's noise again: the incidents
+                    # were what set it apart (a window the change made noisier stays apart)
+                    new = again & ~take & (b[0] == 1) & ~b[8].apart
+                    if new.any():
+                        met, reason, est, low, high, n, n_eff, drift = (
+                            np.where(new, x, old) for x, old in
+                            zip(b[:7] + b[9:], (met, reason, est, low, high, n, n_eff, drift), strict=True))
+                        cur, win = _pick(new, cur, b[7]), _pick(new, win, b[8])
+                        take |= new
+            finally:
+                self.y[:, :self.k] = kept_y
+            if take.any():
+                tt = self.t[:self.k]
+                dt = float(np.median(np.diff(tt))) if self.k > 1 else 0.0
+                aside_s = np.where(take, n_aside * dt, np.nan)
+                aside_from = np.where(take, np.where(aside, tt[None, :], np.inf).min(axis=1), np.nan)
+                aside_to = np.where(take, np.where(aside, tt[None, :], -np.inf).max(axis=1), np.nan)
+                warned_at = np.where(take & np.isnan(warned_at), aside_to, warned_at)
         ctl = np.full(self.w, np.nan)
-        return Outcome(met, reason, self.stopped_at.copy(), self.stop_kind.copy(), ~np.isnan(self.warned_at),
-                       self.warned_at.copy(), est, low, high, n, n_eff, ctl, self.incidents.copy(),
-                       self.late_at.copy(), drift, *self._step_fields(reason), list(self.look_z), cur, win)
+        return Outcome(met, reason, self.stopped_at.copy(), self.stop_kind.copy(), ~np.isnan(warned_at),
+                       warned_at, est, low, high, n, n_eff, ctl, self.incidents.copy(),
+                       self.late_at.copy(), drift, *self._step_fields(reason), list(self.look_z),
+                       aside_s, aside_from, aside_to, cur, win)
 
     def _judge(self, confidence: float, baseline_veto: bool) -> tuple[Any, ...]:
         s = self.s

@@ -126,7 +126,7 @@ class FileJudgement:
             criteria.append({
                 "name": c.name, "met": c.met, "value": c.value, "interval": c.interval, "n": c.n,
                 "n_eff": c.n_eff, "band": band.level if band else None, "rule": c.rule,
-                "applicable": c.applicable, "evidence": c.evidence})
+                "applicable": c.applicable, "evidence": c.evidence, "warning": c.warning})
         out: dict[str, Any] = {
             "verdict": self.verdict.verdict.replace(" ", "_"), "criteria": criteria,
             "reasons": list(self.verdict.reasons), "warnings": list(self.verdict.warnings),
