@@ -235,7 +235,7 @@ class LatencyJudge:
         if bool(tr.new_late[0]):
             news.incident = ("a level change appeared well after the change began (the last "
                              f"{self.s.rolling_s / 60:g} min above the first {self.s.looks_s[0] / 60:g} min): "
-                             "an incident, not the change; no FAIL or warning is drawn from it")
+                             "an incident, not the change: no FAIL is drawn from it")
         return news
 
     def finish(self) -> dict[str, Any]:
