@@ -219,6 +219,7 @@ class LatencyTracker:
         self.warn_since = np.full(w, np.nan)
         self.late_at = np.full(w, np.nan)
         self.late_since = np.full(w, np.nan)  # the later level change seen now, since when (NaN: none now)
+        self.late_peak = np.full(w, np.nan)  # … and the most it has been above the first look's span
         self.look_z: list[np.ndarray] = []
         # the latest tick's evidence, for the band (W,)
         self.level = np.zeros(w, dtype=int)  # 0 ok, 2 warning, 3 critical (confirmed)
@@ -352,12 +353,16 @@ class LatencyTracker:
                 ((self.first_med - nz.level) < pass_line) & active
             self.new_late = late & np.isnan(self.late_at)
             self.late_at = np.where(self.new_late, t, self.late_at)
-            # … and one that went away again was a burst too: an incident to set aside
+            # … and one that went away again was a burst too: an incident to set aside — gone where
+            # the level fell back at least halfway from the episode's peak, not where the test merely
+            # flickered off (a drift crossing its threshold stays as high as it was)
             self.late_since = np.where(late & np.isnan(self.late_since), t, self.late_since)
-            over = ~late & ~np.isnan(self.late_since) & active
+            self.late_peak = np.where(late, np.fmax(self.late_peak, diff), self.late_peak)
+            over = ~late & ~np.isnan(self.late_since) & active & (diff <= 0.5 * self.late_peak)
             if over.any():
                 self._set_aside(np.flatnonzero(over), self.late_since - s.rolling_s, t)
             self.late_since = np.where(late, self.late_since, np.nan)
+            self.late_peak = np.where(late, self.late_peak, np.nan)
         # warning: the window so far, its one-sided lower bound past the warning line
         c_est, c_var, _, c_neff = self._shift(-math.inf)
         c_low = c_est - self.z_warn * np.sqrt(c_var)
