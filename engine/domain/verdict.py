@@ -12,7 +12,8 @@ By role:
 * ``engine.domain.verdict_noise`` — the noise learnt from the baseline (and the window, and
   previous days): spread, long-run variance on several time scales with its degrees of freedom,
   trend;
-* ``engine.domain.verdict_tracker`` — ``LatencyTracker``: one metric through the window, a tick at
+* ``engine.domain.verdict_tracker`` — ``LatencyTracker`` (its settings and outcome in
+  ``verdict_outcome``): one metric through the window, a tick at
   a time, for W windows at once (harm limits, warnings, the looks, later level changes);
 * this module — ``LatencyJudge``, one metric of one window with plain values in and plain answers
   out (the monitor, the dashboard and ``replay`` use it), and the names the rest of the engine
@@ -47,14 +48,14 @@ from engine.domain.verdict_noise import (  # noqa: F401
     long_run,
     usable,
 )
-from engine.domain.verdict_tracker import (  # noqa: F401
+from engine.domain.verdict_outcome import (  # noqa: F401
     REASONS,
-    LatencyTracker,
     Outcome,
     Settings,
     settings_of,
     verdict_codes,
 )
+from engine.domain.verdict_tracker import LatencyTracker
 
 
 def pct(log_shift: float) -> str:

@@ -30,7 +30,6 @@ It decides:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -57,23 +56,7 @@ from engine.domain.verdict_noise import (
     same_as,
     with_floor,
 )
-
-# reason codes (one per window) → the sentence the screen and the replay show
-REASONS = {
-    0: "",
-    1: "baseline has fewer usable intervals than needed",
-    2: "baseline does not vary: its noise cannot be estimated",
-    3: "too few effective intervals in the window",
-    4: "a level change appeared well after the change began (an incident, not the change)",
-    5: "shift at or past the pass line, but the evidence does not exclude the line",
-    6: "the window's latency wanders far more than the baseline's: too few effective intervals to judge its shift",
-    7: "the latency climbs through the baseline and the window alike (a drift): its rise cannot be told from the change",
-    8: "estimate below the pass line, but its interval reaches past the harm line: too uncertain to pass",
-    9: "the baseline's latency jumps between two levels: its median flips between them and is no measure of a shift",
-    10: "the baseline's level rose before the ALTER (not the change): against the level since, the shift is not past the line",
-    11: ("the baseline trends: carried forward, the shift is below the pass line, but against the baseline's level it "
-         "is not — a PASS needs both"),
-}
+from engine.domain.verdict_outcome import Outcome, Settings, pick_rows
 
 ALIKE_Z = 3.29  # the baseline's and the window's own slopes within this many joint SDs: one line
 DRIFT_SD = math.log1p(0.15) / 3600  # log per second: how fast a drift plausibly is, before the data say
@@ -86,57 +69,6 @@ STEP_MIN_S = 120.0  # … with at least this long before and after it
 # out and the rest judged again; a PASS there stands, with a warning that names it. At most this
 # fraction of the window's intervals: a window that is mostly incidents is judged as it is.
 ASIDE_MAX_FRACTION = 1 / 4
-
-
-@dataclass(frozen=True)
-class Settings:
-    """The profile's numbers the tracker needs (engine.domain.thresholds.Profile → ``settings_of``)."""
-
-    warning_pct: float
-    critical_pct: float
-    pass_pct: float
-    min_samples: int = 10
-    window_s: float = 3600.0
-    looks_s: tuple[float, ...] = (900.0, 1800.0, 2700.0, 3600.0)
-    fail_alpha: float = 0.005  # this criterion's share of the profile's α
-    warning_confidence: float = 0.995
-    harm_confidence: float = 0.999
-    late_confidence: float = 0.999
-    rolling_s: float = 300.0
-    confirmation_s: float = 120.0
-    judge_every_s: float = 30.0  # the window so far (warnings, a later level change) is re-judged this often
-    refresh_every_s: float = 120.0  # the noise is learnt again from the baseline and the window this often
-
-
-@dataclass
-class Outcome:
-    """One metric's result over the window (arrays of shape (W,))."""
-
-    met: np.ndarray  # 1 met, 0 not met (FAIL), -1 inconclusive
-    reason: np.ndarray  # REASONS code for the inconclusive / failed ones
-    stopped_at: np.ndarray  # seconds into the window of a harm-limit or boundary stop (NaN: none)
-    stop_kind: np.ndarray  # 0 none, 1 harm limit, 2 sequential boundary
-    warned: np.ndarray  # bool: a warning was raised
-    warned_at: np.ndarray
-    estimate: np.ndarray  # log shift over the whole window (a harm-limit stop: over its rolling span at the stop)
-    low: np.ndarray  # two-sided interval at the profile's confidence, log
-    high: np.ndarray
-    n: np.ndarray
-    n_eff: np.ndarray
-    control_shift: np.ndarray  # log shift of the control itself (NaN without a control)
-    incidents: np.ndarray  # count of incidents (short harm episodes, late level changes)
-    late_at: np.ndarray  # first time a late level change was seen (NaN: never)
-    drift: np.ndarray | None = None  # log per second: the common slope where a drift withheld the verdict (NaN: none)
-    base_step: np.ndarray | None = None  # log rise of the baseline's level before the ALTER where it withheld the verdict
-    base_step_at: np.ndarray | None = None  # … and when (seconds, window time, negative; NaN: none)
-    look_z: list[np.ndarray] = field(default_factory=list)
-    # seconds of the window set aside as incidents where that turned an INCONCLUSIVE into a PASS
-    # (with a warning), and the span they cover (seconds into the window); NaN: none set aside
-    aside_s: np.ndarray | None = None
-    aside_from: np.ndarray | None = None
-    aside_to: np.ndarray | None = None
-    noise: Noise | None = None  # the noise the outcome was judged on (baseline and window)
-    window_noise: WindowNoise | None = None  # … and the window's own where it differs (``apart``)
 
 
 def _med(a: np.ndarray) -> np.ndarray:
@@ -278,12 +210,8 @@ class LatencyTracker:
         if self.k == self.t.shape[0]:
             cap = self.t.shape[0] * 2
             self.t = np.resize(self.t, cap)
-            ny = np.empty((self.w, cap))
-            ny[:, :self.k] = self.y[:, :self.k]
-            self.y = ny
-            na = np.zeros((self.w, cap), dtype=bool)
-            na[:, :self.k] = self.aside[:, :self.k]
-            self.aside = na
+            self.y = _grown(self.y, self.k, cap, np.nan)
+            self.aside = _grown(self.aside, self.k, cap, False)
         self.t[self.k] = t
         self.y[:, self.k] = y
         self.k += 1
@@ -665,60 +593,59 @@ class LatencyTracker:
         Judged on the noise of the baseline and the window together; where that leaves the window
         INCONCLUSIVE, judged again with the baseline's veto on that noise (``pooled_pair``) — a PASS on
         those terms stands (the estimate below the pass line, each side's effective n from the
-        noise its own values show), nothing else is taken from it."""
-        met, reason, est, low, high, n, n_eff, cur, win, drift = self._judge(confidence, False)
-        again = (met == -1) & (self.noise.resid is not None)
+        noise its own values show), nothing else is taken from it; then, where incidents that went
+        away alone left it INCONCLUSIVE, without them (``_without_incidents``)."""
+        judged = self._judge(confidence, False)
+        again = (judged[0] == -1) & (self.noise.resid is not None)
         if again.any():
-            b = self._judge(confidence, True)
-            take = again & (b[0] == 1)
-            if take.any():
-                met, reason, est, low, high, n, n_eff, drift = (
-                    np.where(take, new, old) for new, old in
-                    zip(b[:7] + b[9:], (met, reason, est, low, high, n, n_eff, drift), strict=True))
-                cur, win = _pick(take, cur, b[7]), _pick(take, win, b[8])
-        warned_at = self.warned_at.copy()
-        aside_s, aside_from, aside_to = (np.full(self.w, np.nan) for _ in range(3))
-        aside = self.aside[:, :self.k]
-        n_aside = aside.sum(axis=1)
-        # … where every incident went away again: none still on at the end (a later level change or
-        # a harm-line crossing that lasts to the window's end is no burst, whatever came before it)
-        gone = np.isnan(self.late_since) & np.isnan(self.crit_since)
-        again = (met == -1) & (n_aside > 0) & (n_aside <= ASIDE_MAX_FRACTION * self.k) & (self.stop_kind == 0) & \
-            gone & (self.noise.resid is not None)
-        if again.any():
-            # The incidents set aside (their intervals unusable, as a missing one is), the rest judged
-            # again on both noises, as above; only a PASS is taken from it, and only where the rest
-            # of the window is no longer apart from the baseline's noise.
-            mask = aside & again[:, None]
-            kept_y = self.y[:, :self.k].copy()
-            self.y[:, :self.k] = np.where(mask, np.nan, kept_y)
-            try:
-                take = np.zeros(self.w, dtype=bool)
-                for veto in (False, True):
-                    b = self._judge(confidence, veto)
-                    # … and the rest of the window is on the baseline's noise again: the incidents
-                    # were what set it apart (a window the change made noisier stays apart)
-                    new = again & ~take & (b[0] == 1) & ~b[8].apart
-                    if new.any():
-                        met, reason, est, low, high, n, n_eff, drift = (
-                            np.where(new, x, old) for x, old in
-                            zip(b[:7] + b[9:], (met, reason, est, low, high, n, n_eff, drift), strict=True))
-                        cur, win = _pick(new, cur, b[7]), _pick(new, win, b[8])
-                        take |= new
-            finally:
-                self.y[:, :self.k] = kept_y
-            if take.any():
-                tt = self.t[:self.k]
-                dt = float(np.median(np.diff(tt))) if self.k > 1 else 0.0
-                aside_s = np.where(take, n_aside * dt, np.nan)
-                aside_from = np.where(take, np.where(aside, tt[None, :], np.inf).min(axis=1), np.nan)
-                aside_to = np.where(take, np.where(aside, tt[None, :], -np.inf).max(axis=1), np.nan)
-                warned_at = np.where(take & np.isnan(warned_at), aside_to, warned_at)
+            veto = self._judge(confidence, True)
+            judged = _taken(again & (veto[0] == 1), judged, veto)
+        judged, aside_s, aside_from, aside_to = self._without_incidents(confidence, judged)
+        met, reason, est, low, high, n, n_eff, cur, win, drift = judged
+        warned_at = np.where(np.isfinite(aside_to) & np.isnan(self.warned_at), aside_to, self.warned_at)
         ctl = np.full(self.w, np.nan)
         return Outcome(met, reason, self.stopped_at.copy(), self.stop_kind.copy(), ~np.isnan(warned_at),
                        warned_at, est, low, high, n, n_eff, ctl, self.incidents.copy(),
                        self.late_at.copy(), drift, *self._step_fields(reason), list(self.look_z),
                        aside_s, aside_from, aside_to, cur, win)
+
+    def _without_incidents(self, confidence: float, judged: tuple[Any, ...],
+                           ) -> tuple[tuple[Any, ...], np.ndarray, np.ndarray, np.ndarray]:
+        """``judged`` (a ``_judge`` tuple) with the incidents set aside where they alone left the
+        window INCONCLUSIVE (``ASIDE_MAX_FRACTION``), and the seconds set aside with the span they
+        cover, per window (NaN where none were)."""
+        nan = np.full(self.w, np.nan)
+        aside = self.aside[:, :self.k]
+        n_aside = aside.sum(axis=1)
+        # … where every incident went away again: none still on at the end (a later level change or
+        # a harm-line crossing that lasts to the window's end is no burst, whatever came before it)
+        gone = np.isnan(self.late_since) & np.isnan(self.crit_since)
+        again = (judged[0] == -1) & (n_aside > 0) & (n_aside <= ASIDE_MAX_FRACTION * self.k) & \
+            (self.stop_kind == 0) & gone & (self.noise.resid is not None)
+        if not again.any():
+            return judged, nan, nan, nan
+        # The incidents set aside (their intervals unusable, as a missing one is), the rest judged
+        # again on both noises, as ``finish`` does; only a PASS is taken from it, and only where the
+        # rest of the window is no longer apart from the baseline's noise: the incidents were what
+        # set it apart (a window the change made noisier stays apart).
+        kept_y = self.y[:, :self.k].copy()
+        self.y[:, :self.k] = np.where(aside & again[:, None], np.nan, kept_y)
+        take = np.zeros(self.w, dtype=bool)
+        try:
+            for veto in (False, True):
+                b = self._judge(confidence, veto)
+                new = again & ~take & (b[0] == 1) & ~b[8].apart
+                judged = _taken(new, judged, b)
+                take |= new
+        finally:
+            self.y[:, :self.k] = kept_y
+        if not take.any():
+            return judged, nan, nan, nan
+        tt = self.t[:self.k]
+        dt = float(np.median(np.diff(tt))) if self.k > 1 else 0.0
+        return (judged, np.where(take, n_aside * dt, np.nan),
+                np.where(take, np.where(aside, tt[None, :], np.inf).min(axis=1), np.nan),
+                np.where(take, np.where(aside, tt[None, :], -np.inf).max(axis=1), np.nan))
 
     def _judge(self, confidence: float, baseline_veto: bool) -> tuple[Any, ...]:
         s = self.s
@@ -784,34 +711,15 @@ class LatencyTracker:
         return np.where(mine, self.step_rise, np.nan), np.where(mine, self.step_at, np.nan)
 
 
-def _pick(mask: np.ndarray, a: Any, b: Any) -> Any:
-    """Per window, ``b``'s arrays where ``mask`` else ``a``'s (two Noise or two WindowNoise)."""
-    out = {}
-    for f in fields(a):
-        x, y = getattr(a, f.name), getattr(b, f.name)
-        if isinstance(x, np.ndarray) and isinstance(y, np.ndarray) and x.shape == y.shape:
-            out[f.name] = np.where(mask.reshape((-1,) + (1,) * (x.ndim - 1)), y, x)
-    return replace(a, **out)
+def _taken(take: np.ndarray, old: tuple[Any, ...], new: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Per window, ``new``'s judgement (a ``_judge`` tuple: met, reason, est, low, high, n, n_eff,
+    the two noises, drift) where ``take``, else ``old``'s."""
+    arrays = [np.where(take, b, a) for a, b in zip(old[:7] + old[9:], new[:7] + new[9:], strict=True)]
+    return (*arrays[:7], pick_rows(take, old[7], new[7]), pick_rows(take, old[8], new[8]), *arrays[7:])
 
 
-def settings_of(profile: Any, rule: Any, looks_s: tuple[float, ...]) -> Settings:
-    """A tracker's settings from a threshold profile and one latency rule."""
-    k = max(1, sum(1 for r in profile.rules if r.latency and r.pass_below is not None))
-    return Settings(
-        warning_pct=rule.warning, critical_pct=rule.critical, pass_pct=rule.pass_below or rule.warning,
-        min_samples=profile.min_samples, window_s=profile.window_minutes * 60, looks_s=looks_s,
-        fail_alpha=profile.fail_alpha / k, warning_confidence=profile.warning_confidence,
-        harm_confidence=profile.harm_confidence, late_confidence=profile.harm_confidence,
-        rolling_s=profile.rolling_minutes * 60, confirmation_s=profile.confirmation_minutes * 60)
-
-
-def verdict_codes(outcomes: list[Outcome]) -> np.ndarray:
-    """The latency criteria together, per window: 3 FAIL, 2 INCONCLUSIVE, 1 PASS WITH WARNING,
-    0 PASS (the order ``engine.domain.decision_matrix.final_matrix`` applies to its criteria)."""
-    w = outcomes[0].met.shape[0]
-    code = np.zeros(w, dtype=int)
-    code = np.where(np.any([o.warned for o in outcomes], axis=0), 1, code)
-    code = np.where(np.any([o.met == -1 for o in outcomes], axis=0), 2, code)
-    code = np.where(np.any([o.met == 0 for o in outcomes], axis=0), 3, code)
-    return code
-
+def _grown(a: np.ndarray, k: int, cap: int, fill: Any) -> np.ndarray:
+    """``a`` (W, ·) with room for ``cap`` columns, its first ``k`` kept."""
+    out = np.full((a.shape[0], cap), fill, dtype=a.dtype)
+    out[:, :k] = a[:, :k]
+    return out
