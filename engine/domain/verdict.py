@@ -168,7 +168,7 @@ class LatencyJudge:
         if self.base_n == 0:
             what = f"none of the {self.base_raw_n} baseline values is usable ({self.base_bad})" if self.base_raw_n \
                 else "no baseline interval"
-            return f"{what}: INCONCLUSIVE"
+            return what
         if self.base_n < 3:
             return (f"only {self.base_n} usable baseline interval{'s' if self.base_n > 1 else ''}"
                     + (f" ({self.base_bad})" if self.base_bad else "") + ": its noise cannot be estimated")
