@@ -250,6 +250,40 @@ def test_rehearse_without_a_terminal_says_why_on_stderr_and_prints_json_lines_wh
     assert outcome["status"] in ("completed", "failed", "cancelled")
 
 
+# --- one drill at a time on a sandbox ----------------------------------------------------------------
+
+
+@pytest.mark.mariadb
+def test_a_second_drill_on_the_same_sandbox_is_refused_and_leaves_the_first_alone(tmp_path, monkeypatch):
+    """Two `scripts/rehearse` in one state directory once took each other's servers: the second
+    adopted the first's, reloaded its table under it, and both ended "could not be prepared". The
+    second is now refused before it touches anything — even with --reset — and says how to join."""
+    from engine.drill import rehearsal
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    first = rehearsal.prepare(2_000, False, "you", lambda line: None, speed=30)
+    try:
+        plan = first.plan_path.read_text()
+        with pytest.raises(rehearsal.DrillBusy) as busy:
+            rehearsal.prepare(2_000, True, "you", lambda line: None, speed=30)
+        said = str(busy.value)
+        assert "another drill is running on this sandbox" in said and f"process {os.getpid()}" in said
+        assert f"canary-console run {first.plan_path} --as teammate" in said
+        assert first.plan_path.read_text() == plan, "the refused --reset deleted nothing"
+
+        env = dict(os.environ, PYTHONPATH=str(ROOT), XDG_STATE_HOME=str(tmp_path))
+        done = subprocess.run([sys.executable, "-m", "console.cli", "rehearse", "--headless", "--reset"],
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True, cwd=ROOT, env=env,
+                              timeout=120)
+        assert done.returncode == 3, (done.stdout, done.stderr)
+        assert "another drill is running on this sandbox" in done.stderr and "Traceback" not in done.stderr
+        assert first.plan_path.read_text() == plan
+    finally:
+        first.stop()
+    again = rehearsal.prepare(2_000, False, "you", lambda line: None, speed=30)  # the lock went with the stop
+    again.stop()
+
+
 # --- the preparation screen, as a person sees it -------------------------------------------------------
 
 

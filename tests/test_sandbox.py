@@ -5,6 +5,8 @@ by side, the machine's own server untouched, and the install hint when the binar
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pymysql
@@ -13,6 +15,8 @@ import pytest
 from engine.drill import sandbox as sandbox_mod
 from engine.drill.sandbox import INSTALL_HINT, MariaDBSandbox, SandboxUnavailable
 from engine.drill.selftest import wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.mariadb
 
@@ -130,6 +134,37 @@ def test_two_sandboxes_at_once_do_not_interfere():
             cur.execute("SHOW DATABASES LIKE 'only_in_b'")
             assert len(cur.fetchall()) == 1
     assert not b.primary.running and not b.base.exists()
+
+
+def test_a_killed_owners_sandbox_is_stopped_and_removed_by_the_next_one():
+    """A drill killed with SIGKILL during its self-test left the self-test's mariadbd running for
+    ever on a temporary datadir. The next temporary sandbox stops it and removes the directory; a
+    live owner's sandbox is left alone."""
+    code = ("import sys, time; from engine.drill.sandbox import MariaDBSandbox; sb = MariaDBSandbox().start(); "
+            "print(sb.base, sb.primary.process.pid, flush=True); time.sleep(600)")
+    owner = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        base, server_pid = owner.stdout.readline().split()
+        base, server_pid = Path(base), int(server_pid)
+        with MariaDBSandbox() as live:
+            assert base.exists() and Path(f"/proc/{server_pid}").exists(), "its owner lives: left alone"
+            owner.kill()
+            owner.wait(10)
+            assert Path(f"/proc/{server_pid}").exists(), "SIGKILL leaves the server running"
+            sandbox_mod.reap_orphans()  # (another worker's new sandbox may be reaping it too)
+            assert wait_for(lambda: not base.exists(), 30), "the orphan's directory is removed"
+            assert wait_for(lambda: not Path(f"/proc/{server_pid}").exists() or _zombie(server_pid), 30), \
+                "the orphan's server is stopped"
+            assert live.primary.running and live.base.exists(), "this process's own sandbox is not an orphan"
+    finally:
+        owner.kill()
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
 
 
 def test_the_machine_server_is_untouched_by_a_sandbox():

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from console.commands import EXIT_FAILED, EXIT_OK, QUIET_EVENTS, CliError, _backend, _me
+from console.commands import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, QUIET_EVENTS, CliError, _backend, _me
 from engine.adapters.identity import current_identity, worker_id
 from engine.domain.plan import load_plan
 
@@ -39,9 +39,12 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
     webhook = args.webhook
     if webhook is not None and not webhook.startswith(("http://", "https://")):
         raise CliError("--webhook must be an http:// or https:// URL (a Slack-compatible test channel)")
-    prepared = rehearsal.prepare(args.rows, args.reset, ident.user, out.say, speed=args.speed,
-                                 performance_schema=not args.performance_schema_off, control=args.control,
-                                 webhook=webhook)
+    try:
+        prepared = rehearsal.prepare(args.rows, args.reset, ident.user, out.say, speed=args.speed,
+                                     performance_schema=not args.performance_schema_off, control=args.control,
+                                     webhook=webhook)
+    except rehearsal.DrillBusy as busy:
+        raise CliError(str(busy), EXIT_REFUSED) from None
     cases = [c.strip().upper() for c in args.self_test_cases.split(",")] if args.self_test_cases else None
     self_test = not args.skip_self_test and not prepared.past_prechecks
     if not args.headless:

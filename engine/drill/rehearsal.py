@@ -7,9 +7,12 @@ for; the servers and the workload stop when the rehearsal ends.
 
 from __future__ import annotations
 
+import fcntl
+import os
+import shlex
 import shutil
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -43,6 +46,44 @@ def rehearsal_dir() -> Path:
     return state_dir() / "rehearsal"
 
 
+class DrillBusy(RuntimeError):
+    """Another drill is running on this sandbox: a second one would take its servers and reload its table."""
+
+
+class DrillLock:
+    """One drill at a time on a sandbox. An exclusive ``flock`` on ``rehearsal.lock`` (beside the
+    sandbox's directory, so ``--reset`` never deletes it while held), taken before anything is
+    touched and held until the drill stops. The kernel drops it when the process dies, so a killed
+    drill never leaves a stale lock: the next one resumes it."""
+
+    def __init__(self, base: Path) -> None:
+        self._fd: int | None = None
+        path = base.parent / "rehearsal.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 200).decode(errors="replace").strip()
+            os.close(fd)
+            plan = base / "canary.toml"
+            raise DrillBusy(
+                f"another drill is running on this sandbox ({base}){': ' + for_terminal(holder) if holder else ''}. "
+                f"Join it from this terminal as the teammate with `canary-console run {shlex.quote(str(plan))} --as teammate`, or "
+                "close that drill (Ctrl+Q in its console) and start this one again") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"process {os.getpid()}, started {utcnow():%Y-%m-%d %H:%M:%S} UTC\n".encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)  # closing the descriptor drops the lock
+
+    def __del__(self) -> None:
+        self.release()
+
+
 @dataclass
 class Rehearsal:
     sandbox: MariaDBSandbox
@@ -52,6 +93,7 @@ class Rehearsal:
     writes: Workload
     resumed_run: str | None = None  # the drill's run a killed rehearsal left unfinished
     control: tuple[Workload, ...] = ()  # the same reads and writes on the control tenant's schema
+    lock: DrillLock | None = None  # held while the drill runs: one drill at a time on the sandbox
 
     def stop(self) -> None:
         self.reads.stop()
@@ -59,6 +101,8 @@ class Rehearsal:
         for workload in self.control:
             workload.stop()
         self.sandbox.stop()
+        if self.lock is not None:
+            self.lock.release()
 
 
 def _table_rows(sandbox: MariaDBSandbox, db: str = DB) -> int | None:
@@ -191,6 +235,7 @@ class Prepared:
     drill: Rehearsal | None = None
     control: bool = False  # a control tenant: its table loaded, its workload run (`--control`)
     resumed_status: str | None = None  # the resumed run's status when the drill started
+    lock: DrillLock | None = field(default=None, repr=False)  # this sandbox's, from ``prepare`` to ``stop``
 
     @property
     def past_prechecks(self) -> bool:
@@ -283,7 +328,7 @@ class Prepared:
         for workload in control:
             workload.start()
         self.drill = Rehearsal(self.sandbox, self.plan_path, self.store_url, reads, writes, self.resumed_run,
-                               control)
+                               control, self.lock)
         return self.drill
 
     def stop(self) -> None:
@@ -292,6 +337,8 @@ class Prepared:
             self.drill.stop()
         else:
             self.sandbox.stop()
+        if self.lock is not None:
+            self.lock.release()
 
 
 def self_test(store: Any, tenant: str, actor: str, roles: Iterable[str], cases: list[str] | None,
@@ -357,8 +404,19 @@ def prepare(rows: int, reset: bool, user: str, progress: Callable[[str], None], 
             performance_schema: bool = True, control: bool = False, webhook: str | None = None) -> Prepared:
     """The quick half of the start: a reset done, a killed drill's unfinished run found, the
     servers' ports chosen (or read off the servers a killed drill left running), the plan
-    written. Nothing here waits for a server to start or a table to load."""
+    written. Nothing here waits for a server to start or a table to load. Another drill running
+    on the same sandbox raises ``DrillBusy`` before anything is touched."""
     base = rehearsal_dir()
+    lock = DrillLock(base)
+    try:
+        return _prepare(base, lock, rows, reset, user, progress, speed, performance_schema, control, webhook)
+    except BaseException:
+        lock.release()
+        raise
+
+
+def _prepare(base: Path, lock: DrillLock, rows: int, reset: bool, user: str, progress: Callable[[str], None],
+             speed: float, performance_schema: bool, control: bool, webhook: str | None) -> Prepared:
     plan_path = base / "canary.toml"
     if reset and base.exists():
         leftovers = MariaDBSandbox(base_dir=base / "servers", replica=True)
@@ -383,7 +441,8 @@ def prepare(rows: int, reset: bool, user: str, progress: Callable[[str], None], 
         _archive_store(base, progress)
     plan_path.write_text("# Written by `canary-console rehearse` for the private sandbox (a rehearsal only).\n"
                          + toml_dump(plan_data(sandbox, store_url, user, speed, origin, window, control, webhook)))
-    return Prepared(sandbox, plan_path, store_url, rows, run_id, adopted, control=control, resumed_status=status)
+    return Prepared(sandbox, plan_path, store_url, rows, run_id, adopted, control=control, resumed_status=status,
+                    lock=lock)
 
 
 def start(rows: int, reset: bool, user: str, progress: Callable[[str], None], speed: float = 1.0,

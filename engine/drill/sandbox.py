@@ -266,8 +266,52 @@ def pool_for_rows(rows: int) -> int:
     return max(256, -(-rows * 160 // (1 << 20)))
 
 
+OWNER_FILE = "owner"  # in a temporary sandbox's directory: "<pid> <start>" of the process that made it
+
+
+def _process_start(pid: int) -> str | None:
+    """When the process started (clock ticks since boot, /proc/PID/stat field 22): with its pid
+    it names one process, even once pids wrap. None: no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[-1].split()
+    return fields[19] if len(fields) > 19 else None
+
+
+def reap_orphans(tmp: Path = Path("/tmp")) -> list[Path]:
+    """Stop and remove the temporary sandboxes whose owner is gone. A process killed with SIGKILL
+    (a drill killed during its self-test, a test run cut off) runs no ``atexit``: its servers would
+    run on for ever and its datadir stay behind. A sandbox whose owner lives, or with no owner file,
+    is left alone; a server is stopped only if its command line names that sandbox's datadir."""
+    reaped = []
+    for base in tmp.glob("cc-sbx-*"):
+        try:
+            pid, start = (base / OWNER_FILE).read_text().split()
+            if _process_start(int(pid)) == start:
+                continue
+        except (OSError, ValueError):
+            continue
+        for name in ("primary", "replica"):
+            server = SandboxServer(name, base, server_id=0, primary=name == "primary", port=0)
+            try:
+                held = int(server.pid_file.read_text().strip())
+                argv = Path(f"/proc/{held}/cmdline").read_bytes().decode(errors="replace").split("\0")
+            except (OSError, ValueError):
+                continue
+            if f"--datadir={server.datadir}" in argv:
+                server.adopted_pid = held
+                server.stop()
+        shutil.rmtree(base, ignore_errors=True)
+        reaped.append(base)
+    return reaped
+
+
 class MariaDBSandbox:
-    """A primary and, if asked, a replica of it. Use as a context manager or call ``stop()``."""
+    """A primary and, if asked, a replica of it. Use as a context manager or call ``stop()``.
+    A temporary one (no ``base_dir``) records its owner; the next one made after that owner was
+    killed stops its servers and removes it (``reap_orphans``)."""
 
     def __init__(self, base_dir: str | os.PathLike[str] | None = None, replica: bool = False,
                  performance_schema: bool = True, buffer_pool_mb: int = 256):
@@ -276,9 +320,13 @@ class MariaDBSandbox:
         buffer pool (``pool_for_rows`` for a drill's table)."""
         self.server_bin, self.install_bin = binaries()
         self._owns_dir = base_dir is None
+        if self._owns_dir:
+            reap_orphans()
         # Short path under /tmp: a unix socket path must stay under 108 bytes.
         self.base = Path(base_dir) if base_dir else Path(tempfile.mkdtemp(prefix="cc-sbx-", dir="/tmp"))
         self.base.mkdir(parents=True, exist_ok=True)
+        if self._owns_dir:
+            (self.base / OWNER_FILE).write_text(f"{os.getpid()} {_process_start(os.getpid())}\n")
         # A unix socket path must stay under 108 bytes; a deep base directory (a long home, a
         # test's tmp_path) gets its sockets in a short directory of its own under /tmp.
         self._socket_dir: Path | None = None
