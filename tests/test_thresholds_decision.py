@@ -100,6 +100,23 @@ def test_profile_overrides_are_validated():
     assert len(caught.value.problems) == 5
 
 
+@pytest.mark.parametrize(("setting", "value", "said"), [
+    ("window_minutes", float("inf"), "must be a positive number"),
+    ("confirmation_minutes", float("nan"), "must be a positive number"),
+    ("window_minutes", 1e308, "must be at most 1440 (a day)"),
+    ("confirmation_minutes", 60, "must be shorter than the window"),
+    ("extension_factor", 1e9, "must be at most 10"),
+    ("min_samples", 10**12, "must be at most 10000"),
+])
+def test_a_setting_that_would_never_end_or_never_hold_is_refused_with_its_limit(setting, value, said):
+    """A profile is a TOML file a person edits: ``inf``, ``nan`` and 1e308 are valid TOML. A window of
+    1e308 minutes never ended (the run stranded in monitoring); a confirmation period of the whole
+    window made the harm limits never stop it."""
+    with pytest.raises(ProfileError) as caught:
+        profile_from_overrides({setting: value})
+    assert any(said in p and f"'thresholds.{setting}'" in p for p in caught.value.problems), caught.value.problems
+
+
 def _band(key, measure, n=None):
     rule = PROFILE.rule(key)
     band = evaluate_band(rule, *_value_for(rule, measure))

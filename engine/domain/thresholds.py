@@ -150,6 +150,11 @@ _PROFILE_FIELDS = {
     "baseline_minutes": float, "baseline_effective_n": float,
 }
 
+# Upper bounds on the settings (the rest: 10,000): a day for anything in minutes, so a typo or an
+# ``inf`` never makes a window that does not end.
+_PROFILE_CAPS = {key: 1440.0 for key in _PROFILE_FIELDS if key.endswith("_minutes")} | {"extension_factor": 10.0}
+_CAP_WHY = {key: " (a day)" for key in _PROFILE_CAPS if key.endswith("_minutes")}
+
 
 def profile_from_overrides(overrides: dict[str, Any], base: Profile | None = None, name: str = "plan") -> Profile:
     """Apply ``[thresholds]`` from a plan or a profile file: ``[thresholds.latency_p50] warning = 8``
@@ -181,14 +186,22 @@ def profile_from_overrides(overrides: dict[str, Any], base: Profile | None = Non
             rules[key] = rule
         elif key in _PROFILE_FIELDS:
             kind = _PROFILE_FIELDS[key]
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0 or (
-                    kind is int and not float(value).is_integer()):
+            cap = _PROFILE_CAPS.get(key, 10_000.0)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or (
+                    value <= 0 or (kind is int and not float(value).is_integer())):
                 problems.append(f"'thresholds.{key}' must be a positive {'whole number' if kind is int else 'number'}")
+                continue
+            if value > cap:  # nan, inf or 1e308 minutes: a window that never ends, a harm limit that never holds
+                problems.append(f"'thresholds.{key}' must be at most {cap:g}{_CAP_WHY.get(key, '')}, not {value:g}")
                 continue
             settings[key] = kind(value)
         else:
             problems.append(f"unknown key 'thresholds.{key}': metrics are {', '.join(rules)}; "
                             f"settings are {', '.join(sorted(_PROFILE_FIELDS))}")
+    if settings.get("confirmation_minutes", base.confirmation_minutes) >= settings.get(
+            "window_minutes", base.window_minutes):
+        problems.append("'thresholds.confirmation_minutes' must be shorter than the window: a harm limit that must "
+                        "hold longer than the window could never stop it")
     if settings.get("window_minutes", base.window_minutes) < 60:
         problems.append("'thresholds.window_minutes' cannot shorten the 60-minute monitoring window (runbook 5.4)")
     if settings.get("concurrent_autopause", base.concurrent_autopause) <= settings.get(
