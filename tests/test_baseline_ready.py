@@ -144,6 +144,11 @@ def _executor(tmp_path, walk: bool, cap: float, off_peak_hours: int = 12):
                          interval=DT)
     ticks: list[int] = []
     ex.monitor.baseline(10 * DT, lambda: ticks.append(1))  # far too short: 10 intervals
+    # At 600× those 50 s are 0.08 real s: on a loaded machine they held one or two ticks, and a
+    # baseline of fewer than three values is "never a reason to wait" — the extension did not
+    # start and the test failed. The ten intervals it means, whatever the machine's speed:
+    while len(ticks) < 10:
+        ex.monitor.sample(DT, lambda: ticks.append(1))
     return ex, store, run, events, ticks, clock
 
 
