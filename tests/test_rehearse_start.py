@@ -271,10 +271,9 @@ def test_a_second_drill_on_the_same_sandbox_is_refused_and_leaves_the_first_alon
         assert f"canary-console run {first.plan_path} --as teammate" in said
         assert first.plan_path.read_text() == plan, "the refused --reset deleted nothing"
 
-        env = dict(os.environ, PYTHONPATH=str(ROOT), XDG_STATE_HOME=str(tmp_path))
-        done = subprocess.run([sys.executable, "-m", "console.cli", "rehearse", "--headless", "--reset"],
-                              stdin=subprocess.DEVNULL, capture_output=True, text=True, cwd=ROOT, env=env,
-                              timeout=120)
+        from tests.cli_run import run_cli
+
+        done = run_cli("rehearse", "--headless", "--reset")  # in this process: the lock is per open file
         assert done.returncode == 3, (done.stdout, done.stderr)
         assert "another drill is running on this sandbox" in done.stderr and "Traceback" not in done.stderr
         assert first.plan_path.read_text() == plan
