@@ -6,7 +6,15 @@ import argparse
 import sys
 from typing import Any
 
-from console.commands import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, QUIET_EVENTS, CliError, _backend, _me
+from console.commands import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_REFUSED,
+    QUIET_EVENTS,
+    CliError,
+    _backend,
+    _me,
+)
 from engine.adapters.identity import current_identity, worker_id
 from engine.domain.plan import load_plan
 
