@@ -15,6 +15,8 @@ switch, and do not poll the target a second time (docs/roles.md).
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import threading
 import traceback
 from typing import TYPE_CHECKING, Any
@@ -128,6 +130,8 @@ class CanaryApp(KeysAnswer, KillSwitchKeys, FrameKeeper, StepNavigation, RunWork
         self.run_id: str | None = None
         self.driving = False
         self.count_cancel = threading.Event()
+        self.closed_by: str | None = None  # the signal that closed the console (SIGTERM, SIGHUP), if one did
+        self._signals_before: dict[signal.Signals, Any] = {}
         self._view_busy = False
         self._run_audit: tuple[str | None, list[Any], int | None] = (None, [], None)  # run_workers._run_entries
         self._kill_shown: tuple | None = None  # what the frame was last told of the kill switch
@@ -183,6 +187,44 @@ class CanaryApp(KeysAnswer, KillSwitchKeys, FrameKeeper, StepNavigation, RunWork
             self.push_screen("dry_run")
         # The first frame first; then the store's imports, the reads and the polls.
         self.call_after_refresh(self._after_first_frame)
+        self._catch_signals()
+
+    # SIGTERM (``kill``, ``timeout``, a service manager) and SIGHUP (the SSH session dropped) close
+    # the console as Ctrl+Q does. Python's default for both ended the process where it stood: the
+    # terminal was left in the console's screen and raw mode (``reset`` needed), a drill's sandbox
+    # and workload were not stopped, and nothing said why. The run itself is not touched: as after
+    # Ctrl+Q, its lease runs out and a console started again takes it up.
+    CLOSING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+    def _catch_signals(self) -> None:
+        self._signals_before = {}
+        try:
+            loop = asyncio.get_running_loop()
+            for sig in self.CLOSING_SIGNALS:
+                self._signals_before[sig] = signal.getsignal(sig)
+                loop.add_signal_handler(sig, self._closed_by_signal, sig)
+        except (RuntimeError, ValueError, NotImplementedError):
+            pass  # not the main thread (an embedding, a test host): the signals keep their handlers
+
+    def _release_signals(self) -> None:
+        """The handlers the process had before the console (asyncio would leave the default)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        for sig, before in self._signals_before.items():
+            try:
+                loop.remove_signal_handler(sig)
+                signal.signal(sig, before if before is not None else signal.SIG_DFL)
+            except (RuntimeError, ValueError, NotImplementedError):
+                pass
+        self._signals_before = {}
+
+    def _closed_by_signal(self, sig: signal.Signals) -> None:
+        self.closed_by = signal.Signals(sig).name
+        self.exit(return_code=1,
+                  message=f"the console was closed by {self.closed_by} (as Ctrl+Q); the run, if one is under way, "
+                          "goes on: its lease runs out and a console started again takes it up")
 
     def _after_first_frame(self) -> None:
         self.open_store()
@@ -223,6 +265,7 @@ class CanaryApp(KeysAnswer, KillSwitchKeys, FrameKeeper, StepNavigation, RunWork
             self.call_from_thread(self._install_late, name, screen)
 
     def on_unmount(self) -> None:
+        self._release_signals()
         if self._faults is not None:
             self._faults.close()  # a drill's injected faults stop with the console
         self._stop.set()

@@ -310,3 +310,21 @@ async def test_the_audit_log_says_so_in_the_step_bar_rather_than_highlight_a_ste
         await pilot.pause()
         bar = str(app.screen.query_one(StepBar).render())
         assert "[reverse] 1 Plan [/reverse]" in bar and "Audit" not in bar
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP"])
+async def test_sigterm_and_sighup_close_the_console_as_ctrl_q_does(tmp_path, sig):
+    """``kill`` (SIGTERM) or a dropped SSH session (SIGHUP) ended the process where it stood: the
+    terminal left in the console's screen and raw mode, a drill's sandbox not stopped, nothing said.
+    Now the console closes as Ctrl+Q does, says why, and gives the process its handlers back."""
+    import os
+    import signal
+
+    before = signal.getsignal(signal.Signals[sig])
+    app = make_app(tmp_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        os.kill(os.getpid(), signal.Signals[sig])
+        await until(pilot, lambda: app.closed_by is not None, 5)
+    assert app.closed_by == sig and app.return_code == 1
+    assert signal.getsignal(signal.Signals[sig]) == before, "the process's own handler is back"
