@@ -10,9 +10,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
+import threading
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
 
 from console.api_cmd import add_api_parser
 from console.commands import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, CliError
@@ -229,9 +233,46 @@ def _quiet_stdout() -> None:
         pass
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP: the command unwinds as after Ctrl+C, so what it started is stopped (a
+    drill's servers, its workload, the self-test's sandbox) instead of left running by Python's
+    default, which ends the process where it stands."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.name = signal.Signals(signum).name
+        self.code = 128 + signum  # as a shell reports a process the signal ended
+
+
+@contextmanager
+def _unwinding_on_signals() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise ``Terminated`` while the command runs (main thread only; a
+    handler the process set itself is kept). The console installs its own while it is open: there
+    they close it as Ctrl+Q does."""
+    before: dict[signal.Signals, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            if signal.getsignal(sig) in (signal.SIG_DFL, None):
+                before[sig] = signal.signal(sig, _raise_terminated)
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+
+
+def _raise_terminated(signum: int, _frame: object) -> None:
+    raise Terminated(signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Exit codes (README "Exit codes"): 0 done, 1 error, 2 usage (bad input), 3 refused."""
     args = build_parser().parse_args(argv)
+    with _unwinding_on_signals():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         code = int(args.func(args))
         sys.stdout.flush()  # here, not at exit: a closed pipe is handled below
@@ -244,6 +285,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except CliError as exc:
         print(str(exc), file=sys.stderr)
+        return exc.code
+    except Terminated as exc:
+        print(f"terminated ({exc.name}): what the command started was stopped", file=sys.stderr)
         return exc.code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -214,3 +214,35 @@ def test_a_run_is_named_by_the_start_of_its_id_as_the_screens_show_it(tmp_path, 
     done = cli(lesson[0], "3f2a%", *lesson[1:])  # a LIKE wildcard is not a prefix
     assert done.returncode == 1 and "not found" in done.stderr
     assert len(store.audit_entries(plan.tenant, action=LESSON)) == 2
+
+
+@pytest.mark.mariadb
+def test_sigterm_stops_what_the_command_started_and_says_so(tmp_path, store_url):
+    """SIGTERM (``kill``, ``timeout``) ended a command where it stood: a headless drill's servers and
+    its self-test's sandbox ran on with nobody to stop them. Now it unwinds as Ctrl+C does — its
+    sandbox stopped and removed — and says which signal ended it (exit 128 + 15, as a shell would)."""
+    import os
+    import signal
+    import sys
+    import time
+
+    plan = write_plan(tmp_path, "developer")
+    proc = subprocess.Popen([sys.executable, "-m", "console.cli", "self-test", "--plan", str(plan), "--store",
+                             store_url, "--cases", "TC-10"], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    deadline = time.monotonic() + 60
+    started = None
+    while started is None and time.monotonic() < deadline and proc.poll() is None:
+        for base in Path("/tmp").glob("cc-sbx-*"):
+            try:
+                if (base / "owner").read_text().startswith(f"{proc.pid} ") and (base / "primary.pid").exists():
+                    started = base
+            except OSError:
+                pass
+        time.sleep(0.1)
+    assert started is not None, "the self-test started its sandbox"
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, (out, err)
+    assert "terminated (SIGTERM)" in err and "Traceback" not in err
+    assert not started.exists(), "the sandbox it started is stopped and removed"
