@@ -222,9 +222,10 @@ class CanaryApp(KeysAnswer, KillSwitchKeys, FrameKeeper, StepNavigation, RunWork
 
     def _closed_by_signal(self, sig: signal.Signals) -> None:
         self.closed_by = signal.Signals(sig).name
-        self.exit(return_code=1,
-                  message=f"the console was closed by {self.closed_by} (as Ctrl+Q); the run, if one is under way, "
-                          "goes on: its lease runs out and a console started again takes it up")
+        then = ("the drill stops what it started; `canary-console rehearse` takes its run up again"
+                if self.plan.rehearsal else
+                "the run, if one is under way, goes on: its lease runs out and a console started again takes it up")
+        self.exit(return_code=1, message=f"the console was closed by {self.closed_by} (as Ctrl+Q): {then}")
 
     def _after_first_frame(self) -> None:
         self.open_store()
