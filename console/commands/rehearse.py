@@ -82,14 +82,18 @@ def _rehearse_console(args: argparse.Namespace, prepared: Any, cases: list[str] 
     try:
         app.run()
     finally:
-        if not app.stop_preparation(timeout=90):
-            print("[rehearse] the preparation did not stop in 90 s: its servers are stopped as the process "
-                  "exits", file=sys.stderr)
-        for line in app.transcript:  # what the preparation did, kept on the terminal after the console
-            out.say(line)
-        out.say(f"the drill's plan: {prepared.plan_path}")
-        out.say("stopping the workload and the sandbox servers")
-        prepared.stop()
+        # The servers are stopped whatever the printing meets: after SIGHUP the terminal is gone
+        # and a line written to it raises (EIO), which must not leave the sandbox running.
+        try:
+            if not app.stop_preparation(timeout=90):
+                print("[rehearse] the preparation did not stop in 90 s: its servers are stopped as the process "
+                      "exits", file=sys.stderr)
+            for line in app.transcript:  # what the preparation did, kept on the terminal after the console
+                out.say(line)
+            out.say(f"the drill's plan: {prepared.plan_path}")
+            out.say("stopping the workload and the sandbox servers")
+        finally:
+            prepared.stop()
     if app.failed:
         print(f"[rehearse] {app.failed}", file=sys.stderr)
         return EXIT_FAILED

@@ -283,11 +283,13 @@ def _process_start(pid: int) -> str | None:
 def reap_orphans(tmp: Path = Path("/tmp")) -> list[Path]:
     """Stop and remove the temporary sandboxes whose owner is gone. A process killed with SIGKILL
     (a drill killed during its self-test, a test run cut off) runs no ``atexit``: its servers would
-    run on for ever and its datadir stay behind. A sandbox whose owner lives, or with no owner file,
-    is left alone; a server is stopped only if its command line names that sandbox's datadir."""
+    run on for ever and its datadir stay behind. A sandbox whose owner lives, with no owner file, or
+    made by another user is left alone; a server is stopped only if its command line names that sandbox's datadir."""
     reaped = []
     for base in tmp.glob("cc-sbx-*"):
         try:
+            if base.stat().st_uid != os.getuid():
+                continue  # another user's (a shared jump host): theirs to clean, and not ours to signal
             pid, start = (base / OWNER_FILE).read_text().split()
             if _process_start(int(pid)) == start:
                 continue
@@ -302,7 +304,8 @@ def reap_orphans(tmp: Path = Path("/tmp")) -> list[Path]:
                 continue
             if f"--datadir={server.datadir}" in argv:
                 server.adopted_pid = held
-                server.stop()
+                with contextlib.suppress(OSError):
+                    server.stop()
         shutil.rmtree(base, ignore_errors=True)
         reaped.append(base)
     return reaped
