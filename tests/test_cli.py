@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from cli_run import cli_process, run_cli
+from waits import wait_for
 
 from engine.adapters.store import Store
 
@@ -224,22 +225,23 @@ def test_sigterm_stops_what_the_command_started_and_says_so(tmp_path, store_url)
     import os
     import signal
     import sys
-    import time
 
     plan = write_plan(tmp_path, "developer")
     proc = subprocess.Popen([sys.executable, "-m", "console.cli", "self-test", "--plan", str(plan), "--store",
                              store_url, "--cases", "TC-10"], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
-    deadline = time.monotonic() + 60
-    started = None
-    while started is None and time.monotonic() < deadline and proc.poll() is None:
+    def its_sandbox() -> Path | None:
+        if proc.poll() is not None:
+            return None
         for base in Path("/tmp").glob("cc-sbx-*"):
             try:
                 if (base / "owner").read_text().startswith(f"{proc.pid} ") and (base / "primary.pid").exists():
-                    started = base
+                    return base
             except OSError:
                 pass
-        time.sleep(0.1)
+        return None
+
+    started = wait_for(its_sandbox, 60)
     assert started is not None, "the self-test started its sandbox"
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)

@@ -140,8 +140,8 @@ def test_a_killed_owners_sandbox_is_stopped_and_removed_by_the_next_one():
     """A drill killed with SIGKILL during its self-test left the self-test's mariadbd running for
     ever on a temporary datadir. The next temporary sandbox stops it and removes the directory; a
     live owner's sandbox is left alone."""
-    code = ("import sys, time; from engine.drill.sandbox import MariaDBSandbox; sb = MariaDBSandbox().start(); "
-            "print(sb.base, sb.primary.process.pid, flush=True); time.sleep(600)")
+    code = ("import signal; from engine.drill.sandbox import MariaDBSandbox; sb = MariaDBSandbox().start(); "
+            "print(sb.base, sb.primary.process.pid, flush=True); signal.pause()")  # alive until killed
     owner = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         base, server_pid = owner.stdout.readline().split()

@@ -153,7 +153,6 @@ _PROFILE_FIELDS = {
 # Upper bounds on the settings (the rest: 10,000): a day for anything in minutes, so a typo or an
 # ``inf`` never makes a window that does not end.
 _PROFILE_CAPS = {key: 1440.0 for key in _PROFILE_FIELDS if key.endswith("_minutes")} | {"extension_factor": 10.0}
-_CAP_WHY = {key: " (a day)" for key in _PROFILE_CAPS if key.endswith("_minutes")}
 
 
 def profile_from_overrides(overrides: dict[str, Any], base: Profile | None = None, name: str = "plan") -> Profile:
@@ -192,7 +191,7 @@ def profile_from_overrides(overrides: dict[str, Any], base: Profile | None = Non
                 problems.append(f"'thresholds.{key}' must be a positive {'whole number' if kind is int else 'number'}")
                 continue
             if value > cap:  # nan, inf or 1e308 minutes: a window that never ends, a harm limit that never holds
-                problems.append(f"'thresholds.{key}' must be at most {cap:g}{_CAP_WHY.get(key, '')}, not {value:g}")
+                problems.append(f"'thresholds.{key}' must be at most {cap:g}{' (a day)' if key.endswith('_minutes') else ''}, not {value:g}")
                 continue
             settings[key] = kind(value)
         else:

@@ -100,13 +100,10 @@ class SandboxServer:
         """Take over a server of this datadir that an earlier process started and left running
         (a drill killed with SIGKILL leaves its servers up, an ALTER perhaps still in flight). True
         when there was one and it answers; its port and socket are read off its command line."""
-        try:
-            pid = int(self.pid_file.read_text().strip())
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
-        except (OSError, ValueError):
+        found = self.left_running()
+        if found is None:
             return False
-        if f"--datadir={self.datadir}" not in argv:
-            return False  # a stale pid file; that pid is someone else now
+        pid, argv = found
         opts = dict(a[2:].split("=", 1) for a in argv if a.startswith("--") and "=" in a)
         try:
             port, sock = int(opts["port"]), opts["socket"]
@@ -115,6 +112,17 @@ class SandboxServer:
             return False
         self.port, self.adopted_pid, self.adopted_socket = port, pid, sock
         return True
+
+    def left_running(self) -> tuple[int, list[str]] | None:
+        """The pid and command line of a server of this datadir still running (its pid file read,
+        the process's command line naming this datadir); None: none, or a stale pid file whose
+        pid is someone else now."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+        except (OSError, ValueError):
+            return None
+        return (pid, argv) if f"--datadir={self.datadir}" in argv else None
 
     @property
     def error_log(self) -> Path:
@@ -297,13 +305,9 @@ def reap_orphans(tmp: Path = Path("/tmp")) -> list[Path]:
             continue
         for name in ("primary", "replica"):
             server = SandboxServer(name, base, server_id=0, primary=name == "primary", port=0)
-            try:
-                held = int(server.pid_file.read_text().strip())
-                argv = Path(f"/proc/{held}/cmdline").read_bytes().decode(errors="replace").split("\0")
-            except (OSError, ValueError):
-                continue
-            if f"--datadir={server.datadir}" in argv:
-                server.adopted_pid = held
+            found = server.left_running()
+            if found is not None:
+                server.adopted_pid = found[0]
                 with contextlib.suppress(OSError):
                     server.stop()
         shutil.rmtree(base, ignore_errors=True)
